@@ -1,0 +1,46 @@
+"""releasegate: the governed release loop for LLM workflows.
+
+    change -> register -> evaluate -> gate -> promote   (then monitor, roll back, review)
+
+The SDK surface is loaded lazily so ``import releasegate`` stays cheap for
+applications that only resolve which version to run.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "InputError": "releasegate.errors",
+    "NotFoundError": "releasegate.errors",
+    "RefusedError": "releasegate.errors",
+    "ReleasegateError": "releasegate.errors",
+    "Store": "releasegate.store.engine",
+    "approve": "releasegate.release.promote",
+    "decide_gate": "releasegate.release.gate",
+    "evaluate": "releasegate.release.evaluate",
+    "promote": "releasegate.release.promote",
+    "register": "releasegate.release.register",
+    "resolve": "releasegate.release.promote",
+    "rollback": "releasegate.release.promote",
+}
+
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+if TYPE_CHECKING:
+    from releasegate.errors import InputError, NotFoundError, RefusedError, ReleasegateError
+    from releasegate.release.evaluate import evaluate
+    from releasegate.release.gate import decide_gate
+    from releasegate.release.promote import approve, promote, resolve, rollback
+    from releasegate.release.register import register
+    from releasegate.store.engine import Store
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'releasegate' has no attribute '{name}'")
+    return getattr(importlib.import_module(module), name)

@@ -1,0 +1,108 @@
+"""Every error releasegate raises, in one tree, translated once per front.
+
+    ReleasegateError
+    ├── InputError            exit 2   bad file, field or argument (.source .line .field)
+    │   ├── ManifestError     a workflow file
+    │   ├── SuiteError        a suite file
+    │   ├── PolicyError       a policy section or file
+    │   └── NotFoundError     an id or name that does not exist
+    ├── RefusedError          exit 1   the answer is no
+    │   ├── PromotionRefusedError
+    │   ├── StaleAliasError   another writer moved the environment first
+    │   └── SelfApprovalError
+    ├── SchemaOutdatedError   exit 2   the store needs `releasegate db upgrade`
+    └── PrerequisiteError     exit 2   an optional dependency is missing
+
+A failed gate is a value (``decision.passed is False``), never an exception.
+Scorer and provider failures inside an eval are recorded per case, not raised.
+"""
+
+from __future__ import annotations
+
+
+class ReleasegateError(Exception):
+    """Base of every error releasegate raises on purpose."""
+
+    exit_code = 70
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message}\n  hint: {self.hint}"
+
+
+class InputError(ReleasegateError):
+    """Bad input: the message names the file, line and field when there is one."""
+
+    exit_code = 2
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str | None = None,
+        line: int | None = None,
+        field: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.source = source
+        self.line = line
+        self.field = field
+        where = source or ""
+        if source and line is not None:
+            where = f"{source}:{line}"
+        prefix = where
+        if field:
+            prefix = f"{where}: field '{field}'" if where else f"field '{field}'"
+        full = f"{prefix}: {message}" if prefix else message
+        super().__init__(full, hint=hint)
+        self.reason = message
+
+
+class ManifestError(InputError):
+    """A workflow file is malformed or refers to something missing."""
+
+
+class SuiteError(InputError):
+    """A suite file or its cases are malformed."""
+
+
+class PolicyError(InputError):
+    """A gate policy is malformed."""
+
+
+class NotFoundError(InputError):
+    """A version, workflow, suite or environment that does not exist."""
+
+
+class RefusedError(ReleasegateError):
+    """The system said no (exit 1): a promotion, an approval, an audit check."""
+
+    exit_code = 1
+
+
+class PromotionRefusedError(RefusedError):
+    """The version has not earned this environment (no eval, no gate, no approval...)."""
+
+
+class StaleAliasError(RefusedError):
+    """The environment moved since the caller looked: no lost update."""
+
+
+class SelfApprovalError(RefusedError):
+    """Nobody approves their own change."""
+
+
+class SchemaOutdatedError(ReleasegateError):
+    """The store's schema is older (or newer) than this release of releasegate."""
+
+    exit_code = 2
+
+
+class PrerequisiteError(ReleasegateError):
+    """An optional dependency is missing; the message says what to install."""
+
+    exit_code = 2
