@@ -1,0 +1,147 @@
+"""Opening a store: the embedded SQLite default or a shared PostgreSQL, same code.
+
+SQLite runs in WAL mode and every write transaction starts with BEGIN IMMEDIATE,
+so two writers serialise instead of failing half-way; readers never block.
+The schema version is checked with one query on open; alembic (slow to import)
+is loaded only when the store must be created or upgraded. The embedded store
+upgrades itself; a shared PostgreSQL refuses until ``releasegate db upgrade``
+so replicas never race a migration.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
+from releasegate.errors import NotFoundError, PrerequisiteError, SchemaOutdatedError
+from releasegate.store.blobs import BlobStore
+
+SCHEMA_HEAD = "0001"
+SCHEMA_ORDER = ("0001",)
+STORE_DIR = ".releasegate"
+
+
+@dataclass(frozen=True)
+class Location:
+    url: str
+    blob_root: Path
+    is_embedded: bool
+    home: Path
+
+
+def locate(project_dir: Path | None = None) -> Location:
+    """Where the store lives: ``RELEASEGATE_DATABASE_URL`` or ``.releasegate/`` of the project."""
+    home = (project_dir or Path(os.environ.get("RELEASEGATE_DIR", "."))).resolve() / STORE_DIR
+    url = os.environ.get("RELEASEGATE_DATABASE_URL")
+    if url:
+        return Location(url=url, blob_root=home / "blobs", is_embedded=url.startswith("sqlite"),
+                        home=home)
+    return Location(url=f"sqlite:///{home / 'releasegate.db'}", blob_root=home / "blobs",
+                    is_embedded=True, home=home)
+
+
+def _sqlite_pragmas(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        mode = "IMMEDIATE" if conn.get_execution_options().get("releasegate_write") else "DEFERRED"
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+class Store:
+    """A database plus its blob directory; services take one and open transactions on it."""
+
+    def __init__(self, engine: Engine, blobs: BlobStore, location: Location) -> None:
+        self.engine = engine
+        self.blobs = blobs
+        self.location = location
+        self.dialect = engine.dialect.name
+
+    @classmethod
+    def open(cls, project_dir: Path | None = None, *, create: bool = True,
+             location: Location | None = None) -> Store:
+        loc = location or locate(project_dir)
+        if loc.url.startswith("sqlite"):
+            db_path = Path(loc.url.removeprefix("sqlite:///"))
+            if not db_path.exists() and loc.url != "sqlite://":
+                if not create:
+                    raise NotFoundError(
+                        f"no releasegate store at {loc.home}",
+                        hint="run `releasegate init` (or `releasegate demo`) in your project directory",
+                    )
+                db_path.parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(loc.url)
+            _sqlite_pragmas(engine)
+        else:
+            try:
+                engine = create_engine(loc.url, pool_pre_ping=True)
+            except ModuleNotFoundError as exc:
+                raise PrerequisiteError(
+                    f"the database driver is not installed ({exc.name})",
+                    hint="pip install 'releasegate[postgres]'",
+                ) from None
+        store = cls(engine, BlobStore(loc.blob_root), loc)
+        store.check_schema(upgrade=loc.is_embedded)
+        return store
+
+    def schema_revision(self) -> str | None:
+        try:
+            with self.engine.connect() as conn:
+                row = conn.execute(text("SELECT version_num FROM alembic_version")).first()
+                conn.rollback()
+        except (OperationalError, ProgrammingError):
+            return None
+        return None if row is None else str(row[0])
+
+    def check_schema(self, *, upgrade: bool) -> None:
+        current = self.schema_revision()
+        if current == SCHEMA_HEAD:
+            return
+        if current is not None and current not in SCHEMA_ORDER:
+            raise SchemaOutdatedError(
+                f"this store's schema ({current}) is newer than this releasegate ({SCHEMA_HEAD})",
+                hint="upgrade releasegate: pip install -U releasegate",
+            )
+        if not upgrade:
+            raise SchemaOutdatedError(
+                f"this store's schema is {current or 'empty'}; this releasegate needs {SCHEMA_HEAD}",
+                hint="back up the database, then run `releasegate db upgrade`",
+            )
+        self.upgrade()
+
+    def upgrade(self) -> None:
+        from releasegate.store.migrate import upgrade
+
+        upgrade(self.engine)
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """One write transaction; on SQLite it takes the write lock at BEGIN."""
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(releasegate_write=True)
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    def close(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,213 @@
+"""The schema, in SQLAlchemy Core: one table per noun, JSON kept as canonical text.
+
+Every row that other rows point at is keyed by its content id (version, suite,
+policy) so ids are the same on every machine; history tables carry an integer
+``seq`` because "current" means "latest", and clocks are not an order.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+ID = String(64)
+TS = DateTime(timezone=True)
+
+workflows = Table(
+    "workflows", metadata,
+    Column("name", String(200), primary_key=True),
+    Column("description", Text, nullable=False, default=""),
+    Column("stakes", String(10), nullable=False),
+    Column("owners_json", Text, nullable=False),
+    Column("environments_json", Text, nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+)
+
+versions = Table(
+    "versions", metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("version_id", ID, nullable=False, unique=True),
+    Column("workflow", String(200), ForeignKey("workflows.name"), nullable=False),
+    Column("manifest_json", Text, nullable=False),
+    Column("owner", String(200), nullable=True),
+    Column("parent_id", ID, nullable=True),
+    Column("reason", Text, nullable=False, default=""),
+    Column("track", String(20), nullable=False),
+    Column("source_commit", String(64), nullable=True),
+    Column("created_at", TS, nullable=False),
+    Index("ix_versions_workflow_seq", "workflow", "seq"),
+)
+
+suites = Table(
+    "suites", metadata,
+    Column("suite_id", ID, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("workflow", String(200), nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("content_json", Text, nullable=False),
+    Column("created_at", TS, nullable=False),
+)
+
+suite_history = Table(
+    "suite_history", metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("workflow", String(200), nullable=False),
+    Column("suite_id", ID, ForeignKey("suites.suite_id"), nullable=False),
+    Column("reason", Text, nullable=False, default=""),
+    Column("created_at", TS, nullable=False),
+    Index("ix_suite_history_workflow_seq", "workflow", "seq"),
+)
+
+policies = Table(
+    "policies", metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("policy_id", ID, nullable=False),
+    Column("workflow", String(200), nullable=False),
+    Column("env", String(100), nullable=False),
+    Column("content_json", Text, nullable=False),
+    Column("created_at", TS, nullable=False),
+    Index("ix_policies_workflow_env_seq", "workflow", "env", "seq"),
+)
+
+eval_runs = Table(
+    "eval_runs", metadata,
+    Column("eval_id", String(32), primary_key=True),
+    Column("version_id", ID, ForeignKey("versions.version_id"), nullable=False),
+    Column("suite_id", ID, ForeignKey("suites.suite_id"), nullable=False),
+    Column("epochs", Integer, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("n_cases", Integer, nullable=False, default=0),
+    Column("n_errors", Integer, nullable=False, default=0),
+    Column("n_cached", Integer, nullable=False, default=0),
+    Column("summary_json", Text, nullable=False, default="{}"),
+    Column("started_at", TS, nullable=False),
+    Column("finished_at", TS, nullable=True),
+    Index("ix_eval_runs_version_suite", "version_id", "suite_id"),
+)
+
+outputs = Table(
+    "outputs", metadata,
+    Column("version_id", ID, primary_key=True),
+    Column("case_hash", ID, primary_key=True),
+    Column("epoch", Integer, primary_key=True),
+    Column("text", Text, nullable=False),
+    Column("data_json", Text, nullable=True),
+    Column("latency_ms", Float, nullable=False),
+    Column("tokens_in", Integer, nullable=False),
+    Column("tokens_out", Integer, nullable=False),
+    Column("cost_usd", Float, nullable=False),
+    Column("error", Text, nullable=True),
+    Column("created_at", TS, nullable=False),
+)
+
+scores = Table(
+    "scores", metadata,
+    Column("version_id", ID, primary_key=True),
+    Column("case_hash", ID, primary_key=True),
+    Column("epoch", Integer, primary_key=True),
+    Column("scorer_id", ID, primary_key=True),
+    Column("value", Float, nullable=False),
+    Column("passed", Boolean, nullable=False),
+    Column("detail", Text, nullable=False, default=""),
+)
+
+gate_decisions = Table(
+    "gate_decisions", metadata,
+    Column("decision_id", String(32), primary_key=True),
+    Column("version_id", ID, ForeignKey("versions.version_id"), nullable=False),
+    Column("workflow", String(200), nullable=False),
+    Column("env", String(100), nullable=False),
+    Column("suite_id", ID, nullable=False),
+    Column("policy_id", ID, nullable=False),
+    Column("baseline_id", ID, nullable=True),
+    Column("verdict", String(20), nullable=False),
+    Column("checks_passed", Boolean, nullable=False),
+    Column("change_class", String(20), nullable=True),
+    Column("report_json", Text, nullable=False),
+    Column("created_at", TS, nullable=False),
+    Index("ix_gate_decisions_version_env", "version_id", "env"),
+)
+
+approvals = Table(
+    "approvals", metadata,
+    Column("version_id", ID, primary_key=True),
+    Column("env", String(100), primary_key=True),
+    Column("approver", String(200), primary_key=True),
+    Column("workflow", String(200), nullable=False),
+    Column("role", String(20), nullable=False),
+    Column("note", Text, nullable=False, default=""),
+    Column("created_at", TS, nullable=False),
+)
+
+environments = Table(
+    "environments", metadata,
+    Column("workflow", String(200), primary_key=True),
+    Column("env", String(100), primary_key=True),
+    Column("version_id", ID, nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("updated_at", TS, nullable=False),
+)
+
+env_history = Table(
+    "env_history", metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("workflow", String(200), nullable=False),
+    Column("env", String(100), nullable=False),
+    Column("version_id", ID, nullable=False),
+    Column("previous_id", ID, nullable=True),
+    Column("action", String(20), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("decision_id", String(32), nullable=True),
+    Column("reason", Text, nullable=False, default=""),
+    Column("created_at", TS, nullable=False),
+    Index("ix_env_history_workflow_env_seq", "workflow", "env", "seq"),
+)
+
+audit_events = Table(
+    "audit_events", metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("at", TS, nullable=False),
+    Column("kind", String(50), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("workflow", String(200), nullable=True),
+    Column("subject", String(200), nullable=True),
+    Column("payload_json", Text, nullable=False),
+    Column("prev_hash", ID, nullable=False),
+    Column("hash", ID, nullable=False),
+)
+
+audit_head = Table(
+    "audit_head", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", Integer, nullable=False),
+    Column("hash", ID, nullable=False),
+)
+
+embeddings = Table(
+    "embeddings", metadata,
+    Column("key", String(120), primary_key=True),
+    Column("vector", LargeBinary, nullable=False),
+)
