@@ -1,0 +1,5 @@
+"""``python -m releasegate`` is the same as the ``releasegate`` command."""
+
+from releasegate.cli.app import main
+
+main()

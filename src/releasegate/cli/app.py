@@ -1,0 +1,455 @@
+"""The ``releasegate`` command: thin verbs over the release services.
+
+Each command parses its arguments, calls one service, and renders a table or,
+with ``--json``, one JSON document on stdout. Services are imported inside the
+commands so that a cold ``releasegate resolve`` pays for SQLAlchemy, not numpy.
+Exit codes: 0 done/passed, 1 the answer is no, 2 bad input, 70 a bug.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from releasegate.cli._errors import guarded
+
+app = typer.Typer(
+    name="releasegate",
+    help="The governed release loop for LLM workflows: register, eval, gate, promote, roll back.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
+db_app = typer.Typer(help="The store's schema.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+app.add_typer(db_app, name="db")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+EnvOpt = Annotated[str, typer.Option("--env", help="Environment, e.g. staging or production.")]
+
+
+def _store(create: bool = True) -> Any:
+    from releasegate.store.engine import Store
+
+    return Store.open(create=create)
+
+
+def _emit(payload: Any) -> None:
+    sys.stdout.write(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def _console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+@app.command()
+def init(as_json: JsonOpt = False) -> None:
+    """Create the store (.releasegate/ here, or RELEASEGATE_DATABASE_URL)."""
+
+    def run() -> None:
+        store = _store()
+        loc = store.location
+        if as_json:
+            _emit({"database": loc.url, "blobs": str(loc.blob_root)})
+        else:
+            _console().print(f"store ready: [bold]{loc.url}[/]\nblobs: {loc.blob_root}")
+
+    guarded(run)
+
+
+@app.command()
+def register(
+    file: Annotated[Path, typer.Argument(help="Workflow YAML file.")],
+    reason: Annotated[str, typer.Option(help="Why this change.")] = "",
+    owner: Annotated[str | None, typer.Option(help="Owner of the change.")] = None,
+    parent: Annotated[str | None, typer.Option(help="Parent version (default: what runs).")] = None,
+    experiment: Annotated[bool, typer.Option("--experiment", help="Track as an experiment.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Register a workflow file's behaviour as an immutable, content-hashed version."""
+
+    def run() -> None:
+        from releasegate.release.register import read_workflow, register_spec
+
+        spec = read_workflow(file)  # parse before touching the store: bad input writes nothing
+        result = register_spec(_store(), spec, reason=reason, owner=owner, parent=parent,
+                               experiment=experiment, source_dir=file.parent)
+        if as_json:
+            _emit({"version_id": result.version_id, "workflow": result.workflow,
+                   "is_new": result.is_new, "parent_id": result.parent_id, "track": result.track,
+                   "source_commit": result.source_commit,
+                   "policies_changed": list(result.policies_changed)})
+            return
+        c = _console()
+        short = result.version_id[:12]
+        if result.is_new:
+            parent_s = result.parent_id[:12] if result.parent_id else "none"
+            c.print(f"registered [bold]{short}[/] of {result.workflow} "
+                    f"(track {result.track}, parent {parent_s})")
+        else:
+            c.print(f"already registered: [bold]{short}[/] of {result.workflow} "
+                    "(same content, same id)")
+        for env in result.policies_changed:
+            c.print(f"policy for {env} updated")
+
+    guarded(run)
+
+
+@app.command()
+def versions(workflow: str, as_json: JsonOpt = False) -> None:
+    """List a workflow's versions, newest last, with where each runs."""
+
+    def run() -> None:
+        from releasegate.release.inspect import list_versions
+
+        rows = list_versions(_store(create=False), workflow)
+        if as_json:
+            _emit(rows)
+            return
+        from rich.table import Table
+
+        table = Table(title=f"versions of {workflow}")
+        for col in ("version", "created", "owner", "track", "parent", "running in", "reason"):
+            table.add_column(col)
+        for r in rows:
+            table.add_row(r["version_id"][:12], r["created_at"][:19].replace("T", " "),
+                          r["owner"] or "", r["track"], (r["parent_id"] or "")[:12],
+                          ", ".join(r["environments"]), r["reason"])
+        _console().print(table)
+
+    guarded(run)
+
+
+@app.command()
+def show(version: str, as_json: JsonOpt = False) -> None:
+    """Show one version: its manifest, metadata, evals and gate decisions."""
+
+    def run() -> None:
+        from releasegate.release.inspect import show_version
+
+        info = show_version(_store(create=False), version)
+        if as_json:
+            _emit(info)
+            return
+        import yaml
+
+        c = _console()
+        c.print(f"[bold]{info['version_id']}[/]  {info['workflow']}")
+        for key in ("owner", "reason", "track", "parent_id", "source_commit", "created_at"):
+            c.print(f"  {key}: {info[key]}")
+        c.print(f"  running in: {', '.join(info['environments']) or 'nowhere'}")
+        c.print("\n[bold]manifest[/]")
+        c.print(yaml.safe_dump(info["manifest"], sort_keys=True, allow_unicode=True).rstrip(),
+                markup=False)
+        if info["evals"]:
+            c.print("\n[bold]evals[/]")
+            for e in info["evals"]:
+                c.print(f"  {e['started_at'][:19]}  suite {e['suite_id'][:12]}  {e['status']}  "
+                        + "  ".join(f"{k}={v:.3f}" for k, v in e["metrics"].items()))
+        if info["decisions"]:
+            c.print("\n[bold]gate decisions[/]")
+            for d in info["decisions"]:
+                c.print(f"  {d['created_at'][:19]}  {d['env']}: {d['verdict']}")
+
+    guarded(run)
+
+
+@app.command()
+def diff(a: str, b: str, as_json: JsonOpt = False) -> None:
+    """Show what changed from version A to version B, and the change class."""
+
+    def run() -> None:
+        from releasegate.release.inspect import diff_versions
+
+        info = diff_versions(_store(create=False), a, b)
+        if as_json:
+            _emit(info)
+            return
+        c = _console()
+        c.print(f"{info['a'][:12]} -> {info['b'][:12]}: change class "
+                f"[bold]{info['change_class'] or 'none'}[/]")
+        for line in info["lines"]:
+            style = "green" if line.startswith("+") else "red" if line.startswith("-") else ""
+            c.print(line, style=style, markup=False)
+
+    guarded(run)
+
+
+@app.command(name="eval")
+def eval_(
+    version: str,
+    suite: Annotated[Path, typer.Option("--suite", help="Suite YAML file.")],
+    epochs: Annotated[int, typer.Option(help="Samples per case.")] = 1,
+    concurrency: Annotated[int, typer.Option(help="Cases in flight at once.")] = 8,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Call the model again.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Evaluate a version on a suite: per-case outputs, scores, metrics with 95% intervals."""
+
+    def run() -> None:
+        from releasegate.cli.render import eval_table, progress_bar
+        from releasegate.release.evaluate import evaluate
+
+        store = _store()
+        with progress_bar("evaluating", quiet=False) as tick:
+            outcome = evaluate(store, version, suite, epochs=epochs, concurrency=concurrency,
+                               use_cache=not no_cache, progress=tick)
+        if as_json:
+            _emit({"eval_id": outcome.eval_id, "version_id": outcome.version_id,
+                   "suite_id": outcome.suite_id, "called": outcome.n_called,
+                   "cached": outcome.n_cached, "suite_changed": outcome.suite_changed,
+                   **outcome.summary})
+            return
+        eval_table(_console(), outcome)
+
+    guarded(run)
+
+
+@app.command()
+def gate(
+    version: str,
+    env: EnvOpt,
+    report: Annotated[Path | None, typer.Option(help="Write the Markdown report here.")] = None,
+    junit: Annotated[Path | None, typer.Option(help="Write JUnit XML here.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Decide pass / fail / hold / needs-approval; exit 0 only on pass."""
+
+    def run() -> None:
+        from releasegate.cli.render import gate_summary, progress_bar
+        from releasegate.release.gate import gate as run_gate
+        from releasegate.reports.gate_report import render_junit, render_markdown
+
+        store = _store(create=False)
+        with progress_bar("evaluating baseline") as tick:
+            outcome = run_gate(store, version, env, progress=tick)
+        md = render_markdown(outcome.report)
+        path = report or store.location.home / "reports" / f"gate-{outcome.decision_id[:12]}.md"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(md, encoding="utf-8")
+        if junit is not None:
+            junit.parent.mkdir(parents=True, exist_ok=True)
+            junit.write_text(render_junit(outcome.report), encoding="utf-8")
+        if as_json:
+            _emit({**outcome.report, "report_path": str(path)})
+        else:
+            gate_summary(_console(), outcome.report, path)
+        if not outcome.decision.passed:
+            sys.exit(1)
+
+    guarded(run)
+
+
+@app.command()
+def approve(
+    version: str,
+    env: EnvOpt,
+    as_: Annotated[str, typer.Option("--as", help="Who approves.")],
+    note: Annotated[str, typer.Option(help="A note for the record.")] = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Approve a version for an environment (nobody approves their own change)."""
+
+    def run() -> None:
+        from releasegate.release.promote import approve as do_approve
+
+        role = do_approve(_store(create=False), version, env, approver=as_, note=note)
+        if as_json:
+            _emit({"version": version, "env": env, "approver": as_, "role": role})
+        else:
+            _console().print(f"{as_} approved {version[:12]} for {env} as {role}")
+
+    guarded(run)
+
+
+@app.command()
+def promote(version: str, env: EnvOpt, as_json: JsonOpt = False) -> None:
+    """Move the environment to this version, if it passed the gate with its approvals."""
+
+    def run() -> None:
+        from releasegate.release.promote import promote as do_promote
+
+        moved = do_promote(_store(create=False), version, env)
+        if as_json:
+            _emit(_moved(moved))
+        elif moved.changed:
+            prev = moved.previous_id[:12] if moved.previous_id else "nothing"
+            _console().print(f"{moved.workflow}@{env}: {prev} -> [bold]{moved.version_id[:12]}[/]")
+        else:
+            _console().print(f"{moved.version_id[:12]} already runs in {moved.workflow}@{env}")
+
+    guarded(run)
+
+
+def _moved(moved: Any) -> dict[str, Any]:
+    return {"workflow": moved.workflow, "env": moved.env, "version_id": moved.version_id,
+            "previous_id": moved.previous_id, "action": moved.action, "changed": moved.changed}
+
+
+@app.command()
+def rollback(
+    workflow: str,
+    env: EnvOpt,
+    to: Annotated[str | None, typer.Option(help="A version that ran here before.")] = None,
+    reason: Annotated[str, typer.Option(help="Why, for the record.")] = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Move the environment back to the previous approved version, in one step."""
+
+    def run() -> None:
+        from releasegate.release.promote import rollback as do_rollback
+
+        moved = do_rollback(_store(create=False), workflow, env, to=to, reason=reason)
+        if as_json:
+            _emit(_moved(moved))
+        else:
+            _console().print(f"rolled back {workflow}@{env}: {moved.previous_id[:12] if moved.previous_id else ''}"
+                             f" -> [bold]{moved.version_id[:12]}[/]")
+
+    guarded(run)
+
+
+@app.command()
+def resolve(workflow: str, env: EnvOpt, as_json: JsonOpt = False) -> None:
+    """Print the version that runs in an environment (with --json, its manifest too)."""
+
+    def run() -> None:
+        from releasegate.release.promote import resolve as do_resolve
+
+        found = do_resolve(_store(create=False), workflow, env)
+        if as_json:
+            _emit({"workflow": workflow, "env": env, "version_id": found.version_id,
+                   "manifest": found.manifest})
+        else:
+            sys.stdout.write(found.version_id + "\n")
+
+    guarded(run)
+
+
+@app.command()
+def history(workflow: str, env: EnvOpt, as_json: JsonOpt = False) -> None:
+    """What ran in an environment, promotion by promotion."""
+
+    def run() -> None:
+        from releasegate.release.promote import history as env_history
+
+        rows = [{"seq": h.seq, "at": h.created_at.isoformat(), "action": h.action,
+                 "version_id": h.version_id, "previous_id": h.previous_id, "actor": h.actor,
+                 "reason": h.reason} for h in env_history(_store(create=False), workflow, env)]
+        if as_json:
+            _emit(rows)
+            return
+        from rich.table import Table
+
+        table = Table(title=f"{workflow}@{env}")
+        for col in ("at", "action", "version", "from", "by", "reason"):
+            table.add_column(col)
+        for r in rows:
+            table.add_row(r["at"][:19].replace("T", " "), r["action"], r["version_id"][:12],
+                          (r["previous_id"] or "")[:12], r["actor"], r["reason"])
+        _console().print(table)
+
+    guarded(run)
+
+
+@audit_app.command("log")
+def audit_log(
+    workflow: Annotated[str | None, typer.Option(help="Only this workflow.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Only the newest N events.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show the audit log."""
+
+    def run() -> None:
+        from releasegate.release.audit import audit_log as events_of
+
+        events = events_of(_store(create=False), workflow=workflow, limit=limit)
+        rows = [{"seq": e.seq, "at": e.at.isoformat(), "kind": e.kind, "actor": e.actor,
+                 "workflow": e.workflow, "subject": e.subject, "payload": dict(e.payload),
+                 "hash": e.hash} for e in events]
+        if as_json:
+            _emit(rows)
+            return
+        from rich.table import Table
+
+        table = Table(title="audit log")
+        for col in ("#", "at", "event", "by", "workflow", "subject"):
+            table.add_column(col)
+        for r in rows:
+            table.add_row(str(r["seq"]), r["at"][:19].replace("T", " "), r["kind"], r["actor"],
+                          r["workflow"] or "", (r["subject"] or "")[:12])
+        _console().print(table)
+
+    guarded(run)
+
+
+@audit_app.command("verify")
+def audit_verify(as_json: JsonOpt = False) -> None:
+    """Check the hash chain; exit 1 naming the first broken event."""
+
+    def run() -> None:
+        from releasegate.release.audit import audit_verify as verify
+
+        count, broken = verify(_store(create=False))
+        if as_json:
+            _emit({"ok": broken is None, "events": count,
+                   "broken": None if broken is None else {"seq": broken.seq,
+                                                          "reason": broken.reason}})
+        elif broken is None:
+            _console().print(f"audit log intact: {count} events, chain verified")
+        else:
+            _console(stderr=True).print(
+                f"[bold red]audit log broken[/] at event {broken.seq}: {broken.reason}")
+        if broken is not None:
+            sys.exit(1)
+
+    guarded(run)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Upgrade the store's schema to this release (back up first)."""
+
+    def run() -> None:
+        from releasegate.store.engine import Store, locate
+        from releasegate.store.migrate import upgrade
+
+        loc = locate()
+        if loc.is_embedded:
+            Store.open()
+        else:
+            from sqlalchemy import create_engine
+
+            upgrade(create_engine(loc.url))
+        _console().print("schema is up to date")
+
+    guarded(run)
+
+
+@app.command()
+def demo(
+    dir: Annotated[Path, typer.Option("--dir", help="Where to put the demo project.")] = Path(
+        "releasegate-demo"),
+) -> None:
+    """The whole loop on the embedded model, end to end, in under a minute."""
+
+    def run() -> None:
+        from releasegate.cli.demo import run_demo
+
+        run_demo(dir)
+
+    guarded(run)
+
+
+def main() -> None:
+    if "" not in sys.path and str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))  # project-local python providers and scorers
+    app()

@@ -1,0 +1,248 @@
+"""The gate: pass, fail, hold or needs-approval, with every reason written down.
+
+Inputs are evidence already reduced to numbers (per-metric intervals and
+paired comparisons against the baseline), the policy, the change class and the
+approvals on record, so the rules are testable without a database. Order of
+precedence: any failed check fails the gate; otherwise missing evidence or an
+underpowered comparison holds it; otherwise missing approvals make it
+needs-approval; otherwise it passes. A pass is never silent about what it
+could not see: an underpowered comparison holds unless the candidate is
+significantly better (then there is no regression left to detect).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from releasegate.domain.policy import ApprovalNeed, Policy
+from releasegate.domain.stats import Interval, PairedComparison
+
+
+class Verdict(StrEnum):
+    PASS = "pass"
+    FAIL = "fail"
+    HOLD = "hold"
+    NEEDS_APPROVAL = "needs-approval"
+
+
+class Status(StrEnum):
+    OK = "ok"
+    FAIL = "fail"
+    HOLD = "hold"
+    INFO = "info"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: Status
+    detail: str
+
+
+@dataclass(frozen=True)
+class MetricEvidence:
+    """One metric: the candidate's interval, the baseline's, and their paired comparison."""
+
+    name: str
+    candidate: Interval
+    baseline: Interval | None = None
+    comparison: PairedComparison | None = None
+
+
+@dataclass(frozen=True)
+class MustPassFailure:
+    case_id: str
+    input: Any
+    expected: Any
+    output: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the candidate's eval on the current suite showed."""
+
+    metrics: Mapping[str, MetricEvidence]
+    must_pass_total: int
+    must_pass_failures: Sequence[MustPassFailure] = ()
+    latency_p95_ms: float = 0.0
+    cost_per_case_usd: float = 0.0
+    n_cases: int = 0
+    n_errors: int = 0
+
+
+@dataclass(frozen=True)
+class Approval:
+    approver: str
+    role: str  # "approver", "business" or "approver,business"
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    verdict: Verdict
+    checks: tuple[Check, ...]
+    approvals_needed: ApprovalNeed
+    approvals: tuple[Approval, ...] = ()
+    reasons: tuple[str, ...] = field(default=())
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict is Verdict.PASS
+
+    @property
+    def checks_passed(self) -> bool:
+        """Evidence cleared every check; only approvals may be missing."""
+        return self.verdict in (Verdict.PASS, Verdict.NEEDS_APPROVAL)
+
+
+def approvals_missing(need: ApprovalNeed, approvals: Sequence[Approval]) -> list[str]:
+    """What is still unsigned, in words; empty when ``need`` is met."""
+    named = {a.approver for a in approvals if "approver" in a.role.split(",")}
+    business = {a.approver for a in approvals if "business" in a.role.split(",")}
+    missing = []
+    if len(named) < need.named:
+        missing.append(f"{need.named - len(named)} more named approver(s)")
+    if need.business and not business:
+        missing.append("the business approver")
+    return missing
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.3f}"
+
+
+def _floor_checks(policy: Policy, floors: Mapping[str, float], ev: Evidence) -> list[Check]:
+    checks = []
+    for metric, floor in sorted(floors.items()):
+        m = ev.metrics.get(metric)
+        if m is None:
+            checks.append(Check(f"floor {metric}", Status.FAIL,
+                                f"the suite has no metric '{metric}' (policy {policy.env})"))
+            continue
+        est = m.candidate.estimate
+        ok = est >= floor
+        checks.append(Check(
+            f"floor {metric}", Status.OK if ok else Status.FAIL,
+            f"{_fmt(est)} [{_fmt(m.candidate.low)}, {_fmt(m.candidate.high)}] "
+            f"{'>=' if ok else '<'} floor {_fmt(floor)}",
+        ))
+    return checks
+
+
+def _regression_checks(policy: Policy, ev: Evidence, has_baseline: bool) -> list[Check]:
+    checks = []
+    for reg in policy.regressions:
+        name = f"regression {reg.metric}"
+        m = ev.metrics.get(reg.metric)
+        if not has_baseline:
+            checks.append(Check(name, Status.INFO, "no baseline: nothing runs in this environment yet"))
+            continue
+        if m is None or m.comparison is None:
+            checks.append(Check(name, Status.HOLD,
+                                f"no paired comparison for '{reg.metric}' against the baseline"))
+            continue
+        c = m.comparison
+        interval = f"delta {c.delta:+.3f} [{c.low:+.3f}, {c.high:+.3f}] ({c.method}, n={c.n})"
+        if c.low < -reg.margin and c.delta < -reg.margin:
+            checks.append(Check(name, Status.FAIL,
+                                f"{interval}: regressed by more than the margin {reg.margin:.3f}"))
+        elif c.mde > reg.margin and c.low <= 0:
+            checks.append(Check(
+                name, Status.HOLD,
+                f"underpowered: {interval}; minimum detectable effect {c.mde:.3f} > margin "
+                f"{reg.margin:.3f}; about {c.cases_needed(reg.margin)} cases needed",
+            ))
+        elif c.low < -reg.margin:
+            checks.append(Check(name, Status.FAIL,
+                                f"{interval}: cannot rule out a regression beyond {reg.margin:.3f}"))
+        else:
+            checks.append(Check(name, Status.OK,
+                                f"{interval}: non-inferior within {reg.margin:.3f} "
+                                f"(mde {c.mde:.3f})"))
+    return checks
+
+
+def _must_pass_check(policy: Policy, ev: Evidence) -> list[Check]:
+    if not policy.must_pass or ev.must_pass_total == 0:
+        return []
+    failed = len(ev.must_pass_failures)
+    if failed:
+        ids = ", ".join(f.case_id for f in ev.must_pass_failures[:8])
+        more = "" if failed <= 8 else f" and {failed - 8} more"
+        return [Check("must-pass", Status.FAIL,
+                      f"{failed} of {ev.must_pass_total} must-pass cases failed: {ids}{more}")]
+    return [Check("must-pass", Status.OK, f"all {ev.must_pass_total} must-pass cases passed")]
+
+
+def _budget_checks(policy: Policy, ev: Evidence) -> list[Check]:
+    checks = []
+    if policy.latency_p95_ms is not None:
+        ok = ev.latency_p95_ms <= policy.latency_p95_ms
+        checks.append(Check("budget latency p95", Status.OK if ok else Status.FAIL,
+                            f"{ev.latency_p95_ms:.1f} ms {'<=' if ok else '>'} "
+                            f"{policy.latency_p95_ms:.1f} ms"))
+    if policy.cost_per_case_usd is not None:
+        ok = ev.cost_per_case_usd <= policy.cost_per_case_usd
+        checks.append(Check("budget cost per case", Status.OK if ok else Status.FAIL,
+                            f"${ev.cost_per_case_usd:.6f} {'<=' if ok else '>'} "
+                            f"${policy.cost_per_case_usd:.6f}"))
+    return checks
+
+
+def decide_gate(
+    *,
+    policy: Policy,
+    floors: Mapping[str, float],
+    evidence: Evidence | None,
+    has_baseline: bool,
+    need: ApprovalNeed,
+    approvals: Sequence[Approval],
+    missing_evidence: str | None = None,
+) -> GateDecision:
+    """Apply ``policy`` to ``evidence``; ``floors`` are the policy's merged with the suite's."""
+    checks: list[Check] = []
+    if evidence is None:
+        checks.append(Check("evaluation", Status.HOLD, missing_evidence or "no evaluation"))
+    else:
+        if evidence.n_errors:
+            checks.append(Check("errors", Status.INFO,
+                                f"{evidence.n_errors} of {evidence.n_cases} case runs errored "
+                                "and count as failures"))
+        checks += _must_pass_check(policy, evidence)
+        checks += _floor_checks(policy, floors, evidence)
+        checks += _regression_checks(policy, evidence, has_baseline)
+        checks += _budget_checks(policy, evidence)
+
+    missing = approvals_missing(need, approvals)
+    if need.is_empty:
+        checks.append(Check("approvals", Status.INFO, "none required by the policy"))
+    else:
+        wanted = []
+        if need.named:
+            wanted.append(f"{need.named} named approver(s)")
+        if need.business:
+            wanted.append("the business approver")
+        given = ", ".join(f"{a.approver} ({a.role})" for a in approvals) or "none yet"
+        status = Status.OK if not missing else Status.HOLD
+        checks.append(Check("approvals", status,
+                            f"needs {' and '.join(wanted)}; given: {given}"))
+
+    failed = [c for c in checks if c.status is Status.FAIL]
+    held = [c for c in checks if c.status is Status.HOLD and c.name != "approvals"]
+    if failed:
+        verdict = Verdict.FAIL
+        reasons = [f"{c.name}: {c.detail}" for c in failed]
+    elif held:
+        verdict = Verdict.HOLD
+        reasons = [f"{c.name}: {c.detail}" for c in held]
+    elif missing:
+        verdict = Verdict.NEEDS_APPROVAL
+        reasons = ["missing " + m for m in missing]
+    else:
+        verdict = Verdict.PASS
+        reasons = ["every check passed"]
+    return GateDecision(verdict=verdict, checks=tuple(checks), approvals_needed=need,
+                        approvals=tuple(approvals), reasons=tuple(reasons))

@@ -1,0 +1,270 @@
+"""Evaluate: one version on one suite, with every metric's interval written down.
+
+The suite file is registered on the way in (a changed suite becomes the
+workflow's current suite and is audited), scorers and the provider are built
+before anything is written, so bad input leaves the store untouched. The
+summary keeps what a reader of the gate report needs: intervals, must-pass
+failures with their outputs, flaky cases, latency, tokens and cost.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from releasegate.domain.results import Case, CaseOutput
+from releasegate.domain.stats import Interval, aggregate_interval, average_epochs, mean_interval
+from releasegate.domain.suite import Suite, parse_suite, suite_from_content
+from releasegate.errors import InputError, SuiteError
+from releasegate.providers import build_provider
+from releasegate.providers.base import Provider, ProviderContext
+from releasegate.providers.embeddings import shared_embedder
+from releasegate.release.loaders import load_jsonl, load_yaml
+from releasegate.release.refs import actor as default_actor
+from releasegate.release.refs import find_version
+from releasegate.runner.engine import CaseRun, Progress, run_suite
+from releasegate.runner.scorers import build_scorer
+from releasegate.runner.scorers.base import Scorer
+from releasegate.store.engine import Store
+from releasegate.store.repos import AuditRepo, EmbeddingRepo, EvalRepo, SuiteRepo, VersionRecord
+
+PASS_RATE = "pass_rate"
+
+
+@dataclass(frozen=True)
+class EvalOutcome:
+    eval_id: str
+    version_id: str
+    workflow: str
+    suite_id: str
+    suite_name: str
+    summary: Mapping[str, Any]
+    n_called: int
+    n_cached: int
+    suite_changed: bool
+
+
+def read_suite(path: Path) -> Suite:
+    doc = load_yaml(path, SuiteError)
+
+    def load_cases(rel: str) -> list[Any]:
+        target = path.parent / rel
+        if not target.exists():
+            raise SuiteError(f"cases file '{rel}' not found", source=str(path),
+                             line=doc.line_of(("cases",)), field="cases")
+        return load_jsonl(target, SuiteError)
+
+    return parse_suite(doc, load_cases)
+
+
+def register_suite(store: Store, suite: Suite, *, who: str, reason: str = "") -> bool:
+    """Store the suite and make it current for its workflow; True if that changed anything."""
+    with store.write() as conn:
+        SuiteRepo.add_if_missing(conn, suite_id=suite.suite_id, name=suite.name,
+                                 workflow=suite.workflow, description=suite.description,
+                                 content=suite.content())
+        current = SuiteRepo.current_id(conn, suite.workflow)
+        if current == suite.suite_id:
+            return False
+        SuiteRepo.make_current(conn, suite.workflow, suite.suite_id, reason)
+        AuditRepo.append(conn, kind="suite.changed", actor=who, workflow=suite.workflow,
+                         subject=suite.suite_id,
+                         payload={"name": suite.name, "previous": current, "reason": reason,
+                                  "cases": len(suite.cases), "source": suite.source})
+        return True
+
+
+def build_scorers(suite: Suite) -> list[tuple[str, Scorer]]:
+    built = []
+    for spec in suite.scorers:
+        try:
+            scorer = build_scorer(spec.kind, spec.params, spec.name)
+        except InputError as exc:
+            field = f"scorers[{suite.scorers.index(spec)}].{exc.field or 'type'}"
+            raise SuiteError(exc.reason, source=suite.source or None, line=spec.line, field=field,
+                             hint=exc.hint) from None
+        built.append((scorer.identity(), scorer))
+    return built
+
+
+def make_provider(store: Store, manifest: Mapping[str, Any]) -> Provider:
+    embedder = shared_embedder()
+    embedder.attach(EmbeddingRepo(store.engine))
+    return build_provider(manifest, ProviderContext(embedder=embedder))
+
+
+def evaluate(store: Store, version_ref: str, suite_path: Path, *, epochs: int = 1,
+             concurrency: int = 8, use_cache: bool = True, progress: Progress | None = None,
+             who: str | None = None) -> EvalOutcome:
+    if epochs < 1:
+        raise InputError("must be 1 or more", field="--epochs")
+    if concurrency < 1:
+        raise InputError("must be 1 or more", field="--concurrency")
+    suite = read_suite(suite_path)
+    with store.read() as conn:
+        version = find_version(conn, version_ref)
+    if suite.workflow != version.workflow:
+        raise SuiteError(f"suite is for workflow '{suite.workflow}', version "
+                         f"{version.version_id[:12]} is '{version.workflow}'",
+                         source=str(suite_path), field="workflow")
+    return evaluate_suite(store, version, suite, epochs=epochs, concurrency=concurrency,
+                          use_cache=use_cache, progress=progress, who=who)
+
+
+def evaluate_suite(store: Store, version: VersionRecord, suite: Suite, *, epochs: int = 1,
+                   concurrency: int = 8, use_cache: bool = True,
+                   progress: Progress | None = None, who: str | None = None,
+                   make_current: bool = True) -> EvalOutcome:
+    who = who or default_actor()
+    scorers = build_scorers(suite)
+    provider = make_provider(store, version.manifest)  # bad manifests fail before any write
+    changed = register_suite(store, suite, who=who) if make_current else _store_suite(store, suite)
+    eval_id = uuid.uuid4().hex
+    with store.write() as conn:
+        EvalRepo.start(conn, eval_id=eval_id, version_id=version.version_id,
+                       suite_id=suite.suite_id, epochs=epochs)
+    try:
+        result = run_suite(store, version_id=version.version_id, suite=suite, provider=provider,
+                           scorers=scorers, epochs=epochs, concurrency=concurrency,
+                           use_cache=use_cache, progress=progress)
+    except KeyboardInterrupt:
+        with store.write() as conn:
+            EvalRepo.finish(conn, eval_id, status="interrupted", n_cases=0, n_errors=0,
+                            n_cached=0, summary={})
+        raise
+    summary = summarize(suite, [s for _, s in scorers], result.runs, epochs)
+    with store.write() as conn:
+        EvalRepo.finish(conn, eval_id, status="completed", n_cases=len(suite.cases),
+                        n_errors=summary["errors"]["count"], n_cached=result.n_cached,
+                        summary=summary)
+        AuditRepo.append(conn, kind="eval.completed", actor=who, workflow=version.workflow,
+                         subject=version.version_id,
+                         payload={"eval_id": eval_id, "suite_id": suite.suite_id,
+                                  "epochs": epochs, "cases": len(suite.cases),
+                                  "metrics": {k: v["estimate"] for k, v in summary["metrics"].items()},
+                                  "called": result.n_called, "cached": result.n_cached})
+    return EvalOutcome(eval_id, version.version_id, version.workflow, suite.suite_id, suite.name,
+                       summary, result.n_called, result.n_cached, changed)
+
+
+def _store_suite(store: Store, suite: Suite) -> bool:
+    with store.write() as conn:
+        SuiteRepo.add_if_missing(conn, suite_id=suite.suite_id, name=suite.name,
+                                 workflow=suite.workflow, description=suite.description,
+                                 content=suite.content())
+    return False
+
+
+def stored_suite(store: Store, suite_id: str) -> Suite:
+    with store.read() as conn:
+        rec = SuiteRepo.get(conn, suite_id)
+    return suite_from_content(rec.content, rec.description)
+
+
+# -- turning runs into numbers -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CaseTable:
+    """Per-case, epoch-averaged values of every metric, in suite order."""
+
+    cases: tuple[Case, ...]
+    values: Mapping[str, npt.NDArray[np.float64]]
+    aggregates: Mapping[str, Callable[[npt.NDArray[np.int64]], float]]
+
+
+def case_table(suite: Suite, scorers: Sequence[Scorer], runs: Sequence[CaseRun],
+               epochs: int) -> CaseTable:
+    index = {c.case_hash: i for i, c in enumerate(suite.cases)}
+    n = len(suite.cases)
+    raw: dict[str, npt.NDArray[np.float64]] = {
+        s.name: np.zeros((n, epochs)) for s in scorers}
+    passed = np.zeros((n, epochs))
+    outputs: list[list[CaseOutput | None]] = [[None] * epochs for _ in range(n)]
+    for run in runs:
+        i = index[run.case.case_hash]
+        for name, score in run.scores.items():
+            raw[name][i, run.epoch] = score.value
+        passed[i, run.epoch] = 1.0 if run.passed else 0.0
+        outputs[i][run.epoch] = run.output
+    values = {name: average_epochs(m) for name, m in raw.items()}
+    values[PASS_RATE] = average_epochs(passed)
+    aggregates: dict[str, Callable[[npt.NDArray[np.int64]], float]] = {}
+    every = np.arange(n)
+    for s in scorers:
+        if s.aggregate([suite.cases[i] for i in every for _ in range(epochs)],
+                       [o for i in every for o in outputs[i] if o is not None]) is None:
+            continue  # a mean-of-cases metric
+
+        def fn(idx: npt.NDArray[np.int64], s: Scorer = s) -> float:
+            cs = [suite.cases[i] for i in idx for _ in range(epochs)]
+            os_ = [o for i in idx for o in outputs[i] if o is not None]
+            return float(s.aggregate(cs, os_) or 0.0)
+
+        aggregates[s.name] = fn
+    return CaseTable(suite.cases, values, aggregates)
+
+
+def metric_intervals(table: CaseTable) -> dict[str, Interval]:
+    out: dict[str, Interval] = {}
+    for name, vals in table.values.items():
+        if name in table.aggregates:
+            out[name] = aggregate_interval(table.aggregates[name], len(table.cases), resamples=1000)
+        else:
+            out[name] = mean_interval(vals)
+    return out
+
+
+def _interval_dict(iv: Interval) -> dict[str, Any]:
+    return {"estimate": round(iv.estimate, 6), "low": round(iv.low, 6), "high": round(iv.high, 6),
+            "se": round(iv.se, 6), "n": iv.n, "method": iv.method}
+
+
+def summarize(suite: Suite, scorers: Sequence[Scorer], runs: Sequence[CaseRun],
+              epochs: int) -> dict[str, Any]:
+    table = case_table(suite, scorers, runs, epochs)
+    metrics = {k: _interval_dict(v) for k, v in metric_intervals(table).items()}
+    latencies = np.array([r.output.latency_ms for r in runs if r.output.error is None] or [0.0])
+    errors = [r for r in runs if r.output.error is not None]
+    cost = float(sum(r.output.cost_usd for r in runs))
+    by_case: dict[str, list[CaseRun]] = {}
+    for r in runs:
+        by_case.setdefault(r.case.case_id, []).append(r)
+    must_fail = []
+    for case in suite.must_pass:
+        bad = [r for r in by_case.get(case.case_id, []) if not r.passed]
+        if bad:
+            r = bad[0]
+            detail = "; ".join(f"{k}: {s.detail or s.value}" for k, s in r.scores.items()
+                               if not s.passed)
+            must_fail.append({"case_id": case.case_id, "input": case.input,
+                              "expected": case.expected, "output": r.output.text,
+                              "detail": r.output.error or detail,
+                              "epochs_failed": len(bad)})
+    flaky = [cid for cid, rs in by_case.items() if len({r.passed for r in rs}) > 1]
+    thresholds = {
+        m: {"floor": floor, "estimate": metrics[m]["estimate"],
+            "ok": metrics[m]["estimate"] >= floor}
+        for m, floor in suite.thresholds.items() if m in metrics
+    }
+    return {
+        "suite_id": suite.suite_id, "suite": suite.name, "epochs": epochs,
+        "cases": len(suite.cases), "metrics": metrics, "thresholds": thresholds,
+        "must_pass": {"total": len(suite.must_pass), "failures": must_fail},
+        "latency_ms": {"p50": round(float(np.percentile(latencies, 50)), 3),
+                       "p95": round(float(np.percentile(latencies, 95)), 3)},
+        "tokens": {"input": sum(r.output.tokens_in for r in runs),
+                   "output": sum(r.output.tokens_out for r in runs)},
+        "cost_usd": {"total": round(cost, 6),
+                     "per_case": round(cost / max(1, len(runs)), 8)},
+        "errors": {"count": len(errors),
+                   "examples": [{"case_id": r.case.case_id, "error": r.output.error}
+                                for r in errors[:5]]},
+        "flaky": flaky[:50],
+    }

@@ -1,0 +1,267 @@
+"""Approve, promote, roll back and resolve: moving an environment's alias, safely.
+
+A promotion is checked and applied in one write transaction: the version is
+registered, its latest gate decision for this environment cleared every check
+on the workflow's *current* suite and *current* policy, the approvals that
+decision required are on record now, and the alias still points where it did
+when the gate looked. The alias moves by compare-and-swap on its revision, so
+of two promoters exactly one wins and the other gets a clear refusal.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from releasegate.domain.decision import Approval, approvals_missing
+from releasegate.domain.policy import required_approvals
+from releasegate.errors import (
+    InputError,
+    NotFoundError,
+    PromotionRefusedError,
+    RefusedError,
+    SelfApprovalError,
+    StaleAliasError,
+)
+from releasegate.release.gate import current_policy
+from releasegate.release.refs import actor as default_actor
+from releasegate.release.refs import find_version
+from releasegate.store.engine import Store
+from releasegate.store.repos import (
+    ApprovalRepo,
+    AuditRepo,
+    DecisionRepo,
+    EnvironmentRepo,
+    HistoryRecord,
+    SuiteRepo,
+    VersionRecord,
+    VersionRepo,
+    WorkflowRecord,
+    WorkflowRepo,
+)
+
+
+@dataclass(frozen=True)
+class Moved:
+    workflow: str
+    env: str
+    version_id: str
+    previous_id: str | None
+    action: str
+    changed: bool
+
+
+def _check_env(wf: WorkflowRecord, env: str) -> None:
+    if env not in wf.environments:
+        raise InputError(f"workflow '{wf.name}' has no environment '{env}'", field="--env",
+                         hint="environments: " + ", ".join(wf.environments))
+
+
+def approve(store: Store, version_ref: str, env: str, *, approver: str, note: str = "") -> str:
+    """Record ``approver``'s sign-off; returns the role(s) they signed in."""
+    with store.write() as conn:
+        version = find_version(conn, version_ref)
+        wf = WorkflowRepo.get(conn, version.workflow)
+        _check_env(wf, env)
+        if approver == version.owner:
+            raise SelfApprovalError(
+                f"{approver} owns {version.version_id[:12]}: nobody approves their own change",
+                hint="ask one of: " + ", ".join(
+                    a for a in [*wf.owners.get("approvers", []), *wf.owners.get("business", [])]
+                    if a != approver),
+            )
+        roles = [r for r, key in (("approver", "approvers"), ("business", "business"))
+                 if approver in wf.owners.get(key, [])]
+        if not roles:
+            raise RefusedError(
+                f"{approver} is not an approver of workflow '{wf.name}'",
+                hint="approvers: " + ", ".join(wf.owners.get("approvers", []) or ["none"])
+                + "; business: " + ", ".join(wf.owners.get("business", []) or ["none"]),
+            )
+        role = ",".join(roles)
+        if ApprovalRepo.add(conn, version_id=version.version_id, env=env, workflow=wf.name,
+                            approver=approver, role=role, note=note):
+            AuditRepo.append(conn, kind="approval.granted", actor=approver, workflow=wf.name,
+                             subject=version.version_id,
+                             payload={"env": env, "role": role, "note": note})
+    return role
+
+
+def promote(store: Store, version_ref: str, env: str, *, who: str | None = None,
+            pause_after_check: float = 0.0) -> Moved:
+    """Move ``env`` to the version if, and only if, it earned it. See the module docstring."""
+    who = who or default_actor()
+    with store.write() as conn:
+        version = find_version(conn, version_ref)
+        wf = WorkflowRepo.get(conn, version.workflow)
+        _check_env(wf, env)
+        short = version.version_id[:12]
+        current = EnvironmentRepo.current(conn, wf.name, env, lock=True)
+        if current is not None and current[0] == version.version_id:
+            return Moved(wf.name, env, version.version_id, version.version_id, "promote", False)
+        decision = DecisionRepo.latest(conn, version.version_id, env)
+        if decision is None:
+            raise PromotionRefusedError(
+                f"{short} has no gate decision for {env}",
+                hint=f"run `releasegate gate {short} --env {env}` first")
+        if not decision.checks_passed:
+            raise PromotionRefusedError(
+                f"the gate did not pass {short} for {env} (verdict: {decision.verdict})",
+                hint="see the gate report: " + "; ".join(decision.report.get("reasons", [])[:2]))
+        suite_id = SuiteRepo.current_id(conn, wf.name)
+        if decision.suite_id != suite_id:
+            raise PromotionRefusedError(
+                f"the suite changed since {short} was gated for {env}",
+                hint=f"evaluate on the current suite, then `releasegate gate {short} --env {env}`")
+        policy = current_policy(conn, wf.name, env)
+        if decision.policy_id != policy.policy_id:
+            raise PromotionRefusedError(
+                f"the {env} policy changed since {short} was gated",
+                hint=f"run `releasegate gate {short} --env {env}` again")
+        seen = current[0] if current else None
+        if decision.baseline_id != seen:
+            raise StaleAliasError(
+                f"{wf.name}@{env} moved since the gate compared against "
+                f"{(decision.baseline_id or 'nothing')[:12]} (now {(seen or 'nothing')[:12]})",
+                hint=f"run `releasegate gate {short} --env {env}` against what runs now")
+        need = required_approvals(policy, wf.stakes, decision.change_class)
+        given = [Approval(a, r) for a, r in ApprovalRepo.list(conn, version.version_id, env)]
+        missing = approvals_missing(need, given)
+        if missing:
+            raise PromotionRefusedError(
+                f"{short} needs approval for {env}: missing " + " and ".join(missing),
+                hint=f"`releasegate approve {short} --env {env} --as NAME` "
+                     f"(approvers: {', '.join(wf.owners.get('approvers', []))}; "
+                     f"business: {', '.join(wf.owners.get('business', []))})")
+        if pause_after_check:  # lets tests hold two promoters inside the critical section
+            time.sleep(pause_after_check)
+        EnvironmentRepo.move(conn, workflow=wf.name, env=env, version_id=version.version_id,
+                             expected=current)
+        EnvironmentRepo.record(conn, workflow=wf.name, env=env, version_id=version.version_id,
+                               previous_id=seen, action="promote", actor=who,
+                               decision_id=decision.decision_id, reason=version.reason)
+        AuditRepo.append(conn, kind="env.promoted", actor=who, workflow=wf.name,
+                         subject=version.version_id,
+                         payload={"env": env, "previous_id": seen,
+                                  "decision_id": decision.decision_id,
+                                  "approvals": [a.approver for a in given]})
+    return Moved(wf.name, env, version.version_id, seen, "promote", True)
+
+
+def rollback(store: Store, workflow: str, env: str, *, to: str | None = None,
+             who: str | None = None, reason: str = "") -> Moved:
+    """Move ``env`` back to the version that ran before (or ``to``, if it ran there before)."""
+    who = who or default_actor()
+    with store.write() as conn:
+        wf = WorkflowRepo.get(conn, workflow)
+        _check_env(wf, env)
+        current = EnvironmentRepo.current(conn, workflow, env, lock=True)
+        if current is None:
+            raise RefusedError(f"nothing runs in {workflow}@{env}: there is nothing to roll back")
+        history = EnvironmentRepo.history(conn, workflow, env)
+        target = _rollback_target(conn, history, current[0], to)
+        EnvironmentRepo.move(conn, workflow=workflow, env=env, version_id=target,
+                             expected=current)
+        EnvironmentRepo.record(conn, workflow=workflow, env=env, version_id=target,
+                               previous_id=current[0], action="rollback", actor=who,
+                               decision_id=None, reason=reason)
+        AuditRepo.append(conn, kind="env.rolled_back", actor=who, workflow=workflow,
+                         subject=target,
+                         payload={"env": env, "from": current[0], "reason": reason})
+    return Moved(workflow, env, target, current[0], "rollback", True)
+
+
+def _rollback_target(conn: Any, history: list[HistoryRecord], current: str, to: str | None) -> str:
+    promoted = [h.version_id for h in history if h.action == "promote"]
+    if to is not None:
+        target = find_version(conn, to).version_id
+        if target == current:
+            raise RefusedError(f"{target[:12]} already runs there")
+        if target not in promoted:
+            raise RefusedError(f"{target[:12]} never passed the gate into this environment",
+                               hint="roll back only to a version that ran there; "
+                                    "anything else goes through the gate")
+        return target
+    # the promotion order, each version at its latest promotion; step back one from current
+    order: list[str] = []
+    for vid in promoted:
+        if vid in order:
+            order.remove(vid)
+        order.append(vid)
+    if current in order:
+        earlier = order[: order.index(current)]
+    else:
+        earlier = order
+    if not earlier:
+        raise RefusedError("no earlier approved version ran in this environment",
+                           hint="name one with --to VERSION")
+    return earlier[-1]
+
+
+@dataclass(frozen=True)
+class Resolved:
+    workflow: str
+    env: str
+    version_id: str
+    manifest: Any
+
+
+def resolve(store: Store, workflow: str, env: str) -> Resolved:
+    with store.read() as conn:
+        current = EnvironmentRepo.current(conn, workflow, env)
+        if current is None:
+            wf = WorkflowRepo.get(conn, workflow)  # names an unknown workflow clearly
+            _check_env(wf, env)
+            raise NotFoundError(f"nothing runs in {workflow}@{env} yet",
+                                hint="promote a version that passed the gate")
+        version = VersionRepo.find(conn, current[0])
+    if version is None:
+        raise NotFoundError(f"{workflow}@{env} points at a missing version")
+    return Resolved(workflow, env, version.version_id, version.manifest)
+
+
+class Resolver:
+    """Hot-path resolution for applications: cached per (workflow, env) for ``ttl`` seconds.
+
+    Within the TTL a call is a dict lookup; after it, one indexed query. If the
+    store cannot be read, the last known answer is returned rather than failing
+    the caller's request.
+    """
+
+    def __init__(self, store: Store, ttl: float = 1.0) -> None:
+        self.store = store
+        self.ttl = ttl
+        self._cache: dict[tuple[str, str], tuple[float, Resolved]] = {}
+
+    def __call__(self, workflow: str, env: str) -> Resolved:
+        key = (workflow, env)
+        hit = self._cache.get(key)
+        t = time.monotonic()
+        if hit is not None and t - hit[0] < self.ttl:
+            return hit[1]
+        try:
+            found = resolve(self.store, workflow, env)
+        except (NotFoundError, StaleAliasError):
+            raise
+        except Exception:
+            if hit is not None:
+                return hit[1]
+            raise
+        self._cache[key] = (t, found)
+        return found
+
+
+def environments(store: Store, workflow: str) -> dict[str, VersionRecord]:
+    with store.read() as conn:
+        out = {}
+        for env, vid in EnvironmentRepo.all(conn, workflow).items():
+            v = VersionRepo.find(conn, vid)
+            if v is not None:
+                out[env] = v
+        return out
+
+
+def history(store: Store, workflow: str, env: str) -> list[HistoryRecord]:
+    with store.read() as conn:
+        return EnvironmentRepo.history(conn, workflow, env)

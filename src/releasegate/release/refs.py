@@ -1,0 +1,54 @@
+"""Naming things on the command line: version ids, prefixes, ``workflow@env``, who acts.
+
+Every front resolves references the same way, so a prefix that works in
+``show`` works in ``promote``, and an ambiguous one is refused, not guessed.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+
+from sqlalchemy import Connection
+
+from releasegate.errors import InputError, NotFoundError
+from releasegate.store.repos import EnvironmentRepo, VersionRecord, VersionRepo
+
+MIN_PREFIX = 6
+
+
+def actor() -> str:
+    """Who is acting: ``RELEASEGATE_ACTOR``, else the login name."""
+    name = os.environ.get("RELEASEGATE_ACTOR")
+    if name:
+        return name
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def find_version(conn: Connection, ref: str) -> VersionRecord:
+    """A full id, a unique prefix of 6+ characters, or ``workflow@env``."""
+    if "@" in ref:
+        workflow, env = ref.split("@", 1)
+        current = EnvironmentRepo.current(conn, workflow, env)
+        if current is None:
+            raise NotFoundError(f"nothing runs in {workflow}@{env} yet", field="version")
+        found = VersionRepo.find(conn, current[0])
+        if found is None:
+            raise NotFoundError(f"{workflow}@{env} points at a missing version {current[0][:12]}")
+        return found
+    ref = ref.strip().lower()
+    if len(ref) < MIN_PREFIX:
+        raise InputError(f"'{ref}' is too short: give at least {MIN_PREFIX} characters of a version id",
+                         field="version")
+    hits = VersionRepo.by_prefix(conn, ref)
+    if not hits:
+        raise NotFoundError(f"no version '{ref}'", field="version",
+                            hint="list versions with `releasegate versions WORKFLOW`")
+    if len(hits) > 1:
+        raise InputError(f"'{ref}' matches several versions: "
+                         + ", ".join(h.version_id[:12] for h in hits), field="version",
+                         hint="give more characters")
+    return hits[0]

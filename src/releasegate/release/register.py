@@ -1,0 +1,157 @@
+"""Register: give a workflow file's behaviour an immutable identity and a place in history.
+
+Registering the same content again is a no-op that says so. Metadata that is
+not behaviour (owners, stakes, policy) is updated in place and audited; a
+policy whose content changed becomes the environment's new current policy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Connection
+
+from releasegate.domain.manifest import WorkflowSpec, parse_workflow
+from releasegate.domain.policy import Policy
+from releasegate.errors import ManifestError, NotFoundError
+from releasegate.release.loaders import load_yaml
+from releasegate.release.refs import actor as default_actor
+from releasegate.release.refs import find_version
+from releasegate.store.engine import Store
+from releasegate.store.repos import (
+    AuditRepo,
+    EnvironmentRepo,
+    PolicyRepo,
+    VersionRecord,
+    VersionRepo,
+    WorkflowRepo,
+    now,
+)
+
+
+@dataclass(frozen=True)
+class Registered:
+    version_id: str
+    workflow: str
+    is_new: bool
+    parent_id: str | None
+    track: str
+    source_commit: str | None
+    policies_changed: tuple[str, ...]
+
+
+def read_workflow(path: Path) -> WorkflowSpec:
+    """Parse a workflow file; referenced files are relative to it."""
+    doc = load_yaml(path, ManifestError)
+    base = path.parent
+
+    def reader(rel: str) -> bytes:
+        return (base / rel).read_bytes()
+
+    return parse_workflow(doc, reader)
+
+
+def git_commit(start: Path) -> str | None:
+    """HEAD's commit of the repository holding ``start``, read from .git without a subprocess."""
+    for folder in [start.resolve(), *start.resolve().parents]:
+        git = folder / ".git"
+        if git.is_file():  # a worktree: "gitdir: <path>"
+            content = git.read_text().strip()
+            if content.startswith("gitdir:"):
+                git = (folder / content.split(":", 1)[1].strip()).resolve()
+        if not git.is_dir():
+            continue
+        try:
+            head = (git / "HEAD").read_text().strip()
+            if not head.startswith("ref:"):
+                return head or None
+            ref = head.split(":", 1)[1].strip()
+            common = git
+            if (git / "commondir").exists():
+                common = (git / (git / "commondir").read_text().strip()).resolve()
+            for base in (git, common):
+                if (base / ref).exists():
+                    return (base / ref).read_text().strip()
+            packed = common / "packed-refs"
+            if packed.exists():
+                for line in packed.read_text().splitlines():
+                    if line.endswith(" " + ref):
+                        return line.split(" ", 1)[0]
+        except OSError:
+            return None
+        return None
+    return None
+
+
+def _default_parent(conn: Connection, spec: WorkflowSpec) -> str | None:
+    """What runs in the most downstream environment, else the latest version."""
+    for env in reversed(spec.environments):
+        current = EnvironmentRepo.current(conn, spec.name, env)
+        if current is not None:
+            return current[0]
+    latest = VersionRepo.latest(conn, spec.name)
+    return latest.version_id if latest else None
+
+
+def sync_policies(conn: Connection, spec_name: str, policies: dict[str, Policy], who: str) -> list[str]:
+    changed = []
+    for env, policy in sorted(policies.items()):
+        current = PolicyRepo.current(conn, spec_name, env)
+        if current is not None and current[0] == policy.policy_id:
+            continue
+        PolicyRepo.add(conn, policy_id=policy.policy_id, workflow=spec_name, env=env,
+                       content=policy.content())
+        AuditRepo.append(conn, kind="policy.changed", actor=who, workflow=spec_name,
+                         subject=policy.policy_id,
+                         payload={"env": env, "policy_id": policy.policy_id,
+                                  "previous": current[0] if current else None,
+                                  "policy": policy.content()})
+        changed.append(env)
+    return changed
+
+
+def register(store: Store, path: Path, *, reason: str = "", owner: str | None = None,
+             parent: str | None = None, experiment: bool = False,
+             who: str | None = None) -> Registered:
+    spec = read_workflow(path)
+    return register_spec(store, spec, reason=reason, owner=owner, parent=parent,
+                         experiment=experiment, who=who, source_dir=path.parent)
+
+
+def register_spec(store: Store, spec: WorkflowSpec, *, reason: str = "", owner: str | None = None,
+                  parent: str | None = None, experiment: bool = False, who: str | None = None,
+                  source_dir: Path | None = None) -> Registered:
+    who = who or default_actor()
+    version_id = spec.version_id
+    commit = git_commit(source_dir) if source_dir is not None else None
+    for data in spec.blobs.values():
+        store.blobs.put(data)
+    with store.write() as conn:
+        WorkflowRepo.upsert(conn, name=spec.name, description=spec.description, stakes=spec.stakes,
+                            owners=spec.owners.as_dict(), environments=spec.environments)
+        changed = sync_policies(conn, spec.name, dict(spec.policies), who)
+        existing = VersionRepo.find(conn, version_id)
+        if existing is not None:
+            if existing.workflow != spec.name:  # cannot happen: the name is in the hash
+                raise ManifestError("version belongs to another workflow", field="workflow")
+            return Registered(version_id, spec.name, False, existing.parent_id, existing.track,
+                              existing.source_commit, tuple(changed))
+        if parent is not None:
+            try:
+                parent_id: str | None = find_version(conn, parent).version_id
+            except NotFoundError as exc:
+                raise NotFoundError(f"parent: {exc.reason}", field="--parent") from None
+        else:
+            parent_id = _default_parent(conn, spec)
+        track = "experiment" if experiment else "release"
+        VersionRepo.add(conn, VersionRecord(
+            version_id=version_id, workflow=spec.name, manifest=spec.manifest,
+            owner=owner or spec.owners.change or who, parent_id=parent_id, reason=reason,
+            track=track, source_commit=commit, created_at=now()))
+        AuditRepo.append(conn, kind="version.registered", actor=who, workflow=spec.name,
+                         subject=version_id,
+                         payload={"parent_id": parent_id, "reason": reason, "track": track,
+                                  "owner": owner or spec.owners.change or who,
+                                  "source_commit": commit})
+    return Registered(version_id, spec.name, True, parent_id, track, commit, tuple(changed))

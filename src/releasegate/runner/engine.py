@@ -1,0 +1,208 @@
+"""The eval engine: every (case, epoch) once, concurrently, cached, resumable.
+
+Outputs are the cache, keyed by (version, case content hash, epoch); scores are
+keyed by that plus the scorer's identity. Before any model call the engine
+reads what the store already has, so an unchanged re-run makes no calls, and
+after Ctrl-C the next run starts where this one stopped. Fresh results are
+written in batches (one transaction per ~256 results or half a second), so
+storage stays off the critical path without holding results hostage in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from releasegate.domain.results import Case, CaseOutput, Score
+from releasegate.domain.suite import Suite
+from releasegate.providers.base import Provider
+from releasegate.runner.scorers.base import Scorer
+from releasegate.store.engine import Store
+from releasegate.store.repos import OutputRepo, ScoreRepo, StoredOutput
+
+Progress = Callable[[int, int], None]  # (done, total)
+FLUSH_EVERY = 256
+FLUSH_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class CaseRun:
+    """One case in one epoch with its output and every scorer's verdict."""
+
+    case: Case
+    epoch: int
+    output: CaseOutput
+    scores: Mapping[str, Score]  # by scorer name
+    cached: bool
+
+    @property
+    def passed(self) -> bool:
+        return self.output.error is None and all(s.passed for s in self.scores.values())
+
+
+@dataclass(frozen=True)
+class EngineResult:
+    runs: tuple[CaseRun, ...]
+    n_called: int
+    n_cached: int
+    interrupted: bool
+
+
+def _to_stored(o: CaseOutput) -> StoredOutput:
+    return StoredOutput(o.text, o.data, o.latency_ms, o.tokens_in, o.tokens_out, o.cost_usd, o.error)
+
+
+def _from_stored(o: StoredOutput) -> CaseOutput:
+    return CaseOutput(text=o.text, data=o.data, latency_ms=o.latency_ms, tokens_in=o.tokens_in,
+                      tokens_out=o.tokens_out, cost_usd=o.cost_usd, error=o.error)
+
+
+class _Writer:
+    """Buffers fresh outputs and writes them in batches; ``flush`` on any exit."""
+
+    def __init__(self, store: Store, version_id: str) -> None:
+        self.store = store
+        self.version_id = version_id
+        self.pending: list[tuple[str, int, StoredOutput]] = []
+        self.last = time.monotonic()
+
+    def add(self, case_hash: str, epoch: int, output: CaseOutput) -> None:
+        self.pending.append((case_hash, epoch, _to_stored(output)))
+        if len(self.pending) >= FLUSH_EVERY or time.monotonic() - self.last > FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            batch, self.pending = self.pending, []
+            with self.store.write() as conn:
+                OutputRepo.put_many(conn, self.version_id, batch)
+        self.last = time.monotonic()
+
+
+async def _call_all(provider: Provider, todo: Sequence[tuple[Case, int]], concurrency: int,
+                    writer: _Writer, fresh: dict[tuple[str, int], CaseOutput],
+                    progress: Progress | None, done_before: int, total: int) -> None:
+    queue: asyncio.Queue[tuple[Case, int]] = asyncio.Queue()
+    for item in todo:
+        queue.put_nowait(item)
+    done = done_before
+
+    async def worker() -> None:
+        nonlocal done
+        while True:
+            try:
+                case, epoch = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            started = time.perf_counter()
+            try:
+                out = await provider.complete(case.input)
+            except Exception as exc:  # a provider failure is this case's result, not the eval's
+                out = CaseOutput(text="", error=f"{type(exc).__name__}: {exc}")
+            if not out.latency_ms:
+                out = CaseOutput(text=out.text, data=out.data,
+                                 latency_ms=(time.perf_counter() - started) * 1000,
+                                 tokens_in=out.tokens_in, tokens_out=out.tokens_out,
+                                 cost_usd=out.cost_usd, error=out.error)
+            fresh[(case.case_hash, epoch)] = out
+            writer.add(case.case_hash, epoch, out)
+            done += 1
+            if progress is not None:
+                progress(done, total)
+
+    workers = [asyncio.create_task(worker()) for _ in range(max(1, min(concurrency, len(todo))))]
+    try:
+        await asyncio.gather(*workers)
+    finally:
+        for w in workers:
+            w.cancel()
+
+
+def run_suite(
+    store: Store,
+    *,
+    version_id: str,
+    suite: Suite,
+    provider: Provider,
+    scorers: Sequence[tuple[str, Scorer]],
+    epochs: int = 1,
+    concurrency: int = 8,
+    use_cache: bool = True,
+    progress: Progress | None = None,
+) -> EngineResult:
+    """Produce a CaseRun for every (case, epoch); ``scorers`` are (scorer_id, scorer) pairs."""
+    keys = [(c, e) for c in suite.cases for e in range(epochs)]
+    hashes = {c.case_hash for c in suite.cases}
+    with store.read() as conn:
+        cached_out = OutputRepo.get_many(conn, version_id, hashes) if use_cache else {}
+        cached_scores = ScoreRepo.get_many(conn, version_id) if use_cache else {}
+    outputs: dict[tuple[str, int], CaseOutput] = {}
+    for c, e in keys:
+        hit = cached_out.get((c.case_hash, e))
+        if hit is not None and hit.error is None:
+            outputs[(c.case_hash, e)] = _from_stored(hit)
+    todo = [(c, e) for c, e in keys if (c.case_hash, e) not in outputs]
+    n_cached = len(keys) - len(todo)
+    if progress is not None:
+        progress(n_cached, len(keys))
+
+    fresh: dict[tuple[str, int], CaseOutput] = {}
+    interrupted = False
+    writer = _Writer(store, version_id)
+    if todo:
+        provider.warm(_distinct([c.input for c, _ in todo]))
+        try:
+            asyncio.run(_call_all(provider, todo, concurrency, writer, fresh, progress,
+                                  n_cached, len(keys)))
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            writer.flush()
+        if interrupted:
+            raise KeyboardInterrupt(f"{len(fresh)} new results kept; re-run to resume")
+    outputs.update(fresh)
+
+    runs: list[CaseRun] = []
+    new_scores: list[tuple[str, int, str, float, bool, str]] = []
+    for c, e in keys:
+        out = outputs[(c.case_hash, e)]
+        is_fresh = (c.case_hash, e) in fresh
+        by_name: dict[str, Score] = {}
+        for scorer_id, scorer in scorers:
+            hit = None if is_fresh else cached_scores.get((c.case_hash, e, scorer_id))
+            if hit is not None:
+                by_name[scorer.name] = Score(hit[0], hit[1], hit[2])
+                continue
+            s = _score(scorer, c, out)
+            by_name[scorer.name] = s
+            if out.error is None:
+                new_scores.append((c.case_hash, e, scorer_id, s.value, s.passed, s.detail))
+        runs.append(CaseRun(c, e, out, by_name, cached=not is_fresh))
+    if new_scores:
+        with store.write() as conn:
+            if not use_cache:
+                ScoreRepo.forget(conn, version_id, {h for h, *_ in new_scores})
+            ScoreRepo.put_many(conn, version_id, new_scores)
+    return EngineResult(tuple(runs), n_called=len(fresh), n_cached=n_cached,
+                        interrupted=interrupted)
+
+
+def _score(scorer: Scorer, case: Case, output: CaseOutput) -> Score:
+    if output.error is not None:
+        return Score(0.0, False, f"error: {output.error}")
+    return scorer.score(case, output)
+
+
+def _distinct(inputs: Sequence[Any]) -> list[Any]:
+    """Each distinct input once, so a batching provider never does the same work twice."""
+    seen: set[str] = set()
+    out = []
+    for value in inputs:
+        key = value if isinstance(value, str) else repr(value)
+        if key not in seen:
+            seen.add(key)
+            out.append(value)
+    return out

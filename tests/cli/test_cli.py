@@ -1,0 +1,188 @@
+"""The CLI contract through a real subprocess: exit codes, stderr text, pure JSON on stdout."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import Project
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def rg(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "RELEASEGATE_ACTOR": "alice",
+           "COLUMNS": "200"}
+    env.pop("RELEASEGATE_DATABASE_URL", None)
+    return subprocess.run([sys.executable, "-m", "releasegate", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    return Project(root=tmp_path)
+
+
+def ok_json(result: subprocess.CompletedProcess[str]) -> dict:  # type: ignore[type-arg]
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+def test_register_eval_gate_promote_resolve(project: Project) -> None:
+    d = project.root
+    v1 = ok_json(rg(d, "register", str(project.workflow("v1")), "--reason", "first", "--json"))
+    assert v1["is_new"] and len(v1["version_id"]) == 64
+    again = ok_json(rg(d, "register", "v1.yaml", "--json"))
+    assert not again["is_new"] and again["version_id"] == v1["version_id"]
+    text = rg(d, "register", "v1.yaml")
+    assert "already registered" in text.stdout and "same content, same id" in text.stdout
+
+    project.suite()
+    ev = ok_json(rg(d, "eval", v1["version_id"][:10], "--suite", "suite.yaml", "--json"))
+    assert ev["metrics"]["accuracy"]["estimate"] == 1.0 and ev["called"] == 80
+    again_ev = ok_json(rg(d, "eval", v1["version_id"][:10], "--suite", "suite.yaml", "--json"))
+    assert again_ev["called"] == 0 and again_ev["cached"] == 80  # no model calls the 2nd time
+
+    g = rg(d, "gate", v1["version_id"][:10], "--env", "staging", "--junit", "junit.xml",
+           "--json")
+    report = ok_json(g)
+    assert report["verdict"] == "pass"
+    assert Path(report["report_path"]).read_text().count("PASS") >= 1
+    assert "<testsuite" in (d / "junit.xml").read_text()
+
+    promoted = ok_json(rg(d, "promote", v1["version_id"][:10], "--env", "staging", "--json"))
+    assert promoted["version_id"] == v1["version_id"] and promoted["previous_id"] is None
+    resolved = rg(d, "resolve", "router", "--env", "staging")
+    assert resolved.returncode == 0 and resolved.stdout.strip() == v1["version_id"]
+    as_json = ok_json(rg(d, "resolve", "router", "--env", "staging", "--json"))
+    assert as_json["manifest"]["model"]["provider"] == "python"
+
+    listed = ok_json(rg(d, "versions", "router", "--json"))
+    assert listed[0]["environments"] == ["staging"]
+    verified = ok_json(rg(d, "audit", "verify", "--json"))
+    assert verified["ok"] and verified["events"] >= 5
+
+
+def test_gate_exit_codes_and_refusals(project: Project) -> None:
+    d = project.root
+    project.suite()
+    v1 = ok_json(rg(d, "register", str(project.workflow("v1")), "--json"))["version_id"]
+    held = rg(d, "gate", v1[:10], "--env", "staging")
+    assert held.returncode == 1 and "HOLD" in held.stdout
+    refused = rg(d, "promote", v1[:10], "--env", "staging")
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("refused: the gate did not pass")
+    assert refused.stdout == ""
+    rg(d, "eval", v1[:10], "--suite", "suite.yaml")
+    assert rg(d, "gate", v1[:10], "--env", "staging").returncode == 0
+    assert rg(d, "promote", v1[:10], "--env", "staging").returncode == 0
+
+    bad = ok_json(rg(d, "register", str(project.workflow("bad", mode="broken")), "--json"))
+    rg(d, "eval", bad["version_id"][:10], "--suite", "suite.yaml")
+    failed = rg(d, "gate", bad["version_id"][:10], "--env", "staging", "--json")
+    assert failed.returncode == 1
+    assert json.loads(failed.stdout)["verdict"] == "fail"
+    diff = ok_json(rg(d, "diff", v1[:10], bad["version_id"][:10], "--json"))
+    assert diff["change_class"] == "config"
+    assert any(c["path"] == "generation.mode" for c in diff["changes"])
+
+    self_approve = rg(d, "approve", bad["version_id"][:10], "--env", "staging", "--as", "alice")
+    assert self_approve.returncode == 1
+    assert "nobody approves their own change" in self_approve.stderr
+
+
+def test_rollback_and_history(project: Project) -> None:
+    d = project.root
+    project.suite()
+    ids = []
+    for name, temp in (("v1", 0.0), ("v2", 0.5)):
+        vid = ok_json(rg(d, "register", str(project.workflow(name, temperature=temp)),
+                         "--json"))["version_id"]
+        rg(d, "eval", vid, "--suite", "suite.yaml")
+        assert rg(d, "gate", vid, "--env", "staging").returncode == 0
+        assert rg(d, "promote", vid, "--env", "staging").returncode == 0
+        ids.append(vid)
+    back = ok_json(rg(d, "rollback", "router", "--env", "staging", "--reason", "drill", "--json"))
+    assert back["version_id"] == ids[0] and back["previous_id"] == ids[1]
+    hist = ok_json(rg(d, "history", "router", "--env", "staging", "--json"))
+    assert [h["action"] for h in hist] == ["promote", "promote", "rollback"]
+    nothing = rg(d, "rollback", "router", "--env", "staging")
+    assert nothing.returncode == 1 and "no earlier approved version" in nothing.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("workflow: router\nmodel: {provider: python, name: x}\nstakes: 3\n",
+         "error: {f}:3: field 'stakes': expected a string, got an integer"),
+        ("workflow: router\nmodel:\n  provider: python\n  nmae: x\n",
+         "error: {f}:4: field 'model.nmae': unknown field 'nmae'"),
+        ("workflow: router\nmodel: [1\n", "error: {f}:3: malformed YAML"),
+        ("workflow: router\nmodel: {provider: nope, name: x}\nprompts: {system: {file: p.txt}}\n",
+         "error: {f}:3: field 'prompts.system.file': referenced file 'p.txt' not found"),
+    ],
+)
+def test_bad_workflow_files_exit_2_and_write_nothing(tmp_path: Path, text: str,
+                                                     expected: str) -> None:
+    f = tmp_path / "wf.yaml"
+    f.write_text(text)
+    result = rg(tmp_path, "register", "wf.yaml")
+    assert result.returncode == 2
+    assert result.stderr.startswith(expected.format(f="wf.yaml")), result.stderr
+    assert "nothing was written" in result.stderr
+    assert not (tmp_path / ".releasegate").exists()
+
+
+def test_bad_suite_and_unknown_version(project: Project) -> None:
+    d = project.root
+    vid = ok_json(rg(d, "register", str(project.workflow("v1")), "--json"))["version_id"]
+    (d / "s.yaml").write_text("suite: s\nworkflow: router\ncases:\n  - {id: a, input: x}\n"
+                              "scorers:\n  - {type: exactness}\n")
+    bad = rg(d, "eval", vid, "--suite", "s.yaml")
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("error: s.yaml:6: field 'scorers[0].type': unknown scorer "
+                                 "'exactness'"), bad.stderr
+    (d / "c.jsonl").write_text('{"id": "a", "input": "x #fraud"}\n{"id": "b", "input": \n')
+    (d / "s2.yaml").write_text("suite: s\nworkflow: router\ncases: c.jsonl\n"
+                               "scorers: [{type: equals}]\n")
+    bad2 = rg(d, "eval", vid, "--suite", "s2.yaml")
+    assert bad2.returncode == 2 and bad2.stderr.startswith("error: "), bad2.stderr
+    assert "c.jsonl:2: malformed JSON" in bad2.stderr
+    missing = rg(d, "show", "abcdef123456")
+    assert missing.returncode == 2 and "no version 'abcdef123456'" in missing.stderr
+    short = rg(d, "show", "abc")
+    assert short.returncode == 2 and "at least 6 characters" in short.stderr
+    nowhere = rg(d, "resolve", "router", "--env", "staging")
+    assert nowhere.returncode == 2 and "nothing runs in router@staging" in nowhere.stderr
+    with sqlite3.connect(d / ".releasegate" / "releasegate.db") as db:
+        assert db.execute("SELECT count(*) FROM eval_runs").fetchone()[0] == 0
+        assert db.execute("SELECT count(*) FROM suites").fetchone()[0] == 0
+
+
+def test_audit_verify_names_the_tampered_event(project: Project) -> None:
+    d = project.root
+    rg(d, "register", str(project.workflow("v1")), "--reason", "honest")
+    rg(d, "register", str(project.workflow("v2", temperature=0.7)), "--reason", "honest too")
+    assert rg(d, "audit", "verify").returncode == 0
+    log = ok_json(rg(d, "audit", "log", "--json"))
+    target = next(e for e in log if e["kind"] == "version.registered")
+    with sqlite3.connect(d / ".releasegate" / "releasegate.db") as db:
+        db.execute("UPDATE audit_events SET payload_json = replace(payload_json, 'honest', "
+                   "'sneaky') WHERE seq = ?", (target["seq"],))
+    broken = rg(d, "audit", "verify")
+    assert broken.returncode == 1
+    assert f"audit log broken at event {target['seq']}" in broken.stderr
+    assert "altered" in broken.stderr
+
+
+def test_no_store_is_a_clear_input_error(tmp_path: Path) -> None:
+    result = rg(tmp_path, "versions", "router")
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: no releasegate store at")
+    assert "releasegate init" in result.stderr
