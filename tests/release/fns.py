@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +19,22 @@ def route(message: str, manifest: dict[str, Any]) -> dict[str, Any]:
     return {"label": label, "text": label}
 
 
+_LOCK = threading.Lock()
+
+
 def interrupt_after(message: str, manifest: dict[str, Any]) -> str:
     """Raises KeyboardInterrupt on the Nth call in this process, as Ctrl-C would."""
     counter = Path(os.environ["RG_TEST_COUNTER"])
-    n = int(counter.read_text()) if counter.exists() else 0
-    counter.write_text(str(n + 1))
+    with _LOCK:  # calls arrive on several threads at once
+        n = int(counter.read_text()) if counter.exists() else 0
+        counter.write_text(str(n + 1))
     if n + 1 == int(os.environ.get("RG_TEST_INTERRUPT_AT", "0")):
         raise KeyboardInterrupt
+    return message.rsplit("#", 1)[-1].strip()
+
+
+def flaky_io(message: str) -> str:
+    """Fails for inputs marked 'boom', as a timing-out API would."""
+    if "boom" in message:
+        raise TimeoutError("upstream took too long")
     return message.rsplit("#", 1)[-1].strip()

@@ -97,7 +97,11 @@ class Store:
                     hint="pip install 'releasegate[postgres]'",
                 ) from None
         store = cls(engine, BlobStore(loc.blob_root), loc)
-        store.check_schema(upgrade=loc.is_embedded)
+        try:
+            store.check_schema(upgrade=loc.is_embedded)
+        except BaseException:
+            engine.dispose()
+            raise
         return store
 
     def schema_revision(self) -> str | None:

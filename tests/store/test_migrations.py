@@ -1,0 +1,99 @@
+"""Schema discipline: one head, migrations equal the metadata, snapshots per dialect, refusals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from releasegate.errors import SchemaOutdatedError
+from releasegate.store.engine import SCHEMA_HEAD, Location, Store
+from releasegate.store.migrate import heads, upgrade
+from releasegate.store.tables import metadata
+from tests.conftest import PG_ADMIN, drop_pg_database, pg_database
+
+SNAPSHOTS = Path(__file__).parent / "schemas"
+
+
+def schema_text(engine: sa.Engine) -> str:
+    """A stable, reviewable rendering of what the migrations built."""
+    insp = sa.inspect(engine)
+    lines = []
+    for table in sorted(insp.get_table_names()):
+        lines.append(f"TABLE {table}")
+        for col in insp.get_columns(table):
+            null = "NULL" if col["nullable"] else "NOT NULL"
+            lines.append(f"  {col['name']} {str(col['type']).upper()} {null}")
+        pk = insp.get_pk_constraint(table)
+        lines.append(f"  PRIMARY KEY ({', '.join(pk['constrained_columns'])})")
+        for ix in sorted(insp.get_indexes(table), key=lambda i: str(i["name"])):
+            unique = "UNIQUE " if ix.get("unique") else ""
+            lines.append(f"  {unique}INDEX {ix['name']} ({', '.join(map(str, ix['column_names']))})")
+        for fk in sorted(insp.get_foreign_keys(table), key=lambda f: str(f["name"])):
+            lines.append(f"  FOREIGN KEY ({', '.join(fk['constrained_columns'])}) -> "
+                         f"{fk['referred_table']}({', '.join(fk['referred_columns'])})")
+    return "\n".join(lines) + "\n"
+
+
+def test_single_head_and_code_agree() -> None:
+    assert heads() == [SCHEMA_HEAD]
+
+
+def test_migrations_build_exactly_the_metadata(store: Store, dialect: str) -> None:
+    with store.engine.connect() as conn:
+        diffs = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert diffs == [], f"the migrations and tables.py disagree: {diffs}"
+
+
+def test_schema_snapshot(store: Store, dialect: str) -> None:
+    snapshot = SNAPSHOTS / f"{dialect}.txt"
+    actual = schema_text(store.engine)
+    if not snapshot.exists():
+        snapshot.write_text(actual)
+    assert actual == snapshot.read_text(), (
+        f"the {dialect} schema changed. HOW TO FIX: if this is intended, add a migration "
+        f"(alembic revision --rev-id NNNN), then delete {snapshot} and re-run the tests to "
+        "write the new snapshot, and commit both."
+    )
+
+
+def test_postgres_refuses_an_outdated_schema_until_upgraded(pg_template: str, tmp_path: Path,
+                                                            ) -> None:
+    name = pg_database(None)
+    try:
+        loc = Location(url=f"{PG_ADMIN}/{name}", blob_root=tmp_path / "blobs",
+                       is_embedded=False, home=tmp_path)
+        with pytest.raises(SchemaOutdatedError) as err:
+            Store.open(location=loc)
+        assert "releasegate db upgrade" in str(err.value)
+        engine = sa.create_engine(loc.url)
+        upgrade(engine)
+        engine.dispose()
+        Store.open(location=loc).close()
+    finally:
+        drop_pg_database(name)
+
+
+def test_a_store_newer_than_the_code_says_upgrade_releasegate(tmp_path: Path) -> None:
+    loc = Location(url=f"sqlite:///{tmp_path / 'db.sqlite'}", blob_root=tmp_path / "b",
+                   is_embedded=True, home=tmp_path)
+    Store.open(location=loc).close()
+    engine = sa.create_engine(loc.url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '0999'"))
+    engine.dispose()
+    with pytest.raises(SchemaOutdatedError, match="newer than this releasegate"):
+        Store.open(location=loc)
+
+
+def test_the_embedded_store_creates_itself_in_wal_mode(tmp_path: Path) -> None:
+    loc = Location(url=f"sqlite:///{tmp_path / 'rg' / 'db.sqlite'}", blob_root=tmp_path / "b",
+                   is_embedded=True, home=tmp_path / "rg")
+    store = Store.open(location=loc)
+    with store.read() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    assert store.schema_revision() == SCHEMA_HEAD
+    store.close()
