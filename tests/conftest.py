@@ -29,8 +29,9 @@ def _admin() -> sa.Engine:
     """One admin engine for the session, so no connection is left for the GC to close."""
     global _ADMIN
     if _ADMIN is None:
-        _ADMIN = sa.create_engine(f"{PG_ADMIN}/postgres", isolation_level="AUTOCOMMIT",
-                                  poolclass=sa.pool.NullPool)
+        _ADMIN = sa.create_engine(
+            f"{PG_ADMIN}/postgres", isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool
+        )
     return _ADMIN
 
 
@@ -94,8 +95,12 @@ def store_url(dialect: str, tmp_path: Path, request: pytest.FixtureRequest) -> I
 def store(store_url: str, tmp_path: Path) -> Iterator[Store]:
     home = tmp_path / ".releasegate"
     home.mkdir(exist_ok=True)
-    loc = Location(url=store_url, blob_root=home / "blobs", is_embedded=store_url.startswith("sqlite"),
-                   home=home)
+    loc = Location(
+        url=store_url,
+        blob_root=home / "blobs",
+        is_embedded=store_url.startswith("sqlite"),
+        home=home,
+    )
     s = Store.open(location=loc)
     yield s
     s.close()

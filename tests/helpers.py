@@ -17,9 +17,15 @@ def cases(n: int = 80, *, hard_every: int = 4) -> list[dict[str, Any]]:
     for i in range(n):
         label = LABELS[i % len(LABELS)]
         prefix = "hard" if i % hard_every == 1 else "easy"
-        out.append({"id": f"c{i:03d}", "input": f"{prefix} message {i} #{label}",
-                    "expected": label, "tags": [label],
-                    "must_pass": label in ("fraud", "card_lost") and prefix == "easy"})
+        out.append(
+            {
+                "id": f"c{i:03d}",
+                "input": f"{prefix} message {i} #{label}",
+                "expected": label,
+                "tags": [label],
+                "must_pass": label in ("fraud", "card_lost") and prefix == "easy",
+            }
+        )
     return out
 
 
@@ -29,16 +35,32 @@ class Project:
     stakes: str = "low"
     margin: float = 0.1
     floors: dict[str, float] = field(default_factory=lambda: {"accuracy": 0.5})
-    owners: dict[str, Any] = field(default_factory=lambda: {
-        "change": "alice", "approvers": ["bob", "carol"], "business": ["dana"]})
+    owners: dict[str, Any] = field(
+        default_factory=lambda: {
+            "change": "alice",
+            "approvers": ["bob", "carol"],
+            "business": ["dana"],
+        }
+    )
     fn: str = "tests.release.fns:route"
 
-    def workflow(self, name: str, *, mode: str = "good", revision: str = "1",
-                 policy: dict[str, Any] | None = None, **generation: Any) -> Path:
-        pol = policy or {"floors": self.floors,
-                         "max_regression": {"metric": "accuracy", "margin": self.margin}}
+    def workflow(
+        self,
+        name: str,
+        *,
+        mode: str = "good",
+        revision: str = "1",
+        policy: dict[str, Any] | None = None,
+        **generation: Any,
+    ) -> Path:
+        pol = policy or {
+            "floors": self.floors,
+            "max_regression": {"metric": "accuracy", "margin": self.margin},
+        }
         doc = {
-            "workflow": "router", "stakes": self.stakes, "owners": self.owners,
+            "workflow": "router",
+            "stakes": self.stakes,
+            "owners": self.owners,
             "model": {"provider": "python", "name": self.fn, "revision": revision},
             "prompts": {"system": "route it"},
             "generation": {"mode": mode, **generation},
@@ -48,13 +70,17 @@ class Project:
         path.write_text(yaml.safe_dump(doc, sort_keys=False))
         return path
 
-    def suite(self, n: int = 80, *, extra: list[dict[str, Any]] | None = None,
-              name: str = "suite") -> Path:
+    def suite(
+        self, n: int = 80, *, extra: list[dict[str, Any]] | None = None, name: str = "suite"
+    ) -> Path:
         rows = cases(n) + (extra or [])
         (self.root / f"{name}.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-        doc = {"suite": "router-core", "workflow": "router", "cases": f"{name}.jsonl",
-               "scorers": [{"type": "label_accuracy", "name": "accuracy"},
-                           {"type": "macro_f1"}]}
+        doc = {
+            "suite": "router-core",
+            "workflow": "router",
+            "cases": f"{name}.jsonl",
+            "scorers": [{"type": "label_accuracy", "name": "accuracy"}, {"type": "macro_f1"}],
+        }
         path = self.root / f"{name}.yaml"
         path.write_text(yaml.safe_dump(doc, sort_keys=False))
         return path

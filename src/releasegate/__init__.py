@@ -20,7 +20,7 @@ _EXPORTS = {
     "ReleasegateError": "releasegate.errors",
     "Store": "releasegate.store.engine",
     "approve": "releasegate.release.promote",
-    "decide_gate": "releasegate.release.gate",
+    "gate": "releasegate.release.gate",
     "evaluate": "releasegate.release.evaluate",
     "promote": "releasegate.release.promote",
     "register": "releasegate.release.register",
@@ -28,12 +28,26 @@ _EXPORTS = {
     "rollback": "releasegate.release.promote",
 }
 
-__all__ = sorted([*_EXPORTS, "__version__"])
+__all__ = [
+    "InputError",
+    "NotFoundError",
+    "RefusedError",
+    "ReleasegateError",
+    "Store",
+    "__version__",
+    "approve",
+    "evaluate",
+    "gate",
+    "promote",
+    "register",
+    "resolve",
+    "rollback",
+]
 
 if TYPE_CHECKING:
     from releasegate.errors import InputError, NotFoundError, RefusedError, ReleasegateError
     from releasegate.release.evaluate import evaluate
-    from releasegate.release.gate import decide_gate
+    from releasegate.release.gate import gate
     from releasegate.release.promote import approve, promote, resolve, rollback
     from releasegate.release.register import register
     from releasegate.store.engine import Store

@@ -17,11 +17,16 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def rg(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "RELEASEGATE_ACTOR": "alice",
-           "COLUMNS": "200"}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "RELEASEGATE_ACTOR": "alice", "COLUMNS": "200"}
     env.pop("RELEASEGATE_DATABASE_URL", None)
-    return subprocess.run([sys.executable, "-m", "releasegate", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "releasegate", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.fixture
@@ -49,8 +54,7 @@ def test_register_eval_gate_promote_resolve(project: Project) -> None:
     again_ev = ok_json(rg(d, "eval", v1["version_id"][:10], "--suite", "suite.yaml", "--json"))
     assert again_ev["called"] == 0 and again_ev["cached"] == 80  # no model calls the 2nd time
 
-    g = rg(d, "gate", v1["version_id"][:10], "--env", "staging", "--junit", "junit.xml",
-           "--json")
+    g = rg(d, "gate", v1["version_id"][:10], "--env", "staging", "--junit", "junit.xml", "--json")
     report = ok_json(g)
     assert report["verdict"] == "pass"
     assert Path(report["report_path"]).read_text().count("PASS") >= 1
@@ -102,8 +106,9 @@ def test_rollback_and_history(project: Project) -> None:
     project.suite()
     ids = []
     for name, temp in (("v1", 0.0), ("v2", 0.5)):
-        vid = ok_json(rg(d, "register", str(project.workflow(name, temperature=temp)),
-                         "--json"))["version_id"]
+        vid = ok_json(rg(d, "register", str(project.workflow(name, temperature=temp)), "--json"))[
+            "version_id"
+        ]
         rg(d, "eval", vid, "--suite", "suite.yaml")
         assert rg(d, "gate", vid, "--env", "staging").returncode == 0
         assert rg(d, "promote", vid, "--env", "staging").returncode == 0
@@ -119,17 +124,25 @@ def test_rollback_and_history(project: Project) -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("workflow: router\nmodel: {provider: python, name: x}\nstakes: 3\n",
-         "error: {f}:3: field 'stakes': expected a string, got an integer"),
-        ("workflow: router\nmodel:\n  provider: python\n  nmae: x\n",
-         "error: {f}:4: field 'model.nmae': unknown field 'nmae'"),
+        (
+            "workflow: router\nmodel: {provider: python, name: x}\nstakes: 3\n",
+            "error: {f}:3: field 'stakes': expected a string, got an integer",
+        ),
+        (
+            "workflow: router\nmodel:\n  provider: python\n  nmae: x\n",
+            "error: {f}:4: field 'model.nmae': unknown field 'nmae'",
+        ),
         ("workflow: router\nmodel: [1\n", "error: {f}:3: malformed YAML"),
-        ("workflow: router\nmodel: {provider: nope, name: x}\nprompts: {system: {file: p.txt}}\n",
-         "error: {f}:3: field 'prompts.system.file': referenced file 'p.txt' not found"),
+        (
+            "workflow: router\nmodel: {provider: nope, name: x}\n"
+            "prompts: {system: {file: p.txt}}\n",
+            "error: {f}:3: field 'prompts.system.file': referenced file 'p.txt' not found",
+        ),
     ],
 )
-def test_bad_workflow_files_exit_2_and_write_nothing(tmp_path: Path, text: str,
-                                                     expected: str) -> None:
+def test_bad_workflow_files_exit_2_and_write_nothing(
+    tmp_path: Path, text: str, expected: str
+) -> None:
     f = tmp_path / "wf.yaml"
     f.write_text(text)
     result = rg(tmp_path, "register", "wf.yaml")
@@ -142,15 +155,19 @@ def test_bad_workflow_files_exit_2_and_write_nothing(tmp_path: Path, text: str,
 def test_bad_suite_and_unknown_version(project: Project) -> None:
     d = project.root
     vid = ok_json(rg(d, "register", str(project.workflow("v1")), "--json"))["version_id"]
-    (d / "s.yaml").write_text("suite: s\nworkflow: router\ncases:\n  - {id: a, input: x}\n"
-                              "scorers:\n  - {type: exactness}\n")
+    (d / "s.yaml").write_text(
+        "suite: s\nworkflow: router\ncases:\n  - {id: a, input: x}\n"
+        "scorers:\n  - {type: exactness}\n"
+    )
     bad = rg(d, "eval", vid, "--suite", "s.yaml")
     assert bad.returncode == 2
-    assert bad.stderr.startswith("error: s.yaml:6: field 'scorers[0].type': unknown scorer "
-                                 "'exactness'"), bad.stderr
+    assert bad.stderr.startswith(
+        "error: s.yaml:6: field 'scorers[0].type': unknown scorer 'exactness'"
+    ), bad.stderr
     (d / "c.jsonl").write_text('{"id": "a", "input": "x #fraud"}\n{"id": "b", "input": \n')
-    (d / "s2.yaml").write_text("suite: s\nworkflow: router\ncases: c.jsonl\n"
-                               "scorers: [{type: equals}]\n")
+    (d / "s2.yaml").write_text(
+        "suite: s\nworkflow: router\ncases: c.jsonl\nscorers: [{type: equals}]\n"
+    )
     bad2 = rg(d, "eval", vid, "--suite", "s2.yaml")
     assert bad2.returncode == 2 and bad2.stderr.startswith("error: "), bad2.stderr
     assert "c.jsonl:2: malformed JSON" in bad2.stderr
@@ -173,8 +190,11 @@ def test_audit_verify_names_the_tampered_event(project: Project) -> None:
     log = ok_json(rg(d, "audit", "log", "--json"))
     target = next(e for e in log if e["kind"] == "version.registered")
     with sqlite3.connect(d / ".releasegate" / "releasegate.db") as db:
-        db.execute("UPDATE audit_events SET payload_json = replace(payload_json, 'honest', "
-                   "'sneaky') WHERE seq = ?", (target["seq"],))
+        db.execute(
+            "UPDATE audit_events SET payload_json = replace(payload_json, 'honest', "
+            "'sneaky') WHERE seq = ?",
+            (target["seq"],),
+        )
     broken = rg(d, "audit", "verify")
     assert broken.returncode == 1
     assert f"audit log broken at event {target['seq']}" in broken.stderr

@@ -46,9 +46,9 @@ def test_a_changed_case_is_the_only_one_run_again(store: Store, project: Project
     assert grown.suite_changed
 
 
-def test_interrupted_eval_keeps_what_finished_and_resumes(store: Store, project: Project,
-                                                          tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_interrupted_eval_keeps_what_finished_and_resumes(
+    store: Store, project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     project.fn = "tests.release.fns:interrupt_after"
     monkeypatch.setenv("RG_TEST_COUNTER", str(tmp_path / "calls"))
     monkeypatch.setenv("RG_TEST_INTERRUPT_AT", "30")
@@ -66,12 +66,12 @@ def test_interrupted_eval_keeps_what_finished_and_resumes(store: Store, project:
     assert resumed.summary["metrics"]["accuracy"]["estimate"] == 1.0
 
 
-def test_provider_errors_are_counted_not_silent_and_retried_next_time(store: Store,
-                                                                      project: Project) -> None:
+def test_provider_errors_are_counted_not_silent_and_retried_next_time(
+    store: Store, project: Project
+) -> None:
     project.fn = "tests.release.fns:flaky_io"
     vid = register(store, project.workflow("v1")).version_id
-    extra = [{"id": "boom-1", "input": "easy boom #fraud", "expected": "fraud",
-              "must_pass": True}]
+    extra = [{"id": "boom-1", "input": "easy boom #fraud", "expected": "fraud", "must_pass": True}]
     outcome = evaluate(store, vid, project.suite(n=20, extra=extra))
     assert outcome.summary["errors"]["count"] == 1
     assert outcome.summary["errors"]["examples"][0]["error"].startswith("TimeoutError")

@@ -85,8 +85,9 @@ def test_promote_after_the_suite_changed_is_refused(store: Store, project: Proje
     v2 = register(store, project.workflow("v2", temperature=0.5)).version_id
     evaluate(store, v2, project.suite())
     assert gate(store, v2, "staging").verdict == "pass"
-    extra = [{"id": "incident-1", "input": "easy new #fraud", "expected": "fraud",
-              "must_pass": True}]
+    extra = [
+        {"id": "incident-1", "input": "easy new #fraud", "expected": "fraud", "must_pass": True}
+    ]
     evaluate(store, v1, project.suite(extra=extra, name="suite2"))  # the suite grew: current now
     with pytest.raises(PromotionRefusedError, match="suite changed"):
         promote(store, v2, "staging")
@@ -133,8 +134,10 @@ def test_high_stakes_needs_named_and_business_approval(store: Store, project: Pr
     assert promote(store, v3, "staging").version_id == v3
 
 
-def test_a_broken_change_fails_the_gate_and_cannot_be_promoted(store: Store, project: Project,
-                                                               ) -> None:
+def test_a_broken_change_fails_the_gate_and_cannot_be_promoted(
+    store: Store,
+    project: Project,
+) -> None:
     shipped(store, project)
     bad = register(store, project.workflow("bad", mode="broken")).version_id
     evaluate(store, bad, project.suite())
@@ -188,10 +191,18 @@ def test_unknown_environment_and_version_are_input_errors(store: Store, project:
         gate(store, "deadbeef00", "staging")
 
 
-def _promote_in_process(url: str, home: str, version: str, queue: "multiprocessing.Queue[str]",
-                        ) -> None:
-    loc = Location(url=url, blob_root=Path(home) / "blobs", is_embedded=url.startswith("sqlite"),
-                   home=Path(home))
+def _promote_in_process(
+    url: str,
+    home: str,
+    version: str,
+    queue: multiprocessing.Queue[str],
+) -> None:
+    loc = Location(
+        url=url,
+        blob_root=Path(home) / "blobs",
+        is_embedded=url.startswith("sqlite"),
+        home=Path(home),
+    )
     store = Store.open(location=loc)
     try:
         promote(store, version, "staging", who=f"p{os.getpid()}", pause_after_check=0.4)
@@ -202,8 +213,9 @@ def _promote_in_process(url: str, home: str, version: str, queue: "multiprocessi
         queue.put(f"error: {type(exc).__name__}: {exc}")
 
 
-def test_two_concurrent_promoters_exactly_one_wins(store: Store, project: Project,
-                                                   store_url: str, tmp_path: Path) -> None:
+def test_two_concurrent_promoters_exactly_one_wins(
+    store: Store, project: Project, store_url: str, tmp_path: Path
+) -> None:
     v1 = shipped(store, project)
     contenders = []
     for i, temp in enumerate((0.3, 0.6)):
@@ -213,9 +225,12 @@ def test_two_concurrent_promoters_exactly_one_wins(store: Store, project: Projec
         contenders.append(vid)
     ctx = multiprocessing.get_context("spawn")
     queue: multiprocessing.Queue[str] = ctx.Queue()
-    procs = [ctx.Process(target=_promote_in_process,
-                         args=(store_url, str(tmp_path / ".releasegate"), vid, queue))
-             for vid in contenders]
+    procs = [
+        ctx.Process(
+            target=_promote_in_process, args=(store_url, str(tmp_path / ".releasegate"), vid, queue)
+        )
+        for vid in contenders
+    ]
     for p in procs:
         p.start()
     for p in procs:
@@ -227,7 +242,8 @@ def test_two_concurrent_promoters_exactly_one_wins(store: Store, project: Projec
     now_running = resolve(store, "router", "staging").version_id
     assert now_running in contenders and now_running != v1
     with store.read() as conn:
-        history = conn.execute(sa.text(
-            "SELECT count(*) FROM env_history WHERE env = 'staging'")).scalar_one()
+        history = conn.execute(
+            sa.text("SELECT count(*) FROM env_history WHERE env = 'staging'")
+        ).scalar_one()
     assert history == 2  # v1, then exactly one contender
     assert audit_verify(store)[1] is None

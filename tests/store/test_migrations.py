@@ -31,10 +31,14 @@ def schema_text(engine: sa.Engine) -> str:
         lines.append(f"  PRIMARY KEY ({', '.join(pk['constrained_columns'])})")
         for ix in sorted(insp.get_indexes(table), key=lambda i: str(i["name"])):
             unique = "UNIQUE " if ix.get("unique") else ""
-            lines.append(f"  {unique}INDEX {ix['name']} ({', '.join(map(str, ix['column_names']))})")
+            lines.append(
+                f"  {unique}INDEX {ix['name']} ({', '.join(map(str, ix['column_names']))})"
+            )
         for fk in sorted(insp.get_foreign_keys(table), key=lambda f: str(f["name"])):
-            lines.append(f"  FOREIGN KEY ({', '.join(fk['constrained_columns'])}) -> "
-                         f"{fk['referred_table']}({', '.join(fk['referred_columns'])})")
+            lines.append(
+                f"  FOREIGN KEY ({', '.join(fk['constrained_columns'])}) -> "
+                f"{fk['referred_table']}({', '.join(fk['referred_columns'])})"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -60,12 +64,15 @@ def test_schema_snapshot(store: Store, dialect: str) -> None:
     )
 
 
-def test_postgres_refuses_an_outdated_schema_until_upgraded(pg_template: str, tmp_path: Path,
-                                                            ) -> None:
+def test_postgres_refuses_an_outdated_schema_until_upgraded(
+    pg_template: str,
+    tmp_path: Path,
+) -> None:
     name = pg_database(None)
     try:
-        loc = Location(url=f"{PG_ADMIN}/{name}", blob_root=tmp_path / "blobs",
-                       is_embedded=False, home=tmp_path)
+        loc = Location(
+            url=f"{PG_ADMIN}/{name}", blob_root=tmp_path / "blobs", is_embedded=False, home=tmp_path
+        )
         with pytest.raises(SchemaOutdatedError) as err:
             Store.open(location=loc)
         assert "releasegate db upgrade" in str(err.value)
@@ -78,8 +85,12 @@ def test_postgres_refuses_an_outdated_schema_until_upgraded(pg_template: str, tm
 
 
 def test_a_store_newer_than_the_code_says_upgrade_releasegate(tmp_path: Path) -> None:
-    loc = Location(url=f"sqlite:///{tmp_path / 'db.sqlite'}", blob_root=tmp_path / "b",
-                   is_embedded=True, home=tmp_path)
+    loc = Location(
+        url=f"sqlite:///{tmp_path / 'db.sqlite'}",
+        blob_root=tmp_path / "b",
+        is_embedded=True,
+        home=tmp_path,
+    )
     Store.open(location=loc).close()
     engine = sa.create_engine(loc.url)
     with engine.begin() as conn:
@@ -90,8 +101,12 @@ def test_a_store_newer_than_the_code_says_upgrade_releasegate(tmp_path: Path) ->
 
 
 def test_the_embedded_store_creates_itself_in_wal_mode(tmp_path: Path) -> None:
-    loc = Location(url=f"sqlite:///{tmp_path / 'rg' / 'db.sqlite'}", blob_root=tmp_path / "b",
-                   is_embedded=True, home=tmp_path / "rg")
+    loc = Location(
+        url=f"sqlite:///{tmp_path / 'rg' / 'db.sqlite'}",
+        blob_root=tmp_path / "b",
+        is_embedded=True,
+        home=tmp_path / "rg",
+    )
     store = Store.open(location=loc)
     with store.read() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"

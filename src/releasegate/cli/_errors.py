@@ -45,7 +45,9 @@ def guarded(run: Callable[[], object]) -> NoReturn:
         raise
     except Exception:
         traceback.print_exc()
-        print("\nthis is a bug in releasegate (exit 70); please report it with the traceback above",
-              file=sys.stderr)
+        print(
+            "\nthis is a bug in releasegate (exit 70); please report it with the traceback above",
+            file=sys.stderr,
+        )
         sys.exit(BUG)
     sys.exit(0)

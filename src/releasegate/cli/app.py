@@ -71,7 +71,9 @@ def register(
     reason: Annotated[str, typer.Option(help="Why this change.")] = "",
     owner: Annotated[str | None, typer.Option(help="Owner of the change.")] = None,
     parent: Annotated[str | None, typer.Option(help="Parent version (default: what runs).")] = None,
-    experiment: Annotated[bool, typer.Option("--experiment", help="Track as an experiment.")] = False,
+    experiment: Annotated[
+        bool, typer.Option("--experiment", help="Track as an experiment.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Register a workflow file's behaviour as an immutable, content-hashed version."""
@@ -80,23 +82,40 @@ def register(
         from releasegate.release.register import read_workflow, register_spec
 
         spec = read_workflow(file)  # parse before touching the store: bad input writes nothing
-        result = register_spec(_store(), spec, reason=reason, owner=owner, parent=parent,
-                               experiment=experiment, source_dir=file.parent)
+        result = register_spec(
+            _store(),
+            spec,
+            reason=reason,
+            owner=owner,
+            parent=parent,
+            experiment=experiment,
+            source_dir=file.parent,
+        )
         if as_json:
-            _emit({"version_id": result.version_id, "workflow": result.workflow,
-                   "is_new": result.is_new, "parent_id": result.parent_id, "track": result.track,
-                   "source_commit": result.source_commit,
-                   "policies_changed": list(result.policies_changed)})
+            _emit(
+                {
+                    "version_id": result.version_id,
+                    "workflow": result.workflow,
+                    "is_new": result.is_new,
+                    "parent_id": result.parent_id,
+                    "track": result.track,
+                    "source_commit": result.source_commit,
+                    "policies_changed": list(result.policies_changed),
+                }
+            )
             return
         c = _console()
         short = result.version_id[:12]
         if result.is_new:
             parent_s = result.parent_id[:12] if result.parent_id else "none"
-            c.print(f"registered [bold]{short}[/] of {result.workflow} "
-                    f"(track {result.track}, parent {parent_s})")
+            c.print(
+                f"registered [bold]{short}[/] of {result.workflow} "
+                f"(track {result.track}, parent {parent_s})"
+            )
         else:
-            c.print(f"already registered: [bold]{short}[/] of {result.workflow} "
-                    "(same content, same id)")
+            c.print(
+                f"already registered: [bold]{short}[/] of {result.workflow} (same content, same id)"
+            )
         for env in result.policies_changed:
             c.print(f"policy for {env} updated")
 
@@ -120,9 +139,15 @@ def versions(workflow: str, as_json: JsonOpt = False) -> None:
         for col in ("version", "created", "owner", "track", "parent", "running in", "reason"):
             table.add_column(col)
         for r in rows:
-            table.add_row(r["version_id"][:12], r["created_at"][:19].replace("T", " "),
-                          r["owner"] or "", r["track"], (r["parent_id"] or "")[:12],
-                          ", ".join(r["environments"]), r["reason"])
+            table.add_row(
+                r["version_id"][:12],
+                r["created_at"][:19].replace("T", " "),
+                r["owner"] or "",
+                r["track"],
+                (r["parent_id"] or "")[:12],
+                ", ".join(r["environments"]),
+                r["reason"],
+            )
         _console().print(table)
 
     guarded(run)
@@ -147,13 +172,17 @@ def show(version: str, as_json: JsonOpt = False) -> None:
             c.print(f"  {key}: {info[key]}")
         c.print(f"  running in: {', '.join(info['environments']) or 'nowhere'}")
         c.print("\n[bold]manifest[/]")
-        c.print(yaml.safe_dump(info["manifest"], sort_keys=True, allow_unicode=True).rstrip(),
-                markup=False)
+        c.print(
+            yaml.safe_dump(info["manifest"], sort_keys=True, allow_unicode=True).rstrip(),
+            markup=False,
+        )
         if info["evals"]:
             c.print("\n[bold]evals[/]")
             for e in info["evals"]:
-                c.print(f"  {e['started_at'][:19]}  suite {e['suite_id'][:12]}  {e['status']}  "
-                        + "  ".join(f"{k}={v:.3f}" for k, v in e["metrics"].items()))
+                c.print(
+                    f"  {e['started_at'][:19]}  suite {e['suite_id'][:12]}  {e['status']}  "
+                    + "  ".join(f"{k}={v:.3f}" for k, v in e["metrics"].items())
+                )
         if info["decisions"]:
             c.print("\n[bold]gate decisions[/]")
             for d in info["decisions"]:
@@ -174,8 +203,10 @@ def diff(a: str, b: str, as_json: JsonOpt = False) -> None:
             _emit(info)
             return
         c = _console()
-        c.print(f"{info['a'][:12]} -> {info['b'][:12]}: change class "
-                f"[bold]{info['change_class'] or 'none'}[/]")
+        c.print(
+            f"{info['a'][:12]} -> {info['b'][:12]}: change class "
+            f"[bold]{info['change_class'] or 'none'}[/]"
+        )
         for line in info["lines"]:
             style = "green" if line.startswith("+") else "red" if line.startswith("-") else ""
             c.print(line, style=style, markup=False)
@@ -200,13 +231,27 @@ def eval_(
 
         store = _store()
         with progress_bar("evaluating", quiet=False) as tick:
-            outcome = evaluate(store, version, suite, epochs=epochs, concurrency=concurrency,
-                               use_cache=not no_cache, progress=tick)
+            outcome = evaluate(
+                store,
+                version,
+                suite,
+                epochs=epochs,
+                concurrency=concurrency,
+                use_cache=not no_cache,
+                progress=tick,
+            )
         if as_json:
-            _emit({"eval_id": outcome.eval_id, "version_id": outcome.version_id,
-                   "suite_id": outcome.suite_id, "called": outcome.n_called,
-                   "cached": outcome.n_cached, "suite_changed": outcome.suite_changed,
-                   **outcome.summary})
+            _emit(
+                {
+                    "eval_id": outcome.eval_id,
+                    "version_id": outcome.version_id,
+                    "suite_id": outcome.suite_id,
+                    "called": outcome.n_called,
+                    "cached": outcome.n_cached,
+                    "suite_changed": outcome.suite_changed,
+                    **outcome.summary,
+                }
+            )
             return
         eval_table(_console(), outcome)
 
@@ -290,8 +335,14 @@ def promote(version: str, env: EnvOpt, as_json: JsonOpt = False) -> None:
 
 
 def _moved(moved: Any) -> dict[str, Any]:
-    return {"workflow": moved.workflow, "env": moved.env, "version_id": moved.version_id,
-            "previous_id": moved.previous_id, "action": moved.action, "changed": moved.changed}
+    return {
+        "workflow": moved.workflow,
+        "env": moved.env,
+        "version_id": moved.version_id,
+        "previous_id": moved.previous_id,
+        "action": moved.action,
+        "changed": moved.changed,
+    }
 
 
 @app.command()
@@ -311,8 +362,10 @@ def rollback(
         if as_json:
             _emit(_moved(moved))
         else:
-            _console().print(f"rolled back {workflow}@{env}: {moved.previous_id[:12] if moved.previous_id else ''}"
-                             f" -> [bold]{moved.version_id[:12]}[/]")
+            prev = moved.previous_id[:12] if moved.previous_id else ""
+            _console().print(
+                f"rolled back {workflow}@{env}: {prev} -> [bold]{moved.version_id[:12]}[/]"
+            )
 
     guarded(run)
 
@@ -326,8 +379,14 @@ def resolve(workflow: str, env: EnvOpt, as_json: JsonOpt = False) -> None:
 
         found = do_resolve(_store(create=False), workflow, env)
         if as_json:
-            _emit({"workflow": workflow, "env": env, "version_id": found.version_id,
-                   "manifest": found.manifest})
+            _emit(
+                {
+                    "workflow": workflow,
+                    "env": env,
+                    "version_id": found.version_id,
+                    "manifest": found.manifest,
+                }
+            )
         else:
             sys.stdout.write(found.version_id + "\n")
 
@@ -341,9 +400,18 @@ def history(workflow: str, env: EnvOpt, as_json: JsonOpt = False) -> None:
     def run() -> None:
         from releasegate.release.promote import history as env_history
 
-        rows = [{"seq": h.seq, "at": h.created_at.isoformat(), "action": h.action,
-                 "version_id": h.version_id, "previous_id": h.previous_id, "actor": h.actor,
-                 "reason": h.reason} for h in env_history(_store(create=False), workflow, env)]
+        rows: list[dict[str, Any]] = [
+            {
+                "seq": h.seq,
+                "at": h.created_at.isoformat(),
+                "action": h.action,
+                "version_id": h.version_id,
+                "previous_id": h.previous_id,
+                "actor": h.actor,
+                "reason": h.reason,
+            }
+            for h in env_history(_store(create=False), workflow, env)
+        ]
         if as_json:
             _emit(rows)
             return
@@ -353,8 +421,14 @@ def history(workflow: str, env: EnvOpt, as_json: JsonOpt = False) -> None:
         for col in ("at", "action", "version", "from", "by", "reason"):
             table.add_column(col)
         for r in rows:
-            table.add_row(r["at"][:19].replace("T", " "), r["action"], r["version_id"][:12],
-                          (r["previous_id"] or "")[:12], r["actor"], r["reason"])
+            table.add_row(
+                r["at"][:19].replace("T", " "),
+                r["action"],
+                r["version_id"][:12],
+                (r["previous_id"] or "")[:12],
+                r["actor"],
+                r["reason"],
+            )
         _console().print(table)
 
     guarded(run)
@@ -372,9 +446,19 @@ def audit_log(
         from releasegate.release.audit import audit_log as events_of
 
         events = events_of(_store(create=False), workflow=workflow, limit=limit)
-        rows = [{"seq": e.seq, "at": e.at.isoformat(), "kind": e.kind, "actor": e.actor,
-                 "workflow": e.workflow, "subject": e.subject, "payload": dict(e.payload),
-                 "hash": e.hash} for e in events]
+        rows: list[dict[str, Any]] = [
+            {
+                "seq": e.seq,
+                "at": e.at.isoformat(),
+                "kind": e.kind,
+                "actor": e.actor,
+                "workflow": e.workflow,
+                "subject": e.subject,
+                "payload": dict(e.payload),
+                "hash": e.hash,
+            }
+            for e in events
+        ]
         if as_json:
             _emit(rows)
             return
@@ -384,8 +468,14 @@ def audit_log(
         for col in ("#", "at", "event", "by", "workflow", "subject"):
             table.add_column(col)
         for r in rows:
-            table.add_row(str(r["seq"]), r["at"][:19].replace("T", " "), r["kind"], r["actor"],
-                          r["workflow"] or "", (r["subject"] or "")[:12])
+            table.add_row(
+                str(r["seq"]),
+                r["at"][:19].replace("T", " "),
+                r["kind"],
+                r["actor"],
+                r["workflow"] or "",
+                (r["subject"] or "")[:12],
+            )
         _console().print(table)
 
     guarded(run)
@@ -400,14 +490,21 @@ def audit_verify(as_json: JsonOpt = False) -> None:
 
         count, broken = verify(_store(create=False))
         if as_json:
-            _emit({"ok": broken is None, "events": count,
-                   "broken": None if broken is None else {"seq": broken.seq,
-                                                          "reason": broken.reason}})
+            _emit(
+                {
+                    "ok": broken is None,
+                    "events": count,
+                    "broken": None
+                    if broken is None
+                    else {"seq": broken.seq, "reason": broken.reason},
+                }
+            )
         elif broken is None:
             _console().print(f"audit log intact: {count} events, chain verified")
         else:
             _console(stderr=True).print(
-                f"[bold red]audit log broken[/] at event {broken.seq}: {broken.reason}")
+                f"[bold red]audit log broken[/] at event {broken.seq}: {broken.reason}"
+            )
         if broken is not None:
             sys.exit(1)
 
@@ -420,15 +517,13 @@ def db_upgrade() -> None:
 
     def run() -> None:
         from releasegate.store.engine import Store, locate
-        from releasegate.store.migrate import upgrade
+        from releasegate.store.migrate import upgrade_url
 
         loc = locate()
         if loc.is_embedded:
             Store.open()
         else:
-            from sqlalchemy import create_engine
-
-            upgrade(create_engine(loc.url))
+            upgrade_url(loc.url)
         _console().print("schema is up to date")
 
     guarded(run)
@@ -437,7 +532,8 @@ def db_upgrade() -> None:
 @app.command()
 def demo(
     dir: Annotated[Path, typer.Option("--dir", help="Where to put the demo project.")] = Path(
-        "releasegate-demo"),
+        "releasegate-demo"
+    ),
 ) -> None:
     """The whole loop on the embedded model, end to end, in under a minute."""
 

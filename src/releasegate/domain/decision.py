@@ -119,16 +119,24 @@ def _floor_checks(policy: Policy, floors: Mapping[str, float], ev: Evidence) -> 
     for metric, floor in sorted(floors.items()):
         m = ev.metrics.get(metric)
         if m is None:
-            checks.append(Check(f"floor {metric}", Status.FAIL,
-                                f"the suite has no metric '{metric}' (policy {policy.env})"))
+            checks.append(
+                Check(
+                    f"floor {metric}",
+                    Status.FAIL,
+                    f"the suite has no metric '{metric}' (policy {policy.env})",
+                )
+            )
             continue
         est = m.candidate.estimate
         ok = est >= floor
-        checks.append(Check(
-            f"floor {metric}", Status.OK if ok else Status.FAIL,
-            f"{_fmt(est)} [{_fmt(m.candidate.low)}, {_fmt(m.candidate.high)}] "
-            f"{'>=' if ok else '<'} floor {_fmt(floor)}",
-        ))
+        checks.append(
+            Check(
+                f"floor {metric}",
+                Status.OK if ok else Status.FAIL,
+                f"{_fmt(est)} [{_fmt(m.candidate.low)}, {_fmt(m.candidate.high)}] "
+                f"{'>=' if ok else '<'} floor {_fmt(floor)}",
+            )
+        )
     return checks
 
 
@@ -138,30 +146,54 @@ def _regression_checks(policy: Policy, ev: Evidence, has_baseline: bool) -> list
         name = f"regression {reg.metric}"
         m = ev.metrics.get(reg.metric)
         if not has_baseline:
-            checks.append(Check(name, Status.INFO, "no baseline: nothing runs in this environment yet"))
+            checks.append(
+                Check(name, Status.INFO, "no baseline: nothing runs in this environment yet")
+            )
             continue
         if m is None or m.comparison is None:
-            checks.append(Check(name, Status.HOLD,
-                                f"no paired comparison for '{reg.metric}' against the baseline"))
+            checks.append(
+                Check(
+                    name,
+                    Status.HOLD,
+                    f"no paired comparison for '{reg.metric}' against the baseline",
+                )
+            )
             continue
         c = m.comparison
         interval = f"delta {c.delta:+.3f} [{c.low:+.3f}, {c.high:+.3f}] ({c.method}, n={c.n})"
         if c.low < -reg.margin and c.delta < -reg.margin:
-            checks.append(Check(name, Status.FAIL,
-                                f"{interval}: regressed by more than the margin {reg.margin:.3f}"))
+            checks.append(
+                Check(
+                    name,
+                    Status.FAIL,
+                    f"{interval}: regressed by more than the margin {reg.margin:.3f}",
+                )
+            )
         elif c.mde > reg.margin and c.low <= 0:
-            checks.append(Check(
-                name, Status.HOLD,
-                f"underpowered: {interval}; minimum detectable effect {c.mde:.3f} > margin "
-                f"{reg.margin:.3f}; about {c.cases_needed(reg.margin)} cases needed",
-            ))
+            checks.append(
+                Check(
+                    name,
+                    Status.HOLD,
+                    f"underpowered: {interval}; minimum detectable effect {c.mde:.3f} > margin "
+                    f"{reg.margin:.3f}; about {c.cases_needed(reg.margin)} cases needed",
+                )
+            )
         elif c.low < -reg.margin:
-            checks.append(Check(name, Status.FAIL,
-                                f"{interval}: cannot rule out a regression beyond {reg.margin:.3f}"))
+            checks.append(
+                Check(
+                    name,
+                    Status.FAIL,
+                    f"{interval}: cannot rule out a regression beyond {reg.margin:.3f}",
+                )
+            )
         else:
-            checks.append(Check(name, Status.OK,
-                                f"{interval}: non-inferior within {reg.margin:.3f} "
-                                f"(mde {c.mde:.3f})"))
+            checks.append(
+                Check(
+                    name,
+                    Status.OK,
+                    f"{interval}: non-inferior within {reg.margin:.3f} (mde {c.mde:.3f})",
+                )
+            )
     return checks
 
 
@@ -172,8 +204,13 @@ def _must_pass_check(policy: Policy, ev: Evidence) -> list[Check]:
     if failed:
         ids = ", ".join(f.case_id for f in ev.must_pass_failures[:8])
         more = "" if failed <= 8 else f" and {failed - 8} more"
-        return [Check("must-pass", Status.FAIL,
-                      f"{failed} of {ev.must_pass_total} must-pass cases failed: {ids}{more}")]
+        return [
+            Check(
+                "must-pass",
+                Status.FAIL,
+                f"{failed} of {ev.must_pass_total} must-pass cases failed: {ids}{more}",
+            )
+        ]
     return [Check("must-pass", Status.OK, f"all {ev.must_pass_total} must-pass cases passed")]
 
 
@@ -181,14 +218,23 @@ def _budget_checks(policy: Policy, ev: Evidence) -> list[Check]:
     checks = []
     if policy.latency_p95_ms is not None:
         ok = ev.latency_p95_ms <= policy.latency_p95_ms
-        checks.append(Check("budget latency p95", Status.OK if ok else Status.FAIL,
-                            f"{ev.latency_p95_ms:.1f} ms {'<=' if ok else '>'} "
-                            f"{policy.latency_p95_ms:.1f} ms"))
+        checks.append(
+            Check(
+                "budget latency p95",
+                Status.OK if ok else Status.FAIL,
+                f"{ev.latency_p95_ms:.1f} ms {'<=' if ok else '>'} {policy.latency_p95_ms:.1f} ms",
+            )
+        )
     if policy.cost_per_case_usd is not None:
         ok = ev.cost_per_case_usd <= policy.cost_per_case_usd
-        checks.append(Check("budget cost per case", Status.OK if ok else Status.FAIL,
-                            f"${ev.cost_per_case_usd:.6f} {'<=' if ok else '>'} "
-                            f"${policy.cost_per_case_usd:.6f}"))
+        checks.append(
+            Check(
+                "budget cost per case",
+                Status.OK if ok else Status.FAIL,
+                f"${ev.cost_per_case_usd:.6f} {'<=' if ok else '>'} "
+                f"${policy.cost_per_case_usd:.6f}",
+            )
+        )
     return checks
 
 
@@ -208,9 +254,14 @@ def decide_gate(
         checks.append(Check("evaluation", Status.HOLD, missing_evidence or "no evaluation"))
     else:
         if evidence.n_errors:
-            checks.append(Check("errors", Status.INFO,
-                                f"{evidence.n_errors} of {evidence.n_cases} case runs errored "
-                                "and count as failures"))
+            checks.append(
+                Check(
+                    "errors",
+                    Status.INFO,
+                    f"{evidence.n_errors} of {evidence.n_cases} case runs errored "
+                    "and count as failures",
+                )
+            )
         checks += _must_pass_check(policy, evidence)
         checks += _floor_checks(policy, floors, evidence)
         checks += _regression_checks(policy, evidence, has_baseline)
@@ -227,8 +278,7 @@ def decide_gate(
             wanted.append("the business approver")
         given = ", ".join(f"{a.approver} ({a.role})" for a in approvals) or "none yet"
         status = Status.OK if not missing else Status.HOLD
-        checks.append(Check("approvals", status,
-                            f"needs {' and '.join(wanted)}; given: {given}"))
+        checks.append(Check("approvals", status, f"needs {' and '.join(wanted)}; given: {given}"))
 
     failed = [c for c in checks if c.status is Status.FAIL]
     held = [c for c in checks if c.status is Status.HOLD and c.name != "approvals"]
@@ -244,5 +294,10 @@ def decide_gate(
     else:
         verdict = Verdict.PASS
         reasons = ["every check passed"]
-    return GateDecision(verdict=verdict, checks=tuple(checks), approvals_needed=need,
-                        approvals=tuple(approvals), reasons=tuple(reasons))
+    return GateDecision(
+        verdict=verdict,
+        checks=tuple(checks),
+        approvals_needed=need,
+        approvals=tuple(approvals),
+        reasons=tuple(reasons),
+    )

@@ -43,9 +43,15 @@ class Document:
             p = p[:-1]
         return self.lines.get((), self.base_line)
 
-    def fail(self, error: type[InputError], message: str, path: Path, hint: str | None = None) -> NoReturn:
+    def fail(
+        self, error: type[InputError], message: str, path: Path, hint: str | None = None
+    ) -> NoReturn:
         raise error(
-            message, source=self.source, line=self.line_of(path), field=dotted(path) or None, hint=hint
+            message,
+            source=self.source,
+            line=self.line_of(path),
+            field=dotted(path) or None,
+            hint=hint,
         )
 
 
@@ -81,7 +87,14 @@ class Fields:
     def has(self, key: str) -> bool:
         return key in self.value and self.value[key] is not None
 
-    def get(self, key: str, kind: type | tuple[type, ...], default: Any = None, *, required: bool = False) -> Any:
+    def get(
+        self,
+        key: str,
+        kind: type | tuple[type, ...],
+        default: Any = None,
+        *,
+        required: bool = False,
+    ) -> Any:
         if key not in self.value or self.value[key] is None:
             if required:
                 self.doc.fail(self.error, "is required", (*self.path, key))
@@ -104,15 +117,24 @@ class Fields:
         return Fields(self.doc, self.error, (*self.path, key))
 
     def sub_fail(self, key: str, index: int, value: Any) -> NoReturn:
-        self.doc.fail(self.error, f"expected a string, got {type_name(value)}", (*self.path, key, index))
+        self.doc.fail(
+            self.error, f"expected a string, got {type_name(value)}", (*self.path, key, index)
+        )
 
     def fail(self, key: str | int | None, message: str, hint: str | None = None) -> NoReturn:
         path = self.path if key is None else (*self.path, key)
         self.doc.fail(self.error, message, path, hint=hint)
 
 
-_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true/false",
-               list: "a list", dict: "a mapping", type(None): "nothing"}
+_TYPE_NAMES = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "true/false",
+    list: "a list",
+    dict: "a mapping",
+    type(None): "nothing",
+}
 
 
 def type_name_of(kind: type) -> str:

@@ -20,8 +20,20 @@ from releasegate.domain.policy import Policy, parse_policy
 from releasegate.errors import ManifestError
 
 Reader = Callable[[str], bytes]
-TOP_LEVEL = ("workflow", "description", "stakes", "owners", "environments", "model", "prompts",
-             "generation", "tools", "retrieval", "output", "policy")
+TOP_LEVEL = (
+    "workflow",
+    "description",
+    "stakes",
+    "owners",
+    "environments",
+    "model",
+    "prompts",
+    "generation",
+    "tools",
+    "retrieval",
+    "output",
+    "policy",
+)
 DEFAULT_ENVIRONMENTS = ("staging", "production")
 _SCALARS = (str, int, float, bool)
 
@@ -35,8 +47,13 @@ class Owners:
     responders: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
-        return {"change": self.change, "care": self.care, "approvers": list(self.approvers),
-                "business": list(self.business), "responders": list(self.responders)}
+        return {
+            "change": self.change,
+            "care": self.care,
+            "approvers": list(self.approvers),
+            "business": list(self.business),
+            "responders": list(self.responders),
+        }
 
 
 @dataclass(frozen=True)
@@ -50,7 +67,9 @@ class WorkflowSpec:
     environments: tuple[str, ...]
     manifest: Mapping[str, Any]
     policies: Mapping[str, Policy] = field(default_factory=dict)
-    blobs: Mapping[str, bytes] = field(default_factory=dict)  # digest -> content of referenced files
+    blobs: Mapping[str, bytes] = field(
+        default_factory=dict
+    )  # digest -> content of referenced files
 
     @property
     def version_id(self) -> str:
@@ -69,7 +88,9 @@ def _str_list(f: Fields, key: str) -> tuple[str, ...]:
     return tuple(items)
 
 
-def _text(f: Fields, key: str, reader: Reader, blobs: dict[str, bytes], *, required: bool = False) -> str | None:
+def _text(
+    f: Fields, key: str, reader: Reader, blobs: dict[str, bytes], *, required: bool = False
+) -> str | None:
     """A prompt: inline text, or ``{file: path}`` read and inlined so the hash sees the words."""
     value = f.get(key, (str, dict), required=required)
     if value is None or isinstance(value, str):
@@ -105,16 +126,23 @@ def parse_workflow(doc: Document, reader: Reader) -> WorkflowSpec:
     owners = Owners()
     if top.has("owners"):
         o = top.sub("owners").only("change", "care", "approvers", "business", "responders")
-        owners = Owners(o.get("change", str), o.get("care", str), _str_list(o, "approvers"),
-                        _str_list(o, "business"), _str_list(o, "responders"))
+        owners = Owners(
+            o.get("change", str),
+            o.get("care", str),
+            _str_list(o, "approvers"),
+            _str_list(o, "business"),
+            _str_list(o, "responders"),
+        )
     environments = _str_list(top, "environments") or DEFAULT_ENVIRONMENTS
 
     blobs: dict[str, bytes] = {}
     manifest: dict[str, Any] = {"workflow": name}
     m = top.sub("model") if top.has("model") else top.fail("model", "is required")
     m.only("provider", "name", "revision", "digest", "base_url", "api_key_env", "options")
-    model: dict[str, Any] = {"provider": m.get("provider", str, required=True),
-                             "name": m.get("name", str, required=True)}
+    model: dict[str, Any] = {
+        "provider": m.get("provider", str, required=True),
+        "name": m.get("name", str, required=True),
+    }
     for key in ("revision", "digest", "base_url", "api_key_env"):
         if m.has(key):
             model[key] = m.get(key, str)
@@ -132,7 +160,9 @@ def parse_workflow(doc: Document, reader: Reader) -> WorkflowSpec:
             prompts["system"] = system
         if p.has("templates"):
             t = p.sub("templates")
-            prompts["templates"] = {str(k): _text(t, str(k), reader, blobs, required=True) for k in t.value}
+            prompts["templates"] = {
+                str(k): _text(t, str(k), reader, blobs, required=True) for k in t.value
+            }
         if p.has("labels"):
             lab = p.sub("labels")
             labels: dict[str, Any] = {}
@@ -142,7 +172,9 @@ def parse_workflow(doc: Document, reader: Reader) -> WorkflowSpec:
                 elif isinstance(value, list) and value and all(isinstance(v, str) for v in value):
                     labels[str(key)] = list(value)
                 else:
-                    lab.fail(str(key), "a label is described by a string or a non-empty list of strings")
+                    lab.fail(
+                        str(key), "a label is described by a string or a non-empty list of strings"
+                    )
             prompts["labels"] = labels
     manifest["prompts"] = prompts
 
@@ -151,9 +183,12 @@ def parse_workflow(doc: Document, reader: Reader) -> WorkflowSpec:
         g = top.sub("generation")
         for key, value in g.value.items():
             ok = isinstance(value, _SCALARS) or (
-                isinstance(value, list) and all(isinstance(v, _SCALARS) for v in value))
+                isinstance(value, list) and all(isinstance(v, _SCALARS) for v in value)
+            )
             if not ok:
-                g.fail(str(key), "generation settings are numbers, strings, booleans or lists of them")
+                g.fail(
+                    str(key), "generation settings are numbers, strings, booleans or lists of them"
+                )
             generation[str(key)] = value
     manifest["generation"] = generation
 
@@ -165,13 +200,20 @@ def parse_workflow(doc: Document, reader: Reader) -> WorkflowSpec:
         if tool_name in seen:
             t.fail("name", f"tool '{tool_name}' is declared twice")
         seen.add(tool_name)
-        tools.append({"name": tool_name, "description": t.get("description", str, ""),
-                      "parameters": dict(t.get("parameters", dict, {"type": "object"}))})
+        tools.append(
+            {
+                "name": tool_name,
+                "description": t.get("description", str, ""),
+                "parameters": dict(t.get("parameters", dict, {"type": "object"})),
+            }
+        )
     manifest["tools"] = tools
 
     if top.has("retrieval"):
         r = top.sub("retrieval").only("embedding_model", "index")
-        retrieval: dict[str, Any] = {"embedding_model": r.get("embedding_model", str, required=True)}
+        retrieval: dict[str, Any] = {
+            "embedding_model": r.get("embedding_model", str, required=True)
+        }
         if r.has("index"):
             ix = r.sub("index").only("path", "digest")
             digest = ix.get("digest", str)
@@ -189,18 +231,28 @@ def parse_workflow(doc: Document, reader: Reader) -> WorkflowSpec:
 
     if top.has("output"):
         out = top.sub("output").only("format", "schema")
-        manifest["output"] = {"format": out.get("format", str, "text"),
-                              **({"schema": dict(out.get("schema", dict))} if out.has("schema") else {})}
+        manifest["output"] = {
+            "format": out.get("format", str, "text"),
+            **({"schema": dict(out.get("schema", dict))} if out.has("schema") else {}),
+        }
 
     policies: dict[str, Policy] = {}
     if top.has("policy"):
         pol = top.sub("policy")
         for env in pol.value:
             if env not in environments:
-                pol.fail(str(env), f"no environment '{env}' (environments: {', '.join(environments)})")
+                pol.fail(
+                    str(env), f"no environment '{env}' (environments: {', '.join(environments)})"
+                )
             policies[str(env)] = parse_policy(pol.sub(str(env)), workflow=name, env=str(env))
 
     return WorkflowSpec(
-        name=name, description=top.get("description", str, ""), stakes=stakes, owners=owners,
-        environments=tuple(environments), manifest=manifest, policies=policies, blobs=blobs,
+        name=name,
+        description=top.get("description", str, ""),
+        stakes=stakes,
+        owners=owners,
+        environments=tuple(environments),
+        manifest=manifest,
+        policies=policies,
+        blobs=blobs,
     )

@@ -38,13 +38,19 @@ class Policy:
 
     def content(self) -> dict[str, Any]:
         return {
-            "workflow": self.workflow, "env": self.env, "floors": dict(self.floors),
+            "workflow": self.workflow,
+            "env": self.env,
+            "floors": dict(self.floors),
             "must_pass": self.must_pass,
             "max_regression": [{"metric": r.metric, "margin": r.margin} for r in self.regressions],
-            "budgets": {"latency_p95_ms": self.latency_p95_ms,
-                        "cost_per_case_usd": self.cost_per_case_usd},
-            "approvals": {"required": self.approvers_required,
-                          "business_for": list(self.business_for)},
+            "budgets": {
+                "latency_p95_ms": self.latency_p95_ms,
+                "cost_per_case_usd": self.cost_per_case_usd,
+            },
+            "approvals": {
+                "required": self.approvers_required,
+                "business_for": list(self.business_for),
+            },
         }
 
     @property
@@ -61,10 +67,13 @@ def policy_from_content(content: Mapping[str, Any]) -> Policy:
     budgets = content.get("budgets") or {}
     approvals = content.get("approvals") or {}
     return Policy(
-        workflow=content["workflow"], env=content["env"], floors=dict(content.get("floors") or {}),
+        workflow=content["workflow"],
+        env=content["env"],
+        floors=dict(content.get("floors") or {}),
         must_pass=bool(content.get("must_pass", True)),
-        regressions=tuple(Regression(r["metric"], float(r["margin"]))
-                          for r in content.get("max_regression") or []),
+        regressions=tuple(
+            Regression(r["metric"], float(r["margin"])) for r in content.get("max_regression") or []
+        ),
         latency_p95_ms=budgets.get("latency_p95_ms"),
         cost_per_case_usd=budgets.get("cost_per_case_usd"),
         approvers_required=approvals.get("required"),
@@ -96,11 +105,16 @@ def parse_policy(f: Fields, *, workflow: str, env: str) -> Policy:
         raw = f.value["max_regression"]
         items = raw if isinstance(raw, list) else [raw]
         for i, _ in enumerate(items):
-            path = (*f.path, "max_regression", i) if isinstance(raw, list) else (*f.path, "max_regression")
+            path = (
+                (*f.path, "max_regression", i)
+                if isinstance(raw, list)
+                else (*f.path, "max_regression")
+            )
             r = Fields(f.doc, f.error, path).only("metric", "margin")
             margin = _number(r, "margin", high=1.0)
-            regressions.append(Regression(r.get("metric", str, "accuracy"),
-                                          0.0 if margin is None else margin))
+            regressions.append(
+                Regression(r.get("metric", str, "accuracy"), 0.0 if margin is None else margin)
+            )
     latency = cost = None
     if f.has("budgets"):
         b = f.sub("budgets").only("latency_p95_ms", "cost_per_case_usd")
@@ -118,12 +132,24 @@ def parse_policy(f: Fields, *, workflow: str, env: str) -> Policy:
             valid = {"wording", "config", "tools", "retrieval", "model"}
             for i, c in enumerate(classes):
                 if c not in valid:
-                    a.doc.fail(a.error, f"unknown change class '{c}'", (*a.path, "business_for", i),
-                               hint="one of: " + ", ".join(sorted(valid)))
+                    a.doc.fail(
+                        a.error,
+                        f"unknown change class '{c}'",
+                        (*a.path, "business_for", i),
+                        hint="one of: " + ", ".join(sorted(valid)),
+                    )
             business_for = tuple(classes)
-    return Policy(workflow=workflow, env=env, floors=floors, must_pass=f.get("must_pass", bool, True),
-                  regressions=tuple(regressions), latency_p95_ms=latency, cost_per_case_usd=cost,
-                  approvers_required=required, business_for=business_for)
+    return Policy(
+        workflow=workflow,
+        env=env,
+        floors=floors,
+        must_pass=f.get("must_pass", bool, True),
+        regressions=tuple(regressions),
+        latency_p95_ms=latency,
+        cost_per_case_usd=cost,
+        approvers_required=required,
+        business_for=business_for,
+    )
 
 
 @dataclass(frozen=True)

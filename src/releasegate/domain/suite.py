@@ -42,7 +42,8 @@ class Suite:
 
     def content(self) -> dict[str, Any]:
         return {
-            "suite": self.name, "workflow": self.workflow,
+            "suite": self.name,
+            "workflow": self.workflow,
             "cases": [case_content(c) for c in self.cases],
             "scorers": [s.content() for s in self.scorers],
             "thresholds": dict(self.thresholds),
@@ -58,19 +59,44 @@ class Suite:
 
 
 def case_content(case: Case) -> dict[str, Any]:
-    return {"id": case.case_id, "input": case.input, "expected": case.expected,
-            "tags": list(case.tags), "must_pass": case.must_pass, "metadata": dict(case.metadata)}
+    return {
+        "id": case.case_id,
+        "input": case.input,
+        "expected": case.expected,
+        "tags": list(case.tags),
+        "must_pass": case.must_pass,
+        "metadata": dict(case.metadata),
+    }
 
 
-def make_case(case_id: str, input: Any, expected: Any = None, tags: Sequence[str] = (),
-              must_pass: bool = False, metadata: Mapping[str, Any] | None = None) -> Case:
+def make_case(
+    case_id: str,
+    input: Any,
+    expected: Any = None,
+    tags: Sequence[str] = (),
+    must_pass: bool = False,
+    metadata: Mapping[str, Any] | None = None,
+) -> Case:
     """A Case with its hash: what the input and expectation are, not where it sits in a file."""
-    base = Case(case_id=case_id, input=input, expected=expected, tags=tuple(tags),
-                must_pass=must_pass, metadata=dict(metadata or {}))
+    base = Case(
+        case_id=case_id,
+        input=input,
+        expected=expected,
+        tags=tuple(tags),
+        must_pass=must_pass,
+        metadata=dict(metadata or {}),
+    )
     body = case_content(base)
     body.pop("id")
-    return Case(case_id=case_id, input=input, expected=expected, tags=tuple(tags),
-                must_pass=must_pass, metadata=dict(metadata or {}), case_hash=content_hash(body))
+    return Case(
+        case_id=case_id,
+        input=input,
+        expected=expected,
+        tags=tuple(tags),
+        must_pass=must_pass,
+        metadata=dict(metadata or {}),
+        case_hash=content_hash(body),
+    )
 
 
 CASE_FIELDS = ("id", "input", "expected", "tags", "must_pass", "metadata")
@@ -85,14 +111,21 @@ def parse_case(f: Fields, fallback_id: str) -> Case:
     for i, t in enumerate(tags):
         if not isinstance(t, str):
             f.sub_fail("tags", i, t)
-    return make_case(str(raw_id), f.value["input"], f.value.get("expected"), tags,
-                     f.get("must_pass", bool, False), f.get("metadata", dict, {}))
+    return make_case(
+        str(raw_id),
+        f.value["input"],
+        f.value.get("expected"),
+        tags,
+        f.get("must_pass", bool, False),
+        f.get("metadata", dict, {}),
+    )
 
 
 def parse_suite(doc: Document, load_cases: CaseLoader) -> Suite:
     """Validate a suite document; ``cases`` may be inline or a JSONL path read by ``load_cases``."""
-    top = Fields(doc, SuiteError).only("suite", "workflow", "description", "cases", "scorers",
-                                       "thresholds")
+    top = Fields(doc, SuiteError).only(
+        "suite", "workflow", "description", "cases", "scorers", "thresholds"
+    )
     name = top.get("suite", str, required=True)
     workflow = top.get("workflow", str, required=True)
     raw_cases = top.get("cases", (list, str), required=True)
@@ -115,8 +148,12 @@ def parse_suite(doc: Document, load_cases: CaseLoader) -> Suite:
         params = dict(s.get("params", dict, {}))
         if s.has("threshold"):
             params["threshold"] = s.get("threshold", float)
-        spec = ScorerSpec(kind=kind, name=s.get("name", str, kind), params=params,
-                          line=doc.line_of(("scorers", i)))
+        spec = ScorerSpec(
+            kind=kind,
+            name=s.get("name", str, kind),
+            params=params,
+            line=doc.line_of(("scorers", i)),
+        )
         if any(x.name == spec.name for x in scorers):
             s.fail("name", f"two scorers are named '{spec.name}'; give one a 'name'")
         scorers.append(spec)
@@ -128,12 +165,21 @@ def parse_suite(doc: Document, load_cases: CaseLoader) -> Suite:
         th = top.sub("thresholds")
         for metric in th.value:
             if metric not in {s.name for s in scorers}:
-                th.fail(str(metric), f"no scorer named '{metric}'",
-                        hint="scorers: " + ", ".join(s.name for s in scorers))
+                th.fail(
+                    str(metric),
+                    f"no scorer named '{metric}'",
+                    hint="scorers: " + ", ".join(s.name for s in scorers),
+                )
             thresholds[str(metric)] = th.get(str(metric), float)
-    return Suite(name=name, workflow=workflow, description=top.get("description", str, ""),
-                 cases=tuple(cases), scorers=tuple(scorers), thresholds=thresholds,
-                 source=doc.source)
+    return Suite(
+        name=name,
+        workflow=workflow,
+        description=top.get("description", str, ""),
+        cases=tuple(cases),
+        scorers=tuple(scorers),
+        thresholds=thresholds,
+        source=doc.source,
+    )
 
 
 def _check_unique(cases: list[Case], doc: Document, path: tuple[str | int, ...]) -> None:
@@ -144,8 +190,25 @@ def _check_unique(cases: list[Case], doc: Document, path: tuple[str | int, ...])
 
 def suite_from_content(content: Mapping[str, Any], description: str = "") -> Suite:
     """Rebuild a stored suite (its content is what was hashed)."""
-    cases = tuple(make_case(c["id"], c["input"], c.get("expected"), c.get("tags", ()),
-                            c.get("must_pass", False), c.get("metadata")) for c in content["cases"])
-    scorers = tuple(ScorerSpec(s["type"], s["name"], s.get("params", {})) for s in content["scorers"])
-    return Suite(name=content["suite"], workflow=content["workflow"], description=description,
-                 cases=cases, scorers=scorers, thresholds=dict(content.get("thresholds", {})))
+    cases = tuple(
+        make_case(
+            c["id"],
+            c["input"],
+            c.get("expected"),
+            c.get("tags", ()),
+            c.get("must_pass", False),
+            c.get("metadata"),
+        )
+        for c in content["cases"]
+    )
+    scorers = tuple(
+        ScorerSpec(s["type"], s["name"], s.get("params", {})) for s in content["scorers"]
+    )
+    return Suite(
+        name=content["suite"],
+        workflow=content["workflow"],
+        description=description,
+        cases=cases,
+        scorers=scorers,
+        thresholds=dict(content.get("thresholds", {})),
+    )

@@ -7,8 +7,12 @@ from releasegate.store.engine import Store
 from releasegate.store.repos import AuditRepo
 
 
-def audit_log(store: Store, *, workflow: str | None = None, limit: int | None = None,
-              ) -> list[AuditEvent]:
+def audit_log(
+    store: Store,
+    *,
+    workflow: str | None = None,
+    limit: int | None = None,
+) -> list[AuditEvent]:
     with store.read() as conn:
         return AuditRepo.events(conn, workflow=workflow, limit=limit)
 

@@ -56,8 +56,12 @@ def read_suite(path: Path) -> Suite:
     def load_cases(rel: str) -> list[Any]:
         target = path.parent / rel
         if not target.exists():
-            raise SuiteError(f"cases file '{rel}' not found", source=str(path),
-                             line=doc.line_of(("cases",)), field="cases")
+            raise SuiteError(
+                f"cases file '{rel}' not found",
+                source=str(path),
+                line=doc.line_of(("cases",)),
+                field="cases",
+            )
         return load_jsonl(target, SuiteError)
 
     return parse_suite(doc, load_cases)
@@ -66,17 +70,32 @@ def read_suite(path: Path) -> Suite:
 def register_suite(store: Store, suite: Suite, *, who: str, reason: str = "") -> bool:
     """Store the suite and make it current for its workflow; True if that changed anything."""
     with store.write() as conn:
-        SuiteRepo.add_if_missing(conn, suite_id=suite.suite_id, name=suite.name,
-                                 workflow=suite.workflow, description=suite.description,
-                                 content=suite.content())
+        SuiteRepo.add_if_missing(
+            conn,
+            suite_id=suite.suite_id,
+            name=suite.name,
+            workflow=suite.workflow,
+            description=suite.description,
+            content=suite.content(),
+        )
         current = SuiteRepo.current_id(conn, suite.workflow)
         if current == suite.suite_id:
             return False
         SuiteRepo.make_current(conn, suite.workflow, suite.suite_id, reason)
-        AuditRepo.append(conn, kind="suite.changed", actor=who, workflow=suite.workflow,
-                         subject=suite.suite_id,
-                         payload={"name": suite.name, "previous": current, "reason": reason,
-                                  "cases": len(suite.cases), "source": suite.source})
+        AuditRepo.append(
+            conn,
+            kind="suite.changed",
+            actor=who,
+            workflow=suite.workflow,
+            subject=suite.suite_id,
+            payload={
+                "name": suite.name,
+                "previous": current,
+                "reason": reason,
+                "cases": len(suite.cases),
+                "source": suite.source,
+            },
+        )
         return True
 
 
@@ -87,8 +106,9 @@ def build_scorers(suite: Suite) -> list[tuple[str, Scorer]]:
             scorer = build_scorer(spec.kind, spec.params, spec.name)
         except InputError as exc:
             field = f"scorers[{suite.scorers.index(spec)}].{exc.field or 'type'}"
-            raise SuiteError(exc.reason, source=suite.source or None, line=spec.line, field=field,
-                             hint=exc.hint) from None
+            raise SuiteError(
+                exc.reason, source=suite.source or None, line=spec.line, field=field, hint=exc.hint
+            ) from None
         built.append((scorer.identity(), scorer))
     return built
 
@@ -99,9 +119,17 @@ def make_provider(store: Store, manifest: Mapping[str, Any]) -> Provider:
     return build_provider(manifest, ProviderContext(embedder=embedder))
 
 
-def evaluate(store: Store, version_ref: str, suite_path: Path, *, epochs: int = 1,
-             concurrency: int = 8, use_cache: bool = True, progress: Progress | None = None,
-             who: str | None = None) -> EvalOutcome:
+def evaluate(
+    store: Store,
+    version_ref: str,
+    suite_path: Path,
+    *,
+    epochs: int = 1,
+    concurrency: int = 8,
+    use_cache: bool = True,
+    progress: Progress | None = None,
+    who: str | None = None,
+) -> EvalOutcome:
     if epochs < 1:
         raise InputError("must be 1 or more", field="--epochs")
     if concurrency < 1:
@@ -110,54 +138,117 @@ def evaluate(store: Store, version_ref: str, suite_path: Path, *, epochs: int = 
     with store.read() as conn:
         version = find_version(conn, version_ref)
     if suite.workflow != version.workflow:
-        raise SuiteError(f"suite is for workflow '{suite.workflow}', version "
-                         f"{version.version_id[:12]} is '{version.workflow}'",
-                         source=str(suite_path), field="workflow")
-    return evaluate_suite(store, version, suite, epochs=epochs, concurrency=concurrency,
-                          use_cache=use_cache, progress=progress, who=who)
+        raise SuiteError(
+            f"suite is for workflow '{suite.workflow}', version "
+            f"{version.version_id[:12]} is '{version.workflow}'",
+            source=str(suite_path),
+            field="workflow",
+        )
+    return evaluate_suite(
+        store,
+        version,
+        suite,
+        epochs=epochs,
+        concurrency=concurrency,
+        use_cache=use_cache,
+        progress=progress,
+        who=who,
+    )
 
 
-def evaluate_suite(store: Store, version: VersionRecord, suite: Suite, *, epochs: int = 1,
-                   concurrency: int = 8, use_cache: bool = True,
-                   progress: Progress | None = None, who: str | None = None,
-                   make_current: bool = True) -> EvalOutcome:
+def evaluate_suite(
+    store: Store,
+    version: VersionRecord,
+    suite: Suite,
+    *,
+    epochs: int = 1,
+    concurrency: int = 8,
+    use_cache: bool = True,
+    progress: Progress | None = None,
+    who: str | None = None,
+    make_current: bool = True,
+) -> EvalOutcome:
     who = who or default_actor()
     scorers = build_scorers(suite)
     provider = make_provider(store, version.manifest)  # bad manifests fail before any write
     changed = register_suite(store, suite, who=who) if make_current else _store_suite(store, suite)
     eval_id = uuid.uuid4().hex
     with store.write() as conn:
-        EvalRepo.start(conn, eval_id=eval_id, version_id=version.version_id,
-                       suite_id=suite.suite_id, epochs=epochs)
+        EvalRepo.start(
+            conn,
+            eval_id=eval_id,
+            version_id=version.version_id,
+            suite_id=suite.suite_id,
+            epochs=epochs,
+        )
     try:
-        result = run_suite(store, version_id=version.version_id, suite=suite, provider=provider,
-                           scorers=scorers, epochs=epochs, concurrency=concurrency,
-                           use_cache=use_cache, progress=progress)
+        result = run_suite(
+            store,
+            version_id=version.version_id,
+            suite=suite,
+            provider=provider,
+            scorers=scorers,
+            epochs=epochs,
+            concurrency=concurrency,
+            use_cache=use_cache,
+            progress=progress,
+        )
     except KeyboardInterrupt:
         with store.write() as conn:
-            EvalRepo.finish(conn, eval_id, status="interrupted", n_cases=0, n_errors=0,
-                            n_cached=0, summary={})
+            EvalRepo.finish(
+                conn, eval_id, status="interrupted", n_cases=0, n_errors=0, n_cached=0, summary={}
+            )
         raise
     summary = summarize(suite, [s for _, s in scorers], result.runs, epochs)
     with store.write() as conn:
-        EvalRepo.finish(conn, eval_id, status="completed", n_cases=len(suite.cases),
-                        n_errors=summary["errors"]["count"], n_cached=result.n_cached,
-                        summary=summary)
-        AuditRepo.append(conn, kind="eval.completed", actor=who, workflow=version.workflow,
-                         subject=version.version_id,
-                         payload={"eval_id": eval_id, "suite_id": suite.suite_id,
-                                  "epochs": epochs, "cases": len(suite.cases),
-                                  "metrics": {k: v["estimate"] for k, v in summary["metrics"].items()},
-                                  "called": result.n_called, "cached": result.n_cached})
-    return EvalOutcome(eval_id, version.version_id, version.workflow, suite.suite_id, suite.name,
-                       summary, result.n_called, result.n_cached, changed)
+        EvalRepo.finish(
+            conn,
+            eval_id,
+            status="completed",
+            n_cases=len(suite.cases),
+            n_errors=summary["errors"]["count"],
+            n_cached=result.n_cached,
+            summary=summary,
+        )
+        AuditRepo.append(
+            conn,
+            kind="eval.completed",
+            actor=who,
+            workflow=version.workflow,
+            subject=version.version_id,
+            payload={
+                "eval_id": eval_id,
+                "suite_id": suite.suite_id,
+                "epochs": epochs,
+                "cases": len(suite.cases),
+                "metrics": {k: v["estimate"] for k, v in summary["metrics"].items()},
+                "called": result.n_called,
+                "cached": result.n_cached,
+            },
+        )
+    return EvalOutcome(
+        eval_id,
+        version.version_id,
+        version.workflow,
+        suite.suite_id,
+        suite.name,
+        summary,
+        result.n_called,
+        result.n_cached,
+        changed,
+    )
 
 
 def _store_suite(store: Store, suite: Suite) -> bool:
     with store.write() as conn:
-        SuiteRepo.add_if_missing(conn, suite_id=suite.suite_id, name=suite.name,
-                                 workflow=suite.workflow, description=suite.description,
-                                 content=suite.content())
+        SuiteRepo.add_if_missing(
+            conn,
+            suite_id=suite.suite_id,
+            name=suite.name,
+            workflow=suite.workflow,
+            description=suite.description,
+            content=suite.content(),
+        )
     return False
 
 
@@ -179,12 +270,12 @@ class CaseTable:
     aggregates: Mapping[str, Callable[[npt.NDArray[np.int64]], float]]
 
 
-def case_table(suite: Suite, scorers: Sequence[Scorer], runs: Sequence[CaseRun],
-               epochs: int) -> CaseTable:
+def case_table(
+    suite: Suite, scorers: Sequence[Scorer], runs: Sequence[CaseRun], epochs: int
+) -> CaseTable:
     index = {c.case_hash: i for i, c in enumerate(suite.cases)}
     n = len(suite.cases)
-    raw: dict[str, npt.NDArray[np.float64]] = {
-        s.name: np.zeros((n, epochs)) for s in scorers}
+    raw: dict[str, npt.NDArray[np.float64]] = {s.name: np.zeros((n, epochs)) for s in scorers}
     passed = np.zeros((n, epochs))
     outputs: list[list[CaseOutput | None]] = [[None] * epochs for _ in range(n)]
     for run in runs:
@@ -198,8 +289,13 @@ def case_table(suite: Suite, scorers: Sequence[Scorer], runs: Sequence[CaseRun],
     aggregates: dict[str, Callable[[npt.NDArray[np.int64]], float]] = {}
     every = np.arange(n)
     for s in scorers:
-        if s.aggregate([suite.cases[i] for i in every for _ in range(epochs)],
-                       [o for i in every for o in outputs[i] if o is not None]) is None:
+        if (
+            s.aggregate(
+                [suite.cases[i] for i in every for _ in range(epochs)],
+                [o for i in every for o in outputs[i] if o is not None],
+            )
+            is None
+        ):
             continue  # a mean-of-cases metric
 
         def fn(idx: npt.NDArray[np.int64], s: Scorer = s) -> float:
@@ -222,12 +318,19 @@ def metric_intervals(table: CaseTable) -> dict[str, Interval]:
 
 
 def _interval_dict(iv: Interval) -> dict[str, Any]:
-    return {"estimate": round(iv.estimate, 6), "low": round(iv.low, 6), "high": round(iv.high, 6),
-            "se": round(iv.se, 6), "n": iv.n, "method": iv.method}
+    return {
+        "estimate": round(iv.estimate, 6),
+        "low": round(iv.low, 6),
+        "high": round(iv.high, 6),
+        "se": round(iv.se, 6),
+        "n": iv.n,
+        "method": iv.method,
+    }
 
 
-def summarize(suite: Suite, scorers: Sequence[Scorer], runs: Sequence[CaseRun],
-              epochs: int) -> dict[str, Any]:
+def summarize(
+    suite: Suite, scorers: Sequence[Scorer], runs: Sequence[CaseRun], epochs: int
+) -> dict[str, Any]:
     table = case_table(suite, scorers, runs, epochs)
     metrics = {k: _interval_dict(v) for k, v in metric_intervals(table).items()}
     latencies = np.array([r.output.latency_ms for r in runs if r.output.error is None] or [0.0])
@@ -241,30 +344,49 @@ def summarize(suite: Suite, scorers: Sequence[Scorer], runs: Sequence[CaseRun],
         bad = [r for r in by_case.get(case.case_id, []) if not r.passed]
         if bad:
             r = bad[0]
-            detail = "; ".join(f"{k}: {s.detail or s.value}" for k, s in r.scores.items()
-                               if not s.passed)
-            must_fail.append({"case_id": case.case_id, "input": case.input,
-                              "expected": case.expected, "output": r.output.text,
-                              "detail": r.output.error or detail,
-                              "epochs_failed": len(bad)})
+            detail = "; ".join(
+                f"{k}: {s.detail or s.value}" for k, s in r.scores.items() if not s.passed
+            )
+            must_fail.append(
+                {
+                    "case_id": case.case_id,
+                    "input": case.input,
+                    "expected": case.expected,
+                    "output": r.output.text,
+                    "detail": r.output.error or detail,
+                    "epochs_failed": len(bad),
+                }
+            )
     flaky = [cid for cid, rs in by_case.items() if len({r.passed for r in rs}) > 1]
     thresholds = {
-        m: {"floor": floor, "estimate": metrics[m]["estimate"],
-            "ok": metrics[m]["estimate"] >= floor}
-        for m, floor in suite.thresholds.items() if m in metrics
+        m: {
+            "floor": floor,
+            "estimate": metrics[m]["estimate"],
+            "ok": metrics[m]["estimate"] >= floor,
+        }
+        for m, floor in suite.thresholds.items()
+        if m in metrics
     }
     return {
-        "suite_id": suite.suite_id, "suite": suite.name, "epochs": epochs,
-        "cases": len(suite.cases), "metrics": metrics, "thresholds": thresholds,
+        "suite_id": suite.suite_id,
+        "suite": suite.name,
+        "epochs": epochs,
+        "cases": len(suite.cases),
+        "metrics": metrics,
+        "thresholds": thresholds,
         "must_pass": {"total": len(suite.must_pass), "failures": must_fail},
-        "latency_ms": {"p50": round(float(np.percentile(latencies, 50)), 3),
-                       "p95": round(float(np.percentile(latencies, 95)), 3)},
-        "tokens": {"input": sum(r.output.tokens_in for r in runs),
-                   "output": sum(r.output.tokens_out for r in runs)},
-        "cost_usd": {"total": round(cost, 6),
-                     "per_case": round(cost / max(1, len(runs)), 8)},
-        "errors": {"count": len(errors),
-                   "examples": [{"case_id": r.case.case_id, "error": r.output.error}
-                                for r in errors[:5]]},
+        "latency_ms": {
+            "p50": round(float(np.percentile(latencies, 50)), 3),
+            "p95": round(float(np.percentile(latencies, 95)), 3),
+        },
+        "tokens": {
+            "input": sum(r.output.tokens_in for r in runs),
+            "output": sum(r.output.tokens_out for r in runs),
+        },
+        "cost_usd": {"total": round(cost, 6), "per_case": round(cost / max(1, len(runs)), 8)},
+        "errors": {
+            "count": len(errors),
+            "examples": [{"case_id": r.case.case_id, "error": r.output.error} for r in errors[:5]],
+        },
         "flaky": flaky[:50],
     }

@@ -14,17 +14,32 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from releasegate.domain.decision import (
     Approval,
     Evidence,
     GateDecision,
     MetricEvidence,
     MustPassFailure,
+)
+from releasegate.domain.decision import (
     decide_gate as decide,
 )
 from releasegate.domain.diff import diff_manifests, render_text_diff
-from releasegate.domain.policy import Policy, default_policy, policy_from_content, required_approvals
-from releasegate.domain.stats import Interval, PairedComparison, paired_compare, paired_compare_aggregate
+from releasegate.domain.policy import (
+    Policy,
+    default_policy,
+    policy_from_content,
+    required_approvals,
+)
+from releasegate.domain.stats import (
+    Interval,
+    PairedComparison,
+    paired_compare,
+    paired_compare_aggregate,
+)
 from releasegate.domain.suite import Suite
 from releasegate.errors import InputError
 from releasegate.release.evaluate import (
@@ -74,9 +89,14 @@ def current_policy(conn: Any, workflow: str, env: str) -> Policy:
 
 def _table(store: Store, version: VersionRecord, suite: Suite, epochs: int) -> CaseTable:
     scorers = build_scorers(suite)
-    result = run_suite(store, version_id=version.version_id, suite=suite,
-                       provider=make_provider(store, version.manifest), scorers=scorers,
-                       epochs=epochs)
+    result = run_suite(
+        store,
+        version_id=version.version_id,
+        suite=suite,
+        provider=make_provider(store, version.manifest),
+        scorers=scorers,
+        epochs=epochs,
+    )
     return case_table(suite, [s for _, s in scorers], result.runs, epochs)
 
 
@@ -87,8 +107,11 @@ def _compare(cand: CaseTable, base: CaseTable) -> dict[str, PairedComparison]:
             continue
         if name in cand.aggregates and name in base.aggregates:
             fns = {"candidate": cand.aggregates[name], "baseline": base.aggregates[name]}
-            out[name] = paired_compare_aggregate(lambda idx, which, f=fns: f[which](idx),
-                                                 len(cand.cases))
+
+            def both(idx: npt.NDArray[np.int64], which: str, f: Any = fns) -> float:
+                return float(f[which](idx))
+
+            out[name] = paired_compare_aggregate(both, len(cand.cases))
         else:
             out[name] = paired_compare(values, base.values[name])
     return out
@@ -97,19 +120,34 @@ def _compare(cand: CaseTable, base: CaseTable) -> dict[str, PairedComparison]:
 def _iv(iv: Interval | None) -> dict[str, Any] | None:
     if iv is None:
         return None
-    return {"estimate": iv.estimate, "low": iv.low, "high": iv.high, "se": iv.se, "n": iv.n,
-            "method": iv.method}
+    return {
+        "estimate": iv.estimate,
+        "low": iv.low,
+        "high": iv.high,
+        "se": iv.se,
+        "n": iv.n,
+        "method": iv.method,
+    }
 
 
-def gate(store: Store, version_ref: str, env: str, *, who: str | None = None,
-         progress: Progress | None = None) -> GateOutcome:
+def gate(
+    store: Store,
+    version_ref: str,
+    env: str,
+    *,
+    who: str | None = None,
+    progress: Progress | None = None,
+) -> GateOutcome:
     who = who or default_actor()
     with store.read() as conn:
         version = find_version(conn, version_ref)
         wf = WorkflowRepo.get(conn, version.workflow)
         if env not in wf.environments:
-            raise InputError(f"workflow '{wf.name}' has no environment '{env}'", field="--env",
-                             hint="environments: " + ", ".join(wf.environments))
+            raise InputError(
+                f"workflow '{wf.name}' has no environment '{env}'",
+                field="--env",
+                hint="environments: " + ", ".join(wf.environments),
+            )
         policy = current_policy(conn, wf.name, env)
         suite_id = SuiteRepo.current_id(conn, wf.name)
         current = EnvironmentRepo.current(conn, wf.name, env)
@@ -117,7 +155,8 @@ def gate(store: Store, version_ref: str, env: str, *, who: str | None = None,
         if current is not None and current[0] != version.version_id:
             baseline = find_version(conn, current[0])
         cand_eval: EvalRecord | None = (
-            EvalRepo.latest(conn, version.version_id, suite_id) if suite_id else None)
+            EvalRepo.latest(conn, version.version_id, suite_id) if suite_id else None
+        )
         approvals = [Approval(a, r) for a, r in ApprovalRepo.list(conn, version.version_id, env)]
 
     floors = dict(policy.floors)
@@ -126,11 +165,15 @@ def gate(store: Store, version_ref: str, env: str, *, who: str | None = None,
     metrics: dict[str, MetricEvidence] = {}
     suite: Suite | None = None
     if suite_id is None:
-        missing = (f"workflow '{wf.name}' has no suite yet: run "
-                   f"`releasegate eval {version.version_id[:12]} --suite FILE`")
+        missing = (
+            f"workflow '{wf.name}' has no suite yet: run "
+            f"`releasegate eval {version.version_id[:12]} --suite FILE`"
+        )
     elif cand_eval is None:
-        missing = (f"{version.version_id[:12]} was not evaluated on the current suite "
-                   f"({suite_id[:12]}): run `releasegate eval {version.version_id[:12]} --suite FILE`")
+        missing = (
+            f"{version.version_id[:12]} was not evaluated on the current suite "
+            f"({suite_id[:12]}): run `releasegate eval {version.version_id[:12]} --suite FILE`"
+        )
     else:
         suite = stored_suite(store, suite_id)
         for metric, floor in suite.thresholds.items():
@@ -144,21 +187,30 @@ def gate(store: Store, version_ref: str, env: str, *, who: str | None = None,
             with store.read() as conn:
                 has_base_eval = EvalRepo.latest(conn, baseline.version_id, suite_id) is not None
             if not has_base_eval:
-                evaluate_suite(store, baseline, suite, epochs=epochs, progress=progress, who=who,
-                               make_current=False)
+                evaluate_suite(
+                    store,
+                    baseline,
+                    suite,
+                    epochs=epochs,
+                    progress=progress,
+                    who=who,
+                    make_current=False,
+                )
             base_table = _table(store, baseline, suite, epochs)
             base_intervals = metric_intervals(base_table)
             comparisons = _compare(cand_table, base_table)
         for name, iv in intervals.items():
-            metrics[name] = MetricEvidence(name, iv, base_intervals.get(name),
-                                           comparisons.get(name))
+            metrics[name] = MetricEvidence(
+                name, iv, base_intervals.get(name), comparisons.get(name)
+            )
         s = cand_eval.summary
         evidence = Evidence(
             metrics=metrics,
             must_pass_total=int(s["must_pass"]["total"]),
             must_pass_failures=tuple(
                 MustPassFailure(f["case_id"], f["input"], f["expected"], f["output"], f["detail"])
-                for f in s["must_pass"]["failures"]),
+                for f in s["must_pass"]["failures"]
+            ),
             latency_p95_ms=float(s["latency_ms"]["p95"]),
             cost_per_case_usd=float(s["cost_usd"]["per_case"]),
             n_cases=int(s["cases"]) * epochs,
@@ -168,60 +220,119 @@ def gate(store: Store, version_ref: str, env: str, *, who: str | None = None,
     diff = diff_manifests(baseline.manifest if baseline else {}, version.manifest)
     change_class = diff.change_class.value if diff.change_class else None
     need = required_approvals(policy, wf.stakes, change_class)
-    decision = decide(policy=policy, floors=floors, evidence=evidence,
-                      has_baseline=baseline is not None, need=need, approvals=approvals,
-                      missing_evidence=missing)
+    decision = decide(
+        policy=policy,
+        floors=floors,
+        evidence=evidence,
+        has_baseline=baseline is not None,
+        need=need,
+        approvals=approvals,
+        missing_evidence=missing,
+    )
 
     decision_id = uuid.uuid4().hex
     created = now()
     report: dict[str, Any] = {
-        "decision_id": decision_id, "created_at": created.isoformat(), "workflow": wf.name,
-        "env": env, "stakes": wf.stakes, "verdict": decision.verdict.value,
+        "decision_id": decision_id,
+        "created_at": created.isoformat(),
+        "workflow": wf.name,
+        "env": env,
+        "stakes": wf.stakes,
+        "verdict": decision.verdict.value,
         "reasons": list(decision.reasons),
-        "checks": [{"name": c.name, "status": c.status.value, "detail": c.detail}
-                   for c in decision.checks],
-        "version": {"id": version.version_id, "owner": version.owner, "reason": version.reason,
-                    "parent_id": version.parent_id, "track": version.track,
-                    "created_at": version.created_at.isoformat()},
-        "baseline": None if baseline is None else {
-            "id": baseline.version_id, "owner": baseline.owner, "reason": baseline.reason},
-        "suite": None if suite is None else {"id": suite.suite_id, "name": suite.name,
-                                             "cases": len(suite.cases)},
-        "eval": None if cand_eval is None else {"eval_id": cand_eval.eval_id,
-                                                "epochs": cand_eval.epochs},
+        "checks": [
+            {"name": c.name, "status": c.status.value, "detail": c.detail} for c in decision.checks
+        ],
+        "version": {
+            "id": version.version_id,
+            "owner": version.owner,
+            "reason": version.reason,
+            "parent_id": version.parent_id,
+            "track": version.track,
+            "created_at": version.created_at.isoformat(),
+        },
+        "baseline": None
+        if baseline is None
+        else {"id": baseline.version_id, "owner": baseline.owner, "reason": baseline.reason},
+        "suite": None
+        if suite is None
+        else {"id": suite.suite_id, "name": suite.name, "cases": len(suite.cases)},
+        "eval": None
+        if cand_eval is None
+        else {"eval_id": cand_eval.eval_id, "epochs": cand_eval.epochs},
         "policy": {"id": policy.policy_id, **policy.content()},
-        "change": {"class": change_class, "first_release": baseline is None,
-                   "classes": sorted(c.value for c in diff.classes),
-                   "diff": render_text_diff(diff) if baseline is not None else []},
+        "change": {
+            "class": change_class,
+            "first_release": baseline is None,
+            "classes": sorted(c.value for c in diff.classes),
+            "diff": render_text_diff(diff) if baseline is not None else [],
+        },
         "metrics": [
-            {"name": m.name, "candidate": _iv(m.candidate), "baseline": _iv(m.baseline),
-             "comparison": None if m.comparison is None else {
-                 "delta": m.comparison.delta, "low": m.comparison.low,
-                 "high": m.comparison.high, "mde": m.comparison.mde, "n": m.comparison.n,
-                 "method": m.comparison.method, "p_value": m.comparison.p_value,
-                 "worse": m.comparison.worse, "better": m.comparison.better},
-             "floor": floors.get(m.name)}
+            {
+                "name": m.name,
+                "candidate": _iv(m.candidate),
+                "baseline": _iv(m.baseline),
+                "comparison": None
+                if m.comparison is None
+                else {
+                    "delta": m.comparison.delta,
+                    "low": m.comparison.low,
+                    "high": m.comparison.high,
+                    "mde": m.comparison.mde,
+                    "n": m.comparison.n,
+                    "method": m.comparison.method,
+                    "p_value": m.comparison.p_value,
+                    "worse": m.comparison.worse,
+                    "better": m.comparison.better,
+                },
+                "floor": floors.get(m.name),
+            }
             for m in metrics.values()
         ],
         "must_pass": None if cand_eval is None else cand_eval.summary["must_pass"],
-        "budgets": None if cand_eval is None else {
+        "budgets": None
+        if cand_eval is None
+        else {
             "latency_p95_ms": cand_eval.summary["latency_ms"]["p95"],
-            "cost_per_case_usd": cand_eval.summary["cost_usd"]["per_case"]},
-        "approvals": {"needed": {"named": need.named, "business": need.business},
-                      "given": [{"approver": a.approver, "role": a.role} for a in approvals]},
+            "cost_per_case_usd": cand_eval.summary["cost_usd"]["per_case"],
+        },
+        "approvals": {
+            "needed": {"named": need.named, "business": need.business},
+            "given": [{"approver": a.approver, "role": a.role} for a in approvals],
+        },
     }
     with store.write() as conn:
-        DecisionRepo.add(conn, DecisionRecord(
-            decision_id=decision_id, version_id=version.version_id, workflow=wf.name, env=env,
-            suite_id=suite_id or "", policy_id=policy.policy_id,
-            baseline_id=baseline.version_id if baseline else None,
-            verdict=decision.verdict.value, checks_passed=decision.checks_passed,
-            change_class=change_class, report=report, created_at=created))
-        AuditRepo.append(conn, kind="gate.decided", actor=who, workflow=wf.name,
-                         subject=version.version_id,
-                         payload={"env": env, "decision_id": decision_id,
-                                  "verdict": decision.verdict.value, "suite_id": suite_id,
-                                  "policy_id": policy.policy_id,
-                                  "baseline_id": baseline.version_id if baseline else None,
-                                  "change_class": change_class})
+        DecisionRepo.add(
+            conn,
+            DecisionRecord(
+                decision_id=decision_id,
+                version_id=version.version_id,
+                workflow=wf.name,
+                env=env,
+                suite_id=suite_id or "",
+                policy_id=policy.policy_id,
+                baseline_id=baseline.version_id if baseline else None,
+                verdict=decision.verdict.value,
+                checks_passed=decision.checks_passed,
+                change_class=change_class,
+                report=report,
+                created_at=created,
+            ),
+        )
+        AuditRepo.append(
+            conn,
+            kind="gate.decided",
+            actor=who,
+            workflow=wf.name,
+            subject=version.version_id,
+            payload={
+                "env": env,
+                "decision_id": decision_id,
+                "verdict": decision.verdict.value,
+                "suite_id": suite_id,
+                "policy_id": policy.policy_id,
+                "baseline_id": baseline.version_id if baseline else None,
+                "change_class": change_class,
+            },
+        )
     return GateOutcome(decision_id, decision, report)

@@ -22,43 +22,86 @@ def list_versions(store: Store, workflow: str) -> list[dict[str, Any]]:
         running: dict[str, list[str]] = {}
         for env, vid in EnvironmentRepo.all(conn, workflow).items():
             running.setdefault(vid, []).append(env)
-        return [{"version_id": v.version_id, "workflow": v.workflow,
-                 "created_at": v.created_at.isoformat(), "owner": v.owner, "track": v.track,
-                 "parent_id": v.parent_id, "reason": v.reason, "source_commit": v.source_commit,
-                 "environments": sorted(running.get(v.version_id, []))}
-                for v in VersionRepo.list(conn, workflow)]
+        return [
+            {
+                "version_id": v.version_id,
+                "workflow": v.workflow,
+                "created_at": v.created_at.isoformat(),
+                "owner": v.owner,
+                "track": v.track,
+                "parent_id": v.parent_id,
+                "reason": v.reason,
+                "source_commit": v.source_commit,
+                "environments": sorted(running.get(v.version_id, [])),
+            }
+            for v in VersionRepo.list(conn, workflow)
+        ]
 
 
 def show_version(store: Store, ref: str) -> dict[str, Any]:
     with store.read() as conn:
         v = find_version(conn, ref)
         wf = WorkflowRepo.get(conn, v.workflow)
-        envs = sorted(env for env, vid in EnvironmentRepo.all(conn, v.workflow).items()
-                      if vid == v.version_id)
-        evals = [{"eval_id": e.eval_id, "suite_id": e.suite_id, "status": e.status,
-                  "epochs": e.epochs, "started_at": e.started_at.isoformat(),
-                  "metrics": {k: m["estimate"] for k, m in e.summary.get("metrics", {}).items()}}
-                 for e in EvalRepo.for_version(conn, v.version_id)]
+        envs = sorted(
+            env for env, vid in EnvironmentRepo.all(conn, v.workflow).items() if vid == v.version_id
+        )
+        evals = [
+            {
+                "eval_id": e.eval_id,
+                "suite_id": e.suite_id,
+                "status": e.status,
+                "epochs": e.epochs,
+                "started_at": e.started_at.isoformat(),
+                "metrics": {k: m["estimate"] for k, m in e.summary.get("metrics", {}).items()},
+            }
+            for e in EvalRepo.for_version(conn, v.version_id)
+        ]
         decisions = []
         for env in wf.environments:
             d = DecisionRepo.latest(conn, v.version_id, env)
             if d is not None:
-                decisions.append({"env": env, "verdict": d.verdict, "decision_id": d.decision_id,
-                                  "created_at": d.created_at.isoformat()})
-    return {"version_id": v.version_id, "workflow": v.workflow, "owner": v.owner,
-            "reason": v.reason, "track": v.track, "parent_id": v.parent_id,
-            "source_commit": v.source_commit, "created_at": v.created_at.isoformat(),
-            "manifest": v.manifest, "environments": envs, "evals": evals,
-            "decisions": decisions}
+                decisions.append(
+                    {
+                        "env": env,
+                        "verdict": d.verdict,
+                        "decision_id": d.decision_id,
+                        "created_at": d.created_at.isoformat(),
+                    }
+                )
+    return {
+        "version_id": v.version_id,
+        "workflow": v.workflow,
+        "owner": v.owner,
+        "reason": v.reason,
+        "track": v.track,
+        "parent_id": v.parent_id,
+        "source_commit": v.source_commit,
+        "created_at": v.created_at.isoformat(),
+        "manifest": v.manifest,
+        "environments": envs,
+        "evals": evals,
+        "decisions": decisions,
+    }
 
 
 def diff_versions(store: Store, a: str, b: str) -> dict[str, Any]:
     with store.read() as conn:
         va, vb = find_version(conn, a), find_version(conn, b)
     d = diff_manifests(va.manifest, vb.manifest)
-    return {"a": va.version_id, "b": vb.version_id,
-            "change_class": d.change_class.value if d.change_class else None,
-            "classes": sorted(c.value for c in d.classes),
-            "changes": [{"path": c.path, "kind": c.kind, "class": c.change_class.value,
-                         "before": c.before, "after": c.after} for c in d.changes],
-            "lines": render_text_diff(d)}
+    return {
+        "a": va.version_id,
+        "b": vb.version_id,
+        "change_class": d.change_class.value if d.change_class else None,
+        "classes": sorted(c.value for c in d.classes),
+        "changes": [
+            {
+                "path": c.path,
+                "kind": c.kind,
+                "class": c.change_class.value,
+                "before": c.before,
+                "after": c.after,
+            }
+            for c in d.changes
+        ],
+        "lines": render_text_diff(d),
+    }

@@ -86,8 +86,9 @@ def parse_jsonl(text: str, source: str, error: type[InputError] = InputError) ->
         try:
             data = json.loads(raw)
         except json.JSONDecodeError as exc:
-            raise error(f"malformed JSON: {exc.msg} (column {exc.colno})", source=source,
-                        line=number) from None
+            raise error(
+                f"malformed JSON: {exc.msg} (column {exc.colno})", source=source, line=number
+            ) from None
         records.append(Document(data=data, source=source, lines={(): number}, base_line=number))
     return records
 

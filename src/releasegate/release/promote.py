@@ -54,8 +54,11 @@ class Moved:
 
 def _check_env(wf: WorkflowRecord, env: str) -> None:
     if env not in wf.environments:
-        raise InputError(f"workflow '{wf.name}' has no environment '{env}'", field="--env",
-                         hint="environments: " + ", ".join(wf.environments))
+        raise InputError(
+            f"workflow '{wf.name}' has no environment '{env}'",
+            field="--env",
+            hint="environments: " + ", ".join(wf.environments),
+        )
 
 
 def approve(store: Store, version_ref: str, env: str, *, approver: str, note: str = "") -> str:
@@ -67,29 +70,55 @@ def approve(store: Store, version_ref: str, env: str, *, approver: str, note: st
         if approver == version.owner:
             raise SelfApprovalError(
                 f"{approver} owns {version.version_id[:12]}: nobody approves their own change",
-                hint="ask one of: " + ", ".join(
-                    a for a in [*wf.owners.get("approvers", []), *wf.owners.get("business", [])]
-                    if a != approver),
+                hint="ask one of: "
+                + ", ".join(
+                    a
+                    for a in [*wf.owners.get("approvers", []), *wf.owners.get("business", [])]
+                    if a != approver
+                ),
             )
-        roles = [r for r, key in (("approver", "approvers"), ("business", "business"))
-                 if approver in wf.owners.get(key, [])]
+        roles = [
+            r
+            for r, key in (("approver", "approvers"), ("business", "business"))
+            if approver in wf.owners.get(key, [])
+        ]
         if not roles:
             raise RefusedError(
                 f"{approver} is not an approver of workflow '{wf.name}'",
-                hint="approvers: " + ", ".join(wf.owners.get("approvers", []) or ["none"])
-                + "; business: " + ", ".join(wf.owners.get("business", []) or ["none"]),
+                hint="approvers: "
+                + ", ".join(wf.owners.get("approvers", []) or ["none"])
+                + "; business: "
+                + ", ".join(wf.owners.get("business", []) or ["none"]),
             )
         role = ",".join(roles)
-        if ApprovalRepo.add(conn, version_id=version.version_id, env=env, workflow=wf.name,
-                            approver=approver, role=role, note=note):
-            AuditRepo.append(conn, kind="approval.granted", actor=approver, workflow=wf.name,
-                             subject=version.version_id,
-                             payload={"env": env, "role": role, "note": note})
+        if ApprovalRepo.add(
+            conn,
+            version_id=version.version_id,
+            env=env,
+            workflow=wf.name,
+            approver=approver,
+            role=role,
+            note=note,
+        ):
+            AuditRepo.append(
+                conn,
+                kind="approval.granted",
+                actor=approver,
+                workflow=wf.name,
+                subject=version.version_id,
+                payload={"env": env, "role": role, "note": note},
+            )
     return role
 
 
-def promote(store: Store, version_ref: str, env: str, *, who: str | None = None,
-            pause_after_check: float = 0.0) -> Moved:
+def promote(
+    store: Store,
+    version_ref: str,
+    env: str,
+    *,
+    who: str | None = None,
+    pause_after_check: float = 0.0,
+) -> Moved:
     """Move ``env`` to the version if, and only if, it earned it. See the module docstring."""
     who = who or default_actor()
     with store.write() as conn:
@@ -104,27 +133,32 @@ def promote(store: Store, version_ref: str, env: str, *, who: str | None = None,
         if decision is None:
             raise PromotionRefusedError(
                 f"{short} has no gate decision for {env}",
-                hint=f"run `releasegate gate {short} --env {env}` first")
+                hint=f"run `releasegate gate {short} --env {env}` first",
+            )
         if not decision.checks_passed:
             raise PromotionRefusedError(
                 f"the gate did not pass {short} for {env} (verdict: {decision.verdict})",
-                hint="see the gate report: " + "; ".join(decision.report.get("reasons", [])[:2]))
+                hint="see the gate report: " + "; ".join(decision.report.get("reasons", [])[:2]),
+            )
         suite_id = SuiteRepo.current_id(conn, wf.name)
         if decision.suite_id != suite_id:
             raise PromotionRefusedError(
                 f"the suite changed since {short} was gated for {env}",
-                hint=f"evaluate on the current suite, then `releasegate gate {short} --env {env}`")
+                hint=f"evaluate on the current suite, then `releasegate gate {short} --env {env}`",
+            )
         policy = current_policy(conn, wf.name, env)
         if decision.policy_id != policy.policy_id:
             raise PromotionRefusedError(
                 f"the {env} policy changed since {short} was gated",
-                hint=f"run `releasegate gate {short} --env {env}` again")
+                hint=f"run `releasegate gate {short} --env {env}` again",
+            )
         seen = current[0] if current else None
         if decision.baseline_id != seen:
             raise StaleAliasError(
                 f"{wf.name}@{env} moved since the gate compared against "
                 f"{(decision.baseline_id or 'nothing')[:12]} (now {(seen or 'nothing')[:12]})",
-                hint=f"run `releasegate gate {short} --env {env}` against what runs now")
+                hint=f"run `releasegate gate {short} --env {env}` against what runs now",
+            )
         need = required_approvals(policy, wf.stakes, decision.change_class)
         given = [Approval(a, r) for a, r in ApprovalRepo.list(conn, version.version_id, env)]
         missing = approvals_missing(need, given)
@@ -132,25 +166,50 @@ def promote(store: Store, version_ref: str, env: str, *, who: str | None = None,
             raise PromotionRefusedError(
                 f"{short} needs approval for {env}: missing " + " and ".join(missing),
                 hint=f"`releasegate approve {short} --env {env} --as NAME` "
-                     f"(approvers: {', '.join(wf.owners.get('approvers', []))}; "
-                     f"business: {', '.join(wf.owners.get('business', []))})")
+                f"(approvers: {', '.join(wf.owners.get('approvers', []))}; "
+                f"business: {', '.join(wf.owners.get('business', []))})",
+            )
         if pause_after_check:  # lets tests hold two promoters inside the critical section
             time.sleep(pause_after_check)
-        EnvironmentRepo.move(conn, workflow=wf.name, env=env, version_id=version.version_id,
-                             expected=current)
-        EnvironmentRepo.record(conn, workflow=wf.name, env=env, version_id=version.version_id,
-                               previous_id=seen, action="promote", actor=who,
-                               decision_id=decision.decision_id, reason=version.reason)
-        AuditRepo.append(conn, kind="env.promoted", actor=who, workflow=wf.name,
-                         subject=version.version_id,
-                         payload={"env": env, "previous_id": seen,
-                                  "decision_id": decision.decision_id,
-                                  "approvals": [a.approver for a in given]})
+        EnvironmentRepo.move(
+            conn, workflow=wf.name, env=env, version_id=version.version_id, expected=current
+        )
+        EnvironmentRepo.record(
+            conn,
+            workflow=wf.name,
+            env=env,
+            version_id=version.version_id,
+            previous_id=seen,
+            action="promote",
+            actor=who,
+            decision_id=decision.decision_id,
+            reason=version.reason,
+        )
+        AuditRepo.append(
+            conn,
+            kind="env.promoted",
+            actor=who,
+            workflow=wf.name,
+            subject=version.version_id,
+            payload={
+                "env": env,
+                "previous_id": seen,
+                "decision_id": decision.decision_id,
+                "approvals": [a.approver for a in given],
+            },
+        )
     return Moved(wf.name, env, version.version_id, seen, "promote", True)
 
 
-def rollback(store: Store, workflow: str, env: str, *, to: str | None = None,
-             who: str | None = None, reason: str = "") -> Moved:
+def rollback(
+    store: Store,
+    workflow: str,
+    env: str,
+    *,
+    to: str | None = None,
+    who: str | None = None,
+    reason: str = "",
+) -> Moved:
     """Move ``env`` back to the version that ran before (or ``to``, if it ran there before)."""
     who = who or default_actor()
     with store.write() as conn:
@@ -161,14 +220,26 @@ def rollback(store: Store, workflow: str, env: str, *, to: str | None = None,
             raise RefusedError(f"nothing runs in {workflow}@{env}: there is nothing to roll back")
         history = EnvironmentRepo.history(conn, workflow, env)
         target = _rollback_target(conn, history, current[0], to)
-        EnvironmentRepo.move(conn, workflow=workflow, env=env, version_id=target,
-                             expected=current)
-        EnvironmentRepo.record(conn, workflow=workflow, env=env, version_id=target,
-                               previous_id=current[0], action="rollback", actor=who,
-                               decision_id=None, reason=reason)
-        AuditRepo.append(conn, kind="env.rolled_back", actor=who, workflow=workflow,
-                         subject=target,
-                         payload={"env": env, "from": current[0], "reason": reason})
+        EnvironmentRepo.move(conn, workflow=workflow, env=env, version_id=target, expected=current)
+        EnvironmentRepo.record(
+            conn,
+            workflow=workflow,
+            env=env,
+            version_id=target,
+            previous_id=current[0],
+            action="rollback",
+            actor=who,
+            decision_id=None,
+            reason=reason,
+        )
+        AuditRepo.append(
+            conn,
+            kind="env.rolled_back",
+            actor=who,
+            workflow=workflow,
+            subject=target,
+            payload={"env": env, "from": current[0], "reason": reason},
+        )
     return Moved(workflow, env, target, current[0], "rollback", True)
 
 
@@ -179,9 +250,11 @@ def _rollback_target(conn: Any, history: list[HistoryRecord], current: str, to: 
         if target == current:
             raise RefusedError(f"{target[:12]} already runs there")
         if target not in promoted:
-            raise RefusedError(f"{target[:12]} never passed the gate into this environment",
-                               hint="roll back only to a version that ran there; "
-                                    "anything else goes through the gate")
+            raise RefusedError(
+                f"{target[:12]} never passed the gate into this environment",
+                hint="roll back only to a version that ran there; "
+                "anything else goes through the gate",
+            )
         return target
     # the promotion order, each version at its latest promotion; step back one from current
     order: list[str] = []
@@ -189,13 +262,11 @@ def _rollback_target(conn: Any, history: list[HistoryRecord], current: str, to: 
         if vid in order:
             order.remove(vid)
         order.append(vid)
-    if current in order:
-        earlier = order[: order.index(current)]
-    else:
-        earlier = order
+    earlier = order[: order.index(current)] if current in order else order
     if not earlier:
-        raise RefusedError("no earlier approved version ran in this environment",
-                           hint="name one with --to VERSION")
+        raise RefusedError(
+            "no earlier approved version ran in this environment", hint="name one with --to VERSION"
+        )
     return earlier[-1]
 
 
@@ -213,8 +284,10 @@ def resolve(store: Store, workflow: str, env: str) -> Resolved:
         if current is None:
             wf = WorkflowRepo.get(conn, workflow)  # names an unknown workflow clearly
             _check_env(wf, env)
-            raise NotFoundError(f"nothing runs in {workflow}@{env} yet",
-                                hint="promote a version that passed the gate")
+            raise NotFoundError(
+                f"nothing runs in {workflow}@{env} yet",
+                hint="promote a version that passed the gate",
+            )
         version = VersionRepo.find(conn, current[0])
     if version is None:
         raise NotFoundError(f"{workflow}@{env} points at a missing version")

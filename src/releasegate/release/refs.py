@@ -9,9 +9,8 @@ from __future__ import annotations
 import getpass
 import os
 
-from sqlalchemy import Connection
-
 from releasegate.errors import InputError, NotFoundError
+from releasegate.store.engine import Conn
 from releasegate.store.repos import EnvironmentRepo, VersionRecord, VersionRepo
 
 MIN_PREFIX = 6
@@ -28,7 +27,7 @@ def actor() -> str:
         return "unknown"
 
 
-def find_version(conn: Connection, ref: str) -> VersionRecord:
+def find_version(conn: Conn, ref: str) -> VersionRecord:
     """A full id, a unique prefix of 6+ characters, or ``workflow@env``."""
     if "@" in ref:
         workflow, env = ref.split("@", 1)
@@ -41,14 +40,21 @@ def find_version(conn: Connection, ref: str) -> VersionRecord:
         return found
     ref = ref.strip().lower()
     if len(ref) < MIN_PREFIX:
-        raise InputError(f"'{ref}' is too short: give at least {MIN_PREFIX} characters of a version id",
-                         field="version")
+        raise InputError(
+            f"'{ref}' is too short: give at least {MIN_PREFIX} characters of a version id",
+            field="version",
+        )
     hits = VersionRepo.by_prefix(conn, ref)
     if not hits:
-        raise NotFoundError(f"no version '{ref}'", field="version",
-                            hint="list versions with `releasegate versions WORKFLOW`")
+        raise NotFoundError(
+            f"no version '{ref}'",
+            field="version",
+            hint="list versions with `releasegate versions WORKFLOW`",
+        )
     if len(hits) > 1:
-        raise InputError(f"'{ref}' matches several versions: "
-                         + ", ".join(h.version_id[:12] for h in hits), field="version",
-                         hint="give more characters")
+        raise InputError(
+            f"'{ref}' matches several versions: " + ", ".join(h.version_id[:12] for h in hits),
+            field="version",
+            hint="give more characters",
+        )
     return hits[0]

@@ -10,15 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Connection
-
 from releasegate.domain.manifest import WorkflowSpec, parse_workflow
 from releasegate.domain.policy import Policy
 from releasegate.errors import ManifestError, NotFoundError
 from releasegate.release.loaders import load_yaml
 from releasegate.release.refs import actor as default_actor
 from releasegate.release.refs import find_version
-from releasegate.store.engine import Store
+from releasegate.store.engine import Conn, Store
 from releasegate.store.repos import (
     AuditRepo,
     EnvironmentRepo,
@@ -84,7 +82,7 @@ def git_commit(start: Path) -> str | None:
     return None
 
 
-def _default_parent(conn: Connection, spec: WorkflowSpec) -> str | None:
+def _default_parent(conn: Conn, spec: WorkflowSpec) -> str | None:
     """What runs in the most downstream environment, else the latest version."""
     for env in reversed(spec.environments):
         current = EnvironmentRepo.current(conn, spec.name, env)
@@ -94,49 +92,94 @@ def _default_parent(conn: Connection, spec: WorkflowSpec) -> str | None:
     return latest.version_id if latest else None
 
 
-def sync_policies(conn: Connection, spec_name: str, policies: dict[str, Policy], who: str) -> list[str]:
+def sync_policies(conn: Conn, spec_name: str, policies: dict[str, Policy], who: str) -> list[str]:
     changed = []
     for env, policy in sorted(policies.items()):
         current = PolicyRepo.current(conn, spec_name, env)
         if current is not None and current[0] == policy.policy_id:
             continue
-        PolicyRepo.add(conn, policy_id=policy.policy_id, workflow=spec_name, env=env,
-                       content=policy.content())
-        AuditRepo.append(conn, kind="policy.changed", actor=who, workflow=spec_name,
-                         subject=policy.policy_id,
-                         payload={"env": env, "policy_id": policy.policy_id,
-                                  "previous": current[0] if current else None,
-                                  "policy": policy.content()})
+        PolicyRepo.add(
+            conn, policy_id=policy.policy_id, workflow=spec_name, env=env, content=policy.content()
+        )
+        AuditRepo.append(
+            conn,
+            kind="policy.changed",
+            actor=who,
+            workflow=spec_name,
+            subject=policy.policy_id,
+            payload={
+                "env": env,
+                "policy_id": policy.policy_id,
+                "previous": current[0] if current else None,
+                "policy": policy.content(),
+            },
+        )
         changed.append(env)
     return changed
 
 
-def register(store: Store, path: Path, *, reason: str = "", owner: str | None = None,
-             parent: str | None = None, experiment: bool = False,
-             who: str | None = None) -> Registered:
+def register(
+    store: Store,
+    path: Path,
+    *,
+    reason: str = "",
+    owner: str | None = None,
+    parent: str | None = None,
+    experiment: bool = False,
+    who: str | None = None,
+) -> Registered:
     spec = read_workflow(path)
-    return register_spec(store, spec, reason=reason, owner=owner, parent=parent,
-                         experiment=experiment, who=who, source_dir=path.parent)
+    return register_spec(
+        store,
+        spec,
+        reason=reason,
+        owner=owner,
+        parent=parent,
+        experiment=experiment,
+        who=who,
+        source_dir=path.parent,
+    )
 
 
-def register_spec(store: Store, spec: WorkflowSpec, *, reason: str = "", owner: str | None = None,
-                  parent: str | None = None, experiment: bool = False, who: str | None = None,
-                  source_dir: Path | None = None) -> Registered:
+def register_spec(
+    store: Store,
+    spec: WorkflowSpec,
+    *,
+    reason: str = "",
+    owner: str | None = None,
+    parent: str | None = None,
+    experiment: bool = False,
+    who: str | None = None,
+    source_dir: Path | None = None,
+) -> Registered:
     who = who or default_actor()
     version_id = spec.version_id
     commit = git_commit(source_dir) if source_dir is not None else None
     for data in spec.blobs.values():
         store.blobs.put(data)
     with store.write() as conn:
-        WorkflowRepo.upsert(conn, name=spec.name, description=spec.description, stakes=spec.stakes,
-                            owners=spec.owners.as_dict(), environments=spec.environments)
+        WorkflowRepo.upsert(
+            conn,
+            name=spec.name,
+            description=spec.description,
+            stakes=spec.stakes,
+            owners=spec.owners.as_dict(),
+            environments=spec.environments,
+        )
         changed = sync_policies(conn, spec.name, dict(spec.policies), who)
         existing = VersionRepo.find(conn, version_id)
         if existing is not None:
             if existing.workflow != spec.name:  # cannot happen: the name is in the hash
                 raise ManifestError("version belongs to another workflow", field="workflow")
-            return Registered(version_id, spec.name, False, existing.parent_id, existing.track,
-                              existing.source_commit, tuple(changed))
+            return Registered(
+                version_id,
+                spec.name,
+                False,
+                existing.parent_id,
+                existing.track,
+                existing.source_commit,
+                tuple(changed),
+            )
         if parent is not None:
             try:
                 parent_id: str | None = find_version(conn, parent).version_id
@@ -145,13 +188,32 @@ def register_spec(store: Store, spec: WorkflowSpec, *, reason: str = "", owner: 
         else:
             parent_id = _default_parent(conn, spec)
         track = "experiment" if experiment else "release"
-        VersionRepo.add(conn, VersionRecord(
-            version_id=version_id, workflow=spec.name, manifest=spec.manifest,
-            owner=owner or spec.owners.change or who, parent_id=parent_id, reason=reason,
-            track=track, source_commit=commit, created_at=now()))
-        AuditRepo.append(conn, kind="version.registered", actor=who, workflow=spec.name,
-                         subject=version_id,
-                         payload={"parent_id": parent_id, "reason": reason, "track": track,
-                                  "owner": owner or spec.owners.change or who,
-                                  "source_commit": commit})
+        VersionRepo.add(
+            conn,
+            VersionRecord(
+                version_id=version_id,
+                workflow=spec.name,
+                manifest=spec.manifest,
+                owner=owner or spec.owners.change or who,
+                parent_id=parent_id,
+                reason=reason,
+                track=track,
+                source_commit=commit,
+                created_at=now(),
+            ),
+        )
+        AuditRepo.append(
+            conn,
+            kind="version.registered",
+            actor=who,
+            workflow=spec.name,
+            subject=version_id,
+            payload={
+                "parent_id": parent_id,
+                "reason": reason,
+                "track": track,
+                "owner": owner or spec.owners.change or who,
+                "source_commit": commit,
+            },
+        )
     return Registered(version_id, spec.name, True, parent_id, track, commit, tuple(changed))

@@ -52,12 +52,21 @@ class EngineResult:
 
 
 def _to_stored(o: CaseOutput) -> StoredOutput:
-    return StoredOutput(o.text, o.data, o.latency_ms, o.tokens_in, o.tokens_out, o.cost_usd, o.error)
+    return StoredOutput(
+        o.text, o.data, o.latency_ms, o.tokens_in, o.tokens_out, o.cost_usd, o.error
+    )
 
 
 def _from_stored(o: StoredOutput) -> CaseOutput:
-    return CaseOutput(text=o.text, data=o.data, latency_ms=o.latency_ms, tokens_in=o.tokens_in,
-                      tokens_out=o.tokens_out, cost_usd=o.cost_usd, error=o.error)
+    return CaseOutput(
+        text=o.text,
+        data=o.data,
+        latency_ms=o.latency_ms,
+        tokens_in=o.tokens_in,
+        tokens_out=o.tokens_out,
+        cost_usd=o.cost_usd,
+        error=o.error,
+    )
 
 
 class _Writer:
@@ -82,9 +91,16 @@ class _Writer:
         self.last = time.monotonic()
 
 
-async def _call_all(provider: Provider, todo: Sequence[tuple[Case, int]], concurrency: int,
-                    writer: _Writer, fresh: dict[tuple[str, int], CaseOutput],
-                    progress: Progress | None, done_before: int, total: int) -> None:
+async def _call_all(
+    provider: Provider,
+    todo: Sequence[tuple[Case, int]],
+    concurrency: int,
+    writer: _Writer,
+    fresh: dict[tuple[str, int], CaseOutput],
+    progress: Progress | None,
+    done_before: int,
+    total: int,
+) -> None:
     queue: asyncio.Queue[tuple[Case, int]] = asyncio.Queue()
     for item in todo:
         queue.put_nowait(item)
@@ -103,10 +119,15 @@ async def _call_all(provider: Provider, todo: Sequence[tuple[Case, int]], concur
             except Exception as exc:  # a provider failure is this case's result, not the eval's
                 out = CaseOutput(text="", error=f"{type(exc).__name__}: {exc}")
             if not out.latency_ms:
-                out = CaseOutput(text=out.text, data=out.data,
-                                 latency_ms=(time.perf_counter() - started) * 1000,
-                                 tokens_in=out.tokens_in, tokens_out=out.tokens_out,
-                                 cost_usd=out.cost_usd, error=out.error)
+                out = CaseOutput(
+                    text=out.text,
+                    data=out.data,
+                    latency_ms=(time.perf_counter() - started) * 1000,
+                    tokens_in=out.tokens_in,
+                    tokens_out=out.tokens_out,
+                    cost_usd=out.cost_usd,
+                    error=out.error,
+                )
             fresh[(case.case_hash, epoch)] = out
             writer.add(case.case_hash, epoch, out)
             done += 1
@@ -155,8 +176,9 @@ def run_suite(
     if todo:
         provider.warm(_distinct([c.input for c, _ in todo]))
         try:
-            asyncio.run(_call_all(provider, todo, concurrency, writer, fresh, progress,
-                                  n_cached, len(keys)))
+            asyncio.run(
+                _call_all(provider, todo, concurrency, writer, fresh, progress, n_cached, len(keys))
+            )
         except KeyboardInterrupt:
             interrupted = True
         finally:
@@ -172,9 +194,9 @@ def run_suite(
         is_fresh = (c.case_hash, e) in fresh
         by_name: dict[str, Score] = {}
         for scorer_id, scorer in scorers:
-            hit = None if is_fresh else cached_scores.get((c.case_hash, e, scorer_id))
-            if hit is not None:
-                by_name[scorer.name] = Score(hit[0], hit[1], hit[2])
+            cached = None if is_fresh else cached_scores.get((c.case_hash, e, scorer_id))
+            if cached is not None:
+                by_name[scorer.name] = Score(cached[0], cached[1], cached[2])
                 continue
             s = _score(scorer, c, out)
             by_name[scorer.name] = s
@@ -186,8 +208,9 @@ def run_suite(
             if not use_cache:
                 ScoreRepo.forget(conn, version_id, {h for h, *_ in new_scores})
             ScoreRepo.put_many(conn, version_id, new_scores)
-    return EngineResult(tuple(runs), n_called=len(fresh), n_cached=n_cached,
-                        interrupted=interrupted)
+    return EngineResult(
+        tuple(runs), n_called=len(fresh), n_cached=n_cached, interrupted=interrupted
+    )
 
 
 def _score(scorer: Scorer, case: Case, output: CaseOutput) -> Score:

@@ -26,6 +26,7 @@ from releasegate.store.blobs import BlobStore
 SCHEMA_HEAD = "0001"
 SCHEMA_ORDER = ("0001",)
 STORE_DIR = ".releasegate"
+Conn = Connection  # what services hold while they compose repositories in one transaction
 
 
 @dataclass(frozen=True)
@@ -41,10 +42,15 @@ def locate(project_dir: Path | None = None) -> Location:
     home = (project_dir or Path(os.environ.get("RELEASEGATE_DIR", "."))).resolve() / STORE_DIR
     url = os.environ.get("RELEASEGATE_DATABASE_URL")
     if url:
-        return Location(url=url, blob_root=home / "blobs", is_embedded=url.startswith("sqlite"),
-                        home=home)
-    return Location(url=f"sqlite:///{home / 'releasegate.db'}", blob_root=home / "blobs",
-                    is_embedded=True, home=home)
+        return Location(
+            url=url, blob_root=home / "blobs", is_embedded=url.startswith("sqlite"), home=home
+        )
+    return Location(
+        url=f"sqlite:///{home / 'releasegate.db'}",
+        blob_root=home / "blobs",
+        is_embedded=True,
+        home=home,
+    )
 
 
 def _sqlite_pragmas(engine: Engine) -> None:
@@ -74,8 +80,13 @@ class Store:
         self.dialect = engine.dialect.name
 
     @classmethod
-    def open(cls, project_dir: Path | None = None, *, create: bool = True,
-             location: Location | None = None) -> Store:
+    def open(
+        cls,
+        project_dir: Path | None = None,
+        *,
+        create: bool = True,
+        location: Location | None = None,
+    ) -> Store:
         loc = location or locate(project_dir)
         if loc.url.startswith("sqlite"):
             db_path = Path(loc.url.removeprefix("sqlite:///"))
@@ -83,7 +94,7 @@ class Store:
                 if not create:
                     raise NotFoundError(
                         f"no releasegate store at {loc.home}",
-                        hint="run `releasegate init` (or `releasegate demo`) in your project directory",
+                        hint="run `releasegate init` (or `releasegate demo`) in your project",
                     )
                 db_path.parent.mkdir(parents=True, exist_ok=True)
             engine = create_engine(loc.url)
@@ -124,7 +135,7 @@ class Store:
             )
         if not upgrade:
             raise SchemaOutdatedError(
-                f"this store's schema is {current or 'empty'}; this releasegate needs {SCHEMA_HEAD}",
+                f"this store's schema is {current or 'empty'}; releasegate needs {SCHEMA_HEAD}",
                 hint="back up the database, then run `releasegate db upgrade`",
             )
         self.upgrade()

@@ -28,3 +28,14 @@ def heads() -> list[str]:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     return list(ScriptDirectory.from_config(config).get_heads())
+
+
+def upgrade_url(url: str) -> None:
+    """``releasegate db upgrade`` for a shared database: the one place a migration runs."""
+    from sqlalchemy import create_engine
+
+    engine = create_engine(url)
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()

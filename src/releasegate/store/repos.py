@@ -122,11 +122,22 @@ class StoredOutput:
 
 class WorkflowRepo:
     @staticmethod
-    def upsert(conn: Connection, *, name: str, description: str, stakes: str,
-               owners: Mapping[str, Any], environments: Sequence[str]) -> None:
-        values = {"description": description, "stakes": stakes,
-                  "owners_json": canonical_json(owners),
-                  "environments_json": canonical_json(list(environments)), "updated_at": now()}
+    def upsert(
+        conn: Connection,
+        *,
+        name: str,
+        description: str,
+        stakes: str,
+        owners: Mapping[str, Any],
+        environments: Sequence[str],
+    ) -> None:
+        values = {
+            "description": description,
+            "stakes": stakes,
+            "owners_json": canonical_json(owners),
+            "environments_json": canonical_json(list(environments)),
+            "updated_at": now(),
+        }
         done = conn.execute(update(t.workflows).where(t.workflows.c.name == name).values(**values))
         if done.rowcount == 0:
             conn.execute(insert(t.workflows).values(name=name, created_at=now(), **values))
@@ -136,11 +147,19 @@ class WorkflowRepo:
         row = conn.execute(select(t.workflows).where(t.workflows.c.name == name)).first()
         if row is None:
             names = [r[0] for r in conn.execute(select(t.workflows.c.name)).all()]
-            raise NotFoundError(f"no workflow '{name}'",
-                                hint=("known: " + ", ".join(names)) if names else
-                                "register a workflow file first: releasegate register FILE")
-        return WorkflowRecord(row.name, row.description, row.stakes, json.loads(row.owners_json),
-                              tuple(json.loads(row.environments_json)))
+            raise NotFoundError(
+                f"no workflow '{name}'",
+                hint=("known: " + ", ".join(names))
+                if names
+                else "register a workflow file first: releasegate register FILE",
+            )
+        return WorkflowRecord(
+            row.name,
+            row.description,
+            row.stakes,
+            json.loads(row.owners_json),
+            tuple(json.loads(row.environments_json)),
+        )
 
     @staticmethod
     def names(conn: Connection) -> list[str]:
@@ -148,19 +167,35 @@ class WorkflowRepo:
 
 
 def _version(row: Row[Any]) -> VersionRecord:
-    return VersionRecord(row.version_id, row.workflow, json.loads(row.manifest_json), row.owner,
-                         row.parent_id, row.reason, row.track, row.source_commit,
-                         _utc(row.created_at))
+    return VersionRecord(
+        row.version_id,
+        row.workflow,
+        json.loads(row.manifest_json),
+        row.owner,
+        row.parent_id,
+        row.reason,
+        row.track,
+        row.source_commit,
+        _utc(row.created_at),
+    )
 
 
 class VersionRepo:
     @staticmethod
     def add(conn: Connection, record: VersionRecord) -> None:
-        conn.execute(insert(t.versions).values(
-            version_id=record.version_id, workflow=record.workflow,
-            manifest_json=canonical_json(record.manifest), owner=record.owner,
-            parent_id=record.parent_id, reason=record.reason, track=record.track,
-            source_commit=record.source_commit, created_at=record.created_at))
+        conn.execute(
+            insert(t.versions).values(
+                version_id=record.version_id,
+                workflow=record.workflow,
+                manifest_json=canonical_json(record.manifest),
+                owner=record.owner,
+                parent_id=record.parent_id,
+                reason=record.reason,
+                track=record.track,
+                source_commit=record.source_commit,
+                created_at=record.created_at,
+            )
+        )
 
     @staticmethod
     def find(conn: Connection, version_id: str) -> VersionRecord | None:
@@ -169,33 +204,55 @@ class VersionRepo:
 
     @staticmethod
     def by_prefix(conn: Connection, prefix: str) -> list[VersionRecord]:
-        rows = conn.execute(select(t.versions).where(t.versions.c.version_id.startswith(prefix))
-                            .limit(5)).all()
+        rows = conn.execute(
+            select(t.versions).where(t.versions.c.version_id.startswith(prefix)).limit(5)
+        ).all()
         return [_version(r) for r in rows]
 
     @staticmethod
     def list(conn: Connection, workflow: str) -> list[VersionRecord]:
-        rows = conn.execute(select(t.versions).where(t.versions.c.workflow == workflow)
-                            .order_by(t.versions.c.seq)).all()
+        rows = conn.execute(
+            select(t.versions).where(t.versions.c.workflow == workflow).order_by(t.versions.c.seq)
+        ).all()
         return [_version(r) for r in rows]
 
     @staticmethod
     def latest(conn: Connection, workflow: str) -> VersionRecord | None:
-        row = conn.execute(select(t.versions).where(t.versions.c.workflow == workflow)
-                           .order_by(t.versions.c.seq.desc()).limit(1)).first()
+        row = conn.execute(
+            select(t.versions)
+            .where(t.versions.c.workflow == workflow)
+            .order_by(t.versions.c.seq.desc())
+            .limit(1)
+        ).first()
         return None if row is None else _version(row)
 
 
 class SuiteRepo:
     @staticmethod
-    def add_if_missing(conn: Connection, *, suite_id: str, name: str, workflow: str,
-                       description: str, content: Mapping[str, Any]) -> bool:
-        exists = conn.execute(select(t.suites.c.suite_id).where(t.suites.c.suite_id == suite_id)).first()
+    def add_if_missing(
+        conn: Connection,
+        *,
+        suite_id: str,
+        name: str,
+        workflow: str,
+        description: str,
+        content: Mapping[str, Any],
+    ) -> bool:
+        exists = conn.execute(
+            select(t.suites.c.suite_id).where(t.suites.c.suite_id == suite_id)
+        ).first()
         if exists:
             return False
-        conn.execute(insert(t.suites).values(suite_id=suite_id, name=name, workflow=workflow,
-                                             description=description,
-                                             content_json=canonical_json(content), created_at=now()))
+        conn.execute(
+            insert(t.suites).values(
+                suite_id=suite_id,
+                name=name,
+                workflow=workflow,
+                description=description,
+                content_json=canonical_json(content),
+                created_at=now(),
+            )
+        )
         return True
 
     @staticmethod
@@ -203,63 +260,124 @@ class SuiteRepo:
         row = conn.execute(select(t.suites).where(t.suites.c.suite_id == suite_id)).first()
         if row is None:
             raise NotFoundError(f"no suite '{suite_id[:12]}'")
-        return SuiteRecord(row.suite_id, row.name, row.workflow, row.description,
-                           json.loads(row.content_json), _utc(row.created_at))
+        return SuiteRecord(
+            row.suite_id,
+            row.name,
+            row.workflow,
+            row.description,
+            json.loads(row.content_json),
+            _utc(row.created_at),
+        )
 
     @staticmethod
     def current_id(conn: Connection, workflow: str) -> str | None:
-        row = conn.execute(select(t.suite_history.c.suite_id)
-                           .where(t.suite_history.c.workflow == workflow)
-                           .order_by(t.suite_history.c.seq.desc()).limit(1)).first()
+        row = conn.execute(
+            select(t.suite_history.c.suite_id)
+            .where(t.suite_history.c.workflow == workflow)
+            .order_by(t.suite_history.c.seq.desc())
+            .limit(1)
+        ).first()
         return None if row is None else str(row[0])
 
     @staticmethod
     def make_current(conn: Connection, workflow: str, suite_id: str, reason: str) -> None:
-        conn.execute(insert(t.suite_history).values(workflow=workflow, suite_id=suite_id,
-                                                    reason=reason, created_at=now()))
+        conn.execute(
+            insert(t.suite_history).values(
+                workflow=workflow, suite_id=suite_id, reason=reason, created_at=now()
+            )
+        )
 
 
 class PolicyRepo:
     @staticmethod
     def current(conn: Connection, workflow: str, env: str) -> tuple[str, Mapping[str, Any]] | None:
-        row = conn.execute(select(t.policies.c.policy_id, t.policies.c.content_json)
-                           .where(and_(t.policies.c.workflow == workflow, t.policies.c.env == env))
-                           .order_by(t.policies.c.seq.desc()).limit(1)).first()
+        row = conn.execute(
+            select(t.policies.c.policy_id, t.policies.c.content_json)
+            .where(and_(t.policies.c.workflow == workflow, t.policies.c.env == env))
+            .order_by(t.policies.c.seq.desc())
+            .limit(1)
+        ).first()
         return None if row is None else (row.policy_id, json.loads(row.content_json))
 
     @staticmethod
-    def add(conn: Connection, *, policy_id: str, workflow: str, env: str,
-            content: Mapping[str, Any]) -> None:
-        conn.execute(insert(t.policies).values(policy_id=policy_id, workflow=workflow, env=env,
-                                               content_json=canonical_json(content),
-                                               created_at=now()))
+    def add(
+        conn: Connection, *, policy_id: str, workflow: str, env: str, content: Mapping[str, Any]
+    ) -> None:
+        conn.execute(
+            insert(t.policies).values(
+                policy_id=policy_id,
+                workflow=workflow,
+                env=env,
+                content_json=canonical_json(content),
+                created_at=now(),
+            )
+        )
 
 
 def _eval(row: Row[Any]) -> EvalRecord:
-    return EvalRecord(row.eval_id, row.version_id, row.suite_id, row.epochs, row.status,
-                      row.n_cases, row.n_errors, row.n_cached, json.loads(row.summary_json),
-                      _utc(row.started_at), _utc(row.finished_at) if row.finished_at else None)
+    return EvalRecord(
+        row.eval_id,
+        row.version_id,
+        row.suite_id,
+        row.epochs,
+        row.status,
+        row.n_cases,
+        row.n_errors,
+        row.n_cached,
+        json.loads(row.summary_json),
+        _utc(row.started_at),
+        _utc(row.finished_at) if row.finished_at else None,
+    )
 
 
 class EvalRepo:
     @staticmethod
-    def start(conn: Connection, *, eval_id: str, version_id: str, suite_id: str, epochs: int) -> None:
-        conn.execute(insert(t.eval_runs).values(eval_id=eval_id, version_id=version_id,
-                                                suite_id=suite_id, epochs=epochs, status="running",
-                                                summary_json="{}", started_at=now()))
+    def start(
+        conn: Connection, *, eval_id: str, version_id: str, suite_id: str, epochs: int
+    ) -> None:
+        conn.execute(
+            insert(t.eval_runs).values(
+                eval_id=eval_id,
+                version_id=version_id,
+                suite_id=suite_id,
+                epochs=epochs,
+                status="running",
+                summary_json="{}",
+                started_at=now(),
+            )
+        )
 
     @staticmethod
-    def finish(conn: Connection, eval_id: str, *, status: str, n_cases: int, n_errors: int,
-               n_cached: int, summary: Mapping[str, Any]) -> None:
-        conn.execute(update(t.eval_runs).where(t.eval_runs.c.eval_id == eval_id).values(
-            status=status, n_cases=n_cases, n_errors=n_errors, n_cached=n_cached,
-            summary_json=canonical_json(summary), finished_at=now()))
+    def finish(
+        conn: Connection,
+        eval_id: str,
+        *,
+        status: str,
+        n_cases: int,
+        n_errors: int,
+        n_cached: int,
+        summary: Mapping[str, Any],
+    ) -> None:
+        conn.execute(
+            update(t.eval_runs)
+            .where(t.eval_runs.c.eval_id == eval_id)
+            .values(
+                status=status,
+                n_cases=n_cases,
+                n_errors=n_errors,
+                n_cached=n_cached,
+                summary_json=canonical_json(summary),
+                finished_at=now(),
+            )
+        )
 
     @staticmethod
-    def latest(conn: Connection, version_id: str, suite_id: str, *,
-               completed: bool = True) -> EvalRecord | None:
-        q = select(t.eval_runs).where(and_(t.eval_runs.c.version_id == version_id,
-                                           t.eval_runs.c.suite_id == suite_id))
+    def latest(
+        conn: Connection, version_id: str, suite_id: str, *, completed: bool = True
+    ) -> EvalRecord | None:
+        q = select(t.eval_runs).where(
+            and_(t.eval_runs.c.version_id == version_id, t.eval_runs.c.suite_id == suite_id)
+        )
         if completed:
             q = q.where(t.eval_runs.c.status == "completed")
         row = conn.execute(q.order_by(t.eval_runs.c.started_at.desc()).limit(1)).first()
@@ -267,8 +385,11 @@ class EvalRepo:
 
     @staticmethod
     def for_version(conn: Connection, version_id: str) -> list[EvalRecord]:
-        rows = conn.execute(select(t.eval_runs).where(t.eval_runs.c.version_id == version_id)
-                            .order_by(t.eval_runs.c.started_at)).all()
+        rows = conn.execute(
+            select(t.eval_runs)
+            .where(t.eval_runs.c.version_id == version_id)
+            .order_by(t.eval_runs.c.started_at)
+        ).all()
         return [_eval(r) for r in rows]
 
 
@@ -276,20 +397,31 @@ class OutputRepo:
     """The eval cache: one row per (version, case content, epoch), errors included."""
 
     @staticmethod
-    def get_many(conn: Connection, version_id: str, case_hashes: Iterable[str],
-                 ) -> dict[tuple[str, int], StoredOutput]:
+    def get_many(
+        conn: Connection,
+        version_id: str,
+        case_hashes: Iterable[str],
+    ) -> dict[tuple[str, int], StoredOutput]:
         wanted = set(case_hashes)
         rows = conn.execute(select(t.outputs).where(t.outputs.c.version_id == version_id)).all()
         return {
-            (r.case_hash, r.epoch): StoredOutput(r.text, json.loads(r.data_json) if r.data_json else None,
-                                                 r.latency_ms, r.tokens_in, r.tokens_out,
-                                                 r.cost_usd, r.error)
-            for r in rows if r.case_hash in wanted
+            (r.case_hash, r.epoch): StoredOutput(
+                r.text,
+                json.loads(r.data_json) if r.data_json else None,
+                r.latency_ms,
+                r.tokens_in,
+                r.tokens_out,
+                r.cost_usd,
+                r.error,
+            )
+            for r in rows
+            if r.case_hash in wanted
         }
 
     @staticmethod
-    def put_many(conn: Connection, version_id: str,
-                 items: Sequence[tuple[str, int, StoredOutput]]) -> None:
+    def put_many(
+        conn: Connection, version_id: str, items: Sequence[tuple[str, int, StoredOutput]]
+    ) -> None:
         if not items:
             return
         by_epoch: dict[int, list[str]] = {}
@@ -297,124 +429,235 @@ class OutputRepo:
             by_epoch.setdefault(e, []).append(h)
         for epoch, hashes in by_epoch.items():  # replace what a re-run (or --no-cache) redoes
             for i in range(0, len(hashes), 500):
-                conn.execute(t.outputs.delete().where(and_(
-                    t.outputs.c.version_id == version_id, t.outputs.c.epoch == epoch,
-                    t.outputs.c.case_hash.in_(hashes[i:i + 500]))))
+                conn.execute(
+                    t.outputs.delete().where(
+                        and_(
+                            t.outputs.c.version_id == version_id,
+                            t.outputs.c.epoch == epoch,
+                            t.outputs.c.case_hash.in_(hashes[i : i + 500]),
+                        )
+                    )
+                )
         at = now()
-        conn.execute(insert(t.outputs), [
-            {"version_id": version_id, "case_hash": h, "epoch": e, "text": o.text,
-             "data_json": canonical_json(o.data) if o.data is not None else None,
-             "latency_ms": o.latency_ms, "tokens_in": o.tokens_in, "tokens_out": o.tokens_out,
-             "cost_usd": o.cost_usd, "error": o.error, "created_at": at}
-            for h, e, o in items
-        ])
+        conn.execute(
+            insert(t.outputs),
+            [
+                {
+                    "version_id": version_id,
+                    "case_hash": h,
+                    "epoch": e,
+                    "text": o.text,
+                    "data_json": canonical_json(o.data) if o.data is not None else None,
+                    "latency_ms": o.latency_ms,
+                    "tokens_in": o.tokens_in,
+                    "tokens_out": o.tokens_out,
+                    "cost_usd": o.cost_usd,
+                    "error": o.error,
+                    "created_at": at,
+                }
+                for h, e, o in items
+            ],
+        )
 
 
 class ScoreRepo:
     @staticmethod
-    def get_many(conn: Connection, version_id: str,
-                 ) -> dict[tuple[str, int, str], tuple[float, bool, str]]:
+    def get_many(
+        conn: Connection,
+        version_id: str,
+    ) -> dict[tuple[str, int, str], tuple[float, bool, str]]:
         rows = conn.execute(select(t.scores).where(t.scores.c.version_id == version_id)).all()
-        return {(r.case_hash, r.epoch, r.scorer_id): (r.value, bool(r.passed), r.detail) for r in rows}
+        return {
+            (r.case_hash, r.epoch, r.scorer_id): (r.value, bool(r.passed), r.detail) for r in rows
+        }
 
     @staticmethod
     def forget(conn: Connection, version_id: str, case_hashes: Iterable[str]) -> None:
         hashes = sorted(set(case_hashes))
         for i in range(0, len(hashes), 500):
-            conn.execute(t.scores.delete().where(and_(t.scores.c.version_id == version_id,
-                                                      t.scores.c.case_hash.in_(hashes[i:i + 500]))))
+            conn.execute(
+                t.scores.delete().where(
+                    and_(
+                        t.scores.c.version_id == version_id,
+                        t.scores.c.case_hash.in_(hashes[i : i + 500]),
+                    )
+                )
+            )
 
     @staticmethod
-    def put_many(conn: Connection, version_id: str,
-                 items: Sequence[tuple[str, int, str, float, bool, str]]) -> None:
+    def put_many(
+        conn: Connection, version_id: str, items: Sequence[tuple[str, int, str, float, bool, str]]
+    ) -> None:
         if not items:
             return
-        conn.execute(insert(t.scores), [
-            {"version_id": version_id, "case_hash": h, "epoch": e, "scorer_id": s, "value": v,
-             "passed": p, "detail": d} for h, e, s, v, p, d in items
-        ])
+        conn.execute(
+            insert(t.scores),
+            [
+                {
+                    "version_id": version_id,
+                    "case_hash": h,
+                    "epoch": e,
+                    "scorer_id": s,
+                    "value": v,
+                    "passed": p,
+                    "detail": d,
+                }
+                for h, e, s, v, p, d in items
+            ],
+        )
 
 
 def _decision(row: Row[Any]) -> DecisionRecord:
-    return DecisionRecord(row.decision_id, row.version_id, row.workflow, row.env, row.suite_id,
-                          row.policy_id, row.baseline_id, row.verdict, bool(row.checks_passed),
-                          row.change_class, json.loads(row.report_json), _utc(row.created_at))
+    return DecisionRecord(
+        row.decision_id,
+        row.version_id,
+        row.workflow,
+        row.env,
+        row.suite_id,
+        row.policy_id,
+        row.baseline_id,
+        row.verdict,
+        bool(row.checks_passed),
+        row.change_class,
+        json.loads(row.report_json),
+        _utc(row.created_at),
+    )
 
 
 class DecisionRepo:
     @staticmethod
     def add(conn: Connection, record: DecisionRecord) -> None:
-        conn.execute(insert(t.gate_decisions).values(
-            decision_id=record.decision_id, version_id=record.version_id, workflow=record.workflow,
-            env=record.env, suite_id=record.suite_id, policy_id=record.policy_id,
-            baseline_id=record.baseline_id, verdict=record.verdict,
-            checks_passed=record.checks_passed, change_class=record.change_class,
-            report_json=canonical_json(record.report), created_at=record.created_at))
+        conn.execute(
+            insert(t.gate_decisions).values(
+                decision_id=record.decision_id,
+                version_id=record.version_id,
+                workflow=record.workflow,
+                env=record.env,
+                suite_id=record.suite_id,
+                policy_id=record.policy_id,
+                baseline_id=record.baseline_id,
+                verdict=record.verdict,
+                checks_passed=record.checks_passed,
+                change_class=record.change_class,
+                report_json=canonical_json(record.report),
+                created_at=record.created_at,
+            )
+        )
 
     @staticmethod
     def latest(conn: Connection, version_id: str, env: str) -> DecisionRecord | None:
-        row = conn.execute(select(t.gate_decisions)
-                           .where(and_(t.gate_decisions.c.version_id == version_id,
-                                       t.gate_decisions.c.env == env))
-                           .order_by(t.gate_decisions.c.created_at.desc()).limit(1)).first()
+        row = conn.execute(
+            select(t.gate_decisions)
+            .where(and_(t.gate_decisions.c.version_id == version_id, t.gate_decisions.c.env == env))
+            .order_by(t.gate_decisions.c.created_at.desc())
+            .limit(1)
+        ).first()
         return None if row is None else _decision(row)
 
 
 class ApprovalRepo:
     @staticmethod
-    def add(conn: Connection, *, version_id: str, env: str, workflow: str, approver: str,
-            role: str, note: str) -> bool:
-        exists = conn.execute(select(t.approvals.c.approver).where(and_(
-            t.approvals.c.version_id == version_id, t.approvals.c.env == env,
-            t.approvals.c.approver == approver))).first()
+    def add(
+        conn: Connection,
+        *,
+        version_id: str,
+        env: str,
+        workflow: str,
+        approver: str,
+        role: str,
+        note: str,
+    ) -> bool:
+        exists = conn.execute(
+            select(t.approvals.c.approver).where(
+                and_(
+                    t.approvals.c.version_id == version_id,
+                    t.approvals.c.env == env,
+                    t.approvals.c.approver == approver,
+                )
+            )
+        ).first()
         if exists:
             return False
-        conn.execute(insert(t.approvals).values(version_id=version_id, env=env, workflow=workflow,
-                                                approver=approver, role=role, note=note,
-                                                created_at=now()))
+        conn.execute(
+            insert(t.approvals).values(
+                version_id=version_id,
+                env=env,
+                workflow=workflow,
+                approver=approver,
+                role=role,
+                note=note,
+                created_at=now(),
+            )
+        )
         return True
 
     @staticmethod
     def list(conn: Connection, version_id: str, env: str) -> list[tuple[str, str]]:
-        rows = conn.execute(select(t.approvals.c.approver, t.approvals.c.role)
-                            .where(and_(t.approvals.c.version_id == version_id,
-                                        t.approvals.c.env == env))
-                            .order_by(t.approvals.c.created_at)).all()
+        rows = conn.execute(
+            select(t.approvals.c.approver, t.approvals.c.role)
+            .where(and_(t.approvals.c.version_id == version_id, t.approvals.c.env == env))
+            .order_by(t.approvals.c.created_at)
+        ).all()
         return [(r.approver, r.role) for r in rows]
 
 
 class EnvironmentRepo:
     @staticmethod
-    def current(conn: Connection, workflow: str, env: str, *, lock: bool = False,
-                ) -> tuple[str, int] | None:
-        q = select(t.environments.c.version_id, t.environments.c.revision).where(and_(
-            t.environments.c.workflow == workflow, t.environments.c.env == env))
+    def current(
+        conn: Connection,
+        workflow: str,
+        env: str,
+        *,
+        lock: bool = False,
+    ) -> tuple[str, int] | None:
+        q = select(t.environments.c.version_id, t.environments.c.revision).where(
+            and_(t.environments.c.workflow == workflow, t.environments.c.env == env)
+        )
         if lock and conn.dialect.name == "postgresql":
             q = q.with_for_update()
         row = conn.execute(q).first()
         return None if row is None else (row.version_id, row.revision)
 
     @staticmethod
-    def move(conn: Connection, *, workflow: str, env: str, version_id: str,
-             expected: tuple[str, int] | None) -> int:
+    def move(
+        conn: Connection,
+        *,
+        workflow: str,
+        env: str,
+        version_id: str,
+        expected: tuple[str, int] | None,
+    ) -> int:
         """Compare-and-swap the alias; raises StaleAliasError if someone moved it first."""
         at = now()
         if expected is None:
             try:
                 with conn.begin_nested():
-                    conn.execute(insert(t.environments).values(
-                        workflow=workflow, env=env, version_id=version_id, revision=1,
-                        updated_at=at))
+                    conn.execute(
+                        insert(t.environments).values(
+                            workflow=workflow,
+                            env=env,
+                            version_id=version_id,
+                            revision=1,
+                            updated_at=at,
+                        )
+                    )
             except IntegrityError:
                 raise StaleAliasError(
                     f"{workflow}@{env} was set by another writer at the same moment",
                     hint="look again with `releasegate resolve`, re-run the gate, then promote",
                 ) from None
             return 1
-        done = conn.execute(update(t.environments).where(and_(
-            t.environments.c.workflow == workflow, t.environments.c.env == env,
-            t.environments.c.revision == expected[1],
-        )).values(version_id=version_id, revision=expected[1] + 1, updated_at=at))
+        done = conn.execute(
+            update(t.environments)
+            .where(
+                and_(
+                    t.environments.c.workflow == workflow,
+                    t.environments.c.env == env,
+                    t.environments.c.revision == expected[1],
+                )
+            )
+            .values(version_id=version_id, revision=expected[1] + 1, updated_at=at)
+        )
         if done.rowcount != 1:
             raise StaleAliasError(
                 f"{workflow}@{env} moved while this promotion was being checked",
@@ -424,37 +667,89 @@ class EnvironmentRepo:
 
     @staticmethod
     def all(conn: Connection, workflow: str) -> dict[str, str]:
-        rows = conn.execute(select(t.environments.c.env, t.environments.c.version_id)
-                            .where(t.environments.c.workflow == workflow)).all()
+        rows = conn.execute(
+            select(t.environments.c.env, t.environments.c.version_id).where(
+                t.environments.c.workflow == workflow
+            )
+        ).all()
         return {r.env: r.version_id for r in rows}
 
     @staticmethod
-    def record(conn: Connection, *, workflow: str, env: str, version_id: str,
-               previous_id: str | None, action: str, actor: str, decision_id: str | None,
-               reason: str) -> None:
-        conn.execute(insert(t.env_history).values(
-            workflow=workflow, env=env, version_id=version_id, previous_id=previous_id,
-            action=action, actor=actor, decision_id=decision_id, reason=reason, created_at=now()))
+    def record(
+        conn: Connection,
+        *,
+        workflow: str,
+        env: str,
+        version_id: str,
+        previous_id: str | None,
+        action: str,
+        actor: str,
+        decision_id: str | None,
+        reason: str,
+    ) -> None:
+        conn.execute(
+            insert(t.env_history).values(
+                workflow=workflow,
+                env=env,
+                version_id=version_id,
+                previous_id=previous_id,
+                action=action,
+                actor=actor,
+                decision_id=decision_id,
+                reason=reason,
+                created_at=now(),
+            )
+        )
 
     @staticmethod
     def history(conn: Connection, workflow: str, env: str) -> list[HistoryRecord]:
-        rows = conn.execute(select(t.env_history).where(and_(
-            t.env_history.c.workflow == workflow, t.env_history.c.env == env))
-            .order_by(t.env_history.c.seq)).all()
-        return [HistoryRecord(r.seq, r.workflow, r.env, r.version_id, r.previous_id, r.action,
-                              r.actor, r.decision_id, r.reason, _utc(r.created_at)) for r in rows]
+        rows = conn.execute(
+            select(t.env_history)
+            .where(and_(t.env_history.c.workflow == workflow, t.env_history.c.env == env))
+            .order_by(t.env_history.c.seq)
+        ).all()
+        return [
+            HistoryRecord(
+                r.seq,
+                r.workflow,
+                r.env,
+                r.version_id,
+                r.previous_id,
+                r.action,
+                r.actor,
+                r.decision_id,
+                r.reason,
+                _utc(r.created_at),
+            )
+            for r in rows
+        ]
 
 
 def _event(row: Row[Any]) -> AuditEvent:
-    return AuditEvent(seq=row.seq, at=_utc(row.at), kind=row.kind, actor=row.actor,
-                      workflow=row.workflow, subject=row.subject,
-                      payload=json.loads(row.payload_json), prev_hash=row.prev_hash, hash=row.hash)
+    return AuditEvent(
+        seq=row.seq,
+        at=_utc(row.at),
+        kind=row.kind,
+        actor=row.actor,
+        workflow=row.workflow,
+        subject=row.subject,
+        payload=json.loads(row.payload_json),
+        prev_hash=row.prev_hash,
+        hash=row.hash,
+    )
 
 
 class AuditRepo:
     @staticmethod
-    def append(conn: Connection, *, kind: str, actor: str, workflow: str | None,
-               subject: str | None, payload: Mapping[str, Any]) -> AuditEvent:
+    def append(
+        conn: Connection,
+        *,
+        kind: str,
+        actor: str,
+        workflow: str | None,
+        subject: str | None,
+        payload: Mapping[str, Any],
+    ) -> AuditEvent:
         """Chain one event onto the head, under the head row's lock."""
         q = select(t.audit_head).where(t.audit_head.c.id == 1)
         if conn.dialect.name == "postgresql":
@@ -462,29 +757,56 @@ class AuditRepo:
         head = conn.execute(q).first()
         prev = None
         if head is not None:
-            last = conn.execute(select(t.audit_events).where(t.audit_events.c.seq == head.seq)).first()
+            last = conn.execute(
+                select(t.audit_events).where(t.audit_events.c.seq == head.seq)
+            ).first()
             if last is None:
-                raise RefusedError("the audit log's newest event is missing; nothing was written",
-                                   hint="run `releasegate audit verify` to see where it broke")
+                raise RefusedError(
+                    "the audit log's newest event is missing; nothing was written",
+                    hint="run `releasegate audit verify` to see where it broke",
+                )
             prev = _event(last)
         # round-trip precision: both SQLite and PostgreSQL keep microseconds
-        event = chain_event(prev, seq=(head.seq + 1) if head else 1, at=now(), kind=kind,
-                            actor=actor, workflow=workflow, subject=subject,
-                            payload=json.loads(canonical_json(payload)))
-        conn.execute(insert(t.audit_events).values(
-            seq=event.seq, at=event.at, kind=event.kind, actor=event.actor, workflow=event.workflow,
-            subject=event.subject, payload_json=canonical_json(event.payload),
-            prev_hash=event.prev_hash, hash=event.hash))
+        event = chain_event(
+            prev,
+            seq=(head.seq + 1) if head else 1,
+            at=now(),
+            kind=kind,
+            actor=actor,
+            workflow=workflow,
+            subject=subject,
+            payload=json.loads(canonical_json(payload)),
+        )
+        conn.execute(
+            insert(t.audit_events).values(
+                seq=event.seq,
+                at=event.at,
+                kind=event.kind,
+                actor=event.actor,
+                workflow=event.workflow,
+                subject=event.subject,
+                payload_json=canonical_json(event.payload),
+                prev_hash=event.prev_hash,
+                hash=event.hash,
+            )
+        )
         if head is None:
             conn.execute(insert(t.audit_head).values(id=1, seq=event.seq, hash=event.hash))
         else:
-            conn.execute(update(t.audit_head).where(t.audit_head.c.id == 1)
-                         .values(seq=event.seq, hash=event.hash))
+            conn.execute(
+                update(t.audit_head)
+                .where(t.audit_head.c.id == 1)
+                .values(seq=event.seq, hash=event.hash)
+            )
         return event
 
     @staticmethod
-    def events(conn: Connection, *, workflow: str | None = None, limit: int | None = None,
-               ) -> list[AuditEvent]:
+    def events(
+        conn: Connection,
+        *,
+        workflow: str | None = None,
+        limit: int | None = None,
+    ) -> list[AuditEvent]:
         q = select(t.audit_events)
         if workflow:
             q = q.where(t.audit_events.c.workflow == workflow)
@@ -513,7 +835,7 @@ class EmbeddingRepo:
         out: dict[str, npt.NDArray[np.float32]] = {}
         with self._engine.connect() as conn:
             for i in range(0, len(keys), 500):
-                chunk = list(keys[i:i + 500])
+                chunk = list(keys[i : i + 500])
                 for r in conn.execute(select(t.embeddings).where(t.embeddings.c.key.in_(chunk))):
                     out[r.key] = np.frombuffer(r.vector, dtype=np.float32).copy()
         return out
@@ -527,11 +849,18 @@ class EmbeddingRepo:
                 have = set()
                 keys = list(vectors)
                 for i in range(0, len(keys), 500):
-                    chunk = keys[i:i + 500]
-                    have |= {r[0] for r in conn.execute(
-                        select(t.embeddings.c.key).where(t.embeddings.c.key.in_(chunk)))}
-                rows = [{"key": k, "vector": np.asarray(v, dtype=np.float32).tobytes()}
-                        for k, v in vectors.items() if k not in have]
+                    chunk = keys[i : i + 500]
+                    have |= {
+                        r[0]
+                        for r in conn.execute(
+                            select(t.embeddings.c.key).where(t.embeddings.c.key.in_(chunk))
+                        )
+                    }
+                rows = [
+                    {"key": k, "vector": np.asarray(v, dtype=np.float32).tobytes()}
+                    for k, v in vectors.items()
+                    if k not in have
+                ]
                 if rows:
                     conn.execute(insert(t.embeddings), rows)
 

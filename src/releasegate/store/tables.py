@@ -36,7 +36,8 @@ ID = String(64)
 TS = DateTime(timezone=True)
 
 workflows = Table(
-    "workflows", metadata,
+    "workflows",
+    metadata,
     Column("name", String(200), primary_key=True),
     Column("description", Text, nullable=False, default=""),
     Column("stakes", String(10), nullable=False),
@@ -47,7 +48,8 @@ workflows = Table(
 )
 
 versions = Table(
-    "versions", metadata,
+    "versions",
+    metadata,
     Column("seq", Integer, primary_key=True, autoincrement=True),
     Column("version_id", ID, nullable=False, unique=True),
     Column("workflow", String(200), ForeignKey("workflows.name"), nullable=False),
@@ -62,7 +64,8 @@ versions = Table(
 )
 
 suites = Table(
-    "suites", metadata,
+    "suites",
+    metadata,
     Column("suite_id", ID, primary_key=True),
     Column("name", String(200), nullable=False),
     Column("workflow", String(200), nullable=False),
@@ -72,7 +75,8 @@ suites = Table(
 )
 
 suite_history = Table(
-    "suite_history", metadata,
+    "suite_history",
+    metadata,
     Column("seq", Integer, primary_key=True, autoincrement=True),
     Column("workflow", String(200), nullable=False),
     Column("suite_id", ID, ForeignKey("suites.suite_id"), nullable=False),
@@ -82,7 +86,8 @@ suite_history = Table(
 )
 
 policies = Table(
-    "policies", metadata,
+    "policies",
+    metadata,
     Column("seq", Integer, primary_key=True, autoincrement=True),
     Column("policy_id", ID, nullable=False),
     Column("workflow", String(200), nullable=False),
@@ -93,7 +98,8 @@ policies = Table(
 )
 
 eval_runs = Table(
-    "eval_runs", metadata,
+    "eval_runs",
+    metadata,
     Column("eval_id", String(32), primary_key=True),
     Column("version_id", ID, ForeignKey("versions.version_id"), nullable=False),
     Column("suite_id", ID, ForeignKey("suites.suite_id"), nullable=False),
@@ -109,7 +115,8 @@ eval_runs = Table(
 )
 
 outputs = Table(
-    "outputs", metadata,
+    "outputs",
+    metadata,
     Column("version_id", ID, primary_key=True),
     Column("case_hash", ID, primary_key=True),
     Column("epoch", Integer, primary_key=True),
@@ -124,7 +131,8 @@ outputs = Table(
 )
 
 scores = Table(
-    "scores", metadata,
+    "scores",
+    metadata,
     Column("version_id", ID, primary_key=True),
     Column("case_hash", ID, primary_key=True),
     Column("epoch", Integer, primary_key=True),
@@ -135,7 +143,8 @@ scores = Table(
 )
 
 gate_decisions = Table(
-    "gate_decisions", metadata,
+    "gate_decisions",
+    metadata,
     Column("decision_id", String(32), primary_key=True),
     Column("version_id", ID, ForeignKey("versions.version_id"), nullable=False),
     Column("workflow", String(200), nullable=False),
@@ -152,7 +161,8 @@ gate_decisions = Table(
 )
 
 approvals = Table(
-    "approvals", metadata,
+    "approvals",
+    metadata,
     Column("version_id", ID, primary_key=True),
     Column("env", String(100), primary_key=True),
     Column("approver", String(200), primary_key=True),
@@ -163,7 +173,8 @@ approvals = Table(
 )
 
 environments = Table(
-    "environments", metadata,
+    "environments",
+    metadata,
     Column("workflow", String(200), primary_key=True),
     Column("env", String(100), primary_key=True),
     Column("version_id", ID, nullable=False),
@@ -172,7 +183,8 @@ environments = Table(
 )
 
 env_history = Table(
-    "env_history", metadata,
+    "env_history",
+    metadata,
     Column("seq", Integer, primary_key=True, autoincrement=True),
     Column("workflow", String(200), nullable=False),
     Column("env", String(100), nullable=False),
@@ -187,7 +199,8 @@ env_history = Table(
 )
 
 audit_events = Table(
-    "audit_events", metadata,
+    "audit_events",
+    metadata,
     Column("seq", Integer, primary_key=True, autoincrement=False),
     Column("at", TS, nullable=False),
     Column("kind", String(50), nullable=False),
@@ -200,14 +213,16 @@ audit_events = Table(
 )
 
 audit_head = Table(
-    "audit_head", metadata,
+    "audit_head",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("seq", Integer, nullable=False),
     Column("hash", ID, nullable=False),
 )
 
 embeddings = Table(
-    "embeddings", metadata,
+    "embeddings",
+    metadata,
     Column("key", String(120), primary_key=True),
     Column("vector", LargeBinary, nullable=False),
 )
