@@ -170,12 +170,13 @@ def _regression_checks(policy: Policy, ev: Evidence, has_baseline: bool) -> list
                 )
             )
         elif c.mde > reg.margin and c.low <= 0:
+            needed = f"; about {c.cases_needed(reg.margin)} cases needed" if reg.margin > 0 else ""
             checks.append(
                 Check(
                     name,
                     Status.HOLD,
                     f"underpowered: {interval}; minimum detectable effect {c.mde:.3f} > margin "
-                    f"{reg.margin:.3f}; about {c.cases_needed(reg.margin)} cases needed",
+                    f"{reg.margin:.3f}{needed}",
                 )
             )
         elif c.low < -reg.margin:

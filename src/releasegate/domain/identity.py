@@ -26,9 +26,7 @@ def _normalize(value: Any) -> Any:
 
 def canonical_json(value: Any) -> str:
     """The one serialization that hashes are taken over."""
-    return json.dumps(
-        _normalize(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False
-    )
+    return json.dumps(_normalize(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def content_hash(value: Any) -> str:

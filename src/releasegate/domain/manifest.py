@@ -89,7 +89,7 @@ def _str_list(f: Fields, key: str) -> tuple[str, ...]:
 
 
 def _text(
-    f: Fields, key: str, reader: Reader, blobs: dict[str, bytes], *, required: bool = False
+    f: Fields, key: Any, reader: Reader, blobs: dict[str, bytes], *, required: bool = False
 ) -> str | None:
     """A prompt: inline text, or ``{file: path}`` read and inlined so the hash sees the words."""
     value = f.get(key, (str, dict), required=required)
@@ -161,7 +161,7 @@ def parse_workflow(doc: Document, reader: Reader) -> WorkflowSpec:
         if p.has("templates"):
             t = p.sub("templates")
             prompts["templates"] = {
-                str(k): _text(t, str(k), reader, blobs, required=True) for k in t.value
+                str(k): _text(t, k, reader, blobs, required=True) for k in t.value
             }
         if p.has("labels"):
             lab = p.sub("labels")

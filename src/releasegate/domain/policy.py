@@ -97,7 +97,7 @@ def parse_policy(f: Fields, *, workflow: str, env: str) -> Policy:
     if f.has("floors"):
         fl = f.sub("floors")
         for metric in fl.value:
-            value = _number(fl, str(metric))
+            value = _number(fl, str(metric), high=1.0)
             if value is not None:
                 floors[str(metric)] = value
     regressions: list[Regression] = []
@@ -112,9 +112,15 @@ def parse_policy(f: Fields, *, workflow: str, env: str) -> Policy:
             )
             r = Fields(f.doc, f.error, path).only("metric", "margin")
             margin = _number(r, "margin", high=1.0)
-            regressions.append(
-                Regression(r.get("metric", str, "accuracy"), 0.0 if margin is None else margin)
-            )
+            if margin is None:
+                r.fail("margin", "is required: the largest regression you accept, e.g. 0.02")
+            if margin <= 0:
+                r.fail(
+                    "margin",
+                    "must be more than 0: no finite suite can show 'no regression at "
+                    "all'; use a small margin such as 0.01",
+                )
+            regressions.append(Regression(r.get("metric", str, "accuracy"), margin))
     latency = cost = None
     if f.has("budgets"):
         b = f.sub("budgets").only("latency_p95_ms", "cost_per_case_usd")
@@ -131,7 +137,7 @@ def parse_policy(f: Fields, *, workflow: str, env: str) -> Policy:
             classes = a.get("business_for", list)
             valid = {"wording", "config", "tools", "retrieval", "model"}
             for i, c in enumerate(classes):
-                if c not in valid:
+                if not isinstance(c, str) or c not in valid:
                     a.doc.fail(
                         a.error,
                         f"unknown change class '{c}'",
