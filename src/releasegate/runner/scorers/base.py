@@ -46,9 +46,7 @@ class BaseScorer:
         self.threshold = float(self.params.pop("threshold", 1.0))
 
     def identity(self) -> str:
-        return content_hash(
-            {"kind": self.kind, "params": self.params, "threshold": self.threshold}
-        )
+        return content_hash({"kind": self.kind, "params": self.params, "threshold": self.threshold})
 
     def score(self, case: Case, output: CaseOutput) -> Score:
         raise NotImplementedError
