@@ -10,6 +10,7 @@ failures with their outputs, flaky cases, latency, tokens and cost.
 from __future__ import annotations
 
 import uuid
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from releasegate.domain.suite import Suite, parse_suite, suite_from_content
 from releasegate.errors import InputError, SuiteError
 from releasegate.providers import build_provider
 from releasegate.providers.base import Provider, ProviderContext
-from releasegate.providers.embeddings import shared_embedder
+from releasegate.providers.embeddings import Embedder
 from releasegate.release.loaders import load_jsonl, load_yaml
 from releasegate.release.refs import actor as default_actor
 from releasegate.release.refs import find_version
@@ -113,10 +114,19 @@ def build_scorers(suite: Suite) -> list[tuple[str, Scorer]]:
     return built
 
 
+_EMBEDDERS: weakref.WeakKeyDictionary[Store, Embedder] = weakref.WeakKeyDictionary()
+
+
+def embedder_for(store: Store) -> Embedder:
+    """One embedder per store: vectors persist in that store, never in another one."""
+    found = _EMBEDDERS.get(store)
+    if found is None:
+        found = _EMBEDDERS[store] = Embedder(cache=EmbeddingRepo(store.engine))
+    return found
+
+
 def make_provider(store: Store, manifest: Mapping[str, Any]) -> Provider:
-    embedder = shared_embedder()
-    embedder.attach(EmbeddingRepo(store.engine))
-    return build_provider(manifest, ProviderContext(embedder=embedder))
+    return build_provider(manifest, ProviderContext(embedder=embedder_for(store)))
 
 
 def evaluate(
