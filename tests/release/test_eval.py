@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from releasegate.errors import SuiteError
 from releasegate.release.evaluate import evaluate
 from releasegate.release.register import register
 from releasegate.store.engine import Store
@@ -80,3 +81,16 @@ def test_provider_errors_are_counted_not_silent_and_retried_next_time(
     assert outcome.summary["metrics"]["accuracy"]["estimate"] == pytest.approx(20 / 21)
     again = evaluate(store, vid, project.suite(n=20, extra=extra))
     assert again.n_called == 1  # the errored case is tried again, the rest come from cache
+
+
+def test_a_case_without_the_expected_a_scorer_needs_fails_before_any_write(
+    store: Store, project: Project
+) -> None:
+    vid = register(store, project.workflow("v1")).version_id
+    extra = [{"id": "no-answer", "input": "easy #fraud"}]
+    with pytest.raises(SuiteError, match="case 'no-answer' has no 'expected'") as err:
+        evaluate(store, vid, project.suite(n=8, extra=extra))
+    assert err.value.source is not None and err.value.source.endswith("suite.yaml")
+    assert count(store, "SELECT count(*) FROM eval_runs") == 0
+    assert count(store, "SELECT count(*) FROM suites") == 0
+    assert count(store, "SELECT count(*) FROM outputs") == 0

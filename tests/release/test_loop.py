@@ -247,3 +247,20 @@ def test_two_concurrent_promoters_exactly_one_wins(
         ).scalar_one()
     assert history == 2  # v1, then exactly one contender
     assert audit_verify(store)[1] is None
+
+
+def test_editing_the_code_of_a_python_workflow_is_a_new_version(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = f"codewf_{tmp_path.name.replace('-', '_')}"  # one per run: modules are cached
+    pkg = tmp_path / name
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "route.py").write_text("def run(x):\n    return x\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    project = Project(root=tmp_path, fn=f"{name}.route:run")
+    first = register(store, project.workflow("v1"))
+    assert first.is_new
+    (pkg / "route.py").write_text("def run(x):\n    return x.upper()\n")
+    edited = register(store, project.workflow("v1"))
+    assert edited.is_new and edited.version_id != first.version_id

@@ -306,11 +306,11 @@ def approve(
     def run() -> None:
         from releasegate.release.promote import approve as do_approve
 
-        role = do_approve(_store(create=False), version, env, approver=as_, note=note)
+        vid, role = do_approve(_store(create=False), version, env, approver=as_, note=note)
         if as_json:
-            _emit({"version": version, "env": env, "approver": as_, "role": role})
+            _emit({"version_id": vid, "env": env, "approver": as_, "role": role})
         else:
-            _console().print(f"{as_} approved {version[:12]} for {env} as {role}")
+            _console().print(f"{as_} approved {vid[:12]} for {env} as {role}")
 
     guarded(run)
 

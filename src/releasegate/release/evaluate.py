@@ -125,6 +125,26 @@ def embedder_for(store: Store) -> Embedder:
     return found
 
 
+def check_expectations(suite: Suite, scorers: Sequence[tuple[str, Scorer]]) -> None:
+    """Fail before anything is written when a case lacks the ``expected`` a scorer needs."""
+    blank = CaseOutput(text="")
+    for case in suite.cases:
+        if case.expected is not None:
+            continue
+        for _, scorer in scorers:
+            if scorer.kind == "python":  # user code: never call it on a made-up output
+                continue
+            try:
+                scorer.score(case, blank)
+            except InputError as exc:
+                raise SuiteError(
+                    f"case '{case.case_id}' has no 'expected', which scorer '{scorer.name}' "
+                    f"needs ({exc.reason})",
+                    source=suite.source or None,
+                    field="expected",
+                ) from None
+
+
 def make_provider(store: Store, manifest: Mapping[str, Any]) -> Provider:
     return build_provider(manifest, ProviderContext(embedder=embedder_for(store)))
 
@@ -180,6 +200,7 @@ def evaluate_suite(
 ) -> EvalOutcome:
     who = who or default_actor()
     scorers = build_scorers(suite)
+    check_expectations(suite, scorers)
     provider = make_provider(store, version.manifest)  # bad manifests fail before any write
     changed = register_suite(store, suite, who=who) if make_current else _store_suite(store, suite)
     eval_id = uuid.uuid4().hex
@@ -203,10 +224,11 @@ def evaluate_suite(
             use_cache=use_cache,
             progress=progress,
         )
-    except KeyboardInterrupt:
+    except BaseException as exc:
+        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         with store.write() as conn:
             EvalRepo.finish(
-                conn, eval_id, status="interrupted", n_cases=0, n_errors=0, n_cached=0, summary={}
+                conn, eval_id, status=status, n_cases=0, n_errors=0, n_cached=0, summary={}
             )
         raise
     summary = summarize(suite, [s for _, s in scorers], result.runs, epochs)

@@ -61,8 +61,15 @@ def _check_env(wf: WorkflowRecord, env: str) -> None:
         )
 
 
-def approve(store: Store, version_ref: str, env: str, *, approver: str, note: str = "") -> str:
-    """Record ``approver``'s sign-off; returns the role(s) they signed in."""
+def approve(
+    store: Store,
+    version_ref: str,
+    env: str,
+    *,
+    approver: str,
+    note: str = "",
+) -> tuple[str, str]:
+    """Record ``approver``'s sign-off; returns (version id, the role(s) they signed in)."""
     with store.write() as conn:
         version = find_version(conn, version_ref)
         wf = WorkflowRepo.get(conn, version.workflow)
@@ -108,7 +115,7 @@ def approve(store: Store, version_ref: str, env: str, *, approver: str, note: st
                 subject=version.version_id,
                 payload={"env": env, "role": role, "note": note},
             )
-    return role
+    return version.version_id, role
 
 
 def promote(

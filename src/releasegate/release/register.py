@@ -7,12 +7,13 @@ policy whose content changed becomes the environment's new current policy.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from releasegate.domain.manifest import WorkflowSpec, parse_workflow
 from releasegate.domain.policy import Policy
 from releasegate.errors import ManifestError, NotFoundError
+from releasegate.providers.python_callable import revision_of
 from releasegate.release.loaders import load_yaml
 from releasegate.release.refs import actor as default_actor
 from releasegate.release.refs import find_version
@@ -40,14 +41,33 @@ class Registered:
 
 
 def read_workflow(path: Path) -> WorkflowSpec:
-    """Parse a workflow file; referenced files are relative to it."""
+    """Parse a workflow file; referenced files are relative to it; code is pinned by hash."""
     doc = load_yaml(path, ManifestError)
     base = path.parent
 
     def reader(rel: str) -> bytes:
         return (base / rel).read_bytes()
 
-    return parse_workflow(doc, reader)
+    spec = parse_workflow(doc, reader)
+    try:
+        return pin_code(spec)
+    except ManifestError as exc:
+        raise ManifestError(
+            exc.reason,
+            source=str(path),
+            line=doc.line_of(("model", "name")),
+            field=exc.field,
+            hint=exc.hint,
+        ) from None
+
+
+def pin_code(spec: WorkflowSpec) -> WorkflowSpec:
+    """A workflow that is code is pinned by its module's sha256, so editing it is a new version."""
+    model = spec.manifest.get("model", {})
+    if model.get("provider") != "python":
+        return spec
+    pinned = {**model, "source_sha256": revision_of(str(model.get("name")))}
+    return replace(spec, manifest={**spec.manifest, "model": pinned})
 
 
 def git_commit(start: Path) -> str | None:

@@ -470,5 +470,5 @@ def render_summary_lines(report: Mapping[str, Any]) -> list[str]:
             "(not the author)",
         }.get(verdict, "next: read the full report")
     )
-    lines.append(f"report: releasegate report gate {_line(r.get('decision_id', '?'))}")
+    lines.append(f"decision: {_line(r.get('decision_id', '?'))}")
     return lines
