@@ -24,7 +24,7 @@ _EXPORTS = {
     "evaluate": "releasegate.release.evaluate",
     "promote": "releasegate.release.promote",
     "register": "releasegate.release.register",
-    "resolve": "releasegate.release.promote",
+    "resolve": "releasegate.release.resolve",
     "rollback": "releasegate.release.promote",
 }
 
@@ -48,8 +48,9 @@ if TYPE_CHECKING:
     from releasegate.errors import InputError, NotFoundError, RefusedError, ReleasegateError
     from releasegate.release.evaluate import evaluate
     from releasegate.release.gate import gate
-    from releasegate.release.promote import approve, promote, resolve, rollback
+    from releasegate.release.promote import approve, promote, rollback
     from releasegate.release.register import register
+    from releasegate.release.resolve import resolve
     from releasegate.store.engine import Store
 
 

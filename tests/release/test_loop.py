@@ -20,8 +20,9 @@ from releasegate.errors import (
 from releasegate.release.audit import audit_verify
 from releasegate.release.evaluate import evaluate
 from releasegate.release.gate import gate
-from releasegate.release.promote import approve, promote, resolve, rollback
+from releasegate.release.promote import approve, promote, rollback
 from releasegate.release.register import register
+from releasegate.release.resolve import resolve
 from releasegate.store.engine import Location, Store
 from tests.helpers import Project
 

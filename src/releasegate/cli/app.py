@@ -375,7 +375,7 @@ def resolve(workflow: str, env: EnvOpt, as_json: JsonOpt = False) -> None:
     """Print the version that runs in an environment (with --json, its manifest too)."""
 
     def run() -> None:
-        from releasegate.release.promote import resolve as do_resolve
+        from releasegate.release.resolve import resolve as do_resolve
 
         found = do_resolve(_store(create=False), workflow, env)
         if as_json:
@@ -398,7 +398,7 @@ def history(workflow: str, env: EnvOpt, as_json: JsonOpt = False) -> None:
     """What ran in an environment, promotion by promotion."""
 
     def run() -> None:
-        from releasegate.release.promote import history as env_history
+        from releasegate.release.resolve import history as env_history
 
         rows: list[dict[str, Any]] = [
             {

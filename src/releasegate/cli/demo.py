@@ -35,8 +35,9 @@ def run_demo(target: Path) -> None:
     from releasegate.release.audit import audit_verify
     from releasegate.release.evaluate import evaluate
     from releasegate.release.gate import gate
-    from releasegate.release.promote import approve, promote, resolve, rollback
+    from releasegate.release.promote import approve, promote, rollback
     from releasegate.release.register import register
+    from releasegate.release.resolve import resolve
     from releasegate.reports.gate_report import render_markdown
     from releasegate.store.engine import Store, locate
 

@@ -29,12 +29,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 from numpy.typing import ArrayLike
-from scipy import stats as _scipy_stats
 
 FloatArray = npt.NDArray[np.float64]
 IndexArray = npt.NDArray[np.intp]
@@ -100,13 +100,13 @@ class _Paired(NamedTuple):
 def z_value(confidence: float) -> float:
     """Two-sided normal quantile for ``confidence`` (1.96 at 0.95)."""
     _check_level(confidence, "confidence")
-    return float(_scipy_stats.norm.ppf(1.0 - (1.0 - confidence) / 2.0))
+    return NormalDist().inv_cdf(1.0 - (1.0 - confidence) / 2.0)
 
 
 def minimum_detectable_effect(se: float, confidence: float = 0.95, power: float = 0.8) -> float:
     """Smallest true delta the test would detect with probability ``power``."""
     _check_level(power, "power")
-    return (z_value(confidence) + float(_scipy_stats.norm.ppf(power))) * se
+    return (z_value(confidence) + NormalDist().inv_cdf(power)) * se
 
 
 def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
@@ -349,6 +349,8 @@ def _mcnemar(cand: FloatArray, base: FloatArray, confidence: float) -> _Paired:
         return _Paired(0.0, 0.0, 0.0, 0.0, "mcnemar-exact", 1.0, 0, 0)
     if m < EXACT_MCNEMAR_BELOW:
         alpha = 1.0 - confidence
+        from scipy import stats as _scipy_stats  # slow to import: only when needed
+
         beta = _scipy_stats.beta
         p_low = 0.0 if c == 0 else float(beta.ppf(alpha / 2.0, c, m - c + 1))
         p_high = 1.0 if c == m else float(beta.ppf(1.0 - alpha / 2.0, c + 1, m - c))
@@ -358,7 +360,7 @@ def _mcnemar(cand: FloatArray, base: FloatArray, confidence: float) -> _Paired:
         return _Paired(delta, low, high, se, "mcnemar-exact", min(1.0, p_value), b, c)
     z = z_value(confidence)
     chi2 = max(abs(c - b) - 1, 0) ** 2 / m
-    p_value = float(_scipy_stats.chi2.sf(chi2, 1))
+    p_value = math.erfc(math.sqrt(chi2 / 2.0))  # chi-square with 1 df: P(X > x)
     return _Paired(delta, delta - z * se, delta + z * se, se, "mcnemar", p_value, b, c)
 
 

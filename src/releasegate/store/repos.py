@@ -11,10 +11,8 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import numpy.typing as npt
 from sqlalchemy import Connection, Row, and_, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -22,6 +20,10 @@ from releasegate.domain.audit import GENESIS, AuditEvent, chain_event
 from releasegate.domain.identity import canonical_json
 from releasegate.errors import NotFoundError, RefusedError, StaleAliasError
 from releasegate.store import tables as t
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
 
 def now() -> datetime:
@@ -832,6 +834,8 @@ class EmbeddingRepo:
         self._engine = store_engine
 
     def get_vectors(self, keys: Sequence[str]) -> dict[str, npt.NDArray[np.float32]]:
+        import numpy as np
+
         out: dict[str, npt.NDArray[np.float32]] = {}
         with self._engine.connect() as conn:
             for i in range(0, len(keys), 500):
@@ -841,6 +845,8 @@ class EmbeddingRepo:
         return out
 
     def put_vectors(self, vectors: Mapping[str, npt.NDArray[np.float32]]) -> None:
+        import numpy as np
+
         if not vectors:
             return
         with self._engine.connect() as conn:
