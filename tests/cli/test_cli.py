@@ -134,6 +134,10 @@ def test_rollback_and_history(project: Project) -> None:
         ),
         ("workflow: router\nmodel: [1\n", "error: {f}:3: malformed YAML"),
         (
+            "workflow: router\nmodel:\n  name: x\n  provider: gpt-magic\n",
+            "error: {f}:4: field 'model.provider': unknown provider 'gpt-magic'",
+        ),
+        (
             "workflow: router\nmodel: {provider: nope, name: x}\n"
             "prompts: {system: {file: p.txt}}\n",
             "error: {f}:3: field 'prompts.system.file': referenced file 'p.txt' not found",

@@ -27,6 +27,18 @@ def dotted(path: Path) -> str:
     return out
 
 
+def undotted(text: str) -> Path:
+    """``"scorers[1].type"`` -> ``("scorers", 1, "type")``: the inverse of ``dotted``."""
+    out: list[str | int] = []
+    for part in text.split("."):
+        name, _, rest = part.partition("[")
+        if name:
+            out.append(name)
+        for index in filter(None, rest.replace("]", "").split("[")):
+            out.append(int(index) if index.isdigit() else index)
+    return tuple(out)
+
+
 @dataclass(frozen=True)
 class Document:
     data: Any

@@ -10,9 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from releasegate.domain.document import undotted
 from releasegate.domain.manifest import WorkflowSpec, parse_workflow
 from releasegate.domain.policy import Policy
 from releasegate.errors import ManifestError, NotFoundError
+from releasegate.providers import build_provider
+from releasegate.providers.base import ProviderContext
+from releasegate.providers.embeddings import Embedder
 from releasegate.providers.python_callable import revision_of
 from releasegate.release.loaders import load_yaml
 from releasegate.release.refs import actor as default_actor
@@ -50,15 +54,15 @@ def read_workflow(path: Path) -> WorkflowSpec:
 
     spec = parse_workflow(doc, reader)
     try:
-        return pin_code(spec)
+        spec = pin_code(spec)
+        # the provider validates its own part of the manifest (labels, settings) now, not at eval
+        build_provider(spec.manifest, ProviderContext(embedder=Embedder()))
     except ManifestError as exc:
+        where = undotted(exc.field) if exc.field else ("model",)
         raise ManifestError(
-            exc.reason,
-            source=str(path),
-            line=doc.line_of(("model", "name")),
-            field=exc.field,
-            hint=exc.hint,
+            exc.reason, source=str(path), line=doc.line_of(where), field=exc.field, hint=exc.hint
         ) from None
+    return spec
 
 
 def pin_code(spec: WorkflowSpec) -> WorkflowSpec:
