@@ -210,3 +210,43 @@ def test_no_store_is_a_clear_input_error(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.startswith("error: no releasegate store at")
     assert "releasegate init" in result.stderr
+
+
+def test_init_and_show(project: Project) -> None:
+    d = project.root
+    init = ok_json(rg(d, "init", "--json"))
+    assert init["database"].endswith(".releasegate/releasegate.db")
+    vid = ok_json(rg(d, "register", str(project.workflow("v1")), "--reason", "why", "--json"))
+    shown = ok_json(rg(d, "show", vid["version_id"][:8], "--json"))
+    assert shown["version_id"] == vid["version_id"] and shown["reason"] == "why"
+    assert shown["manifest"]["generation"] == {"mode": "good"}
+    text = rg(d, "show", vid["version_id"][:8])
+    assert text.returncode == 0 and "generation:" in text.stdout and "mode: good" in text.stdout
+
+
+def test_a_shared_postgres_refuses_until_db_upgrade(tmp_path: Path, pg_template: str) -> None:
+    from tests.conftest import PG_ADMIN, drop_pg_database, pg_database
+
+    name = pg_database(None)
+    try:
+        env = {"RELEASEGATE_DATABASE_URL": f"{PG_ADMIN}/{name}"}
+
+        def run(*args: str) -> subprocess.CompletedProcess[str]:
+            full = {**os.environ, "PYTHONPATH": str(REPO), **env}
+            return subprocess.run(
+                [sys.executable, "-m", "releasegate", *args],
+                cwd=tmp_path,
+                env=full,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+
+        refused = run("versions", "router")
+        assert refused.returncode == 2
+        assert "releasegate db upgrade" in refused.stderr
+        assert run("db", "upgrade").returncode == 0
+        missing = run("versions", "router")
+        assert missing.returncode == 2 and "no workflow 'router'" in missing.stderr
+    finally:
+        drop_pg_database(name)
