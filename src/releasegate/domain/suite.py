@@ -8,7 +8,7 @@ gate and promotion can check, and a new case from an incident is a new suite.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from releasegate.domain.document import Document, Fields
@@ -88,15 +88,7 @@ def make_case(
     )
     body = case_content(base)
     body.pop("id")
-    return Case(
-        case_id=case_id,
-        input=input,
-        expected=expected,
-        tags=tuple(tags),
-        must_pass=must_pass,
-        metadata=dict(metadata or {}),
-        case_hash=content_hash(body),
-    )
+    return replace(base, case_hash=content_hash(body))
 
 
 CASE_FIELDS = ("id", "input", "expected", "tags", "must_pass", "metadata")

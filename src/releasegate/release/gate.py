@@ -41,7 +41,6 @@ from releasegate.domain.stats import (
     paired_compare_aggregate,
 )
 from releasegate.domain.suite import Suite
-from releasegate.errors import InputError
 from releasegate.release.evaluate import (
     CaseTable,
     build_scorers,
@@ -52,7 +51,7 @@ from releasegate.release.evaluate import (
     stored_suite,
 )
 from releasegate.release.refs import actor as default_actor
-from releasegate.release.refs import find_version
+from releasegate.release.refs import check_env, find_version
 from releasegate.runner.engine import Progress, run_suite
 from releasegate.store.engine import Store
 from releasegate.store.repos import (
@@ -142,12 +141,7 @@ def gate(
     with store.read() as conn:
         version = find_version(conn, version_ref)
         wf = WorkflowRepo.get(conn, version.workflow)
-        if env not in wf.environments:
-            raise InputError(
-                f"workflow '{wf.name}' has no environment '{env}'",
-                field="--env",
-                hint="environments: " + ", ".join(wf.environments),
-            )
+        check_env(wf, env)
         policy = current_policy(conn, wf.name, env)
         suite_id = SuiteRepo.current_id(conn, wf.name)
         current = EnvironmentRepo.current(conn, wf.name, env)

@@ -17,7 +17,6 @@ from typing import Any
 from releasegate.domain.decision import Approval, approvals_missing
 from releasegate.domain.policy import required_approvals
 from releasegate.errors import (
-    InputError,
     PromotionRefusedError,
     RefusedError,
     SelfApprovalError,
@@ -25,7 +24,7 @@ from releasegate.errors import (
 )
 from releasegate.release.gate import current_policy
 from releasegate.release.refs import actor as default_actor
-from releasegate.release.refs import find_version
+from releasegate.release.refs import check_env, find_version
 from releasegate.store.engine import Store
 from releasegate.store.repos import (
     ApprovalRepo,
@@ -34,7 +33,6 @@ from releasegate.store.repos import (
     EnvironmentRepo,
     HistoryRecord,
     SuiteRepo,
-    WorkflowRecord,
     WorkflowRepo,
 )
 
@@ -49,15 +47,6 @@ class Moved:
     changed: bool
 
 
-def _check_env(wf: WorkflowRecord, env: str) -> None:
-    if env not in wf.environments:
-        raise InputError(
-            f"workflow '{wf.name}' has no environment '{env}'",
-            field="--env",
-            hint="environments: " + ", ".join(wf.environments),
-        )
-
-
 def approve(
     store: Store,
     version_ref: str,
@@ -70,7 +59,7 @@ def approve(
     with store.write() as conn:
         version = find_version(conn, version_ref)
         wf = WorkflowRepo.get(conn, version.workflow)
-        _check_env(wf, env)
+        check_env(wf, env)
         if approver == version.owner:
             raise SelfApprovalError(
                 f"{approver} owns {version.version_id[:12]}: nobody approves their own change",
@@ -128,7 +117,7 @@ def promote(
     with store.write() as conn:
         version = find_version(conn, version_ref)
         wf = WorkflowRepo.get(conn, version.workflow)
-        _check_env(wf, env)
+        check_env(wf, env)
         short = version.version_id[:12]
         current = EnvironmentRepo.current(conn, wf.name, env, lock=True)
         if current is not None and current[0] == version.version_id:
@@ -218,7 +207,7 @@ def rollback(
     who = who or default_actor()
     with store.write() as conn:
         wf = WorkflowRepo.get(conn, workflow)
-        _check_env(wf, env)
+        check_env(wf, env)
         current = EnvironmentRepo.current(conn, workflow, env, lock=True)
         if current is None:
             raise RefusedError(f"nothing runs in {workflow}@{env}: there is nothing to roll back")

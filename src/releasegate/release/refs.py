@@ -11,7 +11,7 @@ import os
 
 from releasegate.errors import InputError, NotFoundError
 from releasegate.store.engine import Conn
-from releasegate.store.repos import EnvironmentRepo, VersionRecord, VersionRepo
+from releasegate.store.repos import EnvironmentRepo, VersionRecord, VersionRepo, WorkflowRecord
 
 MIN_PREFIX = 6
 
@@ -58,3 +58,13 @@ def find_version(conn: Conn, ref: str) -> VersionRecord:
             hint="give more characters",
         )
     return hits[0]
+
+
+def check_env(wf: WorkflowRecord, env: str) -> None:
+    """An environment the workflow declares, or an input error listing the ones it has."""
+    if env not in wf.environments:
+        raise InputError(
+            f"workflow '{wf.name}' has no environment '{env}'",
+            field="--env",
+            hint="environments: " + ", ".join(wf.environments),
+        )

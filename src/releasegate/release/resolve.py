@@ -10,7 +10,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from releasegate.errors import InputError, NotFoundError, StaleAliasError
+from releasegate.errors import NotFoundError, StaleAliasError
+from releasegate.release.refs import check_env
 from releasegate.store.engine import Store
 from releasegate.store.repos import (
     EnvironmentRepo,
@@ -34,12 +35,7 @@ def resolve(store: Store, workflow: str, env: str) -> Resolved:
         current = EnvironmentRepo.current(conn, workflow, env)
         if current is None:
             wf = WorkflowRepo.get(conn, workflow)  # names an unknown workflow clearly
-            if env not in wf.environments:
-                raise InputError(
-                    f"workflow '{wf.name}' has no environment '{env}'",
-                    field="--env",
-                    hint="environments: " + ", ".join(wf.environments),
-                )
+            check_env(wf, env)
             raise NotFoundError(
                 f"nothing runs in {workflow}@{env} yet",
                 hint="promote a version that passed the gate",
