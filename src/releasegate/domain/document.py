@@ -39,7 +39,7 @@ def undotted(text: str) -> Path:
     return tuple(out)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Document:
     data: Any
     source: str

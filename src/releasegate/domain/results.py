@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Case:
     """One suite case. ``case_hash`` covers everything that changes its meaning."""
 
@@ -24,7 +24,7 @@ class Case:
     case_hash: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CaseOutput:
     """What a provider returned for one case and epoch.
 
@@ -42,7 +42,7 @@ class CaseOutput:
     error: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Score:
     """One scorer's verdict on one output: a value in [0, 1] and pass/fail."""
 

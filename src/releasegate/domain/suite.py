@@ -8,7 +8,8 @@ gate and promotion can check, and a new case from an incident is a new suite.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from releasegate.domain.document import Document, Fields
@@ -49,7 +50,7 @@ class Suite:
             "thresholds": dict(self.thresholds),
         }
 
-    @property
+    @cached_property  # frozen: the content cannot change under it
     def suite_id(self) -> str:
         return content_hash(self.content())
 
@@ -78,17 +79,16 @@ def make_case(
     metadata: Mapping[str, Any] | None = None,
 ) -> Case:
     """A Case with its hash: what the input and expectation are, not where it sits in a file."""
-    base = Case(
-        case_id=case_id,
-        input=input,
-        expected=expected,
-        tags=tuple(tags),
-        must_pass=must_pass,
-        metadata=dict(metadata or {}),
-    )
-    body = case_content(base)
-    body.pop("id")
-    return replace(base, case_hash=content_hash(body))
+    tags = tuple(tags)
+    metadata = dict(metadata or {})
+    body = {
+        "input": input,
+        "expected": expected,
+        "tags": list(tags),
+        "must_pass": must_pass,
+        "metadata": dict(metadata),
+    }  # case_content() without the id
+    return Case(case_id, input, expected, tags, must_pass, metadata, content_hash(body))
 
 
 CASE_FIELDS = ("id", "input", "expected", "tags", "must_pass", "metadata")
@@ -122,14 +122,15 @@ def parse_suite(doc: Document, load_cases: CaseLoader) -> Suite:
     workflow = top.get("workflow", str, required=True)
     raw_cases = top.get("cases", (list, str), required=True)
     cases: list[Case] = []
+    seen: set[str] = set()
     if isinstance(raw_cases, str):
         for rec in load_cases(raw_cases):
             cases.append(parse_case(Fields(rec, SuiteError), f"line-{rec.base_line}"))
-            _check_unique(cases, rec, ())
+            _check_unique(cases[-1], seen, rec, ())
     else:
         for i, _ in enumerate(raw_cases):
             cases.append(parse_case(Fields(doc, SuiteError, ("cases", i)), f"case-{i + 1}"))
-            _check_unique(cases, doc, ("cases", i, "id"))
+            _check_unique(cases[-1], seen, doc, ("cases", i, "id"))
     if not cases:
         top.fail("cases", "a suite needs at least one case")
 
@@ -174,10 +175,10 @@ def parse_suite(doc: Document, load_cases: CaseLoader) -> Suite:
     )
 
 
-def _check_unique(cases: list[Case], doc: Document, path: tuple[str | int, ...]) -> None:
-    new = cases[-1]
-    if any(c.case_id == new.case_id for c in cases[:-1]):
+def _check_unique(new: Case, seen: set[str], doc: Document, path: tuple[str | int, ...]) -> None:
+    if new.case_id in seen:
         doc.fail(SuiteError, f"duplicate case id '{new.case_id}'", path or ("id",))
+    seen.add(new.case_id)
 
 
 def suite_from_content(content: Mapping[str, Any], description: str = "") -> Suite:

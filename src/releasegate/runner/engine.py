@@ -28,7 +28,7 @@ FLUSH_EVERY = 256
 FLUSH_SECONDS = 0.5
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CaseRun:
     """One case in one epoch with its output and every scorer's verdict."""
 

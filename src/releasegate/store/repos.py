@@ -111,7 +111,7 @@ class HistoryRecord:
     created_at: datetime
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StoredOutput:
     text: str
     data: Mapping[str, Any] | None
@@ -405,19 +405,26 @@ class OutputRepo:
         case_hashes: Iterable[str],
     ) -> dict[tuple[str, int], StoredOutput]:
         wanted = set(case_hashes)
-        rows = conn.execute(select(t.outputs).where(t.outputs.c.version_id == version_id)).all()
+        o = t.outputs.c  # only the columns used: no created_at to parse on every row
+        rows = conn.execute(
+            select(
+                o.case_hash,
+                o.epoch,
+                o.text,
+                o.data_json,
+                o.latency_ms,
+                o.tokens_in,
+                o.tokens_out,
+                o.cost_usd,
+                o.error,
+            ).where(o.version_id == version_id)
+        ).all()
         return {
-            (r.case_hash, r.epoch): StoredOutput(
-                r.text,
-                json.loads(r.data_json) if r.data_json else None,
-                r.latency_ms,
-                r.tokens_in,
-                r.tokens_out,
-                r.cost_usd,
-                r.error,
+            (case_hash, epoch): StoredOutput(
+                text, json.loads(data) if data else None, latency, t_in, t_out, cost, error
             )
-            for r in rows
-            if r.case_hash in wanted
+            for case_hash, epoch, text, data, latency, t_in, t_out, cost, error in rows
+            if case_hash in wanted
         }
 
     @staticmethod
@@ -468,9 +475,14 @@ class ScoreRepo:
         conn: Connection,
         version_id: str,
     ) -> dict[tuple[str, int, str], tuple[float, bool, str]]:
-        rows = conn.execute(select(t.scores).where(t.scores.c.version_id == version_id)).all()
+        s = t.scores.c
+        rows = conn.execute(
+            select(s.case_hash, s.epoch, s.scorer_id, s.value, s.passed, s.detail).where(
+                s.version_id == version_id
+            )
+        ).all()
         return {
-            (r.case_hash, r.epoch, r.scorer_id): (r.value, bool(r.passed), r.detail) for r in rows
+            (h, e, sid): (value, bool(passed), detail) for h, e, sid, value, passed, detail in rows
         }
 
     @staticmethod
