@@ -1,5 +1,5 @@
 """``python -m releasegate`` is the same as the ``releasegate`` command."""
 
-from releasegate.cli.app import main
+from releasegate.cli import main
 
 main()

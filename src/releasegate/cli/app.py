@@ -67,7 +67,7 @@ def init(as_json: JsonOpt = False) -> None:
 
 @app.command()
 def register(
-    file: Annotated[Path, typer.Argument(help="Workflow YAML file.")],
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="Workflow YAML file.")],
     reason: Annotated[str, typer.Option(help="Why this change.")] = "",
     owner: Annotated[str | None, typer.Option(help="Owner of the change.")] = None,
     parent: Annotated[str | None, typer.Option(help="Parent version (default: what runs).")] = None,
@@ -123,7 +123,9 @@ def register(
 
 
 @app.command()
-def versions(workflow: str, as_json: JsonOpt = False) -> None:
+def versions(
+    workflow: Annotated[str, typer.Argument(metavar="WORKFLOW")], as_json: JsonOpt = False
+) -> None:
     """List a workflow's versions, newest last, with where each runs."""
 
     def run() -> None:
@@ -154,7 +156,9 @@ def versions(workflow: str, as_json: JsonOpt = False) -> None:
 
 
 @app.command()
-def show(version: str, as_json: JsonOpt = False) -> None:
+def show(
+    version: Annotated[str, typer.Argument(metavar="VERSION")], as_json: JsonOpt = False
+) -> None:
     """Show one version: its manifest, metadata, evals and gate decisions."""
 
     def run() -> None:
@@ -192,7 +196,11 @@ def show(version: str, as_json: JsonOpt = False) -> None:
 
 
 @app.command()
-def diff(a: str, b: str, as_json: JsonOpt = False) -> None:
+def diff(
+    a: Annotated[str, typer.Argument(metavar="A")],
+    b: Annotated[str, typer.Argument(metavar="B")],
+    as_json: JsonOpt = False,
+) -> None:
     """Show what changed from version A to version B, and the change class."""
 
     def run() -> None:
@@ -216,7 +224,7 @@ def diff(a: str, b: str, as_json: JsonOpt = False) -> None:
 
 @app.command(name="eval")
 def eval_(
-    version: str,
+    version: Annotated[str, typer.Argument(metavar="VERSION")],
     suite: Annotated[Path, typer.Option("--suite", help="Suite YAML file.")],
     epochs: Annotated[int, typer.Option(help="Samples per case.")] = 1,
     concurrency: Annotated[int, typer.Option(help="Cases in flight at once.")] = 8,
@@ -260,7 +268,7 @@ def eval_(
 
 @app.command()
 def gate(
-    version: str,
+    version: Annotated[str, typer.Argument(metavar="VERSION")],
     env: EnvOpt,
     report: Annotated[Path | None, typer.Option(help="Write the Markdown report here.")] = None,
     junit: Annotated[Path | None, typer.Option(help="Write JUnit XML here.")] = None,
@@ -295,7 +303,7 @@ def gate(
 
 @app.command()
 def approve(
-    version: str,
+    version: Annotated[str, typer.Argument(metavar="VERSION")],
     env: EnvOpt,
     as_: Annotated[str, typer.Option("--as", help="Who approves.")],
     note: Annotated[str, typer.Option(help="A note for the record.")] = "",
@@ -316,7 +324,11 @@ def approve(
 
 
 @app.command()
-def promote(version: str, env: EnvOpt, as_json: JsonOpt = False) -> None:
+def promote(
+    version: Annotated[str, typer.Argument(metavar="VERSION")],
+    env: EnvOpt,
+    as_json: JsonOpt = False,
+) -> None:
     """Move the environment to this version, if it passed the gate with its approvals."""
 
     def run() -> None:
@@ -347,7 +359,7 @@ def _moved(moved: Any) -> dict[str, Any]:
 
 @app.command()
 def rollback(
-    workflow: str,
+    workflow: Annotated[str, typer.Argument(metavar="WORKFLOW")],
     env: EnvOpt,
     to: Annotated[str | None, typer.Option(help="A version that ran here before.")] = None,
     reason: Annotated[str, typer.Option(help="Why, for the record.")] = "",
@@ -371,30 +383,24 @@ def rollback(
 
 
 @app.command()
-def resolve(workflow: str, env: EnvOpt, as_json: JsonOpt = False) -> None:
+def resolve(
+    workflow: Annotated[str, typer.Argument(metavar="WORKFLOW")],
+    env: EnvOpt,
+    as_json: JsonOpt = False,
+) -> None:
     """Print the version that runs in an environment (with --json, its manifest too)."""
 
-    def run() -> None:
-        from releasegate.release.resolve import resolve as do_resolve
+    from releasegate.cli._resolve import run_resolve
 
-        found = do_resolve(_store(create=False), workflow, env)
-        if as_json:
-            _emit(
-                {
-                    "workflow": workflow,
-                    "env": env,
-                    "version_id": found.version_id,
-                    "manifest": found.manifest,
-                }
-            )
-        else:
-            sys.stdout.write(found.version_id + "\n")
-
-    guarded(run)
+    guarded(lambda: run_resolve(workflow, env, as_json))
 
 
 @app.command()
-def history(workflow: str, env: EnvOpt, as_json: JsonOpt = False) -> None:
+def history(
+    workflow: Annotated[str, typer.Argument(metavar="WORKFLOW")],
+    env: EnvOpt,
+    as_json: JsonOpt = False,
+) -> None:
     """What ran in an environment, promotion by promotion."""
 
     def run() -> None:
@@ -546,6 +552,6 @@ def demo(
 
 
 def main() -> None:
-    if "" not in sys.path and str(Path.cwd()) not in sys.path:
-        sys.path.insert(0, str(Path.cwd()))  # project-local python providers and scorers
-    app()
+    from releasegate.cli import main as cli_main
+
+    cli_main()

@@ -52,7 +52,16 @@ class Suite:
 
     @cached_property  # frozen: the content cannot change under it
     def suite_id(self) -> str:
-        return content_hash(self.content())
+        """Hash over each case's id and content hash: the same identity as hashing the
+        whole content, without serialising every case a second time."""
+        identity = {
+            "suite": self.name,
+            "workflow": self.workflow,
+            "cases": [[c.case_id, c.case_hash] for c in self.cases],
+            "scorers": [s.content() for s in self.scorers],
+            "thresholds": dict(self.thresholds),
+        }
+        return content_hash(identity)
 
     @property
     def must_pass(self) -> tuple[Case, ...]:

@@ -32,7 +32,7 @@ from releasegate.release.refs import find_version
 from releasegate.runner.engine import CaseRun, Progress, run_suite
 from releasegate.runner.scorers import build_scorer
 from releasegate.runner.scorers.base import Scorer
-from releasegate.store.engine import Store
+from releasegate.store.engine import Conn, Store
 from releasegate.store.repos import AuditRepo, EmbeddingRepo, EvalRepo, SuiteRepo, VersionRecord
 
 PASS_RATE = "pass_rate"
@@ -71,14 +71,7 @@ def read_suite(path: Path) -> Suite:
 def register_suite(store: Store, suite: Suite, *, who: str, reason: str = "") -> bool:
     """Store the suite and make it current for its workflow; True if that changed anything."""
     with store.write() as conn:
-        SuiteRepo.add_if_missing(
-            conn,
-            suite_id=suite.suite_id,
-            name=suite.name,
-            workflow=suite.workflow,
-            description=suite.description,
-            content=suite.content(),
-        )
+        _store_suite_in(conn, suite)
         current = SuiteRepo.current_id(conn, suite.workflow)
         if current == suite.suite_id:
             return False
@@ -273,6 +266,12 @@ def evaluate_suite(
 
 def _store_suite(store: Store, suite: Suite) -> bool:
     with store.write() as conn:
+        _store_suite_in(conn, suite)
+    return False
+
+
+def _store_suite_in(conn: Conn, suite: Suite) -> None:
+    if not SuiteRepo.exists(conn, suite.suite_id):  # content() re-serialises every case
         SuiteRepo.add_if_missing(
             conn,
             suite_id=suite.suite_id,
@@ -281,7 +280,6 @@ def _store_suite(store: Store, suite: Suite) -> bool:
             description=suite.description,
             content=suite.content(),
         )
-    return False
 
 
 def stored_suite(store: Store, suite_id: str) -> Suite:
@@ -319,15 +317,10 @@ def case_table(
     values = {name: average_epochs(m) for name, m in raw.items()}
     values[PASS_RATE] = average_epochs(passed)
     aggregates: dict[str, Callable[[npt.NDArray[np.int64]], float]] = {}
-    every = np.arange(n)
+    all_cases = [c for c in suite.cases for _ in range(epochs)]
+    all_outputs = [o for row in outputs for o in row if o is not None]
     for s in scorers:
-        if (
-            s.aggregate(
-                [suite.cases[i] for i in every for _ in range(epochs)],
-                [o for i in every for o in outputs[i] if o is not None],
-            )
-            is None
-        ):
+        if s.aggregate(all_cases, all_outputs) is None:
             continue  # a mean-of-cases metric
 
         def fn(idx: npt.NDArray[np.int64], s: Scorer = s) -> float:

@@ -231,6 +231,11 @@ class VersionRepo:
 
 class SuiteRepo:
     @staticmethod
+    def exists(conn: Connection, suite_id: str) -> bool:
+        found = conn.execute(select(t.suites.c.suite_id).where(t.suites.c.suite_id == suite_id))
+        return found.first() is not None
+
+    @staticmethod
     def add_if_missing(
         conn: Connection,
         *,
