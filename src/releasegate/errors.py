@@ -9,6 +9,7 @@
     ├── RefusedError          exit 1   the answer is no
     │   ├── PromotionRefusedError
     │   ├── StaleAliasError   another writer moved the environment first
+    │   ├── WriteConflictError another writer created the same row first
     │   └── SelfApprovalError
     ├── SchemaOutdatedError   exit 2   the store needs `releasegate db upgrade`
     └── PrerequisiteError     exit 2   an optional dependency is missing
@@ -90,6 +91,10 @@ class PromotionRefusedError(RefusedError):
 
 class StaleAliasError(RefusedError):
     """The environment moved since the caller looked: no lost update."""
+
+
+class WriteConflictError(RefusedError):
+    """Another writer inserted the same row at the same moment; looking again resolves it."""
 
 
 class SelfApprovalError(RefusedError):

@@ -296,7 +296,7 @@ def test_without_a_baseline_regression_is_information_not_a_failure() -> None:
     assert decision.verdict is Verdict.PASS
     assert check(decision, "regression accuracy") == (
         Status.INFO,
-        "no baseline: nothing runs in this environment yet",
+        "no baseline: nothing else runs in this environment yet",
     )
 
 

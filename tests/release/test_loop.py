@@ -265,3 +265,37 @@ def test_editing_the_code_of_a_python_workflow_is_a_new_version(
     (pkg / "route.py").write_text("def run(x):\n    return x.upper()\n")
     edited = register(store, project.workflow("v1"))
     assert edited.is_new and edited.version_id != first.version_id
+
+
+def test_concurrent_registrations_of_the_same_content_agree(
+    store: Store,
+    project: Project,
+    store_url: str,
+    tmp_path: Path,
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from releasegate.release.register import read_workflow, register_spec
+
+    spec = read_workflow(project.workflow("v1"))
+    home = tmp_path / ".releasegate"
+    stores = [
+        Store.open(
+            location=Location(
+                url=store_url,
+                blob_root=home / "blobs",
+                is_embedded=store_url.startswith("sqlite"),
+                home=home,
+            )
+        )
+        for _ in range(6)
+    ]
+    try:
+        with ThreadPoolExecutor(6) as pool:
+            results = list(pool.map(lambda s: register_spec(s, spec), stores))
+    finally:
+        for s in stores:
+            s.close()
+    assert {r.version_id for r in results} == {spec.version_id}
+    assert sum(r.is_new for r in results) == 1
+    assert audit_verify(store)[1] is None

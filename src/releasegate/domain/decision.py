@@ -147,7 +147,7 @@ def _regression_checks(policy: Policy, ev: Evidence, has_baseline: bool) -> list
         m = ev.metrics.get(reg.metric)
         if not has_baseline:
             checks.append(
-                Check(name, Status.INFO, "no baseline: nothing runs in this environment yet")
+                Check(name, Status.INFO, "no baseline: nothing else runs in this environment yet")
             )
             continue
         if m is None or m.comparison is None:

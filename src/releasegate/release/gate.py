@@ -257,7 +257,7 @@ def gate(
         "policy": {"id": policy.policy_id, **policy.content()},
         "change": {
             "class": change_class,
-            "first_release": baseline is None,
+            "first_release": current is None,
             "classes": sorted(c.value for c in diff.classes),
             "diff": render_text_diff(diff) if baseline is not None else [],
         },

@@ -13,7 +13,7 @@ from pathlib import Path
 from releasegate.domain.document import undotted
 from releasegate.domain.manifest import WorkflowSpec, parse_workflow
 from releasegate.domain.policy import Policy
-from releasegate.errors import ManifestError, NotFoundError
+from releasegate.errors import ManifestError, NotFoundError, WriteConflictError
 from releasegate.providers import build_provider
 from releasegate.providers.base import ProviderContext
 from releasegate.providers.embeddings import Embedder
@@ -166,6 +166,37 @@ def register(
 
 
 def register_spec(
+    store: Store,
+    spec: WorkflowSpec,
+    *,
+    reason: str = "",
+    owner: str | None = None,
+    parent: str | None = None,
+    experiment: bool = False,
+    who: str | None = None,
+    source_dir: Path | None = None,
+) -> Registered:
+    """Register ``spec``; two writers registering the same content both get its id."""
+
+    def once() -> Registered:
+        return _register_once(
+            store,
+            spec,
+            reason=reason,
+            owner=owner,
+            parent=parent,
+            experiment=experiment,
+            who=who,
+            source_dir=source_dir,
+        )
+
+    try:
+        return once()
+    except WriteConflictError:  # the other writer's row is there now: same id, not new
+        return once()
+
+
+def _register_once(
     store: Store,
     spec: WorkflowSpec,
     *,

@@ -18,9 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
-from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
-from releasegate.errors import NotFoundError, PrerequisiteError, SchemaOutdatedError
+from releasegate.errors import (
+    NotFoundError,
+    PrerequisiteError,
+    SchemaOutdatedError,
+    WriteConflictError,
+)
 from releasegate.store.blobs import BlobStore
 
 SCHEMA_HEAD = "0001"
@@ -68,6 +73,11 @@ def _sqlite_pragmas(engine: Engine) -> None:
     def _begin(conn: Connection) -> None:
         mode = "IMMEDIATE" if conn.get_execution_options().get("releasegate_write") else "DEFERRED"
         conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def _is_unique_violation(exc: IntegrityError) -> bool:
+    code = getattr(exc.orig, "sqlstate", None)  # psycopg
+    return code == "23505" or "UNIQUE constraint failed" in str(exc.orig)
 
 
 class Store:
@@ -147,11 +157,23 @@ class Store:
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        """One write transaction; on SQLite it takes the write lock at BEGIN."""
-        with self.engine.connect() as conn:
-            conn = conn.execution_options(releasegate_write=True)
-            with conn.begin():
-                yield conn
+        """One write transaction; on SQLite it takes the write lock at BEGIN.
+
+        A unique violation (two writers inserting the same row at once, which only
+        PostgreSQL lets happen) becomes WriteConflictError, so the caller can look again.
+        """
+        try:
+            with self.engine.connect() as conn:
+                conn = conn.execution_options(releasegate_write=True)
+                with conn.begin():
+                    yield conn
+        except IntegrityError as exc:
+            if not _is_unique_violation(exc):
+                raise
+            raise WriteConflictError(
+                "another writer stored the same thing at the same moment; nothing was written",
+                hint="run the command again",
+            ) from exc
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

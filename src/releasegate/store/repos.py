@@ -775,7 +775,7 @@ class AuditRepo:
             q = q.with_for_update()
         head = conn.execute(q).first()
         prev = None
-        if head is not None:
+        if head is not None and head.seq > 0:
             last = conn.execute(
                 select(t.audit_events).where(t.audit_events.c.seq == head.seq)
             ).first()
@@ -788,7 +788,7 @@ class AuditRepo:
         # round-trip precision: both SQLite and PostgreSQL keep microseconds
         event = chain_event(
             prev,
-            seq=(head.seq + 1) if head else 1,
+            seq=(head.seq + 1) if head is not None else 1,
             at=now(),
             kind=kind,
             actor=actor,
