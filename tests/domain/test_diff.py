@@ -291,3 +291,16 @@ def test_added_and_removed_multiline_text_is_marked_per_line() -> None:
 def test_scalar_rendering_quotes_strings() -> None:
     d = changed(lambda m: m["model"].update(name="llama3.1:8b"))
     assert render_text_diff(d) == ['model.name: "qwen2.5:7b" -> "llama3.1:8b"']
+
+
+def test_a_list_of_phrasings_renders_item_by_item() -> None:
+    before = {"prompts": {"labels": {"fraud": ["not me", "stolen card", "odd charge"]}}}
+    after = {"prompts": {"labels": {"fraud": ["not me", "odd charge", "scam"]}}}
+    lines = render_text_diff(diff_manifests(before, after))
+    assert lines == [
+        "prompts.labels.fraud:",
+        '    "not me"',
+        '-   "stolen card"',
+        '    "odd charge"',
+        '+   "scam"',
+    ]

@@ -122,9 +122,26 @@ def render_text_diff(d: ManifestDiff) -> list[str]:
                     lineterm="",
                 )
             )
+        elif _is_list(c.before) and _is_list(c.after):
+            lines.append(f"{c.path}:")
+            lines.extend(_list_lines(c.before, c.after))
         else:
             lines.append(f"{c.path}: {_show(c.before)} -> {_show(c.after)}")
     return lines
+
+
+def _list_lines(before: Any, after: Any) -> list[str]:
+    """A list of phrasings as the items kept, dropped and added, in order, one per line."""
+    old = [_show(v) for v in before]
+    new = [_show(v) for v in after]
+    out: list[str] = []
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=old, b=new, autojunk=False).get_opcodes():
+        if tag == "equal":
+            out.extend(f"    {v}" for v in old[i1:i2])
+            continue
+        out.extend(f"-   {v}" for v in old[i1:i2])
+        out.extend(f"+   {v}" for v in new[j1:j2])
+    return out
 
 
 # -- walking ---------------------------------------------------------------------------------
