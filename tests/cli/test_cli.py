@@ -250,3 +250,32 @@ def test_a_shared_postgres_refuses_until_db_upgrade(tmp_path: Path, pg_template:
         assert missing.returncode == 2 and "no workflow 'router'" in missing.stderr
     finally:
         drop_pg_database(name)
+
+
+def test_report_gate_renders_a_stored_decision_again(project: Project) -> None:
+    d = project.root
+    project.suite()
+    vid = ok_json(rg(d, "register", str(project.workflow("v1")), "--json"))["version_id"]
+    rg(d, "eval", vid[:10], "--suite", "suite.yaml")
+    decided = ok_json(rg(d, "gate", vid[:10], "--env", "staging", "--json"))
+    by_id = ok_json(rg(d, "report", "gate", decided["decision_id"][:10], "--format", "json"))
+    assert by_id["decision_id"] == decided["decision_id"] and by_id["verdict"] == "pass"
+    latest = rg(d, "report", "gate", vid[:10], "--env", "staging")
+    assert latest.returncode == 0 and "**PASS**" in latest.stdout
+    junit = rg(
+        d,
+        "report",
+        "gate",
+        vid[:10],
+        "--env",
+        "staging",
+        "--format",
+        "junit",
+        "--output",
+        "out/junit.xml",
+    )
+    assert junit.returncode == 0 and "<testsuite " in (d / "out" / "junit.xml").read_text()
+    bad = rg(d, "report", "gate", vid[:10], "--env", "staging", "--format", "pdf")
+    assert bad.returncode == 2 and "unknown format 'pdf'" in bad.stderr
+    never = rg(d, "report", "gate", vid[:10], "--env", "production")
+    assert never.returncode == 2 and "was never gated for production" in never.stderr

@@ -28,7 +28,9 @@ app = typer.Typer(
 audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
 db_app = typer.Typer(help="The store's schema.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
+report_app = typer.Typer(help="Documents: gate reports.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(report_app, name="report")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 EnvOpt = Annotated[str, typer.Option("--env", help="Environment, e.g. staging or production.")]
@@ -513,6 +515,40 @@ def audit_verify(as_json: JsonOpt = False) -> None:
             )
         if broken is not None:
             sys.exit(1)
+
+    guarded(run)
+
+
+@report_app.command("gate")
+def report_gate(
+    ref: Annotated[str, typer.Argument(metavar="DECISION", help="Decision id, or a version.")],
+    env: Annotated[
+        str | None, typer.Option("--env", help="With a version: its latest decision here.")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="markdown, json or junit.")] = "markdown",
+    output: Annotated[Path | None, typer.Option("--output", help="Write to this file.")] = None,
+) -> None:
+    """Render a stored gate report again, as Markdown, JSON or JUnit XML."""
+
+    def run() -> None:
+        from releasegate.errors import InputError
+        from releasegate.release.inspect import gate_report
+        from releasegate.reports.gate_report import render_junit, render_markdown
+
+        def as_json(report: Any) -> str:
+            return json.dumps(report, indent=2, sort_keys=True, default=str) + "\n"
+
+        renderers = {"markdown": render_markdown, "junit": render_junit, "json": as_json}
+        if fmt not in renderers:
+            raise InputError(
+                f"unknown format '{fmt}'", field="--format", hint="markdown, json or junit"
+            )
+        text = renderers[fmt](gate_report(_store(create=False), ref, env))
+        if output is None:
+            sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        else:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            output.write_text(text, encoding="utf-8")
 
     guarded(run)
 

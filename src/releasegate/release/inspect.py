@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from releasegate.domain.diff import diff_manifests, render_text_diff
-from releasegate.release.refs import find_version
+from releasegate.errors import InputError, NotFoundError
+from releasegate.release.refs import MIN_PREFIX, check_env, find_version
 from releasegate.store.engine import Store
 from releasegate.store.repos import (
     DecisionRepo,
@@ -105,3 +106,35 @@ def diff_versions(store: Store, a: str, b: str) -> dict[str, Any]:
         ],
         "lines": render_text_diff(d),
     }
+
+
+def gate_report(store: Store, ref: str, env: str | None = None) -> dict[str, Any]:
+    """A stored gate report: by decision id (prefix), or a version's latest for ``env``."""
+    with store.read() as conn:
+        if env is not None:
+            version = find_version(conn, ref)
+            check_env(WorkflowRepo.get(conn, version.workflow), env)
+            found = DecisionRepo.latest(conn, version.version_id, env)
+            if found is None:
+                raise NotFoundError(
+                    f"{version.version_id[:12]} was never gated for {env}",
+                    hint=f"run `releasegate gate {version.version_id[:12]} --env {env}`",
+                )
+            return dict(found.report)
+        if len(ref) < MIN_PREFIX:
+            raise InputError(
+                f"'{ref}' is too short: give at least {MIN_PREFIX} characters of a decision id",
+                field="decision",
+            )
+        hits = DecisionRepo.by_prefix(conn, ref.lower())
+    if not hits:
+        raise NotFoundError(
+            f"no gate decision '{ref}'",
+            field="decision",
+            hint="give a decision id, or a version with --env for its latest decision",
+        )
+    if len(hits) > 1:
+        raise InputError(
+            f"'{ref}' matches several decisions", field="decision", hint="give more characters"
+        )
+    return dict(hits[0].report)

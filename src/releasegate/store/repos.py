@@ -564,6 +564,15 @@ class DecisionRepo:
         )
 
     @staticmethod
+    def by_prefix(conn: Connection, prefix: str) -> list[DecisionRecord]:
+        rows = conn.execute(
+            select(t.gate_decisions)
+            .where(t.gate_decisions.c.decision_id.startswith(prefix))
+            .limit(5)
+        ).all()
+        return [_decision(r) for r in rows]
+
+    @staticmethod
     def latest(conn: Connection, version_id: str, env: str) -> DecisionRecord | None:
         row = conn.execute(
             select(t.gate_decisions)
