@@ -31,11 +31,6 @@ class Provider(Protocol):
     async def complete(self, case_input: Any) -> CaseOutput: ...
 
 
-ProviderFactory = (
-    Any  # a class: (manifest: Mapping[str, Any], context: ProviderContext) -> Provider
-)
-
-
 def model_section(manifest: Mapping[str, Any]) -> Mapping[str, Any]:
     model = manifest.get("model")
     return model if isinstance(model, Mapping) else {}

