@@ -279,3 +279,30 @@ def test_report_gate_renders_a_stored_decision_again(project: Project) -> None:
     assert bad.returncode == 2 and "unknown format 'pdf'" in bad.stderr
     never = rg(d, "report", "gate", vid[:10], "--env", "production")
     assert never.returncode == 2 and "was never gated for production" in never.stderr
+
+
+def test_suite_add_case(project: Project) -> None:
+    d = project.root
+    project.suite(n=8)
+    added = ok_json(
+        rg(
+            d,
+            "suite",
+            "add-case",
+            "suite.yaml",
+            "--input",
+            "easy #fraud",
+            "--expected",
+            "fraud",
+            "--must-pass",
+            "--tag",
+            "incident",
+            "--reason",
+            "INC-7",
+            "--json",
+        )
+    )
+    assert added["case_id"] == "case-9" and added["cases"] == 9
+    assert added["previous_id"] is None  # nothing was evaluated before
+    missing = rg(d, "suite", "add-case", "suite.yaml", "--input", "x")
+    assert missing.returncode == 2 and "--reason" in missing.stderr

@@ -31,6 +31,8 @@ app.add_typer(audit_app, name="audit")
 report_app = typer.Typer(help="Documents: gate reports.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(report_app, name="report")
+suite_app = typer.Typer(help="Eval suites.", no_args_is_help=True)
+app.add_typer(suite_app, name="suite")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 EnvOpt = Annotated[str, typer.Option("--env", help="Environment, e.g. staging or production.")]
@@ -549,6 +551,53 @@ def report_gate(
         else:
             output.parent.mkdir(parents=True, exist_ok=True)
             output.write_text(text, encoding="utf-8")
+
+    guarded(run)
+
+
+@suite_app.command("add-case")
+def suite_add_case(
+    suite: Annotated[Path, typer.Argument(metavar="SUITE_FILE", help="Suite YAML file.")],
+    input_: Annotated[str, typer.Option("--input", help="The case's input.")],
+    reason: Annotated[str, typer.Option(help="Why: the incident or bug it comes from.")],
+    expected: Annotated[str | None, typer.Option(help="The expected output.")] = None,
+    case_id: Annotated[str | None, typer.Option("--id", help="Case id (default: next).")] = None,
+    tag: Annotated[list[str] | None, typer.Option(help="A tag; repeat for more.")] = None,
+    must_pass: Annotated[bool, typer.Option("--must-pass", help="The gate needs it.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add a case to a suite (from an incident): a new suite version, used by the next gate."""
+
+    def run() -> None:
+        from releasegate.release.suites import add_case
+
+        added = add_case(
+            _store(),
+            suite,
+            input=input_,
+            expected=expected,
+            case_id=case_id,
+            tags=tag or (),
+            must_pass=must_pass,
+            reason=reason,
+        )
+        if as_json:
+            _emit(
+                {
+                    "case_id": added.case_id,
+                    "suite_id": added.suite_id,
+                    "previous_id": added.previous_id,
+                    "cases": added.cases,
+                    "cases_file": str(added.cases_file),
+                }
+            )
+        else:
+            prev = added.previous_id[:12] if added.previous_id else "none"
+            _console().print(
+                f"added case [bold]{added.case_id}[/] to {added.cases_file.name}: "
+                f"suite {prev} -> [bold]{added.suite_id[:12]}[/] "
+                f"({added.cases} cases); the next gate uses it"
+            )
 
     guarded(run)
 

@@ -80,6 +80,9 @@ class GateOutcome:
     def verdict(self) -> str:
         return self.decision.verdict.value
 
+    def reasons_text(self) -> str:
+        return "; ".join(self.decision.reasons)
+
 
 def current_policy(conn: Any, workflow: str, env: str) -> Policy:
     found = PolicyRepo.current(conn, workflow, env)

@@ -1,0 +1,135 @@
+"""Suites that learn from incidents: add a case, get a new suite version, gate on it.
+
+The suite file stays the source of truth: the case is appended to its JSONL
+cases file (atomically), and the new content is registered as the workflow's
+current suite with the reason recorded, so the next gate (and the next
+``eval --suite FILE``) both see it. Inline suites are refused rather than
+rewritten, because re-serialising YAML would lose the author's comments.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from releasegate.domain.document import Document, Fields
+from releasegate.domain.suite import parse_case
+from releasegate.errors import InputError, SuiteError
+from releasegate.release.evaluate import (
+    build_scorers,
+    check_expectations,
+    read_suite,
+    register_suite,
+)
+from releasegate.release.loaders import load_yaml
+from releasegate.release.refs import actor as default_actor
+from releasegate.store.engine import Store
+from releasegate.store.repos import SuiteRepo
+
+
+@dataclass(frozen=True)
+class AddedCase:
+    case_id: str
+    suite_id: str
+    previous_id: str | None
+    cases: int
+    cases_file: Path
+
+
+def add_case(
+    store: Store,
+    suite_path: Path,
+    *,
+    input: Any,
+    expected: Any = None,
+    case_id: str | None = None,
+    tags: Sequence[str] = (),
+    must_pass: bool = False,
+    reason: str = "",
+    who: str | None = None,
+) -> AddedCase:
+    who = who or default_actor()
+    if not reason.strip():
+        raise InputError("say why this case is added (the incident, the bug)", field="--reason")
+    suite = read_suite(suite_path)  # validates the file as it is now
+    doc = load_yaml(suite_path, SuiteError)
+    cases_ref = doc.data.get("cases")
+    if not isinstance(cases_ref, str):
+        raise SuiteError(
+            "add-case appends to a JSONL cases file, and this suite has its cases inline",
+            source=str(suite_path),
+            line=doc.line_of(("cases",)),
+            field="cases",
+            hint="move the cases to a .jsonl file and name it in 'cases:'",
+        )
+    cases_file = suite_path.parent / cases_ref
+    taken = {c.case_id for c in suite.cases}
+    new_id = case_id or _next_id(taken)
+    if new_id in taken:
+        raise InputError(f"the suite already has a case '{new_id}'", field="--id")
+    record: dict[str, Any] = {"id": new_id, "input": input}
+    if expected is not None:
+        record["expected"] = expected
+    if tags:
+        record["tags"] = list(tags)
+    if must_pass:
+        record["must_pass"] = True
+    line = len(cases_file.read_text(encoding="utf-8").splitlines()) + 1
+    parse_case(Fields(Document(record, str(cases_file), {(): line}, line), SuiteError), new_id)
+
+    grown = _with_case(cases_file, record)
+    try:
+        new_suite = read_suite(suite_path)
+        check_expectations(new_suite, build_scorers(new_suite))
+    except BaseException:
+        grown.restore()
+        raise
+    grown.commit()
+    with store.read() as conn:
+        previous = SuiteRepo.current_id(conn, suite.workflow)
+    register_suite(store, new_suite, who=who, reason=reason)
+    return AddedCase(new_id, new_suite.suite_id, previous, len(new_suite.cases), cases_file)
+
+
+def _next_id(taken: set[str]) -> str:
+    n = len(taken) + 1
+    while f"case-{n}" in taken:
+        n += 1
+    return f"case-{n}"
+
+
+class _Grown:
+    """The cases file with one more line, written atomically; restorable until committed."""
+
+    def __init__(self, path: Path, original: str) -> None:
+        self.path = path
+        self.original = original
+
+    def restore(self) -> None:
+        _atomic_write(self.path, self.original)
+
+    def commit(self) -> None:
+        self.original = ""
+
+
+def _with_case(path: Path, record: dict[str, Any]) -> _Grown:
+    original = path.read_text(encoding="utf-8")
+    text = original if not original or original.endswith("\n") else original + "\n"
+    _atomic_write(path, text + json.dumps(record, ensure_ascii=False) + "\n")
+    return _Grown(path, original)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
