@@ -306,3 +306,13 @@ def test_suite_add_case(project: Project) -> None:
     assert added["previous_id"] is None  # nothing was evaluated before
     missing = rg(d, "suite", "add-case", "suite.yaml", "--input", "x")
     assert missing.returncode == 2 and "--reason" in missing.stderr
+
+
+def test_register_check_validates_and_writes_nothing(project: Project) -> None:
+    d = project.root
+    path = project.workflow("v1")
+    checked = ok_json(rg(d, "register", str(path), "--check", "--json"))
+    assert checked["valid"] and len(checked["version_id"]) == 64
+    assert not (d / ".releasegate").exists()
+    real = ok_json(rg(d, "register", str(path), "--json"))
+    assert real["version_id"] == checked["version_id"]  # the id it said it would get

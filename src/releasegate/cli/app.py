@@ -78,6 +78,9 @@ def register(
     experiment: Annotated[
         bool, typer.Option("--experiment", help="Track as an experiment.")
     ] = False,
+    check: Annotated[
+        bool, typer.Option("--check", help="Only validate and print the id; write nothing.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Register a workflow file's behaviour as an immutable, content-hashed version."""
@@ -86,6 +89,15 @@ def register(
         from releasegate.release.register import read_workflow, register_spec
 
         spec = read_workflow(file)  # parse before touching the store: bad input writes nothing
+        if check:
+            if as_json:
+                _emit({"version_id": spec.version_id, "workflow": spec.name, "valid": True})
+            else:
+                _console().print(
+                    f"{file}: valid; version id [bold]{spec.version_id[:12]}[/] "
+                    f"of {spec.name} (nothing written)"
+                )
+            return
         result = register_spec(
             _store(),
             spec,

@@ -1,0 +1,308 @@
+"""Planning the precision of an eval: clustered cases, epochs, flaky cases and suite size.
+
+``stats`` says how precise one eval *is*; this module says how to make the next one precise
+enough. Everything here is pure (no I/O) and deterministic; it reads the same per-case values
+the gate reads (``release.evaluate.case_table``) or the raw ``(cases, epochs)`` matrices they
+are averaged from.
+
+- ``clustered_mean_interval``: the mean's interval when cases are not independent. Use it
+  when several cases are variants of one underlying item (paraphrases of one incident, turns
+  of one conversation, cases generated from one template, cases sharing a tag that names
+  their source). Such cases succeed or fail together, so the ordinary standard error, which
+  treats them as independent, is too small: by a factor of about ``sqrt(1 + (m - 1) * rho)``
+  for clusters of ``m`` cases with intra-cluster correlation ``rho``. The cluster-robust
+  (CR1) variance sums residuals within a cluster before squaring, ``V = G / (G - 1) *
+  sum_g (sum_{i in g} (x_i - mean))**2 / n**2``, and the interval uses Student's t with
+  ``G - 1`` degrees of freedom. With every case its own cluster this is exactly
+  ``std(x, ddof=1) / sqrt(n)``. It is a Wald-type interval, so it wants a handful of
+  clusters (ten or more); with one cluster nothing is known about the spread and the
+  interval is NaN.
+- ``epochs_needed``: one-way random-effects decomposition of a score matrix. ``within`` is
+  the pooled variance of a case's epochs around its own mean (the model's sampling noise),
+  ``between`` the variance of the case means minus ``within / k`` (how much cases differ in
+  difficulty). With ``k`` epochs, ``SE(mean)**2 = (between + within / k) / n``; beyond the
+  first ``k`` with ``within / k <= 0.1 * between`` more epochs barely help (at most about
+  5 % of the SE is left to gain) and more cases are the better spend.
+- ``flaky_cases``: cases whose epochs disagree (an errored epoch, NaN, disagrees with a
+  scored one).
+- ``plan_suite``: suite size from a pilot comparison, by the same rule as
+  ``PairedComparison.cases_needed`` (which it calls): the pilot's floored standard error
+  (``se_eff = max(se_observed, sqrt(3) / n)``) scales as ``1 / sqrt(n)``, so
+  ``n_needed = ceil(n * (mde / margin)**2)``, never fewer than the pilot's ``n``. The floor
+  makes a pilot with no discordant cases plan as if ``3 / n`` of them were discordant; once
+  ``n_needed`` exceeds the pilot, the floor at ``n_needed`` can no longer bind.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from releasegate.domain.stats import (
+    FloatArray,
+    Interval,
+    average_epochs,
+    minimum_detectable_effect,
+    paired_compare,
+    z_value,
+)
+
+WITHIN_SHARE = 0.1
+"""More epochs barely help once ``within / k`` is at most this share of ``between``."""
+MAX_RECOMMENDED_EPOCHS = 10
+"""Cap on recommended epochs: past it, spend the budget on cases instead."""
+
+
+@dataclass(frozen=True)
+class EpochAdvice:
+    """How many epochs a suite needs, from a ``(cases, epochs)`` pilot matrix.
+
+    ``se_now`` is the mean's standard error at the observed epochs, ``se_floor`` its limit
+    with infinitely many epochs (``sqrt(between / n)``), ``se_recommended`` at ``epochs``.
+    ``cases_for_target`` is the suite size that reaches ``target_se`` at ``epochs`` (None
+    without a target).
+    """
+
+    epochs: int
+    observed_epochs: int
+    n_cases: int
+    within_var: float
+    between_var: float
+    se_now: float
+    se_recommended: float
+    se_floor: float
+    target_se: float | None
+    cases_for_target: int | None
+    text: str
+
+
+@dataclass(frozen=True)
+class SuitePlan:
+    """Suite size a paired comparison needs so its mde is at most ``margin``.
+
+    ``sd_diff`` is the observed standard deviation of per-case differences as the gate
+    computes it (population form for binary McNemar data, ``ddof=1`` otherwise);
+    ``discordance`` is the share of cases where binary pass/fail differs (None when the data
+    are not binary).
+    """
+
+    n_needed: int
+    n_pilot: int
+    margin: float
+    delta: float
+    sd_diff: float
+    discordance: float | None
+    mde_pilot: float
+    confidence: float
+    power: float
+    text: str
+
+
+def clustered_mean_interval(
+    values: ArrayLike, clusters: Sequence[Hashable], *, confidence: float = 0.95
+) -> Interval:
+    """Mean with a cluster-robust (CR1) standard error and a t interval on ``G - 1`` df.
+
+    ``clusters[i]`` labels case ``i``; cases sharing a label are treated as one
+    independent unit. ``n == 0`` or a single cluster gives NaN bounds and se (the estimate
+    is still the mean when there is one).
+    """
+    x = _as_cases(values, "values")
+    n = x.size
+    if len(clusters) != n:
+        raise ValueError(f"values has {n} cases but clusters has {len(clusters)} labels")
+    z_value(confidence)  # validates the level
+    if n == 0:
+        return Interval(math.nan, math.nan, math.nan, math.nan, 0, "clustered")
+    estimate = float(x.mean())
+    codes: dict[Hashable, int] = {}
+    group = np.fromiter((codes.setdefault(c, len(codes)) for c in clusters), np.intp, n)
+    g = len(codes)
+    if g < 2:
+        return Interval(estimate, math.nan, math.nan, math.nan, n, "clustered")
+    sums = np.bincount(group, weights=x - estimate, minlength=g)
+    variance = g / (g - 1) * float(np.sum(sums * sums)) / (n * n)
+    se = math.sqrt(variance)
+    half = _t_quantile(confidence, g - 1) * se
+    return Interval(estimate, estimate - half, estimate + half, se, n, "clustered")
+
+
+def epochs_needed(
+    matrix: ArrayLike, *, target_se: float | None = None, margin: float | None = None
+) -> EpochAdvice:
+    """Epochs past which more barely shrink the mean's SE; fewer if a target allows.
+
+    ``matrix`` is ``(cases, epochs)`` of scores; NaN marks an errored epoch, which is left
+    out of the within-case variance (case means follow ``average_epochs``). ``margin``
+    converts to a target SE as ``margin / (z_0.975 + z_0.8)``: the SE at which the mean's
+    minimum detectable effect equals the margin. With both, the smaller target wins. A
+    reachable target needing fewer epochs than the diminishing-returns point lowers the
+    advice; an unreachable one (the between-case variance alone exceeds it) is reported
+    with the number of cases that would reach it. Needs at least 2 cases and 2 epochs.
+    """
+    arr = _as_matrix(matrix)
+    n, k = arr.shape
+    if n < 2 or k < 2:
+        raise ValueError(
+            f"need at least 2 cases and 2 epochs to split the variance, got shape {arr.shape}"
+        )
+    target = _target_se(target_se, margin)
+    ok = ~np.isnan(arr)
+    counts = ok.sum(axis=1)
+    means = average_epochs(arr)
+    dev = np.where(ok, arr - means[:, np.newaxis], 0.0)
+    dof = int(np.sum(np.maximum(counts - 1, 0)))
+    within = float(np.sum(dev * dev)) / dof if dof > 0 else 0.0
+    k_eff = float(counts.size / np.sum(1.0 / np.maximum(counts, 1)))  # harmonic mean
+    between = max(0.0, float(np.var(means, ddof=1)) - within / k_eff)
+
+    def se_at(epochs: float) -> float:
+        return math.sqrt((between + within / epochs) / n)
+
+    if within == 0.0:
+        best, reason = 1, "every case scores the same in every epoch"
+    elif between == 0.0 or within / (WITHIN_SHARE * between) > MAX_RECOMMENDED_EPOCHS:
+        best = MAX_RECOMMENDED_EPOCHS
+        reason = "epoch noise dominates case-to-case spread; more cases help as much"
+    else:
+        best = max(1, math.ceil(within / (WITHIN_SHARE * between) - 1e-9))
+        reason = f"past {best}, epoch noise is under {WITHIN_SHARE:.0%} of case spread"
+    cases_for_target: int | None = None
+    if target is not None:
+        reachable = n * target * target > between
+        if reachable and within > 0.0:
+            k_target = max(1, math.ceil(within / (n * target * target - between) - 1e-9))
+            if k_target < best:
+                best, reason = k_target, f"{k_target} already reach the target SE {target:.4g}"
+        cases_for_target = max(
+            1, math.ceil((between + within / best) / (target * target) - 1e-9)
+        )
+        if se_at(best) > target:
+            reason += f"; the target SE {target:.4g} needs {cases_for_target} cases"
+    text = (
+        f"run {best} epoch{'s' if best != 1 else ''} "
+        f"(SE {se_at(best):.4g}, now {se_at(k):.4g} at {k}): {reason}"
+    )
+    return EpochAdvice(
+        epochs=best,
+        observed_epochs=k,
+        n_cases=n,
+        within_var=within,
+        between_var=between,
+        se_now=se_at(k),
+        se_recommended=se_at(best),
+        se_floor=math.sqrt(between / n),
+        target_se=target,
+        cases_for_target=cases_for_target,
+        text=text,
+    )
+
+
+def flaky_cases(matrix: ArrayLike, case_ids: Sequence[str]) -> list[str]:
+    """Ids of cases whose epochs disagree, in suite order; NaN (errored) counts as a value."""
+    arr = _as_matrix(matrix)
+    if arr.shape[0] != len(case_ids):
+        raise ValueError(f"matrix has {arr.shape[0]} cases but {len(case_ids)} case ids")
+    if arr.shape[1] == 0:
+        return []
+    first = arr[:, :1]
+    same = (arr == first) | (np.isnan(arr) & np.isnan(first))
+    return [cid for cid, row_same in zip(case_ids, same.all(axis=1), strict=True) if not row_same]
+
+
+def plan_suite(
+    pilot_candidate: ArrayLike,
+    pilot_baseline: ArrayLike,
+    *,
+    margin: float,
+    confidence: float = 0.95,
+    power: float = 0.8,
+) -> SuitePlan:
+    """Cases needed so the paired comparison's mde is at most ``margin``.
+
+    The pilot is per-case values (epochs averaged) of both versions on the same cases. The
+    answer is ``paired_compare(...).cases_needed(margin)`` on the pilot, so the plan and the
+    gate cannot drift apart.
+    """
+    if not margin > 0:
+        raise ValueError(f"margin must be > 0, got {margin}")
+    cand = _as_cases(pilot_candidate, "pilot_candidate")
+    base = _as_cases(pilot_baseline, "pilot_baseline")
+    comparison = paired_compare(cand, base, confidence=confidence, power=power, resamples=1)
+    n_needed = comparison.cases_needed(margin)
+    n = comparison.n
+    d = cand - base
+    discordance: float | None = None
+    if _is_binary(cand) and _is_binary(base):
+        discordance = float(np.count_nonzero(d)) / n
+        sd = math.sqrt(max(0.0, discordance - comparison.delta**2))
+        spread = f"{discordance:.1%} discordant"
+    else:
+        sd = float(np.std(d, ddof=1)) if n > 1 else 0.0
+        spread = f"sd of differences {sd:.4g}"
+    verdict = (
+        f"needs {n_needed} cases"
+        if n_needed > n
+        else f"is already met by {n} cases or fewer (the plan never goes below the pilot)"
+    )
+    text = (
+        f"pilot of {n} cases ({spread}, mde {comparison.mde:.4g}): "
+        f"a margin of {margin:.4g} {verdict}"
+    )
+    return SuitePlan(
+        n_needed=n_needed,
+        n_pilot=n,
+        margin=margin,
+        delta=comparison.delta,
+        sd_diff=sd,
+        discordance=discordance,
+        mde_pilot=comparison.mde,
+        confidence=confidence,
+        power=power,
+        text=text,
+    )
+
+
+def _target_se(target_se: float | None, margin: float | None) -> float | None:
+    targets = []
+    if target_se is not None:
+        if not target_se > 0:
+            raise ValueError(f"target_se must be > 0, got {target_se}")
+        targets.append(target_se)
+    if margin is not None:
+        if not margin > 0:
+            raise ValueError(f"margin must be > 0, got {margin}")
+        targets.append(margin / minimum_detectable_effect(1.0))
+    return min(targets) if targets else None
+
+
+def _t_quantile(confidence: float, df: int) -> float:
+    from scipy import stats as _scipy_stats  # slow to import: only when needed
+
+    return float(_scipy_stats.t.ppf(1.0 - (1.0 - confidence) / 2.0, df))
+
+
+def _as_cases(values: ArrayLike, name: str) -> FloatArray:
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be one value per case (shape (cases,)), got {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return arr
+
+
+def _as_matrix(matrix: ArrayLike) -> FloatArray:
+    arr = np.asarray(matrix, dtype=np.float64)
+    if arr.ndim != 2:
+        raise ValueError(f"expected (cases, epochs), got shape {arr.shape}")
+    if np.any(np.isinf(arr)):
+        raise ValueError("matrix contains infinite values")
+    return arr
+
+
+def _is_binary(x: FloatArray) -> bool:
+    return bool(np.all((x == 0.0) | (x == 1.0)))
