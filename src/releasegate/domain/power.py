@@ -154,7 +154,11 @@ def epochs_needed(
     ok = ~np.isnan(arr)
     counts = ok.sum(axis=1)
     means = average_epochs(arr)
-    dev = np.where(ok, arr - means[:, np.newaxis], 0.0)
+    # centre each row on its first scored epoch first: identical epochs give exact zeros
+    first = np.where(counts > 0, arr[np.arange(n), ok.argmax(axis=1)], 0.0)
+    shifted = np.where(ok, arr - first[:, np.newaxis], 0.0)
+    shifted_means = shifted.sum(axis=1) / np.maximum(counts, 1)
+    dev = np.where(ok, shifted - shifted_means[:, np.newaxis], 0.0)
     dof = int(np.sum(np.maximum(counts - 1, 0)))
     within = float(np.sum(dev * dev)) / dof if dof > 0 else 0.0
     k_eff = float(counts.size / np.sum(1.0 / np.maximum(counts, 1)))  # harmonic mean
@@ -178,9 +182,7 @@ def epochs_needed(
             k_target = max(1, math.ceil(within / (n * target * target - between) - 1e-9))
             if k_target < best:
                 best, reason = k_target, f"{k_target} already reach the target SE {target:.4g}"
-        cases_for_target = max(
-            1, math.ceil((between + within / best) / (target * target) - 1e-9)
-        )
+        cases_for_target = max(1, math.ceil((between + within / best) / (target * target) - 1e-9))
         if se_at(best) > target:
             reason += f"; the target SE {target:.4g} needs {cases_for_target} cases"
     text = (
