@@ -20,6 +20,7 @@ ENTRY_POINT_GROUP = "releasegate.providers"
 
 BUILTIN_PROVIDERS: dict[str, str] = {
     "embedding-router": "releasegate.providers.embedding_router:EmbeddingRouter",
+    "openai": "releasegate.providers.openai_compat:OpenAICompatible",
     "python": "releasegate.providers.python_callable:PythonCallable",
 }
 
