@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,3 +87,24 @@ class Project:
         path = self.root / f"{name}.yaml"
         path.write_text(yaml.safe_dump(doc, sort_keys=False))
         return path
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def rg(
+    cwd: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """The real ``releasegate`` command in a subprocess, on the embedded store of ``cwd``
+    unless ``env`` names another; the repo is importable so test workflows can be code."""
+    full = {**os.environ, "PYTHONPATH": str(REPO), "RELEASEGATE_ACTOR": "alice", "COLUMNS": "200"}
+    full.pop("RELEASEGATE_DATABASE_URL", None)
+    full.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "releasegate", *args],
+        cwd=cwd,
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -3,23 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
+
+from tests.helpers import rg
 
 
 def run(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "120"}
-    env.pop("RELEASEGATE_DATABASE_URL", None)
-    return subprocess.run(
-        [sys.executable, "-m", "releasegate", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return rg(cwd, *args, timeout=600)
 
 
 def test_demo_runs_the_loop_and_the_cli_goes_on_from_there(tmp_path: Path) -> None:

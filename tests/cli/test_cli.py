@@ -3,30 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import Project
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def rg(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "RELEASEGATE_ACTOR": "alice", "COLUMNS": "200"}
-    env.pop("RELEASEGATE_DATABASE_URL", None)
-    return subprocess.run(
-        [sys.executable, "-m", "releasegate", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+from tests.helpers import Project, rg
 
 
 @pytest.fixture
@@ -232,15 +215,7 @@ def test_a_shared_postgres_refuses_until_db_upgrade(tmp_path: Path, pg_template:
         env = {"RELEASEGATE_DATABASE_URL": f"{PG_ADMIN}/{name}"}
 
         def run(*args: str) -> subprocess.CompletedProcess[str]:
-            full = {**os.environ, "PYTHONPATH": str(REPO), **env}
-            return subprocess.run(
-                [sys.executable, "-m", "releasegate", *args],
-                cwd=tmp_path,
-                env=full,
-                capture_output=True,
-                text=True,
-                timeout=120,
-            )
+            return rg(tmp_path, *args, env=env)
 
         refused = run("versions", "router")
         assert refused.returncode == 2
@@ -316,3 +291,17 @@ def test_register_check_validates_and_writes_nothing(project: Project) -> None:
     assert not (d / ".releasegate").exists()
     real = ok_json(rg(d, "register", str(path), "--json"))
     assert real["version_id"] == checked["version_id"]  # the id it said it would get
+
+
+def test_an_interrupted_eval_exits_130_and_the_next_run_resumes(project: Project) -> None:
+    d = project.root
+    project.fn = "tests.release.fns:interrupt_after"
+    project.suite(n=40)
+    vid = ok_json(rg(d, "register", str(project.workflow("v1")), "--json"))["version_id"]
+    env = {"RG_TEST_COUNTER": str(d / "calls"), "RG_TEST_INTERRUPT_AT": "15"}
+    stopped = rg(d, "eval", vid[:10], "--suite", "suite.yaml", "--concurrency", "1", env=env)
+    assert stopped.returncode == 130, stopped.stderr
+    assert "interrupted" in stopped.stderr and "the store is consistent" in stopped.stderr
+    env["RG_TEST_INTERRUPT_AT"] = "0"
+    resumed = ok_json(rg(d, "eval", vid[:10], "--suite", "suite.yaml", "--json", env=env))
+    assert (resumed["called"], resumed["cached"]) == (26, 14)

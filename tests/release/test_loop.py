@@ -299,3 +299,24 @@ def test_concurrent_registrations_of_the_same_content_agree(
     assert {r.version_id for r in results} == {spec.version_id}
     assert sum(r.is_new for r in results) == 1
     assert audit_verify(store)[1] is None
+
+
+def test_the_resolver_serves_the_last_known_version_when_the_store_is_unreadable(
+    tmp_path: Path, project: Project
+) -> None:
+    from releasegate.release.resolve import Resolver
+
+    home = tmp_path / ".releasegate"
+    loc = Location(
+        url=f"sqlite:///{home / 'db.sqlite'}", blob_root=home / "blobs", is_embedded=True, home=home
+    )
+    store = Store.open(location=loc)
+    v1 = shipped(store, project)
+    resolver = Resolver(store, ttl=0.0)  # every call goes to the store
+    assert resolver("router", "staging").version_id == v1
+    with store.write() as conn:  # the store breaks under the application
+        conn.execute(sa.text("DROP TABLE environments"))
+    assert resolver("router", "staging").version_id == v1  # last known, not an outage
+    with pytest.raises(sa.exc.OperationalError, match="no such table"):
+        resolver("router", "production")  # never resolved: the real failure, not a guess
+    store.close()

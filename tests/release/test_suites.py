@@ -87,3 +87,26 @@ def test_bad_additions_change_nothing(store: Store, project: Project) -> None:
     with pytest.raises(SuiteError, match="cases inline") as err:
         add_case(store, inline, input="x", expected="y", reason="r")
     assert str(err.value).startswith(f"{inline}:3: field 'cases'")
+
+
+def test_concurrent_additions_are_all_kept(store: Store, project: Project) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    suite = project.suite(n=8)
+
+    def add(i: int) -> str:
+        return add_case(
+            store,
+            suite,
+            input=f"easy incident {i} #fraud",
+            expected="fraud",
+            case_id=f"inc-{i}",
+            reason=f"INC-{i}",
+        ).case_id
+
+    with ThreadPoolExecutor(6) as pool:
+        added = sorted(pool.map(add, range(6)))
+    assert added == [f"inc-{i}" for i in range(6)]
+    lines = (project.root / "suite.jsonl").read_text().splitlines()
+    assert len(lines) == 8 + 6  # no writer overwrote another's case
+    assert {json.loads(line)["id"] for line in lines[8:]} == set(added)

@@ -177,98 +177,97 @@ def register_spec(
     source_dir: Path | None = None,
 ) -> Registered:
     """Register ``spec``; two writers registering the same content both get its id."""
-
-    def once() -> Registered:
-        return _register_once(
-            store,
-            spec,
-            reason=reason,
-            owner=owner,
-            parent=parent,
-            experiment=experiment,
-            who=who,
-            source_dir=source_dir,
-        )
-
-    try:
-        return once()
-    except WriteConflictError:  # the other writer's row is there now: same id, not new
-        return once()
-
-
-def _register_once(
-    store: Store,
-    spec: WorkflowSpec,
-    *,
-    reason: str = "",
-    owner: str | None = None,
-    parent: str | None = None,
-    experiment: bool = False,
-    who: str | None = None,
-    source_dir: Path | None = None,
-) -> Registered:
     who = who or default_actor()
-    version_id = spec.version_id
     commit = git_commit(source_dir) if source_dir is not None else None
     for data in spec.blobs.values():
         store.blobs.put(data)
-    with store.write() as conn:
-        WorkflowRepo.upsert(
-            conn,
-            name=spec.name,
-            description=spec.description,
-            stakes=spec.stakes,
-            owners=spec.owners.as_dict(),
-            environments=spec.environments,
+    track = "experiment" if experiment else "release"
+    owner = owner or spec.owners.change or who
+    for attempt in (1, 2):
+        try:
+            with store.write() as conn:
+                return _record(
+                    conn,
+                    spec,
+                    reason=reason,
+                    owner=owner,
+                    parent=parent,
+                    track=track,
+                    commit=commit,
+                    who=who,
+                )
+        except WriteConflictError:  # the other writer's row is there now: same id, not new
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _record(
+    conn: Conn,
+    spec: WorkflowSpec,
+    *,
+    reason: str,
+    owner: str,
+    parent: str | None,
+    track: str,
+    commit: str | None,
+    who: str,
+) -> Registered:
+    """The writes of one registration, inside the caller's transaction."""
+    version_id = spec.version_id
+    WorkflowRepo.upsert(
+        conn,
+        name=spec.name,
+        description=spec.description,
+        stakes=spec.stakes,
+        owners=spec.owners.as_dict(),
+        environments=spec.environments,
+    )
+    changed = sync_policies(conn, spec.name, dict(spec.policies), who)
+    existing = VersionRepo.find(conn, version_id)
+    if existing is not None:
+        return Registered(
+            version_id,
+            spec.name,
+            False,
+            existing.parent_id,
+            existing.track,
+            existing.source_commit,
+            tuple(changed),
         )
-        changed = sync_policies(conn, spec.name, dict(spec.policies), who)
-        existing = VersionRepo.find(conn, version_id)
-        if existing is not None:
-            if existing.workflow != spec.name:  # cannot happen: the name is in the hash
-                raise ManifestError("version belongs to another workflow", field="workflow")
-            return Registered(
-                version_id,
-                spec.name,
-                False,
-                existing.parent_id,
-                existing.track,
-                existing.source_commit,
-                tuple(changed),
-            )
-        if parent is not None:
-            try:
-                parent_id: str | None = find_version(conn, parent).version_id
-            except NotFoundError as exc:
-                raise NotFoundError(f"parent: {exc.reason}", field="--parent") from None
-        else:
-            parent_id = _default_parent(conn, spec)
-        track = "experiment" if experiment else "release"
-        VersionRepo.add(
-            conn,
-            VersionRecord(
-                version_id=version_id,
-                workflow=spec.name,
-                manifest=spec.manifest,
-                owner=owner or spec.owners.change or who,
-                parent_id=parent_id,
-                reason=reason,
-                track=track,
-                source_commit=commit,
-                created_at=now(),
-            ),
-        )
-        AuditRepo.append(
-            conn,
-            kind="version.registered",
-            actor=who,
+    if parent is not None:
+        try:
+            parent_id: str | None = find_version(conn, parent).version_id
+        except NotFoundError as exc:
+            raise NotFoundError(f"parent: {exc.reason}", field="--parent") from None
+    else:
+        parent_id = _default_parent(conn, spec)
+    VersionRepo.add(
+        conn,
+        VersionRecord(
+            version_id=version_id,
             workflow=spec.name,
-            subject=version_id,
-            payload={
-                "parent_id": parent_id,
-                "reason": reason,
-                "track": track,
-                "owner": owner or spec.owners.change or who,
-                "source_commit": commit,
-            },
-        )
+            manifest=spec.manifest,
+            owner=owner,
+            parent_id=parent_id,
+            reason=reason,
+            track=track,
+            source_commit=commit,
+            created_at=now(),
+        ),
+    )
+    AuditRepo.append(
+        conn,
+        kind="version.registered",
+        actor=who,
+        workflow=spec.name,
+        subject=version_id,
+        payload={
+            "parent_id": parent_id,
+            "reason": reason,
+            "track": track,
+            "owner": owner,
+            "source_commit": commit,
+        },
+    )
     return Registered(version_id, spec.name, True, parent_id, track, commit, tuple(changed))

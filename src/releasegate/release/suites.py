@@ -1,6 +1,7 @@
 """Suites that learn from incidents: add a case, get a new suite version, gate on it.
 
-The suite file stays the source of truth: the case is appended to its JSONL
+Concurrent callers take turns on a lock file beside the suite. The suite file stays the
+source of truth: the case is appended to its JSONL
 cases file (atomically), and the new content is registered as the workflow's
 current suite with the reason recorded, so the next gate (and the next
 ``eval --suite FILE``) both see it. Inline suites are refused rather than
@@ -9,10 +10,12 @@ rewritten, because re-serialising YAML would lose the author's comments.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +44,18 @@ class AddedCase:
     cases_file: Path
 
 
+@contextmanager
+def _locked(suite_path: Path) -> Iterator[None]:
+    # a lock file beside the suite, never replaced, so every writer contends on one inode
+    lock = suite_path.parent / f".{suite_path.name}.lock"
+    with open(lock, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def add_case(
     store: Store,
     suite_path: Path,
@@ -56,44 +71,45 @@ def add_case(
     who = who or default_actor()
     if not reason.strip():
         raise InputError("say why this case is added (the incident, the bug)", field="--reason")
-    suite = read_suite(suite_path)  # validates the file as it is now
-    doc = load_yaml(suite_path, SuiteError)
-    cases_ref = doc.data.get("cases")
-    if not isinstance(cases_ref, str):
-        raise SuiteError(
-            "add-case appends to a JSONL cases file, and this suite has its cases inline",
-            source=str(suite_path),
-            line=doc.line_of(("cases",)),
-            field="cases",
-            hint="move the cases to a .jsonl file and name it in 'cases:'",
-        )
-    cases_file = suite_path.parent / cases_ref
-    taken = {c.case_id for c in suite.cases}
-    new_id = case_id or _next_id(taken)
-    if new_id in taken:
-        raise InputError(f"the suite already has a case '{new_id}'", field="--id")
-    record: dict[str, Any] = {"id": new_id, "input": input}
-    if expected is not None:
-        record["expected"] = expected
-    if tags:
-        record["tags"] = list(tags)
-    if must_pass:
-        record["must_pass"] = True
-    line = len(cases_file.read_text(encoding="utf-8").splitlines()) + 1
-    parse_case(Fields(Document(record, str(cases_file), {(): line}, line), SuiteError), new_id)
+    with _locked(suite_path):  # concurrent callers take turns; no case is lost
+        suite = read_suite(suite_path)  # validates the file as it is now
+        doc = load_yaml(suite_path, SuiteError)
+        cases_ref = doc.data.get("cases")
+        if not isinstance(cases_ref, str):
+            raise SuiteError(
+                "add-case appends to a JSONL cases file, and this suite has its cases inline",
+                source=str(suite_path),
+                line=doc.line_of(("cases",)),
+                field="cases",
+                hint="move the cases to a .jsonl file and name it in 'cases:'",
+            )
+        cases_file = suite_path.parent / cases_ref
+        taken = {c.case_id for c in suite.cases}
+        new_id = case_id or _next_id(taken)
+        if new_id in taken:
+            raise InputError(f"the suite already has a case '{new_id}'", field="--id")
+        record: dict[str, Any] = {"id": new_id, "input": input}
+        if expected is not None:
+            record["expected"] = expected
+        if tags:
+            record["tags"] = list(tags)
+        if must_pass:
+            record["must_pass"] = True
+        line = len(cases_file.read_text(encoding="utf-8").splitlines()) + 1
+        parse_case(Fields(Document(record, str(cases_file), {(): line}, line), SuiteError), new_id)
 
-    grown = _with_case(cases_file, record)
-    try:
-        new_suite = read_suite(suite_path)
-        check_expectations(new_suite, build_scorers(new_suite))
-    except BaseException:
-        grown.restore()
-        raise
-    grown.commit()
-    with store.read() as conn:
-        previous = SuiteRepo.current_id(conn, suite.workflow)
-    register_suite(store, new_suite, who=who, reason=reason)
-    return AddedCase(new_id, new_suite.suite_id, previous, len(new_suite.cases), cases_file)
+        grown = _with_case(cases_file, record)
+        try:
+            new_suite = read_suite(suite_path)
+            check_expectations(new_suite, build_scorers(new_suite))
+        except BaseException:
+            grown.restore()
+            raise
+        grown.commit()
+        with store.read() as conn:
+            previous = SuiteRepo.current_id(conn, suite.workflow)
+        register_suite(store, new_suite, who=who, reason=reason)
+        return AddedCase(new_id, new_suite.suite_id, previous, len(new_suite.cases), cases_file)
 
 
 def _next_id(taken: set[str]) -> str:
