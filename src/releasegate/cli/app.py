@@ -28,11 +28,17 @@ app = typer.Typer(
 audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
 db_app = typer.Typer(help="The store's schema.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
-report_app = typer.Typer(help="Documents: gate reports.", no_args_is_help=True)
+report_app = typer.Typer(help="Documents: gate reports, weekly memos.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(report_app, name="report")
 suite_app = typer.Typer(help="Eval suites.", no_args_is_help=True)
 app.add_typer(suite_app, name="suite")
+models_app = typer.Typer(
+    help="Local models: what is installed, pinned and blessed.", no_args_is_help=True
+)
+app.add_typer(models_app, name="models")
+runs_app = typer.Typer(help="Production runs: import and inspect.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 EnvOpt = Annotated[str, typer.Option("--env", help="Environment, e.g. staging or production.")]
@@ -652,3 +658,9 @@ def main() -> None:
     from releasegate.cli import main as cli_main
 
     cli_main()
+
+
+# Commands kept in their own modules register themselves on the apps above.
+from releasegate.cli import cmd_models, cmd_production, cmd_suite  # noqa: E402
+
+__all__ = ["app", "cmd_models", "cmd_production", "cmd_suite", "main"]

@@ -1,0 +1,3 @@
+"""``models check``: installed local models against the blessed list."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""The production side: ``runs import``, ``monitor``, ``report memo``."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""Suite commands beyond ``add-case``: ``suite plan``."""
+
+from __future__ import annotations
