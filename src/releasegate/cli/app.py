@@ -661,6 +661,6 @@ def main() -> None:
 
 
 # Commands kept in their own modules register themselves on the apps above.
-from releasegate.cli import cmd_models, cmd_production, cmd_suite  # noqa: E402
+from releasegate.cli import cmd_compare, cmd_models, cmd_production, cmd_suite  # noqa: E402
 
-__all__ = ["app", "cmd_models", "cmd_production", "cmd_suite", "main"]
+__all__ = ["app", "cmd_compare", "cmd_models", "cmd_production", "cmd_suite", "main"]
