@@ -112,3 +112,35 @@ def test_the_embedded_store_creates_itself_in_wal_mode(tmp_path: Path) -> None:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
     assert store.schema_revision() == SCHEMA_HEAD
     store.close()
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"], indirect=True)
+def test_an_older_store_upgrades_with_its_data(dialect: str, tmp_path: Path) -> None:
+    """A 0001 store holding a workflow opens after 0002 with the workflow intact."""
+    name = None
+    if dialect == "postgresql":
+        name = pg_database(None)
+        url = f"{PG_ADMIN}/{name}"
+    else:
+        url = f"sqlite:///{tmp_path / 'old.sqlite'}"
+    try:
+        engine = sa.create_engine(url)
+        upgrade(engine, "0001")
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO workflows (name, description, stakes, owners_json,"
+                    " environments_json, created_at, updated_at) VALUES ('triage', '', 'low',"
+                    " '{}', '[]', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+                )
+            )
+        upgrade(engine)
+        with engine.connect() as conn:
+            row = conn.execute(sa.text("SELECT name, monitor_json FROM workflows")).one()
+            runs = conn.execute(sa.text("SELECT count(*) FROM runs")).scalar()
+        engine.dispose()
+        assert tuple(row) == ("triage", None)
+        assert runs == 0
+    finally:
+        if name:
+            drop_pg_database(name)

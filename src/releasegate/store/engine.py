@@ -28,8 +28,8 @@ from releasegate.errors import (
 )
 from releasegate.store.blobs import BlobStore
 
-SCHEMA_HEAD = "0001"
-SCHEMA_ORDER = ("0001",)
+SCHEMA_HEAD = "0002"
+SCHEMA_ORDER = ("0001", "0002")
 STORE_DIR = ".releasegate"
 Conn = Connection  # what services hold while they compose repositories in one transaction
 

@@ -43,6 +43,7 @@ workflows = Table(
     Column("stakes", String(10), nullable=False),
     Column("owners_json", Text, nullable=False),
     Column("environments_json", Text, nullable=False),
+    Column("monitor_json", Text, nullable=True),  # alert rules: metadata, never in a version id
     Column("created_at", TS, nullable=False),
     Column("updated_at", TS, nullable=False),
 )
@@ -225,4 +226,56 @@ embeddings = Table(
     metadata,
     Column("key", String(120), primary_key=True),
     Column("vector", LargeBinary, nullable=False),
+)
+
+# Production runs. Times are epoch seconds (float) so windows are plain range scans and a
+# million-row import does not pay for datetime conversion; texts are kept by hash too,
+# so drift embeds each distinct text once.
+runs = Table(
+    "runs",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(100), nullable=False, unique=True),
+    Column("workflow", String(200), nullable=False),
+    Column("version_id", String(100), nullable=False),
+    Column("env", String(100), nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("ended_at", Float, nullable=False),
+    Column("latency_ms", Float, nullable=False),
+    Column("tokens_in", Integer, nullable=False),
+    Column("tokens_out", Integer, nullable=False),
+    Column("cost_usd", Float, nullable=True),
+    Column("model", String(200), nullable=True),
+    Column("operation", String(100), nullable=True),
+    Column("status", String(10), nullable=False),
+    Column("failure_reason", Text, nullable=True),
+    Column("retries", Integer, nullable=False),
+    Column("escalated", Boolean, nullable=False),
+    Column("edited", Boolean, nullable=False),
+    Column("feedback", Float, nullable=True),
+    Column("label", String(200), nullable=True),
+    Column("output_chars", Integer, nullable=True),
+    Column("input_hash", String(64), nullable=True),
+    Column("output_hash", String(64), nullable=True),
+    Column("input", Text, nullable=True),
+    Column("output", Text, nullable=True),
+    Column("attributes_json", Text, nullable=True),
+    Column("source", String(10), nullable=False),
+    Column("received_at", Float, nullable=False),
+    Index("ix_runs_workflow_env_started", "workflow", "env", "started_at"),
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("workflow", String(200), nullable=False),
+    Column("env", String(100), nullable=False),
+    Column("signal", String(100), nullable=False),
+    Column("severity", String(20), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("payload_json", Text, nullable=False),
+    Column("routed_json", Text, nullable=False),
+    Column("created_at", TS, nullable=False),
+    Index("ix_alerts_workflow_env_signal_seq", "workflow", "env", "signal", "seq"),
 )
