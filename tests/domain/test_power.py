@@ -15,9 +15,11 @@ from releasegate.domain.power import (
     clustered_mean_interval,
     epochs_needed,
     flaky_cases,
+    metric_interval,
     plan_suite,
+    wilson_rate_interval,
 )
-from releasegate.domain.stats import minimum_detectable_effect, paired_compare
+from releasegate.domain.stats import minimum_detectable_effect, paired_compare, wilson_interval
 
 finite = st.floats(min_value=-100, max_value=100, allow_nan=False, allow_infinity=False)
 
@@ -267,3 +269,95 @@ def test_plan_suite_strictly_decreasing_over_margins() -> None:
     cand = np.where(rng.uniform(size=200) < 0.15, 1.0 - base, base)
     sizes = [plan_suite(cand, base, margin=m).n_needed for m in (0.01, 0.02, 0.04)]
     assert sizes[0] > sizes[1] > sizes[2]
+
+
+# -- metric_interval: which interval an eval reports ---------------------------------------
+
+T11 = 2.200985160091639  # scipy.stats.t.ppf(0.975, 11)
+
+
+def _twelve_incidents(failing: int) -> tuple[np.ndarray, list[str]]:
+    """12 clusters of 4 cases; the first ``failing`` clusters fail every case."""
+    values = np.repeat([0.0] * failing + [1.0] * (12 - failing), 4)
+    return values, [f"incident-{i // 4}" for i in range(48)]
+
+
+def test_clustered_rate_is_wider_than_wilson_and_names_its_clusters() -> None:
+    values, clusters = _twelve_incidents(6)  # p 0.5; each cluster sum of residuals is +-2
+    naive = metric_interval(values, is_rate=True)
+    assert naive.method == "wilson"
+    iv = metric_interval(values, clusters=clusters, is_rate=True)
+    se = math.sqrt(12 / 11 * (12 * 2.0**2) / 48**2)
+    assert iv.method == "clustered (12 clusters, CR1, t_11)"
+    assert iv.n == 48
+    assert iv.se == pytest.approx(se)
+    assert (iv.low, iv.high) == pytest.approx((0.5 - T11 * se, 0.5 + T11 * se))
+    assert iv.se > 2 * naive.se
+    assert iv.high - iv.low > 2 * (naive.high - naive.low)
+
+
+def test_clustered_rate_near_one_is_widened_to_wilson_on_the_clusters() -> None:
+    everything = metric_interval(np.ones(48), clusters=_twelve_incidents(0)[1], is_rate=True)
+    low, high = wilson_rate_interval(1.0, 12)
+    assert (everything.low, everything.high) == pytest.approx((low, high))
+    assert low == pytest.approx(0.7575, abs=1e-4)  # 12 independent passes, not 48
+    assert everything.method == (
+        "clustered (12 clusters, CR1, t_11), widened to Wilson on 12 clusters"
+    )
+    # 3 of 12 clusters fail: CR1 already wider than Wilson on 12, so no widening is claimed
+    values, clusters = _twelve_incidents(3)
+    iv = metric_interval(values, clusters=clusters, is_rate=True)
+    se = math.sqrt(12 / 11 * (3 * 3.0**2 + 9 * 1.0**2) / 48**2)
+    assert iv.method == "clustered (12 clusters, CR1, t_11)"
+    assert iv.low == pytest.approx(0.75 - T11 * se)
+    assert iv.high == 1.0  # 0.75 + 0.287 clipped: a rate cannot pass 1
+
+
+def test_clustered_scores_are_not_clipped_or_widened() -> None:
+    values = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    iv = metric_interval(values, clusters=["a", "a", "b", "b", "c", "c"])
+    assert iv.method == "clustered (3 clusters, CR1, t_2)"
+    assert iv.se == pytest.approx(math.sqrt(4.0 / 3.0))  # as in the hand computation above
+
+
+def test_no_shared_cluster_means_no_clustering() -> None:
+    values = np.array([1.0, 0.0, 1.0, 1.0])
+    assert metric_interval(values, clusters=["a", "b", "c", "d"], is_rate=True).method == "wilson"
+    one = metric_interval(values, clusters=["x"] * 4, is_rate=True)
+    assert one.method == (
+        "clustered (1 cluster: no spread between clusters to estimate), Wilson on 1 cluster"
+    )
+    assert (one.low, one.high) == pytest.approx(wilson_rate_interval(0.75, 1))
+    with pytest.raises(ValueError, match="labels"):
+        metric_interval(values, clusters=["a"])
+
+
+def test_epoch_averaged_rate_gets_wilson_when_small_or_extreme() -> None:
+    small = np.array([1.0, 0.5, 1.0, 1.0, 0.5, 1.0, 1.0, 1.0])  # n 8 < 30, mean 0.875
+    iv = metric_interval(small, is_rate=True)
+    assert iv.method == "wilson"
+    assert (iv.low, iv.high) == pytest.approx(wilson_rate_interval(0.875, 8))
+    assert iv.se == pytest.approx(math.sqrt(0.875 * 0.125 / 8))
+    # the bootstrap would collapse here: the whole resampling range is [0.75, 1]
+    assert metric_interval(small).method == "bootstrap"
+    near_one = np.array([1.0] * 98 + [0.5, 0.5])  # n 100, failures worth 1 case < 5
+    assert metric_interval(near_one, is_rate=True).method == "wilson"
+    middle = np.tile([1.0, 0.5, 0.0, 0.5], 25)  # n 100, p 0.5: the bootstrap is fine
+    assert metric_interval(middle, is_rate=True).method == "bootstrap"
+    assert metric_interval(np.array([0.9, 0.95, 0.97])).method == "bootstrap"  # not a rate
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 60).flatmap(lambda n: st.tuples(st.just(n), st.integers(0, n))))
+def test_wilson_rate_interval_equals_wilson_on_whole_counts(pair: tuple[int, int]) -> None:
+    n, successes = pair
+    got = wilson_rate_interval(successes / n, n)
+    assert got == pytest.approx(wilson_interval(successes, n), abs=1e-12)
+
+
+def test_wilson_rate_interval_rejects_bad_input() -> None:
+    assert wilson_rate_interval(0.3, 0) == (0.0, 1.0)
+    with pytest.raises(ValueError, match="rate"):
+        wilson_rate_interval(1.5, 10)
+    with pytest.raises(ValueError, match="rate"):
+        wilson_rate_interval(0.5, -1)

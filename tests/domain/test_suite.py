@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from releasegate.domain.document import Document
-from releasegate.domain.suite import Suite, make_case, parse_suite
+from releasegate.domain.identity import content_hash
+from releasegate.domain.suite import Suite, make_case, parse_suite, suite_from_content
 from releasegate.errors import SuiteError
 from releasegate.release.loaders import parse_jsonl, parse_yaml
 
@@ -208,7 +209,7 @@ SCORER = "scorers:\n  - type: equals\n"
         pytest.param(
             HEAD + "cases:\n  - id: a\n    input: x\n    weight: 2\n" + SCORER,
             "suite.yaml:6: field 'cases[0].weight': unknown field 'weight'\n"
-            "  hint: allowed here: id, input, expected, tags, must_pass, metadata",
+            "  hint: allowed here: id, input, expected, tags, must_pass, metadata, cluster",
             id="unknown case field",
         ),
         pytest.param(
@@ -295,7 +296,7 @@ JSONL_SUITE = HEAD + "cases: cases.jsonl\n" + SCORER
         pytest.param(
             '{"id": "a", "input": "x", "weight": 2}\n',
             "cases.jsonl:1: field 'weight': unknown field 'weight'\n"
-            "  hint: allowed here: id, input, expected, tags, must_pass, metadata",
+            "  hint: allowed here: id, input, expected, tags, must_pass, metadata, cluster",
             id="unknown field",
         ),
         pytest.param(
@@ -318,3 +319,73 @@ def test_an_empty_jsonl_file_is_a_suite_without_cases() -> None:
     assert errors_of(JSONL_SUITE, {"cases.jsonl": "\n\n"}) == (
         "suite.yaml:3: field 'cases': a suite needs at least one case"
     )
+
+
+# -- clusters ------------------------------------------------------------------------------
+
+
+def _clustered(*labels: str | int | None) -> list[dict[str, Any]]:
+    cases = [dict(c) for c in CASES]
+    for case, label in zip(cases, labels, strict=True):
+        if label is not None:
+            case["cluster"] = label
+    return cases
+
+
+def test_a_cluster_changes_the_suite_id_but_not_the_case_hash() -> None:
+    clustered = suite_of(suite_data(_clustered("inc-1", "inc-1", None)))
+    assert clustered.suite_id != BASE.suite_id
+    assert [c.case_hash for c in clustered.cases] == [c.case_hash for c in BASE.cases]
+    assert clustered.clusters == {"refund": "inc-1", "lost-card": "inc-1"}
+    relabelled = suite_of(suite_data(_clustered("inc-2", "inc-2", None)))
+    assert relabelled.suite_id not in (clustered.suite_id, BASE.suite_id)
+    assert BASE.clusters == {} and BASE.cluster_labels() is None and BASE.n_clusters is None
+
+
+def test_a_suite_without_clusters_keeps_the_id_it_always_had() -> None:
+    identity = {
+        "suite": BASE.name,
+        "workflow": BASE.workflow,
+        "cases": [[c.case_id, c.case_hash] for c in BASE.cases],
+        "scorers": [s.content() for s in BASE.scorers],
+        "thresholds": dict(BASE.thresholds),
+    }
+    assert BASE.suite_id == content_hash(identity)
+
+
+def test_cluster_labels_treat_unclustered_cases_as_their_own_cluster() -> None:
+    clustered = suite_of(suite_data(_clustered("hello", "hello", None)))
+    labels = clustered.cluster_labels()
+    assert labels == (("cluster", "hello"), ("cluster", "hello"), ("case", "hello"))
+    assert clustered.n_clusters == 2  # a case id never merges with a cluster of that name
+    # clusters that nobody shares change nothing about the statistics
+    assert suite_of(suite_data(_clustered("a", "b", None))).cluster_labels() is None
+
+
+def test_clusters_survive_the_store_and_jsonl() -> None:
+    clustered = suite_of(suite_data(_clustered("inc-1", 7, "inc-1")))
+    assert clustered.clusters == {"refund": "inc-1", "lost-card": "7", "hello": "inc-1"}
+    rebuilt = suite_from_content(json.loads(json.dumps(clustered.content())))
+    assert rebuilt.suite_id == clustered.suite_id and rebuilt.clusters == clustered.clusters
+    rows = _clustered("inc-1", 7, "inc-1")
+    from_file = suite_of(suite_data("cases.jsonl"), {"cases.jsonl": jsonl(rows)})
+    assert from_file.suite_id == clustered.suite_id
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        pytest.param(
+            '{"id": "a", "input": "x", "cluster": ""}\n',
+            "cases.jsonl:1: field 'cluster': must not be empty; leave it out for a case of its own",
+            id="empty cluster",
+        ),
+        pytest.param(
+            '{"id": "a", "input": "x", "cluster": ["inc-1"]}\n',
+            "cases.jsonl:1: field 'cluster': expected a string or an integer, got a list",
+            id="cluster not a string",
+        ),
+    ],
+)
+def test_bad_cluster_names_its_line(content: str, expected: str) -> None:
+    assert errors_of(JSONL_SUITE, {"cases.jsonl": content}) == expected

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import math
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
 from releasegate.errors import SuiteError
-from releasegate.release.evaluate import evaluate
+from releasegate.release.evaluate import eval_precision, evaluate
+from releasegate.release.gate import gate
 from releasegate.release.register import register
 from releasegate.store.engine import Store
 from tests.helpers import Project
@@ -94,3 +98,122 @@ def test_a_case_without_the_expected_a_scorer_needs_fails_before_any_write(
     assert count(store, "SELECT count(*) FROM eval_runs") == 0
     assert count(store, "SELECT count(*) FROM suites") == 0
     assert count(store, "SELECT count(*) FROM outputs") == 0
+
+
+# -- clusters, epochs and flaky cases --------------------------------------------------------
+
+_CALLS: dict[str, int] = {}
+_CALLS_LOCK = threading.Lock()
+
+
+def noisy(message: str) -> str:
+    """'wrong' cases are always wrong; 'flip' cases are right on odd calls, wrong on even."""
+    label = message.rsplit("#", 1)[-1].strip()
+    if message.startswith("wrong"):
+        return "other"
+    if message.startswith("flip"):
+        with _CALLS_LOCK:
+            n = _CALLS[message] = _CALLS.get(message, 0) + 1
+        return label if n % 2 else "other"
+    return label
+
+
+def rows(kinds: list[str], token: str, clusters: list[str] | None = None) -> list[dict[str, Any]]:
+    out = []
+    for i, kind in enumerate(kinds):
+        row: dict[str, Any] = {
+            "id": f"{kind}-{i:02d}",
+            "input": f"{kind} {token} {i} #fraud",
+            "expected": "fraud",
+        }
+        if clusters is not None:
+            row["cluster"] = clusters[i]
+        out.append(row)
+    return out
+
+
+T11 = 2.200985160091639  # scipy.stats.t.ppf(0.975, 11)
+
+
+def test_a_clustered_suite_reports_a_wider_interval_and_names_its_clusters(
+    store: Store, project: Project
+) -> None:
+    project.fn = "tests.release.test_eval:noisy"
+    vid = register(store, project.workflow("v1")).version_id
+    kinds = ["wrong"] * 24 + ["easy"] * 24  # 12 incidents of 4: the first 6 all wrong
+    clusters = [f"incident-{i // 4}" for i in range(48)]
+    plain = evaluate(store, vid, project.suite(n=0, extra=rows(kinds, "cl"), name="plain"))
+    naive = plain.summary["metrics"]["accuracy"]
+    assert naive["method"] == "wilson" and plain.summary["clusters"] is None
+    clustered = evaluate(
+        store, vid, project.suite(n=0, extra=rows(kinds, "cl", clusters), name="clustered")
+    )
+    assert clustered.n_called == 0  # a cluster label is not a reason to call the model again
+    assert clustered.suite_id != plain.suite_id
+    acc = clustered.summary["metrics"]["accuracy"]
+    se = math.sqrt(12 / 11 * (12 * 2.0**2) / 48**2)  # cluster residual sums are +-2
+    assert acc["method"] == "clustered (12 clusters, CR1, t_11)"
+    assert acc["estimate"] == 0.5 and acc["n"] == 48
+    assert acc["se"] == pytest.approx(se, abs=1e-6)
+    assert (acc["low"], acc["high"]) == pytest.approx((0.5 - T11 * se, 0.5 + T11 * se), abs=1e-6)
+    assert acc["high"] - acc["low"] > 2 * (naive["high"] - naive["low"])
+    assert clustered.summary["metrics"]["pass_rate"]["method"] == acc["method"]
+    assert clustered.summary["clusters"] == 12
+
+    outcome = gate(store, vid, "staging")  # the gate reads the same clustered intervals
+    by_name = {m["name"]: m for m in outcome.report["metrics"]}
+    assert by_name["accuracy"]["candidate"]["method"] == acc["method"]
+    assert by_name["accuracy"]["candidate"]["low"] == pytest.approx(acc["low"], abs=1e-6)
+
+
+def test_epoch_advice_and_flaky_cases_from_a_known_epoch_matrix(
+    store: Store, project: Project
+) -> None:
+    project.fn = "tests.release.test_eval:noisy"
+    vid = register(store, project.workflow("v1")).version_id
+    kinds = ["easy"] * 8 + ["wrong"] * 8 + ["flip"] * 4
+    suite = project.suite(n=0, extra=rows(kinds, "ep"))
+    outcome = evaluate(store, vid, suite, epochs=2, concurrency=1)
+    s = outcome.summary
+    # case means 1 (8), 0 (8), 0.5 (4): var(ddof=1) = 4/19; within = 4 * 0.5 / 20 = 0.1
+    within, between = 0.1, 4 / 19 - 0.1 / 2
+    assert math.ceil(within / (0.1 * between)) == 7  # 6.23: the first k with within/k <= 10%
+    assert set(s["epoch_advice"]) == {"accuracy", "pass_rate"}  # macro_f1 is a corpus metric
+    advice = s["epoch_advice"]["accuracy"]
+    assert advice["epochs"] == 7 and advice["observed_epochs"] == 2
+    assert advice["within_var"] == pytest.approx(within, abs=1e-6)
+    assert advice["between_var"] == pytest.approx(between, abs=1e-6)
+
+    def se(k: int) -> float:
+        return math.sqrt((between + within / k) / 20)
+
+    assert advice["text"] == (
+        f"run 7 epochs (SE {se(7):.4g}, now {se(2):.4g} at 2): "
+        "past 7, epoch noise is under 10% of case spread"
+    )
+    assert s["flaky_total"] == 4
+    assert s["flaky"] == [
+        {"case_id": f"flip-{i}", "passed": 1, "epochs": 2, "per_epoch": [1, 0]}
+        for i in (16, 17, 18, 19)
+    ]
+    # averaged pass rates on 20 cases: Wilson on the cases, not a collapsing bootstrap
+    assert s["metrics"]["accuracy"]["method"] == "wilson"
+
+    single = evaluate(store, vid, suite)
+    assert single.summary["epoch_advice"] == {} and single.summary["flaky"] == []
+
+
+def test_eval_precision_reads_old_and_new_summaries() -> None:
+    new = {
+        "clusters": 12,
+        "epoch_advice": {"accuracy": {"epochs": 3, "text": "run 3 epochs"}},
+        "flaky": [{"case_id": "a", "passed": 1, "epochs": 2, "per_epoch": [0, 1]}],
+        "flaky_total": 7,
+    }
+    assert eval_precision(new) == new
+    assert eval_precision({"flaky": ["a", "b"]}) == {
+        "clusters": None,
+        "epoch_advice": {},
+        "flaky": [{"case_id": "a", "per_epoch": []}, {"case_id": "b", "per_epoch": []}],
+        "flaky_total": 2,
+    }

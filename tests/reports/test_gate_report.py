@@ -437,3 +437,68 @@ def test_flaky_must_pass_cases_say_how_often_they_failed(failing_report: dict[st
     assert "`refund-angry-01` (failed 2 of 3 epochs)" in render_markdown(failing_report)
     failure = _suite(render_junit(failing_report)).find("testcase[@name='refund-angry-01']/failure")
     assert failure is not None and "failed in 2 of 3 epoch(s)" in (failure.text or "")
+
+
+# -- epochs, flaky cases and clusters --------------------------------------------------------
+
+ADVICE_TEXT = (
+    "run 7 epochs (SE 0.08432, now 0.1026 at 2): past 7, epoch noise is under 10% of case spread"
+)
+
+
+def _with_precision(report: dict[str, Any], flaky: int = 2) -> dict[str, Any]:
+    report["eval"] = {
+        "eval_id": "ev-77aa",
+        "epochs": 2,
+        "clusters": None,
+        "epoch_advice": {"accuracy": {"epochs": 7, "observed_epochs": 2, "text": ADVICE_TEXT}},
+        "flaky": [
+            {"case_id": f"flip_{i}|x", "passed": 1, "epochs": 2, "per_epoch": [1, 0]}
+            for i in range(flaky)
+        ],
+        "flaky_total": flaky,
+    }
+    return report
+
+
+def test_markdown_shows_epoch_advice_and_flaky_cases_with_their_passes(
+    passing_report: dict[str, Any],
+) -> None:
+    md = render_markdown(_with_precision(passing_report))
+    section = _section(md, "Epochs and flaky cases (2 epochs per case)")
+    assert "- accuracy: run 7 epochs (SE 0.08432, now 0.1026 at 2): past 7, epoch noise" in section
+    assert "2 flaky case(s): they passed in some epochs and failed in others." in section
+    assert "| `flip_0\\|x` | 1 of 2 | 1 0 |" in section
+    assert md.index("### Checks") < md.index("### Epochs and flaky") < md.index("### Approvals")
+
+
+def test_many_flaky_cases_are_cut_with_a_count(passing_report: dict[str, Any]) -> None:
+    md = render_markdown(_with_precision(passing_report, flaky=30))
+    section = _section(md, "Epochs and flaky cases")
+    assert section.count("| 1 of 2 | 1 0 |") == 25
+    assert "… 5 more flaky cases not shown." in section
+
+
+def test_no_precision_section_without_epochs_or_flaky_cases(
+    passing_report: dict[str, Any],
+) -> None:
+    assert "### Epochs" not in render_markdown(passing_report)  # a report from before
+    report = _with_precision(passing_report, flaky=0)
+    report["eval"]["epoch_advice"] = {}
+    assert "### Epochs" not in render_markdown(report)
+
+
+def test_clustered_intervals_are_explained_under_the_metrics(
+    passing_report: dict[str, Any],
+) -> None:
+    method = "clustered (12 clusters, CR1, t_11)"
+    passing_report["metrics"][0]["candidate"]["method"] = method
+    metrics = _section(render_markdown(passing_report), "Metrics")
+    assert "cluster-robust (clustered (12 clusters, CR1, t\\_11))" in metrics
+    assert "The paired comparison still treats every case as independent." in metrics
+
+
+def test_bare_flaky_case_ids_still_render(passing_report: dict[str, Any]) -> None:
+    report = _with_precision(passing_report, flaky=0)
+    report["eval"]["flaky"] = ["c1"]
+    assert "| `c1` | ? of ? | — |" in _section(render_markdown(report), "Epochs and flaky")

@@ -80,8 +80,33 @@ def eval_table(console: Console, outcome: Any) -> None:
     console.print(
         f"latency p50 {s['latency_ms']['p50']:.1f} ms, p95 {s['latency_ms']['p95']:.1f} ms"
         f"; cost ${s['cost_usd']['total']:.4f}; errors {s['errors']['count']}"
-        + (f"; flaky {len(s['flaky'])}" if s["flaky"] else "")
     )
+    precision_lines(console, s)
+
+
+def precision_lines(console: Console, s: Mapping[str, Any]) -> None:
+    """Clusters, epoch advice and flaky cases of an eval summary (nothing when absent)."""
+    if s.get("clusters"):
+        console.print(
+            f"clusters: {s['clusters']} clusters over {s['cases']} cases; intervals are "
+            "cluster-robust (CR1, t with clusters - 1 df)"
+        )
+    for name, advice in (s.get("epoch_advice") or {}).items():
+        console.print(f"epochs for {escape(name)}: {escape(advice['text'])}")
+    flaky = s.get("flaky") or []
+    if flaky:
+        total = s.get("flaky_total", len(flaky))
+        console.print(
+            f"[yellow]flaky: {total} case(s)[/] passed in some epochs and failed in others"
+        )
+        for f in flaky[:10]:
+            per_epoch = " ".join(str(v) for v in f["per_epoch"])
+            console.print(
+                f"  ~ {escape(str(f['case_id']))}: passed {f['passed']} of {f['epochs']} "
+                f"epochs ({per_epoch})"
+            )
+        if total > 10:
+            console.print(f"  … {total - 10} more (--json lists up to 50)")
 
 
 def gate_summary(console: Console, report: Mapping[str, Any], path: Path) -> None:
@@ -121,3 +146,41 @@ def gate_summary(console: Console, report: Mapping[str, Any], path: Path) -> Non
     for reason in report["reasons"]:
         console.print(f"  - {escape(reason)}")
     console.print(f"report: {path}")
+
+
+def plan_table(console: Console, outcome: Any) -> None:
+    """``suite plan``: one row per gated metric, then epoch advice and notes."""
+    o = outcome
+    if o.basis == "paired":
+        against = f"paired against {o.baseline_id[:12]}"
+        sd_col = "sd of differences"
+    else:
+        against = "from the candidate's own variance"
+        sd_col = "sd of scores"
+    where = f" for {o.env}" if o.env else ""
+    console.print(
+        f"plan{where}: pilot {o.version_id[:12]} on suite {escape(o.suite_name)} "
+        f"({o.suite_id[:12]}), {o.metrics[0].n_pilot} cases x {o.epochs} epoch(s), "
+        f"{against}; 95% confidence, {o.power:.0%} power"
+    )
+    table = Table()
+    for col in ("metric", "margin", "pilot n", sd_col, "MDE now", "cases needed", "verdict"):
+        table.add_column(col)
+    for m in o.metrics:
+        style = "green" if m.n_more == 0 else "yellow"
+        table.add_row(
+            escape(m.metric),
+            f"{m.margin:.3f}",
+            str(m.n_pilot),
+            "—" if m.sd is None else f"{m.sd:.3f}",
+            f"{m.mde:.3f}",
+            str(m.n_needed),
+            f"[{style}]{m.verdict}[/]",
+        )
+    console.print(table)
+    for m in o.metrics:
+        if m.advice is not None:
+            basis = "per-epoch differences" if m.advice_basis == "differences" else "candidate"
+            console.print(f"epochs for {escape(m.metric)} ({basis}): {escape(m.advice.text)}")
+    for note in o.notes:
+        console.print(f"note: {escape(note)}")

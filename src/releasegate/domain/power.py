@@ -31,6 +31,18 @@ are averaged from.
   ``n_needed = ceil(n * (mde / margin)**2)``, never fewer than the pilot's ``n``. The floor
   makes a pilot with no discordant cases plan as if ``3 / n`` of them were discordant; once
   ``n_needed`` exceeds the pilot, the floor at ``n_needed`` can no longer bind.
+- ``metric_interval``: the interval an eval reports for one per-case metric, choosing between
+  the above and ``stats.mean_interval``. A *rate* is a metric whose every epoch scored 0 or 1
+  (``pass_rate``, ``label_accuracy``), so each case's value is the share of its epochs that
+  passed. Cases sharing a cluster label (fewer clusters than cases): CR1 with t on ``G - 1``
+  df, method ``"clustered (G clusters, CR1, t_{G-1})"``. Otherwise binary values get Wilson;
+  an epoch-averaged rate gets Wilson on ``n`` cases when ``n < 30`` or fewer than 5 cases'
+  worth of passes or failures (``n * min(p, 1 - p) < 5``), where the percentile bootstrap
+  collapses onto the boundary; anything else the bootstrap. A clustered rate near 0 or 1
+  (``G * min(p, 1 - p) < 5``) is widened to at least Wilson on ``G`` units, since CR1 also
+  collapses there (every case passing gives se 0). Wilson on a mean of values in [0, 1] is
+  conservative: such values have a variance of at most ``p * (1 - p)``. Rate bounds are
+  clipped to [0, 1].
 """
 
 from __future__ import annotations
@@ -46,6 +58,7 @@ from releasegate.domain.stats import (
     FloatArray,
     Interval,
     average_epochs,
+    mean_interval,
     minimum_detectable_effect,
     paired_compare,
     z_value,
@@ -55,6 +68,10 @@ WITHIN_SHARE = 0.1
 """More epochs barely help once ``within / k`` is at most this share of ``between``."""
 MAX_RECOMMENDED_EPOCHS = 10
 """Cap on recommended epochs: past it, spend the budget on cases instead."""
+RATE_SMALL_N = 30
+"""Fewer independent units than this: a rate's interval is Wilson, not the bootstrap."""
+RATE_MIN_COUNT = 5
+"""Fewer expected passes or failures than this (``n * min(p, 1 - p)``): Wilson as well."""
 
 
 @dataclass(frozen=True)
@@ -267,6 +284,85 @@ def plan_suite(
         power=power,
         text=text,
     )
+
+
+def wilson_rate_interval(rate: float, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for an observed share ``rate`` of ``n`` independent units.
+
+    ``stats.wilson_interval`` for a share that need not be a whole count over ``n`` (an
+    epoch-averaged pass rate, or the mean of cluster means); equal to it when it is. An
+    observed 0 keeps the low bound at exactly 0, an observed 1 the high bound at exactly 1.
+    ``n == 0`` gives ``(0.0, 1.0)``.
+    """
+    if n < 0 or not 0.0 <= rate <= 1.0:
+        raise ValueError(f"need n >= 0 and 0 <= rate <= 1, got rate={rate}, n={n}")
+    z = z_value(confidence)
+    if n == 0:
+        return (0.0, 1.0)
+    z2n = z * z / n
+    centre = (rate + z2n / 2.0) / (1.0 + z2n)
+    half = z * math.sqrt(rate * (1.0 - rate) / n + z * z / (4.0 * n * n)) / (1.0 + z2n)
+    low = 0.0 if rate == 0.0 else max(0.0, centre - half)
+    high = 1.0 if rate == 1.0 else min(1.0, centre + half)
+    return (low, high)
+
+
+def rate_needs_wilson(rate: float, units: int) -> bool:
+    """Few units, or a rate so near 0 or 1 that a bootstrap or Wald interval collapses."""
+    return units < RATE_SMALL_N or units * min(rate, 1.0 - rate) < RATE_MIN_COUNT
+
+
+def clustered_method(n_clusters: int) -> str:
+    """The method name a clustered interval reports, e.g. ``clustered (12 clusters, CR1, t_11)``."""
+    if n_clusters < 2:
+        return "clustered (1 cluster: no spread between clusters to estimate)"
+    return f"clustered ({n_clusters} clusters, CR1, t_{n_clusters - 1})"
+
+
+def metric_interval(
+    values: ArrayLike,
+    *,
+    clusters: Sequence[Hashable] | None = None,
+    is_rate: bool = False,
+    confidence: float = 0.95,
+    resamples: int = 10_000,
+    seed: int = 0,
+) -> Interval:
+    """The interval an eval reports for one per-case metric (epochs already averaged).
+
+    ``clusters`` labels each case (None: every case independent); clustering applies when
+    two or more cases share a label. ``is_rate``: every epoch of every case scored 0 or 1.
+    The rules are in the module docstring.
+    """
+    x = _as_cases(values, "values")
+    n = x.size
+    z_value(confidence)  # validates the level
+    if clusters is not None and len(clusters) != n:
+        raise ValueError(f"values has {n} cases but clusters has {len(clusters)} labels")
+    g = len(set(clusters)) if clusters is not None else n
+    if n >= 2 and clusters is not None and g < n:
+        iv = clustered_mean_interval(x, clusters, confidence=confidence)
+        method = clustered_method(g)
+        if not is_rate:
+            return Interval(iv.estimate, iv.low, iv.high, iv.se, n, method)
+        rate = min(1.0, max(0.0, iv.estimate))
+        se_w = math.sqrt(rate * (1.0 - rate) / g)
+        w_low, w_high = wilson_rate_interval(rate, g, confidence)
+        if g < 2:  # CR1 knows nothing with one cluster; Wilson on one unit still does
+            return Interval(iv.estimate, w_low, w_high, se_w, n, f"{method}, Wilson on 1 cluster")
+        low, high, se = max(0.0, iv.low), min(1.0, iv.high), iv.se
+        if g * min(rate, 1.0 - rate) < RATE_MIN_COUNT and (w_low < low or w_high > high):
+            low, high, se = min(low, w_low), max(high, w_high), max(se, se_w)
+            method += f", widened to Wilson on {g} clusters"
+        return Interval(iv.estimate, low, high, se, n, method)
+    if is_rate and n >= 2 and not _is_binary(x):
+        rate = min(1.0, max(0.0, float(x.mean())))
+        if rate_needs_wilson(rate, n):
+            low, high = wilson_rate_interval(rate, n, confidence)
+            return Interval(
+                float(x.mean()), low, high, math.sqrt(rate * (1.0 - rate) / n), n, "wilson"
+            )
+    return mean_interval(x, confidence=confidence, resamples=resamples, seed=seed)
 
 
 def _target_se(target_se: float | None, margin: float | None) -> float | None:

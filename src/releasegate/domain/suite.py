@@ -1,13 +1,19 @@
 """Eval suites: cases, scorers and thresholds, content-hashed like versions.
 
 The suite id covers everything that changes what an eval measures (cases,
-scorers and their params, thresholds), so "the current suite" is a fact the
-gate and promotion can check, and a new case from an incident is a new suite.
+scorers and their params, thresholds, which cases share a cluster), so "the current
+suite" is a fact the gate and promotion can check, and a new case from an incident is a
+new suite.
+
+A case's ``cluster`` (cases that are variants of one underlying item: paraphrases of one
+incident, turns of one conversation) is in the suite id but not in the case hash. It
+changes the statistics (the intervals, so the gate's evidence), not what the model is
+asked, so relabelling clusters makes a new suite without calling the model again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -40,12 +46,14 @@ class Suite:
     scorers: tuple[ScorerSpec, ...]
     thresholds: Mapping[str, float] = field(default_factory=dict)
     source: str = ""
+    clusters: Mapping[str, str] = field(default_factory=dict)
+    """case id -> cluster label, for the cases that have one."""
 
     def content(self) -> dict[str, Any]:
         return {
             "suite": self.name,
             "workflow": self.workflow,
-            "cases": [case_content(c) for c in self.cases],
+            "cases": [self._content_of(c) for c in self.cases],
             "scorers": [s.content() for s in self.scorers],
             "thresholds": dict(self.thresholds),
         }
@@ -53,11 +61,16 @@ class Suite:
     @cached_property  # frozen: the content cannot change under it
     def suite_id(self) -> str:
         """Hash over each case's id and content hash: the same identity as hashing the
-        whole content, without serialising every case a second time."""
+        whole content, without serialising every case a second time. A cluster label is
+        appended to its case's entry, so suites without clusters keep their ids."""
         identity = {
             "suite": self.name,
             "workflow": self.workflow,
-            "cases": [[c.case_id, c.case_hash] for c in self.cases],
+            "cases": [
+                [c.case_id, c.case_hash]
+                + ([self.clusters[c.case_id]] if c.case_id in self.clusters else [])
+                for c in self.cases
+            ],
             "scorers": [s.content() for s in self.scorers],
             "thresholds": dict(self.thresholds),
         }
@@ -66,6 +79,34 @@ class Suite:
     @property
     def must_pass(self) -> tuple[Case, ...]:
         return tuple(c for c in self.cases if c.must_pass)
+
+    def cluster_labels(self) -> tuple[Hashable, ...] | None:
+        """One label per case in suite order, or None when no two cases share a cluster.
+
+        A case without a cluster is a cluster of its own; labels are tagged so a case id
+        can never collide with a cluster name.
+        """
+        if not self.clusters:
+            return None
+        labels = tuple(
+            ("cluster", self.clusters[c.case_id])
+            if c.case_id in self.clusters
+            else ("case", c.case_id)
+            for c in self.cases
+        )
+        return labels if len(set(labels)) < len(labels) else None
+
+    @property
+    def n_clusters(self) -> int | None:
+        """How many independent units the cases form, or None without shared clusters."""
+        labels = self.cluster_labels()
+        return None if labels is None else len(set(labels))
+
+    def _content_of(self, case: Case) -> dict[str, Any]:
+        content = case_content(case)
+        if case.case_id in self.clusters:
+            content["cluster"] = self.clusters[case.case_id]
+        return content
 
 
 def case_content(case: Case) -> dict[str, Any]:
@@ -100,7 +141,7 @@ def make_case(
     return Case(case_id, input, expected, tags, must_pass, metadata, content_hash(body))
 
 
-CASE_FIELDS = ("id", "input", "expected", "tags", "must_pass", "metadata")
+CASE_FIELDS = ("id", "input", "expected", "tags", "must_pass", "metadata", "cluster")
 
 
 def parse_case(f: Fields, fallback_id: str) -> Case:
@@ -122,6 +163,17 @@ def parse_case(f: Fields, fallback_id: str) -> Case:
     )
 
 
+def parse_cluster(f: Fields) -> str | None:
+    """A case's ``cluster``: a non-empty string (a number is read as its text), or None."""
+    raw = f.get("cluster", (str, int), None)
+    if raw is None:
+        return None
+    label = str(raw).strip()
+    if not label:
+        f.fail("cluster", "must not be empty; leave it out for a case of its own")
+    return label
+
+
 def parse_suite(doc: Document, load_cases: CaseLoader) -> Suite:
     """Validate a suite document; ``cases`` may be inline or a JSONL path read by ``load_cases``."""
     top = Fields(doc, SuiteError).only(
@@ -131,15 +183,20 @@ def parse_suite(doc: Document, load_cases: CaseLoader) -> Suite:
     workflow = top.get("workflow", str, required=True)
     raw_cases = top.get("cases", (list, str), required=True)
     cases: list[Case] = []
+    clusters: dict[str, str] = {}
     seen: set[str] = set()
     if isinstance(raw_cases, str):
         for rec in load_cases(raw_cases):
-            cases.append(parse_case(Fields(rec, SuiteError), f"line-{rec.base_line}"))
+            fields = Fields(rec, SuiteError)
+            cases.append(parse_case(fields, f"line-{rec.base_line}"))
             _check_unique(cases[-1], seen, rec, ())
+            _add_cluster(clusters, cases[-1], fields)
     else:
         for i, _ in enumerate(raw_cases):
-            cases.append(parse_case(Fields(doc, SuiteError, ("cases", i)), f"case-{i + 1}"))
+            fields = Fields(doc, SuiteError, ("cases", i))
+            cases.append(parse_case(fields, f"case-{i + 1}"))
             _check_unique(cases[-1], seen, doc, ("cases", i, "id"))
+            _add_cluster(clusters, cases[-1], fields)
     if not cases:
         top.fail("cases", "a suite needs at least one case")
 
@@ -181,7 +238,14 @@ def parse_suite(doc: Document, load_cases: CaseLoader) -> Suite:
         scorers=tuple(scorers),
         thresholds=thresholds,
         source=doc.source,
+        clusters=clusters,
     )
+
+
+def _add_cluster(clusters: dict[str, str], case: Case, fields: Fields) -> None:
+    label = parse_cluster(fields)
+    if label is not None:
+        clusters[case.case_id] = label
 
 
 def _check_unique(new: Case, seen: set[str], doc: Document, path: tuple[str | int, ...]) -> None:
@@ -206,6 +270,9 @@ def suite_from_content(content: Mapping[str, Any], description: str = "") -> Sui
     scorers = tuple(
         ScorerSpec(s["type"], s["name"], s.get("params", {})) for s in content["scorers"]
     )
+    clusters = {
+        str(c["id"]): str(c["cluster"]) for c in content["cases"] if c.get("cluster") is not None
+    }
     return Suite(
         name=content["suite"],
         workflow=content["workflow"],
@@ -213,4 +280,5 @@ def suite_from_content(content: Mapping[str, Any], description: str = "") -> Sui
         cases=cases,
         scorers=scorers,
         thresholds=dict(content.get("thresholds", {})),
+        clusters=clusters,
     )

@@ -3,24 +3,27 @@
 The suite file is registered on the way in (a changed suite becomes the
 workflow's current suite and is audited), scorers and the provider are built
 before anything is written, so bad input leaves the store untouched. The
-summary keeps what a reader of the gate report needs: intervals, must-pass
-failures with their outputs, flaky cases, latency, tokens and cost.
+summary keeps what a reader of the gate report needs: intervals (clustered when
+cases share a cluster), must-pass failures with their outputs, flaky cases with
+their passes per epoch, how many epochs the observed noise calls for, latency,
+tokens and cost.
 """
 
 from __future__ import annotations
 
 import uuid
 import weakref
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from releasegate.domain.power import EpochAdvice, epochs_needed, flaky_cases, metric_interval
 from releasegate.domain.results import Case, CaseOutput
-from releasegate.domain.stats import Interval, aggregate_interval, average_epochs, mean_interval
+from releasegate.domain.stats import Interval, aggregate_interval, average_epochs
 from releasegate.domain.suite import Suite, parse_suite, suite_from_content
 from releasegate.errors import InputError, SuiteError
 from releasegate.providers import build_provider
@@ -36,6 +39,8 @@ from releasegate.store.engine import Conn, Store
 from releasegate.store.repos import AuditRepo, EmbeddingRepo, EvalRepo, SuiteRepo, VersionRecord
 
 PASS_RATE = "pass_rate"
+FLAKY_LIMIT = 50
+"""Flaky cases listed in a summary; ``flaky_total`` counts them all."""
 
 
 @dataclass(frozen=True)
@@ -293,11 +298,26 @@ def stored_suite(store: Store, suite_id: str) -> Suite:
 
 @dataclass(frozen=True)
 class CaseTable:
-    """Per-case, epoch-averaged values of every metric, in suite order."""
+    """Per-case, epoch-averaged values of every metric, in suite order.
+
+    ``matrices`` keeps the ``(cases, epochs)`` scores they were averaged from (errored runs
+    score 0); ``clusters`` labels each case when cases share a cluster (else None).
+    """
 
     cases: tuple[Case, ...]
     values: Mapping[str, npt.NDArray[np.float64]]
     aggregates: Mapping[str, Callable[[npt.NDArray[np.int64]], float]]
+    matrices: Mapping[str, npt.NDArray[np.float64]] = field(default_factory=dict)
+    clusters: tuple[Hashable, ...] | None = None
+
+    @property
+    def n_clusters(self) -> int | None:
+        return None if self.clusters is None else len(set(self.clusters))
+
+    def is_rate(self, name: str) -> bool:
+        """Every epoch of every case scored 0 or 1: the metric is a pass rate."""
+        m = self.matrices.get(name)
+        return m is not None and bool(np.all((m == 0.0) | (m == 1.0)))
 
 
 def case_table(
@@ -314,8 +334,8 @@ def case_table(
             raw[name][i, run.epoch] = score.value
         passed[i, run.epoch] = 1.0 if run.passed else 0.0
         outputs[i][run.epoch] = run.output
+    raw[PASS_RATE] = passed
     values = {name: average_epochs(m) for name, m in raw.items()}
-    values[PASS_RATE] = average_epochs(passed)
     aggregates: dict[str, Callable[[npt.NDArray[np.int64]], float]] = {}
     all_cases = [c for c in suite.cases for _ in range(epochs)]
     all_outputs = [o for row in outputs for o in row if o is not None]
@@ -329,17 +349,83 @@ def case_table(
             return float(s.aggregate(cs, os_) or 0.0)
 
         aggregates[s.name] = fn
-    return CaseTable(suite.cases, values, aggregates)
+    return CaseTable(suite.cases, values, aggregates, raw, suite.cluster_labels())
 
 
 def metric_intervals(table: CaseTable) -> dict[str, Interval]:
+    """Every metric's 95% interval, by the rules of ``domain.power.metric_interval``.
+
+    A corpus metric (macro-F1) is bootstrapped over cases even in a clustered suite.
+    """
     out: dict[str, Interval] = {}
     for name, vals in table.values.items():
         if name in table.aggregates:
             out[name] = aggregate_interval(table.aggregates[name], len(table.cases), resamples=1000)
         else:
-            out[name] = mean_interval(vals)
+            out[name] = metric_interval(vals, clusters=table.clusters, is_rate=table.is_rate(name))
     return out
+
+
+def epoch_advice(table: CaseTable) -> dict[str, EpochAdvice]:
+    """Per-case metric -> how many epochs its within-case noise calls for (2+ epochs only)."""
+    out: dict[str, EpochAdvice] = {}
+    for name, matrix in table.matrices.items():
+        if name in table.aggregates or matrix.shape[0] < 2 or matrix.shape[1] < 2:
+            continue
+        out[name] = epochs_needed(matrix)
+    return out
+
+
+def advice_dict(advice: EpochAdvice) -> dict[str, Any]:
+    return {
+        "epochs": advice.epochs,
+        "observed_epochs": advice.observed_epochs,
+        "within_var": round(advice.within_var, 6),
+        "between_var": round(advice.between_var, 6),
+        "se_now": round(advice.se_now, 6),
+        "se_recommended": round(advice.se_recommended, 6),
+        "se_floor": round(advice.se_floor, 6),
+        "text": advice.text,
+    }
+
+
+def flaky_table(table: CaseTable) -> list[dict[str, Any]]:
+    """Cases whose pass/fail differed between epochs, with each epoch's pass (1) or fail (0)."""
+    passed = table.matrices.get(PASS_RATE)
+    if passed is None or passed.shape[1] < 2:
+        return []
+    ids = [c.case_id for c in table.cases]
+    row = {cid: i for i, cid in enumerate(ids)}
+    out = []
+    for cid in flaky_cases(passed, ids):
+        per_epoch = [int(v) for v in passed[row[cid]]]
+        out.append(
+            {
+                "case_id": cid,
+                "passed": sum(per_epoch),
+                "epochs": len(per_epoch),
+                "per_epoch": per_epoch,
+            }
+        )
+    return out
+
+
+def eval_precision(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """What a gate report shows about an eval's precision, from its stored summary.
+
+    Summaries written before these fields existed give empty values, and their flaky case
+    ids (plain strings then) come without per-epoch passes.
+    """
+    flaky = [
+        f if isinstance(f, Mapping) else {"case_id": str(f), "per_epoch": []}
+        for f in summary.get("flaky") or []
+    ]
+    return {
+        "clusters": summary.get("clusters"),
+        "epoch_advice": dict(summary.get("epoch_advice") or {}),
+        "flaky": flaky,
+        "flaky_total": int(summary.get("flaky_total", len(flaky))),
+    }
 
 
 def _interval_dict(iv: Interval) -> dict[str, Any]:
@@ -358,6 +444,8 @@ def summarize(
 ) -> dict[str, Any]:
     table = case_table(suite, scorers, runs, epochs)
     metrics = {k: _interval_dict(v) for k, v in metric_intervals(table).items()}
+    advice = {k: advice_dict(v) for k, v in epoch_advice(table).items()}
+    flaky = flaky_table(table)
     latencies = np.array([r.output.latency_ms for r in runs if r.output.error is None] or [0.0])
     errors = [r for r in runs if r.output.error is not None]
     cost = float(sum(r.output.cost_usd for r in runs))
@@ -382,7 +470,6 @@ def summarize(
                     "epochs_failed": len(bad),
                 }
             )
-    flaky = [cid for cid, rs in by_case.items() if len({r.passed for r in rs}) > 1]
     thresholds = {
         m: {
             "floor": floor,
@@ -413,5 +500,8 @@ def summarize(
             "count": len(errors),
             "examples": [{"case_id": r.case.case_id, "error": r.output.error} for r in errors[:5]],
         },
-        "flaky": flaky[:50],
+        "clusters": table.n_clusters,
+        "epoch_advice": advice,
+        "flaky": flaky[:FLAKY_LIMIT],
+        "flaky_total": len(flaky),
     }
