@@ -44,6 +44,7 @@ def suite_error(kind: str, params: dict[str, Any]) -> SuiteError:
 
 BUILTIN_KINDS = {
     "equals",
+    "judge",
     "contains",
     "regex",
     "json_schema",
@@ -143,6 +144,10 @@ MINIMAL_PARAMS: dict[str, dict[str, Any]] = {
     "regex": {"pattern": "x"},
     "json_schema": {"schema": {"type": "object"}},
     "python": {"function": "scorer_fixtures:mentions_expected"},
+    "judge": {
+        "model": {"provider": "openai", "name": "judge-1", "revision": "1"},
+        "rubric": "is it right?",
+    },
 }
 
 

@@ -26,6 +26,7 @@ from releasegate.store.repos import OutputRepo, ScoreRepo, StoredOutput
 Progress = Callable[[int, int], None]  # (done, total)
 FLUSH_EVERY = 256
 FLUSH_SECONDS = 0.5
+SCORE_ERROR = "error:"  # a Score whose detail starts so is an error, never cached
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +190,7 @@ def run_suite(
 
     runs: list[CaseRun] = []
     new_scores: list[tuple[str, int, str, float, bool, str]] = []
+    awaited = _await_scores(scorers, keys, outputs, fresh, cached_scores, concurrency)
     for c, e in keys:
         out = outputs[(c.case_hash, e)]
         is_fresh = (c.case_hash, e) in fresh
@@ -198,19 +200,54 @@ def run_suite(
             if cached is not None:
                 by_name[scorer.name] = Score(cached[0], cached[1], cached[2])
                 continue
-            s = _score(scorer, c, out)
+            key = (c.case_hash, e, scorer_id)
+            s = awaited[key] if key in awaited else _score(scorer, c, out)
             by_name[scorer.name] = s
-            if out.error is None:
+            if out.error is None and not s.detail.startswith(SCORE_ERROR):  # errors: ask again
                 new_scores.append((c.case_hash, e, scorer_id, s.value, s.passed, s.detail))
         runs.append(CaseRun(c, e, out, by_name, cached=not is_fresh))
-    if new_scores:
+    if new_scores or (fresh and not use_cache):
         with store.write() as conn:
-            if not use_cache:
-                ScoreRepo.forget(conn, version_id, {h for h, *_ in new_scores})
+            if not use_cache:  # every fresh case, also one whose only new score is an error
+                ScoreRepo.forget(conn, version_id, {h for h, _ in fresh})
             ScoreRepo.put_many(conn, version_id, new_scores)
     return EngineResult(
         tuple(runs), n_called=len(fresh), n_cached=n_cached, interrupted=interrupted
     )
+
+
+def _await_scores(
+    scorers: Sequence[tuple[str, Scorer]],
+    keys: Sequence[tuple[Case, int]],
+    outputs: Mapping[tuple[str, int], CaseOutput],
+    fresh: Mapping[tuple[str, int], CaseOutput],
+    cached: Mapping[tuple[str, int, str], Any],
+    concurrency: int,
+) -> dict[tuple[str, int, str], Score]:
+    """Scores of scorers that have ``async ascore`` (an LLM judge), awaited concurrently."""
+    todo = [
+        (c, e, sid, scorer)
+        for c, e in keys
+        for sid, scorer in scorers
+        if hasattr(scorer, "ascore")
+        and outputs[(c.case_hash, e)].error is None
+        and ((c.case_hash, e) in fresh or (c.case_hash, e, sid) not in cached)
+    ]
+    if not todo:
+        return {}
+
+    async def score_all() -> list[Score]:
+        slots = asyncio.Semaphore(max(1, concurrency))
+
+        async def one(case: Case, epoch: int, scorer: Any) -> Score:
+            async with slots:
+                score: Score = await scorer.ascore(case, outputs[(case.case_hash, epoch)])
+                return score
+
+        return await asyncio.gather(*(one(c, e, s) for c, e, _, s in todo))
+
+    scores = asyncio.run(score_all())
+    return {(c.case_hash, e, sid): s for (c, e, sid, _), s in zip(todo, scores, strict=True)}
 
 
 def _score(scorer: Scorer, case: Case, output: CaseOutput) -> Score:

@@ -47,6 +47,7 @@ BUILTINS: Mapping[str, str] = {
     "macro_f1": "releasegate.runner.scorers.classification:MacroF1",
     "semantic_similarity": "releasegate.runner.scorers.semantic:SemanticSimilarity",
     "python": "releasegate.runner.scorers.custom:PythonScorer",
+    "judge": "releasegate.runner.scorers.judge:Judge",
 }
 
 

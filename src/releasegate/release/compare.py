@@ -1,0 +1,367 @@
+"""Compare: a candidate against a baseline, case by case, by a pairwise judge.
+
+Both versions need a completed eval on the suite, because their cached outputs
+are what is compared: compare never calls a workflow's model. Each case is
+judged in both orders (runner/pairwise.py). Every judgement is cached in the
+``scores`` table under the candidate, keyed by the judge's identity, the
+baseline, the order and both outputs, so a re-run asks the judge nothing and a
+changed judge, rubric, prompt or output asks again. Failed judgements are not
+cached and not counted. The win rate (ties count half) gets a 95% interval
+from domain.stats: Wilson when there are no ties, a bootstrap otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from releasegate.domain.document import Fields, undotted
+from releasegate.domain.identity import content_hash, sha256_bytes
+from releasegate.domain.results import Case
+from releasegate.domain.stats import Interval, mean_interval
+from releasegate.domain.suite import Suite
+from releasegate.errors import InputError, PrerequisiteError, SuiteError
+from releasegate.release.evaluate import read_suite
+from releasegate.release.loaders import load_yaml
+from releasegate.release.refs import find_version
+from releasegate.runner.engine import Progress
+from releasegate.runner.pairwise import (
+    ORDERS,
+    Judgement,
+    Order,
+    Outcome,
+    PairwiseJudge,
+    Prefers,
+    combine,
+)
+from releasegate.runner.scorers import ParamError
+from releasegate.store.engine import Store
+from releasegate.store.repos import EvalRepo, OutputRepo, ScoreRepo, StoredOutput, VersionRecord
+
+EPOCH = 0  # the first epoch's output of each version is compared
+_PREFERS: Mapping[float, Prefers] = {1.0: "candidate", 0.0: "baseline", 0.5: "tie"}
+_VALUE: Mapping[Outcome, float] = {"win": 1.0, "tie": 0.5, "loss": 0.0}
+
+
+@dataclass(frozen=True)
+class CaseVerdict:
+    """One case: the combined outcome (None when it could not be judged) and why."""
+
+    case_id: str
+    outcome: Outcome | None
+    is_consistent: bool
+    judgements: tuple[Judgement, ...]  # candidate_first, baseline_first; empty if not asked
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "case_id": self.case_id,
+            "outcome": self.outcome,
+            "consistent": self.is_consistent,
+            "note": self.note,
+            **{
+                j.order: {
+                    "winner": j.winner or None,
+                    "prefers": j.prefers,
+                    "reason": j.reason,
+                    "error": j.error,
+                }
+                for j in self.judgements
+            },
+        }
+
+
+@dataclass(frozen=True)
+class CompareOutcome:
+    candidate_id: str
+    baseline_id: str
+    workflow: str
+    suite_id: str
+    suite_name: str
+    judge: Mapping[str, Any]
+    cases: tuple[CaseVerdict, ...]
+    win_rate: Interval | None  # None when no case could be judged
+    n_called: int
+    n_cached: int
+    usage: Mapping[str, Any]
+
+    def count(self, outcome: Outcome) -> int:
+        return sum(1 for c in self.cases if c.outcome == outcome)
+
+    @property
+    def n(self) -> int:
+        return sum(1 for c in self.cases if c.outcome is not None)
+
+    @property
+    def inconsistent(self) -> int:
+        return sum(1 for c in self.cases if c.outcome is not None and not c.is_consistent)
+
+    @property
+    def errors(self) -> tuple[CaseVerdict, ...]:
+        return tuple(c for c in self.cases if c.outcome is None)
+
+    def to_dict(self) -> dict[str, Any]:
+        iv = self.win_rate
+        return {
+            "candidate_id": self.candidate_id,
+            "baseline_id": self.baseline_id,
+            "workflow": self.workflow,
+            "suite_id": self.suite_id,
+            "suite": self.suite_name,
+            "judge": dict(self.judge),
+            "n": self.n,
+            "wins": self.count("win"),
+            "losses": self.count("loss"),
+            "ties": self.count("tie"),
+            "inconsistent": self.inconsistent,
+            "not_judged": len(self.errors),
+            "win_rate": None
+            if iv is None
+            else {
+                "estimate": round(iv.estimate, 6),
+                "low": round(iv.low, 6),
+                "high": round(iv.high, 6),
+                "n": iv.n,
+                "method": iv.method,
+            },
+            "called": self.n_called,
+            "cached": self.n_cached,
+            "judge_usage": dict(self.usage),
+            "cases": [c.to_dict() for c in self.cases],
+        }
+
+
+class _Pair(NamedTuple):
+    case: Case
+    candidate: str
+    baseline: str
+    keys: Mapping[Order, str]
+
+
+def read_judge(path: Path) -> PairwiseJudge:
+    """A judge file (``model``, ``rubric``, optional ``prompt``); errors name file, line, field."""
+    doc = load_yaml(path, InputError)
+    f = Fields(doc, InputError).only("model", "rubric", "prompt")
+    f.get("model", dict, required=True)
+    f.get("rubric", str, required=True)
+    f.get("prompt", str)
+    try:
+        return PairwiseJudge(f.value)
+    except ParamError as exc:
+        doc.fail(InputError, exc.reason, undotted(exc.param))
+
+
+def judgement_key(
+    judge_id: str, baseline_id: str, order: Order, candidate: str, baseline: str
+) -> str:
+    """The ``scorer_id`` a judgement is cached under: everything its answer depends on."""
+    return content_hash(
+        {
+            "pairwise": judge_id,
+            "baseline": baseline_id,
+            "order": order,
+            "candidate_output": sha256_bytes(candidate.encode("utf-8")),
+            "baseline_output": sha256_bytes(baseline.encode("utf-8")),
+        }
+    )
+
+
+def _from_cache(order: Order, row: tuple[float, bool, str]) -> Judgement | None:
+    value, _, detail = row
+    prefers = _PREFERS.get(value)
+    try:
+        info = json.loads(detail)
+    except ValueError:
+        return None
+    if prefers is None or not isinstance(info, dict):
+        return None
+    return Judgement(
+        order,
+        str(info.get("winner", "")),
+        prefers,
+        str(info.get("reason", "")),
+        None,
+        int(info.get("tokens_in", 0)),
+        int(info.get("tokens_out", 0)),
+        float(info.get("cost_usd", 0.0)),
+    )
+
+
+def _check_prerequisites(
+    store: Store, suite: Suite, suite_path: Path, versions: Sequence[VersionRecord]
+) -> None:
+    for v in versions:
+        if v.workflow != suite.workflow:
+            raise SuiteError(
+                f"suite is for workflow '{suite.workflow}', version "
+                f"{v.version_id[:12]} is '{v.workflow}'",
+                source=str(suite_path),
+                field="workflow",
+            )
+    with store.read() as conn:
+        missing = [
+            v.version_id[:12]
+            for v in versions
+            if EvalRepo.latest(conn, v.version_id, suite.suite_id) is None
+        ]
+    if missing:
+        which = " and ".join(missing)
+        raise PrerequisiteError(
+            f"no completed eval of {which} on suite '{suite.name}' ({suite.suite_id[:12]}); "
+            "compare judges the outputs an eval produced",
+            hint=" and ".join(f"run `releasegate eval {m} --suite {suite_path}`" for m in missing),
+        )
+
+
+def compare(
+    store: Store,
+    candidate_ref: str,
+    baseline_ref: str,
+    suite_path: Path,
+    judge_path: Path,
+    *,
+    concurrency: int = 8,
+    progress: Progress | None = None,
+) -> CompareOutcome:
+    """Judge the candidate against the baseline on every case of the suite, both orders."""
+    if concurrency < 1:
+        raise InputError("must be 1 or more", field="--concurrency")
+    suite = read_suite(suite_path)
+    judge = read_judge(judge_path)
+    with store.read() as conn:
+        candidate = find_version(conn, candidate_ref)
+        baseline = find_version(conn, baseline_ref)
+    if candidate.version_id == baseline.version_id:
+        raise InputError(
+            f"CANDIDATE and BASELINE are the same version {candidate.version_id[:12]}",
+            field="BASELINE",
+        )
+    _check_prerequisites(store, suite, suite_path, (candidate, baseline))
+    hashes = {c.case_hash for c in suite.cases}
+    with store.read() as conn:
+        cand_out = OutputRepo.get_many(conn, candidate.version_id, hashes)
+        base_out = OutputRepo.get_many(conn, baseline.version_id, hashes)
+        stored = ScoreRepo.get_many(conn, candidate.version_id)
+
+    judge_id = judge.identity()
+    decided: dict[str, CaseVerdict] = {}
+    pairs: list[_Pair] = []
+    for case in suite.cases:
+        c, b = cand_out.get((case.case_hash, EPOCH)), base_out.get((case.case_hash, EPOCH))
+        ruled = _by_rule(case, c, b)
+        if ruled is not None:
+            decided[case.case_id] = ruled
+            continue
+        assert c is not None and b is not None  # _by_rule decides every other case
+        keys = {o: judgement_key(judge_id, baseline.version_id, o, c.text, b.text) for o in ORDERS}
+        pairs.append(_Pair(case, c.text, b.text, keys))
+
+    found: dict[tuple[str, Order], Judgement] = {}
+    todo: list[tuple[_Pair, Order]] = []
+    for pair in pairs:
+        for order in ORDERS:
+            row = stored.get((pair.case.case_hash, EPOCH, pair.keys[order]))
+            hit = _from_cache(order, row) if row is not None else None
+            if hit is not None:
+                found[(pair.case.case_id, order)] = hit
+            else:
+                todo.append((pair, order))
+    n_cached = len(found)
+    if todo:
+        if not os.environ.get(judge.api_key_env):
+            raise PrerequisiteError(
+                f"the judge needs an API key: environment variable {judge.api_key_env} is not set",
+                hint="set it, or name another variable in the judge file's model.api_key_env",
+            )
+        fresh = asyncio.run(_ask_all(judge, todo, concurrency, progress, n_cached))
+        found.update(fresh)
+        rows = [
+            (pair.case.case_hash, EPOCH, pair.keys[order], j.value, j.value == 1.0, j.detail())
+            for pair, order in todo
+            if (j := fresh[(pair.case.case_id, order)]).error is None
+        ]
+        if rows:
+            with store.write() as conn:
+                ScoreRepo.put_many(conn, candidate.version_id, rows)
+
+    for pair in pairs:
+        decided[pair.case.case_id] = _verdict(
+            pair.case, [found[(pair.case.case_id, o)] for o in ORDERS]
+        )
+    verdicts = tuple(decided[c.case_id] for c in suite.cases)
+    counted = [_VALUE[v.outcome] for v in verdicts if v.outcome is not None]
+    return CompareOutcome(
+        candidate_id=candidate.version_id,
+        baseline_id=baseline.version_id,
+        workflow=candidate.workflow,
+        suite_id=suite.suite_id,
+        suite_name=suite.name,
+        judge=judge.describe(),
+        cases=verdicts,
+        win_rate=mean_interval(counted) if counted else None,
+        n_called=len(todo),
+        n_cached=n_cached,
+        usage=judge.usage.as_dict(),
+    )
+
+
+def _by_rule(case: Case, c: StoredOutput | None, b: StoredOutput | None) -> CaseVerdict | None:
+    """Cases decided without the judge: a missing output, or an output that is an error."""
+    if c is None or b is None:
+        side = "candidate" if c is None else "baseline"
+        return CaseVerdict(case.case_id, None, True, (), f"no {side} output for this case")
+    if c.error is not None and b.error is not None:
+        return CaseVerdict(case.case_id, None, True, (), "both outputs are errors")
+    if c.error is not None:
+        return CaseVerdict(
+            case.case_id, "loss", True, (), f"the candidate's output is an error: {c.error}"
+        )
+    if b.error is not None:
+        return CaseVerdict(
+            case.case_id, "win", True, (), f"the baseline's output is an error: {b.error}"
+        )
+    return None
+
+
+def _verdict(case: Case, judgements: Sequence[Judgement]) -> CaseVerdict:
+    errors = [f"{j.order}: {j.error}" for j in judgements if j.error is not None]
+    if errors:
+        return CaseVerdict(case.case_id, None, True, tuple(judgements), "; ".join(errors))
+    first, second = (j.prefers for j in judgements)
+    assert first is not None and second is not None  # no error, so both preferred something
+    combined = combine(first, second)
+    note = "" if combined.is_consistent else "the two orders disagree: position bias"
+    return CaseVerdict(
+        case.case_id, combined.outcome, combined.is_consistent, tuple(judgements), note
+    )
+
+
+async def _ask_all(
+    judge: PairwiseJudge,
+    todo: Sequence[tuple[_Pair, Order]],
+    concurrency: int,
+    progress: Progress | None,
+    done_before: int,
+) -> dict[tuple[str, Order], Judgement]:
+    slots = asyncio.Semaphore(concurrency)
+    total = done_before + len(todo)
+    done = done_before
+    if progress is not None:
+        progress(done, total)
+
+    async def one(pair: _Pair, order: Order) -> Judgement:
+        nonlocal done
+        async with slots:
+            answer = await judge.judge(pair.case, pair.candidate, pair.baseline, order)
+        done += 1
+        if progress is not None:
+            progress(done, total)
+        return answer
+
+    answers = await asyncio.gather(*(one(p, o) for p, o in todo))
+    return {(p.case.case_id, o): a for (p, o), a in zip(todo, answers, strict=True)}
