@@ -15,7 +15,9 @@ ALLOWED = {
     "runner": {"domain", "store", "providers", "runner"},
     "release": {"domain", "store", "providers", "runner", "release", "reports"},
     "reports": {"domain", "reports"},
-    "cli": {"domain", "release", "reports", "store", "cli"},
+    "monitor": {"domain", "store", "providers", "runner", "release", "reports", "monitor"},
+    "sdk": {"domain", "store", "release", "monitor", "sdk"},
+    "cli": {"domain", "release", "monitor", "reports", "store", "cli"},
     "demo": set(),
 }
 # third-party packages that belong to exactly one layer

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    "Client": "releasegate.sdk.client",
     "InputError": "releasegate.errors",
     "NotFoundError": "releasegate.errors",
     "RefusedError": "releasegate.errors",
@@ -29,6 +30,7 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "Client",
     "InputError",
     "NotFoundError",
     "RefusedError",
@@ -45,6 +47,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from releasegate.sdk.client import Client
     from releasegate.errors import InputError, NotFoundError, RefusedError, ReleasegateError
     from releasegate.release.evaluate import evaluate
     from releasegate.release.gate import gate

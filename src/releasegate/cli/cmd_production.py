@@ -1,3 +1,301 @@
-"""The production side: ``runs import``, ``monitor``, ``report memo``."""
+"""The production side: ``runs import``, ``runs show``, ``monitor``, ``report memo``.
+
+Exit codes keep the contract: 0 done and quiet; 1 an alert was raised (a version
+outside the gate, a signal that fired), so a cron job or CI step notices; 2 bad input,
+with every rejected record named and nothing written.
+"""
 
 from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from releasegate.cli._errors import guarded
+from releasegate.cli.app import EnvOpt, JsonOpt, _console, _emit, _store, app, report_app, runs_app
+
+
+def _progress_file(path: Path, label: str) -> Any:
+    """A byte-sized progress bar over a file being read (stderr, only on a terminal)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    return Progress(
+        TextColumn(f"[bold]{label}"),
+        BarColumn(),
+        TextColumn("{task.completed:,} runs"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    )
+
+
+def _is_otlp(path: Path) -> bool:
+    with path.open("rb") as f:
+        head = f.read(4096).lstrip()
+    return head.startswith(b"{") and b'"resourceSpans"' in head
+
+
+@runs_app.command("import")
+def runs_import(
+    file: Annotated[Path, typer.Argument(metavar="FILE", help="JSONL of runs, or OTLP JSON.")],
+    format: Annotated[
+        str, typer.Option("--format", help="jsonl, otlp, or auto (by content).")
+    ] = "auto",
+    as_json: JsonOpt = False,
+) -> None:
+    """Import production runs: all of the file lands, or (with any bad record) none of it."""
+
+    def run() -> None:
+        from releasegate.domain.runs import rejection_error
+        from releasegate.errors import InputError
+        from releasegate.monitor.ingest import import_jsonl, ingest_otlp
+
+        if format not in ("auto", "jsonl", "otlp"):
+            raise InputError(f"unknown format '{format}'", field="--format", hint="jsonl, otlp")
+        if not file.is_file():
+            raise InputError(f"no such file: {file}", source=str(file))
+        store = _store()
+        otlp = format == "otlp" or (format == "auto" and _is_otlp(file))
+        if otlp:
+            try:
+                payload = json.loads(file.read_bytes())
+            except ValueError as exc:
+                raise InputError(f"not JSON: {exc}", source=str(file)) from None
+            if not isinstance(payload, dict):
+                raise InputError("expected an OTLP ExportTraceServiceRequest", source=str(file))
+            result = ingest_otlp(store, payload)
+        else:
+            with _progress_file(file, "importing") as bar:
+                task = bar.add_task("importing", total=None)
+                result = import_jsonl(store, file, progress=lambda n: bar.update(task, advance=n))
+        if result.rejected:
+            error = rejection_error(result.rejected, len(result.rejected), str(file))
+            if as_json:
+                _emit({**result.as_dict(), "landed": 0})
+                sys.exit(2)
+            assert error is not None
+            raise error
+        if as_json:
+            _emit(result.as_dict())
+        else:
+            console = _console()
+            console.print(
+                f"imported [bold]{result.landed:,}[/] runs from {file}"
+                + (f"; {result.duplicates:,} already stored" if result.duplicates else "")
+                + (f"; {result.skipped:,} spans were not runs" if result.skipped else "")
+            )
+            for o in result.outside_gate:
+                console.print(
+                    f"[bold red]outside the gate:[/] {o.workflow}@{o.env} ran "
+                    f"{o.version_id[:12]} {o.runs:,} times"
+                    + ("" if o.registered else " (never registered)")
+                )
+        if result.outside_gate:
+            sys.exit(1)
+
+    guarded(run)
+
+
+@runs_app.command("show")
+def runs_show(
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="A run id (or its prefix).")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Show one production run: version, timings, tokens, status, input and output."""
+
+    def run() -> None:
+        from releasegate.monitor.runs import find_run
+
+        found = find_run(_store(create=False), run_id)
+        if as_json:
+            _emit(found)
+            return
+        from rich.table import Table
+
+        table = Table(show_header=False, box=None)
+        for key, value in found.items():
+            if value is None or key == "attributes_json":
+                continue
+            if key in ("started_at", "ended_at", "received_at"):
+                value = datetime.fromtimestamp(value, UTC).isoformat()
+            table.add_row(f"[bold]{key}[/]", str(value))
+        _console().print(table)
+
+    guarded(run)
+
+
+@app.command()
+def monitor(
+    workflow: Annotated[str, typer.Argument(metavar="WORKFLOW")],
+    env: EnvOpt,
+    window: Annotated[
+        str | None, typer.Option(help="Window to watch, e.g. 24h or 7d (default: the workflow's).")
+    ] = None,
+    reference: Annotated[
+        str | None,
+        typer.Option(help="Reference window START..END (ISO dates); default: after promotion."),
+    ] = None,
+    embeddings: Annotated[
+        bool, typer.Option("--embeddings/--no-embeddings", help="Input and output drift.")
+    ] = True,
+    alert: Annotated[
+        bool, typer.Option("--alert/--no-alert", help="Record and route alerts that fire.")
+    ] = True,
+    plot: Annotated[
+        Path | None, typer.Option(help="Write an SVG chart per signal (last 14 days) here.")
+    ] = None,
+    prometheus: Annotated[
+        bool, typer.Option("--prometheus", help="Print the Prometheus text exposition.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Signals of production runs against a reference; exit 1 when an alert fires."""
+
+    def run() -> None:
+        from releasegate.cli.render import progress_bar
+        from releasegate.monitor.runs import parse_reference, parse_window, write_plots
+        from releasegate.monitor.service import monitor as run_monitor
+        from releasegate.monitor.service import signal_dict
+        from releasegate.reports.prometheus import exposition
+
+        store = _store(create=False)
+        with progress_bar("embedding run texts", quiet=as_json or prometheus) as tick:
+            done = 0
+
+            def advance(n: int) -> None:
+                nonlocal done
+                done += n
+                tick(done, max(done, 1))
+
+            result = run_monitor(
+                store,
+                workflow,
+                env,
+                window=parse_window(window),
+                reference=parse_reference(reference),
+                embeddings=embeddings,
+                alert=alert,
+                progress=advance,
+            )
+        if plot is not None:
+            write_plots(store, result, plot)
+        if prometheus:
+            sys.stdout.write(exposition(workflow, env, [signal_dict(s) for s in result.signals]))
+        elif as_json:
+            _emit(result.as_dict())
+        else:
+            _monitor_table(result, plot)
+        if result.alerts:
+            sys.exit(1)
+
+    guarded(run)
+
+
+def _fmt(value: float | None, name: str) -> str:
+    import math
+
+    if value is None or not math.isfinite(value):
+        return "–"
+    if name.endswith("_rate") or name == "quality":
+        return f"{value * 100:.2f}%"
+    if name.startswith("latency"):
+        return f"{value:,.0f} ms"
+    if name.startswith("cost"):
+        return f"${value:.5f}"
+    return f"{value:.4g}"
+
+
+def _monitor_table(result: Any, plot: Path | None) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = _console()
+    console.print(
+        f"[bold]{result.workflow}@{result.env}[/]: {result.runs:,} runs in "
+        f"{result.current.label()}\nreference: {escape(result.reference_note)} "
+        f"({result.runs_reference:,} runs)"
+    )
+    for v in result.versions:
+        mark = "" if v["gated"] else " [bold red]outside the gate[/]"
+        console.print(f"  version {v['version_id'][:12]}: {v['runs']:,} runs{mark}")
+    style = {"alert": "bold red", "ok": "green", "insufficient": "dim"}
+    table = Table()
+    for col in ("signal", "value", "reference", "test", "status"):
+        table.add_column(col)
+    for s in result.signals:
+        stat = s.statistic
+        p = f", p={s.p_value:.2g}" if s.p_value is not None else ""
+        table.add_row(
+            s.name,
+            _fmt(s.value, s.name),
+            _fmt(s.reference, s.name),
+            f"{stat.name} {stat.value:.3g}{p}",
+            f"[{style.get(s.status, '')}]{s.status}[/]",
+        )
+    console.print(table)
+    for s in result.signals:
+        if s.status == "alert":
+            console.print(f"[bold red]drift:[/] {escape(s.detail)}")
+    for note in result.notes:
+        console.print(f"[yellow]note:[/] {escape(note)}")
+    for a in result.alerts:
+        console.print(
+            f"[bold red]alert ({a.severity}):[/] {escape(a.message)}\n"
+            f"  to: {escape(a.mention)}; routed: {escape(', '.join(a.routed))}"
+        )
+    if plot is not None:
+        console.print(f"charts: {plot}/")
+
+
+@report_app.command("memo")
+def report_memo(
+    workflow: Annotated[str, typer.Argument(metavar="WORKFLOW")],
+    week: Annotated[
+        str | None, typer.Option(help="ISO week (2026-W47) or a date in it; default: last week.")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Directory for memo.md, memo.html and charts/.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The weekly stability memo: actions, changes, signals, alerts, cost, trends."""
+
+    def run() -> None:
+        from releasegate.monitor.memo import build_memo
+        from releasegate.reports.memo import render_html, render_markdown
+
+        store = _store(create=False)
+        memo = build_memo(store, workflow, week)
+        target = out or store.location.home / "reports" / f"memo-{workflow}-{memo['week']}"
+        target.mkdir(parents=True, exist_ok=True)
+        charts = target / "charts"
+        for env in memo["environments"]:
+            for name, svg in env["charts"].items():
+                charts.mkdir(exist_ok=True)
+                (charts / f"{env['env']}-{name}.svg").write_text(svg)
+        (target / "memo.md").write_text(render_markdown(memo))
+        (target / "memo.html").write_text(render_html(memo))
+        if as_json:
+            slim = {
+                **memo,
+                "environments": [
+                    {**e, "charts": sorted(e["charts"])} for e in memo["environments"]
+                ],
+                "written": {"markdown": str(target / "memo.md"), "html": str(target / "memo.html")},
+            }
+            _emit(slim)
+            return
+        console = _console()
+        console.print(f"[bold]{workflow}[/] week {memo['week']}")
+        for i, action in enumerate(memo["actions"] or ["nothing needs doing"], 1):
+            console.print(f"  {i}. {action}")
+        console.print(f"memo: {target / 'memo.md'}\n      {target / 'memo.html'}")
+
+    guarded(run)

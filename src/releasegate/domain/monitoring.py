@@ -1,0 +1,234 @@
+"""What a workflow's operators asked to be told: alert rules and routes, and when to fire.
+
+The ``monitor:`` section of a workflow file is metadata (it never enters a version
+id): the window to watch, the minimum sample before anything may alert, per-signal
+rules (threshold, direction, minimum sample, cool-down) and where alerts go. The
+decision to fire is pure: a signal's own statistical test or a rule's threshold,
+never below the minimum sample, never twice inside the cool-down.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from releasegate.domain.document import Fields
+
+SIGNALS = (
+    "error_rate",
+    "escalation_rate",
+    "edit_rate",
+    "negative_feedback_rate",
+    "latency_p50",
+    "latency_p95",
+    "cost_per_task",
+    "output_length_p50",
+    "output_length_distribution",
+    "label_mix",
+    "input_drift",
+    "output_drift",
+    "quality",
+)
+"""Every signal ``monitor`` computes; a rule naming anything else is a typo."""
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> timedelta:
+    """``90s``, ``30m``, ``6h``, ``7d``, ``2w``; ValueError naming the form otherwise."""
+    m = _DURATION.match(text)
+    if not m:
+        raise ValueError(f"'{text}' is not a duration; write e.g. 30m, 6h, 7d or 2w")
+    seconds = float(m.group(1)) * _UNIT[m.group(2)]
+    if seconds <= 0:
+        raise ValueError(f"'{text}' must be longer than zero")
+    return timedelta(seconds=seconds)
+
+
+@dataclass(frozen=True)
+class AlertRule:
+    signal: str
+    above: float | None = None
+    below: float | None = None
+    min_sample: int | None = None
+    cooldown: timedelta | None = None
+
+
+@dataclass(frozen=True)
+class Route:
+    kind: str  # "webhook" | "slack"
+    url: str | None = None
+    url_env: str | None = None
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    window: timedelta = timedelta(days=7)
+    min_sample: int = 100
+    cooldown: timedelta = timedelta(hours=6)
+    sample_quality: int = 50
+    rules: tuple[AlertRule, ...] = ()
+    routes: tuple[Route, ...] = ()
+    drift_alerts: bool = True
+
+    def rule_for(self, signal: str) -> AlertRule | None:
+        return next((r for r in self.rules if r.signal == signal), None)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "window_s": self.window.total_seconds(),
+            "min_sample": self.min_sample,
+            "cooldown_s": self.cooldown.total_seconds(),
+            "sample_quality": self.sample_quality,
+            "drift_alerts": self.drift_alerts,
+            "rules": [
+                {
+                    "signal": r.signal,
+                    "above": r.above,
+                    "below": r.below,
+                    "min_sample": r.min_sample,
+                    "cooldown_s": r.cooldown.total_seconds() if r.cooldown else None,
+                }
+                for r in self.rules
+            ],
+            "routes": [{"kind": r.kind, "url": r.url, "url_env": r.url_env} for r in self.routes],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> MonitorConfig:
+        if not data:
+            return cls()
+        return cls(
+            window=timedelta(seconds=data["window_s"]),
+            min_sample=int(data["min_sample"]),
+            cooldown=timedelta(seconds=data["cooldown_s"]),
+            sample_quality=int(data.get("sample_quality", 50)),
+            drift_alerts=bool(data.get("drift_alerts", True)),
+            rules=tuple(
+                AlertRule(
+                    r["signal"],
+                    r.get("above"),
+                    r.get("below"),
+                    r.get("min_sample"),
+                    timedelta(seconds=r["cooldown_s"]) if r.get("cooldown_s") else None,
+                )
+                for r in data.get("rules", [])
+            ),
+            routes=tuple(Route(r["kind"], r.get("url"), r.get("url_env")) for r in data["routes"]),
+        )
+
+
+def _duration(f: Fields, key: str, default: timedelta) -> timedelta:
+    if not f.has(key):
+        return default
+    try:
+        return parse_duration(str(f.get(key, (str, int))))
+    except ValueError as exc:
+        f.fail(key, str(exc))
+
+
+def parse_monitor(f: Fields) -> MonitorConfig:
+    """The ``monitor:`` section, every bad value named by file, line and field."""
+    f.only("window", "min_sample", "cooldown", "sample_quality", "drift_alerts", "rules", "routes")
+    min_sample = f.get("min_sample", int, 100)
+    if min_sample < 1:
+        f.fail("min_sample", "must be at least 1")
+    rules: list[AlertRule] = []
+    for i, item in enumerate(f.get("rules", list, [])):
+        if not isinstance(item, Mapping):
+            f.fail("rules", f"rule {i + 1} must be a mapping")
+        r = Fields(f.doc, f.error, (*f.path, "rules", i)).only(
+            "signal", "above", "below", "min_sample", "cooldown"
+        )
+        signal = r.get("signal", str, required=True)
+        if signal not in SIGNALS:
+            r.fail("signal", f"unknown signal '{signal}'", hint="signals: " + ", ".join(SIGNALS))
+        above = r.get("above", float)
+        below = r.get("below", float)
+        if above is None and below is None:
+            r.fail(None, "a rule needs 'above' or 'below' (the threshold and its direction)")
+        rule_min = r.get("min_sample", int)
+        if rule_min is not None and rule_min < 1:
+            r.fail("min_sample", "must be at least 1")
+        cooldown = _duration(r, "cooldown", timedelta(0)) if r.has("cooldown") else None
+        rules.append(AlertRule(signal, above, below, rule_min, cooldown))
+    routes: list[Route] = []
+    for i, item in enumerate(f.get("routes", list, [])):
+        if not isinstance(item, Mapping) or len(item) != 1:
+            f.fail("routes", f"route {i + 1} is one of: webhook: {{url_env: VAR}}, slack: ...")
+        kind = str(next(iter(item)))
+        if kind not in ("webhook", "slack"):
+            f.fail("routes", f"unknown route '{kind}'", hint="routes: webhook, slack")
+        r = Fields(f.doc, f.error, (*f.path, "routes", i, kind)).only("url", "url_env")
+        url = r.get("url", str)
+        url_env = r.get("url_env", str)
+        if not url and not url_env:
+            r.fail(None, "a route needs 'url' or 'url_env' (the variable holding a secret URL)")
+        routes.append(Route(kind, url, url_env))
+    return MonitorConfig(
+        window=_duration(f, "window", timedelta(days=7)),
+        min_sample=min_sample,
+        cooldown=_duration(f, "cooldown", timedelta(hours=6)),
+        sample_quality=f.get("sample_quality", int, 50),
+        drift_alerts=f.get("drift_alerts", bool, True),
+        rules=tuple(rules),
+        routes=tuple(routes),
+    )
+
+
+@dataclass(frozen=True)
+class Firing:
+    """A signal that should alert now, and why."""
+
+    signal: str
+    reason: str
+    value: float | None
+    threshold: float | None
+    by_rule: bool
+
+
+@dataclass(frozen=True)
+class SignalView:
+    """The few facts about a signal the firing rule needs (drift.Signal satisfies it)."""
+
+    name: str
+    value: float | None
+    status: str
+    n: int
+    detail: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+def firings(
+    signals: Sequence[Any],
+    config: MonitorConfig,
+    last_fired: Mapping[str, datetime],
+    now: datetime,
+) -> list[Firing]:
+    """Which signals fire: a rule's threshold crossed (with enough sample) or a signal's
+    own test saying ``alert`` (when drift alerts are on), outside each cool-down."""
+    out: list[Firing] = []
+    for s in signals:
+        rule = config.rule_for(s.name)
+        min_sample = (rule.min_sample if rule and rule.min_sample else None) or config.min_sample
+        cooldown = rule.cooldown if rule and rule.cooldown is not None else config.cooldown
+        last = last_fired.get(s.name)
+        if last is not None and now - last < cooldown:
+            continue
+        value = s.value
+        if rule is not None and value is not None and s.n >= min_sample:
+            if rule.above is not None and value > rule.above:
+                out.append(Firing(s.name, f"{value:.4g} > {rule.above:g}", value, rule.above, True))
+                continue
+            if rule.below is not None and value < rule.below:
+                out.append(Firing(s.name, f"{value:.4g} < {rule.below:g}", value, rule.below, True))
+                continue
+        if config.drift_alerts and s.status == "alert":
+            out.append(
+                Firing(s.name, s.detail or "changed against the reference", value, None, False)
+            )
+    return out

@@ -1,0 +1,1 @@
+"""Production signals: runs in, drift and regressions out, alerts routed to owners."""

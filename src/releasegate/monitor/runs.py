@@ -1,0 +1,94 @@
+"""Small services the fronts share: finding a run, reading window options, writing charts."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from releasegate.domain.monitoring import parse_duration
+from releasegate.errors import InputError, NotFoundError
+from releasegate.monitor.service import MonitorResult, series
+from releasegate.reports.plots import Point, line_chart
+from releasegate.store.engine import Store
+from releasegate.store.repos import RunRepo
+
+
+def find_run(store: Store, run_id: str) -> dict[str, Any]:
+    """A run by id or unique prefix, as a plain dict (times in epoch seconds)."""
+    with store.read() as conn:
+        found = RunRepo.get(conn, run_id)
+        if found is None:
+            matches = RunRepo.by_prefix(conn, run_id)
+            if len(matches) == 1:
+                found = RunRepo.get(conn, matches[0])
+            elif len(matches) > 1:
+                raise InputError(
+                    f"run prefix '{run_id}' is ambiguous",
+                    hint="matches: " + ", ".join(matches),
+                )
+    if found is None:
+        raise NotFoundError(f"no run '{run_id}'", hint="runs arrive by SDK or `runs import`")
+    if found.get("attributes_json"):
+        found["attributes"] = json.loads(found["attributes_json"])
+    return found
+
+
+def parse_window(text: str | None) -> timedelta | None:
+    if text is None:
+        return None
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise InputError(str(exc), field="--window") from None
+
+
+def parse_reference(text: str | None) -> Any:
+    """``START..END`` with ISO dates or times (UTC unless an offset is given)."""
+    from releasegate.monitor.service import Span
+
+    if text is None:
+        return None
+    try:
+        a, b = text.split("..")
+        start, end = (_when(a), _when(b))
+    except ValueError:
+        raise InputError(
+            f"'{text}' is not a window", field="--reference", hint="write 2026-11-01..2026-11-08"
+        ) from None
+    if end <= start:
+        raise InputError("the reference window ends before it starts", field="--reference")
+    return Span(start, end)
+
+
+def _when(text: str) -> datetime:
+    at = datetime.fromisoformat(text.strip())
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def write_plots(store: Store, result: MonitorResult, folder: Path, days: int = 14) -> list[Path]:
+    """One SVG per scalar signal: daily values over ``days`` against the reference value."""
+    points = series(
+        store,
+        result.workflow,
+        result.env,
+        end=result.current.end,
+        buckets=days,
+        bucket=timedelta(days=1),
+        reference=result.reference,
+        min_sample=max(10, min(50, result.runs // days or 10)),
+    )
+    refs = {s.name: s.reference for s in result.signals}
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, values in points.items():
+        chart = line_chart(
+            f"{result.workflow}@{result.env} {name.replace('_', ' ')}",
+            [Point(f"{d:%m-%d}", v, a) for d, v, a in values],
+            reference=refs.get(name),
+        )
+        path = folder / f"{result.env}-{name}.svg"
+        path.write_text(chart)
+        written.append(path)
+    return written

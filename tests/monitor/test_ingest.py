@@ -1,0 +1,142 @@
+"""Runs in, on both databases: whole batches or nothing, no double counting, and a version
+running outside the gate raising a critical alert at once."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from releasegate.monitor.ingest import import_jsonl, ingest_dicts
+from releasegate.release.evaluate import evaluate
+from releasegate.release.gate import gate
+from releasegate.release.promote import promote
+from releasegate.release.register import register
+from releasegate.store.engine import Store
+from releasegate.store.repos import AlertRepo, RunRepo
+from tests.helpers import Project
+
+
+def shipped(store: Store, project: Project) -> str:
+    vid = register(store, project.workflow("v1"), who="alice").version_id
+    evaluate(store, vid, project.suite(), who="alice")
+    assert gate(store, vid, "staging", who="ci").verdict == "pass"
+    promote(store, vid, "staging", who="alice")
+    return vid
+
+
+def run(vid: str, i: int, **kw: Any) -> dict[str, Any]:
+    return {
+        "run_id": f"run-{i:05d}",
+        "workflow": "router",
+        "version_id": vid,
+        "env": "staging",
+        "started_at": time.time() - 3600 + i,
+        "latency_ms": 120.0 + i,
+        "tokens_in": 40,
+        "tokens_out": 2,
+        "status": "ok",
+        "input": f"message {i}",
+        "output": "fraud",
+        "label": "fraud",
+        **kw,
+    }
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def count(store: Store) -> int:
+    with store.read() as conn:
+        return RunRepo.count(conn)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    return Project(root=tmp_path)
+
+
+def test_a_file_lands_whole_and_a_second_import_lands_nothing_twice(
+    store: Store, project: Project, tmp_path: Path
+) -> None:
+    vid = shipped(store, project)
+    path = write_jsonl(tmp_path / "runs.jsonl", [run(vid, i) for i in range(250)])
+    first = import_jsonl(store, path)
+    assert (first.landed, first.duplicates, first.rejected) == (250, 0, [])
+    assert first.outside_gate == [] and first.alerts == []
+    again = import_jsonl(store, path)
+    assert (again.landed, again.duplicates) == (0, 250)
+    assert count(store) == 250
+    with store.read() as conn:
+        stored = RunRepo.get(conn, "run-00007")
+    assert stored is not None
+    assert stored["version_id"] == vid and stored["latency_ms"] == 127.0
+    assert stored["output_chars"] == len("fraud") and stored["input_hash"]
+
+
+def test_one_bad_record_lands_nothing_and_names_its_line_and_field(
+    store: Store, project: Project, tmp_path: Path
+) -> None:
+    vid = shipped(store, project)
+    rows = [run(vid, i) for i in range(30)]
+    rows[17]["tokens_in"] = -3
+    rows[22]["status"] = "maybe"
+    path = write_jsonl(tmp_path / "runs.jsonl", rows)
+    result = import_jsonl(store, path)
+    assert result.landed == 0 and count(store) == 0
+    where = [(r.line, r.field) for r in result.rejected]
+    assert where == [(18, "tokens_in"), (23, "status")]
+
+
+def test_line_numbers_stay_right_across_chunks(
+    store: Store, project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import releasegate.monitor.ingest as ingest
+
+    monkeypatch.setattr(ingest, "CHUNK", 7)
+    vid = shipped(store, project)
+    rows = [run(vid, i) for i in range(30)]
+    rows[25]["started_at"] = "yesterday"
+    result = import_jsonl(store, write_jsonl(tmp_path / "r.jsonl", rows))
+    assert [(r.line, r.field) for r in result.rejected] == [(26, "started_at")]
+    assert count(store) == 0
+
+
+def test_a_version_that_never_passed_the_gate_raises_an_alert_at_once(
+    store: Store, project: Project
+) -> None:
+    vid = shipped(store, project)
+    rogue = register(store, project.workflow("v9", temperature=0.9), who="alice").version_id
+    result = ingest_dicts(
+        store,
+        [run(vid, 1), run(rogue, 2), run(rogue, 3), run("f" * 64, 4)],
+        source="http",
+    )
+    assert result.landed == 4
+    outside = {(o.version_id, o.runs, o.registered) for o in result.outside_gate}
+    assert outside == {(rogue, 2, True), ("f" * 64, 1, False)}
+    assert all(a.severity == "critical" for a in result.alerts) and len(result.alerts) == 2
+    assert "never passed the gate" in result.alerts[0].message
+    with store.read() as conn:
+        last = AlertRepo.last(conn, "router", "staging", f"outside_gate:{rogue[:12]}")
+    assert last is not None and last.payload["runs"] == 2
+    again = ingest_dicts(store, [run(rogue, 5)], source="http")
+    assert again.outside_gate and again.alerts == []  # still outside, but within the cool-down
+
+
+def test_http_batches_are_atomic_and_the_sdk_keeps_the_good_runs(
+    store: Store, project: Project
+) -> None:
+    vid = shipped(store, project)
+    batch = [run(vid, 1), run(vid, 2, feedback=4.0), run(vid, 3)]
+    refused = ingest_dicts(store, batch, source="http")
+    assert refused.landed == 0 and [r.field for r in refused.rejected] == ["feedback"]
+    assert count(store) == 0
+    partial = ingest_dicts(store, batch, source="sdk", atomic=False)
+    assert partial.landed == 2 and len(partial.rejected) == 1
+    assert count(store) == 2
