@@ -460,7 +460,7 @@ MODEL = "model:\n  provider: ollama\n  name: qwen2.5:7b\n"
             "workflow: triage\n" + MODEL + "frobnicate: 1\n",
             "wf.yaml:5: field 'frobnicate': unknown field 'frobnicate'\n"
             "  hint: allowed here: workflow, description, stakes, owners, environments, model, "
-            "prompts, generation, tools, retrieval, output, policy",
+            "prompts, generation, tools, retrieval, output, policy, monitor",
             id="unknown top-level field",
         ),
         pytest.param(
@@ -594,3 +594,80 @@ def test_a_template_with_a_numeric_name_is_accepted_or_explained() -> None:
         assert "is required" not in str(exc)
     else:
         assert spec.manifest["prompts"]["templates"] == {"1": "Ticket {text}"}
+
+
+# -- the model's runtime and pin -----------------------------------------------------------
+
+
+def _model_error(model: str) -> str:
+    with pytest.raises(ManifestError) as err:
+        parse("workflow: triage\nmodel:\n" + model)
+    return str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        pytest.param(
+            "  provider: openai\n  name: x\n  runtime: docker\n",
+            "wf.yaml:5: field 'model.runtime': unknown runtime 'docker'\n"
+            "  hint: one of: ollama, gguf, hosted",
+            id="unknown runtime",
+        ),
+        pytest.param(
+            "  provider: python\n  name: a.b:c\n  runtime: ollama\n",
+            "wf.yaml:5: field 'model.runtime': the 'python' provider's model is pinned by "
+            "releasegate itself; 'runtime' is for providers that call a model server",
+            id="runtime of a code workflow",
+        ),
+        pytest.param(
+            "  provider: openai\n  name: x\n  file: x.gguf\n",
+            "wf.yaml:5: field 'model.file': only a GGUF model is pinned by its file\n"
+            "  hint: add 'runtime: gguf'",
+            id="file without gguf",
+        ),
+        pytest.param(
+            "  provider: openai\n  runtime: gguf\n  name: x\n",
+            "wf.yaml:2: field 'model': a GGUF model is pinned by its weights: give 'file' "
+            "(hashed at register) or the file's full 'digest'",
+            id="gguf with nothing to pin it",
+        ),
+        pytest.param(
+            "  provider: openai\n  runtime: gguf\n  name: x\n  digest: sha256:abcdef123456\n",
+            "wf.yaml:6: field 'model.digest': 'sha256:abcdef123456' is not a sha256 digest "
+            "(sha256: and 64 hex digits)",
+            id="gguf digest prefix without the file",
+        ),
+        pytest.param(
+            "  provider: openai\n  runtime: ollama\n  name: x\n  digest: latest\n",
+            "wf.yaml:6: field 'model.digest': 'latest' is not a sha256 digest "
+            "(sha256: and 4 to 64 hex digits)",
+            id="ollama digest that is not one",
+        ),
+    ],
+)
+def test_a_bad_model_runtime_names_file_line_and_field(model: str, expected: str) -> None:
+    assert _model_error(model) == expected
+
+
+def test_a_gguf_file_is_named_but_not_hashed_here_and_its_path_is_not_in_the_id() -> None:
+    head = "workflow: triage\nmodel:\n  provider: openai\n  runtime: gguf\n  name: tiny\n"
+    one = parse(head + "  file: models/tiny.gguf\n")
+    moved = parse(head + "  file: elsewhere/tiny.gguf\n")
+    assert one.model_file == "models/tiny.gguf"
+    assert one.manifest["model"] == {"provider": "openai", "runtime": "gguf", "name": "tiny"}
+    assert one.version_id == moved.version_id
+
+
+def test_a_local_digest_is_normalized_and_the_runtime_is_hashed_only_when_stated() -> None:
+    spec = parse(
+        "workflow: triage\nmodel:\n  provider: openai\n  runtime: ollama\n  name: l\n"
+        f"  digest: '{'AB' * 32}'\n"
+    )
+    assert spec.manifest["model"]["digest"] == "sha256:" + "ab" * 32
+    hosted = parse("workflow: triage\nmodel:\n  provider: openai\n  name: gpt-4o\n")
+    assert "runtime" not in hosted.manifest["model"]
+    stated = parse(
+        "workflow: triage\nmodel:\n  provider: openai\n  name: gpt-4o\n  runtime: hosted\n"
+    )
+    assert stated.version_id != hosted.version_id

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from releasegate.domain.document import Fields
+from releasegate.domain.pinning import BlessedModel, ToolGrant
 from releasegate.domain.policy import (
     ApprovalNeed,
     Policy,
@@ -157,7 +158,8 @@ def test_policy_content_round_trips_and_identifies_the_policy() -> None:
             "    floors: {accuracy: 0.9}\n    max_regresion: {margin: 0.1}\n",
             "support-triage.yaml:6: field 'policy.production.max_regresion': "
             "unknown field 'max_regresion'\n"
-            "  hint: allowed here: floors, must_pass, max_regression, budgets, approvals",
+            "  hint: allowed here: floors, must_pass, max_regression, budgets, approvals, "
+            "blessed_models, allowed_tools",
             id="unknown field",
         ),
     ],
@@ -216,3 +218,24 @@ def test_business_for_decides_which_classes_need_the_business_approver() -> None
     policy = parse(HEAD + "    approvals:\n      business_for: [retrieval]\n")
     assert required_approvals(policy, "high", "retrieval").business is True
     assert required_approvals(policy, "high", "model").business is False
+
+
+def test_blessed_models_and_allowed_tools_are_read() -> None:
+    digest = "sha256:" + "c" * 64
+    policy = parse(
+        HEAD + "    blessed_models:\n"
+        f"      - {{runtime: ollama, name: llama3.2, digest: '{digest}'}}\n"
+        "    allowed_tools: [search, {name: refund, parameters: [order_id]}]\n"
+    )
+    assert policy.blessed == (BlessedModel("ollama", "llama3.2", digest),)
+    assert policy.allowed_tools == (ToolGrant("refund", ("order_id",)), ToolGrant("search"))
+    assert policy_from_content(policy.content()) == policy
+    assert parse(HEAD + "    allowed_tools: []\n").allowed_tools == ()
+    assert parse(FULL).blessed is None and parse(FULL).allowed_tools is None
+
+
+def test_a_blessed_file_needs_a_workflow_file_to_be_read_from() -> None:
+    assert error_of("    blessed_models: {file: blessed.yaml}\n") == (
+        "support-triage.yaml:5: field 'policy.production.blessed_models.file': "
+        "blessed-models files are read only from a workflow file"
+    )

@@ -2,7 +2,9 @@
 
 Inputs are evidence already reduced to numbers (per-metric intervals and
 paired comparisons against the baseline), the policy, the change class and the
-approvals on record, so the rules are testable without a database. Order of
+approvals on record, so the rules are testable without a database. Checks of
+the version itself come first: its model is pinned, blessed where the policy
+lists blessed models, and its tools stay within the policy's boundary. Order of
 precedence: any failed check fails the gate; otherwise missing evidence or an
 underpowered comparison holds it; otherwise missing approvals make it
 needs-approval; otherwise it passes. A pass is never silent about what it
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from releasegate.domain.pinning import blessing_for, pin_of, tool_violations
 from releasegate.domain.policy import ApprovalNeed, Policy
 from releasegate.domain.stats import Interval, PairedComparison
 
@@ -239,6 +242,53 @@ def _budget_checks(policy: Policy, ev: Evidence) -> list[Check]:
     return checks
 
 
+def identity_checks(policy: Policy, manifest: Mapping[str, Any]) -> list[Check]:
+    """``pinned`` always; ``blessed`` and ``tools`` when the policy lists them."""
+    model = manifest.get("model")
+    pin = pin_of(model if isinstance(model, Mapping) else {})
+    model_name = f"{pin.runtime} model '{pin.name}'"
+    if pin.is_pinned:
+        checks = [Check("pinned", Status.OK, f"{model_name} is pinned by {pin.detail}")]
+    else:
+        checks = [Check("pinned", Status.FAIL, f"{model_name} is not pinned: {pin.detail}")]
+    if policy.blessed is not None:
+        entry = blessing_for(pin, policy.blessed)
+        if entry is not None:
+            checks.append(
+                Check("blessed", Status.OK, f"{pin.label()} is blessed ({entry.label()})")
+            )
+        else:
+            listed = "; ".join(b.label() for b in policy.blessed[:6]) or "nothing"
+            more = "" if len(policy.blessed) <= 6 else f" and {len(policy.blessed) - 6} more"
+            checks.append(
+                Check(
+                    "blessed",
+                    Status.FAIL,
+                    f"{pin.label()} is not on the {policy.env} blessed list "
+                    f"(blessed: {listed}{more})",
+                )
+            )
+    if policy.allowed_tools is not None:
+        tools = manifest.get("tools")
+        declared = list(tools) if isinstance(tools, list) else []
+        problems = tool_violations(declared, policy.allowed_tools)
+        if problems:
+            checks.append(
+                Check("tools", Status.FAIL, "beyond the boundary: " + "; ".join(problems))
+            )
+        else:
+            names = ", ".join(str(t.get("name")) for t in declared if isinstance(t, Mapping))
+            checks.append(
+                Check(
+                    "tools",
+                    Status.OK,
+                    f"{len(declared)} tool(s) within the boundary"
+                    + (f": {names}" if names else ""),
+                )
+            )
+    return checks
+
+
 def decide_gate(
     *,
     policy: Policy,
@@ -248,9 +298,14 @@ def decide_gate(
     need: ApprovalNeed,
     approvals: Sequence[Approval],
     missing_evidence: str | None = None,
+    manifest: Mapping[str, Any] | None = None,
 ) -> GateDecision:
-    """Apply ``policy`` to ``evidence``; ``floors`` are the policy's merged with the suite's."""
-    checks: list[Check] = []
+    """Apply ``policy`` to ``evidence``; ``floors`` are the policy's merged with the suite's.
+
+    ``manifest`` is the candidate's: with it the version itself is checked (pinned,
+    blessed, tools) before its evidence.
+    """
+    checks: list[Check] = [] if manifest is None else identity_checks(policy, manifest)
     if evidence is None:
         checks.append(Check("evaluation", Status.HOLD, missing_evidence or "no evaluation"))
     else:

@@ -5,7 +5,9 @@ tools, retrieval, output) is the manifest: it is canonicalised and hashed, so
 the same behaviour has the same id everywhere. Everything else (description,
 stakes, owners, environments, policy) is metadata about the workflow and never
 changes a version's id. Files the manifest refers to are read through a
-``reader`` callback and inlined (prompts) or pinned by digest (an index).
+``reader`` callback and inlined (prompts) or pinned by digest (an index); a
+GGUF model file is only named here, since it is hashed at register (streamed,
+not read whole), as an Ollama tag is resolved to its digest there.
 """
 
 from __future__ import annotations
@@ -16,6 +18,14 @@ from typing import Any
 
 from releasegate.domain.document import Document, Fields
 from releasegate.domain.identity import content_hash, sha256_bytes
+from releasegate.domain.monitoring import parse_monitor
+from releasegate.domain.pinning import (
+    DECLARED_RUNTIMES,
+    LOCAL_RUNTIMES,
+    DocumentLoader,
+    normalize_digest,
+    runtime_of,
+)
 from releasegate.domain.policy import Policy, parse_policy
 from releasegate.errors import ManifestError
 
@@ -33,6 +43,7 @@ TOP_LEVEL = (
     "retrieval",
     "output",
     "policy",
+    "monitor",
 )
 DEFAULT_ENVIRONMENTS = ("staging", "production")
 _SCALARS = (str, int, float, bool)
@@ -70,6 +81,8 @@ class WorkflowSpec:
     blobs: Mapping[str, bytes] = field(
         default_factory=dict
     )  # digest -> content of referenced files
+    model_file: str | None = None  # a GGUF file, relative to the workflow file: hashed at register
+    monitor: Mapping[str, Any] | None = None  # alert rules and routes: metadata, not hashed
 
     @property
     def version_id(self) -> str:
@@ -114,8 +127,78 @@ def _read(f: Fields, key: str, path: str, reader: Reader) -> bytes:
         f.fail(key, f"referenced path '{path}' is a directory")
 
 
-def parse_workflow(doc: Document, reader: Reader) -> WorkflowSpec:
-    """Validate a workflow document and build its canonical manifest."""
+def _model(m: Fields) -> tuple[dict[str, Any], str | None]:
+    """The ``model`` section, and the GGUF file it names (not hashed: its digest is)."""
+    m.only(
+        "provider",
+        "name",
+        "runtime",
+        "revision",
+        "digest",
+        "file",
+        "base_url",
+        "api_key_env",
+        "options",
+    )
+    model: dict[str, Any] = {
+        "provider": m.get("provider", str, required=True),
+        "name": m.get("name", str, required=True),
+    }
+    if m.has("runtime"):
+        stated = m.get("runtime", str)
+        if stated not in DECLARED_RUNTIMES:
+            m.fail(
+                "runtime",
+                f"unknown runtime '{stated}'",
+                hint="one of: " + ", ".join(DECLARED_RUNTIMES),
+            )
+        if model["provider"] in ("python", "embedding-router"):
+            m.fail(
+                "runtime",
+                f"the '{model['provider']}' provider's model is pinned by releasegate itself; "
+                "'runtime' is for providers that call a model server",
+            )
+        model["runtime"] = stated
+    for key in ("revision", "digest", "base_url", "api_key_env"):
+        if m.has(key):
+            model[key] = m.get(key, str)
+    if m.has("options"):
+        model["options"] = dict(m.get("options", dict))
+    if "api_key" in str(model.get("options", {})).lower():
+        m.fail("options", "never put a key in a workflow file; name its variable in 'api_key_env'")
+
+    runtime = runtime_of(model)
+    model_file: str | None = None
+    if m.has("file"):
+        if runtime != "gguf":
+            m.fail("file", "only a GGUF model is pinned by its file", hint="add 'runtime: gguf'")
+        model_file = m.get("file", str)
+    if runtime in LOCAL_RUNTIMES and "digest" in model:
+        full = runtime == "gguf" and model_file is None
+        digest = normalize_digest(model["digest"], full=full)
+        if digest is None:
+            want = "64" if full else "4 to 64"
+            m.fail(
+                "digest",
+                f"'{model['digest']}' is not a sha256 digest (sha256: and {want} hex digits)",
+            )
+        model["digest"] = digest
+    if runtime == "gguf" and model_file is None and "digest" not in model:
+        m.fail(
+            None,
+            "a GGUF model is pinned by its weights: give 'file' (hashed at register) "
+            "or the file's full 'digest'",
+        )
+    return model, model_file
+
+
+def parse_workflow(
+    doc: Document, reader: Reader, loader: DocumentLoader | None = None
+) -> WorkflowSpec:
+    """Validate a workflow document and build its canonical manifest.
+
+    ``loader`` reads a YAML file the policy names (a blessed-models list) as a Document.
+    """
     top = Fields(doc, ManifestError).only(*TOP_LEVEL)
     name = top.get("workflow", str, required=True)
     if not name.strip() or any(c.isspace() for c in name):
@@ -138,19 +221,7 @@ def parse_workflow(doc: Document, reader: Reader) -> WorkflowSpec:
     blobs: dict[str, bytes] = {}
     manifest: dict[str, Any] = {"workflow": name}
     m = top.sub("model") if top.has("model") else top.fail("model", "is required")
-    m.only("provider", "name", "revision", "digest", "base_url", "api_key_env", "options")
-    model: dict[str, Any] = {
-        "provider": m.get("provider", str, required=True),
-        "name": m.get("name", str, required=True),
-    }
-    for key in ("revision", "digest", "base_url", "api_key_env"):
-        if m.has(key):
-            model[key] = m.get(key, str)
-    if m.has("options"):
-        model["options"] = dict(m.get("options", dict))
-    if "api_key" in str(model.get("options", {})).lower():
-        m.fail("options", "never put a key in a workflow file; name its variable in 'api_key_env'")
-    manifest["model"] = model
+    manifest["model"], model_file = _model(m)
 
     prompts: dict[str, Any] = {}
     if top.has("prompts"):
@@ -244,7 +315,9 @@ def parse_workflow(doc: Document, reader: Reader) -> WorkflowSpec:
                 pol.fail(
                     str(env), f"no environment '{env}' (environments: {', '.join(environments)})"
                 )
-            policies[str(env)] = parse_policy(pol.sub(str(env)), workflow=name, env=str(env))
+            policies[str(env)] = parse_policy(
+                pol.sub(str(env)), workflow=name, env=str(env), load=loader
+            )
 
     return WorkflowSpec(
         name=name,
@@ -255,4 +328,6 @@ def parse_workflow(doc: Document, reader: Reader) -> WorkflowSpec:
         manifest=manifest,
         policies=policies,
         blobs=blobs,
+        model_file=model_file,
+        monitor=parse_monitor(top.sub("monitor")).as_dict() if top.has("monitor") else None,
     )

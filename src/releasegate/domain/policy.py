@@ -1,8 +1,9 @@
 """Gate policy: what a version must show to enter one environment of a workflow.
 
 A policy is data: metric floors, whether every must-pass case must pass, the
-largest regression allowed against what the environment runs now, budgets, and
-who must approve. ``required_approvals`` turns stakes and the change class into
+largest regression allowed against what the environment runs now, budgets, who
+must approve, and optionally the blessed models and the tools a version may
+declare (its permission boundary). ``required_approvals`` turns stakes and the change class into
 the roles that must sign, because who approves depends on what changed.
 """
 
@@ -14,6 +15,15 @@ from typing import Any
 
 from releasegate.domain.document import Fields
 from releasegate.domain.identity import content_hash
+from releasegate.domain.pinning import (
+    BlessedModel,
+    DocumentLoader,
+    ToolGrant,
+    blessed_from_content,
+    grants_from_content,
+    parse_blessed,
+    parse_tool_grants,
+)
 
 BUSINESS_CLASSES_DEFAULT = ("model", "tools")
 
@@ -35,9 +45,12 @@ class Policy:
     cost_per_case_usd: float | None = None
     approvers_required: int | None = None  # None: 1 for high stakes, 0 for low
     business_for: tuple[str, ...] = BUSINESS_CLASSES_DEFAULT
+    blessed: tuple[BlessedModel, ...] | None = None  # None: no list; () blesses nothing
+    allowed_tools: tuple[ToolGrant, ...] | None = None  # None: no boundary; () no tools
 
     def content(self) -> dict[str, Any]:
-        return {
+        """What is hashed; the two optional lists appear only when set, so older ids hold."""
+        out: dict[str, Any] = {
             "workflow": self.workflow,
             "env": self.env,
             "floors": dict(self.floors),
@@ -52,6 +65,11 @@ class Policy:
                 "business_for": list(self.business_for),
             },
         }
+        if self.blessed is not None:
+            out["blessed_models"] = [b.content() for b in self.blessed]
+        if self.allowed_tools is not None:
+            out["allowed_tools"] = [g.content() for g in self.allowed_tools]
+        return out
 
     @property
     def policy_id(self) -> str:
@@ -66,6 +84,8 @@ def default_policy(workflow: str, env: str) -> Policy:
 def policy_from_content(content: Mapping[str, Any]) -> Policy:
     budgets = content.get("budgets") or {}
     approvals = content.get("approvals") or {}
+    blessed = content.get("blessed_models")
+    tools = content.get("allowed_tools")
     return Policy(
         workflow=content["workflow"],
         env=content["env"],
@@ -78,6 +98,8 @@ def policy_from_content(content: Mapping[str, Any]) -> Policy:
         cost_per_case_usd=budgets.get("cost_per_case_usd"),
         approvers_required=approvals.get("required"),
         business_for=tuple(approvals.get("business_for", BUSINESS_CLASSES_DEFAULT)),
+        blessed=None if blessed is None else blessed_from_content(blessed),
+        allowed_tools=None if tools is None else grants_from_content(tools),
     )
 
 
@@ -91,8 +113,20 @@ def _number(f: Fields, key: str, *, low: float = 0.0, high: float | None = None)
     return float(value)
 
 
-def parse_policy(f: Fields, *, workflow: str, env: str) -> Policy:
-    f.only("floors", "must_pass", "max_regression", "budgets", "approvals")
+def parse_policy(
+    f: Fields, *, workflow: str, env: str, load: DocumentLoader | None = None
+) -> Policy:
+    """``load`` reads a file the policy names (a blessed-models list), relative to the
+    workflow file, as a Document."""
+    f.only(
+        "floors",
+        "must_pass",
+        "max_regression",
+        "budgets",
+        "approvals",
+        "blessed_models",
+        "allowed_tools",
+    )
     floors: dict[str, float] = {}
     if f.has("floors"):
         fl = f.sub("floors")
@@ -155,6 +189,8 @@ def parse_policy(f: Fields, *, workflow: str, env: str) -> Policy:
         cost_per_case_usd=cost,
         approvers_required=required,
         business_for=business_for,
+        blessed=parse_blessed(f, "blessed_models", load) if f.has("blessed_models") else None,
+        allowed_tools=parse_tool_grants(f, "allowed_tools") if f.has("allowed_tools") else None,
     )
 
 

@@ -200,6 +200,9 @@ def evaluate_suite(
     scorers = build_scorers(suite)
     check_expectations(suite, scorers)
     provider = make_provider(store, version.manifest)  # bad manifests fail before any write
+    from releasegate.release.models import verify_weights
+
+    verify_weights(version.manifest)  # a re-pulled tag must not be credited to this version
     changed = register_suite(store, suite, who=who) if make_current else _store_suite(store, suite)
     eval_id = uuid.uuid4().hex
     with store.write() as conn:

@@ -3,8 +3,10 @@
 The evidence is the candidate's eval on the workflow's current suite and, when
 something already runs in the environment, the same suite on that baseline
 (evaluated here if it never was: cached outputs make that free the second
-time). The decision itself is ``domain.decision.decide_gate``; this module only
-fetches, computes statistics, and writes the decision with its full report.
+time). The decision itself is ``domain.decision.decide_gate`` (which also checks the
+version's own manifest: its model pinned and blessed, its tools within the
+policy's boundary); this module only fetches, computes statistics, and writes
+the decision with its full report.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from releasegate.domain.decision import (
     decide_gate as decide,
 )
 from releasegate.domain.diff import diff_manifests, render_text_diff
+from releasegate.domain.pinning import pin_of
 from releasegate.domain.policy import (
     Policy,
     default_policy,
@@ -45,6 +48,7 @@ from releasegate.release.evaluate import (
     CaseTable,
     build_scorers,
     case_table,
+    eval_precision,
     evaluate_suite,
     make_provider,
     metric_intervals,
@@ -225,7 +229,9 @@ def gate(
         need=need,
         approvals=approvals,
         missing_evidence=missing,
+        manifest=version.manifest,
     )
+    pin = pin_of(version.manifest.get("model") or {})
 
     decision_id = uuid.uuid4().hex
     created = now()
@@ -256,8 +262,19 @@ def gate(
         else {"id": suite.suite_id, "name": suite.name, "cases": len(suite.cases)},
         "eval": None
         if cand_eval is None
-        else {"eval_id": cand_eval.eval_id, "epochs": cand_eval.epochs},
+        else {
+            "eval_id": cand_eval.eval_id,
+            "epochs": cand_eval.epochs,
+            **eval_precision(cand_eval.summary),
+        },
         "policy": {"id": policy.policy_id, **policy.content()},
+        "model": {
+            "runtime": pin.runtime,
+            "name": pin.name,
+            "digest": pin.digest,
+            "revision": pin.revision,
+            "pinned": pin.is_pinned,
+        },
         "change": {
             "class": change_class,
             "first_release": current is None,

@@ -3,6 +3,9 @@
 Registering the same content again is a no-op that says so. Metadata that is
 not behaviour (owners, stakes, policy) is updated in place and audited; a
 policy whose content changed becomes the environment's new current policy.
+Reading a file pins its model (``release.models.pin_model``): an Ollama tag is
+resolved to its digest, a GGUF file hashed, code and the embedded model named
+by content, so the id says which weights ran.
 """
 
 from __future__ import annotations
@@ -10,15 +13,16 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from releasegate.domain.document import undotted
+from releasegate.domain.document import Document, undotted
 from releasegate.domain.manifest import WorkflowSpec, parse_workflow
 from releasegate.domain.policy import Policy
-from releasegate.errors import ManifestError, NotFoundError, WriteConflictError
+from releasegate.errors import ManifestError, NotFoundError, PolicyError, WriteConflictError
 from releasegate.providers import build_provider
 from releasegate.providers.base import ProviderContext
 from releasegate.providers.embeddings import Embedder
 from releasegate.providers.python_callable import revision_of
-from releasegate.release.loaders import load_yaml
+from releasegate.release.loaders import load_yaml, parse_yaml
+from releasegate.release.models import pin_model
 from releasegate.release.refs import actor as default_actor
 from releasegate.release.refs import find_version
 from releasegate.store.engine import Conn, Store
@@ -44,19 +48,29 @@ class Registered:
     policies_changed: tuple[str, ...]
 
 
-def read_workflow(path: Path) -> WorkflowSpec:
-    """Parse a workflow file; referenced files are relative to it; code is pinned by hash."""
+def parse_file(path: Path) -> tuple[WorkflowSpec, Document]:
+    """Parse a workflow file, nothing pinned yet; files it names are relative to it."""
     doc = load_yaml(path, ManifestError)
     base = path.parent
 
     def reader(rel: str) -> bytes:
         return (base / rel).read_bytes()
 
-    spec = parse_workflow(doc, reader)
+    def loader(rel: str) -> Document:
+        target = base / rel
+        return parse_yaml(target.read_bytes().decode("utf-8"), str(target), PolicyError)
+
+    return parse_workflow(doc, reader, loader), doc
+
+
+def read_workflow(path: Path) -> WorkflowSpec:
+    """Parse a workflow file and pin its model: code and weights by content."""
+    spec, doc = parse_file(path)
     try:
         spec = pin_code(spec)
         # the provider validates its own part of the manifest (labels, settings) now, not at eval
         build_provider(spec.manifest, ProviderContext(embedder=Embedder()))
+        spec = pin_model(spec, path.parent)  # last: it may ask a runtime over the network
     except ManifestError as exc:
         where = undotted(exc.field) if exc.field else ("model",)
         raise ManifestError(
@@ -222,6 +236,7 @@ def _record(
         stakes=spec.stakes,
         owners=spec.owners.as_dict(),
         environments=spec.environments,
+        monitor=spec.monitor,
     )
     changed = sync_policies(conn, spec.name, dict(spec.policies), who)
     existing = VersionRepo.find(conn, version_id)

@@ -20,6 +20,7 @@ CELL_LIMIT = 200
 JUNIT_TEXT_LIMIT = 2000
 DIFF_LINE_LIMIT = 400
 MUST_PASS_LIMIT = 25
+FLAKY_LIMIT = 25
 SUMMARY_REASONS = 4
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]|#~])")
@@ -135,6 +136,13 @@ def _title(r: Mapping[str, Any]) -> list[str]:
         about.append(f"stakes: {_md(r['stakes'])}")
     if about:
         lines += ["Candidate " + " · ".join(about), ""]
+    model = r.get("model") or {}
+    if model:
+        pin = model.get("digest") or model.get("revision")
+        shown = f"Model: {_md(model.get('runtime', '?'))} `{_code(model.get('name'))}`"
+        shown += f" pinned at `{_code(pin)}`" if model.get("pinned") and pin else ""
+        shown += "" if model.get("pinned") else " · **not pinned**"
+        lines += [shown, ""]
     return lines
 
 
@@ -225,6 +233,20 @@ def _metrics(r: Mapping[str, Any]) -> list[str]:
             _row([name, _interval(m.get("baseline")), _interval(cand), delta, mde, method])
         )
     lines.append("")
+    clustered = [
+        m
+        for m in metrics
+        if str((m.get("candidate") or {}).get("method", "")).startswith("clustered")
+    ]
+    if clustered:
+        method = _md((clustered[0].get("candidate") or {}).get("method"))
+        note = (
+            f"Cases share clusters, so the candidate's intervals are cluster-robust ({method}): "
+            "cases in one cluster count as one independent unit."
+        )
+        if any(m.get("comparison") for m in clustered):
+            note += " The paired comparison still treats every case as independent."
+        lines += [note, ""]
     budgets = r.get("budgets")
     if budgets:
         limits = ((r.get("policy") or {}).get("budgets")) or {}
@@ -299,6 +321,40 @@ def _must_pass(r: Mapping[str, Any]) -> list[str]:
     return lines + [""]
 
 
+def _precision(r: Mapping[str, Any]) -> list[str]:
+    """Epoch advice and flaky cases, from the eval the gate read (absent: nothing)."""
+    ev = r.get("eval") or {}
+    advice = ev.get("epoch_advice") or {}
+    flaky = ev.get("flaky") or []
+    if not advice and not flaky:
+        return []
+    lines = [f"### Epochs and flaky cases ({ev.get('epochs', '?')} epochs per case)", ""]
+    for metric, a in advice.items():
+        lines.append(f"- {_md(metric)}: {_md(a.get('text', ''))}")
+    if advice:
+        lines.append("")
+    if flaky:
+        total = ev.get("flaky_total") or len(flaky)
+        lines += [
+            f"{total} flaky case(s): they passed in some epochs and failed in others.",
+            "",
+            _row(["case", "passed", "per epoch (1 pass, 0 fail)"]),
+            _row(["---"] * 3),
+        ]
+        for f in flaky[:FLAKY_LIMIT]:
+            if not isinstance(f, Mapping):  # older summaries listed bare case ids
+                f = {"case_id": f}
+            case = f"`{_code(f.get('case_id'))}`".replace("|", "\\|")
+            per_epoch = " ".join(str(int(bool(v))) for v in f.get("per_epoch") or [])
+            passed = f"{f.get('passed', '?')} of {f.get('epochs', '?')}"
+            lines.append(_row([case, passed, per_epoch or "—"]))
+        shown = min(len(flaky), FLAKY_LIMIT)
+        if total > shown:
+            lines.append(f"\n… {total - shown} more flaky cases not shown.")
+        lines.append("")
+    return lines
+
+
 def _approvals(r: Mapping[str, Any]) -> list[str]:
     approvals = r.get("approvals") or {}
     need = approvals.get("needed") or {}
@@ -353,6 +409,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         *_metrics(report),
         *_checks(report),
         *_must_pass(report),
+        *_precision(report),
         *_approvals(report),
         *_footer(report),
     ]
@@ -382,6 +439,7 @@ def render_junit(report: Mapping[str, Any]) -> str:
         ("baseline_id", (r.get("baseline") or {}).get("id")),
         ("suite_id", (r.get("suite") or {}).get("id")),
         ("policy_id", (r.get("policy") or {}).get("id")),
+        ("model_digest", (r.get("model") or {}).get("digest")),
     ):
         if value is not None:
             ET.SubElement(props, "property", name=name, value=_xml(value))
