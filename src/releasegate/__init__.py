@@ -47,13 +47,13 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from releasegate.sdk.client import Client
     from releasegate.errors import InputError, NotFoundError, RefusedError, ReleasegateError
     from releasegate.release.evaluate import evaluate
     from releasegate.release.gate import gate
     from releasegate.release.promote import approve, promote, rollback
     from releasegate.release.register import register
     from releasegate.release.resolve import resolve
+    from releasegate.sdk.client import Client
     from releasegate.store.engine import Store
 
 

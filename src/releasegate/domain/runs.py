@@ -1,0 +1,613 @@
+"""Production runs: one execution of a workflow as the application reported it.
+
+Every front (SDK, ``runs import FILE.jsonl``, the HTTP endpoint, OTLP traces) turns
+its input into the same plain record shape and passes it through ``parse_run``, so
+one set of rules decides what a run is. A bad record becomes a ``Rejection`` naming
+its line or index, field and reason; a batch with any rejection lands nothing.
+
+Validation is plain dict and type checks on the hot path (the importer needs
+~100k runs/s), records are NamedTuples (a frozen dataclass's ``__init__`` costs
+~5x more for 25 fields) and times are float epoch seconds, which SQLite stores and
+compares natively; ``started_at``/``ended_at`` give the aware datetimes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, NamedTuple, TypeVar
+
+from releasegate.domain.document import type_name
+from releasegate.errors import InputError
+
+Scalar = str | int | float | bool | None
+SOURCES = ("sdk", "jsonl", "http", "otlp")
+STATUSES = ("ok", "error")
+DEFAULT_MAX_SKEW = timedelta(minutes=5)
+EARLIEST = 946684800.0  # 2000-01-01T00:00:00Z: anything before is a clock that was never set
+NAME_MAX = 256
+COUNT_MAX = 2**53  # token and retry counts; also keeps them inside SQLite's INTEGER
+INF = float("inf")
+_Spot = TypeVar("_Spot")  # where a record sat: (index, line), or an OTLP span
+
+FIELDS = (
+    "run_id", "workflow", "version_id", "env", "started_at", "ended_at", "latency_ms",
+    "status", "failure_reason", "tokens_in", "tokens_out", "cost_usd", "model", "provider",
+    "operation", "retries", "escalated", "edited", "feedback", "input", "output", "label",
+    "attributes",
+)  # fmt: skip
+REQUIRED = ("workflow", "version_id", "env", "started_at", "status")
+_KNOWN = frozenset(FIELDS)
+_HEX = "0123456789abcdef"
+
+
+class RunRecord(NamedTuple):
+    """One validated run. Times are epoch seconds (UTC); ``source`` is one of SOURCES."""
+
+    run_id: str
+    workflow: str
+    version_id: str
+    env: str
+    started_epoch: float
+    ended_epoch: float
+    latency_ms: float
+    status: str
+    failure_reason: str | None
+    tokens_in: int
+    tokens_out: int
+    cost_usd: float | None  # None: priced later from the model's price table
+    model: str | None
+    provider: str | None
+    operation: str | None
+    retries: int
+    escalated: bool
+    edited: bool
+    feedback: float | None  # in [-1, 1]
+    input: str | None
+    output: str | None
+    label: str | None
+    attributes: Mapping[str, Scalar]
+    source: str
+
+    @property
+    def started_at(self) -> datetime:
+        return datetime.fromtimestamp(self.started_epoch, UTC)
+
+    @property
+    def ended_at(self) -> datetime:
+        return datetime.fromtimestamp(self.ended_epoch, UTC)
+
+    @property
+    def is_error(self) -> bool:
+        return self.status == "error"
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why one record of a batch was refused, and where it sits."""
+
+    index: int  # 0-based position in the batch (for OTLP: the span's position)
+    line: int | None  # 1-based line of a JSONL file
+    run_id: str | None
+    field: str | None
+    reason: str
+    where: str = ""  # OTLP: the span's path in the request
+
+    def describe(self, source: str = "") -> str:
+        if self.line is not None:
+            at = f"{source}:{self.line}"
+        elif self.where:
+            at = f"{source} {self.where}" if source else self.where
+        else:
+            at = f"{source}[{self.index}]"
+        if self.run_id:
+            at += f" (run {self.run_id})"
+        return (
+            f"{at}: field '{self.field}': {self.reason}" if self.field else f"{at}: {self.reason}"
+        )
+
+
+def rejection_error(rejected: list[Rejection], total: int, source: str) -> InputError | None:
+    """One InputError summing up a batch's rejections (None when there are none)."""
+    if not rejected:
+        return None
+    first = rejected[0]
+    lines = [r.describe(source) for r in rejected[:20]]
+    more = f"\n  ... and {total - len(lines)} more" if total > len(lines) else ""
+    return InputError(
+        f"{total} record(s) rejected, nothing imported:\n  " + "\n  ".join(lines) + more,
+        source=source or None,
+        line=first.line,
+        hint="fix the records named above and send the whole batch again",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """Accepted runs and rejections; callers land nothing unless ``ok``.
+
+    ``duplicates`` counts records repeating an earlier record of the batch exactly
+    (same run_id, same content): they are dropped, so a file concatenated with
+    itself does not double-count. Across batches, the store does the same with
+    ``same_content``.
+    """
+
+    accepted: list[RunRecord]
+    rejected: list[Rejection]
+    duplicates: int = 0
+    rejected_count: int = 0  # may exceed len(rejected), which is capped
+
+    @property
+    def ok(self) -> bool:
+        return not self.rejected
+
+    def error(self, source: str = "") -> InputError | None:
+        return rejection_error(self.rejected, self.rejected_count, source)
+
+
+class RecordError(Exception):
+    """Internal and cheap: one field of one record is bad (turned into a Rejection)."""
+
+    def __init__(self, field: str | None, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+
+
+def epoch_of(now: datetime) -> float:
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    return now.timestamp()
+
+
+def parse_run(
+    obj: Any,
+    *,
+    now: datetime,
+    source: str = "sdk",
+    where: str | None = None,
+    line: int | None = None,
+    max_skew: timedelta = DEFAULT_MAX_SKEW,
+) -> RunRecord:
+    """Validate one run record, raising an InputError naming ``where``, line and field."""
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+    try:
+        return build_run(obj, epoch_of(now), max_skew.total_seconds(), source)
+    except RecordError as bad:
+        raise InputError(bad.reason, source=where, line=line, field=bad.field) from None
+
+
+def parse_batch(
+    objs: Iterable[Any],
+    *,
+    now: datetime,
+    source: str = "http",
+    max_skew: timedelta = DEFAULT_MAX_SKEW,
+    max_rejections: int = 1000,
+) -> BatchResult:
+    """Validate every record of a batch (rejections carry their 0-based index)."""
+    return _collect(
+        ((i, None, obj) for i, obj in enumerate(objs)),
+        epoch_of(now),
+        max_skew.total_seconds(),
+        source,
+        max_rejections,
+    )
+
+
+def parse_jsonl(
+    lines: Iterable[str | bytes],
+    *,
+    now: datetime,
+    source: str = "jsonl",
+    max_skew: timedelta = DEFAULT_MAX_SKEW,
+    max_rejections: int = 1000,
+) -> BatchResult:
+    """Validate a JSONL stream (one run per line, blank lines skipped); rejections carry
+    their 1-based line, and a line that is not JSON is a rejection, not an exception."""
+    return _collect(
+        _decode_lines(lines), epoch_of(now), max_skew.total_seconds(), source, max_rejections
+    )
+
+
+class _Malformed(NamedTuple):
+    reason: str
+
+
+def _decode_lines(lines: Iterable[str | bytes]) -> Iterable[tuple[int, int | None, Any]]:
+    index = 0
+    loads = json.loads
+    for number, raw in enumerate(lines, start=1):
+        if number == 1:
+            raw = (
+                raw.lstrip("\ufeff") if isinstance(raw, str) else raw.removeprefix(b"\xef\xbb\xbf")
+            )
+        if not raw.strip():
+            continue
+        try:
+            obj = loads(raw)
+        except json.JSONDecodeError as exc:
+            obj = _Malformed(f"malformed JSON: {exc.msg} (column {exc.colno})")
+        except UnicodeDecodeError as exc:
+            obj = _Malformed(f"not UTF-8 text ({exc.reason})")
+        except (ValueError, RecursionError) as exc:  # a 5000-digit number, [[[[...]]]]
+            obj = _Malformed(f"unreadable JSON: {str(exc).split(';')[0]}")
+        yield index, number, obj
+        index += 1
+
+
+def _collect(
+    items: Iterable[tuple[int, int | None, Any]],
+    now_s: float,
+    skew_s: float,
+    source: str,
+    max_rejections: int,
+) -> BatchResult:
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+    runs: list[RunRecord] = []
+    spots: list[tuple[int, int | None]] = []
+    rejected: list[Rejection] = []
+    count = 0
+    for index, line, obj in items:
+        try:
+            if type(obj) is _Malformed:
+                raise RecordError(None, obj.reason)
+            runs.append(build_run(obj, now_s, skew_s, source))
+            spots.append((index, line))
+        except RecordError as bad:
+            count += 1
+            if len(rejected) < max_rejections:
+                rejected.append(Rejection(index, line, _run_id_of(obj), bad.field, bad.reason))
+
+    def conflict(
+        at: tuple[int, int | None], run: RunRecord, first: tuple[int, int | None]
+    ) -> Rejection:
+        before = f"line {first[1]}" if first[1] is not None else f"record {first[0]}"
+        reason = f"already used by {before} with different content"
+        return Rejection(at[0], at[1], run.run_id, "run_id", reason)
+
+    kept, repeats, conflicts = drop_repeats(runs, spots, conflict)
+    if conflicts:
+        count += len(conflicts)
+        rejected = sorted(rejected + conflicts, key=lambda r: r.index)[:max_rejections]
+    return BatchResult(kept, rejected, repeats, count)
+
+
+def drop_repeats(
+    runs: list[RunRecord],
+    spots: list[_Spot],
+    conflict: Callable[[_Spot, RunRecord, _Spot], Rejection],
+) -> tuple[list[RunRecord], int, list[Rejection]]:
+    """Keep the first of exact repeats (same run_id, same content) and count the rest;
+    a run_id reused with other content is a rejection. One set lookup when, as almost
+    always, every run_id is distinct."""
+    if len({run[0] for run in runs}) == len(runs):
+        return runs, 0, []
+    first: dict[str, int] = {}
+    kept: list[RunRecord] = []
+    repeats = 0
+    conflicts: list[Rejection] = []
+    for i, run in enumerate(runs):
+        j = first.setdefault(run.run_id, i)
+        if j == i:
+            kept.append(run)
+        elif same_content(runs[j], run):
+            repeats += 1
+        else:
+            conflicts.append(conflict(spots[i], run, spots[j]))
+    return kept, repeats, conflicts
+
+
+def same_content(a: RunRecord, b: RunRecord) -> bool:
+    """Whether two records describe the same run, whichever front each came through
+    (for a store meeting a run_id it already has: skip it, or refuse the batch)."""
+    return a[:-1] == b[:-1]  # all but ``source``
+
+
+def _run_id_of(obj: Any) -> str | None:
+    value = obj.get("run_id") if isinstance(obj, Mapping) else None
+    return str(value) if isinstance(value, str | int) and not isinstance(value, bool) else None
+
+
+def build_run(obj: Any, now_s: float, skew_s: float, source: str) -> RunRecord:
+    """The rules, on one plain record; raises RecordError(field, reason).
+
+    Each check is inlined for the common valid value and calls its helper only to
+    convert or to fail: a function call costs as much as the check itself."""
+    if type(obj) is not dict and not isinstance(obj, Mapping):
+        raise RecordError(None, f"expected a JSON object, got {type_name(obj)}")
+    if not _KNOWN.issuperset(obj):
+        unknown = sorted(str(k) for k in obj if k not in _KNOWN)
+        raise RecordError(unknown[0], "unknown field; put extra data under 'attributes'")
+    get = obj.get
+
+    workflow = get("workflow")
+    if type(workflow) is not str or not 0 < len(workflow) <= NAME_MAX:
+        workflow = _name(workflow, "workflow", True)
+    env = get("env")
+    if type(env) is not str or not 0 < len(env) <= NAME_MAX:
+        env = _name(env, "env", True)
+    version_id = get("version_id")
+    if type(version_id) is not str or len(version_id) != 64 or version_id.strip(_HEX):
+        version_id = _version_id(version_id)
+
+    started = _epoch(get("started_at"), "started_at")
+    limit = now_s + skew_s
+    if started > limit:
+        raise RecordError("started_at", _ahead(started - now_s, skew_s))
+    latency = get("latency_ms")
+    if latency is not None:
+        latency = _number(latency, "latency_ms", 0.0, INF)
+    ended = get("ended_at")
+    if ended is None:
+        if latency is None:
+            raise RecordError("ended_at", "is required (or give latency_ms)")
+        ended = started + latency / 1000.0
+    else:
+        ended = _epoch(ended, "ended_at")
+        if ended < started:
+            raise RecordError(
+                "ended_at", f"is {_span(started - ended)} before started_at: a clock went back?"
+            )
+        if ended > limit:
+            raise RecordError("ended_at", _ahead(ended - now_s, skew_s))
+        if latency is None:
+            latency = (ended - started) * 1000.0
+
+    status = get("status")
+    if status != "ok" and status != "error":  # two compares beat `in`
+        if status is None:
+            raise RecordError("status", "is required ('ok' or 'error')")
+        raise RecordError("status", f"expected 'ok' or 'error', got {_show(status)}")
+    reason = get("failure_reason")
+    if reason is None:
+        if status == "error":
+            raise RecordError("failure_reason", "is required when status is 'error'")
+    elif type(reason) is not str or not reason:
+        raise RecordError("failure_reason", f"expected a non-empty string, got {_show(reason)}")
+
+    tokens_in = get("tokens_in", 0)
+    if type(tokens_in) is not int or not 0 <= tokens_in < COUNT_MAX:
+        tokens_in = _count(tokens_in, "tokens_in")
+    tokens_out = get("tokens_out", 0)
+    if type(tokens_out) is not int or not 0 <= tokens_out < COUNT_MAX:
+        tokens_out = _count(tokens_out, "tokens_out")
+    retries = get("retries", 0)
+    if type(retries) is not int or not 0 <= retries < COUNT_MAX:
+        retries = _count(retries, "retries")
+    cost = get("cost_usd")
+    if cost is not None:
+        cost = _number(cost, "cost_usd", 0.0, INF)
+    feedback = get("feedback")
+    if feedback is not None:
+        feedback = _number(feedback, "feedback", -1.0, 1.0)
+    escalated = get("escalated", False)
+    if type(escalated) is not bool:
+        escalated = _flag(escalated, "escalated")
+    edited = get("edited", False)
+    if type(edited) is not bool:
+        edited = _flag(edited, "edited")
+
+    model = get("model")
+    if model is not None and (type(model) is not str or not 0 < len(model) <= NAME_MAX):
+        model = _name(model, "model", False)
+    provider = get("provider")
+    if provider is not None:
+        provider = _name(provider, "provider", False)
+    operation = get("operation")
+    if operation is not None:
+        operation = _name(operation, "operation", False)
+    label = get("label")
+    if label is not None and (type(label) is not str or not 0 < len(label) <= NAME_MAX):
+        label = _name(label, "label", False)
+    text_in = get("input")
+    if text_in is not None and type(text_in) is not str:
+        text_in = _text(text_in, "input")
+    text_out = get("output")
+    if text_out is not None and type(text_out) is not str:
+        text_out = _text(text_out, "output")
+    attributes = get("attributes")
+    attributes = {} if attributes is None else _attributes(attributes)
+
+    run_id = get("run_id")
+    if run_id is None:
+        run_id = derived_run_id(
+            (started, ended, latency, cost, feedback, tokens_in, tokens_out, retries),
+            (workflow, version_id, env, status, reason, model, provider, operation)
+            + (escalated, edited, text_in, text_out, label, sorted(attributes.items())),
+        )
+    elif type(run_id) is not str or not 0 < len(run_id) <= NAME_MAX:
+        run_id = _name(str(run_id) if type(run_id) is int else run_id, "run_id", True)
+    return _new(RunRecord, (
+        run_id, workflow, version_id, env, started, ended, latency, status, reason,
+        tokens_in, tokens_out, cost, model, provider, operation, retries, escalated, edited,
+        feedback, text_in, text_out, label, attributes, source,
+    ))  # fmt: skip
+
+
+_new = tuple.__new__  # RunRecord's own __new__ is a Python wrapper around this
+_NUMBERS = struct.Struct("<dddddqqq")
+_NAN = float("nan")
+
+
+def derived_run_id(numbers: tuple[Any, ...], texts: tuple[Any, ...]) -> str:
+    """A stable id for a record that brought none: the same content, the same id, so
+    importing the same file twice cannot double-count. It covers every field except
+    the id and the source, so the same run sent by two fronts gets one id; the numbers
+    are packed as bytes (``repr`` of six floats costs more than the hash)."""
+    start, end, latency, cost, feedback, tokens_in, tokens_out, retries = numbers
+    packed = _NUMBERS.pack(
+        start,
+        end,
+        latency,
+        _NAN if cost is None else cost,
+        _NAN if feedback is None else feedback,
+        tokens_in,
+        tokens_out,
+        retries,
+    )
+    text = repr(texts).encode("utf-8", "surrogatepass")
+    return hashlib.sha256(packed + text).hexdigest()[:32]
+
+
+def _name(value: Any, field: str, required: bool) -> Any:
+    if type(value) is str and 0 < len(value) <= NAME_MAX:
+        return value
+    if value is None:
+        if required:
+            raise RecordError(field, "is required")
+        return None
+    if type(value) is not str or not value:
+        raise RecordError(field, f"expected a non-empty string, got {_show(value)}")
+    raise RecordError(field, f"is {len(value)} characters long, more than {NAME_MAX}")
+
+
+def _version_id(value: Any) -> str:
+    if value is None:
+        raise RecordError("version_id", "is required")
+    if type(value) is str:
+        lowered = value.lower()
+        if len(lowered) == 64 and not lowered.strip(_HEX):
+            return lowered
+        if 6 <= len(lowered) < 64 and not lowered.strip(_HEX):
+            raise RecordError(
+                "version_id",
+                f"'{value}' is a short id; send the full 64-hex id "
+                "(`releasegate resolve WORKFLOW --env ENV` prints it)",
+            )
+    raise RecordError("version_id", f"expected a 64-hex version id, got {_show(value)}")
+
+
+def _epoch(value: Any, field: str) -> float:
+    kind = type(value)
+    if kind is str:
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            raise RecordError(
+                field, f"expected an ISO-8601 time or epoch seconds, got {_show(value)}"
+            ) from None
+        if moment.tzinfo is None:
+            raise RecordError(field, f"'{value}' has no UTC offset; add 'Z' or '+00:00'")
+        seconds = moment.timestamp()
+    elif kind is float or kind is int:
+        if value > 1e11:  # year 5138 in seconds; 1973 in milliseconds
+            raise RecordError(
+                field,
+                f"{value} looks like epoch milliseconds or nanoseconds; send epoch seconds "
+                "or an ISO-8601 time",
+            )
+        if value != value:
+            raise RecordError(field, "is not a number")
+        seconds = float(value)
+    elif value is None:
+        raise RecordError(field, "is required")
+    else:
+        raise RecordError(field, f"expected an ISO-8601 time or epoch seconds, got {_show(value)}")
+    if seconds < EARLIEST:
+        raise RecordError(field, f"is {_iso(seconds)}, before 2000: a clock that was never set?")
+    return seconds
+
+
+def _iso(seconds: float) -> str:
+    try:
+        return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
+    except (OverflowError, OSError, ValueError):
+        return f"{seconds:g} s after 1970"
+
+
+def _ahead(seconds: float, skew_s: float) -> str:
+    return (
+        f"is {_span(seconds)} ahead of the receiving clock (tolerance {_span(skew_s)}): "
+        "the reporting host's clock is fast, or the time is not UTC"
+    )
+
+
+def _span(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.3g} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.3g} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.3g} h"
+    return f"{seconds / 86400:.3g} days"
+
+
+def _number(value: Any, field: str, low: float, high: float) -> float:
+    kind = type(value)
+    if kind is not float and kind is not int:
+        raise RecordError(field, f"expected a number, got {_show(value)}")
+    if not low <= value <= high or value == INF or (kind is int and value > _FLOAT_MAX):
+        bounds = f"in [{low:g}, {high:g}]" if high != INF else f"a finite number >= {low:g}"
+        raise RecordError(field, f"expected {bounds}, got {_show(value)}")
+    return float(value)
+
+
+_FLOAT_MAX = 2**1000
+
+
+def _count(value: Any, field: str) -> int:
+    if type(value) is int and 0 <= value < COUNT_MAX:
+        return value
+    if value is None:
+        return 0
+    if type(value) is int:
+        bound = ">= 0" if value < 0 else f"below {COUNT_MAX}"
+        raise RecordError(field, f"expected an integer {bound}, got {_show(value)}")
+    raise RecordError(field, f"expected an integer >= 0, got {_show(value)}")
+
+
+def _flag(value: Any, field: str) -> bool:
+    if value is None:
+        return False
+    raise RecordError(field, f"expected true/false, got {_show(value)}")
+
+
+def _text(value: Any, field: str) -> str:
+    if isinstance(value, dict | list):  # structured output: stored as its JSON text
+        return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    raise RecordError(field, f"expected a string (or JSON object/list), got {_show(value)}")
+
+
+def _attributes(value: Any) -> dict[str, Scalar]:
+    if not isinstance(value, Mapping):
+        raise RecordError("attributes", f"expected a mapping, got {_show(value)}")
+    out: dict[str, Scalar] = {}
+    for key, item in value.items():
+        if type(key) is not str:
+            raise RecordError("attributes", f"keys must be strings, got {_show(key)}")
+        kind = type(item)
+        if kind is float and not -INF < item < INF:
+            raise RecordError(f"attributes.{key}", f"expected a finite number, got {item}")
+        if kind is int and not -_INT64 <= item < _INT64:
+            raise RecordError(f"attributes.{key}", "integer out of the 64-bit range")
+        if (
+            kind is not str and kind is not int and kind is not float and kind is not bool
+        ) and item is not None:
+            raise RecordError(
+                f"attributes.{key}",
+                f"expected a string, number, true/false or null, got {type_name(item)}",
+            )
+        out[key] = item
+    return out
+
+
+_INT64 = 2**63
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str):
+        return repr(value) if len(value) <= 40 else repr(value[:37] + "...")
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, int):
+        digits = str(value) if -(10**15) < value < 10**15 else None
+        return digits or f"an integer of {value.bit_length()} bits"
+    return type_name(value)

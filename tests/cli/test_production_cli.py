@@ -1,0 +1,94 @@
+"""``runs import``, ``runs show``, ``monitor`` and ``report memo`` through a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.cli.test_cli import ok_json
+from tests.helpers import Project, rg
+from tests.monitor.test_monitor import runs
+
+
+@pytest.fixture
+def shipped(tmp_path: Path) -> tuple[Project, str]:
+    project = Project(root=tmp_path)
+    d = project.root
+    vid = ok_json(rg(d, "register", str(project.workflow("v1")), "--json"))["version_id"]
+    project.suite()
+    assert rg(d, "eval", vid, "--suite", "suite.yaml").returncode == 0
+    assert rg(d, "gate", vid, "--env", "staging").returncode == 0
+    assert rg(d, "promote", vid, "--env", "staging").returncode == 0
+    return project, vid
+
+
+def write(path: Path, rows: list[dict[str, object]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_import_show_monitor_and_memo(shipped: tuple[Project, str]) -> None:
+    project, vid = shipped
+    d = project.root
+    now = time.time()
+    rows = runs(vid, days=7, until=now - 7 * 86400, n=400, shift=False, seed=1)
+    rows += runs(vid, days=7, until=now, n=400, shift=True, seed=2)
+    write(d / "runs.jsonl", rows)
+    imported = ok_json(rg(d, "runs", "import", "runs.jsonl", "--json"))
+    assert (imported["landed"], imported["rejected_total"]) == (800, 0)
+    again = rg(d, "runs", "import", "runs.jsonl")
+    assert again.returncode == 0 and "800 already stored" in again.stdout
+    shown = ok_json(rg(d, "runs", "show", "2-399", "--json"))
+    assert shown["version_id"] == vid and shown["env"] == "staging"
+
+    quiet = rg(d, "monitor", "router", "--env", "staging", "--no-embeddings", "--no-alert")
+    assert quiet.returncode == 0, quiet.stderr  # --no-alert: report only
+    assert "error_rate" in quiet.stdout and "reference: the previous 7 days" in quiet.stdout
+    loud = rg(d, "monitor", "router", "--env", "staging", "--no-embeddings", "--json")
+    assert loud.returncode == 1  # an alert fired: the cron job notices
+    report = json.loads(loud.stdout)
+    assert {"error_rate", "label_mix"} <= {a["signal"] for a in report["alerts"]}
+    prom = rg(d, "monitor", "router", "--env", "staging", "--no-embeddings", "--prometheus")
+    assert 'releasegate_signal_alert{workflow="router",env="staging",signal="error_rate"} 1' in (
+        prom.stdout
+    )
+    plotted = rg(d, "monitor", "router", "--env", "staging", "--no-embeddings", "--plot", "charts")
+    assert (d / "charts" / "staging-error_rate.svg").read_text().startswith("<svg")
+    assert plotted.returncode == 0  # the alerts already fired within the cool-down
+
+    week = time.strftime("%G-W%V", time.gmtime(now))
+    memo = ok_json(rg(d, "report", "memo", "router", "--week", week, "--out", "memo", "--json"))
+    assert memo["week"] == week and memo["environments"][0]["runs"] > 0
+    text = (d / "memo" / "memo.md").read_text()
+    assert "## Recommended actions" in text and "## staging" in text
+    assert (d / "memo" / "memo.html").read_text().startswith("<!doctype html>")
+
+
+def test_bad_runs_exit_2_and_land_nothing(shipped: tuple[Project, str]) -> None:
+    project, vid = shipped
+    d = project.root
+    rows = runs(vid, days=1, until=time.time(), n=10, shift=False, seed=3)
+    rows[4]["env"] = ""
+    rows[6]["started_at"] = time.time() + 3 * 3600  # a clock three hours fast
+    write(d / "bad.jsonl", rows)
+    bad = rg(d, "runs", "import", "bad.jsonl")
+    assert bad.returncode == 2
+    assert "bad.jsonl:5" in bad.stderr and "'env'" in bad.stderr
+    assert "bad.jsonl:7" in bad.stderr and "3 h ahead of the receiving clock" in bad.stderr
+    assert "nothing imported" in bad.stderr
+    listed = rg(d, "monitor", "router", "--env", "staging", "--no-embeddings", "--json")
+    assert json.loads(listed.stdout)["runs"] == 0
+
+
+def test_a_run_outside_the_gate_exits_1(shipped: tuple[Project, str]) -> None:
+    project, _ = shipped
+    d = project.root
+    rogue = ok_json(rg(d, "register", str(project.workflow("v2", temperature=0.7)), "--json"))
+    rows = runs(rogue["version_id"], days=1, until=time.time(), n=5, shift=False, seed=4)
+    write(d / "rogue.jsonl", rows)
+    result = rg(d, "runs", "import", "rogue.jsonl")
+    assert result.returncode == 1
+    assert "outside the gate" in result.stdout and rogue["version_id"][:12] in result.stdout

@@ -1,0 +1,245 @@
+"""``monitor`` over real runs in a real store: signals, alerts routed to real HTTP endpoints,
+cool-downs, rules, charts, Prometheus exposition and the weekly memo."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from releasegate.monitor.ingest import ingest_dicts
+from releasegate.monitor.memo import build_memo, parse_week
+from releasegate.monitor.runs import write_plots
+from releasegate.monitor.service import monitor, signal_dict
+from releasegate.release.evaluate import evaluate
+from releasegate.release.gate import gate
+from releasegate.release.promote import promote
+from releasegate.release.register import register
+from releasegate.reports.memo import render_html, render_markdown
+from releasegate.reports.prometheus import exposition
+from releasegate.store.engine import Store
+from tests.helpers import Project
+
+LABELS = ["fraud", "card_lost", "complaint", "transfer"]
+
+
+class Hook(BaseHTTPRequestHandler):
+    received: list[tuple[str, Any]] = []
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        Hook.received.append((self.path, json.loads(body)))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def hook() -> Iterator[str]:
+    Hook.received = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def workflow_with_monitor(project: Project, monitor_section: dict[str, Any]) -> Path:
+    path = project.workflow("v1")
+    doc = yaml.safe_load(path.read_text())
+    doc["owners"]["care"] = "ops-team"
+    doc["owners"]["responders"] = ["oncall"]
+    doc["monitor"] = monitor_section
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def ship(store: Store, project: Project, path: Path) -> str:
+    vid = register(store, path, who="alice").version_id
+    evaluate(store, vid, project.suite(), who="alice")
+    assert gate(store, vid, "staging", who="ci").verdict == "pass"
+    promote(store, vid, "staging", who="alice")
+    return vid
+
+
+def runs(vid: str, *, days: float, until: float, n: int, shift: bool, seed: int) -> list[Any]:
+    """``n`` runs spread over ``days`` before ``until``; a shift triples errors, slows
+    latency by half and moves the label mix towards fraud."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        t = until - days * 86400 + 1 + i * (days * 86400 - 61) / n  # inside, off the edges
+        fraud_heavy = shift and rng.random() < 0.5
+        label = "fraud" if fraud_heavy else rng.choice(LABELS)
+        out.append(
+            {
+                "run_id": f"{seed}-{i}",
+                "workflow": "router",
+                "version_id": vid,
+                "env": "staging",
+                "started_at": t,
+                "latency_ms": rng.lognormvariate(5, 0.3) * (1.5 if shift else 1.0),
+                "tokens_in": 30,
+                "tokens_out": 2,
+                "cost_usd": 0.0002,
+                "status": "error" if rng.random() < (0.06 if shift else 0.01) else "ok",
+                "failure_reason": "timeout",
+                "label": label,
+                "output": label,
+            }
+        )
+    for r in out:
+        if r["status"] == "ok":
+            r["failure_reason"] = None
+    return out
+
+
+def at(t: float) -> datetime:
+    return datetime.fromtimestamp(t, UTC)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    return Project(root=tmp_path)
+
+
+def test_a_shift_fires_routed_alerts_once_per_cool_down(
+    store: Store, project: Project, hook: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RG_TEST_SLACK", f"{hook}/slack")
+    path = workflow_with_monitor(
+        project,
+        {
+            "window": "7d",
+            "min_sample": 100,
+            "cooldown": "6h",
+            "routes": [
+                {"webhook": {"url": f"{hook}/json"}},
+                {"slack": {"url_env": "RG_TEST_SLACK"}},
+            ],
+        },
+    )
+    vid = ship(store, project, path)
+    now = time.time()
+    week = 7.0
+    ingest_dicts(
+        store,
+        runs(vid, days=week, until=now - week * 86400, n=800, shift=False, seed=1),
+        source="http",
+    )
+    ingest_dicts(store, runs(vid, days=week, until=now, n=800, shift=True, seed=2), source="http")
+    result = monitor(store, "router", "staging", now=at(now), embeddings=False)
+    by = {s.name: s for s in result.signals}
+    assert by["error_rate"].status == "alert" and by["label_mix"].status == "alert"
+    assert by["latency_p95"].status == "alert"
+    assert by["cost_per_task"].status == "ok"  # unchanged cost must not alert
+    assert result.runs == 800 and result.runs_reference == 800
+    fired = {a.signal for a in result.alerts}
+    assert {"error_rate", "label_mix", "latency_p95"} <= fired
+    assert all(a.mention == "ops-team, oncall" for a in result.alerts)
+    paths = [p for p, _ in Hook.received]
+    assert paths.count("/json") == len(result.alerts) == paths.count("/slack")
+    json_body = next(b for p, b in Hook.received if p == "/json")
+    assert json_body["workflow"] == "router" and json_body["owners"]["care"] == "ops-team"
+    slack_body = next(b for p, b in Hook.received if p == "/slack")
+    assert set(slack_body) == {"text"} and "ops-team" in slack_body["text"]
+    again = monitor(store, "router", "staging", now=at(now), embeddings=False)
+    assert again.alerts == []  # same signals, inside the 6h cool-down: nobody is paged twice
+    assert any(s.status == "alert" for s in again.signals)
+
+
+def test_a_rule_threshold_fires_only_with_enough_runs(store: Store, project: Project) -> None:
+    path = workflow_with_monitor(
+        project,
+        {
+            "drift_alerts": False,
+            "rules": [{"signal": "error_rate", "above": 0.03, "min_sample": 500}],
+        },
+    )
+    vid = ship(store, project, path)
+    now = time.time()
+    ingest_dicts(store, runs(vid, days=7, until=now - 60, n=300, shift=True, seed=3), source="http")
+    quiet = monitor(store, "router", "staging", now=at(now), embeddings=False)
+    assert quiet.alerts == []  # 300 runs < min_sample 500, and drift alerts are off
+    ingest_dicts(store, runs(vid, days=7, until=now - 30, n=400, shift=True, seed=4), source="http")
+    loud = monitor(store, "router", "staging", now=at(now), embeddings=False)
+    assert [a.signal for a in loud.alerts] == ["error_rate"]
+    assert "> 0.03" in loud.alerts[0].message
+
+
+def test_no_shift_no_alert(store: Store, project: Project) -> None:
+    path = workflow_with_monitor(project, {"min_sample": 100})
+    vid = ship(store, project, path)
+    now = time.time()
+    ingest_dicts(
+        store, runs(vid, days=7, until=now - 7 * 86400, n=700, shift=False, seed=5), source="http"
+    )
+    ingest_dicts(store, runs(vid, days=7, until=now, n=700, shift=False, seed=6), source="http")
+    result = monitor(store, "router", "staging", now=at(now), embeddings=False)
+    assert result.alerts == []
+    assert [s.name for s in result.signals if s.status == "alert"] == []
+
+
+def test_charts_prometheus_and_memo(store: Store, project: Project, tmp_path: Path) -> None:
+    path = workflow_with_monitor(project, {"min_sample": 50})
+    vid = ship(store, project, path)
+    now = time.time()
+    ingest_dicts(
+        store, runs(vid, days=7, until=now - 7 * 86400, n=700, shift=False, seed=7), source="http"
+    )
+    ingest_dicts(store, runs(vid, days=7, until=now, n=700, shift=True, seed=8), source="http")
+    result = monitor(store, "router", "staging", now=at(now), embeddings=False, alert=False)
+    written = write_plots(store, result, tmp_path / "charts")
+    names = {p.name for p in written}
+    assert "staging-error_rate.svg" in names and "staging-latency_p95.svg" in names
+    svg = ET.parse(tmp_path / "charts" / "staging-error_rate.svg").getroot()
+    assert (
+        svg.tag.endswith("svg") and len(list(svg.iter("{http://www.w3.org/2000/svg}circle"))) >= 10
+    )
+
+    text = exposition("router", "staging", [signal_dict(s) for s in result.signals])
+    lines = [ln for ln in text.splitlines() if not ln.startswith("#")]
+    alert_line = next(
+        ln
+        for ln in lines
+        if ln.startswith("releasegate_signal_alert{") and 'signal="error_rate"' in ln
+    )
+    assert alert_line.endswith(" 1")
+    value_line = next(
+        ln
+        for ln in lines
+        if ln.startswith("releasegate_signal_value{") and 'signal="error_rate"' in ln
+    )
+    assert 0.02 < float(value_line.rsplit(" ", 1)[1]) < 0.12
+    assert "# TYPE releasegate_signal_value gauge" in text
+
+    week, start, _ = parse_week(None, today=datetime.now(UTC).date() + timedelta(days=7))
+    memo = build_memo(store, "router", week)
+    env = memo["environments"][0]
+    assert env["env"] == "staging" and env["runs"] > 0
+    assert env["changes"] and env["changes"][0]["action"] == "promote"
+    md = render_markdown(memo)
+    assert "## Recommended actions" in md and "| error_rate |" in md
+    assert "rollback router --env staging" in md or "failing runs" in md
+    html = render_html(memo)
+    assert html.count("<svg") >= 3 and "<table>" in html
+
+
+def test_parse_week_reads_iso_weeks_and_dates() -> None:
+    label, start, end = parse_week("2026-W47")
+    assert label == "2026-W47" and start == datetime(2026, 11, 16, tzinfo=UTC)
+    assert end - start == timedelta(days=7)
+    assert parse_week("2026-11-19")[0] == "2026-W47"
