@@ -92,3 +92,47 @@ def test_a_run_outside_the_gate_exits_1(shipped: tuple[Project, str]) -> None:
     result = rg(d, "runs", "import", "rogue.jsonl")
     assert result.returncode == 1
     assert "outside the gate" in result.stdout and rogue["version_id"][:12] in result.stdout
+
+
+def test_an_incident_run_becomes_a_suite_case(shipped: tuple[Project, str]) -> None:
+    project, vid = shipped
+    d = project.root
+    row = runs(vid, days=1, until=time.time(), n=1, shift=False, seed=9)[0]
+    row.update(run_id="incident-42", input="hard message 999 #fraud", output="transfer")
+    write(d / "incident.jsonl", [row])
+    assert rg(d, "runs", "import", "incident.jsonl").returncode == 0
+    added = ok_json(
+        rg(
+            d,
+            "suite",
+            "add-case",
+            "suite.yaml",
+            "--from-run",
+            "incident-4",
+            "--expected",
+            "fraud",
+            "--must-pass",
+            "--reason",
+            "INC-42: fraud routed to transfers",
+            "--json",
+        )
+    )
+    case = json.loads((d / "suite.jsonl").read_text().splitlines()[-1])
+    assert case["id"] == added["case_id"] and case["input"] == "hard message 999 #fraud"
+    assert case["metadata"]["from_run"] == "incident-42"
+    assert case["metadata"]["output"] == "transfer" and case["metadata"]["version_id"] == vid
+    both = rg(
+        d,
+        "suite",
+        "add-case",
+        "suite.yaml",
+        "--input",
+        "x",
+        "--from-run",
+        "incident-42",
+        "--reason",
+        "r",
+    )
+    assert both.returncode == 2 and "one" in both.stderr
+    gated = rg(d, "gate", vid, "--env", "staging", "--json")
+    assert json.loads(gated.stdout)["verdict"] == "hold"  # the grown suite needs a new eval

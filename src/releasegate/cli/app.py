@@ -576,8 +576,11 @@ def report_gate(
 @suite_app.command("add-case")
 def suite_add_case(
     suite: Annotated[Path, typer.Argument(metavar="SUITE_FILE", help="Suite YAML file.")],
-    input_: Annotated[str, typer.Option("--input", help="The case's input.")],
     reason: Annotated[str, typer.Option(help="Why: the incident or bug it comes from.")],
+    input_: Annotated[str | None, typer.Option("--input", help="The case's input.")] = None,
+    from_run: Annotated[
+        str | None, typer.Option("--from-run", help="Take the input from this production run.")
+    ] = None,
     expected: Annotated[str | None, typer.Option(help="The expected output.")] = None,
     case_id: Annotated[str | None, typer.Option("--id", help="Case id (default: next).")] = None,
     tag: Annotated[list[str] | None, typer.Option(help="A tag; repeat for more.")] = None,
@@ -587,12 +590,21 @@ def suite_add_case(
     """Add a case to a suite (from an incident): a new suite version, used by the next gate."""
 
     def run() -> None:
-        from releasegate.release.suites import add_case
+        from releasegate.errors import InputError
+        from releasegate.release.suites import add_case, case_from_run
 
+        store = _store()
+        if (input_ is None) == (from_run is None):
+            raise InputError("give the case's input: --input TEXT or --from-run RUN_ID (one)")
+        metadata = None
+        case_input: Any = input_
+        if from_run is not None:
+            case_input, metadata = case_from_run(store, from_run)
         added = add_case(
-            _store(),
+            store,
             suite,
-            input=input_,
+            input=case_input,
+            metadata=metadata,
             expected=expected,
             case_id=case_id,
             tags=tag or (),

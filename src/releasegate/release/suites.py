@@ -15,14 +15,14 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from releasegate.domain.document import Document, Fields
 from releasegate.domain.suite import parse_case
-from releasegate.errors import InputError, SuiteError
+from releasegate.errors import InputError, NotFoundError, SuiteError
 from releasegate.release.evaluate import (
     build_scorers,
     check_expectations,
@@ -32,7 +32,7 @@ from releasegate.release.evaluate import (
 from releasegate.release.loaders import load_yaml
 from releasegate.release.refs import actor as default_actor
 from releasegate.store.engine import Store
-from releasegate.store.repos import SuiteRepo
+from releasegate.store.repos import RunRepo, SuiteRepo
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,7 @@ def add_case(
     must_pass: bool = False,
     reason: str = "",
     who: str | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> AddedCase:
     who = who or default_actor()
     if not reason.strip():
@@ -95,6 +96,8 @@ def add_case(
             record["tags"] = list(tags)
         if must_pass:
             record["must_pass"] = True
+        if metadata:
+            record["metadata"] = metadata
         line = len(cases_file.read_text(encoding="utf-8").splitlines()) + 1
         parse_case(Fields(Document(record, str(cases_file), {(): line}, line), SuiteError), new_id)
 
@@ -110,6 +113,43 @@ def add_case(
             previous = SuiteRepo.current_id(conn, suite.workflow)
         register_suite(store, new_suite, who=who, reason=reason)
         return AddedCase(new_id, new_suite.suite_id, previous, len(new_suite.cases), cases_file)
+
+
+def case_from_run(store: Store, run_ref: str) -> tuple[Any, dict[str, Any]]:
+    """A production run's input (parsed back to JSON when it was structured) and the
+    provenance a case keeps: run id, version, environment, time and what it answered."""
+    with store.read() as conn:
+        run = RunRepo.get(conn, run_ref)
+        if run is None:
+            matches = RunRepo.by_prefix(conn, run_ref)
+            if len(matches) > 1:
+                raise InputError(
+                    f"run prefix '{run_ref}' is ambiguous",
+                    field="--from-run",
+                    hint="matches: " + ", ".join(matches),
+                )
+            run = RunRepo.get(conn, matches[0]) if matches else None
+    if run is None:
+        raise NotFoundError(f"no run '{run_ref}'", hint="see `releasegate runs show RUN_ID`")
+    if run["input"] is None:
+        raise InputError(
+            f"run {run['run_id']} was recorded without its input",
+            field="--from-run",
+            hint="give the input with --input instead",
+        )
+    value: Any = run["input"]
+    if value[:1] in ("{", "["):
+        with suppress(ValueError):
+            value = json.loads(value)
+    provenance = {
+        "from_run": run["run_id"],
+        "version_id": run["version_id"],
+        "env": run["env"],
+        "started_at": run["started_at"],
+        "output": run["output"],
+        "status": run["status"],
+    }
+    return value, {k: v for k, v in provenance.items() if v is not None}
 
 
 def _next_id(taken: set[str]) -> str:
