@@ -140,3 +140,49 @@ def test_http_batches_are_atomic_and_the_sdk_keeps_the_good_runs(
     partial = ingest_dicts(store, batch, source="sdk", atomic=False)
     assert partial.landed == 2 and len(partial.rejected) == 1
     assert count(store) == 2
+
+
+def test_otlp_traces_from_the_real_sdk_land_as_runs(store: Store, project: Project) -> None:
+    from releasegate.monitor.ingest import ingest_otlp
+    from tests.domain.test_otlp import Telemetry
+
+    vid = shipped(store, project)
+    app = Telemetry({"service.name": "router-api", "deployment.environment.name": "staging"})
+    start = time.time_ns() - 5_000_000_000
+    for i, status in enumerate(["ok", "ok", "error"]):
+        attrs = {"releasegate.version": vid, "releasegate.workflow": "router"}
+        with app.tracer.start_as_current_span(
+            "route", start_time=start + i, end_on_exit=False, attributes=attrs
+        ) as span:
+            with app.tracer.start_as_current_span(
+                "chat",
+                start_time=start + i + 10,
+                end_on_exit=False,
+                attributes={
+                    "gen_ai.operation.name": "chat",
+                    "gen_ai.request.model": "m-1",
+                    "gen_ai.usage.input_tokens": 30,
+                    "gen_ai.usage.output_tokens": 4,
+                },
+            ) as chat:
+                chat.end(end_time=start + i + 200_000_000)
+            if status == "error":
+                from opentelemetry.trace import Status, StatusCode
+
+                span.set_status(Status(StatusCode.ERROR, "upstream 503"))
+            span.end(end_time=start + i + 250_000_000)
+    with app.tracer.start_as_current_span("health-check"):
+        pass
+    result = ingest_otlp(store, app.payload())
+    app.provider.shutdown()
+    assert (result.landed, result.skipped, result.rejected) == (3, 1, [])
+    assert result.outside_gate == []
+    with store.read() as conn:
+        rows = RunRepo.window(
+            conn, "router", "staging", 0, 2e9, ["status", "failure_reason", "tokens_in", "model"]
+        )
+    assert sorted(rows) == [
+        ("error", "upstream 503", 30, "m-1"),
+        ("ok", None, 30, "m-1"),
+        ("ok", None, 30, "m-1"),
+    ]
