@@ -243,3 +243,36 @@ def test_parse_week_reads_iso_weeks_and_dates() -> None:
     assert label == "2026-W47" and start == datetime(2026, 11, 16, tzinfo=UTC)
     assert end - start == timedelta(days=7)
     assert parse_week("2026-11-19")[0] == "2026-W47"
+
+
+def test_sampled_quality_scores_production_outputs_with_the_suites_own_scorers(
+    store: Store, project: Project
+) -> None:
+    path = workflow_with_monitor(project, {"min_sample": 100, "sample_quality": 150})
+    suite = project.suite()
+    doc = yaml.safe_load(suite.read_text())
+    doc["scorers"].append(
+        {
+            "type": "regex",
+            "name": "valid_label",
+            "params": {"pattern": "^(fraud|card_lost|complaint|transfer)$"},
+        }
+    )
+    suite.write_text(yaml.safe_dump(doc, sort_keys=False))
+    vid = register(store, path, who="alice").version_id
+    evaluate(store, vid, suite, who="alice")
+    assert gate(store, vid, "staging", who="ci").verdict == "pass"
+    promote(store, vid, "staging", who="alice")
+    now = time.time()
+    before = runs(vid, days=7, until=now - 7 * 86400, n=400, shift=False, seed=10)
+    after = runs(vid, days=7, until=now, n=400, shift=False, seed=11)
+    for i, r in enumerate(after):
+        if i % 4 == 0:
+            r["output"] = "I think this is about fraud, maybe?"  # free text where a label belongs
+    ingest_dicts(store, before + after, source="http")
+    result = monitor(store, "router", "staging", now=at(now), embeddings=False, alert=False)
+    quality = next(s for s in result.signals if s.name == "quality")
+    assert quality.status == "alert" and quality.n == 150
+    assert quality.reference > 0.95 and 0.6 < quality.value < 0.9  # errored runs fail too
+    again = monitor(store, "router", "staging", now=at(now), embeddings=False, alert=False)
+    assert next(s for s in again.signals if s.name == "quality").value == quality.value

@@ -148,6 +148,10 @@ def monitor(
     alert: Annotated[
         bool, typer.Option("--alert/--no-alert", help="Record and route alerts that fire.")
     ] = True,
+    quality: Annotated[
+        bool,
+        typer.Option("--quality/--no-quality", help="Score a sample of runs with the suite."),
+    ] = True,
     plot: Annotated[
         Path | None, typer.Option(help="Write an SVG chart per signal (last 14 days) here.")
     ] = None,
@@ -182,6 +186,7 @@ def monitor(
                 reference=parse_reference(reference),
                 embeddings=embeddings,
                 alert=alert,
+                quality=quality,
                 progress=advance,
             )
         if plot is not None:

@@ -236,6 +236,7 @@ def monitor(
     embeddings: bool = True,
     embed_sample: int = EMBED_SAMPLE,
     alert: bool = True,
+    quality: bool = True,
     progress: Callable[[int], None] | None = None,
 ) -> MonitorResult:
     """Signals for ``workflow@env`` over the last ``window`` against the reference."""
@@ -284,6 +285,10 @@ def monitor(
     rules = DriftRules(min_sample=config.min_sample)
     bins = _length_bins(ref_rows)
     result.signals = compare_windows(ref, cur, rules, bins=bins)
+    if quality and cur_rows and ref_rows:
+        signal = _quality(store, workflow, env, ref_span, current, config, rules)
+        if signal is not None:
+            result.signals.append(signal)
     if not cur_rows:
         result.notes.append("no runs in this window: is the SDK or the importer wired?")
     if not ref_rows:
@@ -300,6 +305,41 @@ def monitor(
         ]
         result.alerts += raise_outside_gate(store, outside)
     return result
+
+
+def _quality(
+    store: Store,
+    workflow: str,
+    env: str,
+    ref_span: Span,
+    current: Span,
+    config: MonitorConfig,
+    rules: DriftRules,
+) -> Signal | None:
+    """Sampled quality: pass rate of a rotating sample under the suite's output-only scorers.
+
+    Its minimum sample is the sample size (capped by ``min_sample``): a 50-run sample is
+    the whole evidence by design, and the rate test's p-value already accounts for it.
+    """
+    from releasegate.domain.drift import rate_signal
+    from releasegate.monitor.quality import sampled_quality
+
+    n = config.sample_quality
+    ref_q = sampled_quality(store, workflow, env, ref_span.bounds, n)
+    cur_q = sampled_quality(store, workflow, env, current.bounds, n)
+    if ref_q is None or cur_q is None:
+        return None
+    return rate_signal(
+        "quality",
+        int(cur_q.sum()),
+        int(cur_q.size),
+        int(ref_q.sum()),
+        int(ref_q.size),
+        direction="decrease",
+        alpha=rules.alpha,
+        min_change=rules.min_rate_change,
+        min_sample=min(config.min_sample, n),
+    )
 
 
 class _Dictable:
