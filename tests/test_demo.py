@@ -23,6 +23,10 @@ def test_demo_runs_the_loop_and_the_cli_goes_on_from_there(tmp_path: Path) -> No
     assert "NEEDS-APPROVAL" in out and "FAIL" in out
     assert "promotion refused: the gate did not pass" in out
     assert "rolled back staging:" in out
+    # production: runs land, the fraud wave and the slower host are caught and routed
+    assert "imported 1,400 runs from production-runs.jsonl" in out
+    assert "drift label mix" in out and "most moved: fraud_report" in out
+    assert "alert to ops-team, oncall-support" in out
     assert "audit log intact" in out
 
     project = tmp_path / "project"
@@ -42,3 +46,7 @@ def test_demo_runs_the_loop_and_the_cli_goes_on_from_there(tmp_path: Path) -> No
     staging_v2 = (project / "reports" / "gate-v2-staging.md").read_text()
     assert "accuracy" in staging_v2 and "+0.1" in staging_v2
     assert run(project, "audit", "verify").returncode == 0
+    assert (project / "reports" / "memo.html").read_text().startswith("<!doctype html>")
+    watched = run(project, "monitor", "support-triage", "--env", "production", "--no-embeddings")
+    assert watched.returncode == 0  # the same alerts already fired: the cool-down holds them
+    assert "label_mix" in watched.stdout

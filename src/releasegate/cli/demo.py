@@ -174,7 +174,17 @@ def run_demo(target: Path) -> None:
     do_promote(v2, "staging")
 
     step(
-        "7. Verify the audit log",
+        "7. Watch production",
+        "Two weeks of simulated production traffic for v2 land in the store (in real life "
+        "through the SDK's client.run, `releasegate runs import` or OpenTelemetry). In the "
+        "last week a fraud wave shifts the message mix, and the model host slows down and "
+        "errors more. `monitor` compares this week with the week before, with thresholds "
+        "that account for the window sizes, and routes alerts to the care owner.",
+    )
+    watch_production(c, store, target, v2, reports)
+
+    step(
+        "8. Verify the audit log",
         "Every register, eval, gate, approval, promotion and "
         "rollback is an event in a hash chain; altering or removing any of them breaks it.",
     )
@@ -197,8 +207,78 @@ def run_demo(target: Path) -> None:
             f"  releasegate diff {v2[:12]} {v3[:12]}\n"
             f"  releasegate gate {v3[:12]} --env staging --junit junit.xml\n"
             f"  releasegate history support-triage --env staging\n"
+            f"  releasegate monitor support-triage --env production --plot charts\n"
+            f"  releasegate report memo support-triage\n"
             f"  releasegate audit log",
             title="[bold]what you have now",
             title_align="left",
         )
     )
+
+
+def simulated_runs(target: Path, version_id: str, now: float) -> list[dict[str, Any]]:
+    """Two weeks of runs of the demo's messages; the second week has a fraud wave, a slower
+    model host and more errors. Seeded, so every demo tells the same story."""
+    import json
+    import random
+
+    messages = [json.loads(line) for line in (target / "messages.jsonl").read_text().splitlines()]
+    fraud = [m for m in messages if m["expected"] in ("fraud_report", "lost_or_stolen_card")]
+    rng = random.Random(7)
+    runs = []
+    n = 1400
+    for i in range(n):
+        started = now - 14 * 86400 + 1 + i * (14 * 86400 - 120) / n
+        wave = started > now - 7 * 86400
+        message = rng.choice(fraud if wave and rng.random() < 0.4 else messages)
+        failed = rng.random() < (0.05 if wave else 0.01)
+        runs.append(
+            {
+                "run_id": f"demo-{i:05d}",
+                "workflow": "support-triage",
+                "version_id": version_id,
+                "env": "production",
+                "started_at": round(started, 3),
+                "latency_ms": round(rng.lognormvariate(3.2, 0.3) * (1.6 if wave else 1.0), 2),
+                "tokens_in": 0,
+                "tokens_out": 0,
+                "cost_usd": 0.0,
+                "status": "error" if failed else "ok",
+                "failure_reason": "upstream timeout" if failed else None,
+                "input": message["input"],
+                "output": None if failed else message["expected"],
+                "label": None if failed else message["expected"],
+                "escalated": rng.random() < 0.04,
+            }
+        )
+    return runs
+
+
+def watch_production(c: Console, store: Any, target: Path, version_id: str, reports: Path) -> None:
+    import json
+
+    from releasegate.monitor.ingest import import_jsonl
+    from releasegate.monitor.memo import build_memo
+    from releasegate.monitor.service import monitor
+    from releasegate.reports.memo import render_html, render_markdown
+
+    runs_file = target / "production-runs.jsonl"
+    rows = simulated_runs(target, version_id, time.time())
+    runs_file.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    imported = import_jsonl(store, runs_file)
+    c.print(f"imported {imported.landed:,} runs from {runs_file.name}")
+    result = monitor(store, "support-triage", "production", embeddings=False)
+    c.print(f"reference: {escape(result.reference_note)}")
+    for s in result.signals:
+        if s.status == "alert":
+            c.print(f"[red]drift[/] {escape(s.detail)}")
+    quiet = [s.name for s in result.signals if s.status == "ok"]
+    c.print(f"[green]steady[/]: {', '.join(quiet)}")
+    for a in result.alerts:
+        c.print(f"[bold red]alert[/] to {escape(a.mention)}: {escape(a.message)}")
+    memo = build_memo(store, "support-triage", time.strftime("%G-W%V", time.gmtime()))
+    (reports / "memo.md").write_text(render_markdown(memo, chart_dir=None))
+    (reports / "memo.html").write_text(render_html(memo))
+    c.print(f"weekly memo: {reports / 'memo.html'}")
+    for action in memo["actions"][:3]:
+        c.print(f"  next: {escape(action)}")

@@ -50,10 +50,11 @@ def _actions(workflow: str, env: dict[str, Any]) -> list[str]:
                 f"{name}: version {v['version_id'][:12]} ran {v['runs']} times without passing "
                 f"the gate. Roll back (`releasegate rollback {workflow} --env {name}`) or gate it."
             )
-    if env["runs"] == 0:
+    if env["runs"] == 0 and env["runs_previous"] > 0:
         out.append(
-            f"{name}: no runs recorded this week. Check that the application records runs "
-            "(the SDK's client.run, or `releasegate runs import`)."
+            f"{name}: runs stopped arriving this week ({env['runs_previous']:,} the week "
+            "before). Check that the application still records runs (the SDK's client.run, "
+            "or `releasegate runs import`)."
         )
     for s in env["signals"]:
         if s["status"] != "alert":
