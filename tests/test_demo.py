@@ -46,7 +46,7 @@ def test_demo_runs_the_loop_and_the_cli_goes_on_from_there(tmp_path: Path) -> No
     staging_v2 = (project / "reports" / "gate-v2-staging.md").read_text()
     assert "accuracy" in staging_v2 and "+0.1" in staging_v2
     assert run(project, "audit", "verify").returncode == 0
-    assert (project / "reports" / "memo.html").read_text().startswith("<!doctype html>")
+    assert (project / "reports" / "memo" / "memo.html").read_text().startswith("<!doctype html>")
     watched = run(project, "monitor", "support-triage", "--env", "production", "--no-embeddings")
     assert watched.returncode == 0  # the same alerts already fired: the cool-down holds them
     assert "label_mix" in watched.stdout

@@ -136,3 +136,20 @@ def test_an_incident_run_becomes_a_suite_case(shipped: tuple[Project, str]) -> N
     assert both.returncode == 2 and "one" in both.stderr
     gated = rg(d, "gate", vid, "--env", "staging", "--json")
     assert json.loads(gated.stdout)["verdict"] == "hold"  # the grown suite needs a new eval
+
+
+def test_bad_options_exit_2_and_write_nothing(shipped: tuple[Project, str], tmp_path: Path) -> None:
+    project, _ = shipped
+    d = project.root
+    window = rg(d, "monitor", "router", "--env", "staging", "--window", "a week")
+    assert window.returncode == 2 and "--window" in window.stderr
+    ref = rg(d, "monitor", "router", "--env", "staging", "--reference", "2026-11-08..2026-11-01")
+    assert ref.returncode == 2 and "ends before it starts" in ref.stderr
+    write(d / "runs.jsonl", [])
+    fmt = rg(d, "runs", "import", "runs.jsonl", "--format", "xml")
+    assert fmt.returncode == 2 and "unknown format 'xml'" in fmt.stderr
+    elsewhere = tmp_path / "no-store"
+    elsewhere.mkdir()
+    write(elsewhere / "runs.jsonl", [])
+    none = rg(elsewhere, "runs", "import", "runs.jsonl")
+    assert none.returncode == 2 and not (elsewhere / ".releasegate").exists()

@@ -186,3 +186,51 @@ def test_otlp_traces_from_the_real_sdk_land_as_runs(store: Store, project: Proje
         ("ok", None, 30, "m-1"),
         ("ok", None, 30, "m-1"),
     ]
+
+
+def test_an_interrupted_import_lands_nothing(
+    store: Store, project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import releasegate.monitor.ingest as ingest
+
+    monkeypatch.setattr(ingest, "CHUNK", 10)
+    vid = shipped(store, project)
+    path = write_jsonl(tmp_path / "r.jsonl", [run(vid, i) for i in range(50)])
+    chunks = 0
+
+    def ctrl_c(n: int) -> None:
+        nonlocal chunks
+        chunks += 1
+        if chunks == 3:  # two chunks already inserted inside the transaction
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        import_jsonl(store, path, progress=ctrl_c)
+    assert count(store) == 0
+    assert import_jsonl(store, path).landed == 50  # and the file imports whole afterwards
+
+
+def test_two_importers_at_once_land_every_run_once(
+    store: Store, project: Project, tmp_path: Path
+) -> None:
+    import threading
+
+    vid = shipped(store, project)
+    a = write_jsonl(tmp_path / "a.jsonl", [run(vid, i) for i in range(0, 600)])
+    b = write_jsonl(tmp_path / "b.jsonl", [run(vid, i) for i in range(300, 900)])
+    landed: list[int] = []
+    errors: list[BaseException] = []
+
+    def load(path: Path) -> None:
+        try:
+            landed.append(import_jsonl(store, path).landed)
+        except BaseException as exc:  # noqa: BLE001 (reported below)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=load, args=(p,)) for p in (a, b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sum(landed) == 900 and count(store) == 900  # the 300 shared runs landed once

@@ -28,6 +28,7 @@ from releasegate.release.register import register
 from releasegate.reports.memo import render_html, render_markdown
 from releasegate.reports.prometheus import exposition
 from releasegate.store.engine import Store
+from releasegate.store.repos import AlertRepo
 from tests.helpers import Project
 
 LABELS = ["fraud", "card_lost", "complaint", "transfer"]
@@ -276,3 +277,49 @@ def test_sampled_quality_scores_production_outputs_with_the_suites_own_scorers(
     assert quality.reference > 0.95 and 0.6 < quality.value < 0.9  # errored runs fail too
     again = monitor(store, "router", "staging", now=at(now), embeddings=False, alert=False)
     assert next(s for s in again.signals if s.name == "quality").value == quality.value
+
+
+def test_two_monitors_at_once_page_people_once(store: Store, project: Project, hook: str) -> None:
+    path = workflow_with_monitor(
+        project, {"min_sample": 100, "routes": [{"webhook": {"url": f"{hook}/json"}}]}
+    )
+    vid = ship(store, project, path)
+    now = time.time()
+    ingest_dicts(
+        store, runs(vid, days=7, until=now - 7 * 86400, n=600, shift=False, seed=12), source="http"
+    )
+    ingest_dicts(store, runs(vid, days=7, until=now, n=600, shift=True, seed=13), source="http")
+    results: list[Any] = []
+
+    def watch() -> None:
+        results.append(monitor(store, "router", "staging", now=at(now), embeddings=False))
+
+    threads = [threading.Thread(target=watch) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    fired = [a.signal for r in results for a in r.alerts]
+    assert "error_rate" in fired
+    assert len(fired) == len(set(fired))  # each signal alerted by exactly one of the three
+    assert len(Hook.received) == len(fired)
+    with store.read() as conn:
+        stored = AlertRepo.last(conn, "router", "staging", "error_rate")
+    assert (
+        stored is not None and stored.routed[0] == "terminal" and "sent (204)" in stored.routed[1]
+    )
+
+
+def test_a_bad_monitor_section_names_its_line_and_field(project: Project, store: Store) -> None:
+    from releasegate.errors import ManifestError
+
+    path = workflow_with_monitor(
+        project, {"window": "a week", "rules": [{"signal": "error_rate", "above": 0.05}]}
+    )
+    with pytest.raises(ManifestError) as err:
+        register(store, path, who="alice")
+    assert err.value.field == "monitor.window" and "not a duration" in str(err.value)
+    path = workflow_with_monitor(project, {"rules": [{"signal": "eror_rate", "above": 0.05}]})
+    with pytest.raises(ManifestError, match="unknown signal 'eror_rate'") as err:
+        register(store, path, who="alice")
+    assert err.value.field == "monitor.rules[0].signal" and err.value.line is not None

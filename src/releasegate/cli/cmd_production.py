@@ -7,7 +7,6 @@ with every rejected record named and nothing written.
 
 from __future__ import annotations
 
-import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,12 +35,6 @@ def _progress_file(path: Path, label: str) -> Any:
     )
 
 
-def _is_otlp(path: Path) -> bool:
-    with path.open("rb") as f:
-        head = f.read(4096).lstrip()
-    return head.startswith(b"{") and b'"resourceSpans"' in head
-
-
 @runs_app.command("import")
 def runs_import(
     file: Annotated[Path, typer.Argument(metavar="FILE", help="JSONL of runs, or OTLP JSON.")],
@@ -54,27 +47,14 @@ def runs_import(
 
     def run() -> None:
         from releasegate.domain.runs import rejection_error
-        from releasegate.errors import InputError
-        from releasegate.monitor.ingest import import_jsonl, ingest_otlp
+        from releasegate.monitor.ingest import import_file
 
-        if format not in ("auto", "jsonl", "otlp"):
-            raise InputError(f"unknown format '{format}'", field="--format", hint="jsonl, otlp")
-        if not file.is_file():
-            raise InputError(f"no such file: {file}", source=str(file))
-        store = _store()
-        otlp = format == "otlp" or (format == "auto" and _is_otlp(file))
-        if otlp:
-            try:
-                payload = json.loads(file.read_bytes())
-            except ValueError as exc:
-                raise InputError(f"not JSON: {exc}", source=str(file)) from None
-            if not isinstance(payload, dict):
-                raise InputError("expected an OTLP ExportTraceServiceRequest", source=str(file))
-            result = ingest_otlp(store, payload)
-        else:
-            with _progress_file(file, "importing") as bar:
-                task = bar.add_task("importing", total=None)
-                result = import_jsonl(store, file, progress=lambda n: bar.update(task, advance=n))
+        store = _store(create=False)  # runs belong to registered versions: no store, no runs
+        with _progress_file(file, "importing") as bar:
+            task = bar.add_task("importing", total=None)
+            result = import_file(
+                store, file, format=format, progress=lambda n: bar.update(task, advance=n)
+            )
         if result.rejected:
             error = rejection_error(result.rejected, len(result.rejected), str(file))
             if as_json:
@@ -203,23 +183,11 @@ def monitor(
     guarded(run)
 
 
-def _fmt(value: float | None, name: str) -> str:
-    import math
-
-    if value is None or not math.isfinite(value):
-        return "–"
-    if name.endswith("_rate") or name == "quality":
-        return f"{value * 100:.2f}%"
-    if name.startswith("latency"):
-        return f"{value:,.0f} ms"
-    if name.startswith("cost"):
-        return f"${value:.5f}"
-    return f"{value:.4g}"
-
-
 def _monitor_table(result: Any, plot: Path | None) -> None:
     from rich.markup import escape
     from rich.table import Table
+
+    from releasegate.reports.memo import signal_value
 
     console = _console()
     console.print(
@@ -239,8 +207,8 @@ def _monitor_table(result: Any, plot: Path | None) -> None:
         p = f", p={s.p_value:.2g}" if s.p_value is not None else ""
         table.add_row(
             s.name,
-            _fmt(s.value, s.name),
-            _fmt(s.reference, s.name),
+            signal_value(s.value, s.name),
+            signal_value(s.reference, s.name),
             f"{stat.name} {stat.value:.3g}{p}",
             f"[{style.get(s.status, '')}]{s.status}[/]",
         )
@@ -273,27 +241,19 @@ def report_memo(
     """The weekly stability memo: actions, changes, signals, alerts, cost, trends."""
 
     def run() -> None:
-        from releasegate.monitor.memo import build_memo
-        from releasegate.reports.memo import render_html, render_markdown
+        from releasegate.monitor.memo import build_memo, write_memo
 
         store = _store(create=False)
         memo = build_memo(store, workflow, week)
         target = out or store.location.home / "reports" / f"memo-{workflow}-{memo['week']}"
-        target.mkdir(parents=True, exist_ok=True)
-        charts = target / "charts"
-        for env in memo["environments"]:
-            for name, svg in env["charts"].items():
-                charts.mkdir(exist_ok=True)
-                (charts / f"{env['env']}-{name}.svg").write_text(svg)
-        (target / "memo.md").write_text(render_markdown(memo))
-        (target / "memo.html").write_text(render_html(memo))
+        written = write_memo(memo, target)
         if as_json:
             slim = {
                 **memo,
                 "environments": [
                     {**e, "charts": sorted(e["charts"])} for e in memo["environments"]
                 ],
-                "written": {"markdown": str(target / "memo.md"), "html": str(target / "memo.html")},
+                "written": written,
             }
             _emit(slim)
             return
@@ -301,6 +261,6 @@ def report_memo(
         console.print(f"[bold]{workflow}[/] week {memo['week']}")
         for i, action in enumerate(memo["actions"] or ["nothing needs doing"], 1):
             console.print(f"  {i}. {action}")
-        console.print(f"memo: {target / 'memo.md'}\n      {target / 'memo.html'}")
+        console.print(f"memo: {written['markdown']}\n      {written['html']}")
 
     guarded(run)

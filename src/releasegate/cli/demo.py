@@ -258,9 +258,8 @@ def watch_production(c: Console, store: Any, target: Path, version_id: str, repo
     import json
 
     from releasegate.monitor.ingest import import_jsonl
-    from releasegate.monitor.memo import build_memo
+    from releasegate.monitor.memo import build_memo, write_memo
     from releasegate.monitor.service import monitor
-    from releasegate.reports.memo import render_html, render_markdown
 
     runs_file = target / "production-runs.jsonl"
     rows = simulated_runs(target, version_id, time.time())
@@ -277,8 +276,7 @@ def watch_production(c: Console, store: Any, target: Path, version_id: str, repo
     for a in result.alerts:
         c.print(f"[bold red]alert[/] to {escape(a.mention)}: {escape(a.message)}")
     memo = build_memo(store, "support-triage", time.strftime("%G-W%V", time.gmtime()))
-    (reports / "memo.md").write_text(render_markdown(memo, chart_dir=None))
-    (reports / "memo.html").write_text(render_html(memo))
-    c.print(f"weekly memo: {reports / 'memo.html'}")
+    written = write_memo(memo, reports / "memo")
+    c.print(f"weekly memo: {written['html']}")
     for action in memo["actions"][:3]:
         c.print(f"  next: {escape(action)}")

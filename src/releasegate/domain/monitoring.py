@@ -78,6 +78,10 @@ class MonitorConfig:
     def rule_for(self, signal: str) -> AlertRule | None:
         return next((r for r in self.rules if r.signal == signal), None)
 
+    def cooldown_for(self, signal: str) -> timedelta:
+        rule = self.rule_for(signal)
+        return rule.cooldown if rule is not None and rule.cooldown is not None else self.cooldown
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "window_s": self.window.total_seconds(),
@@ -215,9 +219,8 @@ def firings(
     for s in signals:
         rule = config.rule_for(s.name)
         min_sample = (rule.min_sample if rule and rule.min_sample else None) or config.min_sample
-        cooldown = rule.cooldown if rule and rule.cooldown is not None else config.cooldown
         last = last_fired.get(s.name)
-        if last is not None and now - last < cooldown:
+        if last is not None and now - last < config.cooldown_for(s.name):
             continue
         value = s.value
         if rule is not None and value is not None and s.n >= min_sample:

@@ -15,7 +15,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from releasegate.domain.monitoring import Firing, MonitorConfig, Route
@@ -100,9 +100,15 @@ def send(alert: Alert, routes: Iterable[Route]) -> list[str]:
     return outcome
 
 
-def _record(store: Store, alert: Alert) -> None:
+def _raise(store: Store, alert: Alert, cooldown: timedelta, routes: Iterable[Route]) -> bool:
+    """Record the alert unless its signal alerted within ``cooldown``, then route it.
+
+    The check and the insert share one write transaction under a lock, so two monitors
+    (or an import and a monitor) seeing the same thing at once page people once. The
+    alert is stored before it is sent, so a slow or failing route never loses it.
+    """
     with store.write() as conn:
-        AlertRepo.add(
+        seq = AlertRepo.claim(
             conn,
             workflow=alert.workflow,
             env=alert.env,
@@ -110,9 +116,15 @@ def _record(store: Store, alert: Alert) -> None:
             severity=alert.severity,
             message=alert.message,
             payload=alert.payload,
-            routed=alert.routed,
+            cooldown=cooldown,
             at=alert.at,
         )
+    if seq is None:
+        return False
+    alert.routed = ["terminal", *send(alert, routes)]
+    with store.write() as conn:
+        AlertRepo.set_routed(conn, seq, alert.routed)
+    return True
 
 
 def raise_outside_gate(store: Store, outside: Sequence[Any]) -> list[Alert]:
@@ -121,17 +133,11 @@ def raise_outside_gate(store: Store, outside: Sequence[Any]) -> list[Alert]:
     for o in outside:
         wf = _workflow(store, o.workflow)
         config = _config(wf)
-        signal = f"outside_gate:{o.version_id[:12]}"
-        now = datetime.now(UTC)
-        with store.read() as conn:
-            last = AlertRepo.last(conn, o.workflow, o.env, signal)
-        if last is not None and now - last.created_at < config.cooldown:
-            continue
         what = "a version never registered" if not o.registered else "a version"
         alert = Alert(
             workflow=o.workflow,
             env=o.env,
-            signal=signal,
+            signal=f"outside_gate:{o.version_id[:12]}",
             severity="critical",
             message=(
                 f"{o.workflow}@{o.env} is running {what} that never passed the gate there: "
@@ -139,42 +145,41 @@ def raise_outside_gate(store: Store, outside: Sequence[Any]) -> list[Alert]:
             ),
             owners=wf.owners if wf else {},
             payload={"version_id": o.version_id, "runs": o.runs, "registered": o.registered},
-            at=now,
         )
-        alert.routed = ["terminal", *send(alert, config.routes)]
-        _record(store, alert)
-        raised.append(alert)
+        if _raise(store, alert, config.cooldown, config.routes):
+            raised.append(alert)
     return raised
 
 
 def raise_firings(
-    store: Store, workflow: str, env: str, fired: Sequence[Firing], signals: Mapping[str, Any]
+    store: Store,
+    workflow: str,
+    env: str,
+    fired: Sequence[Firing],
+    signals: Mapping[str, Mapping[str, Any]],
 ) -> list[Alert]:
-    """Record and route the signals that fire (the caller applied rules and cool-downs)."""
+    """Record and route the signals that fire; ``signals`` are their reports by name."""
     wf = _workflow(store, workflow)
     config = _config(wf)
     raised = []
     for f in fired:
-        s = signals.get(f.signal)
+        reason = f"{f.signal} {f.reason} (rule)" if f.by_rule else f.reason
         alert = Alert(
             workflow=workflow,
             env=env,
             signal=f.signal,
             severity="warning",
-            message=f"{workflow}@{env}: {f.reason}"
-            if not f.by_rule
-            else (f"{workflow}@{env}: {f.signal} {f.reason} (rule)"),
+            message=f"{workflow}@{env}: {reason}",
             owners=wf.owners if wf else {},
             payload={
                 "value": f.value,
                 "threshold": f.threshold,
                 "by_rule": f.by_rule,
-                "signal": s.as_dict() if s is not None and hasattr(s, "as_dict") else None,
+                "signal": signals.get(f.signal),
             },
         )
-        alert.routed = ["terminal", *send(alert, config.routes)]
-        _record(store, alert)
-        raised.append(alert)
+        if _raise(store, alert, config.cooldown_for(f.signal), config.routes):
+            raised.append(alert)
     return raised
 
 

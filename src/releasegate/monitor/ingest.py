@@ -70,23 +70,16 @@ class IngestResult:
         }
 
 
-def text_hash(value: Any) -> str | None:
-    """The key a text's embedding is kept under: sha256 of the text (JSON for structures)."""
-    if value is None:
-        return None
-    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def _text(value: Any) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+def text_hash(text: str | None) -> str | None:
+    """The key a text's embedding is kept under: the sha256 of the text (the parser has
+    already turned structured inputs into canonical JSON text)."""
+    return None if text is None else hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def to_row(r: RunRecord, received_at: float) -> tuple[Any, ...]:
-    """A record as a ``runs`` row (``RUN_COLUMNS`` order)."""
-    out = _text(r.output)
+    """A record as a ``runs`` row (``RUN_COLUMNS`` order); the provider, which has no
+    column of its own, is kept with the attributes."""
+    attributes = {**r.attributes, "provider": r.provider} if r.provider else r.attributes
     return (
         r.run_id,
         r.workflow,
@@ -107,15 +100,22 @@ def to_row(r: RunRecord, received_at: float) -> tuple[Any, ...]:
         r.edited,
         r.feedback,
         r.label,
-        None if out is None else len(out),
+        None if r.output is None else len(r.output),
         text_hash(r.input),
         text_hash(r.output),
-        _text(r.input),
-        out,
-        json.dumps(r.attributes, sort_keys=True) if r.attributes else None,
+        r.input,
+        r.output,
+        json.dumps(attributes, sort_keys=True) if attributes else None,
         r.source,
         received_at,
     )
+
+
+def _tally(records: Iterable[RunRecord], seen: dict[tuple[str, str, str], int]) -> None:
+    """Runs per (workflow, env, version): what the gate check after landing looks at."""
+    for r in records:
+        k = (r.workflow, r.env, r.version_id)
+        seen[k] = seen.get(k, 0) + 1
 
 
 def ingest_records(store: Store, records: Sequence[RunRecord]) -> IngestResult:
@@ -225,13 +225,39 @@ def _stream(
             result.landed += RunRepo.insert_many(
                 conn, [to_row(r, received_at) for r in parsed.accepted]
             )
-            for r in parsed.accepted:
-                k = (r.workflow, r.env, r.version_id)
-                seen[k] = seen.get(k, 0) + 1
+            _tally(parsed.accepted, seen)
         if progress is not None:
             progress(len(chunk))
     if result.rejected:
         raise _Rejected
+
+
+FORMATS = ("auto", "jsonl", "otlp")
+
+
+def import_file(
+    store: Store, path: Path, *, format: str = "auto", progress: Any = None
+) -> IngestResult:
+    """A file of runs: JSONL, or an OTLP/HTTP JSON trace export (``auto`` looks inside)."""
+    if format not in FORMATS:
+        raise InputError(f"unknown format '{format}'", field="--format", hint="jsonl, otlp")
+    if not path.is_file():
+        raise InputError(f"no such file: {path}", source=str(path))
+    if format == "jsonl" or (format == "auto" and not _looks_like_otlp(path)):
+        return import_jsonl(store, path, progress=progress)
+    try:
+        payload = json.loads(path.read_bytes())
+    except ValueError as exc:
+        raise InputError(f"not JSON: {exc}", source=str(path)) from None
+    if not isinstance(payload, dict):
+        raise InputError("expected an OTLP ExportTraceServiceRequest", source=str(path))
+    return ingest_otlp(store, payload)
+
+
+def _looks_like_otlp(path: Path) -> bool:
+    with path.open("rb") as f:
+        head = f.read(4096).lstrip()
+    return head.startswith(b"{") and b'"resourceSpans"' in head
 
 
 def _chunks(handle: Any) -> Iterator[tuple[list[bytes], int]]:
@@ -249,9 +275,7 @@ def _chunks(handle: Any) -> Iterator[tuple[list[bytes], int]]:
 
 def _after_landing(store: Store, records: Iterable[RunRecord], result: IngestResult) -> None:
     seen: dict[tuple[str, str, str], int] = {}
-    for r in records:
-        k = (r.workflow, r.env, r.version_id)
-        seen[k] = seen.get(k, 0) + 1
+    _tally(records, seen)
     _check_gate(store, seen, result)
 
 

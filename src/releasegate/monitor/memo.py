@@ -8,10 +8,11 @@ so the memo tells an operator the next command, not just the numbers.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from releasegate.errors import InputError
-from releasegate.monitor.service import Span, monitor, series, signal_dict
+from releasegate.monitor.service import monitor, series, signal_dict
 from releasegate.reports.plots import Point, line_chart
 from releasegate.store.engine import Store
 from releasegate.store.repos import AlertRepo, EnvironmentRepo, RunRepo, WorkflowRepo
@@ -169,5 +170,16 @@ def build_memo(store: Store, workflow: str, week: str | None = None) -> dict[str
     }
 
 
-def window_of(memo: dict[str, Any]) -> Span:
-    return Span(datetime.fromisoformat(memo["start"]), datetime.fromisoformat(memo["end"]))
+def write_memo(memo: dict[str, Any], target: Path) -> dict[str, str]:
+    """``memo.md``, a self-contained ``memo.html`` and ``charts/<env>-<signal>.svg``
+    (which the Markdown links) in ``target``; returns what was written."""
+    from releasegate.reports.memo import render_html, render_markdown
+
+    target.mkdir(parents=True, exist_ok=True)
+    for env in memo["environments"]:
+        for name, svg in env["charts"].items():
+            (target / "charts").mkdir(exist_ok=True)
+            (target / "charts" / f"{env['env']}-{name}.svg").write_text(svg)
+    (target / "memo.md").write_text(render_markdown(memo))
+    (target / "memo.html").write_text(render_html(memo))
+    return {"markdown": str(target / "memo.md"), "html": str(target / "memo.html")}

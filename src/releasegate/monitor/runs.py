@@ -2,37 +2,22 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from releasegate.domain.monitoring import parse_duration
-from releasegate.errors import InputError, NotFoundError
+from releasegate.errors import InputError
 from releasegate.monitor.service import MonitorResult, series
+from releasegate.release import refs
 from releasegate.reports.plots import Point, line_chart
 from releasegate.store.engine import Store
-from releasegate.store.repos import RunRepo
 
 
 def find_run(store: Store, run_id: str) -> dict[str, Any]:
     """A run by id or unique prefix, as a plain dict (times in epoch seconds)."""
     with store.read() as conn:
-        found = RunRepo.get(conn, run_id)
-        if found is None:
-            matches = RunRepo.by_prefix(conn, run_id)
-            if len(matches) == 1:
-                found = RunRepo.get(conn, matches[0])
-            elif len(matches) > 1:
-                raise InputError(
-                    f"run prefix '{run_id}' is ambiguous",
-                    hint="matches: " + ", ".join(matches),
-                )
-    if found is None:
-        raise NotFoundError(f"no run '{run_id}'", hint="runs arrive by SDK or `runs import`")
-    if found.get("attributes_json"):
-        found["attributes"] = json.loads(found["attributes_json"])
-    return found
+        return refs.find_run(conn, run_id)
 
 
 def parse_window(text: str | None) -> timedelta | None:

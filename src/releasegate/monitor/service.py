@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -71,10 +71,6 @@ class MonitorResult:
     alerts: list[Alert] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     embedded: int = 0
-
-    @property
-    def alerting(self) -> bool:
-        return bool(self.alerts) or any(s.status == "alert" for s in self.signals)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -296,8 +292,8 @@ def monitor(
     if alert:
         names = [s.name for s in result.signals]
         fired = firings(result.signals, config, last_fired(store, workflow, env, names), end)
-        by_name = {s.name: _Dictable(s) for s in result.signals}
-        result.alerts = raise_firings(store, workflow, env, fired, by_name)
+        reports = {s.name: signal_dict(s) for s in result.signals}
+        result.alerts = raise_firings(store, workflow, env, fired, reports)
         outside = [
             Outside(workflow, env, v["version_id"], v["runs"], True)
             for v in versions
@@ -342,17 +338,7 @@ def _quality(
     )
 
 
-class _Dictable:
-    def __init__(self, s: Signal) -> None:
-        self.s = s
-
-    def as_dict(self) -> dict[str, Any]:
-        return signal_dict(self.s)
-
-
 def _with(w: Window, extra: Mapping[str, Any]) -> Window:
-    from dataclasses import replace
-
     return replace(w, **extra)
 
 

@@ -7,11 +7,19 @@ Every front resolves references the same way, so a prefix that works in
 from __future__ import annotations
 
 import getpass
+import json
 import os
+from typing import Any
 
 from releasegate.errors import InputError, NotFoundError
 from releasegate.store.engine import Conn
-from releasegate.store.repos import EnvironmentRepo, VersionRecord, VersionRepo, WorkflowRecord
+from releasegate.store.repos import (
+    EnvironmentRepo,
+    RunRepo,
+    VersionRecord,
+    VersionRepo,
+    WorkflowRecord,
+)
 
 MIN_PREFIX = 6
 
@@ -58,6 +66,24 @@ def find_version(conn: Conn, ref: str) -> VersionRecord:
             hint="give more characters",
         )
     return hits[0]
+
+
+def find_run(conn: Conn, ref: str, field: str = "RUN_ID") -> dict[str, Any]:
+    """A production run by id or unique prefix, as a dict of its columns (epoch times),
+    with its attributes parsed."""
+    run = RunRepo.get(conn, ref)
+    if run is None:
+        matches = RunRepo.by_prefix(conn, ref)
+        if len(matches) > 1:
+            hint = "matches: " + ", ".join(matches)
+            raise InputError(f"run prefix '{ref}' is ambiguous", field=field, hint=hint)
+        run = RunRepo.get(conn, matches[0]) if matches else None
+    if run is None:
+        hint = "runs arrive by the SDK or `releasegate runs import`"
+        raise NotFoundError(f"no run '{ref}'", field=field, hint=hint)
+    if run.get("attributes_json"):
+        run["attributes"] = json.loads(run["attributes_json"])
+    return run
 
 
 def check_env(wf: WorkflowRecord, env: str) -> None:

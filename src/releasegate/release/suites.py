@@ -22,7 +22,7 @@ from typing import Any
 
 from releasegate.domain.document import Document, Fields
 from releasegate.domain.suite import parse_case
-from releasegate.errors import InputError, NotFoundError, SuiteError
+from releasegate.errors import InputError, SuiteError
 from releasegate.release.evaluate import (
     build_scorers,
     check_expectations,
@@ -31,8 +31,9 @@ from releasegate.release.evaluate import (
 )
 from releasegate.release.loaders import load_yaml
 from releasegate.release.refs import actor as default_actor
+from releasegate.release.refs import find_run
 from releasegate.store.engine import Store
-from releasegate.store.repos import RunRepo, SuiteRepo
+from releasegate.store.repos import SuiteRepo
 
 
 @dataclass(frozen=True)
@@ -119,18 +120,7 @@ def case_from_run(store: Store, run_ref: str) -> tuple[Any, dict[str, Any]]:
     """A production run's input (parsed back to JSON when it was structured) and the
     provenance a case keeps: run id, version, environment, time and what it answered."""
     with store.read() as conn:
-        run = RunRepo.get(conn, run_ref)
-        if run is None:
-            matches = RunRepo.by_prefix(conn, run_ref)
-            if len(matches) > 1:
-                raise InputError(
-                    f"run prefix '{run_ref}' is ambiguous",
-                    field="--from-run",
-                    hint="matches: " + ", ".join(matches),
-                )
-            run = RunRepo.get(conn, matches[0]) if matches else None
-    if run is None:
-        raise NotFoundError(f"no run '{run_ref}'", hint="see `releasegate runs show RUN_ID`")
+        run = find_run(conn, run_ref, field="--from-run")
     if run["input"] is None:
         raise InputError(
             f"run {run['run_id']} was recorded without its input",

@@ -8,6 +8,7 @@ which signals drifted, which alerts fired, cost, and the charts. The data comes 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
@@ -16,34 +17,43 @@ STATUS_MARK = {"alert": "ALERT", "ok": "ok", "insufficient": "too few runs"}
 
 
 def _fmt(value: Any, unit: str = "") -> str:
-    if value is None:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "–"
     if isinstance(value, float):
         if unit == "%":
             return f"{value * 100:.1f}%"
         if unit == "$":
-            return f"${value:.4f}" if value < 1 else f"${value:,.2f}"
+            return f"${value:.5f}" if value < 1 else f"${value:,.2f}"
+        if unit == "ms":
+            return f"{value:,.0f} ms"
         return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
     return str(value)
 
 
 def _unit(name: str) -> str:
-    if name.endswith("_rate") or name == "sampled_quality":
+    if name.endswith("_rate") or name == "quality":
         return "%"
     if name.startswith("cost"):
         return "$"
+    if name.startswith("latency"):
+        return "ms"
     return ""
+
+
+def signal_value(value: float | None, name: str) -> str:
+    """A signal's value as people read it: rates in %, latency in ms, cost in USD."""
+    return _fmt(None if value is None else float(value), _unit(name))
 
 
 def _signal_rows(signals: Sequence[Mapping[str, Any]]) -> list[list[str]]:
     rows = []
     for s in signals:
-        unit = _unit(str(s["name"]))
+        name = str(s["name"])
         rows.append(
             [
                 str(s["name"]),
-                _fmt(s.get("value"), unit),
-                _fmt(s.get("reference"), unit),
+                signal_value(s.get("value"), name),
+                signal_value(s.get("reference"), name),
                 STATUS_MARK.get(str(s.get("status")), str(s.get("status"))),
                 str(s.get("detail", "")),
             ]
@@ -105,13 +115,6 @@ def render_markdown(memo: Mapping[str, Any], chart_dir: str | None = "charts") -
             out += [f"- {a['at'][:16]}Z **{a['severity']}** {a['message']}" for a in env["alerts"]]
         else:
             out.append("- None.")
-        if env.get("quality"):
-            q = env["quality"]
-            out += ["", "### Sampled quality", ""]
-            out.append(
-                f"{q['scored']} runs scored by the suite's scorers: pass rate "
-                f"{_fmt(q['pass_rate'], '%')} (eval {_fmt(q.get('eval_pass_rate'), '%')})."
-            )
         if chart_dir and env.get("charts"):
             out += ["", "### Trends", ""]
             out += [f"![{n}]({chart_dir}/{name}-{n}.svg)" for n in env["charts"]]

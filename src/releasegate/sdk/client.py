@@ -31,6 +31,7 @@ from releasegate.store.engine import Store, locate
 log = logging.getLogger("releasegate.sdk")
 
 _STOP = object()
+MAX_REASONS = 20
 
 
 @dataclass(frozen=True)
@@ -191,7 +192,7 @@ class ClientStats:
     failed_batches: int = 0
     dropped: int = 0
     last_error: str | None = None
-    reasons: list[str] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)  # the latest rejections, worded
 
 
 class Client:
@@ -377,8 +378,10 @@ class Client:
         self.stats.duplicates += result.duplicates
         self.stats.rejected += len(result.rejected)
         for rejection in result.rejected[:5]:
-            self.stats.reasons.append(str(rejection))
-            log.warning("releasegate rejected a run: %s", rejection)
+            reason = rejection.describe("sdk")
+            self.stats.reasons.append(reason)
+            log.warning("releasegate rejected a run: %s", reason)
+        del self.stats.reasons[:-MAX_REASONS]  # a long-lived process keeps the latest few
 
     def _retry_later(self, batch: list[dict[str, Any]]) -> None:
         """A failed batch goes back on the queue (bounded), so an outage loses nothing short."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Row, and_, func, insert, select, update
@@ -1094,6 +1094,47 @@ class AlertRepo:
         )
         key = result.inserted_primary_key
         return int(key[0]) if key else 0
+
+    @staticmethod
+    def claim(
+        conn: Connection,
+        *,
+        workflow: str,
+        env: str,
+        signal: str,
+        severity: str,
+        message: str,
+        payload: Mapping[str, Any],
+        cooldown: timedelta,
+        at: datetime,
+    ) -> int | None:
+        """Add the alert (not yet routed) unless the same signal alerted within ``cooldown``.
+
+        Call inside a write transaction. On PostgreSQL the check-then-insert holds the
+        one-row ``audit_head`` lock (SQLite's BEGIN IMMEDIATE already serialises writers),
+        so two processes raising the same alert at once store, and send, it once.
+        """
+        if conn.dialect.name != "sqlite":
+            conn.execute(select(t.audit_head.c.id).where(t.audit_head.c.id == 1).with_for_update())
+        last = AlertRepo.last(conn, workflow, env, signal)
+        if last is not None and at - last.created_at < cooldown:
+            return None
+        return AlertRepo.add(
+            conn,
+            workflow=workflow,
+            env=env,
+            signal=signal,
+            severity=severity,
+            message=message,
+            payload=payload,
+            routed=[],
+            at=at,
+        )
+
+    @staticmethod
+    def set_routed(conn: Connection, seq: int, routed: Sequence[str]) -> None:
+        routed_json = canonical_json(list(routed))
+        conn.execute(update(t.alerts).where(t.alerts.c.seq == seq).values(routed_json=routed_json))
 
     @staticmethod
     def last(conn: Connection, workflow: str, env: str, signal: str) -> AlertRecord | None:
