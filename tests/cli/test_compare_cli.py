@@ -116,3 +116,15 @@ def test_a_bad_judge_file_exits_2_naming_file_line_and_field(
     )
     assert "nothing was written" in bad.stderr
     assert judgements(tmp_path) == before and judge_server.calls == 0
+
+
+def test_comparing_a_version_with_itself_exits_2(
+    tmp_path: Path, project: dict[str, str], judge_server: JudgeServer
+) -> None:
+    same = compare(tmp_path, project["short"][:10], project["short"])  # a prefix and the full id
+    assert same.returncode == 2 and same.stdout == ""
+    assert same.stderr.splitlines()[0] == (
+        f"error: field 'BASELINE': CANDIDATE and BASELINE are the same version "
+        f"{project['short'][:12]}"
+    )
+    assert judge_server.calls == 0

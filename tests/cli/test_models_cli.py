@@ -158,3 +158,15 @@ def test_no_ollama_and_no_workflows_is_not_a_failure(tmp_path: Path) -> None:
     assert report["ollama"]["reachable"] is False
     assert report["ollama"]["error"].startswith(f"Ollama is not reachable at {host}")
     assert (report["ok"], report["installed"], report["workflows"]) == (True, [], [])
+
+
+def test_the_table_shouts_a_model_that_is_not_installed(
+    ollama: FakeOllamaServer, tmp_path: Path
+) -> None:
+    base = {"provider": "openai", "runtime": "ollama", "base_url": ollama.openai_base_url}
+    workflow(tmp_path, "missing", {**base, "name": "mistral:7b"})
+    env = {"OLLAMA_HOST": ollama.host}
+    result = rg(tmp_path, "models", "check", "--workflow", "missing.yaml", env=env)
+    assert result.returncode == 1, result.stderr
+    assert "MISSING" in result.stdout
+    assert "problem: missing (missing.yaml): ollama mistral:7b is missing" in result.stdout

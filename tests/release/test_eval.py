@@ -42,6 +42,18 @@ def test_a_rerun_makes_no_calls_and_epochs_multiply_calls(store: Store, project:
     assert fresh.n_called == 40
 
 
+def test_two_cases_of_the_same_content_share_one_call(store: Store, project: Project) -> None:
+    from tests.helpers import cases
+
+    vid = register(store, project.workflow("v1")).version_id
+    twin = {**cases(1)[0], "id": "twin-of-c000"}  # an incident added twice under two ids
+    outcome = evaluate(store, vid, project.suite(n=20, extra=[twin]), epochs=2)
+    assert outcome.n_called == 40 and outcome.summary["cases"] == 21
+    assert outcome.summary["metrics"]["accuracy"]["n"] == 21
+    again = evaluate(store, vid, project.suite(n=20, extra=[twin]), epochs=2)
+    assert again.n_called == 0
+
+
 def test_a_changed_case_is_the_only_one_run_again(store: Store, project: Project) -> None:
     vid = register(store, project.workflow("v1")).version_id
     evaluate(store, vid, project.suite(n=40))

@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from releasegate.domain.power import epochs_needed
-from releasegate.errors import InputError, NotFoundError, PrerequisiteError
+from releasegate.errors import InputError, NotFoundError, PrerequisiteError, SuiteError
 from releasegate.release.evaluate import evaluate
 from releasegate.release.gate import gate
 from releasegate.release.plan import plan
@@ -177,3 +177,13 @@ def test_bad_input_says_which_option(store: Store, project: Project) -> None:
         assert message in err.value.message
     with pytest.raises(NotFoundError):
         plan(store, "ffffffffffff", suite, margin=0.1)
+
+
+def test_a_suite_of_another_workflow_is_refused_naming_both(store: Store, project: Project) -> None:
+    vid = register(store, project.workflow("v1")).version_id
+    suite = project.suite(n=8)
+    suite.write_text(suite.read_text().replace("workflow: router", "workflow: billing"))
+    with pytest.raises(SuiteError) as err:
+        plan(store, vid, suite, margin=0.1)
+    assert (err.value.source, err.value.field) == (str(suite), "workflow")
+    assert err.value.reason == f"suite is for workflow 'billing', version {vid[:12]} is 'router'"

@@ -22,6 +22,7 @@ from releasegate.domain.results import Case, CaseOutput, Score
 from releasegate.errors import SuiteError
 from releasegate.release.evaluate import evaluate
 from releasegate.release.register import register
+from releasegate.runner.pairwise import Judgement
 from releasegate.runner.scorers import build_scorer
 from releasegate.runner.scorers.judge import JUDGE_SYSTEM, Judge
 from releasegate.store.engine import Store
@@ -313,3 +314,11 @@ def test_eval_caches_verdicts_and_asks_again_only_when_the_judge_changes(
     assert run(rubric="Is kind.", use_cache=False)[0] == 5
     judge_server.answer = score_in_response
     assert run(rubric="Is kind.")[0] == 1  # --no-cache forgot the older verdict too
+
+
+def test_a_pairwise_judgement_reads_back_from_the_cache_as_it_was_stored() -> None:
+    said = Judgement("baseline_first", "A", "baseline", "A is clearer", None, 120, 8, 0.0003)
+    assert Judgement.from_stored("baseline_first", said.value, said.detail()) == said
+    assert Judgement.from_stored("candidate_first", 0.25, said.detail()) is None  # no preference
+    assert Judgement.from_stored("candidate_first", 1.0, "not json") is None
+    assert Judgement.from_stored("candidate_first", 1.0, "[]") is None

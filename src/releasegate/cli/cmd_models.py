@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from releasegate.cli._errors import guarded
 from releasegate.cli.app import JsonOpt, _emit, models_app
+from releasegate.domain.pinning import short_digest
+
+if TYPE_CHECKING:
+    from releasegate.release.models import ModelsCheck
 
 
 def _size(n: int) -> str:
@@ -29,10 +33,10 @@ def _size(n: int) -> str:
 
 
 def _short(digest: str | None) -> str:
-    return digest[:19] if digest else ""
+    return short_digest(digest) if digest else ""
 
 
-def _render(report: Any) -> None:
+def _render(report: ModelsCheck) -> None:
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
@@ -44,8 +48,8 @@ def _render(report: Any) -> None:
     else:
         c.print(f"ollama: not reachable ({ollama.error})", markup=False)
     has_lists = bool(report.blessed_lists)
-    for blessed in report.blessed_lists:
-        c.print(f"blessed list: {blessed.label} ({len(blessed.models)} model(s))", markup=False)
+    for bl in report.blessed_lists:
+        c.print(f"blessed list: {bl.label} ({len(bl.models)} model(s))", markup=False)
 
     table = Table(title="installed models")
     for col in ("runtime", "model", "digest", "size", "blessed"):
@@ -72,7 +76,7 @@ def _render(report: Any) -> None:
             f"{label.rsplit(' ', 1)[-1]}: {'yes' if ok else 'NO'}"
             for label, ok in w.blessed.items()
         )
-        status = w.status if w.status in ("installed", "code", "remote") else w.status.upper()
+        status = w.status if w.is_available else w.status.upper()
         cells = (w.workflow, pin.runtime, pin.name, pinned, status, blessed or "no list")
         table.add_row(*(escape(cell) for cell in cells))
     c.print(table)

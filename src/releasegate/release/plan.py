@@ -26,18 +26,19 @@ from releasegate.domain.power import EpochAdvice, SuitePlan, epochs_needed, plan
 from releasegate.domain.results import CaseOutput, Score
 from releasegate.domain.stats import PairedComparison, paired_compare_aggregate
 from releasegate.domain.suite import Suite
-from releasegate.errors import InputError, PrerequisiteError, SuiteError
+from releasegate.errors import InputError, PrerequisiteError
 from releasegate.release.evaluate import (
     CaseTable,
     advice_dict,
     build_scorers,
     case_table,
+    find_suite_version,
     read_suite,
 )
 from releasegate.release.gate import current_policy
 from releasegate.release.refs import check_env, find_version
 from releasegate.runner.engine import CaseRun
-from releasegate.store.engine import Store
+from releasegate.store.engine import Conn, Store
 from releasegate.store.repos import (
     EnvironmentRepo,
     EvalRecord,
@@ -153,14 +154,7 @@ def plan(
     suite = read_suite(suite_path)
     notes: list[str] = []
     with store.read() as conn:
-        version = find_version(conn, version_ref)
-        if suite.workflow != version.workflow:
-            raise SuiteError(
-                f"suite is for workflow '{suite.workflow}', version "
-                f"{version.version_id[:12]} is '{version.workflow}'",
-                source=str(suite_path),
-                field="workflow",
-            )
+        version = find_suite_version(conn, version_ref, suite, suite_path)
         policy = None
         baseline: VersionRecord | None = None
         if env is not None:
@@ -242,7 +236,7 @@ def plan(
     )
 
 
-def _baseline(conn: Any, ref: str, version: VersionRecord) -> VersionRecord:
+def _baseline(conn: Conn, ref: str, version: VersionRecord) -> VersionRecord:
     found = find_version(conn, ref)
     if found.workflow != version.workflow:
         raise InputError(

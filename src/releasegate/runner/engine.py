@@ -166,7 +166,10 @@ def run_suite(
         hit = cached_out.get((c.case_hash, e))
         if hit is not None and hit.error is None:
             outputs[(c.case_hash, e)] = _from_stored(hit)
-    todo = [(c, e) for c, e in keys if (c.case_hash, e) not in outputs]
+    # cases of identical content share one call and one cache row (the cache is by content)
+    todo = list(
+        {(c.case_hash, e): (c, e) for c, e in keys if (c.case_hash, e) not in outputs}.values()
+    )
     n_cached = len(keys) - len(todo)
     if progress is not None:
         progress(n_cached, len(keys))
@@ -190,6 +193,7 @@ def run_suite(
 
     runs: list[CaseRun] = []
     new_scores: list[tuple[str, int, str, float, bool, str]] = []
+    stored: set[tuple[str, int, str]] = set()
     awaited = _await_scores(scorers, keys, outputs, fresh, cached_scores, concurrency)
     for c, e in keys:
         out = outputs[(c.case_hash, e)]
@@ -203,7 +207,9 @@ def run_suite(
             key = (c.case_hash, e, scorer_id)
             s = awaited[key] if key in awaited else _score(scorer, c, out)
             by_name[scorer.name] = s
-            if out.error is None and not s.detail.startswith(SCORE_ERROR):  # errors: ask again
+            worth_keeping = out.error is None and not s.detail.startswith(SCORE_ERROR)
+            if worth_keeping and key not in stored:  # errors are asked again; twins once
+                stored.add(key)
                 new_scores.append((c.case_hash, e, scorer_id, s.value, s.passed, s.detail))
         runs.append(CaseRun(c, e, out, by_name, cached=not is_fresh))
     if new_scores or (fresh and not use_cache):
@@ -225,14 +231,15 @@ def _await_scores(
     concurrency: int,
 ) -> dict[tuple[str, int, str], Score]:
     """Scores of scorers that have ``async ascore`` (an LLM judge), awaited concurrently."""
-    todo = [
-        (c, e, sid, scorer)
+    distinct = {
+        (c.case_hash, e, sid): (c, e, sid, scorer)
         for c, e in keys
         for sid, scorer in scorers
         if hasattr(scorer, "ascore")
         and outputs[(c.case_hash, e)].error is None
         and ((c.case_hash, e) in fresh or (c.case_hash, e, sid) not in cached)
-    ]
+    }
+    todo = list(distinct.values())  # a judge is asked once per distinct case content
     if not todo:
         return {}
 

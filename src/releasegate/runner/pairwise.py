@@ -11,6 +11,7 @@ rubric and prompt are its identity.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
@@ -68,7 +69,10 @@ object and nothing else, where winner is "A", "B" or "tie":
 """
 
 _VALUE: Mapping[Prefers, float] = {"candidate": 1.0, "baseline": 0.0, "tie": 0.5}
+_PREFERS: Mapping[float, Prefers] = {v: k for k, v in _VALUE.items()}
 _OUTCOME: Mapping[Prefers, Outcome] = {"candidate": "win", "baseline": "loss", "tie": "tie"}
+OUTCOME_VALUE: Mapping[Outcome, float] = {"win": 1.0, "tie": 0.5, "loss": 0.0}
+"""For the win rate: a win 1, a tie half, a loss 0."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +104,27 @@ class Judgement:
             }
         )
 
+    @classmethod
+    def from_stored(cls, order: Order, value: float, detail: str) -> Judgement | None:
+        """The judgement ``value`` and ``detail`` stored; None if they are not one."""
+        prefers = _PREFERS.get(value)
+        try:
+            info = json.loads(detail)
+        except ValueError:
+            return None
+        if prefers is None or not isinstance(info, dict):
+            return None
+        return cls(
+            order,
+            str(info.get("winner", "")),
+            prefers,
+            str(info.get("reason", "")),
+            None,
+            int(info.get("tokens_in", 0)),
+            int(info.get("tokens_out", 0)),
+            float(info.get("cost_usd", 0.0)),
+        )
+
 
 def prefers_of(order: Order, winner: str) -> Prefers:
     if winner == "tie":
@@ -118,7 +143,7 @@ class Combined:
     @property
     def value(self) -> float:
         """For the win rate: a win 1, a tie half, a loss 0."""
-        return {"win": 1.0, "tie": 0.5, "loss": 0.0}[self.outcome]
+        return OUTCOME_VALUE[self.outcome]
 
 
 def combine(first: Prefers, second: Prefers) -> Combined:
