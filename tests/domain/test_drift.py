@@ -26,14 +26,13 @@ from releasegate.domain.drift import (
     label_mix_signal,
     mean_signal,
     measure_false_alarms,
-    mmd2,
-    mmd_test,
     psi,
     psi_chance,
     psi_from_counts,
     quantile_signal,
     rate_signal,
 )
+from releasegate.domain.mmd import mmd2, mmd_test
 
 Pair = tuple[np.ndarray, np.ndarray]
 Sampler = Callable[[np.random.Generator], tuple[Any, Any]]
@@ -430,3 +429,30 @@ def test_compare_windows_takes_rules_directions_and_kept_bins() -> None:
     with_bins = compare_windows(reference, current, bins={"output_length": kept})
     dist = next(s for s in with_bins if s.name == "output_length_distribution")
     assert "5 reference-quantile bins" in dist.detail
+
+
+def test_compare_windows_checks_input_and_output_embeddings_with_the_rules_knobs() -> None:
+    rng = np.random.default_rng(10)
+    shift = np.zeros(16)
+    shift[:4] = 1.5  # the current inputs moved; the outputs did not
+
+    def embedded(n: int, moved: bool) -> Window:
+        inputs = rng.normal(size=(n, 16)) + (shift if moved else 0.0)
+        return Window(input_embeddings=inputs, output_embeddings=rng.normal(size=(n, 16)))
+
+    reference, current = embedded(300, False), embedded(300, True)
+    rules = DriftRules(embedding_cap=200, permutations=199, seed=4)
+    signals = compare_windows(reference, current, rules)
+    assert [(s.name, s.status) for s in signals] == [
+        ("input_drift", "alert"),
+        ("output_drift", "ok"),
+    ]
+    drift = signals[0]
+    assert drift.p_value == pytest.approx(1 / 200)  # beyond every one of the permutations
+    assert "199 permutations, 200 vs 200 sampled" in drift.detail
+    assert signals == compare_windows(reference, current, rules)  # seeded: same answer
+    few = compare_windows(embedded(1, False), current)
+    assert {s.status for s in few} == {"insufficient"}
+    assert "MMD^2 needs 2 runs per window" in few[0].detail
+    with pytest.raises(ValueError, match="99 permutations can never give p < alpha=0.01; use 100"):
+        compare_windows(reference, current, dataclasses.replace(rules, permutations=99))

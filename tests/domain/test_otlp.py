@@ -509,3 +509,42 @@ def test_any_values_decode(value: Any, expected: Any) -> None:
 def test_malformed_any_values_raise(value: Any) -> None:
     with pytest.raises(ValueError, match="is not a valid|expected an AnyValue"):
         any_value(value)
+
+
+def test_an_attribute_with_a_lone_surrogate_rejects_its_run_naming_the_attribute() -> None:
+    lone = "\ud83d"  # an OTLP/JSON "\ud83d": half of a UTF-16 pair, which no hash or db takes
+    cases = [
+        ("releasegate.input", "attributes.releasegate.input"),
+        ("http.route", "attributes.http.route"),
+    ]
+    for key, field in cases:
+        span = handmade_run()
+        span["attributes"].append(attribute(key, stringValue="/triage" + lone))
+        [bad] = parse_otlp_json(handmade(span), now=NOW).rejected
+        assert (bad.field, bad.where) == (field, "resourceSpans[0].scopeSpans[0].spans[0]")
+        assert bad.reason.startswith("not valid UTF-8 text: lone surrogate '\\ud83d'")
+        assert bad.run_id == "eee19b7ec3c1b174"
+    service = [attribute("service.name", stringValue="triage" + lone)]
+    [bad] = parse_otlp_json(handmade(handmade_run(), service), now=NOW).rejected
+    assert bad.field == "resource.attributes.service.name"
+
+
+def test_a_run_id_attribute_with_a_lone_surrogate_is_reported_escaped() -> None:
+    span = handmade_run()
+    span["attributes"].append(attribute("releasegate.run_id", stringValue="r-\ud83d"))
+    result = parse_otlp_json(handmade(span), now=NOW)
+    [bad] = result.rejected
+    assert (bad.run_id, bad.field) == ("r-\\ud83d", "attributes.releasegate.run_id")
+    error = result.error("POST /v1/traces")
+    assert error is not None and str(error).encode("utf-8")  # printable, sendable
+
+
+def test_digits_that_are_not_ascii_are_a_rejection_not_a_crash() -> None:
+    result = parse_otlp_json(handmade(handmade_run(startTimeUnixNano="²")), now=NOW)
+    [bad] = result.rejected
+    assert (bad.field, bad.reason) == (
+        "startTimeUnixNano",
+        "expected nanoseconds since 1970 as an integer, got '²'",
+    )
+    with pytest.raises(ValueError, match="is not a valid intValue"):
+        any_value({"intValue": "١٢"})  # Arabic-Indic digits: int() would read them as 12

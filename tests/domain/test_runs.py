@@ -476,3 +476,86 @@ def test_the_same_run_through_two_fronts_has_the_same_content() -> None:
 def test_batch_result_is_a_value() -> None:
     result = BatchResult([], [])
     assert result.ok and result.duplicates == 0 and result.error() is None
+
+
+# --- text that is not valid UTF-8 -------------------------------------------------------
+
+LONE = "\ud83d"  # the first half of an emoji's UTF-16 pair, as JSON's "\ud83d" decodes
+
+
+def test_a_jsonl_line_with_a_lone_surrogate_is_rejected_naming_line_and_field() -> None:
+    good, bad = json.dumps(record(run_id="a")), json.dumps(record(run_id="b", input="hi " + LONE))
+    assert '"hi \\ud83d"' in bad  # what a JavaScript client cutting a string writes
+    encoded = json.dumps(record(run_id="c", label="?")).encode().replace(b"?", b"\xed\xa0\xbd")
+    result = parse_jsonl([good.encode(), bad.encode(), encoded], now=NOW)
+    assert [(r.line, r.run_id, r.field) for r in result.rejected] == [
+        (2, "b", "input"),
+        (3, "c", "label"),  # encoded in the bytes: json.loads decodes with 'surrogatepass'
+    ]
+    assert result.rejected[0].reason == (
+        "not valid UTF-8 text: lone surrogate '\\ud83d' at character 4 "
+        "(a string cut between the two halves of a UTF-16 pair?)"
+    )
+    assert [r.run_id for r in result.accepted] == ["a"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"workflow": "triage" + LONE}, "workflow"),
+        ({"env": LONE}, "env"),
+        ({"model": "gpt" + LONE}, "model"),
+        ({"provider": LONE}, "provider"),
+        ({"operation": LONE}, "operation"),
+        ({"label": LONE}, "label"),
+        ({"status": "error", "failure_reason": "timeout " + LONE}, "failure_reason"),
+        ({"output": LONE}, "output"),
+        ({"input": {"messages": [{"content": "hi" + LONE}]}}, "input"),
+        ({"output": {"k" + LONE: 1}}, "output"),
+        ({"attributes": {"tenant": "acme" + LONE}}, "attributes.tenant"),
+        ({"attributes": {"ten" + LONE: "acme"}}, "attributes.ten\\ud83d"),
+    ],
+)
+def test_a_lone_surrogate_in_any_string_of_an_http_batch_is_named(
+    changes: dict[str, Any], field: str
+) -> None:
+    result = parse_batch([record(run_id="ok"), record(run_id="bad", **changes)], now=NOW)
+    [bad] = result.rejected
+    assert (bad.index, bad.run_id, bad.field) == (1, "bad", field)
+    assert bad.reason.startswith("not valid UTF-8 text: lone surrogate '\\ud83d' at character")
+
+
+def test_a_rejection_for_bad_text_can_itself_be_printed_and_sent() -> None:
+    result = parse_batch([record(run_id="r" + LONE), record(**{"note" + LONE: 1})], now=NOW)
+    assert [(r.run_id, r.field) for r in result.rejected] == [
+        ("r\\ud83d", "run_id"),
+        ("r-1", "note\\ud83d"),
+    ]
+    message = str(result.error("POST /api/runs"))
+    assert message.encode("utf-8")  # what the CLI prints and the server sends
+    assert "POST /api/runs[0] (run r\\ud83d): field 'run_id': not valid UTF-8 text" in message
+
+
+def test_text_beyond_ascii_is_fine_including_a_whole_surrogate_pair() -> None:
+    line = json.dumps(record(input="où est mon remboursement ? \U0001f600", label="facturación"))
+    assert "\\ud83d\\ude00" in line  # json.dumps escapes the emoji as a UTF-16 pair
+    [run] = parse_jsonl([line], now=NOW).accepted
+    assert run.input == "où est mon remboursement ? \U0001f600"
+    assert run.label == "facturación"
+
+
+def test_sdk_structured_input_that_json_cannot_hold_is_a_rejection_not_a_crash() -> None:
+    when = datetime(2025, 6, 1, tzinfo=UTC)
+    for value, reason in (
+        ({"asked_at": when}, "Object of type datetime is not JSON serializable"),
+        ({1: "a", "b": 2}, "'<' not supported between instances of"),
+    ):
+        bad = reject(record(input=value), source="sdk")
+        assert bad.field == "input"
+        assert bad.reason.startswith("cannot be stored as JSON text: " + reason)
+
+
+def test_blank_lines_of_any_kind_are_skipped() -> None:
+    rows = [b"\n", json.dumps(record(run_id="a")).encode() + b"\r\n", b"  \t\r\n", b""]
+    result = parse_jsonl(rows, now=NOW)
+    assert result.ok and [r.run_id for r in result.accepted] == ["a"]

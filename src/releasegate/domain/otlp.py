@@ -29,6 +29,7 @@ from releasegate.domain.runs import (
     drop_repeats,
     epoch_of,
     rejection_error,
+    shown_run_id,
 )
 from releasegate.errors import InputError
 
@@ -157,7 +158,7 @@ def parse_otlp_json(
             count += 1
             if len(rejected) < max_rejections:
                 field = origin.get(bad.field, bad.field) if bad.field else None
-                run_id = _text_or_none(span.attrs.get(ATTRIBUTES["run_id"])) or span.span_id
+                run_id = shown_run_id(span.attrs.get(ATTRIBUTES["run_id"])) or span.span_id
                 rejected.append(Rejection(span.index, None, run_id, field, bad.reason, span.path))
 
     def conflict(at: _Span, run: RunRecord, first: _Span) -> Rejection:
@@ -253,6 +254,7 @@ def _record(
     extra: dict[str, Any] = {"trace_id": span.trace_id}
     if "service.name" in span.resource:
         extra["service.name"] = span.resource["service.name"]
+        origin["attributes.service.name"] = "resource.attributes.service.name"
     for key, value in attrs.items():
         if key in _CONSUMED or isinstance(value, list | dict):
             continue
@@ -415,7 +417,7 @@ def any_value(value: Any) -> Any:
     if kind == "intValue":
         if type(raw) is int:
             return raw
-        if isinstance(raw, str) and raw.lstrip("-").isdigit():
+        if isinstance(raw, str) and raw.isascii() and raw.removeprefix("-").isdigit():
             return int(raw)
     elif kind == "doubleValue":
         if type(raw) is float or type(raw) is int:
@@ -470,14 +472,10 @@ def _bad_id(value: Any, size: int) -> str:
 
 def _nanos(raw: Mapping[str, Any], key: str) -> int:
     value = raw.get(key)
-    if isinstance(value, str) and value.isdigit():
-        value = int(value)
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 30:
+        value = int(value)  # ASCII digits only: "²".isdigit() is true too, and int() refuses it
     if type(value) is int and 0 < value < 10**20:  # 10**20 ns is the year 5138
         return value
     if value in (None, 0):
         raise RecordError(key, "is required (nanoseconds since 1970)")
     raise RecordError(key, f"expected nanoseconds since 1970 as an integer, got {value!r}")
-
-
-def _text_or_none(value: Any) -> str | None:
-    return str(value) if isinstance(value, str | int) and not isinstance(value, bool) else None

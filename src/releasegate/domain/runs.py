@@ -3,7 +3,8 @@
 Every front (SDK, ``runs import FILE.jsonl``, the HTTP endpoint, OTLP traces) turns
 its input into the same plain record shape and passes it through ``parse_run``, so
 one set of rules decides what a run is. A bad record becomes a ``Rejection`` naming
-its line or index, field and reason; a batch with any rejection lands nothing.
+its line or index, field and reason; a batch with any rejection lands nothing. Strings
+must be valid text: JSON's ``"\\ud800"`` is a lone surrogate that no hash or database takes.
 
 Validation is plain dict and type checks on the hot path (the importer needs
 ~100k runs/s), records are NamedTuples (a frozen dataclass's ``__init__`` costs
@@ -226,11 +227,11 @@ def _decode_lines(lines: Iterable[str | bytes]) -> Iterable[tuple[int, int | Non
             raw = (
                 raw.lstrip("\ufeff") if isinstance(raw, str) else raw.removeprefix(b"\xef\xbb\xbf")
             )
-        if not raw.strip():
-            continue
         try:
             obj = loads(raw)
         except json.JSONDecodeError as exc:
+            if not raw.strip():  # a blank line: looked for only here, as strip() copies
+                continue
             obj = _Malformed(f"malformed JSON: {exc.msg} (column {exc.colno})")
         except UnicodeDecodeError as exc:
             obj = _Malformed(f"not UTF-8 text ({exc.reason})")
@@ -262,7 +263,8 @@ def _collect(
         except RecordError as bad:
             count += 1
             if len(rejected) < max_rejections:
-                rejected.append(Rejection(index, line, _run_id_of(obj), bad.field, bad.reason))
+                run_id = shown_run_id(obj.get("run_id")) if isinstance(obj, Mapping) else None
+                rejected.append(Rejection(index, line, run_id, bad.field, bad.reason))
 
     def conflict(
         at: tuple[int, int | None], run: RunRecord, first: tuple[int, int | None]
@@ -309,9 +311,16 @@ def same_content(a: RunRecord, b: RunRecord) -> bool:
     return a[:-1] == b[:-1]  # all but ``source``
 
 
-def _run_id_of(obj: Any) -> str | None:
-    value = obj.get("run_id") if isinstance(obj, Mapping) else None
-    return str(value) if isinstance(value, str | int) and not isinstance(value, bool) else None
+def shown_run_id(value: Any) -> str | None:
+    """A rejected record's run_id as a report can print it (None if it is not an id)."""
+    if type(value) is int:
+        return str(value)
+    return printable(value) if type(value) is str else None
+
+
+def printable(text: str) -> str:
+    """``text`` with any lone surrogate escaped (``\\ud800``), for messages about bad input."""
+    return text if text.isascii() else text.encode("utf-8", "backslashreplace").decode()
 
 
 def build_run(obj: Any, now_s: float, skew_s: float, source: str) -> RunRecord:
@@ -322,15 +331,15 @@ def build_run(obj: Any, now_s: float, skew_s: float, source: str) -> RunRecord:
     if type(obj) is not dict and not isinstance(obj, Mapping):
         raise RecordError(None, f"expected a JSON object, got {type_name(obj)}")
     if not _KNOWN.issuperset(obj):
-        unknown = sorted(str(k) for k in obj if k not in _KNOWN)
+        unknown = sorted(printable(str(k)) for k in obj if k not in _KNOWN)
         raise RecordError(unknown[0], "unknown field; put extra data under 'attributes'")
     get = obj.get
 
     workflow = get("workflow")
-    if type(workflow) is not str or not 0 < len(workflow) <= NAME_MAX:
+    if type(workflow) is not str or not 0 < len(workflow) <= NAME_MAX or not workflow.isascii():
         workflow = _name(workflow, "workflow", True)
     env = get("env")
-    if type(env) is not str or not 0 < len(env) <= NAME_MAX:
+    if type(env) is not str or not 0 < len(env) <= NAME_MAX or not env.isascii():
         env = _name(env, "env", True)
     version_id = get("version_id")
     if type(version_id) is not str or len(version_id) != 64 or version_id.strip(_HEX):
@@ -368,8 +377,8 @@ def build_run(obj: Any, now_s: float, skew_s: float, source: str) -> RunRecord:
     if reason is None:
         if status == "error":
             raise RecordError("failure_reason", "is required when status is 'error'")
-    elif type(reason) is not str or not reason:
-        raise RecordError("failure_reason", f"expected a non-empty string, got {_show(reason)}")
+    elif type(reason) is not str or not reason or not reason.isascii():
+        reason = _string(reason, "failure_reason")
 
     tokens_in = get("tokens_in", 0)
     if type(tokens_in) is not int or not 0 <= tokens_in < COUNT_MAX:
@@ -394,22 +403,30 @@ def build_run(obj: Any, now_s: float, skew_s: float, source: str) -> RunRecord:
         edited = _flag(edited, "edited")
 
     model = get("model")
-    if model is not None and (type(model) is not str or not 0 < len(model) <= NAME_MAX):
+    if model is not None and (
+        type(model) is not str or not 0 < len(model) <= NAME_MAX or not model.isascii()
+    ):
         model = _name(model, "model", False)
     provider = get("provider")
-    if provider is not None:
+    if provider is not None and (
+        type(provider) is not str or not 0 < len(provider) <= NAME_MAX or not provider.isascii()
+    ):
         provider = _name(provider, "provider", False)
     operation = get("operation")
-    if operation is not None:
+    if operation is not None and (
+        type(operation) is not str or not 0 < len(operation) <= NAME_MAX or not operation.isascii()
+    ):
         operation = _name(operation, "operation", False)
     label = get("label")
-    if label is not None and (type(label) is not str or not 0 < len(label) <= NAME_MAX):
+    if label is not None and (
+        type(label) is not str or not 0 < len(label) <= NAME_MAX or not label.isascii()
+    ):
         label = _name(label, "label", False)
     text_in = get("input")
-    if text_in is not None and type(text_in) is not str:
+    if text_in is not None and (type(text_in) is not str or not text_in.isascii()):
         text_in = _text(text_in, "input")
     text_out = get("output")
-    if text_out is not None and type(text_out) is not str:
+    if text_out is not None and (type(text_out) is not str or not text_out.isascii()):
         text_out = _text(text_out, "output")
     attributes = get("attributes")
     attributes = {} if attributes is None else _attributes(attributes)
@@ -421,7 +438,7 @@ def build_run(obj: Any, now_s: float, skew_s: float, source: str) -> RunRecord:
             (workflow, version_id, env, status, reason, model, provider, operation)
             + (escalated, edited, text_in, text_out, label, sorted(attributes.items())),
         )
-    elif type(run_id) is not str or not 0 < len(run_id) <= NAME_MAX:
+    elif type(run_id) is not str or not 0 < len(run_id) <= NAME_MAX or not run_id.isascii():
         run_id = _name(str(run_id) if type(run_id) is int else run_id, "run_id", True)
     return _new(RunRecord, (
         run_id, workflow, version_id, env, started, ended, latency, status, reason,
@@ -451,20 +468,41 @@ def derived_run_id(numbers: tuple[Any, ...], texts: tuple[Any, ...]) -> str:
         tokens_out,
         retries,
     )
-    text = repr(texts).encode("utf-8", "surrogatepass")
+    text = repr(texts).encode("utf-8")
     return hashlib.sha256(packed + text).hexdigest()[:32]
 
 
 def _name(value: Any, field: str, required: bool) -> Any:
-    if type(value) is str and 0 < len(value) <= NAME_MAX:
-        return value
     if value is None:
         if required:
             raise RecordError(field, "is required")
         return None
+    value = _string(value, field)
+    if len(value) > NAME_MAX:
+        raise RecordError(field, f"is {len(value)} characters long, more than {NAME_MAX}")
+    return value
+
+
+def _string(value: Any, field: str) -> str:
     if type(value) is not str or not value:
         raise RecordError(field, f"expected a non-empty string, got {_show(value)}")
-    raise RecordError(field, f"is {len(value)} characters long, more than {NAME_MAX}")
+    return _valid(value, field)
+
+
+def _valid(text: str, field: str) -> str:
+    """``text``, if UTF-8 can encode it: JSON's ``"\\ud800"`` decodes to a lone surrogate,
+    which would pass every other check and then fail in a hash or in the database."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            at = exc.start
+            raise RecordError(
+                field,
+                f"not valid UTF-8 text: lone surrogate {text[at]!a} at character {at + 1} "
+                "(a string cut between the two halves of a UTF-16 pair?)",
+            ) from None
+    return text
 
 
 def _version_id(value: Any) -> str:
@@ -569,9 +607,16 @@ def _flag(value: Any, field: str) -> bool:
 
 
 def _text(value: Any, field: str) -> str:
-    if isinstance(value, dict | list):  # structured output: stored as its JSON text
-        return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-    raise RecordError(field, f"expected a string (or JSON object/list), got {_show(value)}")
+    if type(value) is str:
+        return _valid(value, field)
+    if not isinstance(value, dict | list):
+        raise RecordError(field, f"expected a string (or JSON object/list), got {_show(value)}")
+    try:  # structured output: stored as its JSON text
+        text = json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError) as exc:  # from the SDK: a datetime, {1:, "a":}
+        reason = str(exc) if not isinstance(exc, RecursionError) else "nested too deeply"
+        raise RecordError(field, f"cannot be stored as JSON text: {reason}") from None
+    return _valid(text, field)
 
 
 def _attributes(value: Any) -> dict[str, Scalar]:
@@ -581,14 +626,19 @@ def _attributes(value: Any) -> dict[str, Scalar]:
     for key, item in value.items():
         if type(key) is not str:
             raise RecordError("attributes", f"keys must be strings, got {_show(key)}")
+        if not key.isascii():
+            _valid(key, f"attributes.{printable(key)}")
         kind = type(item)
-        if kind is float and not -INF < item < INF:
-            raise RecordError(f"attributes.{key}", f"expected a finite number, got {item}")
-        if kind is int and not -_INT64 <= item < _INT64:
-            raise RecordError(f"attributes.{key}", "integer out of the 64-bit range")
-        if (
-            kind is not str and kind is not int and kind is not float and kind is not bool
-        ) and item is not None:
+        if kind is str:
+            if not item.isascii():
+                _valid(item, f"attributes.{key}")
+        elif kind is float:
+            if not -INF < item < INF:
+                raise RecordError(f"attributes.{key}", f"expected a finite number, got {item}")
+        elif kind is int:
+            if not -_INT64 <= item < _INT64:
+                raise RecordError(f"attributes.{key}", "integer out of the 64-bit range")
+        elif kind is not bool and item is not None:
             raise RecordError(
                 f"attributes.{key}",
                 f"expected a string, number, true/false or null, got {type_name(item)}",
