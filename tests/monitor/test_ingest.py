@@ -234,3 +234,68 @@ def test_two_importers_at_once_land_every_run_once(
         t.join()
     assert errors == []
     assert sum(landed) == 900 and count(store) == 900  # the 300 shared runs landed once
+
+
+def test_missing_values_are_stored_as_null_and_flags_as_booleans(
+    store: Store, project: Project
+) -> None:
+    vid = shipped(store, project)
+    bare = run(vid, 1, tokens_in=0, label=None, output=None, input=None, escalated=True)
+    full = run(vid, 2, cost_usd=0.0, feedback=-0.5, model="m-1", operation="chat")
+    full |= {"status": "error", "failure_reason": "timeout", "attributes": {"k": 1}}
+    assert ingest_dicts(store, [bare, full], source="http").landed == 2
+    with store.read() as conn:
+        a, b = RunRepo.get(conn, "run-00001"), RunRepo.get(conn, "run-00002")
+    assert a is not None and b is not None
+    for column in ("cost_usd", "feedback", "model", "operation", "failure_reason", "label"):
+        assert a[column] is None, column
+    for column in ("input", "output", "input_hash", "output_hash", "output_chars"):
+        assert a[column] is None, column
+    assert a["attributes_json"] is None and bool(a["escalated"]) and not a["edited"]
+    assert (b["cost_usd"], b["feedback"], b["model"], b["operation"]) == (0.0, -0.5, "m-1", "chat")
+    assert (b["failure_reason"], b["label"], b["output_chars"]) == ("timeout", "fraud", 5)
+    assert json.loads(b["attributes_json"]) == {"k": 1} and not b["escalated"]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_worker_processes_land_the_same_rows_and_name_the_same_lines(
+    store: Store, project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    import releasegate.monitor.ingest as ingest
+
+    monkeypatch.setattr(ingest, "CHUNK", 7)
+    vid = shipped(store, project)
+    rows = [run(vid, i, feedback=None if i % 3 else 0.5) for i in range(40)]
+    rows[5]["input"] = None  # a column holding None travels as a list, not joined
+    if store.dialect == "sqlite":  # PostgreSQL text cannot hold NUL
+        rows[6]["output"] = "a separator \u0000 inside"
+    bad = [dict(r) for r in rows]
+    bad[3]["tokens_in"], bad[33]["status"] = -1, "maybe"
+    refused = import_jsonl(store, write_jsonl(tmp_path / "bad.jsonl", bad), workers=workers)
+    assert [(r.line, r.field) for r in refused.rejected] == [(4, "tokens_in"), (34, "status")]
+    assert refused.landed == 0 and count(store) == 0
+    seen: list[int] = []
+    path = write_jsonl(tmp_path / "runs.jsonl", rows)
+    result = import_jsonl(store, path, workers=workers, progress=seen.append)
+    assert (result.landed, result.received, result.rejected) == (40, 40, [])
+    assert sum(seen) == 40 and not result.outside_gate
+    with store.read() as conn:
+        stored = [RunRepo.get(conn, f"run-{i:05d}") for i in (0, 5, 39)]
+        odd = RunRepo.get(conn, "run-00006")
+    assert odd is not None and odd["output"] == rows[6]["output"]
+    assert [s["input"] for s in stored if s] == ["message 0", None, "message 39"]
+    assert [s["feedback"] for s in stored if s] == [0.5, None, 0.5]
+    assert [bool(s["input_hash"]) for s in stored if s] == [True, False, True]
+    assert [s["output_chars"] for s in stored if s] == [5, 5, 5]
+
+
+def test_an_import_goes_on_in_process_when_a_worker_cannot_start(
+    store: Store, project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    vid = shipped(store, project)
+    path = write_jsonl(tmp_path / "runs.jsonl", [run(vid, i) for i in range(30)])
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-such-python"))
+    result = import_jsonl(store, path, workers=2)
+    assert (result.landed, result.rejected) == (30, []) and count(store) == 30

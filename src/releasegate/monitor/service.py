@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -28,6 +29,8 @@ from releasegate.release.evaluate import embedder_for
 from releasegate.release.refs import check_env
 from releasegate.store.engine import Store
 from releasegate.store.repos import EmbeddingRepo, EnvironmentRepo, RunRepo, WorkflowRepo
+
+ERROR, ESCALATED, EDITED, NEGATIVE_FEEDBACK, HAS_FEEDBACK = RunRepo.SIGNAL_FLAGS
 
 SCALAR_COLUMNS = (
     "status",
@@ -150,8 +153,9 @@ def _days(window: timedelta) -> str:
     return f"{s / 60:g} minutes"
 
 
-def _window(rows: Sequence[tuple[Any, ...]]) -> Window:
-    if not rows:
+def _window(runs: np.ndarray[Any, Any]) -> Window:
+    """One window as drift reads it, from ``RunRepo.signal_columns`` (one record per run)."""
+    if not len(runs):
         empty = np.zeros(0)
         return Window(
             errors=empty,
@@ -163,20 +167,28 @@ def _window(rows: Sequence[tuple[Any, ...]]) -> Window:
             output_length=empty,
             labels=[],
         )
-    status, latency, cost, escalated, edited, feedback, chars, label = zip(*rows, strict=True)
-    fb = np.array([np.nan if f is None else float(f) for f in feedback])
-    neg = np.where(np.isnan(fb), np.nan, (fb < 0).astype(float))
-    labels = [x for x in label if x is not None]
+    flags = runs["flags"]
+    counts = Counter(runs["label"].tolist())  # labels are read as counts: the same mix
+    counts.pop(None, None)
     return Window(
-        errors=np.fromiter((s != "ok" for s in status), dtype=bool, count=len(status)),
-        latency=np.array(latency, dtype=float),
-        cost=np.array([np.nan if c is None else c for c in cost], dtype=float),
-        escalated=np.array(escalated, dtype=bool),
-        edited=np.array(edited, dtype=bool),
-        negative_feedback=neg,
-        output_length=np.array([np.nan if c is None else c for c in chars], dtype=float),
-        labels=labels if labels else None,
+        errors=(flags & ERROR) != 0,
+        latency=np.ascontiguousarray(runs["latency_ms"]),
+        cost=np.ascontiguousarray(runs["cost_usd"]),
+        escalated=(flags & ESCALATED) != 0,
+        edited=(flags & EDITED) != 0,
+        negative_feedback=np.where(
+            (flags & HAS_FEEDBACK) != 0, ((flags & NEGATIVE_FEEDBACK) != 0).astype(float), np.nan
+        ),
+        output_length=np.ascontiguousarray(runs["output_chars"]),
+        labels=dict(counts) if counts else None,
     )
+
+
+def _versions_seen(runs: np.ndarray[Any, Any]) -> list[tuple[str, int]]:
+    """(version id, runs) in a window, most runs first (ties as SQL's GROUP BY gave them),
+    counted from the rows already read rather than by a second pass over the window."""
+    counts = Counter(runs["version_id"].tolist())
+    return sorted(counts.items(), key=lambda item: (item[1], item[0]), reverse=True)
 
 
 def _vectors(
@@ -185,16 +197,16 @@ def _vectors(
     env: str,
     span: Span,
     column: str,
+    values: np.ndarray[Any, Any],
     sample: int,
     seed: int,
     progress: Callable[[int], None] | None,
 ) -> tuple[np.ndarray[Any, Any] | None, int]:
     """Embeddings of a seeded sample of the window's runs (repeats kept, so the mix of
-    topics is what MMD sees); each distinct text is embedded once, only if missing."""
+    topics is what MMD sees); each distinct text is embedded once, only if missing.
+    ``values`` is the window's ``column`` (``input_hash``/``output_hash``), oldest first."""
     text_col = "input" if column == "input_hash" else "output"
-    with store.read() as conn:
-        hashes = [r[0] for r in RunRepo.window(conn, workflow, env, *span.bounds, [column])]
-    hashes = [h for h in hashes if h]
+    hashes = [h for h in values.tolist() if h]
     if not hashes:
         return None, 0
     chosen = random.Random(seed).sample(hashes, min(sample, len(hashes)))
@@ -252,26 +264,32 @@ def monitor(
     else:
         ref_span, note = choose_reference(history, current, size)
     with store.read() as conn:
-        cur_rows = RunRepo.window(conn, workflow, env, *current.bounds, SCALAR_COLUMNS)
-        ref_rows = RunRepo.window(conn, workflow, env, *ref_span.bounds, SCALAR_COLUMNS)
-        seen = RunRepo.versions_seen(conn, workflow, env, *current.bounds)
+        # one pass per window: the embedding sample is drawn from the same rows
+        hashes = ("input_hash", "output_hash") if embeddings else ()
+        cur_runs = RunRepo.signal_columns(
+            conn, workflow, env, *current.bounds, extra=("version_id", *hashes)
+        )
+        ref_runs = RunRepo.signal_columns(conn, workflow, env, *ref_span.bounds, extra=hashes)
         versions: list[dict[str, Any]] = [
             {
                 "version_id": vid,
-                "runs": int(n),
+                "runs": n,
                 "gated": gated(conn, workflow, env, vid),
             }
-            for vid, n, _first, _last in seen
+            for vid, n in _versions_seen(cur_runs)
         ]
-    cur, ref = _window(cur_rows), _window(ref_rows)
-    result = MonitorResult(
-        workflow, env, current, ref_span, note, len(cur_rows), len(ref_rows), versions, []
-    )
-    if embeddings and cur_rows and ref_rows:
+    cur, ref = _window(cur_runs), _window(ref_runs)
+    n_cur, n_ref = len(cur_runs), len(ref_runs)
+    result = MonitorResult(workflow, env, current, ref_span, note, n_cur, n_ref, versions, [])
+    if embeddings and n_cur and n_ref:
         vectors: dict[str, Any] = {}
         for column, key in (("input_hash", "input"), ("output_hash", "output")):
-            a, ea = _vectors(store, workflow, env, ref_span, column, embed_sample, 1, progress)
-            b, eb = _vectors(store, workflow, env, current, column, embed_sample, 2, progress)
+            a, ea = _vectors(
+                store, workflow, env, ref_span, column, ref_runs[column], embed_sample, 1, progress
+            )
+            b, eb = _vectors(
+                store, workflow, env, current, column, cur_runs[column], embed_sample, 2, progress
+            )
             result.embedded += ea + eb
             if a is not None and b is not None:
                 vectors[f"{key}_embeddings"] = (a, b)
@@ -279,15 +297,15 @@ def monitor(
             ref = _with(ref, {k: v[0] for k, v in vectors.items()})
             cur = _with(cur, {k: v[1] for k, v in vectors.items()})
     rules = DriftRules(min_sample=config.min_sample)
-    bins = _length_bins(ref_rows)
+    bins = _length_bins(ref)
     result.signals = compare_windows(ref, cur, rules, bins=bins)
-    if quality and cur_rows and ref_rows:
+    if quality and n_cur and n_ref:
         signal = _quality(store, workflow, env, ref_span, current, config, rules)
         if signal is not None:
             result.signals.append(signal)
-    if not cur_rows:
+    if not n_cur:
         result.notes.append("no runs in this window: is the SDK or the importer wired?")
-    if not ref_rows:
+    if not n_ref:
         result.notes.append("no runs in the reference window: signals wait for a reference")
     if alert:
         names = [s.name for s in result.signals]
@@ -342,9 +360,10 @@ def _with(w: Window, extra: Mapping[str, Any]) -> Window:
     return replace(w, **extra)
 
 
-def _length_bins(ref_rows: Sequence[tuple[Any, ...]]) -> dict[str, Bins]:
-    lengths = [r[6] for r in ref_rows if r[6] is not None]
-    if not lengths:
+def _length_bins(ref: Window) -> dict[str, Bins]:
+    lengths = np.asarray(ref.output_length, dtype=float)
+    lengths = lengths[~np.isnan(lengths)]
+    if not lengths.size:
         return {}
     try:
         return {"output_length": Bins.from_reference(lengths, 10)}
@@ -364,25 +383,21 @@ def series(
     min_sample: int,
 ) -> dict[str, list[tuple[datetime, float | None, bool]]]:
     """Each scalar signal per bucket (e.g. per day) against one reference, for charts."""
+    start = end - bucket * buckets
     with store.read() as conn:
-        ref_rows = RunRepo.window(conn, workflow, env, *reference.bounds, SCALAR_COLUMNS)
-        start = end - bucket * buckets
-        rows = RunRepo.window(
-            conn, workflow, env, start.timestamp(), end.timestamp(), ("started_at", *SCALAR_COLUMNS)
+        ref_runs = RunRepo.signal_columns(conn, workflow, env, *reference.bounds)
+        runs = RunRepo.signal_columns(
+            conn, workflow, env, start.timestamp(), end.timestamp(), started=True
         )
-    ref = _window(ref_rows)
-    bins = _length_bins(ref_rows)
+    ref = _window(ref_runs)
+    bins = _length_bins(ref)
     rules = DriftRules(min_sample=min_sample)
     edges = [start + bucket * i for i in range(buckets + 1)]
+    cuts = np.searchsorted(runs["started_at"], [e.timestamp() for e in edges[1:]], side="left")
     out: dict[str, list[tuple[datetime, float | None, bool]]] = {}
-    j = 0
     for i in range(buckets):
-        hi = edges[i + 1].timestamp()
-        chunk = []
-        while j < len(rows) and rows[j][0] < hi:
-            chunk.append(rows[j][1:])
-            j += 1
-        signals = compare_windows(ref, _window(chunk), rules, bins=bins) if ref_rows else []
+        chunk = runs[cuts[i - 1] if i else 0 : cuts[i]]
+        signals = compare_windows(ref, _window(chunk), rules, bins=bins) if len(ref_runs) else []
         for s in signals:
             ok = s.status != "insufficient" and math.isfinite(s.value)
             out.setdefault(s.name, []).append((edges[i], s.value if ok else None, s.is_alert))

@@ -10,11 +10,11 @@ one dict on a queue; a background thread validates, hashes and writes batches.
 from __future__ import annotations
 
 import atexit
+import collections
 import contextlib
 import json
 import logging
 import os
-import queue
 import threading
 import time
 import weakref
@@ -30,7 +30,6 @@ from releasegate.store.engine import Store, locate
 
 log = logging.getLogger("releasegate.sdk")
 
-_STOP = object()
 MAX_REASONS = 20
 
 
@@ -224,10 +223,15 @@ class Client:
         home = store.location.home if store is not None else locate(self._project_dir).home
         self._fallback_file = Path(fallback_file) if fallback_file else home / "sdk-last-known.json"
         self._cache: dict[tuple[str, str], tuple[float, RuntimeVersion]] = {}
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        # Recorded runs wait in a deque that the writer drains every ``flush_every``, when
+        # ``batch_size`` are waiting, or on flush(); a queue would wake it on every run,
+        # and that thread switch was most of the request path's cost.
+        self._runs: collections.deque[dict[str, Any]] = collections.deque()
+        self._wake = threading.Event()
+        self._waiters: list[threading.Event] = []
+        self._stopping = False
         self._pending = 0
         self._lock = threading.Lock()
-        self._flushed = threading.Condition(self._lock)
         self._thread: threading.Thread | None = None
         self._closed = False
         self.stats = ClientStats()
@@ -311,17 +315,16 @@ class Client:
         return Run(self, workflow, env, version, input)
 
     def _submit(self, record: dict[str, Any]) -> None:
-        if self._closed:
-            self.stats.dropped += 1
-            return
-        if self._pending >= self.max_queue:
+        if self._closed or self._pending >= self.max_queue:
             self.stats.dropped += 1
             return
         self._pending += 1  # benign race: a bound, not an exact count
         self.stats.submitted += 1
-        self._queue.put(record)
+        self._runs.append(record)
         if self._thread is None:
             self._start()
+        elif len(self._runs) >= self.batch_size and not self._wake.is_set():
+            self._wake.set()
 
     def _start(self) -> None:
         with self._lock:
@@ -332,36 +335,27 @@ class Client:
                 self._thread.start()
 
     def _loop(self) -> None:
-        batch: list[dict[str, Any]] = []
-        deadline = time.monotonic() + self.flush_every
-        flush_requested = False
         while True:
-            timeout = max(0.0, deadline - time.monotonic())
-            try:
-                item = self._queue.get(timeout=timeout)
-            except queue.Empty:
-                item = None
-            if item is _STOP:
-                self._write(batch)
+            self._wake.wait(self.flush_every)
+            self._wake.clear()
+            with self._lock:
+                waiters, self._waiters = self._waiters, []
+                stopping = self._stopping
+            self._drain()  # everything recorded before the waiters asked
+            for waiter in waiters:
+                waiter.set()
+            if stopping:
                 return
-            if isinstance(item, threading.Event):
-                flush_requested = True
-                waiter: threading.Event | None = item
-            else:
-                waiter = None
-                if item is not None:
-                    batch.append(item)
-            if flush_requested or len(batch) >= self.batch_size or time.monotonic() >= deadline:
-                self._write(batch)
-                batch = []
-                deadline = time.monotonic() + self.flush_every
-                flush_requested = False
-                if waiter is not None:
-                    waiter.set()
 
-    def _write(self, batch: list[dict[str, Any]]) -> None:
-        if not batch:
-            return
+    def _drain(self) -> None:
+        """Write every waiting run in batches; stop at a failed batch (it is retried later)."""
+        runs = self._runs
+        while runs:
+            batch = [runs.popleft() for _ in range(min(len(runs), self.batch_size))]
+            if not self._write(batch):
+                return
+
+    def _write(self, batch: list[dict[str, Any]]) -> bool:
         from releasegate.monitor.ingest import ingest_dicts
 
         try:
@@ -370,10 +364,10 @@ class Client:
             self.stats.failed_batches += 1
             self.stats.last_error = f"{type(exc).__name__}: {exc}"
             log.warning("releasegate could not record %d runs: %s", len(batch), exc)
-            self._retry_later(batch)
-            return
-        finally:
             self._pending -= len(batch)
+            self._retry_later(batch)
+            return False
+        self._pending -= len(batch)
         self.stats.written += result.landed
         self.stats.duplicates += result.duplicates
         self.stats.rejected += len(result.rejected)
@@ -382,15 +376,19 @@ class Client:
             self.stats.reasons.append(reason)
             log.warning("releasegate rejected a run: %s", reason)
         del self.stats.reasons[:-MAX_REASONS]  # a long-lived process keeps the latest few
+        return True
 
     def _retry_later(self, batch: list[dict[str, Any]]) -> None:
-        """A failed batch goes back on the queue (bounded), so an outage loses nothing short."""
+        """A failed batch goes back in front of the waiting runs (bounded), so an outage loses
+        nothing short; the writer tries again at its next wake-up."""
+        kept = []
         for record in batch:
-            if self._pending < self.max_queue and not self._closed:
+            if self._pending < self.max_queue and not self._stopping:
                 self._pending += 1
-                self._queue.put(record)
+                kept.append(record)
             else:
                 self.stats.dropped += 1
+        self._runs.extendleft(reversed(kept))
         time.sleep(min(self.flush_every, 1.0))
 
     def flush(self, timeout: float = 30.0) -> None:
@@ -398,7 +396,9 @@ class Client:
         if self._thread is None:
             return
         done = threading.Event()
-        self._queue.put(done)
+        with self._lock:
+            self._waiters.append(done)
+        self._wake.set()
         done.wait(timeout)
 
     def close(self) -> None:
@@ -407,7 +407,9 @@ class Client:
             return
         if self._thread is not None:
             self.flush()
-            self._queue.put(_STOP)
+            with self._lock:
+                self._stopping = True
+            self._wake.set()
             self._thread.join(timeout=30.0)
         self._closed = True
         if self._owns_store and self._store is not None:
