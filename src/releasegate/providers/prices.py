@@ -1,0 +1,335 @@
+"""The price table: what a model's tokens cost, so every eval and run reports cost per task.
+
+releasegate ships a default table (``prices.yaml`` beside this module: USD per 1M
+tokens for common OpenAI models, figures the user must check) and merges one
+project table over it, entry by entry: the file ``RELEASEGATE_PRICES`` names,
+else ``prices.yaml`` in the project directory (``RELEASEGATE_DIR`` or the current
+one). The merged table has a content id, so an eval can record which prices
+priced it. A manifest's own ``model.options.price_per_1k_*`` win over any table.
+A model no table knows is priced at nothing and flagged, never an error; one
+served from this machine (a loopback ``base_url``) is a local runtime and costs 0.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+import functools
+import hashlib
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, NoReturn
+from urllib.parse import urlsplit
+
+import yaml
+
+from releasegate.errors import InputError
+
+PRICES_ENV = "RELEASEGATE_PRICES"
+PROJECT_FILE = "prices.yaml"
+DEFAULT_FILE = Path(__file__).with_name("prices.yaml")
+UNIT = "1M tokens"
+CURRENCY = "USD"
+TOP_KEYS = ("version", "as_of", "currency", "unit", "models")
+# a dated snapshot of a model: gpt-4o-2024-08-06, gpt-4-0613, gpt-3.5-turbo-0125
+SNAPSHOT = re.compile(r"-(?:\d{4}-\d{2}-\d{2}|\d{4})$")
+LOCAL_PROVIDERS = frozenset({"embedding-router"})  # run on this machine, in-process
+SELF_PRICED_PROVIDERS = frozenset({"python"})  # code: it reports its own cost, if any
+
+Source = Literal["manifest", "table", "local", "provider", "unknown"]
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """USD per 1M input (prompt) and output (completion) tokens."""
+
+    input_per_1m: float
+    output_per_1m: float
+
+    def cost(self, tokens_in: int, tokens_out: int) -> float:
+        return (tokens_in * self.input_per_1m + tokens_out * self.output_per_1m) / 1_000_000
+
+
+FREE = Price(0.0, 0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class TableFile:
+    """One file merged into the table: where, and the version and date it declares."""
+
+    path: str
+    version: str
+    as_of: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Pricing:
+    """How one model is priced and by what; ``price`` is None when nothing knows it."""
+
+    model: str
+    price: Price | None
+    source: Source
+    entry: str | None = None  # the table entry that matched: gpt-4o for gpt-4o-2024-08-06
+    table_id: str = ""
+    table_version: str = ""
+
+    @property
+    def is_priced(self) -> bool:
+        return self.price is not None
+
+    @property
+    def warning(self) -> str | None:
+        if self.price is not None or self.source != "unknown":
+            return None
+        return (
+            f"no price for model '{self.model}' in price table {self.table_version} "
+            f"({self.table_id}): its cost is recorded as 0. Add it to {PROJECT_FILE} in the "
+            "project (USD per 1M tokens) or set model.options.price_per_1k_input/output"
+        )
+
+    def cost(self, tokens_in: int, tokens_out: int) -> float | None:
+        """USD for these tokens; None when the model is unpriced."""
+        return None if self.price is None else self.price.cost(tokens_in, tokens_out)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The record an eval summary or a run keeps of how its cost was computed."""
+        return {
+            "model": self.model,
+            "source": self.source,
+            "entry": self.entry,
+            "input_per_1m": None if self.price is None else self.price.input_per_1m,
+            "output_per_1m": None if self.price is None else self.price.output_per_1m,
+            "table_id": self.table_id,
+            "table_version": self.table_version,
+            "warning": self.warning,
+        }
+
+
+@dataclass(frozen=True)
+class PriceTable:
+    """The default table with the project's entries merged over it."""
+
+    prices: Mapping[str, Price]  # by model name or pattern, in file order
+    files: tuple[TableFile, ...]
+    table_id: str  # "sha256:" + the hash of the merged prices
+
+    @property
+    def version(self) -> str:
+        return "+".join(f.version for f in self.files)
+
+    @property
+    def as_of(self) -> str | None:
+        return self.files[-1].as_of or self.files[0].as_of
+
+    def info(self) -> dict[str, Any]:
+        """Which table this is: what an eval summary records beside its cost."""
+        return {
+            "table_id": self.table_id,
+            "version": self.version,
+            "as_of": self.as_of,
+            "currency": CURRENCY,
+            "unit": UNIT,
+            "files": [{"path": f.path, "version": f.version, "as_of": f.as_of} for f in self.files],
+        }
+
+    def find(self, model: str) -> tuple[str, Price] | None:
+        """The entry for ``model``: exact, then its undated name, then the longest pattern."""
+        for name in (model, SNAPSHOT.sub("", model)):
+            found = self.prices.get(name)
+            if found is not None:
+                return name, found
+        patterns = sorted((k for k in self.prices if "*" in k), key=len, reverse=True)
+        for pattern in patterns:
+            if fnmatch.fnmatchcase(model, pattern):
+                return pattern, self.prices[pattern]
+        return None
+
+    def lookup(self, model: str, *, base_url: str | None = None) -> Pricing:
+        """How ``model`` is priced; never raises for a model the table does not know."""
+        found = self.find(model)
+        if found is not None:
+            return self._pricing(model, found[1], "table", found[0])
+        if base_url is not None and is_local(base_url):
+            return self._pricing(model, FREE, "local")
+        return self._pricing(model, None, "unknown")
+
+    def _pricing(
+        self, model: str, price: Price | None, source: Source, entry: str | None = None
+    ) -> Pricing:
+        return Pricing(model, price, source, entry, self.table_id, self.version)
+
+
+def is_local(base_url: str) -> bool:
+    """True for a server on this machine: localhost, 127.0.0.0/8, ::1."""
+    host = (urlsplit(base_url).hostname or "").lower()
+    return host in ("localhost", "::1", "0.0.0.0") or host.startswith("127.")
+
+
+def table_paths(project_dir: Path | None = None) -> list[Path]:
+    """The files merged, in order: the default, then the project's (if any)."""
+    paths = [DEFAULT_FILE]
+    named = os.environ.get(PRICES_ENV)
+    if named:
+        path = Path(named)
+        if not path.is_file():
+            raise InputError(
+                f"names '{named}', which is not a file",
+                field=PRICES_ENV,
+                hint="point it at a price table (see docs/workflow-files.md), or unset it",
+            )
+        paths.append(path)
+        return paths
+    base = project_dir if project_dir is not None else Path(os.environ.get("RELEASEGATE_DIR", "."))
+    project = base / PROJECT_FILE
+    if project.is_file():
+        paths.append(project)
+    return paths
+
+
+def load_table(project_dir: Path | None = None) -> PriceTable:
+    """The merged table; re-read only when one of its files changed."""
+    key = []
+    for path in table_paths(project_dir):
+        stat = path.stat()
+        key.append((str(path.resolve()), stat.st_mtime_ns, stat.st_size))
+    return _load(tuple(key))
+
+
+def lookup(model: str, *, base_url: str | None = None, project_dir: Path | None = None) -> Pricing:
+    """``load_table(project_dir).lookup(model, base_url=base_url)``."""
+    return load_table(project_dir).lookup(model, base_url=base_url)
+
+
+def for_manifest(
+    manifest: Mapping[str, Any],
+    *,
+    table: PriceTable | None = None,
+    project_dir: Path | None = None,
+) -> Pricing:
+    """How a version's model is priced: its own options, else the table, else local/unknown."""
+    model = manifest.get("model")
+    model = model if isinstance(model, Mapping) else {}
+    name = str(model.get("name") or "")
+    provider = model.get("provider")
+    base_url = model.get("base_url") if isinstance(model.get("base_url"), str) else None
+    raw_options = model.get("options")
+    options: Mapping[str, Any] = raw_options if isinstance(raw_options, Mapping) else {}
+    table = table if table is not None else load_table(project_dir)
+    per_1k = [options.get("price_per_1k_input"), options.get("price_per_1k_output")]
+    if any(_is_number(v) for v in per_1k):
+        price = Price(*(float(v) * 1000.0 if _is_number(v) else 0.0 for v in per_1k))  # type: ignore[arg-type]
+        return table._pricing(name, price, "manifest")
+    pricing = table.lookup(name, base_url=base_url)
+    if pricing.source != "unknown":
+        return pricing
+    if provider in LOCAL_PROVIDERS:
+        return table._pricing(name, FREE, "local")
+    if provider in SELF_PRICED_PROVIDERS:
+        return table._pricing(name, None, "provider")
+    return pricing
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+# -- reading the files ---------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=8)
+def _load(key: tuple[tuple[str, int, int], ...]) -> PriceTable:
+    prices: dict[str, Price] = {}
+    files = []
+    for path, _, _ in key:
+        version, as_of, models = _read(Path(path))
+        prices.update(models)
+        files.append(TableFile(path, version, as_of))
+    canonical = {k: [v.input_per_1m, v.output_per_1m] for k, v in prices.items()}
+    digest = hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
+    return PriceTable(prices, tuple(files), f"sha256:{digest[:16]}")
+
+
+def _read(path: Path) -> tuple[str, str | None, dict[str, Price]]:
+    source = str(path)
+    try:
+        root = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    except OSError as exc:
+        raise InputError(f"cannot read the price table: {exc.strerror}", source=source) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        raise InputError("malformed YAML", source=source, line=line) from None
+
+    def fail(
+        node: yaml.Node | None, field: str | None, message: str, hint: str | None = None
+    ) -> NoReturn:
+        line = node.start_mark.line + 1 if node is not None else None
+        raise InputError(message, source=source, line=line, field=field, hint=hint)
+
+    if not isinstance(root, yaml.MappingNode):
+        fail(root, None, "expected a mapping with version and models")
+    top = _entries(root, source)
+    for key, (key_node, _) in top.items():
+        if key not in TOP_KEYS:
+            fail(key_node, key, f"unknown field '{key}'", f"allowed here: {', '.join(TOP_KEYS)}")
+    if "version" not in top:
+        fail(root, "version", "missing: every price table says which version it is")
+    version = _scalar(top["version"][1])
+    if not isinstance(version, str | int | float) or isinstance(version, bool) or version == "":
+        fail(top["version"][1], "version", 'expected a version string, like "2025.08"')
+    as_of = _scalar(top["as_of"][1]) if "as_of" in top else None
+    if as_of is not None and not isinstance(as_of, str | dt.date):
+        fail(top["as_of"][1], "as_of", "expected a date, like 2025-08-07")
+    for key, expected in (("currency", CURRENCY), ("unit", UNIT)):
+        if key in top and _scalar(top[key][1]) != expected:
+            fail(top[key][1], key, f"only '{expected}' is supported")
+    if "models" not in top:
+        fail(root, "models", "missing: a mapping of model name to {input, output}")
+    models_node = top["models"][1]
+    if not isinstance(models_node, yaml.MappingNode):
+        fail(models_node, "models", "expected a mapping of model name to {input, output}")
+    models: dict[str, Price] = {}
+    for name, (name_node, entry) in _entries(models_node, source).items():
+        field = f"models.{name}"
+        if not isinstance(entry, yaml.MappingNode):
+            fail(entry, field, "expected {input: USD per 1M tokens, output: USD per 1M tokens}")
+        values = _entries(entry, source)
+        for key, (key_node, _) in values.items():
+            if key not in ("input", "output"):
+                fail(key_node, f"{field}.{key}", f"unknown field '{key}'", "allowed: input, output")
+        amounts = []
+        for key in ("input", "output"):
+            if key not in values:
+                fail(name_node, f"{field}.{key}", "missing (USD per 1M tokens; 0 if free)")
+            value = _scalar(values[key][1])
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                got = "a mapping or list" if isinstance(value, yaml.Node) else repr(value)
+                fail(values[key][1], f"{field}.{key}", f"expected a number, 0 or more, got {got}")
+            amounts.append(float(value))
+        models[name] = Price(amounts[0], amounts[1])
+    as_of_text = as_of.isoformat() if isinstance(as_of, dt.date) else as_of
+    return str(version), as_of_text, models
+
+
+def _entries(node: yaml.MappingNode, source: str) -> dict[str, tuple[yaml.Node, yaml.Node]]:
+    out: dict[str, tuple[yaml.Node, yaml.Node]] = {}
+    for key_node, value_node in node.value:
+        key = str(key_node.value)
+        if key in out:
+            line = key_node.start_mark.line + 1
+            raise InputError(f"duplicate key '{key}'", source=source, line=line, field=key)
+        out[key] = (key_node, value_node)
+    return out
+
+
+_CONSTRUCTOR = yaml.SafeLoader("")
+
+
+def _scalar(node: yaml.Node) -> Any:
+    if not isinstance(node, yaml.ScalarNode):
+        return node  # a mapping or list where a value belongs: the caller says so
+    return _CONSTRUCTOR.construct_object(node)
