@@ -1,18 +1,28 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import dataclasses
+import gzip
 import json
+import shutil
+import ssl
+import subprocess
+import sys
+import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
 from releasegate.domain.results import CaseOutput
-from releasegate.errors import ManifestError
-from releasegate.providers import build_provider
+from releasegate.errors import InputError, ManifestError, PrerequisiteError
+from releasegate.providers import build_provider, openai_compat
 from releasegate.providers.base import ProviderContext
 from releasegate.providers.embeddings import Embedder
-from releasegate.providers.openai_compat import OpenAICompatible
+from releasegate.providers.openai_compat import OpenAICompatible, _ProtocolError, _read_answer
 from tests.providers.openai_server import FakeOpenAIServer
 
 KEY_ENV = "RG_TEST_OPENAI_KEY"
@@ -20,15 +30,22 @@ KEY = "sk-test-5f1c9a0b7e2d4c68"
 CONTEXT = ProviderContext(embedder=Embedder())
 
 
-@pytest.fixture
-def server() -> Iterator[FakeOpenAIServer]:
-    with FakeOpenAIServer() as running:
+@pytest.fixture(params=["threads", "asyncio"])
+def server(request: pytest.FixtureRequest) -> Iterator[FakeOpenAIServer]:
+    with FakeOpenAIServer(backend=request.param) as running:
         yield running
 
 
 @pytest.fixture(autouse=True)
-def api_key(monkeypatch: pytest.MonkeyPatch) -> None:
+def api_key(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv(KEY_ENV, KEY)
+    # the caller's proxies, price table and OpenAI settings must not leak into these tests
+    for name in ("RELEASEGATE_PRICES", "OPENAI_BASE_URL", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.setenv("RELEASEGATE_DIR", str(tmp_path))
 
 
 def manifest(server: FakeOpenAIServer, **options: Any) -> dict[str, Any]:
@@ -186,6 +203,16 @@ def test_a_missing_key_variable_is_named_in_the_error(
     assert server.requests == []
 
 
+def test_a_key_with_characters_no_header_can_carry_is_named_not_quoted(
+    server: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(KEY_ENV, "sk-copied\u2019from-a-doc\n")
+    out = complete(provider(manifest(server)), "#ok")
+    assert out.error == f"environment variable {KEY_ENV} is not a valid key"
+    assert "copied" not in repr(out)
+    assert server.requests == []
+
+
 def test_the_key_appears_in_no_output_or_error(server: FakeOpenAIServer) -> None:
     p = provider(manifest(server, max_retries=1))
     outputs = [complete(p, "#ok")]
@@ -273,6 +300,8 @@ def test_bad_options_name_the_field(
     [
         ({"name": ""}, "model.name"),
         ({"base_url": "localhost:8000"}, "model.base_url"),
+        ({"base_url": "http://localhost:80a0/v1"}, "model.base_url"),
+        ({"base_url": "https:///v1"}, "model.base_url"),
         ({"api_key_env": KEY}, "model.api_key_env"),
         ({"api_key": KEY}, "model.api_key"),
     ],
@@ -306,13 +335,387 @@ def test_a_key_shaped_like_an_error_code_is_still_not_echoed(
     assert "plainlowercasekey123" not in repr(out)
 
 
-def test_the_client_is_closed_when_the_event_loop_ends(server: FakeOpenAIServer) -> None:
+def test_connections_are_kept_alive_then_closed_when_the_event_loop_ends(
+    server: FakeOpenAIServer,
+) -> None:
     p = provider(manifest(server))
-    seen: list[Any] = []
+    writers: list[Any] = []
 
-    async def one() -> None:
-        await p.complete("#ok")
-        seen.extend(p._clients.values())
+    async def three() -> None:
+        for _ in range(3):
+            await p.complete("#ok")
+        (pool,) = p._pools.values()
+        writers.extend(w for _, w in pool.idle)
 
-    asyncio.run(one())
-    assert len(seen) == 1 and seen[0].is_closed()
+    asyncio.run(three())
+    assert len(server.requests) == 3
+    assert len(writers) == 1  # one connection carried all three requests
+    assert writers[0].transport.get_extra_info("socket") is None or writers[0].is_closing()
+
+
+# -- cost from the price table ---------------------------------------------------------------
+
+
+def test_without_price_options_cost_comes_from_the_price_table(
+    server: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    table = tmp_path / "team-prices.yaml"
+    table.write_text("version: t1\nmodels:\n  gpt-test: {input: 500, output: 2000}\n")
+    monkeypatch.setenv("RELEASEGATE_PRICES", str(table))
+    p = provider(manifest(server))
+    out = complete(p, "my card is gone #card_lost")
+    assert (p.pricing.source, p.pricing.entry) == ("table", "gpt-test")
+    assert p.pricing.table_version.endswith("+t1")
+    assert out.cost_usd == pytest.approx((out.tokens_in * 500 + out.tokens_out * 2000) / 1e6)
+
+
+def test_an_unpriced_model_on_this_machine_is_a_free_local_runtime(
+    server: FakeOpenAIServer,
+) -> None:
+    p = provider(manifest(server))
+    out = complete(p, "#ok")
+    assert (p.pricing.source, out.cost_usd, p.pricing.warning) == ("local", 0.0, None)
+
+
+def test_an_unpriced_remote_model_costs_0_and_is_flagged(server: FakeOpenAIServer) -> None:
+    m = manifest(server)
+    m["model"]["base_url"] = "https://llm.example.com/v1"
+    p = provider(m)
+    assert p.pricing.source == "unknown" and p.cost(1000, 1000) == 0.0
+    assert p.pricing.warning is not None and "gpt-test" in p.pricing.warning
+
+
+def test_without_base_url_openai_base_url_or_openai_is_used(
+    server: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    m = manifest(server)
+    del m["model"]["base_url"]
+    assert provider(m).base_url == "https://api.openai.com/v1"
+    monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+    monkeypatch.setenv("OPENAI_PROJECT_ID", "proj_42")
+    assert complete(provider(m), "#ok").text == "ok"
+    assert server.requests[-1].headers["openai-project"] == "proj_42"
+
+
+# -- the wire ----------------------------------------------------------------------------------
+
+
+def read(raw: bytes) -> tuple[Any, bool]:
+    async def go() -> tuple[Any, bool]:
+        reader = asyncio.StreamReader()
+        reader.feed_data(raw)
+        reader.feed_eof()
+        return await _read_answer(reader)
+
+    return asyncio.run(go())
+
+
+def test_a_chunked_gzip_body_with_trailers_is_read() -> None:
+    body = gzip.compress(b'{"ok": true}')
+    chunks = b"".join(f"{len(c):x}\r\n".encode() + c + b"\r\n" for c in (body[:5], body[5:]))
+    answer, keep = read(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Encoding: gzip\r\n\r\n"
+        + chunks
+        + b"0\r\nX-Trailer: 1\r\n\r\n"
+    )
+    assert (answer.status, answer.body, keep) == (200, b'{"ok": true}', True)
+
+
+def test_100_continue_is_skipped_and_connection_close_is_honoured() -> None:
+    answer, keep = read(
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 429 Too Many Requests\r\nRetry-After: 3\r\n"
+        b"Content-Length: 2\r\nConnection: close\r\n\r\n{}"
+    )
+    assert (answer.status, answer.headers["retry-after"], answer.body) == (429, "3", b"{}")
+    assert keep is False
+
+
+def test_a_body_without_a_length_runs_to_the_end_of_the_connection() -> None:
+    answer, keep = read(b'HTTP/1.0 200 OK\r\n\r\n{"a": 1}')
+    assert (answer.body, keep) == (b'{"a": 1}', False)
+
+
+def test_a_non_http_answer_is_a_protocol_error() -> None:
+    with pytest.raises(_ProtocolError):
+        read(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
+
+
+def test_a_dropped_keep_alive_connection_is_replaced_not_retried(
+    server: FakeOpenAIServer,
+) -> None:
+    p = provider(manifest(server))
+    server.fail_next(1, "close_after")  # answers, then closes as an idle timeout would
+
+    async def two() -> list[CaseOutput]:
+        return [await p.complete("#a"), await p.complete("#b")]
+
+    first, second = asyncio.run(two())
+    assert (first.text, second.text) == ("a", "b")
+    assert second.error is None and second.data == {"retries": 0}
+    assert [r.status for r in server.requests] == [200, 200]
+
+
+class ForwardProxy:
+    """A tiny HTTP proxy: CONNECT tunnels, and absolute-form requests forwarded one each."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []  # request lines
+        self.auth: list[str | None] = []  # Proxy-Authorization values
+        self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._done: asyncio.Event | None = None
+        self.port = 0
+        self.writers: set[asyncio.StreamWriter] = set()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
+
+    def url(self, userinfo: str = "") -> str:
+        return f"http://{userinfo}127.0.0.1:{self.port}"
+
+    def __enter__(self) -> ForwardProxy:
+        self._thread.start()
+        self._ready.wait(5)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._loop is not None and self._done is not None
+        self._loop.call_soon_threadsafe(self._done.set)
+        self._thread.join(5)
+
+    async def _main(self) -> None:
+        self._loop, self._done = asyncio.get_running_loop(), asyncio.Event()
+        listener = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = listener.sockets[0].getsockname()[1]
+        self._ready.set()
+        async with listener:
+            await self._done.wait()
+        for writer in list(self.writers):  # close every leg still open, before the loop ends
+            writer.transport.abort()
+        await asyncio.sleep(0)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.writers.add(writer)
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError:
+            writer.close()
+            return
+        line, _, rest = head.decode("latin-1").partition("\r\n")
+        self.seen.append(line)
+        headers = {k.lower(): v for k, _, v in (h.partition(": ") for h in rest.split("\r\n"))}
+        self.auth.append(headers.get("proxy-authorization"))
+        method, target, _ = line.split(" ")
+        if method == "CONNECT":
+            host, port = target.rsplit(":", 1)
+            up_reader, up_writer = await asyncio.open_connection(host, int(port))
+            self.writers.add(up_writer)
+            writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+            return
+        url = urlsplit(target)
+        up_reader, up_writer = await asyncio.open_connection(url.hostname, url.port)
+        self.writers.add(up_writer)
+        up_writer.write(f"{method} {url.path} HTTP/1.1\r\nConnection: close\r\n{rest}".encode())
+        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except ConnectionError:
+        pass
+    finally:
+        writer.transport.abort()
+
+
+@pytest.fixture
+def proxy() -> Iterator[ForwardProxy]:
+    with ForwardProxy() as running:
+        yield running
+
+
+def test_plain_http_goes_through_http_proxy_with_its_credentials(
+    server: FakeOpenAIServer, proxy: ForwardProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", proxy.url("ci:p%40ss@"))
+    out = complete(provider(manifest(server)), "#ok")
+    assert out.text == "ok" and out.error is None
+    assert proxy.seen == [f"POST {server.base_url}/chat/completions HTTP/1.1"]
+    assert proxy.auth == ["Basic " + base64.b64encode(b"ci:p@ss").decode()]
+
+
+def test_no_proxy_bypasses_the_proxy(
+    server: FakeOpenAIServer, proxy: ForwardProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", proxy.url())
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    assert complete(provider(manifest(server)), "#ok").text == "ok"
+    assert proxy.seen == []
+
+
+def test_a_proxy_that_is_not_http_is_refused_before_any_call(
+    server: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ALL_PROXY", "socks5://127.0.0.1:1080")
+    with pytest.raises(InputError) as caught:
+        provider(manifest(server)).warm(["#ok"])
+    assert "only http:// proxies" in str(caught.value)
+    assert server.requests == []
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1, made by the openssl command."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("needs the openssl command")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+@pytest.fixture
+def tls_server(certificate: tuple[Path, Path]) -> Iterator[FakeOpenAIServer]:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*certificate)
+    with FakeOpenAIServer(backend="asyncio", tls=context) as running:
+        yield running
+
+
+@pytest.fixture
+def trusted(certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
+    monkeypatch.setattr(openai_compat, "_TLS", None)  # built again from SSL_CERT_FILE
+
+
+def test_https_to_a_trusted_server(tls_server: FakeOpenAIServer, trusted: None) -> None:
+    assert tls_server.base_url.startswith("https://")
+    out = complete(provider(manifest(tls_server)), "#ok")
+    assert out.text == "ok" and out.error is None
+
+
+def test_https_goes_through_a_connect_tunnel_end_to_end(
+    tls_server: FakeOpenAIServer,
+    trusted: None,
+    proxy: ForwardProxy,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", proxy.url())
+    out = complete(provider(manifest(tls_server)), "#ok")
+    assert out.text == "ok" and out.error is None
+    assert proxy.seen == [f"CONNECT {urlsplit(tls_server.base_url).netloc} HTTP/1.1"]
+    assert tls_server.requests[-1].headers["authorization"] == f"Bearer {KEY}"
+
+
+def test_an_untrusted_certificate_is_an_error_without_retrying(
+    tls_server: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    monkeypatch.setattr(openai_compat, "_TLS", None)
+    out = complete(provider(manifest(tls_server)), "#ok")
+    assert out.error == "TLS certificate not trusted after 1 attempt"
+    assert tls_server.requests == []
+
+
+# -- the official client (model.options.client: openai-sdk) ---------------------------------------
+
+
+@pytest.fixture
+def threads_server() -> Iterator[FakeOpenAIServer]:
+    with FakeOpenAIServer(backend="threads") as running:
+        yield running
+
+
+def sdk(server: FakeOpenAIServer, **options: Any) -> OpenAICompatible:
+    return provider(manifest(server, client="openai-sdk", **options))
+
+
+def test_the_official_client_sends_the_same_request_and_reads_the_same_answer(
+    threads_server: FakeOpenAIServer,
+) -> None:
+    m = manifest(threads_server, price_per_1k_input=0.5, price_per_1k_output=2.0)
+    parameters = {"type": "object", "properties": {"input": {"type": "string"}}}
+    m["tools"] = [{"name": "lookup", "description": "Find an order", "parameters": parameters}]
+    builtin = complete(provider(m), "order 42")
+    official = complete(
+        provider(
+            {
+                **m,
+                "model": {
+                    **m["model"],
+                    "options": {**m["model"]["options"], "client": "openai-sdk"},
+                },
+            }
+        ),
+        "order 42",
+    )
+    first, second = threads_server.requests
+    assert first.body == second.body
+    assert second.headers["authorization"] == f"Bearer {KEY}"
+    assert official == dataclasses.replace(builtin, latency_ms=official.latency_ms)
+    assert official.data is not None and official.data["tool_calls"][0]["name"] == "lookup"
+    assert official.cost_usd > 0
+
+
+@pytest.mark.parametrize(
+    ("failure", "options", "statuses", "error"),
+    [
+        ("server_error", {}, [500, 500, 200], None),
+        (
+            "server_error",
+            {"max_retries": 1},
+            [500, 500],
+            "HTTP 500 Internal Server Error (server_error) after 2 attempts",
+        ),
+        ("malformed", {}, [200], "malformed response after 1 attempt"),
+        ("hang", {"timeout_s": 0.3, "max_retries": 0}, [None], "timeout after 1 attempt"),
+    ],
+)
+def test_the_official_client_fails_and_retries_as_the_builtin_one_does(
+    threads_server: FakeOpenAIServer,
+    failure: Any,
+    options: dict[str, Any],
+    statuses: list[int | None],
+    error: str | None,
+) -> None:
+    threads_server.fail_next(2, failure)
+    out = complete(sdk(threads_server, **options), "#ok")
+    assert out.error == error
+    assert len(threads_server.requests) == len(statuses)
+    assert out.text == ("ok" if error is None else "")
+    assert_no_key(out)
+
+
+def test_the_official_client_honours_retry_after(threads_server: FakeOpenAIServer) -> None:
+    threads_server.fail_next(1, "rate_limit", retry_after=1)
+    out = complete(sdk(threads_server), "#ok")
+    first, second = threads_server.requests
+    assert second.at - first.at >= 0.95
+    assert out.text == "ok" and out.data == {"retries": 1}
+
+
+def test_an_unknown_client_names_the_field(threads_server: FakeOpenAIServer) -> None:
+    with pytest.raises(ManifestError) as caught:
+        OpenAICompatible(manifest(threads_server, client="requests"), CONTEXT)
+    assert caught.value.field == "model.options.client"
+    assert "openai-sdk" in str(caught.value)
+
+
+def test_without_the_openai_package_the_official_client_says_how_to_get_it(
+    threads_server: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "openai", None)  # what an install without the extra sees
+    with pytest.raises(PrerequisiteError) as caught:
+        sdk(threads_server).warm(["#ok"])
+    assert "releasegate[openai]" in str(caught.value.hint)
+    assert complete(provider(manifest(threads_server)), "#ok").text == "ok"  # builtin needs none
+    assert len(threads_server.requests) == 1
