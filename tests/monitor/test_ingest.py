@@ -4,13 +4,16 @@ running outside the gate raising a critical alert at once."""
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from releasegate.monitor import ingest
 from releasegate.monitor.ingest import import_jsonl, ingest_dicts
+from releasegate.providers import prices
 from releasegate.release.evaluate import evaluate
 from releasegate.release.gate import gate
 from releasegate.release.promote import promote
@@ -299,3 +302,28 @@ def test_an_import_goes_on_in_process_when_a_worker_cannot_start(
     monkeypatch.setattr(sys, "executable", str(tmp_path / "no-such-python"))
     result = import_jsonl(store, path, workers=2)
     assert (result.landed, result.rejected) == (30, []) and count(store) == 30
+
+
+def test_a_run_without_a_cost_is_priced_from_the_price_table_as_it_lands(
+    store: Store, project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vid = shipped(store, project)
+    table = tmp_path / "our-prices.yaml"
+    table.write_text("version: acme-1\nmodels:\n  acme-router: {input: 4.0, output: 8.0}\n")
+    monkeypatch.setenv("RELEASEGATE_PRICES", str(table))
+    monkeypatch.setattr(ingest, "_PRICES_READ", -math.inf)  # read the table afresh
+    tokens = {"tokens_in": 1000, "tokens_out": 500}
+    runs = [
+        run(vid, 1, model="gpt-4o-mini-2024-07-18", **tokens),  # the shipped table, by snapshot
+        run(vid, 2, model="acme-router", **tokens),  # the project's own entry
+        run(vid, 3, model="acme-router", cost_usd=0.5, **tokens),  # a reported cost stands
+        run(vid, 4, model="llama3.1:8b", provider="ollama", **tokens),  # the user's own box
+        run(vid, 5, model="nobody-prices-this", **tokens),
+    ]
+    assert ingest_dicts(store, runs, source="http").landed == 5
+    with store.read() as conn:
+        costs = [RunRepo.get(conn, f"run-{i:05d}")["cost_usd"] for i in range(1, 6)]  # type: ignore[index]
+    shipped_mini = prices.load_table().find("gpt-4o-mini")
+    assert shipped_mini is not None
+    assert costs[0] == pytest.approx(shipped_mini[1].cost(1000, 500))
+    assert costs[1:] == [pytest.approx((1000 * 4.0 + 500 * 8.0) / 1e6), 0.5, 0.0, None]

@@ -81,6 +81,15 @@ def eval_table(console: Console, outcome: Any) -> None:
         f"latency p50 {s['latency_ms']['p50']:.1f} ms, p95 {s['latency_ms']['p95']:.1f} ms"
         f"; cost ${s['cost_usd']['total']:.4f}; errors {s['errors']['count']}"
     )
+    priced = s["cost_usd"].get("priced_by") or {}
+    if priced.get("warning"):
+        console.print(f"[yellow]![/] {escape(priced['warning'])}")
+    elif priced.get("source") == "table":
+        console.print(
+            f"priced by table {escape(str(priced['table_version']))} "
+            f"({escape(str(priced['entry']))}: ${priced['input_per_1m']}/"
+            f"${priced['output_per_1m']} per 1M tokens in/out)"
+        )
     precision_lines(console, s)
 
 

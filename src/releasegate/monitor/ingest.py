@@ -20,6 +20,7 @@ import os
 import pickle
 import subprocess
 import sys
+import time
 from array import array
 from collections import Counter
 from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
@@ -31,6 +32,7 @@ from typing import Any, NamedTuple
 from releasegate.domain.otlp import parse_otlp_json
 from releasegate.domain.runs import Rejection, RunRecord, parse_batch, parse_jsonl
 from releasegate.errors import InputError
+from releasegate.providers import prices
 from releasegate.store.engine import Conn, Store
 from releasegate.store.repos import (
     RUN_COLUMNS,
@@ -109,6 +111,33 @@ def _hash_of(text: str) -> str:
 _NAN = math.nan
 
 
+RUNTIME_PROVIDERS = frozenset({"ollama", "llama.cpp", "lm_studio", "lmstudio", "embedding-router"})
+"""Runs on the user's own box: tokens cost nothing (``gen_ai.system`` or ``provider``)."""
+_PRICES: dict[str, prices.Price | None] = {}
+_PRICES_READ = -math.inf
+
+
+def price_run(
+    model: str, provider: str | None, tokens_in: int | None, tokens_out: int | None
+) -> float | None:
+    """The cost of a run that did not report one, from the price table; None if unpriced.
+
+    Priced as it lands, so a later edit of the table does not rewrite history. One
+    lookup per model name per import (the table is re-read when its files change)."""
+    global _PRICES_READ
+    if provider in RUNTIME_PROVIDERS:
+        return 0.0
+    now = time.monotonic()
+    if now - _PRICES_READ > 1.0:  # an edited table applies within a second, without a stat per run
+        _PRICES.clear()
+        _PRICES_READ = now
+    if model not in _PRICES:
+        found = prices.load_table().find(model)
+        _PRICES[model] = None if found is None else found[1]
+    price = _PRICES[model]
+    return None if price is None else price.cost(tokens_in or 0, tokens_out or 0)
+
+
 def to_row(r: RunRecord, received_at: float) -> tuple[Any, ...]:
     """A record as a ``runs`` row (``RUN_COLUMNS`` order) for ``RunRepo.insert_many``.
 
@@ -123,6 +152,8 @@ def to_row(r: RunRecord, received_at: float) -> tuple[Any, ...]:
     ) = r  # fmt: skip
     if provider:
         attributes = {**attributes, "provider": provider}
+    if cost is None and model:
+        cost = price_run(model, provider, tokens_in, tokens_out)
     hash_in = "" if text_in is None else _hash_of(text_in)
     hash_out, chars = ("", -1) if text_out is None else (_hash_of(text_out), len(text_out))
     return (

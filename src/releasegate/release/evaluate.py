@@ -26,7 +26,7 @@ from releasegate.domain.results import Case, CaseOutput
 from releasegate.domain.stats import Interval, aggregate_interval, average_epochs
 from releasegate.domain.suite import Suite, parse_suite, suite_from_content
 from releasegate.errors import InputError, SuiteError
-from releasegate.providers import build_provider
+from releasegate.providers import build_provider, prices
 from releasegate.providers.base import Provider, ProviderContext
 from releasegate.providers.embeddings import Embedder
 from releasegate.release.loaders import load_jsonl, load_yaml
@@ -156,6 +156,12 @@ def check_expectations(suite: Suite, scorers: Sequence[tuple[str, Scorer]]) -> N
                 ) from None
 
 
+def pricing_of(provider: Provider, manifest: Mapping[str, Any]) -> prices.Pricing:
+    """How this eval's cost was computed, kept in its summary so a price edit is traceable."""
+    pricing = getattr(provider, "pricing", None)
+    return pricing if isinstance(pricing, prices.Pricing) else prices.for_manifest(manifest)
+
+
 def make_provider(store: Store, manifest: Mapping[str, Any]) -> Provider:
     return build_provider(manifest, ProviderContext(embedder=embedder_for(store)))
 
@@ -239,6 +245,7 @@ def evaluate_suite(
             )
         raise
     summary = summarize(suite, [s for _, s in scorers], result.runs, epochs)
+    summary["cost_usd"]["priced_by"] = pricing_of(provider, version.manifest).as_dict()
     with store.write() as conn:
         EvalRepo.finish(
             conn,
