@@ -375,6 +375,11 @@ def table(figures: list[Figure]) -> str:
         )
         for f in figures
     ]
+    return markdown(head, rows)
+
+
+def markdown(head: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    """A Markdown table with its columns padded, readable as plain text too."""
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     line = "| " + " | ".join(h.ljust(w) for h, w in zip(head, widths, strict=True)) + " |"
     rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
