@@ -15,9 +15,17 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import HealthCheck, settings
 
 from releasegate.store.engine import Location, Store
 from releasegate.store.migrate import upgrade
+
+# CI shares two cores with other jobs: a slow draw or example there is the machine, not a
+# bug, and a health check that fails on it would make the suite flaky, not stricter.
+settings.register_profile(
+    "shared-cores", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("shared-cores")
 
 PG_ADMIN = os.environ.get("RELEASEGATE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432")
 
