@@ -327,3 +327,22 @@ def test_a_run_without_a_cost_is_priced_from_the_price_table_as_it_lands(
     assert shipped_mini is not None
     assert costs[0] == pytest.approx(shipped_mini[1].cost(1000, 500))
     assert costs[1:] == [pytest.approx((1000 * 4.0 + 500 * 8.0) / 1e6), 0.5, 0.0, None]
+
+
+@pytest.mark.skipif(not Path("/proc/stat").exists(), reason="reads Linux's /proc/stat")
+def test_parse_workers_are_only_started_for_cores_that_are_idle_now() -> None:
+    import os
+    import subprocess
+    import sys
+
+    cpus = len(os.sched_getaffinity(0))
+    if ingest._cpu_ticks()[2] != cpus:
+        pytest.skip("this process may use only some of the host's CPUs: one burner hides there")
+    burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.2)
+        busy = ingest._idle_cores(cpus, sample_s=0.3)
+    finally:
+        burner.kill()
+        burner.wait()
+    assert 0.0 <= busy <= cpus - 0.7  # the burner holds a core whatever else runs

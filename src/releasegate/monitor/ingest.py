@@ -399,8 +399,8 @@ _SEP = "\x00"
 
 def _worker_count(path: Path) -> int:
     """Children only pay with idle cores: with none, they add ~30% more work (the rows
-    travel between processes) and take turns with this one. So one per core that the
-    last minute's load average leaves (at least half) idle, beyond this process's own."""
+    travel between processes) and take turns with this one. So one per core that is
+    (at least half) idle now, beyond the one this process will take."""
     try:
         size = path.stat().st_size
     except OSError:
@@ -408,8 +408,36 @@ def _worker_count(path: Path) -> int:
     if size < PARALLEL_MIN_BYTES or not sys.executable:
         return 0
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    return max(0, min(int((cpus or 1) - 1 - busy + 0.5), MAX_WORKERS))
+    idle = _idle_cores(cpus or 1)
+    return max(0, min(int(idle - 1 + 0.5), MAX_WORKERS))
+
+
+def _idle_cores(cpus: int, sample_s: float = 0.1) -> float:
+    """Cores idle over the next ``sample_s``, while this process sleeps, from /proc/stat.
+
+    Not the load average: it trails by a minute and counts whatever this process (or
+    the import before it) was doing, which left a second core idle at every start."""
+    try:
+        before = _cpu_ticks()
+        time.sleep(sample_s)
+        after = _cpu_ticks()
+    except (OSError, ValueError, IndexError):  # not Linux: the last minute will have to do
+        busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+        return cpus - busy
+    total, idle = after[0] - before[0], after[1] - before[1]
+    if total <= 0:
+        return float(cpus)
+    return min(float(cpus), after[2] * idle / total)  # the host's idle cores, ours at most
+
+
+def _cpu_ticks() -> tuple[int, int, int]:
+    """(all, idle) jiffies of every CPU together (the first line of /proc/stat), and how
+    many CPUs the host has (its ``cpuN`` lines): a container may see the whole host."""
+    with open("/proc/stat", "rb") as stat:
+        lines = stat.read().split(b"\n")
+    fields = [int(v) for v in lines[0].split()[1:9]]
+    host_cpus = sum(1 for line in lines[1:] if line.startswith(b"cpu"))
+    return sum(fields), fields[3] + fields[4], host_cpus  # idle + iowait
 
 
 def _parse_elsewhere(
