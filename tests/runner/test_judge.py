@@ -316,6 +316,27 @@ def test_eval_caches_verdicts_and_asks_again_only_when_the_judge_changes(
     assert run(rubric="Is kind.")[0] == 1  # --no-cache forgot the older verdict too
 
 
+def test_an_eval_reports_what_its_judges_cost_and_a_cached_verdict_costs_nothing(
+    store: Store, tmp_path: Path, judge_server: JudgeServer
+) -> None:
+    project = Project(root=tmp_path, fn="tests.runner.test_judge:reply")
+    vid = register(store, project.workflow("v1")).version_id
+    options = {
+        "timeout_s": 5,
+        "max_retries": 0,
+        "price_per_1k_input": 1.0,
+        "price_per_1k_output": 2.0,
+    }
+    suite = write_suite(tmp_path, judge_server.model(options=options), "Is polite.")
+    first = evaluate(store, vid, suite).summary["cost_usd"]
+    usage = [r.usage for r in judge_server.server.requests]
+    paid = sum(u["prompt_tokens"] * 1.0 + u["completion_tokens"] * 2.0 for u in usage) / 1000
+    assert first["judges"]["polite"]["calls"] == 5
+    assert first["judges_total"] == pytest.approx(paid, abs=1e-6) and paid > 0
+    again = evaluate(store, vid, suite).summary["cost_usd"]
+    assert "judges" not in again and judge_server.calls == 5
+
+
 def test_a_pairwise_judgement_reads_back_from_the_cache_as_it_was_stored() -> None:
     said = Judgement("baseline_first", "A", "baseline", "A is clearer", None, 120, 8, 0.0003)
     assert Judgement.from_stored("baseline_first", said.value, said.detail()) == said

@@ -81,6 +81,13 @@ def eval_table(console: Console, outcome: Any) -> None:
         f"latency p50 {s['latency_ms']['p50']:.1f} ms, p95 {s['latency_ms']['p95']:.1f} ms"
         f"; cost ${s['cost_usd']['total']:.4f}; errors {s['errors']['count']}"
     )
+    judges = s["cost_usd"].get("judges") or {}
+    if judges:
+        calls = sum(u["calls"] for u in judges.values())
+        console.print(
+            f"judges: ${s['cost_usd']['judges_total']:.4f} over {calls} calls "
+            f"({', '.join(escape(n) for n in judges)}), beside the model's cost"
+        )
     priced = s["cost_usd"].get("priced_by") or {}
     if priced.get("warning"):
         console.print(f"[yellow]![/] {escape(priced['warning'])}")

@@ -246,6 +246,14 @@ def evaluate_suite(
         raise
     summary = summarize(suite, [s for _, s in scorers], result.runs, epochs)
     summary["cost_usd"]["priced_by"] = pricing_of(provider, version.manifest).as_dict()
+    judged = {
+        scorer.name: usage.as_dict()
+        for _, scorer in scorers
+        if (usage := getattr(scorer, "usage", None)) is not None and usage.calls
+    }
+    if judged:  # what this eval paid its judges (a cached verdict costs nothing again)
+        summary["cost_usd"]["judges"] = judged
+        summary["cost_usd"]["judges_total"] = round(sum(u["cost_usd"] for u in judged.values()), 6)
     with store.write() as conn:
         EvalRepo.finish(
             conn,
