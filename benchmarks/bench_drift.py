@@ -14,29 +14,17 @@ from __future__ import annotations
 
 import os
 import platform
-import statistics
-import time
-from collections.abc import Callable
 
 import numpy as np
 
-from releasegate.domain.drift import Window, compare_windows, embedding_drift_signal, mmd_test
+from bench_stats import RUNS, Row, print_rows
+from releasegate.domain.drift import Window, compare_windows, embedding_drift_signal
+from releasegate.domain.mmd import mmd_test
 
-RUNS = 5
 N_RUNS = 1_000_000
 N_EMBED = 2_000
 DIMS = 384
 INTENTS = [f"intent_{i:02d}" for i in range(20)]
-
-
-def median_seconds(fn: Callable[[], object]) -> float:
-    fn()  # warm-up: imports (scipy), allocator, caches
-    runs = []
-    for _ in range(RUNS):
-        start = time.perf_counter()
-        fn()
-        runs.append(time.perf_counter() - start)
-    return statistics.median(runs)
 
 
 def runs(seed: int, n: int, *, codes: bool = False) -> Window:
@@ -73,7 +61,7 @@ def main() -> None:
     big_ref, big_cur = embeddings(4, 5 * N_EMBED), embeddings(5, 5 * N_EMBED)
     million = f"{N_RUNS:,} vs {N_RUNS:,} runs"
     pair = f"{N_EMBED:,} vs {N_EMBED:,} x {DIMS}, 200 permutations"
-    rows: list[tuple[str, Callable[[], object], float | None]] = [
+    rows: list[Row] = [
         (
             f"compare_windows, all scalar signals ({million}, string labels)",
             lambda: compare_windows(reference, current),
@@ -111,14 +99,7 @@ def main() -> None:
         f"# Python {platform.python_version()}, numpy {np.__version__}, "
         f"{os.cpu_count()} CPUs, load average {load}"
     )
-    width = max(len(name) for name, _, _ in rows)
-    print(f"{'figure':<{width}}  {'measured':>9}  {'target':>7}  {'ratio':>6}")
-    for name, fn, target in rows:
-        measured = median_seconds(fn)
-        if target is None:
-            print(f"{name:<{width}}  {measured:>9.4f}  {'-':>7}  {'-':>6}")
-        else:
-            print(f"{name:<{width}}  {measured:>9.4f}  {target:>7.2f}  {measured / target:>6.3f}")
+    print_rows(rows)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
-import hashlib
 import inspect
 import json
 import logging
@@ -58,7 +57,7 @@ from releasegate.domain.runs import parse_jsonl
 from releasegate.monitor import service
 from releasegate.monitor.ingest import import_jsonl, to_row
 from releasegate.monitor.service import Span, monitor
-from releasegate.providers.embeddings import MODEL_NAME, Embedder
+from releasegate.providers.embeddings import Embedder, text_key
 from releasegate.store.engine import Store
 from releasegate.store.repos import EmbeddingRepo, RunRepo
 
@@ -365,7 +364,7 @@ def unit_rows(seed: int, n: int) -> np.ndarray[Any, Any]:
 def cache_vectors(store: Store, files: Files) -> int:
     """A synthetic vector for every distinct input and output text, stored as monitor keeps them."""
     texts = inputs() + [f"routed to {label}" for label in INTENTS]
-    keys = [f"{MODEL_NAME}:passage:{hashlib.sha256(t.encode('utf-8')).hexdigest()}" for t in texts]
+    keys = [text_key("passage", t) for t in texts]
     rows = unit_rows(11, len(keys))
     EmbeddingRepo(store.engine).put_vectors(dict(zip(keys, rows, strict=True)))
     return len(keys)

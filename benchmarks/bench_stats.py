@@ -148,6 +148,14 @@ def main() -> None:
     ]
     print(f"# releasegate stats benchmark: median of {RUNS} runs, seconds")
     print(f"# Python {platform.python_version()}, numpy {np.__version__}, {os.cpu_count()} CPUs")
+    print_rows(rows)
+
+
+Row = tuple[str, Callable[[], object], float | None]
+
+
+def print_rows(rows: list[Row]) -> None:
+    """Time each row (median of RUNS after a warm-up) and print it beside its target."""
     width = max(len(name) for name, _, _ in rows)
     print(f"{'figure':<{width}}  {'measured':>9}  {'target':>7}  {'ratio':>6}")
     for name, fn, target in rows:

@@ -170,3 +170,33 @@ def test_the_table_shouts_a_model_that_is_not_installed(
     assert result.returncode == 1, result.stderr
     assert "MISSING" in result.stdout
     assert "problem: missing (missing.yaml): ollama mistral:7b is missing" in result.stdout
+
+
+def test_a_blessed_digest_under_another_name_is_not_blessed(
+    ollama: FakeOllamaServer, tmp_path: Path
+) -> None:
+    """The installed list blesses by the gate's rule: an entry naming a model blesses
+    only that name, even when another tag holds the very same weights."""
+    digest = ollama.pull("llama3.2", b"shared weights")
+    assert ollama.pull("qwen2.5:7b", b"shared weights") == digest
+    entry = {"runtime": "ollama", "name": "llama3.2", "digest": digest}
+    (tmp_path / "blessed.yaml").write_text(yaml.safe_dump({"models": [entry]}))
+    base = {"provider": "openai", "runtime": "ollama", "base_url": ollama.openai_base_url}
+    workflow(tmp_path, "qwen", {**base, "name": "qwen2.5:7b"})
+    result = rg(
+        tmp_path,
+        "models", "check", "--ollama-host", ollama.host, "--blessed", "blessed.yaml",
+        "--workflow", "qwen.yaml", "--json",
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    report = json.loads(result.stdout)
+    assert [
+        (i["name"], i["digest"], i["blessed"], i["blessed_by"]) for i in report["installed"]
+    ] == [
+        ("llama3.2:latest", digest, True, ["blessed.yaml"]),
+        ("qwen2.5:7b", digest, False, []),
+    ]
+    # the same answer as the gate gives the workflow that runs qwen
+    assert [(w["workflow"], w["blessed"]) for w in report["workflows"]] == [
+        ("qwen", {"blessed.yaml": False})
+    ]

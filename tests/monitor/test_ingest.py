@@ -4,7 +4,6 @@ running outside the gate raising a critical alert at once."""
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -311,7 +310,6 @@ def test_a_run_without_a_cost_is_priced_from_the_price_table_as_it_lands(
     table = tmp_path / "our-prices.yaml"
     table.write_text("version: acme-1\nmodels:\n  acme-router: {input: 4.0, output: 8.0}\n")
     monkeypatch.setenv("RELEASEGATE_PRICES", str(table))
-    monkeypatch.setattr(ingest, "_PRICES_READ", -math.inf)  # read the table afresh
     tokens = {"tokens_in": 1000, "tokens_out": 500}
     runs = [
         run(vid, 1, model="gpt-4o-mini-2024-07-18", **tokens),  # the shipped table, by snapshot
@@ -346,3 +344,45 @@ def test_parse_workers_are_only_started_for_cores_that_are_idle_now() -> None:
         burner.kill()
         burner.wait()
     assert 0.0 <= busy <= cpus - 0.7  # the burner holds a core whatever else runs
+
+
+def test_a_run_prefix_with_underscore_or_percent_matches_literally(
+    store: Store, project: Project
+) -> None:
+    vid = shipped(store, project)
+    ids = ["job_41", "jobX41", "job%42"]
+    runs = [run(vid, i) | {"run_id": run_id} for i, run_id in enumerate(ids)]
+    assert ingest_dicts(store, runs, source="http").landed == 3
+    with store.read() as conn:
+        assert RunRepo.by_prefix(conn, "job_4") == ["job_41"]
+        assert RunRepo.by_prefix(conn, "job%") == ["job%42"]
+        assert RunRepo.by_prefix(conn, "job") == sorted(ids)
+
+
+def test_a_price_table_that_cannot_be_read_leaves_costs_empty_and_loses_no_run(
+    store: Store, project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vid = shipped(store, project)
+    broken = tmp_path / "prices.yaml"
+    broken.write_text("version: 1\nmodels:\n  gpt-4o: {input: cheap}\n")
+    monkeypatch.setenv("RELEASEGATE_PRICES", str(broken))
+    runs = [run(vid, 1, model="gpt-4o"), run(vid, 2, model="gpt-4o", cost_usd=0.25)]
+    assert ingest_dicts(store, runs, source="http").landed == 2
+    path = write_jsonl(tmp_path / "runs.jsonl", [run(vid, 3, model="gpt-4o")])
+    assert import_jsonl(store, path).landed == 1
+    with store.read() as conn:
+        costs = [RunRepo.get(conn, f"run-{i:05d}")["cost_usd"] for i in (1, 2, 3)]  # type: ignore[index]
+    assert costs == [None, 0.25, None]
+
+
+def test_the_longest_names_and_largest_counts_a_run_may_carry_land_on_both_databases(
+    store: Store, project: Project
+) -> None:
+    vid = shipped(store, project)
+    wide = run(vid, 1, model="m" * 256, operation="o" * 256, label="l" * 256)
+    wide |= {"run_id": "r" * 256, "env": "e" * 256, "tokens_in": 2**40, "retries": 2**40}
+    assert ingest_dicts(store, [wide], source="http").landed == 1
+    with store.read() as conn:
+        stored = RunRepo.get(conn, "r" * 256)
+    assert stored is not None
+    assert (stored["env"], stored["label"], stored["tokens_in"]) == ("e" * 256, "l" * 256, 2**40)

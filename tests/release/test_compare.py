@@ -294,3 +294,27 @@ def test_two_compares_of_the_same_pair_at_once_both_finish(setup: Setup) -> None
     assert late.to_dict()["cases"] == first[0].to_dict()["cases"]
     again = setup.compare("long", "short")
     assert (again.n_called, again.n_cached) == (0, 2 * N_CASES)
+
+
+def test_two_cases_of_the_same_content_share_one_question_per_order(setup: Setup) -> None:
+    """A case added twice under two ids is one cache row per order: asked once, not twice."""
+    rows = [{"id": f"c{i}", "input": f"question case {i}"} for i in range(N_CASES)]
+    rows.append({"id": "c0-again", "input": "question case 0"})
+    (setup.root / "twins.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    setup.suite = setup.root / "twins.yaml"
+    setup.suite.write_text(
+        (setup.root / "suite.yaml").read_text().replace("cases.jsonl", "twins.jsonl")
+    )
+    setup.eval("long", "short")
+
+    won = setup.compare("long", "short")
+    assert setup.server.calls == won.n_called == 2 * N_CASES  # the twin adds no request
+    assert won.n_cached == 2 and won.to_dict()["judge_usage"]["calls"] == 2 * N_CASES
+    assert counts(won)["n"] == won.count("win") == N_CASES + 1
+    by_id = {c["case_id"]: c for c in won.to_dict()["cases"]}
+    assert {**by_id["c0-again"], "case_id": "c0"} == by_id["c0"]
+
+    again = setup.compare("long", "short")
+    assert (again.n_called, again.n_cached) == (0, 2 * (N_CASES + 1))
+    assert setup.server.calls == 2 * N_CASES
+    assert again.to_dict()["cases"] == won.to_dict()["cases"]

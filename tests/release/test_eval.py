@@ -15,6 +15,7 @@ from releasegate.release.evaluate import eval_precision, evaluate
 from releasegate.release.gate import gate
 from releasegate.release.register import register
 from releasegate.store.engine import Store
+from releasegate.store.repos import OutputRepo, ScoreRepo, StoredOutput
 from tests.helpers import Project
 
 
@@ -229,3 +230,64 @@ def test_eval_precision_reads_old_and_new_summaries() -> None:
         "flaky": [{"case_id": "a", "per_epoch": []}, {"case_id": "b", "per_epoch": []}],
         "flaky_total": 2,
     }
+
+
+# -- two evals at once -----------------------------------------------------------------------
+
+
+def test_two_evals_of_the_same_version_at_once_both_finish(store: Store, project: Project) -> None:
+    """The second to write keeps the outputs and scores the first stored, not a conflict."""
+    vid = register(store, project.workflow("v1")).version_id
+    suite = project.suite(n=20)
+    first: list[Any] = []
+
+    def race(done: int, total: int) -> None:
+        if not first:  # this eval has read an empty cache; another one runs to the end now
+            other = threading.Thread(target=lambda: first.append(evaluate(store, vid, suite)))
+            other.start()
+            other.join()
+
+    late = evaluate(store, vid, suite, progress=race)
+    assert first[0].n_called == late.n_called == 20  # both paid: neither saw the other's cache
+    assert late.summary["metrics"] == first[0].summary["metrics"]
+    assert count(store, "SELECT count(*) FROM eval_runs WHERE status = 'completed'") == 2
+    assert count(store, "SELECT count(*) FROM outputs") == 20
+    scores = count(store, "SELECT count(*) FROM scores")
+    assert scores > 0
+    again = evaluate(store, vid, suite)
+    assert (again.n_called, again.n_cached) == (0, 20)
+    assert again.summary["metrics"] == first[0].summary["metrics"]
+    assert count(store, "SELECT count(*) FROM scores") == scores
+
+
+def test_a_writer_of_outputs_and_scores_another_writer_holds_waits_then_keeps_them(
+    store: Store, project: Project
+) -> None:
+    """The rows a second eval writes while the first one's transaction is open: on
+    PostgreSQL its insert waits on the first's uncommitted keys, then skips them."""
+    vid = register(store, project.workflow("v1")).version_id
+    out = StoredOutput("fraud", None, 1.0, 1, 1, 0.0, None)
+    outputs = [("h2", 0, out), ("h1", 0, out)]
+    scores = [("h2", 0, "acc", 1.0, True, ""), ("h1", 0, "acc", 1.0, True, "")]
+    landed: list[int] = []
+    failed: list[BaseException] = []
+
+    def second() -> None:
+        try:
+            with store.write() as conn:
+                OutputRepo.put_many(conn, vid, outputs[::-1])
+                landed.append(ScoreRepo.put_many(conn, vid, scores[::-1]))
+        except BaseException as exc:
+            failed.append(exc)
+
+    with store.write() as conn:
+        OutputRepo.put_many(conn, vid, outputs)
+        landed.append(ScoreRepo.put_many(conn, vid, scores))
+        other = threading.Thread(target=second)
+        other.start()
+        other.join(timeout=0.5)
+        assert other.is_alive()  # it waits for this transaction
+    other.join()
+    assert failed == [] and landed == [2, 0]
+    assert count(store, "SELECT count(*) FROM outputs") == 2
+    assert count(store, "SELECT count(*) FROM scores") == 2

@@ -7,13 +7,16 @@ against each other they disagree on 20 cases, 10 each way.
 
 from __future__ import annotations
 
+import json
 import math
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from statistics import NormalDist
 
 import pytest
 import sqlalchemy as sa
+import yaml
 
 from releasegate.domain.power import epochs_needed
 from releasegate.errors import InputError, NotFoundError, PrerequisiteError, SuiteError
@@ -24,6 +27,7 @@ from releasegate.release.promote import promote
 from releasegate.release.register import register
 from releasegate.store.engine import Store
 from tests.helpers import Project
+from tests.runner.test_judge import KEY_ENV, JudgeServer, block
 
 Z = NormalDist().inv_cdf(0.975) + NormalDist().inv_cdf(0.8)  # mde = Z * se
 
@@ -187,3 +191,48 @@ def test_a_suite_of_another_workflow_is_refused_naming_both(store: Store, projec
         plan(store, vid, suite, margin=0.1)
     assert (err.value.source, err.value.field) == (str(suite), "workflow")
     assert err.value.reason == f"suite is for workflow 'billing', version {vid[:12]} is 'router'"
+
+
+@pytest.fixture
+def judge_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[JudgeServer]:
+    monkeypatch.setenv(KEY_ENV, "sk-judge-test")
+    running = JudgeServer(monkeypatch, lambda prompt: json.dumps({"score": 1, "reason": "ok"}))
+    yield running
+    running.server.stop()
+
+
+def test_a_missing_judge_verdict_asks_for_the_eval_and_calls_no_model(
+    store: Store, project: Project, judge_server: JudgeServer
+) -> None:
+    vid = register(store, project.workflow("v1")).version_id
+    suite = project.suite(n=8)
+    doc = yaml.safe_load(suite.read_text())
+    params = {"model": judge_server.model(), "rubric": "Routes it.", "scale": "pass_fail"}
+    doc["scorers"].append({"type": "judge", "name": "polite", "params": params})
+    suite.write_text(yaml.safe_dump(doc, sort_keys=False))
+    # the judge cannot read its own answer on one case: an error, which is never cached
+    judge_server.answer = lambda prompt: (
+        "no idea"
+        if block(prompt, "input") == "easy message 2 #complaint"
+        else json.dumps({"score": 1, "reason": "ok"})
+    )
+    evaluate(store, vid, suite)
+    assert judge_server.calls == 8
+    judge_server.answer = lambda prompt: json.dumps({"score": 1, "reason": "ok"})
+
+    with pytest.raises(PrerequisiteError) as err:
+        plan(store, vid, suite, margin=0.1)
+    assert judge_server.calls == 8  # the plan asked the judge nothing
+    assert err.value.message == (
+        f"{vid[:12]} has no cached 'polite' verdict for case 'c002' epoch 0, "
+        "and a plan calls no model"
+    )
+    assert err.value.hint == (
+        f"run `releasegate eval {vid[:12]} --suite {suite} --epochs 1`: "
+        "it asks the judge only for the missing verdicts"
+    )
+
+    evaluate(store, vid, suite)  # as the hint says: one call, for the missing verdict
+    assert judge_server.calls == 9
+    out = plan(store, vid, suite, margin=0.1)
+    assert "polite" in [m.metric for m in out.metrics] and judge_server.calls == 9

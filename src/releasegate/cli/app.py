@@ -429,16 +429,7 @@ def history(
         from releasegate.release.resolve import history as env_history
 
         rows: list[dict[str, Any]] = [
-            {
-                "seq": h.seq,
-                "at": h.created_at.isoformat(),
-                "action": h.action,
-                "version_id": h.version_id,
-                "previous_id": h.previous_id,
-                "actor": h.actor,
-                "reason": h.reason,
-            }
-            for h in env_history(_store(create=False), workflow, env)
+            {"seq": h.seq, **h.as_dict()} for h in env_history(_store(create=False), workflow, env)
         ]
         if as_json:
             _emit(rows)

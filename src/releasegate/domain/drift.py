@@ -36,7 +36,7 @@ import numpy.typing as npt
 from numpy.typing import ArrayLike
 
 from releasegate.domain.mmd import EMBEDDING_CAP, PERMUTATIONS, as_embeddings, mmd_test
-from releasegate.domain.stats import FloatArray, wilson_interval
+from releasegate.domain.stats import FloatArray, generator, is_binary, wilson_interval
 
 Status = Literal["ok", "alert", "insufficient"]
 Direction = Literal["increase", "decrease", "either"]
@@ -497,7 +497,7 @@ def compare_windows(
             out.append(embedding_drift_signal(pair[0], pair[1], name=name, **mmd_rule))
     if pair := both("quality"):
         ref, cur = _finite(pair[0], "reference quality"), _finite(pair[1], "current quality")
-        if _is_binary(ref) and _is_binary(cur):
+        if is_binary(ref) and is_binary(cur):
             k_ref, k = int(np.count_nonzero(ref)), int(np.count_nonzero(cur))
             out.append(rate("quality", k, cur.size, k_ref, ref.size, "decrease"))
         else:
@@ -568,7 +568,7 @@ def measure_false_alarms(
     """
     if trials < 1:
         raise ValueError(f"trials must be >= 1, got {trials}")
-    rng = np.random.Generator(np.random.SFC64(seed))  # the bit generator stats.py uses
+    rng = generator(seed)
     alerts = insufficient = 0
     for _ in range(trials):
         status = detect(*sample(rng)).status
@@ -744,10 +744,6 @@ def _worse_by(change: float, direction: Direction) -> float:
     if math.isnan(change):
         return -math.inf
     return {"increase": change, "decrease": -change, "either": abs(change)}[direction]
-
-
-def _is_binary(x: FloatArray) -> bool:
-    return bool(np.all((x == 0.0) | (x == 1.0)))
 
 
 def _check_alpha(alpha: float) -> None:

@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 from numpy.typing import ArrayLike
 
-from releasegate.domain.stats import FloatArray
+from releasegate.domain.stats import FloatArray, generator
 
 Float32Array = npt.NDArray[np.float32]
 
@@ -43,7 +43,7 @@ def mmd2(reference: ArrayLike, current: ArrayLike, *, bandwidth: float | None = 
     ref, cur = as_embeddings(reference, "reference"), as_embeddings(current, "current")
     if ref.shape[0] == 0 or cur.shape[0] == 0:
         raise ValueError("MMD^2 needs at least one embedding per window")
-    kernel, _ = _centred_kernel(_normalised(ref, cur), bandwidth, _generator(0))
+    kernel, _ = _centred_kernel(_normalised(ref, cur), bandwidth, generator(0))
     return _mmd_forms(kernel, ref.shape[0], np.empty((0, kernel.shape[0]), np.float32))[0]
 
 
@@ -67,7 +67,7 @@ def mmd_test(
         raise ValueError(f"permutations must be >= 1, got {permutations}")
     if cap < 2:
         raise ValueError(f"cap must be >= 2, got {cap}")
-    rng = _generator(seed)
+    rng = generator(seed)
     ref = _cap(as_embeddings(reference, "reference"), cap, rng)
     cur = _cap(as_embeddings(current, "current"), cap, rng)
     n_ref, n = ref.shape[0], cur.shape[0]
@@ -154,7 +154,3 @@ def _cap(x: FloatArray, cap: int, rng: np.random.Generator) -> FloatArray:
     if x.shape[0] <= cap:
         return x
     return x[np.sort(rng.choice(x.shape[0], size=cap, replace=False))]
-
-
-def _generator(seed: int) -> np.random.Generator:
-    return np.random.Generator(np.random.SFC64(seed))

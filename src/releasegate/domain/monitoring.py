@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -216,18 +216,6 @@ class Firing:
     value: float | None
     threshold: float | None
     by_rule: bool
-
-
-@dataclass(frozen=True)
-class SignalView:
-    """The few facts about a signal the firing rule needs (drift.Signal satisfies it)."""
-
-    name: str
-    value: float | None
-    status: str
-    n: int
-    detail: str = ""
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 def firings(

@@ -58,6 +58,7 @@ from releasegate.domain.stats import (
     FloatArray,
     Interval,
     average_epochs,
+    is_binary,
     mean_interval,
     minimum_detectable_effect,
     paired_compare,
@@ -256,7 +257,7 @@ def plan_suite(
     n = comparison.n
     d = cand - base
     discordance: float | None = None
-    if _is_binary(cand) and _is_binary(base):
+    if is_binary(cand) and is_binary(base):
         discordance = float(np.count_nonzero(d)) / n
         sd = math.sqrt(max(0.0, discordance - comparison.delta**2))
         spread = f"{discordance:.1%} discordant"
@@ -355,7 +356,7 @@ def metric_interval(
             low, high, se = min(low, w_low), max(high, w_high), max(se, se_w)
             method += f", widened to Wilson on {g} clusters"
         return Interval(iv.estimate, low, high, se, n, method)
-    if is_rate and n >= 2 and not _is_binary(x):
+    if is_rate and n >= 2 and not is_binary(x):
         rate = min(1.0, max(0.0, float(x.mean())))
         if rate_needs_wilson(rate, n):
             low, high = wilson_rate_interval(rate, n, confidence)
@@ -400,7 +401,3 @@ def _as_matrix(matrix: ArrayLike) -> FloatArray:
     if np.any(np.isinf(arr)):
         raise ValueError("matrix contains infinite values")
     return arr
-
-
-def _is_binary(x: FloatArray) -> bool:
-    return bool(np.all((x == 0.0) | (x == 1.0)))

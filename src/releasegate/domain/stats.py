@@ -160,7 +160,7 @@ def bootstrap_means(values: ArrayLike, resamples: int, seed: int) -> FloatArray:
         raise ValueError("cannot bootstrap an empty sample")
     if resamples < 1:
         raise ValueError(f"resamples must be >= 1, got {resamples}")
-    rng = _generator(seed)
+    rng = generator(seed)
     uniq, first, counts = np.unique(x, return_index=True, return_counts=True)
     if uniq.size <= MAX_DISTINCT_FOR_MULTINOMIAL:
         order = np.argsort(first)
@@ -230,7 +230,7 @@ def mean_interval(
     estimate = float(x.mean())
     if n == 1:
         return Interval(estimate, estimate, estimate, 0.0, 1, "mean")
-    if _is_binary(x):
+    if is_binary(x):
         successes = int(x.sum())
         low, high = wilson_interval(successes, n, confidence)
         se = math.sqrt(estimate * (1.0 - estimate) / n)
@@ -264,7 +264,7 @@ def aggregate_interval(
     estimate = float(fn(np.arange(n)))
     if n == 1:
         return Interval(estimate, estimate, estimate, 0.0, 1, "mean")
-    rng = _generator(seed)
+    rng = generator(seed)
     reps = np.array([fn(rng.integers(0, n, size=n)) for _ in range(resamples)], dtype=float)
     reps = reps[np.isfinite(reps)]
     if reps.size < 2:
@@ -292,7 +292,7 @@ def paired_compare(
         raise ValueError("no cases to compare: a gate cannot decide on an empty suite")
     _check_level(confidence, "confidence")
     _check_level(power, "power")
-    if _is_binary(cand) and _is_binary(base):
+    if is_binary(cand) and is_binary(base):
         raw = _mcnemar(cand, base, confidence)
     else:
         raw = _paired_bootstrap(cand - base, confidence, resamples, seed)
@@ -326,7 +326,7 @@ def paired_compare_aggregate(
     delta = diff(np.arange(n))
     if not math.isfinite(delta):
         raise ValueError("the metric is not finite on the full suite")
-    rng = _generator(seed)
+    rng = generator(seed)
     reps = np.array([diff(rng.integers(0, n, size=n)) for _ in range(resamples)], dtype=float)
     reps = reps[np.isfinite(reps)]
     if reps.size == 0:
@@ -417,11 +417,11 @@ def _as_cases(values: ArrayLike, name: str) -> FloatArray:
     return arr
 
 
-def _is_binary(x: FloatArray) -> bool:
+def is_binary(x: FloatArray) -> bool:
     return bool(np.all((x == 0.0) | (x == 1.0)))
 
 
-def _generator(seed: int) -> np.random.Generator:
+def generator(seed: int) -> np.random.Generator:
     return np.random.Generator(np.random.SFC64(seed))
 
 

@@ -87,19 +87,14 @@ class IngestResult:
         }
 
 
-def text_hash(text: str | None) -> str | None:
-    """The key a text's embedding is kept under: the sha256 of the text (the parser has
-    already turned structured inputs into canonical JSON text)."""
-    return None if text is None else _hash_of(text)
-
-
 _HASHES: dict[str, str] = {}
 _HASHES_MAX = 1 << 16
 
 
 def _hash_of(text: str) -> str:
-    """sha256 of a text, remembered: outputs (labels, canned answers) and prompts repeat, and
-    a dict lookup costs a tenth of the hash. Bounded; cleared when full."""
+    """sha256 of a text (the key its embedding is kept under), remembered: outputs (labels,
+    canned answers) and prompts repeat, and a dict lookup costs a tenth of the hash.
+    Bounded; cleared when full."""
     digest = _HASHES.get(text)
     if digest is None:
         if len(_HASHES) >= _HASHES_MAX:
@@ -111,34 +106,9 @@ def _hash_of(text: str) -> str:
 _NAN = math.nan
 
 
-RUNTIME_PROVIDERS = frozenset({"ollama", "llama.cpp", "lm_studio", "lmstudio", "embedding-router"})
-"""Runs on the user's own box: tokens cost nothing (``gen_ai.system`` or ``provider``)."""
-_PRICES: dict[str, prices.Price | None] = {}
-_PRICES_READ = -math.inf
-
-
-def price_run(
-    model: str, provider: str | None, tokens_in: int | None, tokens_out: int | None
-) -> float | None:
-    """The cost of a run that did not report one, from the price table; None if unpriced.
-
-    Priced as it lands, so a later edit of the table does not rewrite history. One
-    lookup per model name per import (the table is re-read when its files change)."""
-    global _PRICES_READ
-    if provider in RUNTIME_PROVIDERS:
-        return 0.0
-    now = time.monotonic()
-    if now - _PRICES_READ > 1.0:  # an edited table applies within a second, without a stat per run
-        _PRICES.clear()
-        _PRICES_READ = now
-    if model not in _PRICES:
-        found = prices.load_table().find(model)
-        _PRICES[model] = None if found is None else found[1]
-    price = _PRICES[model]
-    return None if price is None else price.cost(tokens_in or 0, tokens_out or 0)
-
-
-def to_row(r: RunRecord, received_at: float) -> tuple[Any, ...]:
+def to_row(
+    r: RunRecord, received_at: float, price: prices.RunPricer | None = None
+) -> tuple[Any, ...]:
     """A record as a ``runs`` row (``RUN_COLUMNS`` order) for ``RunRepo.insert_many``.
 
     A missing value travels as its sentinel, not None: '' for a name, a hash or the
@@ -152,8 +122,8 @@ def to_row(r: RunRecord, received_at: float) -> tuple[Any, ...]:
     ) = r  # fmt: skip
     if provider:
         attributes = {**attributes, "provider": provider}
-    if cost is None and model:
-        cost = price_run(model, provider, tokens_in, tokens_out)
+    if cost is None and model and price is not None:  # priced as it lands: history stays
+        cost = price(model, provider, tokens_in or 0, tokens_out or 0)
     hash_in = "" if text_in is None else _hash_of(text_in)
     hash_out, chars = ("", -1) if text_out is None else (_hash_of(text_out), len(text_out))
     return (
@@ -178,7 +148,9 @@ def ingest_records(store: Store, records: Sequence[RunRecord]) -> IngestResult:
     result = IngestResult(received=len(records))
     received_at = datetime.now(UTC).timestamp()
     with store.write() as conn:
-        result.landed = RunRepo.insert_many(conn, [to_row(r, received_at) for r in records])
+        price = prices.run_pricer()
+        rows = [to_row(r, received_at, price) for r in records]
+        result.landed = RunRepo.insert_many(conn, rows)
     result.duplicates = len(records) - result.landed
     _after_landing(store, records, result)
     return result
@@ -336,7 +308,8 @@ def _parse_chunk(lines: list[bytes], start_line: int, at: datetime, received_at:
             replace(r, line=None if r.line is None else r.line + offset) for r in parsed.rejected
         ]
         return _Chunk(len(lines), received, rejected, [], {})
-    rows = [to_row(r, received_at) for r in parsed.accepted]
+    price = prices.run_pricer()
+    rows = [to_row(r, received_at, price) for r in parsed.accepted]
     return _Chunk(len(lines), received, [], rows, Counter(map(_SEEN_KEY, parsed.accepted)))
 
 

@@ -131,18 +131,7 @@ def build_memo(store: Store, workflow: str, week: str | None = None) -> dict[str
             "runs": len(cost_rows),
             "runs_previous": len(prev_rows),
             "running": running[-1].version_id[:12] if running else None,
-            "changes": [
-                {
-                    "at": h.created_at.isoformat(),
-                    "action": h.action,
-                    "version_id": h.version_id,
-                    "previous_id": h.previous_id,
-                    "actor": h.actor,
-                    "reason": h.reason,
-                }
-                for h in history
-                if start <= h.created_at < end
-            ],
+            "changes": [h.as_dict() for h in history if start <= h.created_at < end],
             "reference": result.reference_note,
             "signals": [signal_dict(s) for s in result.signals],
             "versions": result.versions,

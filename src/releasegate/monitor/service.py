@@ -24,6 +24,7 @@ from releasegate.domain.monitoring import MonitorConfig, firings
 from releasegate.errors import InputError
 from releasegate.monitor.alerts import Alert, last_fired, raise_firings, raise_outside_gate
 from releasegate.monitor.ingest import Outside, gated
+from releasegate.providers.embeddings import digest_key
 from releasegate.release.evaluate import embedder_for
 from releasegate.release.refs import check_env
 from releasegate.store.engine import Store
@@ -212,7 +213,7 @@ def _vectors(
     chosen = random.Random(seed).sample(hashes, min(sample, len(hashes)))
     distinct = list(dict.fromkeys(chosen))
     embedder = embedder_for(store, model)
-    keys = {h: f"{embedder.backend.name}:passage:{h}" for h in distinct}
+    keys = {h: digest_key("passage", h, embedder.backend.name) for h in distinct}
     have = EmbeddingRepo(store.engine).get_vectors(list(keys.values()))
     missing = {h for h in distinct if keys[h] not in have}
     texts: dict[str, str] = {}

@@ -33,7 +33,11 @@ ENTRY_POINTS = "releasegate.embeddings"
 
 def text_key(kind: Kind, text: str, model: str = MODEL_NAME) -> str:
     """Cache key of one text: the model, the e5 prefix kind and the text's sha256."""
-    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return digest_key(kind, hashlib.sha256(text.encode("utf-8")).hexdigest(), model)
+
+
+def digest_key(kind: Kind, digest: str, model: str = MODEL_NAME) -> str:
+    """``text_key`` of a text known by its sha256 only (a run stores its texts' hashes)."""
     return f"{model}:{kind}:{digest}"
 
 

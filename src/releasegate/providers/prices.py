@@ -17,9 +17,10 @@ import fnmatch
 import functools
 import hashlib
 import json
+import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, NoReturn
@@ -28,6 +29,8 @@ from urllib.parse import urlsplit
 import yaml
 
 from releasegate.errors import InputError
+
+log = logging.getLogger("releasegate.prices")
 
 PRICES_ENV = "RELEASEGATE_PRICES"
 PROJECT_FILE = "prices.yaml"
@@ -197,6 +200,36 @@ def load_table(project_dir: Path | None = None) -> PriceTable:
         stat = path.stat()
         key.append((str(path.resolve()), stat.st_mtime_ns, stat.st_size))
     return _load(tuple(key))
+
+
+RUNTIME_PROVIDERS = LOCAL_PROVIDERS | {"ollama", "llama.cpp", "lm_studio", "lmstudio"}
+"""Providers a production run may name (``gen_ai.system``) that run on the user's box."""
+RunPricer = Callable[[str, str | None, int, int], float | None]
+
+
+def run_pricer(project_dir: Path | None = None) -> RunPricer:
+    """Prices runs that reported no cost: (model, provider, tokens in, tokens out) -> USD.
+
+    Built once per batch, so the table is read once and each model looked up once. A
+    table that cannot be read prices nothing (with a warning): losing the runs
+    themselves over a price file would be worse than a missing cost."""
+    try:
+        table = load_table(project_dir)
+    except InputError as exc:
+        log.warning("runs are not priced: %s", exc)
+        return lambda model, provider, tokens_in, tokens_out: None
+    found: dict[str, Price | None] = {}
+
+    def price(model: str, provider: str | None, tokens_in: int, tokens_out: int) -> float | None:
+        if provider in RUNTIME_PROVIDERS:
+            return 0.0
+        if model not in found:
+            entry = table.find(model)
+            found[model] = None if entry is None else entry[1]
+        hit = found[model]
+        return None if hit is None else hit.cost(tokens_in, tokens_out)
+
+    return price
 
 
 def lookup(model: str, *, base_url: str | None = None, project_dir: Path | None = None) -> Pricing:

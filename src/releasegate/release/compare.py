@@ -139,6 +139,10 @@ class _Pair(NamedTuple):
     baseline: str
     keys: Mapping[Order, str]
 
+    def slot(self, order: Order) -> tuple[str, str]:
+        """The judgement's cache row (case content, key): cases of one content share it."""
+        return self.case.case_hash, self.keys[order]
+
 
 def read_judge(path: Path) -> PairwiseJudge:
     """A judge file (``model``, ``rubric``, optional ``prompt``); errors name file, line, field."""
@@ -231,24 +235,28 @@ def compare(
         keys = {o: judgement_key(judge_id, baseline.version_id, o, c.text, b.text) for o in ORDERS}
         pairs.append(_Pair(case, c.text, b.text, keys))
 
-    found: dict[tuple[str, Order], Judgement] = {}
-    todo: list[tuple[_Pair, Order]] = []
+    found: dict[tuple[str, str], Judgement] = {}
+    asks: dict[tuple[str, str], tuple[_Pair, Order]] = {}  # one question per cache row
     for pair in pairs:
         for order in ORDERS:
-            row = stored.get((pair.case.case_hash, EPOCH, pair.keys[order]))
+            slot = pair.slot(order)
+            if slot in found or slot in asks:  # a case of the same content asked it already
+                continue
+            row = stored.get((slot[0], EPOCH, slot[1]))
             hit = Judgement.from_stored(order, row[0], row[2]) if row is not None else None
             if hit is not None:
-                found[(pair.case.case_id, order)] = hit
+                found[slot] = hit
             else:
-                todo.append((pair, order))
-    n_cached = len(found)
+                asks[slot] = (pair, order)
+    todo = list(asks.values())
+    n_cached = len(ORDERS) * len(pairs) - len(todo)  # as in eval, a twin counts as cached
     if todo:
         if not os.environ.get(judge.api_key_env):
             raise PrerequisiteError(
                 f"the judge needs an API key: environment variable {judge.api_key_env} is not set",
                 hint="set it, or name another variable in the judge file's model.api_key_env",
             )
-        fresh: dict[tuple[str, Order], Judgement] = {}
+        fresh: dict[tuple[str, str], Judgement] = {}
         try:
             asyncio.run(_ask_all(judge, todo, concurrency, progress, n_cached, fresh))
         except KeyboardInterrupt:
@@ -258,9 +266,7 @@ def compare(
         found.update(fresh)
 
     for pair in pairs:
-        decided[pair.case.case_id] = _verdict(
-            pair.case, [found[(pair.case.case_id, o)] for o in ORDERS]
-        )
+        decided[pair.case.case_id] = _verdict(pair.case, [found[pair.slot(o)] for o in ORDERS])
     verdicts = tuple(decided[c.case_id] for c in suite.cases)
     counted = [OUTCOME_VALUE[v.outcome] for v in verdicts if v.outcome is not None]
     return CompareOutcome(
@@ -282,26 +288,24 @@ def _keep(
     store: Store,
     version_id: str,
     todo: Sequence[tuple[_Pair, Order]],
-    fresh: Mapping[tuple[str, Order], Judgement],
+    fresh: Mapping[tuple[str, str], Judgement],
 ) -> int:
     """Cache the answered judgements (errors are asked again); how many were new.
 
-    One row per key: two cases with the same content share one, and a row another
-    compare stored since this one read the cache is kept as it is.
+    One row per cache slot (``todo`` asks each once), and a row another compare
+    stored since this one read the cache is kept as it is (ScoreRepo skips it).
     """
-    rows: dict[tuple[str, int, str], tuple[str, int, str, float, bool, str]] = {}
+    rows: list[tuple[str, int, str, float, bool, str]] = []
     for pair, order in todo:
-        j = fresh.get((pair.case.case_id, order))
+        j = fresh.get(pair.slot(order))
         if j is not None and j.error is None:
-            key = (pair.case.case_hash, EPOCH, pair.keys[order])
-            rows[key] = (*key, j.value, j.value == 1.0, j.detail())
+            rows.append(
+                (pair.case.case_hash, EPOCH, pair.keys[order], j.value, j.value == 1.0, j.detail())
+            )
     if not rows:
         return 0
     with store.write() as conn:
-        present = ScoreRepo.get_many(conn, version_id)
-        new = [row for key, row in rows.items() if key not in present]
-        ScoreRepo.put_many(conn, version_id, new)
-    return len(new)
+        return ScoreRepo.put_many(conn, version_id, rows)
 
 
 def _by_rule(case: Case, c: StoredOutput | None, b: StoredOutput | None) -> CaseVerdict | None:
@@ -341,9 +345,10 @@ async def _ask_all(
     concurrency: int,
     progress: Progress | None,
     done_before: int,
-    fresh: dict[tuple[str, Order], Judgement],
+    fresh: dict[tuple[str, str], Judgement],
 ) -> None:
-    """Ask every judgement in ``todo``, each put in ``fresh`` as soon as it is answered."""
+    """Ask every judgement in ``todo``, each put in ``fresh`` (by its cache slot) as soon
+    as it is answered."""
     slots = asyncio.Semaphore(concurrency)
     total = done_before + len(todo)
     done = done_before
@@ -354,7 +359,7 @@ async def _ask_all(
         nonlocal done
         async with slots:
             answer = await judge.judge(pair.case, pair.candidate, pair.baseline, order)
-        fresh[(pair.case.case_id, order)] = answer
+        fresh[pair.slot(order)] = answer
         done += 1
         if progress is not None:
             progress(done, total)

@@ -416,17 +416,15 @@ def check_models(
     gguf = _gguf_files(gguf_dirs, hashes)
     lists = [*file_lists, *(bl for path, spec in specs for bl in _workflow_lists(spec, path))]
 
-    def blessed_by(runtime: str, digest: str) -> tuple[str, ...]:
-        return tuple(
-            b.label
-            for b in lists
-            if any(m.runtime == runtime and m.digest == digest for m in b.models)
-        )
+    def blessed_by(runtime: str, name: str, digest: str) -> tuple[str, ...]:
+        # the gate's rule (domain.pinning), so a list blesses here what it blesses there
+        pin = pin_of({"runtime": runtime, "name": name, "digest": digest})
+        return tuple(b.label for b in lists if blessing_for(pin, b.models) is not None)
 
     installed = [
-        Installed("ollama", t.name, t.digest, t.size, None, blessed_by("ollama", t.digest))
+        Installed("ollama", t.name, t.digest, t.size, None, blessed_by("ollama", t.name, t.digest))
         for t in tags
-    ] + [replace(g, blessed_by=blessed_by("gguf", g.digest)) for g in gguf]
+    ] + [replace(g, blessed_by=blessed_by("gguf", g.name, g.digest)) for g in gguf]
 
     results = []
     for path, spec in specs:

@@ -23,7 +23,7 @@ import numpy.typing as npt
 
 from releasegate.domain.policy import Policy
 from releasegate.domain.power import EpochAdvice, SuitePlan, epochs_needed, plan_suite
-from releasegate.domain.results import CaseOutput, Score
+from releasegate.domain.results import Score
 from releasegate.domain.stats import PairedComparison, paired_compare_aggregate
 from releasegate.domain.suite import Suite
 from releasegate.errors import InputError, PrerequisiteError
@@ -37,7 +37,8 @@ from releasegate.release.evaluate import (
 )
 from releasegate.release.gate import current_policy
 from releasegate.release.refs import check_env, find_version
-from releasegate.runner.engine import CaseRun
+from releasegate.runner.engine import CaseRun, _from_stored
+from releasegate.runner.scorers import failed_output
 from releasegate.store.engine import Conn, Store
 from releasegate.store.repos import (
     EnvironmentRepo,
@@ -344,39 +345,40 @@ def stored_table(
 ) -> CaseTable:
     """The per-case table of a stored eval, from cached outputs and scores: no model call.
 
-    An errored output scores 0 on every scorer, as in the eval; a score missing from the
-    cache (a scorer added since) is computed from the stored output.
+    An errored output scores 0 on every scorer, as in the eval (``failed_output``). A score
+    missing from the cache (a scorer added since) is computed from the stored output when
+    the scorer is a rule; a judge's verdict is a model call, so its absence is an error
+    that asks for the eval, which caches it.
     """
     scorers = build_scorers(suite)
     with store.read() as conn:
         outputs = OutputRepo.get_many(conn, version.version_id, {c.case_hash for c in suite.cases})
         scores = ScoreRepo.get_many(conn, version.version_id)
+    short = version.version_id[:12]
+    rerun = f"run `releasegate eval {short} --suite {suite_path} --epochs {epochs}`"
     runs: list[CaseRun] = []
     for case in suite.cases:
         for epoch in range(epochs):
             stored = outputs.get((case.case_hash, epoch))
             if stored is None:
-                short = version.version_id[:12]
                 raise PrerequisiteError(
                     f"{short} has no stored output for case '{case.case_id}' epoch {epoch}",
-                    hint=f"run `releasegate eval {short} --suite {suite_path} --epochs {epochs}`",
+                    hint=rerun,
                 )
-            out = CaseOutput(
-                text=stored.text,
-                data=stored.data,
-                latency_ms=stored.latency_ms,
-                tokens_in=stored.tokens_in,
-                tokens_out=stored.tokens_out,
-                cost_usd=stored.cost_usd,
-                error=stored.error,
-            )
+            out = _from_stored(stored)
             by_name: dict[str, Score] = {}
             for scorer_id, scorer in scorers:
                 cached = scores.get((case.case_hash, epoch, scorer_id))
-                if out.error is not None:
-                    by_name[scorer.name] = Score(0.0, False, f"error: {out.error}")
+                if (failed := failed_output(out)) is not None:
+                    by_name[scorer.name] = failed
                 elif cached is not None:
                     by_name[scorer.name] = Score(*cached)
+                elif hasattr(scorer, "ascore"):  # a judge: the engine awaits its model call
+                    raise PrerequisiteError(
+                        f"{short} has no cached '{scorer.name}' verdict for case "
+                        f"'{case.case_id}' epoch {epoch}, and a plan calls no model",
+                        hint=f"{rerun}: it asks the judge only for the missing verdicts",
+                    )
                 else:
                     by_name[scorer.name] = scorer.score(case, out)
             runs.append(CaseRun(case, epoch, out, by_name, cached=True))

@@ -28,7 +28,7 @@ from releasegate.errors import (
 )
 from releasegate.store.blobs import BlobStore
 
-SCHEMA_HEAD = "0002"
+SCHEMA_HEAD = "0003"
 SCHEMA_ORDER = ("0001", "0002")
 STORE_DIR = ".releasegate"
 Conn = Connection  # what services hold while they compose repositories in one transaction

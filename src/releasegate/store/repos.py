@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Row, and_, func, insert, select, update
+from sqlalchemy import Connection, Row, Table, and_, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from releasegate.domain.audit import GENESIS, AuditEvent, chain_event
@@ -110,6 +110,17 @@ class HistoryRecord:
     decision_id: str | None
     reason: str
     created_at: datetime
+
+    def as_dict(self) -> dict[str, Any]:
+        """What a report or ``--json`` shows of one promotion or rollback."""
+        return {
+            "at": self.created_at.isoformat(),
+            "action": self.action,
+            "version_id": self.version_id,
+            "previous_id": self.previous_id,
+            "actor": self.actor,
+            "reason": self.reason,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -440,8 +451,11 @@ class OutputRepo:
     def put_many(
         conn: Connection, version_id: str, items: Sequence[tuple[str, int, StoredOutput]]
     ) -> None:
+        """Replace the outputs of ``items``; a row another writer stores meanwhile (a second
+        eval of the version at once, on PostgreSQL) is kept, not a conflict."""
         if not items:
             return
+        items = sorted(items, key=lambda i: (i[1], i[0]))  # one order: writers never deadlock
         by_epoch: dict[int, list[str]] = {}
         for h, e, _ in items:
             by_epoch.setdefault(e, []).append(h)
@@ -457,25 +471,23 @@ class OutputRepo:
                     )
                 )
         at = now()
-        conn.execute(
-            insert(t.outputs),
-            [
-                {
-                    "version_id": version_id,
-                    "case_hash": h,
-                    "epoch": e,
-                    "text": o.text,
-                    "data_json": canonical_json(o.data) if o.data is not None else None,
-                    "latency_ms": o.latency_ms,
-                    "tokens_in": o.tokens_in,
-                    "tokens_out": o.tokens_out,
-                    "cost_usd": o.cost_usd,
-                    "error": o.error,
-                    "created_at": at,
-                }
-                for h, e, o in items
-            ],
-        )
+        rows = [
+            {
+                "version_id": version_id,
+                "case_hash": h,
+                "epoch": e,
+                "text": o.text,
+                "data_json": canonical_json(o.data) if o.data is not None else None,
+                "latency_ms": o.latency_ms,
+                "tokens_in": o.tokens_in,
+                "tokens_out": o.tokens_out,
+                "cost_usd": o.cost_usd,
+                "error": o.error,
+                "created_at": at,
+            }
+            for h, e, o in items
+        ]
+        conn.execute(_insert_new(conn, t.outputs), rows)
 
 
 class ScoreRepo:
@@ -510,24 +522,37 @@ class ScoreRepo:
     @staticmethod
     def put_many(
         conn: Connection, version_id: str, items: Sequence[tuple[str, int, str, float, bool, str]]
-    ) -> None:
+    ) -> int:
+        """Store scores; a row whose key is already stored is kept as it is, so two evals
+        (or compares) of one version at once both finish. Returns how many landed."""
         if not items:
-            return
-        conn.execute(
-            insert(t.scores),
-            [
-                {
-                    "version_id": version_id,
-                    "case_hash": h,
-                    "epoch": e,
-                    "scorer_id": s,
-                    "value": v,
-                    "passed": p,
-                    "detail": d,
-                }
-                for h, e, s, v, p, d in items
-            ],
-        )
+            return 0
+        rows = [
+            {
+                "version_id": version_id,
+                "case_hash": h,
+                "epoch": e,
+                "scorer_id": s,
+                "value": v,
+                "passed": p,
+                "detail": d,
+            }
+            for h, e, s, v, p, d in sorted(items, key=lambda i: (i[0], i[1], i[2]))
+        ]  # in key order: two PostgreSQL writers of the same keys wait, never deadlock
+        # RETURNING counts the rows inserted, on both drivers
+        stmt = _insert_new(conn, t.scores).returning(t.scores.c.case_hash)
+        return len(conn.execute(stmt, rows).all())
+
+
+def _insert_new(conn: Connection, table: Table) -> Any:
+    """INSERT that skips a row whose key is already stored, on the connection's dialect."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert(table).on_conflict_do_nothing()
+    from sqlalchemy.dialects import sqlite
+
+    return sqlite.insert(table).on_conflict_do_nothing()
 
 
 def _decision(row: Row[Any]) -> DecisionRecord:
@@ -1138,42 +1163,15 @@ class RunRepo:
         return runs
 
     @staticmethod
-    def versions_seen(
-        conn: Connection, workflow: str, env: str, start: float, end: float
-    ) -> list[tuple[str, int, float, float]]:
-        """(version id, runs, first start, last start) in a window, most runs first."""
-        return _fetch(
-            conn,
-            "SELECT version_id, count(*), min(started_at), max(started_at) FROM runs"
-            " WHERE workflow = ? AND env = ? AND started_at >= ? AND started_at < ?"
-            " GROUP BY version_id ORDER BY count(*) DESC",
-            [workflow, env, start, end],
-        )
-
-    @staticmethod
-    def span(conn: Connection, workflow: str, env: str) -> tuple[float, float, int] | None:
-        """First and last start time and the count of an environment's runs."""
-        row = _fetch(
-            conn,
-            "SELECT min(started_at), max(started_at), count(*) FROM runs"
-            " WHERE workflow = ? AND env = ?",
-            [workflow, env],
-        )[0]
-        return None if not row[2] else (float(row[0]), float(row[1]), int(row[2]))
-
-    @staticmethod
     def get(conn: Connection, run_id: str) -> dict[str, Any] | None:
         rows = _fetch(conn, f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE run_id = ?", [run_id])
         return dict(zip(RUN_COLUMNS, rows[0], strict=True)) if rows else None
 
     @staticmethod
     def by_prefix(conn: Connection, prefix: str, limit: int = 5) -> list[str]:
-        rows = _fetch(
-            conn,
-            "SELECT run_id FROM runs WHERE run_id LIKE ? ORDER BY run_id LIMIT ?",
-            [prefix.replace("%", "").replace("_", "\\_") + "%", limit],
-        )
-        return [r[0] for r in rows]
+        column = t.runs.c.run_id
+        query = select(column).where(column.startswith(prefix, autoescape=True))
+        return list(conn.execute(query.order_by(column).limit(limit)).scalars())
 
     @staticmethod
     def count(conn: Connection) -> int:
