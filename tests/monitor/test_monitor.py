@@ -198,11 +198,22 @@ def test_charts_prometheus_and_memo(store: Store, project: Project, tmp_path: Pa
     path = workflow_with_monitor(project, {"min_sample": 50})
     vid = ship(store, project, path)
     now = time.time()
-    ingest_dicts(
-        store, runs(vid, days=7, until=now - 7 * 86400, n=700, shift=False, seed=7), source="http"
+    # The memo reads whole ISO weeks: the reference fills last week, the shift this week
+    # so far, whatever day of the week the suite runs on.
+    week, start, _ = parse_week(None, today=datetime.now(UTC).date() + timedelta(days=7))
+    monday = start.timestamp()
+    days = max((now - monday) / 86400, 0.05)
+    ingest_dicts(store, runs(vid, days=7, until=monday, n=700, shift=False, seed=7), source="http")
+    ingest_dicts(store, runs(vid, days=days, until=now, n=700, shift=True, seed=8), source="http")
+    result = monitor(
+        store,
+        "router",
+        "staging",
+        now=at(now),
+        window=timedelta(days=days),
+        embeddings=False,
+        alert=False,
     )
-    ingest_dicts(store, runs(vid, days=7, until=now, n=700, shift=True, seed=8), source="http")
-    result = monitor(store, "router", "staging", now=at(now), embeddings=False, alert=False)
     written = write_plots(store, result, tmp_path / "charts")
     names = {p.name for p in written}
     assert "staging-error_rate.svg" in names and "staging-latency_p95.svg" in names
@@ -227,7 +238,6 @@ def test_charts_prometheus_and_memo(store: Store, project: Project, tmp_path: Pa
     assert 0.02 < float(value_line.rsplit(" ", 1)[1]) < 0.12
     assert "# TYPE releasegate_signal_value gauge" in text
 
-    week, start, _ = parse_week(None, today=datetime.now(UTC).date() + timedelta(days=7))
     memo = build_memo(store, "router", week)
     env = memo["environments"][0]
     assert env["env"] == "staging" and env["runs"] > 0
