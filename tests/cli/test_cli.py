@@ -293,6 +293,29 @@ def test_register_check_validates_and_writes_nothing(project: Project) -> None:
     assert real["version_id"] == checked["version_id"]  # the id it said it would get
 
 
+def test_register_check_takes_every_file_pre_commit_passes(project: Project) -> None:
+    d = project.root
+    first, second = project.workflow("v1"), project.workflow("v2", mode="bad")
+    checked = ok_json(rg(d, "register", str(first), str(second), "--check", "--json"))
+    assert [c["file"] for c in checked] == [str(first), str(second)]
+    assert checked[0]["version_id"] != checked[1]["version_id"]
+    broken = d / "broken.yaml"
+    broken.write_text("workflow: router\nmodel: [\n")
+    bad = rg(d, "register", str(first), str(broken), "--check")
+    assert bad.returncode == 2 and "broken.yaml" in bad.stderr
+    two = rg(d, "register", str(first), str(second))
+    assert two.returncode == 2 and "one workflow file" in two.stderr
+    assert not (d / ".releasegate").exists()
+
+
+def test_version_flag_prints_the_installed_version(project: Project) -> None:
+    from importlib.metadata import version
+
+    for argv in (("--version",), ("--version", "versions")):
+        done = rg(project.root, *argv)
+        assert done.returncode == 0 and done.stdout == f"releasegate {version('releasegate')}\n"
+
+
 def test_an_interrupted_eval_exits_130_and_the_next_run_resumes(project: Project) -> None:
     d = project.root
     project.fn = "tests.release.fns:interrupt_after"

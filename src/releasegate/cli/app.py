@@ -77,7 +77,10 @@ def init(as_json: JsonOpt = False) -> None:
 
 @app.command()
 def register(
-    file: Annotated[Path, typer.Argument(metavar="FILE", help="Workflow YAML file.")],
+    files: Annotated[
+        list[Path],
+        typer.Argument(metavar="FILE", help="Workflow YAML file (several with --check)."),
+    ],
     reason: Annotated[str, typer.Option(help="Why this change.")] = "",
     owner: Annotated[str | None, typer.Option(help="Owner of the change.")] = None,
     parent: Annotated[str | None, typer.Option(help="Parent version (default: what runs).")] = None,
@@ -92,18 +95,32 @@ def register(
     """Register a workflow file's behaviour as an immutable, content-hashed version."""
 
     def run() -> None:
+        from releasegate.errors import InputError
         from releasegate.release.register import read_workflow, register_spec
 
-        spec = read_workflow(file)  # parse before touching the store: bad input writes nothing
-        if check:
+        if check:  # pre-commit passes every changed file at once
+            specs = [(f, read_workflow(f)) for f in files]  # the first bad file stops it
             if as_json:
-                _emit({"version_id": spec.version_id, "workflow": spec.name, "valid": True})
+                found = [
+                    {"file": str(f), "version_id": s.version_id, "workflow": s.name, "valid": True}
+                    for f, s in specs
+                ]
+                _emit(found[0] if len(found) == 1 else found)
             else:
-                _console().print(
-                    f"{file}: valid; version id [bold]{spec.version_id[:12]}[/] "
-                    f"of {spec.name} (nothing written)"
-                )
+                for f, s in specs:
+                    _console().print(
+                        f"{f}: valid; version id [bold]{s.version_id[:12]}[/] "
+                        f"of {s.name} (nothing written)"
+                    )
             return
+        if len(files) != 1:
+            raise InputError(
+                f"register takes one workflow file, got {len(files)}",
+                field="FILE",
+                hint="register them one at a time, or validate several with --check",
+            )
+        file = files[0]
+        spec = read_workflow(file)  # parse before touching the store: bad input writes nothing
         result = register_spec(
             _store(),
             spec,
@@ -157,17 +174,23 @@ def versions(
         if as_json:
             _emit(rows)
             return
+        from rich import box
         from rich.table import Table
 
-        table = Table(title=f"versions of {workflow}")
-        for col in ("version", "created", "owner", "track", "parent", "running in", "reason"):
-            table.add_column(col)
+        # ids never wrap or get cut, so they can be copied from an 80-column terminal
+        table = Table(title=f"versions of {workflow}", box=box.SIMPLE_HEAD, pad_edge=False)
+        tracks = any(r["track"] != "release" for r in rows)
+        cols = ["version", "created", "owner", *(["track"] if tracks else []), "parent"]
+        for col in cols:
+            table.add_column(col, no_wrap=True)
+        table.add_column("running in")
+        table.add_column("reason", ratio=1, overflow="fold")
         for r in rows:
             table.add_row(
                 r["version_id"][:12],
-                r["created_at"][:19].replace("T", " "),
+                r["created_at"][:10],
                 r["owner"] or "",
-                r["track"],
+                *([r["track"]] if tracks else []),
                 (r["parent_id"] or "")[:12],
                 ", ".join(r["environments"]),
                 r["reason"],
@@ -655,6 +678,29 @@ def demo(
         run_demo(dir)
 
     guarded(run)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from releasegate import __version__
+
+        print(f"releasegate {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print the version and exit.",
+            is_eager=True,
+            callback=_print_version,
+        ),
+    ] = False,
+) -> None:
+    """The governed release loop for LLM workflows: register, eval, gate, promote, roll back."""
 
 
 def main() -> None:
