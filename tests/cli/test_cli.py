@@ -308,6 +308,22 @@ def test_register_check_takes_every_file_pre_commit_passes(project: Project) -> 
     assert not (d / ".releasegate").exists()
 
 
+def test_terminal_eval_names_error_reasons_and_gate_ends_with_the_next_command(
+    project: Project,
+) -> None:
+    d = project.root
+    project.fn = "tests.release.fns:flaky_io"
+    project.suite(n=8, extra=[{"id": "boom-1", "input": "boom #fraud", "expected": "fraud"}])
+    vid = ok_json(rg(d, "register", str(project.workflow("v1")), "--json"))["version_id"]
+    ev = rg(d, "eval", vid[:10], "--suite", "suite.yaml")
+    assert ev.returncode == 0, ev.stderr
+    assert "1 epoch: 9 model calls" in ev.stdout
+    assert "boom-1: TimeoutError: upstream took too long" in " ".join(ev.stdout.split())
+    gated = rg(d, "gate", vid[:10], "--env", "staging")
+    last = gated.stdout.strip().splitlines()[-1]
+    assert last.startswith("next: releasegate promote ") or last.startswith("next: fix")
+
+
 def test_version_flag_prints_the_installed_version(project: Project) -> None:
     from importlib.metadata import version
 

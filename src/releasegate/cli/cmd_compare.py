@@ -83,8 +83,10 @@ def _render(report: dict[str, Any]) -> None:
     )
     console.print(table)
     if report["inconsistent"]:
+        from releasegate.cli.render import plural
+
         console.print(
-            f"  [yellow]{report['inconsistent']} pair(s) got different verdicts in the two "
+            f"  [yellow]{plural(report['inconsistent'], 'pair')} got different verdicts in the two "
             "orders (position bias); they count as ties[/]"
         )
     not_won = [c for c in report["cases"] if c["outcome"] != "win"]

@@ -49,7 +49,9 @@ def _render(report: ModelsCheck) -> None:
         c.print(f"ollama: not reachable ({ollama.error})", markup=False)
     has_lists = bool(report.blessed_lists)
     for bl in report.blessed_lists:
-        c.print(f"blessed list: {bl.label} ({len(bl.models)} model(s))", markup=False)
+        from releasegate.cli.render import plural
+
+        c.print(f"blessed list: {bl.label} ({plural(len(bl.models), 'model')})", markup=False)
 
     table = Table(title="installed models")
     for col in ("runtime", "model", "digest", "size", "blessed"):

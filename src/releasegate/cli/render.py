@@ -45,6 +45,11 @@ def progress_bar(label: str, quiet: bool = False) -> Iterator[Callable[[int, int
         yield tick
 
 
+def plural(n: int, noun: str) -> str:
+    """``1 epoch``, ``3 epochs``: counts read as a person writes them."""
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
+
+
 def fmt_interval(m: Mapping[str, Any]) -> str:
     return f"{m['estimate']:.3f} [{m['low']:.3f}, {m['high']:.3f}]"
 
@@ -54,7 +59,7 @@ def eval_table(console: Console, outcome: Any) -> None:
     console.print(
         f"eval {outcome.eval_id[:12]}: version [bold]{outcome.version_id[:12]}[/] on "
         f"suite {outcome.suite_name} ({outcome.suite_id[:12]}), {s['cases']} cases x "
-        f"{s['epochs']} epoch(s): {outcome.n_called} model calls, "
+        f"{plural(s['epochs'], 'epoch')}: {plural(outcome.n_called, 'model call')}, "
         f"{outcome.n_cached} from cache"
     )
     if outcome.suite_changed:
@@ -81,6 +86,10 @@ def eval_table(console: Console, outcome: Any) -> None:
         f"latency p50 {s['latency_ms']['p50']:.1f} ms, p95 {s['latency_ms']['p95']:.1f} ms"
         f"; cost ${s['cost_usd']['total']:.4f}; errors {s['errors']['count']}"
     )
+    for e in s["errors"].get("examples", []):  # each error with its reason, not just a count
+        console.print(f"  [red]![/] {escape(str(e['case_id']))}: {escape(str(e['error']))}")
+    if s["errors"]["count"] > len(s["errors"].get("examples", [])):
+        console.print(f"  … {s['errors']['count'] - len(s['errors']['examples'])} more (--json)")
     judges = s["cost_usd"].get("judges") or {}
     if judges:
         calls = sum(u["calls"] for u in judges.values())
@@ -113,7 +122,7 @@ def precision_lines(console: Console, s: Mapping[str, Any]) -> None:
     if flaky:
         total = s.get("flaky_total", len(flaky))
         console.print(
-            f"[yellow]flaky: {total} case(s)[/] passed in some epochs and failed in others"
+            f"[yellow]flaky: {plural(total, 'case')}[/] passed in some epochs and failed in others"
         )
         for f in flaky[:10]:
             per_epoch = " ".join(str(v) for v in f["per_epoch"])
@@ -162,6 +171,9 @@ def gate_summary(console: Console, report: Mapping[str, Any], path: Path) -> Non
     for reason in report["reasons"]:
         console.print(f"  - {escape(reason)}")
     console.print(f"report: {path}")
+    from releasegate.reports.gate_report import next_step
+
+    console.print(escape(next_step(report)))
 
 
 def plan_table(console: Console, outcome: Any) -> None:
@@ -176,7 +188,8 @@ def plan_table(console: Console, outcome: Any) -> None:
     where = f" for {o.env}" if o.env else ""
     console.print(
         f"plan{where}: pilot {o.version_id[:12]} on suite {escape(o.suite_name)} "
-        f"({o.suite_id[:12]}), {o.metrics[0].n_pilot} cases x {o.epochs} epoch(s), "
+        f"({o.suite_id[:12]}), {plural(o.metrics[0].n_pilot, 'case')} x "
+        f"{plural(o.epochs, 'epoch')}, "
         f"{against}; 95% confidence, {o.power:.0%} power"
     )
     table = Table()

@@ -519,14 +519,18 @@ def render_summary_lines(report: Mapping[str, Any]) -> list[str]:
     lines = [head, *(f"  - {x}" for x in reasons[:SUMMARY_REASONS])]
     if len(reasons) > SUMMARY_REASONS:
         lines.append(f"  (+{len(reasons) - SUMMARY_REASONS} more in the report)")
-    lines.append(
-        {
-            "pass": f"next: releasegate promote {cand} --env {env}",
-            "fail": "next: fix the failed checks above, register a new version and gate it again",
-            "hold": f"next: do the above, then releasegate gate {cand} --env {env}",
-            "needs-approval": f"next: releasegate approve {cand} --env {env} --as NAME "
-            "(not the author)",
-        }.get(verdict, "next: read the full report")
-    )
+    lines.append(next_step(r))
     lines.append(f"decision: {_line(r.get('decision_id', '?'))}")
     return lines
+
+
+def next_step(report: Mapping[str, Any]) -> str:
+    """The one line that says what to run next, as the Markdown report ends."""
+    cand, env = _short(report.get("version")), _line(report.get("env", "?"), 60)
+    return {
+        "pass": f"next: releasegate promote {cand} --env {env}",
+        "fail": "next: fix the failed checks above, register a new version and gate it again",
+        "hold": f"next: do the above, then releasegate gate {cand} --env {env}",
+        "needs-approval": f"next: releasegate approve {cand} --env {env} --as NAME "
+        "(not the author)",
+    }.get(str(report.get("verdict", "unknown")), "next: read the full report")
