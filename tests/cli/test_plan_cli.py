@@ -123,7 +123,7 @@ def test_eval_output_shows_clusters_epoch_advice_and_flaky_cases(project: Projec
     assert "clusters: 10 clusters over 20 cases" in out.stdout
     assert "clustered (10 clusters, CR1, t_9)" in out.stdout
     assert "epochs for accuracy: run 7 epochs (SE " in out.stdout
-    assert "flaky: 4 case(s) passed in some epochs and failed in others" in out.stdout
+    assert "flaky: 4 cases passed in some epochs and failed in others" in out.stdout
     assert "~ flip-16: passed 1 of 2 epochs (1 0)" in out.stdout
 
     again = ok_json(rg(d, "eval", vid, "--suite", "suite.yaml", "--epochs", "2", "--json"))
