@@ -5,12 +5,16 @@
     │   ├── ManifestError     a workflow file
     │   ├── SuiteError        a suite file
     │   ├── PolicyError       a policy section or file
-    │   └── NotFoundError     an id or name that does not exist
+    │   ├── NotFoundError     an id or name that does not exist
+    │   └── SDKUsageError     a call of the runtime SDK that cannot work (wrong arguments)
     ├── RefusedError          exit 1   the answer is no
     │   ├── PromotionRefusedError
     │   ├── StaleAliasError   another writer moved the environment first
     │   ├── WriteConflictError another writer created the same row first
     │   └── SelfApprovalError
+    ├── StoreError            exit 2   the store cannot be used as given (one line: cause, store)
+    │   └── StoreUnavailableError  the SDK could not reach the store (nor serve a last known answer)
+    │       └── RunsNotStoredError  flush()/close() could neither store nor spill some runs
     ├── SchemaOutdatedError   exit 2   the store needs `releasegate db upgrade`
     └── PrerequisiteError     exit 2   an optional dependency is missing
 
@@ -79,6 +83,10 @@ class NotFoundError(InputError):
     """A version, workflow, suite or environment that does not exist."""
 
 
+class SDKUsageError(InputError):
+    """The runtime SDK was called in a way that cannot work (a bad argument or option)."""
+
+
 class RefusedError(ReleasegateError):
     """The system said no (exit 1): a promotion, an approval, an audit check."""
 
@@ -99,6 +107,25 @@ class WriteConflictError(RefusedError):
 
 class SelfApprovalError(RefusedError):
     """Nobody approves their own change."""
+
+
+class StoreError(ReleasegateError):
+    """The store cannot be used as given (read-only, full, locked past the timeout,
+    unreachable, unreadable); the message names the cause and the store."""
+
+    exit_code = 2
+
+
+class StoreUnavailableError(StoreError):
+    """The SDK could not reach the store in time, and had no last known answer to serve."""
+
+
+class RunsNotStoredError(StoreUnavailableError):
+    """``flush()`` or ``close()`` could neither store nor spill some runs (``.report``)."""
+
+    def __init__(self, message: str, *, report: object, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.report = report
 
 
 class SchemaOutdatedError(ReleasegateError):

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from releasegate import Client
-from releasegate.errors import NotFoundError
+from releasegate.errors import NotFoundError, StoreUnavailableError
 from releasegate.release.promote import rollback
 from releasegate.store.engine import Location, Store
 from releasegate.store.repos import RunRepo
@@ -94,14 +94,14 @@ def test_a_new_process_falls_back_to_the_last_known_version_when_the_store_is_do
     vid = shipped(store, project)
     with Client(store=store, ttl=0) as first:
         assert first.resolve("router", env="staging").version_id == vid
-    assert json.loads((home / "sdk-last-known.json").read_text())["router@staging"]
+    assert json.loads((home / "last-known.json").read_text())["router@staging"]
     store = Store.open(location=loc)
     with store.write() as conn:  # the store breaks
         conn.execute(sa.text("DROP TABLE environments"))
     with Client(store=store, ttl=0) as restarted:  # a fresh process: nothing in memory
         version = restarted.resolve("router", env="staging")
         assert version.version_id == vid and version.fallback
-        with pytest.raises(sa.exc.OperationalError):
+        with pytest.raises(StoreUnavailableError, match="no such table.*never resolved"):
             restarted.resolve("router", env="production")  # never known: the real error
 
 

@@ -317,6 +317,8 @@ def test_the_resolver_serves_the_last_known_version_when_the_store_is_unreadable
     with store.write() as conn:  # the store breaks under the application
         conn.execute(sa.text("DROP TABLE environments"))
     assert resolver("router", "staging").version_id == v1  # last known, not an outage
-    with pytest.raises(sa.exc.OperationalError, match="no such table"):
+    from releasegate.errors import StoreUnavailableError
+
+    with pytest.raises(StoreUnavailableError, match="no such table"):
         resolver("router", "production")  # never resolved: the real failure, not a guess
     store.close()

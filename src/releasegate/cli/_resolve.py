@@ -14,17 +14,40 @@ import sys
 from collections.abc import Sequence
 
 
-def run_resolve(workflow: str, env: str, as_json: bool) -> None:
-    from releasegate.release.resolve import resolve
-    from releasegate.store.engine import Store
+def run_resolve(workflow: str, env: str, as_json: bool, timeout: float = 2.0) -> None:
+    """Print what runs in ``env``; if the store fails or does not answer within ``timeout``
+    seconds, the last version this project resolved there (with a warning on stderr),
+    from ``.releasegate/last-known.json`` (the file the SDK keeps too)."""
+    import logging
 
-    found = resolve(Store.open(create=False), workflow, env)
+    from releasegate.errors import InputError
+    from releasegate.release.resolve import LAST_KNOWN, Resolver
+    from releasegate.store.engine import Store, locate
+
+    if not timeout > 0:
+        raise InputError("must be a positive number of seconds", field="--timeout")
+    location = locate()
+    resolver = Resolver(
+        lambda: Store.open(create=False, location=location),
+        ttl=0.0,
+        deadline=timeout,
+        fallback_file=location.home / LAST_KNOWN,
+    )
+    resolver.where = "the store" if location.is_embedded else "the database"
+    logging.getLogger("releasegate.resolve").disabled = True  # said once, below
+    found = resolver(workflow, env)
+    if found.fallback:
+        sys.stderr.write(
+            f"warning: {resolver.where} {resolver.last_cause}; this is the last version "
+            f"known to run in {workflow}@{env} (from {location.home / LAST_KNOWN})\n"
+        )
     if as_json:
         payload = {
             "workflow": workflow,
             "env": env,
             "version_id": found.version_id,
             "manifest": found.manifest,
+            "fallback": found.fallback,
         }
         sys.stdout.write(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
     else:
@@ -48,10 +71,11 @@ def fast_resolve(argv: Sequence[str]) -> bool:
     parser.add_argument("workflow")
     parser.add_argument("--env", required=True)
     parser.add_argument("--json", action="store_true", dest="as_json")
+    parser.add_argument("--timeout", type=float, default=2.0)
     try:
         args = parser.parse_args(list(argv[1:]))
     except _Unparsed:
         return False
     from releasegate.cli._errors import guarded
 
-    guarded(lambda: run_resolve(args.workflow, args.env, args.as_json))
+    guarded(lambda: run_resolve(args.workflow, args.env, args.as_json, args.timeout))

@@ -432,12 +432,19 @@ def resolve(
     workflow: Annotated[str, typer.Argument(metavar="WORKFLOW")],
     env: EnvOpt,
     as_json: JsonOpt = False,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            "--timeout",
+            help="Seconds to wait for the store before serving the last known version.",
+        ),
+    ] = 2.0,
 ) -> None:
     """Print the version that runs in an environment (with --json, its manifest too)."""
 
     from releasegate.cli._resolve import run_resolve
 
-    guarded(lambda: run_resolve(workflow, env, as_json))
+    guarded(lambda: run_resolve(workflow, env, as_json, timeout))
 
 
 @app.command()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from releasegate.sdk.client import Client, ClientStats, Run, RuntimeVersion
+from releasegate.sdk.client import Client, Run, RuntimeVersion
+from releasegate.sdk.writer import ClientStats, FlushReport
 
-__all__ = ["Client", "ClientStats", "Run", "RuntimeVersion"]
+__all__ = ["Client", "ClientStats", "FlushReport", "Run", "RuntimeVersion"]

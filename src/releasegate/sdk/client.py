@@ -4,33 +4,29 @@ An application asks ``client.resolve(...)`` on every request; it must be a dict
 lookup, and it must keep answering when the store is briefly unreachable (the
 last known version, in memory, then on disk). Recording a run must cost the
 request microseconds: the context manager only notes times and values and puts
-one dict on a queue; a background thread validates, hashes and writes batches.
+one dict on a bounded queue; a background thread validates, hashes and writes
+batches (``writer.py``), spilling to disk what the store cannot take (``spill.py``).
 """
 
 from __future__ import annotations
 
 import atexit
-import collections
 import contextlib
-import json
-import logging
 import os
 import threading
 import time
 import weakref
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from releasegate.errors import NotFoundError, PrerequisiteError, ReleasegateError
-from releasegate.release.resolve import Resolved, resolve
+from releasegate.errors import NotFoundError, SDKUsageError
+from releasegate.release.resolve import DEFAULT_DEADLINE, LAST_KNOWN, Resolved, Resolver
+from releasegate.sdk.spill import Spill
+from releasegate.sdk.writer import ClientStats, FlushReport, RunWriter
 from releasegate.store.engine import Store, locate
-
-log = logging.getLogger("releasegate.sdk")
-
-MAX_REASONS = 20
 
 
 @dataclass(frozen=True)
@@ -42,7 +38,7 @@ class RuntimeVersion:
     version_id: str
     manifest: Mapping[str, Any]
     fallback: bool = False
-    """True when the store could not be read and this is the last version known to run."""
+    """True when the store failed or hung and this is the last version known to run."""
 
     @property
     def model(self) -> Mapping[str, Any]:
@@ -182,24 +178,17 @@ class Run:
         self.failure_reason = reason
 
 
-@dataclass
-class ClientStats:
-    submitted: int = 0
-    written: int = 0
-    duplicates: int = 0
-    rejected: int = 0
-    failed_batches: int = 0
-    dropped: int = 0
-    last_error: str | None = None
-    reasons: list[str] = field(default_factory=list)  # the latest rejections, worded
-
-
 class Client:
     """Resolve versions and record runs against the store (``.releasegate/`` or a database URL).
 
-    ``ttl`` bounds how stale a resolution may be; ``flush_every`` and ``batch_size`` bound
-    how long a run waits in memory; ``max_queue`` bounds memory if the store is down
-    (older runs are then dropped and counted, never blocking the application).
+    ``ttl`` bounds how stale a resolution may be, and ``resolve_timeout`` how long one may
+    wait for the store before the last known version is served. Recorded runs wait in a
+    queue of at most ``max_queue`` runs, written in batches of ``batch_size`` every
+    ``flush_every`` seconds; when the queue is full (the store is slow or down),
+    ``on_overflow`` decides: ``"spill"`` to a file in ``spill_dir`` (replayed on the next
+    start), ``"block"`` the caller until there is room, or ``"drop_oldest"`` (counted in
+    ``stats``, logged once per ``warn_every`` seconds). ``flush()`` and ``close()`` say
+    what they could not write.
     """
 
     def __init__(
@@ -209,92 +198,77 @@ class Client:
         store: Store | None = None,
         ttl: float = 30.0,
         flush_every: float = 1.0,
-        batch_size: int = 2000,
+        batch_size: int = 5000,
         max_queue: int = 100_000,
+        on_overflow: str = "spill",
+        spill_dir: str | Path | None = None,
+        resolve_timeout: float = DEFAULT_DEADLINE,
         fallback_file: str | Path | None = None,
+        warn_every: float = 60.0,
     ) -> None:
+        if not resolve_timeout > 0:
+            raise SDKUsageError(
+                f"resolve_timeout must be a positive number of seconds, got {resolve_timeout!r}",
+                field="resolve_timeout",
+            )
         self._project_dir = Path(project_dir) if project_dir is not None else None
         self._store = store
         self._owns_store = store is None
-        self.ttl = ttl
-        self.flush_every = flush_every
-        self.batch_size = batch_size
-        self.max_queue = max_queue
+        self._store_lock = threading.Lock()
         home = store.location.home if store is not None else locate(self._project_dir).home
-        self._fallback_file = Path(fallback_file) if fallback_file else home / "sdk-last-known.json"
-        self._cache: dict[tuple[str, str], tuple[float, RuntimeVersion]] = {}
-        # Recorded runs wait in a deque that the writer drains every ``flush_every``, when
-        # ``batch_size`` are waiting, or on flush(); a queue would wake it on every run,
-        # and that thread switch was most of the request path's cost.
-        self._runs: collections.deque[dict[str, Any]] = collections.deque()
-        self._wake = threading.Event()
-        self._waiters: list[threading.Event] = []
-        self._stopping = False
-        self._pending = 0
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+        self._fallback_file = Path(fallback_file) if fallback_file else home / LAST_KNOWN
+        self._resolver = Resolver(
+            self._open_store,
+            ttl=ttl,
+            deadline=resolve_timeout,
+            fallback_file=self._fallback_file,
+        )
+        self._resolver.where = store.location.url if store is not None else "the store"
+        self._versions: dict[tuple[str, str], tuple[Resolved, RuntimeVersion]] = {}
+        spill = Spill(Path(spill_dir) if spill_dir is not None else home / "spill")
+        self._writer = RunWriter(
+            self._open_store,
+            on_overflow=on_overflow,
+            max_queue=max_queue,
+            batch_size=batch_size,
+            flush_every=flush_every,
+            spill=spill,
+            warn_every=warn_every,
+        )
+        self._submit = self._writer.submit  # the request path: one bound call, no lookup
         self._closed = False
-        self.stats = ClientStats()
         atexit.register(_close_quietly, weakref.ref(self))
+
+    @property
+    def stats(self) -> ClientStats:
+        """Every run sent so far, by where it went (stored, spilled, dropped, ...)."""
+        return self._writer.stats
+
+    @property
+    def ttl(self) -> float:
+        return self._resolver.ttl
 
     # -- resolve -------------------------------------------------------------------------
 
     def resolve(self, workflow: str, *, env: str, key: str | None = None) -> RuntimeVersion:
-        """The version ``env`` runs, from memory within ``ttl``; the last known one on failure.
+        """The version ``env`` runs: from memory within ``ttl``; the last known one when the
+        store fails or does not answer within ``resolve_timeout`` (``version.fallback``).
 
         ``key`` is the caller's routing key (a user or session id). With no rollout in
-        progress every key gets the environment's version.
+        progress every key gets the environment's version. Raises ``NotFoundError`` if
+        nothing runs there, ``StoreUnavailableError`` if the store is down and the
+        environment was never resolved here before.
         """
+        found = self._resolver(workflow, env)
         cache_key = (workflow, env)
-        hit = self._cache.get(cache_key)
-        now = time.monotonic()
-        if hit is not None and now - hit[0] < self.ttl:
-            return hit[1]
-        try:
-            found = resolve(self._open_store(), workflow, env)
-        except (NotFoundError, PrerequisiteError):
-            raise
-        except Exception as exc:  # the store is unreachable: keep serving what ran
-            fallback = hit[1] if hit is not None else self._read_fallback(workflow, env)
-            if fallback is None:
-                raise
-            log.warning("releasegate store unreachable (%s); serving %s", exc, fallback.version_id)
-            fallback = RuntimeVersion(
-                fallback.workflow, fallback.env, fallback.version_id, fallback.manifest, True
-            )
-            self._cache[cache_key] = (now, fallback)
-            return fallback
-        version = _runtime(found)
-        previous = hit[1].version_id if hit is not None else None
-        self._cache[cache_key] = (now, version)
-        if previous != version.version_id:
-            self._write_fallback(version)
+        known = self._versions.get(cache_key)
+        if known is not None and known[0] is found:
+            return known[1]
+        version = RuntimeVersion(
+            found.workflow, found.env, found.version_id, found.manifest, found.fallback
+        )
+        self._versions[cache_key] = (found, version)
         return version
-
-    def _read_fallback(self, workflow: str, env: str) -> RuntimeVersion | None:
-        try:
-            known = json.loads(self._fallback_file.read_text())
-            entry = known[f"{workflow}@{env}"]
-        except (OSError, ValueError, KeyError):
-            return None
-        return RuntimeVersion(workflow, env, entry["version_id"], entry["manifest"], True)
-
-    def _write_fallback(self, version: RuntimeVersion) -> None:
-        try:
-            known = json.loads(self._fallback_file.read_text())
-        except (OSError, ValueError):
-            known = {}
-        known[f"{version.workflow}@{version.env}"] = {
-            "version_id": version.version_id,
-            "manifest": version.manifest,
-        }
-        try:
-            self._fallback_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self._fallback_file.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(known, sort_keys=True))
-            os.replace(tmp, self._fallback_file)
-        except OSError as exc:  # a read-only disk must not break resolution
-            log.warning("cannot keep the last known version at %s: %s", self._fallback_file, exc)
 
     # -- runs ----------------------------------------------------------------------------
 
@@ -308,113 +282,42 @@ class Client:
     ) -> Run:
         """A context manager recording one run of ``version`` (a resolved version, or an id
         with ``workflow`` and ``env``)."""
-        if isinstance(version, RuntimeVersion):
+        if type(version) is RuntimeVersion:
             return Run(self, version.workflow, version.env, version.version_id, input)
+        if not isinstance(version, str):
+            raise SDKUsageError(
+                f"expected a resolved version or a version id, got {type(version).__name__}",
+                field="version",
+            )
         if workflow is None or env is None:
-            raise ReleasegateError("a run of a version id needs workflow= and env=")
+            raise SDKUsageError(
+                "a run of a version id needs workflow= and env=",
+                field="workflow" if workflow is None else "env",
+                hint="or pass the version client.resolve(...) returned",
+            )
         return Run(self, workflow, env, version, input)
 
-    def _submit(self, record: dict[str, Any]) -> None:
-        if self._closed or self._pending >= self.max_queue:
-            self.stats.dropped += 1
-            return
-        self._pending += 1  # benign race: a bound, not an exact count
-        self.stats.submitted += 1
-        self._runs.append(record)
-        if self._thread is None:
-            self._start()
-        elif len(self._runs) >= self.batch_size and not self._wake.is_set():
-            self._wake.set()
+    def flush(self, timeout: float = 30.0) -> FlushReport:
+        """Store (or spill) every run recorded so far and say what became of them.
 
-    def _start(self) -> None:
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._loop, name="releasegate-runs", daemon=True
-                )
-                self._thread.start()
+        Raises ``RunsNotStoredError`` (with ``.report``) if some could be neither stored
+        nor spilled, or the writer did not finish within ``timeout``."""
+        return self._writer.flush(timeout)
 
-    def _loop(self) -> None:
-        while True:
-            self._wake.wait(self.flush_every)
-            self._wake.clear()
-            with self._lock:
-                waiters, self._waiters = self._waiters, []
-                stopping = self._stopping
-            self._drain()  # everything recorded before the waiters asked
-            for waiter in waiters:
-                waiter.set()
-            if stopping:
-                return
+    def close(self, timeout: float = 30.0) -> FlushReport:
+        """Flush and stop the writer; what the store cannot take is spilled to disk.
 
-    def _drain(self) -> None:
-        """Write every waiting run in batches; stop at a failed batch (it is retried later)."""
-        runs = self._runs
-        while runs:
-            batch = [runs.popleft() for _ in range(min(len(runs), self.batch_size))]
-            if not self._write(batch):
-                return
-
-    def _write(self, batch: list[dict[str, Any]]) -> bool:
-        from releasegate.monitor.ingest import ingest_dicts
-
-        try:
-            result = ingest_dicts(self._open_store(), batch, source="sdk", atomic=False)
-        except Exception as exc:  # keep the application alive; say what happened
-            self.stats.failed_batches += 1
-            self.stats.last_error = f"{type(exc).__name__}: {exc}"
-            log.warning("releasegate could not record %d runs: %s", len(batch), exc)
-            self._pending -= len(batch)
-            self._retry_later(batch)
-            return False
-        self._pending -= len(batch)
-        self.stats.written += result.landed
-        self.stats.duplicates += result.duplicates
-        self.stats.rejected += len(result.rejected)
-        for rejection in result.rejected[:5]:
-            reason = rejection.describe("sdk")
-            self.stats.reasons.append(reason)
-            log.warning("releasegate rejected a run: %s", reason)
-        del self.stats.reasons[:-MAX_REASONS]  # a long-lived process keeps the latest few
-        return True
-
-    def _retry_later(self, batch: list[dict[str, Any]]) -> None:
-        """A failed batch goes back in front of the waiting runs (bounded), so an outage loses
-        nothing short; the writer tries again at its next wake-up."""
-        kept = []
-        for record in batch:
-            if self._pending < self.max_queue and not self._stopping:
-                self._pending += 1
-                kept.append(record)
-            else:
-                self.stats.dropped += 1
-        self._runs.extendleft(reversed(kept))
-        time.sleep(min(self.flush_every, 1.0))
-
-    def flush(self, timeout: float = 30.0) -> None:
-        """Write every run recorded so far (tests, shutdown hooks, short scripts)."""
-        if self._thread is None:
-            return
-        done = threading.Event()
-        with self._lock:
-            self._waiters.append(done)
-        self._wake.set()
-        done.wait(timeout)
-
-    def close(self) -> None:
-        """Flush and stop the writer; runs recorded after this are dropped and counted."""
+        Raises ``RunsNotStoredError`` if some runs could be neither stored nor spilled
+        (they are lost, and said so). Runs recorded afterwards are dropped and counted."""
         if self._closed:
-            return
-        if self._thread is not None:
-            self.flush()
-            with self._lock:
-                self._stopping = True
-            self._wake.set()
-            self._thread.join(timeout=30.0)
+            return self._writer.close(timeout)
         self._closed = True
-        if self._owns_store and self._store is not None:
-            self._store.close()
-            self._store = None
+        try:
+            return self._writer.close(timeout)
+        finally:
+            if self._owns_store and self._store is not None:
+                self._store.close()
+                self._store = None
 
     def __enter__(self) -> Client:
         return self
@@ -423,13 +326,13 @@ class Client:
         self.close()
 
     def _open_store(self) -> Store:
-        if self._store is None:
-            self._store = Store.open(self._project_dir, create=False)
-        return self._store
-
-
-def _runtime(found: Resolved) -> RuntimeVersion:
-    return RuntimeVersion(found.workflow, found.env, found.version_id, found.manifest)
+        store = self._store
+        if store is None:
+            with self._store_lock:
+                if self._store is None:
+                    self._store = Store.open(self._project_dir, create=False)
+                store = self._store
+        return store
 
 
 def _close_quietly(ref: weakref.ref[Client]) -> None:

@@ -1,0 +1,197 @@
+"""No run is lost silently: every run the application sends is stored, spilled to disk,
+or dropped and reported, whatever the overflow policy, the load or the store's health."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from releasegate import Client
+from releasegate.errors import InputError, RunsNotStoredError, SDKUsageError, StoreError
+from releasegate.sdk import FlushReport
+from releasegate.store.engine import Location, Store
+from releasegate.store.repos import RunRepo
+from tests.helpers import Project
+from tests.monitor.test_ingest import count, shipped
+
+THREADS = 4
+PER_THREAD = 3000
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    return Project(root=tmp_path)
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Store:
+    home = tmp_path / ".releasegate"
+    loc = Location(
+        url=f"sqlite:///{home / 'releasegate.db'}",
+        blob_root=home / "blobs",
+        is_embedded=True,
+        home=home,
+    )
+    return Store.open(location=loc)
+
+
+def send(client: Client, vid: str, threads: int = THREADS, per_thread: int = PER_THREAD) -> int:
+    """``threads`` application threads recording ``per_thread`` runs each, all at once."""
+    start = threading.Barrier(threads)
+
+    def app(t: int) -> None:
+        start.wait()
+        for i in range(per_thread):
+            with client.run(vid, workflow="router", env="staging", input=f"msg {t}-{i}") as r:
+                r.output = "fraud"
+                r.label = "fraud"
+                r.tokens_in, r.tokens_out = 40, 2
+
+    workers = [threading.Thread(target=app, args=(t,)) for t in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return threads * per_thread
+
+
+def break_runs_table(store: Store) -> None:
+    with store.write() as conn:
+        conn.execute(sa.text("ALTER TABLE runs RENAME TO runs_away"))
+
+
+def mend_runs_table(store: Store) -> None:
+    with store.write() as conn:
+        conn.execute(sa.text("ALTER TABLE runs_away RENAME TO runs"))
+
+
+@pytest.mark.parametrize("policy", ["spill", "block", "drop_oldest"])
+def test_four_threads_every_run_is_stored_spilled_or_reported_dropped(
+    store: Store, project: Project, tmp_path: Path, policy: str
+) -> None:
+    vid = shipped(store, project)
+    client = Client(
+        store=store, on_overflow=policy, max_queue=400, batch_size=200, flush_every=0.05
+    )
+    sent = send(client, vid)
+    report = client.close()
+    stats = client.stats
+    assert stats.submitted == sent
+    assert (stats.rejected, stats.duplicates, stats.failed) == (0, 0, 0)
+    assert stats.stored + stats.spilled + stats.dropped == sent
+    assert isinstance(report, FlushReport) and report.failed == 0
+    assert count(store) == stats.stored + stats.replayed  # nothing stored twice, or unsaid
+    if policy == "block":
+        assert (stats.spilled, stats.dropped, stats.stored) == (0, 0, sent)
+    if policy == "drop_oldest":
+        assert stats.spilled == 0 and stats.dropped > 0  # 4 threads outrun a 400-run queue
+    if policy == "spill":
+        assert stats.dropped == 0 and stats.spilled > 0
+        with Client(store=store) as restarted:  # the next start replays what was spilled
+            restarted.flush()
+        assert count(store) == sent
+        assert not list((tmp_path / ".releasegate" / "spill").glob("*.jsonl"))
+
+
+def test_drop_oldest_keeps_the_newest_runs_and_says_so_once(
+    sqlite_store: Store, project: Project, caplog: pytest.LogCaptureFixture
+) -> None:
+    vid = shipped(sqlite_store, project)
+    break_runs_table(sqlite_store)  # the store is down: nothing leaves the queue
+    client = Client(store=sqlite_store, on_overflow="drop_oldest", max_queue=100, flush_every=60)
+    with caplog.at_level(logging.WARNING, logger="releasegate.sdk"):
+        sent = send(client, vid, threads=1, per_thread=1000)
+    assert client.stats.dropped == 900
+    drops = [r for r in caplog.records if "dropped" in r.getMessage()]
+    assert len(drops) == 1 and "oldest first" in drops[0].getMessage()
+    mend_runs_table(sqlite_store)
+    report = client.flush()
+    assert (report.stored, report.dropped, report.spilled, report.failed) == (100, 900, 0, 0)
+    assert client.stats.stored + client.stats.dropped == sent
+    with sqlite_store.read() as conn:
+        inputs = {r["input"] for r in (RunRepo.get(conn, x) for x in _run_ids(conn)) if r}
+    assert inputs == {f"msg 0-{i}" for i in range(900, 1000)}  # the newest hundred
+    client.close()
+
+
+def _run_ids(conn: sa.Connection) -> list[str]:
+    return [row[0] for row in conn.execute(sa.text("SELECT run_id FROM runs"))]
+
+
+def test_an_app_exiting_during_an_outage_spills_its_runs_and_the_next_start_replays_them_once(
+    sqlite_store: Store, project: Project, tmp_path: Path
+) -> None:
+    vid = shipped(sqlite_store, project)
+    break_runs_table(sqlite_store)
+    spill_dir = tmp_path / "spill"
+    client = Client(store=sqlite_store, on_overflow="block", spill_dir=spill_dir, flush_every=60)
+    sent = send(client, vid, threads=2, per_thread=250)
+    report = client.close()  # the store is down: what is queued goes to disk, and says so
+    assert (report.stored, report.spilled, report.failed) == (0, sent, 0)
+    [spilled] = list(spill_dir.glob("*.jsonl"))
+    kept = shutil.copy(spilled, tmp_path / "copy.jsonl")
+    mend_runs_table(sqlite_store)
+
+    with Client(store=sqlite_store, spill_dir=spill_dir) as restarted:
+        restarted.flush()
+        assert restarted.stats.replayed == sent
+    assert count(sqlite_store) == sent and not list(spill_dir.glob("*.jsonl"))
+
+    shutil.copy(kept, spill_dir / "runs-replayed-again.jsonl")  # a crash before the delete
+    with Client(store=sqlite_store, spill_dir=spill_dir) as again:
+        again.flush()
+        assert again.stats.replayed == sent  # found already stored
+    assert count(sqlite_store) == sent  # idempotent by run_id
+
+
+def test_flush_and_close_raise_when_runs_can_be_neither_stored_nor_spilled(
+    sqlite_store: Store, project: Project, tmp_path: Path
+) -> None:
+    vid = shipped(sqlite_store, project)
+    break_runs_table(sqlite_store)
+    not_a_dir = tmp_path / "a-file"
+    not_a_dir.write_text("")
+    client = Client(
+        store=sqlite_store, on_overflow="block", spill_dir=not_a_dir / "spill", flush_every=60
+    )
+    sent = send(client, vid, threads=1, per_thread=50)
+    with pytest.raises(RunsNotStoredError, match="50 runs could not be stored yet") as flushed:
+        client.flush()
+    assert isinstance(flushed.value, StoreError) and flushed.value.exit_code == 2
+    report = flushed.value.report
+    assert isinstance(report, FlushReport) and (report.stored, report.queued) == (0, sent)
+    with pytest.raises(RunsNotStoredError, match="50 runs could be neither stored nor spilled"):
+        client.close()
+    assert client.stats.failed == sent
+
+
+def test_a_healthy_flush_reports_what_it_stored_since_the_last_one(
+    sqlite_store: Store, project: Project
+) -> None:
+    vid = shipped(sqlite_store, project)
+    with Client(store=sqlite_store, flush_every=60) as client:
+        send(client, vid, threads=1, per_thread=30)
+        assert client.flush() == FlushReport(stored=30, spilled=0, dropped=0, failed=0)
+        send(client, vid, threads=1, per_thread=5)
+        assert client.flush().stored == 5
+
+
+def test_sdk_usage_errors_are_input_errors_not_bugs(
+    sqlite_store: Store, project: Project, tmp_path: Path
+) -> None:
+    with pytest.raises(SDKUsageError, match="unknown overflow policy 'nope'") as bad:
+        Client(store=sqlite_store, on_overflow="nope")
+    assert isinstance(bad.value, InputError) and bad.value.exit_code == 2
+    assert bad.value.field == "on_overflow"
+    with pytest.raises(SDKUsageError, match="resolve_timeout"):
+        Client(store=sqlite_store, resolve_timeout=0)
+    with Client(store=sqlite_store) as client:
+        with pytest.raises(SDKUsageError, match="needs workflow= and env="):
+            client.run("0" * 64)
+        with pytest.raises(SDKUsageError, match="a resolved version or a version id"):
+            client.run(42)  # type: ignore[arg-type]
