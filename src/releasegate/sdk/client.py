@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import itertools
 import os
 import threading
 import time
@@ -66,6 +67,27 @@ class RuntimeVersion:
         return str(templates[template]).format_map(fields)
 
 
+class _RunIds:
+    """Run ids that sort by time: the start of the process in milliseconds, 40 random bits,
+    then a counter (32 hex characters). The store's ``run_id`` index then grows at one end
+    per process instead of at random places: random ids made each insert of a large store
+    miss SQLite's page cache, half the cost of storing a run. Renewed in a forked child."""
+
+    def __init__(self) -> None:
+        self._renew()
+        os.register_at_fork(after_in_child=self._renew)
+
+    def _renew(self) -> None:
+        self._prefix = f"{int(time.time() * 1000):011x}{os.urandom(5).hex()}"
+        self._counter = itertools.count()
+
+    def __call__(self) -> str:
+        return f"{self._prefix}{next(self._counter):011x}"  # count() is atomic under the GIL
+
+
+next_run_id = _RunIds()
+
+
 class Run:
     """One production execution, filled in by the application inside ``with client.run(...)``.
 
@@ -105,7 +127,7 @@ class Run:
         self.env = env
         self.version_id = version_id
         self.input = run_input
-        self.run_id = os.urandom(16).hex()
+        self.run_id = next_run_id()
         self.output: Any = None
         self.label: str | None = None
         self.tokens_in = 0

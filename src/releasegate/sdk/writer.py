@@ -22,10 +22,12 @@ dropped + failed + still queued):
 from __future__ import annotations
 
 import collections
+import contextlib
+import gc
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -262,7 +264,8 @@ class RunWriter:
         from releasegate.monitor.ingest import ingest_dicts
 
         try:
-            result = ingest_dicts(self._open_store(), batch, source="sdk", atomic=False)
+            with _gc_paused():
+                result = ingest_dicts(self._open_store(), batch, source="sdk", atomic=False)
         except InputError as exc:  # the whole batch refused: retrying cannot help
             self._settle(len(batch), rejected=len(batch), reasons=[str(exc)])
             return True
@@ -417,6 +420,22 @@ class RunWriter:
             delta = {name: now[name] - self._last_report[name] for name in _COUNTED}
             self._last_report = now
         return FlushReport(queued=queued, **delta)
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """A batch allocates thousands of short-lived, acyclic tuples (records, rows), and the
+    cyclic collector would walk them, and the application's heap, for nothing: a third of
+    the writer's time. Paused for one batch (tens of milliseconds), as the bulk import does;
+    the application's own cycles are collected right after."""
+    was_enabled = gc.isenabled()
+    if was_enabled:
+        gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _not_stored(report: FlushReport) -> str:
