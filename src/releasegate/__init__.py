@@ -15,10 +15,13 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "Client": "releasegate.sdk.client",
+    "FlushReport": "releasegate.sdk.writer",
     "InputError": "releasegate.errors",
     "NotFoundError": "releasegate.errors",
     "RefusedError": "releasegate.errors",
     "ReleasegateError": "releasegate.errors",
+    "RunsNotStoredError": "releasegate.errors",
+    "StoreUnavailableError": "releasegate.errors",
     "Store": "releasegate.store.engine",
     "approve": "releasegate.release.promote",
     "gate": "releasegate.release.gate",
@@ -31,11 +34,14 @@ _EXPORTS = {
 
 __all__ = [
     "Client",
+    "FlushReport",
     "InputError",
     "NotFoundError",
     "RefusedError",
     "ReleasegateError",
+    "RunsNotStoredError",
     "Store",
+    "StoreUnavailableError",
     "__version__",
     "approve",
     "evaluate",
@@ -47,13 +53,21 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from releasegate.errors import InputError, NotFoundError, RefusedError, ReleasegateError
+    from releasegate.errors import (
+        InputError,
+        NotFoundError,
+        RefusedError,
+        ReleasegateError,
+        RunsNotStoredError,
+        StoreUnavailableError,
+    )
     from releasegate.release.evaluate import evaluate
     from releasegate.release.gate import gate
     from releasegate.release.promote import approve, promote, rollback
     from releasegate.release.register import register
     from releasegate.release.resolve import resolve
     from releasegate.sdk.client import Client
+    from releasegate.sdk.writer import FlushReport
     from releasegate.store.engine import Store
 
 
