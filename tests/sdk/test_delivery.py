@@ -3,8 +3,12 @@ or dropped and reported, whatever the overflow policy, the load or the store's h
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import shutil
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -16,7 +20,7 @@ from releasegate.errors import InputError, RunsNotStoredError, SDKUsageError, St
 from releasegate.sdk import FlushReport
 from releasegate.store.engine import Location, Store
 from releasegate.store.repos import RunRepo
-from tests.helpers import Project
+from tests.helpers import REPO, Project
 from tests.monitor.test_ingest import count, shipped
 
 THREADS = 4
@@ -195,3 +199,44 @@ def test_sdk_usage_errors_are_input_errors_not_bugs(
             client.run("0" * 64)
         with pytest.raises(SDKUsageError, match="a resolved version or a version id"):
             client.run(42)  # type: ignore[arg-type]
+
+
+APP = """
+import sys
+from releasegate import Client
+
+client = Client(sys.argv[1], spill_dir=sys.argv[2], flush_every=60)
+for i in range(100):
+    with client.run(sys.argv[3], workflow="router", env="staging", input=f"m{i}") as r:
+        r.output = "fraud"
+# no close(): the application just exits
+"""
+
+
+def test_an_application_exiting_during_an_outage_without_closing_keeps_its_runs_on_disk(
+    sqlite_store: Store, project: Project, tmp_path: Path
+) -> None:
+    vid = shipped(sqlite_store, project)
+    break_runs_table(sqlite_store)
+    sqlite_store.close()
+    script = tmp_path / "app.py"
+    script.write_text(APP)
+    spill_dir = tmp_path / "spill"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("RELEASEGATE_DATABASE_URL", None)
+    exited = subprocess.run(
+        [sys.executable, str(script), str(tmp_path), str(spill_dir), vid],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert exited.returncode == 0, exited.stderr
+    assert "could not store 100 runs" in exited.stderr  # said, not silent
+    lines = [json.loads(x) for f in spill_dir.glob("*.jsonl") for x in f.read_text().splitlines()]
+    assert sorted(r["input"] for r in lines) == sorted(f"m{i}" for i in range(100))
+
+    unwritable = tmp_path / "a-file"
+    unwritable.write_text("")
+    lost = subprocess.run(
+        [sys.executable, str(script), str(tmp_path), str(unwritable / "spill"), vid],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert "100 runs could be neither stored nor spilled and are lost" in lost.stderr

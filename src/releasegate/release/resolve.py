@@ -17,8 +17,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock, Timeout
-
 from releasegate.errors import InputError, NotFoundError, PrerequisiteError, StoreUnavailableError
 from releasegate.release.refs import check_env
 from releasegate.store.engine import Store
@@ -171,6 +169,11 @@ class Resolver:
         path = self.fallback_file
         if path is None:
             return
+        kept = self._recall(found.workflow, found.env)
+        if kept is not None and kept.version_id == found.version_id:
+            return  # already there: a process start or a deploy step writes nothing
+        from filelock import FileLock, Timeout  # only when the file changes
+
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             with FileLock(f"{path}.lock", timeout=self.deadline, thread_local=False):

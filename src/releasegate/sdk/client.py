@@ -260,6 +260,9 @@ class Client:
         self._submit = self._writer.submit  # the request path: one bound call, no lookup
         self._closed = False
         atexit.register(_close_quietly, weakref.ref(self))
+        # a client dropped without close(): its writer lives on with its thread, and is
+        # closed at exit all the same, so its queued runs are stored or spilled
+        atexit.register(_close_quietly, weakref.ref(self._writer))
 
     @property
     def stats(self) -> ClientStats:
@@ -357,8 +360,9 @@ class Client:
         return store
 
 
-def _close_quietly(ref: weakref.ref[Client]) -> None:
-    client = ref()
-    if client is not None:
-        with contextlib.suppress(Exception):  # interpreter shutdown: nothing left to tell
-            client.close()
+def _close_quietly(ref: weakref.ref[Client] | weakref.ref[RunWriter]) -> None:
+    closing = ref()
+    if closing is not None:
+        # interpreter shutdown: close() has logged what it could not store or spill
+        with contextlib.suppress(Exception):
+            closing.close()

@@ -17,10 +17,12 @@ import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
-from filelock import FileLock, Timeout
+
+if TYPE_CHECKING:
+    from filelock import FileLock
 
 log = logging.getLogger("releasegate.sdk")
 
@@ -90,6 +92,8 @@ class Spill:
     close = rotate
 
     def _open(self) -> None:
+        from filelock import FileLock  # imported when a run is first spilled, not at start
+
         self.directory.mkdir(parents=True, exist_ok=True)
         self._serial += 1
         path = self.directory / f"runs-{os.getpid()}-{id(self):x}-{self._serial}{SUFFIX}"
@@ -115,6 +119,8 @@ class Spill:
         """Feed every closed, unlocked spill file to ``store_batch`` in batches, deleting each
         file once all of it is stored. Returns how many records were read back. An error of
         ``store_batch`` (the store is down again) stops the replay; the file stays."""
+        from filelock import FileLock, Timeout
+
         replayed = 0
         for path in self.waiting():
             if path == self._path:
