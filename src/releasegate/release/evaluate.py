@@ -29,7 +29,9 @@ from releasegate.errors import InputError, SuiteError
 from releasegate.providers import build_provider, prices
 from releasegate.providers.base import Provider, ProviderContext
 from releasegate.providers.embeddings import DEFAULT_MODEL, Embedder, backend_for
+from releasegate.release.interrupted import mark_interrupted, running_marker
 from releasegate.release.loaders import load_jsonl, load_yaml
+from releasegate.release.pins import check_pins
 from releasegate.release.refs import actor as default_actor
 from releasegate.release.refs import find_version
 from releasegate.runner.engine import CaseRun, Progress, run_suite
@@ -214,9 +216,9 @@ def evaluate_suite(
     scorers = build_scorers(suite)
     check_expectations(suite, scorers)
     provider = make_provider(store, version.manifest)  # bad manifests fail before any write
-    from releasegate.release.models import verify_weights
-
-    verify_weights(version.manifest)  # a re-pulled tag must not be credited to this version
+    # edited code or re-pulled weights must never be credited to this version's id
+    check_pins(store, version)
+    mark_interrupted(store)  # an eval killed before this one is not left "running"
     changed = register_suite(store, suite, who=who) if make_current else _store_suite(store, suite)
     eval_id = uuid.uuid4().hex
     with store.write() as conn:
@@ -226,6 +228,7 @@ def evaluate_suite(
             version_id=version.version_id,
             suite_id=suite.suite_id,
             epochs=epochs,
+            summary={"running": running_marker()},
         )
     try:
         result = run_suite(

@@ -3,7 +3,9 @@
 The evidence is the candidate's eval on the workflow's current suite and, when
 something already runs in the environment, the same suite on that baseline
 (evaluated here if it never was: cached outputs make that free the second
-time). The decision itself is ``domain.decision.decide_gate`` (which also checks the
+time). Both versions' pins are checked against this machine first
+(``release.pins``), so an edited module never produces results under an old
+id. The decision itself is ``domain.decision.decide_gate`` (which also checks the
 version's own manifest: its model pinned and blessed, its tools within the
 policy's boundary); this module only fetches, computes statistics, and writes
 the decision with its full report.
@@ -54,6 +56,7 @@ from releasegate.release.evaluate import (
     metric_intervals,
     stored_suite,
 )
+from releasegate.release.pins import check_pins
 from releasegate.release.refs import actor as default_actor
 from releasegate.release.refs import check_env, find_version
 from releasegate.runner.engine import Progress, run_suite
@@ -176,6 +179,11 @@ def gate(
             f"({suite_id[:12]}): run `releasegate eval {version.version_id[:12]} --suite FILE`"
         )
     else:
+        # before anything runs: what each version pinned is what this machine would run,
+        # so no result (the baseline's above all) is stored under an id it is not
+        check_pins(store, version)
+        if baseline is not None:
+            check_pins(store, baseline)
         suite = stored_suite(store, suite_id)
         for metric, floor in suite.thresholds.items():
             floors.setdefault(metric, floor)

@@ -6,6 +6,7 @@ from typing import Any
 
 from releasegate.domain.diff import diff_manifests, render_text_diff
 from releasegate.errors import InputError, NotFoundError
+from releasegate.release.interrupted import mark_interrupted
 from releasegate.release.refs import MIN_PREFIX, check_env, find_version
 from releasegate.store.engine import Store
 from releasegate.store.repos import (
@@ -40,6 +41,7 @@ def list_versions(store: Store, workflow: str) -> list[dict[str, Any]]:
 
 
 def show_version(store: Store, ref: str) -> dict[str, Any]:
+    mark_interrupted(store)  # an eval whose process died is shown as what it is
     with store.read() as conn:
         v = find_version(conn, ref)
         wf = WorkflowRepo.get(conn, v.workflow)

