@@ -48,5 +48,7 @@ def test_demo_runs_the_loop_and_the_cli_goes_on_from_there(tmp_path: Path) -> No
     assert run(project, "audit", "verify").returncode == 0
     assert (project / "reports" / "memo" / "memo.html").read_text().startswith("<!doctype html>")
     watched = run(project, "monitor", "support-triage", "--env", "production", "--no-embeddings")
-    assert watched.returncode == 0  # the same alerts already fired: the cool-down holds them
+    # the same alerts already fired: the cool-down keeps them quiet, the answer stays "no"
+    assert watched.returncode == 1
+    assert "already sent at" in watched.stdout
     assert "label_mix" in watched.stdout

@@ -57,7 +57,10 @@ def test_import_show_monitor_and_memo(shipped: tuple[Project, str]) -> None:
     )
     plotted = rg(d, "monitor", "router", "--env", "staging", "--no-embeddings", "--plot", "charts")
     assert (d / "charts" / "staging-error_rate.svg").read_text().startswith("<svg")
-    assert plotted.returncode == 0  # the alerts already fired within the cool-down
+    # still in alert inside the cool-down: exit 1, and it says nobody is paged again yet
+    assert plotted.returncode == 1, plotted.stderr
+    assert "in alert (cool-down):" in plotted.stdout and "already sent at" in plotted.stdout
+    assert "quiet until" in plotted.stdout
 
     week = time.strftime("%G-W%V", time.gmtime(now))
     memo = ok_json(rg(d, "report", "memo", "router", "--week", week, "--out", "memo", "--json"))

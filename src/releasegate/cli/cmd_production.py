@@ -140,7 +140,7 @@ def monitor(
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Signals of production runs against a reference; exit 1 when an alert fires."""
+    """Signals of production runs against a reference; exit 1 while a signal is in alert."""
 
     def run() -> None:
         from releasegate.cli.render import progress_bar
@@ -177,7 +177,7 @@ def monitor(
             _emit(result.as_dict())
         else:
             _monitor_table(result, plot)
-        if result.alerts:
+        if result.is_alert:  # also inside a cool-down: the answer is still "no"
             sys.exit(1)
 
     guarded(run)
@@ -218,11 +218,27 @@ def _monitor_table(result: Any, plot: Path | None) -> None:
             console.print(f"[bold red]drift:[/] {escape(s.detail)}")
     for note in result.notes:
         console.print(f"[yellow]note:[/] {escape(note)}")
+    for a in result.resent:
+        console.print(
+            f"[bold red]alert ({a.severity}), raised {a.at:%Y-%m-%d %H:%M} UTC and not "
+            f"delivered then, sent now:[/] {escape(a.message)}\n"
+            f"  to: {escape(a.mention)}; routed: {escape(', '.join(a.routed))}"
+        )
     for a in result.alerts:
         console.print(
             f"[bold red]alert ({a.severity}):[/] {escape(a.message)}\n"
             f"  to: {escape(a.mention)}; routed: {escape(', '.join(a.routed))}"
         )
+    for a in result.alerts + result.resent:
+        if a.error is not None:
+            console.print(
+                f"[yellow]not delivered (attempt {a.attempts}):[/] {escape(a.error)}; "
+                "the next monitor sends it again"
+            )
+    for h in result.held:
+        console.print(f"[bold red]in alert (cool-down):[/] {escape(h.sentence)}")
+    verdict = {"alert": "bold red", "ok": "green", "insufficient": "yellow"}[result.status]
+    console.print(f"[{verdict}]{escape(result.verdict)}[/]")
     if plot is not None:
         console.print(f"charts: {plot}/")
 
@@ -259,7 +275,8 @@ def report_memo(
             return
         console = _console()
         console.print(f"[bold]{workflow}[/] week {memo['week']}")
-        for i, action in enumerate(memo["actions"] or ["nothing needs doing"], 1):
+        nothing = memo["verdict"] if memo["status"] == "insufficient" else "nothing needs doing"
+        for i, action in enumerate(memo["actions"] or [nothing], 1):
             console.print(f"  {i}. {action}")
         console.print(f"memo: {written['markdown']}\n      {written['html']}")
 

@@ -63,6 +63,21 @@ class Route:
     kind: str  # "webhook" | "slack"
     url: str | None = None
     url_env: str | None = None
+    timeout: timedelta = timedelta(seconds=5)  # per attempt; the alert's lease covers them all
+
+    @property
+    def label(self) -> str:
+        return self.kind + (f" (${self.url_env})" if self.url_env else "")
+
+
+ROUTE_TIMEOUT = timedelta(seconds=5)
+LEASE_MARGIN = timedelta(seconds=5)
+
+
+def delivery_lease(routes: Sequence[Route]) -> timedelta:
+    """How long a monitor holds an alert while it sends it: every route's timeout and a
+    margin. Past it, a monitor killed mid-send leaves the alert to the next one."""
+    return sum((r.timeout for r in routes), timedelta(0)) + LEASE_MARGIN
 
 
 @dataclass(frozen=True)
@@ -101,7 +116,15 @@ class MonitorConfig:
                 }
                 for r in self.rules
             ],
-            "routes": [{"kind": r.kind, "url": r.url, "url_env": r.url_env} for r in self.routes],
+            "routes": [
+                {
+                    "kind": r.kind,
+                    "url": r.url,
+                    "url_env": r.url_env,
+                    "timeout_s": r.timeout.total_seconds(),
+                }
+                for r in self.routes
+            ],
         }
 
     @classmethod
@@ -125,7 +148,15 @@ class MonitorConfig:
                 )
                 for r in data.get("rules", [])
             ),
-            routes=tuple(Route(r["kind"], r.get("url"), r.get("url_env")) for r in data["routes"]),
+            routes=tuple(
+                Route(
+                    r["kind"],
+                    r.get("url"),
+                    r.get("url_env"),
+                    timedelta(seconds=r.get("timeout_s", ROUTE_TIMEOUT.total_seconds())),
+                )
+                for r in data["routes"]
+            ),
         )
 
 
@@ -189,12 +220,12 @@ def parse_monitor(f: Fields) -> MonitorConfig:
         kind = str(next(iter(item)))
         if kind not in ("webhook", "slack"):
             f.fail("routes", f"unknown route '{kind}'", hint="routes: webhook, slack")
-        r = Fields(f.doc, f.error, (*f.path, "routes", i, kind)).only("url", "url_env")
+        r = Fields(f.doc, f.error, (*f.path, "routes", i, kind)).only("url", "url_env", "timeout")
         url = r.get("url", str)
         url_env = r.get("url_env", str)
         if not url and not url_env:
             r.fail(None, "a route needs 'url' or 'url_env' (the variable holding a secret URL)")
-        routes.append(Route(kind, url, url_env))
+        routes.append(Route(kind, url, url_env, _duration(r, "timeout", ROUTE_TIMEOUT)))
     return MonitorConfig(
         window=_duration(f, "window", timedelta(days=7)),
         min_sample=min_sample,
@@ -209,13 +240,15 @@ def parse_monitor(f: Fields) -> MonitorConfig:
 
 @dataclass(frozen=True)
 class Firing:
-    """A signal that should alert now, and why."""
+    """A signal in alert now, and why; ``quiet_until`` is set when its cool-down holds it
+    (an alert for it was already raised, and nobody is paged again before then)."""
 
     signal: str
     reason: str
     value: float | None
     threshold: float | None
     by_rule: bool
+    quiet_until: datetime | None = None
 
 
 def firings(
@@ -224,25 +257,27 @@ def firings(
     last_fired: Mapping[str, datetime],
     now: datetime,
 ) -> list[Firing]:
-    """Which signals fire: a rule's threshold crossed (with enough sample) or a signal's
-    own test saying ``alert`` (when drift alerts are on), outside each cool-down."""
+    """Which signals are in alert: a rule's threshold crossed (with enough sample) or a
+    signal's own test saying ``alert`` (when drift alerts are on). A signal inside its
+    cool-down still fires, marked ``quiet_until``: it is in alert, it just pages nobody."""
     out: list[Firing] = []
     for s in signals:
         rule = config.rule_for(s.name)
         min_sample = (rule.min_sample if rule and rule.min_sample else None) or config.min_sample
         last = last_fired.get(s.name)
-        if last is not None and now - last < config.cooldown_for(s.name):
-            continue
+        cooldown = config.cooldown_for(s.name)
+        quiet = last + cooldown if last is not None and now - last < cooldown else None
         value = s.value
         if rule is not None and value is not None and s.n >= min_sample:
             if rule.above is not None and value > rule.above:
-                out.append(Firing(s.name, f"{value:.4g} > {rule.above:g}", value, rule.above, True))
+                reason = f"{value:.4g} > {rule.above:g}"
+                out.append(Firing(s.name, reason, value, rule.above, True, quiet))
                 continue
             if rule.below is not None and value < rule.below:
-                out.append(Firing(s.name, f"{value:.4g} < {rule.below:g}", value, rule.below, True))
+                reason = f"{value:.4g} < {rule.below:g}"
+                out.append(Firing(s.name, reason, value, rule.below, True, quiet))
                 continue
         if config.drift_alerts and s.status == "alert":
-            out.append(
-                Firing(s.name, s.detail or "changed against the reference", value, None, False)
-            )
+            reason = s.detail or "changed against the reference"
+            out.append(Firing(s.name, reason, value, None, False, quiet))
     return out

@@ -1,9 +1,13 @@
-"""Alerts out: recorded, then routed to the workflow's care owner and responders.
+"""Alerts out, through an outbox: stored, then sent, then marked as sent.
 
-Every alert is stored first (the memo and the cool-down read them), then sent to the
-terminal of whoever ran the command, to a JSON webhook and to Slack-compatible
-webhooks named in the workflow's ``monitor.routes``. A route that fails is recorded
-as failed on the alert; it never hides the alert itself.
+Every alert is first stored ``pending`` with a lease held by the monitor that raised it
+(the memo and the cool-down read the stored alerts), then sent to the terminal of
+whoever ran the command, to JSON webhooks and to Slack-compatible webhooks named in the
+workflow's ``monitor.routes``, then marked ``routed`` -- or ``failed`` with the error and
+the attempt count when a route did not take it. A monitor killed between storing and
+sending leaves the alert pending; once the lease has run out the next ``monitor`` sends
+it, and re-sends failed ones (only to the routes that have not taken it yet). The
+cool-down decides whether a *new* alert is raised; it never hides one not yet delivered.
 """
 
 from __future__ import annotations
@@ -16,15 +20,23 @@ import urllib.request
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
-from releasegate.domain.monitoring import Firing, MonitorConfig, Route
+from releasegate.domain.masking import mask_secrets
+from releasegate.domain.monitoring import Firing, MonitorConfig, Route, delivery_lease
 from releasegate.errors import NotFoundError
 from releasegate.store.engine import Store
-from releasegate.store.repos import AlertRepo, WorkflowRecord, WorkflowRepo
+from releasegate.store.repos import (
+    ALERT_FAILED,
+    ALERT_PENDING,
+    ALERT_ROUTED,
+    AlertRecord,
+    AlertRepo,
+    WorkflowRecord,
+    WorkflowRepo,
+)
 
 log = logging.getLogger("releasegate.alerts")
-TIMEOUT_S = 5.0
 
 
 @dataclass
@@ -38,6 +50,11 @@ class Alert:
     payload: Mapping[str, Any] = field(default_factory=dict)
     routed: list[str] = field(default_factory=list)
     at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    seq: int | None = None
+    status: str = ALERT_PENDING
+    attempts: int = 0
+    error: str | None = None
+    is_resend: bool = False  # raised by an earlier monitor, delivered (again) by this one
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -50,12 +67,54 @@ class Alert:
             "payload": dict(self.payload),
             "routed": list(self.routed),
             "at": self.at.isoformat(),
+            "status": self.status,
+            "attempts": self.attempts,
+            "error": self.error,
+            "resent": self.is_resend,
         }
 
     @property
     def mention(self) -> str:
         names = [self.owners.get("care"), *self.owners.get("responders", [])]
         return ", ".join(dict.fromkeys(n for n in names if n)) or "no owner on record"
+
+
+@dataclass(frozen=True)
+class Held:
+    """A signal in alert inside its cool-down: its alert was already raised, and stays
+    quiet until ``quiet_until`` (``delivery`` is that alert's outbox status)."""
+
+    signal: str
+    message: str
+    raised_at: datetime
+    quiet_until: datetime
+    delivery: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "signal": self.signal,
+            "message": self.message,
+            "raised_at": self.raised_at.isoformat(),
+            "quiet_until": self.quiet_until.isoformat(),
+            "delivery": self.delivery,
+        }
+
+    @property
+    def sentence(self) -> str:
+        already = {
+            ALERT_ROUTED: "already sent",
+            ALERT_FAILED: "already raised (its delivery failed; the next monitor re-sends it)",
+            ALERT_PENDING: "already raised (being sent)",
+        }.get(self.delivery, "already raised")
+        return (
+            f"{self.message}: {already} at {self.raised_at:%Y-%m-%d %H:%M} UTC, "
+            f"quiet until {self.quiet_until:%Y-%m-%d %H:%M} UTC"
+        )
+
+
+class Delivery(NamedTuple):
+    outcome: list[str]  # one line per route: "slack: sent (200)", "webhook: failed (...)"
+    error: str | None  # None when every route took it
 
 
 def _workflow(store: Store, name: str) -> WorkflowRecord | None:
@@ -70,14 +129,21 @@ def _config(wf: WorkflowRecord | None) -> MonitorConfig:
     return MonitorConfig.from_dict(wf.monitor if wf is not None else None)
 
 
-def send(alert: Alert, routes: Iterable[Route]) -> list[str]:
-    """Deliver to each route; returns what happened per route ("slack: sent", ...)."""
-    outcome = []
+def send(alert: Alert, routes: Iterable[Route], done: Sequence[str] = ()) -> Delivery:
+    """Deliver to each route not already in ``done`` (outcome lines of an earlier attempt)."""
+    outcome: list[str] = []
+    errors: list[str] = []
     for route in routes:
+        label = route.label
+        earlier = next((d for d in done if d.startswith(f"{label}: sent")), None)
+        if earlier is not None:  # this route took it last time: nobody is paged twice
+            outcome.append(earlier)
+            continue
         url = route.url or (os.environ.get(route.url_env) if route.url_env else None)
-        label = route.kind + (f" (${route.url_env})" if route.url_env else "")
         if not url:
-            outcome.append(f"{label}: not sent, ${route.url_env} is not set")
+            line = f"{label}: not sent, ${route.url_env} is not set"
+            outcome.append(line)
+            errors.append(line)
             continue
         body = (
             {"text": f":rotating_light: *{alert.severity}* {alert.message} (cc {alert.mention})"}
@@ -91,21 +157,50 @@ def send(alert: Alert, routes: Iterable[Route]) -> list[str]:
             method="POST",
         )
         try:
-            with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
+            with urllib.request.urlopen(request, timeout=route.timeout.total_seconds()) as response:
                 outcome.append(f"{label}: sent ({response.status})")
         except (urllib.error.URLError, OSError, ValueError) as exc:
-            reason = getattr(exc, "reason", exc)
-            outcome.append(f"{label}: failed ({reason})")
+            reason = mask_secrets(str(getattr(exc, "reason", exc)))
+            line = f"{label}: failed ({reason})"
+            outcome.append(line)
+            errors.append(line)
             log.warning("alert route %s failed: %s", label, reason)
-    return outcome
+    return Delivery(outcome, "; ".join(errors) or None)
 
 
-def _raise(store: Store, alert: Alert, cooldown: timedelta, routes: Iterable[Route]) -> bool:
-    """Record the alert unless its signal alerted within ``cooldown``, then route it.
+def _deliver(store: Store, alert: Alert, routes: Sequence[Route], done: Sequence[str]) -> None:
+    """Send (the caller holds the lease), then record the attempt on the stored alert."""
+    assert alert.seq is not None
+    delivery = send(alert, routes, done)
+    alert.routed = ["terminal", *delivery.outcome]
+    alert.error = delivery.error
+    alert.status = ALERT_ROUTED if delivery.error is None else ALERT_FAILED
+    alert.attempts += 1
+    with store.write() as conn:
+        AlertRepo.finish(conn, alert.seq, alert.routed, delivery.error)
+
+
+def _held(store: Store, alert: Alert, cooldown: timedelta) -> Held:
+    with store.read() as conn:
+        last = AlertRepo.last(conn, alert.workflow, alert.env, alert.signal)
+    raised_at = last.created_at if last is not None else alert.at
+    return Held(
+        alert.signal,
+        alert.message,
+        raised_at,
+        raised_at + cooldown,
+        last.status if last is not None else ALERT_ROUTED,
+    )
+
+
+def _raise(store: Store, alert: Alert, cooldown: timedelta, routes: Sequence[Route]) -> Held | None:
+    """Store the alert as pending unless its signal alerted within ``cooldown``, then send
+    it and mark it routed or failed; returns what holds it when the cool-down does.
 
     The check and the insert share one write transaction under a lock, so two monitors
     (or an import and a monitor) seeing the same thing at once page people once. The
-    alert is stored before it is sent, so a slow or failing route never loses it.
+    alert is stored, its lease held, before it is sent: a slow, failing or killed route
+    never loses it.
     """
     with store.write() as conn:
         seq = AlertRepo.claim(
@@ -118,18 +213,61 @@ def _raise(store: Store, alert: Alert, cooldown: timedelta, routes: Iterable[Rou
             payload=alert.payload,
             cooldown=cooldown,
             at=alert.at,
+            lease=delivery_lease(routes),
         )
     if seq is None:
-        return False
-    alert.routed = ["terminal", *send(alert, routes)]
-    with store.write() as conn:
-        AlertRepo.set_routed(conn, seq, alert.routed)
-    return True
+        return _held(store, alert, cooldown)
+    alert.seq = seq
+    _deliver(store, alert, routes, ())
+    return None
 
 
-def raise_outside_gate(store: Store, outside: Sequence[Any]) -> list[Alert]:
+def resend_due(store: Store, workflow: str, env: str) -> list[Alert]:
+    """Send the pending and failed alerts of ``workflow@env`` whose lease has run out: one
+    raised by a monitor killed before it sent it, or one a route refused last time."""
+    wf = _workflow(store, workflow)
+    config = _config(wf)
+    lease = delivery_lease(config.routes)
+    with store.read() as conn:
+        due = AlertRepo.due(conn, workflow, env)
+    sent: list[Alert] = []
+    for record in due:
+        with store.write() as conn:
+            if not AlertRepo.take(conn, record.seq, lease):
+                continue  # another monitor is sending it right now
+        alert = _from_record(record, wf.owners if wf else {})
+        _deliver(store, alert, config.routes, [r for r in record.routed if r != "terminal"])
+        sent.append(alert)
+    return sent
+
+
+def _from_record(record: AlertRecord, owners: Mapping[str, Any]) -> Alert:
+    return Alert(
+        workflow=record.workflow,
+        env=record.env,
+        signal=record.signal,
+        severity=record.severity,
+        message=record.message,
+        owners=owners,
+        payload=record.payload,
+        routed=list(record.routed),
+        at=record.created_at,
+        seq=record.seq,
+        status=record.status,
+        attempts=record.attempts,
+        error=record.last_error,
+        is_resend=True,
+    )
+
+
+class Raised(NamedTuple):
+    alerts: list[Alert]  # raised and sent (or tried) now
+    held: list[Held]  # in alert, but inside the cool-down of an alert already raised
+
+
+def raise_outside_gate(store: Store, outside: Sequence[Any]) -> Raised:
     """A version running where it never passed the gate: critical, at once, once per cool-down."""
-    raised: list[Alert] = []
+    out = Raised([], [])
     for o in outside:
         wf = _workflow(store, o.workflow)
         config = _config(wf)
@@ -146,9 +284,12 @@ def raise_outside_gate(store: Store, outside: Sequence[Any]) -> list[Alert]:
             owners=wf.owners if wf else {},
             payload={"version_id": o.version_id, "runs": o.runs, "registered": o.registered},
         )
-        if _raise(store, alert, config.cooldown, config.routes):
-            raised.append(alert)
-    return raised
+        held = _raise(store, alert, config.cooldown, config.routes)
+        if held is None:
+            out.alerts.append(alert)
+        else:
+            out.held.append(held)
+    return out
 
 
 def raise_firings(
@@ -157,11 +298,12 @@ def raise_firings(
     env: str,
     fired: Sequence[Firing],
     signals: Mapping[str, Mapping[str, Any]],
-) -> list[Alert]:
-    """Record and route the signals that fire; ``signals`` are their reports by name."""
+) -> Raised:
+    """Record and route the signals that fire outside their cool-down; ``signals`` are
+    their reports by name. Those inside it come back as held, not dropped."""
     wf = _workflow(store, workflow)
     config = _config(wf)
-    raised = []
+    out = Raised([], [])
     for f in fired:
         reason = f"{f.signal} {f.reason} (rule)" if f.by_rule else f.reason
         alert = Alert(
@@ -178,9 +320,15 @@ def raise_firings(
                 "signal": signals.get(f.signal),
             },
         )
-        if _raise(store, alert, config.cooldown_for(f.signal), config.routes):
-            raised.append(alert)
-    return raised
+        cooldown = config.cooldown_for(f.signal)
+        held = _held(store, alert, cooldown) if f.quiet_until is not None else None
+        if held is None:
+            held = _raise(store, alert, cooldown, config.routes)
+        if held is None:
+            out.alerts.append(alert)
+        else:
+            out.held.append(held)
+    return out
 
 
 def last_fired(store: Store, workflow: str, env: str, names: Iterable[str]) -> dict[str, datetime]:

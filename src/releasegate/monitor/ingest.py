@@ -545,7 +545,7 @@ def _check_gate(
     if result.outside_gate:
         from releasegate.monitor.alerts import raise_outside_gate
 
-        result.alerts.extend(raise_outside_gate(store, result.outside_gate))
+        result.alerts.extend(raise_outside_gate(store, result.outside_gate).alerts)
 
 
 def _rejection_dict(r: Rejection) -> dict[str, Any]:

@@ -57,6 +57,15 @@ def _actions(workflow: str, env: dict[str, Any]) -> list[str]:
             "before). Check that the application still records runs (the SDK's client.run, "
             "or `releasegate runs import`)."
         )
+    undelivered = [a for a in env["alerts"] if a["delivery"] != "routed"]
+    if undelivered:
+        last = undelivered[-1]
+        why = f" (last error: {last['error']})" if last["error"] else ""
+        n = len(undelivered)
+        out.append(
+            f"{name}: {n} alert{'s' * (n != 1)} not delivered yet{why}. Fix the route; the "
+            f"next `releasegate monitor {workflow} --env {name}` sends {'them' if n > 1 else 'it'}."
+        )
     for s in env["signals"]:
         if s["status"] != "alert":
             continue
@@ -76,6 +85,13 @@ def _actions(workflow: str, env: dict[str, Any]) -> list[str]:
         else:
             out.append(f"{name}: {s['detail']}.")
     return out
+
+
+def _status(signals: Any) -> str:
+    statuses = [s.status for s in signals]
+    if "alert" in statuses:
+        return "alert"
+    return "ok" if any(st != "insufficient" for st in statuses) else "insufficient"
 
 
 def build_memo(store: Store, workflow: str, week: str | None = None) -> dict[str, Any]:
@@ -135,8 +151,17 @@ def build_memo(store: Store, workflow: str, week: str | None = None) -> dict[str
             "reference": result.reference_note,
             "signals": [signal_dict(s) for s in result.signals],
             "versions": result.versions,
+            "status": _status(result.signals),
+            "verdict": result.verdict if _status(result.signals) == "insufficient" else None,
             "alerts": [
-                {"at": a.created_at.isoformat(), "severity": a.severity, "message": a.message}
+                {
+                    "at": a.created_at.isoformat(),
+                    "severity": a.severity,
+                    "message": a.message,
+                    "delivery": a.status,
+                    "attempts": a.attempts,
+                    "error": a.last_error,
+                }
                 for a in alerts
             ],
             "cost": {
@@ -148,9 +173,17 @@ def build_memo(store: Store, workflow: str, week: str | None = None) -> dict[str
         }
         envs.append(entry)
         actions += _actions(workflow, entry)
+    judged = any(e["status"] != "insufficient" for e in envs)
     return {
         "workflow": workflow,
         "week": label,
+        "status": "insufficient" if not judged else "alert" if actions else "ok",
+        "verdict": (
+            None
+            if judged
+            else "too few runs to judge: "
+            + ("; ".join(f"{e['env']}: {e['verdict']}" for e in envs) or "no runs this week")
+        ),
         "start": start.isoformat(),
         "end": end.isoformat(),
         "generated_at": datetime.now(UTC).isoformat(),

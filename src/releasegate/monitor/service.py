@@ -22,7 +22,14 @@ import numpy as np
 from releasegate.domain.drift import Bins, DriftRules, Signal, Window, compare_windows
 from releasegate.domain.monitoring import MonitorConfig, firings
 from releasegate.errors import InputError
-from releasegate.monitor.alerts import Alert, last_fired, raise_firings, raise_outside_gate
+from releasegate.monitor.alerts import (
+    Alert,
+    Held,
+    last_fired,
+    raise_firings,
+    raise_outside_gate,
+    resend_due,
+)
 from releasegate.monitor.ingest import Outside, gated
 from releasegate.providers.embeddings import digest_key
 from releasegate.release.evaluate import embedder_for
@@ -74,9 +81,44 @@ class MonitorResult:
     alerts: list[Alert] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     embedded: int = 0
+    resent: list[Alert] = field(default_factory=list)
+    """Alerts raised by an earlier monitor and not delivered then, sent by this one."""
+    held: list[Held] = field(default_factory=list)
+    """Signals in alert inside the cool-down of an alert already raised."""
+    min_sample: int = 0
+
+    @property
+    def is_alert(self) -> bool:
+        """Something is in alert: raised now, re-sent now, or held by a cool-down (exit 1)."""
+        return bool(self.alerts or self.resent or self.held)
+
+    @property
+    def status(self) -> str:
+        """``alert``, ``ok``, or ``insufficient`` when no signal had enough runs to judge."""
+        if self.is_alert:
+            return "alert"
+        if all(s.status == "insufficient" for s in self.signals):
+            return "insufficient"
+        return "ok"
+
+    @property
+    def verdict(self) -> str:
+        """One line for people: what the status means here."""
+        if self.status == "insufficient":
+            return (
+                f"too few runs to judge: {self.runs:,} in this window and "
+                f"{self.runs_reference:,} in the reference; a signal needs at least "
+                f"{self.min_sample:,} in each"
+            )
+        if self.status == "ok":
+            return "no signal in alert"
+        n = len({a.signal for a in self.alerts + self.resent} | {h.signal for h in self.held})
+        return f"{n} signal{'s' * (n != 1)} in alert"
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            "status": self.status,
+            "verdict": self.verdict,
             "workflow": self.workflow,
             "env": self.env,
             "window": {
@@ -93,6 +135,8 @@ class MonitorResult:
             "versions": self.versions,
             "signals": [signal_dict(s) for s in self.signals],
             "alerts": [a.as_dict() for a in self.alerts],
+            "resent": [a.as_dict() for a in self.resent],
+            "held": [h.as_dict() for h in self.held],
             "notes": self.notes,
             "embedded": self.embedded,
         }
@@ -282,6 +326,7 @@ def monitor(
     cur, ref = _window(cur_runs), _window(ref_runs)
     n_cur, n_ref = len(cur_runs), len(ref_runs)
     result = MonitorResult(workflow, env, current, ref_span, note, n_cur, n_ref, versions, [])
+    result.min_sample = config.min_sample
     if embeddings and n_cur and n_ref:
         vectors: dict[str, Any] = {}
         for column, key in (("input_hash", "input"), ("output_hash", "output")):
@@ -312,16 +357,19 @@ def monitor(
     if not n_ref:
         result.notes.append("no runs in the reference window: signals wait for a reference")
     if alert:
+        result.resent = resend_due(store, workflow, env)  # the outbox first: nothing is lost
         names = [s.name for s in result.signals]
         fired = firings(result.signals, config, last_fired(store, workflow, env, names), end)
         reports = {s.name: signal_dict(s) for s in result.signals}
-        result.alerts = raise_firings(store, workflow, env, fired, reports)
+        raised = raise_firings(store, workflow, env, fired, reports)
         outside = [
             Outside(workflow, env, v["version_id"], v["runs"], True)
             for v in versions
             if not v["gated"]
         ]
-        result.alerts += raise_outside_gate(store, outside)
+        rogue = raise_outside_gate(store, outside)
+        result.alerts = raised.alerts + rogue.alerts
+        result.held = raised.held + rogue.held
     return result
 
 

@@ -70,6 +70,14 @@ def _md_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     return out
 
 
+def nothing_to_do(memo: Mapping[str, Any]) -> str:
+    """The line when there is no action: "too few runs to judge" is not "all is well"."""
+    if memo.get("status") == "insufficient":
+        verdict = str(memo.get("verdict") or "too few runs to judge")
+        return verdict[:1].upper() + verdict[1:] + ": nothing could be judged this week."
+    return "Nothing needs doing: no alerts, no drift, no changes."
+
+
 def render_markdown(memo: Mapping[str, Any], chart_dir: str | None = "charts") -> str:
     """The memo as Markdown; charts are linked as ``chart_dir/<env>-<signal>.svg``."""
     out = [
@@ -80,7 +88,7 @@ def render_markdown(memo: Mapping[str, Any], chart_dir: str | None = "charts") -
         "## Recommended actions",
         "",
     ]
-    actions = memo.get("actions") or ["Nothing needs doing: no alerts, no drift, no changes."]
+    actions = memo.get("actions") or [nothing_to_do(memo)]
     out += [f"{i}. {a}" for i, a in enumerate(actions, 1)]
     for env in memo["environments"]:
         name = env["env"]
@@ -143,7 +151,7 @@ def render_html(memo: Mapping[str, Any]) -> str:
         f"<p class='meta'>{e(memo['start'][:10])} to {e(memo['end'][:10])}</p>",
         "<h2>Recommended actions</h2><ol>",
     ]
-    actions = memo.get("actions") or ["Nothing needs doing: no alerts, no drift, no changes."]
+    actions = memo.get("actions") or [nothing_to_do(memo)]
     out += [f"<li>{e(a)}</li>" for a in actions]
     out.append("</ol>")
     for env in memo["environments"]:

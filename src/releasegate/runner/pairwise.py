@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from releasegate.domain.identity import canonical_json, content_hash
+from releasegate.domain.masking import mask_secrets
 from releasegate.domain.results import Case
 from releasegate.runner.scorers import ParamError, check_params
 from releasegate.runner.scorers.judge import (
@@ -233,12 +234,12 @@ class PairwiseJudge:
         self.usage.add(answer)
         winner, reason, error = "", "", None
         if answer.error is not None:
-            error = f"call failed: {answer.error}"
+            error = mask_secrets(f"call failed: {answer.error}")
         else:
             try:
                 winner, reason = read_winner(answer.text)
             except VerdictError as exc:
-                error = str(exc)
+                error = mask_secrets(str(exc))
         return Judgement(
             order,
             winner,

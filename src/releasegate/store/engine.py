@@ -28,8 +28,8 @@ from releasegate.errors import (
 )
 from releasegate.store.blobs import BlobStore
 
-SCHEMA_HEAD = "0003"
-SCHEMA_ORDER = ("0001", "0002")
+SCHEMA_HEAD = "0004"
+SCHEMA_ORDER = ("0001", "0002", "0003")
 STORE_DIR = ".releasegate"
 Conn = Connection  # what services hold while they compose repositories in one transaction
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Row, Table, and_, func, insert, select, update
+from sqlalchemy import Connection, Row, Table, and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from releasegate.domain.audit import GENESIS, AuditEvent, chain_event
@@ -1220,6 +1220,9 @@ class RunRepo:
         return int(_fetch(conn, "SELECT count(*) FROM runs", [])[0][0])
 
 
+ALERT_PENDING, ALERT_ROUTED, ALERT_FAILED = "pending", "routed", "failed"
+
+
 @dataclass(frozen=True)
 class AlertRecord:
     seq: int
@@ -1231,10 +1234,22 @@ class AlertRecord:
     payload: Mapping[str, Any]
     routed: Sequence[str]
     created_at: datetime
+    status: str = ALERT_ROUTED
+    attempts: int = 0
+    last_error: str | None = None
+    lease_until: datetime | None = None
+    routed_at: datetime | None = None
+
+    @property
+    def is_delivered(self) -> bool:
+        return self.status == ALERT_ROUTED
 
 
 class AlertRepo:
-    """Raised alerts: the cool-down reads the last one per signal; the memo lists a week's."""
+    """Raised alerts, kept as an outbox: stored ``pending`` under a lease, then sent, then
+    marked ``routed`` (or ``failed`` with the error and the attempt count). The cool-down
+    reads the last alert per signal; the next monitor re-sends what is pending or failed
+    once its lease has run out; the memo lists a week's."""
 
     @staticmethod
     def add(
@@ -1248,6 +1263,8 @@ class AlertRepo:
         payload: Mapping[str, Any],
         routed: Sequence[str],
         at: datetime | None = None,
+        status: str = ALERT_ROUTED,
+        lease_until: datetime | None = None,
     ) -> int:
         result = conn.execute(
             insert(t.alerts).values(
@@ -1259,6 +1276,9 @@ class AlertRepo:
                 payload_json=canonical_json(payload),
                 routed_json=canonical_json(list(routed)),
                 created_at=at or now(),
+                status=status,
+                attempts=0,
+                lease_until=lease_until,
             )
         )
         key = result.inserted_primary_key
@@ -1276,8 +1296,10 @@ class AlertRepo:
         payload: Mapping[str, Any],
         cooldown: timedelta,
         at: datetime,
+        lease: timedelta,
     ) -> int | None:
-        """Add the alert (not yet routed) unless the same signal alerted within ``cooldown``.
+        """Add the alert as ``pending``, its lease held by the caller, unless the same
+        signal alerted within ``cooldown``.
 
         Call inside a write transaction. On PostgreSQL the check-then-insert holds the
         one-row ``audit_head`` lock (SQLite's BEGIN IMMEDIATE already serialises writers),
@@ -1298,12 +1320,63 @@ class AlertRepo:
             payload=payload,
             routed=[],
             at=at,
+            status=ALERT_PENDING,
+            lease_until=now() + lease,
         )
 
     @staticmethod
-    def set_routed(conn: Connection, seq: int, routed: Sequence[str]) -> None:
-        routed_json = canonical_json(list(routed))
-        conn.execute(update(t.alerts).where(t.alerts.c.seq == seq).values(routed_json=routed_json))
+    def due(conn: Connection, workflow: str, env: str) -> list[AlertRecord]:
+        """Pending and failed alerts of ``workflow@env`` whose lease (if any) has run out."""
+        a = t.alerts.c
+        rows = conn.execute(
+            select(t.alerts)
+            .where(
+                and_(
+                    a.status.in_((ALERT_PENDING, ALERT_FAILED)),
+                    a.workflow == workflow,
+                    a.env == env,
+                    or_(a.lease_until.is_(None), a.lease_until < now()),
+                )
+            )
+            .order_by(a.seq)
+        ).all()
+        return [_alert(r) for r in rows]
+
+    @staticmethod
+    def take(conn: Connection, seq: int, lease: timedelta) -> bool:
+        """Take the lease of a pending or failed alert whose lease has run out; False when
+        another monitor holds it or it was delivered meanwhile (one atomic UPDATE)."""
+        a = t.alerts.c
+        at = now()
+        result = conn.execute(
+            update(t.alerts)
+            .where(
+                and_(
+                    a.seq == seq,
+                    a.status.in_((ALERT_PENDING, ALERT_FAILED)),
+                    or_(a.lease_until.is_(None), a.lease_until < at),
+                )
+            )
+            .values(lease_until=at + lease)
+        )
+        return result.rowcount == 1
+
+    @staticmethod
+    def finish(conn: Connection, seq: int, routed: Sequence[str], error: str | None) -> None:
+        """Record one delivery attempt: ``routed`` when ``error`` is None, else ``failed``."""
+        a = t.alerts.c
+        conn.execute(
+            update(t.alerts)
+            .where(a.seq == seq)
+            .values(
+                routed_json=canonical_json(list(routed)),
+                status=ALERT_ROUTED if error is None else ALERT_FAILED,
+                attempts=a.attempts + 1,
+                last_error=error,
+                lease_until=None,
+                routed_at=now() if error is None else None,
+            )
+        )
 
     @staticmethod
     def last(conn: Connection, workflow: str, env: str, signal: str) -> AlertRecord | None:
@@ -1339,4 +1412,9 @@ def _alert(row: Row[Any]) -> AlertRecord:
         payload=json.loads(row.payload_json),
         routed=json.loads(row.routed_json),
         created_at=_utc(row.created_at),
+        status=row.status,
+        attempts=row.attempts,
+        last_error=row.last_error,
+        lease_until=_utc(row.lease_until) if row.lease_until is not None else None,
+        routed_at=_utc(row.routed_at) if row.routed_at is not None else None,
     )

@@ -278,5 +278,12 @@ alerts = Table(
     Column("payload_json", Text, nullable=False),
     Column("routed_json", Text, nullable=False),
     Column("created_at", TS, nullable=False),
+    # the outbox (0004): pending -> routed | failed; a lease keeps two monitors from both sending
+    Column("status", String(10), nullable=False, server_default="routed"),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("last_error", Text, nullable=True),
+    Column("lease_until", TS, nullable=True),
+    Column("routed_at", TS, nullable=True),
     Index("ix_alerts_workflow_env_signal_seq", "workflow", "env", "signal", "seq"),
+    Index("ix_alerts_status_seq", "status", "seq"),
 )

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from releasegate.domain.identity import content_hash
+from releasegate.domain.masking import mask_secrets
 from releasegate.domain.results import Case, CaseOutput, Score
 from releasegate.errors import ManifestError
 from releasegate.providers.base import ProviderContext
@@ -192,7 +193,7 @@ def parse_answer(text: str, key: str) -> dict[str, Any]:
 def reason_of(answer: Mapping[str, Any]) -> str:
     reason = answer.get("reason", "")
     text = reason if isinstance(reason, str) else as_text(reason)
-    text = " ".join(text.split())
+    text = mask_secrets(" ".join(text.split()))
     return text if len(text) <= REASON_CHARS else text[: REASON_CHARS - 1] + "…"
 
 
@@ -370,4 +371,4 @@ class Judge(BaseScorer):
 
 def judge_error(reason: str) -> Score:
     """An error, not a verdict: fails the case, says why, and is never cached."""
-    return Score(value=0.0, passed=False, detail=f"{ERROR}judge {reason}")
+    return Score(value=0.0, passed=False, detail=f"{ERROR}judge {mask_secrets(reason)}")
