@@ -16,6 +16,8 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from releasegate.domain.masking import mask_secrets
+
 CELL_LIMIT = 200
 JUNIT_TEXT_LIMIT = 2000
 DIFF_LINE_LIMIT = 400
@@ -289,6 +291,14 @@ def _checks(r: Mapping[str, Any]) -> list[str]:
     return lines + [""]
 
 
+MUST_PASS_IGNORED = "ignored: the {env} policy does not enforce must-pass cases (must_pass: false)"
+
+
+def _masked(value: Any) -> Any:
+    """A quoted text with credentials masked (a judge's answer may echo a key)."""
+    return None if value is None else mask_secrets(_text(value))
+
+
 def _must_pass(r: Mapping[str, Any]) -> list[str]:
     mp = r.get("must_pass") or {}
     failures = mp.get("failures") or []
@@ -298,6 +308,11 @@ def _must_pass(r: Mapping[str, Any]) -> list[str]:
     lines = [
         f"### Must-pass failures ({len(failures)} of {mp.get('total', '?')})",
         "",
+        *(
+            []
+            if is_must_pass_enforced(r)
+            else [MUST_PASS_IGNORED.format(env=r.get("env", "?")).capitalize() + ".", ""]
+        ),
         _row(["case", "input", "expected", "output", "detail"]),
         _row(["---"] * 5),
     ]
@@ -309,7 +324,7 @@ def _must_pass(r: Mapping[str, Any]) -> list[str]:
             _row(
                 [case]
                 + [
-                    _md(f.get(k), table=True, limit=CELL_LIMIT) or "—"
+                    _md(_masked(f.get(k)), table=True, limit=CELL_LIMIT) or "—"
                     for k in ("input", "expected", "output", "detail")
                 ]
             )
@@ -420,11 +435,23 @@ def render_markdown(report: Mapping[str, Any]) -> str:
 
 
 def _xml(value: Any, limit: int = JUNIT_TEXT_LIMIT) -> str:
-    return _XML_INVALID.sub("\ufffd", _cut(_text(value), limit))
+    return _XML_INVALID.sub("\ufffd", _cut(mask_secrets(_text(value)), limit))
+
+
+def is_must_pass_enforced(report: Mapping[str, Any]) -> bool:
+    """Whether the environment's policy gates on must-pass cases (``must_pass: false``
+    lets a gate pass with them failing; the report still lists them, marked ignored)."""
+    return bool((report.get("policy") or {}).get("must_pass", True))
 
 
 def render_junit(report: Mapping[str, Any]) -> str:
-    """JUnit XML so CI shows each check and failed must-pass case as a test."""
+    """JUnit XML so CI shows each check and failed must-pass case as a test.
+
+    It agrees with the verdict: a must-pass case that failed where the environment's
+    policy does not enforce must-pass (``must_pass: false``) is written as ``skipped``
+    with the reason, not as a failure, and the suite carries the property
+    ``must_pass_enforced=false``; CI shows it, but not red where the gate passed.
+    """
     r = report
     suite = ET.Element(
         "testsuite", name=_xml(f"releasegate gate {r.get('workflow', '?')}@{r.get('env', '?')}")
@@ -440,6 +467,7 @@ def render_junit(report: Mapping[str, Any]) -> str:
         ("suite_id", (r.get("suite") or {}).get("id")),
         ("policy_id", (r.get("policy") or {}).get("id")),
         ("model_digest", (r.get("model") or {}).get("digest")),
+        ("must_pass_enforced", str(is_must_pass_enforced(r)).lower()),
     ):
         if value is not None:
             ET.SubElement(props, "property", name=name, value=_xml(value))
@@ -458,9 +486,9 @@ def render_junit(report: Mapping[str, Any]) -> str:
             skipped += 1
             ET.SubElement(case, "skipped", message=detail)
     epochs = (r.get("eval") or {}).get("epochs")
+    enforced = is_must_pass_enforced(r)
     for f in (r.get("must_pass") or {}).get("failures") or []:
         tests += 1
-        failures += 1
         case = ET.SubElement(
             suite,
             "testcase",
@@ -480,8 +508,15 @@ def render_junit(report: Mapping[str, Any]) -> str:
             f"expected: {_cut(_text(f.get('expected')), CELL_LIMIT)}; "
             f"got: {_cut(_text(f.get('output')), CELL_LIMIT)}"
         )
-        failure = ET.SubElement(case, "failure", message=_xml(message), type="must_pass")
-        failure.text = "\n".join(_xml(line) for line in body)
+        if enforced:
+            failures += 1
+            failure = ET.SubElement(case, "failure", message=_xml(message), type="must_pass")
+            failure.text = "\n".join(_xml(line) for line in body)
+        else:
+            skipped += 1
+            ignored = f"{MUST_PASS_IGNORED.format(env=r.get('env', '?'))}; {message}"
+            ET.SubElement(case, "skipped", message=_xml(ignored))
+            ET.SubElement(case, "system-out").text = "\n".join(_xml(line) for line in body)
     ET.SubElement(suite, "system-out").text = "\n".join(
         _xml(line) for line in render_summary_lines(r)
     )

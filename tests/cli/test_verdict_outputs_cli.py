@@ -1,0 +1,89 @@
+"""What CI reads agrees with the verdict, and never carries a secret, through a real
+subprocess: JUnit for must-pass cases a policy ignores, and a judge that echoes a key."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.cli.test_cli import ok_json
+from tests.helpers import Project, rg
+from tests.runner.test_judge import KEY_ENV, JudgeServer
+
+LEAKED = "sk-live-4f9a8b7c6d5e4f3a2b1c"
+
+
+def test_junit_writes_must_pass_cases_the_policy_ignores_as_skipped(tmp_path: Path) -> None:
+    project = Project(root=tmp_path)
+    d = project.root
+    policy = {"floors": {"accuracy": 0.5}, "must_pass": False}
+    path = project.workflow("v1", mode="broken", policy=policy)  # fraud read as card_lost
+    vid = ok_json(rg(d, "register", str(path), "--json"))["version_id"]
+    project.suite()
+    assert rg(d, "eval", vid, "--suite", "suite.yaml").returncode == 0
+    gate = rg(d, "gate", vid, "--env", "staging", "--junit", "junit.xml", "--report", "gate.md")
+    assert gate.returncode == 0, gate.stdout + gate.stderr  # the policy does not gate on them
+
+    root = ET.parse(d / "junit.xml").getroot()
+    suite = root.find("testsuite")
+    assert suite is not None
+    props = {p.get("name"): p.get("value") for p in suite.iter("property")}
+    assert props["verdict"] == "pass" and props["must_pass_enforced"] == "false"
+    assert root.get("failures") == "0" == suite.get("failures")  # CI is green where the gate is
+    ignored = [c for c in suite.findall("testcase") if c.get("classname") == "gate.must_pass"]
+    assert ignored and all(c.find("failure") is None for c in ignored)
+    skipped = [c.find("skipped") for c in ignored]
+    assert all(
+        s is not None and "does not enforce must-pass" in s.get("message", "") for s in skipped
+    )
+    assert int(suite.get("skipped", "0")) >= len(ignored)
+    assert "Ignored: the staging policy does not enforce must-pass" in (d / "gate.md").read_text()
+
+
+@pytest.fixture
+def leaky_judge(monkeypatch: pytest.MonkeyPatch) -> Iterator[JudgeServer]:
+    """A compromised judge endpoint: it answers with prose that echoes a key."""
+    server = JudgeServer(
+        monkeypatch,
+        lambda prompt: f"I refuse. Authorization: Bearer {LEAKED} (api_key={LEAKED})",
+    )
+    yield server
+    server.server.stop()
+
+
+def test_a_judge_answer_that_echoes_a_key_is_masked_everywhere_it_is_quoted(
+    tmp_path: Path, leaky_judge: JudgeServer
+) -> None:
+    project = Project(root=tmp_path, fn="tests.runner.test_judge:reply")
+    d = project.root
+    path = project.workflow("v1", policy={"floors": {"polite": 0.5}})
+    vid = ok_json(rg(d, "register", str(path), "--json"))["version_id"]
+    rows = [{"id": f"c{i}", "input": f"question {i}", "must_pass": True} for i in range(3)]
+    (d / "cases.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    params = {"model": leaky_judge.model(), "rubric": "Is polite.", "scale": "pass_fail"}
+    doc = {
+        "suite": "judged",
+        "workflow": "router",
+        "cases": "cases.jsonl",
+        "scorers": [{"type": "judge", "name": "polite", "params": params}],
+    }
+    (d / "suite.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    env = {KEY_ENV: "sk-judge-test"}
+
+    evaluated = rg(d, "eval", vid, "--suite", "suite.yaml", env=env)
+    assert evaluated.returncode == 0, evaluated.stderr
+    gate = rg(
+        d, "gate", vid, "--env", "staging", "--junit", "junit.xml", "--report", "gate.md", "--json"
+    )
+    assert gate.returncode == 1  # every must-pass case failed: the gate says no
+    junit = (d / "junit.xml").read_text()
+    report = (d / "gate.md").read_text()
+    assert "no JSON object with 'score'" in junit  # the reason stays readable
+    assert "Bearer ***" in junit and r"Bearer \*\*\*" in report  # Markdown escapes the stars
+    for where in (evaluated.stdout, evaluated.stderr, gate.stdout, junit, report):
+        assert LEAKED not in where
