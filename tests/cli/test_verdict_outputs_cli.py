@@ -4,6 +4,12 @@ subprocess: JUnit for must-pass cases a policy ignores, and a judge that echoes 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +18,7 @@ import pytest
 import yaml
 
 from tests.cli.test_cli import ok_json
-from tests.helpers import Project, rg
+from tests.helpers import REPO, Project, rg
 from tests.runner.test_judge import KEY_ENV, JudgeServer
 
 LEAKED = "sk-live-4f9a8b7c6d5e4f3a2b1c"
@@ -87,3 +93,59 @@ def test_a_judge_answer_that_echoes_a_key_is_masked_everywhere_it_is_quoted(
     assert "Bearer ***" in junit and r"Bearer \*\*\*" in report  # Markdown escapes the stars
     for where in (evaluated.stdout, evaluated.stderr, gate.stdout, junit, report):
         assert LEAKED not in where
+
+
+def test_judge_verdicts_given_before_ctrl_c_are_kept_and_not_asked_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    released = threading.Event()
+    answered = 3
+
+    def answer(prompt: str) -> str:
+        if len(server.server.requests) > answered:  # the 4th verdict never comes...
+            released.wait(60)
+        return json.dumps({"score": 1, "reason": "polite"})
+
+    server = JudgeServer(monkeypatch, answer)
+    try:
+        project = Project(root=tmp_path, fn="tests.runner.test_judge:reply")
+        d = project.root
+        path = project.workflow("v1", policy={"floors": {"polite": 0.5}})
+        vid = ok_json(rg(d, "register", str(path), "--json"))["version_id"]
+        rows = [{"id": f"c{i}", "input": f"question {i}"} for i in range(6)]
+        (d / "cases.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+        params = {"model": server.model(), "rubric": "Is polite.", "scale": "pass_fail"}
+        doc = {
+            "suite": "judged",
+            "workflow": "router",
+            "cases": "cases.jsonl",
+            "scorers": [{"type": "judge", "name": "polite", "params": params}],
+        }
+        (d / "suite.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+        env = {**os.environ, "PYTHONPATH": str(REPO), KEY_ENV: "sk-judge-test"}
+        env.pop("RELEASEGATE_DATABASE_URL", None)
+        argv = ["eval", vid, "--suite", "suite.yaml", "--concurrency", "1"]
+        first = subprocess.Popen(
+            [sys.executable, "-m", "releasegate", *argv],
+            cwd=d,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        # ...so with one judge call at a time, three verdicts are in when the 4th is asked
+        while len(server.server.requests) <= answered and first.poll() is None:
+            time.sleep(0.05)
+        first.send_signal(signal.SIGINT)  # Ctrl-C
+        _, err = first.communicate(timeout=60)
+        assert first.returncode == 130, err
+        assert "3 judge verdicts kept" in err
+        released.set()
+
+        before = len(server.server.requests)
+        resumed = ok_json(rg(d, *argv, "--json", env={KEY_ENV: "sk-judge-test"}))
+        assert len(server.server.requests) - before == 6 - answered  # only the unjudged
+        assert resumed["metrics"]["polite"]["estimate"] == 1.0
+    finally:
+        released.set()
+        server.server.stop()

@@ -221,7 +221,15 @@ def run_suite(
     runs: list[CaseRun] = []
     new_scores: list[tuple[str, int, str, float, bool, str]] = []
     stored: set[tuple[str, int, str]] = set()
-    awaited = _await_scores(scorers, keys, outputs, fresh, cached_scores, concurrency)
+    judged: dict[tuple[str, int, str], Score] = {}
+    try:
+        awaited = _await_scores(scorers, keys, outputs, fresh, cached_scores, concurrency, judged)
+    except KeyboardInterrupt:  # the verdicts already obtained are paid for: keep them
+        kept = _keep_verdicts(store, version_id, judged, use_cache)
+        raise KeyboardInterrupt(
+            f"{len(fresh)} new results and {kept} judge verdict{'s' * (kept != 1)} kept; "
+            "re-run to resume"
+        ) from None
     for c, e in keys:
         out = outputs[(c.case_hash, e)]
         is_fresh = (c.case_hash, e) in fresh
@@ -256,8 +264,10 @@ def _await_scores(
     fresh: Mapping[tuple[str, int], CaseOutput],
     cached: Mapping[tuple[str, int, str], Any],
     concurrency: int,
+    judged: dict[tuple[str, int, str], Score],
 ) -> dict[tuple[str, int, str], Score]:
-    """Scores of scorers that have ``async ascore`` (an LLM judge), awaited concurrently."""
+    """Scores of scorers that have ``async ascore`` (an LLM judge), awaited concurrently;
+    each lands in ``judged`` as it arrives, so an interrupt keeps those already given."""
     distinct = {
         (c.case_hash, e, sid): (c, e, sid, scorer)
         for c, e in keys
@@ -273,15 +283,33 @@ def _await_scores(
     async def score_all() -> list[Score]:
         slots = asyncio.Semaphore(max(1, concurrency))
 
-        async def one(case: Case, epoch: int, scorer: Any) -> Score:
+        async def one(case: Case, epoch: int, sid: str, scorer: Any) -> Score:
             async with slots:
                 score: Score = await scorer.ascore(case, outputs[(case.case_hash, epoch)])
+                judged[(case.case_hash, epoch, sid)] = score
                 return score
 
-        return await asyncio.gather(*(one(c, e, s) for c, e, _, s in todo))
+        return await asyncio.gather(*(one(c, e, sid, s) for c, e, sid, s in todo))
 
     scores = asyncio.run(score_all())
     return {(c.case_hash, e, sid): s for (c, e, sid, _), s in zip(todo, scores, strict=True)}
+
+
+def _keep_verdicts(
+    store: Store, version_id: str, judged: Mapping[tuple[str, int, str], Score], use_cache: bool
+) -> int:
+    """Store the judge verdicts obtained before an interrupt (errors are asked again)."""
+    rows = [
+        (h, e, sid, s.value, s.passed, s.detail)
+        for (h, e, sid), s in judged.items()
+        if not s.detail.startswith(SCORE_ERROR)
+    ]
+    if rows:
+        with store.write() as conn:
+            if not use_cache:  # --no-cache: these replace what was stored before
+                ScoreRepo.forget(conn, version_id, {h for h, _, _, _, _, _ in rows})
+            ScoreRepo.put_many(conn, version_id, rows)
+    return len(rows)
 
 
 def _score(scorer: Scorer, case: Case, output: CaseOutput) -> Score:
