@@ -20,6 +20,7 @@ import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from string import Formatter
 from types import TracebackType
 from typing import Any
 
@@ -64,7 +65,17 @@ class RuntimeVersion:
                 f"version {self.version_id[:12]} has no prompt template '{template}'",
                 hint=f"templates: {', '.join(sorted(templates)) or 'none'}",
             )
-        return str(templates[template]).format_map(fields)
+        text = str(templates[template])
+        names = {f.split(".")[0].split("[")[0] for _, f, _, _ in Formatter().parse(text) if f}
+        missing = sorted(names - set(fields))
+        if missing:
+            raise SDKUsageError(
+                f"prompt template '{template}' of version {self.version_id[:12]} needs "
+                + ", ".join(missing),
+                field=f"prompts.templates.{template}",
+                hint="pass every {placeholder} of the template as a keyword argument",
+            )
+        return text.format_map(fields)
 
 
 class _RunIds:
