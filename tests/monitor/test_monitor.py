@@ -160,6 +160,8 @@ def test_a_shift_fires_routed_alerts_once_per_cool_down(
     again = monitor(store, "router", "staging", now=at(now), embeddings=False)
     assert again.alerts == []  # same signals, inside the 6h cool-down: nobody is paged twice
     assert any(s.status == "alert" for s in again.signals)
+    assert {h.signal for h in again.held} == fired and again.is_alert  # still "no" for cron
+    assert all(h.delivery == "routed" and "already sent" in h.sentence for h in again.held)
 
 
 def test_a_rule_threshold_fires_only_with_enough_runs(store: Store, project: Project) -> None:
@@ -333,3 +335,44 @@ def test_a_bad_monitor_section_names_its_line_and_field(project: Project, store:
     with pytest.raises(ManifestError, match="unknown signal 'eror_rate'") as err:
         register(store, path, who="alice")
     assert err.value.field == "monitor.rules[0].signal" and err.value.line is not None
+
+
+def test_two_monitors_resending_the_outbox_at_once_send_each_alert_once(
+    store: Store, project: Project, hook: str
+) -> None:
+    from releasegate.monitor.alerts import resend_due
+    from releasegate.store.repos import ALERT_ROUTED
+
+    path = workflow_with_monitor(
+        project, {"min_sample": 100, "routes": [{"webhook": {"url": f"{hook}/json"}}]}
+    )
+    ship(store, project, path)
+    with store.write() as conn:  # as a monitor killed before sending leaves them
+        for i in range(5):
+            AlertRepo.add(
+                conn,
+                workflow="router",
+                env="staging",
+                signal=f"s{i}",
+                severity="warning",
+                message=f"alert {i}",
+                payload={},
+                routed=[],
+                status="pending",
+            )
+    results: list[Any] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(resend_due(store, "router", "staging")))
+        for _ in range(3)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    sent = sorted(a.signal for r in results for a in r)
+    assert sent == [f"s{i}" for i in range(5)]  # the lease: each by exactly one monitor
+    assert sorted(b["signal"] for _, b in Hook.received) == sent
+    with store.read() as conn:
+        stored = [AlertRepo.last(conn, "router", "staging", f"s{i}") for i in range(5)]
+    assert all(a is not None and a.status == ALERT_ROUTED and a.attempts == 1 for a in stored)
+    assert resend_due(store, "router", "staging") == []
