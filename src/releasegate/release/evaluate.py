@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from releasegate.domain.masking import mask_secrets
 from releasegate.domain.power import EpochAdvice, epochs_needed, flaky_cases, metric_interval
 from releasegate.domain.results import Case, CaseOutput
 from releasegate.domain.stats import Interval, aggregate_interval, average_epochs
@@ -495,7 +496,7 @@ def summarize(
                     "input": case.input,
                     "expected": case.expected,
                     "output": r.output.text,
-                    "detail": r.output.error or detail,
+                    "detail": mask_secrets(r.output.error or detail),
                     "epochs_failed": len(bad),
                 }
             )
@@ -527,7 +528,10 @@ def summarize(
         "cost_usd": {"total": round(cost, 6), "per_case": round(cost / max(1, len(runs)), 8)},
         "errors": {
             "count": len(errors),
-            "examples": [{"case_id": r.case.case_id, "error": r.output.error} for r in errors[:5]],
+            "examples": [
+                {"case_id": r.case.case_id, "error": mask_secrets(r.output.error or "")}
+                for r in errors[:5]
+            ],
         },
         "clusters": table.n_clusters,
         "epoch_advice": advice,
