@@ -240,3 +240,20 @@ def test_an_application_exiting_during_an_outage_without_closing_keeps_its_runs_
         capture_output=True, text=True, env=env, timeout=120,
     )  # fmt: skip
     assert "100 runs could be neither stored nor spilled and are lost" in lost.stderr
+
+
+def test_runs_spilled_during_an_outage_are_stored_once_the_store_answers_again(
+    sqlite_store: Store, project: Project, tmp_path: Path
+) -> None:
+    vid = shipped(sqlite_store, project)
+    spill_dir = tmp_path / "spill"
+    with Client(store=sqlite_store, spill_dir=spill_dir, flush_every=60) as client:
+        break_runs_table(sqlite_store)
+        send(client, vid, threads=1, per_thread=100)
+        assert client.flush().spilled == 100  # the store is down: to disk, not lost
+        mend_runs_table(sqlite_store)
+        send(client, vid, threads=1, per_thread=10)
+        assert client.flush().stored == 10  # the store answers: the spill file goes in too
+        assert client.stats.replayed == 100
+    assert count(sqlite_store) == 110
+    assert not list(spill_dir.glob("*.jsonl"))

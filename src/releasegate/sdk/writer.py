@@ -228,8 +228,8 @@ class RunWriter:
             self._drain(final=final, stopping=stopping)
             if self._spill is not None:
                 self._sync_spill()
-                if not final and not self._queue and self._replay_due:
-                    self._replay()
+                if not stopping and not self._queue and self._replay_due:
+                    self._replay()  # the store answers again: what was spilled goes in
             for waiter in waiters:
                 waiter.set()
             if stopping:
@@ -242,6 +242,7 @@ class RunWriter:
         limit = len(queue)
         if final:
             self._unstored = 0
+            self._down_until = 0.0  # a flush or close tries the store at least once
         while limit > 0:
             with self._lock:
                 take = min(limit, self.batch_size, len(queue))
