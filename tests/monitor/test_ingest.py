@@ -18,7 +18,7 @@ from releasegate.release.gate import gate
 from releasegate.release.promote import promote
 from releasegate.release.register import register
 from releasegate.store.engine import Store
-from releasegate.store.repos import AlertRepo, RunRepo
+from releasegate.store.repos import AlertRepo, RunRepo, WorkflowRepo
 from tests.helpers import Project
 
 
@@ -218,8 +218,9 @@ def test_two_importers_at_once_land_every_run_once(
     import threading
 
     vid = shipped(store, project)
-    a = write_jsonl(tmp_path / "a.jsonl", [run(vid, i) for i in range(0, 600)])
-    b = write_jsonl(tmp_path / "b.jsonl", [run(vid, i) for i in range(300, 900)])
+    rows = [run(vid, i) for i in range(900)]  # the shared runs identical in both files
+    a = write_jsonl(tmp_path / "a.jsonl", rows[:600])
+    b = write_jsonl(tmp_path / "b.jsonl", rows[300:])
     landed: list[int] = []
     errors: list[BaseException] = []
 
@@ -381,6 +382,17 @@ def test_the_longest_names_and_largest_counts_a_run_may_carry_land_on_both_datab
     vid = shipped(store, project)
     wide = run(vid, 1, model="m" * 256, operation="o" * 256, label="l" * 256)
     wide |= {"run_id": "r" * 256, "env": "e" * 256, "tokens_in": 2**40, "retries": 2**40}
+    with store.write() as conn:  # a workflow declaring the longest environment name
+        w = WorkflowRepo.get(conn, "router")
+        WorkflowRepo.upsert(
+            conn,
+            name=w.name,
+            description=w.description,
+            stakes=w.stakes,
+            owners=w.owners,
+            environments=[*w.environments, "e" * 256],
+            monitor=w.monitor,
+        )
     assert ingest_dicts(store, [wide], source="http").landed == 1
     with store.read() as conn:
         stored = RunRepo.get(conn, "r" * 256)

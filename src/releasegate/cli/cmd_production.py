@@ -56,7 +56,7 @@ def runs_import(
                 store, file, format=format, progress=lambda n: bar.update(task, advance=n)
             )
         if result.rejected:
-            error = rejection_error(result.rejected, len(result.rejected), str(file))
+            error = rejection_error(result.rejected, result.rejected_count, str(file))
             if as_json:
                 _emit({**result.as_dict(), "landed": 0})
                 sys.exit(2)

@@ -31,6 +31,7 @@ from releasegate.domain.runs import (
     rejection_error,
     shown_run_id,
 )
+from releasegate.domain.untrusted import MAX_DEPTH
 from releasegate.errors import InputError
 
 VERSION = "releasegate.version"
@@ -384,7 +385,7 @@ def _mapping(value: Any, where: str) -> None:
         raise InputError(f"expected an object, got {type_name(value)}", field=where)
 
 
-def _attributes(items: Any) -> tuple[dict[str, Any], dict[str, str]]:
+def _attributes(items: Any, depth: int = 0) -> tuple[dict[str, Any], dict[str, str]]:
     """An OTLP KeyValue list as a dict, and the keys whose values could not be decoded:
     kept apart so that a bad attribute only matters where it is used."""
     out: dict[str, Any] = {}
@@ -398,15 +399,18 @@ def _attributes(items: Any) -> tuple[dict[str, Any], dict[str, str]]:
             errors[""] = "expected {key, value} objects"
             continue
         try:
-            out[item["key"]] = any_value(item.get("value"))
+            out[item["key"]] = any_value(item.get("value"), depth)
         except ValueError as exc:
             errors[item["key"]] = str(exc)
     return out, errors
 
 
-def any_value(value: Any) -> Any:
+def any_value(value: Any, depth: int = 0) -> Any:
     """An OTLP/JSON AnyValue as a Python value; raises ValueError on a malformed one.
-    intValue is a decimal string in OTLP/JSON (int64), and accepted as a number too."""
+    intValue is a decimal string in OTLP/JSON (int64), and accepted as a number too.
+    Arrays and kvlists nest at most ``MAX_DEPTH`` levels."""
+    if depth > MAX_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
     if value is None or value == {}:
         return None
     if not isinstance(value, Mapping) or len(value) != 1:
@@ -429,9 +433,9 @@ def any_value(value: Any) -> Any:
     elif kind == "arrayValue" and isinstance(raw, Mapping):
         values = raw.get("values") or []
         if isinstance(values, list):
-            return [any_value(v) for v in values]
+            return [any_value(v, depth + 1) for v in values]
     elif kind == "kvlistValue" and isinstance(raw, Mapping):
-        pairs, errors = _attributes(raw.get("values") or [])
+        pairs, errors = _attributes(raw.get("values") or [], depth + 1)
         if errors:
             raise ValueError(next(iter(errors.values())))
         return pairs

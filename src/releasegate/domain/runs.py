@@ -14,15 +14,17 @@ compares natively; ``started_at``/``ended_at`` give the aware datetimes.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import struct
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, TypeVar
 
 from releasegate.domain.document import type_name
+from releasegate.domain.untrusted import deep_message, too_deep
 from releasegate.errors import InputError
 
 _fast_loads: Callable[[str | bytes], Any] | None
@@ -156,6 +158,71 @@ class BatchResult:
         return rejection_error(self.rejected, self.rejected_count, source)
 
 
+class KnownNames(NamedTuple):
+    """What the store knows that a run must agree with (``RunRepo.known_names``)."""
+
+    environments: Mapping[str, Sequence[str]]  # workflow -> its environments
+    version_workflows: Mapping[str, str]  # version_id -> its workflow (registered ones)
+
+
+RunKey = tuple[str, str, str]
+"""A run's (workflow, env, version_id): what ``name_problems`` judges."""
+
+
+def name_problem(key: RunKey, known: KnownNames) -> tuple[str, str] | None:
+    """Why a run naming (workflow, env, version_id) cannot land, as (field, reason), or
+    None. A typo would otherwise be stored for good as a version outside the gate; an
+    unregistered version is not a problem here (that is what the gate check reports)."""
+    workflow, env, version_id = key
+    envs = known.environments.get(workflow)
+    if envs is None:
+        near = difflib.get_close_matches(workflow, list(known.environments), n=1)
+        hint = f" (did you mean '{near[0]}'?)" if near else ""
+        return "workflow", f"no workflow '{printable(workflow)}' is registered{hint}"
+    if env not in envs:
+        return "env", (
+            f"workflow '{workflow}' has no environment '{printable(env)}' "
+            f"(it has: {', '.join(envs)})"
+        )
+    owner = known.version_workflows.get(version_id)
+    if owner is not None and owner != workflow:
+        return "version_id", (
+            f"version {version_id[:12]} belongs to workflow '{owner}', not '{workflow}'"
+        )
+    return None
+
+
+def name_problems(keys: Iterable[RunKey], known: KnownNames) -> dict[RunKey, tuple[str, str]]:
+    """``name_problem`` of each distinct key (a batch has a handful: cheap on any size)."""
+    out: dict[RunKey, tuple[str, str]] = {}
+    for key in keys:
+        problem = name_problem(key, known)
+        if problem is not None:
+            out[key] = problem
+    return out
+
+
+def name_rejections(
+    records: Sequence[RunRecord],
+    known: KnownNames,
+    spots: Sequence[tuple[int, int | None]] | None = None,
+) -> tuple[list[Rejection], set[int]]:
+    """Rejections for the records whose names ``name_problems`` refuses, and their
+    positions in ``records``; ``spots`` gives each record's (index, line) when known."""
+    problems = name_problems({(r[1], r[3], r[2]) for r in records}, known)
+    if not problems:
+        return [], set()
+    rejected: list[Rejection] = []
+    bad: set[int] = set()
+    for i, r in enumerate(records):
+        problem = problems.get((r[1], r[3], r[2]))
+        if problem is not None:
+            index, line = spots[i] if spots is not None else (i, None)
+            rejected.append(Rejection(index, line, r.run_id, problem[0], problem[1]))
+            bad.add(i)
+    return rejected, bad
+
+
 class RecordError(Exception):
     """Internal and cheap: one field of one record is bad (turned into a Rejection)."""
 
@@ -260,7 +327,9 @@ def _decode_slowly(raw: str | bytes) -> Any:
         return _Malformed(f"malformed JSON: {exc.msg} (column {exc.colno})")
     except UnicodeDecodeError as exc:
         return _Malformed(f"not UTF-8 text ({exc.reason})")
-    except (ValueError, RecursionError) as exc:  # a 5000-digit number, [[[[...]]]]
+    except RecursionError:  # [[[[...]]]]
+        return _Malformed(deep_message())
+    except ValueError as exc:  # a 5000-digit number
         return _Malformed(f"unreadable JSON: {str(exc).split(';')[0]}")
 
 
@@ -634,6 +703,8 @@ def _text(value: Any, field: str) -> str:
         return _valid(value, field)
     if not isinstance(value, dict | list):
         raise RecordError(field, f"expected a string (or JSON object/list), got {_show(value)}")
+    if too_deep(value):
+        raise RecordError(field, deep_message())
     try:  # structured output: stored as its JSON text
         text = json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
     except (TypeError, ValueError, RecursionError) as exc:  # from the SDK: a datetime, {1:, "a":}

@@ -229,7 +229,14 @@ def parse_suite(doc: Document, load_cases: CaseLoader) -> Suite:
                     f"no scorer named '{metric}'",
                     hint="scorers: " + ", ".join(s.name for s in scorers),
                 )
-            thresholds[str(metric)] = th.get(str(metric), float)
+            value = th.get(str(metric), float)
+            if not 0.0 <= value <= 1.0:
+                th.fail(
+                    str(metric),
+                    f"must be between 0 and 1 (a share of cases), got {value:g}",
+                    hint=f"write {value / 100:g} for {value:g}%" if 1 < value <= 100 else None,
+                )
+            thresholds[str(metric)] = value
     return Suite(
         name=name,
         workflow=workflow,

@@ -30,7 +30,17 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from releasegate.domain.otlp import parse_otlp_json
-from releasegate.domain.runs import Rejection, RunRecord, parse_batch, parse_jsonl
+from releasegate.domain.runs import (
+    Rejection,
+    RunKey,
+    RunRecord,
+    name_problems,
+    name_rejections,
+    parse_batch,
+    parse_jsonl,
+    shown_run_id,
+)
+from releasegate.domain.untrusted import parse_json
 from releasegate.errors import InputError
 from releasegate.providers import prices
 from releasegate.store.engine import Conn, Store
@@ -47,6 +57,12 @@ log = logging.getLogger("releasegate.ingest")
 CHUNK = 20_000
 """Runs validated and inserted per step of a streamed import (one transaction overall)."""
 MAX_REASONS = 50
+MAX_KEPT = 1000
+"""Rejections kept (as examples) per import; ``IngestResult.rejected_count`` counts all."""
+CHANGED = (
+    "already stored with other content: a run_id names one run, recorded once "
+    "(send a changed run under a new run_id)"
+)
 
 
 @dataclass(frozen=True)
@@ -66,13 +82,18 @@ class IngestResult:
     landed: int = 0
     duplicates: int = 0
     skipped: int = 0
-    rejected: list[Rejection] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)  # the first MAX_KEPT examples
     outside_gate: list[Outside] = field(default_factory=list)
     alerts: list[Any] = field(default_factory=list)
+    rejected_total: int = 0  # every rejection, beyond the examples kept
 
     @property
     def ok(self) -> bool:
         return not self.rejected
+
+    @property
+    def rejected_count(self) -> int:
+        return max(self.rejected_total, len(self.rejected))
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -81,7 +102,7 @@ class IngestResult:
             "duplicates": self.duplicates,
             "skipped": self.skipped,
             "rejected": [_rejection_dict(r) for r in self.rejected[:MAX_REASONS]],
-            "rejected_total": len(self.rejected),
+            "rejected_total": self.rejected_count,
             "outside_gate": [o.__dict__ for o in self.outside_gate],
             "alerts": [getattr(a, "message", str(a)) for a in self.alerts],
         }
@@ -143,14 +164,39 @@ def _tally(records: Iterable[RunRecord], seen: dict[tuple[str, str, str], int]) 
         seen[k] = seen.get(k, 0) + 1
 
 
-def ingest_records(store: Store, records: Sequence[RunRecord]) -> IngestResult:
-    """Land already-validated records in one transaction, then check the gate."""
+def ingest_records(
+    store: Store, records: Sequence[RunRecord], *, atomic: bool = True
+) -> IngestResult:
+    """Land already-validated records in one transaction, then check the gate.
+
+    Records naming a workflow or environment the store does not know, or a version of
+    another workflow, are rejected, and so is a run_id already stored with other
+    content. ``atomic``: then nothing lands; otherwise the other records do."""
     result = IngestResult(received=len(records))
     received_at = datetime.now(UTC).timestamp()
-    with store.write() as conn:
-        price = prices.run_pricer()
-        rows = [to_row(r, received_at, price) for r in records]
-        result.landed = RunRepo.insert_many(conn, rows)
+    try:
+        with store.write() as conn:
+            known = RunRepo.known_names(conn, {r.version_id for r in records})
+            rejected, bad = name_rejections(records, known)
+            result.rejected = rejected
+            if rejected and atomic:
+                return result
+            if bad:
+                records = [r for i, r in enumerate(records) if i not in bad]
+            price = prices.run_pricer()
+            rows = [to_row(r, received_at, price) for r in records]
+            result.landed = RunRepo.insert_many(conn, rows)
+            if result.landed < len(rows):
+                changed = set(RunRepo.changed(conn, rows))
+                for i, r in enumerate(records):
+                    if r.run_id in changed:
+                        result.rejected.append(Rejection(i, None, r.run_id, "run_id", CHANGED))
+                if changed and atomic:
+                    raise _Rejected
+                records = [r for r in records if r.run_id not in changed]
+    except _Rejected:
+        result.landed = 0
+        return result
     result.duplicates = len(records) - result.landed
     _after_landing(store, records, result)
     return result
@@ -171,10 +217,15 @@ def ingest_dicts(
     """
     parsed = parse_batch(items, now=now or datetime.now(UTC), source=source)
     if parsed.rejected and atomic:
-        return IngestResult(received=len(items), rejected=list(parsed.rejected))
-    result = ingest_records(store, parsed.accepted)
+        return IngestResult(
+            received=len(items),
+            rejected=list(parsed.rejected),
+            rejected_total=parsed.rejected_count,
+        )
+    result = ingest_records(store, parsed.accepted, atomic=atomic)
     result.received = len(items)
-    result.rejected = list(parsed.rejected)
+    result.rejected = list(parsed.rejected) + result.rejected
+    result.rejected_total = parsed.rejected_count + len(result.rejected) - len(parsed.rejected)
     return result
 
 
@@ -185,9 +236,10 @@ def ingest_otlp(
     parsed = parse_otlp_json(payload, now=now or datetime.now(UTC))
     if parsed.rejected:
         return IngestResult(
-            received=len(parsed.runs) + len(parsed.rejected),
+            received=len(parsed.runs) + parsed.rejected_count,
             rejected=list(parsed.rejected),
             skipped=parsed.skipped_spans,
+            rejected_total=parsed.rejected_count,
         )
     result = ingest_records(store, parsed.runs)
     result.skipped = parsed.skipped_spans
@@ -218,6 +270,7 @@ def import_jsonl(
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror}", source=str(path)) from None
     n_workers = _worker_count(path) if workers is None else workers
+    found = _Found()
     try:
         with handle, store.write() as conn, RunRepo.bulk(conn), _gc_paused():
             if n_workers > 0:
@@ -225,9 +278,17 @@ def import_jsonl(
             else:
                 chunks = _parse_here(handle, at, received_at)
             with contextlib.closing(chunks):  # stops the workers, whatever happens
-                _land(conn, chunks, result, seen, progress)
+                _land(conn, chunks, result, seen, progress, found)
+            if found.changed:  # which of them were stored before this import
+                found.stored_before = set(RunRepo.received_before(conn, found.changed, received_at))
+            if result.rejected or found:
+                raise _Rejected
     except _Rejected:
         result.landed = 0
+        if found:
+            located, count = _locate(path, found, MAX_KEPT)
+            result.rejected = sorted(result.rejected + located, key=_by_line)[:MAX_KEPT]
+            result.rejected_total += count
         return result
     result.duplicates = result.received - result.landed
     _check_gate(store, seen, result)
@@ -246,6 +307,20 @@ class _Chunk(NamedTuple):
     rejected: list[Rejection]  # lines numbered in the file, not the chunk
     rows: Iterable[tuple[Any, ...]]  # empty when the chunk has rejections
     seen: Mapping[tuple[str, str, str], int]  # (workflow, env, version_id) -> runs
+    rejected_count: int = 0  # may exceed len(rejected), which is capped
+
+
+@dataclass
+class _Found:
+    """What the store refused in an import: names it does not know, and run_ids stored
+    with other content; their lines are looked up afterwards (``_locate``)."""
+
+    names: dict[RunKey, tuple[str, str]] = field(default_factory=dict)
+    changed: set[str] = field(default_factory=set)
+    stored_before: set[str] = field(default_factory=set)
+
+    def __bool__(self) -> bool:
+        return bool(self.names or self.changed)
 
 
 def _land(
@@ -254,18 +329,77 @@ def _land(
     result: IngestResult,
     seen: dict[tuple[str, str, str], int],
     progress: Any,
+    found: _Found,
 ) -> None:
+    checked: set[RunKey] = set()
     for chunk in chunks:
         result.received += chunk.received
-        result.rejected.extend(chunk.rejected)
-        if not result.rejected:
-            result.landed += RunRepo.insert_many(conn, chunk.rows)
+        result.rejected_total += chunk.rejected_count
+        result.rejected.extend(chunk.rejected[: MAX_KEPT - len(result.rejected)])
+        new = [key for key in chunk.seen if key not in checked]
+        if new:  # a few distinct (workflow, env, version) per file: checked once each
+            known = RunRepo.known_names(conn, {key[2] for key in new})
+            found.names.update(name_problems(new, known))
+            checked.update(new)
+        if not result.rejected and not found.names:
+            rows = chunk.rows if isinstance(chunk.rows, list) else list(chunk.rows)
+            landed = RunRepo.insert_many(conn, rows)
+            result.landed += landed
+            if landed < len(rows):  # a re-sent run: identical, or a conflict
+                found.changed.update(RunRepo.changed(conn, rows))
             for key, n in chunk.seen.items():
                 seen[key] = seen.get(key, 0) + n
         if progress is not None:
             progress(chunk.lines)
-    if result.rejected:
-        raise _Rejected
+
+
+def _by_line(r: Rejection) -> tuple[int, int]:
+    return (r.line or 0, r.index)
+
+
+def _locate(path: Path, found: _Found, limit: int) -> tuple[list[Rejection], int]:
+    """The lines behind what the store refused: every record naming an unknown workflow
+    or environment (or another workflow's version), and the record re-using a stored
+    run_id (or one used earlier in the file) with other content. Only on the way to a
+    refusal, so a second read of the file costs nothing on a clean import."""
+    loads: Any = json.loads
+    with contextlib.suppress(ImportError):
+        from orjson import loads
+    out: list[Rejection] = []
+    count = 0
+    first: dict[str, int] = {}
+    index = -1
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                obj = loads(raw)
+            except (ValueError, RecursionError):
+                continue
+            index += 1
+            if not isinstance(obj, dict):
+                continue
+            run_id = obj.get("run_id")
+            run_id = str(run_id) if type(run_id) is int else run_id
+            version_id = obj.get("version_id")
+            key = (
+                obj.get("workflow"),
+                obj.get("env"),
+                version_id.lower() if isinstance(version_id, str) else version_id,
+            )
+            problem = found.names.get(key)  # type: ignore[arg-type]
+            reason: tuple[str, str] | None = problem
+            if reason is None and run_id in found.changed:
+                if run_id in found.stored_before:
+                    reason = ("run_id", CHANGED)
+                elif run_id in first:
+                    reason = ("run_id", f"already used by line {first[run_id]} with other content")
+                else:
+                    first[run_id] = number
+            if reason is not None:
+                count += 1
+                if len(out) < limit:
+                    out.append(Rejection(index, number, shown_run_id(run_id), *reason))
+    return out, count
 
 
 FORMATS = ("auto", "jsonl", "otlp")
@@ -282,9 +416,10 @@ def import_file(
     if format == "jsonl" or (format == "auto" and not _looks_like_otlp(path)):
         return import_jsonl(store, path, progress=progress)
     try:
-        payload = json.loads(path.read_bytes())
-    except ValueError as exc:
-        raise InputError(f"not JSON: {exc}", source=str(path)) from None
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}", source=str(path)) from None
+    payload = parse_json(raw, str(path))
     if not isinstance(payload, dict):
         raise InputError("expected an OTLP ExportTraceServiceRequest", source=str(path))
     return ingest_otlp(store, payload)
@@ -302,15 +437,16 @@ _SEEN_KEY = operator.itemgetter(1, 3, 2)  # a RunRecord's (workflow, env, versio
 def _parse_chunk(lines: list[bytes], start_line: int, at: datetime, received_at: float) -> _Chunk:
     parsed = parse_jsonl(lines, now=at, source="jsonl")
     received = len(parsed.accepted) + parsed.duplicates + parsed.rejected_count
+    seen = Counter(map(_SEEN_KEY, parsed.accepted))
     if parsed.rejected:
         offset = start_line - 1  # the parser numbers lines within the chunk
         rejected = [
             replace(r, line=None if r.line is None else r.line + offset) for r in parsed.rejected
         ]
-        return _Chunk(len(lines), received, rejected, [], {})
+        return _Chunk(len(lines), received, rejected, [], seen, parsed.rejected_count)
     price = prices.run_pricer()
     rows = [to_row(r, received_at, price) for r in parsed.accepted]
-    return _Chunk(len(lines), received, [], rows, Counter(map(_SEEN_KEY, parsed.accepted)))
+    return _Chunk(len(lines), received, [], rows, seen)
 
 
 def _parse_here(
@@ -441,9 +577,14 @@ def _parse_elsewhere(
                 return
             if message[0] != "chunk" or message[1] != index:
                 raise RuntimeError(f"parse worker: unexpected {message[0]!r}")
-            _, _, lines, received, rejected, packed, seen = message
+            _, _, lines, received, rejected, packed, seen, rejected_count = message
             yield _Chunk(
-                lines, received, [Rejection(*r) for r in rejected], _unpack_rows(packed), seen
+                lines,
+                received,
+                [Rejection(*r) for r in rejected],
+                _unpack_rows(packed),
+                seen,
+                rejected_count,
             )
             index += 1
     except (OSError, EOFError, pickle.UnpicklingError, RuntimeError) as exc:
@@ -508,7 +649,16 @@ def _work(argv: list[str]) -> None:
                     (r.index, r.line, r.run_id, r.field, r.reason, r.where) for r in chunk.rejected
                 ]
                 rows = _pack_rows(chunk.rows)
-                message = ("chunk", index, chunk.lines, chunk.received, rejected, rows, chunk.seen)
+                message = (
+                    "chunk",
+                    index,
+                    chunk.lines,
+                    chunk.received,
+                    rejected,
+                    rows,
+                    chunk.seen,
+                    chunk.rejected_count,
+                )
                 pickle.dump(message, out, protocol=pickle.HIGHEST_PROTOCOL)
                 out.flush()
         pickle.dump(("end",), out)

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from releasegate.domain.untrusted import compose_yaml, construct_scalar
 from releasegate.errors import InputError
 
 log = logging.getLogger("releasegate.prices")
@@ -289,13 +290,12 @@ def _load(key: tuple[tuple[str, int, int], ...]) -> PriceTable:
 def _read(path: Path) -> tuple[str, str | None, dict[str, Price]]:
     source = str(path)
     try:
-        root = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise InputError(f"cannot read the price table: {exc.strerror}", source=source) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        raise InputError("malformed YAML", source=source, line=line) from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not UTF-8 text ({exc.reason})", source=source) from None
+    root = compose_yaml(text, source)
 
     def fail(
         node: yaml.Node | None, field: str | None, message: str, hint: str | None = None
@@ -359,10 +359,7 @@ def _entries(node: yaml.MappingNode, source: str) -> dict[str, tuple[yaml.Node, 
     return out
 
 
-_CONSTRUCTOR = yaml.SafeLoader("")
-
-
 def _scalar(node: yaml.Node) -> Any:
     if not isinstance(node, yaml.ScalarNode):
         return node  # a mapping or list where a value belongs: the caller says so
-    return _CONSTRUCTOR.construct_object(node)
+    return construct_scalar(node)

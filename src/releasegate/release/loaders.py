@@ -1,88 +1,46 @@
 """Reading input files into Documents: YAML with a line for every value, JSONL by line.
 
-This is the only place that parses user files, so every parse error, in any
-file kind, comes out as an InputError with the file and line.
+This is the only place that reads user files, so every parse error, in any file
+kind, comes out as an InputError with the file and line. The parsing itself, and
+its limits on untrusted text, live in ``domain/untrusted.py``.
 """
 
 from __future__ import annotations
 
-import json
+import os
 from pathlib import Path
-from typing import Any
 
-import yaml
-
+from releasegate.domain import untrusted
 from releasegate.domain.document import Document
-from releasegate.domain.document import Path as KeyPath
 from releasegate.errors import InputError
 
 
-class _LineLoader(yaml.SafeLoader):
-    """SafeLoader that keeps the start line of every node it builds."""
-
-
-# libyaml builds the same nodes and marks ~8x faster; its error wording differs, so a
-# document it rejects is parsed again by _LineLoader for the message users see.
-_FAST_LOADERS: tuple[type[Any], ...] = (
-    (yaml.CSafeLoader,) if getattr(yaml, "__with_libyaml__", False) else ()
-)
-
-
-def _walk(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], loader: Any) -> Any:
-    lines[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        out: dict[Any, Any] = {}
-        loader.flatten_mapping(node)
-        for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
-            if isinstance(key, list | dict):
-                raise yaml.constructor.ConstructorError(
-                    None, None, "a key must be a scalar", key_node.start_mark
-                )
-            if key in out:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key '{key}'", key_node.start_mark
-                )
-            child = (*path, str(key))
-            out[key] = _walk(value_node, child, lines, loader)
-            lines[child] = key_node.start_mark.line + 1
-        return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_walk(v, (*path, i), lines, loader) for i, v in enumerate(node.value)]
-    return loader.construct_object(node, deep=True)
-
-
 def parse_yaml(text: str, source: str, error: type[InputError] = InputError) -> Document:
-    for fast in _FAST_LOADERS:
-        loader = fast(text)
-        try:
-            node = loader.get_single_node()
-            lines: dict[KeyPath, int] = {}
-            data = {} if node is None else _walk(node, (), lines, loader)
-            return Document(data=data, source=source, lines=lines)
-        except yaml.YAMLError:
-            pass  # fall through to the pure-Python parser and its messages
-        finally:
-            loader.dispose()
-    loader = _LineLoader(text)
+    """A YAML text as a Document, under ``domain/untrusted``'s limits."""
+    return untrusted.parse_yaml(text, source, error)
+
+
+def max_input_bytes() -> int:
+    """The size cap of a YAML or JSON input file: ``RELEASEGATE_MAX_INPUT_BYTES`` or 10 MB."""
+    raw = os.environ.get("RELEASEGATE_MAX_INPUT_BYTES", "").strip()
+    if not raw:
+        return untrusted.MAX_INPUT_BYTES
     try:
-        node = loader.get_single_node()
-        lines = {}
-        data = {} if node is None else _walk(node, (), lines, loader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        problem = exc.problem or exc.context or "malformed YAML"
-        raise error(f"malformed YAML: {problem}", source=source, line=line) from None
-    except yaml.YAMLError as exc:
-        raise error(f"malformed YAML: {exc}", source=source) from None
-    finally:
-        loader.dispose()
-    return Document(data=data, source=source, lines=lines)
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise InputError(
+            f"RELEASEGATE_MAX_INPUT_BYTES must be a whole number of bytes above 0, got {raw!r}",
+            field="RELEASEGATE_MAX_INPUT_BYTES",
+        )
+    return value
 
 
 def read_text(path: Path, error: type[InputError] = InputError, *, what: str = "file") -> str:
+    """A YAML or JSON input file's text: refused when missing, over the size cap or not UTF-8."""
     try:
+        untrusted.check_size(path.stat().st_size, max_input_bytes(), str(path), error)
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise error(f"{what} not found", source=str(path)) from None
@@ -101,12 +59,7 @@ def parse_jsonl(text: str, source: str, error: type[InputError] = InputError) ->
     for number, raw in enumerate(text.splitlines(), start=1):
         if not raw.strip():
             continue
-        try:
-            data = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise error(
-                f"malformed JSON: {exc.msg} (column {exc.colno})", source=source, line=number
-            ) from None
+        data = untrusted.parse_json(raw, source, error, line=number)
         records.append(Document(data=data, source=source, lines={(): number}, base_line=number))
     return records
 

@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from releasegate.domain.audit import GENESIS, AuditEvent, chain_event
 from releasegate.domain.identity import canonical_json
+from releasegate.domain.runs import KnownNames
 from releasegate.errors import NotFoundError, RefusedError, StaleAliasError
 from releasegate.store import tables as t
 
@@ -222,7 +223,9 @@ class VersionRepo:
     @staticmethod
     def by_prefix(conn: Connection, prefix: str) -> list[VersionRecord]:
         rows = conn.execute(
-            select(t.versions).where(t.versions.c.version_id.startswith(prefix)).limit(5)
+            select(t.versions)
+            .where(t.versions.c.version_id.startswith(prefix, autoescape=True))
+            .limit(5)
         ).all()
         return [_version(r) for r in rows]
 
@@ -622,7 +625,7 @@ class DecisionRepo:
     def by_prefix(conn: Connection, prefix: str) -> list[DecisionRecord]:
         rows = conn.execute(
             select(t.gate_decisions)
-            .where(t.gate_decisions.c.decision_id.startswith(prefix))
+            .where(t.gate_decisions.c.decision_id.startswith(prefix, autoescape=True))
             .limit(5)
         ).all()
         return [_decision(r) for r in rows]
@@ -1020,6 +1023,30 @@ def _fetch(conn: Connection, sql: str, params: Sequence[Any]) -> list[tuple[Any,
         cur.close()
 
 
+def _marks(values: Sequence[Any]) -> str:
+    return ", ".join("?" * len(values))
+
+
+def _comparable(row: Sequence[Any]) -> tuple[Any, ...]:
+    """A ``runs`` row, stored or about to be inserted (with its sentinels), as plain
+    values to compare: NULL for every sentinel, flags as bools, without the source and
+    the time it was received."""
+    out: list[Any] = []
+    for i in RunRepo._COMPARED:
+        value = row[i]
+        null = RunRepo._NULLS.get(RUN_COLUMNS[i])
+        if null == "flag":
+            value = bool(value)
+        elif null == "nan":
+            value = None if value is None or value != value else float(value)
+        elif null == "-1":
+            value = None if value is None or value == -1 else value
+        elif null == "''":
+            value = None if value == "" else value
+        out.append(value)
+    return tuple(out)
+
+
 class RunRepo:
     """Production runs: bulk, idempotent inserts and window scans, in raw DB-API for speed.
 
@@ -1203,6 +1230,52 @@ class RunRepo:
         cost = runs["cost_usd"]
         cost[np.isinf(cost)] = np.nan
         return runs
+
+    @staticmethod
+    def known_names(conn: Connection, version_ids: Iterable[str]) -> KnownNames:
+        """Every workflow with its environments, and the workflow of each of ``version_ids``
+        that is registered: what ``domain.runs.name_problems`` checks runs against."""
+        envs = {
+            name: tuple(json.loads(raw))
+            for name, raw in _fetch(conn, "SELECT name, environments_json FROM workflows", [])
+        }
+        owners: dict[str, str] = {}
+        ids = sorted(set(version_ids))
+        for i in range(0, len(ids), 500):
+            part = ids[i : i + 500]
+            sql = f"SELECT version_id, workflow FROM versions WHERE version_id IN ({_marks(part)})"
+            owners.update(_fetch(conn, sql, part))
+        return KnownNames(envs, owners)
+
+    @staticmethod
+    def received_before(conn: Connection, run_ids: Iterable[str], received_at: float) -> list[str]:
+        """Which of ``run_ids`` were stored by an earlier write than the one at ``received_at``."""
+        ids = sorted(set(run_ids))
+        out: list[str] = []
+        for i in range(0, len(ids), 500):
+            part = ids[i : i + 500]
+            sql = f"SELECT run_id FROM runs WHERE run_id IN ({_marks(part)}) AND received_at < ?"
+            out.extend(r[0] for r in _fetch(conn, sql, [*part, received_at]))
+        return out
+
+    _COMPARED = tuple(i for i, c in enumerate(RUN_COLUMNS) if c not in ("source", "received_at"))
+
+    @staticmethod
+    def changed(conn: Connection, rows: Sequence[Sequence[Any]]) -> list[str]:
+        """The run_ids of ``rows`` (as ``insert_many`` takes them) that are stored with
+        other content: a run is recorded once, so a re-send must be identical. Call it
+        after ``insert_many`` skipped some rows; the rows it just inserted compare equal."""
+        wanted = {row[0]: row for row in rows}
+        out: list[str] = []
+        ids = sorted(wanted)
+        columns = ", ".join(RUN_COLUMNS)
+        for i in range(0, len(ids), 500):
+            part = ids[i : i + 500]
+            sql = f"SELECT {columns} FROM runs WHERE run_id IN ({_marks(part)})"
+            for stored in _fetch(conn, sql, part):
+                if _comparable(stored) != _comparable(wanted[stored[0]]):
+                    out.append(stored[0])
+        return sorted(out)
 
     @staticmethod
     def get(conn: Connection, run_id: str) -> dict[str, Any] | None:
