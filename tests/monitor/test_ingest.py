@@ -398,3 +398,34 @@ def test_the_longest_names_and_largest_counts_a_run_may_carry_land_on_both_datab
         stored = RunRepo.get(conn, "r" * 256)
     assert stored is not None
     assert (stored["env"], stored["label"], stored["tokens_in"]) == ("e" * 256, "l" * 256, 2**40)
+
+
+def test_runs_naming_what_the_store_does_not_know_are_rejected(
+    store: Store, project: Project
+) -> None:
+    vid = shipped(store, project)
+    good, typo, env = run(vid, 1), run(vid, 2, workflow="ruoter"), run(vid, 3, env="prod")
+    sdk = ingest_dicts(store, [good, typo, env], source="sdk", atomic=False)  # the SDK's call
+    assert sdk.landed == 1 and [(r.run_id, r.field) for r in sdk.rejected] == [
+        ("run-00002", "workflow"),
+        ("run-00003", "env"),
+    ]
+    assert "did you mean 'router'?" in sdk.rejected[0].reason
+    http = ingest_dicts(store, [run(vid, 4), typo], source="http")  # atomic: none lands
+    assert (http.landed, http.rejected_count) == (0, 1) and count(store) == 1
+
+
+def test_a_run_id_resent_with_other_content_is_rejected_in_a_later_batch(
+    store: Store, project: Project
+) -> None:
+    vid = shipped(store, project)
+    first = run(vid, 1)
+    assert ingest_dicts(store, [first], source="http").landed == 1
+    same = ingest_dicts(store, [dict(first)], source="sdk", atomic=False)
+    assert (same.landed, same.duplicates, same.rejected) == (0, 1, [])
+    other = ingest_dicts(store, [{**first, "latency_ms": 1.0}, run(vid, 2)], source="http")
+    assert other.landed == 0 and [(r.run_id, r.field) for r in other.rejected] == [
+        ("run-00001", "run_id")
+    ]
+    assert "already stored with other content" in other.rejected[0].reason
+    assert count(store) == 1
