@@ -415,7 +415,7 @@ def test_json_that_python_refuses_to_read_is_a_rejection_too() -> None:
     result = parse_jsonl([huge, deep], now=NOW)
     assert [(r.line, r.reason.split(":")[0]) for r in result.rejected] == [
         (1, "unreadable JSON"),
-        (2, "unreadable JSON"),
+        (2, "JSON nested deeper than 100 levels"),
     ]
 
 

@@ -161,8 +161,9 @@ class _Walk:
     """Nodes to plain data plus a line per path, counting nodes as yaml.v3 does: once an
     anchored node has been walked, each later reference walks it again as an alias."""
 
-    def __init__(self, loader: Any) -> None:
+    def __init__(self, loader: Any, *, duplicate_keys: bool = False) -> None:
         self.loader = loader
+        self.duplicate_keys = duplicate_keys
         self.lines: dict[KeyPath, int] = {}
         self.walked: set[int] = set()
         self.open: set[int] = set()  # collections being walked: a reference back is a cycle
@@ -225,7 +226,7 @@ class _Walk:
                 self.merge(value_node, path, depth, merged)
                 continue
             key = self.scalar(key_node)
-            if key in out:
+            if key in out and not self.duplicate_keys:
                 raise _Refused(f"malformed YAML: duplicate key '{key}'", key_node.start_mark)
             child = (*path, str(key))
             out[key] = self.walk(value_node, child, depth + 1)
@@ -257,24 +258,32 @@ class _Walk:
         return value
 
 
-def _document(loader: Any, source: str) -> Document:
+def _document(loader: Any, source: str, duplicate_keys: bool) -> Document:
     node = loader.get_single_node()
     if node is None:
         return Document(data={}, source=source, lines={})
-    walk = _Walk(loader)
+    walk = _Walk(loader, duplicate_keys=duplicate_keys)
     data = walk.walk(node, (), 0)
     return Document(data=data, source=source, lines=walk.lines)
 
 
-def parse_yaml(text: str, source: str, error: type[InputError] = InputError) -> Document:
+def parse_yaml(
+    text: str,
+    source: str,
+    error: type[InputError] = InputError,
+    *,
+    duplicate_keys: bool = False,
+) -> Document:
     """A YAML document as plain data (str, int, float, bool, None, list, dict) with the
-    line of every value; anything else is ``error`` naming the file and line."""
+    line of every value; anything else is ``error`` naming the file and line.
+    ``duplicate_keys``: let a repeated key through (the last wins), for a caller that
+    reports them itself."""
     check_controls(text, source, error)
     for i, kind in enumerate(_LOADERS):
         is_last = i == len(_LOADERS) - 1
         loader = kind(text)
         try:
-            return _document(loader, source)
+            return _document(loader, source, duplicate_keys)
         except _Refused as refused:
             line = refused.mark.line + 1 if refused.mark is not None else None
             raise error(refused.message, source=source, line=line) from None
@@ -301,7 +310,7 @@ def parse_yaml(text: str, source: str, error: type[InputError] = InputError) -> 
 def compose_yaml(text: str, source: str, error: type[InputError] = InputError) -> yaml.Node | None:
     """The node tree of a YAML document, for readers that walk nodes themselves, after
     the same checks as ``parse_yaml`` (control characters, depth, aliasing)."""
-    parse_yaml(text, source, error)  # refuses what parse_yaml refuses
+    parse_yaml(text, source, error, duplicate_keys=True)  # the caller names duplicates
     loader = _LOADERS[0](text)
     try:
         return loader.get_single_node()  # type: ignore[no-any-return]
