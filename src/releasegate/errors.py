@@ -14,6 +14,8 @@
     │   ├── WriteConflictError another writer created the same row first
     │   └── SelfApprovalError
     ├── StoreError            exit 2   the store cannot be used as given (one line: cause, store)
+    │   │                              read-only, full, locked, unreachable, unreadable
+    │   ├── StoreConflictError  a transient conflict with another writer (retried first)
     │   └── StoreUnavailableError  the SDK could not reach the store (nor serve a last known answer)
     │       └── RunsNotStoredError  flush()/close() could neither store nor spill some runs
     ├── SchemaOutdatedError   exit 2   the store needs `releasegate db upgrade`
@@ -135,6 +137,10 @@ class StoreError(ReleasegateError):
     unreachable, unreadable); the message names the cause and the store."""
 
     exit_code = 2
+
+
+class StoreConflictError(StoreError):
+    """Another writer conflicted (serialization failure, deadlock, busy); a retry resolves it."""
 
 
 class StoreUnavailableError(StoreError):

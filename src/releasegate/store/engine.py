@@ -24,9 +24,12 @@ from releasegate.errors import (
     NotFoundError,
     PrerequisiteError,
     SchemaOutdatedError,
+    StoreError,
     WriteConflictError,
 )
+from releasegate.store import faults
 from releasegate.store.blobs import BlobStore
+from releasegate.store.faults import parse_url
 
 SCHEMA_HEAD = "0004"
 SCHEMA_ORDER = ("0001", "0002", "0003")
@@ -45,10 +48,15 @@ class Location:
 def locate(project_dir: Path | None = None) -> Location:
     """Where the store lives: ``RELEASEGATE_DATABASE_URL`` or ``.releasegate/`` of the project."""
     home = (project_dir or Path(os.environ.get("RELEASEGATE_DIR", "."))).resolve() / STORE_DIR
-    url = os.environ.get("RELEASEGATE_DATABASE_URL")
-    if url:
+    raw = os.environ.get("RELEASEGATE_DATABASE_URL")
+    if raw and raw.strip():
+        parsed = parse_url(raw)
+        url = parsed.render_as_string(hide_password=False)
         return Location(
-            url=url, blob_root=home / "blobs", is_embedded=url.startswith("sqlite"), home=home
+            url=url,
+            blob_root=home / "blobs",
+            is_embedded=parsed.get_backend_name() == "sqlite",
+            home=home,
         )
     return Location(
         url=f"sqlite:///{home / 'releasegate.db'}",
@@ -58,14 +66,14 @@ def locate(project_dir: Path | None = None) -> Location:
     )
 
 
-def _sqlite_pragmas(engine: Engine) -> None:
+def _sqlite_pragmas(engine: Engine, busy_timeout: float) -> None:
     @event.listens_for(engine, "connect")
     def _connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
         cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")  # first: WAL may wait
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
-        cur.execute("PRAGMA busy_timeout=30000")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
 
@@ -73,6 +81,30 @@ def _sqlite_pragmas(engine: Engine) -> None:
     def _begin(conn: Connection) -> None:
         mode = "IMMEDIATE" if conn.get_execution_options().get("releasegate_write") else "DEFERRED"
         conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def make_engine(raw_url: str) -> Engine:
+    """An engine with the store's timeouts, whose driver errors become StoreError."""
+    url, timeouts = faults.split_timeouts(faults.parse_url(raw_url))
+    args = faults.connect_args(url, timeouts)
+    if url.get_backend_name() == "sqlite":
+        engine = create_engine(url, connect_args=args)
+        _sqlite_pragmas(engine, timeouts.lock)
+    else:
+        try:
+            engine = create_engine(url, pool_pre_ping=True, connect_args=args)
+        except ModuleNotFoundError as exc:
+            raise PrerequisiteError(
+                f"the database driver is not installed ({exc.name})",
+                hint="pip install 'releasegate[postgres]'",
+            ) from None
+    faults.install(engine, url)
+    return engine
+
+
+def _is_missing_table(exc: OperationalError | ProgrammingError) -> bool:
+    code = getattr(exc.orig, "sqlstate", None)  # psycopg: undefined_table
+    return code == "42P01" or "no such table" in str(exc.orig)
 
 
 def _is_unique_violation(exc: IntegrityError) -> bool:
@@ -98,25 +130,23 @@ class Store:
         location: Location | None = None,
     ) -> Store:
         loc = location or locate(project_dir)
-        if loc.url.startswith("sqlite"):
-            db_path = Path(loc.url.removeprefix("sqlite:///"))
-            if not db_path.exists() and loc.url != "sqlite://":
+        url = faults.parse_url(loc.url)
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            db_path = Path(str(url.database))
+            if not db_path.exists():
                 if not create:
                     raise NotFoundError(
                         f"no releasegate store at {loc.home}",
                         hint="run `releasegate init` (or `releasegate demo`) in your project",
                     )
-                db_path.parent.mkdir(parents=True, exist_ok=True)
-            engine = create_engine(loc.url)
-            _sqlite_pragmas(engine)
-        else:
-            try:
-                engine = create_engine(loc.url, pool_pre_ping=True)
-            except ModuleNotFoundError as exc:
-                raise PrerequisiteError(
-                    f"the database driver is not installed ({exc.name})",
-                    hint="pip install 'releasegate[postgres]'",
-                ) from None
+                try:
+                    db_path.parent.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    fault = faults.from_os_error(exc, str(db_path.parent))
+                    if fault is None:
+                        raise
+                    raise fault from exc
+        engine = make_engine(loc.url)
         store = cls(engine, BlobStore(loc.blob_root), loc)
         try:
             store.check_schema(upgrade=loc.is_embedded)
@@ -126,12 +156,24 @@ class Store:
         return store
 
     def schema_revision(self) -> str | None:
+        """The store's schema revision; None only when the store is really empty.
+
+        A store that could not be read (locked, unreadable, unreachable) raises
+        StoreError here, so it is never mistaken for an empty one and migrated.
+        """
         try:
             with self.engine.connect() as conn:
                 row = conn.execute(text("SELECT version_num FROM alembic_version")).first()
                 conn.rollback()
-        except (OperationalError, ProgrammingError):
-            return None
+        except (OperationalError, ProgrammingError) as exc:
+            if _is_missing_table(exc):
+                return None
+            raise StoreError(
+                f"store is unreadable: {faults.display_url(self.location.url)} "
+                f"({str(exc.orig).strip().splitlines()[0][:200]})",
+                hint="it was not changed; point releasegate at the right store "
+                "or restore it from a backup",
+            ) from exc
         return None if row is None else str(row[0])
 
     def check_schema(self, *, upgrade: bool) -> None:

@@ -32,9 +32,9 @@ def heads() -> list[str]:
 
 def upgrade_url(url: str) -> None:
     """``releasegate db upgrade`` for a shared database: the one place a migration runs."""
-    from sqlalchemy import create_engine
+    from releasegate.store.engine import make_engine
 
-    engine = create_engine(url)
+    engine = make_engine(url)
     try:
         upgrade(engine)
     finally:
