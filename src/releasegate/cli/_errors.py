@@ -24,7 +24,7 @@ def fail(exc: ReleasegateError) -> NoReturn:
 
     console = Console(stderr=True, highlight=False)
     label = "refused" if exc.exit_code == 1 else "error"
-    console.print(f"[bold red]{label}:[/] {escape(exc.message)}")
+    console.print(f"[bold red]{label}:[/] {escape(exc.message)}", soft_wrap=True)
     if exc.hint:
         console.print(f"  [dim]hint:[/] {escape(exc.hint)}")
     if exc.exit_code == 2 and label == "error":
@@ -43,11 +43,22 @@ def guarded(run: Callable[[], object]) -> NoReturn:
         sys.exit(INTERRUPTED)
     except SystemExit:
         raise
+    except OSError as exc:
+        from releasegate.store.faults import from_os_error
+
+        fault = from_os_error(exc, "a file")  # read-only, full, permissions: not a bug
+        if fault is None:
+            _bug()
+        fail(fault)
     except Exception:
-        traceback.print_exc()
-        print(
-            "\nthis is a bug in releasegate (exit 70); please report it with the traceback above",
-            file=sys.stderr,
-        )
-        sys.exit(BUG)
+        _bug()
     sys.exit(0)
+
+
+def _bug() -> NoReturn:
+    traceback.print_exc()
+    print(
+        "\nthis is a bug in releasegate (exit 70); please report it with the traceback above",
+        file=sys.stderr,
+    )
+    sys.exit(BUG)

@@ -65,12 +65,15 @@ def init(as_json: JsonOpt = False) -> None:
     """Create the store (.releasegate/ here, or RELEASEGATE_DATABASE_URL)."""
 
     def run() -> None:
+        from releasegate.store.faults import display_url
+
         store = _store()
         loc = store.location
+        shown = loc.url if loc.is_embedded else display_url(loc.url)  # password masked
         if as_json:
-            _emit({"database": loc.url, "blobs": str(loc.blob_root)})
+            _emit({"database": shown, "blobs": str(loc.blob_root)})
         else:
-            _console().print(f"store ready: [bold]{loc.url}[/]\nblobs: {loc.blob_root}")
+            _console().print(f"store ready: [bold]{shown}[/]\nblobs: {loc.blob_root}")
 
     guarded(run)
 
