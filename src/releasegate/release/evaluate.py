@@ -35,7 +35,8 @@ from releasegate.release.loaders import load_jsonl, load_yaml
 from releasegate.release.pins import check_pins
 from releasegate.release.refs import actor as default_actor
 from releasegate.release.refs import find_version
-from releasegate.runner.engine import CaseRun, Progress, run_suite
+from releasegate.release.retry import retrying
+from releasegate.runner.engine import CaseRun, EngineResult, Progress, run_suite
 from releasegate.runner.scorers import build_scorer
 from releasegate.runner.scorers.base import Scorer
 from releasegate.store.engine import Conn, Store
@@ -260,6 +261,34 @@ def evaluate_suite(
     if judged:  # what this eval paid its judges (a cached verdict costs nothing again)
         summary["cost_usd"]["judges"] = judged
         summary["cost_usd"]["judges_total"] = round(sum(u["cost_usd"] for u in judged.values()), 6)
+    retrying(
+        lambda: _record_completed(store, eval_id, version, suite, summary, result, epochs, who),
+        what="eval finish",
+    )
+    return EvalOutcome(
+        eval_id,
+        version.version_id,
+        version.workflow,
+        suite.suite_id,
+        suite.name,
+        summary,
+        result.n_called,
+        result.n_cached,
+        changed,
+    )
+
+
+def _record_completed(
+    store: Store,
+    eval_id: str,
+    version: VersionRecord,
+    suite: Suite,
+    summary: dict[str, Any],
+    result: EngineResult,
+    epochs: int,
+    who: str,
+) -> None:
+    """One transaction: the eval is completed and its audit event appended (retried whole)."""
     with store.write() as conn:
         EvalRepo.finish(
             conn,
@@ -286,17 +315,6 @@ def evaluate_suite(
                 "cached": result.n_cached,
             },
         )
-    return EvalOutcome(
-        eval_id,
-        version.version_id,
-        version.workflow,
-        suite.suite_id,
-        suite.name,
-        summary,
-        result.n_called,
-        result.n_cached,
-        changed,
-    )
 
 
 def _store_suite(store: Store, suite: Suite) -> bool:

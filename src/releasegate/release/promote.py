@@ -25,6 +25,7 @@ from releasegate.errors import (
 from releasegate.release.gate import current_policy
 from releasegate.release.refs import actor as default_actor
 from releasegate.release.refs import check_env, find_version
+from releasegate.release.retry import retried
 from releasegate.store.engine import Store
 from releasegate.store.repos import (
     ApprovalRepo,
@@ -47,6 +48,7 @@ class Moved:
     changed: bool
 
 
+@retried
 def approve(
     store: Store,
     version_ref: str,
@@ -104,6 +106,7 @@ def approve(
     return version.version_id, role
 
 
+@retried
 def promote(
     store: Store,
     version_ref: str,
@@ -194,6 +197,7 @@ def promote(
     return Moved(wf.name, env, version.version_id, seen, "promote", True)
 
 
+@retried
 def rollback(
     store: Store,
     workflow: str,

@@ -26,6 +26,7 @@ from releasegate.release.loaders import load_yaml, parse_yaml
 from releasegate.release.models import pin_model
 from releasegate.release.refs import actor as default_actor
 from releasegate.release.refs import find_version
+from releasegate.release.retry import retried
 from releasegate.store.engine import Conn, Store
 from releasegate.store.repos import (
     AuditRepo,
@@ -186,6 +187,7 @@ def register(
     )
 
 
+@retried
 def register_spec(
     store: Store,
     spec: WorkflowSpec,

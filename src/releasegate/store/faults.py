@@ -37,6 +37,7 @@ URL_HINT = (
 
 # SQLSTATEs (PostgreSQL) that a moment later will have gone away
 _TRANSIENT_SQLSTATES = {"40001": "serialization failure", "40P01": "deadlock"}
+_TRANSIENT_SQLITE = {"SQLITE_BUSY_SNAPSHOT", "SQLITE_BUSY_RECOVERY", "SQLITE_LOCKED_SHAREDCACHE"}
 _OS_CAUSES = {
     errno.EROFS: "read-only file system",
     errno.ENOSPC: "disk full",
@@ -178,6 +179,11 @@ def classify(exc: BaseException, store: str, *, secret: str | None = None) -> St
             f"store busy: {_TRANSIENT_SQLSTATES[sqlstate]} with another writer ({store})",
             hint="nothing was written; run the command again",
         )
+    if getattr(exc, "sqlite_errorname", None) in _TRANSIENT_SQLITE:  # busy without waiting
+        return StoreConflictError(
+            f"store busy: another writer changed the store first ({store})",
+            hint="nothing was written; run the command again",
+        )
     if sqlstate == "55P03" or "lock timeout" in text:
         return StoreError(
             f"store locked: another transaction held a lock past the lock timeout ({store})",
@@ -257,6 +263,39 @@ def from_os_error(exc: OSError, what: str) -> StoreError | None:
     )
 
 
+def _local_fs(url: URL) -> os.statvfs_result | None:
+    """The file system an SQLite store's directory is on, when there is one."""
+    if url.get_backend_name() != "sqlite" or not url.database:
+        return None
+    try:
+        return os.statvfs(os.path.dirname(os.path.abspath(url.database)))
+    except OSError:
+        return None
+
+
+def _sqlite_file_fault(text: str, url: URL, store: str) -> StoreError | None:
+    """SQLite says "unable to open" or "disk I/O error"; the file system says why."""
+    if "unable to open database file" not in text and "disk i/o error" not in text:
+        return None
+    fs = _local_fs(url)
+    if fs is not None and fs.f_flag & os.ST_RDONLY:
+        return StoreError(
+            f"store is read-only: cannot write to {store} (read-only file system)",
+            hint="make the store writable, or run where it is",
+        )
+    if fs is not None and fs.f_bavail == 0:
+        return StoreError(
+            f"store is full: no space left for {store}",
+            hint="free space on its disk; nothing was half-written",
+        )
+    if "disk i/o error" in text:
+        return StoreError(
+            f"store I/O error: {store} could not be read or written",
+            hint="check the disk it is on",
+        )
+    return None
+
+
 def install(engine: Engine, url: URL) -> None:
     """Route every driver error of ``engine`` through ``classify``."""
     store = display_url(url)
@@ -265,7 +304,9 @@ def install(engine: Engine, url: URL) -> None:
     @event.listens_for(engine, "handle_error")
     def _translate(context: ExceptionContext) -> None:
         original = context.original_exception
-        fault = classify(original, store, secret=secret)
+        fault = _sqlite_file_fault(str(original).lower(), url, store)
+        if fault is None:
+            fault = classify(original, store, secret=secret)
         if fault is None and isinstance(original, OSError):
             fault = from_os_error(original, store)
         if fault is not None:
