@@ -43,7 +43,7 @@ from releasegate.domain.runs import (
 from releasegate.domain.untrusted import parse_json
 from releasegate.errors import InputError
 from releasegate.providers import prices
-from releasegate.store.engine import Conn, Store
+from releasegate.store.engine import Batches, Conn, Store
 from releasegate.store.repos import (
     RUN_COLUMNS,
     DecisionRepo,
@@ -55,7 +55,11 @@ from releasegate.store.repos import (
 log = logging.getLogger("releasegate.ingest")
 
 CHUNK = 20_000
-"""Runs validated and inserted per step of a streamed import (one transaction overall)."""
+"""Runs validated and inserted per step of a streamed import."""
+COMMIT_RUNS = 50_000
+COMMIT_SECONDS = 2.0
+"""A long import commits after this many runs or seconds, so other writers wait
+seconds, not minutes; a file with a bad line still lands nothing (see import_jsonl)."""
 MAX_REASONS = 50
 MAX_KEPT = 1000
 """Rejections kept (as examples) per import; ``IngestResult.rejected_count`` counts all."""
@@ -254,15 +258,19 @@ def import_jsonl(
     progress: Any = None,
     workers: int | None = None,
 ) -> IngestResult:
-    """A JSONL file of runs, streamed in chunks inside one transaction: all lines or none.
+    """A JSONL file of runs, streamed in chunks: every line lands, or none does.
 
     Every line is validated even after the first bad one, so one pass names every
     problem (up to ``MAX_REASONS`` are kept); then nothing is written. A large file may
     be parsed by ``workers`` child processes (default: one per idle core) while this
     process inserts; chunks land in file order, so the result is the same either way.
+    A long import commits every ``COMMIT_RUNS`` runs or ``COMMIT_SECONDS`` so that a
+    concurrent ``approve`` waits seconds; if a bad line comes after a commit, the runs
+    this import landed (its own ``received_at`` stamp) are deleted again. An import that
+    is killed keeps what it committed: running it again skips those runs by ``run_id``.
     """
     at = now or datetime.now(UTC)
-    received_at = at.timestamp()
+    received_at = datetime.now(UTC).timestamp()  # this import's own stamp, see above
     result = IngestResult()
     seen: dict[tuple[str, str, str], int] = {}
     try:
@@ -272,18 +280,23 @@ def import_jsonl(
     n_workers = _worker_count(path) if workers is None else workers
     found = _Found()
     try:
-        with handle, store.write() as conn, RunRepo.bulk(conn), _gc_paused():
+        with handle, store.write_batches() as batches, RunRepo.bulk(batches.conn), _gc_paused():
             if n_workers > 0:
                 chunks = _parse_elsewhere(path, handle, at, received_at, n_workers)
             else:
                 chunks = _parse_here(handle, at, received_at)
             with contextlib.closing(chunks):  # stops the workers, whatever happens
-                _land(conn, chunks, result, seen, progress, found)
+                _land(batches, chunks, result, seen, progress, found)
             if found.changed:  # which of them were stored before this import
-                found.stored_before = set(RunRepo.received_before(conn, found.changed, received_at))
+                found.stored_before = set(
+                    RunRepo.received_before(batches.conn, found.changed, received_at)
+                )
             if result.rejected or found:
                 raise _Rejected
     except _Rejected:
+        if batches.commits:  # earlier chunks were committed: take this import's runs back
+            with store.write() as conn:
+                RunRepo.unland(conn, received_at)
         result.landed = 0
         if found:
             located, count = _locate(path, found, MAX_KEPT)
@@ -324,14 +337,17 @@ class _Found:
 
 
 def _land(
-    conn: Conn,
+    batches: Batches,
     chunks: Iterable[_Chunk],
     result: IngestResult,
     seen: dict[tuple[str, str, str], int],
     progress: Any,
     found: _Found,
 ) -> None:
+    conn = batches.conn
     checked: set[RunKey] = set()
+    since_commit = 0
+    committed_at = time.monotonic()
     for chunk in chunks:
         result.received += chunk.received
         result.rejected_total += chunk.rejected_count
@@ -345,10 +361,15 @@ def _land(
             rows = chunk.rows if isinstance(chunk.rows, list) else list(chunk.rows)
             landed = RunRepo.insert_many(conn, rows)
             result.landed += landed
+            since_commit += chunk.received
             if landed < len(rows):  # a re-sent run: identical, or a conflict
                 found.changed.update(RunRepo.changed(conn, rows))
             for key, n in chunk.seen.items():
                 seen[key] = seen.get(key, 0) + n
+            due = since_commit >= COMMIT_RUNS or time.monotonic() - committed_at >= COMMIT_SECONDS
+            if due and not found:  # a refused file is taken back anyway
+                batches.commit()  # other writers get the lock between two chunks
+                since_commit, committed_at = 0, time.monotonic()
         if progress is not None:
             progress(chunk.lines)
 

@@ -112,6 +112,20 @@ def _is_unique_violation(exc: IntegrityError) -> bool:
     return code == "23505" or "UNIQUE constraint failed" in str(exc.orig)
 
 
+class Batches:
+    """``Store.write_batches``: one connection, a write transaction at a time."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.transaction = conn.begin()
+        self.commits = 0
+
+    def commit(self) -> None:
+        self.transaction.commit()
+        self.commits += 1
+        self.transaction = self.conn.begin()
+
+
 class Store:
     """A database plus its blob directory; services take one and open transactions on it."""
 
@@ -214,6 +228,28 @@ class Store:
                 raise
             raise WriteConflictError(
                 "another writer stored the same thing at the same moment; nothing was written",
+                hint="run the command again",
+            ) from exc
+
+    @contextmanager
+    def write_batches(self) -> Iterator[Batches]:
+        """Write transactions in a row on one connection: ``commit()`` lands what is
+        written so far and begins the next, so a long writer lets others in between.
+        Leaving normally commits the last one; an exception rolls it back (only it)."""
+        try:
+            with self.engine.connect() as conn:
+                batches = Batches(conn.execution_options(releasegate_write=True))
+                try:
+                    yield batches
+                except BaseException:
+                    batches.transaction.rollback()
+                    raise
+                batches.transaction.commit()
+        except IntegrityError as exc:
+            if not _is_unique_violation(exc):
+                raise
+            raise WriteConflictError(
+                "another writer stored the same thing at the same moment",
                 hint="run the command again",
             ) from exc
 

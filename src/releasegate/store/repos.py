@@ -1114,6 +1114,12 @@ class RunRepo:
         finally:
             cur.close()
 
+    @staticmethod
+    def unland(conn: Connection, received_at: float) -> int:
+        """Delete the runs one import landed: its ``received_at`` stamp is its own."""
+        result = conn.execute(t.runs.delete().where(t.runs.c.received_at == received_at))
+        return int(result.rowcount or 0)
+
     BULK_CACHE_KIB = 256 * 1024
 
     @staticmethod
