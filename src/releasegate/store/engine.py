@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -83,9 +83,14 @@ def _sqlite_pragmas(engine: Engine, busy_timeout: float) -> None:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
 
-def make_engine(raw_url: str) -> Engine:
-    """An engine with the store's timeouts, whose driver errors become StoreError."""
+def make_engine(raw_url: str, *, migrating: bool = False) -> Engine:
+    """An engine with the store's timeouts, whose driver errors become StoreError.
+
+    ``migrating``: no statement timeout, so ``releasegate db upgrade`` may take its time.
+    """
     url, timeouts = faults.split_timeouts(faults.parse_url(raw_url))
+    if migrating:
+        timeouts = replace(timeouts, statement=0.0)
     args = faults.connect_args(url, timeouts)
     if url.get_backend_name() == "sqlite":
         engine = create_engine(url, connect_args=args)
@@ -199,12 +204,31 @@ class Store:
                 f"this store's schema ({current}) is newer than this releasegate ({SCHEMA_HEAD})",
                 hint="upgrade releasegate: pip install -U releasegate",
             )
+        if current is None and self.dialect == "sqlite":
+            self._refuse_foreign()
         if not upgrade:
             raise SchemaOutdatedError(
                 f"this store's schema is {current or 'empty'}; releasegate needs {SCHEMA_HEAD}",
                 hint="back up the database, then run `releasegate db upgrade`",
             )
         self.upgrade()
+
+    def _refuse_foreign(self) -> None:
+        """A database with tables but no releasegate schema is someone else's: never migrate it."""
+        from sqlalchemy import inspect
+
+        with self.engine.connect() as conn:
+            tables = sorted(inspect(conn).get_table_names())
+            conn.rollback()
+        if tables:
+            shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
+            raise StoreError(
+                f"store is unreadable: {faults.display_url(self.location.url)} is not a "
+                f"releasegate database (it has no releasegate schema but tables of its own "
+                f"({shown}))",
+                hint="point RELEASEGATE_DIR / RELEASEGATE_DATABASE_URL at a releasegate store "
+                "or an empty database; it was not changed",
+            )
 
     def upgrade(self) -> None:
         from releasegate.store.migrate import upgrade

@@ -34,7 +34,7 @@ def upgrade_url(url: str) -> None:
     """``releasegate db upgrade`` for a shared database: the one place a migration runs."""
     from releasegate.store.engine import make_engine
 
-    engine = make_engine(url)
+    engine = make_engine(url, migrating=True)
     try:
         upgrade(engine)
     finally:
