@@ -190,12 +190,13 @@ def test_otlp_traces_from_the_real_sdk_land_as_runs(store: Store, project: Proje
     ]
 
 
-def test_an_interrupted_import_lands_nothing(
+def test_an_interrupted_import_lands_nothing_before_its_first_commit(
     store: Store, project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import releasegate.monitor.ingest as ingest
 
     monkeypatch.setattr(ingest, "CHUNK", 10)
+    monkeypatch.setattr(ingest, "COMMIT_SECONDS", 1e9)  # commits by count only, here
     vid = shipped(store, project)
     path = write_jsonl(tmp_path / "r.jsonl", [run(vid, i) for i in range(50)])
     chunks = 0
@@ -210,6 +211,43 @@ def test_an_interrupted_import_lands_nothing(
         import_jsonl(store, path, progress=ctrl_c)
     assert count(store) == 0
     assert import_jsonl(store, path).landed == 50  # and the file imports whole afterwards
+
+
+def test_a_long_import_commits_in_chunks_and_resumes_where_it_stopped(
+    store: Store, project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ingest, "CHUNK", 10)
+    monkeypatch.setattr(ingest, "COMMIT_RUNS", 20)  # a commit after every second chunk
+    monkeypatch.setattr(ingest, "COMMIT_SECONDS", 1e9)
+    vid = shipped(store, project)
+    path = write_jsonl(tmp_path / "r.jsonl", [run(vid, i) for i in range(50)])
+    chunks = 0
+
+    def ctrl_c(n: int) -> None:
+        nonlocal chunks
+        chunks += 1
+        if chunks == 3:  # chunks 1-2 committed, chunk 3 inside the open transaction
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        import_jsonl(store, path, progress=ctrl_c)
+    assert count(store) == 20
+    again = import_jsonl(store, path)  # resumes: what was committed is skipped by run_id
+    assert (again.landed, again.duplicates, count(store)) == (30, 20, 50)
+
+
+def test_a_bad_line_after_a_commit_still_lands_nothing_of_the_file(
+    store: Store, project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ingest, "CHUNK", 10)
+    monkeypatch.setattr(ingest, "COMMIT_RUNS", 10)
+    vid = shipped(store, project)
+    before = write_jsonl(tmp_path / "before.jsonl", [run(vid, i) for i in range(5)])
+    assert import_jsonl(store, before).landed == 5
+    rows = [run(vid, i) for i in range(45)] + [run(vid, 45, status="maybe")]
+    result = import_jsonl(store, write_jsonl(tmp_path / "bad.jsonl", rows))
+    assert result.landed == 0 and [r.line for r in result.rejected] == [46]
+    assert count(store) == 5  # the earlier import's runs stay, this file's are gone again
 
 
 def test_two_importers_at_once_land_every_run_once(
