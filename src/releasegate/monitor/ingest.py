@@ -1,7 +1,8 @@
 """Runs in: from the SDK, a JSONL file, an HTTP JSON body or OTLP traces, one path to the store.
 
 Every source is validated by the same pure parser (``domain/runs.py``); a batch lands
-whole or not at all, and a re-sent batch lands nothing twice (runs are keyed by id).
+whole or not at all (a long file commits in chunks, and a bad line takes back what it
+committed), and a re-sent batch lands nothing twice (runs are keyed by id).
 After landing, any version that never passed the gate for its environment raises an
 "outside the gate" alert at once: that is a release that skipped the loop.
 """
