@@ -37,6 +37,7 @@ URL_HINT = (
 
 # SQLSTATEs (PostgreSQL) that a moment later will have gone away
 _TRANSIENT_SQLSTATES = {"40001": "serialization failure", "40P01": "deadlock"}
+_ANSWERS = {"IntegrityError", "ProgrammingError", "DataError", "NotSupportedError"}
 _TRANSIENT_SQLITE = {"SQLITE_BUSY_SNAPSHOT", "SQLITE_BUSY_RECOVERY", "SQLITE_LOCKED_SHAREDCACHE"}
 _OS_CAUSES = {
     errno.EROFS: "read-only file system",
@@ -172,6 +173,8 @@ def _first_line(exc: BaseException, secret: str | None) -> str:
 
 def classify(exc: BaseException, store: str, *, secret: str | None = None) -> StoreError | None:
     """The StoreError a driver error means, or None when it is not a storage fault."""
+    if _ANSWERS & {k.__name__ for k in type(exc).__mro__}:
+        return None  # a constraint, a bad statement: not the store's state (and may quote data)
     sqlstate = getattr(exc, "sqlstate", None)
     text = str(exc).lower()
     if sqlstate in _TRANSIENT_SQLSTATES:
