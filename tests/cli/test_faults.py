@@ -296,7 +296,7 @@ def test_blackholed_postgresql_hits_the_connect_timeout(tmp_path: Path, blackhol
         ("releasegate", "RELEASEGATE_DATABASE_URL is not a database URL: 'releasegate'"),
         ("localhost:5432/db", "RELEASEGATE_DATABASE_URL is not a database URL"),
         ("mysql://me@db/rg", "RELEASEGATE_DATABASE_URL: releasegate stores in PostgreSQL or"),
-        ("postgres:///rg", "RELEASEGATE_DATABASE_URL names no host"),
+        ("sqlite+aiosqlite:///x.db", "RELEASEGATE_DATABASE_URL: unknown SQLite driver"),
         ("postgresql://u:pw@h/db?connect_timeout=soon", "the URL parameter connect_timeout"),
     ],
 )

@@ -94,10 +94,6 @@ def parse_url(raw: str) -> URL:
             f"not {backend!r} ({mask_url_text(text)})",
             hint=URL_HINT,
         )
-    if backend != "sqlite" and not url.host and not url.query.get("host"):
-        raise InputError(
-            f"RELEASEGATE_DATABASE_URL names no host: {display_url(url)}", hint=URL_HINT
-        )
     return url
 
 
