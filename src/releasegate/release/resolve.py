@@ -20,6 +20,7 @@ from typing import Any
 from releasegate.errors import InputError, NotFoundError, PrerequisiteError, StoreUnavailableError
 from releasegate.release.refs import check_env
 from releasegate.store.engine import Store
+from releasegate.store.faults import display_url
 from releasegate.store.repos import (
     EnvironmentRepo,
     HistoryRecord,
@@ -86,7 +87,7 @@ class Resolver:
         self._open_store: Callable[[], Store] = (
             (lambda: store) if isinstance(store, Store) else store
         )
-        self.where = store.location.url if isinstance(store, Store) else "the store"
+        self.where = display_url(store.location.url) if isinstance(store, Store) else "the store"
         self.ttl = ttl
         self.deadline = deadline
         self.fallback_file = fallback_file

@@ -29,6 +29,7 @@ from releasegate.release.resolve import DEFAULT_DEADLINE, LAST_KNOWN, Resolved, 
 from releasegate.sdk.spill import Spill
 from releasegate.sdk.writer import ClientStats, FlushReport, RunWriter
 from releasegate.store.engine import Store, locate
+from releasegate.store.faults import display_url
 
 
 @dataclass(frozen=True)
@@ -256,7 +257,7 @@ class Client:
             deadline=resolve_timeout,
             fallback_file=self._fallback_file,
         )
-        self._resolver.where = store.location.url if store is not None else "the store"
+        self._resolver.where = display_url(store.location.url) if store is not None else "the store"
         self._versions: dict[tuple[str, str], tuple[Resolved, RuntimeVersion]] = {}
         spill = Spill(Path(spill_dir) if spill_dir is not None else home / "spill")
         self._writer = RunWriter(
