@@ -242,7 +242,7 @@ def test_a_bad_line_after_a_commit_still_lands_nothing_of_the_file(
     monkeypatch.setattr(ingest, "CHUNK", 10)
     monkeypatch.setattr(ingest, "COMMIT_RUNS", 10)
     vid = shipped(store, project)
-    before = write_jsonl(tmp_path / "before.jsonl", [run(vid, i) for i in range(5)])
+    before = write_jsonl(tmp_path / "before.jsonl", [run(vid, i) for i in range(100, 105)])
     assert import_jsonl(store, before).landed == 5
     rows = [run(vid, i) for i in range(45)] + [run(vid, 45, status="maybe")]
     result = import_jsonl(store, write_jsonl(tmp_path / "bad.jsonl", rows))
