@@ -180,9 +180,10 @@ def _deliver(store: Store, alert: Alert, routes: Sequence[Route], done: Sequence
         AlertRepo.finish(conn, alert.seq, alert.routed, delivery.error)
 
 
-def _held(store: Store, alert: Alert, cooldown: timedelta) -> Held:
-    with store.read() as conn:
-        last = AlertRepo.last(conn, alert.workflow, alert.env, alert.signal)
+def _held(store: Store, alert: Alert, cooldown: timedelta, last: AlertRecord | None = None) -> Held:
+    if last is None:
+        with store.read() as conn:
+            last = AlertRepo.last(conn, alert.workflow, alert.env, alert.signal)
     raised_at = last.created_at if last is not None else alert.at
     return Held(
         alert.signal,
@@ -225,11 +226,13 @@ def _raise(store: Store, alert: Alert, cooldown: timedelta, routes: Sequence[Rou
 def resend_due(store: Store, workflow: str, env: str) -> list[Alert]:
     """Send the pending and failed alerts of ``workflow@env`` whose lease has run out: one
     raised by a monitor killed before it sent it, or one a route refused last time."""
+    with store.read() as conn:
+        due = AlertRepo.due(conn, workflow, env)
+    if not due:  # the common case: one indexed query, nothing else
+        return []
     wf = _workflow(store, workflow)
     config = _config(wf)
     lease = delivery_lease(config.routes)
-    with store.read() as conn:
-        due = AlertRepo.due(conn, workflow, env)
     sent: list[Alert] = []
     for record in due:
         with store.write() as conn:
@@ -298,6 +301,7 @@ def raise_firings(
     env: str,
     fired: Sequence[Firing],
     signals: Mapping[str, Mapping[str, Any]],
+    last: Mapping[str, AlertRecord] | None = None,
 ) -> Raised:
     """Record and route the signals that fire outside their cool-down; ``signals`` are
     their reports by name. Those inside it come back as held, not dropped."""
@@ -321,7 +325,8 @@ def raise_firings(
             },
         )
         cooldown = config.cooldown_for(f.signal)
-        held = _held(store, alert, cooldown) if f.quiet_until is not None else None
+        quiet = f.quiet_until is not None
+        held = _held(store, alert, cooldown, (last or {}).get(f.signal)) if quiet else None
         if held is None:
             held = _raise(store, alert, cooldown, config.routes)
         if held is None:
@@ -331,11 +336,14 @@ def raise_firings(
     return out
 
 
-def last_fired(store: Store, workflow: str, env: str, names: Iterable[str]) -> dict[str, datetime]:
+def last_alerts(
+    store: Store, workflow: str, env: str, names: Iterable[str]
+) -> dict[str, AlertRecord]:
+    """The last alert of each signal named, in one read transaction."""
     with store.read() as conn:
         out = {}
         for name in names:
             last = AlertRepo.last(conn, workflow, env, name)
             if last is not None:
-                out[name] = last.created_at
+                out[name] = last
         return out

@@ -25,7 +25,7 @@ from releasegate.errors import InputError
 from releasegate.monitor.alerts import (
     Alert,
     Held,
-    last_fired,
+    last_alerts,
     raise_firings,
     raise_outside_gate,
     resend_due,
@@ -359,9 +359,10 @@ def monitor(
     if alert:
         result.resent = resend_due(store, workflow, env)  # the outbox first: nothing is lost
         names = [s.name for s in result.signals]
-        fired = firings(result.signals, config, last_fired(store, workflow, env, names), end)
+        last = last_alerts(store, workflow, env, names)
+        fired = firings(result.signals, config, {k: r.created_at for k, r in last.items()}, end)
         reports = {s.name: signal_dict(s) for s in result.signals}
-        raised = raise_firings(store, workflow, env, fired, reports)
+        raised = raise_firings(store, workflow, env, fired, reports, last)
         outside = [
             Outside(workflow, env, v["version_id"], v["runs"], True)
             for v in versions
