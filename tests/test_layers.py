@@ -21,7 +21,13 @@ ALLOWED = {
     "demo": set(),
 }
 # third-party packages that belong to exactly one layer
-OWNED = {"sqlalchemy": {"store"}, "alembic": {"store"}, "typer": {"cli"}, "rich": {"cli"}}
+OWNED = {
+    "sqlalchemy": {"store"},
+    "alembic": {"store"},
+    "typer": {"cli"},
+    "rich": {"cli"},
+    "aiohttp": {"providers"},
+}
 DOMAIN_THIRD_PARTY = {"numpy", "scipy", "orjson", "yaml"}  # computation and parsing: no I/O
 
 

@@ -112,6 +112,7 @@ class FakeOpenAIServer:
         if tls is not None and backend != "asyncio":
             raise ValueError("tls needs backend='asyncio'")
         self.requests: list[RecordedRequest] = []
+        self.peers: set[Any] = set()  # the client address of every connection that sent a request
         self._failures: deque[tuple[Failure, float | None]] = deque()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -274,6 +275,7 @@ class FakeOpenAIServer:
 
             def do_POST(self) -> None:
                 arrived = time.monotonic()
+                server.peers.add(self.client_address)
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 accepted = server.accept(self.path, headers, raw, arrived)
@@ -328,6 +330,7 @@ class _AsyncioBackend:
                 except (asyncio.IncompleteReadError, ConnectionError):
                     return
                 arrived = time.monotonic()
+                server.peers.add(writer.get_extra_info("peername"))
                 lines = head.decode("latin-1").split("\r\n")
                 path = lines[0].split(" ")[1]
                 headers = {}

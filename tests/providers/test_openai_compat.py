@@ -3,7 +3,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
-import gzip
 import json
 import shutil
 import ssl
@@ -19,10 +18,10 @@ import pytest
 
 from releasegate.domain.results import CaseOutput
 from releasegate.errors import InputError, ManifestError, PrerequisiteError
-from releasegate.providers import build_provider, openai_compat
+from releasegate.providers import build_provider, transport
 from releasegate.providers.base import ProviderContext
 from releasegate.providers.embeddings import Embedder
-from releasegate.providers.openai_compat import OpenAICompatible, _ProtocolError, _read_answer
+from releasegate.providers.openai_compat import OpenAICompatible
 from tests.providers.openai_server import FakeOpenAIServer
 
 KEY_ENV = "RG_TEST_OPENAI_KEY"
@@ -339,18 +338,65 @@ def test_connections_are_kept_alive_then_closed_when_the_event_loop_ends(
     server: FakeOpenAIServer,
 ) -> None:
     p = provider(manifest(server))
-    writers: list[Any] = []
+    sessions: list[Any] = []
 
     async def three() -> None:
         for _ in range(3):
             await p.complete("#ok")
-        (pool,) = p._pools.values()
-        writers.extend(w for _, w in pool.idle)
+        (used,) = p._transports.values()
+        assert isinstance(used, transport.AiohttpTransport)
+        sessions.append(used._session)
+        assert len(server.peers) == 1  # one connection carried all three requests
 
     asyncio.run(three())
     assert len(server.requests) == 3
-    assert len(writers) == 1  # one connection carried all three requests
-    assert writers[0].transport.get_extra_info("socket") is None or writers[0].is_closing()
+    assert sessions[0].closed
+
+
+class ScriptedTransport:
+    """A transport a test writes by hand: answers from a list, records what was posted."""
+
+    def __init__(self, replies: list[transport.Reply | transport.TransportError]) -> None:
+        self.replies = replies
+        self.posted: list[tuple[str, dict[str, str], bytes]] = []
+        self.closed = False
+
+    async def post(self, path: str, headers: Any, body: bytes) -> transport.Reply:
+        self.posted.append((path, dict(headers), body))
+        reply = self.replies.pop(0)
+        if isinstance(reply, transport.TransportError):
+            raise reply
+        return reply
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+def test_a_test_can_swap_the_transport(server: FakeOpenAIServer) -> None:
+    answer = {"choices": [{"message": {"content": "ok"}}], "usage": {"prompt_tokens": 3}}
+    scripted = ScriptedTransport(
+        [
+            transport.TransportError("connection error", is_retryable=True),
+            transport.Reply(200, {}, json.dumps(answer).encode()),
+        ]
+    )
+    p = provider(manifest(server))
+    p.transport_factory = lambda: scripted
+    out = complete(p, "#ok")
+    assert (out.text, out.tokens_in, out.data) == ("ok", 3, {"retries": 1})
+    assert [path for path, _, _ in scripted.posted] == ["/chat/completions"] * 2
+    assert scripted.posted[0][1] == {"Authorization": f"Bearer {KEY}"}
+    assert scripted.closed and server.requests == []
+
+
+def test_an_error_text_is_masked_even_when_the_key_is_not_the_callers(
+    server: FakeOpenAIServer,
+) -> None:
+    leaked = transport.TransportError("refused: Bearer sk-other-0123456789", is_retryable=False)
+    p = provider(manifest(server))
+    p.transport_factory = lambda: ScriptedTransport([leaked])
+    out = complete(p, "#ok")
+    assert out.error == "refused: Bearer *** after 1 attempt"
 
 
 # -- cost from the price table ---------------------------------------------------------------
@@ -398,46 +444,6 @@ def test_without_base_url_openai_base_url_or_openai_is_used(
 
 
 # -- the wire ----------------------------------------------------------------------------------
-
-
-def read(raw: bytes) -> tuple[Any, bool]:
-    async def go() -> tuple[Any, bool]:
-        reader = asyncio.StreamReader()
-        reader.feed_data(raw)
-        reader.feed_eof()
-        return await _read_answer(reader)
-
-    return asyncio.run(go())
-
-
-def test_a_chunked_gzip_body_with_trailers_is_read() -> None:
-    body = gzip.compress(b'{"ok": true}')
-    chunks = b"".join(f"{len(c):x}\r\n".encode() + c + b"\r\n" for c in (body[:5], body[5:]))
-    answer, keep = read(
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Encoding: gzip\r\n\r\n"
-        + chunks
-        + b"0\r\nX-Trailer: 1\r\n\r\n"
-    )
-    assert (answer.status, answer.body, keep) == (200, b'{"ok": true}', True)
-
-
-def test_100_continue_is_skipped_and_connection_close_is_honoured() -> None:
-    answer, keep = read(
-        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 429 Too Many Requests\r\nRetry-After: 3\r\n"
-        b"Content-Length: 2\r\nConnection: close\r\n\r\n{}"
-    )
-    assert (answer.status, answer.headers["retry-after"], answer.body) == (429, "3", b"{}")
-    assert keep is False
-
-
-def test_a_body_without_a_length_runs_to_the_end_of_the_connection() -> None:
-    answer, keep = read(b'HTTP/1.0 200 OK\r\n\r\n{"a": 1}')
-    assert (answer.body, keep) == (b'{"a": 1}', False)
-
-
-def test_a_non_http_answer_is_a_protocol_error() -> None:
-    with pytest.raises(_ProtocolError):
-        read(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
 
 
 def test_a_dropped_keep_alive_connection_is_replaced_not_retried(
@@ -593,7 +599,7 @@ def tls_server(certificate: tuple[Path, Path]) -> Iterator[FakeOpenAIServer]:
 @pytest.fixture
 def trusted(certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
-    monkeypatch.setattr(openai_compat, "_TLS", None)  # built again from SSL_CERT_FILE
+    monkeypatch.setattr(transport, "_TLS", None)  # built again from SSL_CERT_FILE
 
 
 def test_https_to_a_trusted_server(tls_server: FakeOpenAIServer, trusted: None) -> None:
@@ -620,7 +626,7 @@ def test_an_untrusted_certificate_is_an_error_without_retrying(
 ) -> None:
     monkeypatch.delenv("SSL_CERT_FILE", raising=False)
     monkeypatch.delenv("SSL_CERT_DIR", raising=False)
-    monkeypatch.setattr(openai_compat, "_TLS", None)
+    monkeypatch.setattr(transport, "_TLS", None)
     out = complete(provider(manifest(tls_server)), "#ok")
     assert out.error == "TLS certificate not trusted after 1 attempt"
     assert tls_server.requests == []

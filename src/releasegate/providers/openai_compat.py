@@ -9,44 +9,48 @@ set. Requests and tokens per minute are paced by one meter per provider
 instance, shared by every concurrent case. Cost comes from the price table
 (``prices.py``) unless ``model.options`` gives prices.
 
-Requests go over a small HTTP/1.1 client of our own by default (``_Pool``:
-keep-alive connections per event loop, TLS, chunked and gzip bodies,
-``HTTP(S)_PROXY`` and ``NO_PROXY``). The official ``openai`` package's per-call
-machinery (httpx's pool, request and response models) costs 3-5 ms of CPU per
-call, so an eval topped out near 200 calls/s on two cores; ours costs about
-0.15 ms and sends the same documented JSON. ``options.client: openai-sdk`` uses
-the official client instead (``pip install 'releasegate[openai]'``), for
+Requests go through a ``Transport`` (``transport.py``): by default aiohttp, one
+session per eval with a pool of keep-alive connections, TLS verified, proxies from
+the environment. The official ``openai`` package's per-call machinery (httpx's
+pool, request and response models) costs 2-5 ms of CPU per call, so an eval
+topped out near 200 calls/s on two cores; aiohttp costs a few tenths of a
+millisecond and sends the same documented JSON. ``options.client: openai-sdk``
+uses the official client instead (``pip install 'releasegate[openai]'``), for
 gateways that need what only it does; retries, limits, errors and cost are the
-same either way.
+same either way. Error texts pass through ``mask_secrets`` besides having the
+key removed.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import functools
-import importlib
 import inspect
 import json
 import os
 import random
 import re
-import ssl
 import time
 import weakref
-import zlib
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, ClassVar, NamedTuple
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from releasegate import __version__
+from releasegate.domain.masking import mask_secrets
 from releasegate.domain.results import CaseOutput
-from releasegate.errors import InputError, ManifestError, PrerequisiteError
+from releasegate.errors import ManifestError, PrerequisiteError
 from releasegate.providers import prices
 from releasegate.providers.base import ProviderContext, model_section
+from releasegate.providers.transport import (
+    AiohttpTransport,
+    Transport,
+    TransportError,
+    check_proxy,
+)
 
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -311,223 +315,6 @@ def _tool_calls(message: dict[str, Any]) -> list[dict[str, Any]]:
     return calls
 
 
-# -- the wire: HTTP/1.1 with keep-alive -----------------------------------------------------------
-
-
-class _ProtocolError(Exception):
-    """The peer did not speak HTTP/1.x as expected."""
-
-
-class _Target(NamedTuple):
-    """Where requests go: the endpoint, and the proxy (if any) they go through."""
-
-    host: str
-    port: int
-    is_tls: bool
-    base_path: str  # "/v1"
-    proxy: tuple[str, int, str | None] | None  # (host, port, Proxy-Authorization value)
-
-    @property
-    def tunnels(self) -> bool:
-        """HTTPS through a proxy: CONNECT, then TLS end to end (plain HTTP is forwarded)."""
-        return self.proxy is not None and self.is_tls
-
-
-class _Answer(NamedTuple):
-    status: int
-    headers: dict[str, str]  # lower-case names
-    body: bytes
-
-
-HEAD_LIMIT = 1 << 20  # bytes of status line and headers we accept
-MAX_IDLE = 256  # keep-alive connections kept per pool
-_TLS: ssl.SSLContext | None = None
-
-
-def _tls() -> ssl.SSLContext:
-    """One verifying TLS context (building one reads the CA bundle: ~10 ms)."""
-    global _TLS
-    if _TLS is None:
-        cafile, capath = os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")
-        if cafile is None and capath is None:
-            with contextlib.suppress(ImportError):  # httpx's bundle if installed, else the system's
-                cafile = importlib.import_module("certifi").where()
-        _TLS = ssl.create_default_context(cafile=cafile, capath=capath)
-    return _TLS
-
-
-def target_for(base_url: str) -> _Target:
-    """The endpoint of ``base_url`` and the proxy the environment routes it through."""
-    url = urlsplit(base_url)
-    is_tls = url.scheme == "https"
-    host = url.hostname or ""
-    port = url.port or (443 if is_tls else 80)
-    import urllib.request  # ~10 ms of imports (http.client, email): only when a pool opens
-
-    proxy = None
-    proxies = urllib.request.getproxies_environment()
-    proxy_url = proxies.get(url.scheme) or proxies.get("all")
-    if proxy_url and not urllib.request.proxy_bypass(host):
-        p = urlsplit(proxy_url if "://" in proxy_url else f"http://{proxy_url}")
-        if p.scheme != "http":
-            raise InputError(
-                f"only http:// proxies are supported, not {p.scheme}://",
-                field=f"{url.scheme.upper()}_PROXY",
-                hint="point the variable at an http:// proxy, or add the host to NO_PROXY",
-            )
-        auth = None
-        if p.username is not None:
-            pair = f"{unquote(p.username)}:{unquote(p.password or '')}".encode()
-            auth = "Basic " + base64.b64encode(pair).decode()
-        proxy = (p.hostname or "", p.port or 80, auth)
-    return _Target(host, port, is_tls, url.path.rstrip("/"), proxy)
-
-
-class _Pool:
-    """Keep-alive HTTP/1.1 connections to one target, owned by one event loop.
-
-    ``head_start`` is every request's head up to the two lines that vary per call
-    (the key and the length), rendered once.
-    """
-
-    def __init__(self, target: _Target, path: str, headers: Mapping[str, str]) -> None:
-        self.target = target
-        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
-        t = target
-        default_port = 443 if t.is_tls else 80
-        host = f"[{t.host}]" if ":" in t.host else t.host  # an IPv6 literal
-        host = host if t.port == default_port else f"{host}:{t.port}"
-        # through a plain proxy the request line names the whole URL (RFC 9112 absolute-form)
-        origin = f"http://{host}" if t.proxy is not None and not t.is_tls else ""
-        lines = [f"POST {origin}{t.base_path}{path} HTTP/1.1", f"Host: {host}"]
-        if t.proxy is not None and not t.is_tls and t.proxy[2]:
-            lines.append(f"Proxy-Authorization: {t.proxy[2]}")
-        lines.extend(f"{k}: {v}" for k, v in headers.items())
-        self.head_start = ("\r\n".join(lines) + "\r\n").encode("latin-1")
-
-    def request_head(self, key: str, length: int) -> bytes:
-        """The head of one request: ``key`` must be ASCII (the caller checks)."""
-        tail = f"Authorization: Bearer {key}\r\nContent-Length: {length}\r\n\r\n"
-        return self.head_start + tail.encode("ascii")
-
-    async def post(self, head: bytes, body: bytes) -> _Answer:
-        """One exchange; a kept-alive connection the server has dropped is replaced once."""
-        while True:
-            conn = self.idle.pop() if self.idle else None
-            if conn is not None and (conn[0].at_eof() or conn[1].is_closing()):
-                _drop(conn[1])  # the server closed it while it was idle
-                continue
-            is_fresh = conn is None
-            if conn is None:
-                conn = await self._connect()
-            reader, writer = conn
-            keep = False
-            try:
-                writer.write(head + body)
-                try:
-                    answer, keep = await _read_answer(reader)
-                except (ConnectionError, asyncio.IncompleteReadError) as exc:
-                    if is_fresh or (isinstance(exc, asyncio.IncompleteReadError) and exc.partial):
-                        raise
-                    continue  # closed while idle, not a byte answered: send it on a new one
-                return answer
-            finally:
-                if keep and len(self.idle) < MAX_IDLE:
-                    self.idle.append(conn)
-                else:
-                    _drop(writer)
-
-    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        t = self.target
-        if t.proxy is None:
-            return await asyncio.open_connection(
-                t.host,
-                t.port,
-                ssl=_tls() if t.is_tls else None,
-                server_hostname=t.host if t.is_tls else None,
-                limit=HEAD_LIMIT,
-            )
-        proxy_host, proxy_port, auth = t.proxy
-        reader, writer = await asyncio.open_connection(proxy_host, proxy_port, limit=HEAD_LIMIT)
-        if not t.tunnels:
-            return reader, writer
-        try:
-            authority = f"{t.host}:{t.port}" if ":" not in t.host else f"[{t.host}]:{t.port}"
-            lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
-            if auth:
-                lines.append(f"Proxy-Authorization: {auth}")
-            writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
-            status, _, _ = _parse_head(await reader.readuntil(b"\r\n\r\n"))
-            if status != 200:
-                raise ConnectionError(f"the proxy refused the tunnel (HTTP {status})")
-            await writer.start_tls(_tls(), server_hostname=t.host)
-        except BaseException:
-            _drop(writer)
-            raise
-        return reader, writer
-
-    def close(self) -> None:
-        while self.idle:
-            _drop(self.idle.pop()[1])
-
-
-def _drop(writer: asyncio.StreamWriter) -> None:
-    """Close at once: a TLS close handshake could outlive the event loop and leak the socket."""
-    writer.transport.abort()
-
-
-def _parse_head(head: bytes) -> tuple[int, str, dict[str, str]]:
-    """(status, HTTP version, headers by lower-case name) of a response head."""
-    lines = head.decode("latin-1").split("\r\n")
-    parts = lines[0].split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
-        raise _ProtocolError("not an HTTP/1.x response")
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        if line:
-            name, _, value = line.partition(":")
-            key, text = name.strip().lower(), value.strip()
-            headers[key] = f"{headers[key]}, {text}" if key in headers else text
-    return int(parts[1]), parts[0], headers
-
-
-async def _read_answer(reader: asyncio.StreamReader) -> tuple[_Answer, bool]:
-    """The response and whether the connection may carry another request."""
-    while True:
-        status, version, headers = _parse_head(await reader.readuntil(b"\r\n\r\n"))
-        if not 100 <= status < 200:
-            break  # informational answers (100 Continue) come before the real one
-    keep = version == "HTTP/1.1" and "close" not in headers.get("connection", "").lower()
-    if "chunked" in headers.get("transfer-encoding", "").lower():
-        chunks = []
-        while True:
-            size_line = await reader.readuntil(b"\r\n")
-            size = int(size_line.split(b";", 1)[0].strip() or b"0", 16)
-            if size == 0:
-                while await reader.readuntil(b"\r\n") != b"\r\n":
-                    pass  # trailers
-                break
-            chunks.append((await reader.readexactly(size + 2))[:-2])
-        body = b"".join(chunks)
-    elif "content-length" in headers:
-        body = await reader.readexactly(int(headers["content-length"]))
-    elif status in (204, 304):
-        body = b""
-    else:  # delimited by the end of the connection
-        body, keep = await reader.read(), False
-    encoding = headers.get("content-encoding", "identity").lower()
-    if encoding in ("gzip", "x-gzip"):
-        body = zlib.decompress(body, 16 + zlib.MAX_WBITS)
-    elif encoding == "deflate":
-        try:
-            body = zlib.decompress(body)
-        except zlib.error:
-            body = zlib.decompress(body, -zlib.MAX_WBITS)
-    elif encoding != "identity":
-        raise _ProtocolError(f"unsupported content-encoding {encoding}")
-    return _Answer(status, headers, body), keep
-
-
 # -- the provider --------------------------------------------------------------------------------
 
 
@@ -595,8 +382,11 @@ class OpenAICompatible:
         ):
             if os.environ.get(env):
                 self._headers[header] = os.environ[env]
-        # one pool (or SDK client) per event loop: its connections belong to that loop
-        self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Pool] = (
+        # one transport (or SDK client) per event loop: its connections belong to that loop
+        self.transport_factory: Callable[[], Transport] = lambda: AiohttpTransport(
+            self.base_url, self._headers, self.options.timeout_s
+        )
+        self._transports: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Transport] = (
             weakref.WeakKeyDictionary()
         )
         self._sdk_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
@@ -624,18 +414,17 @@ class OpenAICompatible:
         if self.options.client == "openai-sdk":
             _import_openai()  # a missing package stops the eval once, not once per case
         else:
-            target_for(self.base_url)
+            check_proxy(self.base_url)
 
-    async def _pool(self) -> _Pool:
+    async def _transport(self) -> Transport:
         loop = asyncio.get_running_loop()
-        pool = self._pools.get(loop)
-        if pool is None:
-            target = target_for(self.base_url)
-            pool = self._pools[loop] = _Pool(target, "/chat/completions", self._headers)
-            closer = _close_at_shutdown(pool.close)
+        transport = self._transports.get(loop)
+        if transport is None:
+            transport = self._transports[loop] = self.transport_factory()
+            closer = _close_at_shutdown(transport.aclose)
             self._closers[loop] = closer
             await anext(closer)
-        return pool
+        return transport
 
     async def _sdk_client(self) -> Any:
         loop = asyncio.get_running_loop()
@@ -690,8 +479,8 @@ class OpenAICompatible:
             send = functools.partial(self._post_sdk, await self._sdk_client(), key, request)
         else:
             body = json.dumps(request, ensure_ascii=False).encode()
-            pool = await self._pool()
-            send = functools.partial(self._post, pool, pool.request_head(key, len(body)), body)
+            headers = {"Authorization": f"Bearer {key}"}
+            send = functools.partial(self._post, await self._transport(), headers, body)
         estimate = sum(len(m["content"]) for m in messages) // 4 + 1
         started: float | None = None
         retries = 0
@@ -706,7 +495,7 @@ class OpenAICompatible:
                     retries += 1
                     continue
                 attempts = retries + 1
-                reason = result.reason.replace(key, "***")  # belt and braces: never the key
+                reason = mask_secrets(result.reason.replace(key, "***"))  # never the key
                 return CaseOutput(
                     text="",
                     data={"retries": retries},
@@ -717,19 +506,14 @@ class OpenAICompatible:
         latency_ms = (time.perf_counter() - started) * 1000.0
         return self._output(result, estimate, retries, latency_ms)
 
-    async def _post(self, pool: _Pool, head: bytes, body: bytes) -> dict[str, Any] | Failure:
+    async def _post(
+        self, transport: Transport, headers: dict[str, str], body: bytes
+    ) -> dict[str, Any] | Failure:
         """One attempt: the parsed completion, or why it failed."""
         try:
-            async with asyncio.timeout(self.options.timeout_s):
-                answer = await pool.post(head, body)
-        except TimeoutError:
-            return TIMEOUT
-        except ssl.SSLCertVerificationError:
-            return Failure("TLS certificate not trusted", False, None)
-        except (OSError, EOFError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-            return CONNECTION_ERROR
-        except (_ProtocolError, ValueError, zlib.error):
-            return MALFORMED
+            answer = await transport.post("/chat/completions", headers, body)
+        except TransportError as exc:
+            return Failure(exc.reason, exc.is_retryable, None)
         if answer.status >= 300:
             return status_failure(answer.status, answer.headers, answer.body)
         try:
