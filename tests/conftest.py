@@ -27,6 +27,18 @@ settings.register_profile(
 )
 settings.load_profile("shared-cores")
 
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The price cache goes to a temp dir, never the user's ~/.cache (subprocesses inherit it)."""
+    before = os.environ.get("RELEASEGATE_CACHE_DIR")
+    os.environ["RELEASEGATE_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if before is None:
+        os.environ.pop("RELEASEGATE_CACHE_DIR", None)
+    else:
+        os.environ["RELEASEGATE_CACHE_DIR"] = before
+
 PG_ADMIN = os.environ.get("RELEASEGATE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432")
 
 

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import importlib.metadata
+import json
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -21,9 +24,12 @@ models:
 
 @pytest.fixture(autouse=True)
 def no_override(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Every test starts from the shipped table alone, whatever the caller's environment."""
+    """Every test starts from the maintained database alone, whatever the caller's environment."""
     monkeypatch.delenv(PRICES_ENV, raising=False)
     monkeypatch.setenv("RELEASEGATE_DIR", str(tmp_path / "empty"))
+    monkeypatch.setenv(prices.CACHE_ENV, str(tmp_path / "cache"))
+    prices.maintained.cache_clear()
+    prices._load.cache_clear()
 
 
 def project(tmp_path: Path, text: str = PROJECT_TABLE) -> Path:
@@ -31,15 +37,45 @@ def project(tmp_path: Path, text: str = PROJECT_TABLE) -> Path:
     return tmp_path
 
 
-def test_the_shipped_table_is_versioned_dated_and_identified() -> None:
+def test_the_default_source_is_genai_prices_versioned_dated_and_identified() -> None:
     table = load_table()
-    assert table.files[0].path == str(prices.DEFAULT_FILE.resolve())
-    assert table.version and table.as_of
+    installed = importlib.metadata.version("genai-prices")
+    assert table.files == () and table.version == f"genai-prices-{installed}"
+    assert table.as_of == datetime.now(UTC).date().isoformat()  # prices in force today
     assert table.table_id.startswith("sha256:")
     info = table.info()
     assert info["currency"] == "USD" and info["unit"] == "1M tokens"
     assert info["table_id"] == table.table_id
-    assert "CHECK THESE FIGURES" in prices.DEFAULT_FILE.read_text()
+    record = table.lookup("gpt-4o-mini").as_dict()
+    assert (record["priced_from"], record["as_of"]) == (f"genai-prices {installed}", table.as_of)
+
+
+def test_genai_prices_knows_more_than_openai() -> None:
+    claude = prices.run_pricer()("claude-3-5-sonnet-latest", "anthropic", 1_000_000, 0)
+    assert claude is not None and claude > 0
+    assert prices.run_pricer()("claude-3-5-sonnet-latest", "no-such-cloud", 1000, 0) is None
+
+
+def test_answers_are_kept_in_the_cache_dir_and_read_back(tmp_path: Path) -> None:
+    first = load_table().lookup("gpt-4o")
+    cached = json.loads(prices.maintained().cache_file.read_text())
+    assert prices.maintained().cache_file.parent == tmp_path / "cache"
+    assert ["gpt-4o", first.price.input_per_1m, first.price.output_per_1m] in cached.values()  # type: ignore[union-attr]
+    key = next(k for k, v in cached.items() if v is not None and v[0] == "gpt-4o")
+    cached[key] = ["gpt-4o", 7.0, 9.0]  # a later process reads the cache, not the package
+    prices.maintained().cache_file.write_text(json.dumps(cached))
+    prices.maintained.cache_clear()
+    prices._load.cache_clear()
+    assert load_table().lookup("gpt-4o").price == Price(7.0, 9.0)
+
+
+def test_a_cache_dir_that_cannot_be_written_still_prices(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv(prices.CACHE_ENV, str(blocker / "cache"))  # under a file: unwritable
+    assert load_table().lookup("gpt-4o-mini").is_priced
 
 
 def test_a_known_model_and_its_dated_snapshots_are_priced_per_million_tokens() -> None:
@@ -53,9 +89,8 @@ def test_a_known_model_and_its_dated_snapshots_are_priced_per_million_tokens() -
     )
     for snapshot in ("gpt-4o-mini-2024-07-18", "gpt-4o-mini-0718"):
         assert table.lookup(snapshot).entry == "gpt-4o-mini"
-    # a different model that merely starts with a known name is not that model
-    assert table.lookup("gpt-4o-audio-preview").source == "unknown"
-    assert table.lookup("gpt-4o-mini-search-preview").source == "unknown"
+    # a different model that merely starts with a known name is priced as itself
+    assert table.lookup("gpt-4o-audio-preview").entry == "gpt-4o-audio-preview"
 
 
 def test_an_unknown_model_costs_nothing_known_and_says_so() -> None:
@@ -86,7 +121,7 @@ def test_the_project_table_is_merged_over_the_default(tmp_path: Path) -> None:
     assert merged.version == f"{default.version}+acme-3"
     assert merged.as_of == "2026-11-01"
     assert merged.table_id != default.table_id
-    assert [f.path for f in merged.files][1] == str((tmp_path / "prices.yaml").resolve())
+    assert [f.path for f in merged.files] == [str((tmp_path / "prices.yaml").resolve())]
     assert merged.lookup("gpt-4o").price == Price(2.0, 8.0)  # replaced
     assert merged.lookup("gpt-4o-mini").price == default.lookup("gpt-4o-mini").price  # kept
     assert merged.lookup("acme-router-v2").source == "table"  # added

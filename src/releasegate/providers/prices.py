@@ -1,13 +1,19 @@
 """The price table: what a model's tokens cost, so every eval and run reports cost per task.
 
-releasegate ships a default table (``prices.yaml`` beside this module: USD per 1M
-tokens for common OpenAI models, figures the user must check) and merges one
-project table over it, entry by entry: the file ``RELEASEGATE_PRICES`` names,
-else ``prices.yaml`` in the project directory (``RELEASEGATE_DIR`` or the current
-one). The merged table has a content id, so an eval can record which prices
-priced it. A manifest's own ``model.options.price_per_1k_*`` win over any table.
-A model no table knows is priced at nothing and flagged, never an error; one
-served from this machine (a loopback ``base_url``) is a local runtime and costs 0.
+The default source is the maintained ``genai-prices`` database (many providers,
+released monthly: ``pip install -U genai-prices`` brings new prices; nothing is
+fetched at run time, so pricing never waits on the network). One project table
+is laid over it, entry by entry: the file ``RELEASEGATE_PRICES`` names, else
+``prices.yaml`` in the project directory (``RELEASEGATE_DIR`` or the current one).
+The merged table has a content id, so an eval can record which prices priced it.
+A manifest's own ``model.options.price_per_1k_*`` win over any table. A model
+nothing knows is priced at nothing and flagged, never an error; one served from
+this machine (a loopback ``base_url``) is a local runtime and costs 0.
+
+Looking a model up in genai-prices imports ~1.6 MB of price data (~0.25 s), so
+each answer is kept in a small JSON file per genai-prices version in the cache
+directory (``RELEASEGATE_CACHE_DIR``, else ``$XDG_CACHE_HOME/releasegate``, else
+``~/.cache/releasegate``); a cache that cannot be written is skipped.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import datetime as dt
 import fnmatch
 import functools
 import hashlib
+import importlib.metadata
 import json
 import logging
 import os
@@ -34,8 +41,9 @@ from releasegate.errors import InputError
 log = logging.getLogger("releasegate.prices")
 
 PRICES_ENV = "RELEASEGATE_PRICES"
+CACHE_ENV = "RELEASEGATE_CACHE_DIR"
 PROJECT_FILE = "prices.yaml"
-DEFAULT_FILE = Path(__file__).with_name("prices.yaml")
+MAINTAINED = "genai-prices"
 UNIT = "1M tokens"
 CURRENCY = "USD"
 TOP_KEYS = ("version", "as_of", "currency", "unit", "models")
@@ -80,6 +88,8 @@ class Pricing:
     entry: str | None = None  # the table entry that matched: gpt-4o for gpt-4o-2024-08-06
     table_id: str = ""
     table_version: str = ""
+    priced_from: str | None = None  # "genai-prices 0.2.3", or the override file that matched
+    as_of: str | None = None  # the date those prices are from (genai-prices: in force that day)
 
     @property
     def is_priced(self) -> bool:
@@ -109,25 +119,28 @@ class Pricing:
             "output_per_1m": None if self.price is None else self.price.output_per_1m,
             "table_id": self.table_id,
             "table_version": self.table_version,
+            "priced_from": self.priced_from,
+            "as_of": self.as_of,
             "warning": self.warning,
         }
 
 
 @dataclass(frozen=True)
 class PriceTable:
-    """The default table with the project's entries merged over it."""
+    """The maintained database with the project's entries merged over it."""
 
-    prices: Mapping[str, Price]  # by model name or pattern, in file order
-    files: tuple[TableFile, ...]
-    table_id: str  # "sha256:" + the hash of the merged prices
+    prices: Mapping[str, Price]  # the override's, by model name or pattern, in file order
+    files: tuple[TableFile, ...]  # the override files (none, or one)
+    table_id: str  # "sha256:" + the hash of the override's prices and the database's version
+    base: Maintained
 
     @property
     def version(self) -> str:
-        return "+".join(f.version for f in self.files)
+        return "+".join([self.base.version, *(f.version for f in self.files)])
 
     @property
     def as_of(self) -> str | None:
-        return self.files[-1].as_of or self.files[0].as_of
+        return (self.files[-1].as_of if self.files else None) or self.base.as_of
 
     def info(self) -> dict[str, Any]:
         """Which table this is: what an eval summary records beside its cost."""
@@ -140,8 +153,17 @@ class PriceTable:
             "files": [{"path": f.path, "version": f.version, "as_of": f.as_of} for f in self.files],
         }
 
-    def find(self, model: str) -> tuple[str, Price] | None:
-        """The entry for ``model``: exact, then its undated name, then the longest pattern."""
+    def find(
+        self, model: str, *, provider: str | None = None, base_url: str | None = None
+    ) -> tuple[str, Price] | None:
+        """The entry for ``model``: the override's (exact, undated name, longest pattern),
+        else the maintained database's, for the provider the base URL or name points at."""
+        found = self._find_override(model)
+        if found is not None:
+            return found
+        return self.base.find(model, provider=provider, base_url=base_url)
+
+    def _find_override(self, model: str) -> tuple[str, Price] | None:
         for name in (model, SNAPSHOT.sub("", model)):
             found = self.prices.get(name)
             if found is not None:
@@ -154,17 +176,31 @@ class PriceTable:
 
     def lookup(self, model: str, *, base_url: str | None = None) -> Pricing:
         """How ``model`` is priced; never raises for a model the table does not know."""
-        found = self.find(model)
+        override = self._find_override(model)
+        if override is not None:
+            return self._pricing(model, override[1], "table", override[0], self.files[-1])
+        found = self.base.find(model, base_url=base_url)
         if found is not None:
-            return self._pricing(model, found[1], "table", found[0])
+            return self._pricing(model, found[1], "table", found[0], self.base)
         if base_url is not None and is_local(base_url):
             return self._pricing(model, FREE, "local")
         return self._pricing(model, None, "unknown")
 
     def _pricing(
-        self, model: str, price: Price | None, source: Source, entry: str | None = None
+        self,
+        model: str,
+        price: Price | None,
+        source: Source,
+        entry: str | None = None,
+        origin: TableFile | Maintained | None = None,
     ) -> Pricing:
-        return Pricing(model, price, source, entry, self.table_id, self.version)
+        if isinstance(origin, TableFile):
+            frm, as_of = origin.path, origin.as_of
+        elif origin is not None:
+            frm, as_of = origin.label, origin.as_of
+        else:
+            frm, as_of = None, None
+        return Pricing(model, price, source, entry, self.table_id, self.version, frm, as_of)
 
 
 def is_local(base_url: str) -> bool:
@@ -174,8 +210,8 @@ def is_local(base_url: str) -> bool:
 
 
 def table_paths(project_dir: Path | None = None) -> list[Path]:
-    """The files merged, in order: the default, then the project's (if any)."""
-    paths = [DEFAULT_FILE]
+    """The override file laid over the maintained database: none, or one."""
+    paths: list[Path] = []
     named = os.environ.get(PRICES_ENV)
     if named:
         path = Path(named)
@@ -224,10 +260,11 @@ def run_pricer(project_dir: Path | None = None) -> RunPricer:
     def price(model: str, provider: str | None, tokens_in: int, tokens_out: int) -> float | None:
         if provider in RUNTIME_PROVIDERS:
             return 0.0
-        if model not in found:
-            entry = table.find(model)
-            found[model] = None if entry is None else entry[1]
-        hit = found[model]
+        key = f"{provider}\t{model}"
+        if key not in found:
+            entry = table.find(model, provider=provider)
+            found[key] = None if entry is None else entry[1]
+        hit = found[key]
         return None if hit is None else hit.cost(tokens_in, tokens_out)
 
     return price
@@ -282,9 +319,116 @@ def _load(key: tuple[tuple[str, int, int], ...]) -> PriceTable:
         version, as_of, models = _read(Path(path))
         prices.update(models)
         files.append(TableFile(path, version, as_of))
+    base = maintained()
     canonical = {k: [v.input_per_1m, v.output_per_1m] for k, v in prices.items()}
-    digest = hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
-    return PriceTable(prices, tuple(files), f"sha256:{digest[:16]}")
+    text = json.dumps([base.version, canonical], sort_keys=True)
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    return PriceTable(prices, tuple(files), f"sha256:{digest[:16]}", base)
+
+
+# -- the maintained database ---------------------------------------------------------------------
+
+
+def cache_dir() -> Path:
+    """Where releasegate keeps what it can rebuild: ``RELEASEGATE_CACHE_DIR``, else XDG's."""
+    named = os.environ.get(CACHE_ENV)
+    if named:
+        return Path(named)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "releasegate"
+
+
+class Maintained:
+    """genai-prices, asked per (model, provider) and remembered in the cache directory.
+
+    Prices are those in force on the day of the lookup, for 1,000 input or output
+    tokens scaled to 1M (so a long-context tier never applies). A model behind an
+    endpoint genai-prices does not know (a proxy, a local server) is looked up among
+    OpenAI's models, the protocol's home; a run's provider name picks its provider.
+    """
+
+    def __init__(self) -> None:
+        try:
+            self.package_version: str | None = importlib.metadata.version(MAINTAINED)
+        except importlib.metadata.PackageNotFoundError:
+            self.package_version = None
+        self.as_of = dt.datetime.now(dt.UTC).date().isoformat()
+        self._answers: dict[str, list[Any] | None] | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{MAINTAINED} {self.package_version or '(not installed)'}"
+
+    @property
+    def version(self) -> str:
+        return f"{MAINTAINED}-{self.package_version or 'missing'}"
+
+    @property
+    def cache_file(self) -> Path:
+        return cache_dir() / f"prices-{self.version}.json"
+
+    def find(
+        self, model: str, *, provider: str | None = None, base_url: str | None = None
+    ) -> tuple[str, Price] | None:
+        if self.package_version is None or not model:
+            return None
+        answers = self._cached()
+        key = f"{provider or ''}\t{base_url or ''}\t{model}"
+        if key not in answers:
+            answers[key] = self._ask(model, provider, base_url)
+            self._save(answers)
+        hit = answers[key]
+        return None if hit is None else (str(hit[0]), Price(float(hit[1]), float(hit[2])))
+
+    def _ask(self, model: str, provider: str | None, base_url: str | None) -> list[Any] | None:
+        from genai_prices import Usage, calc_price, data_snapshot
+
+        snapshot = data_snapshot.get_snapshot()
+        provider_id = "openai"
+        for by_id, by_url in ((provider, None), (None, base_url)):
+            if by_id is None and by_url is None:
+                continue
+            try:
+                provider_id = snapshot.find_provider(None, by_id, by_url).id
+                break
+            except LookupError:
+                continue
+        else:
+            if provider is not None:  # a run's provider genai-prices does not know
+                return None
+        for name in dict.fromkeys((model, SNAPSHOT.sub("", model))):
+            try:
+                one_in = calc_price(Usage(input_tokens=1000), name, provider_id=provider_id)
+                one_out = calc_price(Usage(output_tokens=1000), name, provider_id=provider_id)
+            except LookupError:
+                continue
+            per_1m = [float(one_in.total_price) * 1000.0, float(one_out.total_price) * 1000.0]
+            return [one_in.model.id, *per_1m]
+        return None
+
+    def _cached(self) -> dict[str, list[Any] | None]:
+        if self._answers is None:
+            try:
+                loaded = json.loads(self.cache_file.read_text(encoding="utf-8"))
+                self._answers = loaded if isinstance(loaded, dict) else {}
+            except (OSError, ValueError):
+                self._answers = {}
+        return self._answers
+
+    def _save(self, answers: dict[str, list[Any] | None]) -> None:
+        path = self.cache_file
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+            partial.write_text(json.dumps(answers, sort_keys=True), encoding="utf-8")
+            os.replace(partial, path)
+        except OSError as exc:  # a read-only home: price on, without remembering
+            log.debug("price cache not written: %s", exc)
+
+
+@functools.lru_cache(maxsize=1)
+def maintained() -> Maintained:
+    return Maintained()
 
 
 def _read(path: Path) -> tuple[str, str | None, dict[str, Price]]:
