@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats as scipy_stats
 
+from releasegate.domain import drift
 from releasegate.domain.drift import (
     Bins,
     DriftRules,
@@ -456,3 +457,31 @@ def test_compare_windows_checks_input_and_output_embeddings_with_the_rules_knobs
     assert "MMD^2 needs 2 runs per window" in few[0].detail
     with pytest.raises(ValueError, match="99 permutations can never give p < alpha=0.01; use 100"):
         compare_windows(reference, current, dataclasses.replace(rules, permutations=99))
+
+
+# -- the tests behind the signals (scipy), pinned to known values -------------------------------
+
+WELCH_A = [27.5, 21.0, 19.0, 23.6, 17.0, 17.9, 16.9, 20.1, 21.9, 22.6, 23.1, 19.6, 19.0, 21.7, 21.4]
+WELCH_B = [27.1, 22.0, 20.8, 23.4, 23.4, 23.5, 25.8, 22.0, 24.8, 20.2, 21.9, 22.1, 22.9, 20.5, 24.4]
+
+
+@pytest.mark.parametrize(
+    ("direction", "p_value"),
+    [("increase", 0.9893109992685665), ("decrease", 0.010689000731433496),
+     ("either", 0.021378001462866992)],
+)  # fmt: skip
+def test_welch_gives_the_textbook_values(direction: str, p_value: float) -> None:
+    # Welch (1947) as worked on Wikipedia, example 1: t = -2.46, df = 24.9, p = 0.021
+    t, p = drift._welch(np.array(WELCH_A), np.array(WELCH_B), direction)  # type: ignore[arg-type]
+    assert t == pytest.approx(-2.455356398286006, rel=1e-12)
+    assert p == pytest.approx(p_value, rel=1e-12)
+
+
+def test_chi_square_gives_the_values_the_hand_formula_gave() -> None:
+    ref, cur = np.array([30.0, 25, 45, 0, 12]), np.array([50.0, 20, 30, 0, 9])
+    chi2, df, p = drift._chi_square(ref, cur)
+    assert (df, chi2) == (3, pytest.approx(8.945051319457443, rel=1e-12))
+    assert p == pytest.approx(0.030030450840497123, rel=1e-12)
+    chi2, df, p = drift._chi_square(np.array([10.0, 0]), np.array([0.0, 10]))
+    assert (chi2, df, p) == (pytest.approx(20.0), 1, pytest.approx(7.744216431044088e-06))
+    assert drift._chi_square(np.array([5.0, 0]), np.array([7.0, 0])) == (0.0, 0, 1.0)

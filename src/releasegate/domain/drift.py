@@ -666,19 +666,24 @@ def _two_proportions(
 
 
 def _welch(cur: FloatArray, ref: FloatArray, direction: Direction) -> tuple[float, float]:
+    """Welch's unequal-variance t-test of ``cur`` against ``ref``: t and the p-value the
+    worse way (scipy's ``ttest_ind_from_stats``; no spread in either sample is decided here)."""
     v_cur, v_ref = float(cur.var(ddof=1)) / cur.size, float(ref.var(ddof=1)) / ref.size
     diff = float(cur.mean() - ref.mean())
     if v_cur + v_ref == 0.0:
         if diff == 0.0:
             return 0.0, 1.0
         return math.copysign(math.inf, diff), 0.0 if _worse_by(diff, direction) > 0 else 1.0
-    t = diff / math.sqrt(v_cur + v_ref)
-    df = (v_cur + v_ref) ** 2 / (v_cur**2 / (cur.size - 1) + v_ref**2 / (ref.size - 1))
     from scipy import stats as _scipy_stats  # slow to import: only when needed
 
-    tail = {"increase": -t, "decrease": t, "either": -abs(t)}[direction]
-    p_value = float(_scipy_stats.t.cdf(tail, df))
-    return t, min(1.0, p_value * (2.0 if direction == "either" else 1.0))
+    side = {"increase": "greater", "decrease": "less", "either": "two-sided"}[direction]
+    result = _scipy_stats.ttest_ind_from_stats(
+        *(float(cur.mean()), math.sqrt(v_cur * cur.size), cur.size),
+        *(float(ref.mean()), math.sqrt(v_ref * ref.size), ref.size),
+        equal_var=False,
+        alternative=side,
+    )  # from the moments already taken: the windows are not read again
+    return float(result.statistic), min(1.0, float(result.pvalue))
 
 
 def _fold_sparse(ref: FloatArray, cur: FloatArray) -> tuple[FloatArray, FloatArray]:
@@ -701,16 +706,18 @@ def _fold_sparse(ref: FloatArray, cur: FloatArray) -> tuple[FloatArray, FloatArr
 
 
 def _chi_square(ref: FloatArray, cur: FloatArray) -> tuple[float, int, float]:
-    """Pearson's chi-square on the 2xK table (no continuity correction), its df and p."""
+    """Pearson's chi-square on the 2xK table (no continuity correction), its df and p
+    (scipy's ``chi2_contingency`` over the columns where either window has a count)."""
     total = ref + cur
     live = total > 0
     k = int(np.count_nonzero(live))
-    n_ref, n = ref.sum(), cur.sum()
-    if k < 2 or n == 0 or n_ref == 0:
+    if k < 2 or cur.sum() == 0 or ref.sum() == 0:
         return 0.0, max(k - 1, 0), 1.0
-    e_ref, e_cur = total[live] * n_ref / (n_ref + n), total[live] * n / (n_ref + n)
-    chi2 = float(np.sum((ref[live] - e_ref) ** 2 / e_ref + (cur[live] - e_cur) ** 2 / e_cur))
-    return chi2, k - 1, _chi2_sf(chi2, k - 1)
+    from scipy import stats as _scipy_stats  # slow to import: only when needed
+
+    table = np.vstack([ref[live], cur[live]])
+    result = _scipy_stats.chi2_contingency(table, correction=False)
+    return float(result.statistic), int(result.dof), float(result.pvalue)
 
 
 def _chi2_sf(x: float, df: int) -> float:
