@@ -22,7 +22,6 @@ import datetime as dt
 import fnmatch
 import functools
 import hashlib
-import importlib.metadata
 import json
 import logging
 import os
@@ -348,6 +347,8 @@ class Maintained:
     """
 
     def __init__(self) -> None:
+        import importlib.metadata  # ~10 ms: only once a price is needed
+
         try:
             self.package_version: str | None = importlib.metadata.version(MAINTAINED)
         except importlib.metadata.PackageNotFoundError:
