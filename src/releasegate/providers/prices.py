@@ -293,14 +293,15 @@ def for_manifest(
     if any(_is_number(v) for v in per_1k):
         price = Price(*(float(v) * 1000.0 if _is_number(v) else 0.0 for v in per_1k))  # type: ignore[arg-type]
         return table._pricing(name, price, "manifest")
-    pricing = table.lookup(name, base_url=base_url)
-    if pricing.source != "unknown":
-        return pricing
-    if provider in LOCAL_PROVIDERS:
-        return table._pricing(name, FREE, "local")
-    if provider in SELF_PRICED_PROVIDERS:
+    if provider in LOCAL_PROVIDERS or provider in SELF_PRICED_PROVIDERS:
+        # no price database knows these: only the project's own table may price them
+        override = table._find_override(name)
+        if override is not None:
+            return table._pricing(name, override[1], "table", override[0], table.files[-1])
+        if provider in LOCAL_PROVIDERS:
+            return table._pricing(name, FREE, "local")
         return table._pricing(name, None, "provider")
-    return pricing
+    return table.lookup(name, base_url=base_url)
 
 
 def _is_number(value: Any) -> bool:
