@@ -39,6 +39,7 @@ def _private_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Non
     else:
         os.environ["RELEASEGATE_CACHE_DIR"] = before
 
+
 PG_ADMIN = os.environ.get("RELEASEGATE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432")
 
 
