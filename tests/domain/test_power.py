@@ -10,12 +10,15 @@ from scipy import stats as scipy_stats
 
 from releasegate.domain.power import (
     MAX_RECOMMENDED_EPOCHS,
+    PASS_POWER,
     EpochAdvice,
     SuitePlan,
     clustered_mean_interval,
+    decision_size,
     epochs_needed,
     flaky_cases,
     metric_interval,
+    operating_characteristics,
     plan_suite,
     wilson_rate_interval,
 )
@@ -201,17 +204,20 @@ def test_plan_suite_binary_pilot() -> None:
     assert plan.delta == pytest.approx(0.02)
     assert plan.sd_diff == pytest.approx(math.sqrt(0.10 - 0.02**2))
     se = plan.sd_diff / math.sqrt(n)
-    assert plan.mde_pilot == pytest.approx(minimum_detectable_effect(se))
+    assert plan.mde_pilot == pytest.approx(minimum_detectable_effect(se, power=PASS_POWER))
     assert plan.n_needed == math.ceil(n * (plan.mde_pilot / 0.02) ** 2 - 1e-9)
-    assert plan.n_needed == paired_compare(cand, base).cases_needed(0.02)
+    assert plan.n_needed == paired_compare(cand, base, power=0.9).cases_needed(0.02)
     assert str(plan.n_needed) in plan.text
+    assert plan.pass_if_equal == pytest.approx(0.9, abs=0.002)
+    assert plan.pass_if_worse == pytest.approx(0.025)
+    assert "an equal-quality candidate passes 90% of the time" in plan.text
 
 
 def test_plan_suite_uses_the_floor_for_a_quiet_pilot() -> None:
     same = np.ones(20)
     plan = plan_suite(same, same, margin=0.05)
     assert plan.discordance == 0.0 and plan.sd_diff == 0.0
-    floor_mde = minimum_detectable_effect(math.sqrt(3.0) / 20)
+    floor_mde = minimum_detectable_effect(math.sqrt(3.0) / 20, power=PASS_POWER)
     assert plan.mde_pilot == pytest.approx(floor_mde)
     assert plan.n_needed == math.ceil(20 * (floor_mde / 0.05) ** 2 - 1e-9)
 
@@ -246,8 +252,8 @@ def test_plan_suite_agrees_with_cases_needed(
 ) -> None:
     cand, base = np.array(pair[0]), np.array(pair[1])
     plan = plan_suite(cand, base, margin=margin)
-    comparison = paired_compare(cand, base, resamples=10)
-    assert plan.n_needed == comparison.cases_needed(margin)
+    comparison = paired_compare(cand, base, resamples=10, power=PASS_POWER)
+    assert abs(plan.n_needed - comparison.cases_needed(margin)) <= 1  # ceil at float edges
     assert plan.mde_pilot == pytest.approx(comparison.mde)
     assert plan.n_needed >= plan.n_pilot
 
@@ -361,3 +367,33 @@ def test_wilson_rate_interval_rejects_bad_input() -> None:
         wilson_rate_interval(1.5, 10)
     with pytest.raises(ValueError, match="rate"):
         wilson_rate_interval(0.5, -1)
+
+
+# -- decision_size: suites sized for the gate's three verdicts ------------------------------
+
+
+def test_decision_size_known_answer() -> None:
+    # n = ((z_0.975 + z_0.9) * sd / margin)**2 = (3.2415 * 0.3 / 0.02)**2 = 2364.1 -> 2365
+    size = decision_size(0.3, 0.02)
+    assert size.n == 2365
+    assert size.pass_if_equal == pytest.approx(0.9, abs=1e-3)
+    assert size.pass_if_worse == pytest.approx(0.025)
+    assert size.fail_if_equal == pytest.approx(0.025)
+    assert decision_size(0.3, 0.02, pass_power=0.8).n < size.n
+    assert "at 2365 cases an equal-quality candidate passes 90% of the time" in size.describe()
+
+
+def test_decision_size_uses_the_rule_of_three_floor() -> None:
+    # sd 0: se = sqrt(3) / n, so n = ceil(3.2415 * sqrt(3) / 0.05) = 113
+    assert decision_size(0.0, 0.05).n == 113
+    with pytest.raises(ValueError, match="margin"):
+        decision_size(0.3, 0.0)
+
+
+def test_operating_characteristics_sum_to_one_and_fail_better_candidates_rarely() -> None:
+    for delta in (-0.04, -0.02, 0.0, 0.02):
+        oc = operating_characteristics(0.3, 500, 0.02, delta)
+        assert oc.passes + oc.holds + oc.fails == pytest.approx(1.0)
+    assert operating_characteristics(0.3, 500, 0.02, 0.0).fails == pytest.approx(0.025)
+    assert operating_characteristics(0.3, 500, 0.02, 0.02).fails < 0.025
+    assert operating_characteristics(0.3, 50, 0.02, -0.02).passes == pytest.approx(0.025)

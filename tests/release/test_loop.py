@@ -151,7 +151,7 @@ def test_a_broken_change_fails_the_gate_and_cannot_be_promoted(
         promote(store, bad, "staging")
 
 
-def test_a_small_suite_holds_as_underpowered(store: Store, project: Project) -> None:
+def test_a_small_suite_holds_when_it_shows_neither_verdict(store: Store, project: Project) -> None:
     project.margin = 0.01
     shipped_v1 = register(store, project.workflow("v1")).version_id
     evaluate(store, shipped_v1, project.suite(n=40))
@@ -163,7 +163,7 @@ def test_a_small_suite_holds_as_underpowered(store: Store, project: Project) -> 
     evaluate(store, v2, project.suite(n=40))
     held = gate(store, v2, "staging")
     assert held.verdict == "hold"
-    assert "underpowered" in held.report["reasons"][0]
+    assert "neither shown" in held.report["reasons"][0]
     assert "cases needed" in held.report["reasons"][0]
 
 

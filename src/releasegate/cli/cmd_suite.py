@@ -25,7 +25,10 @@ def suite_plan(
     margin: Annotated[
         float | None, typer.Option("--margin", help="Override the policy's margin.")
     ] = None,
-    power: Annotated[float, typer.Option("--power", help="Chance to detect the margin.")] = 0.8,
+    power: Annotated[
+        float,
+        typer.Option("--power", help="Chance an equal-quality candidate passes the gate."),
+    ] = 0.9,
     as_json: JsonOpt = False,
 ) -> None:
     """How many cases the policy's margin needs, from a pilot eval already stored."""

@@ -190,10 +190,12 @@ def plan_table(console: Console, outcome: Any) -> None:
         f"plan{where}: pilot {o.version_id[:12]} on suite {escape(o.suite_name)} "
         f"({o.suite_id[:12]}), {plural(o.metrics[0].n_pilot, 'case')} x "
         f"{plural(o.epochs, 'epoch')}, "
-        f"{against}; 95% confidence, {o.power:.0%} power"
+        f"{against}; sized so an equal-quality candidate passes {o.power:.0%} of the time "
+        "and one worse by the margin passes 2.5%"
     )
     table = Table()
-    for col in ("metric", "margin", "pilot n", sd_col, "MDE now", "cases needed", "verdict"):
+    columns = ("metric", "margin", "pilot n", sd_col, "MDE now", "cases needed")
+    for col in (*columns, "P(pass) equal", "P(pass) -margin", "verdict"):
         table.add_column(col)
     for m in o.metrics:
         style = "green" if m.n_more == 0 else "yellow"
@@ -204,6 +206,8 @@ def plan_table(console: Console, outcome: Any) -> None:
             "—" if m.sd is None else f"{m.sd:.3f}",
             f"{m.mde:.3f}",
             str(m.n_needed),
+            "—" if m.pass_if_equal is None else f"{m.pass_if_equal:.0%}",
+            "—" if m.pass_if_worse is None else f"{m.pass_if_worse:.1%}",
             f"[{style}]{m.verdict}[/]",
         )
     console.print(table)

@@ -6,14 +6,18 @@ approvals on record, so the rules are testable without a database. Checks of
 the version itself come first: its model is pinned, blessed where the policy
 lists blessed models, and its tools stay within the policy's boundary. Order of
 precedence: any failed check fails the gate; otherwise missing evidence or an
-underpowered comparison holds it; otherwise missing approvals make it
-needs-approval; otherwise it passes. A pass is never silent about what it
-could not see: an underpowered comparison holds unless the candidate is
-significantly better (then there is no regression left to detect).
+inconclusive comparison holds it; otherwise missing approvals make it
+needs-approval; otherwise it passes. The paired regression check has three
+verdicts with stated error rates: ``ok`` when non-inferiority is shown (the
+one-sided 97.5% lower bound of the paired delta clears -margin), ``fail`` when a
+regression is shown (the one-sided 97.5% upper bound lies below 0), otherwise
+``hold``, naming the suite size (``power.decision_size``) at which an
+equal-quality candidate would pass 90% of the time.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -21,7 +25,11 @@ from typing import Any
 
 from releasegate.domain.pinning import blessing_for, pin_of, tool_violations
 from releasegate.domain.policy import ApprovalNeed, Policy
+from releasegate.domain.power import decision_size
 from releasegate.domain.stats import Interval, PairedComparison
+
+ONE_SIDED_ALPHA = 0.025
+"""Error rate of each verdict of the paired check: the 95% interval's ends, one-sided."""
 
 
 class Verdict(StrEnum):
@@ -162,43 +170,45 @@ def _regression_checks(policy: Policy, ev: Evidence, has_baseline: bool) -> list
                 )
             )
             continue
-        c = m.comparison
-        interval = f"delta {c.delta:+.3f} [{c.low:+.3f}, {c.high:+.3f}] ({c.method}, n={c.n})"
-        if c.low < -reg.margin and c.delta < -reg.margin:
-            checks.append(
-                Check(
-                    name,
-                    Status.FAIL,
-                    f"{interval}: regressed by more than the margin {reg.margin:.3f}",
-                )
-            )
-        elif c.mde > reg.margin and c.low <= 0:
-            needed = f"; about {c.cases_needed(reg.margin)} cases needed" if reg.margin > 0 else ""
-            checks.append(
-                Check(
-                    name,
-                    Status.HOLD,
-                    f"underpowered: {interval}; minimum detectable effect {c.mde:.3f} > margin "
-                    f"{reg.margin:.3f}{needed}",
-                )
-            )
-        elif c.low < -reg.margin:
-            checks.append(
-                Check(
-                    name,
-                    Status.FAIL,
-                    f"{interval}: cannot rule out a regression beyond {reg.margin:.3f}",
-                )
-            )
-        else:
-            checks.append(
-                Check(
-                    name,
-                    Status.OK,
-                    f"{interval}: non-inferior within {reg.margin:.3f} (mde {c.mde:.3f})",
-                )
-            )
+        checks.append(_paired_check(name, m.comparison, reg.margin))
     return checks
+
+
+def _paired_check(name: str, c: PairedComparison, margin: float) -> Check:
+    """Pass when non-inferiority is shown, fail when a regression is shown, else hold.
+
+    Both bounds are one-sided at 2.5% (the two-sided 95% interval's ends), so an
+    equal-quality candidate is failed at most 2.5% of the time and one worse by the
+    margin passes at most 2.5% of the time, whatever the suite size.
+    """
+    interval = f"delta {c.delta:+.3f} [{c.low:+.3f}, {c.high:+.3f}] ({c.method}, n={c.n})"
+    one_sided = f"one-sided {ONE_SIDED_ALPHA:.1%}"
+    if c.low >= -margin:
+        return Check(
+            name,
+            Status.OK,
+            f"{interval}: non-inferiority within {margin:.3f} shown (lower bound "
+            f"{c.low:+.3f} >= -{margin:.3f}, {one_sided})",
+        )
+    if c.high < 0:
+        return Check(
+            name,
+            Status.FAIL,
+            f"{interval}: regression shown (upper bound {c.high:+.3f} < 0, {one_sided})",
+        )
+    needed = ""
+    if margin > 0 and math.isfinite(c.se):
+        size = decision_size(c.se * math.sqrt(c.n), margin)
+        if size.n > c.n:
+            needed = f"; about {size.n} cases needed: {size.describe()}"
+        else:
+            needed = f"; {c.n} cases should suffice for an equal-quality candidate"
+    return Check(
+        name,
+        Status.HOLD,
+        f"{interval}: neither shown: non-inferiority within {margin:.3f} needs the lower "
+        f"bound >= -{margin:.3f}, a regression needs the upper bound < 0{needed}",
+    )
 
 
 def _must_pass_check(policy: Policy, ev: Evidence) -> list[Check]:

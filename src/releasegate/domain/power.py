@@ -25,12 +25,19 @@ are averaged from.
   5 % of the SE is left to gain) and more cases are the better spend.
 - ``flaky_cases``: cases whose epochs disagree (an errored epoch, NaN, disagrees with a
   scored one).
-- ``plan_suite``: suite size from a pilot comparison, by the same rule as
-  ``PairedComparison.cases_needed`` (which it calls): the pilot's floored standard error
-  (``se_eff = max(se_observed, sqrt(3) / n)``) scales as ``1 / sqrt(n)``, so
-  ``n_needed = ceil(n * (mde / margin)**2)``, never fewer than the pilot's ``n``. The floor
-  makes a pilot with no discordant cases plan as if ``3 / n`` of them were discordant; once
-  ``n_needed`` exceeds the pilot, the floor at ``n_needed`` can no longer bind.
+- ``decision_size``: the suite size the gate's three verdicts need. The gate passes when the
+  one-sided 97.5% lower bound ``delta - z * se`` clears ``-margin`` and fails when the upper
+  bound ``delta + z * se`` lies below 0 (``z = z_0.975``). With ``sd`` the standard
+  deviation of per-case differences and ``se(n) = max(sd / sqrt(n), sqrt(3) / n)`` (the
+  gate's rule-of-three floor), an equal-quality candidate passes with probability
+  ``Phi(margin / se(n) - z)``; ``decision_size`` is the smallest ``n`` where that reaches
+  ``PASS_POWER`` (0.9), about ``((z_0.975 + z_0.9) * sd / margin)**2``. A candidate worse
+  by the margin passes with probability ``Phi(-z) = 2.5%`` at every ``n``, so it fails or
+  holds at least 97.5% of the time; ``operating_characteristics`` gives pass/hold/fail for
+  any true delta (normal approximation; ``benchmarks/bench_decisions.py`` measures them).
+- ``plan_suite``: suite size from a pilot comparison: ``decision_size`` on the pilot's
+  standard deviation of differences, never fewer than the pilot's ``n``. The floor makes a
+  pilot with no discordant cases plan as if ``3 / n`` of them were discordant.
 - ``metric_interval``: the interval an eval reports for one per-case metric, choosing between
   the above and ``stats.mean_interval``. A *rate* is a metric whose every epoch scored 0 or 1
   (``pass_rate``, ``label_accuracy``), so each case's value is the share of its epochs that
@@ -50,6 +57,8 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
+from statistics import NormalDist
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -73,6 +82,9 @@ RATE_SMALL_N = 30
 """Fewer independent units than this: a rate's interval is Wilson, not the bootstrap."""
 RATE_MIN_COUNT = 5
 """Fewer expected passes or failures than this (``n * min(p, 1 - p)``): Wilson as well."""
+PASS_POWER = 0.9
+"""A suite sized by ``decision_size`` passes an equal-quality candidate this often."""
+_MAX_DECISION_SIZE = 1 << 40
 
 
 @dataclass(frozen=True)
@@ -118,6 +130,118 @@ class SuitePlan:
     confidence: float
     power: float
     text: str
+    pass_if_equal: float = math.nan
+    """Chance an equal-quality candidate passes at ``n_needed`` (normal approximation)."""
+    pass_if_worse: float = math.nan
+    """Chance a candidate worse by ``margin`` passes at ``n_needed`` (at most 2.5%)."""
+
+
+class OperatingCharacteristics(NamedTuple):
+    """Chances of each verdict of the paired regression check at one true delta."""
+
+    passes: float
+    holds: float
+    fails: float
+
+
+@dataclass(frozen=True)
+class DecisionSize:
+    """Cases the gate needs so an equal candidate passes ``pass_power`` of the time.
+
+    ``sd`` is the standard deviation of per-case differences it was computed from (the pilot
+    variance); ``pass_if_equal`` and ``pass_if_worse`` are the operating characteristics at
+    ``n`` for a true delta of 0 and of ``-margin``; ``fail_if_equal`` is the false-fail rate.
+    """
+
+    n: int
+    sd: float
+    margin: float
+    confidence: float
+    pass_power: float
+    pass_if_equal: float
+    pass_if_worse: float
+    fail_if_equal: float
+
+    def describe(self) -> str:
+        """One clause for a hold message or a plan: both operating characteristics."""
+        return (
+            f"at {self.n} cases an equal-quality candidate passes "
+            f"{self.pass_if_equal:.0%} of the time and one worse by {self.margin:.3g} "
+            f"passes {self.pass_if_worse:.1%} (sd of differences {self.sd:.3g})"
+        )
+
+
+def decision_se(sd: float, n: int) -> float:
+    """The gate's standard error at ``n`` cases: ``max(sd / sqrt(n), sqrt(3) / n)``."""
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    return max(sd / math.sqrt(n), math.sqrt(3.0) / n)
+
+
+def operating_characteristics(
+    sd: float, n: int, margin: float, true_delta: float, *, confidence: float = 0.95
+) -> OperatingCharacteristics:
+    """Pass/hold/fail chances of the regression check (normal approximation).
+
+    Pass: ``delta - z * se >= -margin``; fail: ``delta + z * se < 0``; else hold
+    (``z`` two-sided at ``confidence``, so each bound is one-sided at ``(1 - confidence) / 2``).
+    """
+    if not sd >= 0:
+        raise ValueError(f"sd must be >= 0, got {sd}")
+    z = z_value(confidence)
+    se = decision_se(sd, n)
+    norm = NormalDist()
+    passes = norm.cdf((true_delta + margin) / se - z)
+    fails = norm.cdf(-true_delta / se - z)
+    if margin <= 0:  # both rules can hold at once only with a zero margin and then pass wins
+        fails = max(0.0, fails - max(0.0, passes + fails - 1.0))
+    return OperatingCharacteristics(passes, max(0.0, 1.0 - passes - fails), fails)
+
+
+def decision_size(
+    sd: float,
+    margin: float,
+    *,
+    confidence: float = 0.95,
+    pass_power: float = PASS_POWER,
+) -> DecisionSize:
+    """Smallest suite at which an equal-quality candidate passes ``pass_power`` of the time."""
+    if not margin > 0:
+        raise ValueError(f"margin must be > 0, got {margin}")
+    if not sd >= 0 or not math.isfinite(sd):
+        raise ValueError(f"sd must be finite and >= 0, got {sd}")
+    z_value(confidence)
+    if not 0.0 < pass_power < 1.0:
+        raise ValueError(f"pass_power must be in (0, 1), got {pass_power}")
+
+    def ok(n: int) -> bool:
+        oc = operating_characteristics(sd, n, margin, 0.0, confidence=confidence)
+        return oc.passes >= pass_power
+
+    hi = 1
+    while not ok(hi):
+        hi *= 2
+        if hi > _MAX_DECISION_SIZE:
+            raise ValueError("no suite size reaches the pass power")
+    lo = hi // 2
+    while hi - lo > 1:  # ok(hi) and (lo == 0 or not ok(lo))
+        mid = (lo + hi) // 2
+        if ok(mid):
+            hi = mid
+        else:
+            lo = mid
+    at_zero = operating_characteristics(sd, hi, margin, 0.0, confidence=confidence)
+    at_worse = operating_characteristics(sd, hi, margin, -margin, confidence=confidence)
+    return DecisionSize(
+        n=hi,
+        sd=sd,
+        margin=margin,
+        confidence=confidence,
+        pass_power=pass_power,
+        pass_if_equal=at_zero.passes,
+        pass_if_worse=at_worse.passes,
+        fail_if_equal=at_zero.fails,
+    )
 
 
 def clustered_mean_interval(
@@ -240,21 +364,27 @@ def plan_suite(
     *,
     margin: float,
     confidence: float = 0.95,
-    power: float = 0.8,
+    power: float = PASS_POWER,
 ) -> SuitePlan:
-    """Cases needed so the paired comparison's mde is at most ``margin``.
+    """Cases needed so an equal-quality candidate passes the gate ``power`` of the time.
 
     The pilot is per-case values (epochs averaged) of both versions on the same cases. The
-    answer is ``paired_compare(...).cases_needed(margin)`` on the pilot, so the plan and the
-    gate cannot drift apart.
+    answer is ``decision_size`` on the standard deviation of differences the gate itself
+    computes on the pilot (``se * sqrt(n)``, floored), so the plan and the gate cannot drift
+    apart; it equals ``paired_compare(..., power=power).cases_needed(margin)``.
     """
     if not margin > 0:
         raise ValueError(f"margin must be > 0, got {margin}")
     cand = _as_cases(pilot_candidate, "pilot_candidate")
     base = _as_cases(pilot_baseline, "pilot_baseline")
     comparison = paired_compare(cand, base, confidence=confidence, power=power, resamples=1)
-    n_needed = comparison.cases_needed(margin)
     n = comparison.n
+    size = decision_size(
+        comparison.se * math.sqrt(n), margin, confidence=confidence, pass_power=power
+    )
+    n_needed = max(n, size.n)
+    at_zero = operating_characteristics(size.sd, n_needed, margin, 0.0, confidence=confidence)
+    at_worse = operating_characteristics(size.sd, n_needed, margin, -margin, confidence=confidence)
     d = cand - base
     discordance: float | None = None
     if is_binary(cand) and is_binary(base):
@@ -271,7 +401,8 @@ def plan_suite(
     )
     text = (
         f"pilot of {n} cases ({spread}, mde {comparison.mde:.4g}): "
-        f"a margin of {margin:.4g} {verdict}"
+        f"a margin of {margin:.4g} {verdict}; "
+        + _oc_clause(n_needed, margin, at_zero.passes, at_worse.passes)
     )
     return SuitePlan(
         n_needed=n_needed,
@@ -284,6 +415,15 @@ def plan_suite(
         confidence=confidence,
         power=power,
         text=text,
+        pass_if_equal=at_zero.passes,
+        pass_if_worse=at_worse.passes,
+    )
+
+
+def _oc_clause(n: int, margin: float, pass_equal: float, pass_worse: float) -> str:
+    return (
+        f"at {n} cases an equal-quality candidate passes {pass_equal:.0%} of the time, "
+        f"one worse by {margin:.3g} passes {pass_worse:.1%}"
     )
 
 

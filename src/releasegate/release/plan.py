@@ -22,7 +22,15 @@ import numpy as np
 import numpy.typing as npt
 
 from releasegate.domain.policy import Policy
-from releasegate.domain.power import EpochAdvice, SuitePlan, epochs_needed, plan_suite
+from releasegate.domain.power import (
+    PASS_POWER,
+    EpochAdvice,
+    SuitePlan,
+    decision_size,
+    epochs_needed,
+    operating_characteristics,
+    plan_suite,
+)
 from releasegate.domain.results import Score
 from releasegate.domain.stats import PairedComparison, paired_compare_aggregate
 from releasegate.domain.suite import Suite
@@ -72,6 +80,10 @@ class MetricPlan:
     text: str
     advice: EpochAdvice | None = None
     advice_basis: str | None = None
+    pass_if_equal: float | None = None
+    """Chance an equal-quality candidate passes at ``n_needed`` cases."""
+    pass_if_worse: float | None = None
+    """Chance a candidate worse by the margin passes at ``n_needed`` cases."""
 
     @property
     def n_more(self) -> int:
@@ -130,6 +142,8 @@ class PlanOutcome:
                     "text": m.text,
                     "epoch_advice": None if m.advice is None else advice_dict(m.advice),
                     "epoch_advice_basis": m.advice_basis,
+                    "pass_if_equal": None if m.pass_if_equal is None else round(m.pass_if_equal, 4),
+                    "pass_if_worse": None if m.pass_if_worse is None else round(m.pass_if_worse, 4),
                 }
                 for m in self.metrics
             ],
@@ -145,7 +159,7 @@ def plan(
     env: str | None = None,
     baseline_ref: str | None = None,
     margin: float | None = None,
-    power: float = 0.8,
+    power: float = PASS_POWER,
 ) -> PlanOutcome:
     """Cases each gated metric needs, from the version's latest eval on the suite file."""
     if margin is not None and not 0.0 < margin < 1.0:
@@ -280,13 +294,28 @@ def _plan_metric(
     n = len(cand.cases)
     if name in cand.aggregates:
         comp = _aggregate_comparison(name, cand, base, power)
-        needed = comp.cases_needed(margin)
+        size = decision_size(comp.se * np.sqrt(n), margin, pass_power=power)
+        needed = max(n, size.n)
+        at_zero = operating_characteristics(size.sd, needed, margin, 0.0)
+        at_worse = operating_characteristics(size.sd, needed, margin, -margin)
         verdict = f"needs {needed} cases" if needed > n else f"is already met by {n} cases"
         text = (
             f"pilot of {n} cases (corpus metric, mde {comp.mde:.4g}): a margin of "
-            f"{margin:.4g} {verdict}"
+            f"{margin:.4g} {verdict}; at {needed} cases an equal-quality candidate passes "
+            f"{at_zero.passes:.0%} of the time, one worse by {margin:.3g} passes "
+            f"{at_worse.passes:.1%}"
         )
-        return MetricPlan(name, margin, n, None, comp.mde, needed, text)
+        return MetricPlan(
+            name,
+            margin,
+            n,
+            None,
+            comp.mde,
+            needed,
+            text,
+            pass_if_equal=at_zero.passes,
+            pass_if_worse=at_worse.passes,
+        )
     cand_values = cand.values[name]
     paired = base is not None and name in base.values
     base_values = base.values[name] if base is not None and paired else np.zeros_like(cand_values)
@@ -303,9 +332,21 @@ def _plan_metric(
         )
         text = (
             f"pilot of {n} cases (sd of scores {sp.sd_diff:.4g}, mde {sp.mde_pilot:.4g}): "
-            f"a margin of {margin:.4g} {met}"
+            f"a margin of {margin:.4g} {met}; " + sp.text.split("; ", 1)[1]
         )
-    return MetricPlan(name, margin, n, sp.sd_diff, sp.mde_pilot, sp.n_needed, text, advice, basis)
+    return MetricPlan(
+        name,
+        margin,
+        n,
+        sp.sd_diff,
+        sp.mde_pilot,
+        sp.n_needed,
+        text,
+        advice,
+        basis,
+        pass_if_equal=sp.pass_if_equal,
+        pass_if_worse=sp.pass_if_worse,
+    )
 
 
 def _aggregate_comparison(
