@@ -7,6 +7,7 @@ each rule is exercised at its boundary without running an eval.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +24,7 @@ from releasegate.domain.decision import (
     decide_gate,
 )
 from releasegate.domain.policy import ApprovalNeed, Policy, Regression
+from releasegate.domain.scoretest import paired_score_z
 from releasegate.domain.stats import Interval, PairedComparison
 
 POLICY = Policy(
@@ -133,7 +135,7 @@ def test_clean_evidence_passes_and_lists_every_check() -> None:
     assert check(decision, "floor accuracy")[1] == "0.900 [0.870, 0.930] >= floor 0.800"
     assert check(decision, "regression accuracy")[1] == (
         "delta +0.000 [-0.010, +0.010] (mcnemar, n=400): non-inferiority within 0.020 shown "
-        "(lower bound -0.010 >= -0.020, one-sided 2.5%)"
+        "(lower bound -0.010 >= -0.020, score z 2.12 at -0.020, one-sided 2.5%)"
     )
     assert check(decision, "approvals") == (Status.INFO, "none required by the policy")
 
@@ -410,3 +412,21 @@ def test_a_zero_margin_still_gives_a_decision() -> None:
         evidence(compared=comparison(0.0, -0.05, 0.05, mde=0.07, n=200)), policy=policy
     )
     assert decision.verdict in (Verdict.HOLD, Verdict.FAIL)
+
+
+def test_pass_fail_data_use_the_score_test_at_the_margin() -> None:
+    # 30 worse and 22 better of 400: the comparison's bound clears -0.04, but the score
+    # test at delta0 = -0.04 (variance read at the hypothesis) gives z 1.09 < 1.96
+    compared = dataclasses.replace(
+        comparison(-0.02, -0.0383, -0.0017), worse=30, better=22, se=0.0093
+    )
+    policy = dataclasses.replace(POLICY, regressions=(Regression("accuracy", 0.04),))
+    decision = decide(evidence(compared=compared), policy=policy)
+    assert decision.verdict is Verdict.HOLD
+    assert paired_score_z(30, 22, 400, -0.04) < 1.96
+
+
+def test_paired_score_z_is_mcnemar_at_zero_and_zero_at_the_estimate() -> None:
+    assert paired_score_z(10, 20, 100, 0.0) == pytest.approx(10 / math.sqrt(30))
+    assert paired_score_z(30, 10, 400, -0.05) == pytest.approx(0.0)
+    assert paired_score_z(0, 0, 100, -0.05) > 0

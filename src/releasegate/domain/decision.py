@@ -21,11 +21,13 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from statistics import NormalDist
 from typing import Any
 
 from releasegate.domain.pinning import blessing_for, pin_of, tool_violations
 from releasegate.domain.policy import ApprovalNeed, Policy
 from releasegate.domain.power import decision_size
+from releasegate.domain.scoretest import paired_score_z
 from releasegate.domain.stats import Interval, PairedComparison
 
 ONE_SIDED_ALPHA = 0.025
@@ -170,11 +172,11 @@ def _regression_checks(policy: Policy, ev: Evidence, has_baseline: bool) -> list
                 )
             )
             continue
-        checks.append(_paired_check(name, m.comparison, reg.margin))
+        checks.append(regression_check(name, m.comparison, reg.margin))
     return checks
 
 
-def _paired_check(name: str, c: PairedComparison, margin: float) -> Check:
+def regression_check(name: str, c: PairedComparison, margin: float) -> Check:
     """Pass when non-inferiority is shown, fail when a regression is shown, else hold.
 
     Both bounds are one-sided at 2.5% (the two-sided 95% interval's ends), so an
@@ -183,18 +185,31 @@ def _paired_check(name: str, c: PairedComparison, margin: float) -> Check:
     """
     interval = f"delta {c.delta:+.3f} [{c.low:+.3f}, {c.high:+.3f}] ({c.method}, n={c.n})"
     one_sided = f"one-sided {ONE_SIDED_ALPHA:.1%}"
-    if c.low >= -margin:
+    shown_ok, shown_worse = c.low >= -margin, c.high < 0
+    score = ""
+    if _has_counts(c) and margin < 1.0:
+        # pass/fail data: the score test reads the variance at the hypothesis, not the data
+        z = NormalDist().inv_cdf(1.0 - ONE_SIDED_ALPHA)
+        z_margin = paired_score_z(c.worse, c.better, c.n, -margin)
+        z_zero = paired_score_z(c.worse, c.better, c.n, 0.0)
+        floor_ok = c.delta - z * math.sqrt(3.0) / c.n >= -margin
+        shown_ok = z_margin >= z and floor_ok
+        shown_worse = shown_worse and z_zero <= -z
+        score = f", score z {z_margin:.2f} at -{margin:.3f}" if shown_ok else ""
+        if shown_worse:
+            score = f", McNemar score z {z_zero:.2f}"
+    if shown_ok:
         return Check(
             name,
             Status.OK,
             f"{interval}: non-inferiority within {margin:.3f} shown (lower bound "
-            f"{c.low:+.3f} >= -{margin:.3f}, {one_sided})",
+            f"{c.low:+.3f} >= -{margin:.3f}{score}, {one_sided})",
         )
-    if c.high < 0:
+    if shown_worse:
         return Check(
             name,
             Status.FAIL,
-            f"{interval}: regression shown (upper bound {c.high:+.3f} < 0, {one_sided})",
+            f"{interval}: regression shown (upper bound {c.high:+.3f} < 0{score}, {one_sided})",
         )
     needed = ""
     if margin > 0 and math.isfinite(c.se):
@@ -209,6 +224,11 @@ def _paired_check(name: str, c: PairedComparison, margin: float) -> Check:
         f"{interval}: neither shown: non-inferiority within {margin:.3f} needs the lower "
         f"bound >= -{margin:.3f}, a regression needs the upper bound < 0{needed}",
     )
+
+
+def _has_counts(c: PairedComparison) -> bool:
+    """A McNemar comparison whose worse/better counts are its own delta (pass/fail data)."""
+    return c.method.startswith("mcnemar") and c.better - c.worse == round(c.delta * c.n)
 
 
 def _must_pass_check(policy: Policy, ev: Evidence) -> list[Check]:
