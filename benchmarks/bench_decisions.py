@@ -29,6 +29,8 @@ from releasegate.domain.power import decision_size
 
 SIZES = (100, 300, 1_000, 3_000)
 MARGINS = (0.02, 0.05)
+SCALE = 20.0
+"""Unit vectors times this before the softmax, so 300 steps reach confident probabilities."""
 RESAMPLES = 1_000
 """Bootstrap resamples per simulated continuous comparison (the gate uses 10,000)."""
 
@@ -37,7 +39,7 @@ def train_softmax(
     x: npt.NDArray[np.float32], y: npt.NDArray[np.intp], classes: int, *, steps: int = 300
 ) -> npt.NDArray[np.float64]:
     """Multinomial logistic regression by full-batch gradient descent (Adam), L2 1e-4."""
-    xb = np.hstack([x, np.ones((x.shape[0], 1), dtype=np.float32)]).astype(np.float64)
+    xb = np.hstack([SCALE * x, np.ones((x.shape[0], 1), dtype=np.float32)]).astype(np.float64)
     w = np.zeros((xb.shape[1], classes))
     onehot = np.eye(classes)[y]
     m = np.zeros_like(w)
@@ -57,7 +59,7 @@ def train_softmax(
 def probabilities(
     w: npt.NDArray[np.float64], x: npt.NDArray[np.float32]
 ) -> npt.NDArray[np.float64]:
-    xb = np.hstack([x, np.ones((x.shape[0], 1), dtype=np.float32)]).astype(np.float64)
+    xb = np.hstack([SCALE * x, np.ones((x.shape[0], 1), dtype=np.float32)]).astype(np.float64)
     logits = xb @ w
     logits -= logits.max(axis=1, keepdims=True)
     p = np.exp(logits)

@@ -96,26 +96,37 @@ def test_label_mix_chi_square_matches_scipy() -> None:
     assert signal.statistic.name == "chi-square"
     assert signal.statistic.value == pytest.approx(expected.statistic)
     assert signal.p_value == pytest.approx(expected.pvalue)
-    assert signal.value == pytest.approx(psi_from_counts([30, 50, 20], [50, 35, 15]))
+    assert signal.value == pytest.approx(0.2)  # total variation: 20% of runs changed label
     assert "most moved: card_arrival 50.0% vs 30.0%" in signal.detail
 
 
-def test_label_mix_folds_sparse_labels_before_the_chi_square() -> None:
+def test_label_mix_tests_sparse_labels_by_permutation_without_folding() -> None:
     reference = {"a": 100, "b": 100, "rare1": 2, "rare2": 3, "rare3": 4}
     current = {"a": 100, "b": 100, "rare1": 3, "rare2": 2, "rare4": 3}
     signal = label_mix_signal(reference, current)
-    folded = [[100, 100, 9], [100, 100, 8]]  # the rare labels form one column
-    expected = scipy_stats.chi2_contingency(folded, correction=False)
+    table = [[100, 100, 2, 3, 4, 0], [100, 100, 3, 2, 0, 3]]  # every label its own column
+    expected = scipy_stats.chi2_contingency(table, correction=False)
     assert signal.statistic.value == pytest.approx(expected.statistic)
-    assert signal.p_value == pytest.approx(expected.pvalue)
-    assert "new labels: rare4" in signal.detail
+    assert "999 permutations" in signal.detail
+    assert 0.0 < signal.p_value < 1.0
+    assert "new labels (1.4% of the window): rare4" in signal.detail
     assert signal.status == "ok"
+
+
+def test_label_mix_sees_a_surge_on_a_few_of_77_sparse_labels() -> None:
+    rng = np.random.default_rng(4)
+    names = [f"intent_{i:02d}" for i in range(77)]
+    reference = rng.choice(names, 1_000).tolist()
+    current = rng.choice(names, 100).tolist()[:70] + ["intent_03"] * 15 + ["intent_40"] * 15
+    signal = label_mix_signal(reference, current)
+    assert signal.status == "alert", signal.detail
+    assert signal.p_value < 0.01
 
 
 def test_label_mix_alerts_on_a_new_label_and_names_it() -> None:
     signal = label_mix_signal(["a"] * 100 + ["b"] * 100, ["a"] * 80 + ["b"] * 80 + ["zz"] * 40)
     assert signal.status == "alert"
-    assert "new labels: zz" in signal.detail
+    assert "new labels (20.0% of the window): zz" in signal.detail
     assert "most moved: zz 20.0% vs 0.0%" in signal.detail
 
 
@@ -444,10 +455,11 @@ def test_compare_windows_checks_input_and_output_embeddings_with_the_rules_knobs
     reference, current = embedded(300, False), embedded(300, True)
     rules = DriftRules(embedding_cap=200, permutations=199, seed=4)
     signals = compare_windows(reference, current, rules)
-    assert [(s.name, s.status) for s in signals] == [
+    assert [(s.name, s.status) for s in signals][:2] == [
         ("input_drift", "alert"),
         ("output_drift", "ok"),
     ]
+    assert signals[2].name == "novel_inputs"
     drift = signals[0]
     assert drift.p_value == pytest.approx(1 / 200)  # beyond every one of the permutations
     assert "199 permutations, 200 vs 200 sampled" in drift.detail

@@ -71,7 +71,7 @@ def test_a_shifted_intent_mix_alerts_on_labels_and_input_embeddings(pool: Pool) 
     reference = Window(labels=pool.labels[ref].tolist(), input_embeddings=pool.vectors[ref])
     current = Window(labels=pool.labels[cur].tolist(), input_embeddings=pool.vectors[cur])
     signals = {s.name: s for s in compare_windows(reference, current)}
-    assert set(signals) == {"label_mix", "input_drift"}
+    assert set(signals) == {"label_mix", "input_drift", "novel_inputs"}
     mix, drift = signals["label_mix"], signals["input_drift"]
     assert mix.status == "alert", mix.detail
     assert f"new labels: {pool.intents[10]}, {pool.intents[11]}" in mix.detail

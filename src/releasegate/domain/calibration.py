@@ -7,7 +7,7 @@ comparison (``stats.paired_compare``) and rule (``decision.regression_check``) o
 and counts the verdicts, each with a Wilson interval. Pure and seeded: the same pool, settings
 and seed give the same counts.
 
-Flipping: a regression makes a random share ``q`` of the candidate's cases score 0 (a binary
+Flipping: a regression makes a random share ``q`` of the drawn candidate cases score 0 (a binary
 correct answer becomes wrong, a probability drops to 0), which moves its mean by
 ``-q * mean``; an improvement makes a share score 1, moving it by ``q * (1 - mean)``. ``q`` is
 chosen from the pool, after first absorbing the pool's own small gap between the versions,
@@ -63,16 +63,24 @@ class VerdictRates:
 
 
 def flip_to_delta(
-    candidate: ArrayLike, baseline_mean: float, true_delta: float, rng: np.random.Generator
+    candidate: ArrayLike,
+    baseline_mean: float,
+    true_delta: float,
+    rng: np.random.Generator,
+    *,
+    pool_mean: float | None = None,
 ) -> FloatArray:
     """Candidate scores with cases flipped so the expected mean is ``baseline_mean + delta``.
 
     Scores lie in [0, 1]. Each case is flipped independently with the share ``q`` that
-    moves the pool's mean to the target: down to 0 when the target is below the candidate's
-    mean, up to 1 when above. A target outside what flipping can reach raises ``ValueError``.
+    moves the mean to the target: down to 0 when the target is below the candidate's mean,
+    up to 1 when above. ``pool_mean`` is the candidate's mean over the whole pool when
+    ``candidate`` is a suite drawn from it (flip each drawn case, so repeated draws of one
+    case flip independently, as fresh cases would). A target outside what flipping can
+    reach raises ``ValueError``.
     """
     x = np.asarray(candidate, dtype=np.float64)
-    mean = float(x.mean())
+    mean = float(x.mean()) if pool_mean is None else pool_mean
     target = baseline_mean + true_delta
     if np.isclose(target, mean, rtol=0.0, atol=1e-12):
         return x.copy()
@@ -133,13 +141,14 @@ def simulate_gate_grid(
     if repetitions < 1 or n < 1:
         raise ValueError("need n >= 1 and repetitions >= 1")
     rng = generator(seed)
-    base_mean = float(base.mean())
+    base_mean, cand_mean = float(base.mean()), float(cand.mean())
+    flip_to_delta(cand, base_mean, true_delta, rng)  # refuse an unreachable target up front
     counts = {m: {Status.OK: 0, Status.HOLD: 0, Status.FAIL: 0} for m in margins}
     for _ in range(repetitions):
-        moved = flip_to_delta(cand, base_mean, true_delta, rng)
         idx = rng.integers(0, cand.size, size=n)
+        moved = flip_to_delta(cand[idx], base_mean, true_delta, rng, pool_mean=cand_mean)
         comparison = paired_compare(
-            moved[idx], base[idx], resamples=resamples, seed=int(rng.integers(1 << 31))
+            moved, base[idx], resamples=resamples, seed=int(rng.integers(1 << 31))
         )
         for m in margins:
             counts[m][regression_check("regression", comparison, m).status] += 1

@@ -30,6 +30,7 @@ SIGNALS = (
     "label_mix",
     "input_drift",
     "output_drift",
+    "novel_inputs",
     "quality",
 )
 """Every signal ``monitor`` computes; a rule naming anything else is a typo."""
