@@ -41,6 +41,8 @@ SIGNALS = ("label_mix", "input_drift", "novel_inputs")
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--trials", type=int, default=200)
+    parser.add_argument("--factors", type=int, nargs="+", default=[1, 10])
+    parser.add_argument("--windows", type=int, nargs="+", default=list(WINDOWS))
     args = parser.parse_args()
     if not banking77_data.available():
         print(f"skipped: BANKING77 not found at {banking77_data.dataset_dir()}")
@@ -80,11 +82,11 @@ def main() -> None:
         ),
         "novel_inputs": lambda r, c, s: novelty_signal(vectors[r], vectors[c], seed=s).is_alert,
     }
-    for factor in (1, 10):
+    for factor in args.factors:
         print(f"\n### reference {'equal to' if factor == 1 else '10x'} the window\n")
         print("| window | reference | scenario | " + " | ".join(SIGNALS) + " |")
         print("| ---: | ---: | --- | " + " | ".join("---" for _ in SIGNALS) + " |")
-        for n in WINDOWS:
+        for n in args.windows:
             n_ref = min(factor * n, bank.size - n)
             trials = {100: args.trials, 500: args.trials // 4, 2_000: args.trials // 10}[n]
             for scenario in SCENARIOS:
