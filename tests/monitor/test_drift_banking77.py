@@ -74,7 +74,7 @@ def test_a_shifted_intent_mix_alerts_on_labels_and_input_embeddings(pool: Pool) 
     assert set(signals) == {"label_mix", "input_drift", "novel_inputs"}
     mix, drift = signals["label_mix"], signals["input_drift"]
     assert mix.status == "alert", mix.detail
-    assert f"new labels: {pool.intents[10]}, {pool.intents[11]}" in mix.detail
+    assert f"of the window): {pool.intents[10]}, {pool.intents[11]}" in mix.detail
     assert drift.status == "alert", drift.detail
     assert drift.p_value is not None and drift.p_value < 0.01
     assert drift.change > 3 * drift.threshold, drift.detail
