@@ -43,6 +43,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--factors", type=int, nargs="+", default=[1, 10])
     parser.add_argument("--windows", type=int, nargs="+", default=list(WINDOWS))
+    parser.add_argument("--skip", nargs="*", default=[], help="scenarios to leave out")
     args = parser.parse_args()
     if not banking77_data.available():
         print(f"skipped: BANKING77 not found at {banking77_data.dataset_dir()}")
@@ -89,7 +90,7 @@ def main() -> None:
         for n in args.windows:
             n_ref = min(factor * n, bank.size - n)
             trials = {100: args.trials, 500: args.trials // 4, 2_000: args.trials // 10}[n]
-            for scenario in SCENARIOS:
+            for scenario in [s for s in SCENARIOS if s not in args.skip]:
                 hits = dict.fromkeys(SIGNALS, 0)
                 rng = generator(100 * factor + 10 * WINDOWS.index(n) + SCENARIOS.index(scenario))
                 for t in range(trials):
