@@ -7,12 +7,14 @@
     │   ├── PolicyError       a policy section or file
     │   ├── NotFoundError     an id or name that does not exist
     │   ├── SDKUsageError     a call of the runtime SDK that cannot work (wrong arguments)
-    │   └── PinMismatchError  what would run is not what the version pinned
+    │   ├── PinMismatchError  what would run is not what the version pinned
+    │   └── AuditKeyError     the audit key is missing, unreadable or not the chain's
     ├── RefusedError          exit 1   the answer is no
     │   ├── PromotionRefusedError
     │   ├── StaleAliasError   another writer moved the environment first
     │   ├── WriteConflictError another writer created the same row first
-    │   └── SelfApprovalError
+    │   ├── SelfApprovalError
+    │   └── AuditBrokenError  the audit log cannot be read or extended as it stands
     ├── StoreError            exit 2   the store cannot be used as given (one line: cause, store)
     │   │                              read-only, full, locked, unreachable, unreadable
     │   ├── StoreConflictError  a transient conflict with another writer (retried first)
@@ -110,6 +112,10 @@ class PinMismatchError(InputError):
         self.found = found
 
 
+class AuditKeyError(InputError):
+    """The audit key (kept outside the database) is missing, unreadable or not the chain's."""
+
+
 class RefusedError(ReleasegateError):
     """The system said no (exit 1): a promotion, an approval, an audit check."""
 
@@ -153,6 +159,14 @@ class RunsNotStoredError(StoreUnavailableError):
     def __init__(self, message: str, *, report: object, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.report = report
+
+
+class AuditBrokenError(RefusedError):
+    """The audit log was changed outside releasegate so that it cannot be read or extended."""
+
+    def __init__(self, message: str, *, seq: int | None = None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.seq = seq
 
 
 class SchemaOutdatedError(ReleasegateError):

@@ -10,12 +10,25 @@ from hypothesis import strategies as st
 
 from releasegate.domain.audit import (
     GENESIS,
+    KEYED,
+    ROTATED,
     AuditEvent,
+    AuditKey,
     ChainBreak,
+    ChainWalk,
+    Decided,
+    Head,
+    Keyring,
+    Replay,
+    anchor_payload,
     chain_event,
+    compare_state,
     event_hash,
+    parse_head,
+    parse_keys,
     verify_chain,
 )
+from releasegate.errors import InputError
 
 T0 = datetime(2025, 3, 1, 9, 30, tzinfo=UTC)
 KINDS = ["version.registered", "eval.completed", "gate.decided", "approval.granted"]
@@ -280,3 +293,241 @@ def test_any_reordering_is_detected(n: int, data: st.DataObject) -> None:
     shuffled = [events[j] for j in order]
     assert verify_chain(shuffled) is not None
     assert verify_chain(rechain(shuffled), head=head_of(events)) is not None
+
+
+# -- keyed chains -----------------------------------------------------------------------------
+
+KEY = AuditKey(b"k" * 40)
+NEW_KEY = AuditKey(b"n" * 40)
+RING = Keyring((KEY,), "test keys")
+
+
+def keyed_chain(n: int, key: AuditKey = KEY, prev: AuditEvent | None = None) -> list[AuditEvent]:
+    events: list[AuditEvent] = []
+    start = 1 if prev is None else prev.seq + 1
+    for i in range(start, start + n):
+        prev = chain_event(
+            prev,
+            seq=i,
+            at=T0 + timedelta(minutes=i),
+            kind=KINDS[i % len(KINDS)],
+            actor="ana",
+            workflow="support-triage",
+            subject=f"v{i:03d}",
+            payload={"step": i, "env": "production"},
+            key=key,
+        )
+        events.append(prev)
+    return events
+
+
+def test_a_keyed_chain_verifies_only_with_its_key() -> None:
+    events = keyed_chain(4)
+    assert all(e.key_id == KEY.key_id for e in events)
+    assert verify_chain(events, keys=RING, head=head_of(events)) is None
+    brk = verify_chain(events, keys=Keyring((NEW_KEY,), "elsewhere"))
+    assert brk == ChainBreak(
+        1, f"signed with audit key {KEY.key_id}, which is not among the keys here (elsewhere)"
+    )
+
+
+def test_the_key_id_is_derived_from_the_secret() -> None:
+    assert KEY.key_id == AuditKey(b"k" * 40).key_id != NEW_KEY.key_id
+    assert KEY.key_id.startswith("k") and len(KEY.key_id) == 16
+    assert "k" * 40 not in repr(KEY)
+
+
+def test_an_unkeyed_forgery_of_a_keyed_chain_is_caught() -> None:
+    events = keyed_chain(3)
+    forged = rechain([dataclasses.replace(e, key_id=None) for e in events])
+    assert verify_chain(forged) is None  # without keys nothing tells
+    brk = verify_chain(forged, keys=RING, head=head_of(forged))
+    assert brk is not None and brk.seq == 3 and "no signed event anchors them" in brk.reason
+    tail = chain_event(
+        events[-1],
+        seq=4,
+        at=T0,
+        kind="env.promoted",
+        actor="mallory",
+        workflow="w",
+        subject="x",
+        payload={},
+    )
+    brk = verify_chain([*events, tail], keys=RING)
+    assert brk is not None and brk.seq == 4 and brk.reason.startswith("not signed with")
+
+
+def test_unkeyed_events_must_be_anchored_by_the_first_keyed_one() -> None:
+    legacy = make_chain(3)
+    anchor = chain_event(
+        legacy[-1],
+        seq=4,
+        at=T0,
+        kind=KEYED,
+        actor="releasegate",
+        workflow=None,
+        subject=None,
+        payload=anchor_payload(legacy[-1]),
+        key=KEY,
+    )
+    events = [*legacy, anchor, *keyed_chain(2, prev=anchor)]
+    walk = ChainWalk()
+    assert verify_chain(events, keys=RING, head=head_of(events), walk=walk) is None
+    assert (walk.events, walk.unkeyed, walk.key_ids) == (6, 3, [KEY.key_id])
+    no_anchor = [*legacy, *keyed_chain(2, prev=legacy[-1])]
+    brk = verify_chain(no_anchor, keys=RING)
+    assert brk is not None and brk.seq == 4 and "does not anchor the 3 unkeyed" in brk.reason
+
+
+def rotation(prev: AuditEvent, old: AuditKey, new: AuditKey) -> AuditEvent:
+    return chain_event(
+        prev,
+        seq=prev.seq + 1,
+        at=T0,
+        kind=ROTATED,
+        actor="ana",
+        workflow=None,
+        subject=new.key_id,
+        payload={"new_key_id": new.key_id, "previous_key_id": old.key_id},
+        key=old,
+    )
+
+
+def test_a_rotation_signed_by_the_old_key_hands_over_to_the_new() -> None:
+    first = keyed_chain(2)
+    rot = rotation(first[-1], KEY, NEW_KEY)
+    after = keyed_chain(2, NEW_KEY, prev=rot)
+    both = Keyring((KEY, NEW_KEY), "file")
+    walk = ChainWalk()
+    assert verify_chain([*first, rot, *after], keys=both, walk=walk) is None
+    assert walk.key_ids == [KEY.key_id, NEW_KEY.key_id]
+    # a new key without a rotation naming it, or the old key after the rotation: both break
+    sneaked = keyed_chain(2, NEW_KEY, prev=first[-1])
+    brk = verify_chain([*first, *sneaked], keys=both)
+    assert brk is not None and brk.seq == 3 and "no rotation names it" in brk.reason
+    stale = keyed_chain(1, KEY, prev=rot)
+    brk = verify_chain([*first, rot, *stale], keys=both)
+    assert brk is not None and brk.seq == 4 and "no rotation names it" in brk.reason
+
+
+def test_against_an_exported_head() -> None:
+    events = keyed_chain(5)
+    exported = Head(3, events[2].hash)
+    assert verify_chain(events, keys=RING, against=exported) is None
+    brk = verify_chain(events[:2], keys=RING, against=exported)
+    assert brk is not None and brk.seq == 3 and "is gone" in brk.reason
+    other = keyed_chain(5, NEW_KEY)
+    brk = verify_chain(other, keys=Keyring((NEW_KEY,), "x"), against=exported)
+    assert brk is not None and brk.seq == 3 and "was rewritten" in brk.reason
+    assert parse_head(f" 3:{events[2].hash}\n") == exported
+    assert str(exported) == f"3:{events[2].hash}"
+    with pytest.raises(InputError, match="expected SEQ:DIGEST"):
+        parse_head("3:abc")
+
+
+def test_keys_parse_from_lines_or_commas_newest_last() -> None:
+    ring = parse_keys(f"# comment\n{'a' * 32}  # first\n\n{'b' * 40},{'c' * 33}\n", "f")
+    assert [k.secret for k in ring.keys] == [b"a" * 32, b"b" * 40, b"c" * 33]
+    assert ring.newest.secret == b"c" * 33 and ring.get(ring.ids[0]) == ring.keys[0]
+    with pytest.raises(InputError, match="f:2: an audit key must be at least 32"):
+        parse_keys("# c\nshort\n", "f")
+    with pytest.raises(InputError, match="holds no audit key"):
+        parse_keys("# nothing\n", "f")
+
+
+def test_replay_compares_environments_approvals_and_versions() -> None:
+    kw: dict[str, Any] = dict(at=T0, actor="ana", workflow="w")
+    e1 = chain_event(None, seq=1, kind="version.registered", subject="v1", payload={}, **kw)
+    e2 = chain_event(e1, seq=2, kind="env.promoted", subject="v1", payload={"env": "prod"}, **kw)
+    e3 = chain_event(
+        e2,
+        seq=3,
+        kind="approval.granted",
+        subject="v1",
+        payload={"env": "prod", "role": "approver"},
+        at=T0,
+        actor="bob",
+        workflow="w",
+    )
+    replay = Replay()
+    list(replay.feed([e1, e2, e3]))
+    same = dict(environments={("w", "prod"): "v1"}, approvals={("v1", "prod", "bob", "approver")})
+    assert compare_state(replay, versions={"v1"}, **same) is None  # type: ignore[arg-type]
+    moved = compare_state(
+        replay, environments={("w", "prod"): "v2"}, approvals=same["approvals"], versions={"v1"}
+    )
+    assert moved is not None and moved.seq is None and "w@prod runs v2" in moved.reason
+    extra = compare_state(
+        replay,
+        environments=same["environments"],  # type: ignore[arg-type]
+        approvals={("v1", "prod", "bob", "approver"), ("v1", "prod", "eve", "approver")},
+        versions={"v1"},
+    )
+    assert (
+        extra is not None
+        and "eve's approval of v1 for prod (as approver) is not in" in extra.reason
+    )
+    wiped = compare_state(Replay(), versions={"v1"}, **same)  # type: ignore[arg-type]
+    assert wiped is not None and "the log was wiped" in wiped.reason
+
+
+@given(st.data(), st.integers(1, 6), st.sampled_from([*FIELDS, "key_id"]))
+def test_altering_any_field_of_a_keyed_chain_is_detected(
+    data: st.DataObject, n: int, field: str
+) -> None:
+    events = keyed_chain(n)
+    i = data.draw(st.integers(0, n - 1))
+    if field == "key_id":
+        events[i] = dataclasses.replace(events[i], key_id=data.draw(st.sampled_from([None, "k0"])))
+    else:
+        events[i] = altered(events[i], field, data)
+    assert verify_chain(events, keys=RING, head=head_of(keyed_chain(n))) is not None
+
+
+def test_replay_compares_history_and_gate_decisions() -> None:
+    kw: dict[str, Any] = dict(at=T0, actor="ana", workflow="w")
+    e1 = chain_event(
+        None,
+        seq=1,
+        kind="gate.decided",
+        subject="v1",
+        payload={
+            "env": "prod",
+            "decision_id": "d1",
+            "verdict": "pass",
+            "suite_id": "s",
+            "policy_id": "p",
+            "baseline_id": None,
+            "checks_passed": True,
+        },
+        **kw,
+    )
+    e2 = chain_event(e1, seq=2, kind="env.promoted", subject="v1", payload={"env": "prod"}, **kw)
+    replay = Replay()
+    list(replay.feed([e1, e2]))
+    base: dict[str, Any] = dict(environments={("w", "prod"): "v1"}, approvals=set(), versions=set())
+    ok = compare_state(
+        replay,
+        history={("w", "prod"): [("promote", "v1")]},
+        decisions={"d1": Decided("v1", "prod", "pass", "s", "p", None, True)},
+        **base,
+    )
+    assert ok is None
+    forged = compare_state(
+        replay, history={("w", "prod"): [("promote", "v0"), ("promote", "v1")]}, **base
+    )
+    assert forged is not None and "the history of w@prod (promote v0, promote v1)" in forged.reason
+    sneaked = compare_state(
+        replay,
+        decisions={
+            "d1": Decided("v1", "prod", "pass", "s", "p", None, True),
+            "d2": Decided("v9", "prod", "pass", "s", "p", None, True),
+        },
+        **base,
+    )
+    assert sneaked is not None
+    assert sneaked.reason.startswith("gate decision d2 (pass for v9 in prod) is not in the audit")
+    flipped = compare_state(
+        replay, decisions={"d1": Decided("v1", "prod", "pass", "s", "p", None, False)}, **base
+    )
+    assert flipped is not None and "differs from its event" in flipped.reason

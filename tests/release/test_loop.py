@@ -64,7 +64,8 @@ def test_the_whole_loop_low_stakes(store: Store, project: Project) -> None:
     assert decision.report["change"]["class"] == "config"
     moved = promote(store, v2, "staging")
     assert (moved.previous_id, moved.version_id) == (v1, v2)
-    count, broken = audit_verify(store)
+    verified = audit_verify(store)
+    count, broken = verified.events, verified.broken
     assert broken is None and count >= 8
 
 
@@ -247,7 +248,7 @@ def test_two_concurrent_promoters_exactly_one_wins(
             sa.text("SELECT count(*) FROM env_history WHERE env = 'staging'")
         ).scalar_one()
     assert history == 2  # v1, then exactly one contender
-    assert audit_verify(store)[1] is None
+    assert audit_verify(store).broken is None
 
 
 def test_editing_the_code_of_a_python_workflow_is_a_new_version(
@@ -298,7 +299,7 @@ def test_concurrent_registrations_of_the_same_content_agree(
             s.close()
     assert {r.version_id for r in results} == {spec.version_id}
     assert sum(r.is_new for r in results) == 1
-    assert audit_verify(store)[1] is None
+    assert audit_verify(store).broken is None
 
 
 def test_the_resolver_serves_the_last_known_version_when_the_store_is_unreadable(

@@ -65,15 +65,28 @@ def init(as_json: JsonOpt = False) -> None:
     """Create the store (.releasegate/ here, or RELEASEGATE_DATABASE_URL)."""
 
     def run() -> None:
+        from releasegate.store import audit_keys
         from releasegate.store.faults import display_url
 
         store = _store()
         loc = store.location
         shown = loc.url if loc.is_embedded else display_url(loc.url)  # password masked
+        keys = store.audit_keys(create=True)
+        where = audit_keys.describe(loc.home)
         if as_json:
-            _emit({"database": shown, "blobs": str(loc.blob_root)})
+            _emit(
+                {
+                    "database": shown,
+                    "blobs": str(loc.blob_root),
+                    "audit_key": where,
+                    "audit_key_id": keys.newest.key_id,
+                }
+            )
         else:
-            _console().print(f"store ready: [bold]{shown}[/]\nblobs: {loc.blob_root}")
+            _console().print(
+                f"store ready: [bold]{shown}[/]\nblobs: {loc.blob_root}\n"
+                f"audit key: {where} ({keys.newest.key_id}; keep it secret and backed up)"
+            )
 
     guarded(run)
 
@@ -535,30 +548,131 @@ def audit_log(
 
 
 @audit_app.command("verify")
-def audit_verify(as_json: JsonOpt = False) -> None:
-    """Check the hash chain; exit 1 naming the first broken event."""
+def audit_verify(
+    against: Annotated[
+        str | None,
+        typer.Option(
+            "--against",
+            metavar="SEQ:DIGEST",
+            help="A head exported earlier (`audit head`): prove nothing up to it changed.",
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check the keyed chain, its head, environments and approvals; exit 1 on a break."""
 
     def run() -> None:
+        from releasegate.domain.audit import parse_head
         from releasegate.release.audit import audit_verify as verify
 
-        count, broken = verify(_store(create=False))
+        exported = parse_head(against) if against is not None else None
+        result = verify(_store(create=False), against=exported)
+        broken = result.broken
         if as_json:
             _emit(
                 {
-                    "ok": broken is None,
-                    "events": count,
+                    "ok": result.ok,
+                    "events": result.events,
+                    "head": {"seq": result.head.seq, "digest": result.head.digest},
+                    "against": None
+                    if exported is None
+                    else {"seq": exported.seq, "digest": exported.digest},
+                    "unkeyed_events": result.unkeyed,
+                    "key_ids": list(result.key_ids),
                     "broken": None
                     if broken is None
                     else {"seq": broken.seq, "reason": broken.reason},
                 }
             )
         elif broken is None:
-            _console().print(f"audit log intact: {count} events, chain verified")
-        else:
-            _console(stderr=True).print(
-                f"[bold red]audit log broken[/] at event {broken.seq}: {broken.reason}"
+            keyed = f"signed with {', '.join(result.key_ids)}" if result.key_ids else "no events"
+            if result.unkeyed:
+                keyed += f"; events 1..{result.unkeyed} from before keying are anchored"
+            _console().print(
+                f"audit log intact: {result.events} events, chain verified to head "
+                f"{result.head} ({keyed})"
             )
+            if exported is not None:
+                _console().print(f"nothing up to the exported head {exported.seq} changed")
+        else:
+            where = "" if broken.seq is None else f" at event {broken.seq}"
+            _console(stderr=True).print(f"[bold red]audit log broken[/]{where}: {broken.reason}")
         if broken is not None:
+            sys.exit(1)
+
+    guarded(run)
+
+
+@audit_app.command("head")
+def audit_head(as_json: JsonOpt = False) -> None:
+    """Print the head (SEQ:DIGEST), to keep in write-once storage or a CI log."""
+
+    def run() -> None:
+        from releasegate.release.audit import audit_head as head_of
+
+        info = head_of(_store(create=False))
+        if as_json:
+            _emit(
+                {
+                    "seq": info.seq,
+                    "digest": info.digest,
+                    "head": str(info.head),
+                    "key_id": info.key_id,
+                    "at": info.at,
+                }
+            )
+        else:
+            sys.stdout.write(f"{info.head}\n")
+
+    guarded(run)
+
+
+@audit_app.command("rotate-key")
+def audit_rotate_key(as_json: JsonOpt = False) -> None:
+    """Sign from now on with a new key; the old one signs the event that names the new."""
+
+    def run() -> None:
+        from releasegate.release.audit import rotate_key
+
+        done = rotate_key(_store(create=False))
+        if as_json:
+            _emit(
+                {
+                    "previous_key_id": done.previous_key_id,
+                    "key_id": done.key_id,
+                    "seq": done.seq,
+                    "keys": done.key_file,
+                }
+            )
+        else:
+            _console().print(
+                f"audit key rotated: {done.previous_key_id or 'none'} -> {done.key_id} "
+                f"(event {done.seq}); keep every key in {done.key_file}: verify needs them all"
+            )
+
+    guarded(run)
+
+
+@audit_app.command("restore-head")
+def audit_restore_head(
+    head: Annotated[
+        str, typer.Argument(metavar="SEQ:DIGEST", help="The head you exported with `audit head`.")
+    ],
+    as_json: JsonOpt = False,
+) -> None:
+    """Write back a deleted head record from an exported head, if the chain ends there."""
+
+    def run() -> None:
+        from releasegate.domain.audit import parse_head
+        from releasegate.release.audit import restore_head
+
+        result = restore_head(_store(create=False), parse_head(head, field="SEQ:DIGEST"))
+        if as_json:
+            _emit({"ok": result.ok, "head": str(result.head), "events": result.events})
+        else:
+            _console().print(f"head restored: {result.head}")
+        if not result.ok and result.broken is not None:
+            _console(stderr=True).print(f"[bold red]audit log broken[/]: {result.broken}")
             sys.exit(1)
 
     guarded(run)
@@ -667,9 +781,12 @@ def db_upgrade() -> None:
 
         loc = locate()
         if loc.is_embedded:
-            Store.open()
+            Store.open().close()
         else:
             upgrade_url(loc.url)
+            store = Store.open(create=False)
+            store.seal_audit_log()  # a log from before keying is anchored with the key now
+            store.close()
         _console().print("schema is up to date")
 
     guarded(run)

@@ -185,14 +185,18 @@ def run_demo(target: Path) -> None:
 
     step(
         "8. Verify the audit log",
-        "Every register, eval, gate, approval, promotion and "
-        "rollback is an event in a hash chain; altering or removing any of them breaks it.",
+        "Every register, eval, gate, approval, promotion and rollback is an event in a "
+        "chain signed with a key kept outside the database (.releasegate/audit.key); "
+        "altering or removing any of them, or moving an environment by hand, breaks it.",
     )
-    count, broken = audit_verify(store)
-    if broken is None:
-        c.print(f"[green]audit log intact[/]: {count} events, chain verified")
+    verified = audit_verify(store)
+    if verified.broken is None:
+        c.print(
+            f"[green]audit log intact[/]: {verified.events} events, chain verified to head "
+            f"{verified.head.seq}:{verified.head.digest[:12]}"
+        )
     else:
-        c.print(f"[red]audit log broken at event {broken.seq}: {broken.reason}[/]")
+        c.print(f"[red]audit log broken: {verified.broken}[/]")
 
     elapsed = time.perf_counter() - started
     c.print()

@@ -1,29 +1,44 @@
-"""The audit log as a hash chain: editing or dropping any past event is detectable.
+"""The audit log as a keyed hash chain: editing, dropping or re-signing events is detectable.
 
-Each event's hash covers its own content and the previous event's hash, so
-changing one event breaks it and every link after it, and a gap in ``seq`` shows
-a deleted event. Deleting the newest events leaves a shorter, still-valid chain,
-so the store also records the head (last seq and hash) and ``verify_chain``
-checks against it. Times are hashed as UTC with microseconds, so the same
-instant read back from any database in any offset hashes the same.
+Each event's digest is HMAC-SHA256(key, prev_digest || canonical JSON of every other
+field, its ``key_id`` included), so changing one event breaks it and every link after
+it, a gap in ``seq`` shows a deleted event, and someone who can write the database
+but does not hold the key (kept outside it, see ``store/audit_keys.py``) cannot
+recompute a chain that verifies. Events written before the chain was keyed have
+``key_id`` None and a plain sha256 digest; they may only open the log, and the first
+keyed event (``audit.keyed``) anchors them by naming their count and last digest.
+A key is replaced by an ``audit.key_rotated`` event signed with the old key that
+names the new one. Deleting the newest events leaves a shorter, valid chain: the store
+records the head, and ``verify_chain(..., against=...)`` checks a head exported before.
+Times are hashed as UTC with microseconds, so the same instant read back from any
+database in any offset hashes the same.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from functools import cached_property
+from typing import Any, NamedTuple
 
 from releasegate.domain.identity import canonical_json, content_hash
+from releasegate.errors import InputError
 
 GENESIS = "0" * 64
+MOVES = {"env.promoted": "promote", "env.rolled_back": "rollback"}  # event -> history action
+KEYED = "audit.keyed"  # the first keyed event after unkeyed ones; anchors them
+ROTATED = "audit.key_rotated"  # signed with the old key, names the new one
+MIN_SECRET = 32  # characters
 
 
 @dataclass(frozen=True)
 class AuditEvent:
-    """One entry of the log. ``hash`` = event_hash of every other field."""
+    """One entry of the log. ``hash`` is its digest (see the module docstring)."""
 
     seq: int
     at: datetime
@@ -34,6 +49,7 @@ class AuditEvent:
     payload: Mapping[str, Any]
     prev_hash: str
     hash: str
+    key_id: str | None = None
 
     def __post_init__(self) -> None:
         _require_aware(self.at)
@@ -41,13 +57,121 @@ class AuditEvent:
 
 @dataclass(frozen=True)
 class ChainBreak:
-    """The first problem found, and the seq of the event where it shows."""
+    """The first problem found, and the seq of the event where it shows (None: no one event)."""
 
-    seq: int
+    seq: int | None
     reason: str
 
     def __str__(self) -> str:
-        return f"event {self.seq}: {self.reason}"
+        return self.reason if self.seq is None else f"event {self.seq}: {self.reason}"
+
+
+class Head(NamedTuple):
+    """A point of the chain: its last seq and that event's digest (``0:GENESIS`` when empty)."""
+
+    seq: int
+    digest: str
+
+    def __str__(self) -> str:
+        return f"{self.seq}:{self.digest}"
+
+
+def parse_head(text: str, *, field: str = "--against") -> Head:
+    """``SEQ:DIGEST`` as ``audit head`` prints it."""
+    m = re.fullmatch(r"\s*(\d+):([0-9a-f]{64})\s*", text)
+    if m is None:
+        raise InputError(
+            f"expected SEQ:DIGEST (a 64-hex digest), got '{text[:80]}'",
+            field=field,
+            hint="use what `releasegate audit head` printed, e.g. 42:3f9a...",
+        )
+    return Head(int(m.group(1)), m.group(2))
+
+
+# -- keys -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AuditKey:
+    """One secret; its id is derived from it, so an id can never name the wrong secret."""
+
+    secret: bytes = field(repr=False)
+
+    @cached_property
+    def key_id(self) -> str:
+        return key_id_of(self.secret)
+
+
+def key_id_of(secret: bytes) -> str:
+    return "k" + hashlib.sha256(b"releasegate audit key id\0" + secret).hexdigest()[:15]
+
+
+@dataclass(frozen=True)
+class Keyring:
+    """Every key that may have signed the chain, oldest first; the newest signs after a rotation."""
+
+    keys: tuple[AuditKey, ...]
+    source: str
+
+    def get(self, key_id: str) -> AuditKey | None:
+        return self._by_id.get(key_id)
+
+    @cached_property
+    def _by_id(self) -> dict[str, AuditKey]:
+        return {k.key_id: k for k in self.keys}
+
+    @property
+    def newest(self) -> AuditKey:
+        return self.keys[-1]
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        return tuple(k.key_id for k in self.keys)
+
+
+def parse_keys(text: str, source: str) -> Keyring:
+    """Secrets one per line (or separated by commas), ``#`` comments; newest last."""
+    keys: list[AuditKey] = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        for token in line.split("#", 1)[0].replace(",", " ").split():
+            if len(token) < MIN_SECRET:
+                raise InputError(
+                    f"an audit key must be at least {MIN_SECRET} characters, got {len(token)}",
+                    source=source,
+                    line=n,
+                    hint="make one with `releasegate audit rotate-key`, "
+                    "or: python -c 'import secrets; print(secrets.token_hex(32))'",
+                )
+            key = AuditKey(token.encode("utf-8"))
+            if key not in keys:
+                keys.append(key)
+    if not keys:
+        raise InputError("holds no audit key", source=source, hint="run `releasegate init`")
+    return Keyring(tuple(keys), source)
+
+
+# -- digests --------------------------------------------------------------------------------
+
+
+def _body(
+    seq: int,
+    at: datetime,
+    kind: str,
+    actor: str,
+    workflow: str | None,
+    subject: str | None,
+    payload: Mapping[str, Any],
+) -> dict[str, Any]:
+    _require_aware(at)
+    return {
+        "seq": seq,
+        "at": _iso(at),
+        "kind": kind,
+        "actor": actor,
+        "workflow": workflow,
+        "subject": subject,
+        "payload": _plain(payload),
+    }
 
 
 def event_hash(
@@ -60,20 +184,26 @@ def event_hash(
     payload: Mapping[str, Any],
     prev_hash: str,
 ) -> str:
-    """sha256 over the canonical JSON of every field but the hash itself."""
-    _require_aware(at)
-    return content_hash(
-        {
-            "seq": seq,
-            "at": _iso(at),
-            "kind": kind,
-            "actor": actor,
-            "workflow": workflow,
-            "subject": subject,
-            "payload": _plain(payload),
-            "prev_hash": prev_hash,
-        }
-    )
+    """The unkeyed (legacy) digest: sha256 over the canonical JSON of every other field."""
+    body = _body(seq, at, kind, actor, workflow, subject, payload)
+    return content_hash({**body, "prev_hash": prev_hash})
+
+
+def keyed_hash(
+    key: AuditKey,
+    seq: int,
+    at: datetime,
+    kind: str,
+    actor: str,
+    workflow: str | None,
+    subject: str | None,
+    payload: Mapping[str, Any],
+    prev_hash: str,
+) -> str:
+    """HMAC-SHA256(key, prev_hash || canonical JSON of every other field and the key id)."""
+    body = {**_body(seq, at, kind, actor, workflow, subject, payload), "key_id": key.key_id}
+    message = prev_hash.encode("ascii") + canonical_json(body).encode("utf-8")
+    return hmac.digest(key.secret, message, "sha256").hex()
 
 
 def chain_event(
@@ -86,11 +216,13 @@ def chain_event(
     workflow: str | None,
     subject: str | None,
     payload: Mapping[str, Any],
+    key: AuditKey | None = None,
 ) -> AuditEvent:
-    """The event that follows ``prev`` (None for the first), hashed and linked.
+    """The event that follows ``prev`` (None for the first), signed with ``key`` and linked.
 
-    The payload is stored as the plain JSON copy that was hashed, so the event
-    can be serialized as is, and later edits to the caller's dict cannot leak in.
+    Without a key the digest is the legacy unkeyed one (kept for tests of old stores).
+    The payload is stored as the plain JSON copy that was hashed, so the event can be
+    serialized as is, and later edits to the caller's dict cannot leak in.
     """
     expected = 1 if prev is None else prev.seq + 1
     if seq != expected:
@@ -99,24 +231,56 @@ def chain_event(
     at = at.astimezone(UTC)
     stored: dict[str, Any] = json.loads(canonical_json(_plain(payload)))
     prev_hash = GENESIS if prev is None else prev.hash
-    digest = event_hash(seq, at, kind, actor, workflow, subject, stored, prev_hash)
-    return AuditEvent(seq, at, kind, actor, workflow, subject, stored, prev_hash, digest)
+    fields = (seq, at, kind, actor, workflow, subject, stored, prev_hash)
+    if key is None:
+        return AuditEvent(*fields, event_hash(*fields))
+    return AuditEvent(*fields, keyed_hash(key, *fields), key.key_id)
+
+
+def anchor_payload(prev: AuditEvent) -> dict[str, Any]:
+    """What the first keyed event after unkeyed ones says about them."""
+    return {"unkeyed_events": prev.seq, "unkeyed_head": prev.hash}
+
+
+# -- verifying ------------------------------------------------------------------------------
+
+
+@dataclass
+class ChainWalk:
+    """What a walk saw besides the first break: the head, unkeyed events, keys used."""
+
+    events: int = 0
+    head: Head = Head(0, GENESIS)
+    unkeyed: int = 0
+    key_ids: list[str] = field(default_factory=list)
 
 
 def verify_chain(
-    events: Iterable[AuditEvent], *, head: tuple[int, str] | None = None
+    events: Iterable[AuditEvent],
+    *,
+    head: tuple[int, str] | None = None,
+    keys: Keyring | None = None,
+    against: Head | None = None,
+    walk: ChainWalk | None = None,
 ) -> ChainBreak | None:
     """The first break in ``events`` (given in seq order, as read), or None if intact.
 
-    ``head`` is the (last seq, last hash) the store recorded apart from the
-    events; without it, removing the newest events cannot be told from a
-    shorter log. The walk streams, so a log of any length fits in memory.
+    ``head`` is the (last seq, last digest) the store recorded apart from the events;
+    without it, removing the newest events cannot be told from a shorter log.
+    ``keys`` verifies keyed events; given (as the store's verify always does), unkeyed
+    events must be followed by the keyed anchor, so a chain re-hashed without the key
+    as all-unkeyed fails too. ``against`` is a head exported earlier: that event must
+    still be there with that digest. The walk streams, so a log of any length fits.
     """
+    w = walk if walk is not None else ChainWalk()
     last_seq, last_hash = 0, GENESIS
     hash_at_head: str | None = GENESIS if head is not None and head[0] == 0 else None
+    hash_at_against: str | None = GENESIS if against is not None and against.seq == 0 else None
+    current_key: str | None = None
     for e in events:
-        if _recompute(e) != e.hash:
-            return ChainBreak(e.seq, "hash mismatch: the event's content was altered")
+        brk = _check_digest(e, keys, current_key)
+        if brk is not None:
+            return brk
         if e.seq < 1:
             return ChainBreak(e.seq, f"invalid seq {e.seq}: the first event is 1")
         if e.seq == last_seq:
@@ -128,9 +292,39 @@ def verify_chain(
         if e.prev_hash != last_hash:
             link = "the genesis hash" if last_seq == 0 else f"event {last_seq}"
             return ChainBreak(e.seq, f"prev_hash does not match {link}")
+        is_first_keyed = e.key_id is not None and current_key is None and last_seq > 0
+        anchor = {"unkeyed_events": last_seq, "unkeyed_head": last_hash} if is_first_keyed else {}
+        if is_first_keyed and (e.kind != KEYED or e.payload != anchor):
+            return ChainBreak(
+                e.seq,
+                f"the first signed event does not anchor the {last_seq} unkeyed event(s) "
+                "before it: they were added or rewritten without the audit key",
+            )
+        if e.key_id is not None:
+            current_key = e.key_id
+            if e.kind == ROTATED:
+                current_key = str(e.payload.get("new_key_id"))
+            if current_key not in w.key_ids:
+                w.key_ids.append(current_key)
+        else:
+            w.unkeyed += 1
         last_seq, last_hash = e.seq, e.hash
+        w.events += 1
+        w.head = Head(last_seq, last_hash)
         if head is not None and e.seq == head[0]:
             hash_at_head = e.hash
+        if against is not None and e.seq == against.seq:
+            hash_at_against = e.hash
+    if keys is not None and last_seq > 0 and current_key is None:
+        return ChainBreak(
+            last_seq,
+            f"events 1..{last_seq} are not signed with an audit key and no signed event "
+            "anchors them: the chain was rewritten without the key",
+        )
+    if against is not None:
+        brk = _check_against(against, hash_at_against, last_seq)
+        if brk is not None:
+            return brk
     if head is None:
         return None
     head_seq, head_hash = head
@@ -146,8 +340,191 @@ def verify_chain(
     return None
 
 
-def _recompute(e: AuditEvent) -> str:
-    return event_hash(e.seq, e.at, e.kind, e.actor, e.workflow, e.subject, e.payload, e.prev_hash)
+def _check_digest(
+    e: AuditEvent, keys: Keyring | None, current_key: str | None
+) -> ChainBreak | None:
+    altered = ChainBreak(e.seq, "hash mismatch: the event's content was altered")
+    if e.key_id is None:
+        if current_key is not None:
+            return ChainBreak(
+                e.seq,
+                "not signed with the audit key, though the events before it are: "
+                "it was added or rewritten without the key",
+            )
+        return None if event_hash(*_fields(e)) == e.hash else altered
+    key = keys.get(e.key_id) if keys is not None else None
+    if key is None:
+        where = f" ({keys.source})" if keys is not None else ""
+        return ChainBreak(
+            e.seq, f"signed with audit key {e.key_id}, which is not among the keys here{where}"
+        )
+    if current_key is not None and e.key_id != current_key:
+        return ChainBreak(
+            e.seq,
+            f"signed with key {e.key_id}, but the chain's key is {current_key} "
+            "and no rotation names it",
+        )
+    if keyed_hash(key, *_fields(e)) != e.hash:
+        return ChainBreak(
+            e.seq, "hash mismatch: the event's content was altered (or re-signed without the key)"
+        )
+    return None
+
+
+def _check_against(against: Head, found: str | None, last_seq: int) -> ChainBreak | None:
+    if against.seq > last_seq:
+        return ChainBreak(
+            against.seq,
+            f"the exported head {against.seq} is gone: the log ends at {last_seq}, "
+            "so events were removed (truncated or wiped)",
+        )
+    if found != against.digest:
+        return ChainBreak(
+            against.seq,
+            f"event {against.seq} is not the exported head ({against.digest[:12]}): "
+            "the log up to it was rewritten",
+        )
+    return None
+
+
+def _fields(e: AuditEvent) -> tuple[Any, ...]:
+    return (e.seq, e.at, e.kind, e.actor, e.workflow, e.subject, e.payload, e.prev_hash)
+
+
+# -- what the chain says happened -----------------------------------------------------------
+
+
+class Decided(NamedTuple):
+    """What a promotion relies on in a gate decision (checks_passed: None in older events)."""
+
+    version_id: str
+    env: str
+    verdict: str
+    suite_id: str
+    policy_id: str
+    baseline_id: str | None
+    checks_passed: bool | None
+
+
+@dataclass
+class Replay:
+    """Environments (and their history), approvals, gate decisions and versions as the
+    chain's events left them."""
+
+    environments: dict[tuple[str, str], str] = field(default_factory=dict)
+    history: dict[tuple[str, str], list[tuple[str, str]]] = field(default_factory=dict)
+    approvals: set[tuple[str, str, str, str]] = field(default_factory=set)  # version env who role
+    decisions: dict[str, Decided] = field(default_factory=dict)
+    versions: set[str] = field(default_factory=set)
+
+    def feed(self, events: Iterable[AuditEvent]) -> Iterator[AuditEvent]:
+        """Pass ``events`` through, replaying each (so one read serves verify and replay)."""
+        for e in events:
+            self.apply(e)
+            yield e
+
+    def apply(self, e: AuditEvent) -> None:
+        env = e.payload.get("env") if isinstance(e.payload, Mapping) else None
+        if e.kind in MOVES and e.workflow and e.subject and env:
+            self.environments[(e.workflow, str(env))] = e.subject
+            self.history.setdefault((e.workflow, str(env)), []).append((MOVES[e.kind], e.subject))
+        elif e.kind == "gate.decided" and e.subject and env:
+            p = e.payload
+            passed = p.get("checks_passed")
+            self.decisions[str(p.get("decision_id"))] = Decided(
+                e.subject,
+                str(env),
+                str(p.get("verdict")),
+                str(p.get("suite_id") or ""),
+                str(p.get("policy_id")),
+                p.get("baseline_id"),
+                None if passed is None else bool(passed),
+            )
+        elif e.kind == "approval.granted" and e.subject and env:
+            self.approvals.add((e.subject, str(env), e.actor, str(e.payload.get("role"))))
+        elif e.kind == "version.registered" and e.subject:
+            self.versions.add(e.subject)
+
+
+def compare_state(
+    replay: Replay,
+    *,
+    environments: Mapping[tuple[str, str], str],
+    approvals: Iterable[tuple[str, str, str, str]],
+    versions: Iterable[str],
+    history: Mapping[tuple[str, str], list[tuple[str, str]]] | None = None,
+    decisions: Mapping[str, Decided] | None = None,
+) -> ChainBreak | None:
+    """The first difference between the tables and what the chain says, or None.
+
+    Environments, approvals, versions and environment history must match both ways; a
+    gate decision must have its event (events may outlive decisions, never the reverse).
+    """
+    for (wf, env), vid in sorted(environments.items()):
+        said = replay.environments.get((wf, env))
+        if said is None:
+            return ChainBreak(
+                None,
+                f"{wf}@{env} runs {vid[:12]}, but no promotion or rollback in the audit log "
+                "put anything there: it was set outside releasegate, or the log was wiped",
+            )
+        if said != vid:
+            return ChainBreak(
+                None,
+                f"{wf}@{env} runs {vid[:12]}, but the audit log last moved it to {said[:12]}: "
+                "it was moved outside releasegate",
+            )
+    for (wf, env), said in sorted(replay.environments.items()):
+        if (wf, env) not in environments:
+            return ChainBreak(
+                None,
+                f"the audit log moved {wf}@{env} to {said[:12]}, but nothing runs there: "
+                "the environment was removed outside releasegate",
+            )
+    given = set(approvals)
+    for vid, env, who, role in sorted(given - replay.approvals):
+        return ChainBreak(
+            None,
+            f"{who}'s approval of {vid[:12]} for {env} (as {role}) is not in the audit log: "
+            "it was written or changed outside releasegate, or the log was wiped",
+        )
+    for vid, env, who, role in sorted(replay.approvals - given):
+        return ChainBreak(
+            None,
+            f"the audit log records {who}'s approval of {vid[:12]} for {env} (as {role}), "
+            "but that approval is gone: it was deleted or changed outside releasegate",
+        )
+    for vid in sorted(set(versions) - replay.versions):
+        return ChainBreak(
+            None,
+            f"version {vid[:12]} is registered, but its registration is not in the audit log: "
+            "it was added outside releasegate, or the log was wiped",
+        )
+    for (wf, env), rows in sorted((history or {}).items()):
+        said_rows = replay.history.get((wf, env), [])
+        if rows != said_rows:
+            return ChainBreak(
+                None,
+                f"the history of {wf}@{env} ({_moves(rows)}) is not what the audit log "
+                f"records ({_moves(said_rows)}): it was edited outside releasegate",
+            )
+    for decision_id, row in sorted((decisions or {}).items()):
+        said_decision = replay.decisions.get(decision_id)
+        if said_decision is not None and said_decision.checks_passed is None:
+            row = row._replace(checks_passed=None)  # an older event did not record it
+        if said_decision != row:
+            what = "is not in the audit log" if said_decision is None else "differs from its event"
+            return ChainBreak(
+                None,
+                f"gate decision {decision_id} ({row.verdict} for {row.version_id[:12]} in "
+                f"{row.env}) {what}: it was written outside releasegate",
+            )
+    return None
+
+
+def _moves(rows: list[tuple[str, str]]) -> str:
+    shown = ", ".join(f"{action} {vid[:12]}" for action, vid in rows[-3:])
+    return ("..., " if len(rows) > 3 else "") + shown if rows else "none"
 
 
 def _span(first: int, last: int) -> str:

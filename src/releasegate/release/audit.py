@@ -1,10 +1,69 @@
-"""The audit log as users see it: list events, and verify the chain end to end."""
+"""The audit log as users see it: list events, verify the chain, export its head, rotate the key.
+
+``audit_verify`` walks the chain once in one snapshot: every digest with the keys kept
+outside the database, the recorded head, optionally a head exported earlier, and then
+what the chain says happened (environment moves, approvals, registrations) against the
+tables, so a change made by SQL shows even where the chain itself is intact.
+"""
 
 from __future__ import annotations
 
-from releasegate.domain.audit import AuditEvent, ChainBreak, verify_chain
+from dataclasses import dataclass
+from pathlib import Path
+
+from releasegate.domain.audit import (
+    GENESIS,
+    ROTATED,
+    AuditEvent,
+    ChainBreak,
+    ChainWalk,
+    Head,
+    Keyring,
+    Replay,
+    compare_state,
+    verify_chain,
+)
+from releasegate.errors import AuditBrokenError, RefusedError
+from releasegate.release.refs import actor as default_actor
+from releasegate.store import audit_keys
 from releasegate.store.engine import Store
 from releasegate.store.repos import AuditRepo
+
+
+@dataclass(frozen=True)
+class Verified:
+    """What ``audit verify`` found: the head it walked to, and the first break if any."""
+
+    events: int
+    head: Head
+    unkeyed: int
+    key_ids: tuple[str, ...]
+    against: Head | None
+    broken: ChainBreak | None
+
+    @property
+    def ok(self) -> bool:
+        return self.broken is None
+
+
+@dataclass(frozen=True)
+class HeadInfo:
+    seq: int
+    digest: str
+    key_id: str | None
+    at: str | None
+
+    @property
+    def head(self) -> Head:
+        return Head(self.seq, self.digest)
+
+
+@dataclass(frozen=True)
+class Rotated:
+    previous_key_id: str | None
+    key_id: str
+    seq: int
+    key_file: str
 
 
 def audit_log(
@@ -17,9 +76,121 @@ def audit_log(
         return AuditRepo.events(conn, workflow=workflow, limit=limit)
 
 
-def audit_verify(store: Store) -> tuple[int, ChainBreak | None]:
-    """(events checked, first break or None); the head row catches removal of the newest."""
+def audit_verify(store: Store, *, against: Head | None = None) -> Verified:
+    """Chain, head, exported head, then the tables against what the chain says (module doc)."""
+    keys = store.audit_keys() or Keyring((), f"no audit key: {audit_keys.describe(_home(store))}")
+    walk = ChainWalk()
+    replay = Replay()
+    with store.snapshot() as conn:
+        recorded = AuditRepo.head(conn)
+        try:
+            broken = verify_chain(
+                replay.feed(AuditRepo.stream(conn)),
+                head=recorded,
+                keys=keys,
+                against=against,
+                walk=walk,
+            )
+        except AuditBrokenError as exc:  # an unreadable event: the walk stops there
+            broken = ChainBreak(exc.seq, "its payload is not valid JSON: it was altered")
+        if broken is None and recorded is None and walk.events:
+            broken = ChainBreak(
+                None,
+                f"the head record is missing (the events read up to {walk.head.seq}): it was "
+                "deleted outside releasegate, and removing the newest events could not be told",
+            )
+        if broken is None:
+            state = AuditRepo.state(conn)
+            broken = compare_state(
+                replay,
+                environments=state.environments,
+                approvals=state.approvals,
+                versions=state.versions,
+                history=state.history,
+                decisions=state.decisions,
+            )
+    return Verified(walk.events, walk.head, walk.unkeyed, tuple(walk.key_ids), against, broken)
+
+
+def audit_head(store: Store) -> HeadInfo:
+    """The recorded head, for export to write-once storage or a CI log."""
     with store.read() as conn:
-        events = AuditRepo.events(conn)
-        head = AuditRepo.head(conn)
-    return len(events), verify_chain(events, head=head)
+        recorded = AuditRepo.head(conn)
+        if recorded is None:
+            if AuditRepo.count(conn):
+                raise AuditBrokenError(
+                    "the audit log's head record is missing: it was deleted outside releasegate",
+                    hint="run `releasegate audit verify`; restore the head you exported with "
+                    "`releasegate audit restore-head SEQ:DIGEST`",
+                )
+            return HeadInfo(0, GENESIS, None, None)
+        event = AuditRepo.event(conn, recorded[0]) if recorded[0] else None
+    return HeadInfo(
+        recorded[0],
+        recorded[1],
+        event.key_id if event else None,
+        event.at.isoformat() if event else None,
+    )
+
+
+def rotate_key(store: Store, *, who: str | None = None) -> Rotated:
+    """A new key signs from here on; the event that says so is signed with the old one.
+
+    With a key file, the new key is appended to it (the old ones stay: verifying needs
+    them). With RELEASEGATE_AUDIT_KEY, the caller adds the new secret at its end first.
+    """
+    who = who or default_actor()
+    home = _home(store)
+    with store.write() as conn:
+        old = AuditRepo.chain_key_id(conn)
+        keys = store.audit_keys(create=True)
+        assert keys is not None
+        if audit_keys.key_file(home) is not None:
+            audit_keys.add_key(home)
+            keys = store.audit_keys()
+            assert keys is not None
+        elif keys.newest.key_id == old:
+            audit_keys.add_key(home)  # raises, saying how to add a key to the variable
+        new = keys.newest.key_id
+        event = AuditRepo.append(
+            conn,
+            kind=ROTATED,
+            actor=who,
+            workflow=None,
+            subject=new,
+            payload={"new_key_id": new, "previous_key_id": old},
+        )
+    return Rotated(old, new, event.seq, keys.source)
+
+
+def restore_head(store: Store, head: Head) -> Verified:
+    """Write back a deleted head record, from a head exported earlier, once the chain agrees.
+
+    The events must verify up to ``head`` and end there: a head that is not the last
+    event would hide removed events, so it is refused.
+    """
+    with store.write() as conn:
+        if AuditRepo.head(conn) is not None:
+            raise RefusedError(
+                "the audit log's head record is in place; nothing to restore",
+                hint="`releasegate audit verify` checks it",
+            )
+        keys = store.audit_keys() or Keyring((), audit_keys.describe(_home(store)))
+        walk = ChainWalk()
+        broken = verify_chain(AuditRepo.stream(conn), keys=keys, against=head, walk=walk)
+        if broken is None and walk.head != head:
+            broken = ChainBreak(
+                walk.head.seq,
+                f"the log goes on past {head.seq} to {walk.head.seq}: restore the newest "
+                "head you exported, or check what was added after it",
+            )
+        if broken is not None:
+            raise AuditBrokenError(
+                f"not restored: {broken}", seq=broken.seq, hint="nothing was written"
+            )
+        AuditRepo.set_head(conn, head.seq, head.digest)
+    return audit_verify(store)
+
+
+def _home(store: Store) -> Path:
+    return store.location.home

@@ -351,6 +351,7 @@ def gate(
                 "env": env,
                 "decision_id": decision_id,
                 "verdict": decision.verdict.value,
+                "checks_passed": decision.checks_passed,
                 "suite_id": suite_id,
                 "policy_id": policy.policy_id,
                 "baseline_id": baseline.version_id if baseline else None,

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
+from releasegate.domain.audit import Keyring
 from releasegate.errors import (
     NotFoundError,
     PrerequisiteError,
@@ -31,8 +32,8 @@ from releasegate.store import faults
 from releasegate.store.blobs import BlobStore
 from releasegate.store.faults import parse_url
 
-SCHEMA_HEAD = "0004"
-SCHEMA_ORDER = ("0001", "0002", "0003")
+SCHEMA_HEAD = "0005"
+SCHEMA_ORDER = ("0001", "0002", "0003", "0004")
 STORE_DIR = ".releasegate"
 Conn = Connection  # what services hold while they compose repositories in one transaction
 
@@ -234,6 +235,20 @@ class Store:
         from releasegate.store.migrate import upgrade
 
         upgrade(self.engine)
+        self.seal_audit_log()
+
+    def audit_keys(self, create: bool = False) -> Keyring | None:
+        """The audit keyring (outside the database); ``create`` makes the key file if none."""
+        from releasegate.store import audit_keys
+
+        return audit_keys.load(self.location.home, create=create)
+
+    def seal_audit_log(self) -> None:
+        """Anchor a log written by the unkeyed releases with the key, right after the upgrade."""
+        from releasegate.store.repos import AuditRepo
+
+        with self.write() as conn:
+            AuditRepo.seal(conn)
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
@@ -244,7 +259,9 @@ class Store:
         """
         try:
             with self.engine.connect() as conn:
-                conn = conn.execution_options(releasegate_write=True)
+                conn = conn.execution_options(
+                    releasegate_write=True, releasegate_audit_keys=self.audit_keys
+                )
                 with conn.begin():
                     yield conn
         except IntegrityError as exc:
@@ -281,6 +298,16 @@ class Store:
     def read(self) -> Iterator[Connection]:
         with self.engine.connect() as conn, conn.begin():
             yield conn
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Connection]:
+        """A read transaction that sees one moment throughout (REPEATABLE READ on PostgreSQL;
+        SQLite's WAL readers already do), for checks that compare several tables."""
+        with self.engine.connect() as conn:
+            if self.dialect == "postgresql":
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                yield conn
 
     def close(self) -> None:
         self.engine.dispose()

@@ -212,6 +212,7 @@ audit_events = Table(
     Column("payload_json", Text, nullable=False),
     Column("prev_hash", ID, nullable=False),
     Column("hash", ID, nullable=False),
+    Column("key_id", String(64), nullable=True),  # None: written before the chain was keyed
 )
 
 audit_head = Table(
