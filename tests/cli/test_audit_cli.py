@@ -169,7 +169,7 @@ def test_an_insider_rewrite_with_recomputed_digests_is_caught(
 
 def test_truncation_is_caught_against_an_exported_head(audited: Audited) -> None:
     a = audited
-    assert a.rg("gate", a.v2, "--env", "staging").returncode == 1  # held: never evaluated
+    assert a.rg("eval", a.v2, "--suite", "suite.yaml").returncode == 0  # eval.completed
     exported = a.rg("audit", "head").stdout.strip()
     seq = int(exported.split(":")[0])
     # the insider removes the newest event (the exported head) and moves the head record
