@@ -4,6 +4,7 @@ running outside the gate raising a critical alert at once."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -467,3 +468,28 @@ def test_a_run_id_resent_with_other_content_is_rejected_in_a_later_batch(
     ]
     assert "already stored with other content" in other.rejected[0].reason
     assert count(store) == 1
+
+
+def test_parse_workers_do_not_run_the_callers_script_again(
+    store: Store, project: Project, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    vid = shipped(store, project)
+    path = write_jsonl(tmp_path / "runs.jsonl", [run(vid, i) for i in range(30)])
+    marks = tmp_path / "marks.txt"
+    script = tmp_path / "unguarded.py"  # no `if __name__ == "__main__":`, as scripts often are
+    script.write_text(
+        "import pathlib\n"
+        "from releasegate.monitor.ingest import import_jsonl\n"
+        "from releasegate.store.engine import Store\n"
+        f"with pathlib.Path({str(marks)!r}).open('a') as m: m.write('ran\\n')\n"
+        f"store = Store.open(pathlib.Path({str(tmp_path)!r}))\n"
+        f"print(import_jsonl(store, pathlib.Path({str(path)!r}), workers=2).landed)\n"
+    )
+    env = {**os.environ, "RELEASEGATE_DATABASE_URL": store.location.url}
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["30"]
+    assert marks.read_text() == "ran\n"  # the workers never ran it again

@@ -9,19 +9,20 @@ After landing, any version that never passed the gate for its environment raises
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import gc
 import hashlib
+import io
 import itertools
 import json
 import logging
 import math
 import operator
 import os
-import pickle
-import subprocess
 import sys
 import time
+import types
 from array import array
 from collections import Counter
 from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
@@ -502,19 +503,23 @@ def _gc_paused() -> Iterator[None]:
 # -- parsing in child processes ----------------------------------------------------------------
 #
 # Parsing (json.loads, validation, hashing) is two thirds of an import and SQLite takes
-# one writer, so a large file is parsed by child processes while this one inserts. Each
-# child reads the file itself and parses every n-th chunk of CHUNK lines (the chunks the
-# in-process path would make), and writes one pickled message per chunk to its stdout;
-# this process reads them round-robin, so chunks land in file order and the single
-# transaction stays here. Rows travel by column (numbers as arrays, texts joined), a
-# quarter cheaper than pickled 27-field tuples. A child that fails or cannot start hands
-# its chunks back to this process, which parses them itself. Children only pay on idle
-# cores: on a busy machine they add the cost of the trip and win nothing (see
-# benchmarks/README.md), hence ``_worker_count``.
+# one writer, so a large file is parsed by a ``ProcessPoolExecutor`` while this process
+# inserts. This process finds where each chunk of CHUNK lines starts (the chunks the
+# in-process path would make) and hands the workers (offset, length) spans; each worker
+# reads its span itself, so lines never travel, only rows do. Results are taken in
+# submission order, so chunks land in file order and the single transaction stays here.
+# Rows travel by column (numbers as arrays, texts joined), a quarter cheaper than pickled
+# 27-field tuples. A pool that breaks or cannot start hands the rest of the file back to
+# this process, which parses it itself. Workers only pay on idle cores: on a busy machine
+# they add the cost of the trip and win nothing (see benchmarks/README.md), hence
+# ``_worker_count``, which samples /proc/stat (the load average trails by a minute and
+# counted this very import: measured, it said "no idle core" at every start).
 
 PARALLEL_MIN_BYTES = 32 << 20
 """Files smaller than this are parsed in-process: a child costs ~0.3 s to start."""
 MAX_WORKERS = 4
+IN_FLIGHT = 3
+"""Chunks queued per worker: enough to keep it busy, few enough to bound the memory."""
 """Beyond ~3, this process's inserts are the bound."""
 _FLOAT_COLUMNS = frozenset(
     {"started_at", "ended_at", "latency_ms", "cost_usd", "feedback", "received_at"}
@@ -574,51 +579,76 @@ def _cpu_ticks() -> tuple[int, int, int]:
 def _parse_elsewhere(
     path: Path, handle: Any, at: datetime, received_at: float, n_workers: int
 ) -> Generator[_Chunk, None, None]:
-    package_root = str(Path(__file__).resolve().parents[2])
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
-    args = [str(path.resolve()), str(CHUNK), str(n_workers), at.isoformat(), repr(received_at)]
-    procs: list[subprocess.Popen[bytes]] = []
+    import multiprocessing
+    from concurrent.futures import Future, ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    # spawn, not fork: this process holds a database connection and maybe the SDK's thread
+    context = multiprocessing.get_context("spawn")
+    context.set_executable(sys.executable)
+    pool = ProcessPoolExecutor(n_workers, mp_context=context)
+    pending: collections.deque[Future[Any]] = collections.deque()
+    spans = _spans(path, CHUNK)
     index = 0
+
+    def submit(count: int) -> None:
+        with _main_hidden():  # a worker may start here: it must not run the caller's script
+            for span in itertools.islice(spans, count):
+                pending.append(pool.submit(_parse_span, str(path), *span, at, received_at))
+
     try:
-        for i in range(n_workers):
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", __name__, str(i), *args],
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.DEVNULL,
-                    env=env,
-                )
-            )
-        while True:
-            stdout = procs[index % n_workers].stdout
-            assert stdout is not None
-            message = pickle.load(stdout)
-            if message[0] == "end":
-                return
-            if message[0] != "chunk" or message[1] != index:
-                raise RuntimeError(f"parse worker: unexpected {message[0]!r}")
-            _, _, lines, received, rejected, packed, seen, rejected_count = message
-            yield _Chunk(
-                lines,
-                received,
-                [Rejection(*r) for r in rejected],
-                _unpack_rows(packed),
-                seen,
-                rejected_count,
-            )
+        submit(IN_FLIGHT * n_workers)
+        while pending:
+            lines, received, rejected, packed, seen, rejected_count = pending.popleft().result()
+            submit(1)  # keep the workers busy while this process inserts
+            rejections = [Rejection(*r) for r in rejected]
+            yield _Chunk(lines, received, rejections, _unpack_rows(packed), seen, rejected_count)
             index += 1
-    except (OSError, EOFError, pickle.UnpicklingError, RuntimeError) as exc:
+        return
+    except (OSError, EOFError, BrokenProcessPool, RuntimeError) as exc:
         log.info("parsing %s in this process from chunk %d (%s)", path, index, exc)
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
-            if proc.stdout is not None:
-                proc.stdout.close()
+        spans.close()
+        pool.shutdown(wait=True, cancel_futures=True)
     yield from _parse_here(handle, at, received_at, skip=index)
+
+
+@contextlib.contextmanager
+def _main_hidden() -> Iterator[None]:
+    """Spawned workers import the parent's ``__main__`` (by path or name) before their
+    first task, which would run a caller's script without an ``if __name__`` guard again,
+    side effects and all. The workers need only this package, so while they start
+    ``__main__`` is a bare module, as in an interactive session."""
+    main = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
+
+
+def _spans(path: Path, size: int) -> Generator[tuple[int, int, int], None, None]:
+    """(byte offset, byte length, first line number) of each chunk of ``size`` lines: the
+    chunks ``_chunks`` makes in-process, so line numbers and order are the same. Newlines
+    are counted in 1 MB blocks, so this costs this process next to nothing."""
+    with path.open("rb") as handle:
+        chunk_start, first_line, lines, block_start = 0, 1, 0, 0
+        while block := handle.read(1 << 20):
+            at = 0
+            while True:
+                need = size - lines
+                found = block.count(b"\n", at)
+                if found < need:
+                    lines += found
+                    break
+                for _ in range(need):
+                    at = block.index(b"\n", at) + 1
+                end = block_start + at
+                yield chunk_start, end - chunk_start, first_line
+                chunk_start, first_line, lines = end, first_line + size, 0
+            block_start += len(block)
+        if block_start > chunk_start:  # the last chunk, with or without a final newline
+            yield chunk_start, block_start - chunk_start, first_line
 
 
 def _pack_rows(rows: Iterable[tuple[Any, ...]]) -> list[tuple[str, Any]]:
@@ -655,38 +685,18 @@ def _unpack_rows(packed: list[tuple[str, Any]]) -> Iterable[tuple[Any, ...]]:
     return zip(*columns, strict=True)
 
 
-def _work(argv: list[str]) -> None:
-    """A parse worker: ``python -m releasegate.monitor.ingest I PATH CHUNK N NOW RECEIVED_AT``."""
-    worker, path, size, n_workers = int(argv[0]), argv[1], int(argv[2]), int(argv[3])
-    at, received_at = datetime.fromisoformat(argv[4]), float(argv[5])
-    gc.disable()
-    out = sys.stdout.buffer
-    try:
-        with open(path, "rb") as handle:
-            for index, (lines, start_line) in enumerate(_chunks(handle, size)):
-                if index % n_workers != worker:
-                    continue
-                chunk = _parse_chunk(lines, start_line, at, received_at)
-                rejected = [
-                    (r.index, r.line, r.run_id, r.field, r.reason, r.where) for r in chunk.rejected
-                ]
-                rows = _pack_rows(chunk.rows)
-                message = (
-                    "chunk",
-                    index,
-                    chunk.lines,
-                    chunk.received,
-                    rejected,
-                    rows,
-                    chunk.seen,
-                    chunk.rejected_count,
-                )
-                pickle.dump(message, out, protocol=pickle.HIGHEST_PROTOCOL)
-                out.flush()
-        pickle.dump(("end",), out)
-    except BrokenPipeError:  # the importer stopped reading: it is going on without us
-        return
-    out.flush()
+def _parse_span(
+    path: str, offset: int, length: int, start_line: int, at: datetime, received_at: float
+) -> tuple[int, int, list[tuple[Any, ...]], list[tuple[str, Any]], dict[Any, int], int]:
+    """A worker's task: parse one chunk of the file, rows packed by column for the trip."""
+    gc.disable()  # a worker of this import only: the same reason as ``_gc_paused``
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        lines = list(io.BytesIO(handle.read(length)))  # split as file iteration splits
+    chunk = _parse_chunk(lines, start_line, at, received_at)
+    rejected = [(r.index, r.line, r.run_id, r.field, r.reason, r.where) for r in chunk.rejected]
+    rows = _pack_rows(chunk.rows)
+    return chunk.lines, chunk.received, rejected, rows, dict(chunk.seen), chunk.rejected_count
 
 
 def _after_landing(store: Store, records: Iterable[RunRecord], result: IngestResult) -> None:
@@ -730,7 +740,3 @@ def _rejection_dict(r: Rejection) -> dict[str, Any]:
         "where": r.where,
         "message": r.describe(),
     }
-
-
-if __name__ == "__main__":
-    _work(sys.argv[1:])
