@@ -99,10 +99,17 @@ def test_judge_verdicts_given_before_ctrl_c_are_kept_and_not_asked_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     released = threading.Event()
+    asked_fourth = threading.Event()
     answered = 3
+    calls: list[str] = []
+    lock = threading.Lock()
 
     def answer(prompt: str) -> str:
-        if len(server.server.requests) > answered:  # the 4th verdict never comes...
+        with lock:
+            calls.append(prompt)
+            nth = len(calls)
+        if nth > answered:  # the 4th verdict never comes...
+            asked_fourth.set()
             released.wait(60)
         return json.dumps({"score": 1, "reason": "polite"})
 
@@ -134,7 +141,7 @@ def test_judge_verdicts_given_before_ctrl_c_are_kept_and_not_asked_again(
             text=True,
         )
         # ...so with one judge call at a time, three verdicts are in when the 4th is asked
-        while len(server.server.requests) <= answered and first.poll() is None:
+        while not asked_fourth.is_set() and first.poll() is None:
             time.sleep(0.05)
         first.send_signal(signal.SIGINT)  # Ctrl-C
         _, err = first.communicate(timeout=60)
@@ -142,9 +149,9 @@ def test_judge_verdicts_given_before_ctrl_c_are_kept_and_not_asked_again(
         assert "3 judge verdicts kept" in err
         released.set()
 
-        before = len(server.server.requests)
+        before = len(calls)
         resumed = ok_json(rg(d, *argv, "--json", env={KEY_ENV: "sk-judge-test"}))
-        assert len(server.server.requests) - before == 6 - answered  # only the unjudged
+        assert len(calls) - before == 6 - answered  # only the unjudged
         assert resumed["metrics"]["polite"]["estimate"] == 1.0
     finally:
         released.set()
