@@ -1,0 +1,289 @@
+"""The canary comparison: stable against canary in the same window, valid however often checked.
+
+Runs of the two arms are paired in arrival order (each run with the newest unpaired run of the
+other arm; surplus runs of the busier arm beyond ``MAX_PENDING`` are dropped, oldest first,
+without looking at their values). Each pair gives ``D = canary - stable`` in [-1, 1] (0/1
+outcomes for rates; values clipped to ``[lower, upper]`` and scaled to [0, 1] for latency or
+cost). Two betting e-processes run on the pairs: ``worse`` against "the canary is worse by at
+most the margin" (E[D] <= m) and ``not_worse`` against "worse by at least the margin"
+(E[D] >= m). Each wealth ``prod(1 + lam_i * x_i)`` is a nonnegative supermartingale under its
+null for any predictable ``lam_i`` in [0, 1/2(1+m)] (chosen GRAPA-style from past pairs), so by
+Ville's inequality it reaches ``1/alpha`` with probability at most ``alpha`` over all time:
+checking every minute does not inflate false aborts. ``abort`` when the worse e-value reaches
+``1/alpha``; ``pass`` when the not-worse e-value does and ``min_runs`` pairs are in; else
+``hold``. The state is a small frozen, JSON-serialisable value updated incrementally
+(``observe``); feeding the same runs in the same order gives the same state, in one batch or many.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+from numpy.typing import ArrayLike
+
+from releasegate.errors import InputError
+
+FloatArray = npt.NDArray[np.float64]
+
+ALPHA = 0.05
+"""Default error rate: false abort (and false pass at the margin) at most 5%, under any looks."""
+MIN_RUNS = 200
+"""Default pairs before a step may pass."""
+MAX_PENDING = 32
+"""Unpaired runs of the busier arm kept for pairing; older ones are dropped unseen."""
+BET_CAP = 0.5
+"""Fraction of the largest safe bet ever staked (aGRAPA's c): keeps wealth away from ruin."""
+
+Arm = Literal["stable", "canary"]
+Outcome = Literal["abort", "pass", "hold"]
+
+
+@dataclass(frozen=True)
+class Bet:
+    """One betting e-process: log wealth and the running sums that choose the next stake."""
+
+    log_e: float = 0.0
+    total: float = 0.0
+    total_sq: float = 0.0
+
+
+@dataclass(frozen=True)
+class ArmTotals:
+    """Runs seen on one arm (paired or not), in the signal's own units."""
+
+    runs: int = 0
+    total: float = 0.0
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.runs if self.runs else math.nan
+
+
+@dataclass(frozen=True)
+class CanaryState:
+    """Everything a resumed check needs, for one signal. ``margin`` is in the signal's units."""
+
+    signal: str
+    margin: float
+    lower: float = 0.0
+    upper: float = 1.0
+    is_rate: bool = True
+    stable: ArmTotals = ArmTotals()
+    canary: ArmTotals = ArmTotals()
+    pairs: int = 0
+    worse: Bet = Bet()
+    not_worse: Bet = Bet()
+    pending_arm: Arm | None = None
+    pending: tuple[float, ...] = ()
+
+    @property
+    def scaled_margin(self) -> float:
+        return self.margin / (self.upper - self.lower)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "signal": self.signal,
+            "margin": self.margin,
+            "lower": self.lower,
+            "upper": self.upper,
+            "is_rate": self.is_rate,
+            "stable": [self.stable.runs, self.stable.total],
+            "canary": [self.canary.runs, self.canary.total],
+            "pairs": self.pairs,
+            "worse": [self.worse.log_e, self.worse.total, self.worse.total_sq],
+            "not_worse": [self.not_worse.log_e, self.not_worse.total, self.not_worse.total_sq],
+            "pending_arm": self.pending_arm,
+            "pending": list(self.pending),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CanaryState:
+        return cls(
+            signal=str(data["signal"]),
+            margin=float(data["margin"]),
+            lower=float(data["lower"]),
+            upper=float(data["upper"]),
+            is_rate=bool(data["is_rate"]),
+            stable=ArmTotals(int(data["stable"][0]), float(data["stable"][1])),
+            canary=ArmTotals(int(data["canary"][0]), float(data["canary"][1])),
+            pairs=int(data["pairs"]),
+            worse=Bet(*(float(v) for v in data["worse"])),
+            not_worse=Bet(*(float(v) for v in data["not_worse"])),
+            pending_arm=data["pending_arm"],
+            pending=tuple(float(v) for v in data["pending"]),
+        )
+
+
+@dataclass(frozen=True)
+class CanaryVerdict:
+    """abort (worse shown), pass (not worse shown, enough runs) or hold, with the evidence."""
+
+    outcome: Outcome
+    signal: str
+    stable_mean: float
+    canary_mean: float
+    stable_runs: int
+    canary_runs: int
+    pairs: int
+    margin: float
+    alpha: float
+    e_worse: float
+    e_not_worse: float
+    reason: str
+
+
+def rate_state(signal: str, margin: float) -> CanaryState:
+    """A fresh comparison of a per-run 0/1 outcome (error, escalation, edit, negative feedback)."""
+    _check_margin(margin, 1.0)
+    return CanaryState(signal=signal, margin=margin)
+
+
+def bounded_state(signal: str, margin: float, lower: float, upper: float) -> CanaryState:
+    """A fresh comparison of a per-run value (latency, cost) clipped to ``[lower, upper]``.
+
+    Means are of clipped values: a run above ``upper`` counts as ``upper``. Choose ``upper``
+    near the stable arm's p99 or the budget, so the scale is not wasted on rare outliers.
+    """
+    if not (math.isfinite(lower) and math.isfinite(upper) and upper > lower):
+        raise InputError(f"canary {signal}: need finite lower < upper, got {lower}, {upper}")
+    _check_margin(margin, upper - lower)
+    return CanaryState(signal=signal, margin=margin, lower=lower, upper=upper, is_rate=False)
+
+
+def _check_margin(margin: float, span: float) -> None:
+    if not (0.0 <= margin < span):
+        raise InputError(f"canary margin must be in [0, {span:g}), got {margin}")
+
+
+def observe(state: CanaryState, arms: Sequence[str], values: ArrayLike) -> CanaryState:
+    """Feed runs in arrival order (``arms[i]`` served run i, with value ``values[i]``)."""
+    vals = np.asarray(values, dtype=np.float64)
+    if vals.ndim != 1 or len(vals) != len(arms):
+        raise InputError("canary observe: one value per arm label, in a flat sequence")
+    if not np.all(np.isfinite(vals)):
+        raise InputError(f"canary {state.signal}: values must be finite")
+    if state.is_rate and not np.all((vals == 0.0) | (vals == 1.0)):
+        raise InputError(f"canary {state.signal}: a rate takes 0/1 outcomes per run")
+    scaled = (np.clip(vals, state.lower, state.upper) - state.lower) / (state.upper - state.lower)
+    stable, canary = state.stable, state.canary
+    pending_arm, pending = state.pending_arm, list(state.pending)
+    diffs: list[float] = []
+    for label, raw, x in zip(arms, vals.tolist(), scaled.tolist(), strict=True):
+        arm: Arm
+        if label == "stable":
+            arm, stable = "stable", ArmTotals(stable.runs + 1, stable.total + raw)
+        elif label == "canary":
+            arm, canary = "canary", ArmTotals(canary.runs + 1, canary.total + raw)
+        else:
+            raise InputError(f"canary observe: arm must be 'stable' or 'canary', got {label!r}")
+        if pending and pending_arm != arm:
+            other = pending.pop()
+            diffs.append(x - other if arm == "canary" else other - x)
+            continue
+        pending_arm = arm
+        pending.append(x)
+        if len(pending) > MAX_PENDING:
+            del pending[0]
+    d = np.asarray(diffs, dtype=np.float64)
+    m = state.scaled_margin
+    return replace(
+        state,
+        stable=stable,
+        canary=canary,
+        pairs=state.pairs + len(diffs),
+        worse=_advance(state.worse, d - m, m),
+        not_worse=_advance(state.not_worse, m - d, m),
+        pending_arm=pending_arm if pending else None,
+        pending=tuple(pending),
+    )
+
+
+def _advance(bet: Bet, x: FloatArray, margin: float) -> Bet:
+    if len(x) == 0:
+        return bet
+    log_e, s1, s2 = log_wealth(x[np.newaxis, :], margin, bet)
+    return Bet(float(log_e[0, -1]), float(s1[0]), float(s2[0]))
+
+
+def log_wealth(
+    x: FloatArray, margin: float, start: Bet = Bet()
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Log wealth after each of the bets on ``x`` (shape reps x pairs), vectorised over reps.
+
+    ``x`` has mean <= 0 under the null and is >= -(1 + margin). The stake on pair i is
+    ``clip(S1 / (S2 + 1), 0, BET_CAP / (1 + margin))`` from the sums over earlier pairs, so it
+    never sees the pair it bets on. Returns the log-wealth path and the final sums.
+    """
+    s1 = start.total + np.cumsum(x, axis=1)
+    s2 = start.total_sq + np.cumsum(x * x, axis=1)
+    prev1 = np.concatenate([np.full((x.shape[0], 1), start.total), s1[:, :-1]], axis=1)
+    prev2 = np.concatenate([np.full((x.shape[0], 1), start.total_sq), s2[:, :-1]], axis=1)
+    stake = np.clip(prev1 / (prev2 + 1.0), 0.0, BET_CAP / (1.0 + margin))
+    path = start.log_e + np.cumsum(np.log1p(stake * x), axis=1)
+    return path, s1[:, -1], s2[:, -1]
+
+
+def judge(state: CanaryState, alpha: float = ALPHA, min_runs: int = MIN_RUNS) -> CanaryVerdict:
+    """The verdict for the runs seen so far; call it as often as you like."""
+    if not 0.0 < alpha < 1.0:
+        raise InputError(f"canary alpha must be in (0, 1), got {alpha}")
+    threshold = math.log(1.0 / alpha)
+    e_worse, e_not = _exp(state.worse.log_e), _exp(state.not_worse.log_e)
+    outcome: Outcome
+    if state.worse.log_e >= threshold:
+        outcome = "abort"
+        shown = (
+            f"worse by more than {_fmt(state.margin, state.is_rate, diff=True)} shown "
+            f"(e-value {e_worse:.3g} >= {1 / alpha:g}; false-abort rate <= {alpha:.0%} "
+            "however often checked)"
+        )
+    elif state.not_worse.log_e >= threshold and state.pairs >= min_runs:
+        outcome = "pass"
+        shown = (
+            f"not worse by more than {_fmt(state.margin, state.is_rate, diff=True)} shown "
+            f"(e-value {e_not:.3g} >= {1 / alpha:g}; a canary worse by the margin passes "
+            f"<= {alpha:.0%})"
+        )
+    else:
+        outcome = "hold"
+        if state.pairs < min_runs:
+            shown = f"too few runs: {state.pairs} paired of {min_runs} needed"
+        else:
+            shown = "inconclusive"
+        shown += f" (e-values worse {e_worse:.3g}, not worse {e_not:.3g}; need {1 / alpha:g})"
+    reason = (
+        f"{state.signal}: canary {_fmt(state.canary.mean, state.is_rate)} "
+        f"({state.canary.runs} runs) vs stable {_fmt(state.stable.mean, state.is_rate)} "
+        f"({state.stable.runs} runs), {state.pairs} pairs: {shown}"
+    )
+    return CanaryVerdict(
+        outcome=outcome,
+        signal=state.signal,
+        stable_mean=state.stable.mean,
+        canary_mean=state.canary.mean,
+        stable_runs=state.stable.runs,
+        canary_runs=state.canary.runs,
+        pairs=state.pairs,
+        margin=state.margin,
+        alpha=alpha,
+        e_worse=e_worse,
+        e_not_worse=e_not,
+        reason=reason,
+    )
+
+
+def _exp(log_e: float) -> float:
+    return math.exp(min(log_e, 700.0))
+
+
+def _fmt(value: float, is_rate: bool, diff: bool = False) -> str:
+    if math.isnan(value):
+        return "n/a"
+    if is_rate:
+        return f"{value * 100:.1f} pt" if diff else f"{value:.1%}"
+    return f"{value:.4g}"

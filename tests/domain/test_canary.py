@@ -1,0 +1,162 @@
+"""The canary comparison: known answers, resumable state, error rates under repeated looks."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from releasegate.domain.canary import (
+    MAX_PENDING,
+    CanaryState,
+    bounded_state,
+    judge,
+    log_wealth,
+    observe,
+    rate_state,
+)
+from releasegate.errors import InputError
+
+LOOK_EVERY = 10
+PAIRS = 2_000
+REPS = 300
+
+
+def _alternating(stable: list[float], canary: list[float]) -> tuple[list[str], list[float]]:
+    arms: list[str] = []
+    values: list[float] = []
+    for s, c in zip(stable, canary, strict=True):
+        arms += ["stable", "canary"]
+        values += [s, c]
+    return arms, values
+
+
+def test_known_answer_wealth_of_three_pairs() -> None:
+    # pairs D = canary - stable = 1, 1, -1 at margin 0: stakes 0, 1/2, min(2/3, 1/2) = 1/2
+    arms, values = _alternating([0, 0, 1], [1, 1, 0])
+    state = observe(rate_state("error rate", 0.0), arms, values)
+    assert state.pairs == 3
+    assert state.worse.log_e == pytest.approx(math.log(1.5 * 0.5))
+    assert state.not_worse.log_e == 0.0  # never bets on a canary that looks worse
+    assert state.canary.mean == pytest.approx(2 / 3)
+    assert state.stable.mean == pytest.approx(1 / 3)
+
+
+def test_the_stake_never_sees_its_own_pair() -> None:
+    path, s1, s2 = log_wealth(np.array([[5.0, -1.0]]), 0.0)
+    assert path[0, 0] == 0.0  # first stake is 0 whatever the first pair
+    assert path[0, 1] == pytest.approx(math.log(1 - 5 / 26))  # stake S1 / (S2 + 1) after it
+    assert (s1[0], s2[0]) == (4.0, 26.0)
+
+
+def test_a_run_pairs_with_the_newest_waiting_run_of_the_other_arm() -> None:
+    state = rate_state("error rate", 0.0)
+    state = observe(state, ["stable"] * (MAX_PENDING + 5), [1.0] * (MAX_PENDING + 5))
+    assert state.pending_arm == "stable" and len(state.pending) == MAX_PENDING
+    state = observe(state, ["stable", "canary"], [0.0, 1.0])
+    assert state.pairs == 1
+    assert state.stable.runs == MAX_PENDING + 6
+    assert state.worse.total == 1.0  # the canary's 1 met the newest stable 0
+
+
+def test_state_resumes_from_json_and_batches_do_not_matter() -> None:
+    rng = np.random.default_rng(7)
+    arms = [str(a) for a in rng.choice(["stable", "stable", "stable", "canary"], size=3_000)]
+    values = (rng.random(3_000) < 0.08).astype(float)
+    start = rate_state("escalation rate", 0.01)
+    whole = observe(start, arms, values)
+    part = observe(start, arms[:1_234], values[:1_234])
+    part = CanaryState.from_dict(json.loads(json.dumps(part.to_dict())))
+    resumed = observe(part, arms[1_234:], values[1_234:])
+    assert resumed.pairs == whole.pairs == whole.canary.runs  # the canary is the rarer arm
+    assert resumed.pending == whole.pending
+    assert resumed.worse.log_e == pytest.approx(whole.worse.log_e, abs=1e-9)
+    assert resumed.not_worse.log_e == pytest.approx(whole.not_worse.log_e, abs=1e-9)
+    assert judge(resumed).reason == judge(whole).reason
+
+
+def test_a_canary_with_double_the_errors_is_aborted_with_its_evidence() -> None:
+    rng = np.random.default_rng(3)
+    stable = (rng.random(2_000) < 0.05).astype(float).tolist()
+    canary = (rng.random(2_000) < 0.20).astype(float).tolist()
+    arms, values = _alternating(stable, canary)
+    verdict = judge(observe(rate_state("error rate", 0.01), arms, values))
+    assert verdict.outcome == "abort"
+    assert verdict.e_worse >= 20
+    assert verdict.canary_mean > verdict.stable_mean
+    assert verdict.reason.startswith("error rate: canary ")
+    assert "worse by more than 1.0 pt shown" in verdict.reason
+    assert "false-abort rate <= 5% however often checked" in verdict.reason
+
+
+def test_equal_arms_pass_only_after_min_runs() -> None:
+    arms, values = _alternating([0.0] * 150, [0.0] * 150)
+    state = observe(rate_state("error rate", 0.05), arms, values)
+    early = judge(state, min_runs=200)
+    assert early.outcome == "hold"
+    assert "too few runs: 150 paired of 200 needed" in early.reason
+    state = observe(state, *_alternating([0.0] * 100, [0.0] * 100))
+    verdict = judge(state, min_runs=200)
+    assert verdict.outcome == "pass"
+    assert "not worse by more than 5.0 pt shown" in verdict.reason
+
+
+def test_latency_is_compared_on_clipped_values() -> None:
+    rng = np.random.default_rng(5)
+    stable = rng.gamma(4.0, 100.0, 1_500)  # mean 400 ms
+    canary = rng.gamma(4.0, 150.0, 1_500)  # mean 600 ms
+    canary[0] = 1e9  # one outlier counts as the ceiling, not as a billion
+    arms, values = _alternating(stable.tolist(), canary.tolist())
+    state = bounded_state("latency ms", margin=50.0, lower=0.0, upper=2_000.0)
+    verdict = judge(observe(state, arms, values))
+    assert verdict.outcome == "abort"
+    assert "latency ms: canary " in verdict.reason
+    assert verdict.canary_mean > 1e5  # the reported means are of raw values
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: rate_state("e", 1.0), "canary margin must be in [0, 1), got 1.0"),
+        (lambda: bounded_state("l", 1.0, 5.0, 5.0), "need finite lower < upper"),
+        (lambda: observe(rate_state("e", 0.0), ["stable"], [0.5]), "a rate takes 0/1"),
+        (lambda: observe(rate_state("e", 0.0), ["blue"], [1.0]), "arm must be 'stable'"),
+        (lambda: observe(rate_state("e", 0.0), ["stable"], [1.0, 0.0]), "one value per arm"),
+        (lambda: judge(rate_state("e", 0.0), alpha=0.0), "alpha must be in (0, 1)"),
+    ],
+)
+def test_bad_input_is_refused(call: object, message: str) -> None:
+    with pytest.raises(InputError) as caught:
+        call()  # type: ignore[operator]
+    assert message in str(caught.value)
+
+
+def _aborted_at_looks(p_stable: float, p_canary: float, margin: float, seed: int) -> float:
+    rng = np.random.default_rng(seed)
+    d = (rng.random((REPS, PAIRS)) < p_canary).astype(float) - (
+        rng.random((REPS, PAIRS)) < p_stable
+    ).astype(float)
+    path, _, _ = log_wealth(d - margin, margin)
+    looks = path[:, LOOK_EVERY - 1 :: LOOK_EVERY]
+    return float((looks >= math.log(20)).any(axis=1).mean())
+
+
+@pytest.mark.parametrize("rate", [0.05, 0.5])
+def test_equal_arms_are_falsely_aborted_at_most_alpha_looking_every_10_runs(rate: float) -> None:
+    # margin 0 is the hardest case: equal arms sit on the null's boundary
+    assert _aborted_at_looks(rate, rate, 0.0, seed=11) <= 0.05
+
+
+def test_a_canary_worse_by_exactly_the_margin_passes_at_most_alpha() -> None:
+    rng = np.random.default_rng(13)
+    d = (rng.random((REPS, PAIRS)) < 0.07).astype(float) - (
+        rng.random((REPS, PAIRS)) < 0.05
+    ).astype(float)
+    path, _, _ = log_wealth(0.02 - d, 0.02)
+    assert float((path[:, 199::LOOK_EVERY] >= math.log(20)).any(axis=1).mean()) <= 0.05
+
+
+def test_doubling_the_error_rate_is_detected_within_2000_runs() -> None:
+    assert _aborted_at_looks(0.05, 0.10, 0.01, seed=17) >= 0.9
