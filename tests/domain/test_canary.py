@@ -160,3 +160,13 @@ def test_a_canary_worse_by_exactly_the_margin_passes_at_most_alpha() -> None:
 
 def test_doubling_the_error_rate_is_detected_within_2000_runs() -> None:
     assert _aborted_at_looks(0.05, 0.10, 0.01, seed=17) >= 0.9
+
+
+def test_equal_latencies_are_falsely_aborted_at_most_alpha() -> None:
+    rng = np.random.default_rng(19)
+    upper = 2_000.0
+    stable = np.clip(rng.gamma(2.0, 200.0, (REPS, PAIRS)), 0.0, upper) / upper
+    canary = np.clip(rng.gamma(2.0, 200.0, (REPS, PAIRS)), 0.0, upper) / upper
+    path, _, _ = log_wealth(canary - stable, 0.0)
+    looks = path[:, LOOK_EVERY - 1 :: LOOK_EVERY]
+    assert float((looks >= math.log(20)).any(axis=1).mean()) <= 0.05
