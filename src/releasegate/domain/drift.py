@@ -115,6 +115,8 @@ class Signal:
     status: Status
     direction: Direction
     detail: str
+    examples: tuple[str, ...] = ()
+    """What the signal found, quoted one per line (the novel inputs, farthest first)."""
 
     @property
     def is_alert(self) -> bool:
@@ -222,8 +224,11 @@ class Window:
     input_embeddings: ArrayLike | None = None
     output_embeddings: ArrayLike | None = None
     quality: ArrayLike | None = None
-    input_texts: Sequence[str] | None = None
-    """The texts of ``input_embeddings``' rows, to name novel inputs (optional)."""
+    input_texts: Sequence[str | None] | Callable[[Sequence[int]], Sequence[str | None]] | None = (
+        None
+    )
+    """The texts of ``input_embeddings``' rows, or a lookup from row indices to their texts
+    (called with the novel rows only), to quote the novel inputs (optional)."""
 
 
 class _Rule(NamedTuple):
@@ -629,13 +634,26 @@ def measure_false_alarms(
 # --- internals --------------------------------------------------------------------------
 
 
-def _signal(name: str, m: _Measured, rule: _Rule, sentence: str) -> Signal:
-    """The signal of a measurement under a rule: the one place a status is decided."""
+def _signal(
+    name: str, m: _Measured, rule: _Rule, sentence: str, untestable: str | None = None
+) -> Signal:
+    """The signal of a measurement under a rule: the one place a status is decided.
+
+    A signal is ``ok`` only when it was tested: too few runs, a value or p-value that could
+    not be computed, or an ``untestable`` reason make it ``insufficient``.
+    """
     _check_alpha(rule.alpha)
     status: Status = "ok"
+    if untestable is None and (
+        math.isnan(m.value) or (m.p_value is not None and math.isnan(m.p_value))
+    ):
+        untestable = "the test could not be computed on these runs"
     if min(m.n, m.n_ref) < rule.min_sample:
         status = "insufficient"
         sentence += f"; {m.n:,} vs {m.n_ref:,} runs, needs {rule.min_sample:,} in each to alert"
+    elif untestable is not None:
+        status = "insufficient"
+        sentence += f"; not tested: {untestable}"
     elif (m.p_value is None or m.p_value < rule.alpha) and _worse_by(
         m.change, rule.direction
     ) > rule.threshold:
@@ -689,7 +707,9 @@ def _psi_signal(
     )
     change = value - chance.mean
     measured = _Measured(value, chance.mean, change, "absolute", statistic, p_value, n, n_ref)
-    return _signal(name, measured, rule._replace(threshold=alert_at - chance.mean), sentence)
+    flat = "the reference holds one bin of values, so no shift can show" if k < 2 else None
+    threshold = alert_at - chance.mean
+    return _signal(name, measured, rule._replace(threshold=threshold), sentence, flat)
 
 
 def _two_proportions(

@@ -8,7 +8,11 @@ about 1% of current runs are novel, as about 1% of the reference is by construct
 test compares the two shares with Fisher's exact test (one-sided, so the threshold's own
 sampling error is counted: a 100-run reference holds one run past its 99th percentile, not a
 known 1%). The signal alerts when ``p < alpha`` and the current share exceeds the
-reference's by more than ``MIN_NOVEL_SHARE``, and lists the novel runs, farthest first.
+reference's by more than ``MIN_NOVEL_SHARE``, and lists the novel inputs themselves,
+farthest first: each on one line (control characters out, whitespace folded, cut at
+``LINE_CHARS``), secrets masked by ``masking.mask_secrets``. ``texts`` may be the window's
+texts or a lookup called with the flagged rows only (the monitor reads just those from the
+store), so nothing is read when nothing is novel.
 
 Repeated reference rows (one text sent many times) count once. The reference is capped by a
 seeded subsample (``NOVELTY_CAP`` rows) and distances are
@@ -18,13 +22,16 @@ computed in blocks, so a 100k-run window costs one ``(cap x block)`` product at 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import re
+import unicodedata
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from releasegate.domain.drift import ALPHA, MIN_SAMPLE, Signal, Statistic, Status
+from releasegate.domain.masking import mask_secrets
 from releasegate.domain.mmd import as_embeddings
 from releasegate.domain.stats import FloatArray, generator
 
@@ -35,7 +42,16 @@ MIN_NOVEL_SHARE = 0.02
 NOVELTY_CAP = 4_000
 """Reference rows kept (seeded subsample) for nearest-neighbour distances."""
 SHOWN = 5
+"""Novel inputs quoted in ``detail`` (the terminal and the memo)."""
+LISTED = 50
+"""Novel inputs kept in ``Signal.examples`` (``--json``)."""
+LINE_CHARS = 120
+"""An input quoted longer than this is cut, with an ellipsis."""
 _BLOCK = 1_024
+
+Texts = Sequence[str | None] | Callable[[Sequence[int]], Sequence[str | None]]
+"""The current window's input texts, one per row, or a lookup from row indices to texts."""
+_SPACE = re.compile(r"\s+")
 
 
 @dataclass(frozen=True)
@@ -109,7 +125,7 @@ def novelty_signal(
     reference: ArrayLike,
     current: ArrayLike,
     *,
-    texts: Sequence[str] | None = None,
+    texts: Texts | None = None,
     name: str = "novel_inputs",
     alpha: float = ALPHA,
     min_share: float = MIN_NOVEL_SHARE,
@@ -117,7 +133,12 @@ def novelty_signal(
     cap: int = NOVELTY_CAP,
     seed: int = 0,
 ) -> Signal:
-    """The novel-input rate as a ``drift.Signal``; ``texts`` name the novel runs in ``detail``."""
+    """The novel-input rate as a ``drift.Signal``; ``texts`` quote the novel inputs.
+
+    ``examples`` holds up to ``LISTED`` of them, farthest first, as ``quote`` shows them;
+    ``detail`` names the first ``SHOWN``. A callable ``texts`` is called once, with those
+    rows only, and only when some run is novel.
+    """
     found = novel_inputs(reference, current, cap=cap, seed=seed)
     n, n_ref = found.n, found.n_ref
     share = len(found.novel) / n if n else math.nan
@@ -132,13 +153,19 @@ def novelty_signal(
     if min(n, n_ref) < min_sample:
         status = "insufficient"
         sentence += f"; {n:,} vs {n_ref:,} runs, needs {min_sample:,} in each to judge"
+    elif not math.isfinite(found.threshold):
+        status = "insufficient"
+        sentence += "; the reference has no spread to measure novelty against"
     elif found.p_value < alpha and change > min_share:
         status = "alert"
+    examples: tuple[str, ...] = ()
     if found.novel:
-        shown = found.novel[:SHOWN]
-        labels = [repr(texts[i])[:80] if texts is not None else f"#{i}" for i in shown]
+        rows = found.novel[:LISTED]
+        quoted = _quotes(rows, texts)
+        examples = tuple(line for line, _ in quoted)
+        shown = [f'"{line}"' if known else line for line, known in quoted[:SHOWN]]
         more = len(found.novel) - len(shown)
-        sentence += "; novel: " + ", ".join(labels) + (f" and {more} more" if more else "")
+        sentence += "; novel: " + ", ".join(shown) + (f" and {more} more" if more else "")
     return Signal(
         name=name,
         value=share,
@@ -155,7 +182,33 @@ def novelty_signal(
         status=status,
         direction="increase",
         detail=sentence,
+        examples=examples,
     )
+
+
+def quote(text: str, limit: int = LINE_CHARS) -> str:
+    """One line of ``text`` fit to quote: secrets masked, control characters out, whitespace
+    folded to single spaces, cut at ``limit`` characters with an ellipsis."""
+    masked = mask_secrets(text)
+    kept = "".join(
+        " " if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c for c in masked
+    )
+    line = _SPACE.sub(" ", kept).strip()
+    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
+
+
+def _quotes(rows: Sequence[int], texts: Texts | None) -> list[tuple[str, bool]]:
+    """Each of ``rows`` quoted, and whether its text was known (``#i`` where it was not)."""
+    if texts is None:
+        got: Sequence[str | None] = [None] * len(rows)
+    elif callable(texts):
+        got = texts(rows)
+    else:
+        got = [texts[i] if i < len(texts) else None for i in rows]
+    return [
+        (quote(t), True) if t is not None else (f"#{i}", False)
+        for i, t in zip(rows, got, strict=True)
+    ]
 
 
 def _unit(x: FloatArray) -> FloatArray:

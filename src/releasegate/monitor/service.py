@@ -161,6 +161,7 @@ def signal_dict(s: Signal) -> dict[str, Any]:
         "status": s.status,
         "direction": s.direction,
         "detail": s.detail,
+        "examples": list(s.examples),
     }
 
 
@@ -246,14 +247,15 @@ def _vectors(
     seed: int,
     progress: Callable[[int], None] | None,
     model: str,
-) -> tuple[np.ndarray[Any, Any] | None, int]:
+) -> tuple[np.ndarray[Any, Any] | None, int, list[str]]:
     """Embeddings of a seeded sample of the window's runs (repeats kept, so the mix of
     topics is what MMD sees); each distinct text is embedded once, only if missing.
-    ``values`` is the window's ``column`` (``input_hash``/``output_hash``), oldest first."""
+    ``values`` is the window's ``column`` (``input_hash``/``output_hash``), oldest first.
+    Returns the vectors, how many texts were embedded now, and each vector's text hash."""
     text_col = "input" if column == "input_hash" else "output"
     hashes = [h for h in values.tolist() if h]
     if not hashes:
-        return None, 0
+        return None, 0, []
     chosen = random.Random(seed).sample(hashes, min(sample, len(hashes)))
     distinct = list(dict.fromkeys(chosen))
     embedder = embedder_for(store, model)
@@ -274,8 +276,24 @@ def _vectors(
         have.update({keys[h]: rows[j] for j, h in enumerate(todo[i : i + step])})
         if progress is not None:
             progress(len(rows))
-    vectors = [have[keys[h]] for h in chosen if keys[h] in have]
-    return (np.stack(vectors) if vectors else None), embedder.embedded - before
+    kept = [h for h in chosen if keys[h] in have]
+    vectors = [have[keys[h]] for h in kept]
+    return (np.stack(vectors) if vectors else None), embedder.embedded - before, kept
+
+
+def _texts_of(
+    store: Store, workflow: str, env: str, span: Span, hashes: Sequence[str]
+) -> Callable[[Sequence[int]], list[str | None]]:
+    """A lookup from embedding rows to their input texts, reading only the rows asked for
+    (the novel ones), so a window where nothing is novel reads no text at all."""
+
+    def lookup(rows: Sequence[int]) -> list[str | None]:
+        wanted = [hashes[i] for i in rows]
+        with store.read() as conn:
+            found = RunRepo.texts_by_hash(conn, workflow, env, *span.bounds, "input_hash", wanted)
+        return [found[h][1] if h in found else None for h in wanted]
+
+    return lookup
 
 
 def monitor(
@@ -329,22 +347,27 @@ def monitor(
     result.min_sample = config.min_sample
     if embeddings and n_cur and n_ref:
         vectors: dict[str, Any] = {}
+        texts: Callable[[Sequence[int]], list[str | None]] | None = None
         for column, key in (("input_hash", "input"), ("output_hash", "output")):
             model = config.embedding_model
-            a, ea = _vectors(
+            a, ea, _ = _vectors(
                 store, workflow, env, ref_span, column, ref_runs[column], embed_sample, 1,
                 progress, model,
             )  # fmt: skip
-            b, eb = _vectors(
+            b, eb, rows = _vectors(
                 store, workflow, env, current, column, cur_runs[column], embed_sample, 2,
                 progress, model,
             )  # fmt: skip
             result.embedded += ea + eb
             if a is not None and b is not None:
                 vectors[f"{key}_embeddings"] = (a, b)
+                if key == "input":
+                    texts = _texts_of(store, workflow, env, current, rows)
         if vectors:
             ref = _with(ref, {k: v[0] for k, v in vectors.items()})
             cur = _with(cur, {k: v[1] for k, v in vectors.items()})
+            if "input_embeddings" in vectors:
+                cur = _with(cur, {"input_texts": texts})
     rules = DriftRules(min_sample=config.min_sample)
     bins = _length_bins(ref)
     result.signals = compare_windows(ref, cur, rules, bins=bins)

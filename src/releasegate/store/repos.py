@@ -1373,6 +1373,35 @@ class RunRepo:
             params.append(version_id)
         return _fetch(conn, sql + " ORDER BY started_at", params)
 
+    @staticmethod
+    def texts_by_hash(
+        conn: Connection,
+        workflow: str,
+        env: str,
+        start: float,
+        end: float,
+        column: str,
+        hashes: Sequence[str],
+    ) -> dict[str, tuple[str, str]]:
+        """``{hash: (run_id, text)}`` for runs in ``[start, end)`` whose ``input_hash`` or
+        ``output_hash`` (``column``) is one of ``hashes``: the oldest such run's text. Only
+        those rows' texts are read, so quoting a few flagged inputs costs little."""
+        text_col = {"input_hash": "input", "output_hash": "output"}.get(column)
+        if text_col is None:
+            raise ValueError(f"not a text hash column: {column!r}")
+        wanted = sorted(set(hashes))
+        if not wanted:
+            return {}
+        sql = (
+            f"SELECT {column}, run_id, {text_col} FROM runs WHERE workflow = ? AND env = ?"
+            f" AND started_at >= ? AND started_at < ? AND {column} IN ({_marks(wanted)})"
+            f" AND {text_col} IS NOT NULL ORDER BY started_at"
+        )
+        out: dict[str, tuple[str, str]] = {}
+        for h, run_id, text in _fetch(conn, sql, [workflow, env, start, end, *wanted]):
+            out.setdefault(h, (run_id, text))
+        return out
+
     SIGNAL_FLAGS = (1, 2, 4, 8, 16)
     """Bits of ``signal_columns``' ``flags``: error, escalated, edited, negative feedback,
     any feedback."""
