@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import time
 from pathlib import Path
 
@@ -156,3 +157,92 @@ def test_bad_options_exit_2_and_write_nothing(shipped: tuple[Project, str], tmp_
     write(elsewhere / "runs.jsonl", [])
     none = rg(elsewhere, "runs", "import", "runs.jsonl")
     assert none.returncode == 2 and not (elsewhere / ".releasegate").exists()
+
+
+BANK = [
+    f"{ask} {thing}{when}"
+    for when in ("", " today", " from the app")
+    for ask in (
+        "How do I",
+        "I want to",
+        "Can you help me",
+        "Why can't I",
+        "Is it possible to",
+        "Please tell me how to",
+    )
+    for thing in (
+        "top up my card",
+        "order a new debit card",
+        "freeze my lost card",
+        "send money abroad",
+        "change my PIN",
+        "see a pending card payment",
+        "get a refund for a card payment",
+        "verify my identity",
+        "close my bank account",
+        "exchange euros to dollars",
+        "withdraw cash at an ATM",
+        "dispute a transaction I don't recognise",
+    )
+]
+PIZZA = [
+    "My pizza arrived cold and the cheese was burnt",
+    "The delivery driver left my pepperoni pizza at the wrong house",
+    "You forgot the garlic bread in my pizza order",
+    "Can I change the toppings on the pizza I ordered ten minutes ago?",
+    "My margherita pizza was missing half of its basil and mozzarella",
+    "The pizza box was crushed and the slices stuck to the lid",
+    "I ordered a gluten free pizza crust but got a regular one",
+    "Is the pizza oven at your Main Street restaurant open after midnight?",
+    "The pizza delivery took two hours, I want my money back for the pizza",
+    "Please add extra olives and anchovies to my pizza order\napi_key=sk-abcdefghijklmnop1234",
+    "Why does my pizza taste of soap?",
+    "The delivery app shows my pizza delivered but nobody came",
+]
+
+
+def test_monitor_lists_the_novel_inputs_and_says_insufficient_for_thin_signals(
+    shipped: tuple[Project, str],
+) -> None:
+    project, vid = shipped
+    d = project.root
+    now = time.time()
+    rng = random.Random(5)
+    reference = runs(vid, days=7, until=now - 7 * 86400, n=300, shift=False, seed=1)
+    current = runs(vid, days=7, until=now, n=150, shift=False, seed=2)
+    for r in reference:
+        r["input"] = rng.choice(BANK)
+    asked = sorted({str(r["input"]) for r in reference})
+    for r in reference[10:50] + current[10:50]:  # feedback on 40 runs a window: too few to judge
+        r["feedback"] = rng.choice([-1.0, 1.0])
+    for i, r in enumerate(current):  # a bank question the reference asked, or pizza
+        r["input"] = PIZZA[i // 6] if i % 6 == 3 and i // 6 < len(PIZZA) else rng.choice(asked)
+    write(d / "runs.jsonl", reference + current)
+    assert rg(d, "runs", "import", "runs.jsonl").returncode == 0
+
+    shown = rg(d, "monitor", "router", "--env", "staging", "--no-alert")
+    assert shown.returncode == 0, shown.stderr
+    out = " ".join(shown.stdout.split())  # rich wraps long lines
+    assert "novel inputs (farthest from the reference first):" in out
+    assert out.count("pizza") >= 5 and "PIN" not in out.split("novel inputs (farthest")[1]
+    assert "sk-abcdef" not in out
+
+    report = json.loads(rg(d, "monitor", "router", "--env", "staging", "--json").stdout)
+    signals = {s["name"]: s for s in report["signals"]}
+    novel = signals["novel_inputs"]
+    assert novel["status"] == "alert", novel["detail"]
+    assert len(novel["examples"]) >= 10
+    assert all("pizza" in e.lower() or "deliver" in e.lower() for e in novel["examples"][:10])
+    assert any(e.startswith("Please add extra olives") for e in novel["examples"])
+    assert all("\n" not in e and "sk-abcdef" not in e for e in novel["examples"])
+    assert any("api_key=***" in e for e in novel["examples"])
+    # feedback on 40 runs of each window cannot be judged: it says so, not "ok"
+    assert signals["error_rate"]["status"] == "ok"
+    thin = signals["negative_feedback_rate"]
+    assert thin["status"] == "insufficient" and "40 vs 40 runs, needs 100" in thin["detail"]
+    assert "negative_feedback_rate" in shown.stdout and "insufficient" in shown.stdout
+
+    week = time.strftime("%G-W%V", time.gmtime(now))
+    assert rg(d, "report", "memo", "router", "--week", week, "--out", "memo").returncode == 0
+    memo = (d / "memo" / "memo.md").read_text()
+    assert 'novel: "' in memo and "pizza" in memo

@@ -16,6 +16,8 @@ import typer
 
 from releasegate.cli._errors import guarded
 from releasegate.cli.app import EnvOpt, JsonOpt, _console, _emit, _store, app, report_app, runs_app
+from releasegate.domain.novelty import LISTED
+from releasegate.domain.novelty import SHOWN as NOVEL_SHOWN
 
 
 def _progress_file(path: Path, label: str) -> Any:
@@ -214,8 +216,20 @@ def _monitor_table(result: Any, plot: Path | None) -> None:
         )
     console.print(table)
     for s in result.signals:
-        if s.status == "alert":
-            console.print(f"[bold red]drift:[/] {escape(s.detail)}")
+        if s.status != "alert":
+            continue
+        listed = s.name == "novel_inputs" and s.examples
+        detail = s.detail.split("; novel: ")[0] if listed else s.detail
+        console.print(f"[bold red]drift:[/] {escape(detail)}")
+        if listed:  # the inputs themselves, one per line, so an operator sees what is new
+            total = round(s.value * s.n)
+            console.print("[bold]novel inputs[/] (farthest from the reference first):")
+            for line in s.examples[:NOVEL_SHOWN]:
+                console.print(f"  {escape(line)}", overflow="ellipsis", no_wrap=True)
+            more = total - min(NOVEL_SHOWN, len(s.examples))
+            if more > 0:
+                whole = f"all {total:,}" if total <= LISTED else f"the first {LISTED}"
+                console.print(f"  and {more:,} more ({whole} in --json)")
     for note in result.notes:
         console.print(f"[yellow]note:[/] {escape(note)}")
     for a in result.resent:

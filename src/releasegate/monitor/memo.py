@@ -70,7 +70,7 @@ def _actions(workflow: str, env: dict[str, Any]) -> list[str]:
         if s["status"] != "alert":
             continue
         sig = s["name"]
-        if sig in ("input_drift", "label_mix"):
+        if sig in ("input_drift", "label_mix", "novel_inputs"):
             out.append(
                 f"{name}: the inputs changed ({s['detail']}). Add recent examples to the suite "
                 "(`releasegate suite add-case --from-run RUN_ID`) and re-run the gate."
