@@ -247,16 +247,19 @@ def _vectors(
     seed: int,
     progress: Callable[[int], None] | None,
     model: str,
-) -> tuple[np.ndarray[Any, Any] | None, int, list[str]]:
+) -> tuple[np.ndarray[Any, Any] | None, int, list[int]]:
     """Embeddings of a seeded sample of the window's runs (repeats kept, so the mix of
     topics is what MMD sees); each distinct text is embedded once, only if missing.
     ``values`` is the window's ``column`` (``input_hash``/``output_hash``), oldest first.
-    Returns the vectors, how many texts were embedded now, and each vector's text hash."""
+    Returns the vectors, how many texts were embedded now, and each vector's row in
+    ``values``."""
     text_col = "input" if column == "input_hash" else "output"
-    hashes = [h for h in values.tolist() if h]
-    if not hashes:
+    every = values.tolist()
+    where = [i for i, h in enumerate(every) if h]
+    if not where:
         return None, 0, []
-    chosen = random.Random(seed).sample(hashes, min(sample, len(hashes)))
+    picked = random.Random(seed).sample(where, min(sample, len(where)))
+    chosen = [every[i] for i in picked]
     distinct = list(dict.fromkeys(chosen))
     embedder = embedder_for(store, model)
     keys = {h: digest_key("passage", h, embedder.backend.name) for h in distinct}
@@ -276,22 +279,20 @@ def _vectors(
         have.update({keys[h]: rows[j] for j, h in enumerate(todo[i : i + step])})
         if progress is not None:
             progress(len(rows))
-    kept = [h for h in chosen if keys[h] in have]
-    vectors = [have[keys[h]] for h in kept]
+    kept = [i for i, h in zip(picked, chosen, strict=True) if keys[h] in have]
+    vectors = [have[keys[every[i]]] for i in kept]
     return (np.stack(vectors) if vectors else None), embedder.embedded - before, kept
 
 
-def _texts_of(
-    store: Store, workflow: str, env: str, span: Span, hashes: Sequence[str]
-) -> Callable[[Sequence[int]], list[str | None]]:
-    """A lookup from embedding rows to their input texts, reading only the rows asked for
-    (the novel ones), so a window where nothing is novel reads no text at all."""
+def _texts_of(store: Store, seqs: Sequence[int]) -> Callable[[Sequence[int]], list[str | None]]:
+    """A lookup from embedding rows (whose runs are ``seqs``) to their input texts, reading
+    only the rows asked for (the novel ones): a window with nothing novel reads no text."""
 
     def lookup(rows: Sequence[int]) -> list[str | None]:
-        wanted = [hashes[i] for i in rows]
+        wanted = [seqs[i] for i in rows]
         with store.read() as conn:
-            found = RunRepo.texts_by_hash(conn, workflow, env, *span.bounds, "input_hash", wanted)
-        return [found[h][1] if h in found else None for h in wanted]
+            found = RunRepo.texts(conn, wanted)
+        return [found.get(q) for q in wanted]
 
     return lookup
 
@@ -329,8 +330,9 @@ def monitor(
     with store.read() as conn:
         # one pass per window: the embedding sample is drawn from the same rows
         hashes = ("input_hash", "output_hash") if embeddings else ()
+        seq = ("seq",) if embeddings else ()  # to quote novel inputs by primary key
         cur_runs = RunRepo.signal_columns(
-            conn, workflow, env, *current.bounds, extra=("version_id", *hashes)
+            conn, workflow, env, *current.bounds, extra=("version_id", *hashes, *seq)
         )
         ref_runs = RunRepo.signal_columns(conn, workflow, env, *ref_span.bounds, extra=hashes)
         versions: list[dict[str, Any]] = [
@@ -362,7 +364,8 @@ def monitor(
             if a is not None and b is not None:
                 vectors[f"{key}_embeddings"] = (a, b)
                 if key == "input":
-                    texts = _texts_of(store, workflow, env, current, rows)
+                    seqs = cur_runs["seq"]
+                    texts = _texts_of(store, [int(seqs[i]) for i in rows])
         if vectors:
             ref = _with(ref, {k: v[0] for k, v in vectors.items()})
             cur = _with(cur, {k: v[1] for k, v in vectors.items()})

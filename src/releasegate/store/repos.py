@@ -1374,33 +1374,16 @@ class RunRepo:
         return _fetch(conn, sql + " ORDER BY started_at", params)
 
     @staticmethod
-    def texts_by_hash(
-        conn: Connection,
-        workflow: str,
-        env: str,
-        start: float,
-        end: float,
-        column: str,
-        hashes: Sequence[str],
-    ) -> dict[str, tuple[str, str]]:
-        """``{hash: (run_id, text)}`` for runs in ``[start, end)`` whose ``input_hash`` or
-        ``output_hash`` (``column``) is one of ``hashes``: the oldest such run's text. Only
-        those rows' texts are read, so quoting a few flagged inputs costs little."""
-        text_col = {"input_hash": "input", "output_hash": "output"}.get(column)
-        if text_col is None:
-            raise ValueError(f"not a text hash column: {column!r}")
-        wanted = sorted(set(hashes))
+    def texts(conn: Connection, seqs: Sequence[int], column: str = "input") -> dict[int, str]:
+        """``{seq: text}`` of the runs ``seqs`` (``input`` or ``output``; runs without one are
+        left out): a primary-key lookup, so quoting a few flagged runs reads only those."""
+        if column not in ("input", "output"):
+            raise ValueError(f"not a text column: {column!r}")
+        wanted = sorted({int(x) for x in seqs})
         if not wanted:
             return {}
-        sql = (
-            f"SELECT {column}, run_id, {text_col} FROM runs WHERE workflow = ? AND env = ?"
-            f" AND started_at >= ? AND started_at < ? AND {column} IN ({_marks(wanted)})"
-            f" AND {text_col} IS NOT NULL ORDER BY started_at"
-        )
-        out: dict[str, tuple[str, str]] = {}
-        for h, run_id, text in _fetch(conn, sql, [workflow, env, start, end, *wanted]):
-            out.setdefault(h, (run_id, text))
-        return out
+        sql = f"SELECT seq, {column} FROM runs WHERE seq IN ({_marks(wanted)})"
+        return {int(q): t for q, t in _fetch(conn, sql, wanted) if t is not None}
 
     SIGNAL_FLAGS = (1, 2, 4, 8, 16)
     """Bits of ``signal_columns``' ``flags``: error, escalated, edited, negative feedback,
@@ -1428,7 +1411,7 @@ class RunRepo:
         import numpy as np
 
         for c in extra:
-            if c not in RUN_COLUMNS:
+            if c not in RUN_COLUMNS and c != "seq":
                 raise ValueError(f"unknown run column {c!r}")
         # NULL numbers come back as +inf (no stored run holds one) and become NaN here
         inf = "9e999" if conn.dialect.name == "sqlite" else "'Infinity'::float8"
