@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from releasegate.domain.drift import Bins, distribution_signal
+from releasegate.domain.drift import Bins, Window, compare_windows, distribution_signal
 from releasegate.domain.novelty import LINE_CHARS, novel_inputs, novelty_signal, quote
 
 
@@ -72,3 +72,15 @@ def test_a_signal_that_could_not_test_says_insufficient_not_ok() -> None:
     ok = distribution_signal("output_length_distribution", np.arange(500.0), np.arange(500.0))
     assert ok.status == "ok"
     assert Bins.from_reference(flat).k == 1
+
+
+def test_a_column_one_window_lacks_makes_its_signals_insufficient() -> None:
+    rng = np.random.default_rng(3)
+    vectors = clusters(rng, rng.normal(size=(5, 16)), 200)
+    reference = Window(labels=["a", "b"] * 100, input_embeddings=vectors)
+    current = Window(labels=None, input_embeddings=None)  # labels and inputs stopped coming
+    signals = {s.name: s for s in compare_windows(reference, current)}
+    assert set(signals) == {"label_mix", "input_drift", "novel_inputs"}
+    assert all(s.status == "insufficient" for s in signals.values())
+    assert signals["label_mix"].detail == "label mix: not tested: the current window has no labels"
+    assert compare_windows(Window(labels=None), Window(labels=None)) == []

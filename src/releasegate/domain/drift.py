@@ -555,7 +555,52 @@ def compare_windows(
             out.append(rate("quality", k, cur.size, k_ref, ref.size, "decrease"))
         else:
             out.append(numeric("quality", (ref, cur), None, "decrease"))
+    for column, names in _SIGNALS_OF.items():  # a column one window lacks: not tested
+        a, b = getattr(reference, column), getattr(current, column)
+        if (a is None) != (b is None):
+            side = "reference" if a is None else "current"
+            out += [_untested(name, side, column, r) for name in names]
     return out
+
+
+_SIGNALS_OF: dict[str, tuple[str, ...]] = {
+    "errors": ("error_rate",),
+    "escalated": ("escalation_rate",),
+    "edited": ("edit_rate",),
+    "negative_feedback": ("negative_feedback_rate",),
+    "latency": ("latency_p50", "latency_p95"),
+    "cost": ("cost_per_task",),
+    "output_length": ("output_length_p50", "output_length_distribution"),
+    "labels": ("label_mix",),
+    "input_embeddings": ("input_drift", "novel_inputs"),
+    "output_embeddings": ("output_drift",),
+    "quality": ("quality",),
+}
+"""The signals each ``Window`` column feeds."""
+
+
+def _untested(name: str, side: str, column: str, r: DriftRules) -> Signal:
+    """``insufficient``: one window has the column, the other has none (labels stopped
+    arriving, inputs no longer stored), so the signal could not be tested."""
+    nan = math.nan
+    what = column.replace("_", " ")
+    return Signal(
+        name=name,
+        value=nan,
+        reference=nan,
+        change=nan,
+        change_kind="absolute",
+        statistic=Statistic("none", nan),
+        p_value=None,
+        threshold=nan,
+        alpha=r.alpha,
+        n=0,
+        n_ref=0,
+        min_sample=r.min_sample,
+        status="insufficient",
+        direction=r.directions.get(name, "increase"),
+        detail=f"{_human(name)}: not tested: the {side} window has no {what}",
+    )
 
 
 # --- the building blocks ----------------------------------------------------------------

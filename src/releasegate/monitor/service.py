@@ -361,11 +361,11 @@ def monitor(
                 progress, model,
             )  # fmt: skip
             result.embedded += ea + eb
-            if a is not None and b is not None:
+            if a is not None or b is not None:  # one side alone: its signals say untested
                 vectors[f"{key}_embeddings"] = (a, b)
-                if key == "input":
-                    seqs = cur_runs["seq"]
-                    texts = _texts_of(store, [int(seqs[i]) for i in rows])
+            if b is not None and key == "input":
+                seqs = cur_runs["seq"]
+                texts = _texts_of(store, [int(seqs[i]) for i in rows])
         if vectors:
             ref = _with(ref, {k: v[0] for k, v in vectors.items()})
             cur = _with(cur, {k: v[1] for k, v in vectors.items()})
