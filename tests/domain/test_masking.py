@@ -54,4 +54,5 @@ def test_a_key_never_survives_in_an_echoed_error(secret: str) -> None:
         f'{{"error": {{"api_key": "{secret}"}}}}',
         f"url?token={secret}&a=1",
     ):
-        assert secret not in mask_secrets(text)
+        around = text.replace(secret, "")  # the words around it may hold it ('Authorizatio')
+        assert mask_secrets(text).count(secret) <= around.count(secret)

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
+from releasegate.domain.masking import mask_url
 from releasegate.errors import InputError, StoreError
 from releasegate.store import faults
 from releasegate.store.engine import make_engine
@@ -55,7 +56,8 @@ def test_a_bad_timeout_is_input_error() -> None:
 def test_the_password_never_shows() -> None:
     url = faults.parse_url("postgresql://rg:hunter2@db:5432/releasegate")
     assert faults.display_url(url) == "postgresql+psycopg://rg:***@db:5432/releasegate"
-    assert faults.mask_url_text("weird://rg:hunter2@db/x y") == "weird://rg:***@db/x y"
+    assert mask_url("weird://rg:hunter2@db/x y") == "weird://rg:***@db/x y"
+    assert mask_url("weird://rg:p@ss@db/x") == "weird://rg:***@db/x"  # a secret holding @
 
 
 @pytest.fixture

@@ -52,3 +52,17 @@ def mask_secrets(text: str) -> str:
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
     return text
+
+
+def mask_url(text: str) -> str:
+    """``scheme://user:secret@host`` -> ``scheme://user:***@host``, a secret holding ``@`` too.
+
+    For one URL we could not parse (a malformed database URL): everything between the first
+    ``:`` after the scheme and the last ``@`` is the secret.
+    """
+    head, sep, rest = text.partition("://")
+    if not sep or "@" not in rest:
+        return text
+    creds, at, tail = rest.rpartition("@")
+    user, colon, _ = creds.partition(":")
+    return f"{head}://{user}{':***' if colon else ''}{at}{tail}"

@@ -24,6 +24,7 @@ from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.engine.url import URL
 from sqlalchemy.exc import ArgumentError
 
+from releasegate.domain.masking import mask_url
 from releasegate.errors import InputError, StoreConflictError, StoreError
 
 DEFAULT_CONNECT_TIMEOUT = 5.0
@@ -77,7 +78,7 @@ def parse_url(raw: str) -> URL:
         url = make_url(text)
     except ArgumentError:
         raise InputError(
-            f"RELEASEGATE_DATABASE_URL is not a database URL: {mask_url_text(text)!r}",
+            f"RELEASEGATE_DATABASE_URL is not a database URL: {mask_url(text)!r}",
             hint=URL_HINT,
         ) from None
     backend, _, driver = url.drivername.partition("+")
@@ -91,7 +92,7 @@ def parse_url(raw: str) -> URL:
     else:
         raise InputError(
             f"RELEASEGATE_DATABASE_URL: releasegate stores in PostgreSQL or SQLite, "
-            f"not {backend!r} ({mask_url_text(text)})",
+            f"not {backend!r} ({mask_url(text)})",
             hint=URL_HINT,
         )
     return url
@@ -144,20 +145,10 @@ def display_url(url: URL | str) -> str:
         try:
             url = make_url(raw)
         except ArgumentError:
-            return mask_url_text(raw)
+            return mask_url(raw)
     if url.get_backend_name() == "sqlite" and url.database:
         return url.database
     return url.render_as_string(hide_password=True)
-
-
-def mask_url_text(text: str) -> str:
-    """``scheme://user:secret@host`` -> ``scheme://user:***@host`` in text we cannot parse."""
-    head, sep, rest = text.partition("://")
-    if not sep or "@" not in rest:
-        return text
-    creds, at, tail = rest.rpartition("@")
-    user, colon, _ = creds.partition(":")
-    return f"{head}://{user}{':***' if colon else ''}{at}{tail}"
 
 
 def _first_line(exc: BaseException, secret: str | None) -> str:
