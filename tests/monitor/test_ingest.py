@@ -334,11 +334,15 @@ def test_worker_processes_land_the_same_rows_and_name_the_same_lines(
 def test_an_import_goes_on_in_process_when_a_worker_cannot_start(
     store: Store, project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import sys
+    import multiprocessing.resource_tracker
+    import multiprocessing.spawn
 
     vid = shipped(store, project)
     path = write_jsonl(tmp_path / "runs.jsonl", [run(vid, i) for i in range(30)])
-    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-such-python"))
+    # the tracker starts with the real python first: a broken one would outlive this test
+    multiprocessing.resource_tracker.ensure_running()
+    bad = os.fsencode(tmp_path / "no-such-python")  # as spawn.set_executable stores it
+    monkeypatch.setattr(multiprocessing.spawn, "_python_exe", bad)
     result = import_jsonl(store, path, workers=2)
     assert (result.landed, result.rejected) == (30, []) and count(store) == 30
 

@@ -584,8 +584,7 @@ def _parse_elsewhere(
     from concurrent.futures.process import BrokenProcessPool
 
     # spawn, not fork: this process holds a database connection and maybe the SDK's thread
-    context = multiprocessing.get_context("spawn")
-    context.set_executable(sys.executable)
+    context = multiprocessing.get_context("spawn")  # set_executable would be process-wide
     pool = ProcessPoolExecutor(n_workers, mp_context=context)
     pending: collections.deque[Future[Any]] = collections.deque()
     spans = _spans(path, CHUNK)
