@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from releasegate.domain.masking import mask_secrets
@@ -47,12 +47,16 @@ def test_masking_is_idempotent(text: str) -> None:
 
 
 @given(st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJ0123456789", min_size=12, max_size=40))
+@example(secret="Authorizatio")  # a prefix of the header name itself: CI found it
 def test_a_key_never_survives_in_an_echoed_error(secret: str) -> None:
-    for text in (
-        f"401: invalid key sk-{secret}",
-        f"Authorization: Bearer {secret}",
-        f'{{"error": {{"api_key": "{secret}"}}}}',
-        f"url?token={secret}&a=1",
+    for template in (
+        "401: invalid key sk-{}",
+        "Authorization: Bearer {}",
+        '{{"error": {{"api_key": "{}"}}}}',
+        "url?token={}&a=1",
     ):
-        around = text.replace(secret, "")  # the words around it may hold it ('Authorizatio')
+        text = template.format(secret)
+        # The words around the slot may hold the secret themselves ('Authorizatio'): only
+        # the copy in the slot must go.
+        around = template.format("***")
         assert mask_secrets(text).count(secret) <= around.count(secret)
