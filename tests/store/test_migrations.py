@@ -11,7 +11,7 @@ from alembic.migration import MigrationContext
 
 from releasegate.errors import SchemaOutdatedError
 from releasegate.store.engine import SCHEMA_HEAD, Location, Store
-from releasegate.store.migrate import heads, upgrade
+from releasegate.store.migrate import heads, revisions, upgrade
 from releasegate.store.tables import metadata
 from tests.conftest import PG_ADMIN, drop_pg_database, pg_database
 
@@ -44,6 +44,12 @@ def schema_text(engine: sa.Engine) -> str:
 
 def test_single_head_and_code_agree() -> None:
     assert heads() == [SCHEMA_HEAD]
+
+
+def test_revisions_come_from_alembic_in_sequence() -> None:
+    walked = revisions()
+    assert walked == [f"{n:04d}" for n in range(1, len(walked) + 1)]
+    assert walked[-1] == SCHEMA_HEAD
 
 
 def test_migrations_build_exactly_the_metadata(store: Store, dialect: str) -> None:

@@ -33,7 +33,8 @@ from releasegate.store.blobs import BlobStore
 from releasegate.store.faults import parse_url
 
 SCHEMA_HEAD = "0005"
-SCHEMA_ORDER = ("0001", "0002", "0003", "0004")
+"""The newest migration: checked on open without importing alembic (slow); a test holds
+it equal to the migrations' head. Their order comes from alembic (``migrate.revisions``)."""
 STORE_DIR = ".releasegate"
 Conn = Connection  # what services hold while they compose repositories in one transaction
 
@@ -118,6 +119,12 @@ def _is_unique_violation(exc: IntegrityError) -> bool:
     return code == "23505" or "UNIQUE constraint failed" in str(exc.orig)
 
 
+def _known_revisions() -> list[str]:
+    from releasegate.store.migrate import revisions
+
+    return revisions()
+
+
 class Batches:
     """``Store.write_batches``: one connection, a write transaction at a time."""
 
@@ -200,7 +207,7 @@ class Store:
         current = self.schema_revision()
         if current == SCHEMA_HEAD:
             return
-        if current is not None and current not in SCHEMA_ORDER:
+        if current is not None and current not in _known_revisions():
             raise SchemaOutdatedError(
                 f"this store's schema ({current}) is newer than this releasegate ({SCHEMA_HEAD})",
                 hint="upgrade releasegate: pip install -U releasegate",
@@ -245,7 +252,7 @@ class Store:
 
     def seal_audit_log(self) -> None:
         """Anchor a log written by the unkeyed releases with the key, right after the upgrade."""
-        from releasegate.store.repos import AuditRepo
+        from releasegate.store.audit import AuditRepo
 
         with self.write() as conn:
             AuditRepo.seal(conn)

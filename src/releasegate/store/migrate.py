@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
+
+if TYPE_CHECKING:
+    from alembic.script import ScriptDirectory
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -21,13 +25,24 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         conn.commit()
 
 
-def heads() -> list[str]:
+def _scripts() -> ScriptDirectory:
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    return list(ScriptDirectory.from_config(config).get_heads())
+    return ScriptDirectory.from_config(config)
+
+
+def heads() -> list[str]:
+    return list(_scripts().get_heads())
+
+
+def revisions() -> list[str]:
+    """Every revision of the migrations, oldest first, as Alembic walks them (base to head):
+    a store at a revision not in this list was written by a newer releasegate."""
+    walked = _scripts().walk_revisions(base="base", head="heads")
+    return [script.revision for script in reversed(list(walked))]
 
 
 def upgrade_url(url: str) -> None:

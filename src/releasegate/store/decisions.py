@@ -1,0 +1,135 @@
+"""Gate decisions and approvals: what the gate decided for a version in an environment,
+with its report, and who approved it in which role."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Row, and_, insert, select
+
+from releasegate.domain.identity import canonical_json
+from releasegate.store import tables as t
+from releasegate.store.rows import as_utc, now
+
+
+@dataclass(frozen=True)
+class DecisionRecord:
+    decision_id: str
+    version_id: str
+    workflow: str
+    env: str
+    suite_id: str
+    policy_id: str
+    baseline_id: str | None
+    verdict: str
+    checks_passed: bool
+    change_class: str | None
+    report: Mapping[str, Any]
+    created_at: datetime
+
+
+def _decision(row: Row[Any]) -> DecisionRecord:
+    return DecisionRecord(
+        row.decision_id,
+        row.version_id,
+        row.workflow,
+        row.env,
+        row.suite_id,
+        row.policy_id,
+        row.baseline_id,
+        row.verdict,
+        bool(row.checks_passed),
+        row.change_class,
+        json.loads(row.report_json),
+        as_utc(row.created_at),
+    )
+
+
+class DecisionRepo:
+    @staticmethod
+    def add(conn: Connection, record: DecisionRecord) -> None:
+        conn.execute(
+            insert(t.gate_decisions).values(
+                decision_id=record.decision_id,
+                version_id=record.version_id,
+                workflow=record.workflow,
+                env=record.env,
+                suite_id=record.suite_id,
+                policy_id=record.policy_id,
+                baseline_id=record.baseline_id,
+                verdict=record.verdict,
+                checks_passed=record.checks_passed,
+                change_class=record.change_class,
+                report_json=canonical_json(record.report),
+                created_at=record.created_at,
+            )
+        )
+
+    @staticmethod
+    def by_prefix(conn: Connection, prefix: str) -> list[DecisionRecord]:
+        rows = conn.execute(
+            select(t.gate_decisions)
+            .where(t.gate_decisions.c.decision_id.startswith(prefix, autoescape=True))
+            .limit(5)
+        ).all()
+        return [_decision(r) for r in rows]
+
+    @staticmethod
+    def latest(conn: Connection, version_id: str, env: str) -> DecisionRecord | None:
+        row = conn.execute(
+            select(t.gate_decisions)
+            .where(and_(t.gate_decisions.c.version_id == version_id, t.gate_decisions.c.env == env))
+            .order_by(t.gate_decisions.c.created_at.desc())
+            .limit(1)
+        ).first()
+        return None if row is None else _decision(row)
+
+
+class ApprovalRepo:
+    @staticmethod
+    def add(
+        conn: Connection,
+        *,
+        version_id: str,
+        env: str,
+        workflow: str,
+        approver: str,
+        role: str,
+        note: str,
+    ) -> bool:
+        exists = conn.execute(
+            select(t.approvals.c.approver).where(
+                and_(
+                    t.approvals.c.version_id == version_id,
+                    t.approvals.c.env == env,
+                    t.approvals.c.approver == approver,
+                )
+            )
+        ).first()
+        if exists:
+            return False
+        conn.execute(
+            insert(t.approvals).values(
+                version_id=version_id,
+                env=env,
+                workflow=workflow,
+                approver=approver,
+                role=role,
+                note=note,
+                created_at=now(),
+            )
+        )
+        return True
+
+    @staticmethod
+    def list(conn: Connection, version_id: str, env: str) -> list[tuple[str, str]]:
+        rows = conn.execute(
+            select(t.approvals.c.approver, t.approvals.c.role)
+            .where(and_(t.approvals.c.version_id == version_id, t.approvals.c.env == env))
+            .order_by(t.approvals.c.created_at)
+        ).all()
+        return [(r.approver, r.role) for r in rows]

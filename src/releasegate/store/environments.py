@@ -1,0 +1,166 @@
+"""Environments: the alias each environment of a workflow points at, moved by
+compare-and-swap on its revision, and the history of every move (promote, rollback)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from releasegate.errors import (
+    StaleAliasError,
+)
+from releasegate.store import tables as t
+from releasegate.store.rows import as_utc, now
+
+
+@dataclass(frozen=True)
+class HistoryRecord:
+    seq: int
+    workflow: str
+    env: str
+    version_id: str
+    previous_id: str | None
+    action: str
+    actor: str
+    decision_id: str | None
+    reason: str
+    created_at: datetime
+
+    def as_dict(self) -> dict[str, Any]:
+        """What a report or ``--json`` shows of one promotion or rollback."""
+        return {
+            "at": self.created_at.isoformat(),
+            "action": self.action,
+            "version_id": self.version_id,
+            "previous_id": self.previous_id,
+            "actor": self.actor,
+            "reason": self.reason,
+        }
+
+
+class EnvironmentRepo:
+    @staticmethod
+    def current(
+        conn: Connection,
+        workflow: str,
+        env: str,
+        *,
+        lock: bool = False,
+    ) -> tuple[str, int] | None:
+        q = select(t.environments.c.version_id, t.environments.c.revision).where(
+            and_(t.environments.c.workflow == workflow, t.environments.c.env == env)
+        )
+        if lock and conn.dialect.name == "postgresql":
+            q = q.with_for_update()
+        row = conn.execute(q).first()
+        return None if row is None else (row.version_id, row.revision)
+
+    @staticmethod
+    def move(
+        conn: Connection,
+        *,
+        workflow: str,
+        env: str,
+        version_id: str,
+        expected: tuple[str, int] | None,
+    ) -> int:
+        """Compare-and-swap the alias; raises StaleAliasError if someone moved it first."""
+        at = now()
+        if expected is None:
+            try:
+                with conn.begin_nested():
+                    conn.execute(
+                        insert(t.environments).values(
+                            workflow=workflow,
+                            env=env,
+                            version_id=version_id,
+                            revision=1,
+                            updated_at=at,
+                        )
+                    )
+            except IntegrityError:
+                raise StaleAliasError(
+                    f"{workflow}@{env} was set by another writer at the same moment",
+                    hint="look again with `releasegate resolve`, re-run the gate, then promote",
+                ) from None
+            return 1
+        done = conn.execute(
+            update(t.environments)
+            .where(
+                and_(
+                    t.environments.c.workflow == workflow,
+                    t.environments.c.env == env,
+                    t.environments.c.revision == expected[1],
+                )
+            )
+            .values(version_id=version_id, revision=expected[1] + 1, updated_at=at)
+        )
+        if done.rowcount != 1:
+            raise StaleAliasError(
+                f"{workflow}@{env} moved while this promotion was being checked",
+                hint="look again with `releasegate resolve`, re-run the gate, then promote",
+            )
+        return expected[1] + 1
+
+    @staticmethod
+    def all(conn: Connection, workflow: str) -> dict[str, str]:
+        rows = conn.execute(
+            select(t.environments.c.env, t.environments.c.version_id).where(
+                t.environments.c.workflow == workflow
+            )
+        ).all()
+        return {r.env: r.version_id for r in rows}
+
+    @staticmethod
+    def record(
+        conn: Connection,
+        *,
+        workflow: str,
+        env: str,
+        version_id: str,
+        previous_id: str | None,
+        action: str,
+        actor: str,
+        decision_id: str | None,
+        reason: str,
+    ) -> None:
+        conn.execute(
+            insert(t.env_history).values(
+                workflow=workflow,
+                env=env,
+                version_id=version_id,
+                previous_id=previous_id,
+                action=action,
+                actor=actor,
+                decision_id=decision_id,
+                reason=reason,
+                created_at=now(),
+            )
+        )
+
+    @staticmethod
+    def history(conn: Connection, workflow: str, env: str) -> list[HistoryRecord]:
+        rows = conn.execute(
+            select(t.env_history)
+            .where(and_(t.env_history.c.workflow == workflow, t.env_history.c.env == env))
+            .order_by(t.env_history.c.seq)
+        ).all()
+        return [
+            HistoryRecord(
+                r.seq,
+                r.workflow,
+                r.env,
+                r.version_id,
+                r.previous_id,
+                r.action,
+                r.actor,
+                r.decision_id,
+                r.reason,
+                as_utc(r.created_at),
+            )
+            for r in rows
+        ]

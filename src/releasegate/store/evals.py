@@ -1,0 +1,279 @@
+"""Eval runs and their cache: one row per eval, its outputs by (version, case, epoch)
+and its scores by (version, case, epoch, scorer).
+
+Outputs and scores are written in key order and skip rows another writer stored
+meanwhile, so two evals of one version at once both finish without a deadlock."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Row, and_, insert, select, update
+
+from releasegate.domain.identity import canonical_json
+from releasegate.store import tables as t
+from releasegate.store.rows import as_utc, insert_new, now
+
+
+@dataclass(frozen=True)
+class EvalRecord:
+    eval_id: str
+    version_id: str
+    suite_id: str
+    epochs: int
+    status: str
+    n_cases: int
+    n_errors: int
+    n_cached: int
+    summary: Mapping[str, Any]
+    started_at: datetime
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredOutput:
+    text: str
+    data: Mapping[str, Any] | None
+    latency_ms: float
+    tokens_in: int
+    tokens_out: int
+    cost_usd: float
+    error: str | None
+
+
+def _eval(row: Row[Any]) -> EvalRecord:
+    return EvalRecord(
+        row.eval_id,
+        row.version_id,
+        row.suite_id,
+        row.epochs,
+        row.status,
+        row.n_cases,
+        row.n_errors,
+        row.n_cached,
+        json.loads(row.summary_json),
+        as_utc(row.started_at),
+        as_utc(row.finished_at) if row.finished_at else None,
+    )
+
+
+class EvalRepo:
+    @staticmethod
+    def start(
+        conn: Connection,
+        *,
+        eval_id: str,
+        version_id: str,
+        suite_id: str,
+        epochs: int,
+        summary: Mapping[str, Any] | None = None,
+    ) -> None:
+        """A running eval; ``summary`` holds its ``running`` marker (pid, host, start)."""
+        conn.execute(
+            insert(t.eval_runs).values(
+                eval_id=eval_id,
+                version_id=version_id,
+                suite_id=suite_id,
+                epochs=epochs,
+                status="running",
+                summary_json=canonical_json(summary or {}),
+                started_at=now(),
+            )
+        )
+
+    @staticmethod
+    def running(conn: Connection) -> list[EvalRecord]:
+        rows = conn.execute(
+            select(t.eval_runs)
+            .where(t.eval_runs.c.status == "running")
+            .order_by(t.eval_runs.c.started_at)
+        ).all()
+        return [_eval(r) for r in rows]
+
+    @staticmethod
+    def mark_interrupted(conn: Connection, eval_id: str, summary: Mapping[str, Any]) -> bool:
+        """Running -> interrupted, only if still running (another process may have won)."""
+        result = conn.execute(
+            update(t.eval_runs)
+            .where(and_(t.eval_runs.c.eval_id == eval_id, t.eval_runs.c.status == "running"))
+            .values(status="interrupted", summary_json=canonical_json(summary))
+        )
+        return bool(result.rowcount)
+
+    @staticmethod
+    def finish(
+        conn: Connection,
+        eval_id: str,
+        *,
+        status: str,
+        n_cases: int,
+        n_errors: int,
+        n_cached: int,
+        summary: Mapping[str, Any],
+    ) -> None:
+        conn.execute(
+            update(t.eval_runs)
+            .where(t.eval_runs.c.eval_id == eval_id)
+            .values(
+                status=status,
+                n_cases=n_cases,
+                n_errors=n_errors,
+                n_cached=n_cached,
+                summary_json=canonical_json(summary),
+                finished_at=now(),
+            )
+        )
+
+    @staticmethod
+    def latest(
+        conn: Connection, version_id: str, suite_id: str, *, completed: bool = True
+    ) -> EvalRecord | None:
+        q = select(t.eval_runs).where(
+            and_(t.eval_runs.c.version_id == version_id, t.eval_runs.c.suite_id == suite_id)
+        )
+        if completed:
+            q = q.where(t.eval_runs.c.status == "completed")
+        row = conn.execute(q.order_by(t.eval_runs.c.started_at.desc()).limit(1)).first()
+        return None if row is None else _eval(row)
+
+    @staticmethod
+    def for_version(conn: Connection, version_id: str) -> list[EvalRecord]:
+        rows = conn.execute(
+            select(t.eval_runs)
+            .where(t.eval_runs.c.version_id == version_id)
+            .order_by(t.eval_runs.c.started_at)
+        ).all()
+        return [_eval(r) for r in rows]
+
+
+class OutputRepo:
+    """The eval cache: one row per (version, case content, epoch), errors included."""
+
+    @staticmethod
+    def get_many(
+        conn: Connection,
+        version_id: str,
+        case_hashes: Iterable[str],
+    ) -> dict[tuple[str, int], StoredOutput]:
+        wanted = set(case_hashes)
+        o = t.outputs.c  # only the columns used: no created_at to parse on every row
+        rows = conn.execute(
+            select(
+                o.case_hash,
+                o.epoch,
+                o.text,
+                o.data_json,
+                o.latency_ms,
+                o.tokens_in,
+                o.tokens_out,
+                o.cost_usd,
+                o.error,
+            ).where(o.version_id == version_id)
+        ).all()
+        return {
+            (case_hash, epoch): StoredOutput(
+                text, json.loads(data) if data else None, latency, t_in, t_out, cost, error
+            )
+            for case_hash, epoch, text, data, latency, t_in, t_out, cost, error in rows
+            if case_hash in wanted
+        }
+
+    @staticmethod
+    def put_many(
+        conn: Connection, version_id: str, items: Sequence[tuple[str, int, StoredOutput]]
+    ) -> None:
+        """Replace the outputs of ``items``; a row another writer stores meanwhile (a second
+        eval of the version at once, on PostgreSQL) is kept, not a conflict."""
+        if not items:
+            return
+        items = sorted(items, key=lambda i: (i[1], i[0]))  # one order: writers never deadlock
+        by_epoch: dict[int, list[str]] = {}
+        for h, e, _ in items:
+            by_epoch.setdefault(e, []).append(h)
+        for epoch, hashes in by_epoch.items():  # replace what a re-run (or --no-cache) redoes
+            for i in range(0, len(hashes), 500):
+                conn.execute(
+                    t.outputs.delete().where(
+                        and_(
+                            t.outputs.c.version_id == version_id,
+                            t.outputs.c.epoch == epoch,
+                            t.outputs.c.case_hash.in_(hashes[i : i + 500]),
+                        )
+                    )
+                )
+        at = now()
+        rows = [
+            {
+                "version_id": version_id,
+                "case_hash": h,
+                "epoch": e,
+                "text": o.text,
+                "data_json": canonical_json(o.data) if o.data is not None else None,
+                "latency_ms": o.latency_ms,
+                "tokens_in": o.tokens_in,
+                "tokens_out": o.tokens_out,
+                "cost_usd": o.cost_usd,
+                "error": o.error,
+                "created_at": at,
+            }
+            for h, e, o in items
+        ]
+        conn.execute(insert_new(conn, t.outputs), rows)
+
+
+class ScoreRepo:
+    @staticmethod
+    def get_many(
+        conn: Connection,
+        version_id: str,
+    ) -> dict[tuple[str, int, str], tuple[float, bool, str]]:
+        s = t.scores.c
+        rows = conn.execute(
+            select(s.case_hash, s.epoch, s.scorer_id, s.value, s.passed, s.detail).where(
+                s.version_id == version_id
+            )
+        ).all()
+        return {
+            (h, e, sid): (value, bool(passed), detail) for h, e, sid, value, passed, detail in rows
+        }
+
+    @staticmethod
+    def forget(conn: Connection, version_id: str, case_hashes: Iterable[str]) -> None:
+        hashes = sorted(set(case_hashes))
+        for i in range(0, len(hashes), 500):
+            conn.execute(
+                t.scores.delete().where(
+                    and_(
+                        t.scores.c.version_id == version_id,
+                        t.scores.c.case_hash.in_(hashes[i : i + 500]),
+                    )
+                )
+            )
+
+    @staticmethod
+    def put_many(
+        conn: Connection, version_id: str, items: Sequence[tuple[str, int, str, float, bool, str]]
+    ) -> int:
+        """Store scores; a row whose key is already stored is kept as it is, so two evals
+        (or compares) of one version at once both finish. Returns how many landed."""
+        if not items:
+            return 0
+        rows = [
+            {
+                "version_id": version_id,
+                "case_hash": h,
+                "epoch": e,
+                "scorer_id": s,
+                "value": v,
+                "passed": p,
+                "detail": d,
+            }
+            for h, e, s, v, p, d in sorted(items, key=lambda i: (i[0], i[1], i[2]))
+        ]  # in key order: two PostgreSQL writers of the same keys wait, never deadlock
+        # RETURNING counts the rows inserted, on both drivers
+        stmt = insert_new(conn, t.scores).returning(t.scores.c.case_hash)
+        return len(conn.execute(stmt, rows).all())

@@ -1,0 +1,95 @@
+"""Suites: content-hashed eval suites, and which one is current for each workflow
+(a history, so a gate can tell a stale suite from the current one)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, insert, select
+
+from releasegate.domain.identity import canonical_json
+from releasegate.errors import (
+    NotFoundError,
+)
+from releasegate.store import tables as t
+from releasegate.store.rows import as_utc, now
+
+
+@dataclass(frozen=True)
+class SuiteRecord:
+    suite_id: str
+    name: str
+    workflow: str
+    description: str
+    content: Mapping[str, Any]
+    created_at: datetime
+
+
+class SuiteRepo:
+    @staticmethod
+    def exists(conn: Connection, suite_id: str) -> bool:
+        found = conn.execute(select(t.suites.c.suite_id).where(t.suites.c.suite_id == suite_id))
+        return found.first() is not None
+
+    @staticmethod
+    def add_if_missing(
+        conn: Connection,
+        *,
+        suite_id: str,
+        name: str,
+        workflow: str,
+        description: str,
+        content: Mapping[str, Any],
+    ) -> bool:
+        exists = conn.execute(
+            select(t.suites.c.suite_id).where(t.suites.c.suite_id == suite_id)
+        ).first()
+        if exists:
+            return False
+        conn.execute(
+            insert(t.suites).values(
+                suite_id=suite_id,
+                name=name,
+                workflow=workflow,
+                description=description,
+                content_json=canonical_json(content),
+                created_at=now(),
+            )
+        )
+        return True
+
+    @staticmethod
+    def get(conn: Connection, suite_id: str) -> SuiteRecord:
+        row = conn.execute(select(t.suites).where(t.suites.c.suite_id == suite_id)).first()
+        if row is None:
+            raise NotFoundError(f"no suite '{suite_id[:12]}'")
+        return SuiteRecord(
+            row.suite_id,
+            row.name,
+            row.workflow,
+            row.description,
+            json.loads(row.content_json),
+            as_utc(row.created_at),
+        )
+
+    @staticmethod
+    def current_id(conn: Connection, workflow: str) -> str | None:
+        row = conn.execute(
+            select(t.suite_history.c.suite_id)
+            .where(t.suite_history.c.workflow == workflow)
+            .order_by(t.suite_history.c.seq.desc())
+            .limit(1)
+        ).first()
+        return None if row is None else str(row[0])
+
+    @staticmethod
+    def make_current(conn: Connection, workflow: str, suite_id: str, reason: str) -> None:
+        conn.execute(
+            insert(t.suite_history).values(
+                workflow=workflow, suite_id=suite_id, reason=reason, created_at=now()
+            )
+        )

@@ -1,0 +1,94 @@
+"""Versions: immutable, content-addressed snapshots of a workflow, in registration order.
+
+A version is added once and never changed; lookups are by id, by id prefix (what a
+user types) and by workflow."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Row, insert, select
+
+from releasegate.domain.identity import canonical_json
+from releasegate.store import tables as t
+from releasegate.store.rows import as_utc
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    version_id: str
+    workflow: str
+    manifest: Mapping[str, Any]
+    owner: str | None
+    parent_id: str | None
+    reason: str
+    track: str
+    source_commit: str | None
+    created_at: datetime
+
+
+def _version(row: Row[Any]) -> VersionRecord:
+    return VersionRecord(
+        row.version_id,
+        row.workflow,
+        json.loads(row.manifest_json),
+        row.owner,
+        row.parent_id,
+        row.reason,
+        row.track,
+        row.source_commit,
+        as_utc(row.created_at),
+    )
+
+
+class VersionRepo:
+    @staticmethod
+    def add(conn: Connection, record: VersionRecord) -> None:
+        conn.execute(
+            insert(t.versions).values(
+                version_id=record.version_id,
+                workflow=record.workflow,
+                manifest_json=canonical_json(record.manifest),
+                owner=record.owner,
+                parent_id=record.parent_id,
+                reason=record.reason,
+                track=record.track,
+                source_commit=record.source_commit,
+                created_at=record.created_at,
+            )
+        )
+
+    @staticmethod
+    def find(conn: Connection, version_id: str) -> VersionRecord | None:
+        row = conn.execute(select(t.versions).where(t.versions.c.version_id == version_id)).first()
+        return None if row is None else _version(row)
+
+    @staticmethod
+    def by_prefix(conn: Connection, prefix: str) -> list[VersionRecord]:
+        rows = conn.execute(
+            select(t.versions)
+            .where(t.versions.c.version_id.startswith(prefix, autoescape=True))
+            .limit(5)
+        ).all()
+        return [_version(r) for r in rows]
+
+    @staticmethod
+    def list(conn: Connection, workflow: str) -> list[VersionRecord]:
+        rows = conn.execute(
+            select(t.versions).where(t.versions.c.workflow == workflow).order_by(t.versions.c.seq)
+        ).all()
+        return [_version(r) for r in rows]
+
+    @staticmethod
+    def latest(conn: Connection, workflow: str) -> VersionRecord | None:
+        row = conn.execute(
+            select(t.versions)
+            .where(t.versions.c.workflow == workflow)
+            .order_by(t.versions.c.seq.desc())
+            .limit(1)
+        ).first()
+        return None if row is None else _version(row)

@@ -1,0 +1,77 @@
+"""Workflows: a named LLM workflow with its owners, stakes, environments and monitor
+settings, as registered from its workflow file (the latest registration wins)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+
+from releasegate.domain.identity import canonical_json
+from releasegate.errors import (
+    NotFoundError,
+)
+from releasegate.store import tables as t
+from releasegate.store.rows import now
+
+
+@dataclass(frozen=True)
+class WorkflowRecord:
+    name: str
+    description: str
+    stakes: str
+    owners: Mapping[str, Any]
+    environments: tuple[str, ...]
+    monitor: Mapping[str, Any] | None = None
+
+
+class WorkflowRepo:
+    @staticmethod
+    def upsert(
+        conn: Connection,
+        *,
+        name: str,
+        description: str,
+        stakes: str,
+        owners: Mapping[str, Any],
+        environments: Sequence[str],
+        monitor: Mapping[str, Any] | None = None,
+    ) -> None:
+        values = {
+            "description": description,
+            "stakes": stakes,
+            "owners_json": canonical_json(owners),
+            "environments_json": canonical_json(list(environments)),
+            "monitor_json": canonical_json(monitor) if monitor is not None else None,
+            "updated_at": now(),
+        }
+        done = conn.execute(update(t.workflows).where(t.workflows.c.name == name).values(**values))
+        if done.rowcount == 0:
+            conn.execute(insert(t.workflows).values(name=name, created_at=now(), **values))
+
+    @staticmethod
+    def get(conn: Connection, name: str) -> WorkflowRecord:
+        row = conn.execute(select(t.workflows).where(t.workflows.c.name == name)).first()
+        if row is None:
+            names = [r[0] for r in conn.execute(select(t.workflows.c.name)).all()]
+            raise NotFoundError(
+                f"no workflow '{name}'",
+                hint=("known: " + ", ".join(names))
+                if names
+                else "register a workflow file first: releasegate register FILE",
+            )
+        return WorkflowRecord(
+            row.name,
+            row.description,
+            row.stakes,
+            json.loads(row.owners_json),
+            tuple(json.loads(row.environments_json)),
+            json.loads(row.monitor_json) if row.monitor_json else None,
+        )
+
+    @staticmethod
+    def names(conn: Connection) -> list[str]:
+        return [r[0] for r in conn.execute(select(t.workflows.c.name).order_by(t.workflows.c.name))]
