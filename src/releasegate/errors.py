@@ -14,6 +14,7 @@
     │   ├── StaleAliasError   another writer moved the environment first
     │   ├── WriteConflictError another writer created the same row first
     │   ├── SelfApprovalError
+    │   ├── RolloutRefusedError  a rollout cannot do that now (advance after abort, a second one)
     │   └── AuditBrokenError  the audit log cannot be read or extended as it stands
     ├── StoreError            exit 2   the store cannot be used as given (one line: cause, store)
     │   │                              read-only, full, locked, unreachable, unreadable
@@ -136,6 +137,10 @@ class WriteConflictError(RefusedError):
 
 class SelfApprovalError(RefusedError):
     """Nobody approves their own change."""
+
+
+class RolloutRefusedError(RefusedError):
+    """A rollout cannot do that now: advance after an abort, a second one on one environment."""
 
 
 class StoreError(ReleasegateError):

@@ -24,6 +24,7 @@ from releasegate.domain.pinning import (
     parse_blessed,
     parse_tool_grants,
 )
+from releasegate.domain.rollout import RolloutPolicy, parse_rollout, rollout_policy_from_content
 
 BUSINESS_CLASSES_DEFAULT = ("model", "tools")
 
@@ -47,9 +48,14 @@ class Policy:
     business_for: tuple[str, ...] = BUSINESS_CLASSES_DEFAULT
     blessed: tuple[BlessedModel, ...] | None = None  # None: no list; () blesses nothing
     allowed_tools: tuple[ToolGrant, ...] | None = None  # None: no boundary; () no tools
+    rollout: RolloutPolicy | None = None  # None: the defaults of domain.rollout
+
+    @property
+    def rollout_or_default(self) -> RolloutPolicy:
+        return self.rollout if self.rollout is not None else RolloutPolicy()
 
     def content(self) -> dict[str, Any]:
-        """What is hashed; the two optional lists appear only when set, so older ids hold."""
+        """What is hashed; the optional sections appear only when set, so older ids hold."""
         out: dict[str, Any] = {
             "workflow": self.workflow,
             "env": self.env,
@@ -69,6 +75,8 @@ class Policy:
             out["blessed_models"] = [b.content() for b in self.blessed]
         if self.allowed_tools is not None:
             out["allowed_tools"] = [g.content() for g in self.allowed_tools]
+        if self.rollout is not None:
+            out["rollout"] = self.rollout.content()
         return out
 
     @property
@@ -86,6 +94,7 @@ def policy_from_content(content: Mapping[str, Any]) -> Policy:
     approvals = content.get("approvals") or {}
     blessed = content.get("blessed_models")
     tools = content.get("allowed_tools")
+    rollout = content.get("rollout")
     return Policy(
         workflow=content["workflow"],
         env=content["env"],
@@ -100,6 +109,7 @@ def policy_from_content(content: Mapping[str, Any]) -> Policy:
         business_for=tuple(approvals.get("business_for", BUSINESS_CLASSES_DEFAULT)),
         blessed=None if blessed is None else blessed_from_content(blessed),
         allowed_tools=None if tools is None else grants_from_content(tools),
+        rollout=None if rollout is None else rollout_policy_from_content(rollout),
     )
 
 
@@ -126,6 +136,7 @@ def parse_policy(
         "approvals",
         "blessed_models",
         "allowed_tools",
+        "rollout",
     )
     floors: dict[str, float] = {}
     if f.has("floors"):
@@ -191,6 +202,7 @@ def parse_policy(
         business_for=business_for,
         blessed=parse_blessed(f, "blessed_models", load) if f.has("blessed_models") else None,
         allowed_tools=parse_tool_grants(f, "allowed_tools") if f.has("allowed_tools") else None,
+        rollout=parse_rollout(f.sub("rollout")) if f.has("rollout") else None,
     )
 
 

@@ -1,0 +1,633 @@
+"""Progressive rollout: the ramp a policy allows, who is served the canary, and when to stop.
+
+A rollout moves an environment from its stable version to a canary by steps of traffic
+weight (``5 -> 25 -> 50 -> 100``). A key (a user or session id) lands on the canary when
+the hash of the key and the rollout id, read as a number in [0, 1), is below the weight:
+sticky per key, the same in every process, and a key on the canary at 5% stays on it at
+25%. Without a key each request draws. The state machine is ``running`` at step i, then
+``aborted`` (stable serves everything) or ``completed`` (advancing into 100%: the canary
+becomes the environment's version). ``assess`` turns the evidence (the always-valid two-arm
+comparisons of ``domain.canary``, one per signal, Bonferroni over the signals) into the
+outcome: abort when any signal shows the canary worse, hold when anything is inconclusive
+or short of runs, and eligible to advance when every signal with data shows it not worse
+and the step has ``min_runs_per_step`` canary runs. Looking every minute does not inflate
+false aborts: each e-process is valid under any number of looks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any, Literal, NamedTuple, NoReturn
+
+import numpy as np
+import numpy.typing as npt
+
+from releasegate.domain import canary
+from releasegate.domain.document import Fields
+from releasegate.domain.monitoring import SIGNALS
+from releasegate.errors import InputError, RolloutRefusedError
+
+Arm = Literal["stable", "canary"]
+ARMS: tuple[Arm, ...] = ("stable", "canary")
+State = Literal["running", "aborted", "completed"]
+Action = Literal["abort", "hold", "advance"]
+
+DEFAULT_STEPS = (5.0, 25.0, 50.0, 100.0)
+DEFAULT_MIN_RUNS = 200
+DEFAULT_MAX_STEP_HOURS = 24.0
+MIN_SIGNAL_PAIRS = 30
+"""A signal with fewer pairs than this (feedback is sparse) is reported, but does not
+block a pass; it can still abort."""
+
+
+class SignalKind(NamedTuple):
+    kind: Literal["rate", "slow", "cost"]
+    margin: float
+    what: str
+
+
+COMPARABLE: Mapping[str, SignalKind] = {
+    "error_rate": SignalKind("rate", 0.02, "share of runs that failed, in points"),
+    "escalation_rate": SignalKind("rate", 0.02, "share escalated to a human, in points"),
+    "edit_rate": SignalKind("rate", 0.02, "share of outputs edited, in points"),
+    "negative_feedback_rate": SignalKind("rate", 0.05, "share of feedback that is negative"),
+    "latency_p95": SignalKind("slow", 0.05, "share of runs slower than the stable's p95"),
+    "cost_per_task": SignalKind("cost", 0.10, "mean cost, as a fraction of the stable's"),
+}
+"""The monitor's signals a canary is compared on, with the default margin of each."""
+
+
+# -- the policy's `rollout:` section -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RolloutPolicy:
+    steps: tuple[float, ...] = DEFAULT_STEPS
+    min_runs_per_step: int = DEFAULT_MIN_RUNS
+    max_step_hours: float | None = DEFAULT_MAX_STEP_HOURS
+    auto_advance: bool = False
+    signals: Mapping[str, float] = field(
+        default_factory=lambda: {name: s.margin for name, s in COMPARABLE.items()}
+    )
+    """Signal name -> margin: how much worse the canary may be before it is 'worse'."""
+
+    def content(self) -> dict[str, Any]:
+        return {
+            "steps": list(self.steps),
+            "min_runs_per_step": self.min_runs_per_step,
+            "max_step_hours": self.max_step_hours,
+            "auto_advance": self.auto_advance,
+            "signals": dict(self.signals),
+        }
+
+    def with_steps(self, steps: Sequence[float]) -> RolloutPolicy:
+        return replace(self, steps=tuple(float(s) for s in steps))
+
+
+def rollout_policy_from_content(content: Mapping[str, Any]) -> RolloutPolicy:
+    return RolloutPolicy(
+        steps=tuple(float(s) for s in content["steps"]),
+        min_runs_per_step=int(content["min_runs_per_step"]),
+        max_step_hours=(
+            None if content.get("max_step_hours") is None else float(content["max_step_hours"])
+        ),
+        auto_advance=bool(content.get("auto_advance", False)),
+        signals={str(k): float(v) for k, v in content["signals"].items()},
+    )
+
+
+def steps_problem(steps: Sequence[Any]) -> tuple[int | None, str] | None:
+    """What is wrong with a ramp (index of the bad step, or None for the whole), or None."""
+    if not steps:
+        return None, "needs at least one step, ending at 100"
+    previous = 0.0
+    for i, s in enumerate(steps):
+        if isinstance(s, bool) or not isinstance(s, int | float) or not math.isfinite(s):
+            return i, f"expected a number of percent, got {s!r}"
+        if not 0.0 < s <= 100.0:
+            return i, f"must be within (0, 100], got {s:g}"
+        if s <= previous:
+            return i, f"steps must increase strictly: {s:g} comes after {previous:g}"
+        previous = float(s)
+    if previous != 100.0:
+        return len(steps) - 1, f"the last step must be 100 (the whole traffic), got {previous:g}"
+    return None
+
+
+def parse_steps_flag(text: str, option: str = "--steps") -> tuple[float, ...]:
+    """``5,25,50,100`` from the command line; InputError naming the option otherwise."""
+    try:
+        steps = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise InputError(
+            f"{option}: expected percentages separated by commas, got '{text}'",
+            field=option,
+            hint="e.g. --steps 5,25,50,100",
+        ) from None
+    problem = steps_problem(steps)
+    if problem is not None:
+        raise InputError(f"{option}: {problem[1]}", field=option, hint="e.g. --steps 5,25,50,100")
+    return tuple(steps)
+
+
+def parse_rollout(f: Fields) -> RolloutPolicy:
+    """The ``rollout:`` section of an environment's policy; errors name file, line and field."""
+    f.only("steps", "min_runs_per_step", "max_step_hours", "auto_advance", "signals")
+    steps: tuple[float, ...] = DEFAULT_STEPS
+    if f.has("steps"):
+        raw = f.get("steps", list)
+        problem = steps_problem(raw)
+        if problem is not None:
+            index, message = problem
+            f.doc.fail(
+                f.error,
+                message,
+                (*f.path, "steps") if index is None else (*f.path, "steps", index),
+                hint="e.g. steps: [5, 25, 50, 100]",
+            )
+        steps = tuple(float(s) for s in raw)
+    min_runs = f.get("min_runs_per_step", int, DEFAULT_MIN_RUNS)
+    if min_runs < 1:
+        f.fail("min_runs_per_step", f"must be at least 1, got {min_runs}")
+    hours = f.get("max_step_hours", float, DEFAULT_MAX_STEP_HOURS)
+    if hours is not None and not (math.isfinite(hours) and hours > 0):
+        f.fail("max_step_hours", f"must be a positive number of hours, got {hours}")
+    signals: dict[str, float] = {}
+    if f.has("signals"):
+        raw_signals = f.value["signals"]
+        if isinstance(raw_signals, list):
+            named = {i: (s, None) for i, s in enumerate(raw_signals)}
+        elif isinstance(raw_signals, Mapping):
+            named = {k: (k, v) for k, v in raw_signals.items()}
+        else:
+            f.fail("signals", "expected a list of signal names or a mapping name: margin")
+        for where, (name, margin) in named.items():
+            path = (*f.path, "signals", where)
+            if not isinstance(name, str) or name not in SIGNALS:
+                f.doc.fail(
+                    f.error,
+                    f"unknown signal '{name}'",
+                    path,
+                    hint="signals: " + ", ".join(COMPARABLE),
+                )
+            if name not in COMPARABLE:
+                f.doc.fail(
+                    f.error,
+                    f"'{name}' is a monitor signal, but not one a canary is compared on",
+                    path,
+                    hint="compared: " + ", ".join(COMPARABLE),
+                )
+            value = COMPARABLE[name].margin if margin is None else margin
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                f.doc.fail(f.error, f"expected a margin (a number), got {value!r}", path)
+            if not 0.0 <= float(value) < 1.0:
+                f.doc.fail(
+                    f.error,
+                    f"margin must be in [0, 1), got {value}",
+                    path,
+                    hint=f"{name}: {COMPARABLE[name].what}",
+                )
+            signals[name] = float(value)
+        if not signals:
+            f.fail("signals", "name at least one signal, e.g. [error_rate, latency_p95]")
+    else:
+        signals = {name: s.margin for name, s in COMPARABLE.items()}
+    return RolloutPolicy(
+        steps=steps,
+        min_runs_per_step=min_runs,
+        max_step_hours=hours,
+        auto_advance=f.get("auto_advance", bool, False),
+        signals=signals,
+    )
+
+
+def ramp(policy_steps: Sequence[float], canary_pct: float | None) -> tuple[float, ...]:
+    """The steps of a rollout that starts at ``canary_pct`` (the policy's first step if
+    None): that weight, then the policy's steps above it. InputError if it cannot start."""
+    if canary_pct is None:
+        steps = tuple(policy_steps)
+    else:
+        if not (math.isfinite(canary_pct) and 0.0 < canary_pct < 100.0):
+            raise InputError(
+                f"--canary: expected a percentage above 0 and below 100, got {canary_pct:g}",
+                field="--canary",
+                hint="e.g. --canary 5; to move everything at once, promote without --canary",
+            )
+        steps = (float(canary_pct), *(s for s in policy_steps if s > canary_pct))
+    if len(steps) < 2:
+        raise InputError(
+            "a rollout needs a step below 100 before the whole traffic",
+            field="--steps",
+            hint="e.g. --steps 5,25,50,100, or promote without --canary",
+        )
+    return steps
+
+
+# -- who is served the canary --------------------------------------------------------------
+
+_SCALE = 1 << 64
+
+
+def key_share(key: str, rollout_id: str) -> float:
+    """A key's place in [0, 1) for this rollout: blake2b of the key keyed by the rollout id."""
+    digest = hashlib.blake2b(key.encode(), digest_size=8, key=rollout_id.encode()[:64]).digest()
+    return int.from_bytes(digest, "big") / _SCALE
+
+
+def arm_for(key: str, rollout_id: str, weight_pct: float) -> Arm:
+    """The sticky arm of ``key``: canary when its share is below the weight."""
+    return "canary" if key_share(key, rollout_id) * 100.0 < weight_pct else "stable"
+
+
+def draw_arm(weight_pct: float, draw: Callable[[], float] = random.random) -> Arm:
+    """A per-request arm for a request without a key."""
+    return "canary" if draw() * 100.0 < weight_pct else "stable"
+
+
+class Splitter:
+    """``arm_for`` for one rollout and weight, for the request path: the hash keyed once,
+    the weight turned into an integer bound, so a call is one copy, update and compare."""
+
+    __slots__ = ("_base", "_bound", "weight_pct")
+
+    def __init__(self, rollout_id: str, weight_pct: float) -> None:
+        self._base = hashlib.blake2b(digest_size=8, key=rollout_id.encode()[:64])
+        self._bound = int(weight_pct / 100.0 * _SCALE) if weight_pct < 100.0 else _SCALE
+        self.weight_pct = weight_pct
+
+    def is_canary(self, key: str | None) -> bool:
+        if key is None:
+            return random.random() * 100.0 < self.weight_pct
+        h = self._base.copy()
+        h.update(key.encode())
+        return int.from_bytes(h.digest(), "big") < self._bound
+
+
+# -- the state machine ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """One rollout of ``canary_id`` over ``stable_id`` in ``workflow@env``."""
+
+    rollout_id: str
+    workflow: str
+    env: str
+    stable_id: str
+    canary_id: str
+    policy: RolloutPolicy
+    step: int
+    state: State
+    started_at: datetime
+    updated_at: datetime
+    step_started_at: datetime
+    evidence: Evidence
+    actor: str = ""
+    reason: str = ""
+    """Why it ended (aborted or completed)."""
+    revision: int = 1
+
+    @property
+    def steps(self) -> tuple[float, ...]:
+        return self.policy.steps
+
+    @property
+    def weight(self) -> float:
+        """The canary's share of traffic now, in percent."""
+        if self.state == "aborted":
+            return 0.0
+        if self.state == "completed":
+            return 100.0
+        return self.steps[self.step]
+
+    @property
+    def is_running(self) -> bool:
+        return self.state == "running"
+
+    @property
+    def next_weight(self) -> float | None:
+        return self.steps[self.step + 1] if self.is_running else None
+
+
+def begin(
+    *,
+    rollout_id: str,
+    workflow: str,
+    env: str,
+    stable_id: str,
+    canary_id: str,
+    policy: RolloutPolicy,
+    at: datetime,
+    actor: str,
+    evidence: Evidence,
+) -> Rollout:
+    """A new rollout at its first step."""
+    problem = steps_problem(policy.steps)
+    if problem is not None or len(policy.steps) < 2:
+        raise InputError(
+            f"rollout steps: {problem[1] if problem else 'need a step below 100'}",
+            field="steps",
+        )
+    if stable_id == canary_id:
+        raise RolloutRefusedError(
+            f"{canary_id[:12]} already runs in {workflow}@{env}: nothing to roll out"
+        )
+    return Rollout(
+        rollout_id=rollout_id,
+        workflow=workflow,
+        env=env,
+        stable_id=stable_id,
+        canary_id=canary_id,
+        policy=policy,
+        step=0,
+        state="running",
+        started_at=at,
+        updated_at=at,
+        step_started_at=at,
+        evidence=evidence,
+        actor=actor,
+    )
+
+
+def _refuse_ended(r: Rollout, verb: str) -> NoReturn:
+    how = f"aborted ({r.reason})" if r.state == "aborted" else "completed"
+    raise RolloutRefusedError(
+        f"the rollout of {r.canary_id[:12]} in {r.workflow}@{r.env} was {how}: it cannot {verb}",
+        hint="start a new one with `releasegate promote VERSION --env "
+        f"{r.env} --canary PCT` once the version is gated again"
+        if r.state == "aborted"
+        else None,
+    )
+
+
+def advanced(r: Rollout, at: datetime) -> Rollout:
+    """The next step; advancing into 100% completes the rollout (the caller moves the alias)."""
+    if not r.is_running:
+        _refuse_ended(r, "advance")
+    step = r.step + 1
+    ev = r.evidence.at_step_start()
+    if r.steps[step] >= 100.0:
+        return replace(
+            r,
+            step=step,
+            state="completed",
+            updated_at=at,
+            step_started_at=at,
+            evidence=ev,
+            reason="advanced to 100%",
+            revision=r.revision + 1,
+        )
+    return replace(
+        r, step=step, updated_at=at, step_started_at=at, evidence=ev, revision=r.revision + 1
+    )
+
+
+def aborted(r: Rollout, reason: str, at: datetime) -> Rollout:
+    """Weight 0: the stable version serves everything again."""
+    if not r.is_running:
+        _refuse_ended(r, "be aborted")
+    return replace(r, state="aborted", updated_at=at, reason=reason, revision=r.revision + 1)
+
+
+# -- the evidence and the check ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the checks have read so far: the comparison of each signal, resumable.
+
+    ``cursor`` is the last run (store sequence) read; ``latency_ref`` the stable's p95
+    latency and ``cost_ref`` its mean and p99 cost before the canary, which turn latency
+    into "slower than the stable's p95" and bound the cost comparison."""
+
+    cursor: int = 0
+    states: Mapping[str, canary.CanaryState] = field(default_factory=dict)
+    canary_runs: int = 0
+    stable_runs: int = 0
+    step_start_runs: int = 0
+    latency_ref: float | None = None
+    cost_ref: tuple[float, float] | None = None
+
+    @property
+    def step_runs(self) -> int:
+        """Canary runs in the current step."""
+        return self.canary_runs - self.step_start_runs
+
+    def at_step_start(self) -> Evidence:
+        return replace(self, step_start_runs=self.canary_runs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "cursor": self.cursor,
+            "states": {k: s.to_dict() for k, s in self.states.items()},
+            "canary_runs": self.canary_runs,
+            "stable_runs": self.stable_runs,
+            "step_start_runs": self.step_start_runs,
+            "latency_ref": self.latency_ref,
+            "cost_ref": list(self.cost_ref) if self.cost_ref is not None else None,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Evidence:
+        cost = data.get("cost_ref")
+        return cls(
+            cursor=int(data.get("cursor", 0)),
+            states={
+                str(k): canary.CanaryState.from_dict(v)
+                for k, v in (data.get("states") or {}).items()
+            },
+            canary_runs=int(data.get("canary_runs", 0)),
+            stable_runs=int(data.get("stable_runs", 0)),
+            step_start_runs=int(data.get("step_start_runs", 0)),
+            latency_ref=data.get("latency_ref"),
+            cost_ref=(float(cost[0]), float(cost[1])) if cost else None,
+        )
+
+
+def reference(latency_ms: Sequence[float], cost_usd: Sequence[float]) -> Evidence:
+    """Evidence that starts from the stable's runs before the canary (may be empty)."""
+    lat = np.asarray(latency_ms, dtype=np.float64)
+    cost = np.asarray(cost_usd, dtype=np.float64)
+    cost = cost[np.isfinite(cost)]
+    lat = lat[np.isfinite(lat)]
+    return Evidence(
+        latency_ref=float(np.quantile(lat, 0.95)) if len(lat) >= MIN_SIGNAL_PAIRS else None,
+        cost_ref=(
+            (float(cost.mean()), float(np.quantile(cost, 0.99)))
+            if len(cost) >= MIN_SIGNAL_PAIRS and float(np.quantile(cost, 0.99)) > 0
+            else None
+        ),
+    )
+
+
+Floats = npt.NDArray[np.float64]
+
+
+class ArmRuns(NamedTuple):
+    """Runs read since the last check, in arrival order: which arm served each, whether it
+    failed, was escalated, was edited, its feedback, latency and cost (NaN: not given)."""
+
+    arms: Sequence[str]
+    error: Floats
+    escalated: Floats
+    edited: Floats
+    feedback: Floats
+    latency_ms: Floats
+    cost_usd: Floats
+    cursor: int
+
+
+def observe_runs(ev: Evidence, policy: RolloutPolicy, runs: ArmRuns) -> Evidence:
+    """Feed new runs to every signal's comparison. A reference the rollout started without
+    (a new environment) is taken from the first 30+ stable runs seen."""
+    arms = np.asarray(runs.arms, dtype=object)
+    if len(arms) == 0:
+        return replace(ev, cursor=max(ev.cursor, runs.cursor))
+    is_stable = arms == "stable"
+    latency_ref, cost_ref = ev.latency_ref, ev.cost_ref
+    if latency_ref is None or cost_ref is None:
+        seen = reference(runs.latency_ms[is_stable], runs.cost_usd[is_stable])
+        latency_ref = latency_ref if latency_ref is not None else seen.latency_ref
+        cost_ref = cost_ref if cost_ref is not None else seen.cost_ref
+    states = dict(ev.states)
+    for name, margin in policy.signals.items():
+        kind = COMPARABLE[name].kind
+        values: Floats
+        keep: npt.NDArray[np.bool_] | None = None
+        if name == "error_rate":
+            values = runs.error
+        elif name == "escalation_rate":
+            values = runs.escalated
+        elif name == "edit_rate":
+            values = runs.edited
+        elif name == "negative_feedback_rate":
+            keep = np.isfinite(runs.feedback)
+            values = (runs.feedback < 0).astype(np.float64)
+        elif kind == "slow":
+            if latency_ref is None:
+                continue
+            values = (runs.latency_ms > latency_ref).astype(np.float64)
+        else:  # cost
+            if cost_ref is None:
+                continue
+            keep = np.isfinite(runs.cost_usd)
+            values = np.nan_to_num(runs.cost_usd, nan=0.0)
+        state = states.get(name)
+        if state is None:
+            if kind == "cost":
+                assert cost_ref is not None
+                upper = cost_ref[1]
+                state = canary.bounded_state(
+                    name, min(margin * cost_ref[0], upper * 0.99), 0, upper
+                )
+            else:
+                state = canary.rate_state(name, margin)
+        sel_arms, sel_values = (arms, values) if keep is None else (arms[keep], values[keep])
+        if len(sel_arms):
+            state = canary.observe(state, sel_arms.tolist(), sel_values)
+        states[name] = state
+    n_canary = int((arms == "canary").sum())
+    return replace(
+        ev,
+        cursor=max(ev.cursor, runs.cursor),
+        states=states,
+        canary_runs=ev.canary_runs + n_canary,
+        stable_runs=ev.stable_runs + len(arms) - n_canary,
+        latency_ref=latency_ref,
+        cost_ref=cost_ref,
+    )
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    """What a check decided, with each signal's verdict and the reasons in words."""
+
+    action: Action
+    verdicts: tuple[canary.CanaryVerdict, ...]
+    reasons: tuple[str, ...]
+    step_runs: int
+    min_runs: int
+    alpha_per_signal: float
+
+    @property
+    def is_eligible(self) -> bool:
+        return self.action == "advance"
+
+
+def assess(r: Rollout, *, now: datetime, alpha: float = canary.ALPHA) -> CheckOutcome:
+    """abort / hold / advance for the evidence so far (see the module docstring).
+
+    The false-abort rate over the whole rollout, however often it is checked, is at most
+    ``alpha``: each of the k signals is judged at ``alpha / k``."""
+    policy, ev = r.policy, r.evidence
+    per_signal = alpha / max(1, len(policy.signals))
+    verdicts = tuple(canary.judge(state, per_signal, min_runs=0) for state in ev.states.values())
+    worse = [v for v in verdicts if v.outcome == "abort"]
+    if worse:
+        return CheckOutcome(
+            "abort",
+            verdicts,
+            tuple(v.reason for v in worse),
+            ev.step_runs,
+            policy.min_runs_per_step,
+            per_signal,
+        )
+    reasons: list[str] = []
+    blocking = [v for v in verdicts if v.outcome != "pass" and v.pairs >= MIN_SIGNAL_PAIRS]
+    missing = [s for s in policy.signals if s not in ev.states]
+    if "error_rate" in policy.signals and ev.states.get("error_rate") is None:
+        reasons.append("error_rate: no runs of both arms yet")
+    reasons.extend(f"{v.reason}" for v in blocking)
+    for v in verdicts:
+        if v.pairs < MIN_SIGNAL_PAIRS and v.outcome != "pass":
+            reasons.append(f"{v.signal}: {v.pairs} pairs, too few to compare yet (not blocking)")
+    for s in missing:
+        if s != "error_rate":
+            reasons.append(f"{s}: no reference from the stable yet (not compared)")
+    passed_any = any(v.outcome == "pass" for v in verdicts)
+    short = ev.step_runs < policy.min_runs_per_step
+    if short:
+        reasons.insert(
+            0,
+            f"{ev.step_runs} canary runs in this step of {policy.min_runs_per_step} needed",
+        )
+    held_for = now - r.step_started_at
+    if (
+        not blocking
+        and passed_any
+        and not short
+        and not ("error_rate" in policy.signals and "error_rate" not in ev.states)
+    ):
+        return CheckOutcome(
+            "advance",
+            verdicts,
+            (
+                f"not worse on every signal compared, {ev.step_runs} canary runs in this step",
+                *reasons,
+            ),
+            ev.step_runs,
+            policy.min_runs_per_step,
+            per_signal,
+        )
+    limit = policy.max_step_hours
+    if limit is not None and held_for > timedelta(hours=limit):
+        return CheckOutcome(
+            "abort",
+            verdicts,
+            (
+                f"step {r.step + 1} at {r.weight:g}% held for more than {limit:g} h without "
+                "showing the canary is not worse",
+                *reasons,
+            ),
+            ev.step_runs,
+            policy.min_runs_per_step,
+            per_signal,
+        )
+    return CheckOutcome(
+        "hold", verdicts, tuple(reasons), ev.step_runs, policy.min_runs_per_step, per_signal
+    )
