@@ -94,6 +94,7 @@ def test_every_field_can_be_given() -> None:
         feedback=-0.5,
         input="where is my refund?",
         attributes={"tenant": "acme", "tier": 2, "beta": True, "score": 0.5, "note": None},
+        arm="canary",
     )
     assert set(full) == set(FIELDS)
     run = parse_run(full, now=NOW)
@@ -108,6 +109,16 @@ def test_every_field_can_be_given() -> None:
     )
     assert run.attributes == full["attributes"]
     assert run.source == "sdk"
+    assert run.arm == "canary"
+
+
+def test_the_arm_is_stable_or_canary_and_leaves_ids_of_other_runs_alone() -> None:
+    with pytest.raises(InputError, match="field 'arm': expected 'stable' or 'canary', got 'blue'"):
+        parse_run(record(run_id=ABSENT, arm="blue"), now=NOW)
+    plain = parse_run(record(run_id=ABSENT), now=NOW)
+    assert plain.arm is None
+    assert plain.run_id == parse_run(record(run_id=ABSENT, arm=None), now=NOW).run_id
+    assert plain.run_id != parse_run(record(run_id=ABSENT, arm="stable"), now=NOW).run_id
 
 
 def test_iso_times_with_offsets_and_epoch_seconds_agree() -> None:
@@ -194,6 +205,8 @@ BAD_VALUES = [
     ("provider", 7, "expected a non-empty string, got 7"),
     ("operation", ["chat"], "expected a non-empty string, got a list"),
     ("label", "", "expected a non-empty string, got ''"),
+    ("arm", "blue", "expected 'stable' or 'canary', got 'blue'"),
+    ("arm", 1, "expected 'stable' or 'canary', got 1"),
     ("input", 5, "expected a string (or JSON object/list), got 5"),
     ("output", True, "expected a string (or JSON object/list), got true"),
     ("attributes", ["a"], "expected a mapping, got a list"),

@@ -47,7 +47,7 @@ FIELDS = (
     "run_id", "workflow", "version_id", "env", "started_at", "ended_at", "latency_ms",
     "status", "failure_reason", "tokens_in", "tokens_out", "cost_usd", "model", "provider",
     "operation", "retries", "escalated", "edited", "feedback", "input", "output", "label",
-    "attributes",
+    "attributes", "arm",
 )  # fmt: skip
 REQUIRED = ("workflow", "version_id", "env", "started_at", "status")
 _KNOWN = frozenset(FIELDS)
@@ -81,6 +81,7 @@ class RunRecord(NamedTuple):
     label: str | None
     attributes: Mapping[str, Scalar]
     source: str
+    arm: str | None = None  # which arm of a rollout served it: stable | canary
 
     @property
     def started_at(self) -> datetime:
@@ -400,7 +401,7 @@ def drop_repeats(
 def same_content(a: RunRecord, b: RunRecord) -> bool:
     """Whether two records describe the same run, whichever front each came through
     (for a store meeting a run_id it already has: skip it, or refuse the batch)."""
-    return a[:-1] == b[:-1]  # all but ``source``
+    return a[:-2] == b[:-2] and a.arm == b.arm  # all but ``source``
 
 
 def shown_run_id(value: Any) -> str | None:
@@ -522,20 +523,24 @@ def build_run(obj: Any, now_s: float, skew_s: float, source: str) -> RunRecord:
         text_out = _text(text_out, "output")
     attributes = get("attributes")
     attributes = {} if attributes is None else _attributes(attributes)
+    arm = get("arm")
+    if arm is not None and arm != "stable" and arm != "canary":
+        raise RecordError("arm", f"expected 'stable' or 'canary', got {_show(arm)}")
 
     run_id = get("run_id")
     if run_id is None:
         run_id = derived_run_id(
             (started, ended, latency, cost, feedback, tokens_in, tokens_out, retries),
             (workflow, version_id, env, status, reason, model, provider, operation)
-            + (escalated, edited, text_in, text_out, label, sorted(attributes.items())),
+            + (escalated, edited, text_in, text_out, label, sorted(attributes.items()))
+            + ((arm,) if arm is not None else ()),  # ids of runs outside a rollout hold
         )
     elif type(run_id) is not str or not 0 < len(run_id) <= NAME_MAX or not run_id.isascii():
         run_id = _name(str(run_id) if type(run_id) is int else run_id, "run_id", True)
     return _new(RunRecord, (
         run_id, workflow, version_id, env, started, ended, latency, status, reason,
         tokens_in, tokens_out, cost, model, provider, operation, retries, escalated, edited,
-        feedback, text_in, text_out, label, attributes, source,
+        feedback, text_in, text_out, label, attributes, source, arm,
     ))  # fmt: skip
 
 

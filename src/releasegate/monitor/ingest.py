@@ -145,7 +145,7 @@ def to_row(
     (
         run_id, workflow, version_id, env, started, ended, latency, status, reason,
         tokens_in, tokens_out, cost, model, provider, operation, retries, escalated, edited,
-        feedback, text_in, text_out, label, attributes, source,
+        feedback, text_in, text_out, label, attributes, source, arm,
     ) = r  # fmt: skip
     if provider:
         attributes = {**attributes, "provider": provider}
@@ -159,7 +159,7 @@ def to_row(
         retries, 1 if escalated else 0, 1 if edited else 0,
         _NAN if feedback is None else feedback, label or "", chars, hash_in, hash_out,
         text_in, text_out, json.dumps(attributes, sort_keys=True) if attributes else "",
-        source, received_at,
+        source, received_at, arm or "",
     )  # fmt: skip
 
 

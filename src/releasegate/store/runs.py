@@ -47,6 +47,7 @@ RUN_COLUMNS: tuple[str, ...] = (
     "attributes_json",
     "source",
     "received_at",
+    "arm",
 )
 """The order of a run row as ``RunRepo.insert_many`` takes it."""
 
@@ -107,6 +108,7 @@ class RunRepo:
             ("model", "operation", "failure_reason", "label", "input_hash", "output_hash"), "''"
         ),
         "attributes_json": "''",
+        "arm": "''",
         "output_chars": "-1",
         "cost_usd": "nan",
         "feedback": "nan",

@@ -264,7 +264,35 @@ runs = Table(  # names and counts as wide as domain/runs.py accepts (NAME_MAX, C
     Column("attributes_json", Text, nullable=True),
     Column("source", String(10), nullable=False),
     Column("received_at", Float, nullable=False),
+    Column("arm", String(10), nullable=True),  # 0006: stable | canary under a rollout, else NULL
     Index("ix_runs_workflow_env_started", "workflow", "env", "started_at"),
+)
+
+# Progressive rollouts (0006). ``active`` is ``workflow@env`` while running, NULL after:
+# unique, so one environment runs one rollout at a time whoever starts it.
+rollouts = Table(
+    "rollouts",
+    metadata,
+    Column("rollout_id", String(32), primary_key=True),
+    Column("workflow", String(200), nullable=False),
+    Column("env", String(100), nullable=False),
+    Column("stable_id", ID, nullable=False),
+    Column("canary_id", ID, nullable=False),
+    Column("mode", String(10), nullable=False),
+    Column("steps_json", Text, nullable=False),
+    Column("step", Integer, nullable=False),
+    Column("weight", Float, nullable=False),
+    Column("state", String(12), nullable=False),
+    Column("active", String(320), nullable=True, unique=True),
+    Column("policy_json", Text, nullable=False),
+    Column("evidence_json", Text, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("started_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    Column("step_started_at", TS, nullable=False),
+    Index("ix_rollouts_workflow_env_started", "workflow", "env", "started_at"),
 )
 
 alerts = Table(

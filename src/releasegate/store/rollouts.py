@@ -1,0 +1,226 @@
+"""Rollouts: one row per progressive rollout, and the runs its arms served.
+
+The repository is bound to a connection (the caller's transaction) and takes and returns
+``domain.rollout.Rollout``. A rollout changes by compare-and-swap on its revision, and
+only while it runs (``save``), so of two checks that both decide to abort exactly one
+writes it, and the other learns it lost. ``active`` (unique) keeps one running rollout
+per environment. ``arm_runs`` reads the runs served under a rollout since a check's
+cursor, in arrival order, straight from the driver into numpy.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Connection, and_, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from releasegate.domain.identity import canonical_json
+from releasegate.domain.rollout import (
+    ArmRuns,
+    Evidence,
+    Rollout,
+    rollout_policy_from_content,
+)
+from releasegate.errors import RolloutRefusedError
+from releasegate.store import tables as t
+from releasegate.store.rows import as_utc
+from releasegate.store.runs import _driver
+
+SKEW_S = 300.0
+"""Runs may start up to this long before the rollout by their clock and still count."""
+
+
+def _active_key(r: Rollout) -> str | None:
+    return f"{r.workflow}@{r.env}" if r.is_running else None
+
+
+def _values(r: Rollout) -> dict[str, Any]:
+    return {
+        "step": r.step,
+        "weight": r.weight,
+        "state": r.state,
+        "active": _active_key(r),
+        "evidence_json": canonical_json(r.evidence.to_dict()),
+        "reason": r.reason,
+        "revision": r.revision,
+        "updated_at": r.updated_at,
+        "step_started_at": r.step_started_at,
+    }
+
+
+def _rollout(row: Any) -> Rollout:
+    return Rollout(
+        rollout_id=row.rollout_id,
+        workflow=row.workflow,
+        env=row.env,
+        stable_id=row.stable_id,
+        canary_id=row.canary_id,
+        policy=rollout_policy_from_content(json.loads(row.policy_json)),
+        step=row.step,
+        state=row.state,
+        started_at=as_utc(row.started_at),
+        updated_at=as_utc(row.updated_at),
+        step_started_at=as_utc(row.step_started_at),
+        evidence=Evidence.from_dict(json.loads(row.evidence_json)),
+        actor=row.actor,
+        reason=row.reason,
+        revision=row.revision,
+    )
+
+
+class RolloutRepo:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def add(self, r: Rollout, mode: str = "canary") -> None:
+        """Store a new rollout; RolloutRefusedError if one already runs there."""
+        try:
+            with self.conn.begin_nested():
+                self.conn.execute(
+                    insert(t.rollouts).values(
+                        rollout_id=r.rollout_id,
+                        workflow=r.workflow,
+                        env=r.env,
+                        stable_id=r.stable_id,
+                        canary_id=r.canary_id,
+                        mode=mode,
+                        steps_json=json.dumps(list(r.steps)),
+                        policy_json=canonical_json(r.policy.content()),
+                        actor=r.actor,
+                        started_at=r.started_at,
+                        **_values(r),
+                    )
+                )
+        except IntegrityError:
+            raise RolloutRefusedError(
+                f"a rollout already runs in {r.workflow}@{r.env}",
+                hint=f"see `releasegate rollout status {r.workflow} --env {r.env}`; "
+                "advance or abort it first",
+            ) from None
+
+    def get(self, rollout_id: str) -> Rollout | None:
+        row = self.conn.execute(
+            select(t.rollouts).where(t.rollouts.c.rollout_id == rollout_id)
+        ).first()
+        return None if row is None else _rollout(row)
+
+    def active(self, workflow: str, env: str) -> Rollout | None:
+        """The running rollout of ``workflow@env`` (one unique-index lookup), or None."""
+        row = self.conn.execute(
+            select(t.rollouts).where(t.rollouts.c.active == f"{workflow}@{env}")
+        ).first()
+        return None if row is None else _rollout(row)
+
+    def latest(self, workflow: str, env: str) -> Rollout | None:
+        """The newest rollout of ``workflow@env``, running or ended."""
+        c = t.rollouts.c
+        row = self.conn.execute(
+            select(t.rollouts)
+            .where(and_(c.workflow == workflow, c.env == env))
+            .order_by(c.started_at.desc(), c.rollout_id.desc())
+            .limit(1)
+        ).first()
+        return None if row is None else _rollout(row)
+
+    def save(self, r: Rollout, *, expected_revision: int) -> bool:
+        """Write ``r`` over the stored rollout if it still runs at ``expected_revision``;
+        False when another writer changed it first (nothing written)."""
+        c = t.rollouts.c
+        done = self.conn.execute(
+            update(t.rollouts)
+            .where(
+                and_(
+                    c.rollout_id == r.rollout_id,
+                    c.revision == expected_revision,
+                    c.state == "running",
+                )
+            )
+            .values(**_values(r))
+        )
+        return done.rowcount == 1
+
+    def last_run_seq(self) -> int:
+        """The newest stored run's sequence: a new rollout reads runs after it."""
+        return int(self.conn.execute(select(func.coalesce(func.max(t.runs.c.seq), 0))).scalar_one())
+
+    def reference_runs(
+        self, workflow: str, env: str, version_id: str, before: float, limit: int = 5000
+    ) -> tuple[list[float], list[float]]:
+        """Latency and cost (NaN where not given) of the newest ``limit`` runs of the
+        version in the environment before ``before``: the stable's normal, for the check."""
+        sql = (
+            "SELECT latency_ms, cost_usd FROM runs WHERE workflow = ? AND env = ?"
+            " AND started_at < ? AND version_id = ? ORDER BY started_at DESC LIMIT ?"
+        )
+        raw, mark = _driver(self.conn)
+        cur = raw.cursor()
+        try:
+            cur.execute(sql.replace("?", mark), (workflow, env, before, version_id, limit))
+            rows = cur.fetchall()
+        finally:
+            cur.close()
+        latency = [float(r[0]) for r in rows]
+        cost = [float("nan") if r[1] is None else float(r[1]) for r in rows]
+        return latency, cost
+
+    def arm_runs(self, r: Rollout, after_seq: int) -> ArmRuns:
+        """The runs each arm of ``r`` served after ``after_seq``, in arrival order."""
+        sql = (
+            "SELECT seq, CASE WHEN arm = 'canary' THEN 1 ELSE 0 END,"
+            " CASE WHEN status <> 'ok' THEN 1 ELSE 0 END,"
+            " CASE WHEN escalated THEN 1 ELSE 0 END, CASE WHEN edited THEN 1 ELSE 0 END,"
+            " COALESCE(feedback, ?), latency_ms, COALESCE(cost_usd, ?)"
+            " FROM runs WHERE workflow = ? AND env = ? AND started_at >= ? AND seq > ?"
+            " AND ((arm = 'canary' AND version_id = ?) OR (arm = 'stable' AND version_id = ?))"
+            " ORDER BY seq"
+        )
+        missing = 9e99  # no run holds it; NULL feedback or cost comes back as NaN
+        raw, mark = _driver(self.conn)
+        cur = raw.cursor()
+        read = np.dtype(
+            [
+                ("seq", "i8"),
+                ("canary", "i1"),
+                ("error", "f8"),
+                ("escalated", "f8"),
+                ("edited", "f8"),
+                ("feedback", "f8"),
+                ("latency_ms", "f8"),
+                ("cost_usd", "f8"),
+            ]
+        )
+        try:
+            cur.execute(
+                sql.replace("?", mark),
+                (
+                    missing,
+                    missing,
+                    r.workflow,
+                    r.env,
+                    r.started_at.timestamp() - SKEW_S,
+                    after_seq,
+                    r.canary_id,
+                    r.stable_id,
+                ),
+            )
+            got = np.fromiter(cur, dtype=read)
+        finally:
+            cur.close()
+        feedback = got["feedback"].copy()
+        feedback[feedback >= missing] = np.nan
+        cost = got["cost_usd"].copy()
+        cost[cost >= missing] = np.nan
+        arms = np.where(got["canary"] == 1, "canary", "stable").tolist()
+        return ArmRuns(
+            arms=arms,
+            error=got["error"],
+            escalated=got["escalated"],
+            edited=got["edited"],
+            feedback=feedback,
+            latency_ms=got["latency_ms"],
+            cost_usd=cost,
+            cursor=int(got["seq"][-1]) if len(got) else after_seq,
+        )
