@@ -21,7 +21,7 @@ import hmac
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any, NamedTuple
@@ -153,24 +153,15 @@ def parse_keys(text: str, source: str) -> Keyring:
 # -- digests --------------------------------------------------------------------------------
 
 
-def _body(
-    seq: int,
-    at: datetime,
-    kind: str,
-    actor: str,
-    workflow: str | None,
-    subject: str | None,
-    payload: Mapping[str, Any],
-) -> dict[str, Any]:
-    _require_aware(at)
+def _body(e: AuditEvent) -> dict[str, Any]:
     return {
-        "seq": seq,
-        "at": _iso(at),
-        "kind": kind,
-        "actor": actor,
-        "workflow": workflow,
-        "subject": subject,
-        "payload": _plain(payload),
+        "seq": e.seq,
+        "at": _iso(e.at),
+        "kind": e.kind,
+        "actor": e.actor,
+        "workflow": e.workflow,
+        "subject": e.subject,
+        "payload": _plain(e.payload),
     }
 
 
@@ -185,24 +176,20 @@ def event_hash(
     prev_hash: str,
 ) -> str:
     """The unkeyed (legacy) digest: sha256 over the canonical JSON of every other field."""
-    body = _body(seq, at, kind, actor, workflow, subject, payload)
-    return content_hash({**body, "prev_hash": prev_hash})
+    return _unkeyed_hash(
+        AuditEvent(seq, at, kind, actor, workflow, subject, payload, prev_hash, "")
+    )
 
 
-def keyed_hash(
-    key: AuditKey,
-    seq: int,
-    at: datetime,
-    kind: str,
-    actor: str,
-    workflow: str | None,
-    subject: str | None,
-    payload: Mapping[str, Any],
-    prev_hash: str,
-) -> str:
-    """HMAC-SHA256(key, prev_hash || canonical JSON of every other field and the key id)."""
-    body = {**_body(seq, at, kind, actor, workflow, subject, payload), "key_id": key.key_id}
-    message = prev_hash.encode("ascii") + canonical_json(body).encode("utf-8")
+def _unkeyed_hash(e: AuditEvent) -> str:
+    return content_hash({**_body(e), "prev_hash": e.prev_hash})
+
+
+def keyed_hash(key: AuditKey, e: AuditEvent) -> str:
+    """HMAC-SHA256(key, prev_hash || canonical JSON of every other field and the key id);
+    ``e``'s own ``hash`` and ``key_id`` are not read."""
+    body = {**_body(e), "key_id": key.key_id}
+    message = e.prev_hash.encode("ascii") + canonical_json(body).encode("utf-8")
     return hmac.digest(key.secret, message, "sha256").hex()
 
 
@@ -231,10 +218,10 @@ def chain_event(
     at = at.astimezone(UTC)
     stored: dict[str, Any] = json.loads(canonical_json(_plain(payload)))
     prev_hash = GENESIS if prev is None else prev.hash
-    fields = (seq, at, kind, actor, workflow, subject, stored, prev_hash)
+    unsigned = AuditEvent(seq, at, kind, actor, workflow, subject, stored, prev_hash, "")
     if key is None:
-        return AuditEvent(*fields, event_hash(*fields))
-    return AuditEvent(*fields, keyed_hash(key, *fields), key.key_id)
+        return replace(unsigned, hash=_unkeyed_hash(unsigned))
+    return replace(unsigned, hash=keyed_hash(key, unsigned), key_id=key.key_id)
 
 
 def anchor_payload(prev: AuditEvent) -> dict[str, Any]:
@@ -351,7 +338,7 @@ def _check_digest(
                 "not signed with the audit key, though the events before it are: "
                 "it was added or rewritten without the key",
             )
-        return None if event_hash(*_fields(e)) == e.hash else altered
+        return None if _unkeyed_hash(e) == e.hash else altered
     key = keys.get(e.key_id) if keys is not None else None
     if key is None:
         where = f" ({keys.source})" if keys is not None else ""
@@ -364,7 +351,7 @@ def _check_digest(
             f"signed with key {e.key_id}, but the chain's key is {current_key} "
             "and no rotation names it",
         )
-    if keyed_hash(key, *_fields(e)) != e.hash:
+    if keyed_hash(key, e) != e.hash:
         return ChainBreak(
             e.seq, "hash mismatch: the event's content was altered (or re-signed without the key)"
         )
@@ -385,10 +372,6 @@ def _check_against(against: Head, found: str | None, last_seq: int) -> ChainBrea
             "the log up to it was rewritten",
         )
     return None
-
-
-def _fields(e: AuditEvent) -> tuple[Any, ...]:
-    return (e.seq, e.at, e.kind, e.actor, e.workflow, e.subject, e.payload, e.prev_hash)
 
 
 # -- what the chain says happened -----------------------------------------------------------
@@ -459,67 +442,76 @@ def compare_state(
 
     Environments, approvals, versions and environment history must match both ways; a
     gate decision must have its event (events may outlive decisions, never the reverse).
+    Each comparison yields its differences in words, lazily, in this order.
     """
-    for (wf, env), vid in sorted(environments.items()):
-        said = replay.environments.get((wf, env))
-        if said is None:
-            return ChainBreak(
-                None,
-                f"{wf}@{env} runs {vid[:12]}, but no promotion or rollback in the audit log "
-                "put anything there: it was set outside releasegate, or the log was wiped",
-            )
-        if said != vid:
-            return ChainBreak(
-                None,
-                f"{wf}@{env} runs {vid[:12]}, but the audit log last moved it to {said[:12]}: "
-                "it was moved outside releasegate",
-            )
-    for (wf, env), said in sorted(replay.environments.items()):
-        if (wf, env) not in environments:
-            return ChainBreak(
-                None,
-                f"the audit log moved {wf}@{env} to {said[:12]}, but nothing runs there: "
-                "the environment was removed outside releasegate",
-            )
     given = set(approvals)
-    for vid, env, who, role in sorted(given - replay.approvals):
-        return ChainBreak(
-            None,
+    differences: tuple[Iterable[str], ...] = (
+        _environment_differences(replay.environments, environments),
+        (
             f"{who}'s approval of {vid[:12]} for {env} (as {role}) is not in the audit log: "
-            "it was written or changed outside releasegate, or the log was wiped",
-        )
-    for vid, env, who, role in sorted(replay.approvals - given):
-        return ChainBreak(
-            None,
+            "it was written or changed outside releasegate, or the log was wiped"
+            for vid, env, who, role in sorted(given - replay.approvals)
+        ),
+        (
             f"the audit log records {who}'s approval of {vid[:12]} for {env} (as {role}), "
-            "but that approval is gone: it was deleted or changed outside releasegate",
-        )
-    for vid in sorted(set(versions) - replay.versions):
-        return ChainBreak(
-            None,
+            "but that approval is gone: it was deleted or changed outside releasegate"
+            for vid, env, who, role in sorted(replay.approvals - given)
+        ),
+        (
             f"version {vid[:12]} is registered, but its registration is not in the audit log: "
-            "it was added outside releasegate, or the log was wiped",
-        )
-    for (wf, env), rows in sorted((history or {}).items()):
-        said_rows = replay.history.get((wf, env), [])
-        if rows != said_rows:
-            return ChainBreak(
-                None,
-                f"the history of {wf}@{env} ({_moves(rows)}) is not what the audit log "
-                f"records ({_moves(said_rows)}): it was edited outside releasegate",
-            )
-    for decision_id, row in sorted((decisions or {}).items()):
-        said_decision = replay.decisions.get(decision_id)
-        if said_decision is not None and said_decision.checks_passed is None:
-            row = row._replace(checks_passed=None)  # an older event did not record it
-        if said_decision != row:
-            what = "is not in the audit log" if said_decision is None else "differs from its event"
-            return ChainBreak(
-                None,
-                f"gate decision {decision_id} ({row.verdict} for {row.version_id[:12]} in "
-                f"{row.env}) {what}: it was written outside releasegate",
-            )
+            "it was added outside releasegate, or the log was wiped"
+            for vid in sorted(set(versions) - replay.versions)
+        ),
+        (
+            f"the history of {wf}@{env} ({_moves(rows)}) is not what the audit log "
+            f"records ({_moves(said)}): it was edited outside releasegate"
+            for (wf, env), rows in sorted((history or {}).items())
+            if rows != (said := replay.history.get((wf, env), []))
+        ),
+        _decision_differences(replay.decisions, decisions or {}),
+    )
+    for found in differences:
+        for message in found:
+            return ChainBreak(None, message)
     return None
+
+
+def _environment_differences(
+    said: Mapping[tuple[str, str], str], tables: Mapping[tuple[str, str], str]
+) -> Iterator[str]:
+    for (wf, env), vid in sorted(tables.items()):
+        moved_to = said.get((wf, env))
+        if moved_to is None:
+            yield (
+                f"{wf}@{env} runs {vid[:12]}, but no promotion or rollback in the audit log "
+                "put anything there: it was set outside releasegate, or the log was wiped"
+            )
+        elif moved_to != vid:
+            yield (
+                f"{wf}@{env} runs {vid[:12]}, but the audit log last moved it to "
+                f"{moved_to[:12]}: it was moved outside releasegate"
+            )
+    for (wf, env), moved_to in sorted(said.items()):
+        if (wf, env) not in tables:
+            yield (
+                f"the audit log moved {wf}@{env} to {moved_to[:12]}, but nothing runs there: "
+                "the environment was removed outside releasegate"
+            )
+
+
+def _decision_differences(
+    said: Mapping[str, Decided], tables: Mapping[str, Decided]
+) -> Iterator[str]:
+    for decision_id, row in sorted(tables.items()):
+        event = said.get(decision_id)
+        if event is not None and event.checks_passed is None:
+            row = row._replace(checks_passed=None)  # an older event did not record it
+        if event != row:
+            what = "is not in the audit log" if event is None else "differs from its event"
+            yield (
+                f"gate decision {decision_id} ({row.verdict} for {row.version_id[:12]} in "
+                f"{row.env}) {what}: it was written outside releasegate"
+            )
 
 
 def _moves(rows: list[tuple[str, str]]) -> str:
