@@ -58,8 +58,9 @@ from releasegate.monitor import service
 from releasegate.monitor.ingest import import_jsonl, to_row
 from releasegate.monitor.service import Span, monitor
 from releasegate.providers.embeddings import Embedder, text_key
+from releasegate.store.embeddings import EmbeddingRepo
 from releasegate.store.engine import Store
-from releasegate.store.repos import EmbeddingRepo, RunRepo
+from releasegate.store.runs import RunRepo
 
 N_IMPORT = 1_000_000
 N_SDK = 100_000
@@ -200,7 +201,7 @@ def bench_import(files: Files, runs: int) -> list[Figure]:
             t0 = time.perf_counter()
             with store.write() as conn, bulk(conn):
                 for i in range(0, n, 20_000):
-                    RunRepo.insert_many(conn, rows[i : i + 20_000])
+                    RunRepo(conn).insert_many(rows[i : i + 20_000])
             ceiling.append(n / (time.perf_counter() - t0))
     del rows
     return [
@@ -224,7 +225,7 @@ def bench_import(files: Files, runs: int) -> list[Figure]:
 
 def bulk(conn: Any) -> Any:
     """The import's own insert settings (``RunRepo.bulk``), where this version has them."""
-    return RunRepo.bulk(conn) if hasattr(RunRepo, "bulk") else contextlib.nullcontext()
+    return RunRepo(conn).bulk() if hasattr(RunRepo, "bulk") else contextlib.nullcontext()
 
 
 def prebuilt_rows(path: Path, now: datetime) -> list[tuple[Any, ...]]:
@@ -340,14 +341,14 @@ def scalar_windows(store: Store, current: Span, reference: Span) -> tuple[Any, A
     """What ``monitor`` does before the statistics: both windows, as numpy, plus the bins."""
     if hasattr(RunRepo, "signal_columns"):
         with store.read() as conn:
-            cur_runs = RunRepo.signal_columns(conn, WORKFLOW, ENV, *current.bounds)
-            ref_runs = RunRepo.signal_columns(conn, WORKFLOW, ENV, *reference.bounds)
+            cur_runs = RunRepo(conn).signal_columns(WORKFLOW, ENV, *current.bounds)
+            ref_runs = RunRepo(conn).signal_columns(WORKFLOW, ENV, *reference.bounds)
         ref = service._window(ref_runs)
         return ref, service._window(cur_runs), service._length_bins(ref)
     old: Any = service  # the code before signal_columns existed: rows as tuples
     with store.read() as conn:
-        cur_rows = RunRepo.window(conn, WORKFLOW, ENV, *current.bounds, old.SCALAR_COLUMNS)
-        ref_rows = RunRepo.window(conn, WORKFLOW, ENV, *reference.bounds, old.SCALAR_COLUMNS)
+        cur_rows = RunRepo(conn).window(WORKFLOW, ENV, *current.bounds, old.SCALAR_COLUMNS)
+        ref_rows = RunRepo(conn).window(WORKFLOW, ENV, *reference.bounds, old.SCALAR_COLUMNS)
     return old._window(ref_rows), old._window(cur_rows), old._length_bins(ref_rows)
 
 

@@ -43,7 +43,7 @@ from releasegate.monitor.ingest import to_row
 from releasegate.providers import prices
 from releasegate.sdk.client import next_run_id
 from releasegate.store.engine import Store
-from releasegate.store.repos import RunRepo
+from releasegate.store.runs import RunRepo
 
 THREADS = 4
 BATCH = 5000
@@ -112,7 +112,7 @@ def sustained(store: Store, total: int) -> tuple[float, float, list[dict[str, An
     assert stats.stored == per * THREADS and not (stats.spilled or stats.dropped), stats
     client.close()
     with store.read() as conn:
-        assert RunRepo.count(conn) == per * THREADS
+        assert RunRepo(conn).count() == per * THREADS
     sample = [_as_record(version, i) for i in range(per * THREADS)]
     return per * THREADS / elapsed, cpu / (per * THREADS) * 1e6, sample
 
@@ -158,7 +158,7 @@ def physical_limit(store: Store, records: list[dict[str, Any]]) -> tuple[float, 
     cpu0 = time.process_time()
     for batch in batches:
         with store.write() as conn:
-            RunRepo.insert_many(conn, batch)
+            RunRepo(conn).insert_many(batch)
     cpu = time.process_time() - cpu0
     return len(rows) / (time.perf_counter() - t0), cpu / len(rows) * 1e6
 

@@ -20,8 +20,8 @@ from releasegate.providers import embeddings
 from releasegate.providers.embeddings import Kind, backend_for, register_backend, text_key
 from releasegate.release.evaluate import embedder_for
 from releasegate.release.register import register
+from releasegate.store.embeddings import EmbeddingRepo
 from releasegate.store.engine import Store
-from releasegate.store.repos import EmbeddingRepo
 from tests.helpers import Project
 from tests.monitor.test_monitor import at, runs, ship, workflow_with_monitor
 

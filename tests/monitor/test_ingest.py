@@ -18,8 +18,10 @@ from releasegate.release.evaluate import evaluate
 from releasegate.release.gate import gate
 from releasegate.release.promote import promote
 from releasegate.release.register import register
+from releasegate.store.alerts import AlertRepo
 from releasegate.store.engine import Store
-from releasegate.store.repos import AlertRepo, RunRepo, WorkflowRepo
+from releasegate.store.runs import RunRepo
+from releasegate.store.workflows import WorkflowRepo
 from tests.helpers import Project
 
 
@@ -56,7 +58,7 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
 
 def count(store: Store) -> int:
     with store.read() as conn:
-        return RunRepo.count(conn)
+        return RunRepo(conn).count()
 
 
 @pytest.fixture
@@ -76,7 +78,7 @@ def test_a_file_lands_whole_and_a_second_import_lands_nothing_twice(
     assert (again.landed, again.duplicates) == (0, 250)
     assert count(store) == 250
     with store.read() as conn:
-        stored = RunRepo.get(conn, "run-00007")
+        stored = RunRepo(conn).get("run-00007")
     assert stored is not None
     assert stored["version_id"] == vid and stored["latency_ms"] == 127.0
     assert stored["output_chars"] == len("fraud") and stored["input_hash"]
@@ -126,7 +128,7 @@ def test_a_version_that_never_passed_the_gate_raises_an_alert_at_once(
     assert all(a.severity == "critical" for a in result.alerts) and len(result.alerts) == 2
     assert "never passed the gate" in result.alerts[0].message
     with store.read() as conn:
-        last = AlertRepo.last(conn, "router", "staging", f"outside_gate:{rogue[:12]}")
+        last = AlertRepo(conn).last("router", "staging", f"outside_gate:{rogue[:12]}")
     assert last is not None and last.payload["runs"] == 2
     again = ingest_dicts(store, [run(rogue, 5)], source="http")
     assert again.outside_gate and again.alerts == []  # still outside, but within the cool-down
@@ -181,8 +183,8 @@ def test_otlp_traces_from_the_real_sdk_land_as_runs(store: Store, project: Proje
     assert (result.landed, result.skipped, result.rejected) == (3, 1, [])
     assert result.outside_gate == []
     with store.read() as conn:
-        rows = RunRepo.window(
-            conn, "router", "staging", 0, 2e9, ["status", "failure_reason", "tokens_in", "model"]
+        rows = RunRepo(conn).window(
+            "router", "staging", 0, 2e9, ["status", "failure_reason", "tokens_in", "model"]
         )
     assert sorted(rows) == [
         ("error", "upstream 503", 30, "m-1"),
@@ -287,7 +289,7 @@ def test_missing_values_are_stored_as_null_and_flags_as_booleans(
     full |= {"status": "error", "failure_reason": "timeout", "attributes": {"k": 1}}
     assert ingest_dicts(store, [bare, full], source="http").landed == 2
     with store.read() as conn:
-        a, b = RunRepo.get(conn, "run-00001"), RunRepo.get(conn, "run-00002")
+        a, b = RunRepo(conn).get("run-00001"), RunRepo(conn).get("run-00002")
     assert a is not None and b is not None
     for column in ("cost_usd", "feedback", "model", "operation", "failure_reason", "label"):
         assert a[column] is None, column
@@ -322,8 +324,8 @@ def test_worker_processes_land_the_same_rows_and_name_the_same_lines(
     assert (result.landed, result.received, result.rejected) == (40, 40, [])
     assert sum(seen) == 40 and not result.outside_gate
     with store.read() as conn:
-        stored = [RunRepo.get(conn, f"run-{i:05d}") for i in (0, 5, 39)]
-        odd = RunRepo.get(conn, "run-00006")
+        stored = [RunRepo(conn).get(f"run-{i:05d}") for i in (0, 5, 39)]
+        odd = RunRepo(conn).get("run-00006")
     assert odd is not None and odd["output"] == rows[6]["output"]
     assert [s["input"] for s in stored if s] == ["message 0", None, "message 39"]
     assert [s["feedback"] for s in stored if s] == [0.5, None, 0.5]
@@ -364,7 +366,7 @@ def test_a_run_without_a_cost_is_priced_from_the_price_table_as_it_lands(
     ]
     assert ingest_dicts(store, runs, source="http").landed == 5
     with store.read() as conn:
-        costs = [RunRepo.get(conn, f"run-{i:05d}")["cost_usd"] for i in range(1, 6)]  # type: ignore[index]
+        costs = [RunRepo(conn).get(f"run-{i:05d}")["cost_usd"] for i in range(1, 6)]  # type: ignore[index]
     shipped_mini = prices.load_table().find("gpt-4o-mini")
     assert shipped_mini is not None
     assert costs[0] == pytest.approx(shipped_mini[1].cost(1000, 500))
@@ -398,9 +400,9 @@ def test_a_run_prefix_with_underscore_or_percent_matches_literally(
     runs = [run(vid, i) | {"run_id": run_id} for i, run_id in enumerate(ids)]
     assert ingest_dicts(store, runs, source="http").landed == 3
     with store.read() as conn:
-        assert RunRepo.by_prefix(conn, "job_4") == ["job_41"]
-        assert RunRepo.by_prefix(conn, "job%") == ["job%42"]
-        assert RunRepo.by_prefix(conn, "job") == sorted(ids)
+        assert RunRepo(conn).by_prefix("job_4") == ["job_41"]
+        assert RunRepo(conn).by_prefix("job%") == ["job%42"]
+        assert RunRepo(conn).by_prefix("job") == sorted(ids)
 
 
 def test_a_price_table_that_cannot_be_read_leaves_costs_empty_and_loses_no_run(
@@ -415,7 +417,7 @@ def test_a_price_table_that_cannot_be_read_leaves_costs_empty_and_loses_no_run(
     path = write_jsonl(tmp_path / "runs.jsonl", [run(vid, 3, model="gpt-4o")])
     assert import_jsonl(store, path).landed == 1
     with store.read() as conn:
-        costs = [RunRepo.get(conn, f"run-{i:05d}")["cost_usd"] for i in (1, 2, 3)]  # type: ignore[index]
+        costs = [RunRepo(conn).get(f"run-{i:05d}")["cost_usd"] for i in (1, 2, 3)]  # type: ignore[index]
     assert costs == [None, 0.25, None]
 
 
@@ -426,9 +428,8 @@ def test_the_longest_names_and_largest_counts_a_run_may_carry_land_on_both_datab
     wide = run(vid, 1, model="m" * 256, operation="o" * 256, label="l" * 256)
     wide |= {"run_id": "r" * 256, "env": "e" * 256, "tokens_in": 2**40, "retries": 2**40}
     with store.write() as conn:  # a workflow declaring the longest environment name
-        w = WorkflowRepo.get(conn, "router")
-        WorkflowRepo.upsert(
-            conn,
+        w = WorkflowRepo(conn).get("router")
+        WorkflowRepo(conn).upsert(
             name=w.name,
             description=w.description,
             stakes=w.stakes,
@@ -438,7 +439,7 @@ def test_the_longest_names_and_largest_counts_a_run_may_carry_land_on_both_datab
         )
     assert ingest_dicts(store, [wide], source="http").landed == 1
     with store.read() as conn:
-        stored = RunRepo.get(conn, "r" * 256)
+        stored = RunRepo(conn).get("r" * 256)
     assert stored is not None
     assert (stored["env"], stored["label"], stored["tokens_in"]) == ("e" * 256, "l" * 256, 2**40)
 

@@ -27,8 +27,8 @@ from releasegate.release.promote import promote
 from releasegate.release.register import register
 from releasegate.reports.memo import render_html, render_markdown
 from releasegate.reports.prometheus import exposition
+from releasegate.store.alerts import AlertRepo
 from releasegate.store.engine import Store
-from releasegate.store.repos import AlertRepo
 from tests.helpers import Project
 
 LABELS = ["fraud", "card_lost", "complaint", "transfer"]
@@ -316,7 +316,7 @@ def test_two_monitors_at_once_page_people_once(store: Store, project: Project, h
     assert len(fired) == len(set(fired))  # each signal alerted by exactly one of the three
     assert len(Hook.received) == len(fired)
     with store.read() as conn:
-        stored = AlertRepo.last(conn, "router", "staging", "error_rate")
+        stored = AlertRepo(conn).last("router", "staging", "error_rate")
     assert (
         stored is not None and stored.routed[0] == "terminal" and "sent (204)" in stored.routed[1]
     )
@@ -341,7 +341,7 @@ def test_two_monitors_resending_the_outbox_at_once_send_each_alert_once(
     store: Store, project: Project, hook: str
 ) -> None:
     from releasegate.monitor.alerts import resend_due
-    from releasegate.store.repos import ALERT_ROUTED
+    from releasegate.store.alerts import ALERT_ROUTED
 
     path = workflow_with_monitor(
         project, {"min_sample": 100, "routes": [{"webhook": {"url": f"{hook}/json"}}]}
@@ -349,8 +349,7 @@ def test_two_monitors_resending_the_outbox_at_once_send_each_alert_once(
     ship(store, project, path)
     with store.write() as conn:  # as a monitor killed before sending leaves them
         for i in range(5):
-            AlertRepo.add(
-                conn,
+            AlertRepo(conn).add(
                 workflow="router",
                 env="staging",
                 signal=f"s{i}",
@@ -373,6 +372,6 @@ def test_two_monitors_resending_the_outbox_at_once_send_each_alert_once(
     assert sent == [f"s{i}" for i in range(5)]  # the lease: each by exactly one monitor
     assert sorted(b["signal"] for _, b in Hook.received) == sent
     with store.read() as conn:
-        stored = [AlertRepo.last(conn, "router", "staging", f"s{i}") for i in range(5)]
+        stored = [AlertRepo(conn).last("router", "staging", f"s{i}") for i in range(5)]
     assert all(a is not None and a.status == ALERT_ROUTED and a.attempts == 1 for a in stored)
     assert resend_due(store, "router", "staging") == []

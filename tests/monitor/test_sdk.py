@@ -12,7 +12,7 @@ from releasegate import Client
 from releasegate.errors import NotFoundError, StoreUnavailableError
 from releasegate.release.promote import rollback
 from releasegate.store.engine import Location, Store
-from releasegate.store.repos import RunRepo
+from releasegate.store.runs import RunRepo
 from tests.helpers import Project
 from tests.monitor.test_ingest import shipped
 
@@ -53,14 +53,14 @@ def test_runs_are_recorded_off_the_request_path_with_errors_and_reasons(
             failing.retry()
             raise TimeoutError("model took 30s")
         with store.read() as conn:
-            assert RunRepo.count(conn) == 0  # nothing written on the request path
+            assert RunRepo(conn).count() == 0  # nothing written on the request path
         client.flush()
         assert client.stats.written == 6 and client.stats.rejected == 0
         with store.read() as conn:
-            rows = RunRepo.window(
-                conn, "router", "staging", 0, 2e9, ["version_id", "status", "escalated", "retries"]
+            rows = RunRepo(conn).window(
+                "router", "staging", 0, 2e9, ["version_id", "status", "escalated", "retries"]
             )
-            failed = RunRepo.get(conn, failing.run_id)
+            failed = RunRepo(conn).get(failing.run_id)
     assert {r[0] for r in rows} == {vid}
     assert sorted(r[1] for r in rows) == ["error"] + ["ok"] * 5
     assert sum(bool(r[2]) for r in rows) == 1

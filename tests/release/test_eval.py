@@ -10,12 +10,13 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from releasegate.domain.results import CaseOutput
 from releasegate.errors import SuiteError
 from releasegate.release.evaluate import eval_precision, evaluate
 from releasegate.release.gate import gate
 from releasegate.release.register import register
 from releasegate.store.engine import Store
-from releasegate.store.repos import OutputRepo, ScoreRepo, StoredOutput
+from releasegate.store.evals import OutputRepo, ScoreRepo
 from tests.helpers import Project
 
 
@@ -266,7 +267,7 @@ def test_a_writer_of_outputs_and_scores_another_writer_holds_waits_then_keeps_th
     """The rows a second eval writes while the first one's transaction is open: on
     PostgreSQL its insert waits on the first's uncommitted keys, then skips them."""
     vid = register(store, project.workflow("v1")).version_id
-    out = StoredOutput("fraud", None, 1.0, 1, 1, 0.0, None)
+    out = CaseOutput("fraud", None, 1.0, 1, 1, 0.0, None)
     outputs = [("h2", 0, out), ("h1", 0, out)]
     scores = [("h2", 0, "acc", 1.0, True, ""), ("h1", 0, "acc", 1.0, True, "")]
     landed: list[int] = []
@@ -275,14 +276,14 @@ def test_a_writer_of_outputs_and_scores_another_writer_holds_waits_then_keeps_th
     def second() -> None:
         try:
             with store.write() as conn:
-                OutputRepo.put_many(conn, vid, outputs[::-1])
-                landed.append(ScoreRepo.put_many(conn, vid, scores[::-1]))
+                OutputRepo(conn).put_many(vid, outputs[::-1])
+                landed.append(ScoreRepo(conn).put_many(vid, scores[::-1]))
         except BaseException as exc:
             failed.append(exc)
 
     with store.write() as conn:
-        OutputRepo.put_many(conn, vid, outputs)
-        landed.append(ScoreRepo.put_many(conn, vid, scores))
+        OutputRepo(conn).put_many(vid, outputs)
+        landed.append(ScoreRepo(conn).put_many(vid, scores))
         other = threading.Thread(target=second)
         other.start()
         other.join(timeout=0.5)

@@ -31,7 +31,7 @@ from releasegate.release.refs import find_version
 from releasegate.release.register import read_workflow, register
 from releasegate.reports.gate_report import render_markdown
 from releasegate.store.engine import Store
-from releasegate.store.repos import VersionRepo
+from releasegate.store.versions import VersionRepo
 from tests.helpers import Project
 from tests.providers.ollama_server import FakeOllamaServer
 
@@ -193,7 +193,7 @@ def test_a_gguf_file_is_pinned_by_its_sha256(store: Store, tmp_path: Path) -> No
     path = write(tmp_path, "wf", model)
     first = register(store, path)
     with store.read() as conn:
-        record = VersionRepo.find(conn, first.version_id)
+        record = VersionRepo(conn).find(first.version_id)
     assert record is not None
     stored = record.manifest["model"]
     assert stored["digest"] == "sha256:" + hashlib.sha256(weights).hexdigest()

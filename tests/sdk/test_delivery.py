@@ -19,7 +19,7 @@ from releasegate import Client
 from releasegate.errors import InputError, RunsNotStoredError, SDKUsageError, StoreError
 from releasegate.sdk import FlushReport
 from releasegate.store.engine import Location, Store
-from releasegate.store.repos import RunRepo
+from releasegate.store.runs import RunRepo
 from tests.helpers import REPO, Project
 from tests.monitor.test_ingest import count, shipped
 
@@ -118,7 +118,7 @@ def test_drop_oldest_keeps_the_newest_runs_and_says_so_once(
     assert (report.stored, report.dropped, report.spilled, report.failed) == (100, 900, 0, 0)
     assert client.stats.stored + client.stats.dropped == sent
     with sqlite_store.read() as conn:
-        inputs = {r["input"] for r in (RunRepo.get(conn, x) for x in _run_ids(conn)) if r}
+        inputs = {r["input"] for r in (RunRepo(conn).get(x) for x in _run_ids(conn)) if r}
     assert inputs == {f"msg 0-{i}" for i in range(900, 1000)}  # the newest hundred
     client.close()
 

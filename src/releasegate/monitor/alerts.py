@@ -25,16 +25,15 @@ from typing import Any, NamedTuple
 from releasegate.domain.masking import mask_secrets
 from releasegate.domain.monitoring import Firing, MonitorConfig, Route, delivery_lease
 from releasegate.errors import NotFoundError
-from releasegate.store.engine import Store
-from releasegate.store.repos import (
+from releasegate.store.alerts import (
     ALERT_FAILED,
     ALERT_PENDING,
     ALERT_ROUTED,
     AlertRecord,
     AlertRepo,
-    WorkflowRecord,
-    WorkflowRepo,
 )
+from releasegate.store.engine import Store
+from releasegate.store.workflows import WorkflowRecord, WorkflowRepo
 
 log = logging.getLogger("releasegate.alerts")
 
@@ -120,7 +119,7 @@ class Delivery(NamedTuple):
 def _workflow(store: Store, name: str) -> WorkflowRecord | None:
     try:
         with store.read() as conn:
-            return WorkflowRepo.get(conn, name)
+            return WorkflowRepo(conn).get(name)
     except NotFoundError:
         return None
 
@@ -177,13 +176,13 @@ def _deliver(store: Store, alert: Alert, routes: Sequence[Route], done: Sequence
     alert.status = ALERT_ROUTED if delivery.error is None else ALERT_FAILED
     alert.attempts += 1
     with store.write() as conn:
-        AlertRepo.finish(conn, alert.seq, alert.routed, delivery.error)
+        AlertRepo(conn).finish(alert.seq, alert.routed, delivery.error)
 
 
 def _held(store: Store, alert: Alert, cooldown: timedelta, last: AlertRecord | None = None) -> Held:
     if last is None:
         with store.read() as conn:
-            last = AlertRepo.last(conn, alert.workflow, alert.env, alert.signal)
+            last = AlertRepo(conn).last(alert.workflow, alert.env, alert.signal)
     raised_at = last.created_at if last is not None else alert.at
     return Held(
         alert.signal,
@@ -204,8 +203,7 @@ def _raise(store: Store, alert: Alert, cooldown: timedelta, routes: Sequence[Rou
     never loses it.
     """
     with store.write() as conn:
-        seq = AlertRepo.claim(
-            conn,
+        seq = AlertRepo(conn).claim(
             workflow=alert.workflow,
             env=alert.env,
             signal=alert.signal,
@@ -227,7 +225,7 @@ def resend_due(store: Store, workflow: str, env: str) -> list[Alert]:
     """Send the pending and failed alerts of ``workflow@env`` whose lease has run out: one
     raised by a monitor killed before it sent it, or one a route refused last time."""
     with store.read() as conn:
-        due = AlertRepo.due(conn, workflow, env)
+        due = AlertRepo(conn).due(workflow, env)
     if not due:  # the common case: one indexed query, nothing else
         return []
     wf = _workflow(store, workflow)
@@ -236,7 +234,7 @@ def resend_due(store: Store, workflow: str, env: str) -> list[Alert]:
     sent: list[Alert] = []
     for record in due:
         with store.write() as conn:
-            if not AlertRepo.take(conn, record.seq, lease):
+            if not AlertRepo(conn).take(record.seq, lease):
                 continue  # another monitor is sending it right now
         alert = _from_record(record, wf.owners if wf else {})
         _deliver(store, alert, config.routes, [r for r in record.routed if r != "terminal"])
@@ -343,7 +341,7 @@ def last_alerts(
     with store.read() as conn:
         out = {}
         for name in names:
-            last = AlertRepo.last(conn, workflow, env, name)
+            last = AlertRepo(conn).last(workflow, env, name)
             if last is not None:
                 out[name] = last
         return out

@@ -45,14 +45,11 @@ from releasegate.domain.runs import (
 from releasegate.domain.untrusted import parse_json
 from releasegate.errors import InputError
 from releasegate.providers import prices
+from releasegate.store.decisions import DecisionRepo
 from releasegate.store.engine import Batches, Conn, Store
-from releasegate.store.repos import (
-    RUN_COLUMNS,
-    DecisionRepo,
-    EnvironmentRepo,
-    RunRepo,
-    VersionRepo,
-)
+from releasegate.store.environments import EnvironmentRepo
+from releasegate.store.runs import RUN_COLUMNS, RunRepo
+from releasegate.store.versions import VersionRepo
 
 log = logging.getLogger("releasegate.ingest")
 
@@ -182,7 +179,7 @@ def ingest_records(
     received_at = datetime.now(UTC).timestamp()
     try:
         with store.write() as conn:
-            known = RunRepo.known_names(conn, {r.version_id for r in records})
+            known = RunRepo(conn).known_names({r.version_id for r in records})
             rejected, bad = name_rejections(records, known)
             result.rejected = rejected
             if rejected and atomic:
@@ -191,9 +188,9 @@ def ingest_records(
                 records = [r for i, r in enumerate(records) if i not in bad]
             price = prices.run_pricer()
             rows = [to_row(r, received_at, price) for r in records]
-            result.landed = RunRepo.insert_many(conn, rows)
+            result.landed = RunRepo(conn).insert_many(rows)
             if result.landed < len(rows):
-                changed = set(RunRepo.changed(conn, rows))
+                changed = set(RunRepo(conn).changed(rows))
                 for i, r in enumerate(records):
                     if r.run_id in changed:
                         result.rejected.append(Rejection(i, None, r.run_id, "run_id", CHANGED))
@@ -282,7 +279,7 @@ def import_jsonl(
     n_workers = _worker_count(path) if workers is None else workers
     found = _Found()
     try:
-        with handle, store.write_batches() as batches, RunRepo.bulk(batches.conn), _gc_paused():
+        with handle, store.write_batches() as batches, RunRepo(batches.conn).bulk(), _gc_paused():
             if n_workers > 0:
                 chunks = _parse_elsewhere(path, handle, at, received_at, n_workers)
             else:
@@ -291,14 +288,14 @@ def import_jsonl(
                 _land(batches, chunks, result, seen, progress, found)
             if found.changed:  # which of them were stored before this import
                 found.stored_before = set(
-                    RunRepo.received_before(batches.conn, found.changed, received_at)
+                    RunRepo(batches.conn).received_before(found.changed, received_at)
                 )
             if result.rejected or found:
                 raise _Rejected
     except _Rejected:
         if batches.commits:  # earlier chunks were committed: take this import's runs back
             with store.write() as conn:
-                RunRepo.unland(conn, received_at)
+                RunRepo(conn).unland(received_at)
         result.landed = 0
         if found:
             located, count = _locate(path, found, MAX_KEPT)
@@ -356,16 +353,16 @@ def _land(
         result.rejected.extend(chunk.rejected[: MAX_KEPT - len(result.rejected)])
         new = [key for key in chunk.seen if key not in checked]
         if new:  # a few distinct (workflow, env, version) per file: checked once each
-            known = RunRepo.known_names(conn, {key[2] for key in new})
+            known = RunRepo(conn).known_names({key[2] for key in new})
             found.names.update(name_problems(new, known))
             checked.update(new)
         if not result.rejected and not found.names:
             rows = chunk.rows if isinstance(chunk.rows, list) else list(chunk.rows)
-            landed = RunRepo.insert_many(conn, rows)
+            landed = RunRepo(conn).insert_many(rows)
             result.landed += landed
             since_commit += chunk.received
             if landed < len(rows):  # a re-sent run: identical, or a conflict
-                found.changed.update(RunRepo.changed(conn, rows))
+                found.changed.update(RunRepo(conn).changed(rows))
             for key, n in chunk.seen.items():
                 seen[key] = seen.get(key, 0) + n
             due = since_commit >= COMMIT_RUNS or time.monotonic() - committed_at >= COMMIT_SECONDS
@@ -707,9 +704,9 @@ def _after_landing(store: Store, records: Iterable[RunRecord], result: IngestRes
 def gated(conn: Conn, workflow: str, env: str, version_id: str) -> bool:
     """Did this version reach ``env`` through the loop (promoted or rolled back to there,
     or holding a passing gate decision for it)?"""
-    if any(h.version_id == version_id for h in EnvironmentRepo.history(conn, workflow, env)):
+    if any(h.version_id == version_id for h in EnvironmentRepo(conn).history(workflow, env)):
         return True
-    decision = DecisionRepo.latest(conn, version_id, env)
+    decision = DecisionRepo(conn).latest(version_id, env)
     return decision is not None and decision.verdict == "pass"
 
 
@@ -721,7 +718,7 @@ def _check_gate(
     with store.read() as conn:
         for (workflow, env, vid), n in sorted(seen.items()):
             if not gated(conn, workflow, env, vid):
-                registered = VersionRepo.find(conn, vid) is not None
+                registered = VersionRepo(conn).find(vid) is not None
                 result.outside_gate.append(Outside(workflow, env, vid, n, registered))
     if result.outside_gate:
         from releasegate.monitor.alerts import raise_outside_gate

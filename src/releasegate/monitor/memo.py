@@ -14,8 +14,11 @@ from typing import Any
 from releasegate.errors import InputError
 from releasegate.monitor.service import monitor, series, signal_dict
 from releasegate.reports.plots import Point, line_chart
+from releasegate.store.alerts import AlertRepo
 from releasegate.store.engine import Store
-from releasegate.store.repos import AlertRepo, EnvironmentRepo, RunRepo, WorkflowRepo
+from releasegate.store.environments import EnvironmentRepo
+from releasegate.store.runs import RunRepo
+from releasegate.store.workflows import WorkflowRepo
 
 CHART_SIGNALS = ("error_rate", "latency_p95", "cost_per_task", "escalation_rate", "label_mix")
 UNITS = {"latency_p95": "ms", "cost_per_task": "USD", "error_rate": "share"}
@@ -97,24 +100,23 @@ def _status(signals: Any) -> str:
 def build_memo(store: Store, workflow: str, week: str | None = None) -> dict[str, Any]:
     label, start, end = parse_week(week)
     with store.read() as conn:
-        wf = WorkflowRepo.get(conn, workflow)
+        wf = WorkflowRepo(conn).get(workflow)
     envs = []
     actions: list[str] = []
     for env in wf.environments:
         with store.read() as conn:
-            history = EnvironmentRepo.history(conn, workflow, env)
-            cost_rows = RunRepo.window(
-                conn, workflow, env, start.timestamp(), end.timestamp(), ["cost_usd"]
+            history = EnvironmentRepo(conn).history(workflow, env)
+            cost_rows = RunRepo(conn).window(
+                workflow, env, start.timestamp(), end.timestamp(), ["cost_usd"]
             )
-            prev_rows = RunRepo.window(
-                conn,
+            prev_rows = RunRepo(conn).window(
                 workflow,
                 env,
                 (start - timedelta(days=7)).timestamp(),
                 start.timestamp(),
                 ["cost_usd"],
             )
-            alerts = AlertRepo.between(conn, workflow, start, end, env=env)
+            alerts = AlertRepo(conn).between(workflow, start, end, env=env)
         running = [h for h in history if h.created_at < end]
         if not running and not cost_rows:
             continue

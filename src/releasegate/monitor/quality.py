@@ -20,7 +20,9 @@ from releasegate.errors import ReleasegateError, SuiteError
 from releasegate.release.evaluate import build_scorers, stored_suite
 from releasegate.runner.scorers import Scorer
 from releasegate.store.engine import Store
-from releasegate.store.repos import RunRepo, ScoreRepo, SuiteRepo
+from releasegate.store.evals import ScoreRepo
+from releasegate.store.runs import RunRepo
+from releasegate.store.suites import SuiteRepo
 
 RUN_EPOCH = -1
 """Scores of production runs sit in the scores table under this epoch, apart from evals."""
@@ -41,7 +43,7 @@ def _needs_expected(scorer: Scorer) -> bool:
 def usable_scorers(store: Store, workflow: str) -> list[tuple[str, Scorer]]:
     """The current suite's scorers that can score an output without an expected answer."""
     with store.read() as conn:
-        suite_id = SuiteRepo.current_id(conn, workflow)
+        suite_id = SuiteRepo(conn).current_id(workflow)
     if suite_id is None:
         return []
     scorers = build_scorers(stored_suite(store, suite_id))
@@ -64,8 +66,8 @@ def sampled_quality(
     if not scorers:
         return None
     with store.read() as conn:
-        rows = RunRepo.window(
-            conn, workflow, env, *bounds, ["run_id", "version_id", "input", "output", "status"]
+        rows = RunRepo(conn).window(
+            workflow, env, *bounds, ["run_id", "version_id", "input", "output", "status"]
         )
     rows = [r for r in rows if r[3] is not None or r[4] != "ok"]
     if not rows:
@@ -77,7 +79,7 @@ def sampled_quality(
         key = hashlib.sha256(f"run:{run_id}".encode()).hexdigest()
         if version_id not in by_version:
             with store.read() as conn:
-                by_version[version_id] = ScoreRepo.get_many(conn, version_id)
+                by_version[version_id] = ScoreRepo(conn).get_many(version_id)
         cached = by_version[version_id]
         case = Case(case_id=run_id, input=text_in, case_hash=key)
         output = CaseOutput(text=text_out or "", error=None if status == "ok" else "run failed")
@@ -94,6 +96,6 @@ def sampled_quality(
                 fresh.append((key, RUN_EPOCH, sid, score.value, score.passed, score.detail))
         if fresh:
             with store.write() as conn:
-                ScoreRepo.put_many(conn, version_id, fresh)
+                ScoreRepo(conn).put_many(version_id, fresh)
         passes.append(1.0 if ok else 0.0)
     return np.array(passes)

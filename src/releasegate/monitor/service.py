@@ -34,8 +34,11 @@ from releasegate.monitor.ingest import Outside, gated
 from releasegate.providers.embeddings import digest_key
 from releasegate.release.evaluate import embedder_for
 from releasegate.release.refs import check_env
+from releasegate.store.embeddings import EmbeddingRepo
 from releasegate.store.engine import Store
-from releasegate.store.repos import EmbeddingRepo, EnvironmentRepo, RunRepo, WorkflowRepo
+from releasegate.store.environments import EnvironmentRepo
+from releasegate.store.runs import RunRepo
+from releasegate.store.workflows import WorkflowRepo
 
 ERROR, ESCALATED, EDITED, NEGATIVE_FEEDBACK, HAS_FEEDBACK = RunRepo.SIGNAL_FLAGS
 
@@ -268,7 +271,7 @@ def _vectors(
     texts: dict[str, str] = {}
     if missing:
         with store.read() as conn:
-            for h, text in RunRepo.window(conn, workflow, env, *span.bounds, [column, text_col]):
+            for h, text in RunRepo(conn).window(workflow, env, *span.bounds, [column, text_col]):
                 if h in missing and text is not None:
                     texts[h] = text
     before = embedder.embedded
@@ -291,7 +294,7 @@ def _texts_of(store: Store, seqs: Sequence[int]) -> Callable[[Sequence[int]], li
     def lookup(rows: Sequence[int]) -> list[str | None]:
         wanted = [seqs[i] for i in rows]
         with store.read() as conn:
-            found = RunRepo.texts(conn, wanted)
+            found = RunRepo(conn).texts(wanted)
         return [found.get(q) for q in wanted]
 
     return lookup
@@ -313,9 +316,9 @@ def monitor(
 ) -> MonitorResult:
     """Signals for ``workflow@env`` over the last ``window`` against the reference."""
     with store.read() as conn:
-        wf = WorkflowRepo.get(conn, workflow)
+        wf = WorkflowRepo(conn).get(workflow)
         check_env(wf, env)
-        history = EnvironmentRepo.history(conn, workflow, env)
+        history = EnvironmentRepo(conn).history(workflow, env)
     config = MonitorConfig.from_dict(wf.monitor)
     size = window or config.window
     end = now or datetime.now(UTC)
@@ -331,10 +334,10 @@ def monitor(
         # one pass per window: the embedding sample is drawn from the same rows
         hashes = ("input_hash", "output_hash") if embeddings else ()
         seq = ("seq",) if embeddings else ()  # to quote novel inputs by primary key
-        cur_runs = RunRepo.signal_columns(
-            conn, workflow, env, *current.bounds, extra=("version_id", *hashes, *seq)
+        cur_runs = RunRepo(conn).signal_columns(
+            workflow, env, *current.bounds, extra=("version_id", *hashes, *seq)
         )
-        ref_runs = RunRepo.signal_columns(conn, workflow, env, *ref_span.bounds, extra=hashes)
+        ref_runs = RunRepo(conn).signal_columns(workflow, env, *ref_span.bounds, extra=hashes)
         versions: list[dict[str, Any]] = [
             {
                 "version_id": vid,
@@ -464,9 +467,9 @@ def series(
     """Each scalar signal per bucket (e.g. per day) against one reference, for charts."""
     start = end - bucket * buckets
     with store.read() as conn:
-        ref_runs = RunRepo.signal_columns(conn, workflow, env, *reference.bounds)
-        runs = RunRepo.signal_columns(
-            conn, workflow, env, start.timestamp(), end.timestamp(), started=True
+        ref_runs = RunRepo(conn).signal_columns(workflow, env, *reference.bounds)
+        runs = RunRepo(conn).signal_columns(
+            workflow, env, start.timestamp(), end.timestamp(), started=True
         )
     ref = _window(ref_runs)
     bins = _length_bins(ref)

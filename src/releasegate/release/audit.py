@@ -26,8 +26,8 @@ from releasegate.domain.audit import (
 from releasegate.errors import AuditBrokenError, RefusedError
 from releasegate.release.refs import actor as default_actor
 from releasegate.store import audit_keys
+from releasegate.store.audit import AuditRepo
 from releasegate.store.engine import Store
-from releasegate.store.repos import AuditRepo
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ def audit_log(
     limit: int | None = None,
 ) -> list[AuditEvent]:
     with store.read() as conn:
-        return AuditRepo.events(conn, workflow=workflow, limit=limit)
+        return AuditRepo(conn).events(workflow=workflow, limit=limit)
 
 
 def audit_verify(store: Store, *, against: Head | None = None) -> Verified:
@@ -82,10 +82,10 @@ def audit_verify(store: Store, *, against: Head | None = None) -> Verified:
     walk = ChainWalk()
     replay = Replay()
     with store.snapshot() as conn:
-        recorded = AuditRepo.head(conn)
+        recorded = AuditRepo(conn).head()
         try:
             broken = verify_chain(
-                replay.feed(AuditRepo.stream(conn)),
+                replay.feed(AuditRepo(conn).stream()),
                 head=recorded,
                 keys=keys,
                 against=against,
@@ -100,7 +100,7 @@ def audit_verify(store: Store, *, against: Head | None = None) -> Verified:
                 "deleted outside releasegate, and removing the newest events could not be told",
             )
         if broken is None:
-            state = AuditRepo.state(conn)
+            state = AuditRepo(conn).state()
             broken = compare_state(
                 replay,
                 environments=state.environments,
@@ -115,16 +115,16 @@ def audit_verify(store: Store, *, against: Head | None = None) -> Verified:
 def audit_head(store: Store) -> HeadInfo:
     """The recorded head, for export to write-once storage or a CI log."""
     with store.read() as conn:
-        recorded = AuditRepo.head(conn)
+        recorded = AuditRepo(conn).head()
         if recorded is None:
-            if AuditRepo.count(conn):
+            if AuditRepo(conn).count():
                 raise AuditBrokenError(
                     "the audit log's head record is missing: it was deleted outside releasegate",
                     hint="run `releasegate audit verify`; restore the head you exported with "
                     "`releasegate audit restore-head SEQ:DIGEST`",
                 )
             return HeadInfo(0, GENESIS, None, None)
-        event = AuditRepo.event(conn, recorded[0]) if recorded[0] else None
+        event = AuditRepo(conn).event(recorded[0]) if recorded[0] else None
     return HeadInfo(
         recorded[0],
         recorded[1],
@@ -142,7 +142,7 @@ def rotate_key(store: Store, *, who: str | None = None) -> Rotated:
     who = who or default_actor()
     home = _home(store)
     with store.write() as conn:
-        old = AuditRepo.chain_key_id(conn)
+        old = AuditRepo(conn).chain_key_id()
         keys = store.audit_keys(create=True)
         assert keys is not None
         if audit_keys.key_file(home) is not None:
@@ -152,8 +152,7 @@ def rotate_key(store: Store, *, who: str | None = None) -> Rotated:
         elif keys.newest.key_id == old:
             audit_keys.add_key(home)  # raises, saying how to add a key to the variable
         new = keys.newest.key_id
-        event = AuditRepo.append(
-            conn,
+        event = AuditRepo(conn).append(
             kind=ROTATED,
             actor=who,
             workflow=None,
@@ -170,14 +169,14 @@ def restore_head(store: Store, head: Head) -> Verified:
     event would hide removed events, so it is refused.
     """
     with store.write() as conn:
-        if AuditRepo.head(conn) is not None:
+        if AuditRepo(conn).head() is not None:
             raise RefusedError(
                 "the audit log's head record is in place; nothing to restore",
                 hint="`releasegate audit verify` checks it",
             )
         keys = store.audit_keys() or Keyring((), audit_keys.describe(_home(store)))
         walk = ChainWalk()
-        broken = verify_chain(AuditRepo.stream(conn), keys=keys, against=head, walk=walk)
+        broken = verify_chain(AuditRepo(conn).stream(), keys=keys, against=head, walk=walk)
         if broken is None and walk.head != head:
             broken = ChainBreak(
                 walk.head.seq,
@@ -188,7 +187,7 @@ def restore_head(store: Store, head: Head) -> Verified:
             raise AuditBrokenError(
                 f"not restored: {broken}", seq=broken.seq, hint="nothing was written"
             )
-        AuditRepo.set_head(conn, head.seq, head.digest)
+        AuditRepo(conn).set_head(head.seq, head.digest)
     return audit_verify(store)
 
 

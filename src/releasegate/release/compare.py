@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 from releasegate.domain.document import Fields, undotted
 from releasegate.domain.identity import content_hash, sha256_bytes
-from releasegate.domain.results import Case
+from releasegate.domain.results import Case, CaseOutput
 from releasegate.domain.stats import Interval, mean_interval
 from releasegate.domain.suite import Suite
 from releasegate.errors import InputError, PrerequisiteError
@@ -40,7 +40,8 @@ from releasegate.runner.pairwise import (
 )
 from releasegate.runner.scorers import ParamError
 from releasegate.store.engine import Conn, Store
-from releasegate.store.repos import EvalRepo, OutputRepo, ScoreRepo, StoredOutput, VersionRecord
+from releasegate.store.evals import EvalRepo, OutputRepo, ScoreRepo
+from releasegate.store.versions import VersionRecord
 
 EPOCH = 0  # the first epoch's output of each version is compared
 
@@ -178,7 +179,7 @@ def _check_evals(
     missing = [
         v.version_id[:12]
         for v in versions
-        if EvalRepo.latest(conn, v.version_id, suite.suite_id) is None
+        if EvalRepo(conn).latest(v.version_id, suite.suite_id) is None
     ]
     if missing:
         which = " and ".join(missing)
@@ -218,9 +219,9 @@ def compare(
                 field="BASELINE",
             )
         _check_evals(conn, suite, suite_path, (candidate, baseline))
-        cand_out = OutputRepo.get_many(conn, candidate.version_id, hashes)
-        base_out = OutputRepo.get_many(conn, baseline.version_id, hashes)
-        stored = ScoreRepo.get_many(conn, candidate.version_id)
+        cand_out = OutputRepo(conn).get_many(candidate.version_id, hashes)
+        base_out = OutputRepo(conn).get_many(baseline.version_id, hashes)
+        stored = ScoreRepo(conn).get_many(candidate.version_id)
 
     judge_id = judge.identity()
     decided: dict[str, CaseVerdict] = {}
@@ -305,10 +306,10 @@ def _keep(
     if not rows:
         return 0
     with store.write() as conn:
-        return ScoreRepo.put_many(conn, version_id, rows)
+        return ScoreRepo(conn).put_many(version_id, rows)
 
 
-def _by_rule(case: Case, c: StoredOutput | None, b: StoredOutput | None) -> CaseVerdict | None:
+def _by_rule(case: Case, c: CaseOutput | None, b: CaseOutput | None) -> CaseVerdict | None:
     """Cases decided without the judge: a missing output, or an output that is an error."""
     if c is None or b is None:
         side = "candidate" if c is None else "baseline"

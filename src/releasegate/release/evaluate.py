@@ -39,8 +39,12 @@ from releasegate.release.retry import retrying
 from releasegate.runner.engine import CaseRun, EngineResult, Progress, run_suite
 from releasegate.runner.scorers import build_scorer
 from releasegate.runner.scorers.base import Scorer
+from releasegate.store.audit import AuditRepo
+from releasegate.store.embeddings import EmbeddingRepo
 from releasegate.store.engine import Conn, Store
-from releasegate.store.repos import AuditRepo, EmbeddingRepo, EvalRepo, SuiteRepo, VersionRecord
+from releasegate.store.evals import EvalRepo
+from releasegate.store.suites import SuiteRepo
+from releasegate.store.versions import VersionRecord
 
 PASS_RATE = "pass_rate"
 FLAKY_LIMIT = 50
@@ -81,12 +85,11 @@ def register_suite(store: Store, suite: Suite, *, who: str, reason: str = "") ->
     """Store the suite and make it current for its workflow; True if that changed anything."""
     with store.write() as conn:
         _store_suite_in(conn, suite)
-        current = SuiteRepo.current_id(conn, suite.workflow)
+        current = SuiteRepo(conn).current_id(suite.workflow)
         if current == suite.suite_id:
             return False
-        SuiteRepo.make_current(conn, suite.workflow, suite.suite_id, reason)
-        AuditRepo.append(
-            conn,
+        SuiteRepo(conn).make_current(suite.workflow, suite.suite_id, reason)
+        AuditRepo(conn).append(
             kind="suite.changed",
             actor=who,
             workflow=suite.workflow,
@@ -224,8 +227,7 @@ def evaluate_suite(
     changed = register_suite(store, suite, who=who) if make_current else _store_suite(store, suite)
     eval_id = uuid.uuid4().hex
     with store.write() as conn:
-        EvalRepo.start(
-            conn,
+        EvalRepo(conn).start(
             eval_id=eval_id,
             version_id=version.version_id,
             suite_id=suite.suite_id,
@@ -247,8 +249,8 @@ def evaluate_suite(
     except BaseException as exc:
         status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         with store.write() as conn:
-            EvalRepo.finish(
-                conn, eval_id, status=status, n_cases=0, n_errors=0, n_cached=0, summary={}
+            EvalRepo(conn).finish(
+                eval_id, status=status, n_cases=0, n_errors=0, n_cached=0, summary={}
             )
         raise
     summary = summarize(suite, [s for _, s in scorers], result.runs, epochs)
@@ -290,8 +292,7 @@ def _record_completed(
 ) -> None:
     """One transaction: the eval is completed and its audit event appended (retried whole)."""
     with store.write() as conn:
-        EvalRepo.finish(
-            conn,
+        EvalRepo(conn).finish(
             eval_id,
             status="completed",
             n_cases=len(suite.cases),
@@ -299,8 +300,7 @@ def _record_completed(
             n_cached=result.n_cached,
             summary=summary,
         )
-        AuditRepo.append(
-            conn,
+        AuditRepo(conn).append(
             kind="eval.completed",
             actor=who,
             workflow=version.workflow,
@@ -324,9 +324,8 @@ def _store_suite(store: Store, suite: Suite) -> bool:
 
 
 def _store_suite_in(conn: Conn, suite: Suite) -> None:
-    if not SuiteRepo.exists(conn, suite.suite_id):  # content() re-serialises every case
-        SuiteRepo.add_if_missing(
-            conn,
+    if not SuiteRepo(conn).exists(suite.suite_id):  # content() re-serialises every case
+        SuiteRepo(conn).add_if_missing(
             suite_id=suite.suite_id,
             name=suite.name,
             workflow=suite.workflow,
@@ -337,7 +336,7 @@ def _store_suite_in(conn: Conn, suite: Suite) -> None:
 
 def stored_suite(store: Store, suite_id: str) -> Suite:
     with store.read() as conn:
-        rec = SuiteRepo.get(conn, suite_id)
+        rec = SuiteRepo(conn).get(suite_id)
     return suite_from_content(rec.content, rec.description)
 
 

@@ -60,21 +60,16 @@ from releasegate.release.pins import check_pins
 from releasegate.release.refs import actor as default_actor
 from releasegate.release.refs import check_env, find_version
 from releasegate.runner.engine import Progress, run_suite
+from releasegate.store.audit import AuditRepo
+from releasegate.store.decisions import ApprovalRepo, DecisionRecord, DecisionRepo
 from releasegate.store.engine import Store
-from releasegate.store.repos import (
-    ApprovalRepo,
-    AuditRepo,
-    DecisionRecord,
-    DecisionRepo,
-    EnvironmentRepo,
-    EvalRecord,
-    EvalRepo,
-    PolicyRepo,
-    SuiteRepo,
-    VersionRecord,
-    WorkflowRepo,
-    now,
-)
+from releasegate.store.environments import EnvironmentRepo
+from releasegate.store.evals import EvalRecord, EvalRepo
+from releasegate.store.policies import PolicyRepo
+from releasegate.store.rows import now
+from releasegate.store.suites import SuiteRepo
+from releasegate.store.versions import VersionRecord
+from releasegate.store.workflows import WorkflowRepo
 
 
 @dataclass(frozen=True)
@@ -92,7 +87,7 @@ class GateOutcome:
 
 
 def current_policy(conn: Any, workflow: str, env: str) -> Policy:
-    found = PolicyRepo.current(conn, workflow, env)
+    found = PolicyRepo(conn).current(workflow, env)
     return policy_from_content(found[1]) if found else default_policy(workflow, env)
 
 
@@ -150,18 +145,18 @@ def gate(
     who = who or default_actor()
     with store.read() as conn:
         version = find_version(conn, version_ref)
-        wf = WorkflowRepo.get(conn, version.workflow)
+        wf = WorkflowRepo(conn).get(version.workflow)
         check_env(wf, env)
         policy = current_policy(conn, wf.name, env)
-        suite_id = SuiteRepo.current_id(conn, wf.name)
-        current = EnvironmentRepo.current(conn, wf.name, env)
+        suite_id = SuiteRepo(conn).current_id(wf.name)
+        current = EnvironmentRepo(conn).current(wf.name, env)
         baseline = None
         if current is not None and current[0] != version.version_id:
             baseline = find_version(conn, current[0])
         cand_eval: EvalRecord | None = (
-            EvalRepo.latest(conn, version.version_id, suite_id) if suite_id else None
+            EvalRepo(conn).latest(version.version_id, suite_id) if suite_id else None
         )
-        approvals = [Approval(a, r) for a, r in ApprovalRepo.list(conn, version.version_id, env)]
+        approvals = [Approval(a, r) for a, r in ApprovalRepo(conn).list(version.version_id, env)]
 
     floors = dict(policy.floors)
     evidence: Evidence | None = None
@@ -194,7 +189,7 @@ def gate(
         comparisons: dict[str, PairedComparison] = {}
         if baseline is not None:
             with store.read() as conn:
-                has_base_eval = EvalRepo.latest(conn, baseline.version_id, suite_id) is not None
+                has_base_eval = EvalRepo(conn).latest(baseline.version_id, suite_id) is not None
             if not has_base_eval:
                 evaluate_suite(
                     store,
@@ -324,8 +319,7 @@ def gate(
         },
     }
     with store.write() as conn:
-        DecisionRepo.add(
-            conn,
+        DecisionRepo(conn).add(
             DecisionRecord(
                 decision_id=decision_id,
                 version_id=version.version_id,
@@ -341,8 +335,7 @@ def gate(
                 created_at=created,
             ),
         )
-        AuditRepo.append(
-            conn,
+        AuditRepo(conn).append(
             kind="gate.decided",
             actor=who,
             workflow=wf.name,

@@ -8,21 +8,19 @@ from releasegate.domain.diff import diff_manifests, render_text_diff
 from releasegate.errors import InputError, NotFoundError
 from releasegate.release.interrupted import mark_interrupted
 from releasegate.release.refs import MIN_PREFIX, check_env, find_version
+from releasegate.store.decisions import DecisionRepo
 from releasegate.store.engine import Store
-from releasegate.store.repos import (
-    DecisionRepo,
-    EnvironmentRepo,
-    EvalRepo,
-    VersionRepo,
-    WorkflowRepo,
-)
+from releasegate.store.environments import EnvironmentRepo
+from releasegate.store.evals import EvalRepo
+from releasegate.store.versions import VersionRepo
+from releasegate.store.workflows import WorkflowRepo
 
 
 def list_versions(store: Store, workflow: str) -> list[dict[str, Any]]:
     with store.read() as conn:
-        WorkflowRepo.get(conn, workflow)
+        WorkflowRepo(conn).get(workflow)
         running: dict[str, list[str]] = {}
-        for env, vid in EnvironmentRepo.all(conn, workflow).items():
+        for env, vid in EnvironmentRepo(conn).all(workflow).items():
             running.setdefault(vid, []).append(env)
         return [
             {
@@ -36,7 +34,7 @@ def list_versions(store: Store, workflow: str) -> list[dict[str, Any]]:
                 "source_commit": v.source_commit,
                 "environments": sorted(running.get(v.version_id, [])),
             }
-            for v in VersionRepo.list(conn, workflow)
+            for v in VersionRepo(conn).list(workflow)
         ]
 
 
@@ -44,9 +42,9 @@ def show_version(store: Store, ref: str) -> dict[str, Any]:
     mark_interrupted(store)  # an eval whose process died is shown as what it is
     with store.read() as conn:
         v = find_version(conn, ref)
-        wf = WorkflowRepo.get(conn, v.workflow)
+        wf = WorkflowRepo(conn).get(v.workflow)
         envs = sorted(
-            env for env, vid in EnvironmentRepo.all(conn, v.workflow).items() if vid == v.version_id
+            env for env, vid in EnvironmentRepo(conn).all(v.workflow).items() if vid == v.version_id
         )
         evals = [
             {
@@ -57,11 +55,11 @@ def show_version(store: Store, ref: str) -> dict[str, Any]:
                 "started_at": e.started_at.isoformat(),
                 "metrics": {k: m["estimate"] for k, m in e.summary.get("metrics", {}).items()},
             }
-            for e in EvalRepo.for_version(conn, v.version_id)
+            for e in EvalRepo(conn).for_version(v.version_id)
         ]
         decisions = []
         for env in wf.environments:
-            d = DecisionRepo.latest(conn, v.version_id, env)
+            d = DecisionRepo(conn).latest(v.version_id, env)
             if d is not None:
                 decisions.append(
                     {
@@ -115,8 +113,8 @@ def gate_report(store: Store, ref: str, env: str | None = None) -> dict[str, Any
     with store.read() as conn:
         if env is not None:
             version = find_version(conn, ref)
-            check_env(WorkflowRepo.get(conn, version.workflow), env)
-            found = DecisionRepo.latest(conn, version.version_id, env)
+            check_env(WorkflowRepo(conn).get(version.workflow), env)
+            found = DecisionRepo(conn).latest(version.version_id, env)
             if found is None:
                 raise NotFoundError(
                     f"{version.version_id[:12]} was never gated for {env}",
@@ -128,7 +126,7 @@ def gate_report(store: Store, ref: str, env: str | None = None) -> dict[str, Any
                 f"'{ref}' is too short: give at least {MIN_PREFIX} characters of a decision id",
                 field="decision",
             )
-        hits = DecisionRepo.by_prefix(conn, ref.lower())
+        hits = DecisionRepo(conn).by_prefix(ref.lower())
     if not hits:
         raise NotFoundError(
             f"no gate decision '{ref}'",

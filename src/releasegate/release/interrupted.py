@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from releasegate.store.engine import Store
-from releasegate.store.repos import EvalRepo, now
+from releasegate.store.evals import EvalRepo
+from releasegate.store.rows import now
 
 
 def _process_start(pid: int) -> str | None:
@@ -72,7 +73,7 @@ def is_dead(marker: Mapping[str, Any]) -> bool:
 def mark_interrupted(store: Store) -> list[str]:
     """Mark every eval whose process died on this host as interrupted; their ids."""
     with store.read() as conn:
-        stale = [e for e in EvalRepo.running(conn) if is_dead(e.summary.get("running") or {})]
+        stale = [e for e in EvalRepo(conn).running() if is_dead(e.summary.get("running") or {})]
     if not stale:
         return []
     marked = []
@@ -85,6 +86,6 @@ def mark_interrupted(store: Store) -> list[str]:
                     "reason": "its process ended without finishing (killed or crashed)",
                 },
             }
-            if EvalRepo.mark_interrupted(conn, e.eval_id, summary):
+            if EvalRepo(conn).mark_interrupted(e.eval_id, summary):
                 marked.append(e.eval_id)
     return marked

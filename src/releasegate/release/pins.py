@@ -24,8 +24,9 @@ from releasegate.errors import ManifestError, PinMismatchError
 from releasegate.providers.ollama import OllamaClient, host_for
 from releasegate.providers.python_callable import revision_of
 from releasegate.release.models import embedded_revision, sha256_file
+from releasegate.store.audit import AuditRepo
 from releasegate.store.engine import Store
-from releasegate.store.repos import AuditRepo, VersionRecord
+from releasegate.store.versions import VersionRecord
 
 NOTHING = "nothing"
 
@@ -147,7 +148,7 @@ A hosted model has nothing to check here: its provider promises the snapshot."""
 
 def registration_of(store: Store, version_id: str) -> Registration:
     with store.read() as conn:
-        event = AuditRepo.registration(conn, version_id)
+        event = AuditRepo(conn).registration(version_id)
     if event is None:
         return Registration()
     file, model_file = event.payload.get("file"), event.payload.get("model_file")

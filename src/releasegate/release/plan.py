@@ -45,19 +45,13 @@ from releasegate.release.evaluate import (
 )
 from releasegate.release.gate import current_policy
 from releasegate.release.refs import check_env, find_version
-from releasegate.runner.engine import CaseRun, _from_stored
+from releasegate.runner.engine import CaseRun
 from releasegate.runner.scorers import failed_output
 from releasegate.store.engine import Conn, Store
-from releasegate.store.repos import (
-    EnvironmentRepo,
-    EvalRecord,
-    EvalRepo,
-    OutputRepo,
-    ScoreRepo,
-    VersionRecord,
-    VersionRepo,
-    WorkflowRepo,
-)
+from releasegate.store.environments import EnvironmentRepo
+from releasegate.store.evals import EvalRecord, EvalRepo, OutputRepo, ScoreRepo
+from releasegate.store.versions import VersionRecord, VersionRepo
+from releasegate.store.workflows import WorkflowRepo
 
 CONFIDENCE = 0.95
 AGGREGATE_RESAMPLES = 1_000
@@ -173,18 +167,18 @@ def plan(
         policy = None
         baseline: VersionRecord | None = None
         if env is not None:
-            wf = WorkflowRepo.get(conn, version.workflow)
+            wf = WorkflowRepo(conn).get(version.workflow)
             check_env(wf, env)
             policy = current_policy(conn, wf.name, env)
-            current = EnvironmentRepo.current(conn, wf.name, env)
+            current = EnvironmentRepo(conn).current(wf.name, env)
             if current is not None and current[0] != version.version_id:
-                baseline = VersionRepo.find(conn, current[0])
+                baseline = VersionRepo(conn).find(current[0])
         if baseline_ref is not None:
             baseline = _baseline(conn, baseline_ref, version)
-        pilot = EvalRepo.latest(conn, version.version_id, suite.suite_id)
+        pilot = EvalRepo(conn).latest(version.version_id, suite.suite_id)
         base_eval: EvalRecord | None = None
         if baseline is not None:
-            base_eval = EvalRepo.latest(conn, baseline.version_id, suite.suite_id)
+            base_eval = EvalRepo(conn).latest(baseline.version_id, suite.suite_id)
     cand_gated = _gated(policy, margin, env)  # bad options fail before a missing pilot
     short = version.version_id[:12]
     if pilot is None:
@@ -393,20 +387,19 @@ def stored_table(
     """
     scorers = build_scorers(suite)
     with store.read() as conn:
-        outputs = OutputRepo.get_many(conn, version.version_id, {c.case_hash for c in suite.cases})
-        scores = ScoreRepo.get_many(conn, version.version_id)
+        outputs = OutputRepo(conn).get_many(version.version_id, {c.case_hash for c in suite.cases})
+        scores = ScoreRepo(conn).get_many(version.version_id)
     short = version.version_id[:12]
     rerun = f"run `releasegate eval {short} --suite {suite_path} --epochs {epochs}`"
     runs: list[CaseRun] = []
     for case in suite.cases:
         for epoch in range(epochs):
-            stored = outputs.get((case.case_hash, epoch))
-            if stored is None:
+            out = outputs.get((case.case_hash, epoch))
+            if out is None:
                 raise PrerequisiteError(
                     f"{short} has no stored output for case '{case.case_id}' epoch {epoch}",
                     hint=rerun,
                 )
-            out = _from_stored(stored)
             by_name: dict[str, Score] = {}
             for scorer_id, scorer in scorers:
                 cached = scores.get((case.case_hash, epoch, scorer_id))

@@ -26,16 +26,12 @@ from releasegate.release.gate import current_policy
 from releasegate.release.refs import actor as default_actor
 from releasegate.release.refs import check_env, find_version
 from releasegate.release.retry import retried
+from releasegate.store.audit import AuditRepo
+from releasegate.store.decisions import ApprovalRepo, DecisionRepo
 from releasegate.store.engine import Store
-from releasegate.store.repos import (
-    ApprovalRepo,
-    AuditRepo,
-    DecisionRepo,
-    EnvironmentRepo,
-    HistoryRecord,
-    SuiteRepo,
-    WorkflowRepo,
-)
+from releasegate.store.environments import EnvironmentRepo, HistoryRecord
+from releasegate.store.suites import SuiteRepo
+from releasegate.store.workflows import WorkflowRepo
 
 
 @dataclass(frozen=True)
@@ -60,7 +56,7 @@ def approve(
     """Record ``approver``'s sign-off; returns (version id, the role(s) they signed in)."""
     with store.write() as conn:
         version = find_version(conn, version_ref)
-        wf = WorkflowRepo.get(conn, version.workflow)
+        wf = WorkflowRepo(conn).get(version.workflow)
         check_env(wf, env)
         if approver == version.owner:
             raise SelfApprovalError(
@@ -86,8 +82,7 @@ def approve(
                 + ", ".join(wf.owners.get("business", []) or ["none"]),
             )
         role = ",".join(roles)
-        if ApprovalRepo.add(
-            conn,
+        if ApprovalRepo(conn).add(
             version_id=version.version_id,
             env=env,
             workflow=wf.name,
@@ -95,8 +90,7 @@ def approve(
             role=role,
             note=note,
         ):
-            AuditRepo.append(
-                conn,
+            AuditRepo(conn).append(
                 kind="approval.granted",
                 actor=approver,
                 workflow=wf.name,
@@ -119,13 +113,13 @@ def promote(
     who = who or default_actor()
     with store.write() as conn:
         version = find_version(conn, version_ref)
-        wf = WorkflowRepo.get(conn, version.workflow)
+        wf = WorkflowRepo(conn).get(version.workflow)
         check_env(wf, env)
         short = version.version_id[:12]
-        current = EnvironmentRepo.current(conn, wf.name, env, lock=True)
+        current = EnvironmentRepo(conn).current(wf.name, env, lock=True)
         if current is not None and current[0] == version.version_id:
             return Moved(wf.name, env, version.version_id, version.version_id, "promote", False)
-        decision = DecisionRepo.latest(conn, version.version_id, env)
+        decision = DecisionRepo(conn).latest(version.version_id, env)
         if decision is None:
             raise PromotionRefusedError(
                 f"{short} has no gate decision for {env}",
@@ -136,7 +130,7 @@ def promote(
                 f"the gate did not pass {short} for {env} (verdict: {decision.verdict})",
                 hint="see the gate report: " + "; ".join(decision.report.get("reasons", [])[:2]),
             )
-        suite_id = SuiteRepo.current_id(conn, wf.name)
+        suite_id = SuiteRepo(conn).current_id(wf.name)
         if decision.suite_id != suite_id:
             raise PromotionRefusedError(
                 f"the suite changed since {short} was gated for {env}",
@@ -156,7 +150,7 @@ def promote(
                 hint=f"run `releasegate gate {short} --env {env}` against what runs now",
             )
         need = required_approvals(policy, wf.stakes, decision.change_class)
-        given = [Approval(a, r) for a, r in ApprovalRepo.list(conn, version.version_id, env)]
+        given = [Approval(a, r) for a, r in ApprovalRepo(conn).list(version.version_id, env)]
         missing = approvals_missing(need, given)
         if missing:
             raise PromotionRefusedError(
@@ -167,11 +161,10 @@ def promote(
             )
         if pause_after_check:  # lets tests hold two promoters inside the critical section
             time.sleep(pause_after_check)
-        EnvironmentRepo.move(
-            conn, workflow=wf.name, env=env, version_id=version.version_id, expected=current
+        EnvironmentRepo(conn).move(
+            workflow=wf.name, env=env, version_id=version.version_id, expected=current
         )
-        EnvironmentRepo.record(
-            conn,
+        EnvironmentRepo(conn).record(
             workflow=wf.name,
             env=env,
             version_id=version.version_id,
@@ -181,8 +174,7 @@ def promote(
             decision_id=decision.decision_id,
             reason=version.reason,
         )
-        AuditRepo.append(
-            conn,
+        AuditRepo(conn).append(
             kind="env.promoted",
             actor=who,
             workflow=wf.name,
@@ -210,16 +202,15 @@ def rollback(
     """Move ``env`` back to the version that ran before (or ``to``, if it ran there before)."""
     who = who or default_actor()
     with store.write() as conn:
-        wf = WorkflowRepo.get(conn, workflow)
+        wf = WorkflowRepo(conn).get(workflow)
         check_env(wf, env)
-        current = EnvironmentRepo.current(conn, workflow, env, lock=True)
+        current = EnvironmentRepo(conn).current(workflow, env, lock=True)
         if current is None:
             raise RefusedError(f"nothing runs in {workflow}@{env}: there is nothing to roll back")
-        history = EnvironmentRepo.history(conn, workflow, env)
+        history = EnvironmentRepo(conn).history(workflow, env)
         target = _rollback_target(conn, history, current[0], to)
-        EnvironmentRepo.move(conn, workflow=workflow, env=env, version_id=target, expected=current)
-        EnvironmentRepo.record(
-            conn,
+        EnvironmentRepo(conn).move(workflow=workflow, env=env, version_id=target, expected=current)
+        EnvironmentRepo(conn).record(
             workflow=workflow,
             env=env,
             version_id=target,
@@ -229,8 +220,7 @@ def rollback(
             decision_id=None,
             reason=reason,
         )
-        AuditRepo.append(
-            conn,
+        AuditRepo(conn).append(
             kind="env.rolled_back",
             actor=who,
             workflow=workflow,

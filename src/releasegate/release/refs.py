@@ -13,13 +13,10 @@ from typing import Any
 
 from releasegate.errors import InputError, NotFoundError
 from releasegate.store.engine import Conn
-from releasegate.store.repos import (
-    EnvironmentRepo,
-    RunRepo,
-    VersionRecord,
-    VersionRepo,
-    WorkflowRecord,
-)
+from releasegate.store.environments import EnvironmentRepo
+from releasegate.store.runs import RunRepo
+from releasegate.store.versions import VersionRecord, VersionRepo
+from releasegate.store.workflows import WorkflowRecord
 
 MIN_PREFIX = 6
 
@@ -39,10 +36,10 @@ def find_version(conn: Conn, ref: str) -> VersionRecord:
     """A full id, a unique prefix of 6+ characters, or ``workflow@env``."""
     if "@" in ref:
         workflow, env = ref.split("@", 1)
-        current = EnvironmentRepo.current(conn, workflow, env)
+        current = EnvironmentRepo(conn).current(workflow, env)
         if current is None:
             raise NotFoundError(f"nothing runs in {workflow}@{env} yet", field="version")
-        found = VersionRepo.find(conn, current[0])
+        found = VersionRepo(conn).find(current[0])
         if found is None:
             raise NotFoundError(f"{workflow}@{env} points at a missing version {current[0][:12]}")
         return found
@@ -52,7 +49,7 @@ def find_version(conn: Conn, ref: str) -> VersionRecord:
             f"'{ref}' is too short: give at least {MIN_PREFIX} characters of a version id",
             field="version",
         )
-    hits = VersionRepo.by_prefix(conn, ref)
+    hits = VersionRepo(conn).by_prefix(ref)
     if not hits:
         raise NotFoundError(
             f"no version '{ref}'",
@@ -71,13 +68,13 @@ def find_version(conn: Conn, ref: str) -> VersionRecord:
 def find_run(conn: Conn, ref: str, field: str = "RUN_ID") -> dict[str, Any]:
     """A production run by id or unique prefix, as a dict of its columns (epoch times),
     with its attributes parsed."""
-    run = RunRepo.get(conn, ref)
+    run = RunRepo(conn).get(ref)
     if run is None:
-        matches = RunRepo.by_prefix(conn, ref)
+        matches = RunRepo(conn).by_prefix(ref)
         if len(matches) > 1:
             hint = "matches: " + ", ".join(matches)
             raise InputError(f"run prefix '{ref}' is ambiguous", field=field, hint=hint)
-        run = RunRepo.get(conn, matches[0]) if matches else None
+        run = RunRepo(conn).get(matches[0]) if matches else None
     if run is None:
         hint = "runs arrive by the SDK or `releasegate runs import`"
         raise NotFoundError(f"no run '{ref}'", field=field, hint=hint)

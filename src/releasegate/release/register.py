@@ -27,16 +27,13 @@ from releasegate.release.models import pin_model
 from releasegate.release.refs import actor as default_actor
 from releasegate.release.refs import find_version
 from releasegate.release.retry import retried
+from releasegate.store.audit import AuditRepo
 from releasegate.store.engine import Conn, Store
-from releasegate.store.repos import (
-    AuditRepo,
-    EnvironmentRepo,
-    PolicyRepo,
-    VersionRecord,
-    VersionRepo,
-    WorkflowRepo,
-    now,
-)
+from releasegate.store.environments import EnvironmentRepo
+from releasegate.store.policies import PolicyRepo
+from releasegate.store.rows import now
+from releasegate.store.versions import VersionRecord, VersionRepo
+from releasegate.store.workflows import WorkflowRepo
 
 
 @dataclass(frozen=True)
@@ -130,24 +127,23 @@ def git_commit(start: Path) -> str | None:
 def _default_parent(conn: Conn, spec: WorkflowSpec) -> str | None:
     """What runs in the most downstream environment, else the latest version."""
     for env in reversed(spec.environments):
-        current = EnvironmentRepo.current(conn, spec.name, env)
+        current = EnvironmentRepo(conn).current(spec.name, env)
         if current is not None:
             return current[0]
-    latest = VersionRepo.latest(conn, spec.name)
+    latest = VersionRepo(conn).latest(spec.name)
     return latest.version_id if latest else None
 
 
 def sync_policies(conn: Conn, spec_name: str, policies: dict[str, Policy], who: str) -> list[str]:
     changed = []
     for env, policy in sorted(policies.items()):
-        current = PolicyRepo.current(conn, spec_name, env)
+        current = PolicyRepo(conn).current(spec_name, env)
         if current is not None and current[0] == policy.policy_id:
             continue
-        PolicyRepo.add(
-            conn, policy_id=policy.policy_id, workflow=spec_name, env=env, content=policy.content()
+        PolicyRepo(conn).add(
+            policy_id=policy.policy_id, workflow=spec_name, env=env, content=policy.content()
         )
-        AuditRepo.append(
-            conn,
+        AuditRepo(conn).append(
             kind="policy.changed",
             actor=who,
             workflow=spec_name,
@@ -250,8 +246,7 @@ def _record(
 ) -> Registered:
     """The writes of one registration, inside the caller's transaction."""
     version_id = spec.version_id
-    WorkflowRepo.upsert(
-        conn,
+    WorkflowRepo(conn).upsert(
         name=spec.name,
         description=spec.description,
         stakes=spec.stakes,
@@ -260,7 +255,7 @@ def _record(
         monitor=spec.monitor,
     )
     changed = sync_policies(conn, spec.name, dict(spec.policies), who)
-    existing = VersionRepo.find(conn, version_id)
+    existing = VersionRepo(conn).find(version_id)
     if existing is not None:
         return Registered(
             version_id,
@@ -278,8 +273,7 @@ def _record(
             raise NotFoundError(f"parent: {exc.reason}", field="--parent") from None
     else:
         parent_id = _default_parent(conn, spec)
-    VersionRepo.add(
-        conn,
+    VersionRepo(conn).add(
         VersionRecord(
             version_id=version_id,
             workflow=spec.name,
@@ -292,8 +286,7 @@ def _record(
             created_at=now(),
         ),
     )
-    AuditRepo.append(
-        conn,
+    AuditRepo(conn).append(
         kind="version.registered",
         actor=who,
         workflow=spec.name,

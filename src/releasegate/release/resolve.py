@@ -20,14 +20,10 @@ from typing import Any
 from releasegate.errors import InputError, NotFoundError, PrerequisiteError, StoreUnavailableError
 from releasegate.release.refs import check_env
 from releasegate.store.engine import Store
+from releasegate.store.environments import EnvironmentRepo, HistoryRecord
 from releasegate.store.faults import display_url
-from releasegate.store.repos import (
-    EnvironmentRepo,
-    HistoryRecord,
-    VersionRecord,
-    VersionRepo,
-    WorkflowRepo,
-)
+from releasegate.store.versions import VersionRecord, VersionRepo
+from releasegate.store.workflows import WorkflowRepo
 
 log = logging.getLogger("releasegate.resolve")
 
@@ -44,15 +40,15 @@ class Resolved:
 
 def resolve(store: Store, workflow: str, env: str) -> Resolved:
     with store.read() as conn:
-        current = EnvironmentRepo.current(conn, workflow, env)
+        current = EnvironmentRepo(conn).current(workflow, env)
         if current is None:
-            wf = WorkflowRepo.get(conn, workflow)  # names an unknown workflow clearly
+            wf = WorkflowRepo(conn).get(workflow)  # names an unknown workflow clearly
             check_env(wf, env)
             raise NotFoundError(
                 f"nothing runs in {workflow}@{env} yet",
                 hint="promote a version that passed the gate",
             )
-        version = VersionRepo.find(conn, current[0])
+        version = VersionRepo(conn).find(current[0])
     if version is None:
         raise NotFoundError(f"{workflow}@{env} points at a missing version")
     return Resolved(workflow, env, version.version_id, version.manifest)
@@ -230,8 +226,8 @@ def _one_line(error: BaseException) -> str:
 def environments(store: Store, workflow: str) -> dict[str, VersionRecord]:
     with store.read() as conn:
         out = {}
-        for env, vid in EnvironmentRepo.all(conn, workflow).items():
-            v = VersionRepo.find(conn, vid)
+        for env, vid in EnvironmentRepo(conn).all(workflow).items():
+            v = VersionRepo(conn).find(vid)
             if v is not None:
                 out[env] = v
         return out
@@ -239,4 +235,4 @@ def environments(store: Store, workflow: str) -> dict[str, VersionRecord]:
 
 def history(store: Store, workflow: str, env: str) -> list[HistoryRecord]:
     with store.read() as conn:
-        return EnvironmentRepo.history(conn, workflow, env)
+        return EnvironmentRepo(conn).history(workflow, env)

@@ -34,7 +34,7 @@ from releasegate.release.loaders import load_yaml
 from releasegate.release.refs import actor as default_actor
 from releasegate.release.refs import find_run
 from releasegate.store.engine import Store
-from releasegate.store.repos import SuiteRepo
+from releasegate.store.suites import SuiteRepo
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ def add_case(
             raise
         grown.commit()
         with store.read() as conn:
-            previous = SuiteRepo.current_id(conn, suite.workflow)
+            previous = SuiteRepo(conn).current_id(suite.workflow)
         register_suite(store, new_suite, who=who, reason=reason)
         return AddedCase(new_id, new_suite.suite_id, previous, len(new_suite.cases), cases_file)
 

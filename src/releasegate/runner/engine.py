@@ -22,7 +22,7 @@ from releasegate.domain.suite import Suite
 from releasegate.providers.base import Provider
 from releasegate.runner.scorers.base import Scorer
 from releasegate.store.engine import Store
-from releasegate.store.repos import OutputRepo, ScoreRepo, StoredOutput
+from releasegate.store.evals import OutputRepo, ScoreRepo
 
 Progress = Callable[[int, int], None]  # (done, total)
 FLUSH_EVERY = 256
@@ -53,24 +53,6 @@ class EngineResult:
     interrupted: bool
 
 
-def _to_stored(o: CaseOutput) -> StoredOutput:
-    return StoredOutput(
-        o.text, o.data, o.latency_ms, o.tokens_in, o.tokens_out, o.cost_usd, o.error
-    )
-
-
-def _from_stored(o: StoredOutput) -> CaseOutput:
-    return CaseOutput(
-        text=o.text,
-        data=o.data,
-        latency_ms=o.latency_ms,
-        tokens_in=o.tokens_in,
-        tokens_out=o.tokens_out,
-        cost_usd=o.cost_usd,
-        error=o.error,
-    )
-
-
 class _Writer:
     """Buffers fresh outputs and writes them in batches; ``flush`` on any exit.
 
@@ -82,13 +64,13 @@ class _Writer:
     def __init__(self, store: Store, version_id: str) -> None:
         self.store = store
         self.version_id = version_id
-        self.pending: list[tuple[str, int, StoredOutput]] = []
+        self.pending: list[tuple[str, int, CaseOutput]] = []
         self.last = time.monotonic()
         self._thread: ThreadPoolExecutor | None = None
         self._writes: list[Future[None]] = []
 
     def add(self, case_hash: str, epoch: int, output: CaseOutput) -> None:
-        self.pending.append((case_hash, epoch, _to_stored(output)))
+        self.pending.append((case_hash, epoch, output))
         if len(self.pending) >= FLUSH_EVERY or time.monotonic() - self.last > FLUSH_SECONDS:
             self._send()
 
@@ -103,9 +85,9 @@ class _Writer:
             self._writes.append(self._thread.submit(self._write, batch))
         self.last = time.monotonic()
 
-    def _write(self, batch: list[tuple[str, int, StoredOutput]]) -> None:
+    def _write(self, batch: list[tuple[str, int, CaseOutput]]) -> None:
         with self.store.write() as conn:
-            OutputRepo.put_many(conn, self.version_id, batch)
+            OutputRepo(conn).put_many(self.version_id, batch)
 
     def flush(self) -> None:
         try:
@@ -186,13 +168,13 @@ def run_suite(
     keys = [(c, e) for c in suite.cases for e in range(epochs)]
     hashes = {c.case_hash for c in suite.cases}
     with store.read() as conn:
-        cached_out = OutputRepo.get_many(conn, version_id, hashes) if use_cache else {}
-        cached_scores = ScoreRepo.get_many(conn, version_id) if use_cache else {}
+        cached_out = OutputRepo(conn).get_many(version_id, hashes) if use_cache else {}
+        cached_scores = ScoreRepo(conn).get_many(version_id) if use_cache else {}
     outputs: dict[tuple[str, int], CaseOutput] = {}
     for c, e in keys:
         hit = cached_out.get((c.case_hash, e))
         if hit is not None and hit.error is None:
-            outputs[(c.case_hash, e)] = _from_stored(hit)
+            outputs[(c.case_hash, e)] = hit
     # cases of identical content share one call and one cache row (the cache is by content)
     todo = list(
         {(c.case_hash, e): (c, e) for c, e in keys if (c.case_hash, e) not in outputs}.values()
@@ -250,8 +232,8 @@ def run_suite(
     if new_scores or (fresh and not use_cache):
         with store.write() as conn:
             if not use_cache:  # every fresh case, also one whose only new score is an error
-                ScoreRepo.forget(conn, version_id, {h for h, _ in fresh})
-            ScoreRepo.put_many(conn, version_id, new_scores)
+                ScoreRepo(conn).forget(version_id, {h for h, _ in fresh})
+            ScoreRepo(conn).put_many(version_id, new_scores)
     return EngineResult(
         tuple(runs), n_called=len(fresh), n_cached=n_cached, interrupted=interrupted
     )
@@ -307,8 +289,8 @@ def _keep_verdicts(
     if rows:
         with store.write() as conn:
             if not use_cache:  # --no-cache: these replace what was stored before
-                ScoreRepo.forget(conn, version_id, {h for h, _, _, _, _, _ in rows})
-            ScoreRepo.put_many(conn, version_id, rows)
+                ScoreRepo(conn).forget(version_id, {h for h, _, _, _, _, _ in rows})
+            ScoreRepo(conn).put_many(version_id, rows)
     return len(rows)
 
 

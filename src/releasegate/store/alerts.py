@@ -46,9 +46,13 @@ class AlertRepo:
     reads the last alert per signal; the next monitor re-sends what is pending or failed
     once its lease has run out; the memo lists a week's."""
 
-    @staticmethod
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
     def add(
-        conn: Connection,
+        self,
         *,
         workflow: str,
         env: str,
@@ -61,7 +65,7 @@ class AlertRepo:
         status: str = ALERT_ROUTED,
         lease_until: datetime | None = None,
     ) -> int:
-        result = conn.execute(
+        result = self.conn.execute(
             insert(t.alerts).values(
                 workflow=workflow,
                 env=env,
@@ -79,9 +83,8 @@ class AlertRepo:
         key = result.inserted_primary_key
         return int(key[0]) if key else 0
 
-    @staticmethod
     def claim(
-        conn: Connection,
+        self,
         *,
         workflow: str,
         env: str,
@@ -100,13 +103,14 @@ class AlertRepo:
         one-row ``audit_head`` lock (SQLite's BEGIN IMMEDIATE already serialises writers),
         so two processes raising the same alert at once store, and send, it once.
         """
-        if conn.dialect.name != "sqlite":
-            conn.execute(select(t.audit_head.c.id).where(t.audit_head.c.id == 1).with_for_update())
-        last = AlertRepo.last(conn, workflow, env, signal)
+        if self.conn.dialect.name != "sqlite":
+            self.conn.execute(
+                select(t.audit_head.c.id).where(t.audit_head.c.id == 1).with_for_update()
+            )
+        last = self.last(workflow, env, signal)
         if last is not None and at - last.created_at < cooldown:
             return None
-        return AlertRepo.add(
-            conn,
+        return self.add(
             workflow=workflow,
             env=env,
             signal=signal,
@@ -119,11 +123,10 @@ class AlertRepo:
             lease_until=now() + lease,
         )
 
-    @staticmethod
-    def due(conn: Connection, workflow: str, env: str) -> list[AlertRecord]:
+    def due(self, workflow: str, env: str) -> list[AlertRecord]:
         """Pending and failed alerts of ``workflow@env`` whose lease (if any) has run out."""
         a = t.alerts.c
-        rows = conn.execute(
+        rows = self.conn.execute(
             select(t.alerts)
             .where(
                 and_(
@@ -137,13 +140,12 @@ class AlertRepo:
         ).all()
         return [_alert(r) for r in rows]
 
-    @staticmethod
-    def take(conn: Connection, seq: int, lease: timedelta) -> bool:
+    def take(self, seq: int, lease: timedelta) -> bool:
         """Take the lease of a pending or failed alert whose lease has run out; False when
         another monitor holds it or it was delivered meanwhile (one atomic UPDATE)."""
         a = t.alerts.c
         at = now()
-        result = conn.execute(
+        result = self.conn.execute(
             update(t.alerts)
             .where(
                 and_(
@@ -156,11 +158,10 @@ class AlertRepo:
         )
         return result.rowcount == 1
 
-    @staticmethod
-    def finish(conn: Connection, seq: int, routed: Sequence[str], error: str | None) -> None:
+    def finish(self, seq: int, routed: Sequence[str], error: str | None) -> None:
         """Record one delivery attempt: ``routed`` when ``error`` is None, else ``failed``."""
         a = t.alerts.c
-        conn.execute(
+        self.conn.execute(
             update(t.alerts)
             .where(a.seq == seq)
             .values(
@@ -173,10 +174,9 @@ class AlertRepo:
             )
         )
 
-    @staticmethod
-    def last(conn: Connection, workflow: str, env: str, signal: str) -> AlertRecord | None:
+    def last(self, workflow: str, env: str, signal: str) -> AlertRecord | None:
         a = t.alerts.c
-        row = conn.execute(
+        row = self.conn.execute(
             select(t.alerts)
             .where(and_(a.workflow == workflow, a.env == env, a.signal == signal))
             .order_by(a.seq.desc())
@@ -184,15 +184,14 @@ class AlertRepo:
         ).first()
         return _alert(row) if row else None
 
-    @staticmethod
     def between(
-        conn: Connection, workflow: str, start: datetime, end: datetime, env: str | None = None
+        self, workflow: str, start: datetime, end: datetime, env: str | None = None
     ) -> list[AlertRecord]:
         a = t.alerts.c
         cond = and_(a.workflow == workflow, a.created_at >= start, a.created_at < end)
         if env is not None:
             cond = and_(cond, a.env == env)
-        rows = conn.execute(select(t.alerts).where(cond).order_by(a.seq)).all()
+        rows = self.conn.execute(select(t.alerts).where(cond).order_by(a.seq)).all()
         return [_alert(r) for r in rows]
 
 

@@ -68,9 +68,13 @@ KeysFor = Callable[[bool], Keyring | None]  # create? -> keyring; Store.write pa
 
 
 class AuditRepo:
-    @staticmethod
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
     def append(
-        conn: Connection,
+        self,
         *,
         kind: str,
         actor: str,
@@ -83,12 +87,12 @@ class AuditRepo:
         The key comes from the store (``Store.write`` hands it to the connection). A head
         left by the unkeyed releases is first anchored by an ``audit.keyed`` event.
         """
-        head, prev = AuditRepo._head_event(conn, lock=True)
-        keys = _keys_for(conn)(prev is None or prev.key_id is None)
+        head, prev = self._head_event(lock=True)
+        keys = _keys_for(self.conn)(prev is None or prev.key_id is None)
         if keys is None:
             raise AuditKeyError("no audit key here")  # create=True always yields one
         if prev is not None and prev.key_id is None:
-            prev = AuditRepo._anchor(conn, prev, keys, has_head=head is not None)
+            prev = self._anchor(prev, keys, has_head=head is not None)
             head = (prev.seq, prev.hash)
         # round-trip precision: both SQLite and PostgreSQL keep microseconds
         event = chain_event(
@@ -102,24 +106,21 @@ class AuditRepo:
             payload=json.loads(canonical_json(payload)),
             key=AuditRepo._signing_key(prev, keys),
         )
-        return AuditRepo._insert(conn, event, has_head=head is not None)
+        return self._insert(event, has_head=head is not None)
 
-    @staticmethod
-    def seal(conn: Connection) -> AuditEvent | None:
+    def seal(self) -> AuditEvent | None:
         """Anchor the events of the unkeyed releases now (after an upgrade); None if none."""
-        head, prev = AuditRepo._head_event(conn, lock=True)
+        head, prev = self._head_event(lock=True)
         if prev is None or prev.key_id is not None:
             return None
-        keys = _keys_for(conn)(True)
+        keys = _keys_for(self.conn)(True)
         if keys is None:
             raise AuditKeyError("no audit key here")
-        return AuditRepo._anchor(conn, prev, keys, has_head=head is not None)
+        return self._anchor(prev, keys, has_head=head is not None)
 
-    @staticmethod
-    def _anchor(conn: Connection, prev: AuditEvent, keys: Keyring, *, has_head: bool) -> AuditEvent:
+    def _anchor(self, prev: AuditEvent, keys: Keyring, *, has_head: bool) -> AuditEvent:
         """The first keyed event: it names the unkeyed events before it, so they are pinned."""
-        return AuditRepo._insert(
-            conn,
+        return self._insert(
             chain_event(
                 prev,
                 seq=prev.seq + 1,
@@ -134,10 +135,9 @@ class AuditRepo:
             has_head=has_head,
         )
 
-    @staticmethod
-    def chain_key_id(conn: Connection) -> str | None:
+    def chain_key_id(self) -> str | None:
         """The id of the key the next event is signed with (None: no keyed event yet)."""
-        _, prev = AuditRepo._head_event(conn, lock=True)
+        _, prev = self._head_event(lock=True)
         if prev is None or prev.key_id is None:
             return None
         return str(prev.payload.get("new_key_id")) if prev.kind == ROTATED else prev.key_id
@@ -157,17 +157,16 @@ class AuditRepo:
             )
         return key
 
-    @staticmethod
     def _head_event(
-        conn: Connection, *, lock: bool = False
+        self, *, lock: bool = False
     ) -> tuple[tuple[int, str] | None, AuditEvent | None]:
         """The recorded head and its event; refuses, saying what happened, if they disagree."""
         q = select(t.audit_head).where(t.audit_head.c.id == 1)
-        if lock and conn.dialect.name == "postgresql":
+        if lock and self.conn.dialect.name == "postgresql":
             q = q.with_for_update()
-        row = conn.execute(q).first()
+        row = self.conn.execute(q).first()
         e = t.audit_events.c
-        newest = conn.execute(select(func.max(e.seq))).scalar()
+        newest = self.conn.execute(select(func.max(e.seq))).scalar()
         if row is None:
             if newest is not None:
                 raise AuditBrokenError(
@@ -188,7 +187,7 @@ class AuditRepo:
                 seq=newest,
                 hint="run `releasegate audit verify` to see where it broke",
             )
-        last = conn.execute(select(t.audit_events).where(e.seq == head[0])).first()
+        last = self.conn.execute(select(t.audit_events).where(e.seq == head[0])).first()
         if last is None:
             raise AuditBrokenError(
                 f"the audit log's newest event ({head[0]}) is missing: it was deleted "
@@ -198,9 +197,8 @@ class AuditRepo:
             )
         return head, _event(last)
 
-    @staticmethod
-    def _insert(conn: Connection, event: AuditEvent, *, has_head: bool) -> AuditEvent:
-        conn.execute(
+    def _insert(self, event: AuditEvent, *, has_head: bool) -> AuditEvent:
+        self.conn.execute(
             insert(t.audit_events).values(
                 seq=event.seq,
                 at=event.at,
@@ -215,24 +213,22 @@ class AuditRepo:
             )
         )
         if not has_head:
-            conn.execute(insert(t.audit_head).values(id=1, seq=event.seq, hash=event.hash))
+            self.conn.execute(insert(t.audit_head).values(id=1, seq=event.seq, hash=event.hash))
         else:
-            conn.execute(
+            self.conn.execute(
                 update(t.audit_head)
                 .where(t.audit_head.c.id == 1)
                 .values(seq=event.seq, hash=event.hash)
             )
         return event
 
-    @staticmethod
-    def set_head(conn: Connection, seq: int, digest: str) -> None:
+    def set_head(self, seq: int, digest: str) -> None:
         """Write the head record back (``audit restore-head``, after the chain was checked)."""
-        conn.execute(delete(t.audit_head).where(t.audit_head.c.id == 1))
-        conn.execute(insert(t.audit_head).values(id=1, seq=seq, hash=digest))
+        self.conn.execute(delete(t.audit_head).where(t.audit_head.c.id == 1))
+        self.conn.execute(insert(t.audit_head).values(id=1, seq=seq, hash=digest))
 
-    @staticmethod
     def events(
-        conn: Connection,
+        self,
         *,
         workflow: str | None = None,
         limit: int | None = None,
@@ -242,35 +238,30 @@ class AuditRepo:
             q = q.where(t.audit_events.c.workflow == workflow)
         if limit:
             q = q.order_by(t.audit_events.c.seq.desc()).limit(limit)
-            return [_event(r) for r in reversed(conn.execute(q).all())]
-        return [_event(r) for r in conn.execute(q.order_by(t.audit_events.c.seq)).all()]
+            return [_event(r) for r in reversed(self.conn.execute(q).all())]
+        return [_event(r) for r in self.conn.execute(q.order_by(t.audit_events.c.seq)).all()]
 
-    @staticmethod
-    def stream(conn: Connection) -> Iterator[AuditEvent]:
+    def stream(self) -> Iterator[AuditEvent]:
         """Every event in seq order, read as the walk goes (an unreadable one raises there)."""
-        result = conn.execute(select(t.audit_events).order_by(t.audit_events.c.seq))
+        result = self.conn.execute(select(t.audit_events).order_by(t.audit_events.c.seq))
         for rows in result.partitions(2000):
             for row in rows:
                 yield _event(row)
 
-    @staticmethod
-    def event(conn: Connection, seq: int) -> AuditEvent | None:
-        row = conn.execute(select(t.audit_events).where(t.audit_events.c.seq == seq)).first()
+    def event(self, seq: int) -> AuditEvent | None:
+        row = self.conn.execute(select(t.audit_events).where(t.audit_events.c.seq == seq)).first()
         return None if row is None else _event(row)
 
-    @staticmethod
-    def head(conn: Connection) -> tuple[int, str] | None:
-        row = conn.execute(select(t.audit_head).where(t.audit_head.c.id == 1)).first()
+    def head(self) -> tuple[int, str] | None:
+        row = self.conn.execute(select(t.audit_head).where(t.audit_head.c.id == 1)).first()
         return None if row is None else (row.seq, row.hash)
 
-    @staticmethod
-    def count(conn: Connection) -> int:
-        return int(conn.execute(select(func.count()).select_from(t.audit_events)).scalar_one())
+    def count(self) -> int:
+        return int(self.conn.execute(select(func.count()).select_from(t.audit_events)).scalar_one())
 
-    @staticmethod
-    def registration(conn: Connection, version_id: str) -> AuditEvent | None:
+    def registration(self, version_id: str) -> AuditEvent | None:
         """The ``version.registered`` event of a version (where it was registered from)."""
-        row = conn.execute(
+        row = self.conn.execute(
             select(t.audit_events)
             .where(
                 and_(
@@ -283,22 +274,23 @@ class AuditRepo:
         ).first()
         return None if row is None else _event(row)
 
-    @staticmethod
-    def state(conn: Connection) -> AuditState:
+    def state(self) -> AuditState:
         env, ap, h, gd = t.environments.c, t.approvals.c, t.env_history.c, t.gate_decisions.c
         history: dict[tuple[str, str], list[tuple[str, str]]] = {}
-        for r in conn.execute(select(h.workflow, h.env, h.action, h.version_id).order_by(h.seq)):
+        for r in self.conn.execute(
+            select(h.workflow, h.env, h.action, h.version_id).order_by(h.seq)
+        ):
             history.setdefault((r.workflow, r.env), []).append((r.action, r.version_id))
         return AuditState(
             {
                 (r.workflow, r.env): r.version_id
-                for r in conn.execute(select(env.workflow, env.env, env.version_id))
+                for r in self.conn.execute(select(env.workflow, env.env, env.version_id))
             },
             {
                 (r.version_id, r.env, r.approver, r.role)
-                for r in conn.execute(select(ap.version_id, ap.env, ap.approver, ap.role))
+                for r in self.conn.execute(select(ap.version_id, ap.env, ap.approver, ap.role))
             },
-            {r.version_id for r in conn.execute(select(t.versions.c.version_id))},
+            {r.version_id for r in self.conn.execute(select(t.versions.c.version_id))},
             history,
             {
                 r.decision_id: Decided(
@@ -310,7 +302,7 @@ class AuditRepo:
                     r.baseline_id,
                     bool(r.checks_passed),
                 )
-                for r in conn.execute(
+                for r in self.conn.execute(
                     select(
                         gd.decision_id,
                         gd.version_id,

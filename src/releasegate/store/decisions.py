@@ -50,9 +50,13 @@ def _decision(row: Row[Any]) -> DecisionRecord:
 
 
 class DecisionRepo:
-    @staticmethod
-    def add(conn: Connection, record: DecisionRecord) -> None:
-        conn.execute(
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def add(self, record: DecisionRecord) -> None:
+        self.conn.execute(
             insert(t.gate_decisions).values(
                 decision_id=record.decision_id,
                 version_id=record.version_id,
@@ -69,18 +73,16 @@ class DecisionRepo:
             )
         )
 
-    @staticmethod
-    def by_prefix(conn: Connection, prefix: str) -> list[DecisionRecord]:
-        rows = conn.execute(
+    def by_prefix(self, prefix: str) -> list[DecisionRecord]:
+        rows = self.conn.execute(
             select(t.gate_decisions)
             .where(t.gate_decisions.c.decision_id.startswith(prefix, autoescape=True))
             .limit(5)
         ).all()
         return [_decision(r) for r in rows]
 
-    @staticmethod
-    def latest(conn: Connection, version_id: str, env: str) -> DecisionRecord | None:
-        row = conn.execute(
+    def latest(self, version_id: str, env: str) -> DecisionRecord | None:
+        row = self.conn.execute(
             select(t.gate_decisions)
             .where(and_(t.gate_decisions.c.version_id == version_id, t.gate_decisions.c.env == env))
             .order_by(t.gate_decisions.c.created_at.desc())
@@ -90,9 +92,13 @@ class DecisionRepo:
 
 
 class ApprovalRepo:
-    @staticmethod
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
     def add(
-        conn: Connection,
+        self,
         *,
         version_id: str,
         env: str,
@@ -101,7 +107,7 @@ class ApprovalRepo:
         role: str,
         note: str,
     ) -> bool:
-        exists = conn.execute(
+        exists = self.conn.execute(
             select(t.approvals.c.approver).where(
                 and_(
                     t.approvals.c.version_id == version_id,
@@ -112,7 +118,7 @@ class ApprovalRepo:
         ).first()
         if exists:
             return False
-        conn.execute(
+        self.conn.execute(
             insert(t.approvals).values(
                 version_id=version_id,
                 env=env,
@@ -125,9 +131,8 @@ class ApprovalRepo:
         )
         return True
 
-    @staticmethod
-    def list(conn: Connection, version_id: str, env: str) -> list[tuple[str, str]]:
-        rows = conn.execute(
+    def list(self, version_id: str, env: str) -> list[tuple[str, str]]:
+        rows = self.conn.execute(
             select(t.approvals.c.approver, t.approvals.c.role)
             .where(and_(t.approvals.c.version_id == version_id, t.approvals.c.env == env))
             .order_by(t.approvals.c.created_at)

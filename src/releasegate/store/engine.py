@@ -255,7 +255,7 @@ class Store:
         from releasegate.store.audit import AuditRepo
 
         with self.write() as conn:
-            AuditRepo.seal(conn)
+            AuditRepo(conn).seal()
 
     @contextmanager
     def write(self) -> Iterator[Connection]:

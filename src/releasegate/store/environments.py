@@ -43,9 +43,13 @@ class HistoryRecord:
 
 
 class EnvironmentRepo:
-    @staticmethod
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
     def current(
-        conn: Connection,
+        self,
         workflow: str,
         env: str,
         *,
@@ -54,14 +58,13 @@ class EnvironmentRepo:
         q = select(t.environments.c.version_id, t.environments.c.revision).where(
             and_(t.environments.c.workflow == workflow, t.environments.c.env == env)
         )
-        if lock and conn.dialect.name == "postgresql":
+        if lock and self.conn.dialect.name == "postgresql":
             q = q.with_for_update()
-        row = conn.execute(q).first()
+        row = self.conn.execute(q).first()
         return None if row is None else (row.version_id, row.revision)
 
-    @staticmethod
     def move(
-        conn: Connection,
+        self,
         *,
         workflow: str,
         env: str,
@@ -72,8 +75,8 @@ class EnvironmentRepo:
         at = now()
         if expected is None:
             try:
-                with conn.begin_nested():
-                    conn.execute(
+                with self.conn.begin_nested():
+                    self.conn.execute(
                         insert(t.environments).values(
                             workflow=workflow,
                             env=env,
@@ -88,7 +91,7 @@ class EnvironmentRepo:
                     hint="look again with `releasegate resolve`, re-run the gate, then promote",
                 ) from None
             return 1
-        done = conn.execute(
+        done = self.conn.execute(
             update(t.environments)
             .where(
                 and_(
@@ -106,18 +109,16 @@ class EnvironmentRepo:
             )
         return expected[1] + 1
 
-    @staticmethod
-    def all(conn: Connection, workflow: str) -> dict[str, str]:
-        rows = conn.execute(
+    def all(self, workflow: str) -> dict[str, str]:
+        rows = self.conn.execute(
             select(t.environments.c.env, t.environments.c.version_id).where(
                 t.environments.c.workflow == workflow
             )
         ).all()
         return {r.env: r.version_id for r in rows}
 
-    @staticmethod
     def record(
-        conn: Connection,
+        self,
         *,
         workflow: str,
         env: str,
@@ -128,7 +129,7 @@ class EnvironmentRepo:
         decision_id: str | None,
         reason: str,
     ) -> None:
-        conn.execute(
+        self.conn.execute(
             insert(t.env_history).values(
                 workflow=workflow,
                 env=env,
@@ -142,9 +143,8 @@ class EnvironmentRepo:
             )
         )
 
-    @staticmethod
-    def history(conn: Connection, workflow: str, env: str) -> list[HistoryRecord]:
-        rows = conn.execute(
+    def history(self, workflow: str, env: str) -> list[HistoryRecord]:
+        rows = self.conn.execute(
             select(t.env_history)
             .where(and_(t.env_history.c.workflow == workflow, t.env_history.c.env == env))
             .order_by(t.env_history.c.seq)

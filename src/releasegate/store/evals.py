@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, and_, insert, select, update
 
 from releasegate.domain.identity import canonical_json
+from releasegate.domain.results import CaseOutput
 from releasegate.store import tables as t
 from releasegate.store.rows import as_utc, insert_new, now
 
@@ -34,17 +35,6 @@ class EvalRecord:
     finished_at: datetime | None
 
 
-@dataclass(frozen=True, slots=True)
-class StoredOutput:
-    text: str
-    data: Mapping[str, Any] | None
-    latency_ms: float
-    tokens_in: int
-    tokens_out: int
-    cost_usd: float
-    error: str | None
-
-
 def _eval(row: Row[Any]) -> EvalRecord:
     return EvalRecord(
         row.eval_id,
@@ -62,9 +52,13 @@ def _eval(row: Row[Any]) -> EvalRecord:
 
 
 class EvalRepo:
-    @staticmethod
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
     def start(
-        conn: Connection,
+        self,
         *,
         eval_id: str,
         version_id: str,
@@ -73,7 +67,7 @@ class EvalRepo:
         summary: Mapping[str, Any] | None = None,
     ) -> None:
         """A running eval; ``summary`` holds its ``running`` marker (pid, host, start)."""
-        conn.execute(
+        self.conn.execute(
             insert(t.eval_runs).values(
                 eval_id=eval_id,
                 version_id=version_id,
@@ -85,28 +79,25 @@ class EvalRepo:
             )
         )
 
-    @staticmethod
-    def running(conn: Connection) -> list[EvalRecord]:
-        rows = conn.execute(
+    def running(self) -> list[EvalRecord]:
+        rows = self.conn.execute(
             select(t.eval_runs)
             .where(t.eval_runs.c.status == "running")
             .order_by(t.eval_runs.c.started_at)
         ).all()
         return [_eval(r) for r in rows]
 
-    @staticmethod
-    def mark_interrupted(conn: Connection, eval_id: str, summary: Mapping[str, Any]) -> bool:
+    def mark_interrupted(self, eval_id: str, summary: Mapping[str, Any]) -> bool:
         """Running -> interrupted, only if still running (another process may have won)."""
-        result = conn.execute(
+        result = self.conn.execute(
             update(t.eval_runs)
             .where(and_(t.eval_runs.c.eval_id == eval_id, t.eval_runs.c.status == "running"))
             .values(status="interrupted", summary_json=canonical_json(summary))
         )
         return bool(result.rowcount)
 
-    @staticmethod
     def finish(
-        conn: Connection,
+        self,
         eval_id: str,
         *,
         status: str,
@@ -115,7 +106,7 @@ class EvalRepo:
         n_cached: int,
         summary: Mapping[str, Any],
     ) -> None:
-        conn.execute(
+        self.conn.execute(
             update(t.eval_runs)
             .where(t.eval_runs.c.eval_id == eval_id)
             .values(
@@ -128,21 +119,19 @@ class EvalRepo:
             )
         )
 
-    @staticmethod
     def latest(
-        conn: Connection, version_id: str, suite_id: str, *, completed: bool = True
+        self, version_id: str, suite_id: str, *, completed: bool = True
     ) -> EvalRecord | None:
         q = select(t.eval_runs).where(
             and_(t.eval_runs.c.version_id == version_id, t.eval_runs.c.suite_id == suite_id)
         )
         if completed:
             q = q.where(t.eval_runs.c.status == "completed")
-        row = conn.execute(q.order_by(t.eval_runs.c.started_at.desc()).limit(1)).first()
+        row = self.conn.execute(q.order_by(t.eval_runs.c.started_at.desc()).limit(1)).first()
         return None if row is None else _eval(row)
 
-    @staticmethod
-    def for_version(conn: Connection, version_id: str) -> list[EvalRecord]:
-        rows = conn.execute(
+    def for_version(self, version_id: str) -> list[EvalRecord]:
+        rows = self.conn.execute(
             select(t.eval_runs)
             .where(t.eval_runs.c.version_id == version_id)
             .order_by(t.eval_runs.c.started_at)
@@ -153,15 +142,19 @@ class EvalRepo:
 class OutputRepo:
     """The eval cache: one row per (version, case content, epoch), errors included."""
 
-    @staticmethod
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
     def get_many(
-        conn: Connection,
+        self,
         version_id: str,
         case_hashes: Iterable[str],
-    ) -> dict[tuple[str, int], StoredOutput]:
+    ) -> dict[tuple[str, int], CaseOutput]:
         wanted = set(case_hashes)
         o = t.outputs.c  # only the columns used: no created_at to parse on every row
-        rows = conn.execute(
+        rows = self.conn.execute(
             select(
                 o.case_hash,
                 o.epoch,
@@ -175,17 +168,14 @@ class OutputRepo:
             ).where(o.version_id == version_id)
         ).all()
         return {
-            (case_hash, epoch): StoredOutput(
+            (case_hash, epoch): CaseOutput(
                 text, json.loads(data) if data else None, latency, t_in, t_out, cost, error
             )
             for case_hash, epoch, text, data, latency, t_in, t_out, cost, error in rows
             if case_hash in wanted
         }
 
-    @staticmethod
-    def put_many(
-        conn: Connection, version_id: str, items: Sequence[tuple[str, int, StoredOutput]]
-    ) -> None:
+    def put_many(self, version_id: str, items: Sequence[tuple[str, int, CaseOutput]]) -> None:
         """Replace the outputs of ``items``; a row another writer stores meanwhile (a second
         eval of the version at once, on PostgreSQL) is kept, not a conflict."""
         if not items:
@@ -196,7 +186,7 @@ class OutputRepo:
             by_epoch.setdefault(e, []).append(h)
         for epoch, hashes in by_epoch.items():  # replace what a re-run (or --no-cache) redoes
             for i in range(0, len(hashes), 500):
-                conn.execute(
+                self.conn.execute(
                     t.outputs.delete().where(
                         and_(
                             t.outputs.c.version_id == version_id,
@@ -222,17 +212,21 @@ class OutputRepo:
             }
             for h, e, o in items
         ]
-        conn.execute(insert_new(conn, t.outputs), rows)
+        self.conn.execute(insert_new(self.conn, t.outputs), rows)
 
 
 class ScoreRepo:
-    @staticmethod
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
     def get_many(
-        conn: Connection,
+        self,
         version_id: str,
     ) -> dict[tuple[str, int, str], tuple[float, bool, str]]:
         s = t.scores.c
-        rows = conn.execute(
+        rows = self.conn.execute(
             select(s.case_hash, s.epoch, s.scorer_id, s.value, s.passed, s.detail).where(
                 s.version_id == version_id
             )
@@ -241,11 +235,10 @@ class ScoreRepo:
             (h, e, sid): (value, bool(passed), detail) for h, e, sid, value, passed, detail in rows
         }
 
-    @staticmethod
-    def forget(conn: Connection, version_id: str, case_hashes: Iterable[str]) -> None:
+    def forget(self, version_id: str, case_hashes: Iterable[str]) -> None:
         hashes = sorted(set(case_hashes))
         for i in range(0, len(hashes), 500):
-            conn.execute(
+            self.conn.execute(
                 t.scores.delete().where(
                     and_(
                         t.scores.c.version_id == version_id,
@@ -254,9 +247,8 @@ class ScoreRepo:
                 )
             )
 
-    @staticmethod
     def put_many(
-        conn: Connection, version_id: str, items: Sequence[tuple[str, int, str, float, bool, str]]
+        self, version_id: str, items: Sequence[tuple[str, int, str, float, bool, str]]
     ) -> int:
         """Store scores; a row whose key is already stored is kept as it is, so two evals
         (or compares) of one version at once both finish. Returns how many landed."""
@@ -275,5 +267,5 @@ class ScoreRepo:
             for h, e, s, v, p, d in sorted(items, key=lambda i: (i[0], i[1], i[2]))
         ]  # in key order: two PostgreSQL writers of the same keys wait, never deadlock
         # RETURNING counts the rows inserted, on both drivers
-        stmt = insert_new(conn, t.scores).returning(t.scores.c.case_hash)
-        return len(conn.execute(stmt, rows).all())
+        stmt = insert_new(self.conn, t.scores).returning(t.scores.c.case_hash)
+        return len(self.conn.execute(stmt, rows).all())

@@ -15,9 +15,13 @@ from releasegate.store.rows import now
 
 
 class PolicyRepo:
-    @staticmethod
-    def current(conn: Connection, workflow: str, env: str) -> tuple[str, Mapping[str, Any]] | None:
-        row = conn.execute(
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def current(self, workflow: str, env: str) -> tuple[str, Mapping[str, Any]] | None:
+        row = self.conn.execute(
             select(t.policies.c.policy_id, t.policies.c.content_json)
             .where(and_(t.policies.c.workflow == workflow, t.policies.c.env == env))
             .order_by(t.policies.c.seq.desc())
@@ -25,11 +29,8 @@ class PolicyRepo:
         ).first()
         return None if row is None else (row.policy_id, json.loads(row.content_json))
 
-    @staticmethod
-    def add(
-        conn: Connection, *, policy_id: str, workflow: str, env: str, content: Mapping[str, Any]
-    ) -> None:
-        conn.execute(
+    def add(self, *, policy_id: str, workflow: str, env: str, content: Mapping[str, Any]) -> None:
+        self.conn.execute(
             insert(t.policies).values(
                 policy_id=policy_id,
                 workflow=workflow,

@@ -100,6 +100,11 @@ class RunRepo:
     talks to the driver directly, inside the caller's transaction.
     """
 
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
     # How a missing value may travel in an inserted row, and the SQL that turns it back
     # into NULL. The sqlite3 driver binds str, int and float in ~0.1 µs but None and bool
     # in ~1 µs (both go through its adaptation protocol), a third of a bulk insert.
@@ -136,8 +141,7 @@ class RunRepo:
             return f"INSERT OR IGNORE {head}"
         return f"INSERT {head} ON CONFLICT (run_id) DO NOTHING"
 
-    @staticmethod
-    def insert_many(conn: Connection, rows: Iterable[Sequence[Any]]) -> int:
+    def insert_many(self, rows: Iterable[Sequence[Any]]) -> int:
         """Insert rows in ``RUN_COLUMNS`` order; a ``run_id`` already stored is skipped.
 
         NULL is None, or, faster, a sentinel no valid run holds: '' for the optional
@@ -145,9 +149,9 @@ class RunRepo:
         ``output_chars``; the flags may be 0/1. Returns how many landed, so a re-imported
         file reports its duplicates.
         """
-        raw, _ = _driver(conn)
-        sql = RunRepo._insert_sql(conn.dialect.name)
-        if conn.dialect.name == "sqlite":
+        raw, _ = _driver(self.conn)
+        sql = RunRepo._insert_sql(self.conn.dialect.name)
+        if self.conn.dialect.name == "sqlite":
             before = raw.total_changes
             raw.executemany(sql, rows)
             return int(raw.total_changes - before)
@@ -161,20 +165,18 @@ class RunRepo:
         finally:
             cur.close()
 
-    @staticmethod
-    def unland(conn: Connection, received_at: float) -> int:
+    def unland(self, received_at: float) -> int:
         """Delete the runs one import landed: its ``received_at`` stamp is its own."""
-        result = conn.execute(t.runs.delete().where(t.runs.c.received_at == received_at))
+        result = self.conn.execute(t.runs.delete().where(t.runs.c.received_at == received_at))
         return int(result.rowcount or 0)
 
     BULK_CACHE_KIB = 256 * 1024
 
-    @staticmethod
-    def bulk(conn: Connection) -> RunRepo.BulkInsert:
+    def bulk(self) -> RunRepo.BulkInsert:
         """A large page cache for a bulk insert (SQLite), back to what it was after: the
         ``run_id`` index of a million-run store outgrows the default 2 MB, and then most
         inserts miss the cache and spill dirty pages mid-transaction."""
-        return RunRepo.BulkInsert(conn)
+        return RunRepo.BulkInsert(self.conn)
 
     class BulkInsert:
         """``RunRepo.bulk``: raises SQLite's page cache for one connection, then restores it."""
@@ -194,9 +196,8 @@ class RunRepo:
                 raw, _ = _driver(self._conn)
                 raw.execute(f"PRAGMA cache_size = {self._before}")
 
-    @staticmethod
     def window(
-        conn: Connection,
+        self,
         workflow: str,
         env: str,
         start: float,
@@ -216,10 +217,9 @@ class RunRepo:
         if version_id is not None:
             sql += " AND version_id = ?"
             params.append(version_id)
-        return _fetch(conn, sql + " ORDER BY started_at", params)
+        return _fetch(self.conn, sql + " ORDER BY started_at", params)
 
-    @staticmethod
-    def texts(conn: Connection, seqs: Sequence[int], column: str = "input") -> dict[int, str]:
+    def texts(self, seqs: Sequence[int], column: str = "input") -> dict[int, str]:
         """``{seq: text}`` of the runs ``seqs`` (``input`` or ``output``; runs without one are
         left out): a primary-key lookup, so quoting a few flagged runs reads only those."""
         if column not in ("input", "output"):
@@ -228,15 +228,14 @@ class RunRepo:
         if not wanted:
             return {}
         sql = f"SELECT seq, {column} FROM runs WHERE seq IN ({_marks(wanted)})"
-        return {int(q): t for q, t in _fetch(conn, sql, wanted) if t is not None}
+        return {int(q): t for q, t in _fetch(self.conn, sql, wanted) if t is not None}
 
     SIGNAL_FLAGS = (1, 2, 4, 8, 16)
     """Bits of ``signal_columns``' ``flags``: error, escalated, edited, negative feedback,
     any feedback."""
 
-    @staticmethod
     def signal_columns(
-        conn: Connection,
+        self,
         workflow: str,
         env: str,
         start: float,
@@ -259,7 +258,7 @@ class RunRepo:
             if c not in RUN_COLUMNS and c != "seq":
                 raise ValueError(f"unknown run column {c!r}")
         # NULL numbers come back as +inf (no stored run holds one) and become NaN here
-        inf = "9e999" if conn.dialect.name == "sqlite" else "'Infinity'::float8"
+        inf = "9e999" if self.conn.dialect.name == "sqlite" else "'Infinity'::float8"
         # the flags and the output length travel as one integer (chars * 32 + flags): a
         # field fewer to convert per run, a tenth of the fetch
         head: list[tuple[str, str]] = [("started_at", "f8")] if started else []
@@ -276,7 +275,7 @@ class RunRepo:
             " FROM runs WHERE workflow = ? AND env = ? AND started_at >= ? AND started_at < ?"
             " ORDER BY started_at"
         )
-        raw, mark = _driver(conn)
+        raw, mark = _driver(self.conn)
         cur = raw.cursor()
         try:
             cur.execute(sql.replace("?", mark), (workflow, env, start, end))
@@ -296,37 +295,34 @@ class RunRepo:
         cost[np.isinf(cost)] = np.nan
         return runs
 
-    @staticmethod
-    def known_names(conn: Connection, version_ids: Iterable[str]) -> KnownNames:
+    def known_names(self, version_ids: Iterable[str]) -> KnownNames:
         """Every workflow with its environments, and the workflow of each of ``version_ids``
         that is registered: what ``domain.runs.name_problems`` checks runs against."""
         envs = {
             name: tuple(json.loads(raw))
-            for name, raw in _fetch(conn, "SELECT name, environments_json FROM workflows", [])
+            for name, raw in _fetch(self.conn, "SELECT name, environments_json FROM workflows", [])
         }
         owners: dict[str, str] = {}
         ids = sorted(set(version_ids))
         for i in range(0, len(ids), 500):
             part = ids[i : i + 500]
             sql = f"SELECT version_id, workflow FROM versions WHERE version_id IN ({_marks(part)})"
-            owners.update(_fetch(conn, sql, part))
+            owners.update(_fetch(self.conn, sql, part))
         return KnownNames(envs, owners)
 
-    @staticmethod
-    def received_before(conn: Connection, run_ids: Iterable[str], received_at: float) -> list[str]:
+    def received_before(self, run_ids: Iterable[str], received_at: float) -> list[str]:
         """Which of ``run_ids`` were stored by an earlier write than the one at ``received_at``."""
         ids = sorted(set(run_ids))
         out: list[str] = []
         for i in range(0, len(ids), 500):
             part = ids[i : i + 500]
             sql = f"SELECT run_id FROM runs WHERE run_id IN ({_marks(part)}) AND received_at < ?"
-            out.extend(r[0] for r in _fetch(conn, sql, [*part, received_at]))
+            out.extend(r[0] for r in _fetch(self.conn, sql, [*part, received_at]))
         return out
 
     _COMPARED = tuple(i for i, c in enumerate(RUN_COLUMNS) if c not in ("source", "received_at"))
 
-    @staticmethod
-    def changed(conn: Connection, rows: Sequence[Sequence[Any]]) -> list[str]:
+    def changed(self, rows: Sequence[Sequence[Any]]) -> list[str]:
         """The run_ids of ``rows`` (as ``insert_many`` takes them) that are stored with
         other content: a run is recorded once, so a re-send must be identical. Call it
         after ``insert_many`` skipped some rows; the rows it just inserted compare equal."""
@@ -337,22 +333,21 @@ class RunRepo:
         for i in range(0, len(ids), 500):
             part = ids[i : i + 500]
             sql = f"SELECT {columns} FROM runs WHERE run_id IN ({_marks(part)})"
-            for stored in _fetch(conn, sql, part):
+            for stored in _fetch(self.conn, sql, part):
                 if _comparable(stored) != _comparable(wanted[stored[0]]):
                     out.append(stored[0])
         return sorted(out)
 
-    @staticmethod
-    def get(conn: Connection, run_id: str) -> dict[str, Any] | None:
-        rows = _fetch(conn, f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE run_id = ?", [run_id])
+    def get(self, run_id: str) -> dict[str, Any] | None:
+        rows = _fetch(
+            self.conn, f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE run_id = ?", [run_id]
+        )
         return dict(zip(RUN_COLUMNS, rows[0], strict=True)) if rows else None
 
-    @staticmethod
-    def by_prefix(conn: Connection, prefix: str, limit: int = 5) -> list[str]:
+    def by_prefix(self, prefix: str, limit: int = 5) -> list[str]:
         column = t.runs.c.run_id
         query = select(column).where(column.startswith(prefix, autoescape=True))
-        return list(conn.execute(query.order_by(column).limit(limit)).scalars())
+        return list(self.conn.execute(query.order_by(column).limit(limit)).scalars())
 
-    @staticmethod
-    def count(conn: Connection) -> int:
-        return int(_fetch(conn, "SELECT count(*) FROM runs", [])[0][0])
+    def count(self) -> int:
+        return int(_fetch(self.conn, "SELECT count(*) FROM runs", [])[0][0])

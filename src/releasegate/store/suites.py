@@ -30,14 +30,19 @@ class SuiteRecord:
 
 
 class SuiteRepo:
-    @staticmethod
-    def exists(conn: Connection, suite_id: str) -> bool:
-        found = conn.execute(select(t.suites.c.suite_id).where(t.suites.c.suite_id == suite_id))
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def exists(self, suite_id: str) -> bool:
+        found = self.conn.execute(
+            select(t.suites.c.suite_id).where(t.suites.c.suite_id == suite_id)
+        )
         return found.first() is not None
 
-    @staticmethod
     def add_if_missing(
-        conn: Connection,
+        self,
         *,
         suite_id: str,
         name: str,
@@ -45,12 +50,12 @@ class SuiteRepo:
         description: str,
         content: Mapping[str, Any],
     ) -> bool:
-        exists = conn.execute(
+        exists = self.conn.execute(
             select(t.suites.c.suite_id).where(t.suites.c.suite_id == suite_id)
         ).first()
         if exists:
             return False
-        conn.execute(
+        self.conn.execute(
             insert(t.suites).values(
                 suite_id=suite_id,
                 name=name,
@@ -62,9 +67,8 @@ class SuiteRepo:
         )
         return True
 
-    @staticmethod
-    def get(conn: Connection, suite_id: str) -> SuiteRecord:
-        row = conn.execute(select(t.suites).where(t.suites.c.suite_id == suite_id)).first()
+    def get(self, suite_id: str) -> SuiteRecord:
+        row = self.conn.execute(select(t.suites).where(t.suites.c.suite_id == suite_id)).first()
         if row is None:
             raise NotFoundError(f"no suite '{suite_id[:12]}'")
         return SuiteRecord(
@@ -76,9 +80,8 @@ class SuiteRepo:
             as_utc(row.created_at),
         )
 
-    @staticmethod
-    def current_id(conn: Connection, workflow: str) -> str | None:
-        row = conn.execute(
+    def current_id(self, workflow: str) -> str | None:
+        row = self.conn.execute(
             select(t.suite_history.c.suite_id)
             .where(t.suite_history.c.workflow == workflow)
             .order_by(t.suite_history.c.seq.desc())
@@ -86,9 +89,8 @@ class SuiteRepo:
         ).first()
         return None if row is None else str(row[0])
 
-    @staticmethod
-    def make_current(conn: Connection, workflow: str, suite_id: str, reason: str) -> None:
-        conn.execute(
+    def make_current(self, workflow: str, suite_id: str, reason: str) -> None:
+        self.conn.execute(
             insert(t.suite_history).values(
                 workflow=workflow, suite_id=suite_id, reason=reason, created_at=now()
             )

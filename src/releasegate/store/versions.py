@@ -46,9 +46,13 @@ def _version(row: Row[Any]) -> VersionRecord:
 
 
 class VersionRepo:
-    @staticmethod
-    def add(conn: Connection, record: VersionRecord) -> None:
-        conn.execute(
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def add(self, record: VersionRecord) -> None:
+        self.conn.execute(
             insert(t.versions).values(
                 version_id=record.version_id,
                 workflow=record.workflow,
@@ -62,30 +66,28 @@ class VersionRepo:
             )
         )
 
-    @staticmethod
-    def find(conn: Connection, version_id: str) -> VersionRecord | None:
-        row = conn.execute(select(t.versions).where(t.versions.c.version_id == version_id)).first()
+    def find(self, version_id: str) -> VersionRecord | None:
+        row = self.conn.execute(
+            select(t.versions).where(t.versions.c.version_id == version_id)
+        ).first()
         return None if row is None else _version(row)
 
-    @staticmethod
-    def by_prefix(conn: Connection, prefix: str) -> list[VersionRecord]:
-        rows = conn.execute(
+    def by_prefix(self, prefix: str) -> list[VersionRecord]:
+        rows = self.conn.execute(
             select(t.versions)
             .where(t.versions.c.version_id.startswith(prefix, autoescape=True))
             .limit(5)
         ).all()
         return [_version(r) for r in rows]
 
-    @staticmethod
-    def list(conn: Connection, workflow: str) -> list[VersionRecord]:
-        rows = conn.execute(
+    def list(self, workflow: str) -> list[VersionRecord]:
+        rows = self.conn.execute(
             select(t.versions).where(t.versions.c.workflow == workflow).order_by(t.versions.c.seq)
         ).all()
         return [_version(r) for r in rows]
 
-    @staticmethod
-    def latest(conn: Connection, workflow: str) -> VersionRecord | None:
-        row = conn.execute(
+    def latest(self, workflow: str) -> VersionRecord | None:
+        row = self.conn.execute(
             select(t.versions)
             .where(t.versions.c.workflow == workflow)
             .order_by(t.versions.c.seq.desc())

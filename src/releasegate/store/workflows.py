@@ -29,9 +29,13 @@ class WorkflowRecord:
 
 
 class WorkflowRepo:
-    @staticmethod
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
     def upsert(
-        conn: Connection,
+        self,
         *,
         name: str,
         description: str,
@@ -48,15 +52,16 @@ class WorkflowRepo:
             "monitor_json": canonical_json(monitor) if monitor is not None else None,
             "updated_at": now(),
         }
-        done = conn.execute(update(t.workflows).where(t.workflows.c.name == name).values(**values))
+        done = self.conn.execute(
+            update(t.workflows).where(t.workflows.c.name == name).values(**values)
+        )
         if done.rowcount == 0:
-            conn.execute(insert(t.workflows).values(name=name, created_at=now(), **values))
+            self.conn.execute(insert(t.workflows).values(name=name, created_at=now(), **values))
 
-    @staticmethod
-    def get(conn: Connection, name: str) -> WorkflowRecord:
-        row = conn.execute(select(t.workflows).where(t.workflows.c.name == name)).first()
+    def get(self, name: str) -> WorkflowRecord:
+        row = self.conn.execute(select(t.workflows).where(t.workflows.c.name == name)).first()
         if row is None:
-            names = [r[0] for r in conn.execute(select(t.workflows.c.name)).all()]
+            names = [r[0] for r in self.conn.execute(select(t.workflows.c.name)).all()]
             raise NotFoundError(
                 f"no workflow '{name}'",
                 hint=("known: " + ", ".join(names))
@@ -72,6 +77,7 @@ class WorkflowRepo:
             json.loads(row.monitor_json) if row.monitor_json else None,
         )
 
-    @staticmethod
-    def names(conn: Connection) -> list[str]:
-        return [r[0] for r in conn.execute(select(t.workflows.c.name).order_by(t.workflows.c.name))]
+    def names(self) -> list[str]:
+        return [
+            r[0] for r in self.conn.execute(select(t.workflows.c.name).order_by(t.workflows.c.name))
+        ]
