@@ -108,9 +108,9 @@ def test_the_runs_each_arm_served_are_read_in_arrival_order(store: Store) -> Non
         run(5, STABLE, "stable"),
     ]
     with store.write() as conn:
-        assert RunRepo.insert_many(conn, rows) == 5
-        assert RunRepo.get(conn, "run-0001")["arm"] is None  # type: ignore[index]
-        assert RunRepo.get(conn, "run-0003")["arm"] == "canary"  # type: ignore[index]
+        assert RunRepo(conn).insert_many(rows) == 5
+        assert RunRepo(conn).get("run-0001")["arm"] is None  # type: ignore[index]
+        assert RunRepo(conn).get("run-0003")["arm"] == "canary"  # type: ignore[index]
     with store.read() as conn:
         repo = RolloutRepo(conn)
         assert repo.last_run_seq() == 5
