@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import hashlib
+from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import pytest
 
 from releasegate.errors import ManifestError
 from releasegate.providers import build_provider
 from releasegate.providers.base import Provider, ProviderContext
 from releasegate.providers.embedding_router import EmbeddingRouter
-from releasegate.providers.embeddings import Embedder, shared_embedder
+from releasegate.providers.embeddings import Embedder, Timed, shared_embedder
 
 MANIFEST: dict[str, Any] = {
     "model": {"provider": "embedding-router", "name": "multilingual-e5-small"},
@@ -183,3 +187,51 @@ def test_an_unknown_provider_is_a_manifest_error(provider: Any) -> None:
     assert info.value.hint is not None
     assert "embedding-router" in info.value.hint
     assert "python" in info.value.hint
+
+
+class PricedBackend:
+    """Vectors from a seeded generator; embedding a text alone 'costs' 7 ms per word."""
+
+    name = "priced-test-model"
+
+    def __init__(self) -> None:
+        self.alone: list[str] = []
+
+    def _row(self, text: str) -> npt.NDArray[np.float32]:
+        seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big")
+        row = np.random.default_rng(seed).normal(size=8).astype(np.float32)
+        return row / np.linalg.norm(row)  # type: ignore[no-any-return]
+
+    def embed(self, texts: Sequence[str], kind: str) -> npt.NDArray[np.float32]:
+        return np.stack([self._row(t) for t in texts])
+
+    def embed_one(self, text: str, kind: str) -> Timed:
+        self.alone.append(text)
+        return Timed(self._row(text), 7.0 * len(text.split()))
+
+
+def test_latency_is_each_message_s_own_measured_cost() -> None:
+    backend = PricedBackend()
+    context = ProviderContext(embedder=Embedder(backend=backend))
+    router = EmbeddingRouter(MANIFEST, context)
+    messages = ["short one", "a somewhat longer message than that", "short one"]
+    outputs = route_all(router, messages)
+    assert backend.alone == ["short one", "a somewhat longer message than that"]  # each once
+    costs = [7.0 * len(m.split()) for m in messages]
+    for out, cost in zip(outputs, costs, strict=True):
+        assert cost <= out.latency_ms < cost + 50  # its own cost, plus routing it
+    assert outputs[1].latency_ms > outputs[0].latency_ms  # per message, not a batch's mean
+    again = route_all(EmbeddingRouter(MANIFEST, context), messages)  # the next version
+    assert backend.alone == ["short one", "a somewhat longer message than that"]
+    assert all(c <= o.latency_ms < c + 50 for o, c in zip(again, costs, strict=True))
+
+
+def test_the_embedded_model_times_one_message_alone_in_cpu_time() -> None:
+    embedder = Embedder()
+    costs = embedder.measure(list(OBVIOUS), kind="query")
+    assert all(c > 0 for c in costs) and len(set(costs)) > 1  # per message
+    assert embedder.measure(list(OBVIOUS)[:1], kind="query") == costs[:1]  # measured once
+    assert embedder.embedded == len(OBVIOUS)
+    batch = Embedder(backend=embedder.backend).embed(list(OBVIOUS), kind="query")
+    alone = embedder.embed(list(OBVIOUS), kind="query")  # the measured vectors, memoised
+    assert np.allclose(batch, alone, atol=1e-5)

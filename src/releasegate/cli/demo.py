@@ -279,7 +279,8 @@ def watch_production(c: Console, store: Any, target: Path, version_id: str, repo
     c.print(f"[green]steady[/]: {', '.join(quiet)}")
     for a in result.alerts:
         c.print(f"[bold red]alert[/] to {escape(a.mention)}: {escape(a.message)}")
-    memo = build_memo(store, "support-triage", time.strftime("%G-W%V", time.gmtime()))
+    week = time.strftime("%G-W%V", time.gmtime())
+    memo = build_memo(store, "support-triage", week, embeddings=False)  # as monitor above
     written = write_memo(memo, reports / "memo")
     c.print(f"weekly memo: {written['html']}")
     for action in memo["actions"][:3]:

@@ -97,7 +97,11 @@ def _status(signals: Any) -> str:
     return "ok" if any(st != "insufficient" for st in statuses) else "insufficient"
 
 
-def build_memo(store: Store, workflow: str, week: str | None = None) -> dict[str, Any]:
+def build_memo(
+    store: Store, workflow: str, week: str | None = None, *, embeddings: bool = True
+) -> dict[str, Any]:
+    """The weekly memo of ``workflow``; ``embeddings=False`` leaves out the embedding drift
+    signals (and the model time they take), as ``monitor --no-embeddings`` does."""
     label, start, end = parse_week(week)
     with store.read() as conn:
         wf = WorkflowRepo(conn).get(workflow)
@@ -120,7 +124,15 @@ def build_memo(store: Store, workflow: str, week: str | None = None) -> dict[str
         running = [h for h in history if h.created_at < end]
         if not running and not cost_rows:
             continue
-        result = monitor(store, workflow, env, window=timedelta(days=7), now=end, alert=False)
+        result = monitor(
+            store,
+            workflow,
+            env,
+            window=timedelta(days=7),
+            now=end,
+            alert=False,
+            embeddings=embeddings,
+        )
         charts = {}
         if result.runs_reference:
             points = series(

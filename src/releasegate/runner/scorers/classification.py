@@ -7,10 +7,11 @@ computed over the corpus (``aggregate``), not averaged per case.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
+import numpy.typing as npt
 
 from releasegate.domain.results import Case, CaseOutput, Score
 from releasegate.runner.scorers import ParamError, check_params, expected_of, failed_output
@@ -74,9 +75,23 @@ class MacroF1(LabelAccuracy):
     def aggregate(self, cases: Sequence[Case], outputs: Sequence[CaseOutput]) -> float | None:
         if len(cases) != len(outputs):
             raise ValueError(f"{len(cases)} cases but {len(outputs)} outputs")
+        return macro_f1(*self._labels(cases, outputs))
+
+    def on_rows(
+        self, cases: Sequence[Case], outputs: Sequence[CaseOutput]
+    ) -> Callable[[npt.NDArray[np.int64]], float]:
+        """``aggregate`` of any selection of these (case, output) rows, by row index, with
+        the labels encoded once: a bootstrap calls it a thousand times per metric."""
+        if len(cases) != len(outputs):
+            raise ValueError(f"{len(cases)} cases but {len(outputs)} outputs")
+        truth, guess, n = _encoded(*self._labels(cases, outputs))
+        return lambda rows: _macro_f1_encoded(truth[rows], guess[rows], n)
+
+    def _labels(
+        self, cases: Sequence[Case], outputs: Sequence[CaseOutput]
+    ) -> tuple[list[str], list[str | None]]:
         expected = [str(expected_of(case, self.kind)) for case in cases]
-        predicted = [self.predicted(output) for output in outputs]
-        return macro_f1(expected, predicted)
+        return expected, [self.predicted(output) for output in outputs]
 
 
 def macro_f1(expected: Sequence[str], predicted: Sequence[str | None]) -> float:
@@ -85,16 +100,30 @@ def macro_f1(expected: Sequence[str], predicted: Sequence[str | None]) -> float:
     That form equals sklearn's precision/recall F1 with ``zero_division=0`` for
     every label in the union, including labels never predicted or never expected.
     """
-    if not expected:
-        return 0.0
+    return _macro_f1_encoded(*_encoded(expected, predicted))
+
+
+Encoded = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], int]
+
+
+def _encoded(expected: Sequence[str], predicted: Sequence[str | None]) -> Encoded:
+    """Labels as indices into their sorted union; a missing prediction is -1."""
     labels = sorted(set(expected) | {p for p in predicted if p is not None})
     index = {label: i for i, label in enumerate(labels)}
-    truth = np.array([index[e] for e in expected])
-    guess = np.array([index[p] if p is not None else -1 for p in predicted])
+    truth = np.array([index[e] for e in expected], dtype=np.int64)
+    guess = np.array([index[p] if p is not None else -1 for p in predicted], dtype=np.int64)
+    return truth, guess, len(labels)
+
+
+def _macro_f1_encoded(truth: npt.NDArray[np.int64], guess: npt.NDArray[np.int64], n: int) -> float:
+    """``macro_f1`` over encoded rows: the labels are those these rows expect or predict."""
+    if truth.size == 0:
+        return 0.0
     hits = truth == guess
-    n = len(labels)
+    predicted = guess[guess >= 0]
     tp = np.bincount(truth[hits], minlength=n)
     fn = np.bincount(truth[~hits], minlength=n)
     fp = np.bincount(guess[~hits & (guess >= 0)], minlength=n)
-    f1 = 2 * tp / (2 * tp + fp + fn)
+    seen = (np.bincount(truth, minlength=n) + np.bincount(predicted, minlength=n)) > 0
+    f1 = 2 * tp[seen] / (2 * tp[seen] + fp[seen] + fn[seen])
     return float(f1.mean())
