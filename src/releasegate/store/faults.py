@@ -36,10 +36,10 @@ URL_HINT = (
     "or sqlite:////absolute/path/releasegate.db (or unset it for .releasegate/ here)"
 )
 
-# SQLSTATEs (PostgreSQL) that a moment later will have gone away
-_TRANSIENT_SQLSTATES = {"40001": "serialization failure", "40P01": "deadlock"}
 _ANSWERS = {"IntegrityError", "ProgrammingError", "DataError", "NotSupportedError"}
-_TRANSIENT_SQLITE = {"SQLITE_BUSY_SNAPSHOT", "SQLITE_BUSY_RECOVERY", "SQLITE_LOCKED_SHAREDCACHE"}
+_TRANSIENT_SQLITE = frozenset(
+    {"SQLITE_BUSY_SNAPSHOT", "SQLITE_BUSY_RECOVERY", "SQLITE_LOCKED_SHAREDCACHE"}
+)
 _OS_CAUSES = {
     errno.EROFS: "read-only file system",
     errno.ENOSPC: "disk full",
@@ -158,86 +158,152 @@ def _first_line(exc: BaseException, secret: str | None) -> str:
     return line[:200]
 
 
+@dataclass(frozen=True)
+class _Fault:
+    """One row of ``classify``'s table: the errors it matches and the StoreError they mean.
+
+    A row matches on its SQLSTATE (exact or by class prefix), its SQLite error name, or
+    one of its ``phrases`` in the driver's message, lower-cased (with ``along``: and one
+    of those too). The message names the store and, with ``{detail}``, the driver's first
+    line (password masked)."""
+
+    error: type[StoreError]
+    message: str
+    hint: str
+    sqlstates: tuple[str, ...] = ()
+    sqlstate_classes: tuple[str, ...] = ()
+    sqlite_names: frozenset[str] = frozenset()
+    phrases: tuple[str, ...] = ()
+    along: tuple[str, ...] = ()
+
+    def matches(self, sqlstate: str | None, sqlite_name: str | None, text: str) -> bool:
+        if sqlstate is not None and (
+            sqlstate in self.sqlstates or sqlstate.startswith(self.sqlstate_classes)
+        ):
+            return True
+        if sqlite_name is not None and sqlite_name in self.sqlite_names:
+            return True
+        return any(p in text for p in self.phrases) and (
+            not self.along or any(a in text for a in self.along)
+        )
+
+
+_AGAIN = "nothing was written; run the command again"
+_WAIT = "retry when the other writer is done, or raise RELEASEGATE_LOCK_TIMEOUT"
+_CHECK_UP = "check that the database is up and the URL is right"
+_FAULTS: tuple[_Fault, ...] = (  # first match wins
+    _Fault(
+        StoreConflictError,
+        "store busy: serialization failure with another writer ({store})",
+        _AGAIN,
+        sqlstates=("40001",),
+    ),
+    _Fault(
+        StoreConflictError,
+        "store busy: deadlock with another writer ({store})",
+        _AGAIN,
+        sqlstates=("40P01",),
+    ),
+    _Fault(  # busy without waiting
+        StoreConflictError,
+        "store busy: another writer changed the store first ({store})",
+        _AGAIN,
+        sqlite_names=_TRANSIENT_SQLITE,
+    ),
+    _Fault(
+        StoreError,
+        "store locked: another transaction held a lock past the lock timeout ({store})",
+        _WAIT,
+        sqlstates=("55P03",),
+        phrases=("lock timeout",),
+    ),
+    _Fault(
+        StoreError,
+        "store timed out: a statement ran past the statement timeout ({store})",
+        "raise RELEASEGATE_STATEMENT_TIMEOUT, or check the database's load",
+        sqlstates=("57014",),
+        phrases=("statement timeout",),
+    ),
+    _Fault(
+        StoreError,
+        "store is read-only: cannot write to {store}",
+        "make the store writable, or run where it is",
+        sqlstates=("25006",),
+        phrases=("read-only", "readonly"),
+    ),
+    _Fault(
+        StoreError,
+        "store is full: no space left for {store}",
+        "free space on its disk; nothing was half-written",
+        sqlstates=("53100", "53200"),
+        phrases=("disk is full", "no space left"),
+    ),
+    _Fault(
+        StoreError,
+        "store locked: another process held the write lock past the lock timeout ({store})",
+        _WAIT,
+        phrases=("database is locked", "database table is locked"),
+    ),
+    _Fault(
+        StoreError,
+        "store is unreadable: {store} is not a releasegate database (or is damaged)",
+        "point RELEASEGATE_DIR / RELEASEGATE_DATABASE_URL at the right store, "
+        "or restore it from a backup; it was not changed",
+        phrases=("file is not a database", "database disk image is malformed"),
+    ),
+    _Fault(
+        StoreError,
+        "store cannot be opened: {store} (missing directory, permissions or read-only)",
+        "check the path and that this user may write there",
+        phrases=("unable to open database file",),
+    ),
+    _Fault(
+        StoreError,
+        "store unreachable: no answer within the connect timeout ({store})",
+        "check the database host, or raise RELEASEGATE_CONNECT_TIMEOUT",
+        phrases=("timeout expired", "timed out"),
+    ),
+    _Fault(
+        StoreError,
+        "store unreachable: {store} ({detail})",
+        _CHECK_UP,
+        sqlstate_classes=("08", "57P"),
+    ),
+    _Fault(
+        StoreError,
+        "store unreachable: {store} ({detail})",
+        _CHECK_UP,
+        phrases=("connection",),
+        along=("refused", "failed", "could not", "closed", "terminat", "resolve", "reset"),
+    ),
+    _Fault(
+        StoreError,
+        "store refused the login: {store} ({detail})",
+        "check the user and password in RELEASEGATE_DATABASE_URL",
+        phrases=("password authentication failed", "no pg_hba.conf entry"),
+    ),
+    _Fault(
+        StoreError,
+        "store unreachable: {store} ({detail})",
+        "create the database, or fix its name in RELEASEGATE_DATABASE_URL",
+        phrases=("does not exist",),
+        along=("database",),
+    ),
+)
+
+
 def classify(exc: BaseException, store: str, *, secret: str | None = None) -> StoreError | None:
-    """The StoreError a driver error means, or None when it is not a storage fault."""
+    """The StoreError a driver error means (the first row of ``_FAULTS`` it matches), or
+    None when it is not a storage fault."""
     if _ANSWERS & {k.__name__ for k in type(exc).__mro__}:
         return None  # a constraint, a bad statement: not the store's state (and may quote data)
     sqlstate = getattr(exc, "sqlstate", None)
+    sqlite_name = getattr(exc, "sqlite_errorname", None)
     text = str(exc).lower()
-    if sqlstate in _TRANSIENT_SQLSTATES:
-        return StoreConflictError(
-            f"store busy: {_TRANSIENT_SQLSTATES[sqlstate]} with another writer ({store})",
-            hint="nothing was written; run the command again",
-        )
-    if getattr(exc, "sqlite_errorname", None) in _TRANSIENT_SQLITE:  # busy without waiting
-        return StoreConflictError(
-            f"store busy: another writer changed the store first ({store})",
-            hint="nothing was written; run the command again",
-        )
-    if sqlstate == "55P03" or "lock timeout" in text:
-        return StoreError(
-            f"store locked: another transaction held a lock past the lock timeout ({store})",
-            hint="retry when the other writer is done, or raise RELEASEGATE_LOCK_TIMEOUT",
-        )
-    if sqlstate == "57014" or "statement timeout" in text:
-        return StoreError(
-            f"store timed out: a statement ran past the statement timeout ({store})",
-            hint="raise RELEASEGATE_STATEMENT_TIMEOUT, or check the database's load",
-        )
-    if sqlstate == "25006" or "read-only" in text or "readonly" in text:
-        return StoreError(
-            f"store is read-only: cannot write to {store}",
-            hint="make the store writable, or run where it is",
-        )
-    if sqlstate in ("53100", "53200") or "disk is full" in text or "no space left" in text:
-        return StoreError(
-            f"store is full: no space left for {store}",
-            hint="free space on its disk; nothing was half-written",
-        )
-    if "database is locked" in text or "database table is locked" in text:
-        return StoreError(
-            f"store locked: another process held the write lock past the lock timeout ({store})",
-            hint="retry when the other writer is done, or raise RELEASEGATE_LOCK_TIMEOUT",
-        )
-    if "file is not a database" in text or "database disk image is malformed" in text:
-        return StoreError(
-            f"store is unreadable: {store} is not a releasegate database (or is damaged)",
-            hint="point RELEASEGATE_DIR / RELEASEGATE_DATABASE_URL at the right store, "
-            "or restore it from a backup; it was not changed",
-        )
-    if "unable to open database file" in text:
-        return StoreError(
-            f"store cannot be opened: {store} (missing directory, permissions or read-only)",
-            hint="check the path and that this user may write there",
-        )
-    if "timeout expired" in text or "timed out" in text:
-        return StoreError(
-            f"store unreachable: no answer within the connect timeout ({store})",
-            hint="check the database host, or raise RELEASEGATE_CONNECT_TIMEOUT",
-        )
-    if sqlstate is not None and sqlstate.startswith(("08", "57P")):
-        return StoreError(
-            f"store unreachable: {store} ({_first_line(exc, secret)})",
-            hint="check that the database is up and the URL is right",
-        )
-    if "connection" in text and any(
-        word in text
-        for word in ("refused", "failed", "could not", "closed", "terminat", "resolve", "reset")
-    ):
-        return StoreError(
-            f"store unreachable: {store} ({_first_line(exc, secret)})",
-            hint="check that the database is up and the URL is right",
-        )
-    if "password authentication failed" in text or "no pg_hba.conf entry" in text:
-        return StoreError(
-            f"store refused the login: {store} ({_first_line(exc, secret)})",
-            hint="check the user and password in RELEASEGATE_DATABASE_URL",
-        )
-    if "does not exist" in text and "database" in text:
-        return StoreError(
-            f"store unreachable: {store} ({_first_line(exc, secret)})",
-            hint="create the database, or fix its name in RELEASEGATE_DATABASE_URL",
-        )
+    for fault in _FAULTS:
+        if fault.matches(sqlstate, sqlite_name, text):
+            detail = _first_line(exc, secret) if "{detail}" in fault.message else ""
+            return fault.error(fault.message.format(store=store, detail=detail), hint=fault.hint)
     return None
 
 
