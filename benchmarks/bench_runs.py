@@ -8,8 +8,9 @@ of the row above, or the comparison with MLflow tracing.
 
 - import: ``import_jsonl`` (the code behind ``releasegate runs import``) of a generated
   1,000,000-run JSONL file into a fresh embedded SQLite store, times as epoch numbers and
-  as ISO-8601 strings; the ceiling is a raw ``executemany`` of the rows ``to_row`` builds,
-  pre-built before the clock starts, into the same table in one transaction.
+  as ISO-8601 strings; the ceiling is a raw ``executemany`` of the rows
+  ``store.runs.encode`` builds, pre-built before the clock starts, into the same table in one
+  transaction.
 - sdk: ``with client.run(version, input=...) as r: r.output = ...`` in a tight loop, the
   writer idle until ``flush()``; the flush (validation and insert off the request path) is
   timed on its own.
@@ -55,12 +56,12 @@ from releasegate import Client
 from releasegate.domain.drift import DriftRules, compare_windows, embedding_drift_signal
 from releasegate.domain.runs import parse_jsonl
 from releasegate.monitor import service
-from releasegate.monitor.ingest import import_jsonl, to_row
+from releasegate.monitor.ingest import import_jsonl
 from releasegate.monitor.service import Span, monitor
 from releasegate.providers.embeddings import Embedder, text_key
 from releasegate.store.embeddings import EmbeddingRepo
 from releasegate.store.engine import Store
-from releasegate.store.runs import RunRepo
+from releasegate.store.runs import RunRepo, encode
 
 N_IMPORT = 1_000_000
 N_SDK = 100_000
@@ -216,7 +217,7 @@ def bench_import(files: Files, runs: int) -> list[Figure]:
         Figure("  `releasegate runs import FILE --json` (new process)", "runs/s", tuple(cli)),
         Figure("  of which parse_jsonl alone (json.loads + validation)", "runs/s", tuple(parse)),
         Figure(
-            "  ceiling: RunRepo.insert_many of pre-built to_row tuples",
+            "  ceiling: RunRepo.insert_many of pre-built encoded rows",
             "runs/s",
             tuple(ceiling),
         ),
@@ -233,7 +234,7 @@ def prebuilt_rows(path: Path, now: datetime) -> list[tuple[Any, ...]]:
     rows: list[tuple[Any, ...]] = []
     with path.open("rb") as handle:
         while chunk := handle.readlines(8 << 20):
-            rows.extend(to_row(r, received_at) for r in parse_jsonl(chunk, now=now).accepted)
+            rows.extend(encode(r, received_at) for r in parse_jsonl(chunk, now=now).accepted)
     return rows
 
 
@@ -339,13 +340,13 @@ def bench_monitor(store: Store, files: Files, runs: int) -> list[Figure]:
 
 def scalar_windows(store: Store, current: Span, reference: Span) -> tuple[Any, Any, Any]:
     """What ``monitor`` does before the statistics: both windows, as numpy, plus the bins."""
-    if hasattr(RunRepo, "signal_columns"):
+    if hasattr(RunRepo, "signal_window"):
         with store.read() as conn:
-            cur_runs = RunRepo(conn).signal_columns(WORKFLOW, ENV, *current.bounds)
-            ref_runs = RunRepo(conn).signal_columns(WORKFLOW, ENV, *reference.bounds)
+            cur_runs = RunRepo(conn).signal_window(WORKFLOW, ENV, *current.bounds)
+            ref_runs = RunRepo(conn).signal_window(WORKFLOW, ENV, *reference.bounds)
         ref = service._window(ref_runs)
         return ref, service._window(cur_runs), service._length_bins(ref)
-    old: Any = service  # the code before signal_columns existed: rows as tuples
+    old: Any = service  # the code before signal_window existed: rows as tuples
     with store.read() as conn:
         cur_rows = RunRepo(conn).window(WORKFLOW, ENV, *current.bounds, old.SCALAR_COLUMNS)
         ref_rows = RunRepo(conn).window(WORKFLOW, ENV, *reference.bounds, old.SCALAR_COLUMNS)

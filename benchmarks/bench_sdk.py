@@ -5,7 +5,7 @@ physical limit of this machine, and the request path.
 figure the median of ``--runs`` repetitions (default 5, 3 with --quick), every repetition
 in a fresh temp project and store:
 
-- physical limit: a raw ``executemany`` of the very rows the SDK stores (``to_row`` of
+- physical limit: a raw ``executemany`` of the very rows the SDK stores (``store.runs.encode`` of
   the same records, built before the clock starts) into the same ``runs`` table, one
   transaction per batch of ``batch_size``, nothing else: what SQLite takes on this machine.
 - sustained: 4 application threads each run ``with client.run(version, input=...) as r:``
@@ -39,11 +39,10 @@ from typing import Any
 from bench_loop import ENV, WORKFLOW, Figure, load, machine, markdown, project, ship, table
 from releasegate import Client
 from releasegate.domain.runs import parse_batch
-from releasegate.monitor.ingest import to_row
 from releasegate.providers import prices
 from releasegate.sdk.client import next_run_id
 from releasegate.store.engine import Store
-from releasegate.store.runs import RunRepo
+from releasegate.store.runs import RunRepo, encode
 
 THREADS = 4
 BATCH = 5000
@@ -151,7 +150,7 @@ def physical_limit(store: Store, records: list[dict[str, Any]]) -> tuple[float, 
     parsed = parse_batch(records, now=datetime.now(UTC), source="sdk")
     price = prices.run_pricer()
     received = time.time()
-    rows = [to_row(r, received, price) for r in parsed.accepted]
+    rows = [encode(r, received, price) for r in parsed.accepted]
     batches = [rows[k : k + BATCH] for k in range(0, len(rows), BATCH)]
     gc.collect()
     t0 = time.perf_counter()

@@ -14,6 +14,11 @@ from hypothesis import strategies as st
 
 from releasegate.domain.runs import (
     FIELDS,
+    HAS_FEEDBACK,
+    IS_EDITED,
+    IS_ERROR,
+    IS_ESCALATED,
+    IS_NEGATIVE_FEEDBACK,
     REQUIRED,
     BatchResult,
     Rejection,
@@ -572,3 +577,11 @@ def test_blank_lines_of_any_kind_are_skipped() -> None:
     rows = [b"\n", json.dumps(record(run_id="a")).encode() + b"\r\n", b"  \t\r\n", b""]
     result = parse_jsonl(rows, now=NOW)
     assert result.ok and [r.run_id for r in result.accepted] == ["a"]
+
+
+def test_run_facts_judge_a_record() -> None:
+    assert IS_ERROR.holds("error") and not IS_ERROR.holds("ok")
+    assert IS_ESCALATED.holds(True) and not IS_EDITED.holds(False)
+    assert IS_NEGATIVE_FEEDBACK.holds(-0.1)
+    assert not IS_NEGATIVE_FEEDBACK.holds(0.0) and not IS_NEGATIVE_FEEDBACK.holds(None)
+    assert HAS_FEEDBACK.holds(0.0) and not HAS_FEEDBACK.holds(None)

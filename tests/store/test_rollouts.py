@@ -18,10 +18,9 @@ from releasegate.domain.rollout import (
 )
 from releasegate.domain.runs import build_run
 from releasegate.errors import RolloutRefusedError
-from releasegate.monitor.ingest import to_row
 from releasegate.store.engine import Store
 from releasegate.store.rollouts import RolloutRepo
-from releasegate.store.runs import RunRepo
+from releasegate.store.runs import RunRepo, encode
 
 STABLE, CANARY = "a" * 64, "b" * 64
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
@@ -95,7 +94,7 @@ def run(i: int, version: str, arm: str | None, *, status: str = "ok") -> tuple[o
         **({"failure_reason": "boom"} if status == "error" else {}),
         **({"arm": arm} if arm else {}),
     }
-    return to_row(build_run(record, datetime.now(UTC).timestamp(), 300.0, "sdk"), 1.0)
+    return encode(build_run(record, datetime.now(UTC).timestamp(), 300.0, "sdk"), 1.0)
 
 
 def test_the_runs_each_arm_served_are_read_in_arrival_order(store: Store) -> None:

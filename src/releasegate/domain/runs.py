@@ -93,7 +93,42 @@ class RunRecord(NamedTuple):
 
     @property
     def is_error(self) -> bool:
-        return self.status == "error"
+        return IS_ERROR.holds(self.status)
+
+
+class RunFact(NamedTuple):
+    """A yes/no fact about a run, stated once as a test of one of its fields: monitoring
+    counts runs by these (error rate, escalations, edits, negative feedback). ``holds``
+    applies the test to a value; the store turns it into SQL over the column of the same
+    name, so a window is read by the same rule a record is judged by.
+
+    ``test``: ``equals`` / ``below`` (``operand``), ``true``, ``present`` (not missing).
+    """
+
+    name: str
+    field: str
+    test: str
+    operand: Any = None
+
+    def holds(self, value: Any) -> bool:
+        if self.test == "equals":
+            return bool(value == self.operand)
+        if self.test == "below":
+            return value is not None and bool(value < self.operand)
+        if self.test == "true":
+            return bool(value)
+        if self.test == "present":
+            return value is not None
+        raise ValueError(f"unknown run test {self.test!r}")
+
+
+IS_ERROR = RunFact("error", "status", "equals", "error")
+IS_ESCALATED = RunFact("escalated", "escalated", "true")
+IS_EDITED = RunFact("edited", "edited", "true")
+IS_NEGATIVE_FEEDBACK = RunFact("negative feedback", "feedback", "below", 0.0)
+HAS_FEEDBACK = RunFact("feedback", "feedback", "present")
+SIGNAL_FACTS = (IS_ERROR, IS_ESCALATED, IS_EDITED, IS_NEGATIVE_FEEDBACK, HAS_FEEDBACK)
+"""What scalar drift counts of every run in a window."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,12 +12,10 @@ from __future__ import annotations
 import collections
 import contextlib
 import gc
-import hashlib
 import io
 import itertools
 import json
 import logging
-import math
 import operator
 import os
 import sys
@@ -48,7 +46,7 @@ from releasegate.providers import prices
 from releasegate.store.decisions import DecisionRepo
 from releasegate.store.engine import Batches, Conn, Store
 from releasegate.store.environments import EnvironmentRepo
-from releasegate.store.runs import RUN_COLUMNS, RunRepo
+from releasegate.store.runs import ROW_KINDS, EncodedRun, RunRepo, encode
 from releasegate.store.versions import VersionRepo
 
 log = logging.getLogger("releasegate.ingest")
@@ -111,55 +109,6 @@ class IngestResult:
         }
 
 
-_HASHES: dict[str, str] = {}
-_HASHES_MAX = 1 << 16
-
-
-def _hash_of(text: str) -> str:
-    """sha256 of a text (the key its embedding is kept under), remembered: outputs (labels,
-    canned answers) and prompts repeat, and a dict lookup costs a tenth of the hash.
-    Bounded; cleared when full."""
-    digest = _HASHES.get(text)
-    if digest is None:
-        if len(_HASHES) >= _HASHES_MAX:
-            _HASHES.clear()
-        digest = _HASHES[text] = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    return digest
-
-
-_NAN = math.nan
-
-
-def to_row(
-    r: RunRecord, received_at: float, price: prices.RunPricer | None = None
-) -> tuple[Any, ...]:
-    """A record as a ``runs`` row (``RUN_COLUMNS`` order) for ``RunRepo.insert_many``.
-
-    A missing value travels as its sentinel, not None: '' for a name, a hash or the
-    attributes, NaN for a number, -1 for the output length, and the flags as 0/1 (see
-    ``RunRepo.insert_many``: the SQLite driver binds None and bool ten times slower).
-    The provider, which has no column of its own, is kept with the attributes."""
-    (
-        run_id, workflow, version_id, env, started, ended, latency, status, reason,
-        tokens_in, tokens_out, cost, model, provider, operation, retries, escalated, edited,
-        feedback, text_in, text_out, label, attributes, source, arm,
-    ) = r  # fmt: skip
-    if provider:
-        attributes = {**attributes, "provider": provider}
-    if cost is None and model and price is not None:  # priced as it lands: history stays
-        cost = price(model, provider, tokens_in or 0, tokens_out or 0)
-    hash_in = "" if text_in is None else _hash_of(text_in)
-    hash_out, chars = ("", -1) if text_out is None else (_hash_of(text_out), len(text_out))
-    return (
-        run_id, workflow, version_id, env, started, ended, latency, tokens_in, tokens_out,
-        _NAN if cost is None else cost, model or "", operation or "", status, reason or "",
-        retries, 1 if escalated else 0, 1 if edited else 0,
-        _NAN if feedback is None else feedback, label or "", chars, hash_in, hash_out,
-        text_in, text_out, json.dumps(attributes, sort_keys=True) if attributes else "",
-        source, received_at, arm or "",
-    )  # fmt: skip
-
-
 def _tally(records: Iterable[RunRecord], seen: dict[tuple[str, str, str], int]) -> None:
     """Runs per (workflow, env, version): what the gate check after landing looks at."""
     for r in records:
@@ -186,11 +135,10 @@ def ingest_records(
                 return result
             if bad:
                 records = [r for i, r in enumerate(records) if i not in bad]
-            price = prices.run_pricer()
-            rows = [to_row(r, received_at, price) for r in records]
-            result.landed = RunRepo(conn).insert_many(rows)
-            if result.landed < len(rows):
-                changed = set(RunRepo(conn).changed(rows))
+            added = RunRepo(conn).add(records, received_at=received_at, price=prices.run_pricer())
+            result.landed = added.landed
+            if added.changed:
+                changed = set(added.changed)
                 for i, r in enumerate(records):
                     if r.run_id in changed:
                         result.rejected.append(Rejection(i, None, r.run_id, "run_id", CHANGED))
@@ -317,7 +265,7 @@ class _Chunk(NamedTuple):
     lines: int
     received: int
     rejected: list[Rejection]  # lines numbered in the file, not the chunk
-    rows: Iterable[tuple[Any, ...]]  # empty when the chunk has rejections
+    rows: Iterable[EncodedRun]  # empty when the chunk has rejections
     seen: Mapping[tuple[str, str, str], int]  # (workflow, env, version_id) -> runs
     rejected_count: int = 0  # may exceed len(rejected), which is capped
 
@@ -358,11 +306,10 @@ def _land(
             checked.update(new)
         if not result.rejected and not found.names:
             rows = chunk.rows if isinstance(chunk.rows, list) else list(chunk.rows)
-            landed = RunRepo(conn).insert_many(rows)
-            result.landed += landed
+            added = RunRepo(conn).add_encoded(rows)  # a re-sent run: identical, or changed
+            result.landed += added.landed
             since_commit += chunk.received
-            if landed < len(rows):  # a re-sent run: identical, or a conflict
-                found.changed.update(RunRepo(conn).changed(rows))
+            found.changed.update(added.changed)
             for key, n in chunk.seen.items():
                 seen[key] = seen.get(key, 0) + n
             due = since_commit >= COMMIT_RUNS or time.monotonic() - committed_at >= COMMIT_SECONDS
@@ -465,7 +412,7 @@ def _parse_chunk(lines: list[bytes], start_line: int, at: datetime, received_at:
         ]
         return _Chunk(len(lines), received, rejected, [], seen, parsed.rejected_count)
     price = prices.run_pricer()
-    rows = [to_row(r, received_at, price) for r in parsed.accepted]
+    rows = [encode(r, received_at, price) for r in parsed.accepted]
     return _Chunk(len(lines), received, [], rows, seen)
 
 
@@ -518,15 +465,6 @@ MAX_WORKERS = 4
 IN_FLIGHT = 3
 """Chunks queued per worker: enough to keep it busy, few enough to bound the memory."""
 """Beyond ~3, this process's inserts are the bound."""
-_FLOAT_COLUMNS = frozenset(
-    {"started_at", "ended_at", "latency_ms", "cost_usd", "feedback", "received_at"}
-)
-_INT_COLUMNS = frozenset(
-    {"tokens_in", "tokens_out", "retries", "escalated", "edited", "output_chars"}
-)
-_KINDS = tuple(
-    "d" if c in _FLOAT_COLUMNS else "q" if c in _INT_COLUMNS else "s" for c in RUN_COLUMNS
-)
 _SEP = "\x00"
 
 
@@ -647,12 +585,12 @@ def _spans(path: Path, size: int) -> Generator[tuple[int, int, int], None, None]
             yield chunk_start, block_start - chunk_start, first_line
 
 
-def _pack_rows(rows: Iterable[tuple[Any, ...]]) -> list[tuple[str, Any]]:
+def _pack_rows(rows: Iterable[EncodedRun]) -> list[tuple[str, Any]]:
     columns = list(zip(*rows, strict=True))
     if not columns:
         return []
     packed: list[tuple[str, Any]] = []
-    for kind, column in zip(_KINDS, columns, strict=True):
+    for kind, column in zip(ROW_KINDS, columns, strict=True):
         try:
             if kind != "s":
                 packed.append((kind, array(kind, column).tobytes()))
@@ -667,7 +605,7 @@ def _pack_rows(rows: Iterable[tuple[Any, ...]]) -> list[tuple[str, Any]]:
     return packed
 
 
-def _unpack_rows(packed: list[tuple[str, Any]]) -> Iterable[tuple[Any, ...]]:
+def _unpack_rows(packed: list[tuple[str, Any]]) -> Iterable[EncodedRun]:
     columns: list[Any] = []
     for kind, payload in packed:
         if kind == "s":

@@ -21,6 +21,13 @@ import numpy as np
 
 from releasegate.domain.drift import Bins, DriftRules, Signal, Window, compare_windows
 from releasegate.domain.monitoring import MonitorConfig, firings
+from releasegate.domain.runs import (
+    HAS_FEEDBACK,
+    IS_EDITED,
+    IS_ERROR,
+    IS_ESCALATED,
+    IS_NEGATIVE_FEEDBACK,
+)
 from releasegate.errors import InputError
 from releasegate.monitor.alerts import (
     Alert,
@@ -37,10 +44,8 @@ from releasegate.release.refs import check_env
 from releasegate.store.embeddings import EmbeddingRepo
 from releasegate.store.engine import Store
 from releasegate.store.environments import EnvironmentRepo
-from releasegate.store.runs import RunRepo
+from releasegate.store.runs import RunRepo, RunWindow
 from releasegate.store.workflows import WorkflowRepo
-
-ERROR, ESCALATED, EDITED, NEGATIVE_FEEDBACK, HAS_FEEDBACK = RunRepo.SIGNAL_FLAGS
 
 SCALAR_COLUMNS = (
     "status",
@@ -201,8 +206,8 @@ def _days(window: timedelta) -> str:
     return f"{s / 60:g} minutes"
 
 
-def _window(runs: np.ndarray[Any, Any]) -> Window:
-    """One window as drift reads it, from ``RunRepo.signal_columns`` (one record per run)."""
+def _window(runs: RunWindow) -> Window:
+    """One window as drift reads it, from ``RunRepo.signal_window``."""
     if not len(runs):
         empty = np.zeros(0)
         return Window(
@@ -215,27 +220,26 @@ def _window(runs: np.ndarray[Any, Any]) -> Window:
             output_length=empty,
             labels=[],
         )
-    flags = runs["flags"]
-    counts = Counter(runs["label"].tolist())  # labels are read as counts: the same mix
+    counts = Counter(runs.column("label").tolist())  # labels are read as counts: the same mix
     counts.pop(None, None)
     return Window(
-        errors=(flags & ERROR) != 0,
-        latency=np.ascontiguousarray(runs["latency_ms"]),
-        cost=np.ascontiguousarray(runs["cost_usd"]),
-        escalated=(flags & ESCALATED) != 0,
-        edited=(flags & EDITED) != 0,
+        errors=runs.has(IS_ERROR),
+        latency=np.ascontiguousarray(runs.column("latency_ms")),
+        cost=np.ascontiguousarray(runs.column("cost_usd")),
+        escalated=runs.has(IS_ESCALATED),
+        edited=runs.has(IS_EDITED),
         negative_feedback=np.where(
-            (flags & HAS_FEEDBACK) != 0, ((flags & NEGATIVE_FEEDBACK) != 0).astype(float), np.nan
+            runs.has(HAS_FEEDBACK), runs.has(IS_NEGATIVE_FEEDBACK).astype(float), np.nan
         ),
-        output_length=np.ascontiguousarray(runs["output_chars"]),
+        output_length=np.ascontiguousarray(runs.column("output_chars")),
         labels=dict(counts) if counts else None,
     )
 
 
-def _versions_seen(runs: np.ndarray[Any, Any]) -> list[tuple[str, int]]:
+def _versions_seen(runs: RunWindow) -> list[tuple[str, int]]:
     """(version id, runs) in a window, most runs first (ties as SQL's GROUP BY gave them),
     counted from the rows already read rather than by a second pass over the window."""
-    counts = Counter(runs["version_id"].tolist())
+    counts = Counter(runs.column("version_id").tolist())
     return sorted(counts.items(), key=lambda item: (item[1], item[0]), reverse=True)
 
 
@@ -334,10 +338,10 @@ def monitor(
         # one pass per window: the embedding sample is drawn from the same rows
         hashes = ("input_hash", "output_hash") if embeddings else ()
         seq = ("seq",) if embeddings else ()  # to quote novel inputs by primary key
-        cur_runs = RunRepo(conn).signal_columns(
+        cur_runs = RunRepo(conn).signal_window(
             workflow, env, *current.bounds, extra=("version_id", *hashes, *seq)
         )
-        ref_runs = RunRepo(conn).signal_columns(workflow, env, *ref_span.bounds, extra=hashes)
+        ref_runs = RunRepo(conn).signal_window(workflow, env, *ref_span.bounds, extra=hashes)
         versions: list[dict[str, Any]] = [
             {
                 "version_id": vid,
@@ -356,18 +360,18 @@ def monitor(
         for column, key in (("input_hash", "input"), ("output_hash", "output")):
             model = config.embedding_model
             a, ea, _ = _vectors(
-                store, workflow, env, ref_span, column, ref_runs[column], embed_sample, 1,
+                store, workflow, env, ref_span, column, ref_runs.column(column), embed_sample, 1,
                 progress, model,
             )  # fmt: skip
             b, eb, rows = _vectors(
-                store, workflow, env, current, column, cur_runs[column], embed_sample, 2,
+                store, workflow, env, current, column, cur_runs.column(column), embed_sample, 2,
                 progress, model,
             )  # fmt: skip
             result.embedded += ea + eb
             if a is not None or b is not None:  # one side alone: its signals say untested
                 vectors[f"{key}_embeddings"] = (a, b)
             if b is not None and key == "input":
-                seqs = cur_runs["seq"]
+                seqs = cur_runs.column("seq")
                 texts = _texts_of(store, [int(seqs[i]) for i in rows])
         if vectors:
             ref = _with(ref, {k: v[0] for k, v in vectors.items()})
@@ -467,18 +471,20 @@ def series(
     """Each scalar signal per bucket (e.g. per day) against one reference, for charts."""
     start = end - bucket * buckets
     with store.read() as conn:
-        ref_runs = RunRepo(conn).signal_columns(workflow, env, *reference.bounds)
-        runs = RunRepo(conn).signal_columns(
+        ref_runs = RunRepo(conn).signal_window(workflow, env, *reference.bounds)
+        runs = RunRepo(conn).signal_window(
             workflow, env, start.timestamp(), end.timestamp(), started=True
         )
     ref = _window(ref_runs)
     bins = _length_bins(ref)
     rules = DriftRules(min_sample=min_sample)
     edges = [start + bucket * i for i in range(buckets + 1)]
-    cuts = np.searchsorted(runs["started_at"], [e.timestamp() for e in edges[1:]], side="left")
+    cuts = np.searchsorted(
+        runs.column("started_at"), [e.timestamp() for e in edges[1:]], side="left"
+    )
     out: dict[str, list[tuple[datetime, float | None, bool]]] = {}
     for i in range(buckets):
-        chunk = runs[cuts[i - 1] if i else 0 : cuts[i]]
+        chunk = runs.between(cuts[i - 1] if i else 0, cuts[i])
         signals = compare_windows(ref, _window(chunk), rules, bins=bins) if len(ref_runs) else []
         for s in signals:
             ok = s.status != "insufficient" and math.isfinite(s.value)

@@ -24,10 +24,11 @@ from releasegate.domain.rollout import (
     Rollout,
     rollout_policy_from_content,
 )
+from releasegate.domain.runs import IS_EDITED, IS_ERROR, IS_ESCALATED
 from releasegate.errors import RolloutRefusedError
 from releasegate.store import tables as t
 from releasegate.store.rows import as_utc
-from releasegate.store.runs import _driver
+from releasegate.store.runs import _driver, fact_sql
 
 SKEW_S = 300.0
 """Runs may start up to this long before the rollout by their clock and still count."""
@@ -170,8 +171,9 @@ class RolloutRepo:
         """The runs each arm of ``r`` served after ``after_seq``, in arrival order."""
         sql = (
             "SELECT seq, CASE WHEN arm = 'canary' THEN 1 ELSE 0 END,"
-            " CASE WHEN status <> 'ok' THEN 1 ELSE 0 END,"
-            " CASE WHEN escalated THEN 1 ELSE 0 END, CASE WHEN edited THEN 1 ELSE 0 END,"
+            f" CASE WHEN {fact_sql(IS_ERROR)} THEN 1 ELSE 0 END,"
+            f" CASE WHEN {fact_sql(IS_ESCALATED)} THEN 1 ELSE 0 END,"
+            f" CASE WHEN {fact_sql(IS_EDITED)} THEN 1 ELSE 0 END,"
             " COALESCE(feedback, ?), latency_ms, COALESCE(cost_usd, ?)"
             " FROM runs WHERE workflow = ? AND env = ? AND started_at >= ? AND seq > ?"
             " AND ((arm = 'canary' AND version_id = ?) OR (arm = 'stable' AND version_id = ?))"

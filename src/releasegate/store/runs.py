@@ -2,20 +2,26 @@
 
 A run is recorded once (keyed by ``run_id``); a re-sent run must be identical. Imports
 reach 100k+ runs/s only without per-row ORM work, so this module talks to the driver
-directly, inside the caller's transaction."""
+directly, inside the caller's transaction. ``RunRecord`` goes in (``encode`` makes the
+row, with the sentinels the driver binds fastest) and a ``RunWindow`` comes out, the
+facts of ``domain.runs`` read in SQL and unpacked here: no encoding leaves this module.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+import math
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import Connection, select
 
-from releasegate.domain.runs import KnownNames
+from releasegate.domain.runs import SIGNAL_FACTS, KnownNames, RunFact, RunRecord
 from releasegate.store import tables as t
 
 if TYPE_CHECKING:
+    import numpy as np
     import numpy.typing as npt
 
 
@@ -50,6 +56,141 @@ RUN_COLUMNS: tuple[str, ...] = (
     "arm",
 )
 """The order of a run row as ``RunRepo.insert_many`` takes it."""
+
+EncodedRun = tuple[Any, ...]
+"""A run as a ``runs`` row (``RUN_COLUMNS`` order), from ``encode``."""
+Pricer = Callable[[str, str | None, int, int], float | None]
+"""(model, provider, tokens in, tokens out) -> USD, for a run that reported no cost."""
+
+_FLOAT_COLUMNS = frozenset(
+    {"started_at", "ended_at", "latency_ms", "cost_usd", "feedback", "received_at"}
+)
+_INT_COLUMNS = frozenset(
+    {"tokens_in", "tokens_out", "retries", "escalated", "edited", "output_chars"}
+)
+ROW_KINDS: tuple[str, ...] = tuple(
+    "d" if c in _FLOAT_COLUMNS else "q" if c in _INT_COLUMNS else "s" for c in RUN_COLUMNS
+)
+"""The ``array`` typecode of each column of an encoded row (``s``: a text), for packing
+rows by column (the importer's parse workers send them so)."""
+
+_HASHES: dict[str, str] = {}
+_HASHES_MAX = 1 << 16
+
+
+def _hash_of(text: str) -> str:
+    """sha256 of a text (the key its embedding is kept under), remembered: outputs (labels,
+    canned answers) and prompts repeat, and a dict lookup costs a tenth of the hash.
+    Bounded; cleared when full."""
+    digest = _HASHES.get(text)
+    if digest is None:
+        if len(_HASHES) >= _HASHES_MAX:
+            _HASHES.clear()
+        digest = _HASHES[text] = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return digest
+
+
+_NAN = math.nan
+
+
+def encode(r: RunRecord, received_at: float, price: Pricer | None = None) -> EncodedRun:
+    """A record as a ``runs`` row for ``RunRepo.insert_many``; a run without a cost is
+    priced by ``price`` as it lands (so history keeps the price of its day).
+
+    A missing value travels as its sentinel, not None: '' for a name, a hash or the
+    attributes, NaN for a number, -1 for the output length, and the flags as 0/1 (see
+    ``RunRepo._NULLS``: the SQLite driver binds None and bool ten times slower).
+    The provider, which has no column of its own, is kept with the attributes."""
+    (
+        run_id, workflow, version_id, env, started, ended, latency, status, reason,
+        tokens_in, tokens_out, cost, model, provider, operation, retries, escalated, edited,
+        feedback, text_in, text_out, label, attributes, source, arm,
+    ) = r  # fmt: skip
+    if provider:
+        attributes = {**attributes, "provider": provider}
+    if cost is None and model and price is not None:
+        cost = price(model, provider, tokens_in or 0, tokens_out or 0)
+    hash_in = "" if text_in is None else _hash_of(text_in)
+    hash_out, chars = ("", -1) if text_out is None else (_hash_of(text_out), len(text_out))
+    return (
+        run_id, workflow, version_id, env, started, ended, latency, tokens_in, tokens_out,
+        _NAN if cost is None else cost, model or "", operation or "", status, reason or "",
+        retries, 1 if escalated else 0, 1 if edited else 0,
+        _NAN if feedback is None else feedback, label or "", chars, hash_in, hash_out,
+        text_in, text_out, json.dumps(attributes, sort_keys=True) if attributes else "",
+        source, received_at, arm or "",
+    )  # fmt: skip
+
+
+def fact_sql(fact: RunFact) -> str:
+    """One of ``domain.runs``' facts as SQL, over the column named as the run's field."""
+    if fact.field not in RUN_COLUMNS:
+        raise ValueError(f"a run fact over {fact.field!r}, which is not a stored column")
+    if fact.test == "equals":
+        return f"{fact.field} = {_literal(fact.operand)}"
+    if fact.test == "below":
+        return f"{fact.field} < {_literal(fact.operand)}"
+    if fact.test == "true":
+        return fact.field
+    if fact.test == "present":
+        return f"{fact.field} IS NOT NULL"
+    raise ValueError(f"no SQL for the run test {fact.test!r}")
+
+
+def _literal(value: Any) -> str:
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return repr(float(value))
+    raise ValueError(f"no SQL literal for {value!r}")
+
+
+_BITS = {fact: 1 << i for i, fact in enumerate(SIGNAL_FACTS)}
+_CHARS_SHIFT = 1 << len(SIGNAL_FACTS)
+_FACTS_SQL = " + ".join(
+    [
+        *(f"CASE WHEN {fact_sql(fact)} THEN {bit} ELSE 0 END" for fact, bit in _BITS.items()),
+        f"{_CHARS_SHIFT} * CAST(COALESCE(output_chars, -1) AS BIGINT)",
+    ]
+)
+"""Every signal fact as one bit, and the output length above them (NULL as -1), summed
+into the one integer per run that ``signal_window`` reads."""
+
+
+class RunWindow:
+    """The runs of one window as ``RunRepo.signal_window`` read them, oldest first: a
+    numpy array per column, and per ``domain.runs`` signal fact which runs it holds for."""
+
+    __slots__ = ("_runs",)
+
+    def __init__(self, runs: npt.NDArray[Any]) -> None:
+        self._runs = runs
+
+    def __len__(self) -> int:
+        return len(self._runs)
+
+    def has(self, fact: RunFact) -> npt.NDArray[np.bool_]:
+        """Whether ``fact`` (one of ``SIGNAL_FACTS``) holds, run by run."""
+        return (self._runs["facts"] & _BITS[fact]) != 0  # type: ignore[no-any-return]
+
+    def column(self, name: str) -> npt.NDArray[Any]:
+        """``latency_ms``, ``cost_usd``, ``output_chars`` (NaN where missing), ``label``
+        (None where missing), ``started_at`` when it was read, or an ``extra`` column."""
+        if name == "facts" or name not in (self._runs.dtype.names or ()):
+            raise KeyError(f"the window has no column {name!r}")
+        return self._runs[name]
+
+    def between(self, start: int, stop: int) -> RunWindow:
+        """The runs ``start`` to ``stop`` (positions, oldest first) as a window."""
+        return RunWindow(self._runs[start:stop])
+
+
+class Added(NamedTuple):
+    """What an insert of runs did: how many landed, and the run_ids it skipped because
+    they are stored with other content (a run is recorded once; a re-send is identical)."""
+
+    landed: int
+    changed: list[str]
 
 
 def _driver(conn: Connection) -> tuple[Any, str]:
@@ -141,13 +282,24 @@ class RunRepo:
             return f"INSERT OR IGNORE {head}"
         return f"INSERT {head} ON CONFLICT (run_id) DO NOTHING"
 
-    def insert_many(self, rows: Iterable[Sequence[Any]]) -> int:
+    def add(
+        self, records: Sequence[RunRecord], *, received_at: float, price: Pricer | None = None
+    ) -> Added:
+        """Store ``records`` (a ``run_id`` already stored is skipped), stamped ``received_at``."""
+        return self.add_encoded([encode(r, received_at, price) for r in records])
+
+    def add_encoded(self, rows: Sequence[EncodedRun]) -> Added:
+        """``add`` of rows ``encode`` made already (the importer encodes in its workers)."""
+        landed = self.insert_many(rows)
+        return Added(landed, self.changed(rows) if landed < len(rows) else [])
+
+    def insert_many(self, rows: Iterable[EncodedRun]) -> int:
         """Insert rows in ``RUN_COLUMNS`` order; a ``run_id`` already stored is skipped.
 
-        NULL is None, or, faster, a sentinel no valid run holds: '' for the optional
-        names, hashes and ``attributes_json``, NaN for ``cost_usd``/``feedback``, -1 for
-        ``output_chars``; the flags may be 0/1. Returns how many landed, so a re-imported
-        file reports its duplicates.
+        NULL is None, or, faster, a sentinel no valid run holds (``encode`` makes them):
+        '' for the optional names, hashes and ``attributes_json``, NaN for
+        ``cost_usd``/``feedback``, -1 for ``output_chars``; the flags may be 0/1. Returns
+        how many landed, so a re-imported file reports its duplicates.
         """
         raw, _ = _driver(self.conn)
         sql = RunRepo._insert_sql(self.conn.dialect.name)
@@ -230,11 +382,7 @@ class RunRepo:
         sql = f"SELECT seq, {column} FROM runs WHERE seq IN ({_marks(wanted)})"
         return {int(q): t for q, t in _fetch(self.conn, sql, wanted) if t is not None}
 
-    SIGNAL_FLAGS = (1, 2, 4, 8, 16)
-    """Bits of ``signal_columns``' ``flags``: error, escalated, edited, negative feedback,
-    any feedback."""
-
-    def signal_columns(
+    def signal_window(
         self,
         workflow: str,
         env: str,
@@ -243,14 +391,15 @@ class RunRepo:
         *,
         started: bool = False,
         extra: Sequence[str] = (),
-    ) -> npt.NDArray[Any]:
+    ) -> RunWindow:
         """What scalar drift reads of the runs that started in ``[start, end)``, oldest
-        first, as one numpy record per run: ``flags`` (``SIGNAL_FLAGS``), ``latency_ms``,
-        ``cost_usd`` and ``output_chars`` (NaN where NULL), ``label`` (None where NULL),
-        ``started_at`` first when asked and the ``extra`` columns last (as read).
+        first: each run's ``SIGNAL_FACTS``, ``latency_ms``, ``cost_usd`` and
+        ``output_chars`` (NaN where NULL), ``label`` (None where NULL), ``started_at``
+        when asked and the ``extra`` columns (as read).
 
-        Rows go from the cursor straight into numpy, the four flags folded into one small
-        integer (a cached Python object): a million runs cost five objects each, not nine.
+        Rows go from the cursor straight into numpy, the facts folded into one small
+        integer (a cached Python object) with the output length: a million runs cost
+        five objects each, not nine.
         """
         import numpy as np
 
@@ -259,17 +408,13 @@ class RunRepo:
                 raise ValueError(f"unknown run column {c!r}")
         # NULL numbers come back as +inf (no stored run holds one) and become NaN here
         inf = "9e999" if self.conn.dialect.name == "sqlite" else "'Infinity'::float8"
-        # the flags and the output length travel as one integer (chars * 32 + flags): a
-        # field fewer to convert per run, a tenth of the fetch
+        # the facts and the output length travel as one integer (chars << facts | bits):
+        # a field fewer to convert per run, a tenth of the fetch
         head: list[tuple[str, str]] = [("started_at", "f8")] if started else []
         tail = [("label", "O"), *((c, "O") for c in extra)]
         read = [*head, ("packed", "i8"), ("latency_ms", "f8"), ("cost_usd", "f8"), *tail]
         sql = (
-            f"SELECT {'started_at, ' if started else ''}"
-            "CASE WHEN status <> 'ok' THEN 1 ELSE 0 END + CASE WHEN escalated THEN 2 ELSE 0 END"
-            " + CASE WHEN edited THEN 4 ELSE 0 END + CASE WHEN feedback < 0 THEN 8 ELSE 0 END"
-            " + CASE WHEN feedback IS NULL THEN 0 ELSE 16 END"
-            " + 32 * CAST(COALESCE(output_chars, -1) AS BIGINT),"
+            f"SELECT {'started_at, ' if started else ''}{_FACTS_SQL},"
             f" latency_ms, COALESCE(cost_usd, {inf}), label"
             f"{''.join(', ' + c for c in extra)}"
             " FROM runs WHERE workflow = ? AND env = ? AND started_at >= ? AND started_at < ?"
@@ -282,18 +427,18 @@ class RunRepo:
             got = np.fromiter(cur, dtype=np.dtype(read))
         finally:
             cur.close()
-        fields = [*head, ("flags", "u1"), ("latency_ms", "f8"), ("cost_usd", "f8")]
+        fields = [*head, ("facts", "u1"), ("latency_ms", "f8"), ("cost_usd", "f8")]
         runs = np.empty(len(got), dtype=np.dtype([*fields, ("output_chars", "f8"), *tail]))
         for name, _ in [*head, ("latency_ms", ""), ("cost_usd", ""), *tail]:
             runs[name] = got[name]
         packed = got["packed"]
-        runs["flags"] = packed & 31
-        chars = (packed >> 5).astype(np.float64)  # floor division: NULL's -1 stays -1
+        runs["facts"] = packed & (_CHARS_SHIFT - 1)
+        chars = (packed // _CHARS_SHIFT).astype(np.float64)  # floor: NULL's -1 stays -1
         chars[chars < 0] = np.nan
         runs["output_chars"] = chars
         cost = runs["cost_usd"]
         cost[np.isinf(cost)] = np.nan
-        return runs
+        return RunWindow(runs)
 
     def known_names(self, version_ids: Iterable[str]) -> KnownNames:
         """Every workflow with its environments, and the workflow of each of ``version_ids``

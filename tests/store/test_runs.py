@@ -1,0 +1,85 @@
+"""Runs in the store, on both databases: records go in as ``RunRecord``s, a re-sent run
+with other content is named, and a window reads each run's facts (error, escalated,
+edited, feedback) by the very rule ``domain.runs`` judges a record by."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+from releasegate.domain.runs import (
+    HAS_FEEDBACK,
+    IS_ERROR,
+    IS_NEGATIVE_FEEDBACK,
+    SIGNAL_FACTS,
+    RunRecord,
+    parse_batch,
+)
+from releasegate.store.engine import Store
+from releasegate.store.runs import Added, RunRepo
+
+NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)
+
+
+def records(*changes: dict[str, Any]) -> list[RunRecord]:
+    base = NOW.timestamp() - 3600
+    items = [
+        {
+            "run_id": f"run-{i}",
+            "workflow": "router",
+            "version_id": "a" * 64,
+            "env": "staging",
+            "started_at": base + i,
+            "latency_ms": 100.0 + i,
+            "status": "ok",
+            "input": f"message {i}",
+            "output": "fraud",
+            **change,
+        }
+        for i, change in enumerate(changes)
+    ]
+    parsed = parse_batch(items, now=NOW, source="sdk")
+    assert not parsed.rejected
+    return list(parsed.accepted)
+
+
+def test_a_window_reads_each_fact_by_the_domain_rule(store: Store) -> None:
+    runs = records(
+        {},
+        {"status": "error", "failure_reason": "timeout"},
+        {"escalated": True},
+        {"edited": True},
+        {"feedback": -0.5},
+        {"feedback": 0.0},
+        {"feedback": 1.0, "output": None},
+    )
+    with store.write() as conn:
+        assert RunRepo(conn).add(runs, received_at=NOW.timestamp()) == Added(len(runs), [])
+    with store.read() as conn:
+        window = RunRepo(conn).signal_window(
+            "router", "staging", 0, NOW.timestamp(), extra=("run_id",)
+        )
+    by_id = {r.run_id: r for r in runs}
+    ids = window.column("run_id").tolist()
+    assert ids == [r.run_id for r in runs]  # oldest first
+    for fact in SIGNAL_FACTS:
+        expected = [fact.holds(getattr(by_id[i], fact.field)) for i in ids]
+        assert window.has(fact).tolist() == expected, fact.name
+    assert window.has(IS_ERROR).tolist() == [False, True, False, False, False, False, False]
+    assert window.has(HAS_FEEDBACK).tolist() == [False] * 4 + [True] * 3
+    assert window.has(IS_NEGATIVE_FEEDBACK).tolist() == [False] * 4 + [True, False, False]
+    chars = window.column("output_chars").tolist()
+    assert chars[:6] == [5.0] * 6 and math.isnan(chars[6])  # no output: missing, not 0
+    assert window.between(1, 3).column("run_id").tolist() == ["run-1", "run-2"]
+
+
+def test_a_resent_run_lands_once_and_a_changed_one_is_named(store: Store) -> None:
+    first = records({}, {})
+    with store.write() as conn:
+        assert RunRepo(conn).add(first, received_at=1.0) == Added(2, [])
+    changed = records({}, {"latency_ms": 999.0})
+    with store.write() as conn:
+        assert RunRepo(conn).add(first, received_at=2.0) == Added(0, [])
+        assert RunRepo(conn).add(changed, received_at=2.0) == Added(0, ["run-1"])
+        assert RunRepo(conn).count() == 2
