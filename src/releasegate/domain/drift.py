@@ -16,8 +16,10 @@ trivia in million-run windows; an effect floor alone would false-alarm on small 
   windows are binned alike). With no shift PSI is Pearson's statistic to first order,
   ``PSI ~ (1/n_ref + 1/n) chi2(k-1)``, so a fixed cut false-alarms on small windows; here a
   PSI alerts above a floor plus that distribution's ``1 - alpha`` quantile.
-- Label mix: chi-square on the 2xK table with every label its own column, a permutation
-  p-value when the table is sparse, and total variation beyond chance as the effect.
+- Label mix: chi-square on the 2xK table with every label its own column, and total variation
+  beyond chance as the effect. A sparse table gets a permutation p-value of chi-square and
+  two gain tests combined by min-p, and as the effect the share the labels gaining beyond
+  2 sd took, beyond its permutation mean.
 - Novel inputs (``novelty.novelty_signal``): the share of current inputs farther from the
   reference than its own 99th-percentile nearest-neighbour distance, Fisher's exact test.
 - Embeddings: MMD^2 (biased, RBF kernel, median-heuristic bandwidth) on L2-normalised rows,
@@ -72,6 +74,12 @@ EXACT_BELOW = 5.0
 """Expected count in some 2x2 cell below this: Fisher's exact test instead of z."""
 SPARSE_BELOW = 5.0
 """Label mix: an expected count below this makes the p-value a permutation one."""
+GAIN_LABELS = (1, 5)
+"""Label mix, sparse tables: the gain tests look for this many labels gaining together."""
+GAIN_SHARE = 0.2
+"""Label mix, sparse tables: the share of the window the gain tests are tuned to see move."""
+GAIN_Z = 2.0
+"""Label mix, sparse tables: the effect counts the labels that gained more than this many sd."""
 _FLAGS = (
     ("errors", "error_rate"),
     ("escalated", "escalation_rate"),
@@ -387,15 +395,20 @@ def label_mix_signal(
     """The mix of output labels: Pearson's chi-square on the 2xK table, every label its own column.
 
     The p-value is the chi-square distribution's when every expected cell is at least 5
-    (Cochran's rule); otherwise (77 intents in a 100-run window) it is a permutation p-value:
-    the current window's counts are redrawn ``permutations`` times from the pooled runs
-    (multivariate hypergeometric, exact under no shift), so sparse and new labels are tested
-    without folding them together. A label the reference never saw counts like any other:
-    its runs in the current window weigh heavily in the statistic. The effect is the total
-    variation distance between the two mixes (the share of runs that would have to change
-    label) minus its chance level ``0.5 * sum_k sqrt(2/pi * p_k (1 - p_k) (1/n + 1/n_ref))``;
-    the signal alerts when ``p < alpha`` and that excess exceeds ``floor``. ``detail`` names
-    the label whose share moved most and the labels the reference never saw, with their share.
+    (Cochran's rule), and the effect is the total variation distance between the two mixes
+    (the share of runs that would have to change label) minus its chance level
+    ``0.5 * sum_k sqrt(2/pi * p_k (1 - p_k) (1/n + 1/n_ref))``. A sparse table (77 intents
+    in a 100-run window) is tested by permutation instead (``_permutation_mix``): the current
+    counts are redrawn ``permutations`` times from the pooled runs (exact under no shift) and
+    chi-square is combined by min-p with the gain tests, the likelihood ratios of "k labels,
+    unknown which, gained ``GAIN_SHARE`` of the window" for k in ``GAIN_LABELS``: chi-square
+    spreads its power over every direction, a shift onto a few labels is what mixes do. There
+    the total variation's chance level is a third of a 100-run window and its noise hides a
+    20% shift, so the effect is the share the labels gaining beyond ``GAIN_Z`` sd took beyond
+    the reference, minus its mean over the permutations. The signal alerts when
+    ``p < alpha`` and the effect exceeds ``floor``. A label the reference never saw counts
+    like any other. ``detail`` names the label whose share moved most and the labels the
+    reference never saw, with their share.
     """
     ref_counts, cur_counts = label_counts(reference), label_counts(current)
     names = sorted(set(ref_counts) | set(cur_counts), key=lambda x: (-ref_counts.get(x, 0), x))
@@ -404,9 +417,6 @@ def label_mix_signal(
     n_ref, n = int(ref_col.sum()), int(cur_col.sum())
     chi2, df, p_value = _chi_square(ref_col, cur_col)
     how = f"chi-square {chi2:.1f} on {df} df"
-    if n and n_ref and df > 0 and _is_sparse(ref_col, cur_col):
-        p_value = _permutation_chi_square(ref_col, cur_col, chi2, permutations, seed)
-        how += f", {permutations} permutations"
     value = chance = math.nan
     notes = ""
     if n and n_ref:
@@ -421,11 +431,26 @@ def label_mix_signal(
         new_share = sum(cur_counts[x] for x in new) / n if n else 0.0
         notes += f"; new labels ({_pct(new_share)} of the window): " + ", ".join(new[:5])
         notes += f" and {len(new) - 5} more" if len(new) > 5 else ""
+    moved = (
+        f"moved {_pct(value) if math.isfinite(value) else 'n/a'} of runs (total variation) vs "
+        f"{_pct(chance) if math.isfinite(chance) else 'n/a'} by chance"
+    )
+    if n and n_ref and df > 0 and _is_sparse(ref_col, cur_col):
+        mix = _permutation_mix(ref_col, cur_col, permutations, seed)
+        p_value, value, chance = mix.p_value, mix.gained, mix.gained_by_chance
+        gains = "/".join(str(k) for k in GAIN_LABELS)
+        how += (
+            f" (permutation {_p(mix.p_chi2)}) with gain tests ({gains} labels gaining "
+            f"{GAIN_SHARE:.0%}), min-p over {permutations} permutations"
+        )
+        notes = f"; {moved}{notes}"
+        moved = (
+            f"labels gaining beyond {GAIN_Z:g} sd took {_pct(value)} more of the runs vs "
+            f"{_pct(chance)} by chance"
+        )
     change = value - chance
     sentence = (
-        f"{_human(name)} moved {_pct(value) if math.isfinite(value) else 'n/a'} of runs "
-        f"(total variation) vs {_pct(chance) if math.isfinite(chance) else 'n/a'} by chance "
-        f"(alerts {floor:.0%} beyond chance; {how}, {_p(p_value)}){notes}"
+        f"{_human(name)} {moved} (alerts {floor:.0%} beyond chance; {how}, {_p(p_value)}){notes}"
     )
     stat = Statistic("chi-square", chi2)
     measured = _Measured(value, chance, change, "absolute", stat, p_value, n, n_ref)
@@ -806,21 +831,72 @@ def _is_sparse(ref: FloatArray, cur: FloatArray) -> bool:
     return bool(np.any(total[total > 0] * factor < SPARSE_BELOW))
 
 
-def _permutation_chi_square(
-    ref: FloatArray, cur: FloatArray, observed: float, permutations: int, seed: int
-) -> float:
-    """P(chi-square >= observed) with the current counts redrawn from the pooled runs."""
+class _MixTest(NamedTuple):
+    p_chi2: float
+    p_value: float
+    gained: float
+    gained_by_chance: float
+
+
+def _permutation_mix(ref: FloatArray, cur: FloatArray, permutations: int, seed: int) -> _MixTest:
+    """Permutation p-values of the mix: chi-square alone, and chi-square with the gain tests.
+
+    The current counts are redrawn ``permutations`` times from the pooled runs
+    (multivariate hypergeometric, exact under no shift). Each draw gets chi-square and the
+    gain statistics (``_gain``); the combined test takes the smallest of their permutation
+    p-values and refers it to the same smallest-p of every draw (min-p, so the combination
+    costs no extra false alarms). ``gained`` is the share of runs the labels gaining more
+    than ``GAIN_Z`` standard deviations took beyond the reference (current share minus
+    reference share, summed over them); ``gained_by_chance`` is its mean over the draws.
+    """
     total = (ref + cur).astype(np.int64)
     live = total > 0
     total = total[live]
     n, n_all = int(cur.sum()), int(total.sum())
+    n_ref = n_all - n
     draws = generator(seed).multivariate_hypergeometric(total, n, size=permutations)
+    counts = np.vstack([cur[live][None, :], draws]).astype(np.float64)
     e_cur = total * (n / n_all)
     e_ref = total - e_cur
-    d = draws - e_cur  # the reference cell deviates by the same amount, the other way
-    stats = (d * d * (1.0 / e_cur + 1.0 / e_ref)).sum(axis=1)
-    hits = int(np.count_nonzero(stats >= observed - 1e-9 * max(1.0, observed)))
-    return (1 + hits) / (1 + permutations)
+    d = counts - e_cur  # the reference cell deviates by the same amount, the other way
+    statistics = [(d * d * (1.0 / e_cur + 1.0 / e_ref)).sum(axis=1)]
+    share = np.asarray((total + 0.5) / float((total + 0.5).sum()), dtype=np.float64)
+    statistics += [_gain(counts, share, k) for k in GAIN_LABELS]
+    p_each = []
+    for stat in statistics:
+        null = np.sort(stat[1:])
+        at_least = permutations - np.searchsorted(null, stat - 1e-9 * np.abs(stat), "left")
+        p_each.append((1.0 + at_least) / (1.0 + permutations))
+    smallest = np.min(p_each, axis=0)
+    beaten = int(np.count_nonzero(smallest[1:] <= smallest[0] * (1 + 1e-9)))
+    fraction = total / n_all
+    sd = np.sqrt(n * fraction * (1.0 - fraction) * (n_all - n) / max(n_all - 1, 1))
+    gained = np.where(d > GAIN_Z * sd, d, 0.0).sum(axis=1) * (1.0 / n + 1.0 / n_ref)
+    return _MixTest(
+        float(p_each[0][0]),
+        (1 + beaten) / (1 + permutations),
+        float(gained[0]),
+        float(gained[1:].mean()),
+    )
+
+
+def _gain(counts: FloatArray, share: FloatArray, k: int) -> FloatArray:
+    """Log likelihood ratio of "``k`` labels, unknown which, gained ``GAIN_SHARE`` of the
+    window" against no change, averaged over the label sets (Poisson counts):
+    ``log e_k(r_j ** x_j)``, ``e_k`` the elementary symmetric polynomial,
+    ``r_j = 1 + (GAIN_SHARE / k) / ((1 - GAIN_SHARE) * share_j)``. The most powerful test of
+    that shift; chi-square spreads its power over every direction."""
+    k = min(k, counts.shape[1])
+    ratio = 1.0 + (GAIN_SHARE / k) / ((1.0 - GAIN_SHARE) * share)
+    logs = counts * np.log(ratio)
+    top = logs.max(axis=1, keepdims=True)
+    terms = np.exp(logs - top)
+    e = np.zeros((counts.shape[0], k + 1))
+    e[:, 0] = 1.0
+    for j in range(terms.shape[1]):
+        e[:, 1:] += e[:, :-1] * terms[:, j : j + 1]
+    out: FloatArray = np.log(e[:, k]) + k * top[:, 0]
+    return out
 
 
 def _chi_square(ref: FloatArray, cur: FloatArray) -> tuple[float, int, float]:
