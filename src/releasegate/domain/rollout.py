@@ -16,10 +16,8 @@ false aborts: each e-process is valid under any number of looks.
 
 from __future__ import annotations
 
-import hashlib
 import math
-import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal, NamedTuple, NoReturn
@@ -30,12 +28,12 @@ import numpy.typing as npt
 from releasegate.domain import canary
 from releasegate.domain.document import Fields
 from releasegate.domain.monitoring import SIGNALS
+from releasegate.domain.routing import ARMS, Arm, Splitter, arm_for, draw_arm, key_share
 from releasegate.errors import InputError, RolloutRefusedError
 
-Arm = Literal["stable", "canary"]
-ARMS: tuple[Arm, ...] = ("stable", "canary")
 State = Literal["running", "aborted", "completed"]
 Action = Literal["abort", "hold", "advance"]
+__all__ = ["ARMS", "Arm", "Splitter", "arm_for", "draw_arm", "key_share"]  # see domain.routing
 
 DEFAULT_STEPS = (5.0, 25.0, 50.0, 100.0)
 DEFAULT_MIN_RUNS = 200
@@ -226,46 +224,6 @@ def ramp(policy_steps: Sequence[float], canary_pct: float | None) -> tuple[float
             hint="e.g. --steps 5,25,50,100, or promote without --canary",
         )
     return steps
-
-
-# -- who is served the canary --------------------------------------------------------------
-
-_SCALE = 1 << 64
-
-
-def key_share(key: str, rollout_id: str) -> float:
-    """A key's place in [0, 1) for this rollout: blake2b of the key keyed by the rollout id."""
-    digest = hashlib.blake2b(key.encode(), digest_size=8, key=rollout_id.encode()[:64]).digest()
-    return int.from_bytes(digest, "big") / _SCALE
-
-
-def arm_for(key: str, rollout_id: str, weight_pct: float) -> Arm:
-    """The sticky arm of ``key``: canary when its share is below the weight."""
-    return "canary" if key_share(key, rollout_id) * 100.0 < weight_pct else "stable"
-
-
-def draw_arm(weight_pct: float, draw: Callable[[], float] = random.random) -> Arm:
-    """A per-request arm for a request without a key."""
-    return "canary" if draw() * 100.0 < weight_pct else "stable"
-
-
-class Splitter:
-    """``arm_for`` for one rollout and weight, for the request path: the hash keyed once,
-    the weight turned into an integer bound, so a call is one copy, update and compare."""
-
-    __slots__ = ("_base", "_bound", "weight_pct")
-
-    def __init__(self, rollout_id: str, weight_pct: float) -> None:
-        self._base = hashlib.blake2b(digest_size=8, key=rollout_id.encode()[:64])
-        self._bound = int(weight_pct / 100.0 * _SCALE) if weight_pct < 100.0 else _SCALE
-        self.weight_pct = weight_pct
-
-    def is_canary(self, key: str | None) -> bool:
-        if key is None:
-            return random.random() * 100.0 < self.weight_pct
-        h = self._base.copy()
-        h.update(key.encode())
-        return int.from_bytes(h.digest(), "big") < self._bound
 
 
 # -- the state machine ---------------------------------------------------------------------

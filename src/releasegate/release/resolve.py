@@ -22,10 +22,21 @@ from releasegate.release.refs import check_env
 from releasegate.store.engine import Store
 from releasegate.store.environments import EnvironmentRepo, HistoryRecord
 from releasegate.store.faults import display_url
+from releasegate.store.rollouts import RolloutRepo
 from releasegate.store.versions import VersionRecord, VersionRepo
 from releasegate.store.workflows import WorkflowRepo
 
 log = logging.getLogger("releasegate.resolve")
+
+
+@dataclass(frozen=True)
+class Route:
+    """A rollout running in the environment: who may be sent to its canary, and what it is."""
+
+    rollout_id: str
+    canary_id: str
+    canary_manifest: Any
+    weight: float
 
 
 @dataclass(frozen=True)
@@ -36,6 +47,8 @@ class Resolved:
     manifest: Any
     fallback: bool = False
     """True when the store failed or hung and this is the last version known to run."""
+    rollout: Route | None = None
+    """The canary of a rollout in progress; ``version_id`` is then its stable version."""
 
 
 def resolve(store: Store, workflow: str, env: str) -> Resolved:
@@ -49,9 +62,17 @@ def resolve(store: Store, workflow: str, env: str) -> Resolved:
                 hint="promote a version that passed the gate",
             )
         version = VersionRepo(conn).find(current[0])
+        route = None
+        running = RolloutRepo(conn).route(workflow, env)
+        if running is not None and running.stable_id == current[0]:
+            canary = VersionRepo(conn).find(running.canary_id)
+            if canary is not None:
+                route = Route(
+                    running.rollout_id, canary.version_id, canary.manifest, running.weight
+                )
     if version is None:
         raise NotFoundError(f"{workflow}@{env} points at a missing version")
-    return Resolved(workflow, env, version.version_id, version.manifest)
+    return Resolved(workflow, env, version.version_id, version.manifest, rollout=route)
 
 
 LAST_KNOWN = "last-known.json"

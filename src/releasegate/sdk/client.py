@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Formatter
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
+from releasegate.domain.routing import Splitter
 from releasegate.errors import NotFoundError, SDKUsageError
 from releasegate.release.resolve import DEFAULT_DEADLINE, LAST_KNOWN, Resolved, Resolver
 from releasegate.sdk.spill import Spill
@@ -42,6 +43,9 @@ class RuntimeVersion:
     manifest: Mapping[str, Any]
     fallback: bool = False
     """True when the store failed or hung and this is the last version known to run."""
+    arm: str | None = None
+    """Under a rollout: ``"canary"`` or ``"stable"``, the arm that serves this request
+    (recorded with each run); None when no rollout runs there."""
 
     @property
     def model(self) -> Mapping[str, Any]:
@@ -110,6 +114,7 @@ class Run:
     __slots__ = (
         "_client",
         "_perf",
+        "arm",
         "attributes",
         "cost_usd",
         "edited",
@@ -132,9 +137,16 @@ class Run:
     )
 
     def __init__(
-        self, client: Client, workflow: str, env: str, version_id: str, run_input: Any
+        self,
+        client: Client,
+        workflow: str,
+        env: str,
+        version_id: str,
+        run_input: Any,
+        arm: str | None = None,
     ) -> None:
         self._client = client
+        self.arm = arm
         self.workflow = workflow
         self.env = env
         self.version_id = version_id
@@ -196,6 +208,7 @@ class Run:
                 "output": self.output,
                 "label": self.label,
                 "attributes": self.attributes,
+                "arm": self.arm,
             }
         )
 
@@ -258,7 +271,7 @@ class Client:
             fallback_file=self._fallback_file,
         )
         self._resolver.where = display_url(store.location.url) if store is not None else "the store"
-        self._versions: dict[tuple[str, str], tuple[Resolved, RuntimeVersion]] = {}
+        self._versions: dict[tuple[str, str], _Served] = {}
         spill = Spill(Path(spill_dir) if spill_dir is not None else home / "spill")
         self._writer = RunWriter(
             self._open_store,
@@ -297,15 +310,12 @@ class Client:
         environment was never resolved here before.
         """
         found = self._resolver(workflow, env)
-        cache_key = (workflow, env)
-        known = self._versions.get(cache_key)
-        if known is not None and known[0] is found:
-            return known[1]
-        version = RuntimeVersion(
-            found.workflow, found.env, found.version_id, found.manifest, found.fallback
-        )
-        self._versions[cache_key] = (found, version)
-        return version
+        known = self._versions.get((workflow, env))
+        if known is None or known.found is not found:
+            known = self._versions[(workflow, env)] = _Served.of(found)
+        if known.split is None:
+            return known.stable
+        return known.canary if known.split.is_canary(key) else known.stable  # type: ignore[return-value]
 
     # -- runs ----------------------------------------------------------------------------
 
@@ -320,7 +330,7 @@ class Client:
         """A context manager recording one run of ``version`` (a resolved version, or an id
         with ``workflow`` and ``env``)."""
         if type(version) is RuntimeVersion:
-            return Run(self, version.workflow, version.env, version.version_id, input)
+            return Run(self, version.workflow, version.env, version.version_id, input, version.arm)
         if not isinstance(version, str):
             raise SDKUsageError(
                 f"expected a resolved version or a version id, got {type(version).__name__}",
@@ -370,6 +380,35 @@ class Client:
                     self._store = Store.open(self._project_dir, create=False)
                 store = self._store
         return store
+
+
+class _Served(NamedTuple):
+    """What ``resolve`` hands out for one answer of the resolver: the stable version and,
+    under a rollout, the canary and the splitter that picks between them."""
+
+    found: Resolved
+    stable: RuntimeVersion
+    canary: RuntimeVersion | None
+    split: Splitter | None
+
+    @classmethod
+    def of(cls, found: Resolved) -> _Served:
+        route = found.rollout
+        arm = None if route is None else "stable"
+        stable = RuntimeVersion(
+            found.workflow, found.env, found.version_id, found.manifest, found.fallback, arm
+        )
+        if route is None:
+            return cls(found, stable, None, None)
+        canary = RuntimeVersion(
+            found.workflow,
+            found.env,
+            route.canary_id,
+            route.canary_manifest,
+            found.fallback,
+            "canary",
+        )
+        return cls(found, stable, canary, Splitter(route.rollout_id, route.weight))
 
 
 def _close_quietly(ref: weakref.ref[Client] | weakref.ref[RunWriter]) -> None:

@@ -5,30 +5,27 @@ The repository is bound to a connection (the caller's transaction) and takes and
 only while it runs (``save``), so of two checks that both decide to abort exactly one
 writes it, and the other learns it lost. ``active`` (unique) keeps one running rollout
 per environment. ``arm_runs`` reads the runs served under a rollout since a check's
-cursor, in arrival order, straight from the driver into numpy.
+cursor, in arrival order, straight from the driver into numpy. The domain types and
+numpy are imported when first needed: ``resolve`` (the request path) only asks ``route``.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-import numpy as np
 from sqlalchemy import Connection, and_, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from releasegate.domain.identity import canonical_json
-from releasegate.domain.rollout import (
-    ArmRuns,
-    Evidence,
-    Rollout,
-    rollout_policy_from_content,
-)
 from releasegate.domain.runs import IS_EDITED, IS_ERROR, IS_ESCALATED
 from releasegate.errors import RolloutRefusedError
 from releasegate.store import tables as t
 from releasegate.store.rows import as_utc
 from releasegate.store.runs import _driver, fact_sql
+
+if TYPE_CHECKING:
+    from releasegate.domain.rollout import ArmRuns, Rollout
 
 SKEW_S = 300.0
 """Runs may start up to this long before the rollout by their clock and still count."""
@@ -52,7 +49,18 @@ def _values(r: Rollout) -> dict[str, Any]:
     }
 
 
+class ActiveRoute(NamedTuple):
+    """The few fields of a running rollout that routing needs."""
+
+    rollout_id: str
+    stable_id: str
+    canary_id: str
+    weight: float
+
+
 def _rollout(row: Any) -> Rollout:
+    from releasegate.domain.rollout import Evidence, Rollout, rollout_policy_from_content
+
     return Rollout(
         rollout_id=row.rollout_id,
         workflow=row.workflow,
@@ -115,6 +123,17 @@ class RolloutRepo:
         ).first()
         return None if row is None else _rollout(row)
 
+    def route(self, workflow: str, env: str) -> ActiveRoute | None:
+        """Who routes where under the running rollout of ``workflow@env`` (the resolver's
+        one extra indexed lookup), or None."""
+        c = t.rollouts.c
+        row = self.conn.execute(
+            select(c.rollout_id, c.stable_id, c.canary_id, c.weight).where(
+                c.active == f"{workflow}@{env}"
+            )
+        ).first()
+        return None if row is None else ActiveRoute(*row)
+
     def latest(self, workflow: str, env: str) -> Rollout | None:
         """The newest rollout of ``workflow@env``, running or ended."""
         c = t.rollouts.c
@@ -169,6 +188,10 @@ class RolloutRepo:
 
     def arm_runs(self, r: Rollout, after_seq: int) -> ArmRuns:
         """The runs each arm of ``r`` served after ``after_seq``, in arrival order."""
+        import numpy as np
+
+        from releasegate.domain.rollout import ArmRuns
+
         sql = (
             "SELECT seq, CASE WHEN arm = 'canary' THEN 1 ELSE 0 END,"
             f" CASE WHEN {fact_sql(IS_ERROR)} THEN 1 ELSE 0 END,"
