@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
 
 from releasegate.domain.decision import Approval, approvals_missing
 from releasegate.domain.policy import required_approvals
+from releasegate.domain.rollout import aborted
 from releasegate.errors import (
     PromotionRefusedError,
     RefusedError,
+    RolloutRefusedError,
     SelfApprovalError,
     StaleAliasError,
 )
@@ -27,11 +30,13 @@ from releasegate.release.refs import actor as default_actor
 from releasegate.release.refs import check_env, find_version
 from releasegate.release.retry import retried
 from releasegate.store.audit import AuditRepo
-from releasegate.store.decisions import ApprovalRepo, DecisionRepo
+from releasegate.store.decisions import ApprovalRepo, DecisionRecord, DecisionRepo
 from releasegate.store.engine import Store
 from releasegate.store.environments import EnvironmentRepo, HistoryRecord
+from releasegate.store.rollouts import RolloutRepo
 from releasegate.store.suites import SuiteRepo
-from releasegate.store.workflows import WorkflowRepo
+from releasegate.store.versions import VersionRecord
+from releasegate.store.workflows import WorkflowRecord, WorkflowRepo
 
 
 @dataclass(frozen=True)
@@ -115,50 +120,18 @@ def promote(
         version = find_version(conn, version_ref)
         wf = WorkflowRepo(conn).get(version.workflow)
         check_env(wf, env)
-        short = version.version_id[:12]
         current = EnvironmentRepo(conn).current(wf.name, env, lock=True)
         if current is not None and current[0] == version.version_id:
             return Moved(wf.name, env, version.version_id, version.version_id, "promote", False)
-        decision = DecisionRepo(conn).latest(version.version_id, env)
-        if decision is None:
-            raise PromotionRefusedError(
-                f"{short} has no gate decision for {env}",
-                hint=f"run `releasegate gate {short} --env {env}` first",
+        running = RolloutRepo(conn).active(wf.name, env)
+        if running is not None:
+            raise RolloutRefusedError(
+                f"a rollout of {running.canary_id[:12]} runs in {wf.name}@{env} "
+                f"({running.weight:g}% canary): a promotion would pull the ground from under it",
+                hint=f"`releasegate rollout advance|abort {wf.name} --env {env}` first",
             )
-        if not decision.checks_passed:
-            raise PromotionRefusedError(
-                f"the gate did not pass {short} for {env} (verdict: {decision.verdict})",
-                hint="see the gate report: " + "; ".join(decision.report.get("reasons", [])[:2]),
-            )
-        suite_id = SuiteRepo(conn).current_id(wf.name)
-        if decision.suite_id != suite_id:
-            raise PromotionRefusedError(
-                f"the suite changed since {short} was gated for {env}",
-                hint=f"evaluate on the current suite, then `releasegate gate {short} --env {env}`",
-            )
-        policy = current_policy(conn, wf.name, env)
-        if decision.policy_id != policy.policy_id:
-            raise PromotionRefusedError(
-                f"the {env} policy changed since {short} was gated",
-                hint=f"run `releasegate gate {short} --env {env}` again",
-            )
+        decision, given = promotable(conn, version, wf, env, current)
         seen = current[0] if current else None
-        if decision.baseline_id != seen:
-            raise StaleAliasError(
-                f"{wf.name}@{env} moved since the gate compared against "
-                f"{(decision.baseline_id or 'nothing')[:12]} (now {(seen or 'nothing')[:12]})",
-                hint=f"run `releasegate gate {short} --env {env}` against what runs now",
-            )
-        need = required_approvals(policy, wf.stakes, decision.change_class)
-        given = [Approval(a, r) for a, r in ApprovalRepo(conn).list(version.version_id, env)]
-        missing = approvals_missing(need, given)
-        if missing:
-            raise PromotionRefusedError(
-                f"{short} needs approval for {env}: missing " + " and ".join(missing),
-                hint=f"`releasegate approve {short} --env {env} --as NAME` "
-                f"(approvers: {', '.join(wf.owners.get('approvers', []))}; "
-                f"business: {', '.join(wf.owners.get('business', []))})",
-            )
         if pause_after_check:  # lets tests hold two promoters inside the critical section
             time.sleep(pause_after_check)
         EnvironmentRepo(conn).move(
@@ -189,6 +162,91 @@ def promote(
     return Moved(wf.name, env, version.version_id, seen, "promote", True)
 
 
+class Earned(NamedTuple):
+    """What entitles a version to an environment: its passing gate decision and the
+    approvals on record."""
+
+    decision: DecisionRecord
+    given: list[Approval]
+
+
+def promotable(
+    conn: Any,
+    version: VersionRecord,
+    wf: WorkflowRecord,
+    env: str,
+    current: tuple[str, int] | None,
+) -> Earned:
+    """The checks a promotion makes, inside the caller's write transaction (the alias read
+    with ``lock=True``): a gate decision for this environment that passed on the current
+    suite and policy, against what runs now, with the approvals it needs. Raises
+    PromotionRefusedError or StaleAliasError naming what is missing. ``rollout`` starts
+    and completes a canary through the same checks.
+    """
+    short = version.version_id[:12]
+    decision = DecisionRepo(conn).latest(version.version_id, env)
+    if decision is None:
+        raise PromotionRefusedError(
+            f"{short} has no gate decision for {env}",
+            hint=f"run `releasegate gate {short} --env {env}` first",
+        )
+    if not decision.checks_passed:
+        raise PromotionRefusedError(
+            f"the gate did not pass {short} for {env} (verdict: {decision.verdict})",
+            hint="see the gate report: " + "; ".join(decision.report.get("reasons", [])[:2]),
+        )
+    suite_id = SuiteRepo(conn).current_id(wf.name)
+    if decision.suite_id != suite_id:
+        raise PromotionRefusedError(
+            f"the suite changed since {short} was gated for {env}",
+            hint=f"evaluate on the current suite, then `releasegate gate {short} --env {env}`",
+        )
+    policy = current_policy(conn, wf.name, env)
+    if decision.policy_id != policy.policy_id:
+        raise PromotionRefusedError(
+            f"the {env} policy changed since {short} was gated",
+            hint=f"run `releasegate gate {short} --env {env}` again",
+        )
+    seen = current[0] if current else None
+    if decision.baseline_id != seen:
+        raise StaleAliasError(
+            f"{wf.name}@{env} moved since the gate compared against "
+            f"{(decision.baseline_id or 'nothing')[:12]} (now {(seen or 'nothing')[:12]})",
+            hint=f"run `releasegate gate {short} --env {env}` against what runs now",
+        )
+    need = required_approvals(policy, wf.stakes, decision.change_class)
+    given = [Approval(a, r) for a, r in ApprovalRepo(conn).list(version.version_id, env)]
+    missing = approvals_missing(need, given)
+    if missing:
+        raise PromotionRefusedError(
+            f"{short} needs approval for {env}: missing " + " and ".join(missing),
+            hint=f"`releasegate approve {short} --env {env} --as NAME` "
+            f"(approvers: {', '.join(wf.owners.get('approvers', []))}; "
+            f"business: {', '.join(wf.owners.get('business', []))})",
+        )
+    return Earned(decision, given)
+
+
+def _stop_rollout(conn: Any, workflow: str, env: str, who: str, reason: str) -> None:
+    """A rollback never waits for a rollout: the one running there is aborted with it."""
+    repo = RolloutRepo(conn)
+    running = repo.active(workflow, env)
+    if running is None:
+        return
+    stopped = aborted(running, reason, datetime.now(UTC))
+    if not repo.save(stopped, expected_revision=running.revision):
+        raise StaleAliasError(
+            f"the rollout in {workflow}@{env} changed during the rollback", hint="try again"
+        )
+    AuditRepo(conn).append(
+        kind="rollout.aborted",
+        actor=who,
+        workflow=workflow,
+        subject=running.canary_id,
+        payload={"env": env, "rollout_id": running.rollout_id, "reason": reason},
+    )
+
+
 @retried
 def rollback(
     store: Store,
@@ -209,6 +267,7 @@ def rollback(
             raise RefusedError(f"nothing runs in {workflow}@{env}: there is nothing to roll back")
         history = EnvironmentRepo(conn).history(workflow, env)
         target = _rollback_target(conn, history, current[0], to)
+        _stop_rollout(conn, workflow, env, who, f"rolled back {reason}".strip())
         EnvironmentRepo(conn).move(workflow=workflow, env=env, version_id=target, expected=current)
         EnvironmentRepo(conn).record(
             workflow=workflow,
