@@ -389,12 +389,24 @@ def approve(
 def promote(
     version: Annotated[str, typer.Argument(metavar="VERSION")],
     env: EnvOpt,
+    canary: Annotated[
+        float | None,
+        typer.Option("--canary", metavar="PCT", help="Start a rollout: this % gets the version."),
+    ] = None,
+    steps: Annotated[
+        str | None,
+        typer.Option(help="The rollout's ramp, e.g. 5,25,50,100 (default: the policy's)."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Move the environment to this version, if it passed the gate with its approvals."""
 
     def run() -> None:
         from releasegate.release.promote import promote as do_promote
+
+        if canary is not None or steps is not None:
+            cmd_rollout.start_canary(version, env, canary, steps, as_json)
+            return
 
         moved = do_promote(_store(create=False), version, env)
         if as_json:
@@ -838,6 +850,20 @@ def main() -> None:
 
 
 # Commands kept in their own modules register themselves on the apps above.
-from releasegate.cli import cmd_compare, cmd_models, cmd_production, cmd_suite  # noqa: E402
+from releasegate.cli import (  # noqa: E402
+    cmd_compare,
+    cmd_models,
+    cmd_production,
+    cmd_rollout,
+    cmd_suite,
+)
 
-__all__ = ["app", "cmd_compare", "cmd_models", "cmd_production", "cmd_suite", "main"]
+__all__ = [
+    "app",
+    "cmd_compare",
+    "cmd_models",
+    "cmd_production",
+    "cmd_rollout",
+    "cmd_suite",
+    "main",
+]

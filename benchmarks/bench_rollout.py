@@ -1,0 +1,202 @@
+"""Progressive rollout: the request path with a rollout active, and the check's error rates.
+
+``python benchmarks/bench_rollout.py [--quick] [--runs N] [--repetitions N]`` prints:
+
+1. ``client.resolve(wf, env=..., key=K)`` hot in-process (the cache warm, distinct keys),
+   with no rollout and with a rollout at 25%, and the key split alone (``Splitter``):
+   µs per call, the median of ``--runs`` repetitions of 200,000 calls each, every
+   repetition in a fresh temp project and store. Target: <= 2 µs with a rollout active.
+2. False aborts over a whole ramp: SYNTHETIC runs (no real data), a canary as good as the
+   stable (error rate 5%, latency gamma(4, 100) ms, cost uniform), steps 5/25/50/100,
+   ``min_runs_per_step`` 200, auto-advance, signals error_rate + latency_p95 +
+   cost_per_task, a check every N runs (N = 50 / 500), each rollout followed until it
+   completes or 100,000 runs: share aborted (target <= 5%), share completed.
+3. Detection: the same with the canary's error rate 3x the stable's (15% vs 5%): share
+   aborted in the first step, median runs to the abort.
+Speed lives here, never in test asserts; other work on the machine inflates the wall
+figures alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import numpy as np
+
+from bench_loop import ENV, WORKFLOW, project, ship, suite_file, workflow_file
+from releasegate import Client
+from releasegate.domain.rollout import (
+    ArmRuns,
+    Rollout,
+    RolloutPolicy,
+    Splitter,
+    advanced,
+    assess,
+    begin,
+    observe_runs,
+    reference,
+)
+from releasegate.domain.stats import wilson_interval
+from releasegate.release import rollout
+from releasegate.release.evaluate import evaluate
+from releasegate.release.gate import gate
+from releasegate.release.register import register
+
+CALLS = 200_000
+T0 = datetime(2026, 12, 3, tzinfo=UTC)
+
+
+def _time_resolve(client: Client, keys: list[str]) -> tuple[float, float]:
+    """(wall, CPU) µs per call."""
+    resolve = client.resolve
+    c0, t0 = time.process_time(), time.perf_counter()
+    for key in keys:
+        resolve(WORKFLOW, env=ENV, key=key)
+    n = len(keys)
+    return (time.perf_counter() - t0) / n * 1e6, (time.process_time() - c0) / n * 1e6
+
+
+def bench_resolve(runs: int) -> None:
+    plain, active, repeat, split_only = [], [], [], []
+    keys = [f"customer-{i}" for i in range(CALLS)]
+    users = [f"user-{i % 10_000}" for i in range(CALLS)]  # 10,000 users, 20 requests each
+    for _ in range(runs):
+        with project() as (root, store):
+            ship(root, store)
+            with Client(store=store, ttl=3600) as client:
+                client.resolve(WORKFLOW, env=ENV, key="warm")
+                plain.append(_time_resolve(client, keys))
+            path = workflow_file(root, 1)
+            vid = register(store, path, who="alice").version_id
+            evaluate(store, vid, suite_file(root, 20), who="alice")
+            assert gate(store, vid, ENV, who="ci").verdict == "pass"
+            rollout.start(store, vid, ENV, canary_pct=25, who="alice")
+            with Client(store=store, ttl=3600) as client:
+                assert client.resolve(WORKFLOW, env=ENV, key="warm").arm is not None
+                active.append(_time_resolve(client, keys))
+                repeat.append(_time_resolve(client, users))
+                canary = sum(client.resolve(WORKFLOW, env=ENV, key=k).arm == "canary" for k in keys)
+            split = Splitter("0123456789abcdef", 25.0)
+            t0 = time.perf_counter()
+            for key in keys:
+                split.is_canary(key)
+            split_only.append((time.perf_counter() - t0) / len(keys) * 1e6)
+    print(f"resolve hot, in-process, {CALLS:,} calls, median of {runs}: µs per call, wall / CPU")
+    for name, got in (
+        ("no rollout, distinct keys", plain),
+        ("rollout at 25%, distinct keys (target <= 2)", active),
+        ("rollout at 25%, 10,000 users x 20 requests", repeat),
+    ):
+        wall, cpu = (statistics.median(g[i] for g in got) for i in (0, 1))
+        print(f"  {name:<46} {wall:6.3f} / {cpu:6.3f}  {_all([g[0] for g in got])}")
+    print(
+        f"  {'the key split alone (Splitter), distinct keys':<46} "
+        f"{statistics.median(split_only):6.3f}"
+    )
+    print(f"  canary share of the keys: {canary / CALLS:.2%} (weight 25%)\n")
+
+
+def _all(values: list[float]) -> str:
+    return "[" + ", ".join(f"{v:.3f}" for v in values) + "]"
+
+
+def _batch(
+    rng: np.random.Generator, n: int, weight: float, p_canary: float, cursor: int
+) -> ArmRuns:
+    is_canary = rng.random(n) < weight / 100
+    error = np.where(is_canary, rng.random(n) < p_canary, rng.random(n) < 0.05)
+    return ArmRuns(
+        arms=np.where(is_canary, "canary", "stable").tolist(),
+        error=error.astype(np.float64),
+        escalated=np.zeros(n),
+        edited=np.zeros(n),
+        feedback=np.full(n, np.nan),
+        latency_ms=rng.gamma(4.0, 100.0, n),
+        cost_usd=0.002 + rng.random(n) * 0.001,
+        cursor=cursor + n,
+    )
+
+
+POLICY = RolloutPolicy(
+    steps=(5, 25, 50, 100),
+    min_runs_per_step=200,
+    max_step_hours=None,
+    auto_advance=True,
+    signals={"error_rate": 0.02, "latency_p95": 0.05, "cost_per_task": 0.10},
+)
+
+
+def drive(seed: int, p_canary: float, every: int, max_runs: int) -> tuple[str, int, int]:
+    """One rollout checked every ``every`` runs: (how it ended, at which step, runs seen)."""
+    rng = np.random.default_rng(seed)
+    before = _batch(rng, 2000, 0.0, 0.05, 0)
+    r: Rollout = begin(
+        rollout_id=f"r{seed}",
+        workflow="w",
+        env="e",
+        stable_id="a" * 64,
+        canary_id="b" * 64,
+        policy=POLICY,
+        at=T0,
+        actor="bench",
+        evidence=reference(before.latency_ms, before.cost_usd),
+    )
+    seen = 0
+    while seen < max_runs:
+        runs = _batch(rng, every, r.weight, p_canary, seen)
+        seen += every
+        r = replace(r, evidence=observe_runs(r.evidence, POLICY, runs))
+        action = assess(r, now=T0).action
+        if action == "abort":
+            return "aborted", r.step, seen
+        if action == "advance":
+            r = advanced(r, T0)
+            if r.state == "completed":
+                return "completed", r.step, seen
+    return "running", r.step, seen
+
+
+def _share(k: int, n: int) -> str:
+    lo, hi = wilson_interval(k, n)
+    return f"{k / n:6.1%} [{lo:5.1%}, {hi:5.1%}]"
+
+
+def bench_errors(reps: int, seed: int) -> None:
+    print(f"Healthy canary over the whole ramp, {reps} rollouts (synthetic), to 100,000 runs")
+    print(f"{'check every':>11}   {'aborted (<= 5%)':>24}   {'completed':>24}  median runs")
+    for every in (50, 500):
+        ends = [drive(seed + i, 0.05, every, 100_000) for i in range(reps)]
+        aborted = sum(e[0] == "aborted" for e in ends)
+        done = [e[2] for e in ends if e[0] == "completed"]
+        med = f"{statistics.median(done):,.0f}" if done else "-"
+        print(f"{every:>11}   {_share(aborted, reps):>24}   {_share(len(done), reps):>24}  {med}")
+    print()
+    print(f"Canary error rate 3x the stable's (15% vs 5%), {reps} rollouts, check every 50 runs")
+    ends = [drive(seed + 10_000 + i, 0.15, 50, 100_000) for i in range(reps)]
+    first = [e for e in ends if e[0] == "aborted" and e[1] == 0]
+    med = statistics.median(e[2] for e in first) if first else float("nan")
+    print(f"  aborted in the first step (5%): {_share(len(first), reps)}, median {med:,.0f} runs")
+    print()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--repetitions", type=int, default=400)
+    parser.add_argument("--seed", type=int, default=20261203)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    if args.quick:
+        args.runs, args.repetitions = 3, 50
+    started = time.perf_counter()
+    bench_resolve(args.runs)
+    bench_errors(args.repetitions, args.seed)
+    print(f"({time.perf_counter() - started:.1f} s)")
+
+
+if __name__ == "__main__":
+    main()
