@@ -416,7 +416,12 @@ BENCHES: tuple[Callable[[int], list[Figure]], ...] = (
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="The release loop's speed, against its targets.")
+    run_benches("The release loop's speed, against its targets.", BENCHES)
+
+
+def run_benches(description: str, benches: tuple[Callable[[int], list[Figure]], ...]) -> None:
+    """Parse ``--quick``, run every bench and print the machine, the load and the table."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true", help="3 runs per figure instead of 5")
     args = parser.parse_args()
     runs = 3 if args.quick else 5
@@ -424,7 +429,7 @@ def main() -> None:
     started = time.perf_counter()
     load_before = load()
     figures: list[Figure] = []
-    for bench in BENCHES:
+    for bench in benches:
         figures.extend(bench(runs))
     print(machine())
     print(f"{load_before} before, {load()} after (other work on the machine inflates wall times)")

@@ -15,8 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import urllib.error
-import urllib.request
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -149,6 +147,9 @@ def send(alert: Alert, routes: Iterable[Route], done: Sequence[str] = ()) -> Del
             if route.kind == "slack"
             else alert.as_dict()
         )
+        import urllib.error  # here, not at the top: a monitor that sends nothing never pays
+        import urllib.request  # for http.client and the email parser it brings
+
         request = urllib.request.Request(
             url,
             data=json.dumps(body, default=str).encode("utf-8"),

