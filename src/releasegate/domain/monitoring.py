@@ -252,6 +252,14 @@ class Firing:
     quiet_until: datetime | None = None
 
 
+def quiet_until(last_fired: datetime | None, now: datetime, cooldown: timedelta) -> datetime | None:
+    """When the cool-down of a signal that last alerted at ``last_fired`` ends, if it is
+    still running at ``now`` (a new alert for it pages nobody before then); else None."""
+    if last_fired is not None and now - last_fired < cooldown:
+        return last_fired + cooldown
+    return None
+
+
 def firings(
     signals: Sequence[Any],
     config: MonitorConfig,
@@ -265,9 +273,7 @@ def firings(
     for s in signals:
         rule = config.rule_for(s.name)
         min_sample = (rule.min_sample if rule and rule.min_sample else None) or config.min_sample
-        last = last_fired.get(s.name)
-        cooldown = config.cooldown_for(s.name)
-        quiet = last + cooldown if last is not None and now - last < cooldown else None
+        quiet = quiet_until(last_fired.get(s.name), now, config.cooldown_for(s.name))
         value = s.value
         if rule is not None and value is not None and s.n >= min_sample:
             if rule.above is not None and value > rule.above:

@@ -3,7 +3,6 @@ marked ``routed`` (or ``failed``). The cool-down reads the last alert per signal
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -12,8 +11,9 @@ from typing import Any
 from sqlalchemy import Connection, Row, and_, insert, or_, select, update
 
 from releasegate.domain.identity import canonical_json
+from releasegate.domain.monitoring import quiet_until
 from releasegate.store import tables as t
-from releasegate.store.rows import as_utc, now
+from releasegate.store.rows import now, record
 
 ALERT_PENDING, ALERT_ROUTED, ALERT_FAILED = "pending", "routed", "failed"
 
@@ -108,7 +108,7 @@ class AlertRepo:
                 select(t.audit_head.c.id).where(t.audit_head.c.id == 1).with_for_update()
             )
         last = self.last(workflow, env, signal)
-        if last is not None and at - last.created_at < cooldown:
+        if last is not None and quiet_until(last.created_at, at, cooldown) is not None:
             return None
         return self.add(
             workflow=workflow,
@@ -196,19 +196,4 @@ class AlertRepo:
 
 
 def _alert(row: Row[Any]) -> AlertRecord:
-    return AlertRecord(
-        seq=row.seq,
-        workflow=row.workflow,
-        env=row.env,
-        signal=row.signal,
-        severity=row.severity,
-        message=row.message,
-        payload=json.loads(row.payload_json),
-        routed=json.loads(row.routed_json),
-        created_at=as_utc(row.created_at),
-        status=row.status,
-        attempts=row.attempts,
-        last_error=row.last_error,
-        lease_until=as_utc(row.lease_until) if row.lease_until is not None else None,
-        routed_at=as_utc(row.routed_at) if row.routed_at is not None else None,
-    )
+    return record(AlertRecord, row)

@@ -3,7 +3,6 @@ with its report, and who approved it in which role."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,9 +10,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, and_, insert, select
 
-from releasegate.domain.identity import canonical_json
 from releasegate.store import tables as t
-from releasegate.store.rows import as_utc, now
+from releasegate.store.rows import now, record, values
 
 
 @dataclass(frozen=True)
@@ -33,20 +31,7 @@ class DecisionRecord:
 
 
 def _decision(row: Row[Any]) -> DecisionRecord:
-    return DecisionRecord(
-        row.decision_id,
-        row.version_id,
-        row.workflow,
-        row.env,
-        row.suite_id,
-        row.policy_id,
-        row.baseline_id,
-        row.verdict,
-        bool(row.checks_passed),
-        row.change_class,
-        json.loads(row.report_json),
-        as_utc(row.created_at),
-    )
+    return record(DecisionRecord, row, checks_passed=bool)
 
 
 class DecisionRepo:
@@ -55,23 +40,8 @@ class DecisionRepo:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
-    def add(self, record: DecisionRecord) -> None:
-        self.conn.execute(
-            insert(t.gate_decisions).values(
-                decision_id=record.decision_id,
-                version_id=record.version_id,
-                workflow=record.workflow,
-                env=record.env,
-                suite_id=record.suite_id,
-                policy_id=record.policy_id,
-                baseline_id=record.baseline_id,
-                verdict=record.verdict,
-                checks_passed=record.checks_passed,
-                change_class=record.change_class,
-                report_json=canonical_json(record.report),
-                created_at=record.created_at,
-            )
-        )
+    def add(self, decision: DecisionRecord) -> None:
+        self.conn.execute(insert(t.gate_decisions).values(**values(decision, t.gate_decisions)))
 
     def by_prefix(self, prefix: str) -> list[DecisionRecord]:
         rows = self.conn.execute(

@@ -14,7 +14,7 @@ from releasegate.errors import (
     StaleAliasError,
 )
 from releasegate.store import tables as t
-from releasegate.store.rows import as_utc, now
+from releasegate.store.rows import now, record
 
 
 @dataclass(frozen=True)
@@ -149,18 +149,4 @@ class EnvironmentRepo:
             .where(and_(t.env_history.c.workflow == workflow, t.env_history.c.env == env))
             .order_by(t.env_history.c.seq)
         ).all()
-        return [
-            HistoryRecord(
-                r.seq,
-                r.workflow,
-                r.env,
-                r.version_id,
-                r.previous_id,
-                r.action,
-                r.actor,
-                r.decision_id,
-                r.reason,
-                as_utc(r.created_at),
-            )
-            for r in rows
-        ]
+        return [record(HistoryRecord, r) for r in rows]

@@ -17,7 +17,7 @@ from sqlalchemy import Connection, Row, and_, insert, select, update
 from releasegate.domain.identity import canonical_json
 from releasegate.domain.results import CaseOutput
 from releasegate.store import tables as t
-from releasegate.store.rows import as_utc, insert_new, now
+from releasegate.store.rows import insert_new, now, record
 
 
 @dataclass(frozen=True)
@@ -36,19 +36,7 @@ class EvalRecord:
 
 
 def _eval(row: Row[Any]) -> EvalRecord:
-    return EvalRecord(
-        row.eval_id,
-        row.version_id,
-        row.suite_id,
-        row.epochs,
-        row.status,
-        row.n_cases,
-        row.n_errors,
-        row.n_cached,
-        json.loads(row.summary_json),
-        as_utc(row.started_at),
-        as_utc(row.finished_at) if row.finished_at else None,
-    )
+    return record(EvalRecord, row)
 
 
 class EvalRepo:

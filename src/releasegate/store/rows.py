@@ -1,15 +1,26 @@
-"""What every repository does the same way: UTC-aware times and insert-or-skip.
+"""What every repository does the same way: records to rows and back, UTC-aware times,
+and insert-or-skip.
 
-SQLite hands back naive datetimes; every record leaves the store UTC-aware. An insert
-that skips a row whose key is already stored is spelled per dialect, once, here.
+A record's field is stored in the column of its name, or as canonical JSON in
+``<name>_json``; ``values`` and ``record`` map them by name, so no repository copies a
+record column by column. SQLite hands back naive datetimes; every record leaves the
+store UTC-aware. An insert that skips a row whose key is already stored is spelled
+per dialect, once, here.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Table
+from sqlalchemy import Connection, Row, Table
+
+from releasegate.domain.identity import canonical_json
+
+R = TypeVar("R")
 
 
 def now() -> datetime:
@@ -29,3 +40,46 @@ def insert_new(conn: Connection, table: Table) -> Any:
     from sqlalchemy.dialects import sqlite
 
     return sqlite.insert(table).on_conflict_do_nothing()
+
+
+Plan = tuple[tuple[str, str, bool], ...]
+_PLANS: dict[tuple[type[Any], tuple[str, ...]], Plan] = {}
+
+
+def _plan(cls: type[Any], columns: tuple[str, ...]) -> Plan:
+    """(field, column, is JSON) of each of ``cls``'s fields that ``columns`` hold."""
+    plan = _PLANS.get((cls, columns))
+    if plan is None:
+        found = []
+        for f in dataclasses.fields(cls):
+            if f.name in columns:
+                found.append((f.name, f.name, False))
+            elif f"{f.name}_json" in columns:
+                found.append((f.name, f"{f.name}_json", True))
+        plan = _PLANS[(cls, columns)] = tuple(found)
+    return plan
+
+
+def values(item: Any, table: Table) -> dict[str, Any]:
+    """The column values of a record (a dataclass) for ``table``: each field in the column
+    of its name, or as canonical JSON in ``<name>_json`` (None stays NULL)."""
+    out: dict[str, Any] = {}
+    for name, column, is_json in _plan(type(item), tuple(table.c.keys())):
+        value = getattr(item, name)
+        out[column] = canonical_json(value) if is_json and value is not None else value
+    return out
+
+
+def record(cls: type[R], row: Row[Any], **convert: Callable[[Any], Any]) -> R:
+    """``cls`` (a dataclass) from a row: each field from the column of its name or from
+    ``<name>_json`` (empty: None); times UTC-aware; ``convert`` then adjusts a field."""
+    mapping = row._mapping
+    got: dict[str, Any] = {}
+    for name, column, is_json in _plan(cls, tuple(mapping.keys())):
+        value = mapping[column]
+        if is_json:
+            value = json.loads(value) if value else None
+        elif isinstance(value, datetime):
+            value = as_utc(value)
+        got[name] = convert[name](value) if name in convert else value
+    return cls(**got)

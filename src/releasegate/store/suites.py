@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,7 +15,7 @@ from releasegate.errors import (
     NotFoundError,
 )
 from releasegate.store import tables as t
-from releasegate.store.rows import as_utc, now
+from releasegate.store.rows import now, record
 
 
 @dataclass(frozen=True)
@@ -71,14 +70,7 @@ class SuiteRepo:
         row = self.conn.execute(select(t.suites).where(t.suites.c.suite_id == suite_id)).first()
         if row is None:
             raise NotFoundError(f"no suite '{suite_id[:12]}'")
-        return SuiteRecord(
-            row.suite_id,
-            row.name,
-            row.workflow,
-            row.description,
-            json.loads(row.content_json),
-            as_utc(row.created_at),
-        )
+        return record(SuiteRecord, row)
 
     def current_id(self, workflow: str) -> str | None:
         row = self.conn.execute(

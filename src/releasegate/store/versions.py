@@ -5,7 +5,6 @@ user types) and by workflow."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,9 +12,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, insert, select
 
-from releasegate.domain.identity import canonical_json
 from releasegate.store import tables as t
-from releasegate.store.rows import as_utc
+from releasegate.store.rows import record, values
 
 
 @dataclass(frozen=True)
@@ -32,17 +30,7 @@ class VersionRecord:
 
 
 def _version(row: Row[Any]) -> VersionRecord:
-    return VersionRecord(
-        row.version_id,
-        row.workflow,
-        json.loads(row.manifest_json),
-        row.owner,
-        row.parent_id,
-        row.reason,
-        row.track,
-        row.source_commit,
-        as_utc(row.created_at),
-    )
+    return record(VersionRecord, row)
 
 
 class VersionRepo:
@@ -51,20 +39,8 @@ class VersionRepo:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
-    def add(self, record: VersionRecord) -> None:
-        self.conn.execute(
-            insert(t.versions).values(
-                version_id=record.version_id,
-                workflow=record.workflow,
-                manifest_json=canonical_json(record.manifest),
-                owner=record.owner,
-                parent_id=record.parent_id,
-                reason=record.reason,
-                track=record.track,
-                source_commit=record.source_commit,
-                created_at=record.created_at,
-            )
-        )
+    def add(self, version: VersionRecord) -> None:
+        self.conn.execute(insert(t.versions).values(**values(version, t.versions)))
 
     def find(self, version_id: str) -> VersionRecord | None:
         row = self.conn.execute(

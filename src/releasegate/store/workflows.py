@@ -3,7 +3,6 @@ settings, as registered from its workflow file (the latest registration wins).""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +14,7 @@ from releasegate.errors import (
     NotFoundError,
 )
 from releasegate.store import tables as t
-from releasegate.store.rows import now
+from releasegate.store.rows import now, record
 
 
 @dataclass(frozen=True)
@@ -68,14 +67,7 @@ class WorkflowRepo:
                 if names
                 else "register a workflow file first: releasegate register FILE",
             )
-        return WorkflowRecord(
-            row.name,
-            row.description,
-            row.stakes,
-            json.loads(row.owners_json),
-            tuple(json.loads(row.environments_json)),
-            json.loads(row.monitor_json) if row.monitor_json else None,
-        )
+        return record(WorkflowRecord, row, environments=tuple)
 
     def names(self) -> list[str]:
         return [
