@@ -13,6 +13,9 @@
    completes or 100,000 runs: share aborted (target <= 5%), share completed.
 3. Detection: the same with the canary's error rate 3x the stable's (15% vs 5%): share
    aborted in the first step, median runs to the abort.
+4. ``rollout check`` over 1,000,000 stored runs (SQLite, a rollout at 25%, every run served
+   under it, synthetic values): the first check, which reads and compares them all, and
+   the next one (no new runs), median of ``--runs``. Target: <= 1 s.
 Speed lives here, never in test asserts; other work on the machine inflates the wall
 figures alike.
 """
@@ -24,6 +27,7 @@ import statistics
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 
@@ -45,6 +49,7 @@ from releasegate.release import rollout
 from releasegate.release.evaluate import evaluate
 from releasegate.release.gate import gate
 from releasegate.release.register import register
+from releasegate.store.runs import RUN_COLUMNS, RunRepo
 
 CALLS = 200_000
 T0 = datetime(2026, 12, 3, tzinfo=UTC)
@@ -183,17 +188,88 @@ def bench_errors(reps: int, seed: int) -> None:
     print()
 
 
+def _million_runs(store: Any, stable: str, canary: str, start: float, n: int) -> None:
+    rng = np.random.default_rng(3)
+    is_canary = rng.random(n) < 0.25
+    failed = rng.random(n) < 0.05
+    latency = rng.gamma(4.0, 100.0, n)
+    blank = dict.fromkeys(RUN_COLUMNS, "")
+    blank.update(
+        tokens_in=10, tokens_out=2, cost_usd=float("nan"), retries=0, escalated=0, edited=0,
+        feedback=float("nan"), output_chars=-1, input=None, output=None, source="sdk",
+        received_at=start, workflow=WORKFLOW, env=ENV,
+    )  # fmt: skip
+    rows = []
+    for i in range(n):
+        row = dict(blank)
+        row.update(
+            run_id=f"bench-{i:08d}",
+            version_id=canary if is_canary[i] else stable,
+            arm="canary" if is_canary[i] else "stable",
+            started_at=start + i * 1e-3,
+            ended_at=start + i * 1e-3 + latency[i] / 1000,
+            latency_ms=float(latency[i]),
+            status="error" if failed[i] else "ok",
+            failure_reason="boom" if failed[i] else "",
+        )
+        rows.append(tuple(row[c] for c in RUN_COLUMNS))
+    with store.write() as conn:
+        repo = RunRepo(conn)
+        with repo.bulk():
+            for i in range(0, n, 50_000):
+                repo.insert_many(rows[i : i + 50_000])
+
+
+def bench_check(runs: int, n: int) -> None:
+    first, first_cpu, again = [], [], []
+    for _ in range(runs):
+        with project() as (root, store):
+            stable = ship(root, store)
+            vid = register(store, workflow_file(root, 1), who="alice").version_id
+            evaluate(store, vid, suite_file(root, 20), who="alice")
+            assert gate(store, vid, ENV, who="ci").verdict == "pass"
+            r = rollout.start(store, vid, ENV, canary_pct=25, who="alice")
+            _million_runs(store, stable, vid, r.started_at.timestamp(), n)
+            t0, c0 = time.perf_counter(), time.process_time()
+            checked = rollout.check(store, WORKFLOW, ENV, who="bench")
+            first.append(time.perf_counter() - t0)
+            first_cpu.append(time.process_time() - c0)
+            assert checked.runs_read == n, checked.runs_read
+            t0 = time.perf_counter()
+            rollout.check(store, WORKFLOW, ENV, who="bench")
+            again.append(time.perf_counter() - t0)
+    print(f"rollout check over {n:,} stored runs (SQLite), median of {runs} (s)")
+    print(
+        f"  first check, reads and compares them all (target <= 1)  "
+        f"{statistics.median(first):6.3f}  {_all(first)}"
+    )
+    print(
+        f"  the same, CPU time of this process                       "
+        f"{statistics.median(first_cpu):6.3f}  {_all(first_cpu)}"
+    )
+    print(
+        f"  the next check, no new runs                              "
+        f"{statistics.median(again):6.3f}  {_all(again)}\n"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--repetitions", type=int, default=400)
     parser.add_argument("--seed", type=int, default=20261203)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--check-runs", type=int, default=1_000_000)
+    parser.add_argument("--only-check", action="store_true")
     args = parser.parse_args()
     if args.quick:
         args.runs, args.repetitions = 3, 50
     started = time.perf_counter()
+    if args.only_check:
+        bench_check(args.runs, args.check_runs)
+        return
     bench_resolve(args.runs)
+    bench_check(args.runs, args.check_runs)
     bench_errors(args.repetitions, args.seed)
     print(f"({time.perf_counter() - started:.1f} s)")
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -160,46 +160,90 @@ def _check_margin(margin: float, span: float) -> None:
         raise InputError(f"canary margin must be in [0, {span:g}), got {margin}")
 
 
+class Pairing(NamedTuple):
+    """How runs pair up, from their arms alone (never their values): indices into the
+    waiting values followed by the new ones, in the order the pairs formed."""
+
+    canary_idx: npt.NDArray[np.intp]
+    stable_idx: npt.NDArray[np.intp]
+    is_canary: npt.NDArray[np.bool_]  # per new run
+    pending_arm: Arm | None
+    pending_idx: tuple[int, ...]
+
+
+def pair_up(pending_arm: Arm | None, n_pending: int, arms: Sequence[str]) -> Pairing:
+    """Pair runs in arrival order: each run with the newest waiting run of the other arm;
+    beyond ``MAX_PENDING`` waiting runs the oldest is dropped. It reads only the arms, so
+    signals fed the same runs share one pairing (``observe_paired``)."""
+    pend = list(range(n_pending))
+    arm: Arm | None = pending_arm
+    canary_idx: list[int] = []
+    stable_idx: list[int] = []
+    flags: list[bool] = []
+    for k, label in enumerate(arms, start=n_pending):
+        if label == "canary":
+            is_c = True
+        elif label == "stable":
+            is_c = False
+        else:
+            raise InputError(f"canary observe: arm must be 'stable' or 'canary', got {label!r}")
+        flags.append(is_c)
+        this: Arm = "canary" if is_c else "stable"
+        if pend and arm != this:
+            other = pend.pop()
+            canary_idx.append(k if is_c else other)
+            stable_idx.append(other if is_c else k)
+            continue
+        arm = this
+        pend.append(k)
+        if len(pend) > MAX_PENDING:
+            del pend[0]
+    return Pairing(
+        np.asarray(canary_idx, dtype=np.intp),
+        np.asarray(stable_idx, dtype=np.intp),
+        np.asarray(flags, dtype=np.bool_),
+        arm if pend else None,
+        tuple(pend),
+    )
+
+
 def observe(state: CanaryState, arms: Sequence[str], values: ArrayLike) -> CanaryState:
     """Feed runs in arrival order (``arms[i]`` served run i, with value ``values[i]``)."""
     vals = np.asarray(values, dtype=np.float64)
     if vals.ndim != 1 or len(vals) != len(arms):
+        raise InputError("canary observe: one value per arm label, in a flat sequence")
+    return observe_paired(state, pair_up(state.pending_arm, len(state.pending), arms), vals)
+
+
+def observe_paired(state: CanaryState, pairing: Pairing, values: ArrayLike) -> CanaryState:
+    """``observe`` with the pairing already made (``pair_up`` from this state's waiting
+    runs: the same ``pending_arm`` and as many waiting values)."""
+    vals = np.asarray(values, dtype=np.float64)
+    if vals.ndim != 1 or len(vals) != len(pairing.is_canary):
         raise InputError("canary observe: one value per arm label, in a flat sequence")
     if not np.all(np.isfinite(vals)):
         raise InputError(f"canary {state.signal}: values must be finite")
     if state.is_rate and not np.all((vals == 0.0) | (vals == 1.0)):
         raise InputError(f"canary {state.signal}: a rate takes 0/1 outcomes per run")
     scaled = (np.clip(vals, state.lower, state.upper) - state.lower) / (state.upper - state.lower)
-    stable, canary = state.stable, state.canary
-    pending_arm, pending = state.pending_arm, list(state.pending)
-    diffs: list[float] = []
-    for label, raw, x in zip(arms, vals.tolist(), scaled.tolist(), strict=True):
-        arm: Arm
-        if label == "stable":
-            arm, stable = "stable", ArmTotals(stable.runs + 1, stable.total + raw)
-        elif label == "canary":
-            arm, canary = "canary", ArmTotals(canary.runs + 1, canary.total + raw)
-        else:
-            raise InputError(f"canary observe: arm must be 'stable' or 'canary', got {label!r}")
-        if pending and pending_arm != arm:
-            other = pending.pop()
-            diffs.append(x - other if arm == "canary" else other - x)
-            continue
-        pending_arm = arm
-        pending.append(x)
-        if len(pending) > MAX_PENDING:
-            del pending[0]
-    d = np.asarray(diffs, dtype=np.float64)
+    every = np.concatenate([np.asarray(state.pending, dtype=np.float64), scaled])
+    d = every[pairing.canary_idx] - every[pairing.stable_idx]
+    is_c = pairing.is_canary
+    n_canary = int(is_c.sum())
+    stable = ArmTotals(
+        state.stable.runs + len(vals) - n_canary, state.stable.total + float(vals[~is_c].sum())
+    )
+    canary = ArmTotals(state.canary.runs + n_canary, state.canary.total + float(vals[is_c].sum()))
     m = state.scaled_margin
     return replace(
         state,
         stable=stable,
         canary=canary,
-        pairs=state.pairs + len(diffs),
+        pairs=state.pairs + len(d),
         worse=_advance(state.worse, d - m, m),
         not_worse=_advance(state.not_worse, m - d, m),
-        pending_arm=pending_arm if pending else None,
-        pending=tuple(pending),
+        pending_arm=pairing.pending_arm,
+        pending=tuple(every[list(pairing.pending_idx)].tolist()),
     )
 
 

@@ -453,6 +453,8 @@ def observe_runs(ev: Evidence, policy: RolloutPolicy, runs: ArmRuns) -> Evidence
         latency_ref = latency_ref if latency_ref is not None else seen.latency_ref
         cost_ref = cost_ref if cost_ref is not None else seen.cost_ref
     states = dict(ev.states)
+    labels = list(runs.arms)
+    shared: dict[tuple[str | None, int], canary.Pairing] = {}
     for name, margin in policy.signals.items():
         kind = COMPARABLE[name].kind
         values: Floats
@@ -485,9 +487,14 @@ def observe_runs(ev: Evidence, policy: RolloutPolicy, runs: ArmRuns) -> Evidence
                 )
             else:
                 state = canary.rate_state(name, margin)
-        sel_arms, sel_values = (arms, values) if keep is None else (arms[keep], values[keep])
-        if len(sel_arms):
-            state = canary.observe(state, sel_arms.tolist(), sel_values)
+        if keep is None:  # every run: one pairing serves every such signal (it reads arms only)
+            key = (state.pending_arm, len(state.pending))
+            pairing = shared.get(key)
+            if pairing is None:
+                pairing = shared[key] = canary.pair_up(key[0], key[1], labels)
+            state = canary.observe_paired(state, pairing, values)
+        elif keep.any():
+            state = canary.observe(state, arms[keep].tolist(), values[keep])
         states[name] = state
     n_canary = int((arms == "canary").sum())
     return replace(

@@ -192,13 +192,18 @@ class RolloutRepo:
 
         from releasegate.domain.rollout import ArmRuns
 
+        # a range of the primary key from the cursor: on SQLite the unary + keeps the
+        # planner off the (workflow, env, started_at) index, which would scan every run of
+        # the rollout on each check to find the few new ones
+        plus = "+" if self.conn.dialect.name == "sqlite" else ""
         sql = (
             "SELECT seq, CASE WHEN arm = 'canary' THEN 1 ELSE 0 END,"
             f" CASE WHEN {fact_sql(IS_ERROR)} THEN 1 ELSE 0 END,"
             f" CASE WHEN {fact_sql(IS_ESCALATED)} THEN 1 ELSE 0 END,"
             f" CASE WHEN {fact_sql(IS_EDITED)} THEN 1 ELSE 0 END,"
             " COALESCE(feedback, ?), latency_ms, COALESCE(cost_usd, ?)"
-            " FROM runs WHERE workflow = ? AND env = ? AND started_at >= ? AND seq > ?"
+            f" FROM runs WHERE seq > ? AND {plus}workflow = ? AND {plus}env = ?"
+            f" AND {plus}started_at >= ?"
             " AND ((arm = 'canary' AND version_id = ?) OR (arm = 'stable' AND version_id = ?))"
             " ORDER BY seq"
         )
@@ -223,10 +228,10 @@ class RolloutRepo:
                 (
                     missing,
                     missing,
+                    after_seq,
                     r.workflow,
                     r.env,
                     r.started_at.timestamp() - SKEW_S,
-                    after_seq,
                     r.canary_id,
                     r.stable_id,
                 ),
