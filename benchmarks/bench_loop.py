@@ -148,7 +148,7 @@ def ship(root: Path, store: Store) -> str:
     vid = register(store, workflow_file(root, 0), who="alice").version_id
     evaluate(store, vid, suite_file(root, 20), who="alice")
     decision = gate(store, vid, ENV, who="ci")
-    assert decision.verdict == "pass", decision.report["reasons"]
+    assert decision.verdict == "pass", decision.report.to_json()["reasons"]
     promote(store, vid, ENV, who="alice")
     return vid
 

@@ -105,8 +105,8 @@ def test_banking77_test_split_names_vs_examples(tmp_path: Path) -> None:
     second = evaluate(store, v_shots, suite, concurrency=4)
     acc_shots = second.summary["metrics"]["accuracy"]["estimate"]
     decision = gate(store, v_shots, "staging")
-    acc = next(m for m in decision.report["metrics"] if m["name"] == "accuracy")
+    acc = next(m for m in decision.report.to_json()["metrics"] if m["name"] == "accuracy")
     assert acc_shots > acc_names
     assert acc["comparison"]["low"] > 0, acc  # four examples per intent help, significantly
-    assert decision.verdict == "pass", decision.report["reasons"]
+    assert decision.verdict == "pass", decision.report.to_json()["reasons"]
     store.close()

