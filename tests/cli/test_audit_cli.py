@@ -238,7 +238,13 @@ def test_a_forged_gate_decision_used_to_promote_is_caught(audited: Audited) -> N
         v2=a.v2,
     )
     promoted = a.rg("promote", a.v2, "--env", "production")
-    assert promoted.returncode == 0, promoted.stderr  # the promotion itself is recorded
+    # promote asks the decision's own signed audit event, so the forged row moves nothing
+    assert promoted.returncode == 1, promoted.stderr
+    assert promoted.stderr.startswith(
+        f"refused: gate decision forged0000000000 (pass for {a.v2[:12]} in production) "
+        "is not in the audit log: it was written outside releasegate"
+    ), promoted.stderr
+    assert a.rg("resolve", "router", "--env", "production").stdout.strip() == a.v1
     err = a.broken()
     assert f"gate decision forged0000000000 (pass for {a.v2[:12]} in production)" in err
     assert "is not in the audit log: it was written outside releasegate" in err

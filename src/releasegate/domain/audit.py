@@ -23,6 +23,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from enum import StrEnum
 from functools import cached_property
 from typing import Any, NamedTuple
 
@@ -411,22 +412,54 @@ class Replay:
         if e.kind in MOVES and e.workflow and e.subject and env:
             self.environments[(e.workflow, str(env))] = e.subject
             self.history.setdefault((e.workflow, str(env)), []).append((MOVES[e.kind], e.subject))
-        elif e.kind == "gate.decided" and e.subject and env:
-            p = e.payload
-            passed = p.get("checks_passed")
-            self.decisions[str(p.get("decision_id"))] = Decided(
-                e.subject,
-                str(env),
-                str(p.get("verdict")),
-                str(p.get("suite_id") or ""),
-                str(p.get("policy_id")),
-                p.get("baseline_id"),
-                None if passed is None else bool(passed),
-            )
+        elif (decided := decided_of(e)) is not None:
+            self.decisions[str(e.payload.get("decision_id"))] = decided
         elif e.kind == "approval.granted" and e.subject and env:
             self.approvals.add((e.subject, str(env), e.actor, str(e.payload.get("role"))))
         elif e.kind == "version.registered" and e.subject:
             self.versions.add(e.subject)
+
+
+def decided_of(e: AuditEvent) -> Decided | None:
+    """What a ``gate.decided`` event says was decided (None for any other event)."""
+    env = e.payload.get("env") if isinstance(e.payload, Mapping) else None
+    if e.kind != "gate.decided" or not e.subject or not env:
+        return None
+    p = e.payload
+    passed = p.get("checks_passed")
+    return Decided(
+        e.subject,
+        str(env),
+        str(p.get("verdict")),
+        str(p.get("suite_id") or ""),
+        str(p.get("policy_id")),
+        p.get("baseline_id"),
+        None if passed is None else bool(passed),
+    )
+
+
+class Vouched(StrEnum):
+    """Whether a gate decision's own audit event vouches for it (``vouch``)."""
+
+    YES = "yes"
+    MISSING = "missing"  # no gate.decided event names the decision
+    DIFFERS = "differs"  # the event records another verdict, suite, policy or baseline
+    UNSIGNED = "unsigned"  # the event is not signed with an audit key here (or was altered)
+
+
+def vouch(event: AuditEvent | None, decision: Decided, keys: Keyring | None) -> Vouched:
+    """Does ``event`` (the decision's ``gate.decided``) prove ``decision`` was written by
+    releasegate? Its digest must verify with a key here, so nobody without the key can
+    forge one; the rest of the chain is ``verify_chain``'s business."""
+    said = None if event is None else decided_of(event)
+    if event is None or said is None:
+        return Vouched.MISSING
+    key = keys.get(event.key_id) if keys is not None and event.key_id is not None else None
+    if key is None or not hmac.compare_digest(keyed_hash(key, event), event.hash):
+        return Vouched.UNSIGNED
+    if said.checks_passed is None:
+        decision = decision._replace(checks_passed=None)  # an older event did not record it
+    return Vouched.YES if said == decision else Vouched.DIFFERS
 
 
 def compare_state(

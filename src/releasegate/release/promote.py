@@ -1,11 +1,14 @@
 """Approve, promote, roll back and resolve: moving an environment's alias, safely.
 
-A promotion is checked and applied in one write transaction: the version is
-registered, its latest gate decision for this environment cleared every check
-on the workflow's *current* suite and *current* policy, the approvals that
-decision required are on record now, and the alias still points where it did
-when the gate looked. The alias moves by compare-and-swap on its revision, so
-of two promoters exactly one wins and the other gets a clear refusal.
+A promotion is checked and applied in one write transaction: ``promotable`` gathers
+the facts (``promotion_facts``: the version's latest gate decision for the
+environment and whether its signed audit event vouches for it, the current suite
+and policy, where the alias points, the approvals on record) and the rules are
+``domain.promotion.refusal``, pure: the decision cleared every check on the
+*current* suite and policy, the approvals it required are on record now, and the
+alias still points where it did when the gate looked. A rollout starts and completes
+through the same ``promotable``. The alias moves by compare-and-swap on its revision,
+so of two promoters exactly one wins and the other gets a clear refusal.
 """
 
 from __future__ import annotations
@@ -15,14 +18,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from releasegate.domain.decision import Approval, approvals_missing
-from releasegate.domain.policy import required_approvals
+from releasegate.domain.audit import Decided, vouch
+from releasegate.domain.decision import Approval
+from releasegate.domain.gate_report import GateReport
+from releasegate.domain.promotion import (
+    DecidedFacts,
+    Owners,
+    PromotionFacts,
+    approval_refusal,
+    refusal,
+)
 from releasegate.domain.rollout import aborted
 from releasegate.errors import (
-    PromotionRefusedError,
     RefusedError,
     RolloutRefusedError,
-    SelfApprovalError,
     StaleAliasError,
 )
 from releasegate.release.gate import current_policy
@@ -49,6 +58,12 @@ class Moved:
     changed: bool
 
 
+def owners_of(wf: WorkflowRecord) -> Owners:
+    return Owners(
+        tuple(wf.owners.get("approvers", []) or ()), tuple(wf.owners.get("business", []) or ())
+    )
+
+
 @retried
 def approve(
     store: Store,
@@ -63,30 +78,17 @@ def approve(
         version = find_version(conn, version_ref)
         wf = WorkflowRepo(conn).get(version.workflow)
         check_env(wf, env)
-        if approver == version.owner:
-            raise SelfApprovalError(
-                f"{approver} owns {version.version_id[:12]}: nobody approves their own change",
-                hint="ask one of: "
-                + ", ".join(
-                    a
-                    for a in [*wf.owners.get("approvers", []), *wf.owners.get("business", [])]
-                    if a != approver
-                ),
-            )
-        roles = [
-            r
-            for r, key in (("approver", "approvers"), ("business", "business"))
-            if approver in wf.owners.get(key, [])
-        ]
-        if not roles:
-            raise RefusedError(
-                f"{approver} is not an approver of workflow '{wf.name}'",
-                hint="approvers: "
-                + ", ".join(wf.owners.get("approvers", []) or ["none"])
-                + "; business: "
-                + ", ".join(wf.owners.get("business", []) or ["none"]),
-            )
-        role = ",".join(roles)
+        owners = owners_of(wf)
+        refused = approval_refusal(
+            approver,
+            version_id=version.version_id,
+            owner=version.owner,
+            workflow=wf.name,
+            owners=owners,
+        )
+        if refused is not None:
+            raise refused.error()
+        role = ",".join(owners.roles_of(approver))
         if ApprovalRepo(conn).add(
             version_id=version.version_id,
             env=env,
@@ -178,53 +180,70 @@ def promotable(
     current: tuple[str, int] | None,
 ) -> Earned:
     """The checks a promotion makes, inside the caller's write transaction (the alias read
-    with ``lock=True``): a gate decision for this environment that passed on the current
-    suite and policy, against what runs now, with the approvals it needs. Raises
+    with ``lock=True``): the facts, then ``domain.promotion.refusal`` over them. Raises
     PromotionRefusedError or StaleAliasError naming what is missing. ``rollout`` starts
     and completes a canary through the same checks.
     """
-    short = version.version_id[:12]
     decision = DecisionRepo(conn).latest(version.version_id, env)
-    if decision is None:
-        raise PromotionRefusedError(
-            f"{short} has no gate decision for {env}",
-            hint=f"run `releasegate gate {short} --env {env}` first",
+    facts = _facts(conn, version, wf, env, current[0] if current else None, decision)
+    refused = refusal(facts)
+    if refused is not None:
+        raise refused.error()
+    if decision is None:  # refusal() always says no without one
+        raise RuntimeError("refusal() passed a version without a gate decision")
+    return Earned(decision, list(facts.approvals))
+
+
+def _facts(
+    conn: Any,
+    version: VersionRecord,
+    wf: WorkflowRecord,
+    env: str,
+    running: str | None,
+    decision: DecisionRecord | None,
+) -> PromotionFacts:
+    """What ``domain.promotion.refusal`` reads, from inside the caller's write transaction;
+    ``running`` is what the alias points at now, read (and locked) by the caller."""
+    decided = None
+    if decision is not None:
+        audit = AuditRepo(conn)
+        row = Decided(
+            version.version_id,
+            env,
+            decision.verdict,
+            decision.suite_id,
+            decision.policy_id,
+            decision.baseline_id,
+            decision.checks_passed,
         )
-    if not decision.checks_passed:
-        raise PromotionRefusedError(
-            f"the gate did not pass {short} for {env} (verdict: {decision.verdict})",
-            hint="see the gate report: " + "; ".join(decision.report.get("reasons", [])[:2]),
+        decided = DecidedFacts(
+            decision_id=decision.decision_id,
+            verdict=decision.verdict,
+            checks_passed=decision.checks_passed,
+            suite_id=decision.suite_id,
+            policy_id=decision.policy_id,
+            baseline_id=decision.baseline_id,
+            change_class=decision.change_class,
+            reasons=GateReport.from_json(decision.report).reasons,
+            vouched=vouch(
+                audit.gate_decided(version.version_id, decision.decision_id), row, audit.keys()
+            ),
         )
-    suite_id = SuiteRepo(conn).current_id(wf.name)
-    if decision.suite_id != suite_id:
-        raise PromotionRefusedError(
-            f"the suite changed since {short} was gated for {env}",
-            hint=f"evaluate on the current suite, then `releasegate gate {short} --env {env}`",
-        )
-    policy = current_policy(conn, wf.name, env)
-    if decision.policy_id != policy.policy_id:
-        raise PromotionRefusedError(
-            f"the {env} policy changed since {short} was gated",
-            hint=f"run `releasegate gate {short} --env {env}` again",
-        )
-    seen = current[0] if current else None
-    if decision.baseline_id != seen:
-        raise StaleAliasError(
-            f"{wf.name}@{env} moved since the gate compared against "
-            f"{(decision.baseline_id or 'nothing')[:12]} (now {(seen or 'nothing')[:12]})",
-            hint=f"run `releasegate gate {short} --env {env}` against what runs now",
-        )
-    need = required_approvals(policy, wf.stakes, decision.change_class)
-    given = [Approval(a, r) for a, r in ApprovalRepo(conn).list(version.version_id, env)]
-    missing = approvals_missing(need, given)
-    if missing:
-        raise PromotionRefusedError(
-            f"{short} needs approval for {env}: missing " + " and ".join(missing),
-            hint=f"`releasegate approve {short} --env {env} --as NAME` "
-            f"(approvers: {', '.join(wf.owners.get('approvers', []))}; "
-            f"business: {', '.join(wf.owners.get('business', []))})",
-        )
-    return Earned(decision, given)
+    return PromotionFacts(
+        version_id=version.version_id,
+        owner=version.owner,
+        workflow=wf.name,
+        env=env,
+        stakes=wf.stakes,
+        owners=owners_of(wf),
+        decision=decided,
+        suite_id=SuiteRepo(conn).current_id(wf.name),
+        policy=current_policy(conn, wf.name, env),
+        running=running,
+        approvals=tuple(
+            Approval(a, r) for a, r in ApprovalRepo(conn).list(version.version_id, env)
+        ),
+    )
 
 
 def _stop_rollout(conn: Any, workflow: str, env: str, who: str, reason: str) -> None:

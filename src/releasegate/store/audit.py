@@ -274,6 +274,23 @@ class AuditRepo:
         ).first()
         return None if row is None else _event(row)
 
+    def keys(self) -> Keyring | None:
+        """The audit keys this write transaction signs with (None: no key here yet)."""
+        return _keys_for(self.conn)(False)
+
+    def gate_decided(self, version_id: str, decision_id: str) -> AuditEvent | None:
+        """The ``gate.decided`` event that names ``decision_id`` (a version has a few)."""
+        rows = self.conn.execute(
+            select(t.audit_events).where(
+                and_(
+                    t.audit_events.c.kind == "gate.decided",
+                    t.audit_events.c.subject == version_id,
+                )
+            )
+        ).all()
+        events = (_event(r) for r in rows)
+        return next((e for e in events if e.payload.get("decision_id") == decision_id), None)
+
     def state(self) -> AuditState:
         env, ap, h, gd = t.environments.c, t.approvals.c, t.env_history.c, t.gate_decisions.c
         history: dict[tuple[str, str], list[tuple[str, str]]] = {}
