@@ -1,14 +1,14 @@
 """Approve, promote, roll back and resolve: moving an environment's alias, safely.
 
 A promotion is checked and applied in one write transaction: ``promotable`` gathers
-the facts (``promotion_facts``: the version's latest gate decision for the
-environment and whether its signed audit event vouches for it, the current suite
-and policy, where the alias points, the approvals on record) and the rules are
-``domain.promotion.refusal``, pure: the decision cleared every check on the
-*current* suite and policy, the approvals it required are on record now, and the
-alias still points where it did when the gate looked. A rollout starts and completes
-through the same ``promotable``. The alias moves by compare-and-swap on its revision,
-so of two promoters exactly one wins and the other gets a clear refusal.
+the facts (the version's latest gate decision for the environment and whether its
+signed audit event vouches for it, the current suite and policy, where the alias
+points, the approvals on record) and the rules are ``domain.promotion.refusal``,
+pure: the decision cleared every check on the *current* suite and policy, the
+approvals it required are on record now, and the alias still points where it did
+when the gate looked. A rollout starts and completes through the same
+``promotable``. The alias moves by compare-and-swap on its revision, so of two
+promoters exactly one wins and the other gets a clear refusal.
 """
 
 from __future__ import annotations
