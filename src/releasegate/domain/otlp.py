@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from releasegate.domain.document import type_name
+from releasegate.domain.nesting import MAX_DEPTH
 from releasegate.domain.runs import (
     DEFAULT_MAX_SKEW,
     RecordError,
@@ -31,7 +32,6 @@ from releasegate.domain.runs import (
     rejection_error,
     shown_run_id,
 )
-from releasegate.domain.untrusted import MAX_DEPTH
 from releasegate.errors import InputError
 
 VERSION = "releasegate.version"

@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, TypeVar
 
 from releasegate.domain.document import type_name
-from releasegate.domain.untrusted import deep_message, too_deep
+from releasegate.domain.nesting import deep_message, too_deep
 from releasegate.errors import InputError
 
 _fast_loads: Callable[[str | bytes], Any] | None

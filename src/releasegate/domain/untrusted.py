@@ -19,10 +19,9 @@ import yaml
 
 from releasegate.domain.document import Document
 from releasegate.domain.document import Path as KeyPath
+from releasegate.domain.nesting import MAX_DEPTH, deep_message, too_deep
 from releasegate.errors import InputError
 
-MAX_DEPTH = 100
-"""Levels of nesting any YAML or JSON document may have."""
 MAX_INPUT_BYTES = 10 * 1024 * 1024
 """Default size cap of a YAML or JSON document (``RELEASEGATE_MAX_INPUT_BYTES``)."""
 
@@ -328,27 +327,6 @@ def construct_scalar(node: yaml.Node) -> Any:
 
 
 # -- JSON -------------------------------------------------------------------------------------
-
-
-def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
-    """Whether parsed JSON-like data nests deeper than ``limit`` (walked without recursion)."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children: Any = item.values()
-        elif isinstance(item, list | tuple):
-            children = item
-        else:
-            continue
-        if depth > limit:
-            return True
-        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
-    return False
-
-
-def deep_message(limit: int = MAX_DEPTH) -> str:
-    return f"JSON nested deeper than {limit} levels"
 
 
 def parse_json(

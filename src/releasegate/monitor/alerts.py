@@ -30,7 +30,9 @@ from releasegate.store.alerts import (
     AlertRecord,
     AlertRepo,
 )
-from releasegate.store.engine import Store
+from releasegate.store.decisions import DecisionRepo
+from releasegate.store.engine import Conn, Store
+from releasegate.store.environments import EnvironmentRepo
 from releasegate.store.workflows import WorkflowRecord, WorkflowRepo
 
 log = logging.getLogger("releasegate.alerts")
@@ -265,6 +267,27 @@ def _from_record(record: AlertRecord, owners: Mapping[str, Any]) -> Alert:
 class Raised(NamedTuple):
     alerts: list[Alert]  # raised and sent (or tried) now
     held: list[Held]  # in alert, but inside the cool-down of an alert already raised
+
+
+@dataclass(frozen=True)
+class Outside:
+    """A version seen running in an environment it never passed the gate for (found by
+    ``runs import`` and by ``monitor``; raised here)."""
+
+    workflow: str
+    env: str
+    version_id: str
+    runs: int
+    registered: bool
+
+
+def gated(conn: Conn, workflow: str, env: str, version_id: str) -> bool:
+    """Did this version reach ``env`` through the loop (promoted or rolled back to there,
+    or holding a passing gate decision for it)?"""
+    if any(h.version_id == version_id for h in EnvironmentRepo(conn).history(workflow, env)):
+        return True
+    decision = DecisionRepo(conn).latest(version_id, env)
+    return decision is not None and decision.verdict == "pass"
 
 
 def raise_outside_gate(store: Store, outside: Sequence[Any]) -> Raised:

@@ -42,10 +42,9 @@ from releasegate.domain.runs import (
 )
 from releasegate.domain.untrusted import parse_json
 from releasegate.errors import InputError
+from releasegate.monitor.alerts import Outside, gated, raise_outside_gate
 from releasegate.providers import prices
-from releasegate.store.decisions import DecisionRepo
-from releasegate.store.engine import Batches, Conn, Store
-from releasegate.store.environments import EnvironmentRepo
+from releasegate.store.engine import Batches, Store
 from releasegate.store.runs import ROW_KINDS, EncodedRun, RunRepo, encode
 from releasegate.store.versions import VersionRepo
 
@@ -64,17 +63,6 @@ CHANGED = (
     "already stored with other content: a run_id names one run, recorded once "
     "(send a changed run under a new run_id)"
 )
-
-
-@dataclass(frozen=True)
-class Outside:
-    """A version seen running in an environment it never passed the gate for."""
-
-    workflow: str
-    env: str
-    version_id: str
-    runs: int
-    registered: bool
 
 
 @dataclass
@@ -639,15 +627,6 @@ def _after_landing(store: Store, records: Iterable[RunRecord], result: IngestRes
     _check_gate(store, seen, result)
 
 
-def gated(conn: Conn, workflow: str, env: str, version_id: str) -> bool:
-    """Did this version reach ``env`` through the loop (promoted or rolled back to there,
-    or holding a passing gate decision for it)?"""
-    if any(h.version_id == version_id for h in EnvironmentRepo(conn).history(workflow, env)):
-        return True
-    decision = DecisionRepo(conn).latest(version_id, env)
-    return decision is not None and decision.verdict == "pass"
-
-
 def _check_gate(
     store: Store, seen: Mapping[tuple[str, str, str], int], result: IngestResult
 ) -> None:
@@ -659,8 +638,6 @@ def _check_gate(
                 registered = VersionRepo(conn).find(vid) is not None
                 result.outside_gate.append(Outside(workflow, env, vid, n, registered))
     if result.outside_gate:
-        from releasegate.monitor.alerts import raise_outside_gate
-
         result.alerts.extend(raise_outside_gate(store, result.outside_gate).alerts)
 
 

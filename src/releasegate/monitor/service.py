@@ -32,12 +32,13 @@ from releasegate.errors import InputError
 from releasegate.monitor.alerts import (
     Alert,
     Held,
+    Outside,
+    gated,
     last_alerts,
     raise_firings,
     raise_outside_gate,
     resend_due,
 )
-from releasegate.monitor.ingest import Outside, gated
 from releasegate.providers.embeddings import digest_key
 from releasegate.release.refs import check_env
 from releasegate.store.embeddings import EmbeddingRepo

@@ -29,13 +29,13 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, NoReturn
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 from urllib.parse import urlsplit
 
-import yaml
-
-from releasegate.domain.untrusted import compose_yaml, construct_scalar
 from releasegate.errors import InputError
+
+if TYPE_CHECKING:  # the YAML parser loads only when a project's price table is read
+    import yaml
 
 log = logging.getLogger("releasegate.prices")
 
@@ -441,6 +441,10 @@ def _read(path: Path) -> tuple[str, str | None, dict[str, Price]]:
         raise InputError(f"cannot read the price table: {exc.strerror}", source=source) from None
     except UnicodeDecodeError as exc:
         raise InputError(f"not UTF-8 text ({exc.reason})", source=source) from None
+    import yaml
+
+    from releasegate.domain.untrusted import compose_yaml
+
     root = compose_yaml(text, source)
 
     def fail(
@@ -506,6 +510,10 @@ def _entries(node: yaml.MappingNode, source: str) -> dict[str, tuple[yaml.Node, 
 
 
 def _scalar(node: yaml.Node) -> Any:
+    import yaml
+
+    from releasegate.domain.untrusted import construct_scalar
+
     if not isinstance(node, yaml.ScalarNode):
         return node  # a mapping or list where a value belongs: the caller says so
     return construct_scalar(node)

@@ -14,7 +14,6 @@ from typing import Any
 from releasegate.errors import InputError, NotFoundError
 from releasegate.store.engine import Conn
 from releasegate.store.environments import EnvironmentRepo
-from releasegate.store.runs import RunRepo
 from releasegate.store.versions import VersionRecord, VersionRepo
 from releasegate.store.workflows import WorkflowRecord
 
@@ -68,6 +67,8 @@ def find_version(conn: Conn, ref: str) -> VersionRecord:
 def find_run(conn: Conn, ref: str, field: str = "RUN_ID") -> dict[str, Any]:
     """A production run by id or unique prefix, as a dict of its columns (epoch times),
     with its attributes parsed."""
+    from releasegate.store.runs import RunRepo  # not at the top: a cold `resolve` needs no runs
+
     run = RunRepo(conn).get(ref)
     if run is None:
         matches = RunRepo(conn).by_prefix(ref)
