@@ -27,7 +27,7 @@ from releasegate.release.promote import promote
 from releasegate.release.register import register
 from releasegate.reports.memo import render_html, render_markdown
 from releasegate.reports.prometheus import exposition
-from releasegate.store.alerts import AlertRepo
+from releasegate.store.alerts import AlertRepo, NewAlert
 from releasegate.store.engine import Store
 from tests.helpers import Project
 
@@ -350,13 +350,14 @@ def test_two_monitors_resending_the_outbox_at_once_send_each_alert_once(
     with store.write() as conn:  # as a monitor killed before sending leaves them
         for i in range(5):
             AlertRepo(conn).add(
-                workflow="router",
-                env="staging",
-                signal=f"s{i}",
-                severity="warning",
-                message=f"alert {i}",
-                payload={},
-                routed=[],
+                NewAlert(
+                    workflow="router",
+                    env="staging",
+                    signal=f"s{i}",
+                    severity="warning",
+                    message=f"alert {i}",
+                    payload={},
+                ),
                 status="pending",
             )
     results: list[Any] = []

@@ -29,6 +29,7 @@ from releasegate.store.alerts import (
     ALERT_ROUTED,
     AlertRecord,
     AlertRepo,
+    NewAlert,
 )
 from releasegate.store.decisions import DecisionRepo
 from releasegate.store.engine import Conn, Store
@@ -207,12 +208,14 @@ def _raise(store: Store, alert: Alert, cooldown: timedelta, routes: Sequence[Rou
     """
     with store.write() as conn:
         seq = AlertRepo(conn).claim(
-            workflow=alert.workflow,
-            env=alert.env,
-            signal=alert.signal,
-            severity=alert.severity,
-            message=alert.message,
-            payload=alert.payload,
+            NewAlert(
+                alert.workflow,
+                alert.env,
+                alert.signal,
+                alert.severity,
+                alert.message,
+                alert.payload,
+            ),
             cooldown=cooldown,
             at=alert.at,
             lease=delivery_lease(routes),

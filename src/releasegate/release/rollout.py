@@ -40,7 +40,7 @@ from releasegate.release.promote import promotable
 from releasegate.release.refs import actor as default_actor
 from releasegate.release.refs import check_env, find_version
 from releasegate.release.retry import retried
-from releasegate.store.alerts import ALERT_PENDING, AlertRepo
+from releasegate.store.alerts import ALERT_PENDING, AlertRepo, NewAlert
 from releasegate.store.audit import AuditRepo
 from releasegate.store.engine import Store
 from releasegate.store.environments import EnvironmentRepo
@@ -341,13 +341,14 @@ def _abort_on_check(
         won = repo.save(stopped, expected_revision=r.revision)
         if won:
             seq = AlertRepo(conn).add(
-                workflow=r.workflow,
-                env=r.env,
-                signal=f"rollout:{r.rollout_id[:12]}",
-                severity="critical",
-                message=message,
-                payload=payload,
-                routed=[],
+                NewAlert(
+                    workflow=r.workflow,
+                    env=r.env,
+                    signal=f"rollout:{r.rollout_id[:12]}",
+                    severity="critical",
+                    message=message,
+                    payload=payload,
+                ),
                 at=at,
                 status=ALERT_PENDING,  # no lease: the first sender to take it sends it
             )

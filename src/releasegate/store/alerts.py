@@ -13,9 +13,21 @@ from sqlalchemy import Connection, Row, and_, insert, or_, select, update
 from releasegate.domain.identity import canonical_json
 from releasegate.domain.monitoring import quiet_until
 from releasegate.store import tables as t
-from releasegate.store.rows import now, record
+from releasegate.store.rows import now, record, values
 
 ALERT_PENDING, ALERT_ROUTED, ALERT_FAILED = "pending", "routed", "failed"
+
+
+@dataclass(frozen=True)
+class NewAlert:
+    """An alert as a monitor raises it, before the outbox stores it."""
+
+    workflow: str
+    env: str
+    signal: str
+    severity: str
+    message: str
+    payload: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -53,26 +65,16 @@ class AlertRepo:
 
     def add(
         self,
+        alert: NewAlert,
         *,
-        workflow: str,
-        env: str,
-        signal: str,
-        severity: str,
-        message: str,
-        payload: Mapping[str, Any],
-        routed: Sequence[str],
+        routed: Sequence[str] = (),
         at: datetime | None = None,
         status: str = ALERT_ROUTED,
         lease_until: datetime | None = None,
     ) -> int:
         result = self.conn.execute(
             insert(t.alerts).values(
-                workflow=workflow,
-                env=env,
-                signal=signal,
-                severity=severity,
-                message=message,
-                payload_json=canonical_json(payload),
+                **values(alert, t.alerts),
                 routed_json=canonical_json(list(routed)),
                 created_at=at or now(),
                 status=status,
@@ -84,17 +86,7 @@ class AlertRepo:
         return int(key[0]) if key else 0
 
     def claim(
-        self,
-        *,
-        workflow: str,
-        env: str,
-        signal: str,
-        severity: str,
-        message: str,
-        payload: Mapping[str, Any],
-        cooldown: timedelta,
-        at: datetime,
-        lease: timedelta,
+        self, alert: NewAlert, *, cooldown: timedelta, at: datetime, lease: timedelta
     ) -> int | None:
         """Add the alert as ``pending``, its lease held by the caller, unless the same
         signal alerted within ``cooldown``.
@@ -107,21 +99,10 @@ class AlertRepo:
             self.conn.execute(
                 select(t.audit_head.c.id).where(t.audit_head.c.id == 1).with_for_update()
             )
-        last = self.last(workflow, env, signal)
+        last = self.last(alert.workflow, alert.env, alert.signal)
         if last is not None and quiet_until(last.created_at, at, cooldown) is not None:
             return None
-        return self.add(
-            workflow=workflow,
-            env=env,
-            signal=signal,
-            severity=severity,
-            message=message,
-            payload=payload,
-            routed=[],
-            at=at,
-            status=ALERT_PENDING,
-            lease_until=now() + lease,
-        )
+        return self.add(alert, at=at, status=ALERT_PENDING, lease_until=now() + lease)
 
     def due(self, workflow: str, env: str) -> list[AlertRecord]:
         """Pending and failed alerts of ``workflow@env`` whose lease (if any) has run out."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Row, and_, insert, select
 
@@ -61,6 +61,13 @@ class DecisionRepo:
         return None if row is None else _decision(row)
 
 
+class Signoff(NamedTuple):
+    """One approval of a version for an environment: who, in which role(s)."""
+
+    approver: str
+    role: str
+
+
 class ApprovalRepo:
     __slots__ = ("conn",)
 
@@ -101,10 +108,10 @@ class ApprovalRepo:
         )
         return True
 
-    def list(self, version_id: str, env: str) -> list[tuple[str, str]]:
+    def list(self, version_id: str, env: str) -> list[Signoff]:
         rows = self.conn.execute(
             select(t.approvals.c.approver, t.approvals.c.role)
             .where(and_(t.approvals.c.version_id == version_id, t.approvals.c.env == env))
             .order_by(t.approvals.c.created_at)
         ).all()
-        return [(r.approver, r.role) for r in rows]
+        return [Signoff(r.approver, r.role) for r in rows]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, and_, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -15,6 +15,13 @@ from releasegate.errors import (
 )
 from releasegate.store import tables as t
 from releasegate.store.rows import now, record
+
+
+class Alias(NamedTuple):
+    """Where an environment's alias points, and its revision: a move compares and swaps it."""
+
+    version_id: str
+    revision: int
 
 
 @dataclass(frozen=True)
@@ -54,14 +61,14 @@ class EnvironmentRepo:
         env: str,
         *,
         lock: bool = False,
-    ) -> tuple[str, int] | None:
+    ) -> Alias | None:
         q = select(t.environments.c.version_id, t.environments.c.revision).where(
             and_(t.environments.c.workflow == workflow, t.environments.c.env == env)
         )
         if lock and self.conn.dialect.name == "postgresql":
             q = q.with_for_update()
         row = self.conn.execute(q).first()
-        return None if row is None else (row.version_id, row.revision)
+        return None if row is None else Alias(row.version_id, row.revision)
 
     def move(
         self,
@@ -69,7 +76,7 @@ class EnvironmentRepo:
         workflow: str,
         env: str,
         version_id: str,
-        expected: tuple[str, int] | None,
+        expected: Alias | None,
     ) -> int:
         """Compare-and-swap the alias; raises StaleAliasError if someone moved it first."""
         at = now()
@@ -97,17 +104,17 @@ class EnvironmentRepo:
                 and_(
                     t.environments.c.workflow == workflow,
                     t.environments.c.env == env,
-                    t.environments.c.revision == expected[1],
+                    t.environments.c.revision == expected.revision,
                 )
             )
-            .values(version_id=version_id, revision=expected[1] + 1, updated_at=at)
+            .values(version_id=version_id, revision=expected.revision + 1, updated_at=at)
         )
         if done.rowcount != 1:
             raise StaleAliasError(
                 f"{workflow}@{env} moved while this promotion was being checked",
                 hint="look again with `releasegate resolve`, re-run the gate, then promote",
             )
-        return expected[1] + 1
+        return expected.revision + 1
 
     def all(self, workflow: str) -> dict[str, str]:
         rows = self.conn.execute(
