@@ -22,7 +22,7 @@ _EXPORTS = {
     "ReleasegateError": "releasegate.errors",
     "RunsNotStoredError": "releasegate.errors",
     "StoreUnavailableError": "releasegate.errors",
-    "Store": "releasegate.store.engine",
+    "Store": "releasegate.release.store_access",
     "approve": "releasegate.release.promote",
     "gate": "releasegate.release.gate",
     "evaluate": "releasegate.release.evaluate",
@@ -66,9 +66,9 @@ if TYPE_CHECKING:
     from releasegate.release.promote import approve, promote, rollback
     from releasegate.release.register import register
     from releasegate.release.resolve import resolve
+    from releasegate.release.store_access import Store
     from releasegate.sdk.client import Client
     from releasegate.sdk.writer import FlushReport
-    from releasegate.store.engine import Store
 
 
 def __getattr__(name: str) -> Any:

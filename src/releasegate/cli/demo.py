@@ -38,8 +38,8 @@ def run_demo(target: Path) -> None:
     from releasegate.release.promote import approve, promote, rollback
     from releasegate.release.register import register
     from releasegate.release.resolve import resolve
+    from releasegate.release.store_access import open_store
     from releasegate.reports.gate_report import render_markdown
-    from releasegate.store.engine import Store, locate
 
     c = Console(highlight=False)
     started = time.perf_counter()
@@ -48,7 +48,7 @@ def run_demo(target: Path) -> None:
         shutil.rmtree(target / ".releasegate")  # a demo always starts from a clean store
     _copy_project(target)
     os.environ.pop("RELEASEGATE_DATABASE_URL", None)
-    store = Store.open(location=locate(target))
+    store = open_store(target)
     reports = target / "reports"
     reports.mkdir(exist_ok=True)
     suite = target / "suite.yaml"

@@ -36,10 +36,10 @@ import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
+from importlib import metadata
 from typing import Any, ClassVar, NamedTuple
 from urllib.parse import urlsplit
 
-from releasegate import __version__
 from releasegate.domain.masking import mask_secrets
 from releasegate.domain.results import CaseOutput
 from releasegate.errors import ManifestError, PrerequisiteError
@@ -52,6 +52,17 @@ from releasegate.providers.transport import (
     check_proxy,
 )
 
+
+def _user_agent() -> str:
+    """``releasegate/0.1.0``, from the installed distribution (providers never import the
+    root package: it is the SDK surface, above them)."""
+    try:
+        return f"releasegate/{metadata.version('releasegate')}"
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "releasegate"
+
+
+USER_AGENT = _user_agent()
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 BACKOFF_BASE_S = 0.5
@@ -374,7 +385,7 @@ class OpenAICompatible:
             "Content-Type": "application/json",
             "Accept": "application/json",
             "Accept-Encoding": "gzip, deflate",
-            "User-Agent": f"releasegate/{__version__}",
+            "User-Agent": USER_AGENT,
         }
         for env, header in (
             ("OPENAI_ORG_ID", "OpenAI-Organization"),

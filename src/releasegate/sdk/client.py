@@ -27,10 +27,9 @@ from typing import Any, NamedTuple
 from releasegate.domain.routing import Splitter
 from releasegate.errors import NotFoundError, SDKUsageError
 from releasegate.release.resolve import DEFAULT_DEADLINE, LAST_KNOWN, Resolved, Resolver
+from releasegate.release.store_access import Store, display_url, locate, open_store
 from releasegate.sdk.spill import Spill
 from releasegate.sdk.writer import ClientStats, FlushReport, RunWriter
-from releasegate.store.engine import Store, locate
-from releasegate.store.faults import display_url
 
 
 @dataclass(frozen=True)
@@ -377,7 +376,7 @@ class Client:
         if store is None:
             with self._store_lock:
                 if self._store is None:
-                    self._store = Store.open(self._project_dir, create=False)
+                    self._store = open_store(self._project_dir, create=False)
                 store = self._store
         return store
 

@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from releasegate.errors import InputError, RunsNotStoredError, SDKUsageError
+from releasegate.release.store_access import Store
 from releasegate.sdk.spill import Spill
-from releasegate.store.engine import Store
 
 log = logging.getLogger("releasegate.sdk")
 

@@ -1,0 +1,93 @@
+"""How a front reaches the store: find it, open it, set it up, upgrade it, name it.
+
+The CLI and the SDK never import ``releasegate.store``; they call these functions
+and pass the ``Store`` they get to the services. ``Store`` and ``Location`` are
+re-exported here as the types a front may hold (the SDK's ``Client(store=...)``).
+Importing this module loads SQLAlchemy (what ``resolve`` needs, nothing more), so
+fronts import it inside the command that opens a store, never at start-up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from releasegate.errors import StoreError
+from releasegate.store.engine import Location, Store, locate
+from releasegate.store.faults import display_url, from_os_error
+
+__all__ = [
+    "Location",
+    "Store",
+    "StoreReady",
+    "display_url",
+    "file_fault",
+    "init_store",
+    "locate",
+    "open_store",
+    "upgrade_store",
+]
+
+
+def open_store(
+    project_dir: Path | None = None, *, create: bool = True, location: Location | None = None
+) -> Store:
+    """The project's store (``RELEASEGATE_DATABASE_URL`` or ``.releasegate/``).
+
+    With ``create=False`` a missing embedded store is a ``NotFoundError`` naming
+    ``releasegate init``, so read-only commands never leave an empty store behind.
+    """
+    return Store.open(project_dir, create=create, location=location)
+
+
+@dataclass(frozen=True)
+class StoreReady:
+    """What ``init`` set up: the database (password masked), blobs and the audit key."""
+
+    database: str
+    blobs: str
+    audit_key: str
+    """Where the key is kept: a file path or the environment variable's name."""
+    audit_key_id: str
+
+
+def init_store(project_dir: Path | None = None) -> StoreReady:
+    """Create (or open) the store and its audit key; say where each lives."""
+    from releasegate.store import audit_keys
+
+    store = open_store(project_dir)
+    try:
+        loc = store.location
+        keys = store.audit_keys(create=True)
+        assert keys is not None  # create=True makes one or raises AuditKeyError
+        return StoreReady(
+            database=loc.url if loc.is_embedded else display_url(loc.url),
+            blobs=str(loc.blob_root),
+            audit_key=audit_keys.describe(loc.home),
+            audit_key_id=keys.newest.key_id,
+        )
+    finally:
+        store.close()
+
+
+def upgrade_store(project_dir: Path | None = None) -> None:
+    """Upgrade the schema to this release (the embedded store upgrades on open); a log
+    from before the audit key is anchored with the key right after."""
+    from releasegate.store.migrate import upgrade_url
+
+    loc = locate(project_dir)
+    if loc.is_embedded:
+        open_store(location=loc).close()
+        return
+    upgrade_url(loc.url)
+    store = open_store(location=loc, create=False)
+    try:
+        store.seal_audit_log()
+    finally:
+        store.close()
+
+
+def file_fault(exc: OSError, what: str) -> StoreError | None:
+    """A file-system fault (read-only, full, permissions) writing ``what`` as a
+    ``StoreError`` to report, or None when the error is not one of those (a bug)."""
+    return from_os_error(exc, what)
