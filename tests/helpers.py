@@ -108,3 +108,47 @@ def rg(
         text=True,
         timeout=timeout,
     )
+
+
+def ok_json(result: subprocess.CompletedProcess[str]) -> Any:
+    """The command's JSON document, after checking it exited 0 (stderr shown if not)."""
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def register(cwd: Path, path: Path | str) -> str:
+    """Register a workflow file through the CLI; its version id."""
+    return str(ok_json(rg(cwd, "register", str(path), "--json"))["version_id"])
+
+
+def ship(project: Project, vid: str, env: str = "staging") -> None:
+    """Evaluate ``vid`` on the project's suite, gate it for ``env`` and promote it there."""
+    d = project.root
+    if not (d / "suite.yaml").exists():
+        project.suite()
+    assert rg(d, "eval", vid, "--suite", "suite.yaml").returncode == 0
+    assert rg(d, "gate", vid, "--env", env).returncode == 0
+    assert rg(d, "promote", vid, "--env", env).returncode == 0
+
+
+def judge_suite(
+    d: Path,
+    model: dict[str, Any],
+    rows: list[dict[str, Any]],
+    *,
+    rubric: str = "Is polite.",
+    scale: str = "pass_fail",
+) -> Path:
+    """``suite.yaml`` over ``rows`` with one judge scorer, ``polite``, asking ``model``
+    (a model section, e.g. ``JudgeServer.model()``)."""
+    (d / "cases.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    params = {"model": model, "rubric": rubric, "scale": scale}
+    doc = {
+        "suite": "judged",
+        "workflow": "router",
+        "cases": "cases.jsonl",
+        "scorers": [{"type": "judge", "name": "polite", "params": params}],
+    }
+    path = d / "suite.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path

@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 
-from tests.cli.test_cli import ok_json
 from tests.cli.test_production_cli import write
-from tests.helpers import REPO, Project, rg
+from tests.helpers import REPO, Project, ok_json, register, rg
+from tests.helpers import ship as ship_to
 from tests.monitor.test_monitor import Hook, runs, workflow_with_monitor
 
 WEEK = ("--week", time.strftime("%G-W%V", time.gmtime()))
@@ -38,11 +38,8 @@ def ship(project: Project, route_url: str) -> str:
         project,
         {"min_sample": 100, "routes": [{"webhook": {"url": route_url, "timeout": "1s"}}]},
     )
-    vid = ok_json(rg(d, "register", str(path), "--json"))["version_id"]
-    project.suite()
-    assert rg(d, "eval", vid, "--suite", "suite.yaml").returncode == 0
-    assert rg(d, "gate", vid, "--env", "staging").returncode == 0
-    assert rg(d, "promote", vid, "--env", "staging").returncode == 0
+    vid = register(d, path)
+    ship_to(project, vid)
     return vid
 
 

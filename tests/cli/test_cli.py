@@ -9,17 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import Project, rg
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Project:
-    return Project(root=tmp_path)
-
-
-def ok_json(result: subprocess.CompletedProcess[str]) -> dict:  # type: ignore[type-arg]
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)  # type: ignore[no-any-return]
+from tests.helpers import Project, ok_json, rg
 
 
 def test_register_eval_gate_promote_resolve(project: Project) -> None:

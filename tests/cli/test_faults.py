@@ -17,17 +17,14 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from tests.cli.test_cli import ok_json
 from tests.conftest import PG_ADMIN, drop_pg_database, pg_database
-from tests.helpers import REPO, Project, rg
-from tests.monitor.test_monitor import runs
+from tests.helpers import REPO, Project, ok_json, rg
 
 needs_namespaces = pytest.mark.skipif(
     shutil.which("unshare") is None or os.geteuid() != 0,
@@ -73,23 +70,6 @@ def in_namespace(
         )
         for i, args in enumerate(commands)
     ]
-
-
-@pytest.fixture
-def shipped(tmp_path: Path) -> tuple[Project, str]:
-    """A project whose v1 went through the gate to staging, with a v2 file and runs beside it."""
-    project = Project(root=tmp_path / "proj")
-    project.root.mkdir()
-    d = project.root
-    vid = ok_json(rg(d, "register", str(project.workflow("v1")), "--json"))["version_id"]
-    project.suite()
-    assert rg(d, "eval", vid, "--suite", "suite.yaml").returncode == 0
-    assert rg(d, "gate", vid, "--env", "staging").returncode == 0
-    assert rg(d, "promote", vid, "--env", "staging").returncode == 0
-    project.workflow("v2", revision="2")
-    rows = runs(vid, days=1, until=time.time(), n=50, shift=False, seed=1)
-    (d / "runs.jsonl").write_text("".join(__import__("json").dumps(r) + "\n" for r in rows))
-    return project, vid
 
 
 def every_command(vid: str) -> list[list[str]]:

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.test_cli import ok_json
-from tests.helpers import Project, rg
+from tests.helpers import Project, ok_json, rg
 from tests.monitor.test_monitor import runs
 
 

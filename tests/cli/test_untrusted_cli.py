@@ -15,8 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.cli.test_cli import ok_json
-from tests.helpers import Project, rg
+from tests.helpers import Project, ok_json, register, rg
 from tests.monitor.test_monitor import runs
 
 # nine levels of nine references: 9**9 (387 million) strings once expanded
@@ -31,11 +30,11 @@ def registered(tmp_path_factory: pytest.TempPathFactory) -> tuple[Project, str, 
     ``other`` with one version of its own."""
     project = Project(root=tmp_path_factory.mktemp("untrusted"))
     d = project.root
-    vid = ok_json(rg(d, "register", str(project.workflow("v1")), "--json"))["version_id"]
+    vid = register(d, project.workflow("v1"))
     doc = yaml.safe_load((d / "v1.yaml").read_text())
     doc["workflow"] = "other"
     (d / "other.yaml").write_text(yaml.safe_dump(doc))
-    other = ok_json(rg(d, "register", "other.yaml", "--json"))["version_id"]
+    other = register(d, "other.yaml")
     project.suite()
     return project, vid, other
 

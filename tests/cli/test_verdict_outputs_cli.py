@@ -15,10 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.cli.test_cli import ok_json
-from tests.helpers import REPO, Project, rg
+from tests.helpers import REPO, Project, judge_suite, ok_json, register, rg
 from tests.runner.test_judge import KEY_ENV, JudgeServer
 
 LEAKED = "sk-live-4f9a8b7c6d5e4f3a2b1c"
@@ -29,7 +27,7 @@ def test_junit_writes_must_pass_cases_the_policy_ignores_as_skipped(tmp_path: Pa
     d = project.root
     policy = {"floors": {"accuracy": 0.5}, "must_pass": False}
     path = project.workflow("v1", mode="broken", policy=policy)  # fraud read as card_lost
-    vid = ok_json(rg(d, "register", str(path), "--json"))["version_id"]
+    vid = register(d, path)
     project.suite()
     assert rg(d, "eval", vid, "--suite", "suite.yaml").returncode == 0
     gate = rg(d, "gate", vid, "--env", "staging", "--junit", "junit.xml", "--report", "gate.md")
@@ -68,17 +66,9 @@ def test_a_judge_answer_that_echoes_a_key_is_masked_everywhere_it_is_quoted(
     project = Project(root=tmp_path, fn="tests.runner.test_judge:reply")
     d = project.root
     path = project.workflow("v1", policy={"floors": {"polite": 0.5}})
-    vid = ok_json(rg(d, "register", str(path), "--json"))["version_id"]
+    vid = register(d, path)
     rows = [{"id": f"c{i}", "input": f"question {i}", "must_pass": True} for i in range(3)]
-    (d / "cases.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    params = {"model": leaky_judge.model(), "rubric": "Is polite.", "scale": "pass_fail"}
-    doc = {
-        "suite": "judged",
-        "workflow": "router",
-        "cases": "cases.jsonl",
-        "scorers": [{"type": "judge", "name": "polite", "params": params}],
-    }
-    (d / "suite.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    judge_suite(d, leaky_judge.model(), rows)
     env = {KEY_ENV: "sk-judge-test"}
 
     evaluated = rg(d, "eval", vid, "--suite", "suite.yaml", env=env)
@@ -118,17 +108,10 @@ def test_judge_verdicts_given_before_ctrl_c_are_kept_and_not_asked_again(
         project = Project(root=tmp_path, fn="tests.runner.test_judge:reply")
         d = project.root
         path = project.workflow("v1", policy={"floors": {"polite": 0.5}})
-        vid = ok_json(rg(d, "register", str(path), "--json"))["version_id"]
-        rows = [{"id": f"c{i}", "input": f"question {i}"} for i in range(6)]
-        (d / "cases.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-        params = {"model": server.model(), "rubric": "Is polite.", "scale": "pass_fail"}
-        doc = {
-            "suite": "judged",
-            "workflow": "router",
-            "cases": "cases.jsonl",
-            "scorers": [{"type": "judge", "name": "polite", "params": params}],
-        }
-        (d / "suite.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+        vid = register(d, path)
+        judge_suite(
+            d, server.model(), [{"id": f"c{i}", "input": f"question {i}"} for i in range(6)]
+        )
         env = {**os.environ, "PYTHONPATH": str(REPO), KEY_ENV: "sk-judge-test"}
         env.pop("RELEASEGATE_DATABASE_URL", None)
         argv = ["eval", vid, "--suite", "suite.yaml", "--concurrency", "1"]

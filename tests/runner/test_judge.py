@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from releasegate.domain.results import Case, CaseOutput, Score
 from releasegate.errors import SuiteError
@@ -26,7 +25,7 @@ from releasegate.runner.pairwise import Judgement
 from releasegate.runner.scorers import build_scorer
 from releasegate.runner.scorers.judge import JUDGE_SYSTEM, Judge
 from releasegate.store.engine import Store
-from tests.helpers import Project
+from tests.helpers import Project, judge_suite
 from tests.providers import openai_server
 from tests.providers.openai_server import FakeOpenAIServer
 
@@ -267,17 +266,7 @@ def reply(message: str) -> str:
 
 def write_suite(root: Path, model: dict[str, Any], rubric: str) -> Path:
     rows = [{"id": f"c{i}", "input": f"question rated {i}"} for i in range(1, 6)]
-    (root / "cases.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    params = {"model": model, "rubric": rubric, "scale": "1-5"}
-    doc = {
-        "suite": "judged",
-        "workflow": "router",
-        "cases": "cases.jsonl",
-        "scorers": [{"type": "judge", "name": "polite", "params": params}],
-    }
-    path = root / "suite.yaml"
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return path
+    return judge_suite(root, model, rows, rubric=rubric, scale="1-5")
 
 
 def test_eval_caches_verdicts_and_asks_again_only_when_the_judge_changes(
