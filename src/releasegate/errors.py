@@ -1,5 +1,8 @@
 """Every error releasegate raises, in one tree, translated once per front.
 
+The exit codes beside the tree are the CLI's; it maps them from these classes in one
+table (``releasegate.cli._errors.EXIT_CODES``), and the classes carry no codes.
+
     ReleasegateError
     ├── InputError            exit 2   bad file, field or argument (.source .line .field)
     │   ├── ManifestError     a workflow file
@@ -34,8 +37,6 @@ from __future__ import annotations
 class ReleasegateError(Exception):
     """Base of every error releasegate raises on purpose."""
 
-    exit_code = 70
-
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
         self.message = message
@@ -47,8 +48,6 @@ class ReleasegateError(Exception):
 
 class InputError(ReleasegateError):
     """Bad input: the message names the file, line and field when there is one."""
-
-    exit_code = 2
 
     def __init__(
         self,
@@ -120,8 +119,6 @@ class AuditKeyError(InputError):
 class RefusedError(ReleasegateError):
     """The system said no (exit 1): a promotion, an approval, an audit check."""
 
-    exit_code = 1
-
 
 class PromotionRefusedError(RefusedError):
     """The version has not earned this environment (no eval, no gate, no approval...)."""
@@ -146,8 +143,6 @@ class RolloutRefusedError(RefusedError):
 class StoreError(ReleasegateError):
     """The store cannot be used as given (read-only, full, locked past the timeout,
     unreachable, unreadable); the message names the cause and the store."""
-
-    exit_code = 2
 
 
 class StoreConflictError(StoreError):
@@ -177,10 +172,6 @@ class AuditBrokenError(RefusedError):
 class SchemaOutdatedError(ReleasegateError):
     """The store's schema is older (or newer) than this release of releasegate."""
 
-    exit_code = 2
-
 
 class PrerequisiteError(ReleasegateError):
     """An optional dependency is missing; the message says what to install."""
-
-    exit_code = 2

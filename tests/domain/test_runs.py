@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from releasegate.cli._errors import exit_code  # the exit code every front reports
 from releasegate.domain.runs import (
     FIELDS,
     HAS_FEEDBACK,
@@ -409,7 +410,7 @@ def test_parse_run_raises_an_input_error_naming_file_line_and_field() -> None:
     with pytest.raises(InputError) as caught:
         parse_run(record(feedback=3), now=NOW, where="runs.jsonl", line=12)
     error = caught.value
-    assert (error.source, error.line, error.field, error.exit_code) == (
+    assert (error.source, error.line, error.field, exit_code(error)) == (
         "runs.jsonl",
         12,
         "feedback",

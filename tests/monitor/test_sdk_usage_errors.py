@@ -10,12 +10,12 @@ from pathlib import Path
 
 import yaml
 
-from tests.cli.test_cli import ok_json
-from tests.helpers import REPO, Project, rg
+from tests.helpers import REPO, Project, ok_json, rg
 
 APP = textwrap.dedent(
     """
     from releasegate import Client, InputError
+    from releasegate.cli._errors import exit_code  # what every front reports it as
 
     with Client(project_dir=".") as client:
         version = client.resolve("router", env="staging")
@@ -24,7 +24,7 @@ APP = textwrap.dedent(
             try:
                 call()
             except InputError as exc:
-                print(type(exc).__name__, exc.exit_code, exc.field, "|", exc.message)
+                print(type(exc).__name__, exit_code(exc), exc.field, "|", exc.message)
     """
 )
 

@@ -1,8 +1,10 @@
 """One translation of errors to exit codes and stderr, for every command.
 
-stdout stays pure for ``--json``; messages go to stderr. Exit 1 only ever
-means "the answer is no" (a RefusedError or a failed gate); anything we did
-not expect gets a traceback and 70, so CI can tell a bug from a verdict.
+``EXIT_CODES`` maps the error tree (``releasegate.errors``) to the CLI's exit codes;
+the exception classes know nothing of exit codes. stdout stays pure for ``--json``;
+messages go to stderr. Exit 1 only ever means "the answer is no" (a RefusedError or a
+failed gate); anything we did not expect gets a traceback and 70, so CI can tell a bug
+from a verdict. ``run_command`` is what the ``@command`` decorator calls.
 """
 
 from __future__ import annotations
@@ -12,29 +14,59 @@ import traceback
 from collections.abc import Callable
 from typing import NoReturn
 
-from releasegate.errors import ReleasegateError
+from releasegate.errors import (
+    InputError,
+    PrerequisiteError,
+    RefusedError,
+    ReleasegateError,
+    SchemaOutdatedError,
+    StoreError,
+)
 
-INTERRUPTED = 130
+DONE = 0
+NO = 1
+"""The answer is no: a gate failed, a promotion was refused, an alert fired, the audit broke."""
+BAD_INPUT = 2
 BUG = 70
+INTERRUPTED = 130
+
+# the nearest class in an error's MRO decides; a ReleasegateError below none of these is a bug
+EXIT_CODES: dict[type[ReleasegateError], int] = {
+    RefusedError: NO,
+    InputError: BAD_INPUT,
+    StoreError: BAD_INPUT,
+    SchemaOutdatedError: BAD_INPUT,
+    PrerequisiteError: BAD_INPUT,
+}
+
+
+def exit_code(exc: ReleasegateError) -> int:
+    """The exit code ``exc`` ends a command with (``EXIT_CODES``, by its nearest class)."""
+    for cls in type(exc).__mro__:
+        if cls in EXIT_CODES:
+            return EXIT_CODES[cls]
+    return BUG
 
 
 def fail(exc: ReleasegateError) -> NoReturn:
     from rich.console import Console
     from rich.markup import escape
 
+    code = exit_code(exc)
     console = Console(stderr=True, highlight=False)
-    label = "refused" if exc.exit_code == 1 else "error"
+    label = "refused" if code == NO else "error"
     console.print(f"[bold red]{label}:[/] {escape(exc.message)}", soft_wrap=True)
     if exc.hint:
         console.print(f"  [dim]hint:[/] {escape(exc.hint)}")
-    if exc.exit_code == 2 and label == "error":
+    if code == BAD_INPUT:
         console.print("  [dim]nothing was written[/]")
-    sys.exit(exc.exit_code)
+    sys.exit(code)
 
 
-def guarded(run: Callable[[], object]) -> NoReturn:
+def run_command(body: Callable[[], int | None]) -> NoReturn:
+    """Run a command's body and exit with its code (None is 0), or with the error's."""
     try:
-        run()
+        code = body()
     except ReleasegateError as exc:
         fail(exc)
     except KeyboardInterrupt as exc:
@@ -44,15 +76,15 @@ def guarded(run: Callable[[], object]) -> NoReturn:
     except SystemExit:
         raise
     except OSError as exc:
-        from releasegate.store.faults import from_os_error
+        from releasegate.release.store_access import file_fault
 
-        fault = from_os_error(exc, "a file")  # read-only, full, permissions: not a bug
+        fault = file_fault(exc, "a file")  # read-only, full, permissions: not a bug
         if fault is None:
             _bug()
         fail(fault)
     except Exception:
         _bug()
-    sys.exit(0)
+    sys.exit(code or DONE)
 
 
 def _bug() -> NoReturn:

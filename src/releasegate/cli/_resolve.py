@@ -9,6 +9,7 @@ gives the same command with the same behaviour and messages.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from collections.abc import Sequence
@@ -22,13 +23,13 @@ def run_resolve(workflow: str, env: str, as_json: bool, timeout: float = 2.0) ->
 
     from releasegate.errors import InputError
     from releasegate.release.resolve import LAST_KNOWN, Resolver
-    from releasegate.store.engine import Store, locate
+    from releasegate.release.store_access import locate, open_store
 
     if not timeout > 0:
         raise InputError("must be a positive number of seconds", field="--timeout")
     location = locate()
     resolver = Resolver(
-        lambda: Store.open(create=False, location=location),
+        lambda: open_store(create=False, location=location),
         ttl=0.0,
         deadline=timeout,
         fallback_file=location.home / LAST_KNOWN,
@@ -76,6 +77,6 @@ def fast_resolve(argv: Sequence[str]) -> bool:
         args = parser.parse_args(list(argv[1:]))
     except _Unparsed:
         return False
-    from releasegate.cli._errors import guarded
+    from releasegate.cli._errors import run_command
 
-    guarded(lambda: run_resolve(args.workflow, args.env, args.as_json, args.timeout))
+    run_command(functools.partial(run_resolve, args.workflow, args.env, args.as_json, args.timeout))

@@ -14,39 +14,40 @@ from typing import Annotated, Any
 
 import typer
 
-from releasegate.cli._errors import guarded
-from releasegate.cli.app import JsonOpt, _emit, _store, app
+from releasegate.cli._common import JsonOpt, app, command, emit, plural
+from releasegate.cli._common import open_store as store
 
 SHOWN_CASES = 20
 OUTCOME_STYLE = {"win": "green", "loss": "red", "tie": "yellow", None: "dim"}
 
 
-@app.command()
+@command(app)
 def compare(
     candidate: Annotated[str, typer.Argument(metavar="CANDIDATE", help="The new version.")],
     baseline: Annotated[str, typer.Argument(metavar="BASELINE", help="The version to beat.")],
-    suite: Annotated[Path, typer.Option("--suite", help="Suite YAML file both were evaluated on.")],
-    judge: Annotated[Path, typer.Option("--judge", help="Judge YAML file: model, rubric.")],
+    suite: Annotated[
+        Path,
+        typer.Option("--suite", metavar="FILE", help="Suite YAML file both were evaluated on."),
+    ],
+    judge: Annotated[
+        Path, typer.Option("--judge", metavar="FILE", help="Judge YAML file: model, rubric.")
+    ],
     concurrency: Annotated[int, typer.Option(help="Judge calls in flight at once.")] = 8,
     as_json: JsonOpt = False,
 ) -> None:
     """Judge CANDIDATE against BASELINE case by case, in both orders; win rate with 95% CI."""
+    from releasegate.cli.render import progress_bar
+    from releasegate.release.compare import compare as run_compare
 
-    def run() -> None:
-        from releasegate.cli.render import progress_bar
-        from releasegate.release.compare import compare as run_compare
-
-        store = _store(create=False)
-        with progress_bar("judging") as tick:
-            outcome = run_compare(
-                store, candidate, baseline, suite, judge, concurrency=concurrency, progress=tick
-            )
-        if as_json:
-            _emit(outcome.to_dict())
-        else:
-            _render(outcome.to_dict())
-
-    guarded(run)
+    opened = store(create=False)
+    with progress_bar("judging") as tick:
+        outcome = run_compare(
+            opened, candidate, baseline, suite, judge, concurrency=concurrency, progress=tick
+        )
+    if as_json:
+        emit(outcome.to_dict())
+    else:
+        _render(outcome.to_dict())
 
 
 def _render(report: dict[str, Any]) -> None:
@@ -64,7 +65,7 @@ def _render(report: dict[str, Any]) -> None:
     )
     console.print(
         f"judge {escape(j['model'])}@{escape(str(pin))} (prompt {j['prompt_hash'][:12]}, "
-        f"rubric {j['rubric_hash'][:12]}): {report['called']} judge calls, "
+        f"rubric {j['rubric_hash'][:12]}): {plural(report['called'], 'judge call')}, "
         f"{report['cached']} from cache"
     )
     wr = report["win_rate"]
@@ -83,8 +84,6 @@ def _render(report: dict[str, Any]) -> None:
     )
     console.print(table)
     if report["inconsistent"]:
-        from releasegate.cli.render import plural
-
         console.print(
             f"  [yellow]{plural(report['inconsistent'], 'pair')} got different verdicts in the two "
             "orders (position bias); they count as ties[/]"

@@ -9,14 +9,12 @@ installed, not pinned or not blessed, so CI can ask "is this machine ready?".
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from releasegate.cli._errors import guarded
-from releasegate.cli.app import JsonOpt, _emit, models_app
+from releasegate.cli._common import NO, JsonOpt, command, emit, models_app, plural
 from releasegate.domain.pinning import short_digest
 
 if TYPE_CHECKING:
@@ -49,8 +47,6 @@ def _render(report: ModelsCheck) -> None:
         c.print(f"ollama: not reachable ({ollama.error})", markup=False)
     has_lists = bool(report.blessed_lists)
     for bl in report.blessed_lists:
-        from releasegate.cli.render import plural
-
         c.print(f"blessed list: {bl.label} ({plural(len(bl.models), 'model')})", markup=False)
 
     table = Table(title="installed models")
@@ -88,7 +84,7 @@ def _render(report: ModelsCheck) -> None:
         c.print("every workflow's model is installed, pinned and blessed")
 
 
-@models_app.command("check")
+@command(models_app, "check")
 def models_check(
     ollama_host: Annotated[
         str | None,
@@ -119,23 +115,18 @@ def models_check(
         ),
     ] = None,
     as_json: JsonOpt = False,
-) -> None:
+) -> int | None:
     """List installed local models against the blessed lists; check workflows' pinned models."""
+    from releasegate.release.models import check_models
 
-    def run() -> None:
-        from releasegate.release.models import check_models
-
-        report = check_models(
-            ollama_host=ollama_host,
-            gguf_dirs=gguf_dir or [],
-            workflows=workflow or [],
-            blessed_files=blessed or [],
-        )
-        if as_json:
-            _emit(report.as_dict())
-        else:
-            _render(report)
-        if not report.is_ok:
-            sys.exit(1)
-
-    guarded(run)
+    report = check_models(
+        ollama_host=ollama_host,
+        gguf_dirs=gguf_dir or [],
+        workflows=workflow or [],
+        blessed_files=blessed or [],
+    )
+    if as_json:
+        emit(report.as_dict())
+    else:
+        _render(report)
+    return None if report.is_ok else NO

@@ -14,10 +14,21 @@ from typing import Annotated, Any
 
 import typer
 
-from releasegate.cli._errors import guarded
-from releasegate.cli.app import EnvOpt, JsonOpt, _console, _emit, _store, app, report_app, runs_app
-from releasegate.domain.novelty import LISTED
-from releasegate.domain.novelty import SHOWN as NOVEL_SHOWN
+from releasegate.cli._common import (
+    BAD_INPUT,
+    NO,
+    EnvOpt,
+    JsonOpt,
+    WorkflowArg,
+    app,
+    command,
+    emit,
+    plural,
+    report_app,
+    runs_app,
+)
+from releasegate.cli._common import console as _console
+from releasegate.cli._common import open_store as _store
 
 
 def _progress_file(path: Path, label: str) -> Any:
@@ -37,92 +48,89 @@ def _progress_file(path: Path, label: str) -> Any:
     )
 
 
-@runs_app.command("import")
+@command(runs_app, "import")
 def runs_import(
     file: Annotated[Path, typer.Argument(metavar="FILE", help="JSONL of runs, or OTLP JSON.")],
     format: Annotated[
-        str, typer.Option("--format", help="jsonl, otlp, or auto (by content).")
+        str, typer.Option("--format", metavar="FORMAT", help="jsonl, otlp, or auto (by content).")
     ] = "auto",
     as_json: JsonOpt = False,
-) -> None:
+) -> int | None:
     """Import production runs: all of the file lands, or (with any bad record) none of it."""
+    from releasegate.domain.runs import rejection_error
+    from releasegate.monitor.ingest import import_file
 
-    def run() -> None:
-        from releasegate.domain.runs import rejection_error
-        from releasegate.monitor.ingest import import_file
-
-        store = _store(create=False)  # runs belong to registered versions: no store, no runs
-        with _progress_file(file, "importing") as bar:
-            task = bar.add_task("importing", total=None)
-            result = import_file(
-                store, file, format=format, progress=lambda n: bar.update(task, advance=n)
-            )
-        if result.rejected:
-            error = rejection_error(result.rejected, result.rejected_count, str(file))
-            if as_json:
-                _emit({**result.as_dict(), "landed": 0})
-                sys.exit(2)
-            assert error is not None
-            raise error
+    store = _store(create=False)  # runs belong to registered versions: no store, no runs
+    with _progress_file(file, "importing") as bar:
+        task = bar.add_task("importing", total=None)
+        result = import_file(
+            store, file, format=format, progress=lambda n: bar.update(task, advance=n)
+        )
+    if result.rejected:
+        error = rejection_error(result.rejected, result.rejected_count, str(file))
         if as_json:
-            _emit(result.as_dict())
-        else:
-            console = _console()
+            emit({**result.as_dict(), "landed": 0})
+            return BAD_INPUT
+        assert error is not None
+        raise error
+    if as_json:
+        emit(result.as_dict())
+    else:
+        console = _console()
+        console.print(
+            f"imported [bold]{plural(result.landed, 'run')}[/] from {file}"
+            + (f"; {result.duplicates:,} already stored" if result.duplicates else "")
+            + (f"; {result.skipped:,} spans were not runs" if result.skipped else "")
+        )
+        for o in result.outside_gate:
             console.print(
-                f"imported [bold]{result.landed:,}[/] runs from {file}"
-                + (f"; {result.duplicates:,} already stored" if result.duplicates else "")
-                + (f"; {result.skipped:,} spans were not runs" if result.skipped else "")
+                f"[bold red]outside the gate:[/] {o.workflow}@{o.env} ran "
+                f"{o.version_id[:12]} {plural(o.runs, 'time')}"
+                + ("" if o.registered else " (never registered)")
             )
-            for o in result.outside_gate:
-                console.print(
-                    f"[bold red]outside the gate:[/] {o.workflow}@{o.env} ran "
-                    f"{o.version_id[:12]} {o.runs:,} times"
-                    + ("" if o.registered else " (never registered)")
-                )
-        if result.outside_gate:
-            sys.exit(1)
-
-    guarded(run)
+    return NO if result.outside_gate else None
 
 
-@runs_app.command("show")
+@command(runs_app, "show")
 def runs_show(
     run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="A run id (or its prefix).")],
     as_json: JsonOpt = False,
 ) -> None:
     """Show one production run: version, timings, tokens, status, input and output."""
+    from releasegate.monitor.runs import find_run
 
-    def run() -> None:
-        from releasegate.monitor.runs import find_run
+    found = find_run(_store(create=False), run_id)
+    if as_json:
+        emit(found)
+        return
+    from rich.table import Table
 
-        found = find_run(_store(create=False), run_id)
-        if as_json:
-            _emit(found)
-            return
-        from rich.table import Table
-
-        table = Table(show_header=False, box=None)
-        for key, value in found.items():
-            if value is None or key == "attributes_json":
-                continue
-            if key in ("started_at", "ended_at", "received_at"):
-                value = datetime.fromtimestamp(value, UTC).isoformat()
-            table.add_row(f"[bold]{key}[/]", str(value))
-        _console().print(table)
-
-    guarded(run)
+    table = Table(show_header=False, box=None)
+    for key, value in found.items():
+        if value is None or key == "attributes_json":
+            continue
+        if key in ("started_at", "ended_at", "received_at"):
+            value = datetime.fromtimestamp(value, UTC).isoformat()
+        table.add_row(f"[bold]{key}[/]", str(value))
+    _console().print(table)
 
 
-@app.command()
+@command(app)
 def monitor(
-    workflow: Annotated[str, typer.Argument(metavar="WORKFLOW")],
+    workflow: WorkflowArg,
     env: EnvOpt,
     window: Annotated[
-        str | None, typer.Option(help="Window to watch, e.g. 24h or 7d (default: the workflow's).")
+        str | None,
+        typer.Option(
+            metavar="WINDOW", help="Window to watch, e.g. 24h or 7d (default: the workflow's)."
+        ),
     ] = None,
     reference: Annotated[
         str | None,
-        typer.Option(help="Reference window START..END (ISO dates); default: after promotion."),
+        typer.Option(
+            metavar="START..END",
+            help="Reference window START..END (ISO dates); default: after promotion.",
+        ),
     ] = None,
     embeddings: Annotated[
         bool, typer.Option("--embeddings/--no-embeddings", help="Input and output drift.")
@@ -135,71 +143,69 @@ def monitor(
         typer.Option("--quality/--no-quality", help="Score a sample of runs with the suite."),
     ] = True,
     plot: Annotated[
-        Path | None, typer.Option(help="Write an SVG chart per signal (last 14 days) here.")
+        Path | None,
+        typer.Option(metavar="DIR", help="Write an SVG chart per signal (last 14 days) here."),
     ] = None,
     prometheus: Annotated[
         bool, typer.Option("--prometheus", help="Print the Prometheus text exposition.")
     ] = False,
     as_json: JsonOpt = False,
-) -> None:
+) -> int | None:
     """Signals of production runs against a reference; exit 1 while a signal is in alert."""
+    from releasegate.cli.render import progress_bar
+    from releasegate.monitor.runs import parse_reference, parse_window, write_plots
+    from releasegate.monitor.service import monitor as run_monitor
+    from releasegate.monitor.service import signal_dict
+    from releasegate.reports.prometheus import exposition
 
-    def run() -> None:
-        from releasegate.cli.render import progress_bar
-        from releasegate.monitor.runs import parse_reference, parse_window, write_plots
-        from releasegate.monitor.service import monitor as run_monitor
-        from releasegate.monitor.service import signal_dict
-        from releasegate.reports.prometheus import exposition
+    store = _store(create=False)
+    with progress_bar("embedding run texts", quiet=as_json or prometheus) as tick:
+        done = 0
 
-        store = _store(create=False)
-        with progress_bar("embedding run texts", quiet=as_json or prometheus) as tick:
-            done = 0
+        def advance(n: int) -> None:
+            nonlocal done
+            done += n
+            tick(done, max(done, 1))
 
-            def advance(n: int) -> None:
-                nonlocal done
-                done += n
-                tick(done, max(done, 1))
-
-            result = run_monitor(
-                store,
-                workflow,
-                env,
-                window=parse_window(window),
-                reference=parse_reference(reference),
-                embeddings=embeddings,
-                alert=alert,
-                quality=quality,
-                progress=advance,
-            )
-        if plot is not None:
-            write_plots(store, result, plot)
-        if prometheus:
-            sys.stdout.write(exposition(workflow, env, [signal_dict(s) for s in result.signals]))
-        elif as_json:
-            _emit(result.as_dict())
-        else:
-            _monitor_table(result, plot)
-        if result.is_alert:  # also inside a cool-down: the answer is still "no"
-            sys.exit(1)
-
-    guarded(run)
+        result = run_monitor(
+            store,
+            workflow,
+            env,
+            window=parse_window(window),
+            reference=parse_reference(reference),
+            embeddings=embeddings,
+            alert=alert,
+            quality=quality,
+            progress=advance,
+        )
+    if plot is not None:
+        write_plots(store, result, plot)
+    if prometheus:
+        sys.stdout.write(exposition(workflow, env, [signal_dict(s) for s in result.signals]))
+    elif as_json:
+        emit(result.as_dict())
+    else:
+        _monitor_table(result, plot)
+    return NO if result.is_alert else None  # also inside a cool-down: still "no"
 
 
 def _monitor_table(result: Any, plot: Path | None) -> None:
     from rich.markup import escape
     from rich.table import Table
 
+    from releasegate.domain.novelty import LISTED
+    from releasegate.domain.novelty import SHOWN as NOVEL_SHOWN
     from releasegate.reports.memo import signal_value
 
     console = _console()
     console.print(
-        f"[bold]{result.workflow}@{result.env}[/]: {result.runs:,} runs in "
+        f"[bold]{result.workflow}@{result.env}[/]: {plural(result.runs, 'run')} in "
         f"{result.current.label()}\nreference: {escape(result.reference_note)} "
-        f"({result.runs_reference:,} runs)"
+        f"({plural(result.runs_reference, 'run')})"
     )
     for v in result.versions:
         mark = "" if v["gated"] else " [bold red]outside the gate[/]"
-        console.print(f"  version {v['version_id'][:12]}: {v['runs']:,} runs{mark}")
+        console.print(f"  version {v['version_id'][:12]}: {plural(v['runs'], 'run')}{mark}")
     style = {"alert": "bold red", "ok": "green", "insufficient": "dim"}
     table = Table()
     for col in ("signal", "value", "reference", "test", "status"):
@@ -257,41 +263,39 @@ def _monitor_table(result: Any, plot: Path | None) -> None:
         console.print(f"charts: {plot}/")
 
 
-@report_app.command("memo")
+@command(report_app, "memo")
 def report_memo(
-    workflow: Annotated[str, typer.Argument(metavar="WORKFLOW")],
+    workflow: WorkflowArg,
     week: Annotated[
-        str | None, typer.Option(help="ISO week (2026-W47) or a date in it; default: last week.")
+        str | None,
+        typer.Option(
+            metavar="WEEK", help="ISO week (2026-W47) or a date in it; default: last week."
+        ),
     ] = None,
     out: Annotated[
-        Path | None, typer.Option(help="Directory for memo.md, memo.html and charts/.")
+        Path | None,
+        typer.Option(metavar="DIR", help="Directory for memo.md, memo.html and charts/."),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """The weekly stability memo: actions, changes, signals, alerts, cost, trends."""
+    from releasegate.monitor.memo import build_memo, write_memo
 
-    def run() -> None:
-        from releasegate.monitor.memo import build_memo, write_memo
-
-        store = _store(create=False)
-        memo = build_memo(store, workflow, week)
-        target = out or store.location.home / "reports" / f"memo-{workflow}-{memo['week']}"
-        written = write_memo(memo, target)
-        if as_json:
-            slim = {
-                **memo,
-                "environments": [
-                    {**e, "charts": sorted(e["charts"])} for e in memo["environments"]
-                ],
-                "written": written,
-            }
-            _emit(slim)
-            return
-        console = _console()
-        console.print(f"[bold]{workflow}[/] week {memo['week']}")
-        nothing = memo["verdict"] if memo["status"] == "insufficient" else "nothing needs doing"
-        for i, action in enumerate(memo["actions"] or [nothing], 1):
-            console.print(f"  {i}. {action}")
-        console.print(f"memo: {written['markdown']}\n      {written['html']}")
-
-    guarded(run)
+    store = _store(create=False)
+    memo = build_memo(store, workflow, week)
+    target = out or store.location.home / "reports" / f"memo-{workflow}-{memo['week']}"
+    written = write_memo(memo, target)
+    if as_json:
+        slim = {
+            **memo,
+            "environments": [{**e, "charts": sorted(e["charts"])} for e in memo["environments"]],
+            "written": written,
+        }
+        emit(slim)
+        return
+    console = _console()
+    console.print(f"[bold]{workflow}[/] week {memo['week']}")
+    nothing = memo["verdict"] if memo["status"] == "insufficient" else "nothing needs doing"
+    for i, action in enumerate(memo["actions"] or [nothing], 1):
+        console.print(f"  {i}. {action}")
+    console.print(f"memo: {written['markdown']}\n      {written['html']}")

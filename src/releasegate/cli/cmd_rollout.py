@@ -14,15 +14,15 @@ from typing import Annotated, Any
 
 import typer
 
-from releasegate.cli._errors import guarded
-from releasegate.cli.app import EnvOpt, JsonOpt, _console, _emit, _store, app
+from releasegate.cli._common import NO, EnvOpt, JsonOpt, WorkflowArg, app, command
+from releasegate.cli._common import console as _console
+from releasegate.cli._common import emit as _emit
+from releasegate.cli._common import open_store as _store
 
 rollout_app = typer.Typer(
     help="Progressive rollouts: status, advance, abort, check.", no_args_is_help=True
 )
 app.add_typer(rollout_app, name="rollout")
-
-WorkflowArg = Annotated[str, typer.Argument(metavar="WORKFLOW")]
 
 
 def start_canary(
@@ -88,31 +88,23 @@ def _report(checked: Any, as_json: bool, sent: list[Any] | None = None) -> None:
             print(f"  alert sent: {', '.join(a.routed)}", file=sys.stderr)
 
 
-@rollout_app.command("status")
+@command(rollout_app, "status")
 def rollout_status(workflow: WorkflowArg, env: EnvOpt, as_json: JsonOpt = False) -> None:
     """The newest rollout of the environment and what its evidence says."""
+    from releasegate.release.rollout import status
 
-    def run() -> None:
-        from releasegate.release.rollout import status
-
-        _report(status(_store(create=False), workflow, env), as_json)
-
-    guarded(run)
+    _report(status(_store(create=False), workflow, env), as_json)
 
 
-@rollout_app.command("advance")
+@command(rollout_app, "advance")
 def rollout_advance(workflow: WorkflowArg, env: EnvOpt, as_json: JsonOpt = False) -> None:
     """Move the canary to the next step; into 100% it becomes the environment's version."""
+    from releasegate.release.rollout import Checked, advance
 
-    def run() -> None:
-        from releasegate.release.rollout import Checked, advance
-
-        _report(Checked(advance(_store(create=False), workflow, env), None, 0), as_json)
-
-    guarded(run)
+    _report(Checked(advance(_store(create=False), workflow, env), None, 0), as_json)
 
 
-@rollout_app.command("abort")
+@command(rollout_app, "abort")
 def rollout_abort(
     workflow: WorkflowArg,
     env: EnvOpt,
@@ -120,29 +112,20 @@ def rollout_abort(
     as_json: JsonOpt = False,
 ) -> None:
     """Weight 0 now: the stable version serves everything again."""
+    from releasegate.release.rollout import Checked, abort
 
-    def run() -> None:
-        from releasegate.release.rollout import Checked, abort
-
-        stopped = abort(_store(create=False), workflow, env, reason=reason)
-        _report(Checked(stopped, None, 0), as_json)
-
-    guarded(run)
+    stopped = abort(_store(create=False), workflow, env, reason=reason)
+    _report(Checked(stopped, None, 0), as_json)
 
 
-@rollout_app.command("check")
-def rollout_check(workflow: WorkflowArg, env: EnvOpt, as_json: JsonOpt = False) -> None:
+@command(rollout_app, "check")
+def rollout_check(workflow: WorkflowArg, env: EnvOpt, as_json: JsonOpt = False) -> int | None:
     """Compare canary and stable on the runs since the last check; abort (exit 1) if worse."""
+    from releasegate.monitor.alerts import resend_due
+    from releasegate.release.rollout import check
 
-    def run() -> None:
-        from releasegate.monitor.alerts import resend_due
-        from releasegate.release.rollout import check
-
-        store = _store(create=False)
-        checked = check(store, workflow, env)
-        sent = resend_due(store, workflow, env)  # the abort's alert, and any left unsent
-        _report(checked, as_json, sent)
-        if checked.has_aborted:
-            sys.exit(1)
-
-    guarded(run)
+    store = _store(create=False)
+    checked = check(store, workflow, env)
+    sent = resend_due(store, workflow, env)  # the abort's alert, and any left unsent
+    _report(checked, as_json, sent)
+    return NO if checked.has_aborted else None

@@ -12,6 +12,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from releasegate.cli._common import plural
+
 if TYPE_CHECKING:
     from releasegate.domain.gate_report import GateReport
 
@@ -48,9 +50,28 @@ def progress_bar(label: str, quiet: bool = False) -> Iterator[Callable[[int, int
         yield tick
 
 
-def plural(n: int, noun: str) -> str:
-    """``1 epoch``, ``3 epochs``: counts read as a person writes them."""
-    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
+def versions_table(workflow: str, rows: list[dict[str, Any]]) -> Table:
+    """``versions``: ids never wrap or get cut, so they can be copied at 80 columns."""
+    from rich import box
+
+    table = Table(title=f"versions of {workflow}", box=box.SIMPLE_HEAD, pad_edge=False)
+    tracks = any(r["track"] != "release" for r in rows)
+    cols = ["version", "created", "owner", *(["track"] if tracks else []), "parent"]
+    for col in cols:
+        table.add_column(col, no_wrap=True)
+    table.add_column("running in")
+    table.add_column("reason", ratio=1, overflow="fold")
+    for r in rows:
+        table.add_row(
+            r["version_id"][:12],
+            r["created_at"][:10],
+            r["owner"] or "",
+            *([r["track"]] if tracks else []),
+            (r["parent_id"] or "")[:12],
+            ", ".join(r["environments"]),
+            r["reason"],
+        )
+    return table
 
 
 def fmt_interval(m: Mapping[str, Any]) -> str:
@@ -61,9 +82,9 @@ def eval_table(console: Console, outcome: Any) -> None:
     s = outcome.summary
     console.print(
         f"eval {outcome.eval_id[:12]}: version [bold]{outcome.version_id[:12]}[/] on "
-        f"suite {outcome.suite_name} ({outcome.suite_id[:12]}), {s['cases']} cases x "
+        f"suite {outcome.suite_name} ({outcome.suite_id[:12]}), {plural(s['cases'], 'case')} x "
         f"{plural(s['epochs'], 'epoch')}: {plural(outcome.n_called, 'model call')}, "
-        f"{outcome.n_cached} from cache"
+        f"{outcome.n_cached:,} from cache"
     )
     if outcome.suite_changed:
         console.print("  the suite changed: this is now the workflow's current suite")
@@ -97,7 +118,7 @@ def eval_table(console: Console, outcome: Any) -> None:
     if judges:
         calls = sum(u["calls"] for u in judges.values())
         console.print(
-            f"judges: ${s['cost_usd']['judges_total']:.4f} over {calls} calls "
+            f"judges: ${s['cost_usd']['judges_total']:.4f} over {plural(calls, 'call')} "
             f"({', '.join(escape(n) for n in judges)}), beside the model's cost"
         )
     priced = s["cost_usd"].get("priced_by") or {}
@@ -116,7 +137,8 @@ def precision_lines(console: Console, s: Mapping[str, Any]) -> None:
     """Clusters, epoch advice and flaky cases of an eval summary (nothing when absent)."""
     if s.get("clusters"):
         console.print(
-            f"clusters: {s['clusters']} clusters over {s['cases']} cases; intervals are "
+            f"clusters: {plural(s['clusters'], 'cluster')} over {plural(s['cases'], 'case')}; "
+            "intervals are "
             "cluster-robust (CR1, t with clusters - 1 df)"
         )
     for name, advice in (s.get("epoch_advice") or {}).items():

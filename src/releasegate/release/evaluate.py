@@ -63,6 +63,18 @@ class EvalOutcome:
     n_cached: int
     suite_changed: bool
 
+    def to_dict(self) -> dict[str, Any]:
+        """What ``eval --json`` prints: the ids, the model calls and the summary's metrics."""
+        return {
+            "eval_id": self.eval_id,
+            "version_id": self.version_id,
+            "suite_id": self.suite_id,
+            "called": self.n_called,
+            "cached": self.n_cached,
+            "suite_changed": self.suite_changed,
+            **self.summary,
+        }
+
 
 def read_suite(path: Path) -> Suite:
     doc = load_yaml(path, SuiteError)

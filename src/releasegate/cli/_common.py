@@ -1,0 +1,175 @@
+"""What every command shares: the Typer apps, the common options, and ``@command``.
+
+A command is a function with a decorator::
+
+    @command(app)
+    def promote(version: VersionArg, env: EnvOpt, as_json: JsonOpt = False) -> int | None:
+        ...
+
+``@command(group)`` registers the function on a group and runs it through the one
+error mapping (``_errors.run_command``): a ``ReleasegateError`` becomes a message on
+stderr and its exit code, and what the function returns is the exit code (None is 0,
+``NO`` is 1, "the answer is no"). Command modules (``cmd_*.py``) import this module and
+never ``app.py``; ``app.py`` imports them to assemble the CLI. Services are imported
+inside the commands, so ``releasegate --help`` loads neither SQLAlchemy nor numpy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
+from typer.core import TyperCommand, TyperOption
+
+from releasegate.cli._errors import BAD_INPUT, NO, run_command
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from releasegate.release.store_access import Store
+
+__all__ = [
+    "BAD_INPUT",
+    "NO",
+    "Command",
+    "EnvOpt",
+    "JsonOpt",
+    "VersionArg",
+    "WorkflowArg",
+    "app",
+    "audit_app",
+    "command",
+    "console",
+    "db_app",
+    "emit",
+    "models_app",
+    "open_store",
+    "out_path",
+    "plural",
+    "report_app",
+    "runs_app",
+    "suite_app",
+]
+
+app = typer.Typer(
+    name="releasegate",
+    help="The governed release loop for LLM workflows: register, eval, gate, promote, roll back.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
+db_app = typer.Typer(help="The store's schema.", no_args_is_help=True)
+report_app = typer.Typer(help="Documents: gate reports, weekly memos.", no_args_is_help=True)
+suite_app = typer.Typer(help="Eval suites.", no_args_is_help=True)
+models_app = typer.Typer(
+    help="Local models: what is installed, pinned and blessed.", no_args_is_help=True
+)
+runs_app = typer.Typer(help="Production runs: import and inspect.", no_args_is_help=True)
+for _name, _group in (
+    ("audit", audit_app),
+    ("db", db_app),
+    ("report", report_app),
+    ("suite", suite_app),
+    ("models", models_app),
+    ("runs", runs_app),
+):
+    app.add_typer(_group, name=_name)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+EnvOpt = Annotated[
+    str, typer.Option("--env", metavar="ENV", help="Environment, e.g. staging or production.")
+]
+VersionArg = Annotated[str, typer.Argument(metavar="VERSION")]
+WorkflowArg = Annotated[str, typer.Argument(metavar="WORKFLOW")]
+
+F = TypeVar("F", bound=Callable[..., Any])
+METAVARS = {"str": "TEXT", "int": "N", "float": "NUMBER", "Path": "PATH"}
+_BRACED = re.compile(r"^\{(.*)\}")
+
+
+class Command(TyperCommand):
+    """Help that reads as written: ``VERSION`` in the usage line, not ``{VERSION}``, and
+    ``--tag TEXT`` (repeatable), not ``--tag <list[str]>``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if isinstance(param, TyperOption) and param.metavar is None and not param.is_flag:
+                bare = param.bare_type()
+                inner = bare.removeprefix("list[").removesuffix("]")
+                param.metavar = METAVARS.get(inner, inner.upper())
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        return [_BRACED.sub(r"\1", piece) for piece in super().collect_usage_pieces(ctx)]
+
+    def format_options(self, ctx: Any, formatter: Any) -> None:
+        """Arguments by their names (``FILE...``), without a Python type beside them."""
+        args, opts = [], []
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            if param.param_type_name == "argument":
+                name = param.metavar or param.name.upper()
+                args.append((name + ("..." if param.nargs != 1 else ""), record[1]))
+            else:
+                opts.append(record)
+        for title, rows in (("Arguments", args), ("Options", opts)):
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
+
+
+def command(group: typer.Typer, name: str | None = None) -> Callable[[F], F]:
+    """Register the decorated function as a command of ``group``, behind the error mapping."""
+
+    def register(fn: F) -> F:
+        @functools.wraps(fn)
+        def guarded(*args: Any, **kwargs: Any) -> None:
+            run_command(functools.partial(fn, *args, **kwargs))
+
+        group.command(name=name, cls=Command)(guarded)
+        return fn  # the plain function stays callable (and testable) as written
+
+    return register
+
+
+def plural(n: int, noun: str) -> str:
+    """``1 epoch``, ``3 epochs``: counts read as a person writes them."""
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
+
+
+def out_path(out: Path | None, alias: Path | None) -> Path | None:
+    """``--out`` or, from older scripts, the hidden alias it replaced: every command that
+    writes a document names it ``--out`` (``gate --report`` and ``report gate --output``
+    still work, hidden from ``--help``)."""
+    return out if out is not None else alias
+
+
+def open_store(create: bool = True) -> Store:
+    """The project's store; ``create=False`` for commands that need one to exist."""
+    from releasegate.release import store_access
+
+    return store_access.open_store(create=create)
+
+
+def emit(payload: Any) -> None:
+    """One JSON document on stdout; a dataclass is written field by field."""
+    if dataclasses.is_dataclass(payload) and not isinstance(payload, type):
+        payload = dataclasses.asdict(payload)
+    sys.stdout.write(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def console(stderr: bool = False) -> Console:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)

@@ -1,0 +1,143 @@
+"""``audit log|verify|head|rotate-key|restore-head``: the keyed, hash-chained audit log.
+
+``verify`` and ``restore-head`` exit 1 when the chain is broken: the answer is no.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from releasegate.cli._common import NO, JsonOpt, audit_app, command, console, emit, plural
+from releasegate.cli._common import open_store as store
+
+
+@command(audit_app, "log")
+def audit_log(
+    workflow: Annotated[str | None, typer.Option(help="Only this workflow.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Only the newest N events.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show the audit log."""
+    from releasegate.release.audit import audit_log as events_of
+
+    events = events_of(store(create=False), workflow=workflow, limit=limit)
+    if as_json:
+        emit([{**dataclasses.asdict(e), "at": e.at.isoformat()} for e in events])
+        return
+    from rich.table import Table
+
+    table = Table(title="audit log")
+    for col in ("#", "at", "event", "by", "workflow", "subject"):
+        table.add_column(col)
+    for e in events:
+        table.add_row(
+            str(e.seq),
+            e.at.isoformat()[:19].replace("T", " "),
+            e.kind,
+            e.actor,
+            e.workflow or "",
+            (e.subject or "")[:12],
+        )
+    console().print(table)
+
+
+@command(audit_app, "verify")
+def audit_verify(
+    against: Annotated[
+        str | None,
+        typer.Option(
+            "--against",
+            metavar="SEQ:DIGEST",
+            help="A head exported earlier (`audit head`): prove nothing up to it changed.",
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> int | None:
+    """Check the keyed chain, its head, environments and approvals; exit 1 on a break."""
+    from releasegate.domain.audit import parse_head
+    from releasegate.release.audit import audit_verify as verify
+
+    exported = parse_head(against) if against is not None else None
+    result = verify(store(create=False), against=exported)
+    broken = result.broken
+    if as_json:
+        emit(
+            {
+                "ok": result.ok,
+                "events": result.events,
+                "head": result.head._asdict(),
+                "against": None if exported is None else exported._asdict(),
+                "unkeyed_events": result.unkeyed,
+                "key_ids": list(result.key_ids),
+                "broken": None if broken is None else dataclasses.asdict(broken),
+            }
+        )
+    elif broken is None:
+        keyed = f"signed with {', '.join(result.key_ids)}" if result.key_ids else "no events"
+        if result.unkeyed:
+            keyed += f"; events 1..{result.unkeyed} from before keying are anchored"
+        console().print(
+            f"audit log intact: {plural(result.events, 'event')}, chain verified to head "
+            f"{result.head} ({keyed})"
+        )
+        if exported is not None:
+            console().print(f"nothing up to the exported head {exported.seq} changed")
+    else:
+        where = "" if broken.seq is None else f" at event {broken.seq}"
+        console(stderr=True).print(f"[bold red]audit log broken[/]{where}: {broken.reason}")
+    return None if broken is None else NO
+
+
+@command(audit_app, "head")
+def audit_head(as_json: JsonOpt = False) -> None:
+    """Print the head (SEQ:DIGEST), to keep in write-once storage or a CI log."""
+    from releasegate.release.audit import audit_head as head_of
+
+    info = head_of(store(create=False))
+    if as_json:
+        emit({**dataclasses.asdict(info), "head": str(info.head)})
+    else:
+        sys.stdout.write(f"{info.head}\n")
+
+
+@command(audit_app, "rotate-key")
+def audit_rotate_key(as_json: JsonOpt = False) -> None:
+    """Sign from now on with a new key; the old one signs the event that names the new."""
+    from releasegate.release.audit import rotate_key
+
+    done = rotate_key(store(create=False))
+    if as_json:
+        payload: dict[str, Any] = dataclasses.asdict(done)
+        payload["keys"] = payload.pop("key_file")  # the name --json has always used
+        emit(payload)
+    else:
+        console().print(
+            f"audit key rotated: {done.previous_key_id or 'none'} -> {done.key_id} "
+            f"(event {done.seq}); keep every key in {done.key_file}: verify needs them all"
+        )
+
+
+@command(audit_app, "restore-head")
+def audit_restore_head(
+    head: Annotated[
+        str, typer.Argument(metavar="SEQ:DIGEST", help="The head you exported with `audit head`.")
+    ],
+    as_json: JsonOpt = False,
+) -> int | None:
+    """Write back a deleted head record from an exported head, if the chain ends there."""
+    from releasegate.domain.audit import parse_head
+    from releasegate.release.audit import restore_head
+
+    result = restore_head(store(create=False), parse_head(head, field="SEQ:DIGEST"))
+    if as_json:
+        emit({"ok": result.ok, "head": str(result.head), "events": result.events})
+    else:
+        console().print(f"head restored: {result.head}")
+    if not result.ok and result.broken is not None:
+        console(stderr=True).print(f"[bold red]audit log broken[/]: {result.broken}")
+        return NO
+    return None

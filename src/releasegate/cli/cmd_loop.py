@@ -1,0 +1,258 @@
+"""The loop: ``eval``, ``gate``, ``approve``, ``promote``, ``rollback``, then ``resolve``,
+``history`` and ``report gate``: each parses its arguments, calls one release service and
+prints a table or, with ``--json``, one JSON document. ``gate`` exits 1 unless it passed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from releasegate.cli._common import (
+    NO,
+    EnvOpt,
+    JsonOpt,
+    VersionArg,
+    WorkflowArg,
+    app,
+    command,
+    console,
+    emit,
+    out_path,
+    report_app,
+)
+from releasegate.cli._common import open_store as store
+
+
+@command(app, "eval")
+def eval_(
+    version: VersionArg,
+    suite: Annotated[Path, typer.Option("--suite", metavar="FILE", help="Suite YAML file.")],
+    epochs: Annotated[int, typer.Option(help="Samples per case.")] = 1,
+    concurrency: Annotated[int, typer.Option(help="Cases in flight at once.")] = 8,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Call the model again.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Evaluate a version on a suite: per-case outputs, scores, metrics with 95% intervals."""
+    from releasegate.cli.render import eval_table, progress_bar
+    from releasegate.release.evaluate import evaluate
+
+    with progress_bar("evaluating", quiet=False) as tick:
+        outcome = evaluate(
+            store(),
+            version,
+            suite,
+            epochs=epochs,
+            concurrency=concurrency,
+            use_cache=not no_cache,
+            progress=tick,
+        )
+    if as_json:
+        emit(outcome.to_dict())
+    else:
+        eval_table(console(), outcome)
+
+
+@command(app)
+def gate(
+    version: VersionArg,
+    env: EnvOpt,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", metavar="FILE", help="Write the Markdown report here."),
+    ] = None,
+    junit: Annotated[
+        Path | None, typer.Option(metavar="FILE", help="Write JUnit XML here.")
+    ] = None,
+    as_json: JsonOpt = False,
+    report: Annotated[Path | None, typer.Option("--report", hidden=True)] = None,
+) -> int | None:
+    """Decide pass / fail / hold / needs-approval; exit 0 only on pass."""
+    from releasegate.cli.render import gate_summary, progress_bar
+    from releasegate.release.gate import gate as run_gate
+    from releasegate.reports.gate_report import render_junit, render_markdown
+
+    opened = store(create=False)
+    with progress_bar("evaluating baseline") as tick:
+        outcome = run_gate(opened, version, env, progress=tick)
+    md = render_markdown(outcome.report)
+    default = opened.location.home / "reports" / f"gate-{outcome.decision_id[:12]}.md"
+    path = out_path(out, report) or default
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(md, encoding="utf-8")
+    if junit is not None:
+        junit.parent.mkdir(parents=True, exist_ok=True)
+        junit.write_text(render_junit(outcome.report), encoding="utf-8")
+    if as_json:
+        emit({**outcome.report.to_json(), "report_path": str(path)})
+    else:
+        gate_summary(console(), outcome.report, path)
+    return None if outcome.decision.passed else NO
+
+
+@command(app)
+def approve(
+    version: VersionArg,
+    env: EnvOpt,
+    as_: Annotated[str, typer.Option("--as", metavar="NAME", help="Who approves.")],
+    note: Annotated[str, typer.Option(help="A note for the record.")] = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Approve a version for an environment (nobody approves their own change)."""
+    from releasegate.release.promote import approve as do_approve
+
+    vid, role = do_approve(store(create=False), version, env, approver=as_, note=note)
+    if as_json:
+        emit({"version_id": vid, "env": env, "approver": as_, "role": role})
+    else:
+        console().print(f"{as_} approved {vid[:12]} for {env} as {role}")
+
+
+@command(app)
+def promote(
+    version: VersionArg,
+    env: EnvOpt,
+    canary: Annotated[
+        float | None,
+        typer.Option("--canary", metavar="PCT", help="Start a rollout: this % gets the version."),
+    ] = None,
+    steps: Annotated[
+        str | None,
+        typer.Option(
+            metavar="STEPS", help="The rollout's ramp, e.g. 5,25,50,100 (default: the policy's)."
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Move the environment to this version, if it passed the gate with its approvals."""
+    from releasegate.release.promote import promote as do_promote
+
+    if canary is not None or steps is not None:
+        from releasegate.cli.cmd_rollout import start_canary
+
+        start_canary(version, env, canary, steps, as_json)
+        return
+    moved = do_promote(store(create=False), version, env)
+    if as_json:
+        emit(moved)
+    elif moved.changed:
+        prev = moved.previous_id[:12] if moved.previous_id else "nothing"
+        console().print(f"{moved.workflow}@{env}: {prev} -> [bold]{moved.version_id[:12]}[/]")
+    else:
+        console().print(f"{moved.version_id[:12]} already runs in {moved.workflow}@{env}")
+
+
+@command(app)
+def rollback(
+    workflow: WorkflowArg,
+    env: EnvOpt,
+    to: Annotated[
+        str | None, typer.Option(metavar="VERSION", help="A version that ran here before.")
+    ] = None,
+    reason: Annotated[str, typer.Option(help="Why, for the record.")] = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Move the environment back to the previous approved version, in one step."""
+    from releasegate.release.promote import rollback as do_rollback
+
+    moved = do_rollback(store(create=False), workflow, env, to=to, reason=reason)
+    if as_json:
+        emit(moved)
+    else:
+        prev = moved.previous_id[:12] if moved.previous_id else ""
+        console().print(f"rolled back {workflow}@{env}: {prev} -> [bold]{moved.version_id[:12]}[/]")
+
+
+@command(app)
+def resolve(
+    workflow: WorkflowArg,
+    env: EnvOpt,
+    as_json: JsonOpt = False,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            "--timeout",
+            metavar="SECONDS",
+            help="Seconds to wait for the store before serving the last known version.",
+        ),
+    ] = 2.0,
+) -> None:
+    """Print the version that runs in an environment (with --json, its manifest too)."""
+    from releasegate.cli._resolve import run_resolve
+
+    run_resolve(workflow, env, as_json, timeout)
+
+
+@command(app)
+def history(workflow: WorkflowArg, env: EnvOpt, as_json: JsonOpt = False) -> None:
+    """What ran in an environment, promotion by promotion."""
+    from releasegate.release.resolve import history as env_history
+
+    rows: list[dict[str, Any]] = [
+        {"seq": h.seq, **h.as_dict()} for h in env_history(store(create=False), workflow, env)
+    ]
+    if as_json:
+        emit(rows)
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{workflow}@{env}")
+    for col in ("at", "action", "version", "from", "by", "reason"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            r["at"][:19].replace("T", " "),
+            r["action"],
+            r["version_id"][:12],
+            (r["previous_id"] or "")[:12],
+            r["actor"],
+            r["reason"],
+        )
+    console().print(table)
+
+
+FORMATS = ("markdown", "json", "junit")
+
+
+@command(report_app, "gate")
+def report_gate(
+    ref: Annotated[str, typer.Argument(metavar="DECISION", help="Decision id, or a version.")],
+    env: Annotated[
+        str | None,
+        typer.Option("--env", metavar="ENV", help="With a version: its latest decision here."),
+    ] = None,
+    fmt: Annotated[
+        str, typer.Option("--format", metavar="FORMAT", help="markdown, json or junit.")
+    ] = "markdown",
+    out: Annotated[
+        Path | None, typer.Option("--out", metavar="FILE", help="Write to this file.")
+    ] = None,
+    output: Annotated[Path | None, typer.Option("--output", hidden=True)] = None,
+) -> None:
+    """Render a stored gate report again, as Markdown, JSON or JUnit XML."""
+    import json
+    import sys
+
+    from releasegate.errors import InputError
+    from releasegate.release.inspect import gate_report
+    from releasegate.reports.gate_report import render_junit, render_markdown
+
+    if fmt not in FORMATS:
+        raise InputError(
+            f"unknown format '{fmt}'", field="--format", hint="markdown, json or junit"
+        )
+    report = gate_report(store(create=False), ref, env)
+    if fmt == "markdown":
+        text = render_markdown(report)
+    elif fmt == "junit":
+        text = render_junit(report)
+    else:
+        text = json.dumps(report.to_json(), indent=2, sort_keys=True, default=str) + "\n"
+    target = out_path(out, output)
+    if target is None:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    else:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")

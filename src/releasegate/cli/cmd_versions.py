@@ -1,0 +1,161 @@
+"""Versions: ``register`` a workflow file, list ``versions``, ``show`` one, ``diff`` two.
+
+A version's id is a content hash; tables show its first 12 characters, which every
+command accepts as the version (a unique prefix), and never wrap or cut them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from releasegate.cli._common import JsonOpt, VersionArg, WorkflowArg, app, command, console, emit
+from releasegate.cli._common import open_store as store
+
+
+@command(app)
+def register(
+    files: Annotated[
+        list[Path],
+        typer.Argument(metavar="FILE", help="Workflow YAML file (several with --check)."),
+    ],
+    reason: Annotated[str, typer.Option(help="Why this change.")] = "",
+    owner: Annotated[str | None, typer.Option(metavar="NAME", help="Owner of the change.")] = None,
+    parent: Annotated[
+        str | None, typer.Option(metavar="VERSION", help="Parent version (default: what runs).")
+    ] = None,
+    experiment: Annotated[
+        bool, typer.Option("--experiment", help="Track as an experiment.")
+    ] = False,
+    check: Annotated[
+        bool, typer.Option("--check", help="Only validate and print the id; write nothing.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Register a workflow file's behaviour as an immutable, content-hashed version."""
+    from releasegate.errors import InputError
+    from releasegate.release.register import read_workflow, register_spec
+
+    if check:  # pre-commit passes every changed file at once
+        specs = [(f, read_workflow(f)) for f in files]  # the first bad file stops it
+        if as_json:
+            found = [
+                {"file": str(f), "version_id": s.version_id, "workflow": s.name, "valid": True}
+                for f, s in specs
+            ]
+            emit(found[0] if len(found) == 1 else found)
+        else:
+            for f, s in specs:
+                console().print(
+                    f"{f}: valid; version id [bold]{s.version_id[:12]}[/] "
+                    f"of {s.name} (nothing written)"
+                )
+        return
+    if len(files) != 1:
+        raise InputError(
+            f"register takes one workflow file, got {len(files)}",
+            field="FILE",
+            hint="register them one at a time, or validate several with --check",
+        )
+    file = files[0]
+    spec = read_workflow(file)  # parse before touching the store: bad input writes nothing
+    result = register_spec(
+        store(),
+        spec,
+        reason=reason,
+        owner=owner,
+        parent=parent,
+        experiment=experiment,
+        source_dir=file.parent,
+        source_file=file,
+    )
+    if as_json:
+        emit(result)
+        return
+    c = console()
+    short = result.version_id[:12]
+    if result.is_new:
+        parent_s = result.parent_id[:12] if result.parent_id else "none"
+        c.print(
+            f"registered [bold]{short}[/] of {result.workflow} "
+            f"(track {result.track}, parent {parent_s})"
+        )
+    else:
+        c.print(
+            f"already registered: [bold]{short}[/] of {result.workflow} (same content, same id)"
+        )
+    for env in result.policies_changed:
+        c.print(f"policy for {env} updated")
+
+
+@command(app)
+def versions(workflow: WorkflowArg, as_json: JsonOpt = False) -> None:
+    """List a workflow's versions, newest last, with where each runs."""
+    from releasegate.release.inspect import list_versions
+
+    rows = list_versions(store(create=False), workflow)
+    if as_json:
+        emit(rows)
+        return
+    from releasegate.cli.render import versions_table
+
+    console().print(versions_table(workflow, rows))
+
+
+@command(app)
+def show(version: VersionArg, as_json: JsonOpt = False) -> None:
+    """Show one version: its manifest, metadata, evals and gate decisions."""
+    from releasegate.release.inspect import show_version
+
+    info = show_version(store(create=False), version)
+    if as_json:
+        emit(info)
+        return
+    import yaml
+
+    c = console()
+    c.print(f"[bold]{info['version_id']}[/]  {info['workflow']}")
+    for key in ("owner", "reason", "track", "parent_id", "source_commit", "created_at"):
+        c.print(f"  {key}: {info[key]}")
+    c.print(f"  running in: {', '.join(info['environments']) or 'nowhere'}")
+    c.print("\n[bold]manifest[/]")
+    c.print(
+        yaml.safe_dump(info["manifest"], sort_keys=True, allow_unicode=True).rstrip(),
+        markup=False,
+    )
+    if info["evals"]:
+        c.print("\n[bold]evals[/]")
+        for e in info["evals"]:
+            c.print(
+                f"  {e['started_at'][:19]}  suite {e['suite_id'][:12]}  {e['status']}  "
+                + "  ".join(f"{k}={v:.3f}" for k, v in e["metrics"].items())
+            )
+    if info["decisions"]:
+        c.print("\n[bold]gate decisions[/]")
+        for d in info["decisions"]:
+            c.print(f"  {d['created_at'][:19]}  {d['env']}: {d['verdict']}")
+
+
+@command(app)
+def diff(
+    a: Annotated[str, typer.Argument(metavar="A")],
+    b: Annotated[str, typer.Argument(metavar="B")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Show what changed from version A to version B, and the change class."""
+    from releasegate.release.inspect import diff_versions
+
+    info = diff_versions(store(create=False), a, b)
+    if as_json:
+        emit(info)
+        return
+    c = console()
+    c.print(
+        f"{info['a'][:12]} -> {info['b'][:12]}: change class "
+        f"[bold]{info['change_class'] or 'none'}[/]"
+    )
+    for line in info["lines"]:
+        style = "green" if line.startswith("+") else "red" if line.startswith("-") else ""
+        c.print(line, style=style, markup=False)

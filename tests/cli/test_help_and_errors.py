@@ -1,0 +1,85 @@
+"""The CLI reads well: usage lines and option lists as a person writes them, hidden aliases
+that still work, counts in the right number; and the one table from errors to exit codes."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import typer.main
+from typer.testing import CliRunner
+
+from releasegate import errors
+from releasegate.cli._errors import EXIT_CODES, exit_code
+from releasegate.cli.app import app
+from tests.helpers import Project, ok_json, register, rg
+
+
+def _leaves(group: Any, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    for name, command in sorted(group.commands.items()):
+        if isinstance(getattr(command, "commands", None), dict):
+            yield from _leaves(command, (*prefix, name))
+        else:
+            yield (*prefix, name)
+
+
+COMMANDS = list(_leaves(typer.main.get_command(app)))
+
+
+@pytest.mark.parametrize("argv", COMMANDS, ids=" ".join)
+def test_help_has_no_type_artefacts(argv: tuple[str, ...]) -> None:
+    shown = CliRunner().invoke(app, [*argv, "--help"], env={"COLUMNS": "100"})
+    assert shown.exit_code == 0, shown.output
+    usage = shown.output.splitlines()[0]
+    assert usage.startswith(f"Usage: releasegate {' '.join(argv)} [OPTIONS]")
+    assert not re.search(r"[{}<>]", usage), usage  # VERSION, not {VERSION}
+    assert not re.search(r"<[\w\[\], ]+>", shown.output), shown.output  # no <list[str]>
+
+
+def test_the_older_output_option_names_are_hidden() -> None:
+    gate = CliRunner().invoke(app, ["gate", "--help"], env={"COLUMNS": "100"}).output
+    report = CliRunner().invoke(app, ["report", "gate", "--help"], env={"COLUMNS": "100"}).output
+    assert "--out FILE" in gate and "--report" not in gate
+    assert "--out FILE" in report and "--output" not in report
+
+
+def test_gate_writes_its_report_with_out_and_still_with_report(project: Project) -> None:
+    d = project.root
+    vid = register(d, project.workflow("v1"))
+    project.suite(n=1)
+    evaluated = rg(d, "eval", vid[:10], "--suite", "suite.yaml")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert "1 case x 1 epoch: 1 model call, 0 from cache" in evaluated.stdout
+    for option, name in (("--out", "new.md"), ("--report", "old.md")):
+        gated = ok_json(rg(d, "gate", vid[:10], "--env", "staging", option, name, "--json"))
+        assert gated["report_path"] == name and "PASS" in (d / name).read_text()
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (errors.ManifestError("bad"), 2),
+        (errors.NotFoundError("none"), 2),
+        (errors.PinMismatchError("moved", field="f", pinned="a", found="b"), 2),
+        (errors.AuditKeyError("no key"), 2),
+        (errors.SDKUsageError("wrong"), 2),
+        (errors.PromotionRefusedError("no"), 1),
+        (errors.StaleAliasError("moved"), 1),
+        (errors.SelfApprovalError("own"), 1),
+        (errors.AuditBrokenError("broken"), 1),
+        (errors.StoreError("full"), 2),
+        (errors.RunsNotStoredError("lost", report=None), 2),
+        (errors.SchemaOutdatedError("old"), 2),
+        (errors.PrerequisiteError("install"), 2),
+        (errors.ReleasegateError("unclassified"), 70),
+    ],
+    ids=lambda v: type(v).__name__ if isinstance(v, Exception) else str(v),
+)
+def test_exit_codes_come_from_one_table_over_the_error_tree(
+    error: errors.ReleasegateError, code: int
+) -> None:
+    assert exit_code(error) == code
+    assert not hasattr(error, "exit_code")  # the exception classes carry no exit codes
+    assert all(issubclass(cls, errors.ReleasegateError) for cls in EXIT_CODES)
