@@ -126,9 +126,11 @@ def ship(project: Project, vid: str, env: str = "staging") -> None:
     d = project.root
     if not (d / "suite.yaml").exists():
         project.suite()
-    assert rg(d, "eval", vid, "--suite", "suite.yaml").returncode == 0
-    assert rg(d, "gate", vid, "--env", env).returncode == 0
-    assert rg(d, "promote", vid, "--env", env).returncode == 0
+    for argv in (("eval", vid, "--suite", "suite.yaml"), ("gate", vid, "--env", env)):
+        done = rg(d, *argv)
+        assert done.returncode == 0, done.stdout + done.stderr
+    promoted = rg(d, "promote", vid, "--env", env)
+    assert promoted.returncode == 0, promoted.stderr
 
 
 def judge_suite(

@@ -83,3 +83,18 @@ def test_exit_codes_come_from_one_table_over_the_error_tree(
     assert exit_code(error) == code
     assert not hasattr(error, "exit_code")  # the exception classes carry no exit codes
     assert all(issubclass(cls, errors.ReleasegateError) for cls in EXIT_CODES)
+
+
+def test_ids_can_be_copied_from_an_80_column_terminal(project: Project) -> None:
+    d = project.root
+    vid = register(d, project.workflow("v1"))
+    project.workflow("v2", revision="2")
+    register(d, d / "v2.yaml")
+    wide = {"COLUMNS": "80"}
+    for argv in (("versions", "router"), ("audit", "log")):
+        shown = rg(d, *argv, env=wide)
+        assert shown.returncode == 0, shown.stderr
+        assert all(len(line) <= 80 for line in shown.stdout.splitlines()), shown.stdout
+        assert vid[:12] in shown.stdout, shown.stdout  # whole, on one line
+        if argv[0] == "audit":
+            assert " version.registered " in shown.stdout  # event names are not cut either

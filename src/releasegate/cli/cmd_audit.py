@@ -28,11 +28,13 @@ def audit_log(
     if as_json:
         emit([{**dataclasses.asdict(e), "at": e.at.isoformat()} for e in events])
         return
+    from rich import box
     from rich.table import Table
 
-    table = Table(title="audit log")
+    # ids and event names never wrap or get cut, so they can be copied at 80 columns
+    table = Table(title="audit log", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     for col in ("#", "at", "event", "by", "workflow", "subject"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col != "by", overflow="fold")
     for e in events:
         table.add_row(
             str(e.seq),

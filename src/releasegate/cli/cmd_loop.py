@@ -196,11 +196,14 @@ def history(workflow: WorkflowArg, env: EnvOpt, as_json: JsonOpt = False) -> Non
     if as_json:
         emit(rows)
         return
+    from rich import box
     from rich.table import Table
 
-    table = Table(title=f"{workflow}@{env}")
-    for col in ("at", "action", "version", "from", "by", "reason"):
-        table.add_column(col)
+    # ids never wrap or get cut, so they can be copied at 80 columns (as in `versions`)
+    table = Table(title=f"{workflow}@{env}", box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("at", "action", "version", "from", "by"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("reason", ratio=1, overflow="fold")
     for r in rows:
         table.add_row(
             r["at"][:19].replace("T", " "),
