@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -67,17 +67,7 @@ def audit_verify(
     result = verify(store(create=False), against=exported)
     broken = result.broken
     if as_json:
-        emit(
-            {
-                "ok": result.ok,
-                "events": result.events,
-                "head": result.head._asdict(),
-                "against": None if exported is None else exported._asdict(),
-                "unkeyed_events": result.unkeyed,
-                "key_ids": list(result.key_ids),
-                "broken": None if broken is None else dataclasses.asdict(broken),
-            }
-        )
+        emit(result.to_dict())
     elif broken is None:
         keyed = f"signed with {', '.join(result.key_ids)}" if result.key_ids else "no events"
         if result.unkeyed:
@@ -101,7 +91,7 @@ def audit_head(as_json: JsonOpt = False) -> None:
 
     info = head_of(store(create=False))
     if as_json:
-        emit({**dataclasses.asdict(info), "head": str(info.head)})
+        emit(info.to_dict())
     else:
         sys.stdout.write(f"{info.head}\n")
 
@@ -113,9 +103,7 @@ def audit_rotate_key(as_json: JsonOpt = False) -> None:
 
     done = rotate_key(store(create=False))
     if as_json:
-        payload: dict[str, Any] = dataclasses.asdict(done)
-        payload["keys"] = payload.pop("key_file")  # the name --json has always used
-        emit(payload)
+        emit(done.to_dict())
     else:
         console().print(
             f"audit key rotated: {done.previous_key_id or 'none'} -> {done.key_id} "

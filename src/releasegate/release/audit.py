@@ -8,8 +8,9 @@ tables, so a change made by SQL shows even where the chain itself is intact.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from releasegate.domain.audit import (
     GENESIS,
@@ -45,6 +46,18 @@ class Verified:
     def ok(self) -> bool:
         return self.broken is None
 
+    def to_dict(self) -> dict[str, Any]:
+        """What ``audit verify --json`` prints."""
+        return {
+            "ok": self.ok,
+            "events": self.events,
+            "head": self.head._asdict(),
+            "against": None if self.against is None else self.against._asdict(),
+            "unkeyed_events": self.unkeyed,
+            "key_ids": list(self.key_ids),
+            "broken": None if self.broken is None else asdict(self.broken),
+        }
+
 
 @dataclass(frozen=True)
 class HeadInfo:
@@ -57,6 +70,10 @@ class HeadInfo:
     def head(self) -> Head:
         return Head(self.seq, self.digest)
 
+    def to_dict(self) -> dict[str, Any]:
+        """What ``audit head --json`` prints: the fields and the head as ``SEQ:DIGEST``."""
+        return {**asdict(self), "head": str(self.head)}
+
 
 @dataclass(frozen=True)
 class Rotated:
@@ -64,6 +81,15 @@ class Rotated:
     key_id: str
     seq: int
     key_file: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """What ``audit rotate-key --json`` prints (the key file is named ``keys`` there)."""
+        return {
+            "previous_key_id": self.previous_key_id,
+            "key_id": self.key_id,
+            "seq": self.seq,
+            "keys": self.key_file,
+        }
 
 
 def audit_log(
