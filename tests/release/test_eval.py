@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from releasegate.domain.results import CaseOutput
+from releasegate.domain.results import CaseOutput, Score
 from releasegate.errors import SuiteError
 from releasegate.release.evaluate import eval_precision, evaluate
 from releasegate.release.gate import gate
@@ -269,7 +269,7 @@ def test_a_writer_of_outputs_and_scores_another_writer_holds_waits_then_keeps_th
     vid = register(store, project.workflow("v1")).version_id
     out = CaseOutput("fraud", None, 1.0, 1, 1, 0.0, None)
     outputs = [("h2", 0, out), ("h1", 0, out)]
-    scores = [("h2", 0, "acc", 1.0, True, ""), ("h1", 0, "acc", 1.0, True, "")]
+    scores = [("h2", 0, "acc", Score(1.0, True, "")), ("h1", 0, "acc", Score(1.0, True, ""))]
     landed: list[int] = []
     failed: list[BaseException] = []
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from releasegate.domain.results import Case, CaseOutput
+from releasegate.domain.results import Case, CaseOutput, Score
 from releasegate.domain.suite import make_case
 from releasegate.errors import ReleasegateError, SuiteError
 from releasegate.release.evaluate import build_scorers, stored_suite
@@ -74,7 +74,7 @@ def sampled_quality(
         return None
     chosen = random.Random(int(bounds[0])).sample(rows, min(sample, len(rows)))
     passes = []
-    by_version: dict[str, dict[tuple[str, int, str], tuple[float, bool, str]]] = {}
+    by_version: dict[str, dict[tuple[str, int, str], Score]] = {}
     for run_id, version_id, text_in, text_out, status in chosen:
         key = hashlib.sha256(f"run:{run_id}".encode()).hexdigest()
         if version_id not in by_version:
@@ -88,12 +88,12 @@ def sampled_quality(
         for sid, scorer in scorers:
             hit = cached.get((key, RUN_EPOCH, sid))
             if hit is not None:
-                ok = ok and hit[1]
+                ok = ok and hit.passed
                 continue
             score = scorer.score(case, output)
             ok = ok and score.passed
             if not score.detail.startswith("error:") or output.error is not None:
-                fresh.append((key, RUN_EPOCH, sid, score.value, score.passed, score.detail))
+                fresh.append((key, RUN_EPOCH, sid, score))
         if fresh:
             with store.write() as conn:
                 ScoreRepo(conn).put_many(version_id, fresh)

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 from releasegate.domain.document import Fields, undotted
 from releasegate.domain.identity import content_hash, sha256_bytes
-from releasegate.domain.results import Case, CaseOutput
+from releasegate.domain.results import Case, CaseOutput, Score
 from releasegate.domain.stats import Interval, mean_interval
 from releasegate.domain.suite import Suite
 from releasegate.errors import InputError, PrerequisiteError
@@ -244,7 +244,7 @@ def compare(
             if slot in found or slot in asks:  # a case of the same content asked it already
                 continue
             row = stored.get((slot[0], EPOCH, slot[1]))
-            hit = Judgement.from_stored(order, row[0], row[2]) if row is not None else None
+            hit = Judgement.from_stored(order, row.value, row.detail) if row is not None else None
             if hit is not None:
                 found[slot] = hit
             else:
@@ -296,12 +296,17 @@ def _keep(
     One row per cache slot (``todo`` asks each once), and a row another compare
     stored since this one read the cache is kept as it is (ScoreRepo skips it).
     """
-    rows: list[tuple[str, int, str, float, bool, str]] = []
+    rows: list[tuple[str, int, str, Score]] = []
     for pair, order in todo:
         j = fresh.get(pair.slot(order))
         if j is not None and j.error is None:
             rows.append(
-                (pair.case.case_hash, EPOCH, pair.keys[order], j.value, j.value == 1.0, j.detail())
+                (
+                    pair.case.case_hash,
+                    EPOCH,
+                    pair.keys[order],
+                    Score(j.value, j.value == 1.0, j.detail()),
+                )
             )
     if not rows:
         return 0

@@ -406,7 +406,7 @@ def stored_table(
                 if (failed := failed_output(out)) is not None:
                     by_name[scorer.name] = failed
                 elif cached is not None:
-                    by_name[scorer.name] = Score(*cached)
+                    by_name[scorer.name] = cached
                 elif hasattr(scorer, "ascore"):  # a judge: the engine awaits its model call
                     raise PrerequisiteError(
                         f"{short} has no cached '{scorer.name}' verdict for case "

@@ -201,7 +201,7 @@ def run_suite(
     outputs.update(fresh)
 
     runs: list[CaseRun] = []
-    new_scores: list[tuple[str, int, str, float, bool, str]] = []
+    new_scores: list[tuple[str, int, str, Score]] = []
     stored: set[tuple[str, int, str]] = set()
     judged: dict[tuple[str, int, str], Score] = {}
     try:
@@ -219,7 +219,7 @@ def run_suite(
         for scorer_id, scorer in scorers:
             cached = None if is_fresh else cached_scores.get((c.case_hash, e, scorer_id))
             if cached is not None:
-                by_name[scorer.name] = Score(cached[0], cached[1], cached[2])
+                by_name[scorer.name] = cached
                 continue
             key = (c.case_hash, e, scorer_id)
             s = awaited[key] if key in awaited else _score(scorer, c, out)
@@ -227,7 +227,7 @@ def run_suite(
             worth_keeping = out.error is None and not s.detail.startswith(SCORE_ERROR)
             if worth_keeping and key not in stored:  # errors are asked again; twins once
                 stored.add(key)
-                new_scores.append((c.case_hash, e, scorer_id, s.value, s.passed, s.detail))
+                new_scores.append((c.case_hash, e, scorer_id, s))
         runs.append(CaseRun(c, e, out, by_name, cached=not is_fresh))
     if new_scores or (fresh and not use_cache):
         with store.write() as conn:
@@ -282,14 +282,12 @@ def _keep_verdicts(
 ) -> int:
     """Store the judge verdicts obtained before an interrupt (errors are asked again)."""
     rows = [
-        (h, e, sid, s.value, s.passed, s.detail)
-        for (h, e, sid), s in judged.items()
-        if not s.detail.startswith(SCORE_ERROR)
+        (h, e, sid, s) for (h, e, sid), s in judged.items() if not s.detail.startswith(SCORE_ERROR)
     ]
     if rows:
         with store.write() as conn:
             if not use_cache:  # --no-cache: these replace what was stored before
-                ScoreRepo(conn).forget(version_id, {h for h, _, _, _, _, _ in rows})
+                ScoreRepo(conn).forget(version_id, {h for h, _, _, _ in rows})
             ScoreRepo(conn).put_many(version_id, rows)
     return len(rows)
 

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, and_, insert, select, update
 
 from releasegate.domain.identity import canonical_json
-from releasegate.domain.results import CaseOutput
+from releasegate.domain.results import CaseOutput, Score
 from releasegate.store import tables as t
 from releasegate.store.rows import insert_new, now, record
 
@@ -212,7 +212,8 @@ class ScoreRepo:
     def get_many(
         self,
         version_id: str,
-    ) -> dict[tuple[str, int, str], tuple[float, bool, str]]:
+    ) -> dict[tuple[str, int, str], Score]:
+        """Every stored score of the version, by (case hash, epoch, scorer id)."""
         s = t.scores.c
         rows = self.conn.execute(
             select(s.case_hash, s.epoch, s.scorer_id, s.value, s.passed, s.detail).where(
@@ -220,7 +221,8 @@ class ScoreRepo:
             )
         ).all()
         return {
-            (h, e, sid): (value, bool(passed), detail) for h, e, sid, value, passed, detail in rows
+            (h, e, sid): Score(value, bool(passed), detail)
+            for h, e, sid, value, passed, detail in rows
         }
 
     def forget(self, version_id: str, case_hashes: Iterable[str]) -> None:
@@ -235,9 +237,7 @@ class ScoreRepo:
                 )
             )
 
-    def put_many(
-        self, version_id: str, items: Sequence[tuple[str, int, str, float, bool, str]]
-    ) -> int:
+    def put_many(self, version_id: str, items: Sequence[tuple[str, int, str, Score]]) -> int:
         """Store scores; a row whose key is already stored is kept as it is, so two evals
         (or compares) of one version at once both finish. Returns how many landed."""
         if not items:
@@ -248,11 +248,11 @@ class ScoreRepo:
                 "case_hash": h,
                 "epoch": e,
                 "scorer_id": s,
-                "value": v,
-                "passed": p,
-                "detail": d,
+                "value": score.value,
+                "passed": score.passed,
+                "detail": score.detail,
             }
-            for h, e, s, v, p, d in sorted(items, key=lambda i: (i[0], i[1], i[2]))
+            for h, e, s, score in sorted(items, key=lambda i: (i[0], i[1], i[2]))
         ]  # in key order: two PostgreSQL writers of the same keys wait, never deadlock
         # RETURNING counts the rows inserted, on both drivers
         stmt = insert_new(self.conn, t.scores).returning(t.scores.c.case_hash)
