@@ -54,6 +54,7 @@ __all__ = [
     "out_path",
     "plural",
     "report_app",
+    "rollout_app",
     "runs_app",
     "suite_app",
 ]
@@ -74,6 +75,9 @@ models_app = typer.Typer(
     help="Local models: what is installed, pinned and blessed.", no_args_is_help=True
 )
 runs_app = typer.Typer(help="Production runs: import and inspect.", no_args_is_help=True)
+rollout_app = typer.Typer(
+    help="Progressive rollouts: status, advance, abort, check.", no_args_is_help=True
+)
 for _name, _group in (
     ("audit", audit_app),
     ("db", db_app),
@@ -81,6 +85,7 @@ for _name, _group in (
     ("suite", suite_app),
     ("models", models_app),
     ("runs", runs_app),
+    ("rollout", rollout_app),
 ):
     app.add_typer(_group, name=_name)
 

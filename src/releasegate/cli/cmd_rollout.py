@@ -14,15 +14,17 @@ from typing import Annotated, Any
 
 import typer
 
-from releasegate.cli._common import NO, EnvOpt, JsonOpt, WorkflowArg, app, command
-from releasegate.cli._common import console as _console
-from releasegate.cli._common import emit as _emit
-from releasegate.cli._common import open_store as _store
-
-rollout_app = typer.Typer(
-    help="Progressive rollouts: status, advance, abort, check.", no_args_is_help=True
+from releasegate.cli._common import (
+    NO,
+    EnvOpt,
+    JsonOpt,
+    WorkflowArg,
+    command,
+    console,
+    emit,
+    open_store,
+    rollout_app,
 )
-app.add_typer(rollout_app, name="rollout")
 
 
 def start_canary(
@@ -33,24 +35,22 @@ def start_canary(
     from releasegate.release.rollout import Checked, rollout_dict, start
 
     ramp = parse_steps_flag(steps) if steps is not None else None
-    r = start(_store(create=False), version, env, canary_pct=canary, steps=ramp)
+    r = start(open_store(create=False), version, env, canary_pct=canary, steps=ramp)
     if as_json:
-        _emit(rollout_dict(Checked(r, None, 0)))
+        emit(rollout_dict(Checked(r, None, 0)))
         return
-    _console().print(
+    console().print(
         f"{r.workflow}@{env}: rollout of [bold]{r.canary_id[:12]}[/] started at "
         f"{r.weight:g}% (stable {r.stable_id[:12]}); steps "
         + " -> ".join(f"{s:g}%" for s in r.steps)
     )
-    _console().print(
-        f"next: `releasegate rollout check {r.workflow} --env {env}` every few minutes"
-    )
+    console().print(f"next: `releasegate rollout check {r.workflow} --env {env}` every few minutes")
 
 
 def _show(data: dict[str, Any]) -> None:
-    console = _console()
+    out = console()
     weight = f"{data['weight']:g}%"
-    console.print(
+    out.print(
         f"{data['workflow']}@{data['env']}: rollout of [bold]{data['canary_id'][:12]}[/] "
         f"over {data['stable_id'][:12]}: [bold]{data['state']}[/] at {weight} "
         f"(step {data['step']} of {len(data['steps'])}: "
@@ -58,8 +58,8 @@ def _show(data: dict[str, Any]) -> None:
         + ")"
     )
     if data["reason"]:
-        console.print(f"  {data['reason']}")
-    console.print(
+        out.print(f"  {data['reason']}")
+    out.print(
         f"  runs: canary {data['canary_runs']:,} ({data['step_runs']:,} in this step, "
         f"{data['min_runs_per_step']:,} needed), stable {data['stable_runs']:,}"
         + (f"; read now {data['runs_read']:,}" if data["runs_read"] else "")
@@ -67,11 +67,11 @@ def _show(data: dict[str, Any]) -> None:
     outcome = data.get("outcome")
     if outcome:
         label = {"abort": "ABORT", "hold": "hold", "advance": "eligible to advance"}
-        console.print(f"  check: [bold]{label[outcome['action']]}[/]")
+        out.print(f"  check: [bold]{label[outcome['action']]}[/]")
         for reason in outcome["reasons"]:
-            console.print(f"    {reason}")
+            out.print(f"    {reason}")
     if data.get("alert"):
-        console.print(f"  alert raised: {data['alert']['message']}")
+        out.print(f"  alert raised: {data['alert']['message']}")
 
 
 def _report(checked: Any, as_json: bool, sent: list[Any] | None = None) -> None:
@@ -81,7 +81,7 @@ def _report(checked: Any, as_json: bool, sent: list[Any] | None = None) -> None:
     if sent:
         data["alerts_sent"] = [{"message": a.message, "routed": a.routed} for a in sent]
     if as_json:
-        _emit(data)
+        emit(data)
     else:
         _show(data)
         for a in sent or []:
@@ -93,7 +93,7 @@ def rollout_status(workflow: WorkflowArg, env: EnvOpt, as_json: JsonOpt = False)
     """The newest rollout of the environment and what its evidence says."""
     from releasegate.release.rollout import status
 
-    _report(status(_store(create=False), workflow, env), as_json)
+    _report(status(open_store(create=False), workflow, env), as_json)
 
 
 @command(rollout_app, "advance")
@@ -101,7 +101,7 @@ def rollout_advance(workflow: WorkflowArg, env: EnvOpt, as_json: JsonOpt = False
     """Move the canary to the next step; into 100% it becomes the environment's version."""
     from releasegate.release.rollout import Checked, advance
 
-    _report(Checked(advance(_store(create=False), workflow, env), None, 0), as_json)
+    _report(Checked(advance(open_store(create=False), workflow, env), None, 0), as_json)
 
 
 @command(rollout_app, "abort")
@@ -114,7 +114,7 @@ def rollout_abort(
     """Weight 0 now: the stable version serves everything again."""
     from releasegate.release.rollout import Checked, abort
 
-    stopped = abort(_store(create=False), workflow, env, reason=reason)
+    stopped = abort(open_store(create=False), workflow, env, reason=reason)
     _report(Checked(stopped, None, 0), as_json)
 
 
@@ -124,7 +124,7 @@ def rollout_check(workflow: WorkflowArg, env: EnvOpt, as_json: JsonOpt = False) 
     from releasegate.monitor.alerts import resend_due
     from releasegate.release.rollout import check
 
-    store = _store(create=False)
+    store = open_store(create=False)
     checked = check(store, workflow, env)
     sent = resend_due(store, workflow, env)  # the abort's alert, and any left unsent
     _report(checked, as_json, sent)
