@@ -22,6 +22,7 @@ Rows marked "info" have no target. Speed lives here, never in test asserts.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -71,6 +72,7 @@ def bench_eval_cli(runs: int) -> list[Figure]:
     a new Python process that imports ``evaluate`` and calls it (the same work with no CLI
     around it: the limit the CLI is held to); ``evaluate()`` in this warm process."""
     warm, script, cli = [], [], []
+    outer_path = os.environ.get("PYTHONPATH")
     pycache = Path(tempfile.mkdtemp(prefix="rg-bench-pycache-"))
     env = cold_env(pycache)
 
@@ -90,7 +92,8 @@ def bench_eval_cli(runs: int) -> list[Figure]:
                 with project() as (root, store):
                     _, vid, suite = fresh()
                     store.close()
-                    env["PYTHONPATH"] = str(root)  # benchmod, the workflow's code
+                    # benchmod, the workflow's code (before any PYTHONPATH the caller set)
+                    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), outer_path]))
                     cmd = (
                         [sys.executable, "-c", SCRIPT_EVAL, vid, suite.name]
                         if way == "script"
