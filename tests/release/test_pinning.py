@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
+from releasegate.cli._errors import exit_code  # the exit code every front reports
 from releasegate.errors import (
     InputError,
     ManifestError,
@@ -159,7 +160,7 @@ def test_an_unreachable_runtime_is_a_prerequisite_error(tmp_path: Path) -> None:
     }
     with pytest.raises(PrerequisiteError) as err:
         read_workflow(write(tmp_path, "wf", model))
-    assert err.value.exit_code == 2
+    assert exit_code(err.value) == 2
     assert err.value.message.startswith(f"Ollama is not reachable at http://127.0.0.1:{port} (")
     assert err.value.hint is not None and "ollama serve" in err.value.hint
 

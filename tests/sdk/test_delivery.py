@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from releasegate import Client
+from releasegate.cli._errors import exit_code  # the exit code every front reports
 from releasegate.errors import InputError, RunsNotStoredError, SDKUsageError, StoreError
 from releasegate.sdk import FlushReport
 from releasegate.store.engine import Location, Store
@@ -166,7 +167,7 @@ def test_flush_and_close_raise_when_runs_can_be_neither_stored_nor_spilled(
     sent = send(client, vid, threads=1, per_thread=50)
     with pytest.raises(RunsNotStoredError, match="50 runs could not be stored yet") as flushed:
         client.flush()
-    assert isinstance(flushed.value, StoreError) and flushed.value.exit_code == 2
+    assert isinstance(flushed.value, StoreError) and exit_code(flushed.value) == 2
     report = flushed.value.report
     assert isinstance(report, FlushReport) and (report.stored, report.queued) == (0, sent)
     with pytest.raises(RunsNotStoredError, match="50 runs could be neither stored nor spilled"):
@@ -190,7 +191,7 @@ def test_sdk_usage_errors_are_input_errors_not_bugs(
 ) -> None:
     with pytest.raises(SDKUsageError, match="unknown overflow policy 'nope'") as bad:
         Client(store=sqlite_store, on_overflow="nope")
-    assert isinstance(bad.value, InputError) and bad.value.exit_code == 2
+    assert isinstance(bad.value, InputError) and exit_code(bad.value) == 2
     assert bad.value.field == "on_overflow"
     with pytest.raises(SDKUsageError, match="resolve_timeout"):
         Client(store=sqlite_store, resolve_timeout=0)
