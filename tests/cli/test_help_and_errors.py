@@ -55,6 +55,8 @@ def test_gate_writes_its_report_with_out_and_still_with_report(project: Project)
     for option, name in (("--out", "new.md"), ("--report", "old.md")):
         gated = ok_json(rg(d, "gate", vid[:10], "--env", "staging", option, name, "--json"))
         assert gated["report_path"] == name and "PASS" in (d / name).read_text()
+    approved = ok_json(rg(d, "approve", vid[:10], "--env", "staging", "--as", "bob", "--json"))
+    assert approved == {"version_id": vid, "env": "staging", "approver": "bob", "role": "approver"}
 
 
 @pytest.mark.parametrize(

@@ -103,11 +103,11 @@ def approve(
     """Approve a version for an environment (nobody approves their own change)."""
     from releasegate.release.promote import approve as do_approve
 
-    vid, role = do_approve(store(create=False), version, env, approver=as_, note=note)
+    approved = do_approve(store(create=False), version, env, approver=as_, note=note)
     if as_json:
-        emit({"version_id": vid, "env": env, "approver": as_, "role": role})
+        emit(approved)
     else:
-        console().print(f"{as_} approved {vid[:12]} for {env} as {role}")
+        console().print(f"{as_} approved {approved.version_id[:12]} for {env} as {approved.role}")
 
 
 @command(app)

@@ -49,6 +49,17 @@ from releasegate.store.workflows import WorkflowRecord, WorkflowRepo
 
 
 @dataclass(frozen=True)
+class Approved:
+    """A sign-off recorded (or already there): who approved which version for where, as what."""
+
+    version_id: str
+    env: str
+    approver: str
+    role: str
+    """The role(s) they signed in, comma-separated (``approver``, ``business``)."""
+
+
+@dataclass(frozen=True)
 class Moved:
     workflow: str
     env: str
@@ -72,8 +83,8 @@ def approve(
     *,
     approver: str,
     note: str = "",
-) -> tuple[str, str]:
-    """Record ``approver``'s sign-off; returns (version id, the role(s) they signed in)."""
+) -> Approved:
+    """Record ``approver``'s sign-off for ``env``, once (approving again changes nothing)."""
     with store.write() as conn:
         version = find_version(conn, version_ref)
         wf = WorkflowRepo(conn).get(version.workflow)
@@ -104,7 +115,7 @@ def approve(
                 subject=version.version_id,
                 payload={"env": env, "role": role, "note": note},
             )
-    return version.version_id, role
+    return Approved(version.version_id, env, approver, role)
 
 
 @retried
