@@ -371,7 +371,7 @@ def _record(
                 verdict=decision.verdict.value,
                 checks_passed=decision.checks_passed,
                 change_class=report.change.change_class,
-                report=report.to_json(),
+                report=report,
                 created_at=report.created_at,
             ),
         )

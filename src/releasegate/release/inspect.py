@@ -121,7 +121,7 @@ def gate_report(store: Store, ref: str, env: str | None = None) -> GateReport:
                     f"{version.version_id[:12]} was never gated for {env}",
                     hint=f"run `releasegate gate {version.version_id[:12]} --env {env}`",
                 )
-            return GateReport.from_json(found.report)
+            return found.report
         if len(ref) < MIN_PREFIX:
             raise InputError(
                 f"'{ref}' is too short: give at least {MIN_PREFIX} characters of a decision id",
@@ -138,4 +138,4 @@ def gate_report(store: Store, ref: str, env: str | None = None) -> GateReport:
         raise InputError(
             f"'{ref}' matches several decisions", field="decision", hint="give more characters"
         )
-    return GateReport.from_json(hits[0].report)
+    return hits[0].report

@@ -20,7 +20,6 @@ from typing import Any, NamedTuple
 
 from releasegate.domain.audit import Decided, vouch
 from releasegate.domain.decision import Approval
-from releasegate.domain.gate_report import GateReport
 from releasegate.domain.promotion import (
     DecidedFacts,
     Owners,
@@ -235,7 +234,7 @@ def _facts(
             policy_id=decision.policy_id,
             baseline_id=decision.baseline_id,
             change_class=decision.change_class,
-            reasons=GateReport.from_json(decision.report).reasons,
+            reasons=decision.report.reasons,
             vouched=vouch(
                 audit.gate_decided(version.version_id, decision.decision_id), row, audit.keys()
             ),

@@ -1,15 +1,17 @@
 """Gate decisions and approvals: what the gate decided for a version in an environment,
-with its report, and who approved it in which role."""
+with its report (a ``GateReport``, stored as its published JSON and read back through
+``GateReport.from_json``, so reports stored by older releases load), and who approved
+it in which role."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Row, and_, insert, select
 
+from releasegate.domain.gate_report import GateReport
 from releasegate.store import tables as t
 from releasegate.store.rows import now, record, values
 
@@ -26,12 +28,12 @@ class DecisionRecord:
     verdict: str
     checks_passed: bool
     change_class: str | None
-    report: Mapping[str, Any]
+    report: GateReport
     created_at: datetime
 
 
 def _decision(row: Row[Any]) -> DecisionRecord:
-    return record(DecisionRecord, row, checks_passed=bool)
+    return record(DecisionRecord, row, checks_passed=bool, report=GateReport.from_json)
 
 
 class DecisionRepo:

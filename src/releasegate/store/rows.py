@@ -62,11 +62,14 @@ def _plan(cls: type[Any], columns: tuple[str, ...]) -> Plan:
 
 def values(item: Any, table: Table) -> dict[str, Any]:
     """The column values of a record (a dataclass) for ``table``: each field in the column
-    of its name, or as canonical JSON in ``<name>_json`` (None stays NULL)."""
+    of its name, or as canonical JSON in ``<name>_json`` (None stays NULL; a domain type
+    with a published shape, such as a gate report, as its ``to_json()``)."""
     out: dict[str, Any] = {}
     for name, column, is_json in _plan(type(item), tuple(table.c.keys())):
         value = getattr(item, name)
-        out[column] = canonical_json(value) if is_json and value is not None else value
+        if is_json and value is not None:
+            value = canonical_json(value.to_json() if hasattr(value, "to_json") else value)
+        out[column] = value
     return out
 
 
