@@ -31,7 +31,6 @@ from releasegate.providers import build_provider, prices
 from releasegate.providers.base import Provider, ProviderContext
 from releasegate.providers.embeddings import DEFAULT_MODEL, Embedder, backend_for
 from releasegate.release.interrupted import mark_interrupted, running_marker
-from releasegate.release.loaders import load_jsonl, load_yaml
 from releasegate.release.pins import check_pins
 from releasegate.release.refs import actor as default_actor
 from releasegate.release.refs import find_version
@@ -77,6 +76,10 @@ class EvalOutcome:
 
 
 def read_suite(path: Path) -> Suite:
+    # here, not at the top: the monitor's quality sample builds scorers from a stored suite
+    # and never parses one, so it need not import the YAML parser
+    from releasegate.release.loaders import load_jsonl, load_yaml
+
     doc = load_yaml(path, SuiteError)
 
     def load_cases(rel: str) -> list[Any]:

