@@ -19,7 +19,6 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from importlib.metadata import entry_points
 from typing import Any, Literal, NamedTuple, Protocol
@@ -261,6 +260,11 @@ class Embedder:
         if workers <= 1:
             yield from (one(text, kind) for text in texts)
             return
+        # imported here, not at the top: importing concurrent.futures.thread registers an
+        # atexit hook, which fails when the SDK's writer first loads this module while
+        # the interpreter shuts down (its last flush, for an application that never closed)
+        from concurrent.futures import ThreadPoolExecutor
+
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="embed-one") as pool:
             yield from pool.map(lambda text: one(text, kind), texts)
 
