@@ -196,31 +196,27 @@ class RolloutRepo:
         # planner off the (workflow, env, started_at) index, which would scan every run of
         # the rollout on each check to find the few new ones
         plus = "+" if self.conn.dialect.name == "sqlite" else ""
+        # the arm and three facts travel as one small integer: half the fields to convert
+        # per run (as RunRepo's window does), and seq not at all (read once, as the bound)
+        packed = (
+            "CASE WHEN arm = 'canary' THEN 1 ELSE 0 END"
+            f" + CASE WHEN {fact_sql(IS_ERROR)} THEN 2 ELSE 0 END"
+            f" + CASE WHEN {fact_sql(IS_ESCALATED)} THEN 4 ELSE 0 END"
+            f" + CASE WHEN {fact_sql(IS_EDITED)} THEN 8 ELSE 0 END"
+        )
         sql = (
-            "SELECT seq, CASE WHEN arm = 'canary' THEN 1 ELSE 0 END,"
-            f" CASE WHEN {fact_sql(IS_ERROR)} THEN 1 ELSE 0 END,"
-            f" CASE WHEN {fact_sql(IS_ESCALATED)} THEN 1 ELSE 0 END,"
-            f" CASE WHEN {fact_sql(IS_EDITED)} THEN 1 ELSE 0 END,"
-            " COALESCE(feedback, ?), latency_ms, COALESCE(cost_usd, ?)"
-            f" FROM runs WHERE seq > ? AND {plus}workflow = ? AND {plus}env = ?"
+            f"SELECT {packed}, COALESCE(feedback, ?), latency_ms, COALESCE(cost_usd, ?)"
+            f" FROM runs WHERE seq > ? AND seq <= ? AND {plus}workflow = ? AND {plus}env = ?"
             f" AND {plus}started_at >= ?"
             " AND ((arm = 'canary' AND version_id = ?) OR (arm = 'stable' AND version_id = ?))"
             " ORDER BY seq"
         )
+        upto = self.last_run_seq()
         missing = 9e99  # no run holds it; NULL feedback or cost comes back as NaN
         raw, mark = _driver(self.conn)
         cur = raw.cursor()
         read = np.dtype(
-            [
-                ("seq", "i8"),
-                ("canary", "i1"),
-                ("error", "f8"),
-                ("escalated", "f8"),
-                ("edited", "f8"),
-                ("feedback", "f8"),
-                ("latency_ms", "f8"),
-                ("cost_usd", "f8"),
-            ]
+            [("packed", "i1"), ("feedback", "f8"), ("latency_ms", "f8"), ("cost_usd", "f8")]
         )
         try:
             cur.execute(
@@ -229,6 +225,7 @@ class RolloutRepo:
                     missing,
                     missing,
                     after_seq,
+                    upto,
                     r.workflow,
                     r.env,
                     r.started_at.timestamp() - SKEW_S,
@@ -239,18 +236,19 @@ class RolloutRepo:
             got = np.fromiter(cur, dtype=read)
         finally:
             cur.close()
+        flags = got["packed"]
         feedback = got["feedback"].copy()
         feedback[feedback >= missing] = np.nan
         cost = got["cost_usd"].copy()
         cost[cost >= missing] = np.nan
-        arms = np.where(got["canary"] == 1, "canary", "stable").tolist()
+        arms = np.where(flags & 1, "canary", "stable").tolist()
         return ArmRuns(
             arms=arms,
-            error=got["error"],
-            escalated=got["escalated"],
-            edited=got["edited"],
+            error=((flags & 2) > 0).astype(np.float64),
+            escalated=((flags & 4) > 0).astype(np.float64),
+            edited=((flags & 8) > 0).astype(np.float64),
             feedback=feedback,
             latency_ms=got["latency_ms"],
             cost_usd=cost,
-            cursor=int(got["seq"][-1]) if len(got) else after_seq,
+            cursor=max(upto, after_seq),
         )
