@@ -273,7 +273,7 @@ def import_offenders(cli: list[str], cwd: Path, env: dict[str, str], top: int = 
     """``python -X importtime`` of the cold command: the biggest cumulative imports, to stderr."""
     script = (
         f"import sys; sys.argv = {['releasegate', *cli[1:]]!r}; "
-        "from releasegate.cli.app import main; main()"
+        "from releasegate.cli import main; main()"
     )
     proc = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", script],
