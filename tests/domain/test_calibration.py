@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from releasegate.domain.calibration import Rate, flip_to_delta, rate_of, simulate_gate
+from releasegate.domain.calibration import (
+    Rate,
+    exact_binary_rates,
+    flip_to_delta,
+    rate_of,
+    simulate_gate,
+)
 from releasegate.domain.power import decision_size
 from releasegate.domain.stats import generator
 
@@ -58,3 +64,28 @@ def test_rate_reports_a_wilson_interval() -> None:
     low, high = rate.interval
     assert low < 0.2 < high
     assert str(rate).startswith(f"{rate.value:.1%} [")
+
+
+def test_a_candidate_worse_by_the_margin_passes_at_most_2_5_percent_computed_exactly() -> None:
+    """Pass/fail data at the worst point found (50 cases, half of them discordant): the
+    score test without its continuity correction passed 2.68%; with it 1.85%."""
+    margin, discordant = 0.05, 0.5
+    worse = exact_binary_rates(50, (margin,), (discordant + margin) / 2, (discordant - margin) / 2)
+    equal = exact_binary_rates(50, (margin,), discordant / 2, discordant / 2)
+    assert worse[0].passes <= 0.025
+    assert worse[0].passes + worse[0].holds + worse[0].fails == pytest.approx(1.0, abs=1e-6)
+    assert equal[0].fails <= 0.05
+
+
+def test_skewed_scores_worse_by_the_margin_pass_at_most_2_5_percent_on_100_cases() -> None:
+    """A regression that zeroes a few cases' scores (the benchmark's flipping) on a small
+    suite: the percentile bootstrap's bound passed 13 of these 400 suites (3.2%); the
+    small-sample bound (t, rule-of-three variance, skew) passes 3 (0.8%)."""
+    rng = np.random.default_rng(5)
+    base = rng.beta(6, 1, 3000)
+    cand = np.clip(base + rng.normal(0.0, 0.2, 3000), 0.0, 1.0)
+    worse = simulate_gate(
+        cand, base, n=100, margin=MARGIN, true_delta=-MARGIN, repetitions=400, seed=8,
+        resamples=1000,
+    )  # fmt: skip
+    assert worse.passes.value <= 0.025, worse.passes

@@ -135,7 +135,7 @@ def test_clean_evidence_passes_and_lists_every_check() -> None:
     assert check(decision, "floor accuracy")[1] == "0.900 [0.870, 0.930] >= floor 0.800"
     assert check(decision, "regression accuracy")[1] == (
         "delta +0.000 [-0.010, +0.010] (mcnemar, n=400): non-inferiority within 0.020 shown "
-        "(lower bound -0.010 >= -0.020, score z 2.12 at -0.020, one-sided 2.5%)"
+        "(lower bound -0.010 >= -0.020, score z 1.99 at -0.020, one-sided 2.5%)"
     )
     assert check(decision, "approvals") == (Status.INFO, "none required by the policy")
 

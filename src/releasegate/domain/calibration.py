@@ -171,3 +171,67 @@ def rate_of(event: Callable[[np.random.Generator], bool], *, trials: int, seed: 
         raise ValueError(f"trials must be >= 1, got {trials}")
     rng = generator(seed)
     return Rate(sum(bool(event(rng)) for _ in range(trials)), trials)
+
+
+@dataclass(frozen=True)
+class ExactRates:
+    """Pass/hold/fail probabilities of the regression check, computed, not simulated."""
+
+    n: int
+    margin: float
+    passes: float
+    holds: float
+    fails: float
+
+
+def exact_binary_rates(
+    n: int, margins: tuple[float, ...], p_worse: float, p_better: float, *, tail: float = 1e-10
+) -> list[ExactRates]:
+    """The regression check's verdict probabilities on pass/fail data, exactly.
+
+    Cases are independent with chance ``p_worse`` that the candidate fails where the baseline
+    passes and ``p_better`` the other way, so the counts (worse, better, same) are trinomial
+    and the gate's comparison depends on nothing else. Every (worse, better) pair with
+    probability above ``tail`` goes through the gate's own ``paired_compare`` and
+    ``regression_check``; the probability left out is at most about ``2 * tail * n``.
+    """
+    if min(p_worse, p_better) < 0.0 or p_worse + p_better > 1.0 or n < 1:
+        raise ValueError(f"need n >= 1 and a trinomial, got {n}, {p_worse}, {p_better}")
+    from scipy import stats as _scipy_stats  # slow to import: only when needed
+
+    discordant = p_worse + p_better
+    share = p_better / discordant if discordant > 0 else 0.0
+    m_all = np.arange(n + 1)
+    p_m = _scipy_stats.binom.pmf(m_all, n, discordant)
+    totals = {margin: dict.fromkeys(Status, 0.0) for margin in margins}
+    for m in m_all[p_m > tail].tolist():
+        better = np.arange(m + 1)
+        p_c = _scipy_stats.binom.pmf(better, m, share) * p_m[m]
+        for c, p in zip(better[p_c > tail].tolist(), p_c[p_c > tail].tolist(), strict=True):
+            cand = np.ones(n)
+            base = np.ones(n)
+            cand[: m - c] = 0.0  # worse: the baseline passed, the candidate failed
+            base[m - c : m] = 0.0  # better: the other way
+            comparison = paired_compare(cand, base)
+            for margin in margins:
+                totals[margin][regression_check("regression", comparison, margin).status] += p
+    return [
+        ExactRates(n, margin, t[Status.OK], t[Status.HOLD], t[Status.FAIL])
+        for margin, t in totals.items()
+    ]
+
+
+def flipped_trinomial(
+    candidate: ArrayLike, baseline: ArrayLike, true_delta: float
+) -> tuple[float, float]:
+    """(p_worse, p_better) of one case after ``flip_to_delta``'s flipping of pass/fail pools."""
+    cand = np.asarray(candidate, dtype=np.float64)
+    base = np.asarray(baseline, dtype=np.float64)
+    worse = float(np.mean((cand == 0) & (base == 1)))
+    better = float(np.mean((cand == 1) & (base == 0)))
+    mean, target = float(cand.mean()), float(base.mean()) + true_delta
+    if target < mean:  # a share q of the candidate's passes become failures
+        q = (mean - target) / mean
+        return worse + q * float(np.mean((cand == 1) & (base == 1))), (1.0 - q) * better
+    q = (target - mean) / (1.0 - mean)  # a share q of its failures become passes
+    return (1.0 - q) * worse, better + q * float(np.mean((cand == 0) & (base == 0)))

@@ -83,6 +83,9 @@ RATE_SMALL_N = 30
 RATE_MIN_COUNT = 5
 """Fewer expected passes or failures than this (``n * min(p, 1 - p)``): Wilson as well."""
 PASS_POWER = 0.9
+RARE_CASES = 3.0
+"""Scores that are not pass/fail: the gate adds ``3 / n**2`` to the variance of a mean (the
+rule of three: a suite where no case dropped still allows 3 in ``n`` that would, by up to 1)."""
 """A suite sized by ``decision_size`` passes an equal-quality candidate this often."""
 _MAX_DECISION_SIZE = 1 << 40
 
@@ -171,15 +174,25 @@ class DecisionSize:
         )
 
 
-def decision_se(sd: float, n: int) -> float:
-    """The gate's standard error at ``n`` cases: ``max(sd / sqrt(n), sqrt(3) / n)``."""
+def decision_se(sd: float, n: int, rare_cases: float = 0.0) -> float:
+    """The gate's standard error at ``n`` cases: ``max(sd / sqrt(n), sqrt(3) / n)``.
+
+    ``rare_cases`` (``RARE_CASES`` for scores that are not pass/fail) adds
+    ``rare_cases / n**2`` to the variance first, as the gate's small-sample bound does.
+    """
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
-    return max(sd / math.sqrt(n), math.sqrt(3.0) / n)
+    return max(math.sqrt(sd * sd / n + rare_cases / (n * n)), math.sqrt(3.0) / n)
 
 
 def operating_characteristics(
-    sd: float, n: int, margin: float, true_delta: float, *, confidence: float = 0.95
+    sd: float,
+    n: int,
+    margin: float,
+    true_delta: float,
+    *,
+    confidence: float = 0.95,
+    rare_cases: float = 0.0,
 ) -> OperatingCharacteristics:
     """Pass/hold/fail chances of the regression check (normal approximation).
 
@@ -189,7 +202,7 @@ def operating_characteristics(
     if not sd >= 0:
         raise ValueError(f"sd must be >= 0, got {sd}")
     z = z_value(confidence)
-    se = decision_se(sd, n)
+    se = decision_se(sd, n, rare_cases)
     norm = NormalDist()
     passes = norm.cdf((true_delta + margin) / se - z)
     fails = norm.cdf(-true_delta / se - z)
@@ -204,8 +217,12 @@ def decision_size(
     *,
     confidence: float = 0.95,
     pass_power: float = PASS_POWER,
+    rare_cases: float = 0.0,
 ) -> DecisionSize:
-    """Smallest suite at which an equal-quality candidate passes ``pass_power`` of the time."""
+    """Smallest suite at which an equal-quality candidate passes ``pass_power`` of the time.
+
+    ``rare_cases``: ``RARE_CASES`` when the scores are not pass/fail (``decision_se``).
+    """
     if not margin > 0:
         raise ValueError(f"margin must be > 0, got {margin}")
     if not sd >= 0 or not math.isfinite(sd):
@@ -215,7 +232,9 @@ def decision_size(
         raise ValueError(f"pass_power must be in (0, 1), got {pass_power}")
 
     def ok(n: int) -> bool:
-        oc = operating_characteristics(sd, n, margin, 0.0, confidence=confidence)
+        oc = operating_characteristics(
+            sd, n, margin, 0.0, confidence=confidence, rare_cases=rare_cases
+        )
         return oc.passes >= pass_power
 
     hi = 1
@@ -230,8 +249,9 @@ def decision_size(
             hi = mid
         else:
             lo = mid
-    at_zero = operating_characteristics(sd, hi, margin, 0.0, confidence=confidence)
-    at_worse = operating_characteristics(sd, hi, margin, -margin, confidence=confidence)
+    oc = {"confidence": confidence, "rare_cases": rare_cases}
+    at_zero = operating_characteristics(sd, hi, margin, 0.0, **oc)
+    at_worse = operating_characteristics(sd, hi, margin, -margin, **oc)
     return DecisionSize(
         n=hi,
         sd=sd,
@@ -379,12 +399,18 @@ def plan_suite(
     base = _as_cases(pilot_baseline, "pilot_baseline")
     comparison = paired_compare(cand, base, confidence=confidence, power=power, resamples=1)
     n = comparison.n
+    rare = 0.0 if is_binary(cand) and is_binary(base) else RARE_CASES
     size = decision_size(
-        comparison.se * math.sqrt(n), margin, confidence=confidence, pass_power=power
+        comparison.se * math.sqrt(n),
+        margin,
+        confidence=confidence,
+        pass_power=power,
+        rare_cases=rare,
     )
     n_needed = max(n, size.n)
-    at_zero = operating_characteristics(size.sd, n_needed, margin, 0.0, confidence=confidence)
-    at_worse = operating_characteristics(size.sd, n_needed, margin, -margin, confidence=confidence)
+    oc = {"confidence": confidence, "rare_cases": rare}
+    at_zero = operating_characteristics(size.sd, n_needed, margin, 0.0, **oc)
+    at_worse = operating_characteristics(size.sd, n_needed, margin, -margin, **oc)
     d = cand - base
     discordance: float | None = None
     if is_binary(cand) and is_binary(base):

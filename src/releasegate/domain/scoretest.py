@@ -10,6 +10,13 @@ the variance at the hypothesised difference ``delta0`` instead: with ``b`` cases
 ``p_b`` is the root in range of ``2n p**2 - B p - b * delta0 * (1 - delta0) = 0`` with
 ``B = b (1 - 3 delta0) + c (1 - delta0) - 2 (n - b - c) delta0``. At ``delta0 = 0`` this is
 McNemar's ``(c - b) / sqrt(b + c)``.
+
+``continuity`` moves ``c - b - n * delta0`` that many cases toward zero before dividing (never
+past it): the score test on counts is a normal approximation, and without it the chance that
+a candidate worse by the margin passes reaches 2.68% (50 cases, half of them discordant,
+margin 0.05; computed exactly over the trinomial of worse/better/same cases,
+``calibration.exact_binary_rates``); half a case keeps it at or below 2.43% over 30 to 3,000
+cases, discordance 2.5% to 50% and margins 0.02 and 0.05.
 """
 
 from __future__ import annotations
@@ -17,7 +24,9 @@ from __future__ import annotations
 import math
 
 
-def paired_score_z(worse: int, better: int, n: int, delta0: float) -> float:
+def paired_score_z(
+    worse: int, better: int, n: int, delta0: float, *, continuity: float = 0.0
+) -> float:
     """Score statistic for H0: (better - worse) / n == delta0; large means above ``delta0``."""
     if n < 1 or worse < 0 or better < 0 or worse + better > n:
         raise ValueError(f"need 0 <= worse + better <= n, got {worse}, {better}, {n}")
@@ -32,6 +41,7 @@ def paired_score_z(worse: int, better: int, n: int, delta0: float) -> float:
     p_c = p_b + d
     var = n * (p_b + p_c - d * d)
     diff = c - b - n * d
+    diff = math.copysign(max(0.0, abs(diff) - continuity), diff)
     if var <= 0.0:
         return math.copysign(math.inf, diff) if diff else 0.0
     return diff / math.sqrt(var)

@@ -24,6 +24,7 @@ import numpy.typing as npt
 from releasegate.domain.policy import Policy
 from releasegate.domain.power import (
     PASS_POWER,
+    RARE_CASES,
     EpochAdvice,
     SuitePlan,
     decision_size,
@@ -288,10 +289,12 @@ def _plan_metric(
     n = len(cand.cases)
     if name in cand.aggregates:
         comp = _aggregate_comparison(name, cand, base, power)
-        size = decision_size(comp.se * np.sqrt(n), margin, pass_power=power)
+        size = decision_size(comp.se * np.sqrt(n), margin, pass_power=power, rare_cases=RARE_CASES)
         needed = max(n, size.n)
-        at_zero = operating_characteristics(size.sd, needed, margin, 0.0)
-        at_worse = operating_characteristics(size.sd, needed, margin, -margin)
+        at_zero = operating_characteristics(size.sd, needed, margin, 0.0, rare_cases=RARE_CASES)
+        at_worse = operating_characteristics(
+            size.sd, needed, margin, -margin, rare_cases=RARE_CASES
+        )
         verdict = f"needs {needed} cases" if needed > n else f"is already met by {n} cases"
         text = (
             f"pilot of {n} cases (corpus metric, mde {comp.mde:.4g}): a margin of "
