@@ -21,8 +21,8 @@ from releasegate.domain.identity import canonical_json
 from releasegate.domain.runs import IS_EDITED, IS_ERROR, IS_ESCALATED
 from releasegate.errors import RolloutRefusedError
 from releasegate.store import tables as t
-from releasegate.store.rows import as_utc
-from releasegate.store.runs import _driver, fact_sql
+from releasegate.store.rows import as_utc, driver
+from releasegate.store.runs import fact_sql
 
 if TYPE_CHECKING:
     from releasegate.domain.rollout import ArmRuns, Rollout
@@ -175,7 +175,7 @@ class RolloutRepo:
             "SELECT latency_ms, cost_usd FROM runs WHERE workflow = ? AND env = ?"
             " AND started_at < ? AND version_id = ? ORDER BY started_at DESC LIMIT ?"
         )
-        raw, mark = _driver(self.conn)
+        raw, mark = driver(self.conn)
         cur = raw.cursor()
         try:
             cur.execute(sql.replace("?", mark), (workflow, env, before, version_id, limit))
@@ -213,7 +213,7 @@ class RolloutRepo:
         )
         upto = self.last_run_seq()
         missing = 9e99  # no run holds it; NULL feedback or cost comes back as NaN
-        raw, mark = _driver(self.conn)
+        raw, mark = driver(self.conn)
         cur = raw.cursor()
         read = np.dtype(
             [("packed", "i1"), ("feedback", "f8"), ("latency_ms", "f8"), ("cost_usd", "f8")]

@@ -5,14 +5,15 @@ A record's field is stored in the column of its name, or as canonical JSON in
 ``<name>_json``; ``values`` and ``record`` map them by name, so no repository copies a
 record column by column. SQLite hands back naive datetimes; every record leaves the
 store UTC-aware. An insert that skips a row whose key is already stored is spelled
-per dialect, once, here.
+per dialect, once, here, and so is the raw DB-API path (``driver``, ``fetch``) that the
+runs and rollouts repositories read a million rows through.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -86,3 +87,24 @@ def record(cls: type[R], row: Row[Any], **convert: Callable[[Any], Any]) -> R:
             value = as_utc(value)
         got[name] = convert[name](value) if name in convert else value
     return cls(**got)
+
+
+def driver(conn: Connection) -> tuple[Any, str]:
+    """The DB-API connection under ``conn`` (same transaction) and its placeholder."""
+    raw = conn.connection.driver_connection
+    return raw, "?" if conn.dialect.name == "sqlite" else "%s"
+
+
+def fetch(conn: Connection, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+    """Rows as plain tuples: a million-row window skips SQLAlchemy's Row objects."""
+    raw, mark = driver(conn)
+    cur = raw.cursor()
+    try:
+        cur.execute(sql.replace("?", mark), tuple(params))
+        return [tuple(r) for r in cur.fetchall()] if mark == "%s" else cur.fetchall()
+    finally:
+        cur.close()
+
+
+def marks(values: Sequence[Any]) -> str:
+    return ", ".join("?" * len(values))

@@ -19,6 +19,7 @@ from sqlalchemy import Connection, select
 
 from releasegate.domain.runs import SIGNAL_FACTS, KnownNames, RunFact, RunRecord
 from releasegate.store import tables as t
+from releasegate.store.rows import driver, fetch, marks
 
 if TYPE_CHECKING:
     import numpy as np
@@ -193,27 +194,6 @@ class Added(NamedTuple):
     changed: list[str]
 
 
-def _driver(conn: Connection) -> tuple[Any, str]:
-    """The DB-API connection under ``conn`` (same transaction) and its placeholder."""
-    raw = conn.connection.driver_connection
-    return raw, "?" if conn.dialect.name == "sqlite" else "%s"
-
-
-def _fetch(conn: Connection, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-    """Rows as plain tuples: a million-row window skips SQLAlchemy's Row objects."""
-    raw, mark = _driver(conn)
-    cur = raw.cursor()
-    try:
-        cur.execute(sql.replace("?", mark), tuple(params))
-        return [tuple(r) for r in cur.fetchall()] if mark == "%s" else cur.fetchall()
-    finally:
-        cur.close()
-
-
-def _marks(values: Sequence[Any]) -> str:
-    return ", ".join("?" * len(values))
-
-
 def _comparable(row: Sequence[Any]) -> tuple[Any, ...]:
     """A ``runs`` row, stored or about to be inserted (with its sentinels), as plain
     values to compare: NULL for every sentinel, flags as bools, without the source and
@@ -301,7 +281,7 @@ class RunRepo:
         ``cost_usd``/``feedback``, -1 for ``output_chars``; the flags may be 0/1. Returns
         how many landed, so a re-imported file reports its duplicates.
         """
-        raw, _ = _driver(self.conn)
+        raw, _ = driver(self.conn)
         sql = RunRepo._insert_sql(self.conn.dialect.name)
         if self.conn.dialect.name == "sqlite":
             before = raw.total_changes
@@ -339,13 +319,13 @@ class RunRepo:
 
         def __enter__(self) -> None:
             if self._conn.dialect.name == "sqlite":
-                raw, _ = _driver(self._conn)
+                raw, _ = driver(self._conn)
                 self._before = int(raw.execute("PRAGMA cache_size").fetchone()[0])
                 raw.execute(f"PRAGMA cache_size = -{RunRepo.BULK_CACHE_KIB}")
 
         def __exit__(self, *exc: object) -> None:
             if self._before is not None:
-                raw, _ = _driver(self._conn)
+                raw, _ = driver(self._conn)
                 raw.execute(f"PRAGMA cache_size = {self._before}")
 
     def window(
@@ -369,7 +349,7 @@ class RunRepo:
         if version_id is not None:
             sql += " AND version_id = ?"
             params.append(version_id)
-        return _fetch(self.conn, sql + " ORDER BY started_at", params)
+        return fetch(self.conn, sql + " ORDER BY started_at", params)
 
     def texts(self, seqs: Sequence[int], column: str = "input") -> dict[int, str]:
         """``{seq: text}`` of the runs ``seqs`` (``input`` or ``output``; runs without one are
@@ -379,8 +359,8 @@ class RunRepo:
         wanted = sorted({int(x) for x in seqs})
         if not wanted:
             return {}
-        sql = f"SELECT seq, {column} FROM runs WHERE seq IN ({_marks(wanted)})"
-        return {int(q): t for q, t in _fetch(self.conn, sql, wanted) if t is not None}
+        sql = f"SELECT seq, {column} FROM runs WHERE seq IN ({marks(wanted)})"
+        return {int(q): t for q, t in fetch(self.conn, sql, wanted) if t is not None}
 
     def signal_window(
         self,
@@ -420,7 +400,7 @@ class RunRepo:
             " FROM runs WHERE workflow = ? AND env = ? AND started_at >= ? AND started_at < ?"
             " ORDER BY started_at"
         )
-        raw, mark = _driver(self.conn)
+        raw, mark = driver(self.conn)
         cur = raw.cursor()
         try:
             cur.execute(sql.replace("?", mark), (workflow, env, start, end))
@@ -445,14 +425,14 @@ class RunRepo:
         that is registered: what ``domain.runs.name_problems`` checks runs against."""
         envs = {
             name: tuple(json.loads(raw))
-            for name, raw in _fetch(self.conn, "SELECT name, environments_json FROM workflows", [])
+            for name, raw in fetch(self.conn, "SELECT name, environments_json FROM workflows", [])
         }
         owners: dict[str, str] = {}
         ids = sorted(set(version_ids))
         for i in range(0, len(ids), 500):
             part = ids[i : i + 500]
-            sql = f"SELECT version_id, workflow FROM versions WHERE version_id IN ({_marks(part)})"
-            owners.update(_fetch(self.conn, sql, part))
+            sql = f"SELECT version_id, workflow FROM versions WHERE version_id IN ({marks(part)})"
+            owners.update(fetch(self.conn, sql, part))
         return KnownNames(envs, owners)
 
     def received_before(self, run_ids: Iterable[str], received_at: float) -> list[str]:
@@ -461,8 +441,8 @@ class RunRepo:
         out: list[str] = []
         for i in range(0, len(ids), 500):
             part = ids[i : i + 500]
-            sql = f"SELECT run_id FROM runs WHERE run_id IN ({_marks(part)}) AND received_at < ?"
-            out.extend(r[0] for r in _fetch(self.conn, sql, [*part, received_at]))
+            sql = f"SELECT run_id FROM runs WHERE run_id IN ({marks(part)}) AND received_at < ?"
+            out.extend(r[0] for r in fetch(self.conn, sql, [*part, received_at]))
         return out
 
     _COMPARED = tuple(i for i, c in enumerate(RUN_COLUMNS) if c not in ("source", "received_at"))
@@ -477,14 +457,14 @@ class RunRepo:
         columns = ", ".join(RUN_COLUMNS)
         for i in range(0, len(ids), 500):
             part = ids[i : i + 500]
-            sql = f"SELECT {columns} FROM runs WHERE run_id IN ({_marks(part)})"
-            for stored in _fetch(self.conn, sql, part):
+            sql = f"SELECT {columns} FROM runs WHERE run_id IN ({marks(part)})"
+            for stored in fetch(self.conn, sql, part):
                 if _comparable(stored) != _comparable(wanted[stored[0]]):
                     out.append(stored[0])
         return sorted(out)
 
     def get(self, run_id: str) -> dict[str, Any] | None:
-        rows = _fetch(
+        rows = fetch(
             self.conn, f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE run_id = ?", [run_id]
         )
         return dict(zip(RUN_COLUMNS, rows[0], strict=True)) if rows else None
@@ -495,4 +475,4 @@ class RunRepo:
         return list(self.conn.execute(query.order_by(column).limit(limit)).scalars())
 
     def count(self) -> int:
-        return int(_fetch(self.conn, "SELECT count(*) FROM runs", [])[0][0])
+        return int(fetch(self.conn, "SELECT count(*) FROM runs", [])[0][0])
