@@ -303,6 +303,13 @@ def test_who_may_approve(
     assert (refused.kind, refused.message, refused.hint) == (kind, message, hint)
 
 
+def test_owners_read_from_a_workflow_file_and_the_gate_counts_alike() -> None:
+    owners = Owners.of({"change": "alice", "approvers": ["bob"], "business": None})
+    assert owners == Owners(approvers=("bob",), business=())
+    given = (Approval("alice", "approver"), Approval("bob", "approver,business"))
+    assert owners.counted(given, "alice") == (Approval("bob", "approver"),)
+
+
 def test_nobody_listed_says_none() -> None:
     refused = approval_refusal("eve", version_id=V, owner=None, workflow="w", owners=Owners())
     assert refused is not None and refused.hint == "approvers: none; business: none"

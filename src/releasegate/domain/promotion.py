@@ -15,8 +15,10 @@ approvers and business approvers sign.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from releasegate.domain.audit import Vouched
 from releasegate.domain.decision import Approval, approvals_missing
@@ -69,10 +71,27 @@ class Owners:
     approvers: tuple[str, ...] = ()
     business: tuple[str, ...] = ()
 
+    @classmethod
+    def of(cls, owners: Mapping[str, Any]) -> Owners:
+        """From a workflow file's ``owners`` section."""
+        return cls(tuple(owners.get("approvers") or ()), tuple(owners.get("business") or ()))
+
     def roles_of(self, who: str) -> tuple[str, ...]:
         """The roles ``who`` holds, in the order an approval records them."""
         held = {"approvers": self.approvers, "business": self.business}
         return tuple(role for role, key in ROLES if who in held[key])
+
+    def counted(self, approvals: Sequence[Approval], owner: str | None) -> tuple[Approval, ...]:
+        """The approvals that count: not the owner's, in roles the approver still holds."""
+        counted = []
+        for a in approvals:
+            if a.approver == owner:
+                continue
+            held = self.roles_of(a.approver)
+            roles = [r for r in a.role.split(",") if r in held]
+            if roles:
+                counted.append(Approval(a.approver, ",".join(roles)))
+        return tuple(counted)
 
 
 @dataclass(frozen=True)
@@ -120,16 +139,8 @@ _UNVOUCHED = {
 
 
 def counted_approvals(f: PromotionFacts) -> tuple[Approval, ...]:
-    """The approvals that count: not the owner's, in roles the approver still holds."""
-    counted = []
-    for a in f.approvals:
-        if a.approver == f.owner:
-            continue
-        held = f.owners.roles_of(a.approver)
-        roles = [r for r in a.role.split(",") if r in held]
-        if roles:
-            counted.append(Approval(a.approver, ",".join(roles)))
-    return tuple(counted)
+    """The approvals on record that count (``Owners.counted``)."""
+    return f.owners.counted(f.approvals, f.owner)
 
 
 def refusal(f: PromotionFacts) -> Refusal | None:

@@ -52,6 +52,7 @@ from releasegate.domain.policy import (
     policy_from_content,
     required_approvals,
 )
+from releasegate.domain.promotion import Owners
 from releasegate.domain.stats import (
     Interval,
     PairedComparison,
@@ -211,8 +212,9 @@ def _gather(store: Store, version_ref: str, env: str) -> _Facts:
             current=current,
             baseline=baseline,
             cand_eval=EvalRepo(conn).latest(version.version_id, suite_id) if suite_id else None,
-            approvals=tuple(
-                Approval(a, r) for a, r in ApprovalRepo(conn).list(version.version_id, env)
+            approvals=Owners.of(wf.owners).counted(  # as promote counts them
+                [Approval(a, r) for a, r in ApprovalRepo(conn).list(version.version_id, env)],
+                version.owner,
             ),
         )
 

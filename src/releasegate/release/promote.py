@@ -68,12 +68,6 @@ class Moved:
     changed: bool
 
 
-def owners_of(wf: WorkflowRecord) -> Owners:
-    return Owners(
-        tuple(wf.owners.get("approvers", []) or ()), tuple(wf.owners.get("business", []) or ())
-    )
-
-
 @retried
 def approve(
     store: Store,
@@ -88,7 +82,7 @@ def approve(
         version = find_version(conn, version_ref)
         wf = WorkflowRepo(conn).get(version.workflow)
         check_env(wf, env)
-        owners = owners_of(wf)
+        owners = Owners.of(wf.owners)
         refused = approval_refusal(
             approver,
             version_id=version.version_id,
@@ -245,7 +239,7 @@ def _facts(
         workflow=wf.name,
         env=env,
         stakes=wf.stakes,
-        owners=owners_of(wf),
+        owners=Owners.of(wf.owners),
         decision=decided,
         suite_id=SuiteRepo(conn).current_id(wf.name),
         policy=current_policy(conn, wf.name, env),
