@@ -195,8 +195,6 @@ def regression_check(name: str, c: PairedComparison, margin: float) -> Check:
     low = continuous_lower_bound(c) if c.method == "paired-bootstrap" else c.low
     shown_ok, shown_worse = low >= -margin, c.high < 0
     score = ""
-    if low < c.low:
-        score = f", the interval's {c.low:+.3f} corrected for a small skewed suite"
     if _has_counts(c) and margin < 1.0:
         # pass/fail data: the score test reads the variance at the hypothesis, not the data
         z = NormalDist().inv_cdf(1.0 - ONE_SIDED_ALPHA)
@@ -213,7 +211,7 @@ def regression_check(name: str, c: PairedComparison, margin: float) -> Check:
             name,
             Status.OK,
             f"{interval}: non-inferiority within {margin:.3f} shown (lower bound "
-            f"{low:+.3f} >= -{margin:.3f}{score}, {one_sided})",
+            f"{low:+.3f}{_small(c, low)} >= -{margin:.3f}{score}, {one_sided})",
         )
     if shown_worse:
         return Check(
@@ -233,7 +231,8 @@ def regression_check(name: str, c: PairedComparison, margin: float) -> Check:
         name,
         Status.HOLD,
         f"{interval}: neither shown: non-inferiority within {margin:.3f} needs the lower "
-        f"bound{_small(c, low)} >= -{margin:.3f}, a regression needs the upper bound < 0"
+        f"bound >= -{margin:.3f}{_small(c, low, here=True)}, a regression needs the upper bound "
+        f"< 0"
         f"{needed}",
     )
 
@@ -262,8 +261,12 @@ def continuous_lower_bound(c: PairedComparison) -> float:
     return min(c.low, c.delta - se * (t + (2 * z * z + 1) / (z * z - 1) * excess))
 
 
-def _small(c: PairedComparison, low: float) -> str:
-    return f" (small-sample bound {low:+.3f})" if low < c.low else ""
+def _small(c: PairedComparison, low: float, here: bool = False) -> str:
+    """Says so when the small-sample bound is below the interval's (continuous scores)."""
+    if low >= c.low:
+        return ""
+    value = f"here {low:+.3f}, " if here else ""
+    return f" ({value}small-sample; the interval's {c.low:+.3f})"
 
 
 def _has_counts(c: PairedComparison) -> bool:
