@@ -3,6 +3,8 @@ that still work, counts in the right number; and the one table from errors to ex
 
 from __future__ import annotations
 
+import errno
+import os
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -100,3 +102,48 @@ def test_ids_can_be_copied_from_an_80_column_terminal(project: Project) -> None:
         assert vid[:12] in shown.stdout, shown.stdout  # whole, on one line
         if argv[0] == "audit":
             assert " version.registered " in shown.stdout  # event names are not cut either
+
+
+def test_an_output_file_that_cannot_be_written_is_bad_input_before_the_gate_runs(
+    project: Project,
+) -> None:
+    d = project.root
+    vid = register(d, project.workflow("v1"))
+    project.suite(n=1)
+    assert rg(d, "eval", vid[:10], "--suite", "suite.yaml").returncode == 0
+    (d / "a-file").write_text("not a directory\n")
+    for option, target in (
+        ("--out", "/proc/nope/x.md"),
+        ("--out", "a-file/x.md"),
+        ("--junit", "a-file/junit.xml"),
+        ("--out", "."),
+    ):
+        gated = rg(d, "gate", vid[:10], "--env", "staging", option, target)
+        assert gated.returncode == 2, (option, target, gated.stderr)
+        assert option in gated.stderr and "Traceback" not in gated.stderr
+        assert "nothing was written" in gated.stderr
+    # nothing was written: no decision stored, so the report has none to render
+    shown = rg(d, "report", "gate", vid[:10], "--env", "staging")
+    assert shown.returncode == 2 and "Traceback" not in shown.stderr
+    rendered = rg(d, "report", "gate", vid[:10], "--env", "staging", "--out", "a-file/r.md")
+    assert rendered.returncode == 2 and "--out a-file/r.md" in rendered.stderr
+
+
+@pytest.mark.parametrize(
+    ("err", "code"),
+    [
+        (errno.ENOENT, 2),
+        (errno.ENOTDIR, 2),
+        (errno.EISDIR, 2),
+        (errno.EROFS, 2),
+        (errno.ENOSPC, 2),
+        (errno.EBADF, 70),
+    ],
+)
+def test_a_file_write_fault_is_an_answer_and_an_unknown_one_a_bug(err: int, code: int) -> None:
+    from releasegate.release.store_access import file_fault
+
+    fault = file_fault(OSError(err, os.strerror(err), "/x/report.md"), "a file")
+    assert (exit_code(fault) if fault is not None else 70) == code
+    if fault is not None:
+        assert "/x/report.md" in fault.message

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -158,6 +159,26 @@ def out_path(out: Path | None, alias: Path | None) -> Path | None:
     writes a document names it ``--out`` (``gate --report`` and ``report gate --output``
     still work, hidden from ``--help``)."""
     return out if out is not None else alias
+
+
+def writable(path: Path, option: str) -> Path:
+    """``path`` once its directory exists and takes a new file; checked before a command
+    changes anything, so a mistyped ``--out`` is exit 2 with nothing written, not a
+    decision stored and then a failed write."""
+    from releasegate.errors import InputError
+
+    parent = path.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(
+            f"{option} {path}: cannot create its directory {parent} ({exc.strerror or exc})",
+            hint="name a file in a directory you can write",
+        ) from None
+    if path.is_dir() or not os.access(parent, os.W_OK):
+        why = "is a directory" if path.is_dir() else f"{parent} is not writable"
+        raise InputError(f"{option} {path}: {why}", hint="name a file in a directory you can write")
+    return path
 
 
 def open_store(create: bool = True) -> Store:

@@ -22,6 +22,7 @@ from releasegate.cli._common import (
     emit,
     out_path,
     report_app,
+    writable,
 )
 from releasegate.cli._common import open_store as store
 
@@ -74,16 +75,20 @@ def gate(
     from releasegate.release.gate import gate as run_gate
     from releasegate.reports.gate_report import render_junit, render_markdown
 
+    chosen = out_path(out, report)
+    if chosen is not None:
+        writable(chosen, "--out" if out is not None else "--report")
+    if junit is not None:
+        writable(junit, "--junit")
     opened = store(create=False)
     with progress_bar("evaluating baseline") as tick:
         outcome = run_gate(opened, version, env, progress=tick)
     md = render_markdown(outcome.report)
     default = opened.location.home / "reports" / f"gate-{outcome.decision_id[:12]}.md"
-    path = out_path(out, report) or default
+    path = chosen or default
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(md, encoding="utf-8")
     if junit is not None:
-        junit.parent.mkdir(parents=True, exist_ok=True)
         junit.write_text(render_junit(outcome.report), encoding="utf-8")
     if as_json:
         emit({**outcome.report.to_json(), "report_path": str(path)})
@@ -246,6 +251,9 @@ def report_gate(
         raise InputError(
             f"unknown format '{fmt}'", field="--format", hint="markdown, json or junit"
         )
+    target = out_path(out, output)
+    if target is not None:
+        writable(target, "--out" if out is not None else "--output")
     report = gate_report(store(create=False), ref, env)
     if fmt == "markdown":
         text = render_markdown(report)
@@ -253,9 +261,7 @@ def report_gate(
         text = render_junit(report)
     else:
         text = json.dumps(report.to_json(), indent=2, sort_keys=True, default=str) + "\n"
-    target = out_path(out, output)
     if target is None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
     else:
-        target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text, encoding="utf-8")

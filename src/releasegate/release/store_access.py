@@ -9,10 +9,11 @@ fronts import it inside the command that opens a store, never at start-up.
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
 from pathlib import Path
 
-from releasegate.errors import StoreError
+from releasegate.errors import InputError, ReleasegateError
 from releasegate.store.engine import Location, Store, locate
 from releasegate.store.faults import display_url, from_os_error
 
@@ -87,7 +88,22 @@ def upgrade_store(project_dir: Path | None = None) -> None:
         store.close()
 
 
-def file_fault(exc: OSError, what: str) -> StoreError | None:
-    """A file-system fault (read-only, full, permissions) writing ``what`` as a
-    ``StoreError`` to report, or None when the error is not one of those (a bug)."""
+def file_fault(exc: OSError, what: str) -> ReleasegateError | None:
+    """A file-system fault writing ``what``: read-only, full or permissions as a
+    ``StoreError``; a path that names no directory, or a directory, as an ``InputError``;
+    None when the error is none of those (a bug)."""
+    if exc.errno in _PATH_ERRORS:
+        where = exc.filename or what
+        return InputError(
+            f"cannot write {where}: {exc.strerror or _PATH_ERRORS[exc.errno]}",
+            hint="name a file in a directory that exists and you can write",
+        )
     return from_os_error(exc, what)
+
+
+_PATH_ERRORS = {
+    errno.ENOENT: "no such file or directory",
+    errno.ENOTDIR: "not a directory",
+    errno.EISDIR: "is a directory",
+    errno.ENAMETOOLONG: "file name too long",
+}
