@@ -27,7 +27,7 @@ from releasegate.domain.promotion import (
     approval_refusal,
     refusal,
 )
-from releasegate.domain.rollout import aborted
+from releasegate.domain.rollout import Rollout, aborted
 from releasegate.errors import (
     RefusedError,
     RolloutRefusedError,
@@ -250,24 +250,37 @@ def _facts(
     )
 
 
-def _stop_rollout(conn: Any, workflow: str, env: str, who: str, reason: str) -> None:
-    """A rollback never waits for a rollout: the one running there is aborted with it."""
-    repo = RolloutRepo(conn)
-    running = repo.active(workflow, env)
-    if running is None:
-        return
-    stopped = aborted(running, reason, datetime.now(UTC))
-    if not repo.save(stopped, expected_revision=running.revision):
-        raise StaleAliasError(
-            f"the rollout in {workflow}@{env} changed during the rollback", hint="try again"
-        )
+def record_abort(conn: Any, stopped: Rollout, revision: int, who: str, **extra: Any) -> bool:
+    """Write the abort of a rollout last seen at ``revision`` and its ``rollout.aborted``
+    audit event, or nothing and False when another writer changed the rollout first.
+    Every abort goes through here: ``rollout abort``, ``rollout check`` and a rollback."""
+    if not RolloutRepo(conn).save(stopped, expected_revision=revision):
+        return False
     AuditRepo(conn).append(
         kind="rollout.aborted",
         actor=who,
-        workflow=workflow,
-        subject=running.canary_id,
-        payload={"env": env, "rollout_id": running.rollout_id, "reason": reason},
+        workflow=stopped.workflow,
+        subject=stopped.canary_id,
+        payload={
+            "env": stopped.env,
+            "rollout_id": stopped.rollout_id,
+            "reason": stopped.reason,
+            **extra,
+        },
     )
+    return True
+
+
+def _stop_rollout(conn: Any, workflow: str, env: str, who: str, reason: str) -> None:
+    """A rollback never waits for a rollout: the one running there is aborted with it."""
+    running = RolloutRepo(conn).active(workflow, env)
+    if running is None:
+        return
+    stopped = aborted(running, reason, datetime.now(UTC))
+    if not record_abort(conn, stopped, running.revision, who):
+        raise StaleAliasError(
+            f"the rollout in {workflow}@{env} changed during the rollback", hint="try again"
+        )
 
 
 @retried

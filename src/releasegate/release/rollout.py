@@ -36,7 +36,7 @@ from releasegate.domain.rollout import (
 )
 from releasegate.errors import RolloutRefusedError, StaleAliasError
 from releasegate.release.gate import current_policy
-from releasegate.release.promote import promotable
+from releasegate.release.promote import promotable, record_abort
 from releasegate.release.refs import actor as default_actor
 from releasegate.release.refs import check_env, find_version
 from releasegate.release.retry import retried
@@ -222,17 +222,10 @@ def abort(
         check_env(WorkflowRepo(conn).get(workflow), env)
         r = _running(conn, workflow, env, "abort")
         stopped = aborted(r, reason or f"aborted by {who}", _now())
-        if not RolloutRepo(conn).save(stopped, expected_revision=r.revision):
+        if not record_abort(conn, stopped, r.revision, who):
             raise RolloutRefusedError(
                 f"the rollout in {workflow}@{env} changed while aborting it", hint="try again"
             )
-        AuditRepo(conn).append(
-            kind="rollout.aborted",
-            actor=who,
-            workflow=workflow,
-            subject=r.canary_id,
-            payload={"env": env, "rollout_id": r.rollout_id, "reason": stopped.reason},
-        )
     return stopped
 
 
@@ -337,8 +330,10 @@ def _abort_on_check(
     }
     seq: int | None = None
     with store.write() as conn:
-        repo = RolloutRepo(conn)
-        won = repo.save(stopped, expected_revision=r.revision)
+        evidence = stopped.evidence.to_dict()
+        won = record_abort(
+            conn, stopped, r.revision, who, weight=r.weight, evidence=evidence, by="check"
+        )
         if won:
             seq = AlertRepo(conn).add(
                 NewAlert(
@@ -352,22 +347,8 @@ def _abort_on_check(
                 at=at,
                 status=ALERT_PENDING,  # no lease: the first sender to take it sends it
             )
-            AuditRepo(conn).append(
-                kind="rollout.aborted",
-                actor=who,
-                workflow=r.workflow,
-                subject=r.canary_id,
-                payload={
-                    "env": r.env,
-                    "rollout_id": r.rollout_id,
-                    "reason": reason,
-                    "weight": r.weight,
-                    "evidence": stopped.evidence.to_dict(),
-                    "by": "check",
-                },
-            )
         else:
-            stopped = repo.get(r.rollout_id) or stopped
+            stopped = RolloutRepo(conn).get(r.rollout_id) or stopped
     if not won:
         # another check wrote first: aborted by it (and alerted once), or moved on
         return Checked(stopped, outcome, runs_read, has_aborted=stopped.state == "aborted")
