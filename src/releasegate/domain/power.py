@@ -83,10 +83,10 @@ RATE_SMALL_N = 30
 RATE_MIN_COUNT = 5
 """Fewer expected passes or failures than this (``n * min(p, 1 - p)``): Wilson as well."""
 PASS_POWER = 0.9
+"""A suite sized by ``decision_size`` passes an equal-quality candidate this often."""
 RARE_CASES = 3.0
 """Scores that are not pass/fail: the gate adds ``3 / n**2`` to the variance of a mean (the
 rule of three: a suite where no case dropped still allows 3 in ``n`` that would, by up to 1)."""
-"""A suite sized by ``decision_size`` passes an equal-quality candidate this often."""
 _MAX_DECISION_SIZE = 1 << 40
 
 
