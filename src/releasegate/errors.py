@@ -140,6 +140,10 @@ class RolloutRefusedError(RefusedError):
     """A rollout cannot do that now: advance after an abort, a second one on one environment."""
 
 
+class PauseRefusedError(RefusedError):
+    """Pausing an environment already paused, or resuming one that is not."""
+
+
 class StoreError(ReleasegateError):
     """The store cannot be used as given (read-only, full, locked past the timeout,
     unreachable, unreadable); the message names the cause and the store."""

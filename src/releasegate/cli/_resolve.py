@@ -42,6 +42,11 @@ def run_resolve(workflow: str, env: str, as_json: bool, timeout: float = 2.0) ->
             f"warning: {resolver.where} {resolver.last_cause}; this is the last version "
             f"known to run in {workflow}@{env} (from {location.home / LAST_KNOWN})\n"
         )
+    if found.paused is not None:
+        sys.stderr.write(
+            f"warning: {workflow}@{env} is paused ({found.paused}): the application sends "
+            f"every request to its human fallback until `releasegate resume`\n"
+        )
     if as_json:
         payload = {
             "workflow": workflow,
@@ -49,6 +54,8 @@ def run_resolve(workflow: str, env: str, as_json: bool, timeout: float = 2.0) ->
             "version_id": found.version_id,
             "manifest": found.manifest,
             "fallback": found.fallback,
+            "paused": found.paused is not None,
+            "paused_reason": found.paused,
         }
         sys.stdout.write(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
     else:

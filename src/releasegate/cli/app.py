@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "cmd_compare",
     "cmd_production",
     "cmd_rollout",
+    "cmd_pause",
     "cmd_audit",
     "cmd_suite",
     "cmd_models",

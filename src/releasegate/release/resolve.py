@@ -49,6 +49,9 @@ class Resolved:
     """True when the store failed or hung and this is the last version known to run."""
     rollout: Route | None = None
     """The canary of a rollout in progress; ``version_id`` is then its stable version."""
+    paused: str | None = None
+    """The reason, while the environment is paused (``releasegate pause``): the
+    application sends every request to its human fallback. None when it runs normally."""
 
 
 def resolve(store: Store, workflow: str, env: str) -> Resolved:
@@ -62,6 +65,7 @@ def resolve(store: Store, workflow: str, env: str) -> Resolved:
                 hint="promote a version that passed the gate",
             )
         version = VersionRepo(conn).find(current[0])
+        held = EnvironmentRepo(conn).pause(workflow, env)
         route = None
         running = RolloutRepo(conn).route(workflow, env)
         if running is not None and running.stable_id == current[0]:
@@ -72,7 +76,10 @@ def resolve(store: Store, workflow: str, env: str) -> Resolved:
                 )
     if version is None:
         raise NotFoundError(f"{workflow}@{env} points at a missing version")
-    return Resolved(workflow, env, version.version_id, version.manifest, rollout=route)
+    paused = held.reason if held is not None else None
+    return Resolved(
+        workflow, env, version.version_id, version.manifest, rollout=route, paused=paused
+    )
 
 
 LAST_KNOWN = "last-known.json"
@@ -140,7 +147,12 @@ class Resolver:
         """A lookup returned (maybe after its deadline): remember it, in memory and on disk."""
         previous = self._cache.get(key)
         self._cache[key] = (time.monotonic(), found)
-        if previous is None or previous[1].version_id != found.version_id or previous[1].fallback:
+        if (
+            previous is None
+            or previous[1].version_id != found.version_id
+            or previous[1].paused != found.paused
+            or previous[1].fallback
+        ):
             self._remember(found)
 
     def _fall_back(
@@ -179,7 +191,15 @@ class Resolver:
             return None
         try:
             entry = json.loads(self.fallback_file.read_text())[f"{workflow}@{env}"]
-            return Resolved(workflow, env, entry["version_id"], entry["manifest"], True)
+            paused = entry.get("paused")
+            return Resolved(
+                workflow,
+                env,
+                entry["version_id"],
+                entry["manifest"],
+                True,
+                paused=paused if isinstance(paused, str) else None,
+            )
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
@@ -188,7 +208,7 @@ class Resolver:
         if path is None:
             return
         kept = self._recall(found.workflow, found.env)
-        if kept is not None and kept.version_id == found.version_id:
+        if kept is not None and (kept.version_id, kept.paused) == (found.version_id, found.paused):
             return  # already there: a process start or a deploy step writes nothing
         from filelock import FileLock, Timeout  # only when the file changes
 
@@ -204,6 +224,7 @@ class Resolver:
                 known[f"{found.workflow}@{found.env}"] = {
                     "version_id": found.version_id,
                     "manifest": found.manifest,
+                    "paused": found.paused,
                     "resolved_at": datetime.now(UTC).isoformat(timespec="seconds"),
                 }
                 tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")

@@ -45,6 +45,14 @@ class RuntimeVersion:
     arm: str | None = None
     """Under a rollout: ``"canary"`` or ``"stable"``, the arm that serves this request
     (recorded with each run); None when no rollout runs there."""
+    paused_reason: str | None = None
+    """Why the environment is paused (``releasegate pause``), None when it is not."""
+
+    @property
+    def paused(self) -> bool:
+        """True while the environment is paused: send the request to the human fallback,
+        not to the model (``version.paused_reason`` says why)."""
+        return self.paused_reason is not None
 
     @property
     def model(self) -> Mapping[str, Any]:
@@ -303,6 +311,10 @@ class Client:
         """The version ``env`` runs: from memory within ``ttl``; the last known one when the
         store fails or does not answer within ``resolve_timeout`` (``version.fallback``).
 
+        While the environment is paused (``releasegate pause``), ``version.paused`` is True
+        and ``version.paused_reason`` says why: send the request to the human fallback. A
+        pause reaches every client within ``ttl``, and the last known version remembers it.
+
         ``key`` is the caller's routing key (a user or session id). With no rollout in
         progress every key gets the environment's version. Raises ``NotFoundError`` if
         nothing runs there, ``StoreUnavailableError`` if the store is down and the
@@ -395,7 +407,13 @@ class _Served(NamedTuple):
         route = found.rollout
         arm = None if route is None else "stable"
         stable = RuntimeVersion(
-            found.workflow, found.env, found.version_id, found.manifest, found.fallback, arm
+            found.workflow,
+            found.env,
+            found.version_id,
+            found.manifest,
+            found.fallback,
+            arm,
+            found.paused,
         )
         if route is None:
             return cls(found, stable, None, None)
@@ -406,6 +424,7 @@ class _Served(NamedTuple):
             route.canary_manifest,
             found.fallback,
             "canary",
+            found.paused,
         )
         return cls(found, stable, canary, Splitter(route.rollout_id, route.weight))
 

@@ -25,6 +25,19 @@ class Alias(NamedTuple):
 
 
 @dataclass(frozen=True)
+class Pause:
+    """Why an environment is paused, by whom and since when: while it is, ``resolve`` says
+    so and the application sends every request to its human fallback."""
+
+    reason: str
+    by: str
+    at: datetime
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"reason": self.reason, "by": self.by, "at": self.at.isoformat()}
+
+
+@dataclass(frozen=True)
 class HistoryRecord:
     seq: int
     workflow: str
@@ -115,6 +128,34 @@ class EnvironmentRepo:
                 hint="look again with `releasegate resolve`, re-run the gate, then promote",
             )
         return expected.revision + 1
+
+    def pause(self, workflow: str, env: str) -> Pause | None:
+        """The environment's pause, or None when it runs normally (or has no row yet)."""
+        e = t.environments.c
+        row = self.conn.execute(
+            select(e.paused_reason, e.paused_by, e.paused_at).where(
+                and_(e.workflow == workflow, e.env == env)
+            )
+        ).first()
+        if row is None or row.paused_reason is None:
+            return None
+        return Pause(row.paused_reason, row.paused_by or "", row.paused_at)
+
+    def set_pause(self, workflow: str, env: str, pause: Pause | None) -> bool:
+        """Pause the environment (``pause``) or resume it (None). Compare-and-swap on the
+        pause itself: False, and nothing written, when it already was paused (or was not)."""
+        e = t.environments.c
+        was = e.paused_reason.is_(None) if pause is not None else e.paused_reason.isnot(None)
+        done = self.conn.execute(
+            update(t.environments)
+            .where(and_(e.workflow == workflow, e.env == env, was))
+            .values(
+                paused_reason=pause.reason if pause else None,
+                paused_by=pause.by if pause else None,
+                paused_at=pause.at if pause else None,
+            )
+        )
+        return done.rowcount == 1
 
     def all(self, workflow: str) -> dict[str, str]:
         rows = self.conn.execute(

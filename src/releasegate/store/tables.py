@@ -182,6 +182,9 @@ environments = Table(
     Column("version_id", ID, nullable=False),
     Column("revision", Integer, nullable=False),
     Column("updated_at", TS, nullable=False),
+    Column("paused_reason", Text, nullable=True),
+    Column("paused_by", String(200), nullable=True),
+    Column("paused_at", TS, nullable=True),
 )
 
 env_history = Table(

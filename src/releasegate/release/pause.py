@@ -1,0 +1,140 @@
+"""Pause and resume an environment: the human fallback.
+
+``pause WORKFLOW --env ENV --reason R`` marks the environment paused; while it is,
+``resolve`` (the SDK's ``client.resolve`` and ``releasegate resolve``) still names the
+version but says ``paused`` with the reason, so the application sends every request to its
+human fallback. The pause, its ``env.paused`` audit event and an alert for the responders
+(in the alert outbox, sent by ``monitor.alerts.resend_due``) are written in one
+transaction; ``resume`` clears it the same way (``env.resumed``). Pausing a paused
+environment, or resuming one that runs, is refused (exit 1) and writes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from releasegate.errors import InputError, NotFoundError, PauseRefusedError
+from releasegate.release.refs import actor as default_actor
+from releasegate.release.refs import check_env
+from releasegate.store.alerts import ALERT_PENDING, AlertRepo, NewAlert
+from releasegate.store.audit import AuditRepo
+from releasegate.store.engine import Conn, Store
+from releasegate.store.environments import EnvironmentRepo, Pause
+from releasegate.store.workflows import WorkflowRepo
+
+MAX_REASON = 2000
+
+
+@dataclass(frozen=True)
+class PauseChange:
+    """What ``pause`` or ``resume`` did: the environment, the version it runs, the pause
+    set (or the one lifted), and the alert stored for the responders."""
+
+    workflow: str
+    env: str
+    version_id: str
+    action: str
+    """``paused`` or ``resumed``."""
+    pause: Pause
+    alert_seq: int | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "workflow": self.workflow,
+            "env": self.env,
+            "version_id": self.version_id,
+            "action": self.action,
+            "paused": self.action == "paused",
+            "pause": self.pause.as_dict(),
+            "alert_seq": self.alert_seq,
+        }
+
+
+def pause(
+    store: Store, workflow: str, env: str, *, reason: str, who: str | None = None
+) -> PauseChange:
+    """Pause ``workflow@env``: every request goes to the human fallback until ``resume``."""
+    reason = reason.strip()
+    if not reason:
+        raise InputError(
+            "a pause needs a reason: the responders and the application are told it",
+            field="--reason",
+        )
+    if len(reason) > MAX_REASON:
+        raise InputError(f"the reason is over {MAX_REASON} characters", field="--reason")
+    who = who or default_actor()
+    held = Pause(reason, who, datetime.now(UTC))
+    with store.write() as conn:
+        version_id = _running(conn, workflow, env, "pause")
+        if not EnvironmentRepo(conn).set_pause(workflow, env, held):
+            was = EnvironmentRepo(conn).pause(workflow, env)
+            raise PauseRefusedError(
+                f"{workflow}@{env} is already paused"
+                + (f" by {was.by} since {was.at:%Y-%m-%d %H:%M} UTC: {was.reason}" if was else ""),
+                hint=f"resume it first: `releasegate resume {workflow} --env {env}`",
+            )
+        seq = _record(conn, "paused", workflow, env, version_id, held, who)
+    return PauseChange(workflow, env, version_id, "paused", held, seq)
+
+
+def resume(store: Store, workflow: str, env: str, *, who: str | None = None) -> PauseChange:
+    """Lift the pause of ``workflow@env``: its version serves requests again."""
+    who = who or default_actor()
+    with store.write() as conn:
+        version_id = _running(conn, workflow, env, "resume")
+        was = EnvironmentRepo(conn).pause(workflow, env)
+        if was is None or not EnvironmentRepo(conn).set_pause(workflow, env, None):
+            raise PauseRefusedError(
+                f"{workflow}@{env} is not paused: nothing to resume",
+                hint=f"`releasegate resolve {workflow} --env {env}` shows what it runs",
+            )
+        seq = _record(conn, "resumed", workflow, env, version_id, was, who)
+    return PauseChange(workflow, env, version_id, "resumed", was, seq)
+
+
+def _running(conn: Conn, workflow: str, env: str, verb: str) -> str:
+    check_env(WorkflowRepo(conn).get(workflow), env)
+    current = EnvironmentRepo(conn).current(workflow, env, lock=True)
+    if current is None:
+        raise NotFoundError(
+            f"nothing runs in {workflow}@{env} yet: nothing to {verb}",
+            field="--env",
+            hint="promote a version that passed the gate first",
+        )
+    return current.version_id
+
+
+def _record(
+    conn: Conn, action: str, workflow: str, env: str, version_id: str, held: Pause, who: str
+) -> int:
+    """The ``env.paused``/``env.resumed`` audit event and the responders' alert."""
+    AuditRepo(conn).append(
+        kind=f"env.{action}",
+        actor=who,
+        workflow=workflow,
+        subject=version_id,
+        payload={"env": env, "reason": held.reason, "paused_by": held.by},
+    )
+    if action == "paused":
+        message = (
+            f"{workflow}@{env} was paused by {who}: every request goes to the human "
+            f"fallback until `releasegate resume {workflow} --env {env}`. Reason: {held.reason}"
+        )
+    else:
+        message = (
+            f"{workflow}@{env} was resumed by {who}: version {version_id[:12]} serves "
+            f"requests again (paused by {held.by}: {held.reason})"
+        )
+    return AlertRepo(conn).add(
+        NewAlert(
+            workflow=workflow,
+            env=env,
+            signal=f"env.{action}",
+            severity="critical" if action == "paused" else "warning",
+            message=message,
+            payload={"version_id": version_id, "reason": held.reason, "by": who},
+        ),
+        status=ALERT_PENDING,  # no lease: the first sender to take it sends it
+    )
