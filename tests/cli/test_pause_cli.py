@@ -58,6 +58,10 @@ def test_pause_resolve_resume(tmp_path: Path, store_url: str) -> None:
     assert plain.stdout == v1 + "\n"  # deploy scripts still read a bare id
     assert "router@staging is paused (fraud wave)" in plain.stderr
 
+    shown_history = rg(d, "history", "router", "--env", "staging", env=env)
+    assert shown_history.returncode == 0
+    assert "PAUSED since" in shown_history.stdout and "by alice: fraud wave" in shown_history.stdout
+
     after_pause = counts()
     twice = rg(d, "pause", "router", "--env", "staging", "--reason", "again", env=env)
     assert twice.returncode == 1
@@ -68,6 +72,7 @@ def test_pause_resolve_resume(tmp_path: Path, store_url: str) -> None:
     resumed = rg(d, "resume", "router", "--env", "staging", env=env)
     assert resumed.returncode == 0, resumed.stderr
     assert f"router@staging resumed: version {v1[:12]} serves requests again" in resumed.stdout
+    assert "PAUSED" not in rg(d, "history", "router", "--env", "staging", env=env).stdout
     served = ok_json(rg(d, "resolve", "router", "--env", "staging", "--json", env=env))
     assert (served["paused"], served["paused_reason"]) == (False, None)
 

@@ -219,6 +219,15 @@ def history(workflow: WorkflowArg, env: EnvOpt, as_json: JsonOpt = False) -> Non
             r["reason"],
         )
     console().print(table)
+    from releasegate.release.pause import paused
+
+    held = paused(store(create=False), workflow, env)
+    if held is not None:
+        console().print(
+            f"[bold]PAUSED[/] since {held.at:%Y-%m-%d %H:%M} UTC by {held.by}: {held.reason} "
+            "(every request goes to the human fallback; "
+            f"`releasegate resume {workflow} --env {env}` lifts it)"
+        )
 
 
 FORMATS = ("markdown", "json", "junit")

@@ -94,6 +94,12 @@ def resume(store: Store, workflow: str, env: str, *, who: str | None = None) -> 
     return PauseChange(workflow, env, version_id, "resumed", was, seq)
 
 
+def paused(store: Store, workflow: str, env: str) -> Pause | None:
+    """The pause of ``workflow@env``, or None while it runs normally."""
+    with store.read() as conn:
+        return EnvironmentRepo(conn).pause(workflow, env)
+
+
 def _running(conn: Conn, workflow: str, env: str, verb: str) -> str:
     check_env(WorkflowRepo(conn).get(workflow), env)
     current = EnvironmentRepo(conn).current(workflow, env, lock=True)
