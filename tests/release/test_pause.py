@@ -118,3 +118,26 @@ def test_refusals_write_nothing(store: Store, project: Project) -> None:
     with pytest.raises(PauseRefusedError, match="already paused by bob .*: incident 42"):
         pause(store, "router", "staging", reason="again", who="carol")
     assert written(store) == paused
+
+
+def test_audit_verify_catches_a_pause_changed_outside_releasegate(
+    store: Store, project: Project
+) -> None:
+    shipped(store, project)
+    pause(store, "router", "staging", reason="incident 42", who="bob")
+    assert audit_verify(store).broken is None
+
+    def edit(sql: str) -> str:
+        with store.write() as conn:
+            conn.execute(sa.text(sql))
+        broken = audit_verify(store).broken
+        return "" if broken is None else broken.reason
+
+    lifted = edit("UPDATE environments SET paused_reason = NULL")
+    assert "records router@staging paused (incident 42), but it is not" in lifted
+    reworded = edit("UPDATE environments SET paused_reason = 'all fine'")
+    assert "is paused (all fine), but the audit log records the reason (incident 42)" in reworded
+    assert edit("UPDATE environments SET paused_reason = 'incident 42'") == ""  # as logged
+    resume(store, "router", "staging", who="bob")
+    sneaked = edit("UPDATE environments SET paused_reason = 'quietly'")
+    assert "router@staging is paused (quietly), but the audit log records no such pause" in sneaked

@@ -400,6 +400,7 @@ class Replay:
     approvals: set[tuple[str, str, str, str]] = field(default_factory=set)  # version env who role
     decisions: dict[str, Decided] = field(default_factory=dict)
     versions: set[str] = field(default_factory=set)
+    paused: dict[tuple[str, str], str] = field(default_factory=dict)  # -> the pause's reason
 
     def feed(self, events: Iterable[AuditEvent]) -> Iterator[AuditEvent]:
         """Pass ``events`` through, replaying each (so one read serves verify and replay)."""
@@ -418,6 +419,10 @@ class Replay:
             self.approvals.add((e.subject, str(env), e.actor, str(e.payload.get("role"))))
         elif e.kind == "version.registered" and e.subject:
             self.versions.add(e.subject)
+        elif e.kind == "env.paused" and e.workflow and env:
+            self.paused[(e.workflow, str(env))] = str(e.payload.get("reason"))
+        elif e.kind == "env.resumed" and e.workflow and env:
+            self.paused.pop((e.workflow, str(env)), None)
 
 
 def decided_of(e: AuditEvent) -> Decided | None:
@@ -470,10 +475,11 @@ def compare_state(
     versions: Iterable[str],
     history: Mapping[tuple[str, str], list[tuple[str, str]]] | None = None,
     decisions: Mapping[str, Decided] | None = None,
+    paused: Mapping[tuple[str, str], str] | None = None,
 ) -> ChainBreak | None:
     """The first difference between the tables and what the chain says, or None.
 
-    Environments, approvals, versions and environment history must match both ways; a
+    Environments, approvals, versions, environment history and pauses must match both ways; a
     gate decision must have its event (events may outlive decisions, never the reverse).
     Each comparison yields its differences in words, lazily, in this order.
     """
@@ -502,11 +508,36 @@ def compare_state(
             if rows != (said := replay.history.get((wf, env), []))
         ),
         _decision_differences(replay.decisions, decisions or {}),
+        () if paused is None else _pause_differences(replay.paused, paused),
     )
     for found in differences:
         for message in found:
             return ChainBreak(None, message)
     return None
+
+
+def _pause_differences(
+    said: Mapping[tuple[str, str], str], tables: Mapping[tuple[str, str], str]
+) -> Iterator[str]:
+    for wf, env in sorted(set(said) | set(tables)):
+        reason, recorded = tables.get((wf, env)), said.get((wf, env))
+        if reason == recorded:
+            continue
+        if recorded is None:
+            yield (
+                f"{wf}@{env} is paused ({reason}), but the audit log records no such pause: "
+                "it was set outside releasegate, or the log was wiped"
+            )
+        elif reason is None:
+            yield (
+                f"the audit log records {wf}@{env} paused ({recorded}), but it is not: the "
+                "pause was lifted outside releasegate (resume with `releasegate resume`)"
+            )
+        else:
+            yield (
+                f"{wf}@{env} is paused ({reason}), but the audit log records the reason "
+                f"({recorded}): it was changed outside releasegate"
+            )
 
 
 def _environment_differences(

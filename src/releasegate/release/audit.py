@@ -134,6 +134,7 @@ def audit_verify(store: Store, *, against: Head | None = None) -> Verified:
                 versions=state.versions,
                 history=state.history,
                 decisions=state.decisions,
+                paused=state.paused,
             )
     return Verified(walk.events, walk.head, walk.unkeyed, tuple(walk.key_ids), against, broken)
 

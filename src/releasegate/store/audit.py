@@ -62,6 +62,7 @@ class AuditState(NamedTuple):
     versions: set[str]
     history: dict[tuple[str, str], list[tuple[str, str]]]  # (action, version id) in seq order
     decisions: dict[str, Decided]
+    paused: dict[tuple[str, str], str]  # (workflow, env) -> the reason, while paused
 
 
 KeysFor = Callable[[bool], Keyring | None]  # create? -> keyring; Store.write passes one
@@ -329,6 +330,14 @@ class AuditRepo:
                         gd.policy_id,
                         gd.baseline_id,
                         gd.checks_passed,
+                    )
+                )
+            },
+            {
+                (r.workflow, r.env): r.paused_reason
+                for r in self.conn.execute(
+                    select(env.workflow, env.env, env.paused_reason).where(
+                        env.paused_reason.isnot(None)
                     )
                 )
             },
