@@ -56,16 +56,16 @@ class Resolved:
 
 def resolve(store: Store, workflow: str, env: str) -> Resolved:
     with store.read() as conn:
-        current = EnvironmentRepo(conn).current(workflow, env)
-        if current is None:
+        serving = EnvironmentRepo(conn).serving(workflow, env)
+        if serving is None:
             wf = WorkflowRepo(conn).get(workflow)  # names an unknown workflow clearly
             check_env(wf, env)
             raise NotFoundError(
                 f"nothing runs in {workflow}@{env} yet",
                 hint="promote a version that passed the gate",
             )
+        current, held = serving
         version = VersionRepo(conn).find(current[0])
-        held = EnvironmentRepo(conn).pause(workflow, env)
         route = None
         running = RolloutRepo(conn).route(workflow, env)
         if running is not None and running.stable_id == current[0]:

@@ -129,17 +129,25 @@ class EnvironmentRepo:
             )
         return expected.revision + 1
 
-    def pause(self, workflow: str, env: str) -> Pause | None:
-        """The environment's pause, or None when it runs normally (or has no row yet)."""
+    def serving(self, workflow: str, env: str) -> tuple[Alias, Pause | None] | None:
+        """Where the alias points and the environment's pause, in one query (``resolve``)."""
         e = t.environments.c
         row = self.conn.execute(
-            select(e.paused_reason, e.paused_by, e.paused_at).where(
+            select(e.version_id, e.revision, e.paused_reason, e.paused_by, e.paused_at).where(
                 and_(e.workflow == workflow, e.env == env)
             )
         ).first()
-        if row is None or row.paused_reason is None:
+        if row is None:
             return None
-        return Pause(row.paused_reason, row.paused_by or "", row.paused_at)
+        held = None
+        if row.paused_reason is not None:
+            held = Pause(row.paused_reason, row.paused_by or "", row.paused_at)
+        return Alias(row.version_id, row.revision), held
+
+    def pause(self, workflow: str, env: str) -> Pause | None:
+        """The environment's pause, or None when it runs normally (or has no row yet)."""
+        found = self.serving(workflow, env)
+        return None if found is None else found[1]
 
     def set_pause(self, workflow: str, env: str, pause: Pause | None) -> bool:
         """Pause the environment (``pause``) or resume it (None). Compare-and-swap on the
