@@ -4,6 +4,7 @@ both are audited and alert the responders once; every refusal writes nothing."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -141,3 +142,29 @@ def test_audit_verify_catches_a_pause_changed_outside_releasegate(
     resume(store, "router", "staging", who="bob")
     sneaked = edit("UPDATE environments SET paused_reason = 'quietly'")
     assert "router@staging is paused (quietly), but the audit log records no such pause" in sneaked
+
+
+def test_two_pauses_at_once_pause_once_and_alert_once(store: Store, project: Project) -> None:
+    shipped(store, project)
+    barrier = threading.Barrier(4)
+    outcomes: list[str] = []
+
+    def one(who: str) -> None:
+        barrier.wait()
+        try:
+            pause(store, "router", "staging", reason=f"paged {who}", who=who)
+            outcomes.append("paused")
+        except PauseRefusedError:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=one, args=(f"oncall-{i}",)) for i in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(60)
+    assert sorted(outcomes) == ["paused", "refused", "refused", "refused"]
+    with store.read() as conn:
+        kinds = list(conn.execute(sa.text("SELECT kind FROM audit_events")).scalars())
+        alerts = conn.execute(sa.text("SELECT count(*) FROM alerts")).scalar_one()
+    assert (kinds.count("env.paused"), alerts) == (1, 1)
+    assert audit_verify(store).broken is None
