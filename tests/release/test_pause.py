@@ -5,6 +5,7 @@ both are audited and alert the responders once; every refusal writes nothing."""
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +15,14 @@ import sqlalchemy as sa
 from releasegate import Client
 from releasegate.errors import InputError, NotFoundError, PauseRefusedError
 from releasegate.monitor.alerts import resend_due
+from releasegate.release import rollout
 from releasegate.release.audit import audit_verify
 from releasegate.release.pause import pause, resume
 from releasegate.release.promote import promote
 from releasegate.release.resolve import LAST_KNOWN, Resolver, resolve
 from releasegate.store.engine import Store
 from tests.helpers import Project
-from tests.release.test_rollout import gated, policy
+from tests.release.test_rollout import RID, gated, policy, shipped_pair
 
 
 @pytest.fixture
@@ -168,3 +170,28 @@ def test_two_pauses_at_once_pause_once_and_alert_once(store: Store, project: Pro
         alerts = conn.execute(sa.text("SELECT count(*) FROM alerts")).scalar_one()
     assert (kinds.count("env.paused"), alerts) == (1, 1)
     assert audit_verify(store).broken is None
+
+
+def test_a_pause_reaches_a_running_client_once_its_ttl_has_passed(
+    store: Store, project: Project
+) -> None:
+    shipped(store, project)
+    with Client(store=store, ttl=0.2) as client:
+        assert not client.resolve("router", env="staging").paused  # cached from here
+        pause(store, "router", "staging", reason="incident 7", who="bob")
+        time.sleep(0.3)  # the TTL has passed: the next resolve asks the store again
+        assert client.resolve("router", env="staging").paused_reason == "incident 7"
+        resume(store, "router", "staging", who="bob")
+        time.sleep(0.3)
+        assert not client.resolve("router", env="staging").paused
+
+
+def test_under_a_rollout_both_arms_are_paused(store: Store, project: Project) -> None:
+    v1, v2 = shipped_pair(store, project)
+    rollout.start(store, v2, "staging", canary_pct=25, who="alice", rollout_id=RID)
+    pause(store, "router", "staging", reason="incident 9", who="bob")
+    with Client(store=store, ttl=60) as client:
+        served = [client.resolve("router", env="staging", key=str(k)) for k in range(200)]
+    assert {v.arm for v in served} == {"stable", "canary"}
+    assert {v.version_id for v in served} == {v1, v2}
+    assert all(v.paused_reason == "incident 9" for v in served)
