@@ -147,3 +147,14 @@ def test_a_file_write_fault_is_an_answer_and_an_unknown_one_a_bug(err: int, code
     assert (exit_code(fault) if fault is not None else 70) == code
     if fault is not None:
         assert "/x/report.md" in fault.message
+
+
+def test_a_memo_directory_that_is_a_file_is_bad_input_before_the_memo_is_built(
+    project: Project,
+) -> None:
+    d = project.root
+    (d / "a-file").write_text("not a directory\n")
+    memo = rg(d, "report", "memo", "router", "--out", "a-file")
+    assert memo.returncode == 2 and "Traceback" not in memo.stderr
+    assert "--out a-file" in memo.stderr and "nothing was written" in memo.stderr
+    assert not (d / ".releasegate").exists()  # refused before the store was even opened

@@ -161,23 +161,26 @@ def out_path(out: Path | None, alias: Path | None) -> Path | None:
     return out if out is not None else alias
 
 
-def writable(path: Path, option: str) -> Path:
-    """``path`` once its directory exists and takes a new file; checked before a command
-    changes anything, so a mistyped ``--out`` is exit 2 with nothing written, not a
-    decision stored and then a failed write."""
+def writable(path: Path, option: str, *, directory: bool = False) -> Path:
+    """``path`` once its directory exists and takes a new file (with ``directory``: once
+    ``path`` itself is a directory that takes files); checked before a command does its
+    work, so a mistyped ``--out`` is exit 2 with nothing written, not a decision stored or a
+    memo built and then a failed write."""
     from releasegate.errors import InputError
 
-    parent = path.parent
+    folder = path if directory else path.parent
+    hint = f"name a {'directory' if directory else 'file in a directory'} you can write"
     try:
-        parent.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(
-            f"{option} {path}: cannot create its directory {parent} ({exc.strerror or exc})",
-            hint="name a file in a directory you can write",
+            f"{option} {path}: cannot create the directory {folder} ({exc.strerror or exc})",
+            hint=hint,
         ) from None
-    if path.is_dir() or not os.access(parent, os.W_OK):
-        why = "is a directory" if path.is_dir() else f"{parent} is not writable"
-        raise InputError(f"{option} {path}: {why}", hint="name a file in a directory you can write")
+    if not directory and path.is_dir():
+        raise InputError(f"{option} {path}: is a directory", hint=hint)
+    if not os.access(folder, os.W_OK):
+        raise InputError(f"{option} {path}: {folder} is not writable", hint=hint)
     return path
 
 

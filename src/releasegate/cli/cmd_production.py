@@ -26,6 +26,7 @@ from releasegate.cli._common import (
     plural,
     report_app,
     runs_app,
+    writable,
 )
 from releasegate.cli._common import console as _console
 from releasegate.cli._common import open_store as _store
@@ -281,6 +282,8 @@ def report_memo(
     """The weekly stability memo: actions, changes, signals, alerts, cost, trends."""
     from releasegate.monitor.memo import build_memo, write_memo
 
+    if out is not None:
+        writable(out, "--out", directory=True)
     store = _store(create=False)
     memo = build_memo(store, workflow, week)
     target = out or store.location.home / "reports" / f"memo-{workflow}-{memo['week']}"
