@@ -18,6 +18,7 @@ table (``releasegate.cli._errors.EXIT_CODES``), and the classes carry no codes.
     │   ├── WriteConflictError another writer created the same row first
     │   ├── SelfApprovalError
     │   ├── RolloutRefusedError  a rollout cannot do that now (advance after abort, a second one)
+    │   ├── RehearsalRefusedError  production without --allow-production; a second one at once
     │   └── AuditBrokenError  the audit log cannot be read or extended as it stands
     ├── StoreError            exit 2   the store cannot be used as given (one line: cause, store)
     │   │                              read-only, full, locked, unreachable, unreadable
@@ -138,6 +139,10 @@ class SelfApprovalError(RefusedError):
 
 class RolloutRefusedError(RefusedError):
     """A rollout cannot do that now: advance after an abort, a second one on one environment."""
+
+
+class RehearsalRefusedError(RefusedError):
+    """A rehearsal cannot run: production without ``--allow-production``, or one already runs."""
 
 
 class PauseRefusedError(RefusedError):

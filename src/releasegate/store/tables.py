@@ -298,6 +298,34 @@ rollouts = Table(
     Index("ix_rollouts_workflow_env_started", "workflow", "env", "started_at"),
 )
 
+# Rollback rehearsals (0008). ``active`` is ``workflow@env`` while one runs, NULL after:
+# unique, so two rehearsals never move one environment at once; ``state`` says what a
+# crashed one left to undo (``deployed``: put ``original_id`` back).
+rehearsals = Table(
+    "rehearsals",
+    metadata,
+    Column("rehearsal_id", String(32), primary_key=True),
+    Column("workflow", String(200), nullable=False),
+    Column("env", String(100), nullable=False),
+    Column("original_id", ID, nullable=False),
+    Column("deployed_id", ID, nullable=True),
+    Column("suite_id", ID, nullable=True),
+    Column("state", String(12), nullable=False),
+    Column("result", String(20), nullable=True),
+    Column("active", String(320), nullable=True, unique=True),
+    Column("mutation_score", Float, nullable=True),
+    Column("time_to_detect_s", Float, nullable=True),
+    Column("time_to_revert_s", Float, nullable=True),
+    Column("is_restored", Boolean, nullable=True),
+    Column("mutations_json", Text, nullable=False),
+    Column("runner_json", Text, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("started_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    Column("finished_at", TS, nullable=True),
+    Index("ix_rehearsals_workflow_env_started", "workflow", "env", "started_at"),
+)
+
 alerts = Table(
     "alerts",
     metadata,
