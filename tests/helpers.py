@@ -46,6 +46,7 @@ class Project:
         }
     )
     fn: str = "tests.release.fns:route"
+    meta: dict[str, Any] = field(default_factory=dict)  # more workflow metadata (data_class...)
 
     def workflow(
         self,
@@ -68,6 +69,7 @@ class Project:
             "prompts": {"system": "route it"},
             "generation": {"mode": mode, **generation},
             "policy": {"staging": pol, "production": pol},
+            **self.meta,
         }
         path = self.root / f"{name}.yaml"
         path.write_text(yaml.safe_dump(doc, sort_keys=False))

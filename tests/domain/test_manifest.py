@@ -310,6 +310,8 @@ def test_every_behavioural_field_is_in_the_id(change: Callable[[dict[str, Any]],
     extra_envs=st.lists(names, max_size=2),
     floor=st.floats(0, 1),
     margin=st.floats(0.001, 1),
+    retention=st.one_of(st.none(), st.integers(1, 36_500)),
+    data_class=st.sampled_from(["public", "internal", "confidential", "restricted"]),
 )
 def test_metadata_never_changes_the_id(
     description: str,
@@ -318,8 +320,13 @@ def test_metadata_never_changes_the_id(
     extra_envs: list[str],
     floor: float,
     margin: float,
+    retention: int | None,
+    data_class: str,
 ) -> None:
     data = base_workflow()
+    if retention is not None:
+        data["experiments"] = {"retention_days": retention}
+    data["data_class"] = data_class
     data["description"] = description
     data["stakes"] = stakes
     data["owners"] = owners
@@ -337,6 +344,7 @@ def test_metadata_never_changes_the_id(
     assert spec.stakes == stakes
     assert spec.description == description
     assert spec.policies["production"].floors == {"accuracy": floor}
+    assert spec.retention.days == retention and spec.data_class == data_class
 
 
 def test_metadata_is_kept_outside_the_manifest() -> None:
@@ -460,7 +468,7 @@ MODEL = "model:\n  provider: ollama\n  name: qwen2.5:7b\n"
             "workflow: triage\n" + MODEL + "frobnicate: 1\n",
             "wf.yaml:5: field 'frobnicate': unknown field 'frobnicate'\n"
             "  hint: allowed here: workflow, description, stakes, owners, environments, model, "
-            "prompts, generation, tools, retrieval, output, policy, monitor",
+            "prompts, generation, tools, retrieval, output, policy, monitor, experiments, data_class",
             id="unknown top-level field",
         ),
         pytest.param(

@@ -1,4 +1,5 @@
-"""Versions: ``register`` a workflow file, list ``versions``, ``show`` one, ``diff`` two.
+"""Versions: ``register`` a workflow file, list ``versions``, ``show`` one, ``diff`` two,
+and ``gc`` the eval data of expired experiments.
 
 A version's id is a content hash; tables show its first 12 characters, which every
 command accepts as the version (a unique prefix), and never wrap or cut them.
@@ -82,20 +83,34 @@ def register(
             f"registered [bold]{short}[/] of {result.workflow} "
             f"(track {result.track}, parent {parent_s})"
         )
+    elif result.graduated:
+        c.print(
+            f"graduated [bold]{short}[/] of {result.workflow}: the experiment with this "
+            "content is now on the release track (same content, same id; its evals and "
+            "gate decisions stand)"
+        )
     else:
         c.print(
-            f"already registered: [bold]{short}[/] of {result.workflow} (same content, same id)"
+            f"already registered: [bold]{short}[/] of {result.workflow} (same content, same "
+            f"id, track {result.track})"
         )
     for env in result.policies_changed:
         c.print(f"policy for {env} updated")
 
 
 @command(app)
-def versions(workflow: WorkflowArg, as_json: JsonOpt = False) -> None:
-    """List a workflow's versions, newest last, with where each runs."""
+def versions(
+    workflow: WorkflowArg,
+    track: Annotated[
+        str | None,
+        typer.Option(metavar="TRACK", help="Only this track: release or experiment."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List a workflow's versions, newest last, with their track and where each runs."""
     from releasegate.release.inspect import list_versions
 
-    rows = list_versions(store(create=False), workflow)
+    rows = list_versions(store(create=False), workflow, track)
     if as_json:
         emit(rows)
         return
@@ -159,3 +174,39 @@ def diff(
     for line in info["lines"]:
         style = "green" if line.startswith("+") else "red" if line.startswith("-") else ""
         c.print(line, style=style, markup=False)
+
+
+@command(app)
+def gc(
+    workflow: Annotated[
+        str | None, typer.Argument(metavar="[WORKFLOW]", help="One workflow (default: all).")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only list what would be collected.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Collect expired experiments' eval outputs and scores (version, manifest, audit kept)."""
+    from releasegate.release.experiments import collect_expired
+
+    result = collect_expired(store(create=False), workflow, dry_run=dry_run)
+    if as_json:
+        emit(result.to_dict())
+        return
+    c = console()
+    verb = "would collect" if dry_run else "collected"
+    for e in result.experiments:
+        what = f"{e.outputs:,} outputs, {e.scores:,} scores"
+        if e.is_collected:
+            c.print(
+                f"{verb} {e.version_id[:12]} of {e.workflow} (expired "
+                f"{e.expired_at:%Y-%m-%d}, {e.retention_days}-day retention): {what}"
+            )
+        else:
+            c.print(f"kept {e.version_id[:12]} of {e.workflow}: it {e.kept_because} ({what})")
+    n = len(result.collected)
+    c.print(
+        f"{verb} {n} expired experiment{'s' if n != 1 else ''}: "
+        f"{result.outputs:,} outputs, {result.scores:,} scores"
+        + ("; nothing was deleted" if dry_run else "")
+    )

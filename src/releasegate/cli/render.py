@@ -55,8 +55,7 @@ def versions_table(workflow: str, rows: list[dict[str, Any]]) -> Table:
     from rich import box
 
     table = Table(title=f"versions of {workflow}", box=box.SIMPLE_HEAD, pad_edge=False)
-    tracks = any(r["track"] != "release" for r in rows)
-    cols = ["version", "created", "owner", *(["track"] if tracks else []), "parent"]
+    cols = ["version", "created", "owner", "track", "parent"]
     for col in cols:
         table.add_column(col, no_wrap=True)
     table.add_column("running in")
@@ -66,12 +65,20 @@ def versions_table(workflow: str, rows: list[dict[str, Any]]) -> Table:
             r["version_id"][:12],
             r["created_at"][:10],
             r["owner"] or "",
-            *([r["track"]] if tracks else []),
+            _track(r),
             (r["parent_id"] or "")[:12],
             ", ".join(r["environments"]),
             r["reason"],
         )
     return table
+
+
+def _track(row: Mapping[str, Any]) -> str:
+    """``release``, or ``experiment`` with its expiry (``expired`` once past it)."""
+    if row["track"] != "experiment" or not row.get("expires_at"):
+        return str(row["track"])
+    when = "expired" if row.get("is_expired") else "expires"
+    return f"experiment ({when} {row['expires_at'][:10]})"
 
 
 def fmt_interval(m: Mapping[str, Any]) -> str:

@@ -3,8 +3,8 @@
 A workflow file mixes two things. The behaviour (model, prompts, generation,
 tools, retrieval, output) is the manifest: it is canonicalised and hashed, so
 the same behaviour has the same id everywhere. Everything else (description,
-stakes, owners, environments, policy) is metadata about the workflow and never
-changes a version's id. Files the manifest refers to are read through a
+stakes, owners, environments, policy, experiments, data_class) is metadata about
+the workflow and never changes a version's id. Files the manifest refers to are read through a
 ``reader`` callback and inlined (prompts) or pinned by digest (an index); a
 GGUF model file is only named here, since it is hashed at register (streamed,
 not read whole), as an Ollama tag is resolved to its digest there.
@@ -16,7 +16,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from releasegate.domain.data_class import DEFAULT_DATA_CLASS, parse_data_class
 from releasegate.domain.document import Document, Fields
+from releasegate.domain.experiments import Retention, parse_experiments
 from releasegate.domain.identity import content_hash, sha256_bytes
 from releasegate.domain.monitoring import parse_monitor
 from releasegate.domain.pinning import (
@@ -44,6 +46,8 @@ TOP_LEVEL = (
     "output",
     "policy",
     "monitor",
+    "experiments",
+    "data_class",
 )
 DEFAULT_ENVIRONMENTS = ("staging", "production")
 _SCALARS = (str, int, float, bool)
@@ -83,6 +87,8 @@ class WorkflowSpec:
     )  # digest -> content of referenced files
     model_file: str | None = None  # a GGUF file, relative to the workflow file: hashed at register
     monitor: Mapping[str, Any] | None = None  # alert rules and routes: metadata, not hashed
+    retention: Retention = Retention()  # how long experiments' eval data is kept: metadata
+    data_class: str = DEFAULT_DATA_CLASS  # metadata: where its data may go (domain/data_class)
 
     @property
     def version_id(self) -> str:
@@ -330,4 +336,8 @@ def parse_workflow(
         blobs=blobs,
         model_file=model_file,
         monitor=parse_monitor(top.sub("monitor")).as_dict() if top.has("monitor") else None,
+        retention=parse_experiments(top.sub("experiments"))
+        if top.has("experiments")
+        else Retention(),
+        data_class=parse_data_class(top),
     )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from releasegate.domain.diff import diff_manifests, render_text_diff
+from releasegate.domain.experiments import EXPERIMENT, TRACKS, Retention
 from releasegate.domain.gate_report import GateReport
 from releasegate.errors import InputError, NotFoundError
 from releasegate.release.interrupted import mark_interrupted
@@ -13,13 +15,23 @@ from releasegate.store.decisions import DecisionRepo
 from releasegate.store.engine import Store
 from releasegate.store.environments import EnvironmentRepo
 from releasegate.store.evals import EvalRepo
-from releasegate.store.versions import VersionRepo
+from releasegate.store.rows import now as utc_now
+from releasegate.store.versions import VersionRecord, VersionRepo
 from releasegate.store.workflows import WorkflowRepo
 
 
-def list_versions(store: Store, workflow: str) -> list[dict[str, Any]]:
+def list_versions(
+    store: Store, workflow: str, track: str | None = None, *, now: datetime | None = None
+) -> list[dict[str, Any]]:
+    """A workflow's versions (on ``track`` only, when given), each with its track and, for
+    an experiment of a workflow with a retention window, when it expires."""
+    if track is not None and track not in TRACKS:
+        raise InputError(
+            f"unknown track '{track}'", field="--track", hint="one of: " + ", ".join(TRACKS)
+        )
+    at = now or utc_now()
     with store.read() as conn:
-        WorkflowRepo(conn).get(workflow)
+        retention = Retention(WorkflowRepo(conn).get(workflow).experiments_retention_days)
         running: dict[str, list[str]] = {}
         for env, vid in EnvironmentRepo(conn).all(workflow).items():
             running.setdefault(vid, []).append(env)
@@ -34,9 +46,19 @@ def list_versions(store: Store, workflow: str) -> list[dict[str, Any]]:
                 "reason": v.reason,
                 "source_commit": v.source_commit,
                 "environments": sorted(running.get(v.version_id, [])),
+                **_expiry(v, retention, at),
             }
             for v in VersionRepo(conn).list(workflow)
+            if track is None or v.track == track
         ]
+
+
+def _expiry(v: VersionRecord, retention: Retention, at: datetime) -> dict[str, Any]:
+    expires = retention.expires_at(v.created_at) if v.track == EXPERIMENT else None
+    return {
+        "expires_at": None if expires is None else expires.isoformat(),
+        "is_expired": expires is not None and at >= expires,
+    }
 
 
 def show_version(store: Store, ref: str) -> dict[str, Any]:

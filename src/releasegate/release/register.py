@@ -1,6 +1,8 @@
 """Register: give a workflow file's behaviour an immutable identity and a place in history.
 
-Registering the same content again is a no-op that says so. Metadata that is
+Registering the same content again is a no-op that says so, except that registering
+an experiment's content on the release track graduates it (same content, same id:
+the track changes, audited as ``version.graduated``). Metadata that is
 not behaviour (owners, stakes, policy) is updated in place and audited; a
 policy whose content changed becomes the environment's new current policy.
 Reading a file pins its model (``release.models.pin_model``): an Ollama tag is
@@ -15,6 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from releasegate.domain.document import Document, undotted
+from releasegate.domain.experiments import EXPERIMENT, RELEASE
 from releasegate.domain.manifest import WorkflowSpec, parse_workflow
 from releasegate.domain.policy import Policy
 from releasegate.errors import ManifestError, NotFoundError, PolicyError, WriteConflictError
@@ -45,6 +48,7 @@ class Registered:
     track: str
     source_commit: str | None
     policies_changed: tuple[str, ...]
+    graduated: bool = False  # an experiment registered again without --experiment
 
 
 def parse_file(path: Path) -> tuple[WorkflowSpec, Document]:
@@ -210,7 +214,7 @@ def register_spec(
             origin["model_file"] = str((source_file.parent / spec.model_file).resolve())
     for data in spec.blobs.values():
         store.blobs.put(data)
-    track = "experiment" if experiment else "release"
+    track = EXPERIMENT if experiment else RELEASE
     owner = owner or spec.owners.change or who
     for attempt in (1, 2):
         try:
@@ -253,18 +257,31 @@ def _record(
         owners=spec.owners.as_dict(),
         environments=spec.environments,
         monitor=spec.monitor,
+        experiments_retention_days=spec.retention.days,
+        data_class=spec.data_class,
     )
     changed = sync_policies(conn, spec.name, dict(spec.policies), who)
     existing = VersionRepo(conn).find(version_id)
     if existing is not None:
+        graduated = existing.track == EXPERIMENT and track == RELEASE
+        if graduated:  # same content, same id: the experiment itself becomes the release
+            VersionRepo(conn).set_track(version_id, RELEASE)
+            AuditRepo(conn).append(
+                kind="version.graduated",
+                actor=who,
+                workflow=spec.name,
+                subject=version_id,
+                payload={"from_track": EXPERIMENT, "to_track": RELEASE, "reason": reason},
+            )
         return Registered(
             version_id,
             spec.name,
             False,
             existing.parent_id,
-            existing.track,
+            RELEASE if graduated else existing.track,
             existing.source_commit,
             tuple(changed),
+            graduated,
         )
     if parent is not None:
         try:

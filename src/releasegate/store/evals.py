@@ -10,9 +10,9 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Row, and_, insert, select, update
+from sqlalchemy import Connection, Row, and_, func, insert, select, update
 
 from releasegate.domain.identity import canonical_json
 from releasegate.domain.results import CaseOutput, Score
@@ -125,6 +125,64 @@ class EvalRepo:
             .order_by(t.eval_runs.c.started_at)
         ).all()
         return [_eval(r) for r in rows]
+
+
+class EvalData(NamedTuple):
+    """A version's eval data: cached outputs, scores, and eval runs not yet collected."""
+
+    outputs: int
+    scores: int
+    evals: int
+
+    @property
+    def is_empty(self) -> bool:
+        return self.outputs == 0 and self.scores == 0 and self.evals == 0
+
+
+COLLECTED = "collected"
+"""An eval run whose outputs and scores ``gc`` removed; its summary row is kept."""
+
+
+class EvalDataRepo:
+    """A version's eval data as a whole: counted, and collected (``releasegate gc``)."""
+
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def count(self, version_id: str) -> EvalData:
+        def n(table: Any, *where: Any) -> int:
+            q = select(func.count()).select_from(table).where(table.c.version_id == version_id)
+            return int(self.conn.execute(q.where(*where)).scalar_one())
+
+        return EvalData(
+            n(t.outputs),
+            n(t.scores),
+            n(t.eval_runs, t.eval_runs.c.status != COLLECTED),
+        )
+
+    def is_running(self, version_id: str) -> bool:
+        q = select(func.count()).where(
+            t.eval_runs.c.version_id == version_id, t.eval_runs.c.status == "running"
+        )
+        return bool(self.conn.execute(q).scalar_one())
+
+    def collect(self, version_id: str) -> EvalData:
+        """Delete the version's outputs and scores and mark its evals ``collected`` (the
+        gate then asks for a new eval); returns what this call removed, so of two
+        collectors at once only the one that removed something has anything to audit."""
+        outputs = self.conn.execute(t.outputs.delete().where(t.outputs.c.version_id == version_id))
+        scores = self.conn.execute(t.scores.delete().where(t.scores.c.version_id == version_id))
+        evals = self.conn.execute(
+            update(t.eval_runs)
+            .where(
+                t.eval_runs.c.version_id == version_id,
+                t.eval_runs.c.status.notin_((COLLECTED, "running")),
+            )
+            .values(status=COLLECTED)
+        )
+        return EvalData(outputs.rowcount, scores.rowcount, evals.rowcount)
 
 
 class OutputRepo:

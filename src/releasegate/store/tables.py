@@ -45,6 +45,9 @@ workflows = Table(
     Column("owners_json", Text, nullable=False),
     Column("environments_json", Text, nullable=False),
     Column("monitor_json", Text, nullable=True),  # alert rules: metadata, never in a version id
+    # 0008: experiments expire after this many days (NULL: never); the data class rules apply
+    Column("experiments_retention_days", Integer, nullable=True),
+    Column("data_class", String(20), nullable=False, server_default="internal"),
     Column("created_at", TS, nullable=False),
     Column("updated_at", TS, nullable=False),
 )

@@ -1,6 +1,7 @@
 """Versions: immutable, content-addressed snapshots of a workflow, in registration order.
 
-A version is added once and never changed; lookups are by id, by id prefix (what a
+A version's content is added once and never changed (its track may go from
+``experiment`` to ``release``: metadata, not content); lookups are by id, by id prefix (what a
 user types) and by workflow."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, insert, select
+from sqlalchemy import Connection, Row, insert, select, update
 
 from releasegate.store import tables as t
 from releasegate.store.rows import record, values
@@ -41,6 +42,18 @@ class VersionRepo:
 
     def add(self, version: VersionRecord) -> None:
         self.conn.execute(insert(t.versions).values(**values(version, t.versions)))
+
+    def set_track(self, version_id: str, track: str) -> None:
+        self.conn.execute(
+            update(t.versions).where(t.versions.c.version_id == version_id).values(track=track)
+        )
+
+    def on_track(self, track: str, workflow: str | None = None) -> list[VersionRecord]:
+        """The versions on ``track`` (of one workflow, or all), in registration order."""
+        q = select(t.versions).where(t.versions.c.track == track)
+        if workflow is not None:
+            q = q.where(t.versions.c.workflow == workflow)
+        return [_version(r) for r in self.conn.execute(q.order_by(t.versions.c.seq)).all()]
 
     def find(self, version_id: str) -> VersionRecord | None:
         row = self.conn.execute(

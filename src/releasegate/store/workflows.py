@@ -25,6 +25,8 @@ class WorkflowRecord:
     owners: Mapping[str, Any]
     environments: tuple[str, ...]
     monitor: Mapping[str, Any] | None = None
+    experiments_retention_days: int | None = None  # 0008: None, experiments never expire
+    data_class: str = "internal"  # 0008
 
 
 class WorkflowRepo:
@@ -42,6 +44,8 @@ class WorkflowRepo:
         owners: Mapping[str, Any],
         environments: Sequence[str],
         monitor: Mapping[str, Any] | None = None,
+        experiments_retention_days: int | None = None,
+        data_class: str = "internal",
     ) -> None:
         values = {
             "description": description,
@@ -49,6 +53,8 @@ class WorkflowRepo:
             "owners_json": canonical_json(owners),
             "environments_json": canonical_json(list(environments)),
             "monitor_json": canonical_json(monitor) if monitor is not None else None,
+            "experiments_retention_days": experiments_retention_days,
+            "data_class": data_class,
             "updated_at": now(),
         }
         done = self.conn.execute(
@@ -68,6 +74,10 @@ class WorkflowRepo:
                 else "register a workflow file first: releasegate register FILE",
             )
         return record(WorkflowRecord, row, environments=tuple)
+
+    def all(self) -> list[WorkflowRecord]:
+        rows = self.conn.execute(select(t.workflows).order_by(t.workflows.c.name)).all()
+        return [record(WorkflowRecord, row, environments=tuple) for row in rows]
 
     def names(self) -> list[str]:
         return [
