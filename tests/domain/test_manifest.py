@@ -468,7 +468,8 @@ MODEL = "model:\n  provider: ollama\n  name: qwen2.5:7b\n"
             "workflow: triage\n" + MODEL + "frobnicate: 1\n",
             "wf.yaml:5: field 'frobnicate': unknown field 'frobnicate'\n"
             "  hint: allowed here: workflow, description, stakes, owners, environments, model, "
-            "prompts, generation, tools, retrieval, output, policy, monitor, experiments, data_class",
+            "prompts, generation, tools, retrieval, output, policy, monitor, experiments, "
+            "data_class",
             id="unknown top-level field",
         ),
         pytest.param(
