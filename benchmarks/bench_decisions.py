@@ -32,7 +32,8 @@ from releasegate.domain.calibration import (
     flipped_trinomial,
     simulate_gate_grid,
 )
-from releasegate.domain.power import decision_size
+from releasegate.domain.power import RARE_CASES, decision_size
+from releasegate.domain.stats import CONTINUITY
 
 SIZES = (100, 300, 1_000, 3_000)
 MARGINS = (0.02, 0.05)
@@ -136,14 +137,19 @@ def main() -> None:
                 ):  # fmt: skip
                     grid[(n, rates.margin, d)] = rates
         sd = float(np.std(cand - base, ddof=1))
+        binary = bool(np.all((cand == 0) | (cand == 1)) and np.all((base == 0) | (base == 1)))
         for margin in MARGINS:
-            size = decision_size(sd, margin)
+            size = decision_size(
+                sd,
+                margin,
+                rare_cases=0.0 if binary else RARE_CASES,
+                continuity=CONTINUITY if binary else 0.0,
+            )
             print(
                 f"\n### {metric}, margin {margin}: {args.repetitions} suites per cell; "
                 f"decision_size {size.n} (sd of differences {sd:.3f}: an equal candidate "
                 f"passes {size.pass_if_equal:.0%}, one worse by M {size.pass_if_worse:.1%})\n"
             )
-            binary = bool(np.all((cand == 0) | (cand == 1)) and np.all((base == 0) | (base == 1)))
             exact = " exact pass / hold / fail |" if binary else ""
             print(f"| n | true delta | pass | hold | fail | target |{exact}")
             print("| ---: | ---: | --- | --- | --- | --- |" + (" --- |" if binary else ""))

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats as scipy_stats
 
+from releasegate.domain.calibration import exact_binary_rates
 from releasegate.domain.power import (
     MAX_RECOMMENDED_EPOCHS,
     PASS_POWER,
@@ -24,6 +25,7 @@ from releasegate.domain.power import (
     wilson_rate_interval,
 )
 from releasegate.domain.stats import (
+    CONTINUITY,
     is_binary,
     minimum_detectable_effect,
     paired_compare,
@@ -203,7 +205,7 @@ def test_plan_suite_binary_pilot() -> None:
     base = np.ones(n)
     base[:6] = 0.0  # 6 better
     cand[6:10] = 0.0  # 4 worse
-    plan = plan_suite(cand, base, margin=0.02)
+    plan = plan_suite(cand, base, margin=0.02, exact_sizes=False)
     assert isinstance(plan, SuitePlan)
     assert plan.n_pilot == n
     assert plan.discordance == pytest.approx(0.10)
@@ -211,21 +213,46 @@ def test_plan_suite_binary_pilot() -> None:
     assert plan.sd_diff == pytest.approx(math.sqrt(0.10 - 0.02**2))
     se = plan.sd_diff / math.sqrt(n)
     assert plan.mde_pilot == pytest.approx(minimum_detectable_effect(se, power=PASS_POWER))
-    assert plan.n_needed == math.ceil(n * (plan.mde_pilot / 0.02) ** 2 - 1e-9)
+    # the size pays the score test's continuity correction: mde(n) + 0.5 / n <= margin
+    without = math.ceil(n * (plan.mde_pilot / 0.02) ** 2 - 1e-9)
+    assert plan.n_needed > without
+    at = plan.n_needed
+    assert plan.mde_pilot * math.sqrt(n / at) + CONTINUITY / at <= 0.02
+    assert plan.mde_pilot * math.sqrt(n / (at - 1)) + CONTINUITY / (at - 1) > 0.02
     assert plan.n_needed == paired_compare(cand, base, power=0.9).cases_needed(0.02)
     assert str(plan.n_needed) in plan.text
     assert plan.pass_if_equal == pytest.approx(0.9, abs=0.002)
-    assert plan.pass_if_worse == pytest.approx(0.025)
+    assert plan.pass_if_equal >= 0.9
+    assert 0.02 < plan.pass_if_worse < 0.025  # the half case also pulls this under 2.5%
     assert "an equal-quality candidate passes 90% of the time" in plan.text
+    assert plan.text.endswith("(normal approximation)")
+
+
+def test_plan_suite_checks_a_binary_size_with_the_gates_exact_pass_rate() -> None:
+    cand, base = np.ones(100), np.ones(100)
+    base[:5] = 0.0  # 5 better, 5 worse: discordance 10%, delta 0, sd**2 0.1
+    cand[5:10] = 0.0
+    normal = plan_suite(cand, base, margin=0.05, exact_sizes=False)
+    exact = plan_suite(cand, base, margin=0.05)
+    (at_normal,) = exact_binary_rates(normal.n_needed, (0.05,), 0.05, 0.05)
+    assert at_normal.passes < 0.9  # what the approximation promised as 90% is short
+    assert exact.n_needed > normal.n_needed
+    (equal,) = exact_binary_rates(exact.n_needed, (0.05,), 0.05, 0.05)
+    (worse,) = exact_binary_rates(exact.n_needed, (0.05,), 0.075, 0.025)
+    assert exact.pass_if_equal == pytest.approx(equal.passes) and equal.passes >= 0.9
+    assert exact.pass_if_worse == pytest.approx(worse.passes) and worse.passes <= 0.025
+    assert exact.text.endswith("(exact)") and str(exact.n_needed) in exact.text
 
 
 def test_plan_suite_uses_the_floor_for_a_quiet_pilot() -> None:
     same = np.ones(20)
-    plan = plan_suite(same, same, margin=0.05)
+    plan = plan_suite(same, same, margin=0.05, exact_sizes=False)
     assert plan.discordance == 0.0 and plan.sd_diff == 0.0
     floor_mde = minimum_detectable_effect(math.sqrt(3.0) / 20, power=PASS_POWER)
     assert plan.mde_pilot == pytest.approx(floor_mde)
-    assert plan.n_needed == math.ceil(20 * (floor_mde / 0.05) ** 2 - 1e-9)
+    at = plan.n_needed  # the smallest size where mde + the continuity half case fit the margin
+    assert floor_mde * math.sqrt(20 / at) + CONTINUITY / at <= 0.05
+    assert floor_mde * math.sqrt(20 / (at - 1)) + CONTINUITY / (at - 1) > 0.05
 
 
 def test_plan_suite_never_below_pilot_and_rejects_bad_margin() -> None:
@@ -257,7 +284,7 @@ def test_plan_suite_agrees_with_cases_needed(
     pair: tuple[list[float], list[float]], margin: float
 ) -> None:
     cand, base = np.array(pair[0]), np.array(pair[1])
-    plan = plan_suite(cand, base, margin=margin)
+    plan = plan_suite(cand, base, margin=margin, exact_sizes=False)
     comparison = paired_compare(cand, base, resamples=10, power=PASS_POWER)
     if is_binary(cand) and is_binary(base):
         assert abs(plan.n_needed - comparison.cases_needed(margin)) <= 1  # ceil at float edges

@@ -278,6 +278,14 @@ def test_cases_needed_scales_with_the_square_of_the_precision_gap() -> None:
         comparison(100, 0.1).cases_needed(0.0)
 
 
+def test_cases_needed_for_pass_fail_data_pays_the_continuity_correction() -> None:
+    # mde 0.1 at 100 cases is 1.0 at one case: 1 / sqrt(n) + 0.5 / n <= 0.05 from n = 420
+    mcnemar = PairedComparison(0.0, -0.1, 0.1, 0.05, 0.1, 100, "mcnemar-exact", 1.0, 5, 5)
+    assert mcnemar.cases_needed(0.05) == 420
+    assert 1 / math.sqrt(420) + 0.5 / 420 <= 0.05 < 1 / math.sqrt(419) + 0.5 / 419
+    assert comparison(100, 0.1).cases_needed(0.05) == 400  # scores: no correction
+
+
 def test_paired_compare_rejects_bad_input() -> None:
     with pytest.raises(ValueError, match="empty suite"):
         paired_compare([], [])

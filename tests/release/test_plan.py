@@ -18,6 +18,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
+from releasegate.domain.calibration import exact_binary_rates
 from releasegate.domain.power import epochs_needed
 from releasegate.errors import InputError, NotFoundError, PrerequisiteError, SuiteError
 from releasegate.release.evaluate import evaluate
@@ -38,7 +39,16 @@ def project(tmp_path: Path) -> Project:
 
 
 def needed(n: int, se: float, margin: float) -> int:
-    return max(n, math.ceil(n * (Z * se / margin) ** 2 - 1e-9))
+    """Smallest size with ``mde + 0.5 / size <= margin`` (pass/fail data pays the gate's
+    continuity correction of half a case), then grown until the gate's exact pass rate for
+    an equal-quality candidate as noisy as the pilot reaches 90%."""
+    size = math.ceil(n * (Z * se / margin) ** 2 - 1e-9)
+    while Z * se * math.sqrt(n / size) + 0.5 / size > margin:
+        size += 1
+    discordant = se * se * n / 2  # each way
+    while exact_binary_rates(size, (margin,), discordant, discordant)[0].passes < 0.9:
+        size += 1
+    return max(n, size)
 
 
 def test_a_plan_needs_a_stored_pilot(store: Store, project: Project) -> None:
@@ -71,8 +81,8 @@ def test_without_a_baseline_the_candidates_own_variance_sizes_the_suite(
     assert acc.metric == "accuracy" and acc.margin == 0.1 and acc.n_pilot == 40
     assert acc.sd == pytest.approx(math.sqrt(0.75 * 0.25))
     assert acc.mde == pytest.approx(Z * se)
-    assert acc.n_needed == needed(40, se, 0.1) == 198
-    assert (acc.n_more, acc.verdict) == (158, "add 158 cases")
+    assert acc.n_needed == needed(40, se, 0.1) == 217
+    assert (acc.n_more, acc.verdict) == (177, "add 177 cases")
     assert acc.text.startswith("pilot of 40 cases (sd of scores 0.433, mde 0.2219)")
     assert acc.advice is None
     assert any("no baseline (nothing else runs in staging)" in n for n in out.notes)
@@ -82,7 +92,7 @@ def test_without_a_baseline_the_candidates_own_variance_sizes_the_suite(
     assert loose.metrics[0].n_needed == 40 and loose.metrics[0].verdict == "enough"
     every = plan(store, vid, suite, margin=0.1)  # no env: every metric the suite measures
     assert [m.metric for m in every.metrics] == ["accuracy", "macro_f1", "pass_rate"]
-    assert every.metrics[0].n_needed == 198 and every.policy_id is None
+    assert every.metrics[0].n_needed == 217 and every.policy_id is None
     assert every.metrics[1].sd is None  # a corpus metric has no per-case spread
 
 
@@ -101,12 +111,12 @@ def test_paired_against_the_running_version_with_its_eval(store: Store, project:
     se = math.sqrt(20) / 40  # McNemar: (b + c - (c - b)**2 / n) / n**2 with b = c = 10
     assert acc.sd == pytest.approx(math.sqrt(0.5))  # half the cases disagree, delta 0
     assert acc.mde == pytest.approx(Z * se)
-    assert acc.n_needed == needed(40, se, 0.1) == 526
-    assert acc.verdict == "add 486 cases"
+    assert acc.n_needed == needed(40, se, 0.1) == 536
+    assert acc.verdict == "add 496 cases"
     assert "50.0% discordant" in acc.text
     # the same pair named with --baseline, without an environment
     named = plan(store, cand, suite, baseline_ref=base[:12], margin=0.1)
-    assert named.basis == "paired" and named.metrics[0].n_needed == 526
+    assert named.basis == "paired" and named.metrics[0].n_needed == 536
 
 
 def test_a_baseline_without_an_eval_falls_back_to_the_candidate(
@@ -118,7 +128,7 @@ def test_a_baseline_without_an_eval_falls_back_to_the_candidate(
     evaluate(store, cand, suite)
     out = plan(store, cand, suite, baseline_ref=base, margin=0.1)
     assert out.basis == "candidate" and out.baseline_id == base
-    assert out.metrics[0].n_needed == 198
+    assert out.metrics[0].n_needed == 217
     assert any(f"run `releasegate eval {base[:12]} --suite" in n for n in out.notes)
     with store.read() as conn:  # a plan writes nothing, and calls no model
         evals = conn.execute(sa.text("SELECT count(*) FROM eval_runs")).scalar_one()

@@ -16,6 +16,7 @@ so the candidate's expected mean over the pool is the baseline's plus ``true_del
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -219,6 +220,65 @@ def exact_binary_rates(
         ExactRates(n, margin, t[Status.OK], t[Status.HOLD], t[Status.FAIL])
         for margin, t in totals.items()
     ]
+
+
+EXACT_SIZE_MAX = 5_000
+"""``exact_binary_size`` works up to this many cases (about 1.5 s per look there); beyond it
+the discreteness the exact rates correct is below a tenth of a point."""
+
+
+def exact_binary_size(
+    discordance: float,
+    margin: float,
+    start: int,
+    *,
+    pass_power: float,
+    max_n: int = EXACT_SIZE_MAX,
+    looks: int = 6,
+) -> tuple[ExactRates, ExactRates] | None:
+    """Pass/fail data: the suite size at which an equal-quality candidate passes, exactly.
+
+    The normal approximation behind ``power.decision_size`` promises ``pass_power`` and the
+    gate's own score test delivers less (measured on BANKING77's pool, discordance 10%:
+    89.7% at M 0.02 and 88.0% at M 0.05 for a promised 90%). Starting from its answer
+    ``start``, each look computes the exact rates (``exact_binary_rates``) and, while the
+    pass rate is short, grows ``n`` by the normal quantile gap it shows, then bisects back
+    to the smallest passing size above the last short one. Returns the rates of
+    an equal candidate and of one worse by ``margin`` at the size found (``passes`` of the
+    first is at least ``pass_power``), or None when the size passes ``max_n``, the pilot has
+    fewer discordant cases than the margin, or ``looks`` were not enough.
+    """
+    if not 0 < margin <= discordance <= 1 or start < 1:
+        return None
+    from statistics import NormalDist
+
+    norm = NormalDist()
+    target = norm.inv_cdf(0.975) + norm.inv_cdf(pass_power)
+
+    def at(n: int) -> ExactRates:
+        return exact_binary_rates(n, (margin,), discordance / 2, discordance / 2)[0]
+
+    short_at, n = start - 1, start
+    for _ in range(looks):
+        if n > max_n:
+            return None
+        equal = at(n)
+        if equal.passes >= pass_power:
+            break
+        short = norm.inv_cdf(pass_power) - norm.inv_cdf(max(equal.passes, 1e-9))
+        short_at, n = n, max(n + 1, math.ceil(n * ((target + short) / target) ** 2))
+    else:
+        return None
+    while n - short_at > 1:  # the jump may overshoot: bisect back (only passing sizes kept)
+        mid = (short_at + n) // 2
+        mid_rates = at(mid)
+        if mid_rates.passes >= pass_power:
+            n, equal = mid, mid_rates
+        else:
+            short_at = mid
+    half = (discordance + margin) / 2, (discordance - margin) / 2
+    (worse,) = exact_binary_rates(n, (margin,), *half)
+    return equal, worse
 
 
 def flipped_trinomial(

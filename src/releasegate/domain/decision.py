@@ -30,14 +30,10 @@ from releasegate.domain.pinning import blessing_for, pin_of, tool_violations
 from releasegate.domain.policy import ApprovalNeed, Policy
 from releasegate.domain.power import RARE_CASES, decision_size
 from releasegate.domain.scoretest import paired_score_z
-from releasegate.domain.stats import Interval, PairedComparison
+from releasegate.domain.stats import CONTINUITY, Interval, PairedComparison
 
 ONE_SIDED_ALPHA = 0.025
 """Error rate of each verdict of the paired check: the 95% interval's ends, one-sided."""
-CONTINUITY = 0.5
-"""Pass/fail data: the non-inferiority score test's continuity correction, in cases
-(``scoretest.paired_score_z``): without it a candidate worse by the margin passed up to
-2.7% of the time at some suite sizes."""
 
 
 class Verdict(StrEnum):
@@ -222,7 +218,8 @@ def regression_check(name: str, c: PairedComparison, margin: float) -> Check:
     needed = ""
     if margin > 0 and math.isfinite(c.se):
         rare = RARE_CASES if c.method == "paired-bootstrap" else 0.0
-        size = decision_size(c.se * math.sqrt(c.n), margin, rare_cases=rare)
+        cont = CONTINUITY if _has_counts(c) else 0.0
+        size = decision_size(c.se * math.sqrt(c.n), margin, rare_cases=rare, continuity=cont)
         if size.n > c.n:
             needed = f"; about {size.n} cases needed: {size.describe()}"
         else:

@@ -64,6 +64,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from releasegate.domain.stats import (
+    CONTINUITY,
     FloatArray,
     Interval,
     average_epochs,
@@ -134,7 +135,8 @@ class SuitePlan:
     power: float
     text: str
     pass_if_equal: float = math.nan
-    """Chance an equal-quality candidate passes at ``n_needed`` (normal approximation)."""
+    """Chance an equal-quality candidate passes at ``n_needed`` (exact for pass/fail pilots
+    up to 5,000 cases, else the normal approximation)."""
     pass_if_worse: float = math.nan
     """Chance a candidate worse by ``margin`` passes at ``n_needed`` (at most 2.5%)."""
 
@@ -193,18 +195,21 @@ def operating_characteristics(
     *,
     confidence: float = 0.95,
     rare_cases: float = 0.0,
+    continuity: float = 0.0,
 ) -> OperatingCharacteristics:
     """Pass/hold/fail chances of the regression check (normal approximation).
 
-    Pass: ``delta - z * se >= -margin``; fail: ``delta + z * se < 0``; else hold
-    (``z`` two-sided at ``confidence``, so each bound is one-sided at ``(1 - confidence) / 2``).
+    Pass: ``delta - z * se >= -margin + continuity / n``; fail: ``delta + z * se < 0``; else
+    hold (``z`` two-sided at ``confidence``, so each bound is one-sided at
+    ``(1 - confidence) / 2``). ``continuity``: ``CONTINUITY`` for pass/fail data, the cases
+    the gate's score test gives away (without it a plan promised 90% and delivered 89.8%).
     """
     if not sd >= 0:
         raise ValueError(f"sd must be >= 0, got {sd}")
     z = z_value(confidence)
     se = decision_se(sd, n, rare_cases)
     norm = NormalDist()
-    passes = norm.cdf((true_delta + margin) / se - z)
+    passes = norm.cdf((true_delta + margin - continuity / n) / se - z)
     fails = norm.cdf(-true_delta / se - z)
     if margin <= 0:  # both rules can hold at once only with a zero margin and then pass wins
         fails = max(0.0, fails - max(0.0, passes + fails - 1.0))
@@ -218,10 +223,12 @@ def decision_size(
     confidence: float = 0.95,
     pass_power: float = PASS_POWER,
     rare_cases: float = 0.0,
+    continuity: float = 0.0,
 ) -> DecisionSize:
     """Smallest suite at which an equal-quality candidate passes ``pass_power`` of the time.
 
-    ``rare_cases``: ``RARE_CASES`` when the scores are not pass/fail (``decision_se``).
+    ``rare_cases``: ``RARE_CASES`` when the scores are not pass/fail (``decision_se``);
+    ``continuity``: ``CONTINUITY`` when they are (``operating_characteristics``).
     """
     if not margin > 0:
         raise ValueError(f"margin must be > 0, got {margin}")
@@ -233,7 +240,7 @@ def decision_size(
 
     def ok(n: int) -> bool:
         oc = operating_characteristics(
-            sd, n, margin, 0.0, confidence=confidence, rare_cases=rare_cases
+            sd, n, margin, 0.0, confidence=confidence, rare_cases=rare_cases, continuity=continuity
         )
         return oc.passes >= pass_power
 
@@ -249,7 +256,7 @@ def decision_size(
             hi = mid
         else:
             lo = mid
-    oc = {"confidence": confidence, "rare_cases": rare_cases}
+    oc = {"confidence": confidence, "rare_cases": rare_cases, "continuity": continuity}
     at_zero = operating_characteristics(sd, hi, margin, 0.0, **oc)
     at_worse = operating_characteristics(sd, hi, margin, -margin, **oc)
     return DecisionSize(
@@ -385,8 +392,13 @@ def plan_suite(
     margin: float,
     confidence: float = 0.95,
     power: float = PASS_POWER,
+    exact_sizes: bool = True,
 ) -> SuitePlan:
     """Cases needed so an equal-quality candidate passes the gate ``power`` of the time.
+
+    Pass/fail pilots: the size the normal approximation gives is then checked, and grown,
+    with the gate's exact pass rate (``calibration.exact_binary_size``, up to 5,000 cases)
+    unless ``exact_sizes`` is False; the plan's text says which it is.
 
     The pilot is per-case values (epochs averaged) of both versions on the same cases. The
     answer is ``decision_size`` on the standard deviation of differences the gate itself
@@ -399,18 +411,26 @@ def plan_suite(
     base = _as_cases(pilot_baseline, "pilot_baseline")
     comparison = paired_compare(cand, base, confidence=confidence, power=power, resamples=1)
     n = comparison.n
-    rare = 0.0 if is_binary(cand) and is_binary(base) else RARE_CASES
-    size = decision_size(
-        comparison.se * math.sqrt(n),
-        margin,
-        confidence=confidence,
-        pass_power=power,
-        rare_cases=rare,
-    )
+    binary = is_binary(cand) and is_binary(base)
+    oc = {
+        "confidence": confidence,
+        "rare_cases": 0.0 if binary else RARE_CASES,
+        "continuity": CONTINUITY if binary else 0.0,
+    }
+    size = decision_size(comparison.se * math.sqrt(n), margin, pass_power=power, **oc)
     n_needed = max(n, size.n)
-    oc = {"confidence": confidence, "rare_cases": rare}
+    exact = None
+    if binary and exact_sizes and n_needed > n:  # the gate's own score test, computed
+        from releasegate.domain.calibration import exact_binary_size  # it imports this module
+
+        # an equal-quality pair as noisy as the pilot: half of sd**2 discordant each way
+        exact = exact_binary_size(size.sd**2, margin, n_needed, pass_power=power)
     at_zero = operating_characteristics(size.sd, n_needed, margin, 0.0, **oc)
     at_worse = operating_characteristics(size.sd, n_needed, margin, -margin, **oc)
+    pass_equal, pass_worse, how = at_zero.passes, at_worse.passes, "normal approximation"
+    if exact is not None:
+        n_needed, pass_equal, pass_worse = exact[0].n, exact[0].passes, exact[1].passes
+        how = "exact"
     d = cand - base
     discordance: float | None = None
     if is_binary(cand) and is_binary(base):
@@ -428,7 +448,8 @@ def plan_suite(
     text = (
         f"pilot of {n} cases ({spread}, mde {comparison.mde:.4g}): "
         f"a margin of {margin:.4g} {verdict}; "
-        + _oc_clause(n_needed, margin, at_zero.passes, at_worse.passes)
+        + _oc_clause(n_needed, margin, pass_equal, pass_worse)
+        + (f" ({how})" if binary else "")
     )
     return SuitePlan(
         n_needed=n_needed,
@@ -441,8 +462,8 @@ def plan_suite(
         confidence=confidence,
         power=power,
         text=text,
-        pass_if_equal=at_zero.passes,
-        pass_if_worse=at_worse.passes,
+        pass_if_equal=pass_equal,
+        pass_if_worse=pass_worse,
     )
 
 
