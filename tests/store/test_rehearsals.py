@@ -102,4 +102,4 @@ def test_a_finished_rehearsal_frees_the_environment_and_is_the_latest(store: Sto
     with store.read() as conn:
         assert RehearsalRepo(conn).latest("router", "staging") == later
         assert RehearsalRepo(conn).latest("router") == later
-        assert [x.rehearsal_id for x in RehearsalRepo(conn).list("router")] == ["h2", "h1"]
+        assert [x.rehearsal_id for x in RehearsalRepo(conn).recent("router")] == ["h2", "h1"]

@@ -31,7 +31,11 @@ from releasegate.domain.identity import canonical_json, content_hash
 from releasegate.errors import InputError
 
 GENESIS = "0" * 64
-MOVES = {"env.promoted": "promote", "env.rolled_back": "rollback"}  # event -> history action
+MOVES = {  # event -> history action
+    "env.promoted": "promote",
+    "env.rolled_back": "rollback",
+    "env.rehearsed": "rehearsal",  # a rehearsal deployed a variant its gate stopped
+}
 KEYED = "audit.keyed"  # the first keyed event after unkeyed ones; anchors them
 ROTATED = "audit.key_rotated"  # signed with the old key, names the new one
 MIN_SECRET = 32  # characters

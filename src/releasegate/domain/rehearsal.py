@@ -8,7 +8,8 @@ the environment untouched), ``deployed`` (a variant serves: a crash here leaves 
 environment to put back on ``original_id``), then ``finished`` or, when a later run found
 it crashed and put the original back, ``undone``. The result is ``passed`` (the original
 serves again and the gate caught every mutation), ``suite-too-weak`` (restored, but the
-gate let a mutation through), ``not-restored`` (the rollback did not bring the original
+gate let a mutation through, or held one it could not tell from the original),
+``not-restored`` (the rollback did not bring the original
 back) or ``interrupted`` (it crashed; undone by a later run).
 """
 
@@ -23,6 +24,8 @@ RehearsalState = Literal["running", "deployed", "finished", "undone"]
 RehearsalResult = Literal["passed", "suite-too-weak", "not-restored", "interrupted"]
 STATES: tuple[str, ...] = ("running", "deployed", "finished", "undone")
 RESULTS: tuple[str, ...] = ("passed", "suite-too-weak", "not-restored", "interrupted")
+LET_THROUGH = ("pass", "needs-approval")
+"""Gate verdicts whose evidence cleared every check: the suite did not catch the variant."""
 
 
 @dataclass(frozen=True)
@@ -44,13 +47,21 @@ class MutationOutcome:
 
     @property
     def is_caught(self) -> bool:
-        """The gate did not let the variant through (anything but ``pass``)."""
-        return self.is_applied and self.verdict is not None and self.verdict != "pass"
+        """The gate failed the variant: its evidence showed it worse (a killed mutant)."""
+        return self.is_applied and self.verdict == "fail"
+
+    @property
+    def is_inconclusive(self) -> bool:
+        """The gate held the variant without showing it worse: the suite cannot tell it
+        from the original (too few cases for the margin), so it is not caught either."""
+        return self.is_applied and self.verdict == "hold"
 
     @property
     def is_escaped(self) -> bool:
-        """The gate let the degraded variant through: the suite is too weak for it."""
-        return self.is_applied and self.verdict == "pass"
+        """The gate's evidence let the degraded variant through (``pass``, or
+        ``needs-approval``: only a human's signature stood in its way): the suite is too
+        weak for it."""
+        return self.is_applied and self.verdict in LET_THROUGH
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -118,16 +129,23 @@ class Rehearsal:
         return tuple(m for m in self.mutations if m.is_escaped)
 
     @property
+    def inconclusive(self) -> tuple[MutationOutcome, ...]:
+        """The mutations the gate held without showing them worse."""
+        return tuple(m for m in self.mutations if m.is_inconclusive)
+
+    @property
     def mutation_score(self) -> float | None:
-        """Share of applied mutations the gate caught (None when none applied or gated)."""
+        """Share of gated mutations the gate failed (None when none was gated); a held or
+        passed one counts as not caught."""
         gated = [m for m in self.applied if m.verdict is not None]
         if not gated:
             return None
         return sum(m.is_caught for m in gated) / len(gated)
 
 
-def result_of(*, is_restored: bool, escaped: int) -> str:
-    """A finished rehearsal's result: restoring comes first, then the suite's strength."""
+def result_of(*, is_restored: bool, escaped: int, inconclusive: int = 0) -> str:
+    """A finished rehearsal's result: restoring comes first, then the suite's strength
+    (too weak when it let a mutation through or could not tell one from the original)."""
     if not is_restored:
         return "not-restored"
-    return "suite-too-weak" if escaped else "passed"
+    return "suite-too-weak" if escaped or inconclusive else "passed"

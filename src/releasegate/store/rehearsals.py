@@ -121,7 +121,7 @@ class RehearsalRepo:
         ).first()
         return None if row is None else _rehearsal(row)
 
-    def list(self, workflow: str, env: str | None = None, limit: int = 20) -> list[Rehearsal]:
+    def recent(self, workflow: str, env: str | None = None, limit: int = 20) -> list[Rehearsal]:
         """The newest ``limit`` rehearsals of ``workflow`` (in ``env``), newest first."""
         c = t.rehearsals.c
         where = _of(workflow, env)
@@ -149,3 +149,19 @@ class RehearsalRepo:
             .values(**_values(r))
         )
         return done.rowcount == 1
+
+    def run_inputs(self, workflow: str, limit: int = 50) -> list[tuple[str, str]]:
+        """(run id, input) of the newest ``limit`` runs of ``workflow`` that kept their input,
+        one per distinct input: where a rehearsal looks for cases a weak suite lacks."""
+        c = t.runs.c
+        rows = self.conn.execute(
+            select(c.run_id, c.input)
+            .where(and_(c.workflow == workflow, c.input.is_not(None)))
+            .order_by(c.seq.desc())
+            .limit(limit * 4)
+        ).all()
+        seen: dict[str, str] = {}
+        for run_id, text in rows:
+            if text and text not in seen:
+                seen[text] = run_id
+        return [(run_id, text) for text, run_id in list(seen.items())[:limit]]
