@@ -54,6 +54,7 @@ __all__ = [
     "open_store",
     "out_path",
     "plural",
+    "policy_app",
     "report_app",
     "rollout_app",
     "runs_app",
@@ -79,6 +80,10 @@ runs_app = typer.Typer(help="Production runs: import and inspect.", no_args_is_h
 rollout_app = typer.Typer(
     help="Progressive rollouts: status, advance, abort, check.", no_args_is_help=True
 )
+policy_app = typer.Typer(
+    help="Policy changes: propose a floor, approve it (not the proposer), show the history.",
+    no_args_is_help=True,
+)
 for _name, _group in (
     ("audit", audit_app),
     ("db", db_app),
@@ -87,6 +92,7 @@ for _name, _group in (
     ("models", models_app),
     ("runs", runs_app),
     ("rollout", rollout_app),
+    ("policy", policy_app),
 ):
     app.add_typer(_group, name=_name)
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, and_, insert, select
 
 from releasegate.domain.identity import canonical_json
 from releasegate.store import tables as t
-from releasegate.store.rows import now
+from releasegate.store.rows import as_utc, now
 
 
 class StoredPolicy(NamedTuple):
@@ -19,6 +20,15 @@ class StoredPolicy(NamedTuple):
 
     policy_id: str
     content: Mapping[str, Any]
+
+
+class PolicyVersion(NamedTuple):
+    """One stored policy of an environment, oldest first in ``history``."""
+
+    seq: int
+    policy_id: str
+    content: Mapping[str, Any]
+    created_at: datetime
 
 
 class PolicyRepo:
@@ -46,3 +56,30 @@ class PolicyRepo:
                 created_at=now(),
             )
         )
+
+    def history(
+        self, workflow: str, env: str | None = None
+    ) -> dict[tuple[str, str], list[PolicyVersion]]:
+        """Every stored policy of ``workflow`` (one environment, or all), oldest first,
+        by (workflow, env): one query."""
+        p = t.policies.c
+        where = (
+            p.workflow == workflow if env is None else and_(p.workflow == workflow, p.env == env)
+        )
+        return self._grouped(where)
+
+    def all_history(self) -> dict[tuple[str, str], list[PolicyVersion]]:
+        """Every stored policy of every workflow, oldest first, by (workflow, env)."""
+        return self._grouped(None)
+
+    def _grouped(self, where: Any) -> dict[tuple[str, str], list[PolicyVersion]]:
+        p = t.policies.c
+        q = select(p.workflow, p.env, p.seq, p.policy_id, p.content_json, p.created_at)
+        if where is not None:
+            q = q.where(where)
+        out: dict[tuple[str, str], list[PolicyVersion]] = {}
+        for r in self.conn.execute(q.order_by(p.seq)).all():
+            out.setdefault((r.workflow, r.env), []).append(
+                PolicyVersion(r.seq, r.policy_id, json.loads(r.content_json), as_utc(r.created_at))
+            )
+        return out

@@ -102,6 +102,28 @@ policies = Table(
     Index("ix_policies_workflow_env_seq", "workflow", "env", "seq"),
 )
 
+# Policy changes proposed and approved through ``releasegate policy`` (0010): a
+# proposal names the policy it changes (``base_policy_id``) and the one it makes.
+policy_proposals = Table(
+    "policy_proposals",
+    metadata,
+    Column("proposal_id", String(32), primary_key=True),
+    Column("workflow", String(200), nullable=False),
+    Column("env", String(100), nullable=False),
+    Column("base_policy_id", ID, nullable=False),
+    Column("policy_id", ID, nullable=False),
+    Column("content_json", Text, nullable=False),
+    Column("changes_json", Text, nullable=False),
+    Column("proposer", String(200), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("state", String(12), nullable=False),
+    Column("approver", String(200), nullable=True),
+    Column("note", Text, nullable=True),
+    Column("created_at", TS, nullable=False),
+    Column("decided_at", TS, nullable=True),
+    Index("ix_policy_proposals_workflow_env", "workflow", "env"),
+)
+
 eval_runs = Table(
     "eval_runs",
     metadata,

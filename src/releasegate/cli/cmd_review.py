@@ -1,0 +1,197 @@
+"""``review``: does the release discipline still hold? And ``policy propose|approve|show``.
+
+``review [WORKFLOW]`` lists every finding with its evidence and the exact command that
+fixes it; exit 1 when any needs action (a paused environment is shown, not counted),
+0 when clean, 2 on bad input. ``policy propose`` writes a floor change as a proposal,
+``policy approve`` (a workflow approver, never the proposer: exit 1) makes it current,
+both audited; ``policy show`` prints each environment's policy, history and proposals.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from releasegate.cli._common import (
+    NO,
+    EnvOpt,
+    JsonOpt,
+    WorkflowArg,
+    app,
+    command,
+    console,
+    emit,
+    open_store,
+    plural,
+    policy_app,
+)
+
+if TYPE_CHECKING:
+    from releasegate.domain.ratchet import PolicyProposal
+    from releasegate.domain.review import Review
+
+
+def _print_review(result: Review) -> None:
+    from rich.markup import escape
+
+    out = console()
+    scope = (
+        ", ".join(result.workflows)
+        if len(result.workflows) <= 3
+        else plural(len(result.workflows), "workflow")
+    )
+    days = result.period.total_seconds() / 86400
+    out.print(f"review of {scope or 'no workflows'} over the last {days:g} days")
+    if not result.findings:
+        out.print("[green]nothing to fix[/]: every check passed (" + ", ".join(result.checks) + ")")
+    for f in result.findings:
+        mark = "[bold red]![/]" if f.needs_action else "[dim]i[/]"
+        out.print(
+            f"{mark} [bold]{f.check}[/] {escape(f.where)}: {escape(f.message)}", soft_wrap=True
+        )
+        for line in f.evidence:
+            out.print(f"    {escape(line)}", soft_wrap=True)
+        out.print(f"    fix: `{escape(f.fix)}`", soft_wrap=True)
+    for line in result.fixed:
+        out.print(f"fixed: {escape(line)}")
+    action = sum(f.needs_action for f in result.findings)
+    if result.findings:
+        out.print(
+            f"{plural(action, 'finding')} need action"
+            + (
+                f", {len(result.findings) - action} shown only"
+                if action < len(result.findings)
+                else ""
+            )
+        )
+
+
+@command(app)
+def review(
+    workflow: Annotated[
+        str | None, typer.Argument(metavar="WORKFLOW", help="One workflow (default: all).")
+    ] = None,
+    fix: Annotated[
+        bool, typer.Option("--fix", help="Apply the fixes review can make itself.")
+    ] = False,
+    period: Annotated[
+        str | None,
+        typer.Option(help="The review period, e.g. 90d (default) or 30d.", metavar="DURATION"),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> int | None:
+    """Governance review: what reached production outside the loop, and how to fix it."""
+    from releasegate.domain.review import parse_period
+    from releasegate.release.review import review as run_review
+
+    result = run_review(open_store(create=False), workflow, period=parse_period(period), fix=fix)
+    if as_json:
+        emit(result.as_dict())
+    else:
+        _print_review(result)
+    return NO if result.needs_action else None
+
+
+def _print_proposal(p: PolicyProposal) -> None:
+    out = console()
+    changes = ", ".join(
+        f"{c['metric']} {c['from'] if c['from'] is not None else '(none)'} -> {c['to']}"
+        for c in p.changes
+    )
+    out.print(
+        f"proposal [bold]{p.proposal_id}[/] for {p.workflow}@{p.env}: {changes} "
+        f"([bold]{p.state}[/]; proposed by {p.proposer}"
+        + (f", approved by {p.approver}" if p.approver else "")
+        + ")"
+    )
+    out.print(f"  reason: {p.reason}")
+
+
+@command(policy_app, name="propose")
+def policy_propose(
+    workflow: WorkflowArg,
+    env: EnvOpt,
+    floor: Annotated[
+        list[str],
+        typer.Option(help="A floor to set, METRIC=VALUE (repeatable).", metavar="METRIC=VALUE"),
+    ],
+    reason: Annotated[str, typer.Option(help="Why: the approver reads it.")],
+    who: Annotated[
+        str | None, typer.Option("--as", help="Who proposes (default: RELEASEGATE_ACTOR).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Propose a policy change (a floor); another approver must approve it."""
+    from releasegate.domain.ratchet import parse_floors
+    from releasegate.release.policy_changes import propose
+
+    floors = parse_floors(floor)
+    p = propose(open_store(create=False), workflow, env, floors, reason=reason, who=who)
+    if as_json:
+        emit(p.as_dict())
+        return
+    _print_proposal(p)
+    print(f"next: `releasegate policy approve {p.proposal_id} --as APPROVER` (not {p.proposer})")
+
+
+@command(policy_app, name="approve")
+def policy_approve(
+    proposal: Annotated[str, typer.Argument(metavar="PROPOSAL", help="The proposal id.")],
+    who: Annotated[str, typer.Option("--as", help="The approver, by name.")],
+    note: Annotated[str, typer.Option(help="A note kept with the approval.")] = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Approve a proposed policy change: it becomes the environment's policy (audited)."""
+    from releasegate.release.policy_changes import approve
+
+    p = approve(open_store(create=False), proposal, who=who, note=note)
+    if as_json:
+        emit(p.as_dict())
+        return
+    _print_proposal(p)
+    print(
+        f"the {p.env} policy is now {p.policy_id[:12]}; write the same floors into the "
+        "workflow file, or its next `register` puts the file's policy back"
+    )
+
+
+@command(policy_app, name="show")
+def policy_show(
+    workflow: WorkflowArg,
+    env: Annotated[
+        str | None, typer.Option("--env", metavar="ENV", help="One environment (default: all).")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show each environment's current policy, its history and its proposals."""
+    from releasegate.release.policy_changes import show
+
+    states = show(open_store(create=False), workflow, env)
+    if as_json:
+        emit([s.as_dict() for s in states])
+        return
+    out = console()
+    for s in states:
+        floors = s.content.get("floors") or {}
+        shown = ", ".join(f"{m} >= {v:g}" for m, v in sorted(floors.items())) or "none"
+        default = " (the default: the workflow file sets none)" if s.is_default else ""
+        out.print(f"[bold]{s.workflow}@{s.env}[/]: policy {s.policy_id[:12]}{default}")
+        out.print(f"  floors: {shown}")
+        if s.history:
+            out.print(f"  {plural(len(s.history), 'version')}:")
+            for h in s.history:
+                fl = ", ".join(f"{m} {v:g}" for m, v in sorted(h["floors"].items())) or "no floors"
+                out.print(f"    {h['created_at'][:16]}  {h['policy_id'][:12]}  {fl}")
+        for p in s.proposals:
+            changes = ", ".join(f"{c['metric']} -> {c['to']:g}" for c in p.changes)
+            by = f"approved by {p.approver}" if p.approver else "waiting for an approver"
+            out.print(f"  proposal {p.proposal_id}: {changes} ({p.state}, by {p.proposer}; {by})")
+        if floors:
+            out.print(
+                "  in the workflow file: policy: {"
+                + f"{s.env}: "
+                + "{floors: {"
+                + ", ".join(f"{m}: {v:g}" for m, v in sorted(floors.items()))
+                + "}}}"
+            )

@@ -1,0 +1,243 @@
+"""Governance review: gather the facts every check needs, in one snapshot, and run them.
+
+The reads are ``store.review.ReviewRepo``'s set-based queries (workflows, environments
+with their versions' manifests, moves, decisions, current suites, policy histories,
+delivered alerts, runs grouped within the period), plus two lookups by id (the reports
+of the decisions that admitted what runs now, and the manifests of versions seen in
+runs). The checks are pure (``domain.review``, ``domain.ratchet``); this module only
+turns rows into their facts. ``review(..., fix=True)`` applies the fixes a finding
+marks ``fixable`` (none of the checks here is: each needs a person's decision).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from releasegate.domain.policy import Policy, default_policy, policy_from_content
+from releasegate.domain.ratchet import FloorFacts, ratchets
+from releasegate.domain.review import (
+    DEFAULT_PERIOD,
+    AlertRuleFacts,
+    Finding,
+    Paused,
+    Place,
+    Reported,
+    Review,
+    RunningModel,
+    Seen,
+    Serving,
+    WorkflowOwners,
+    admitted,
+    alert_tests,
+    missing_owners,
+    model_problems,
+    ordered,
+    outside_gate,
+    paused,
+    reported_drift,
+    stale_gates,
+)
+from releasegate.store.engine import Store
+from releasegate.store.policies import PolicyRepo, PolicyVersion
+from releasegate.store.review import DecisionRow, EnvRow, ReviewRepo, RunGroup
+from releasegate.store.workflows import WorkflowRepo
+
+
+def review(
+    store: Store,
+    workflow: str | None = None,
+    *,
+    period: timedelta = DEFAULT_PERIOD,
+    fix: bool = False,
+    at: datetime | None = None,
+) -> Review:
+    """Every check over ``workflow`` (or every workflow); ``fix`` applies fixable ones."""
+    at = at or datetime.now(UTC)
+    since = (at - period).timestamp()
+    with store.snapshot() as conn:
+        if workflow is not None:
+            WorkflowRepo(conn).get(workflow)  # an unknown name is bad input, named
+        repo = ReviewRepo(conn)
+        workflows = repo.workflows(workflow)
+        envs = repo.environments(workflow)
+        moves = repo.moves(workflow)
+        decisions = repo.decisions(workflow)
+        suites = repo.current_suites(workflow)
+        histories = (
+            PolicyRepo(conn).history(workflow)
+            if workflow is not None
+            else PolicyRepo(conn).all_history()
+        )
+        delivered = repo.delivered_alerts(workflow)
+        groups = repo.run_groups(since, workflow)
+        admitting = _admitting(decisions)
+        reports = repo.reports(
+            admitting[(e.workflow, e.env, e.version_id)].decision_id
+            for e in envs
+            if (e.workflow, e.env, e.version_id) in admitting
+        )
+        manifests = repo.manifests({g.version_id for g in groups})
+        drift = reported_drift(_reported(groups), manifests)
+        origins = repo.origins({f.subject.split(":")[0] for f in drift})
+    policies = {key: _current(rows) for key, rows in histories.items()}
+
+    def policy_of(wf: str, env: str) -> Policy:
+        return policies.get((wf, env)) or default_policy(wf, env)
+
+    latest: dict[Place, str] = {}
+    for d in decisions:  # oldest first: the last one seen is the latest
+        latest[(d.workflow, d.env, d.version_id)] = d.verdict
+    findings: list[Finding] = []
+    findings += outside_gate(_seen(groups, manifests), admitted(moves.keys(), latest))
+    findings += reported_drift(_reported(groups), manifests, origins)
+    findings += stale_gates(
+        Serving(
+            e.workflow,
+            e.env,
+            e.version_id,
+            *_decided(admitting.get((e.workflow, e.env, e.version_id))),
+            suites.get(e.workflow),
+            policy_of(e.workflow, e.env).policy_id,
+        )
+        for e in envs
+    )
+    findings += missing_owners(WorkflowOwners(w.name, w.owners) for w in workflows)
+    findings += model_problems(
+        RunningModel(e.workflow, e.env, e.version_id, e.manifest, policy_of(e.workflow, e.env))
+        for e in envs
+        if e.manifest is not None
+    )
+    findings += alert_tests(
+        AlertRuleFacts(w.name, rule, delivered.get((w.name, rule), 0), w.environments)
+        for w in workflows
+        for rule in _rules(w.monitor)
+    )
+    findings += paused(
+        Paused(e.workflow, e.env, e.version_id, e.paused_reason, e.paused_by or "", e.paused_at)
+        for e in envs
+        if e.paused_reason is not None and e.paused_at is not None
+    )
+    findings += ratchets(_floors(envs, histories, admitting, reports, moves), period=period, at=at)
+    counts = {
+        "workflows": len(workflows),
+        "environments": len(envs),
+        "decisions": len(decisions),
+        "run_groups": len(groups),
+        "runs_in_period": sum(g.runs for g in groups),
+    }
+    return Review(
+        workflows=tuple(w.name for w in workflows),
+        period=period,
+        at=at,
+        findings=tuple(ordered(findings)),
+        counts=counts,
+    )
+
+
+def _current(rows: Sequence[PolicyVersion]) -> Policy:
+    return policy_from_content(rows[-1].content)
+
+
+def _admitting(decisions: Sequence[DecisionRow]) -> dict[Place, DecisionRow]:
+    """Per (workflow, env, version): its latest decision that cleared every check."""
+    out: dict[Place, DecisionRow] = {}
+    for d in decisions:
+        if d.checks_passed:
+            out[(d.workflow, d.env, d.version_id)] = d
+    return out
+
+
+def _decided(d: DecisionRow | None) -> tuple[str | None, str | None, str | None]:
+    return (None, None, None) if d is None else (d.decision_id, d.suite_id, d.policy_id)
+
+
+def _seen(groups: Sequence[RunGroup], manifests: Mapping[str, Any]) -> list[Seen]:
+    merged: dict[Place, list[Any]] = {}
+    for g in groups:
+        key = (g.workflow, g.env, g.version_id)
+        got = merged.get(key)
+        if got is None:
+            merged[key] = [g.runs, g.first_at, g.last_at]
+        else:
+            got[0] += g.runs
+            got[1] = min(got[1], g.first_at)
+            got[2] = max(got[2], g.last_at)
+    return [
+        Seen(wf, env, vid, n, _at(first), _at(last), vid in manifests)
+        for (wf, env, vid), (n, first, last) in sorted(merged.items())
+    ]
+
+
+def _reported(groups: Sequence[RunGroup]) -> list[Reported]:
+    return [
+        Reported(
+            g.workflow,
+            g.env,
+            g.version_id,
+            g.model,
+            g.provider,
+            g.prompt_digest,
+            g.runs,
+            g.example_run,
+        )  # fmt: skip
+        for g in groups
+        if g.model is not None or g.provider is not None or g.prompt_digest is not None
+    ]
+
+
+def _rules(monitor: Mapping[str, Any] | None) -> list[str]:
+    if not monitor:
+        return []
+    return sorted({str(r["signal"]) for r in monitor.get("rules") or [] if "signal" in r})
+
+
+def _floors(
+    envs: Sequence[EnvRow],
+    histories: Mapping[tuple[str, str], Sequence[PolicyVersion]],
+    admitting: Mapping[Place, DecisionRow],
+    reports: Mapping[str, Mapping[str, Any]],
+    moves: Mapping[Place, datetime],
+) -> list[FloorFacts]:
+    out = []
+    for e in envs:
+        rows = histories.get((e.workflow, e.env))
+        if not rows:
+            continue
+        place = (e.workflow, e.env, e.version_id)
+        decision = admitting.get(place)
+        report = reports.get(decision.decision_id) if decision else None
+        metrics = {m.get("name"): m for m in (report or {}).get("metrics") or []}
+        floors = rows[-1].content.get("floors") or {}
+        for metric, floor in sorted(floors.items()):
+            since = rows[-1].created_at
+            for older in reversed(rows[:-1]):
+                if (older.content.get("floors") or {}).get(metric) != floor:
+                    break
+                since = older.created_at
+            cand = (metrics.get(metric) or {}).get("candidate") or {}
+            out.append(
+                FloorFacts(
+                    e.workflow,
+                    e.env,
+                    str(metric),
+                    float(floor),
+                    since,
+                    e.version_id,
+                    moves.get(place),
+                    _num(cand.get("estimate")),
+                    _num(cand.get("low")),
+                    _num(cand.get("se")),
+                    int(cand["n"]) if isinstance(cand.get("n"), int) else None,
+                )
+            )
+    return out
+
+
+def _num(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _at(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)

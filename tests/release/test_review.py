@@ -1,0 +1,237 @@
+"""Governance review and policy changes on real SQLite and PostgreSQL stores: versions
+planted in runs outside the gate, runs that drifted from their manifest, missing owners,
+stale gates, pauses, threshold ratchets, and the propose/approve flow with its audit."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from releasegate.domain.review import Finding, Review
+from releasegate.errors import InputError, NotFoundError, RefusedError, SelfApprovalError
+from releasegate.monitor.ingest import ingest_dicts
+from releasegate.release.audit import audit_verify
+from releasegate.release.evaluate import evaluate
+from releasegate.release.gate import current_policy, gate
+from releasegate.release.pause import pause
+from releasegate.release.policy_changes import approve, propose, show
+from releasegate.release.promote import promote
+from releasegate.release.register import register
+from releasegate.release.review import review
+from releasegate.store.engine import Store
+from tests.helpers import Project
+
+FN = "tests.release.fns:route"
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    return Project(root=tmp_path)
+
+
+def shipped(store: Store, project: Project) -> str:
+    """v1 through the gate to staging and production."""
+    vid = register(store, project.workflow("v1"), who="alice").version_id
+    evaluate(store, vid, project.suite(), who="alice")
+    for env in ("staging", "production"):
+        assert gate(store, vid, env, who="ci").verdict == "pass"
+        promote(store, vid, env, who="alice")
+    return vid
+
+
+def record(store: Store, vid: str, n: int, env: str = "production", **extra: Any) -> None:
+    now = time.time()
+    rows = [
+        {
+            "run_id": f"{vid[:6]}-{env}-{extra.get('model', '')}-{i}",
+            "workflow": "router",
+            "version_id": vid,
+            "env": env,
+            "started_at": now - 60 + i,
+            "latency_ms": 12.0,
+            "status": "ok",
+            **extra,
+        }
+        for i in range(n)
+    ]
+    result = ingest_dicts(store, rows, source="jsonl")
+    assert result.landed == n, result.rejected
+
+
+def by_check(result: Review, check: str) -> list[Finding]:
+    return [f for f in result.findings if f.check == check]
+
+
+def test_review_finds_what_ran_outside_the_loop(store: Store, project: Project) -> None:
+    v1 = shipped(store, project)
+    clean = review(store)
+    assert by_check(clean, "outside-gate") == [] and by_check(clean, "drifted-runs") == []
+    (owners,) = by_check(clean, "owners")  # the project names no care owner, no responders
+    assert "care owner" in owners.message and "responders" in owners.message
+
+    v2 = register(store, project.workflow("v2", revision="2"), who="alice").version_id
+    record(store, v2, 4)  # planted: v2 was never gated for production
+    record(store, v1, 3, model=FN, provider="python")  # what v1 says it runs
+    record(store, v1, 2, model="tests.release.fns:other")  # another function ran as v1
+    result = review(store)
+    assert result.needs_action
+    (outside,) = by_check(result, "outside-gate")
+    assert (outside.env, outside.subject) == ("production", v2)
+    assert outside.fix == f"releasegate gate {v2[:12]} --env production"
+    assert "4 run(s)" in outside.evidence[0]
+    (drift,) = by_check(result, "drifted-runs")
+    assert drift.subject == v1 and drift.message.startswith("2 run(s) of")
+    assert "model 'tests.release.fns:other'" in drift.evidence[0]
+    assert drift.fix.startswith(f"releasegate register {project.root / 'v1.yaml'} ")
+    assert by_check(result, "stale-gate") == [] and by_check(result, "models") == []
+
+    # the same version gated for production is no longer outside the gate
+    evaluate(store, v2, project.suite(), who="alice")
+    assert gate(store, v2, "production", who="ci").verdict == "pass"
+    assert by_check(review(store), "outside-gate") == []
+    # runs before the period are not looked at
+    assert (
+        by_check(review(store, period=timedelta(seconds=1), at=_later(3600)), "drifted-runs") == []
+    )
+
+
+def test_review_finds_stale_gates_pauses_and_untested_alert_rules(
+    store: Store, project: Project
+) -> None:
+    project.owners = {**project.owners, "care": "ops", "responders": ["oncall"]}
+    v1 = shipped(store, project)
+    assert review(store, "router").findings == ()  # every check passes
+
+    evaluate(store, v1, project.suite(n=60), who="alice")  # the suite changed
+    stale = by_check(review(store, "router"), "stale-gate")
+    assert [(f.env, f.subject) for f in stale] == [("production", v1), ("staging", v1)]
+    assert "older suite" in stale[0].message
+    assert stale[0].fix == f"releasegate gate {v1[:12]} --env production"
+
+    pause(store, "router", "production", reason="fraud wave", who="bob")
+    (held,) = by_check(review(store, "router"), "paused")
+    assert not held.needs_action and held.fix == "releasegate resume router --env production"
+
+
+def test_an_alert_rule_is_tested_once_an_alert_of_it_reached_its_routes(
+    store: Store, project: Project
+) -> None:
+    path = project.workflow("v1")
+    text = path.read_text() + "monitor:\n  rules:\n    - {signal: error_rate, above: 0.2}\n"
+    path.write_text(text)
+    register(store, path, who="alice")
+    (rule,) = by_check(review(store, "router"), "alert-tests")
+    assert rule.subject == "error_rate" and "releasegate monitor router" in rule.fix
+    with store.write() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO alerts (workflow, env, signal, severity, message, payload_json,"
+                " routed_json, created_at, status, attempts) VALUES ('router', 'staging',"
+                " 'error_rate', 'warning', 'm', '{}', '[\"terminal\"]', :at, :status, 1)"
+            ),
+            {"at": datetime.now(UTC), "status": "failed"},
+        )
+    assert by_check(review(store, "router"), "alert-tests")  # failed to send: not a test
+    with store.write() as conn:
+        conn.execute(sa.text("UPDATE alerts SET status = 'routed'"))
+    assert by_check(review(store, "router"), "alert-tests") == []
+
+
+def test_review_of_an_unknown_workflow_is_bad_input(store: Store) -> None:
+    with pytest.raises(NotFoundError, match="no workflow 'nope'"):
+        review(store, "nope")
+
+
+def _later(seconds: float) -> datetime:
+    return datetime.now(UTC) + timedelta(seconds=seconds)
+
+
+def audit_kinds(store: Store) -> list[str]:
+    with store.read() as conn:
+        return list(conn.execute(sa.text("SELECT kind FROM audit_events ORDER BY seq")).scalars())
+
+
+def test_a_ratchet_is_proposed_approved_by_another_and_audited(
+    store: Store, project: Project
+) -> None:
+    v1 = shipped(store, project)
+    assert by_check(review(store), "ratchet") == []  # the floor is new
+    # eight days on, with a one-day period: the 0.5 floor has stood, v1 has served a week
+    later = _later(8 * 86400)
+    found = {
+        f.env: f for f in by_check(review(store, period=timedelta(days=1), at=later), "ratchet")
+    }
+    assert set(found) == {"staging", "production"}
+    fix = found["production"].fix
+    new = float(fix.split("--floor accuracy=")[1].split()[0])
+    assert 0.5 < new <= 1.0
+
+    before = current_policy_id(store)
+    p = propose(store, "router", "production", {"accuracy": new}, reason="ratchet", who="alice")
+    assert current_policy_id(store) == before  # nothing the gate reads changed yet
+    written = audit_kinds(store)
+    with pytest.raises(SelfApprovalError, match="nobody approves their own"):
+        approve(store, p.proposal_id, who="alice")
+    with pytest.raises(RefusedError, match="not an approver"):
+        approve(store, p.proposal_id, who="mallory")
+    assert audit_kinds(store) == written  # refusals write nothing
+    done = approve(store, p.proposal_id[:8], who="bob", note="looks right")
+    assert (done.state, done.approver, done.proposer) == ("approved", "bob", "alice")
+    assert audit_kinds(store)[-3:] == ["policy.proposed", "policy.approved", "policy.changed"]
+    with store.read() as conn:
+        assert current_policy(conn, "router", "production").floors == {"accuracy": new}
+        assert current_policy(conn, "router", "staging").floors == {"accuracy": 0.5}
+    assert audit_verify(store).broken is None
+    with pytest.raises(RefusedError, match="already approved"):
+        approve(store, p.proposal_id, who="carol")
+
+    (state,) = show(store, "router", "production")
+    assert [h["floors"] for h in state.history] == [{"accuracy": 0.5}, {"accuracy": new}]
+    assert state.proposals[0].proposal_id == p.proposal_id
+    after = review(store, period=timedelta(days=1), at=later)
+    assert {f.env for f in by_check(after, "ratchet")} == {"staging"}  # production was raised
+    assert [f.env for f in by_check(after, "stale-gate")] == ["production"]  # gate it again
+    assert gate(store, v1, "production", who="ci").verdict == "pass"
+
+
+def current_policy_id(store: Store) -> str:
+    with store.read() as conn:
+        return current_policy(conn, "router", "production").policy_id
+
+
+def test_a_proposal_on_a_policy_that_changed_since_is_refused(
+    store: Store, project: Project
+) -> None:
+    shipped(store, project)
+    first = propose(store, "router", "production", {"accuracy": 0.6}, reason="a", who="alice")
+    second = propose(store, "router", "production", {"accuracy": 0.7}, reason="b", who="carol")
+    approve(store, first.proposal_id, who="bob")
+    with pytest.raises(RefusedError, match="changed since"):
+        approve(store, second.proposal_id, who="bob")
+
+
+@pytest.mark.parametrize(
+    ("args", "error", "match"),
+    [
+        (("router", "production", {"accuracy": 0.5}, " "), InputError, "needs a reason"),
+        (("router", "nowhere", {"accuracy": 0.6}, "r"), InputError, "no environment"),
+        (("nope", "production", {"accuracy": 0.6}, "r"), NotFoundError, "no workflow"),
+        (("router", "production", {"accuracy": 0.5}, "r"), RefusedError, "nothing to propose"),
+    ],
+)
+def test_bad_proposals_write_nothing(
+    store: Store, project: Project, args: tuple[Any, ...], error: type[Exception], match: str
+) -> None:
+    register(store, project.workflow("v1"), who="alice")
+    written = audit_kinds(store)
+    workflow, env, floors, reason = args
+    with pytest.raises(error, match=match):
+        propose(store, workflow, env, floors, reason=reason, who="alice")
+    assert audit_kinds(store) == written
+    with pytest.raises(NotFoundError, match="no policy proposal"):
+        approve(store, "feedfacefeed", who="bob")
