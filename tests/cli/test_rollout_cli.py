@@ -28,13 +28,23 @@ def gated(project: Project, name: str, **kw: Any) -> str:
     return vid
 
 
-def arm_runs(path: Path, stable: str, canary: str, n: int, weight: float) -> Path:
-    rng = random.Random(5)
+def arm_runs(
+    path: Path,
+    stable: str,
+    canary: str,
+    n: int,
+    weight: float,
+    *,
+    errors: tuple[float, float] = (0.05, 0.30),
+    seed: int = 5,
+) -> Path:
+    """``n`` runs of ``router@staging`` split by ``weight``; ``errors``: (stable, canary)."""
+    rng = random.Random(seed)
     now = time.time() - 60
     rows = []
     for i in range(n):
         arm = "canary" if rng.random() < weight else "stable"
-        failed = rng.random() < (0.30 if arm == "canary" else 0.05)
+        failed = rng.random() < errors[arm == "canary"]
         rows.append(
             {
                 "run_id": f"r{i}",

@@ -159,7 +159,7 @@ def test_policy_content_round_trips_and_identifies_the_policy() -> None:
             "support-triage.yaml:6: field 'policy.production.max_regresion': "
             "unknown field 'max_regresion'\n"
             "  hint: allowed here: floors, must_pass, max_regression, budgets, approvals, "
-            "blessed_models, allowed_tools, rollout",
+            "blessed_models, allowed_tools, rollout, pause_on",
             id="unknown field",
         ),
     ],

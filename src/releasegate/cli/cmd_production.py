@@ -258,10 +258,36 @@ def _monitor_table(result: Any, plot: Path | None) -> None:
             )
     for h in result.held:
         console.print(f"[bold red]in alert (cool-down):[/] {escape(h.sentence)}")
+    _auto_pause_lines(result.auto_pause, result.pause_alerts)
     verdict = {"alert": "bold red", "ok": "green", "insufficient": "yellow"}[result.status]
     console.print(f"[{verdict}]{escape(result.verdict)}[/]")
     if plot is not None:
         console.print(f"charts: {plot}/")
+
+
+def _auto_pause_lines(auto: Any, sent: list[Any]) -> None:
+    """What the policy's ``pause_on`` rule did, if anything (shared with ``rollout check``)."""
+    from rich.markup import escape
+
+    if auto is None or not auto.is_severe:
+        return
+    console = _console()
+    where = f"{auto.workflow}@{auto.env}"
+    if auto.has_paused:
+        console.print(
+            f"[bold red]PAUSED {where}:[/] every request goes to the human fallback. "
+            f"{escape(auto.change.pause.reason)}"
+        )
+        console.print(f"  next: `releasegate resume {auto.workflow} --env {auto.env}` once fixed")
+    else:
+        was = auto.found
+        by = f" (by {escape(was.by)} since {was.at:%Y-%m-%d %H:%M} UTC)" if was else ""
+        console.print(
+            f"[bold red]{where} is paused{by}:[/] "
+            + "; ".join(escape(b.sentence()) for b in auto.breaches)
+        )
+    for a in sent:
+        console.print(f"  alert sent to {escape(a.mention)}; routed: {escape(', '.join(a.routed))}")
 
 
 @command(report_app, "memo")

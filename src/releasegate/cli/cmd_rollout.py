@@ -3,8 +3,10 @@
 ``rollout check`` is what cron, CI or a scheduler calls: it reads the runs served since the
 last check, aborts a canary shown worse (weight 0, audited, the responders alerted) and
 exits 1 then, so the job that called it notices; it holds otherwise, or advances when the
-policy says ``auto_advance``. Exit codes keep the contract: 0 done, 1 the answer is no (an
-abort, a refused advance), 2 bad input (bad steps, an unknown environment), nothing written.
+policy says ``auto_advance``. When the policy has ``pause_on`` ceilings and one is
+shown exceeded, it pauses the environment (audited with the evidence, alerted). Exit
+codes keep the contract: 0 done, 1 the answer is no (an abort, a pause, a refused
+advance), 2 bad input (bad steps, an unknown environment), nothing written.
 """
 
 from __future__ import annotations
@@ -126,6 +128,10 @@ def rollout_check(workflow: WorkflowArg, env: EnvOpt, as_json: JsonOpt = False) 
 
     store = open_store(create=False)
     checked = check(store, workflow, env)
-    sent = resend_due(store, workflow, env)  # the abort's alert, and any left unsent
+    sent = resend_due(store, workflow, env)  # the abort's or pause's alert, any left unsent
     _report(checked, as_json, sent)
-    return NO if checked.has_aborted else None
+    if not as_json:
+        from releasegate.cli.cmd_production import _auto_pause_lines
+
+        _auto_pause_lines(checked.auto_pause, [])
+    return NO if checked.is_no else None

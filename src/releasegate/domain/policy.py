@@ -15,6 +15,7 @@ from typing import Any
 
 from releasegate.domain.document import Fields
 from releasegate.domain.identity import content_hash
+from releasegate.domain.pausing import PauseOn, parse_pause_on
 from releasegate.domain.pinning import (
     BlessedModel,
     DocumentLoader,
@@ -49,6 +50,7 @@ class Policy:
     blessed: tuple[BlessedModel, ...] | None = None  # None: no list; () blesses nothing
     allowed_tools: tuple[ToolGrant, ...] | None = None  # None: no boundary; () no tools
     rollout: RolloutPolicy | None = None  # None: the defaults of domain.rollout
+    pause_on: PauseOn | None = None  # None: only a person pauses (domain.pausing)
 
     @property
     def rollout_or_default(self) -> RolloutPolicy:
@@ -77,6 +79,8 @@ class Policy:
             out["allowed_tools"] = [g.content() for g in self.allowed_tools]
         if self.rollout is not None:
             out["rollout"] = self.rollout.content()
+        if self.pause_on is not None:
+            out["pause_on"] = self.pause_on.content()
         return out
 
     @property
@@ -95,6 +99,7 @@ def policy_from_content(content: Mapping[str, Any]) -> Policy:
     blessed = content.get("blessed_models")
     tools = content.get("allowed_tools")
     rollout = content.get("rollout")
+    pause_on = content.get("pause_on")
     return Policy(
         workflow=content["workflow"],
         env=content["env"],
@@ -110,6 +115,7 @@ def policy_from_content(content: Mapping[str, Any]) -> Policy:
         blessed=None if blessed is None else blessed_from_content(blessed),
         allowed_tools=None if tools is None else grants_from_content(tools),
         rollout=None if rollout is None else rollout_policy_from_content(rollout),
+        pause_on=None if pause_on is None else PauseOn.from_content(pause_on),
     )
 
 
@@ -137,6 +143,7 @@ def parse_policy(
         "blessed_models",
         "allowed_tools",
         "rollout",
+        "pause_on",
     )
     floors: dict[str, float] = {}
     if f.has("floors"):
@@ -203,6 +210,7 @@ def parse_policy(
         blessed=parse_blessed(f, "blessed_models", load) if f.has("blessed_models") else None,
         allowed_tools=parse_tool_grants(f, "allowed_tools") if f.has("allowed_tools") else None,
         rollout=parse_rollout(f.sub("rollout")) if f.has("rollout") else None,
+        pause_on=parse_pause_on(f.sub("pause_on")) if f.has("pause_on") else None,
     )
 
 

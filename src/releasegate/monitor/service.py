@@ -40,6 +40,7 @@ from releasegate.monitor.alerts import (
     resend_due,
 )
 from releasegate.providers.embeddings import digest_key
+from releasegate.release.pause import AutoPause, pause_if_severe
 from releasegate.release.refs import check_env
 from releasegate.store.embeddings import EmbeddingRepo
 from releasegate.store.engine import Store
@@ -94,11 +95,17 @@ class MonitorResult:
     held: list[Held] = field(default_factory=list)
     """Signals in alert inside the cool-down of an alert already raised."""
     min_sample: int = 0
+    auto_pause: AutoPause | None = None
+    """The policy's ``pause_on`` rule over its window, when the policy has one."""
+    pause_alerts: list[Alert] = field(default_factory=list)
+    """The alert of a pause this monitor made, sent at once."""
 
     @property
     def is_alert(self) -> bool:
-        """Something is in alert: raised now, re-sent now, or held by a cool-down (exit 1)."""
-        return bool(self.alerts or self.resent or self.held)
+        """Something is in alert: raised now, re-sent now, held by a cool-down, or a
+        ``pause_on`` ceiling exceeded (exit 1)."""
+        severe = self.auto_pause is not None and self.auto_pause.is_severe
+        return bool(self.alerts or self.resent or self.held or severe)
 
     @property
     def status(self) -> str:
@@ -121,7 +128,15 @@ class MonitorResult:
         if self.status == "ok":
             return "no signal in alert"
         n = len({a.signal for a in self.alerts + self.resent} | {h.signal for h in self.held})
-        return f"{n} signal{'s' * (n != 1)} in alert"
+        said = f"{n} signal{'s' * (n != 1)} in alert"
+        if self.auto_pause is not None and self.auto_pause.is_severe:
+            paused = "paused now" if self.auto_pause.has_paused else "paused"
+            said = (
+                f"{said}; {paused}: a pause_on ceiling is exceeded"
+                if n
+                else f"{paused}: a pause_on ceiling is exceeded"
+            )
+        return said
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -147,6 +162,8 @@ class MonitorResult:
             "held": [h.as_dict() for h in self.held],
             "notes": self.notes,
             "embedded": self.embedded,
+            "pause": None if self.auto_pause is None else self.auto_pause.as_dict(),
+            "pause_alerts": [a.as_dict() for a in self.pause_alerts],
         }
 
 
@@ -392,6 +409,10 @@ def monitor(
     if not n_ref:
         result.notes.append("no runs in the reference window: signals wait for a reference")
     if alert:
+        if now is None:  # a severe signal now pauses (a past window never does)
+            result.auto_pause = pause_if_severe(store, workflow, env, by="monitor")
+            if result.auto_pause is not None and result.auto_pause.has_paused:
+                result.pause_alerts = resend_due(store, workflow, env)  # the pause's alert
         result.resent = resend_due(store, workflow, env)  # the outbox first: nothing is lost
         names = [s.name for s in result.signals]
         last = last_alerts(store, workflow, env, names)

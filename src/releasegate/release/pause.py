@@ -7,21 +7,31 @@ human fallback. The pause, its ``env.paused`` audit event and an alert for the r
 (in the alert outbox, sent by ``monitor.alerts.resend_due``) are written in one
 transaction; ``resume`` clears it the same way (``env.resumed``). Pausing a paused
 environment, or resuming one that runs, is refused (exit 1) and writes nothing.
+
+``pause_if_severe`` is the automatic pause a policy may ask for (``pause_on:``, see
+``domain.pausing``): ``rollout check`` and ``monitor`` call it; when a ceiling is shown
+exceeded it pauses exactly as a person would, with the evidence in the audit event and the
+alert. The pause is a compare-and-swap, so of concurrent checks that all see the breach one
+pauses (one event, one alert) and the others report the pause they found.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from releasegate.domain.pausing import Breach, PauseOn, WindowRates, pause_reason, severe
 from releasegate.errors import InputError, NotFoundError, PauseRefusedError
+from releasegate.release.gate import current_policy
 from releasegate.release.refs import actor as default_actor
 from releasegate.release.refs import check_env
 from releasegate.store.alerts import ALERT_PENDING, AlertRepo, NewAlert
 from releasegate.store.audit import AuditRepo
 from releasegate.store.engine import Conn, Store
 from releasegate.store.environments import EnvironmentRepo, Pause
+from releasegate.store.runs import RunRepo
 from releasegate.store.workflows import WorkflowRepo
 
 MAX_REASON = 2000
@@ -113,15 +123,24 @@ def _running(conn: Conn, workflow: str, env: str, verb: str) -> str:
 
 
 def _record(
-    conn: Conn, action: str, workflow: str, env: str, version_id: str, held: Pause, who: str
+    conn: Conn,
+    action: str,
+    workflow: str,
+    env: str,
+    version_id: str,
+    held: Pause,
+    who: str,
+    evidence: Mapping[str, Any] | None = None,
 ) -> int:
-    """The ``env.paused``/``env.resumed`` audit event and the responders' alert."""
+    """The ``env.paused``/``env.resumed`` audit event and the responders' alert
+    (``evidence``: what an automatic pause saw, in both)."""
+    extra = {} if evidence is None else {"automatic": True, "evidence": dict(evidence)}
     AuditRepo(conn).append(
         kind=f"env.{action}",
         actor=who,
         workflow=workflow,
         subject=version_id,
-        payload={"env": env, "reason": held.reason, "paused_by": held.by},
+        payload={"env": env, "reason": held.reason, "paused_by": held.by, **extra},
     )
     if action == "paused":
         message = (
@@ -140,7 +159,81 @@ def _record(
             signal=f"env.{action}",
             severity="critical" if action == "paused" else "warning",
             message=message,
-            payload={"version_id": version_id, "reason": held.reason, "by": who},
+            payload={"version_id": version_id, "reason": held.reason, "by": who, **extra},
         ),
         status=ALERT_PENDING,  # no lease: the first sender to take it sends it
     )
+
+
+@dataclass(frozen=True)
+class AutoPause:
+    """What the policy's ``pause_on`` rule saw in one check, and what it did: ``change``
+    when this check paused the environment (and alerted), ``found`` when it was already
+    paused (by a person, or a concurrent check), neither when no ceiling was exceeded."""
+
+    workflow: str
+    env: str
+    rule: PauseOn
+    seen: WindowRates
+    breaches: tuple[Breach, ...]
+    change: PauseChange | None = None
+    found: Pause | None = None
+
+    @property
+    def has_paused(self) -> bool:
+        return self.change is not None
+
+    @property
+    def is_severe(self) -> bool:
+        return bool(self.breaches)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "severe": self.is_severe,
+            "paused_now": self.has_paused,
+            "already_paused": None if self.found is None else self.found.as_dict(),
+            "window_s": self.rule.window.total_seconds(),
+            "runs": self.seen.runs,
+            "ceilings": dict(self.rule.ceilings),
+            "breaches": [b.as_dict() for b in self.breaches],
+            "alert_seq": None if self.change is None else self.change.alert_seq,
+        }
+
+
+def pause_if_severe(
+    store: Store, workflow: str, env: str, *, by: str, who: str | None = None,
+    now: datetime | None = None,
+) -> AutoPause | None:  # fmt: skip
+    """Pause ``workflow@env`` when its policy's ``pause_on`` ceilings are shown exceeded
+    over the policy's window (``by`` names the command, for the reason); None when the
+    policy has no ``pause_on``. See the module docstring."""
+    who = who or default_actor()
+    at = now or datetime.now(UTC)
+    with store.read() as conn:
+        rule = current_policy(conn, workflow, env).pause_on
+        if rule is None:
+            return None
+        end = at.timestamp()
+        seen = RunRepo(conn).rate_counts(workflow, env, end - rule.window.total_seconds(), end)
+    breaches = severe(seen.counts(), rule)
+    checked = AutoPause(workflow, env, rule, seen, breaches)
+    if not breaches:
+        return checked
+    held = Pause(pause_reason(breaches, by)[:MAX_REASON], who, at)
+    evidence = {
+        "by": by,
+        "window_s": rule.window.total_seconds(),
+        "runs": seen.runs,
+        "breaches": [b.as_dict() for b in breaches],
+    }
+    with store.write() as conn:
+        current = EnvironmentRepo(conn).current(workflow, env, lock=True)
+        if current is None:
+            return checked  # nothing serves there: nothing to pause
+        envs = EnvironmentRepo(conn)
+        if not envs.set_pause(workflow, env, held):
+            return AutoPause(workflow, env, rule, seen, breaches, found=envs.pause(workflow, env))
+        version_id = current.version_id
+        seq = _record(conn, "paused", workflow, env, version_id, held, who, evidence)
+    change = PauseChange(workflow, env, version_id, "paused", held, seq)
+    return AutoPause(workflow, env, rule, seen, breaches, change=change)

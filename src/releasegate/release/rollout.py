@@ -36,6 +36,7 @@ from releasegate.domain.rollout import (
 )
 from releasegate.errors import RolloutRefusedError, StaleAliasError
 from releasegate.release.gate import current_policy
+from releasegate.release.pause import AutoPause, pause_if_severe
 from releasegate.release.promote import promotable, record_abort
 from releasegate.release.refs import actor as default_actor
 from releasegate.release.refs import check_env, find_version
@@ -244,6 +245,13 @@ class Checked:
     """The abort's alert, stored in the outbox with the abort (``monitor.alerts.resend_due``
     sends it: ``rollout check`` does at once, else the next ``monitor``)."""
     alert_message: str | None = None
+    auto_pause: AutoPause | None = None
+    """The policy's ``pause_on`` rule after the check, when the policy has one."""
+
+    @property
+    def is_no(self) -> bool:
+        """Exit 1: the check aborted the rollout, or a ``pause_on`` ceiling is exceeded."""
+        return self.has_aborted or (self.auto_pause is not None and self.auto_pause.is_severe)
 
 
 def status(store: Store, workflow: str, env: str) -> Checked:
@@ -259,7 +267,6 @@ def status(store: Store, workflow: str, env: str) -> Checked:
     return Checked(r, assess(r, now=_now()) if r.is_running else None, 0)
 
 
-@retried
 def check(
     store: Store,
     workflow: str,
@@ -268,9 +275,18 @@ def check(
     who: str | None = None,
     pause_after_read: float = 0.0,
 ) -> Checked:
-    """Read the new runs, compare the arms, and abort, hold or advance (module docstring).
-    ``pause_after_read`` lets a test hold two checks between their read and their write."""
+    """Read the new runs, compare the arms, and abort, hold or advance (module docstring);
+    then the policy's ``pause_on`` rule (``release.pause.pause_if_severe``) over the
+    environment's recent runs, which may pause it. ``pause_after_read`` lets a test hold
+    two checks between their read and their write."""
     who = who or default_actor()
+    checked = _check(store, workflow, env, who=who, pause_after_read=pause_after_read)
+    auto = pause_if_severe(store, workflow, env, by="rollout check", who=who)
+    return checked if auto is None else replace(checked, auto_pause=auto)
+
+
+@retried
+def _check(store: Store, workflow: str, env: str, *, who: str, pause_after_read: float) -> Checked:
     with store.read() as conn:
         wf = WorkflowRepo(conn).get(workflow)
         check_env(wf, env)
@@ -404,4 +420,5 @@ def rollout_dict(c: Checked) -> dict[str, Any]:
         }
     if c.alert_message is not None:
         out["alert"] = {"seq": c.alert_seq, "message": c.alert_message}
+    out["pause"] = None if c.auto_pause is None else c.auto_pause.as_dict()
     return out

@@ -17,7 +17,18 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import Connection, select
 
-from releasegate.domain.runs import SIGNAL_FACTS, KnownNames, RunFact, RunRecord
+from releasegate.domain.pausing import WindowRates
+from releasegate.domain.runs import (
+    HAS_FEEDBACK,
+    IS_EDITED,
+    IS_ERROR,
+    IS_ESCALATED,
+    IS_NEGATIVE_FEEDBACK,
+    SIGNAL_FACTS,
+    KnownNames,
+    RunFact,
+    RunRecord,
+)
 from releasegate.store import tables as t
 from releasegate.store.rows import driver, fetch, marks
 
@@ -419,6 +430,22 @@ class RunRepo:
         cost = runs["cost_usd"]
         cost[np.isinf(cost)] = np.nan
         return RunWindow(runs)
+
+    def rate_counts(self, workflow: str, env: str, start: float, end: float) -> WindowRates:
+        """Counts behind the failure rates of the runs that started in ``[start, end)``,
+        counted by the database in one pass over the (workflow, env, started_at) index."""
+        flag = "CASE WHEN {} THEN 1 ELSE 0 END".format
+        sql = (
+            "SELECT COUNT(*),"
+            f" COALESCE(SUM({flag(fact_sql(IS_ERROR))}), 0),"
+            f" COALESCE(SUM({flag(fact_sql(IS_ESCALATED))}), 0),"
+            f" COALESCE(SUM({flag(fact_sql(IS_EDITED))}), 0),"
+            f" COALESCE(SUM({flag(fact_sql(HAS_FEEDBACK))}), 0),"
+            f" COALESCE(SUM({flag(fact_sql(IS_NEGATIVE_FEEDBACK))}), 0)"
+            " FROM runs WHERE workflow = ? AND env = ? AND started_at >= ? AND started_at < ?"
+        )
+        row = fetch(self.conn, sql, [workflow, env, start, end])[0]
+        return WindowRates(*(int(v) for v in row))
 
     def known_names(self, version_ids: Iterable[str]) -> KnownNames:
         """Every workflow with its environments, and the workflow of each of ``version_ids``
