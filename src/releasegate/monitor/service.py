@@ -397,7 +397,7 @@ def monitor(
             cur = _with(cur, {k: v[1] for k, v in vectors.items()})
             if "input_embeddings" in vectors:
                 cur = _with(cur, {"input_texts": texts})
-    rules = DriftRules(min_sample=config.min_sample)
+    rules = DriftRules(min_sample=config.min_sample, alpha=config.alpha, alphas=config.alphas)
     bins = _length_bins(ref)
     result.signals = compare_windows(ref, cur, rules, bins=bins)
     if quality and n_cur and n_ref:
@@ -459,7 +459,7 @@ def _quality(
         int(ref_q.sum()),
         int(ref_q.size),
         direction="decrease",
-        alpha=rules.alpha,
+        alpha=rules.alpha_for("quality"),
         min_change=rules.min_rate_change,
         min_sample=min(config.min_sample, n),
     )
@@ -494,13 +494,14 @@ def series(
     """Each scalar signal per bucket (e.g. per day) against one reference, for charts."""
     start = end - bucket * buckets
     with store.read() as conn:
+        config = MonitorConfig.from_dict(WorkflowRepo(conn).get(workflow).monitor)
         ref_runs = RunRepo(conn).signal_window(workflow, env, *reference.bounds)
         runs = RunRepo(conn).signal_window(
             workflow, env, start.timestamp(), end.timestamp(), started=True
         )
     ref = _window(ref_runs)
     bins = _length_bins(ref)
-    rules = DriftRules(min_sample=min_sample)
+    rules = DriftRules(min_sample=min_sample, alpha=config.alpha, alphas=config.alphas)
     edges = [start + bucket * i for i in range(buckets + 1)]
     cuts = np.searchsorted(
         runs.column("started_at"), [e.timestamp() for e in edges[1:]], side="left"
