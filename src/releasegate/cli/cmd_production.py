@@ -83,6 +83,11 @@ def runs_import(
             + (f"; {result.duplicates:,} already stored" if result.duplicates else "")
             + (f"; {result.skipped:,} spans were not runs" if result.skipped else "")
         )
+        if result.texts_dropped:
+            console.print(
+                f"{plural(result.texts_dropped, 'run')} stored without input and output: "
+                "their workflow's data class keeps run texts out of the store"
+            )
         for o in result.outside_gate:
             console.print(
                 f"[bold red]outside the gate:[/] {o.workflow}@{o.env} ran "

@@ -72,6 +72,8 @@ def register(
         source_dir=file.parent,
         source_file=file,
     )
+    for warning in result.data_warnings:  # stderr: --json stays one document
+        console(stderr=True).print(f"warning: {warning}", markup=False)
     if as_json:
         emit(result)
         return

@@ -26,6 +26,7 @@ from enum import StrEnum
 from statistics import NormalDist
 from typing import Any
 
+from releasegate.domain.data_class import DataRules, violations
 from releasegate.domain.pinning import blessing_for, pin_of, tool_violations
 from releasegate.domain.policy import ApprovalNeed, Policy
 from releasegate.domain.power import RARE_CASES, decision_size
@@ -359,6 +360,15 @@ def identity_checks(policy: Policy, manifest: Mapping[str, Any]) -> list[Check]:
     return checks
 
 
+def data_check(manifest: Mapping[str, Any], data_class: str, rules: DataRules) -> Check:
+    """The gate's ``data-class`` check: fail, naming each rule broken, or ok."""
+    found = violations(manifest, data_class, rules)
+    if found:
+        return Check("data-class", Status.FAIL, "; ".join(v.message() for v in found))
+    rule = rules.rule(data_class)
+    return Check("data-class", Status.OK, f"{data_class} data stays within the {rule.label()}")
+
+
 def decide_gate(
     *,
     policy: Policy,
@@ -369,13 +379,17 @@ def decide_gate(
     approvals: Sequence[Approval],
     missing_evidence: str | None = None,
     manifest: Mapping[str, Any] | None = None,
+    data: Check | None = None,
 ) -> GateDecision:
     """Apply ``policy`` to ``evidence``; ``floors`` are the policy's merged with the suite's.
 
     ``manifest`` is the candidate's: with it the version itself is checked (pinned,
-    blessed, tools) before its evidence.
+    blessed, tools) before its evidence. ``data`` is the ``data-class`` check
+    (``domain.data_class.data_check``): where the version would send its data.
     """
     checks: list[Check] = [] if manifest is None else identity_checks(policy, manifest)
+    if data is not None:
+        checks.append(data)
     if evidence is None:
         checks.append(Check("evaluation", Status.HOLD, missing_evidence or "no evaluation"))
     else:

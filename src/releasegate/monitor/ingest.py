@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from releasegate.domain.data_class import STORE_NO_TEXTS, DataRules
 from releasegate.domain.otlp import parse_otlp_json
 from releasegate.domain.runs import (
     Rejection,
@@ -44,9 +45,11 @@ from releasegate.domain.untrusted import parse_json
 from releasegate.errors import InputError
 from releasegate.monitor.alerts import Outside, gated, raise_outside_gate
 from releasegate.providers import prices
+from releasegate.release.data_rules import load_rules
 from releasegate.store.engine import Batches, Store
-from releasegate.store.runs import ROW_KINDS, EncodedRun, RunRepo, encode
+from releasegate.store.runs import ROW_KINDS, EncodedRun, RunRepo, encode, without_texts
 from releasegate.store.versions import VersionRepo
+from releasegate.store.workflows import WorkflowRepo
 
 log = logging.getLogger("releasegate.ingest")
 
@@ -75,6 +78,7 @@ class IngestResult:
     outside_gate: list[Outside] = field(default_factory=list)
     alerts: list[Any] = field(default_factory=list)
     rejected_total: int = 0  # every rejection, beyond the examples kept
+    texts_dropped: int = 0  # runs whose input/output their workflow's data class keeps out
 
     @property
     def ok(self) -> bool:
@@ -94,6 +98,7 @@ class IngestResult:
             "rejected_total": self.rejected_count,
             "outside_gate": [o.__dict__ for o in self.outside_gate],
             "alerts": [getattr(a, "message", str(a)) for a in self.alerts],
+            "texts_dropped": self.texts_dropped,
         }
 
 
@@ -114,6 +119,7 @@ def ingest_records(
     content. ``atomic``: then nothing lands; otherwise the other records do."""
     result = IngestResult(received=len(records))
     received_at = datetime.now(UTC).timestamp()
+    rules = _rules_for_records()
     try:
         with store.write() as conn:
             known = RunRepo(conn).known_names({r.version_id for r in records})
@@ -123,7 +129,13 @@ def ingest_records(
                 return result
             if bad:
                 records = [r for i, r in enumerate(records) if i not in bad]
-            added = RunRepo(conn).add(records, received_at=received_at, price=prices.run_pricer())
+            added = RunRepo(conn).add(
+                records,
+                received_at=received_at,
+                price=prices.run_pricer(),
+                textless=_textless(conn, {r.workflow for r in records}, rules),
+            )
+            result.texts_dropped = added.texts_dropped
             result.landed = added.landed
             if added.changed:
                 changed = set(added.changed)
@@ -139,6 +151,23 @@ def ingest_records(
     result.duplicates = len(records) - result.landed
     _after_landing(store, records, result)
     return result
+
+
+def _rules_for_records() -> DataRules:
+    """The data rules for runs an application sends (SDK, HTTP, OTLP): with a rules file
+    that cannot be read, the runs still land, but with no texts at all (the safe side)
+    and a logged error: an application's runs are not lost to a typo in a rules file."""
+    try:
+        return load_rules()
+    except InputError as exc:
+        log.error("data rules unreadable, storing runs without their texts: %s", exc)
+        return STORE_NO_TEXTS
+
+
+def _textless(conn: Any, workflows: Iterable[str], rules: DataRules) -> set[str]:
+    """Which of ``workflows`` are of a data class whose run texts are never stored."""
+    classes = WorkflowRepo(conn).data_classes(workflows)
+    return {name for name, data_class in classes.items() if not rules.stores_texts(data_class)}
 
 
 def ingest_dicts(
@@ -207,6 +236,7 @@ def import_jsonl(
     at = now or datetime.now(UTC)
     received_at = datetime.now(UTC).timestamp()  # this import's own stamp, see above
     result = IngestResult()
+    rules = load_rules()  # a bad rules file is exit 2 before the file is read
     seen: dict[tuple[str, str, str], int] = {}
     try:
         handle = path.open("rb")
@@ -221,7 +251,7 @@ def import_jsonl(
             else:
                 chunks = _parse_here(handle, at, received_at)
             with contextlib.closing(chunks):  # stops the workers, whatever happens
-                _land(batches, chunks, result, seen, progress, found)
+                _land(batches, chunks, result, seen, progress, found, rules)
             if found.changed:  # which of them were stored before this import
                 found.stored_before = set(
                     RunRepo(batches.conn).received_before(found.changed, received_at)
@@ -278,9 +308,11 @@ def _land(
     seen: dict[tuple[str, str, str], int],
     progress: Any,
     found: _Found,
+    rules: DataRules,
 ) -> None:
     conn = batches.conn
     checked: set[RunKey] = set()
+    textless: set[str] = set()  # workflows whose run texts are never stored
     since_commit = 0
     committed_at = time.monotonic()
     for chunk in chunks:
@@ -292,8 +324,12 @@ def _land(
             known = RunRepo(conn).known_names({key[2] for key in new})
             found.names.update(name_problems(new, known))
             checked.update(new)
+            textless |= _textless(conn, {key[0] for key in new}, rules)
         if not result.rejected and not found.names:
             rows = chunk.rows if isinstance(chunk.rows, list) else list(chunk.rows)
+            if textless:
+                rows, dropped = without_texts(rows, textless)
+                result.texts_dropped += dropped
             added = RunRepo(conn).add_encoded(rows)  # a re-sent run: identical, or changed
             result.landed += added.landed
             since_commit += chunk.received

@@ -25,6 +25,7 @@ from releasegate.domain.decision import (
     Evidence,
     GateDecision,
     MetricEvidence,
+    data_check,
 )
 from releasegate.domain.decision import (
     decide_gate as decide,
@@ -60,6 +61,7 @@ from releasegate.domain.stats import (
     paired_compare_aggregate,
 )
 from releasegate.domain.suite import Suite
+from releasegate.release.data_rules import load_rules
 from releasegate.release.evaluate import (
     CaseTable,
     build_scorers,
@@ -173,6 +175,7 @@ def gate(
 ) -> GateOutcome:
     """Gather the facts, measure the evidence, decide (pure), build the typed report, record."""
     who = who or default_actor()
+    rules = load_rules()  # a bad rules file is exit 2 before anything runs or is recorded
     facts = _gather(store, version_ref, env)
     measured = _measure(store, facts, who=who, progress=progress)
     diff = diff_manifests(facts.baseline.manifest if facts.baseline else {}, facts.version.manifest)
@@ -187,6 +190,7 @@ def gate(
         approvals=facts.approvals,
         missing_evidence=measured.missing,
         manifest=facts.version.manifest,
+        data=data_check(facts.version.manifest, facts.wf.data_class, rules),
     )
     report = _report(facts, measured, decision, diff, need)
     _record(store, report, decision, suite_id=facts.suite_id, who=who)

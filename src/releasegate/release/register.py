@@ -25,6 +25,7 @@ from releasegate.providers import build_provider
 from releasegate.providers.base import ProviderContext
 from releasegate.providers.embeddings import Embedder
 from releasegate.providers.python_callable import load_function, revision_of
+from releasegate.release.data_rules import version_violations
 from releasegate.release.loaders import load_yaml, parse_yaml
 from releasegate.release.models import pin_model
 from releasegate.release.refs import actor as default_actor
@@ -49,6 +50,7 @@ class Registered:
     source_commit: str | None
     policies_changed: tuple[str, ...]
     graduated: bool = False  # an experiment registered again without --experiment
+    data_warnings: tuple[str, ...] = ()  # where its data would go that its class forbids
 
 
 def parse_file(path: Path) -> tuple[WorkflowSpec, Document]:
@@ -206,6 +208,8 @@ def register_spec(
     a pin that no longer holds can name the command that registers the change.
     """
     who = who or default_actor()
+    # read before anything is written: a bad rules file is exit 2 with nothing stored
+    warnings = tuple(v.message() for v in version_violations(spec.manifest, spec.data_class))
     commit = git_commit(source_dir) if source_dir is not None else None
     origin: dict[str, str] = {}
     if source_file is not None:
@@ -219,7 +223,7 @@ def register_spec(
     for attempt in (1, 2):
         try:
             with store.write() as conn:
-                return _record(
+                done = _record(
                     conn,
                     spec,
                     reason=reason,
@@ -230,6 +234,7 @@ def register_spec(
                     who=who,
                     origin=origin,
                 )
+            return replace(done, data_warnings=warnings)
         except WriteConflictError:  # the other writer's row is there now: same id, not new
             if attempt == 2:
                 raise

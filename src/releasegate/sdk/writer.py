@@ -55,6 +55,7 @@ class ClientStats:
     dropped: int = 0  # on_overflow="drop_oldest", or recorded after close()
     failed: int = 0  # neither stored nor spilled: lost, and raised by flush()/close()
     replayed: int = 0  # runs read back from spill files and stored (or found already stored)
+    texts_dropped: int = 0  # runs stored without input/output: their data class forbids them
     failed_batches: int = 0
     last_error: str | None = None
     reasons: list[str] = field(default_factory=list)  # the latest rejections, worded
@@ -284,6 +285,7 @@ class RunWriter:
             duplicates=result.duplicates,
             rejected=len(result.rejected),
             reasons=reasons,
+            texts_dropped=result.texts_dropped,
         )
         if self._spill is not None and self._spill.path is not None:
             self._replay_due = True  # the store answers again: what was spilled can go in
@@ -299,6 +301,7 @@ class RunWriter:
         spilled: int = 0,
         failed: int = 0,
         reasons: list[str] | None = None,
+        texts_dropped: int = 0,
     ) -> None:
         with self._room:
             self._pending -= n
@@ -308,6 +311,7 @@ class RunWriter:
             stats.rejected += rejected
             stats.spilled += spilled
             stats.failed += failed
+            stats.texts_dropped += texts_dropped
             if reasons:
                 stats.reasons.extend(reasons)
                 del stats.reasons[:-MAX_REASONS]  # a long-lived process keeps the latest few

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import Connection, select
@@ -134,6 +134,29 @@ def encode(r: RunRecord, received_at: float, price: Pricer | None = None) -> Enc
     )  # fmt: skip
 
 
+_TEXT_COLUMNS = tuple(RUN_COLUMNS.index(c) for c in ("input_hash", "output_hash"))
+_IN, _OUT, _WORKFLOW = (RUN_COLUMNS.index(c) for c in ("input", "output", "workflow"))
+
+
+def without_texts(
+    rows: Sequence[EncodedRun], workflows: Collection[str]
+) -> tuple[list[EncodedRun], int]:
+    """``rows`` with the input and output (and their hashes: a short text is found from
+    its sha256) of ``workflows``' runs removed; and how many runs had a text removed."""
+    out: list[EncodedRun] = []
+    dropped = 0
+    for row in rows:
+        if row[_WORKFLOW] in workflows and (row[_IN] is not None or row[_OUT] is not None):
+            cells = list(row)
+            cells[_IN] = cells[_OUT] = None
+            for i in _TEXT_COLUMNS:
+                cells[i] = ""
+            row = tuple(cells)
+            dropped += 1
+        out.append(row)
+    return out, dropped
+
+
 def fact_sql(fact: RunFact) -> str:
     """One of ``domain.runs``' facts as SQL, over the column named as the run's field."""
     if fact.field not in RUN_COLUMNS:
@@ -203,6 +226,7 @@ class Added(NamedTuple):
 
     landed: int
     changed: list[str]
+    texts_dropped: int = 0  # runs stored without their input and output (``without_texts``)
 
 
 def _comparable(row: Sequence[Any]) -> tuple[Any, ...]:
@@ -274,10 +298,20 @@ class RunRepo:
         return f"INSERT {head} ON CONFLICT (run_id) DO NOTHING"
 
     def add(
-        self, records: Sequence[RunRecord], *, received_at: float, price: Pricer | None = None
+        self,
+        records: Sequence[RunRecord],
+        *,
+        received_at: float,
+        price: Pricer | None = None,
+        textless: Collection[str] = (),
     ) -> Added:
-        """Store ``records`` (a ``run_id`` already stored is skipped), stamped ``received_at``."""
-        return self.add_encoded([encode(r, received_at, price) for r in records])
+        """Store ``records`` (a ``run_id`` already stored is skipped), stamped ``received_at``;
+        the runs of ``textless`` workflows without their texts (``without_texts``)."""
+        rows = [encode(r, received_at, price) for r in records]
+        dropped = 0
+        if textless:
+            rows, dropped = without_texts(rows, textless)
+        return self.add_encoded(rows)._replace(texts_dropped=dropped)
 
     def add_encoded(self, rows: Sequence[EncodedRun]) -> Added:
         """``add`` of rows ``encode`` made already (the importer encodes in its workers)."""

@@ -3,7 +3,7 @@ settings, as registered from its workflow file (the latest registration wins).""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,6 +78,15 @@ class WorkflowRepo:
     def all(self) -> list[WorkflowRecord]:
         rows = self.conn.execute(select(t.workflows).order_by(t.workflows.c.name)).all()
         return [record(WorkflowRecord, row, environments=tuple) for row in rows]
+
+    def data_classes(self, names: Iterable[str]) -> dict[str, str]:
+        """The data class of each of ``names`` that is registered."""
+        wanted = sorted(set(names))
+        if not wanted:
+            return {}
+        c = t.workflows.c
+        rows = self.conn.execute(select(c.name, c.data_class).where(c.name.in_(wanted))).all()
+        return {name: data_class for name, data_class in rows}
 
     def names(self) -> list[str]:
         return [
