@@ -8,6 +8,8 @@ import json
 import time
 from pathlib import Path
 
+from releasegate.release.rehearse import rehearse
+from releasegate.release.store_access import open_store
 from tests.helpers import Project, ok_json, register, rg, ship
 
 
@@ -60,6 +62,14 @@ def test_a_clean_review_exits_0(tmp_path: Path) -> None:
     project.owners = {**project.owners, "care": "ops", "responders": ["oncall"]}
     vid = register(tmp_path, project.workflow("v1"))
     ship(project, vid)
+    never = rg(tmp_path, "review", "--json")
+    assert never.returncode == 1
+    assert [f["check"] for f in json.loads(never.stdout)["findings"]] == ["rehearsal"]
+    store = open_store(tmp_path)
+    try:
+        rehearse(store, "router", "staging", who="oncall")
+    finally:
+        store.close()
     done = rg(tmp_path, "review")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "nothing to fix" in done.stdout

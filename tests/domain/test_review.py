@@ -14,7 +14,9 @@ from releasegate.domain.policy import Policy
 from releasegate.domain.review import (
     CHECKS,
     AlertRuleFacts,
+    Expired,
     Finding,
+    LastRehearsal,
     Paused,
     Reported,
     Review,
@@ -24,6 +26,7 @@ from releasegate.domain.review import (
     WorkflowOwners,
     admitted,
     alert_tests,
+    expired,
     missing_owners,
     model_problems,
     ordered,
@@ -31,6 +34,7 @@ from releasegate.domain.review import (
     parse_period,
     paused,
     prompt_digests,
+    rehearsals,
     reported_drift,
     stale_gates,
 )
@@ -257,3 +261,68 @@ def test_parse_period(text: str | None, days: float) -> None:
 def test_a_bad_period_is_bad_input(text: str) -> None:
     with pytest.raises(InputError, match="--period"):
         parse_period(text)
+
+
+@pytest.mark.parametrize(
+    ("last", "finding"),
+    [
+        (LastRehearsal("router", "staging"), "was never rehearsed"),
+        (
+            LastRehearsal("router", "staging", "r1", "staging", "passed", AT - timedelta(days=5)),
+            None,
+        ),
+        (
+            LastRehearsal(
+                "router", "staging", "r1", "staging", "suite-too-weak", AT - timedelta(days=5), 0.6
+            ),
+            None,
+        ),
+        (
+            LastRehearsal("router", "staging", "r1", "staging", "passed", AT - timedelta(days=100)),
+            "last rehearsed 100 days ago, over the 90-day period",
+        ),
+        (
+            LastRehearsal(
+                "router", "staging", "r1", "staging", "not-restored", AT - timedelta(days=1)
+            ),
+            "did not restore the original (not-restored)",
+        ),
+        (
+            LastRehearsal(
+                "router", "staging", "r1", "staging", "interrupted", AT - timedelta(days=1)
+            ),
+            "(interrupted)",
+        ),
+    ],
+)
+def test_rehearsals(last: LastRehearsal, finding: str | None) -> None:
+    found = rehearsals([last], period=timedelta(days=90), at=AT)
+    if finding is None:
+        assert found == []
+        return
+    (f,) = found
+    assert finding in f.message and f.check == "rehearsal" and f.needs_action
+    assert f.fix == "releasegate rehearse router --env staging"
+
+
+def test_a_stale_rehearsal_says_what_its_suite_caught() -> None:
+    last = LastRehearsal(
+        "router", "staging", "r1", "staging", "suite-too-weak", AT - timedelta(days=91), 0.75
+    )
+    (f,) = rehearsals([last], period=timedelta(days=90), at=AT)
+    assert "caught 75% of the gated mutations" in f.evidence[1]
+
+
+@pytest.mark.parametrize(("kept", "fixable"), [(None, True), ("serves router@staging", False)])
+def test_expired_experiments(kept: str | None, fixable: bool) -> None:
+    (f,) = expired([Expired("router", V, AT, 14, 80, 160, kept)])
+    assert (f.check, f.subject, f.fix, f.fixable) == (
+        "experiments",
+        V,
+        "releasegate gc router",
+        fixable,
+    )
+    assert "14-day retention" in f.evidence[0] and "80 output(s)" in f.evidence[0]
+    assert (kept is not None) is any(
+        "gc keeps it: it serves router@staging" in e for e in f.evidence
+    )

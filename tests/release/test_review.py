@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from releasegate.domain.review import Finding, Review
+from releasegate.domain.review import PROVEN, Finding, Review
 from releasegate.errors import InputError, NotFoundError, RefusedError, SelfApprovalError
 from releasegate.monitor.ingest import ingest_dicts
 from releasegate.release.audit import audit_verify
@@ -22,6 +22,7 @@ from releasegate.release.pause import pause
 from releasegate.release.policy_changes import approve, propose, show
 from releasegate.release.promote import promote
 from releasegate.release.register import register
+from releasegate.release.rehearse import rehearse
 from releasegate.release.review import review
 from releasegate.store.engine import Store
 from tests.helpers import Project
@@ -105,7 +106,18 @@ def test_review_finds_stale_gates_pauses_and_untested_alert_rules(
 ) -> None:
     project.owners = {**project.owners, "care": "ops", "responders": ["oncall"]}
     v1 = shipped(store, project)
+    (never,) = review(store, "router").findings
+    assert (never.check, never.subject) == ("rehearsal", "never")
+    assert never.fix == "releasegate rehearse router --env staging"
+    rehearsed = rehearse(store, "router", "staging", who="oncall").rehearsal
+    assert rehearsed.result in PROVEN
     assert review(store, "router").findings == ()  # every check passes
+    # a rehearsal older than the period is stale
+    (stale_rehearsal,) = review(
+        store, "router", period=timedelta(days=1), at=_later(2 * 86400)
+    ).findings
+    assert stale_rehearsal.subject == rehearsed.rehearsal_id
+    assert "last rehearsed 2 days ago" in stale_rehearsal.message
 
     evaluate(store, v1, project.suite(n=60), who="alice")  # the suite changed
     stale = by_check(review(store, "router"), "stale-gate")
@@ -140,6 +152,25 @@ def test_an_alert_rule_is_tested_once_an_alert_of_it_reached_its_routes(
     with store.write() as conn:
         conn.execute(sa.text("UPDATE alerts SET status = 'routed'"))
     assert by_check(review(store, "router"), "alert-tests") == []
+
+
+def test_review_fix_collects_an_expired_experiment(store: Store, project: Project) -> None:
+    path = project.workflow("exp", revision="x")
+    path.write_text(path.read_text() + "experiments:\n  retention_days: 1\n")
+    exp = register(store, path, experiment=True, who="alice").version_id
+    evaluate(store, exp, project.suite(), who="alice")
+    assert by_check(review(store), "experiments") == []  # not expired yet
+    later = _later(2 * 86400)
+    (found,) = by_check(review(store, at=later), "experiments")
+    assert (found.subject, found.fixable, found.fix) == (exp, True, "releasegate gc router")
+    assert "1-day retention" in found.evidence[0]
+
+    fixed = review(store, at=later, fix=True, who="carol")
+    assert by_check(fixed, "experiments") == []
+    (line,) = fixed.fixed
+    assert line.startswith(f"collected experiment {exp[:12]} of router")
+    assert audit_kinds(store)[-1] == "experiment.collected"
+    assert review(store, at=later, fix=True).fixed == ()  # nothing left to collect
 
 
 def test_review_of_an_unknown_workflow_is_bad_input(store: Store) -> None:

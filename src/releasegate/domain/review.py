@@ -17,6 +17,11 @@ exits 1 when any finding needs action. The checks:
 - ``models``: a running version whose model is not pinned, or not on the blessed list
   of the environment's policy.
 - ``alert-tests``: an alert rule that never fired and reached its routes (``alert_tests``).
+- ``rehearsal``: a workflow with something running whose rollback was never rehearsed,
+  was last rehearsed before the period, or whose last rehearsal did not restore the
+  original (``rehearsals``).
+- ``experiments``: an experiment past its retention window that still holds outputs and
+  scores; ``review --fix`` collects it as ``gc`` does (``expired_experiments``).
 - ``paused``: a paused environment (shown; needs no action).
 - ``ratchet``: a floor that lags what the running version stably shows
   (``domain.ratchet``), as the policy change that raises it.
@@ -42,6 +47,8 @@ CHECKS: Mapping[str, str] = {
     "owners": "workflows without a change owner, a care owner or responders",
     "models": "running models that are not pinned, or not blessed by the policy",
     "alert-tests": "alert rules that never fired and reached their routes",
+    "rehearsal": "rollbacks not rehearsed within the period, or whose last rehearsal failed",
+    "experiments": "experiments past their retention window that still hold eval data",
     "paused": "paused environments (shown, no action needed)",
     "ratchet": "floors that lag what the running version stably shows",
 }
@@ -469,6 +476,111 @@ def alert_tests(rules: Iterable[AlertRuleFacts]) -> list[Finding]:
                 f"releasegate monitor {r.workflow} --env {env}  # over a window that crosses "
                 "the rule",
                 ("no routed alert of this signal in the outbox, in any environment",),
+            )
+        )
+    return out
+
+
+# -- rollback rehearsals ------------------------------------------------------------------
+
+
+PROVEN = ("passed", "suite-too-weak")
+"""Results of a rehearsal that restored the original: the rollback works (a too-weak
+suite is its own lesson, shown in the evidence)."""
+
+
+class LastRehearsal(NamedTuple):
+    """A workflow with something running, and its last finished rehearsal (None: never)."""
+
+    workflow: str
+    env: str
+    """Where to rehearse: the workflow's first environment that is not production."""
+    rehearsal_id: str | None = None
+    rehearsed_env: str | None = None
+    result: str | None = None
+    finished_at: datetime | None = None
+    mutation_score: float | None = None
+
+
+def rehearsals(last: Iterable[LastRehearsal], *, period: timedelta, at: datetime) -> list[Finding]:
+    out = []
+    for r in last:
+        fix = f"releasegate rehearse {r.workflow} --env {r.env}"
+        if r.rehearsal_id is None or r.finished_at is None:
+            out.append(
+                Finding(
+                    "rehearsal",
+                    r.workflow,
+                    None,
+                    "never",
+                    f"the rollback of {r.workflow} was never rehearsed",
+                    fix,
+                    ("no finished rehearsal on record, in any environment",),
+                )
+            )
+            continue
+        when = f"{r.finished_at:%Y-%m-%d %H:%M} UTC"
+        evidence = [
+            f"last rehearsal {r.rehearsal_id} in {r.rehearsed_env}, finished {when}: {r.result}"
+        ]
+        if r.mutation_score is not None:
+            evidence.append(f"its suite caught {r.mutation_score:.0%} of the gated mutations")
+        age = at - r.finished_at
+        if r.result not in PROVEN:
+            message = (
+                f"the last rehearsal of {r.workflow}'s rollback did not restore the original "
+                f"({r.result})"
+            )
+        elif age > period:
+            days = period.total_seconds() / 86400
+            message = (
+                f"the rollback of {r.workflow} was last rehearsed {age.days} days ago, "
+                f"over the {days:g}-day period"
+            )
+        else:
+            continue
+        out.append(
+            Finding("rehearsal", r.workflow, None, r.rehearsal_id, message, fix, tuple(evidence))
+        )
+    return out
+
+
+# -- expired experiments -------------------------------------------------------------------
+
+
+class Expired(NamedTuple):
+    """An experiment past its retention window that still holds eval data."""
+
+    workflow: str
+    version_id: str
+    expired_at: datetime
+    retention_days: int
+    outputs: int
+    scores: int
+    kept_because: str | None
+    """Why ``gc`` would keep it (it serves somewhere, an eval runs); None: it collects it."""
+
+
+def expired(experiments: Iterable[Expired]) -> list[Finding]:
+    out = []
+    for e in experiments:
+        short = _short(e.version_id)
+        evidence: tuple[str, ...] = (
+            f"expired {e.expired_at:%Y-%m-%d} ({e.retention_days}-day retention), still "
+            f"holding {e.outputs:,} output(s) and {e.scores:,} score(s)",
+        )
+        if e.kept_because is not None:
+            evidence += (f"gc keeps it: it {e.kept_because}",)
+        out.append(
+            Finding(
+                "experiments",
+                e.workflow,
+                None,
+                e.version_id,
+                f"experiment {short} of {e.workflow} is past its retention window",
+                f"releasegate gc {e.workflow}",
+                evidence,
+                fixable=e.kept_because is None,
             )
         )
     return out

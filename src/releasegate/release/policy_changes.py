@@ -17,10 +17,12 @@ so an approved change is also written into the file; ``show`` prints the lines.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from releasegate.domain.identity import content_hash
 from releasegate.domain.policy import Policy, default_policy, policy_from_content
 from releasegate.domain.promotion import Owners
 from releasegate.domain.ratchet import (
@@ -156,14 +158,7 @@ def approve(store: Store, proposal_ref: str, *, who: str, note: str = "") -> Pol
                 f"proposal {proposal.proposal_id} was decided by someone else just now",
                 hint=f"`releasegate policy show {proposal.workflow} --env {proposal.env}`",
             )
-        PolicyRepo(conn).add(
-            policy_id=proposal.policy_id,
-            workflow=proposal.workflow,
-            env=proposal.env,
-            content=proposal.content,
-        )
-        audit = AuditRepo(conn)
-        audit.append(
+        AuditRepo(conn).append(
             kind="policy.approved",
             actor=who,
             workflow=proposal.workflow,
@@ -175,24 +170,52 @@ def approve(store: Store, proposal_ref: str, *, who: str, note: str = "") -> Pol
                 "note": note,
             },
         )
-        audit.append(
-            kind="policy.changed",
-            actor=who,
-            workflow=proposal.workflow,
-            subject=proposal.policy_id,
-            payload={
-                "env": proposal.env,
-                "policy_id": proposal.policy_id,
-                "previous": current_id,
-                "policy": dict(proposal.content),
-                "proposal_id": proposal.proposal_id,
-                "proposed_by": proposal.proposer,
-                "approved_by": who,
-            },
+        made = change_policy(
+            conn,
+            proposal.workflow,
+            proposal.env,
+            proposal.content,
+            previous=current_id,
+            who=who,
+            proposal_id=proposal.proposal_id,
+            proposed_by=proposal.proposer,
+            approved_by=who,
         )
+        assert made == proposal.policy_id, "a proposal's content hashes to its policy id"
         done = ProposalRepo(conn).get(proposal.proposal_id)
     assert done is not None
     return done
+
+
+def change_policy(
+    conn: Conn,
+    workflow: str,
+    env: str,
+    content: Mapping[str, Any],
+    *,
+    previous: str | None,
+    who: str,
+    **extra: str,
+) -> str:
+    """Make ``content`` the current policy of ``workflow@env``, audited as ``policy.changed``
+    (``register`` for a workflow file's policy, ``approve`` for a proposal: ``extra`` says
+    which proposal and who approved it); its id."""
+    policy_id = content_hash(content)
+    PolicyRepo(conn).add(policy_id=policy_id, workflow=workflow, env=env, content=content)
+    AuditRepo(conn).append(
+        kind="policy.changed",
+        actor=who,
+        workflow=workflow,
+        subject=policy_id,
+        payload={
+            "env": env,
+            "policy_id": policy_id,
+            "previous": previous,
+            "policy": dict(content),
+            **extra,
+        },
+    )
+    return policy_id
 
 
 def show(store: Store, workflow: str, env: str | None = None) -> list[PolicyState]:

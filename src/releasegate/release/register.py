@@ -28,6 +28,7 @@ from releasegate.providers.python_callable import load_function, revision_of
 from releasegate.release.data_rules import version_violations
 from releasegate.release.loaders import load_yaml, parse_yaml
 from releasegate.release.models import pin_model
+from releasegate.release.policy_changes import change_policy
 from releasegate.release.refs import actor as default_actor
 from releasegate.release.refs import find_version
 from releasegate.release.retry import retried
@@ -146,20 +147,13 @@ def sync_policies(conn: Conn, spec_name: str, policies: dict[str, Policy], who: 
         current = PolicyRepo(conn).current(spec_name, env)
         if current is not None and current[0] == policy.policy_id:
             continue
-        PolicyRepo(conn).add(
-            policy_id=policy.policy_id, workflow=spec_name, env=env, content=policy.content()
-        )
-        AuditRepo(conn).append(
-            kind="policy.changed",
-            actor=who,
-            workflow=spec_name,
-            subject=policy.policy_id,
-            payload={
-                "env": env,
-                "policy_id": policy.policy_id,
-                "previous": current[0] if current else None,
-                "policy": policy.content(),
-            },
+        change_policy(
+            conn,
+            spec_name,
+            env,
+            policy.content(),
+            previous=current[0] if current else None,
+            who=who,
         )
         changed.append(env)
     return changed

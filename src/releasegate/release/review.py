@@ -20,7 +20,9 @@ from releasegate.domain.ratchet import FloorFacts, ratchets
 from releasegate.domain.review import (
     DEFAULT_PERIOD,
     AlertRuleFacts,
+    Expired,
     Finding,
+    LastRehearsal,
     Paused,
     Place,
     Reported,
@@ -31,17 +33,21 @@ from releasegate.domain.review import (
     WorkflowOwners,
     admitted,
     alert_tests,
+    expired,
     missing_owners,
     model_problems,
     ordered,
     outside_gate,
     paused,
+    rehearsals,
     reported_drift,
     stale_gates,
 )
+from releasegate.release.experiments import collect_expired, expired_experiments
+from releasegate.release.refs import actor as default_actor
 from releasegate.store.engine import Store
 from releasegate.store.policies import PolicyRepo, PolicyVersion
-from releasegate.store.review import DecisionRow, EnvRow, ReviewRepo, RunGroup
+from releasegate.store.review import DecisionRow, EnvRow, RehearsalRow, ReviewRepo, RunGroup
 from releasegate.store.workflows import WorkflowRepo
 
 
@@ -52,10 +58,21 @@ def review(
     period: timedelta = DEFAULT_PERIOD,
     fix: bool = False,
     at: datetime | None = None,
+    who: str | None = None,
 ) -> Review:
-    """Every check over ``workflow`` (or every workflow); ``fix`` applies fixable ones."""
+    """Every check over ``workflow`` (or every workflow). ``fix`` first applies the fixes
+    review can make itself (collecting expired experiments, as ``gc`` does, audited), so
+    the findings are what is left."""
     at = at or datetime.now(UTC)
     since = (at - period).timestamp()
+    fixed: list[str] = []
+    if fix:
+        done = collect_expired(store, workflow, now=at, who=who or default_actor())
+        fixed += [
+            f"collected experiment {e.version_id[:12]} of {e.workflow}: {e.outputs:,} "
+            f"output(s), {e.scores:,} score(s) (`releasegate gc {e.workflow}`)"
+            for e in done.collected
+        ]
     with store.snapshot() as conn:
         if workflow is not None:
             WorkflowRepo(conn).get(workflow)  # an unknown name is bad input, named
@@ -71,6 +88,7 @@ def review(
             else PolicyRepo(conn).all_history()
         )
         delivered = repo.delivered_alerts(workflow)
+        rehearsed = repo.last_rehearsals(workflow)
         groups = repo.run_groups(since, workflow)
         admitting = _admitting(decisions)
         reports = repo.reports(
@@ -114,6 +132,28 @@ def review(
         for w in workflows
         for rule in _rules(w.monitor)
     )
+    running = {e.workflow for e in envs}
+    findings += rehearsals(
+        (
+            _last_rehearsal(w.name, w.environments, rehearsed.get(w.name))
+            for w in workflows
+            if w.name in running
+        ),
+        period=period,
+        at=at,
+    )
+    findings += expired(
+        Expired(
+            e.workflow,
+            e.version_id,
+            e.expired_at,
+            e.retention_days,
+            e.outputs,
+            e.scores,
+            e.kept_because,
+        )  # fmt: skip
+        for e in expired_experiments(store, workflow, now=at)
+    )
     findings += paused(
         Paused(e.workflow, e.env, e.version_id, e.paused_reason, e.paused_by or "", e.paused_at)
         for e in envs
@@ -132,8 +172,22 @@ def review(
         period=period,
         at=at,
         findings=tuple(ordered(findings)),
+        fixed=tuple(fixed),
         counts=counts,
     )
+
+
+def _last_rehearsal(
+    workflow: str, environments: Sequence[str], last: RehearsalRow | None
+) -> LastRehearsal:
+    staging = [e for e in environments[:-1] if e != "production"]  # what rehearse allows
+    env = staging[0] if staging else f"{environments[-1]} --allow-production"
+    if last is None:
+        return LastRehearsal(workflow, env)
+    return LastRehearsal(
+        workflow, env, last.rehearsal_id, last.env, last.result, last.finished_at,
+        last.mutation_score,
+    )  # fmt: skip
 
 
 def _current(rows: Sequence[PolicyVersion]) -> Policy:

@@ -51,6 +51,15 @@ class DecisionRow(NamedTuple):
     policy_id: str
 
 
+class RehearsalRow(NamedTuple):
+    rehearsal_id: str
+    workflow: str
+    env: str
+    result: str | None
+    finished_at: datetime
+    mutation_score: float | None
+
+
 class RunGroup(NamedTuple):
     workflow: str
     env: str
@@ -197,6 +206,32 @@ class ReviewRepo:
                 if isinstance(file, str):
                     out[subject] = file
         return out
+
+    def last_rehearsals(self, workflow: str | None) -> dict[str, RehearsalRow]:
+        """Each workflow's last finished rehearsal, in any environment."""
+        r = t.rehearsals.c
+        last = (
+            select(r.workflow, func.max(r.finished_at).label("at"))
+            .where(and_(r.finished_at.isnot(None), _scoped(r.workflow, workflow)))
+            .group_by(r.workflow)
+            .subquery()
+        )
+        q = (
+            select(r.rehearsal_id, r.workflow, r.env, r.result, r.finished_at, r.mutation_score)
+            .join(last, and_(last.c.workflow == r.workflow, last.c.at == r.finished_at))
+            .order_by(r.rehearsal_id)
+        )
+        return {
+            row.workflow: RehearsalRow(
+                row.rehearsal_id,
+                row.workflow,
+                row.env,
+                row.result,
+                as_utc(row.finished_at),
+                row.mutation_score,
+            )  # fmt: skip
+            for row in self.conn.execute(q).all()
+        }
 
     def delivered_alerts(self, workflow: str | None) -> dict[tuple[str, str], int]:
         """(workflow, signal) -> how many alerts of it the outbox holds as routed."""
