@@ -27,13 +27,21 @@ def test_demo_runs_the_loop_and_the_cli_goes_on_from_there(tmp_path: Path) -> No
     assert "imported 1,400 runs from production-runs.jsonl" in out
     assert "drift label mix" in out and "most moved: fraud_report" in out
     assert "alert to ops-team, oncall-support" in out
+    # v4: a 10% canary through the SDK's routing; the new host's errors abort it
+    assert "canary started: 10% of support-triage@production" in out
+    assert "canary aborted: support-triage@production: the rollout of" in out
+    assert "error_rate: canary" in out
     assert "audit log intact" in out
 
     project = tmp_path / "project"
     versions = json.loads(run(project, "versions", "support-triage", "--json").stdout)
-    assert len(versions) == 3
-    v1, v2, v3 = (v["version_id"] for v in versions)
+    assert len(versions) == 4
+    v1, v2, v3, v4 = (v["version_id"] for v in versions)
     assert run(project, "resolve", "support-triage", "--env", "production").stdout.strip() == v2
+    rollout = json.loads(
+        run(project, "rollout", "status", "support-triage", "--env", "production", "--json").stdout
+    )
+    assert (rollout["state"], rollout["canary_id"], rollout["weight"]) == ("aborted", v4, 0)
     assert run(project, "resolve", "support-triage", "--env", "staging").stdout.strip() == v2
 
     gate = run(project, "gate", v3[:12], "--env", "staging", "--json")

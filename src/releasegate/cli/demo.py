@@ -21,7 +21,7 @@ from rich.panel import Panel
 from releasegate.cli.render import eval_table, gate_summary, progress_bar
 from releasegate.errors import RefusedError
 
-FILES = ("messages.jsonl", "suite.yaml", "v1.yaml", "v2.yaml", "v3.yaml")
+FILES = ("messages.jsonl", "suite.yaml", "v1.yaml", "v2.yaml", "v3.yaml", "v4.yaml")
 
 
 def _copy_project(target: Path) -> None:
@@ -184,7 +184,25 @@ def run_demo(target: Path) -> None:
     watch_production(c, store, target, v2, reports)
 
     step(
-        "8. Verify the audit log",
+        "8. A canary that pulls itself back",
+        "v4 moves the router to a new model host and sends a little more to a human. The gate "
+        "passes it (routing barely changes), so it goes to production as a canary: 10% of "
+        "users, chosen by the SDK from a hash of their id, get v4. The new host times out "
+        "more often; `rollout check` compares the two arms on the same window with a "
+        "sequential test that may be run after every request, and aborts.",
+    )
+    v4 = register(
+        store, target / "v4.yaml", reason="new model host; a little more to a human", who="alice"
+    ).version_id
+    c.print(f"registered v4 = [bold]{v4[:12]}[/] (parent {v2[:12]})")
+    run_eval(v4)
+    run_gate(v4, "production", "v4")
+    approve(store, v4, "production", approver="carol", note="same routing, new host")
+    c.print("carol approved v4 for production")
+    canary(c, store, target, v4)
+
+    step(
+        "9. Verify the audit log",
         "Every register, eval, gate, approval, promotion and rollback is an event in a "
         "chain signed with a key kept outside the database (.releasegate/audit.key); "
         "altering or removing any of them, or moving an environment by hand, breaks it.",
@@ -211,6 +229,7 @@ def run_demo(target: Path) -> None:
             f"  releasegate diff {v2[:12]} {v3[:12]}\n"
             f"  releasegate gate {v3[:12]} --env staging --junit junit.xml\n"
             f"  releasegate history support-triage --env staging\n"
+            f"  releasegate rollout status support-triage --env production\n"
             f"  releasegate monitor support-triage --env production --plot charts\n"
             f"  releasegate report memo support-triage\n"
             f"  releasegate audit log",
@@ -218,6 +237,54 @@ def run_demo(target: Path) -> None:
             title_align="left",
         )
     )
+
+
+def canary(c: Console, store: Any, target: Path, version_id: str) -> None:
+    """v4 as a 10% canary in production; traffic through the real SDK (routing, recording),
+    the model call simulated: the new host fails about 7% of calls, the old one 1%."""
+    import json
+    import random
+
+    from releasegate import Client
+    from releasegate.monitor.alerts import resend_due
+    from releasegate.release.rollout import check, start
+
+    started = start(store, version_id, "production", canary_pct=10, who="alice")
+    c.print(
+        f"[green]canary started[/]: {started.weight:g}% of support-triage@production on "
+        f"{version_id[:12]}, the rest on {started.stable_id[:12]} (steps "
+        f"{', '.join(f'{w:g}%' for w in started.steps)})"
+    )
+    messages = [json.loads(line) for line in (target / "messages.jsonl").read_text().splitlines()]
+    rng = random.Random(11)
+    served = {"canary": 0, "stable": 0}
+    checked = None
+    with Client(store=store, flush_every=0.05) as client:
+        for i in range(4_000):
+            user = f"user-{rng.randrange(20_000)}"
+            version = client.resolve("support-triage", env="production", key=user)
+            message = rng.choice(messages)
+            with client.run(version, input=message["input"]) as run:
+                if rng.random() < (0.07 if version.arm == "canary" else 0.01):
+                    run.fail("model host timeout")
+                else:
+                    run.output = run.label = message["expected"]
+            served[str(version.arm)] += 1
+            if i % 500 == 499:  # what cron would do: check every few minutes
+                client.flush()
+                checked = check(store, "support-triage", "production", who="rollout-cron")
+                if checked.has_aborted:
+                    break
+    c.print(
+        f"served {served['stable'] + served['canary']:,} requests through the SDK: "
+        f"{served['canary']:,} on the canary, {served['stable']:,} on the stable version"
+    )
+    if checked is None or not checked.has_aborted:
+        c.print("[yellow]the canary was not aborted[/]")
+        return
+    c.print(f"[bold red]canary aborted[/]: {escape(checked.alert_message or '')}")
+    resend_due(store, "support-triage", "production")
+    c.print("the stable version serves everyone again; the responders were alerted")
 
 
 def simulated_runs(target: Path, version_id: str, now: float) -> list[dict[str, Any]]:
