@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "cmd_production",
     "cmd_rollout",
     "cmd_pause",
+    "cmd_rehearse",
     "cmd_review",
     "cmd_audit",
     "cmd_suite",

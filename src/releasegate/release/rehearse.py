@@ -140,8 +140,8 @@ def rehearse(
         check_env(wf, env)
     if is_production(wf, env) and not allow_production:
         raise RehearsalRefusedError(
-            f"{env} is {workflow}'s production environment: a rehearsal deploys a degraded "
-            "version there",
+            f"'{env}' is the production environment of {workflow}: a rehearsal would serve "
+            "a degraded version there",
             hint="rehearse on staging, or pass --allow-production to mean it",
         )
     undone = recover(store, workflow, env, who=who)
@@ -526,7 +526,7 @@ def _propose(
             if expected is not None and answer != expected
         ][:MAX_PROPOSALS]
         if not lines:
-            lines = [f"# the mutant answered as the original on {len(texts)} stored run inputs"]
+            lines = [f"# no stored run input tells it from the original ({len(texts)} tried)"]
         out.append(replace(m, proposed=tuple(lines)))
     return out
 
