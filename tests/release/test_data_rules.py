@@ -230,3 +230,18 @@ def test_unreadable_rules_keep_every_text_out_of_application_runs(
         path = tmp_path / "runs.jsonl"
         path.write_text(json.dumps(texts(vid, 1, "file")[0]) + "\n")
         import_jsonl(store, path, workers=0)
+
+
+def test_promote_refuses_a_version_the_rules_forbid_since_its_gate(
+    store: Store, project: Project, tmp_path: Path
+) -> None:
+    project.meta = {"data_class": "confidential"}
+    vid = register(store, project.workflow("v1")).version_id
+    evaluate(store, vid, project.suite())
+    assert gate(store, vid, "staging").verdict == "pass"
+    (tmp_path / "data-rules.yaml").write_text("classes:\n  confidential: {runtimes: [ollama]}\n")
+    with pytest.raises(PromotionRefusedError, match="breaks the data rules in force now") as err:
+        promote(store, vid, "staging")
+    assert "data rule 'confidential: runtimes ollama'" in str(err.value)
+    (tmp_path / "data-rules.yaml").unlink()
+    assert promote(store, vid, "staging").changed

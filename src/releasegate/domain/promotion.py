@@ -44,6 +44,7 @@ class RefusalKind(StrEnum):
     APPROVALS_MISSING = "approvals-missing"
     SELF_APPROVAL = "self-approval"
     NOT_AN_APPROVER = "not-an-approver"
+    DATA_RULES = "data-rules"
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,7 @@ class PromotionFacts:
     policy: Policy  # the environment's current policy
     running: str | None  # what the alias points at now
     approvals: tuple[Approval, ...] = ()
+    data_violations: tuple[str, ...] = ()  # under the data rules in force now, worded
 
 
 _UNVOUCHED = {
@@ -165,6 +167,13 @@ def refusal(f: PromotionFacts) -> Refusal | None:
             RefusalKind.NOT_PASSED,
             f"the gate did not pass {short} for {env} (verdict: {d.verdict})",
             "see the gate report: " + "; ".join(d.reasons[:2]),
+        )
+    if f.data_violations:  # the rules tightened since the gate passed it
+        return Refusal(
+            RefusalKind.DATA_RULES,
+            f"{short} breaks the data rules in force now: " + "; ".join(f.data_violations),
+            "move the model to a runtime the rule allows and register the change "
+            "(see docs/data-rules.md)",
         )
     if d.suite_id != f.suite_id:
         return Refusal(

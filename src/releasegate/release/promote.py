@@ -5,8 +5,9 @@ the facts (the version's latest gate decision for the environment and whether it
 signed audit event vouches for it, the current suite and policy, where the alias
 points, the approvals on record) and the rules are ``domain.promotion.refusal``,
 pure: the decision cleared every check on the *current* suite and policy, the
-approvals it required are on record now, and the alias still points where it did
-when the gate looked. A rollout starts and completes through the same
+data rules in force now still allow where the version sends its data (they may have
+tightened since the gate), the approvals it required are on record now, and the alias
+still points where it did when the gate looked. A rollout starts and completes through the same
 ``promotable``. The alias moves by compare-and-swap on its revision, so of two
 promoters exactly one wins and the other gets a clear refusal.
 """
@@ -33,6 +34,7 @@ from releasegate.errors import (
     RolloutRefusedError,
     StaleAliasError,
 )
+from releasegate.release.data_rules import version_violations
 from releasegate.release.gate import current_policy
 from releasegate.release.refs import actor as default_actor
 from releasegate.release.refs import check_env, find_version
@@ -246,6 +248,9 @@ def _facts(
         running=running,
         approvals=tuple(
             Approval(a, r) for a, r in ApprovalRepo(conn).list(version.version_id, env)
+        ),
+        data_violations=tuple(
+            v.message() for v in version_violations(version.manifest, wf.data_class)
         ),
     )
 
