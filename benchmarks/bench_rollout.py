@@ -3,9 +3,10 @@
 ``python benchmarks/bench_rollout.py [--quick] [--runs N] [--repetitions N]`` prints:
 
 1. ``client.resolve(wf, env=..., key=K)`` hot in-process (the cache warm, distinct keys),
-   with no rollout and with a rollout at 25%, and the key split alone (``Splitter``):
-   µs per call, the median of ``--runs`` repetitions of 200,000 calls each, every
-   repetition in a fresh temp project and store. Target: <= 2 µs with a rollout active.
+   with no rollout, with a rollout at 25%, and with a shadow rollout (the stable served,
+   ``version.shadow`` set), and the key split alone (``Splitter``): µs per call, the
+   median of ``--runs`` repetitions of 200,000 calls each, every repetition in a fresh
+   temp project and store. Target: <= 2 µs with a rollout (canary or shadow) active.
 2. False aborts over a whole ramp: SYNTHETIC runs (no real data), a canary as good as the
    stable (error rate 5%, latency gamma(4, 100) ms, cost uniform), steps 5/25/50/100,
    ``min_runs_per_step`` 200, auto-advance, signals error_rate + latency_p95 +
@@ -13,6 +14,13 @@
    completes or 100,000 runs: share aborted (target <= 5%), share completed.
 3. Detection: the same with the canary's error rate 3x the stable's (15% vs 5%): share
    aborted in the first step, median runs to the abort.
+5. Shadow (paired by input), SYNTHETIC: each request's stable run and its shadow run share
+   the input's difficulty (an input is hard with probability 10%; 40% of hard inputs fail
+   on either version, an easy one fails 0.6% of the time: 5% overall), a check every 10
+   pairs, signal error_rate (margin 2 pt): false aborts of an equal shadow over 5,000
+   pairs, pairs until an equal one is shown not worse, and pairs to the abort of a shadow
+   with 3x the errors (its easy inputs failing 11.7%); each against a canary at 50% fed
+   the same error rates (its pairs are two different requests).
 4. ``rollout check`` over 1,000,000 stored runs (SQLite, a rollout at 25%, every run served
    under it, synthetic values): the first check, which reads and compares them all, and
    the next one (no new runs), median of ``--runs``. Target: <= 1 s.
@@ -35,6 +43,8 @@ from bench_loop import ENV, WORKFLOW, project, ship, suite_file, workflow_file
 from releasegate import Client
 from releasegate.domain.rollout import (
     ArmRuns,
+    Evidence,
+    Mode,
     Rollout,
     RolloutPolicy,
     Splitter,
@@ -44,6 +54,7 @@ from releasegate.domain.rollout import (
     observe_runs,
     reference,
 )
+from releasegate.domain.shadow import ShadowRuns, observe_shadow
 from releasegate.domain.stats import wilson_interval
 from releasegate.release import rollout
 from releasegate.release.evaluate import evaluate
@@ -66,7 +77,7 @@ def _time_resolve(client: Client, keys: list[str]) -> tuple[float, float]:
 
 
 def bench_resolve(runs: int) -> None:
-    plain, active, repeat, split_only = [], [], [], []
+    plain, active, repeat, split_only, shadow = [], [], [], [], []
     keys = [f"customer-{i}" for i in range(CALLS)]
     users = [f"user-{i % 10_000}" for i in range(CALLS)]  # 10,000 users, 20 requests each
     for _ in range(runs):
@@ -85,6 +96,11 @@ def bench_resolve(runs: int) -> None:
                 active.append(_time_resolve(client, keys))
                 repeat.append(_time_resolve(client, users))
                 canary = sum(client.resolve(WORKFLOW, env=ENV, key=k).arm == "canary" for k in keys)
+            rollout.abort(store, WORKFLOW, ENV, who="alice")
+            rollout.start(store, vid, ENV, shadow=True, who="alice")
+            with Client(store=store, ttl=3600) as client:
+                assert client.resolve(WORKFLOW, env=ENV, key="warm").shadow is not None
+                shadow.append(_time_resolve(client, keys))
             split = Splitter("0123456789abcdef", 25.0)
             t0 = time.perf_counter()
             for key in keys:
@@ -95,6 +111,7 @@ def bench_resolve(runs: int) -> None:
         ("no rollout, distinct keys", plain),
         ("rollout at 25%, distinct keys (target <= 2)", active),
         ("rollout at 25%, 10,000 users x 20 requests", repeat),
+        ("shadow rollout, distinct keys (target <= 2)", shadow),
     ):
         wall, cpu = (statistics.median(g[i] for g in got) for i in (0, 1))
         print(f"  {name:<46} {wall:6.3f} / {cpu:6.3f}  {_all([g[0] for g in got])}")
@@ -188,6 +205,121 @@ def bench_errors(reps: int, seed: int) -> None:
     print()
 
 
+def _paired_errors(
+    rng: np.random.Generator, n: int, p_easy_candidate: float
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """(stable, candidate) errors of ``n`` requests sharing each input's difficulty."""
+    hard = rng.random(n) < 0.10
+    fails = rng.random(n) < 0.40  # a hard input that fails fails on either version
+    stable = np.where(hard, fails, rng.random(n) < 0.006)
+    candidate = np.where(hard, fails, rng.random(n) < p_easy_candidate)
+    return stable.astype(np.float64), candidate.astype(np.float64)
+
+
+SHADOW_POLICY = replace(POLICY, signals={"error_rate": 0.02}, min_runs_per_step=10**9)
+
+
+def _begun(rollout_id: str, policy: RolloutPolicy, mode: Mode) -> Rollout:
+    return begin(
+        rollout_id=rollout_id,
+        workflow="w",
+        env="e",
+        stable_id="a" * 64,
+        canary_id="b" * 64,
+        policy=policy,
+        at=T0,
+        actor="bench",
+        evidence=Evidence(),
+        mode=mode,
+    )
+
+
+def drive_shadow(seed: int, p_easy: float, every: int, max_pairs: int) -> tuple[str, int]:
+    """A shadow checked every ``every`` pairs: (aborted | passed | running, pairs seen)."""
+    rng = np.random.default_rng(seed)
+    r = _begun(f"s{seed}", SHADOW_POLICY, "shadow")
+    seen = 0
+    while seen < max_pairs:
+        stable, candidate = _paired_errors(rng, every, p_easy)
+        keys = [f"{seen + i}" for i in range(every)]
+        runs = ShadowRuns(
+            arms=["stable", "shadow"] * every,
+            keys=[k for k in keys for _ in "ab"],
+            error=np.column_stack([stable, candidate]).ravel(),
+            latency_ms=np.full(2 * every, 10.0),
+            cost_usd=np.full(2 * every, np.nan),
+            labels=["a"] * (2 * every),
+            cursor=0,
+        )
+        seen += every
+        r = replace(r, evidence=observe_shadow(r.evidence, SHADOW_POLICY, runs))
+        ended = _ended(r)
+        if ended:
+            return ended, seen
+    return "running", seen
+
+
+def _ended(r: Rollout) -> str | None:
+    """aborted, passed (error_rate shown not worse), or None."""
+    outcome = assess(r, now=T0)
+    if outcome.action == "abort":
+        return "aborted"
+    if any(v.signal == "error_rate" and v.outcome == "pass" for v in outcome.verdicts):
+        return "passed"
+    return None
+
+
+def drive_unpaired(seed: int, p_easy: float, every: int, max_runs: int) -> tuple[str, int]:
+    """The same error rates as two arms of a canary at 50% (pairs of different requests)."""
+    rng = np.random.default_rng(seed)
+    policy = replace(SHADOW_POLICY, steps=(50.0, 100.0))
+    r = _begun(f"u{seed}", policy, "canary")
+    seen = 0
+    while seen < max_runs:
+        stable, _ = _paired_errors(rng, every, p_easy)
+        _, candidate = _paired_errors(rng, every, p_easy)
+        n = 2 * every
+        runs = ArmRuns(
+            arms=["stable", "canary"] * every,
+            error=np.column_stack([stable, candidate]).ravel(),
+            escalated=np.zeros(n),
+            edited=np.zeros(n),
+            feedback=np.full(n, np.nan),
+            latency_ms=np.full(n, 10.0),
+            cost_usd=np.full(n, np.nan),
+            cursor=0,
+        )
+        seen += every
+        r = replace(r, evidence=observe_runs(r.evidence, policy, runs))
+        ended = _ended(r)
+        if ended:
+            return ended, seen
+    return "running", seen
+
+
+def bench_shadow(reps: int, seed: int) -> None:
+    print(f"Shadow, paired by input (synthetic), {reps} rollouts, a check every 10 pairs")
+    arms = (("shadow (paired)", drive_shadow), ("canary (unpaired)", drive_unpaired))
+    for name, drive_one in arms:
+        equal = [drive_one(seed + i, 0.006, 10, 5000) for i in range(reps)]
+        aborted = sum(e[0] == "aborted" for e in equal)
+        passed = [e[1] for e in equal if e[0] == "passed"]
+        med = f"{statistics.median(passed):,.0f}" if passed else "-"
+        print(
+            f"  equal, {name:<18} aborted (<= 5%) {_share(aborted, reps)}; shown not worse "
+            f"within 5,000 pairs {_share(len(passed), reps)}, median {med} pairs"
+        )
+    for name, drive_one in arms:
+        ends = [drive_one(seed + 20_000 + i, 0.117, 10, 5000) for i in range(reps)]
+        hit = [e[1] for e in ends if e[0] == "aborted"]
+        med = f"{statistics.median(hit):,.0f}" if hit else "-"
+        print(
+            f"  3x errors, {name:<18} aborted within 5,000 pairs "
+            f"{_share(len(hit), reps)}, median {med} pairs"
+        )
+    print()
+
+
 def _million_runs(store: Any, stable: str, canary: str, start: float, n: int) -> None:
     rng = np.random.default_rng(3)
     is_canary = rng.random(n) < 0.25
@@ -261,6 +393,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--check-runs", type=int, default=1_000_000)
     parser.add_argument("--only-check", action="store_true")
+    parser.add_argument("--only-shadow", action="store_true")
     args = parser.parse_args()
     if args.quick:
         args.runs, args.repetitions = 3, 50
@@ -268,9 +401,14 @@ def main() -> None:
     if args.only_check:
         bench_check(args.runs, args.check_runs)
         return
+    if args.only_shadow:
+        bench_resolve(args.runs)
+        bench_shadow(args.repetitions, args.seed)
+        return
     bench_resolve(args.runs)
     bench_check(args.runs, args.check_runs)
     bench_errors(args.repetitions, args.seed)
+    bench_shadow(args.repetitions, args.seed)
     print(f"({time.perf_counter() - started:.1f} s)")
 
 

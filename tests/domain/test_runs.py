@@ -119,7 +119,8 @@ def test_every_field_can_be_given() -> None:
 
 
 def test_the_arm_is_stable_or_canary_and_leaves_ids_of_other_runs_alone() -> None:
-    with pytest.raises(InputError, match="field 'arm': expected 'stable' or 'canary', got 'blue'"):
+    expected = "field 'arm': expected 'stable', 'canary' or 'shadow', got 'blue'"
+    with pytest.raises(InputError, match=expected):
         parse_run(record(run_id=ABSENT, arm="blue"), now=NOW)
     plain = parse_run(record(run_id=ABSENT), now=NOW)
     assert plain.arm is None
@@ -211,8 +212,8 @@ BAD_VALUES = [
     ("provider", 7, "expected a non-empty string, got 7"),
     ("operation", ["chat"], "expected a non-empty string, got a list"),
     ("label", "", "expected a non-empty string, got ''"),
-    ("arm", "blue", "expected 'stable' or 'canary', got 'blue'"),
-    ("arm", 1, "expected 'stable' or 'canary', got 1"),
+    ("arm", "blue", "expected 'stable', 'canary' or 'shadow', got 'blue'"),
+    ("arm", 1, "expected 'stable', 'canary' or 'shadow', got 1"),
     ("input", 5, "expected a string (or JSON object/list), got 5"),
     ("output", True, "expected a string (or JSON object/list), got true"),
     ("attributes", ["a"], "expected a mapping, got a list"),

@@ -78,7 +78,8 @@ models_app = typer.Typer(
 )
 runs_app = typer.Typer(help="Production runs: import and inspect.", no_args_is_help=True)
 rollout_app = typer.Typer(
-    help="Progressive rollouts: status, advance, abort, check.", no_args_is_help=True
+    help="Progressive rollouts: status, advance, abort, check, shadow-replay.",
+    no_args_is_help=True,
 )
 policy_app = typer.Typer(
     help="Policy changes: propose a floor, approve it (not the proposer), show the history.",

@@ -129,15 +129,21 @@ def promote(
             metavar="STEPS", help="The rollout's ramp, e.g. 5,25,50,100 (default: the policy's)."
         ),
     ] = None,
+    shadow: Annotated[
+        bool,
+        typer.Option(
+            "--shadow", help="Start a shadow rollout: served to nobody, run beside the stable."
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Move the environment to this version, if it passed the gate with its approvals."""
     from releasegate.release.promote import promote as do_promote
 
-    if canary is not None or steps is not None:
-        from releasegate.cli.cmd_rollout import start_canary
+    if canary is not None or steps is not None or shadow:
+        from releasegate.cli.cmd_rollout import start_rollout
 
-        start_canary(version, env, canary, steps, as_json)
+        start_rollout(version, env, canary, steps, as_json, shadow=shadow)
         return
     moved = do_promote(store(create=False), version, env)
     if as_json:

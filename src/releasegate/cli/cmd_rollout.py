@@ -1,4 +1,5 @@
-"""Progressive rollouts: ``promote --canary``, and ``rollout status|advance|abort|check``.
+"""Progressive rollouts: ``promote --canary|--shadow``, ``rollout status|advance|abort|check``
+and ``rollout shadow-replay``.
 
 ``rollout check`` is what cron, CI or a scheduler calls: it reads the runs served since the
 last check, aborts a canary shown worse (weight 0, audited, the responders alerted) and
@@ -29,43 +30,75 @@ from releasegate.cli._common import (
 )
 
 
-def start_canary(
-    version: str, env: str, canary: float | None, steps: str | None, as_json: bool
+def start_rollout(
+    version: str,
+    env: str,
+    canary: float | None,
+    steps: str | None,
+    as_json: bool,
+    *,
+    shadow: bool = False,
 ) -> None:
-    """``promote VERSION --env ENV --canary PCT [--steps 5,25,50,100]``."""
+    """``promote VERSION --env ENV (--canary PCT | --shadow) [--steps 5,25,50,100]``."""
     from releasegate.domain.rollout import parse_steps_flag
     from releasegate.release.rollout import Checked, rollout_dict, start
 
     ramp = parse_steps_flag(steps) if steps is not None else None
-    r = start(open_store(create=False), version, env, canary_pct=canary, steps=ramp)
+    r = start(open_store(create=False), version, env, canary_pct=canary, steps=ramp, shadow=shadow)
     if as_json:
         emit(rollout_dict(Checked(r, None, 0)))
         return
-    console().print(
-        f"{r.workflow}@{env}: rollout of [bold]{r.canary_id[:12]}[/] started at "
-        f"{r.weight:g}% (stable {r.stable_id[:12]}); steps "
-        + " -> ".join(f"{s:g}%" for s in r.steps)
-    )
+    ramp_text = " -> ".join(f"{s:g}%" for s in r.steps)
+    if r.is_shadow:
+        console().print(
+            f"{r.workflow}@{env}: shadow of [bold]{r.canary_id[:12]}[/] started (served to "
+            f"nobody; stable {r.stable_id[:12]} serves everything); then {ramp_text}"
+        )
+        console().print(
+            "the application runs version.shadow on the same input and records it with "
+            "client.run(version.shadow, input=..., shadow=True)"
+        )
+    else:
+        console().print(
+            f"{r.workflow}@{env}: rollout of [bold]{r.canary_id[:12]}[/] started at "
+            f"{r.weight:g}% (stable {r.stable_id[:12]}); steps {ramp_text}"
+        )
     console().print(f"next: `releasegate rollout check {r.workflow} --env {env}` every few minutes")
 
 
 def _show(data: dict[str, Any]) -> None:
     out = console()
     weight = f"{data['weight']:g}%"
+    ramp = " -> ".join(f"{s:g}%" for s in data["steps"])
+    shadow = data["mode"] == "shadow"
+    where = (
+        f"in shadow (served to nobody; then {ramp})"
+        if shadow
+        else f"at {weight} (step {data['step']} of {len(data['steps'])}: {ramp})"
+    )
     out.print(
         f"{data['workflow']}@{data['env']}: rollout of [bold]{data['canary_id'][:12]}[/] "
-        f"over {data['stable_id'][:12]}: [bold]{data['state']}[/] at {weight} "
-        f"(step {data['step']} of {len(data['steps'])}: "
-        + " -> ".join(f"{s:g}%" for s in data["steps"])
-        + ")"
+        f"over {data['stable_id'][:12]}: [bold]{data['state']}[/] {where}"
     )
     if data["reason"]:
         out.print(f"  {data['reason']}")
-    out.print(
-        f"  runs: canary {data['canary_runs']:,} ({data['step_runs']:,} in this step, "
-        f"{data['min_runs_per_step']:,} needed), stable {data['stable_runs']:,}"
-        + (f"; read now {data['runs_read']:,}" if data["runs_read"] else "")
-    )
+    read_now = f"; read now {data['runs_read']:,}" if data["runs_read"] else ""
+    if shadow:
+        out.print(
+            f"  runs: shadow paired {data['canary_runs']:,} ({data['min_runs_per_step']:,} "
+            f"needed), unpaired {data['unpaired']:,}, stable {data['stable_runs']:,}{read_now}"
+        )
+    else:
+        out.print(
+            f"  runs: canary {data['canary_runs']:,} ({data['step_runs']:,} in this step, "
+            f"{data['min_runs_per_step']:,} needed), stable {data['stable_runs']:,}{read_now}"
+        )
+    if data.get("replay"):
+        replay = data["replay"]
+        out.print(
+            f"  last shadow-replay: {replay['outcome']} on {replay['pairs']:,} pairs "
+            f"({replay['skipped_no_text']:,} runs without stored input skipped)"
+        )
     outcome = data.get("outcome")
     if outcome:
         label = {"abort": "ABORT", "hold": "hold", "advance": "eligible to advance"}
@@ -122,7 +155,8 @@ def rollout_abort(
 
 @command(rollout_app, "check")
 def rollout_check(workflow: WorkflowArg, env: EnvOpt, as_json: JsonOpt = False) -> int | None:
-    """Compare canary and stable on the runs since the last check; abort (exit 1) if worse."""
+    """Compare canary (or shadow) and stable on the runs since the last check; abort (exit 1)
+    if worse."""
     from releasegate.monitor.alerts import resend_due
     from releasegate.release.rollout import check
 
@@ -135,3 +169,57 @@ def rollout_check(workflow: WorkflowArg, env: EnvOpt, as_json: JsonOpt = False) 
 
         _auto_pause_lines(checked.auto_pause, [])
     return NO if checked.is_no else None
+
+
+@command(rollout_app, "shadow-replay")
+def rollout_shadow_replay(
+    workflow: WorkflowArg,
+    env: EnvOpt,
+    candidate: Annotated[
+        str | None,
+        typer.Option(metavar="VERSION", help="Replay this version (default: the rollout's)."),
+    ] = None,
+    limit: Annotated[int, typer.Option(metavar="N", help="The newest N served runs.")] = 200,
+    concurrency: Annotated[int, typer.Option(metavar="N", help="Calls at once.")] = 8,
+    as_json: JsonOpt = False,
+) -> int | None:
+    """Run the candidate on the inputs of recent production runs and compare them paired,
+    input by input (exit 1 if it is shown worse)."""
+    from releasegate.release.replay import shadow_replay
+
+    result = shadow_replay(
+        open_store(create=False),
+        workflow,
+        env,
+        candidate=candidate,
+        limit=limit,
+        concurrency=concurrency,
+    )
+    data = result.to_dict()
+    if as_json:
+        emit(data)
+    else:
+        out = console()
+        label = {"worse": "WORSE", "not_worse": "not worse", "inconclusive": "inconclusive"}
+        out.print(
+            f"{workflow}@{env}: {data['candidate_id'][:12]} replayed on {data['pairs']:,} "
+            f"production runs of {data['stable_id'][:12]} ({data['distinct_inputs']:,} distinct "
+            f"inputs; {data['skipped_no_text']:,} of {data['runs_read']:,} runs read had no "
+            f"stored input and were skipped): [bold]{label[data['outcome']]}[/]"
+        )
+        for s in data["signals"]:
+            out.print(f"  {s['reason']}")
+        lat = data["latency_ms"]
+        if lat["stable"] is not None and lat["candidate"] is not None:
+            out.print(
+                f"  latency (reported, not judged): stable median {lat['stable']:.1f} ms in "
+                f"production, candidate {lat['candidate']:.1f} ms here"
+            )
+        out.print(
+            f"  error rate: a candidate no worse is called worse at most "
+            f"{data['alpha']:.0%} of the time (all signals together, "
+            f"{data['alpha_per_signal']:.2%} each)"
+        )
+        where = data["recorded_on"]
+        out.print(f"  recorded: audit log{f' and rollout {where[:12]} evidence' if where else ''}")
+    return NO if result.is_worse else None

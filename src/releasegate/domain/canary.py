@@ -136,6 +136,23 @@ class CanaryVerdict:
     e_not_worse: float
     reason: str
 
+    def to_dict(self) -> dict[str, Any]:
+        """The verdict as ``rollout check --json`` and ``shadow-replay --json`` print it:
+        an arm's mean is null when it had no runs."""
+        return {
+            "signal": self.signal,
+            "outcome": self.outcome,
+            "stable": None if self.stable_runs == 0 else self.stable_mean,
+            "canary": None if self.canary_runs == 0 else self.canary_mean,
+            "stable_runs": self.stable_runs,
+            "canary_runs": self.canary_runs,
+            "pairs": self.pairs,
+            "margin": self.margin,
+            "e_worse": self.e_worse,
+            "e_not_worse": self.e_not_worse,
+            "reason": self.reason,
+        }
+
 
 def rate_state(signal: str, margin: float) -> CanaryState:
     """A fresh comparison of a per-run 0/1 outcome (error, escalation, edit, negative feedback)."""
@@ -221,11 +238,7 @@ def observe_paired(state: CanaryState, pairing: Pairing, values: ArrayLike) -> C
     vals = np.asarray(values, dtype=np.float64)
     if vals.ndim != 1 or len(vals) != len(pairing.is_canary):
         raise InputError("canary observe: one value per arm label, in a flat sequence")
-    if not np.all(np.isfinite(vals)):
-        raise InputError(f"canary {state.signal}: values must be finite")
-    if state.is_rate and not np.all((vals == 0.0) | (vals == 1.0)):
-        raise InputError(f"canary {state.signal}: a rate takes 0/1 outcomes per run")
-    scaled = (np.clip(vals, state.lower, state.upper) - state.lower) / (state.upper - state.lower)
+    scaled = _scaled(state, vals)
     every = np.concatenate([np.asarray(state.pending, dtype=np.float64), scaled])
     d = every[pairing.canary_idx] - every[pairing.stable_idx]
     is_c = pairing.is_canary
@@ -245,6 +258,40 @@ def observe_paired(state: CanaryState, pairing: Pairing, values: ArrayLike) -> C
         pending_arm=pairing.pending_arm,
         pending=tuple(every[list(pairing.pending_idx)].tolist()),
     )
+
+
+def observe_matched(
+    state: CanaryState, canary_values: ArrayLike, stable_values: ArrayLike
+) -> CanaryState:
+    """Feed pairs made elsewhere: ``canary_values[i]`` and ``stable_values[i]`` are one
+    pair (in shadow, two runs of the same input). The pairing must not have looked at the
+    values; the pairs are bet on in the order given."""
+    c = np.asarray(canary_values, dtype=np.float64)
+    s = np.asarray(stable_values, dtype=np.float64)
+    if c.ndim != 1 or c.shape != s.shape:
+        raise InputError("canary observe: one stable value per candidate value, flat")
+    d = _scaled(state, c) - _scaled(state, s)
+    m = state.scaled_margin
+    return replace(
+        state,
+        stable=ArmTotals(state.stable.runs + len(s), state.stable.total + float(s.sum())),
+        canary=ArmTotals(state.canary.runs + len(c), state.canary.total + float(c.sum())),
+        pairs=state.pairs + len(d),
+        worse=_advance(state.worse, d - m, m),
+        not_worse=_advance(state.not_worse, m - d, m),
+    )
+
+
+def _scaled(state: CanaryState, vals: FloatArray) -> FloatArray:
+    """Values checked (finite; 0/1 for a rate), clipped to the state's range, scaled to [0, 1]."""
+    if not np.all(np.isfinite(vals)):
+        raise InputError(f"canary {state.signal}: values must be finite")
+    if state.is_rate and not np.all((vals == 0.0) | (vals == 1.0)):
+        raise InputError(f"canary {state.signal}: a rate takes 0/1 outcomes per run")
+    scaled: FloatArray = (np.clip(vals, state.lower, state.upper) - state.lower) / (
+        state.upper - state.lower
+    )
+    return scaled
 
 
 def _advance(bet: Bet, x: FloatArray, margin: float) -> Bet:
@@ -272,8 +319,11 @@ def log_wealth(
     return path, s1[:, -1], s2[:, -1]
 
 
-def judge(state: CanaryState, alpha: float = ALPHA, min_runs: int = MIN_RUNS) -> CanaryVerdict:
-    """The verdict for the runs seen so far; call it as often as you like."""
+def judge(
+    state: CanaryState, alpha: float = ALPHA, min_runs: int = MIN_RUNS, arm: str = "canary"
+) -> CanaryVerdict:
+    """The verdict for the runs seen so far; call it as often as you like. ``arm`` names
+    the candidate's arm in the reason (``shadow`` under a shadow rollout)."""
     if not 0.0 < alpha < 1.0:
         raise InputError(f"canary alpha must be in (0, 1), got {alpha}")
     threshold = math.log(1.0 / alpha)
@@ -290,7 +340,7 @@ def judge(state: CanaryState, alpha: float = ALPHA, min_runs: int = MIN_RUNS) ->
         outcome = "pass"
         shown = (
             f"not worse by more than {_fmt(state.margin, state.is_rate, diff=True)} shown "
-            f"(e-value {e_not:.3g} >= {1 / alpha:g}; a canary worse by the margin passes "
+            f"(e-value {e_not:.3g} >= {1 / alpha:g}; a {arm} worse by the margin passes "
             f"<= {alpha:.0%})"
         )
     else:
@@ -301,7 +351,7 @@ def judge(state: CanaryState, alpha: float = ALPHA, min_runs: int = MIN_RUNS) ->
             shown = "inconclusive"
         shown += f" (e-values worse {e_worse:.3g}, not worse {e_not:.3g}; need {1 / alpha:g})"
     reason = (
-        f"{state.signal}: canary {_fmt(state.canary.mean, state.is_rate)} "
+        f"{state.signal}: {arm} {_fmt(state.canary.mean, state.is_rate)} "
         f"({state.canary.runs} runs) vs stable {_fmt(state.stable.mean, state.is_rate)} "
         f"({state.stable.runs} runs), {state.pairs} pairs: {shown}"
     )

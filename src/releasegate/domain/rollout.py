@@ -33,11 +33,15 @@ from releasegate.errors import InputError, RolloutRefusedError
 
 State = Literal["running", "aborted", "completed"]
 Action = Literal["abort", "hold", "advance"]
+Mode = Literal["canary", "shadow"]
 __all__ = ["ARMS", "Arm", "Splitter", "arm_for", "draw_arm", "key_share"]  # see domain.routing
 
 DEFAULT_STEPS = (5.0, 25.0, 50.0, 100.0)
 DEFAULT_MIN_RUNS = 200
 DEFAULT_MAX_STEP_HOURS = 24.0
+DEFAULT_LABEL_CHANGE = 0.10
+"""In shadow: the share of inputs the candidate may label differently from the stable
+before it is 'worse' (``rollout: {label_change: ...}``)."""
 MIN_SIGNAL_PAIRS = 30
 """A signal with fewer pairs than this (feedback is sparse) is reported, but does not
 block a pass; it can still abort."""
@@ -59,6 +63,17 @@ COMPARABLE: Mapping[str, SignalKind] = {
 }
 """The monitor's signals a canary is compared on, with the default margin of each."""
 
+SHADOW_COMPARED = ("error_rate", "latency_p95", "cost_per_task")
+"""The policy's signals that apply to a shadow run (nobody sees its output, so nobody
+escalates, edits or rates it); ``label_change`` is compared besides."""
+
+
+def shadow_signals(policy: RolloutPolicy) -> dict[str, float]:
+    """Signal -> margin compared in shadow: the policy's that apply, and ``label_change``."""
+    out = {name: m for name, m in policy.signals.items() if name in SHADOW_COMPARED}
+    out["label_change"] = policy.label_change
+    return out
+
 
 # -- the policy's `rollout:` section -------------------------------------------------------
 
@@ -73,6 +88,8 @@ class RolloutPolicy:
         default_factory=lambda: {name: s.margin for name, s in COMPARABLE.items()}
     )
     """Signal name -> margin: how much worse the canary may be before it is 'worse'."""
+    label_change: float = DEFAULT_LABEL_CHANGE
+    """In shadow: the margin of ``label_change`` (see ``DEFAULT_LABEL_CHANGE``)."""
 
     def content(self) -> dict[str, Any]:
         return {
@@ -81,6 +98,7 @@ class RolloutPolicy:
             "max_step_hours": self.max_step_hours,
             "auto_advance": self.auto_advance,
             "signals": dict(self.signals),
+            "label_change": self.label_change,
         }
 
     def with_steps(self, steps: Sequence[float]) -> RolloutPolicy:
@@ -96,6 +114,7 @@ def rollout_policy_from_content(content: Mapping[str, Any]) -> RolloutPolicy:
         ),
         auto_advance=bool(content.get("auto_advance", False)),
         signals={str(k): float(v) for k, v in content["signals"].items()},
+        label_change=float(content.get("label_change", DEFAULT_LABEL_CHANGE)),
     )
 
 
@@ -135,7 +154,9 @@ def parse_steps_flag(text: str, option: str = "--steps") -> tuple[float, ...]:
 
 def parse_rollout(f: Fields) -> RolloutPolicy:
     """The ``rollout:`` section of an environment's policy; errors name file, line and field."""
-    f.only("steps", "min_runs_per_step", "max_step_hours", "auto_advance", "signals")
+    f.only(
+        "steps", "min_runs_per_step", "max_step_hours", "auto_advance", "signals", "label_change"
+    )
     steps: tuple[float, ...] = DEFAULT_STEPS
     if f.has("steps"):
         raw = f.get("steps", list)
@@ -155,6 +176,9 @@ def parse_rollout(f: Fields) -> RolloutPolicy:
     hours = f.get("max_step_hours", float, DEFAULT_MAX_STEP_HOURS)
     if hours is not None and not (math.isfinite(hours) and hours > 0):
         f.fail("max_step_hours", f"must be a positive number of hours, got {hours}")
+    label_change = f.get("label_change", float, DEFAULT_LABEL_CHANGE)
+    if not (math.isfinite(label_change) and 0.0 <= label_change < 1.0):
+        f.fail("label_change", f"must be a share in [0, 1), got {label_change}")
     signals: dict[str, float] = {}
     if f.has("signals"):
         raw_signals = f.value["signals"]
@@ -201,6 +225,7 @@ def parse_rollout(f: Fields) -> RolloutPolicy:
         max_step_hours=hours,
         auto_advance=f.get("auto_advance", bool, False),
         signals=signals,
+        label_change=label_change,
     )
 
 
@@ -249,6 +274,10 @@ class Rollout:
     reason: str = ""
     """Why it ended (aborted or completed)."""
     revision: int = 1
+    mode: Mode = "canary"
+    """``shadow``: the candidate serves nobody (weight 0); the application runs it beside
+    the stable version on the same inputs and records those runs with arm ``shadow``.
+    Advancing a shadow goes to the ramp's first step (``canary``)."""
 
     @property
     def steps(self) -> tuple[float, ...]:
@@ -256,20 +285,26 @@ class Rollout:
 
     @property
     def weight(self) -> float:
-        """The canary's share of traffic now, in percent."""
+        """The canary's share of traffic now, in percent (0 in shadow)."""
         if self.state == "aborted":
             return 0.0
         if self.state == "completed":
             return 100.0
-        return self.steps[self.step]
+        return 0.0 if self.mode == "shadow" else self.steps[self.step]
 
     @property
     def is_running(self) -> bool:
         return self.state == "running"
 
     @property
+    def is_shadow(self) -> bool:
+        return self.mode == "shadow"
+
+    @property
     def next_weight(self) -> float | None:
-        return self.steps[self.step + 1] if self.is_running else None
+        if not self.is_running:
+            return None
+        return self.steps[self.step] if self.is_shadow else self.steps[self.step + 1]
 
 
 def begin(
@@ -283,10 +318,12 @@ def begin(
     at: datetime,
     actor: str,
     evidence: Evidence,
+    mode: Mode = "canary",
 ) -> Rollout:
-    """A new rollout at its first step."""
+    """A new rollout at its first step (or in shadow before it: the steps are the ramp
+    it takes once advanced, and may be just ``[100]``)."""
     problem = steps_problem(policy.steps)
-    if problem is not None or len(policy.steps) < 2:
+    if problem is not None or (len(policy.steps) < 2 and mode == "canary"):
         raise InputError(
             f"rollout steps: {problem[1] if problem else 'need a step below 100'}",
             field="steps",
@@ -309,6 +346,7 @@ def begin(
         step_started_at=at,
         evidence=evidence,
         actor=actor,
+        mode=mode,
     )
 
 
@@ -327,8 +365,16 @@ def advanced(r: Rollout, at: datetime) -> Rollout:
     """The next step; advancing into 100% completes the rollout (the caller moves the alias)."""
     if not r.is_running:
         _refuse_ended(r, "advance")
-    step = r.step + 1
-    ev = r.evidence.at_step_start()
+    if r.is_shadow:  # to the first step, compared afresh (the shadow's verdicts are audited)
+        step = r.step
+        ev = Evidence(
+            cursor=r.evidence.cursor,
+            latency_ref=r.evidence.latency_ref,
+            cost_ref=r.evidence.cost_ref,
+        )
+    else:
+        step = r.step + 1
+        ev = r.evidence.at_step_start()
     if r.steps[step] >= 100.0:
         return replace(
             r,
@@ -339,9 +385,16 @@ def advanced(r: Rollout, at: datetime) -> Rollout:
             evidence=ev,
             reason="advanced to 100%",
             revision=r.revision + 1,
+            mode="canary",
         )
     return replace(
-        r, step=step, updated_at=at, step_started_at=at, evidence=ev, revision=r.revision + 1
+        r,
+        step=step,
+        updated_at=at,
+        step_started_at=at,
+        evidence=ev,
+        revision=r.revision + 1,
+        mode="canary",
     )
 
 
@@ -355,13 +408,28 @@ def aborted(r: Rollout, reason: str, at: datetime) -> Rollout:
 # -- the evidence and the check ------------------------------------------------------------
 
 
+class Waiting(NamedTuple):
+    """In shadow: a run read by a check whose twin (the other arm, the same input) has not
+    been read yet. ``key`` is a prefix of its input hash; NaN cost travels as None."""
+
+    arm: str
+    key: str
+    error: float
+    latency_ms: float
+    cost_usd: float | None
+    label: str | None
+
+
 @dataclass(frozen=True)
 class Evidence:
     """What the checks have read so far: the comparison of each signal, resumable.
 
     ``cursor`` is the last run (store sequence) read; ``latency_ref`` the stable's p95
     latency and ``cost_ref`` its mean and p99 cost before the canary, which turn latency
-    into "slower than the stable's p95" and bound the cost comparison."""
+    into "slower than the stable's p95" and bound the cost comparison. In shadow,
+    ``canary_runs`` counts the shadow runs paired, ``waiting`` the runs read whose twin
+    is still to come, ``unpaired`` the shadow runs that found none (no input recorded, or
+    their twin was dropped from ``waiting``), and ``replay`` the last ``shadow-replay``."""
 
     cursor: int = 0
     states: Mapping[str, canary.CanaryState] = field(default_factory=dict)
@@ -370,6 +438,9 @@ class Evidence:
     step_start_runs: int = 0
     latency_ref: float | None = None
     cost_ref: tuple[float, float] | None = None
+    waiting: tuple[Waiting, ...] = ()
+    unpaired: int = 0
+    replay: Mapping[str, Any] | None = None
 
     @property
     def step_runs(self) -> int:
@@ -388,6 +459,9 @@ class Evidence:
             "step_start_runs": self.step_start_runs,
             "latency_ref": self.latency_ref,
             "cost_ref": list(self.cost_ref) if self.cost_ref is not None else None,
+            "waiting": [list(w) for w in self.waiting],
+            "unpaired": self.unpaired,
+            "replay": dict(self.replay) if self.replay is not None else None,
         }
 
     @classmethod
@@ -404,10 +478,13 @@ class Evidence:
             step_start_runs=int(data.get("step_start_runs", 0)),
             latency_ref=data.get("latency_ref"),
             cost_ref=(float(cost[0]), float(cost[1])) if cost else None,
+            waiting=tuple(Waiting(*w) for w in data.get("waiting") or ()),
+            unpaired=int(data.get("unpaired", 0)),
+            replay=data.get("replay"),
         )
 
 
-def reference(latency_ms: Sequence[float], cost_usd: Sequence[float]) -> Evidence:
+def reference(latency_ms: npt.ArrayLike, cost_usd: npt.ArrayLike) -> Evidence:
     """Evidence that starts from the stable's runs before the canary (may be empty)."""
     lat = np.asarray(latency_ms, dtype=np.float64)
     cost = np.asarray(cost_usd, dtype=np.float64)
@@ -423,7 +500,32 @@ def reference(latency_ms: Sequence[float], cost_usd: Sequence[float]) -> Evidenc
     )
 
 
+def fresh_state(
+    name: str, margin: float, cost_ref: tuple[float, float] | None
+) -> canary.CanaryState:
+    """A signal's comparison before any run: cost is bounded by the stable's p99 and its
+    margin is a share of the stable's mean; the others are 0/1 rates."""
+    if name == "cost_per_task":
+        assert cost_ref is not None
+        upper = cost_ref[1]
+        return canary.bounded_state(name, min(margin * cost_ref[0], upper * 0.99), 0, upper)
+    return canary.rate_state(name, margin)
+
+
 Floats = npt.NDArray[np.float64]
+
+
+def references(
+    ev: Evidence, latency_ms: Floats, cost_usd: Floats
+) -> tuple[float | None, tuple[float, float] | None]:
+    """The evidence's latency and cost references, each taken from these stable runs
+    (30+ needed) when the rollout started without one (a new environment)."""
+    latency_ref, cost_ref = ev.latency_ref, ev.cost_ref
+    if latency_ref is None or cost_ref is None:
+        seen = reference(latency_ms, cost_usd)
+        latency_ref = latency_ref if latency_ref is not None else seen.latency_ref
+        cost_ref = cost_ref if cost_ref is not None else seen.cost_ref
+    return latency_ref, cost_ref
 
 
 class ArmRuns(NamedTuple):
@@ -447,11 +549,7 @@ def observe_runs(ev: Evidence, policy: RolloutPolicy, runs: ArmRuns) -> Evidence
     if len(arms) == 0:
         return replace(ev, cursor=max(ev.cursor, runs.cursor))
     is_stable = arms == "stable"
-    latency_ref, cost_ref = ev.latency_ref, ev.cost_ref
-    if latency_ref is None or cost_ref is None:
-        seen = reference(runs.latency_ms[is_stable], runs.cost_usd[is_stable])
-        latency_ref = latency_ref if latency_ref is not None else seen.latency_ref
-        cost_ref = cost_ref if cost_ref is not None else seen.cost_ref
+    latency_ref, cost_ref = references(ev, runs.latency_ms[is_stable], runs.cost_usd[is_stable])
     states = dict(ev.states)
     labels = list(runs.arms)
     shared: dict[tuple[str | None, int], canary.Pairing] = {}
@@ -477,16 +575,7 @@ def observe_runs(ev: Evidence, policy: RolloutPolicy, runs: ArmRuns) -> Evidence
                 continue
             keep = np.isfinite(runs.cost_usd)
             values = np.nan_to_num(runs.cost_usd, nan=0.0)
-        state = states.get(name)
-        if state is None:
-            if kind == "cost":
-                assert cost_ref is not None
-                upper = cost_ref[1]
-                state = canary.bounded_state(
-                    name, min(margin * cost_ref[0], upper * 0.99), 0, upper
-                )
-            else:
-                state = canary.rate_state(name, margin)
+        state = states.get(name) or fresh_state(name, margin, cost_ref)
         if keep is None:  # every run: one pairing serves every such signal (it reads arms only)
             key = (state.pending_arm, len(state.pending))
             pairing = shared.get(key)
@@ -530,8 +619,12 @@ def assess(r: Rollout, *, now: datetime, alpha: float = canary.ALPHA) -> CheckOu
     The false-abort rate over the whole rollout, however often it is checked, is at most
     ``alpha``: each of the k signals is judged at ``alpha / k``."""
     policy, ev = r.policy, r.evidence
-    per_signal = alpha / max(1, len(policy.signals))
-    verdicts = tuple(canary.judge(state, per_signal, min_runs=0) for state in ev.states.values())
+    signals = shadow_signals(policy) if r.is_shadow else policy.signals
+    per_signal = alpha / max(1, len(signals))
+    arm = r.mode
+    verdicts = tuple(
+        canary.judge(state, per_signal, min_runs=0, arm=arm) for state in ev.states.values()
+    )
     worse = [v for v in verdicts if v.outcome == "abort"]
     if worse:
         return CheckOutcome(
@@ -544,35 +637,35 @@ def assess(r: Rollout, *, now: datetime, alpha: float = canary.ALPHA) -> CheckOu
         )
     reasons: list[str] = []
     blocking = [v for v in verdicts if v.outcome != "pass" and v.pairs >= MIN_SIGNAL_PAIRS]
-    missing = [s for s in policy.signals if s not in ev.states]
-    if "error_rate" in policy.signals and ev.states.get("error_rate") is None:
+    missing = [s for s in signals if s not in ev.states]
+    if "error_rate" in signals and ev.states.get("error_rate") is None:
         reasons.append("error_rate: no runs of both arms yet")
     reasons.extend(f"{v.reason}" for v in blocking)
     for v in verdicts:
         if v.pairs < MIN_SIGNAL_PAIRS and v.outcome != "pass":
             reasons.append(f"{v.signal}: {v.pairs} pairs, too few to compare yet (not blocking)")
     for s in missing:
-        if s != "error_rate":
+        if s == "label_change":
+            reasons.append(f"{s}: no pair with both labels yet (not compared)")
+        elif s != "error_rate":
             reasons.append(f"{s}: no reference from the stable yet (not compared)")
     passed_any = any(v.outcome == "pass" for v in verdicts)
     short = ev.step_runs < policy.min_runs_per_step
+    runs_of = "shadow runs paired" if r.is_shadow else "canary runs in this step"
     if short:
-        reasons.insert(
-            0,
-            f"{ev.step_runs} canary runs in this step of {policy.min_runs_per_step} needed",
-        )
+        reasons.insert(0, f"{ev.step_runs} {runs_of} of {policy.min_runs_per_step} needed")
     held_for = now - r.step_started_at
     if (
         not blocking
         and passed_any
         and not short
-        and not ("error_rate" in policy.signals and "error_rate" not in ev.states)
+        and not ("error_rate" in signals and "error_rate" not in ev.states)
     ):
         return CheckOutcome(
             "advance",
             verdicts,
             (
-                f"not worse on every signal compared, {ev.step_runs} canary runs in this step",
+                f"not worse on every signal compared, {ev.step_runs} {runs_of}",
                 *reasons,
             ),
             ev.step_runs,
@@ -585,8 +678,13 @@ def assess(r: Rollout, *, now: datetime, alpha: float = canary.ALPHA) -> CheckOu
             "abort",
             verdicts,
             (
-                f"step {r.step + 1} at {r.weight:g}% held for more than {limit:g} h without "
-                "showing the canary is not worse",
+                (
+                    f"the shadow held for more than {limit:g} h without showing the candidate"
+                    if r.is_shadow
+                    else f"step {r.step + 1} at {r.weight:g}% held for more than {limit:g} h "
+                    "without showing the canary"
+                )
+                + " is not worse",
                 *reasons,
             ),
             ev.step_runs,

@@ -81,7 +81,7 @@ class RunRecord(NamedTuple):
     label: str | None
     attributes: Mapping[str, Scalar]
     source: str
-    arm: str | None = None  # which arm of a rollout served it: stable | canary
+    arm: str | None = None  # which arm of a rollout served it: stable | canary | shadow
 
     @property
     def started_at(self) -> datetime:
@@ -559,8 +559,8 @@ def build_run(obj: Any, now_s: float, skew_s: float, source: str) -> RunRecord:
     attributes = get("attributes")
     attributes = {} if attributes is None else _attributes(attributes)
     arm = get("arm")
-    if arm is not None and arm != "stable" and arm != "canary":
-        raise RecordError("arm", f"expected 'stable' or 'canary', got {_show(arm)}")
+    if arm is not None and arm != "stable" and arm != "canary" and arm != "shadow":
+        raise RecordError("arm", f"expected 'stable', 'canary' or 'shadow', got {_show(arm)}")
 
     run_id = get("run_id")
     if run_id is None:

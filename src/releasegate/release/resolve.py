@@ -31,12 +31,14 @@ log = logging.getLogger("releasegate.resolve")
 
 @dataclass(frozen=True)
 class Route:
-    """A rollout running in the environment: who may be sent to its canary, and what it is."""
+    """A rollout running in the environment: who may be sent to its canary, and what it is.
+    In ``shadow`` mode nobody is: the application runs the candidate beside the stable."""
 
     rollout_id: str
     canary_id: str
     canary_manifest: Any
     weight: float
+    mode: str = "canary"
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,8 @@ class Resolved:
     fallback: bool = False
     """True when the store failed or hung and this is the last version known to run."""
     rollout: Route | None = None
-    """The canary of a rollout in progress; ``version_id`` is then its stable version."""
+    """The canary (or shadow) of a rollout in progress; ``version_id`` is then its stable
+    version."""
     paused: str | None = None
     """The reason, while the environment is paused (``releasegate pause``): the
     application sends every request to its human fallback. None when it runs normally."""
@@ -72,7 +75,11 @@ def resolve(store: Store, workflow: str, env: str) -> Resolved:
             canary = VersionRepo(conn).find(running.canary_id)
             if canary is not None:
                 route = Route(
-                    running.rollout_id, canary.version_id, canary.manifest, running.weight
+                    running.rollout_id,
+                    canary.version_id,
+                    canary.manifest,
+                    running.weight,
+                    running.mode,
                 )
     if version is None:
         raise NotFoundError(f"{workflow}@{env} points at a missing version")

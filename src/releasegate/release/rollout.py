@@ -12,7 +12,9 @@ it, with its alert in the alert outbox in the same transaction, and the other re
 The outbox's sender (``monitor.alerts.resend_due``: the CLI calls it after each check,
 else the next ``monitor``) takes each alert under a lease, so it is sent once.
 ``advance`` into the last step completes the rollout: the same promotion checks again,
-then the alias moves.
+then the alias moves. A shadow rollout (``shadow=True``) serves the candidate to nobody:
+its check pairs the stable's runs with the shadow runs of the same inputs
+(``domain.shadow``), and advancing it starts the ramp's first step.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 
 from releasegate.domain.rollout import (
     CheckOutcome,
+    Mode,
     Rollout,
     aborted,
     advanced,
@@ -34,7 +37,8 @@ from releasegate.domain.rollout import (
     ramp,
     reference,
 )
-from releasegate.errors import RolloutRefusedError, StaleAliasError
+from releasegate.domain.shadow import observe_shadow
+from releasegate.errors import InputError, RolloutRefusedError, StaleAliasError
 from releasegate.release.gate import current_policy
 from releasegate.release.pause import AutoPause, pause_if_severe
 from releasegate.release.promote import promotable, record_abort
@@ -63,17 +67,28 @@ def start(
     steps: tuple[float, ...] | None = None,
     who: str | None = None,
     rollout_id: str | None = None,
+    shadow: bool = False,
 ) -> Rollout:
     """Start serving ``canary_pct``% of ``env``'s traffic with the version (see the module
     docstring). ``steps`` replaces the policy's ramp; the first step is ``canary_pct``.
-    ``rollout_id`` (default: random) seeds who gets the canary: the same id, the same keys."""
+    ``rollout_id`` (default: random) seeds who gets the canary: the same id, the same keys.
+    ``shadow``: serve it to nobody, compare it on the stable's inputs; ``steps`` is then
+    the ramp it takes once advanced (it may be just 100)."""
     who = who or default_actor()
+    if shadow and canary_pct is not None:
+        raise InputError(
+            "--shadow and --canary: a rollout starts in one of them",
+            field="--shadow",
+            hint="start in shadow, then `releasegate rollout advance` to the first step",
+        )
+    mode: Mode = "shadow" if shadow else "canary"
     with store.write() as conn:
         version = find_version(conn, version_ref)
         wf = WorkflowRepo(conn).get(version.workflow)
         check_env(wf, env)
         policy = current_policy(conn, wf.name, env).rollout_or_default
-        ramp_steps = ramp(steps if steps is not None else policy.steps, canary_pct)
+        chosen = steps if steps is not None else policy.steps
+        ramp_steps = tuple(chosen) if shadow else ramp(chosen, canary_pct)
         repo = RolloutRepo(conn)
         running = repo.active(wf.name, env)
         if running is not None:
@@ -85,7 +100,7 @@ def start(
         current = EnvironmentRepo(conn).current(wf.name, env, lock=True)
         if current is None:
             raise RolloutRefusedError(
-                f"nothing runs in {wf.name}@{env} yet: a canary needs a stable version "
+                f"nothing runs in {wf.name}@{env} yet: a {mode} needs a stable version "
                 "to be compared with",
                 hint=f"promote the first version without --canary: "
                 f"`releasegate promote {version.version_id[:12]} --env {env}`",
@@ -104,6 +119,7 @@ def start(
             at=at,
             actor=who,
             evidence=evidence,
+            mode=mode,
         )
         repo.add(rollout)
         AuditRepo(conn).append(
@@ -114,6 +130,7 @@ def start(
             payload={
                 "env": env,
                 "rollout_id": rollout.rollout_id,
+                "mode": mode,
                 "stable_id": current[0],
                 "steps": list(ramp_steps),
                 "weight": rollout.weight,
@@ -177,6 +194,11 @@ def _complete(conn: Any, wf: WorkflowRecord, r: Rollout, done: Rollout, who: str
     )
 
 
+def _verdict_lines(r: Rollout) -> list[str]:
+    """What the evidence says now, signal by signal (kept in the audit when it is left)."""
+    return [v.reason for v in assess(r, now=_now()).verdicts]
+
+
 def _advance_in(conn: Any, r: Rollout, who: str, why: str) -> Rollout:
     wf = WorkflowRepo(conn).get(r.workflow)
     moved = advanced(r, _now())
@@ -197,7 +219,9 @@ def _advance_in(conn: Any, r: Rollout, who: str, why: str) -> Rollout:
             "rollout_id": r.rollout_id,
             "weight": moved.weight,
             "from_weight": r.weight,
+            "from_mode": r.mode,
             "why": why,
+            **({"shadow_verdicts": _verdict_lines(r)} if r.is_shadow else {}),
         },
     )
     return moved
@@ -299,13 +323,21 @@ def _check(store: Store, workflow: str, env: str, *, who: str, pause_after_read:
                     hint=f"start one with `releasegate promote VERSION --env {env} --canary PCT`",
                 )
             return Checked(last, None, 0)
-        runs = RolloutRepo(conn).arm_runs(r, r.evidence.cursor)
+        if r.is_shadow:
+            shadow_runs = RolloutRepo(conn).shadow_runs(r, r.evidence.cursor)
+            n_read = len(shadow_runs.arms)
+        else:
+            runs = RolloutRepo(conn).arm_runs(r, r.evidence.cursor)
+            n_read = len(runs.arms)
     if pause_after_read:
         time.sleep(pause_after_read)
-    seen = replace(r, evidence=observe_runs(r.evidence, r.policy, runs))
+    if r.is_shadow:
+        seen = replace(r, evidence=observe_shadow(r.evidence, r.policy, shadow_runs))
+    else:
+        seen = replace(r, evidence=observe_runs(r.evidence, r.policy, runs))
     outcome = assess(seen, now=_now())
     if outcome.action == "abort":
-        return _abort_on_check(store, wf, r, seen, outcome, who, len(runs.arms))
+        return _abort_on_check(store, wf, r, seen, outcome, who, n_read)
     with store.write() as conn:
         repo = RolloutRepo(conn)
         if outcome.action == "advance" and r.policy.auto_advance:
@@ -314,11 +346,11 @@ def _check(store: Store, workflow: str, env: str, *, who: str, pause_after_read:
             except RolloutRefusedError:
                 moved = None  # another check moved it first: it said so
             if moved is not None:
-                return Checked(moved, outcome, len(runs.arms), has_advanced=True)
+                return Checked(moved, outcome, n_read, has_advanced=True)
         saved = replace(seen, revision=r.revision + 1, updated_at=_now())
         if not repo.save(saved, expected_revision=r.revision):
             saved = repo.get(r.rollout_id) or saved  # another check saved first
-    return Checked(saved, outcome, len(runs.arms))
+    return Checked(saved, outcome, n_read)
 
 
 def _abort_on_check(
@@ -333,12 +365,19 @@ def _abort_on_check(
     reason = "; ".join(outcome.reasons)
     at = _now()
     stopped = aborted(replace(seen, revision=r.revision), reason, at)
-    message = (
-        f"{r.workflow}@{r.env}: the rollout of {r.canary_id[:12]} was aborted at "
-        f"{r.weight:g}% (stable {r.stable_id[:12]} serves everything again): {reason}"
-    )
+    if r.is_shadow:
+        message = (
+            f"{r.workflow}@{r.env}: the shadow of {r.canary_id[:12]} was aborted (it served "
+            f"nobody; stable {r.stable_id[:12]} serves everything): {reason}"
+        )
+    else:
+        message = (
+            f"{r.workflow}@{r.env}: the rollout of {r.canary_id[:12]} was aborted at "
+            f"{r.weight:g}% (stable {r.stable_id[:12]} serves everything again): {reason}"
+        )
     payload = {
         "rollout_id": r.rollout_id,
+        "mode": r.mode,
         "canary_id": r.canary_id,
         "stable_id": r.stable_id,
         "weight": r.weight,
@@ -379,10 +418,11 @@ def rollout_dict(c: Checked) -> dict[str, Any]:
         "workflow": r.workflow,
         "env": r.env,
         "state": r.state,
+        "mode": r.mode,
         "stable_id": r.stable_id,
         "canary_id": r.canary_id,
         "steps": list(r.steps),
-        "step": r.step + 1,
+        "step": 0 if r.is_shadow else r.step + 1,
         "weight": r.weight,
         "started_at": r.started_at.isoformat(),
         "updated_at": r.updated_at.isoformat(),
@@ -394,6 +434,8 @@ def rollout_dict(c: Checked) -> dict[str, Any]:
         "min_runs_per_step": r.policy.min_runs_per_step,
         "auto_advance": r.policy.auto_advance,
         "runs_read": c.runs_read,
+        "unpaired": r.evidence.unpaired,
+        "replay": r.evidence.replay,
         "aborted_now": c.has_aborted,
         "advanced_now": c.has_advanced,
     }
@@ -402,21 +444,7 @@ def rollout_dict(c: Checked) -> dict[str, Any]:
             "action": c.outcome.action,
             "reasons": list(c.outcome.reasons),
             "alpha_per_signal": c.outcome.alpha_per_signal,
-            "signals": [
-                {
-                    "signal": v.signal,
-                    "outcome": v.outcome,
-                    "stable": None if v.stable_runs == 0 else v.stable_mean,
-                    "canary": None if v.canary_runs == 0 else v.canary_mean,
-                    "stable_runs": v.stable_runs,
-                    "canary_runs": v.canary_runs,
-                    "pairs": v.pairs,
-                    "margin": v.margin,
-                    "e_worse": v.e_worse,
-                    "e_not_worse": v.e_not_worse,
-                }
-                for v in c.outcome.verdicts
-            ],
+            "signals": [v.to_dict() for v in c.outcome.verdicts],
         }
     if c.alert_message is not None:
         out["alert"] = {"seq": c.alert_seq, "message": c.alert_message}

@@ -44,9 +44,14 @@ class RuntimeVersion:
     """True when the store failed or hung and this is the last version known to run."""
     arm: str | None = None
     """Under a rollout: ``"canary"`` or ``"stable"``, the arm that serves this request
-    (recorded with each run); None when no rollout runs there."""
+    (recorded with each run); ``"shadow"`` on ``version.shadow``; None when no rollout
+    runs there."""
     paused_reason: str | None = None
     """Why the environment is paused (``releasegate pause``), None when it is not."""
+    shadow: RuntimeVersion | None = None
+    """Under a shadow rollout (``promote --shadow``): the candidate, never served. Run it
+    on the same input off the request path if you like, and record that run with
+    ``client.run(version.shadow, input=..., shadow=True)``; None otherwise."""
 
     @property
     def paused(self) -> bool:
@@ -316,9 +321,10 @@ class Client:
         pause reaches every client within ``ttl``, and the last known version remembers it.
 
         ``key`` is the caller's routing key (a user or session id). With no rollout in
-        progress every key gets the environment's version. Raises ``NotFoundError`` if
-        nothing runs there, ``StoreUnavailableError`` if the store is down and the
-        environment was never resolved here before.
+        progress every key gets the environment's version. Under a shadow rollout every
+        key gets it too, with ``version.shadow`` the candidate to run beside it. Raises
+        ``NotFoundError`` if nothing runs there, ``StoreUnavailableError`` if the store is
+        down and the environment was never resolved here before.
         """
         found = self._resolver(workflow, env)
         known = self._versions.get((workflow, env))
@@ -337,10 +343,22 @@ class Client:
         input: Any = None,
         workflow: str | None = None,
         env: str | None = None,
+        shadow: bool = False,
     ) -> Run:
         """A context manager recording one run of ``version`` (a resolved version, or an id
-        with ``workflow`` and ``env``)."""
+        with ``workflow`` and ``env``).
+
+        ``shadow=True`` records a run of a shadow rollout's candidate (``version.shadow``),
+        which served nobody: give it the same ``input`` as the served run, so the two pair
+        up input by input (``rollout check`` compares them); monitoring leaves it out."""
         if type(version) is RuntimeVersion:
+            if shadow and version.arm != "shadow":
+                raise SDKUsageError(
+                    f"shadow=True records a run of the shadow candidate, but version "
+                    f"{version.version_id[:12]} is the one served ({version.arm or 'no rollout'})",
+                    field="shadow",
+                    hint="pass version.shadow (None when no shadow rollout runs)",
+                )
             return Run(self, version.workflow, version.env, version.version_id, input, version.arm)
         if not isinstance(version, str):
             raise SDKUsageError(
@@ -353,7 +371,7 @@ class Client:
                 field="workflow" if workflow is None else "env",
                 hint="or pass the version client.resolve(...) returned",
             )
-        return Run(self, workflow, env, version, input)
+        return Run(self, workflow, env, version, input, "shadow" if shadow else None)
 
     def flush(self, timeout: float = 30.0) -> FlushReport:
         """Store (or spill) every run recorded so far and say what became of them.
@@ -406,6 +424,20 @@ class _Served(NamedTuple):
     def of(cls, found: Resolved) -> _Served:
         route = found.rollout
         arm = None if route is None else "stable"
+        candidate = (
+            None
+            if route is None
+            else RuntimeVersion(
+                found.workflow,
+                found.env,
+                route.canary_id,
+                route.canary_manifest,
+                found.fallback,
+                route.mode,  # "canary", or "shadow": served to nobody
+                found.paused,
+            )
+        )
+        shadow = candidate if route is not None and route.mode == "shadow" else None
         stable = RuntimeVersion(
             found.workflow,
             found.env,
@@ -414,19 +446,11 @@ class _Served(NamedTuple):
             found.fallback,
             arm,
             found.paused,
+            shadow,
         )
-        if route is None:
+        if route is None or shadow is not None:
             return cls(found, stable, None, None)
-        canary = RuntimeVersion(
-            found.workflow,
-            found.env,
-            route.canary_id,
-            route.canary_manifest,
-            found.fallback,
-            "canary",
-            found.paused,
-        )
-        return cls(found, stable, canary, Splitter(route.rollout_id, route.weight))
+        return cls(found, stable, candidate, Splitter(route.rollout_id, route.weight))
 
 
 def _close_quietly(ref: weakref.ref[Client] | weakref.ref[RunWriter]) -> None:

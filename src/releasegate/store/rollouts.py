@@ -12,7 +12,8 @@ numpy are imported when first needed: ``resolve`` (the request path) only asks `
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, NamedTuple
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from sqlalchemy import Connection, and_, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -26,9 +27,13 @@ from releasegate.store.runs import fact_sql
 
 if TYPE_CHECKING:
     from releasegate.domain.rollout import ArmRuns, Rollout
+    from releasegate.domain.shadow import ShadowRuns
 
 SKEW_S = 300.0
 """Runs may start up to this long before the rollout by their clock and still count."""
+MISSING = 9e99
+"""No run holds it: a NULL feedback or cost read as it comes back as NaN."""
+T = TypeVar("T")
 
 
 def _active_key(r: Rollout) -> str | None:
@@ -38,6 +43,7 @@ def _active_key(r: Rollout) -> str | None:
 def _values(r: Rollout) -> dict[str, Any]:
     return {
         "step": r.step,
+        "mode": r.mode,
         "weight": r.weight,
         "state": r.state,
         "active": _active_key(r),
@@ -56,6 +62,8 @@ class ActiveRoute(NamedTuple):
     stable_id: str
     canary_id: str
     weight: float
+    mode: str
+    """``canary`` (``weight``% of keys get it) or ``shadow`` (nobody is served it)."""
 
 
 def _rollout(row: Any) -> Rollout:
@@ -77,6 +85,7 @@ def _rollout(row: Any) -> Rollout:
         actor=row.actor,
         reason=row.reason,
         revision=row.revision,
+        mode=row.mode,
     )
 
 
@@ -84,7 +93,7 @@ class RolloutRepo:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
-    def add(self, r: Rollout, mode: str = "canary") -> None:
+    def add(self, r: Rollout) -> None:
         """Store a new rollout; RolloutRefusedError if one already runs there."""
         try:
             with self.conn.begin_nested():
@@ -95,7 +104,6 @@ class RolloutRepo:
                         env=r.env,
                         stable_id=r.stable_id,
                         canary_id=r.canary_id,
-                        mode=mode,
                         steps_json=json.dumps(list(r.steps)),
                         policy_json=canonical_json(r.policy.content()),
                         actor=r.actor,
@@ -128,7 +136,7 @@ class RolloutRepo:
         one extra indexed lookup), or None."""
         c = t.rollouts.c
         row = self.conn.execute(
-            select(c.rollout_id, c.stable_id, c.canary_id, c.weight).where(
+            select(c.rollout_id, c.stable_id, c.canary_id, c.weight, c.mode).where(
                 c.active == f"{workflow}@{env}"
             )
         ).first()
@@ -186,44 +194,31 @@ class RolloutRepo:
         cost = [float("nan") if r[1] is None else float(r[1]) for r in rows]
         return latency, cost
 
-    def arm_runs(self, r: Rollout, after_seq: int) -> ArmRuns:
-        """The runs each arm of ``r`` served after ``after_seq``, in arrival order."""
-        import numpy as np
-
-        from releasegate.domain.rollout import ArmRuns
-
+    def _since(
+        self, r: Rollout, after_seq: int, columns: str, other_arm: str, read: Callable[[Any], T]
+    ) -> tuple[T, int]:
+        """``read`` of a cursor over ``columns`` (``?`` marks take ``MISSING``) of the runs
+        the stable arm and ``other_arm`` of ``r`` served after ``after_seq``, in arrival
+        order; and the sequence read up to."""
         # a range of the primary key from the cursor: on SQLite the unary + keeps the
         # planner off the (workflow, env, started_at) index, which would scan every run of
         # the rollout on each check to find the few new ones
         plus = "+" if self.conn.dialect.name == "sqlite" else ""
-        # the arm and three facts travel as one small integer: half the fields to convert
-        # per run (as RunRepo's window does), and seq not at all (read once, as the bound)
-        packed = (
-            "CASE WHEN arm = 'canary' THEN 1 ELSE 0 END"
-            f" + CASE WHEN {fact_sql(IS_ERROR)} THEN 2 ELSE 0 END"
-            f" + CASE WHEN {fact_sql(IS_ESCALATED)} THEN 4 ELSE 0 END"
-            f" + CASE WHEN {fact_sql(IS_EDITED)} THEN 8 ELSE 0 END"
-        )
         sql = (
-            f"SELECT {packed}, COALESCE(feedback, ?), latency_ms, COALESCE(cost_usd, ?)"
+            f"SELECT {columns}"
             f" FROM runs WHERE seq > ? AND seq <= ? AND {plus}workflow = ? AND {plus}env = ?"
             f" AND {plus}started_at >= ?"
-            " AND ((arm = 'canary' AND version_id = ?) OR (arm = 'stable' AND version_id = ?))"
-            " ORDER BY seq"
+            f" AND ((arm = '{other_arm}' AND version_id = ?)"
+            " OR (arm = 'stable' AND version_id = ?)) ORDER BY seq"
         )
         upto = self.last_run_seq()
-        missing = 9e99  # no run holds it; NULL feedback or cost comes back as NaN
         raw, mark = driver(self.conn)
         cur = raw.cursor()
-        read = np.dtype(
-            [("packed", "i1"), ("feedback", "f8"), ("latency_ms", "f8"), ("cost_usd", "f8")]
-        )
         try:
             cur.execute(
                 sql.replace("?", mark),
                 (
-                    missing,
-                    missing,
+                    *([MISSING] * columns.count("?")),
                     after_seq,
                     upto,
                     r.workflow,
@@ -233,14 +228,39 @@ class RolloutRepo:
                     r.stable_id,
                 ),
             )
-            got = np.fromiter(cur, dtype=read)
+            return read(cur), max(upto, after_seq)
         finally:
             cur.close()
+
+    def arm_runs(self, r: Rollout, after_seq: int) -> ArmRuns:
+        """The runs each arm of ``r`` served after ``after_seq``, in arrival order."""
+        import numpy as np
+
+        from releasegate.domain.rollout import ArmRuns
+
+        # the arm and three facts travel as one small integer: half the fields to convert
+        # per run (as RunRepo's window does), and seq not at all (read once, as the bound)
+        packed = (
+            "CASE WHEN arm = 'canary' THEN 1 ELSE 0 END"
+            f" + CASE WHEN {fact_sql(IS_ERROR)} THEN 2 ELSE 0 END"
+            f" + CASE WHEN {fact_sql(IS_ESCALATED)} THEN 4 ELSE 0 END"
+            f" + CASE WHEN {fact_sql(IS_EDITED)} THEN 8 ELSE 0 END"
+        )
+        read = np.dtype(
+            [("packed", "i1"), ("feedback", "f8"), ("latency_ms", "f8"), ("cost_usd", "f8")]
+        )
+        got, cursor = self._since(
+            r,
+            after_seq,
+            f"{packed}, COALESCE(feedback, ?), latency_ms, COALESCE(cost_usd, ?)",
+            "canary",
+            lambda cur: np.fromiter(cur, dtype=read),
+        )
         flags = got["packed"]
         feedback = got["feedback"].copy()
-        feedback[feedback >= missing] = np.nan
+        feedback[feedback >= MISSING] = np.nan
         cost = got["cost_usd"].copy()
-        cost[cost >= missing] = np.nan
+        cost[cost >= MISSING] = np.nan
         arms = np.where(flags & 1, "canary", "stable").tolist()
         return ArmRuns(
             arms=arms,
@@ -250,5 +270,32 @@ class RolloutRepo:
             feedback=feedback,
             latency_ms=got["latency_ms"],
             cost_usd=cost,
-            cursor=max(upto, after_seq),
+            cursor=cursor,
+        )
+
+    def shadow_runs(self, r: Rollout, after_seq: int) -> ShadowRuns:
+        """The stable runs and the shadow runs of ``r`` stored after ``after_seq``, in
+        arrival order, with what pairing them by input needs."""
+        import numpy as np
+
+        from releasegate.domain.shadow import ShadowRuns
+
+        rows, cursor = self._since(
+            r,
+            after_seq,
+            f"arm, input_hash, CASE WHEN {fact_sql(IS_ERROR)} THEN 1 ELSE 0 END,"
+            " latency_ms, COALESCE(cost_usd, ?), label",
+            "shadow",
+            lambda cur: cur.fetchall(),
+        )
+        cost = np.array([row[4] for row in rows], dtype=np.float64)
+        cost[cost >= MISSING] = np.nan
+        return ShadowRuns(
+            arms=[row[0] for row in rows],
+            keys=[row[1] or None for row in rows],
+            error=np.array([row[2] for row in rows], dtype=np.float64),
+            latency_ms=np.array([row[3] for row in rows], dtype=np.float64),
+            cost_usd=cost,
+            labels=[row[5] for row in rows],
+            cursor=cursor,
         )

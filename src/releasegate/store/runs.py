@@ -104,6 +104,10 @@ def _hash_of(text: str) -> str:
 
 _NAN = math.nan
 
+SERVED_SQL = "(arm IS NULL OR arm <> 'shadow')"
+"""Runs that served a request: a shadow run (the candidate of a shadow rollout, run beside
+the stable on the same input) served nobody, so monitoring never counts it."""
+
 
 def encode(r: RunRecord, received_at: float, price: Pricer | None = None) -> EncodedRun:
     """A record as a ``runs`` row for ``RunRepo.insert_many``; a run without a cost is
@@ -249,6 +253,17 @@ def _comparable(row: Sequence[Any]) -> tuple[Any, ...]:
     return tuple(out)
 
 
+class RecentRun(NamedTuple):
+    """A served run as a replay reads it: its input (None: not stored) and outcome."""
+
+    input: str | None
+    input_hash: str
+    is_error: bool
+    latency_ms: float
+    cost_usd: float  # NaN: not given
+    label: str | None
+
+
 class RunRepo:
     """Production runs: bulk, idempotent inserts and window scans, in raw DB-API for speed.
 
@@ -388,13 +403,37 @@ class RunRepo:
                 raise ValueError(f"unknown run column {c!r}")
         sql = (
             f"SELECT {', '.join(columns)} FROM runs WHERE workflow = ? AND env = ?"
-            " AND started_at >= ? AND started_at < ?"
+            f" AND started_at >= ? AND started_at < ? AND {SERVED_SQL}"
         )
         params: list[Any] = [workflow, env, start, end]
         if version_id is not None:
             sql += " AND version_id = ?"
             params.append(version_id)
         return fetch(self.conn, sql + " ORDER BY started_at", params)
+
+    def recent_served(
+        self, workflow: str, env: str, version_id: str, limit: int
+    ) -> list[RecentRun]:
+        """The newest ``limit`` runs ``version_id`` served in ``workflow@env`` (shadow runs
+        left out), newest first, with their input and recorded outcome."""
+        sql = (
+            "SELECT input, input_hash, status, latency_ms, COALESCE(cost_usd, ?), label"
+            " FROM runs WHERE workflow = ? AND env = ? AND version_id = ?"
+            f" AND {SERVED_SQL} ORDER BY started_at DESC, seq DESC LIMIT ?"
+        )
+        missing = 9e99
+        rows = fetch(self.conn, sql, [missing, workflow, env, version_id, limit])
+        return [
+            RecentRun(
+                text,
+                digest or "",
+                IS_ERROR.holds(status),
+                float(latency),
+                math.nan if cost >= missing else float(cost),
+                label,
+            )
+            for text, digest, status, latency, cost, label in rows
+        ]
 
     def texts(self, seqs: Sequence[int], column: str = "input") -> dict[int, str]:
         """``{seq: text}`` of the runs ``seqs`` (``input`` or ``output``; runs without one are
@@ -443,7 +482,7 @@ class RunRepo:
             f" latency_ms, COALESCE(cost_usd, {inf}), label"
             f"{''.join(', ' + c for c in extra)}"
             " FROM runs WHERE workflow = ? AND env = ? AND started_at >= ? AND started_at < ?"
-            " ORDER BY started_at"
+            f" AND {SERVED_SQL} ORDER BY started_at"
         )
         raw, mark = driver(self.conn)
         cur = raw.cursor()
@@ -466,8 +505,9 @@ class RunRepo:
         return RunWindow(runs)
 
     def rate_counts(self, workflow: str, env: str, start: float, end: float) -> WindowRates:
-        """Counts behind the failure rates of the runs that started in ``[start, end)``,
-        counted by the database in one pass over the (workflow, env, started_at) index."""
+        """Counts behind the failure rates of the served runs that started in ``[start,
+        end)``, counted by the database in one pass over the (workflow, env, started_at)
+        index."""
         flag = "CASE WHEN {} THEN 1 ELSE 0 END".format
         sql = (
             "SELECT COUNT(*),"
@@ -477,6 +517,7 @@ class RunRepo:
             f" COALESCE(SUM({flag(fact_sql(HAS_FEEDBACK))}), 0),"
             f" COALESCE(SUM({flag(fact_sql(IS_NEGATIVE_FEEDBACK))}), 0)"
             " FROM runs WHERE workflow = ? AND env = ? AND started_at >= ? AND started_at < ?"
+            f" AND {SERVED_SQL}"  # a failing shadow served nobody: it never pauses
         )
         row = fetch(self.conn, sql, [workflow, env, start, end])[0]
         return WindowRates(*(int(v) for v in row))
