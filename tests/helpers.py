@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -156,3 +159,21 @@ def judge_suite(
     path = d / "suite.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
+
+
+@contextmanager
+def project_copy(root: Path, url: str, target: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    """A copy of the project at ``root`` (files, audit key) at ``target`` and of its store:
+    SQLite's file comes with the files, a PostgreSQL ``url`` is cloned as a template.
+    Yields the copy's database URL and the environment that names it (empty for SQLite)."""
+    from tests.conftest import PG_ADMIN, drop_pg_database, pg_database
+
+    shutil.copytree(root, target)
+    if url.startswith("sqlite"):
+        yield f"sqlite:///{target / '.releasegate' / 'releasegate.db'}", {}
+        return
+    name = pg_database(url.rsplit("/", 1)[1])
+    try:
+        yield f"{PG_ADMIN}/{name}", {"RELEASEGATE_DATABASE_URL": f"{PG_ADMIN}/{name}"}
+    finally:
+        drop_pg_database(name)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import stat
 import subprocess
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ from releasegate.domain.identity import canonical_json
 from releasegate.store import tables
 from releasegate.store.migrate import upgrade
 from tests.conftest import PG_ADMIN, drop_pg_database, pg_database
-from tests.helpers import Project, rg
+from tests.helpers import Project, project_copy, rg
 
 
 @dataclass
@@ -103,17 +102,8 @@ def golden(
 @pytest.fixture
 def audited(golden: Audited, tmp_path: Path) -> Iterator[Audited]:
     root = tmp_path / "project"
-    shutil.copytree(golden.root, root)
-    name = None
-    if golden.env:
-        name = pg_database(golden.url.rsplit("/", 1)[1])
-        url = f"{PG_ADMIN}/{name}"
-        env = {"RELEASEGATE_DATABASE_URL": url}
-    else:
-        url, env = f"sqlite:///{root / '.releasegate' / 'releasegate.db'}", {}
-    yield Audited(Project(root=root), url, env, golden.v1, golden.v2)
-    if name is not None:
-        drop_pg_database(name)
+    with project_copy(golden.root, golden.url, root) as (url, env):
+        yield Audited(Project(root=root), url, env, golden.v1, golden.v2)
 
 
 def plain_rehash(a: Audited, *, strip_keys: bool) -> None:

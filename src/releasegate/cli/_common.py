@@ -58,6 +58,7 @@ __all__ = [
     "report_app",
     "rollout_app",
     "runs_app",
+    "stage_app",
     "suite_app",
 ]
 
@@ -71,7 +72,14 @@ app = typer.Typer(
 )
 audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
 db_app = typer.Typer(help="The store's schema.", no_args_is_help=True)
-report_app = typer.Typer(help="Documents: gate reports, weekly memos.", no_args_is_help=True)
+report_app = typer.Typer(
+    help="Documents: gate reports, weekly memos, the runbook, the handover checklist.",
+    no_args_is_help=True,
+)
+stage_app = typer.Typer(
+    help="A workflow's stage (experiment, pilot, routine) and its handover date.",
+    no_args_is_help=True,
+)
 suite_app = typer.Typer(help="Eval suites.", no_args_is_help=True)
 models_app = typer.Typer(
     help="Local models: what is installed, pinned and blessed.", no_args_is_help=True
@@ -94,6 +102,7 @@ for _name, _group in (
     ("runs", runs_app),
     ("rollout", rollout_app),
     ("policy", policy_app),
+    ("stage", stage_app),
 ):
     app.add_typer(_group, name=_name)
 

@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "cmd_pause",
     "cmd_rehearse",
     "cmd_review",
+    "cmd_handover",
     "cmd_audit",
     "cmd_suite",
     "cmd_models",

@@ -228,3 +228,16 @@ def approval_refusal(
             + ", ".join(owners.business or ["none"]),
         )
     return None
+
+
+def step_back(promoted: Sequence[str], current: str) -> str | None:
+    """The version ``rollback`` moves an environment to when none is named: the one
+    promoted there before ``current``, each version counted at its latest promotion
+    (``promoted`` in promotion order); None when nothing earlier ran there."""
+    order: list[str] = []
+    for vid in promoted:
+        if vid in order:
+            order.remove(vid)
+        order.append(vid)
+    earlier = order[: order.index(current)] if current in order else order
+    return earlier[-1] if earlier else None

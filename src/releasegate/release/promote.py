@@ -27,6 +27,7 @@ from releasegate.domain.promotion import (
     PromotionFacts,
     approval_refusal,
     refusal,
+    step_back,
 )
 from releasegate.domain.rollout import Rollout, aborted
 from releasegate.errors import (
@@ -343,15 +344,9 @@ def _rollback_target(conn: Any, history: list[HistoryRecord], current: str, to: 
                 "anything else goes through the gate",
             )
         return target
-    # the promotion order, each version at its latest promotion; step back one from current
-    order: list[str] = []
-    for vid in promoted:
-        if vid in order:
-            order.remove(vid)
-        order.append(vid)
-    earlier = order[: order.index(current)] if current in order else order
-    if not earlier:
+    earlier = step_back(promoted, current)
+    if earlier is None:
         raise RefusedError(
             "no earlier approved version ran in this environment", hint="name one with --to VERSION"
         )
-    return earlier[-1]
+    return earlier

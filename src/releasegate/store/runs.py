@@ -15,7 +15,7 @@ import math
 from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 
 from releasegate.domain.pausing import WindowRates
 from releasegate.domain.runs import (
@@ -578,3 +578,63 @@ class RunRepo:
 
     def count(self) -> int:
         return int(fetch(self.conn, "SELECT count(*) FROM runs", [])[0][0])
+
+    def version_counts(self, workflow: str, start: float, end: float) -> dict[str, int]:
+        """Runs of ``workflow`` (every environment) started in ``[start, end)``, per version."""
+        r = t.runs.c
+        rows = self.conn.execute(
+            select(r.version_id, func.count())
+            .where(r.workflow == workflow, r.started_at >= start, r.started_at < end)
+            .group_by(r.version_id)
+        ).all()
+        return {str(v): int(n) for v, n in rows}
+
+    def failure_reasons(
+        self, workflow: str, env: str, start: float, end: float, limit: int = 5
+    ) -> list[FailureReason]:
+        """The most frequent failure reasons in ``[start, end)``, each with its latest run."""
+        r = t.runs.c
+        rows = self.conn.execute(
+            select(r.failure_reason, func.count(), func.max(r.started_at))
+            .where(
+                r.workflow == workflow,
+                r.env == env,
+                r.status == "error",
+                r.started_at >= start,
+                r.started_at < end,
+            )
+            .group_by(r.failure_reason)
+            .order_by(func.count().desc())
+            .limit(limit)
+        ).all()
+        out = []
+        for reason, n, last in rows:
+            run_id = self.conn.execute(
+                select(r.run_id)
+                .where(
+                    r.workflow == workflow,
+                    r.env == env,
+                    r.status == "error",
+                    r.started_at == last,
+                    r.failure_reason.is_(None) if reason is None else r.failure_reason == reason,
+                )
+                .limit(1)
+            ).scalar_one()
+            out.append(FailureReason(reason or "(no reason given)", int(n), str(run_id)))
+        return out
+
+    def latest_ids(
+        self, workflow: str, env: str, start: float, end: float, fact: RunFact, limit: int = 3
+    ) -> list[str]:
+        """The latest run ids in ``[start, end)`` for which ``fact`` holds (escalated, ...)."""
+        sql = (
+            "SELECT run_id FROM runs WHERE workflow = ? AND env = ? AND started_at >= ?"
+            f" AND started_at < ? AND {fact_sql(fact)} ORDER BY started_at DESC LIMIT {int(limit)}"
+        )
+        return [str(x) for (x,) in fetch(self.conn, sql, [workflow, env, start, end])]
+
+
+class FailureReason(NamedTuple):
+    reason: str
+    runs: int
+    last_run_id: str

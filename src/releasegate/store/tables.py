@@ -11,6 +11,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -371,4 +372,23 @@ alerts = Table(
     Column("routed_at", TS, nullable=True),
     Index("ix_alerts_workflow_env_signal_seq", "workflow", "env", "signal", "seq"),
     Index("ix_alerts_status_seq", "status", "seq"),
+)
+
+# Workflow stages (0011): experiment -> pilot -> routine, each from its handover date, with
+# the two owners named then; "current" is the latest whose date has come.
+workflow_stages = Table(
+    "workflow_stages",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("workflow", String(200), ForeignKey("workflows.name"), nullable=False),
+    Column("stage", String(20), nullable=False),
+    Column("handover_date", Date, nullable=False),
+    Column("change_owner", String(200), nullable=True),
+    Column("care_owner", String(200), nullable=True),
+    Column("actor", String(200), nullable=False),
+    Column("reason", Text, nullable=False, default=""),
+    Column("forced", Boolean, nullable=False),
+    Column("failing_json", Text, nullable=False),  # the checklist lines that failed, if forced
+    Column("created_at", TS, nullable=False),
+    Index("ix_workflow_stages_workflow_seq", "workflow", "seq"),
 )

@@ -1,0 +1,149 @@
+"""Handing a workflow over: ``stage set|show``, ``report runbook``, ``report handover``.
+
+Exit codes: ``stage set routine`` is 1 (refused, nothing written) while the readiness
+checklist fails, unless ``--force --reason R`` puts it on the record; ``report handover``
+is 1 while the workflow is not ready; 2 is bad input (an unknown workflow or stage, a bad
+date or format, ``--force`` without a reason, an ``--out`` that cannot be written).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from releasegate.cli._common import (
+    NO,
+    JsonOpt,
+    WorkflowArg,
+    command,
+    console,
+    emit,
+    open_store,
+    report_app,
+    stage_app,
+    writable,
+)
+
+if TYPE_CHECKING:
+    from releasegate.domain.handover import Readiness
+
+FORMATS = ("md", "html")
+
+
+def _checklist(readiness: Readiness) -> None:
+    from rich.markup import escape
+
+    out = console()
+    for line in readiness.lines:
+        mark = "[green]yes[/]" if line.passed else "[bold red]NO[/] "
+        out.print(f"  {mark} {escape(line.title)}: {escape(line.evidence)}")
+        if line.fix:
+            out.print(f"       fix: {escape(line.fix)}")
+    style = "green" if readiness.is_ready else "bold red"
+    out.print(f"[{style}]{escape(readiness.workflow)}: {escape(readiness.verdict)}[/]")
+
+
+@command(stage_app, "set")
+def stage_set(
+    workflow: WorkflowArg,
+    stage: Annotated[str, typer.Argument(metavar="STAGE", help="experiment, pilot or routine.")],
+    date: Annotated[
+        str | None,
+        typer.Option("--date", metavar="DATE", help="Handover date, e.g. 2026-12-18 (today)."),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Set routine although the checklist fails.")
+    ] = False,
+    reason: Annotated[str, typer.Option(help="Why, for the record (needed with --force).")] = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Set a workflow's stage from a date; routine requires the handover checklist."""
+    from releasegate.domain.handover import parse_day
+    from releasegate.release.stage import set_stage
+
+    day = parse_day(date) if date is not None else None
+    done = set_stage(
+        open_store(create=False), workflow, stage, handover_date=day, force=force, reason=reason
+    )
+    if as_json:
+        emit(done.as_dict())
+        return
+    r = done.record
+    console().print(
+        f"{workflow}: {done.previous} -> [bold]{r.stage}[/] from {r.handover_date.isoformat()} "
+        f"(change owner {r.change_owner or 'none'}, care owner {r.care_owner or 'none'})"
+    )
+    if r.forced:
+        console().print(
+            f"[yellow]forced past the checklist[/] ({', '.join(r.failing)}): {r.reason}"
+        )
+
+
+@command(stage_app, "show")
+def stage_show(workflow: WorkflowArg, as_json: JsonOpt = False) -> None:
+    """Show a workflow's stage, since when, who set it, and a scheduled change."""
+    from releasegate.release.stage import show_stage
+
+    state = show_stage(open_store(create=False), workflow)
+    if as_json:
+        emit(state.as_dict())
+        return
+    cur = state.current
+    if cur is None:
+        print(f"{workflow}: {state.stage} (never set)")
+    else:
+        print(
+            f"{workflow}: {cur.stage} since {cur.handover_date.isoformat()} "
+            f"(set by {cur.actor}; change owner {cur.change_owner or 'none'}, "
+            f"care owner {cur.care_owner or 'none'})"
+            + (f"; forced past: {', '.join(cur.failing)}" if cur.forced else "")
+            + (f"; reason: {cur.reason}" if cur.reason else "")
+        )
+    if state.scheduled is not None:
+        s = state.scheduled
+        print(f"scheduled: {s.stage} from {s.handover_date.isoformat()} (set by {s.actor})")
+
+
+@command(report_app, "runbook")
+def report_runbook(
+    workflow: WorkflowArg,
+    fmt: Annotated[str, typer.Option("--format", metavar="FORMAT", help="md or html.")] = "md",
+    out: Annotated[
+        Path | None, typer.Option("--out", metavar="FILE", help="Write to this file.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The one page an operator needs: owners, escalation, what runs, rollback, checks."""
+    from releasegate.errors import InputError
+    from releasegate.monitor.runbook import build_runbook, write_runbook
+    from releasegate.reports.runbook import render_html, render_markdown
+
+    if fmt not in FORMATS:
+        raise InputError(f"unknown format '{fmt}'", field="--format", hint="md or html")
+    if out is not None:
+        writable(out, "--out")
+    runbook = build_runbook(open_store(create=False), workflow)
+    if out is not None:
+        write_runbook(runbook, out, fmt)
+    if as_json:
+        emit({**runbook.as_dict(), "written": None if out is None else str(out)})
+    elif out is None:
+        sys.stdout.write(render_markdown(runbook) if fmt == "md" else render_html(runbook))
+    else:
+        console().print(f"runbook: {out}")
+
+
+@command(report_app, "handover")
+def report_handover(workflow: WorkflowArg, as_json: JsonOpt = False) -> int | None:
+    """The readiness checklist for routine operation, with evidence; exit 1 if not ready."""
+    from releasegate.release.handover import check
+
+    readiness = check(open_store(create=False), workflow)
+    if as_json:
+        emit(readiness.as_dict())
+    else:
+        _checklist(readiness)
+    return None if readiness.is_ready else NO

@@ -1,0 +1,296 @@
+"""The runbook, the handover checklist and the stage, on a store the demo loop built.
+
+The store is built once per dialect (SQLite and PostgreSQL) by the demo's own steps on
+its own data and model: v1 to staging, v2 through the gate to staging and production,
+a rollback on staging and v2 again, two weeks of the demo's simulated production runs
+and the monitor's alerts. Each test gets a copy. The tests read the runbook back: its
+numbers against the runs and the gate, its commands typed as they stand.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from releasegate.cli.demo import FILES, simulated_runs
+from releasegate.store.engine import Location, Store
+from tests.conftest import PG_ADMIN, drop_pg_database, pg_database
+from tests.helpers import project_copy, rg
+
+WF = "support-triage"
+
+
+@dataclass
+class Demo:
+    root: Path
+    url: str
+    env: dict[str, str]
+    v1: str = ""
+    v2: str = ""
+    runs: list[dict[str, Any]] = field(default_factory=list)
+
+    def rg(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return rg(self.root, *args, env=self.env)
+
+    def ok(self, *args: str) -> Any:
+        result = self.rg(*args, "--json")
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    def typed(self, line: str) -> subprocess.CompletedProcess[str]:
+        """A command line as the runbook prints it, typed into a shell."""
+        words = shlex.split(line, comments=True)
+        assert words[0] == "releasegate", line
+        return self.rg(*words[1:])
+
+
+def build_demo(root: Path, url: str) -> Demo:
+    """The demo's loop (``cli/demo.py`` steps 1-7, without the broken v3) on ``url``."""
+    from releasegate.monitor.ingest import import_jsonl
+    from releasegate.monitor.service import monitor
+    from releasegate.release.evaluate import evaluate
+    from releasegate.release.gate import gate
+    from releasegate.release.promote import approve, promote, rollback
+    from releasegate.release.register import register
+
+    data = resources.files("releasegate.demo") / "data"
+    for name in FILES:
+        (root / name).write_bytes((data / name).read_bytes())
+    home = root / ".releasegate"
+    home.mkdir(exist_ok=True)
+    store = Store.open(
+        location=Location(
+            url=url, blob_root=home / "blobs", is_embedded=url.startswith("sqlite"), home=home
+        )
+    )
+    try:
+        suite = root / "suite.yaml"
+        v1 = register(
+            store, root / "v1.yaml", reason="first routing prompt", who="alice"
+        ).version_id
+        evaluate(store, v1, suite, who="alice")
+        gate(store, v1, "staging", who="ci")
+        approve(store, v1, "staging", approver="bob", note="first release reviewed")
+        approve(store, v1, "staging", approver="dana", note="business sign-off")
+        promote(store, v1, "staging", who="alice")
+        v2 = register(
+            store, root / "v2.yaml", reason="describe each team with real phrasings", who="alice"
+        ).version_id
+        evaluate(store, v2, suite, who="alice")
+        gate(store, v2, "staging", who="ci")
+        approve(store, v2, "staging", approver="bob", note="wording change reviewed")
+        promote(store, v2, "staging", who="alice")
+        gate(store, v2, "production", who="ci")
+        approve(store, v2, "production", approver="carol", note="reviewed the staging report")
+        approve(store, v2, "production", approver="dana", note="business sign-off")
+        promote(store, v2, "production", who="alice")
+        rollback(store, WF, "staging", who="oncall-support", reason="rollback rehearsal")
+        promote(store, v2, "staging", who="alice")
+        runs = simulated_runs(root, v2, time.time())
+        (root / "production-runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in runs))
+        import_jsonl(store, root / "production-runs.jsonl")
+        monitor(store, WF, "production", embeddings=False)
+    finally:
+        store.close()
+    return Demo(root, url, {}, v1, v2, runs)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def golden(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Demo]:
+    root = tmp_path_factory.mktemp(f"demo-{request.param}")
+    name = None
+    if request.param == "sqlite":
+        url = f"sqlite:///{root / '.releasegate' / 'releasegate.db'}"
+    else:
+        name = pg_database(request.getfixturevalue("pg_template"))
+        url = f"{PG_ADMIN}/{name}"
+    demo = build_demo(root, url)
+    demo.env = {} if name is None else {"RELEASEGATE_DATABASE_URL": url}
+    yield demo
+    if name is not None:
+        drop_pg_database(name)
+
+
+@pytest.fixture
+def demo(golden: Demo, tmp_path: Path) -> Iterator[Demo]:
+    """A copy of the golden project: files, audit key and database."""
+    with project_copy(golden.root, golden.url, tmp_path / "project") as (url, env):
+        yield Demo(tmp_path / "project", url, env, golden.v1, golden.v2, golden.runs)
+
+
+def section(markdown: str, title: str) -> str:
+    """The text of one ``## title`` section of the runbook."""
+    start = markdown.index(f"\n## {title}\n")
+    end = markdown.find("\n## ", start + 1)
+    return markdown[start : end if end > 0 else None]
+
+
+def shell_lines(text: str) -> list[str]:
+    """The lines of every ```sh block in ``text``."""
+    return [
+        line
+        for block in re.findall(r"```sh\n(.*?)\n```", text, re.DOTALL)
+        for line in block.splitlines()
+    ]
+
+
+def daily_p95_median(runs: list[dict[str, Any]]) -> float:
+    by_day: dict[int, list[float]] = {}
+    for r in runs:
+        by_day.setdefault(int(r["started_at"] // 86400), []).append(r["latency_ms"])
+    daily = [float(np.quantile(v, 0.95)) for v in by_day.values() if len(v) >= 20]
+    return float(np.median(daily))
+
+
+def test_the_runbook_quotes_the_stores_figures(demo: Demo) -> None:
+    result = demo.rg("report", "runbook", WF)
+    assert result.returncode == 0, result.stderr
+    page = result.stdout
+    where = section(page, "What runs where, and why")
+    assert f"`{demo.v2[:12]}`" in where and "approved by carol, dana" in where
+    # the tracked numbers are the runs' and the gate's
+    tracked = section(page, "Tracked numbers")
+    assert f"{daily_p95_median(demo.runs):,.0f} ms" in tracked
+    assert "at most 250 ms" in tracked and "at most $0.00100" in tracked
+    gate = json.loads(
+        demo.rg("report", "gate", demo.v2, "--env", "production", "--format", "json").stdout
+    )
+    accuracy = next(m for m in gate["metrics"] if m["name"] == "accuracy")
+    assert f"| {accuracy['candidate']['estimate']:.3f} |" in tracked
+    # failures: the reason, how many, the latest failed run
+    failed = [r for r in demo.runs if r["status"] == "error"]
+    failures = section(page, "When a run fails")
+    assert f"| upstream timeout | {len(failed)} | `{failed[-1]['run_id']}` |" in failures
+    shown = demo.typed(f"releasegate runs show {failed[-1]['run_id']} --json")
+    assert json.loads(shown.stdout)["failure_reason"] == "upstream timeout"
+    # who is who, from the workflow file
+    assert "| change owner | **alice** |" in page and "| care owner | **ops-team** |" in page
+    assert "**Last rehearsal:** never rehearsed." in page
+
+
+def test_the_rollback_commands_of_the_runbook_work_as_typed(demo: Demo) -> None:
+    page = demo.rg("report", "runbook", WF).stdout
+    rollback = section(page, "Rollback")
+    staging = rollback[rollback.index("**staging**") : rollback.index("**production**")]
+    lines = shell_lines(staging)
+    assert lines[0].startswith(f"releasegate rollback {WF} --env staging ")
+    assert lines[1].endswith(f"# prints {demo.v1}")
+    assert demo.typed(lines[0]).returncode == 0
+    assert demo.typed(lines[1]).stdout.strip() == demo.v1
+    history = demo.ok("history", WF, "--env", "staging")
+    assert history[-1]["action"] == "rollback" and history[-1]["reason"] == "INCIDENT: what you saw"
+    # production never ran anything before v2: the page says so and gives the pause instead
+    production = rollback[rollback.index("**production**") :]
+    assert "No rollback possible" in production
+    pause, resolve = shell_lines(production)
+    assert demo.typed(pause).returncode == 0
+    resolved = demo.typed(resolve + " --json")
+    assert json.loads(resolved.stdout)["paused"] is True
+    # the next runbook shows the pause, and the emergency steps still name real commands
+    again = demo.rg("report", "runbook", WF).stdout
+    assert "PAUSED by alice" in section(again, "What runs where, and why")
+    emergency = section(again, "In an emergency")
+    resume = re.search(r"Undo with `(releasegate resume [^`]+)`", emergency)
+    assert resume is not None and demo.typed(resume.group(1)).returncode == 0
+
+
+def test_handover_lists_each_check_with_evidence_and_says_no(demo: Demo) -> None:
+    result = demo.rg("report", "handover", WF, "--json")
+    assert result.returncode == 1, result.stderr
+    report = json.loads(result.stdout)
+    assert report["ready"] is False
+    assert report["failing"] == ["alerts", "rollback_rehearsed"]
+    checks = {c["key"]: c for c in report["checks"]}
+    assert checks["owners"]["evidence"] == "change owner: alice; care owner: ops-team"
+    assert checks["runs_recorded"]["evidence"] == (
+        f"{len(demo.runs):,} runs in the last 28 days, versions {demo.v2[:12]}"
+    )
+    assert "no route" in checks["alerts"]["evidence"] and checks["alerts"]["fix"]
+    assert checks["rollback_rehearsed"]["evidence"] == "never rehearsed"
+    text = demo.rg("report", "handover", WF)
+    assert text.returncode == 1 and "not ready: 2 of 7 checks fail" in text.stdout
+
+
+def test_stage_routine_is_refused_until_forced_and_every_set_is_audited(demo: Demo) -> None:
+    assert demo.ok("stage", "show", WF)["stage"] == "experiment"
+    events = len(demo.ok("audit", "log"))
+    refused = demo.rg("stage", "set", WF, "routine", "--date", "2026-12-18")
+    assert refused.returncode == 1
+    assert (
+        "not ready for routine operation" in refused.stderr and "never rehearsed" in refused.stderr
+    )
+    no_reason = demo.rg("stage", "set", WF, "routine", "--force")
+    assert no_reason.returncode == 2 and "--force needs a reason" in no_reason.stderr
+    assert len(demo.ok("audit", "log")) == events  # nothing written by either
+    assert demo.ok("stage", "show", WF)["current"] is None
+
+    pilot = demo.ok("stage", "set", WF, "pilot", "--date", "2026-01-05")
+    assert pilot["previous"] == "experiment" and pilot["readiness"] is None
+    forced = demo.ok(
+        "stage",
+        "set",
+        WF,
+        "routine",
+        "--date",
+        "2026-01-06",
+        "--force",
+        "--reason",
+        "alerts next week",
+    )
+    assert forced["forced"] is True and forced["failing"] == ["alerts", "rollback_rehearsed"]
+    shown = demo.ok("stage", "show", WF)
+    assert shown["stage"] == "routine" and shown["current"]["care_owner"] == "ops-team"
+    assert shown["current"]["reason"] == "alerts next week"
+    again = demo.rg(
+        "stage", "set", WF, "routine", "--date", "2026-01-06", "--force", "--reason", "x"
+    )
+    assert again.returncode == 1 and "nothing to change" in again.stderr
+    log = demo.ok("audit", "log")
+    stage_events = [e for e in log if e["kind"] == "workflow.stage_set"]
+    assert [e["payload"]["stage"] for e in stage_events] == ["pilot", "routine"]
+    assert stage_events[-1]["payload"]["failing"] == ["alerts", "rollback_rehearsed"]
+    assert demo.rg("audit", "verify").returncode == 0
+    # a later date is scheduled, not in effect; the runbook says both
+    demo.ok("stage", "set", WF, "pilot", "--date", "2099-01-01")
+    shown = demo.ok("stage", "show", WF)
+    assert shown["stage"] == "routine" and shown["scheduled"]["stage"] == "pilot"
+    page = demo.rg("report", "runbook", WF).stdout
+    assert "Stage: **routine** since 2026-01-06" in page and "pilot from 2099-01-01" in page
+    handover = json.loads(demo.rg("report", "handover", WF, "--json").stdout)
+    assert "nothing_pending" in handover["failing"]
+
+
+def test_the_html_runbook_is_one_escaped_file(demo: Demo) -> None:
+    out = demo.root / "out" / "runbook.html"
+    result = demo.rg("report", "runbook", WF, "--format", "html", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    page = out.read_text()
+    assert page.startswith("<!doctype html>") and page.rstrip().endswith("</html>")
+    assert "http://" not in page and "https://" not in page and "<script" not in page
+    assert f"releasegate rollback {WF} --env staging" in page
+    assert "p&lt;1e-12" in page  # an alert's message, escaped
+    bad = demo.rg("report", "runbook", WF, "--format", "pdf")
+    assert bad.returncode == 2 and "unknown format 'pdf'" in bad.stderr
+
+
+def test_unknown_workflow_is_bad_input(demo: Demo) -> None:
+    for argv in (
+        ("report", "runbook", "nope"),
+        ("report", "handover", "nope"),
+        ("stage", "show", "nope"),
+    ):
+        result = demo.rg(*argv)
+        assert result.returncode == 2 and "no workflow 'nope'" in result.stderr, argv
