@@ -64,11 +64,12 @@ def thin_suite(root: Path) -> Path:
     return demo_suite(root, "thin", 3, skip=UNSEEN)
 
 
-def shipped(store: Store, root: Path, margin: float = 0.05) -> str:
+def shipped(store: Store, root: Path, margin: float = 0.05, stakes: str = "high") -> str:
     """The demo's v2 in staging, gated on the thin suite and approved as in the demo;
     ``margin``: the staging policy's largest regression it lets through."""
     doc = yaml.safe_load(demo_file("v2.yaml"))
     doc["policy"]["staging"]["max_regression"]["margin"] = margin
+    doc["stakes"] = stakes
     (root / "v2.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
     v2 = register(store, root / "v2.yaml", reason="real phrasings", who="alice").version_id
     evaluate(store, v2, thin_suite(root), who="alice")
@@ -98,8 +99,10 @@ def audit_kinds(store: Store) -> list[str]:
 def test_a_rehearsal_catches_a_broken_prompt_and_finds_the_suite_too_weak(
     store: Store, tmp_path: Path
 ) -> None:
-    v2 = shipped(store, tmp_path, margin=0.3)  # a lenient policy over a thin suite
+    # a lenient policy over a thin suite; low stakes, so a variant can pass outright
+    v2 = shipped(store, tmp_path, margin=0.3, stakes="low")
     record_runs(store)
+    promoted = audit_kinds(store).count("env.promoted")
     done = rehearse(store, WF, "staging", suite_file="thin.yaml", who="oncall")
     r = done.rehearsal
     by = {m.name: m for m in r.mutations}
@@ -112,7 +115,7 @@ def test_a_rehearsal_catches_a_broken_prompt_and_finds_the_suite_too_weak(
     assert by["shuffle-labels"].verdict == "fail" and by["shuffle-labels"].is_caught
     # swapping two labels the thin suite never asks about changes nothing it measures
     swapped = by["swap-labels"]
-    assert swapped.is_escaped, swapped
+    assert swapped.verdict == "pass" and swapped.is_escaped, swapped
     assert [m.name for m in r.escaped] == [
         m.name for m in r.mutations if m.is_escaped
     ] and "swap-labels" in [m.name for m in r.escaped]
@@ -138,6 +141,7 @@ def test_a_rehearsal_catches_a_broken_prompt_and_finds_the_suite_too_weak(
     kinds = audit_kinds(store)
     assert kinds.count("rehearsal.started") == kinds.count("rehearsal.finished") == 1
     assert "env.rolled_back" in kinds
+    assert kinds.count("env.promoted") == promoted + 1  # a variant that passed: promote
     assert audit_verify(store).broken is None
     assert last_rehearsal(store, WF, "staging") == r
 

@@ -391,8 +391,11 @@ def _deploy(store: Store, r: Rehearsal, worst: MutationOutcome, who: str) -> Non
     waits for approvals) as a rehearsal move, audited as such."""
     vid = worst.version_id or ""
     if worst.verdict == "pass":
-        promote(store, vid, r.env, who=who)
-        return
+        try:
+            promote(store, vid, r.env, who=who)
+            return
+        except RefusedError:  # e.g. the environment moved since the gate: go out as a drill
+            pass
     _move(store, r, vid, who, kind="env.rehearsed", action="rehearsal", why=worst.name)
 
 
