@@ -17,6 +17,7 @@ from releasegate.errors import InputError, NotFoundError, RefusedError, SelfAppr
 from releasegate.monitor.ingest import ingest_dicts
 from releasegate.release.audit import audit_verify
 from releasegate.release.evaluate import evaluate
+from releasegate.release.experiments import expired_experiments
 from releasegate.release.gate import current_policy, gate
 from releasegate.release.pause import pause
 from releasegate.release.policy_changes import approve, propose, show
@@ -171,6 +172,24 @@ def test_review_fix_collects_an_expired_experiment(store: Store, project: Projec
     assert line.startswith(f"collected experiment {exp[:12]} of router")
     assert audit_kinds(store)[-1] == "experiment.collected"
     assert review(store, at=later, fix=True).fixed == ()  # nothing left to collect
+
+
+def test_an_expired_experiment_that_serves_is_kept_as_gc_keeps_it(
+    store: Store, project: Project
+) -> None:
+    path = project.workflow("exp", revision="x")
+    path.write_text(path.read_text() + "experiments:\n  retention_days: 1\n")
+    exp = register(store, path, experiment=True, who="alice").version_id
+    evaluate(store, exp, project.suite(), who="alice")
+    assert gate(store, exp, "staging", who="ci").verdict == "pass"
+    promote(store, exp, "staging", who="alice")
+    later = _later(2 * 86400)
+    (found,) = by_check(review(store, at=later), "experiments")
+    (listed,) = expired_experiments(store, now=later)  # what gc says, read its own way
+    assert found.subject == listed.version_id == exp
+    assert f"gc keeps it: it {listed.kept_because}" in found.evidence
+    assert listed.kept_because == "serves router@staging" and not found.fixable
+    assert review(store, at=later, fix=True).fixed == ()  # gc keeps it, and so does --fix
 
 
 def test_review_of_an_unknown_workflow_is_bad_input(store: Store) -> None:
