@@ -195,6 +195,21 @@ def test_gc_keeps_an_experiment_that_serves_somewhere(store: Store, project: Pro
     assert events(store, "experiment.collected") == []
 
 
+def test_gc_keeps_an_experiment_that_is_a_rollouts_canary(store: Store, project: Project) -> None:
+    from releasegate.release.rollout import start
+
+    released(store, project)
+    exp = experiment(store, project)
+    assert gate(store, exp, "staging").verdict == "pass"
+    start(store, exp, "staging", canary_pct=10)
+    later = created(store, exp) + timedelta(days=30)  # type: ignore[operator]
+    assert [e.kept_because for e in expired_experiments(store, now=later)] == [
+        "is the canary of router@staging"
+    ]
+    assert collect_expired(store, now=later).collected == ()
+    assert data_of(store, exp).outputs == 80
+
+
 def test_without_a_retention_window_experiments_never_expire(store: Store, tmp_path: Path) -> None:
     project = Project(root=tmp_path)
     released(store, project)

@@ -119,15 +119,6 @@ def _serving(conn: Conn, wf: WorkflowRecord) -> dict[str, str]:
     return where
 
 
-def _due(conn: Conn, wf: WorkflowRecord, at: datetime) -> list[tuple[VersionRecord, Retention]]:
-    retention = Retention(wf.experiments_retention_days)
-    return [
-        (v, retention)
-        for v in VersionRepo(conn).on_track(EXPERIMENT, wf.name)
-        if retention.is_expired(v.created_at, at)
-    ]
-
-
 def _expired(
     v: VersionRecord, retention: Retention, data: EvalData, kept_because: str | None
 ) -> ExpiredExperiment:
@@ -150,21 +141,42 @@ def expired_experiments(
     store: Store, workflow: str | None = None, *, now: datetime | None = None
 ) -> list[ExpiredExperiment]:
     """Expired experiments that still hold eval data (read-only; ``kept_because`` says
-    why gc would keep one). What the governance review lists."""
+    why gc would keep one). What the governance review lists. A handful of set-based
+    queries whatever the number of workflows and versions."""
     at = now or utc_now()
-    found: list[ExpiredExperiment] = []
     with store.read() as conn:
-        for wf in _workflows(conn, workflow):
-            serving = _serving(conn, wf)
-            for v, retention in _due(conn, wf, at):
-                data = EvalDataRepo(conn).count(v.version_id)
-                if data.is_empty:
-                    continue
-                why = serving.get(v.version_id)
-                if why is None and EvalDataRepo(conn).is_running(v.version_id):
-                    why = "has an eval running"
-                found.append(_expired(v, retention, data, why))
+        workflows = {wf.name: wf for wf in _workflows(conn, workflow)}
+        due: list[tuple[VersionRecord, Retention]] = []
+        for v in VersionRepo(conn).on_track(EXPERIMENT, workflow):
+            wf = workflows.get(v.workflow)
+            retention = Retention(wf.experiments_retention_days if wf else None)
+            if retention.is_expired(v.created_at, at):
+                due.append((v, retention))
+        if not due:
+            return []
+        data = EvalDataRepo(conn).counts(v.version_id for v, _ in due)
+        due = [(v, r) for v, r in due if v.version_id in data]
+        serving = _serving_everywhere(conn, set(workflows))
+        running = EvalDataRepo(conn).running_of(v.version_id for v, _ in due)
+    found = []
+    for v, retention in due:
+        why = serving.get(v.version_id)
+        if why is None and v.version_id in running:
+            why = "has an eval running"
+        found.append(_expired(v, retention, data[v.version_id], why))
     return found
+
+
+def _serving_everywhere(conn: Conn, workflows: set[str]) -> dict[str, str]:
+    """``_serving`` of many workflows in two queries."""
+    where: dict[str, str] = {}
+    for wf, env, version_id in EnvironmentRepo(conn).everywhere():
+        if wf in workflows:
+            where.setdefault(version_id, f"serves {wf}@{env}")
+    for wf, env, version_id in RolloutRepo(conn).canaries():
+        if wf in workflows:
+            where.setdefault(version_id, f"is the canary of {wf}@{env}")
+    return where
 
 
 def collect_expired(

@@ -173,6 +173,12 @@ class EnvironmentRepo:
         ).all()
         return {r.env: r.version_id for r in rows}
 
+    def everywhere(self) -> list[tuple[str, str, str]]:
+        """(workflow, env, version id) of every environment that runs something."""
+        e = t.environments.c
+        query = select(e.workflow, e.env, e.version_id).order_by(e.workflow, e.env)
+        return [(w, env, v) for w, env, v in self.conn.execute(query).all()]
+
     def record(
         self,
         *,

@@ -162,6 +162,38 @@ class EvalDataRepo:
             n(t.eval_runs, t.eval_runs.c.status != COLLECTED),
         )
 
+    def counts(self, version_ids: Iterable[str]) -> dict[str, EvalData]:
+        """``count`` of many versions at once (three grouped queries per 500 ids); a
+        version with no eval data at all is left out."""
+        ids = sorted(set(version_ids))
+        found: dict[str, list[int]] = {}
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            for slot, table, where in (
+                (0, t.outputs, ()),
+                (1, t.scores, ()),
+                (2, t.eval_runs, (t.eval_runs.c.status != COLLECTED,)),
+            ):
+                q = (
+                    select(table.c.version_id, func.count())
+                    .where(table.c.version_id.in_(chunk), *where)
+                    .group_by(table.c.version_id)
+                )
+                for version_id, n in self.conn.execute(q).all():
+                    found.setdefault(version_id, [0, 0, 0])[slot] = int(n)
+        return {v: EvalData(*n) for v, n in found.items()}
+
+    def running_of(self, version_ids: Iterable[str]) -> set[str]:
+        """Which of ``version_ids`` have an eval running."""
+        ids = sorted(set(version_ids))
+        out: set[str] = set()
+        for i in range(0, len(ids), 500):
+            q = select(t.eval_runs.c.version_id).where(
+                t.eval_runs.c.version_id.in_(ids[i : i + 500]), t.eval_runs.c.status == "running"
+            )
+            out.update(self.conn.execute(q).scalars())
+        return out
+
     def is_running(self, version_id: str) -> bool:
         q = select(func.count()).where(
             t.eval_runs.c.version_id == version_id, t.eval_runs.c.status == "running"

@@ -131,6 +131,14 @@ class RolloutRepo:
         ).first()
         return None if row is None else _rollout(row)
 
+    def canaries(self) -> list[tuple[str, str, str]]:
+        """(workflow, env, canary version id) of every running rollout."""
+        r = t.rollouts.c
+        rows = self.conn.execute(
+            select(r.workflow, r.env, r.canary_id).where(r.active.is_not(None))
+        ).all()
+        return [(w, env, c) for w, env, c in rows]
+
     def route(self, workflow: str, env: str) -> ActiveRoute | None:
         """Who routes where under the running rollout of ``workflow@env`` (the resolver's
         one extra indexed lookup), or None."""
