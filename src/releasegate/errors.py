@@ -19,6 +19,8 @@ table (``releasegate.cli._errors.EXIT_CODES``), and the classes carry no codes.
     │   ├── SelfApprovalError
     │   ├── RolloutRefusedError  a rollout cannot do that now (advance after abort, a second one)
     │   ├── RehearsalRefusedError  production without --allow-production; a second one at once
+    │   ├── UnauthorizedError  the server: no token, or one unknown or revoked (HTTP 401)
+    │   ├── ForbiddenError    the server: the token's role is too low (HTTP 403)
     │   └── AuditBrokenError  the audit log cannot be read or extended as it stands
     ├── StoreError            exit 2   the store cannot be used as given (one line: cause, store)
     │   │                              read-only, full, locked, unreachable, unreadable
@@ -143,6 +145,14 @@ class RolloutRefusedError(RefusedError):
 
 class RehearsalRefusedError(RefusedError):
     """A rehearsal cannot run: production without ``--allow-production``, or one already runs."""
+
+
+class UnauthorizedError(RefusedError):
+    """A server request without a usable token: none, malformed, unknown or revoked."""
+
+
+class ForbiddenError(RefusedError):
+    """A server request whose token's role is below what the endpoint needs."""
 
 
 class PauseRefusedError(RefusedError):

@@ -60,6 +60,7 @@ __all__ = [
     "runs_app",
     "stage_app",
     "suite_app",
+    "token_app",
 ]
 
 app = typer.Typer(
@@ -93,6 +94,7 @@ policy_app = typer.Typer(
     help="Policy changes: propose a floor, approve it (not the proposer), show the history.",
     no_args_is_help=True,
 )
+token_app = typer.Typer(help="API tokens for `releasegate serve`.", no_args_is_help=True)
 for _name, _group in (
     ("audit", audit_app),
     ("db", db_app),
@@ -103,6 +105,7 @@ for _name, _group in (
     ("rollout", rollout_app),
     ("policy", policy_app),
     ("stage", stage_app),
+    ("token", token_app),
 ):
     app.add_typer(_group, name=_name)
 

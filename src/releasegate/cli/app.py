@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "cmd_audit",
     "cmd_suite",
     "cmd_models",
+    "cmd_server",
 )
 for _module in COMMAND_MODULES:
     importlib.import_module(f"releasegate.cli.{_module}")

@@ -107,8 +107,11 @@ def approve(
 ) -> None:
     """Approve a version for an environment (nobody approves their own change)."""
     from releasegate.release.promote import approve as do_approve
+    from releasegate.release.refs import os_user
 
-    approved = do_approve(store(create=False), version, env, approver=as_, note=note)
+    approved = do_approve(
+        store(create=False), version, env, approver=as_, note=note, os_user=os_user()
+    )
     if as_json:
         emit(approved)
     else:

@@ -1,4 +1,5 @@
-"""Read-only views for people: versions of a workflow, one version, a diff of two."""
+"""Read-only views for people: the workflows, one workflow's environments, versions of a
+workflow, one version, a diff of two (the CLI's ``--json`` and the server's GET bodies)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,59 @@ from releasegate.store.decisions import DecisionRepo
 from releasegate.store.engine import Store
 from releasegate.store.environments import EnvironmentRepo
 from releasegate.store.evals import EvalRepo
+from releasegate.store.rollouts import RolloutRepo
 from releasegate.store.rows import now as utc_now
 from releasegate.store.versions import VersionRecord, VersionRepo
 from releasegate.store.workflows import WorkflowRepo
+
+
+def list_workflows(store: Store) -> list[dict[str, Any]]:
+    """Every workflow, with its stakes, owners and what runs in each environment."""
+    with store.read() as conn:
+        return [_workflow(conn, wf) for wf in WorkflowRepo(conn).all()]
+
+
+def show_workflow(store: Store, workflow: str) -> dict[str, Any]:
+    """One workflow (``NotFoundError`` naming the known ones when there is no such)."""
+    with store.read() as conn:
+        return _workflow(conn, WorkflowRepo(conn).get(workflow))
+
+
+def _workflow(conn: Any, wf: Any) -> dict[str, Any]:
+    return {
+        "workflow": wf.name,
+        "description": wf.description,
+        "stakes": wf.stakes,
+        "owners": dict(wf.owners),
+        "data_class": wf.data_class,
+        "environments": _environments(conn, wf),
+    }
+
+
+def _environments(conn: Any, wf: Any) -> list[dict[str, Any]]:
+    """Each environment of ``wf`` in its declared order: what runs, paused or not, and the
+    rollout in progress."""
+    out = []
+    for env in wf.environments:
+        serving = EnvironmentRepo(conn).serving(wf.name, env)
+        route = RolloutRepo(conn).route(wf.name, env)
+        held = serving[1] if serving is not None else None
+        out.append(
+            {
+                "env": env,
+                "version_id": serving[0].version_id if serving is not None else None,
+                "paused": held is not None,
+                "paused_reason": held.reason if held is not None else None,
+                "rollout": None
+                if route is None
+                else {
+                    "rollout_id": route.rollout_id,
+                    "canary_id": route.canary_id,
+                    "weight": route.weight,
+                },
+            }
+        )
+    return out
 
 
 def list_versions(

@@ -79,8 +79,14 @@ def approve(
     *,
     approver: str,
     note: str = "",
+    os_user: str | None = None,
+    token_id: str | None = None,
 ) -> Approved:
-    """Record ``approver``'s sign-off for ``env``, once (approving again changes nothing)."""
+    """Record ``approver``'s sign-off for ``env``, once (approving again changes nothing).
+
+    The audit event also names how the approver was known: ``os_user``, the login that
+    ran a local ``approve --as`` (so an impersonation is visible), or ``token_id``, the
+    server's API token whose identity ``approver`` is."""
     with store.write() as conn:
         version = find_version(conn, version_ref)
         wf = WorkflowRepo(conn).get(version.workflow)
@@ -109,7 +115,13 @@ def approve(
                 actor=approver,
                 workflow=wf.name,
                 subject=version.version_id,
-                payload={"env": env, "role": role, "note": note},
+                payload={
+                    "env": env,
+                    "role": role,
+                    "note": note,
+                    **({"os_user": os_user} if os_user is not None else {}),
+                    **({"token_id": token_id} if token_id is not None else {}),
+                },
             )
     return Approved(version.version_id, env, approver, role)
 

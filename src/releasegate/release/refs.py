@@ -31,6 +31,14 @@ def actor() -> str:
         return "unknown"
 
 
+def os_user() -> str:
+    """The login running this process, whatever ``RELEASEGATE_ACTOR`` or ``--as`` say."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
 def find_version(conn: Conn, ref: str) -> VersionRecord:
     """A full id, a unique prefix of 6+ characters, or ``workflow@env``."""
     if "@" in ref:

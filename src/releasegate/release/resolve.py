@@ -128,6 +128,14 @@ class Resolver:
         self.last_cause: str | None = None
         """Why the latest fallback was served ("did not answer within 2 s", ...)."""
 
+    def peek(self, workflow: str, env: str) -> Resolved | None:
+        """The answer kept in memory, while it is fresher than the TTL; None otherwise
+        (then call the resolver). Never blocks: an async server answers from it in place."""
+        hit = self._cache.get((workflow, env))
+        if hit is not None and time.monotonic() - hit[0] < self.ttl:
+            return hit[1]
+        return None
+
     def __call__(self, workflow: str, env: str) -> Resolved:
         key = (workflow, env)
         hit = self._cache.get(key)

@@ -14,18 +14,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from releasegate.errors import InputError, ReleasegateError
-from releasegate.store.engine import Location, Store, locate
+from releasegate.store.engine import SCHEMA_HEAD, Location, Store, locate
 from releasegate.store.faults import display_url, from_os_error
 
 __all__ = [
     "Location",
     "Store",
     "StoreReady",
+    "StoreStatus",
     "display_url",
     "file_fault",
     "init_store",
     "locate",
     "open_store",
+    "store_status",
     "upgrade_store",
 ]
 
@@ -39,6 +41,36 @@ def open_store(
     ``releasegate init``, so read-only commands never leave an empty store behind.
     """
     return Store.open(project_dir, create=create, location=location)
+
+
+@dataclass(frozen=True)
+class StoreStatus:
+    """Whether a running front's store answers and has the schema this release needs."""
+
+    reachable: bool
+    schema: str | None
+    expected: str
+    problem: str | None
+
+    @property
+    def ready(self) -> bool:
+        return self.problem is None
+
+
+def store_status(store: Store) -> StoreStatus:
+    """One query: the schema revision, against this release's (``/readyz``)."""
+    try:
+        current = store.schema_revision()
+    except ReleasegateError as exc:
+        return StoreStatus(False, None, SCHEMA_HEAD, exc.message)
+    if current != SCHEMA_HEAD:
+        return StoreStatus(
+            True,
+            current,
+            SCHEMA_HEAD,
+            f"the store's schema is {current or 'empty'}; this release needs {SCHEMA_HEAD}",
+        )
+    return StoreStatus(True, current, SCHEMA_HEAD, None)
 
 
 @dataclass(frozen=True)

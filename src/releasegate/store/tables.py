@@ -392,3 +392,17 @@ workflow_stages = Table(
     Column("created_at", TS, nullable=False),
     Index("ix_workflow_stages_workflow_seq", "workflow", "seq"),
 )
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("token_id", String(16), primary_key=True),
+    Column("name", String(100), nullable=False),
+    Column("active_name", String(100), nullable=True, unique=True),  # NULL once revoked
+    Column("role", String(20), nullable=False),
+    Column("secret_hash", String(64), nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("revoked_at", TS, nullable=True),
+    Column("revoked_by", String(200), nullable=True),
+)

@@ -1,0 +1,116 @@
+"""``serve`` (the team server) and ``token create|list|revoke`` (its API tokens).
+
+A token's secret is printed once, by ``token create``, and stored only hashed; ``list``
+and ``revoke`` never show it. Creating and revoking are audited. Exit codes: 0 done,
+1 refused (a name already active, a token already revoked), 2 bad input (an unknown
+role, a bad name, no such token): nothing written.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from releasegate.cli._common import JsonOpt, app, command, console, emit, token_app
+from releasegate.cli._common import open_store as store
+
+
+@command(app)
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    workers: Annotated[int, typer.Option(help="Worker processes sharing the port.")] = 1,
+    max_body: Annotated[
+        int, typer.Option("--max-body", metavar="BYTES", help="Largest request body (413 above).")
+    ] = 16 * 1024 * 1024,
+    token_ttl: Annotated[
+        float,
+        typer.Option(metavar="SECONDS", help="How long a checked token is remembered."),
+    ] = 5.0,
+    resolve_ttl: Annotated[
+        float,
+        typer.Option(metavar="SECONDS", help="How long a resolved version is served from memory."),
+    ] = 1.0,
+) -> None:
+    """Serve the HTTP API (FastAPI on uvicorn) over this project's store."""
+    from releasegate.errors import InputError
+    from releasegate.server.app import Settings
+    from releasegate.server.run import serve as run
+
+    if max_body < 1:
+        raise InputError("must be at least 1 byte", field="--max-body")
+    if token_ttl < 0 or resolve_ttl < 0:
+        raise InputError("a TTL cannot be negative", field="--token-ttl/--resolve-ttl")
+    store(create=False).close()  # no store, or an outdated schema: say so before listening
+    print(
+        f"releasegate serve: http://{host}:{port} (docs at /docs, {workers} worker(s))",
+        file=sys.stderr,
+    )
+    run(host, port, workers, Settings(max_body, token_ttl, resolve_ttl))
+
+
+@command(token_app, "create")
+def token_create(
+    name: Annotated[str, typer.Option(help="Who the token acts as (an approver's name).")],
+    role: Annotated[str, typer.Option(help="viewer, builder, operator, approver or admin.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Create an API token; its secret is shown this once and stored only hashed."""
+    from releasegate.release.tokens import create_token
+
+    created = create_token(store(create=False), name, role)
+    if as_json:
+        emit(created.to_dict())
+        return
+    t = created.token
+    sys.stdout.write(created.secret + "\n")
+    console(stderr=True).print(
+        f"token {t.token_id} for {t.name} ({t.role.label}): keep it now, it is not shown again"
+    )
+
+
+@command(token_app, "list")
+def token_list(
+    revoked: Annotated[bool, typer.Option("--revoked", help="Include revoked tokens.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """List API tokens (never their secrets)."""
+    from releasegate.release.tokens import list_tokens
+
+    tokens = list_tokens(store(create=False), include_revoked=revoked)
+    if as_json:
+        emit([t.to_dict() for t in tokens])
+        return
+    from rich import box
+    from rich.table import Table
+
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("id", "name", "role", "created", "by", "revoked"):
+        table.add_column(col, no_wrap=True)
+    for t in tokens:
+        table.add_row(
+            t.token_id,
+            t.name,
+            t.role.label,
+            t.created_at.isoformat()[:19].replace("T", " "),
+            t.created_by,
+            "" if t.revoked_at is None else t.revoked_at.isoformat()[:19].replace("T", " "),
+        )
+    console().print(table)
+
+
+@command(token_app, "revoke")
+def token_revoke(
+    token: Annotated[str, typer.Argument(metavar="TOKEN", help="The token's name or id.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Revoke an API token: the server refuses it from then on."""
+    from releasegate.release.tokens import revoke_token
+
+    done = revoke_token(store(create=False), token)
+    if as_json:
+        emit(done.to_dict())
+    else:
+        console().print(f"revoked token {done.token_id} of {done.name} ({done.role.label})")

@@ -1,0 +1,164 @@
+"""The team server: ``create_app(store, settings)`` builds the FastAPI application.
+
+Routes are thin: each parses its input, calls the same release or monitor service the
+CLI calls, and returns that service's JSON (the CLI's ``--json``); no rule lives here.
+The store is opened once per process and shared by every request (services open a
+transaction per call). ``serve`` runs it on uvicorn; ``from_environment`` is the factory
+uvicorn's workers call, reading the settings ``serve`` put in the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, fields
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from releasegate.release.resolve import Resolver
+from releasegate.release.store_access import Store, open_store
+from releasegate.server import errors
+from releasegate.server.access import Gatekeeper
+from releasegate.server.errors import BodyTooLarge
+from releasegate.server.metrics import Metrics
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What ``serve`` can tune (``RELEASEGATE_SERVER_<FIELD>`` in the workers' environment)."""
+
+    max_body_bytes: int = 16 * MIB
+    """A larger request body is refused with 413 before it is read whole."""
+    token_ttl: float = 5.0
+    """Seconds a checked token is remembered: a revoked token stops working within this."""
+    resolve_ttl: float = 1.0
+    """Seconds a resolved version is served from memory (as the SDK's ``Client``): a
+    promotion shows on every replica within this."""
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        found: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = os.environ.get(f"RELEASEGATE_SERVER_{f.name.upper()}")
+            if raw is not None:
+                found[f.name] = int(raw) if f.type == "int" else float(raw)
+        return cls(**found)
+
+    def to_env(self) -> dict[str, str]:
+        return {
+            f"RELEASEGATE_SERVER_{f.name.upper()}": str(getattr(self, f.name)) for f in fields(self)
+        }
+
+
+def create_app(store: Store, settings: Settings | None = None) -> FastAPI:
+    """The application over ``store``; the caller keeps the store open while it serves."""
+    from releasegate import __version__
+    from releasegate.server.routes import actions, read, runs
+
+    settings = settings or Settings()
+    app = FastAPI(
+        title="releasegate",
+        version=__version__,
+        summary="The governed release loop for LLM workflows, over HTTP.",
+        description=DESCRIPTION,
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.store = store
+    app.state.settings = settings
+    app.state.metrics = Metrics()
+    app.state.gatekeeper = Gatekeeper(store, settings.token_ttl)
+    app.state.resolver = Resolver(store, ttl=settings.resolve_ttl)
+    errors.install(app)
+    for module in (read, runs, actions):
+        app.include_router(module.router)
+    app.add_middleware(_Edge, metrics=app.state.metrics, limit=settings.max_body_bytes)
+    return app
+
+
+def from_environment() -> FastAPI:
+    """The factory each uvicorn worker calls: the store ``RELEASEGATE_DIR`` /
+    ``RELEASEGATE_DATABASE_URL`` name, the settings ``serve`` exported."""
+    return create_app(open_store(create=False), Settings.from_env())
+
+
+DESCRIPTION = """\
+Every endpoint but `/healthz`, `/readyz`, `/metrics` and these docs needs an API token
+(`Authorization: Bearer rg_...`, made with `releasegate token create --name NAME --role ROLE`).
+Roles are ranked viewer < builder < operator < approver < admin; each endpoint names the
+lowest it needs. Every error has one shape: `{"ok": false, "status", "error", "hint",
+"errors": [{"field", "message", "index"}]}`; nothing is written on any error.
+"""
+
+
+class _Edge:
+    """Pure ASGI middleware: refuses bodies over ``limit`` (413, before reading them whole:
+    by Content-Length, else by counting the chunks), and times every request for
+    ``/metrics`` by its route template."""
+
+    def __init__(self, app: ASGIApp, *, metrics: Metrics, limit: int) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+        declared = _content_length(scope)
+        if declared is not None and declared > self.limit:
+            await self._too_large(scope, receive, send)
+            self.metrics.observe(scope["method"], "(too large)", 413, time.perf_counter() - started)
+            return
+        seen = 0
+        limit = self.limit
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise BodyTooLarge(_too_large_text(limit))
+            return message
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, counted, sending)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "(unrouted)"
+            self.metrics.observe(scope["method"], template, status, time.perf_counter() - started)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = errors.error_response(
+            413, _too_large_text(self.limit), hint="send the runs in smaller batches"
+        )
+        response.headers["connection"] = "close"  # the unread body must not be parsed as a request
+        await response(scope, receive, send)
+
+
+def _too_large_text(limit: int) -> str:
+    return f"the request body is over the server's limit of {limit:,} bytes; nothing was written"
+
+
+def _content_length(scope: Scope) -> int | None:
+    for key, value in scope["headers"]:
+        if key == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None

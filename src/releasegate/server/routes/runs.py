@@ -1,0 +1,87 @@
+"""``POST /v1/runs``: production runs as a JSON batch, through the same ingest path as
+``releasegate runs import`` (``monitor.ingest.ingest_dicts``, atomic): the same record,
+validated by the same parser, and one bad record lands none of the batch (422 naming each
+record by its index and field). A re-sent batch lands nothing twice (runs are keyed by
+id). Runs of a version that never passed the gate land and are reported in
+``outside_gate`` with the alert raised, as the CLI does (it exits 1 there; here it is
+still 200: the runs landed)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from starlette.concurrency import run_in_threadpool
+
+from releasegate.domain.access import Identity, Role
+from releasegate.domain.untrusted import parse_json
+from releasegate.monitor.ingest import IngestResult, ingest_dicts
+from releasegate.release.store_access import Store
+from releasegate.server.access import requires
+from releasegate.server.errors import ERROR_RESPONSES, FieldError, ValidationFailed
+from releasegate.server.routes import Json
+
+router = APIRouter(responses=ERROR_RESPONSES)
+SOURCE = "POST /v1/runs"
+
+EXAMPLE = [
+    {
+        "run_id": "r-0001",
+        "workflow": "support-triage",
+        "env": "production",
+        "version_id": "3f2a9c...",
+        "started_at": "2026-12-01T10:00:00Z",
+        "latency_ms": 412,
+        "status": "ok",
+    }
+]
+
+
+@router.post(
+    "/v1/runs",
+    tags=["runs"],
+    summary="Land a batch of production runs, all or none (`releasegate runs import`)",
+    description='A JSON array of run records (or `{"runs": [...]}`), the fields of '
+    "docs/production.md. Needs operator.",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {"type": "array", "items": {"type": "object"}},
+                    "example": EXAMPLE,
+                }
+            },
+        }
+    },
+)
+async def post_runs(
+    request: Request, _: Annotated[Identity, Depends(requires(Role.OPERATOR))]
+) -> Json:
+    # the body is parsed here, by the ingest path's own parser (one parse, depth-limited)
+    raw = await request.body()
+    store: Store = request.app.state.store
+    result = await run_in_threadpool(_ingest, store, raw)
+    request.app.state.metrics.runs.inc(result.landed)
+    return Json(result.as_dict())
+
+
+def _ingest(store: Store, raw: bytes) -> IngestResult:
+    doc = parse_json(raw, SOURCE)
+    items = doc.get("runs") if isinstance(doc, dict) and set(doc) == {"runs"} else doc
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise ValidationFailed(
+            'the body must be a JSON array of run objects (or {"runs": [...]})',
+            [FieldError(field="body", message="expected an array of objects")],
+        )
+    result = ingest_dicts(store, items, source="http", atomic=True)
+    if result.rejected:
+        shown = result.rejected[:50]
+        raise ValidationFailed(
+            f"{result.rejected_count} run record(s) rejected, nothing landed: "
+            + "; ".join(r.describe(SOURCE) for r in shown[:5])
+            + (" ..." if result.rejected_count > 5 else ""),
+            [FieldError(field=r.field, message=r.reason, index=r.index) for r in shown],
+            hint="fix the records named and send the whole batch again",
+        )
+    return result

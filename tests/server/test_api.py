@@ -1,0 +1,236 @@
+"""The API over a real uvicorn on loopback, on SQLite and PostgreSQL: every endpoint's
+answer, the one error shape with its status, and nothing written on any error."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from releasegate.release.audit import audit_log
+from releasegate.release.resolve import resolve
+from tests.server.conftest import Live
+
+
+def is_error(r: httpx.Response, status: int, *fragments: str) -> dict[str, Any]:
+    """``r`` is the one error shape with ``status``, its message holding ``fragments``."""
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert set(body) == {"ok", "status", "error", "hint", "errors"}
+    assert body["ok"] is False and body["status"] == status
+    for f in fragments:
+        assert f in body["error"], body
+    return body
+
+
+def events(live: Live) -> list[tuple[int, str]]:
+    return [(e.seq, e.kind) for e in audit_log(live.store)]
+
+
+def run(live: Live, i: int, **over: Any) -> dict[str, Any]:
+    return {
+        "run_id": f"r-{i:05d}",
+        "workflow": "router",
+        "env": "staging",
+        "version_id": live.v1,
+        "started_at": datetime(2026, 12, 1, 10, 0, tzinfo=UTC).isoformat(),
+        "latency_ms": 120 + i,
+        "status": "ok",
+        **over,
+    }
+
+
+def test_health_readiness_metrics_and_the_published_spec(live: Live) -> None:
+    with live.client() as c:
+        assert c.get("/healthz").json() == {"ok": True}
+        ready = c.get("/readyz")
+        assert ready.status_code == 200 and ready.json()["ok"] is True
+        assert ready.json()["schema"] == ready.json()["expected"]
+        spec = c.get("/openapi.json").json()
+        assert "/v1/runs" in spec["paths"] and "/v1/resolve/{workflow}/{env}" in spec["paths"]
+        assert "HTTPBearer" in spec["components"]["securitySchemes"]
+        assert c.get("/docs").status_code == 200
+        metrics = c.get("/metrics")
+        assert metrics.headers["content-type"].startswith("text/plain")
+        assert 'releasegate_http_requests_total{method="GET",route="/readyz",status="200"} 1.0' in (
+            metrics.text
+        )
+
+
+def test_the_views_are_the_clis_json(live: Live) -> None:
+    with live.client("viewer") as c:
+        wfs = c.get("/v1/workflows").json()
+        assert [w["workflow"] for w in wfs] == ["router"]
+        staging = next(e for e in wfs[0]["environments"] if e["env"] == "staging")
+        assert staging["version_id"] == live.v1 and staging["paused"] is False
+        assert c.get("/v1/workflows/router").json()["stakes"] == "high"
+        envs = c.get("/v1/workflows/router/environments").json()
+        assert {e["env"]: e["version_id"] for e in envs} == {"staging": live.v1, "production": None}
+        versions = c.get("/v1/workflows/router/versions").json()
+        assert [v["version_id"] for v in versions] == [live.v1, live.v2]
+        assert versions[0]["environments"] == ["staging"]
+        shown = c.get(f"/v1/versions/{live.v2[:12]}").json()
+        assert shown["version_id"] == live.v2 and shown["decisions"][0]["verdict"] == (
+            "needs-approval"
+        )
+        assert c.get("/v1/versions/router@staging").json()["version_id"] == live.v1
+        resolved = c.get("/v1/resolve/router/staging").json()
+        expected = resolve(live.store, "router", "staging")
+        assert resolved["version_id"] == expected.version_id == live.v1
+        assert resolved["manifest"] == expected.manifest
+        assert (resolved["paused"], resolved["fallback"], resolved["rollout"]) == (
+            False,
+            False,
+            None,
+        )
+        history = c.get("/v1/workflows/router/environments/staging/history").json()
+        assert [(h["action"], h["version_id"]) for h in history] == [("promote", live.v1)]
+        log = c.get("/v1/audit", params={"limit": 3}).json()
+        assert [e["seq"] for e in log] == [s for s, _ in events(live)[-3:]]
+        assert c.get("/v1/audit/verify").json()["ok"] is True
+
+
+def test_unknown_names_are_404_and_bad_references_400(live: Live) -> None:
+    with live.client("viewer") as c:
+        is_error(c.get("/v1/workflows/nope"), 404, "no workflow 'nope'")
+        is_error(c.get("/v1/workflows/nope/versions"), 404, "no workflow 'nope'")
+        is_error(c.get("/v1/versions/abcdef123456"), 404, "no version 'abcdef123456'")
+        is_error(c.get("/v1/resolve/router/production"), 404, "nothing runs in router@production")
+        is_error(c.get("/v1/resolve/router/moon"), 400, "moon")
+        short = is_error(c.get("/v1/versions/abc"), 400, "too short")
+        assert short["errors"] == [
+            {"field": "version", "message": short["errors"][0]["message"], "index": None}
+        ]
+        is_error(c.get("/v1/nothing-here"), 404, "no such endpoint")
+        is_error(c.delete("/v1/workflows"), 405)
+        is_error(c.get("/v1/audit", params={"limit": "many"}), 422, "limit")
+
+
+def test_runs_land_all_or_none_as_runs_import(live: Live) -> None:
+    batch = [run(live, i) for i in range(50)]
+    with live.client("operator") as c:
+        landed = c.post("/v1/runs", json=batch)
+        assert landed.status_code == 200, landed.text
+        assert (landed.json()["received"], landed.json()["landed"]) == (50, 50)
+        again = c.post("/v1/runs", json={"runs": batch}).json()
+        assert (again["landed"], again["duplicates"]) == (0, 50)
+        before = events(live)
+        bad = [run(live, 100 + i) for i in range(10)]
+        bad[3]["latency_ms"] = "slow"
+        bad[7]["workflow"] = "nope"
+        refused = is_error(c.post("/v1/runs", json=bad), 422, "rejected, nothing landed")
+        assert [e["index"] for e in refused["errors"]] == [3]  # the parser stops the batch first
+        assert refused["errors"][0]["field"] == "latency_ms"
+        unknown = [run(live, 200), run(live, 201, workflow="nope")]
+        refused = is_error(c.post("/v1/runs", json=unknown), 422, "nothing landed")
+        assert [e["index"] for e in refused["errors"]] == [1]
+        is_error(c.post("/v1/runs", content=b"[{"), 400, "malformed JSON")
+        is_error(c.post("/v1/runs", json={"run_id": "x"}), 422, "array of run objects")
+        is_error(c.post("/v1/runs", json=[1, 2]), 422, "array of run objects")
+        deep = b"[" * 5000 + b"]" * 5000
+        is_error(c.post("/v1/runs", content=deep), 400)
+        assert events(live) == before  # nothing written by any refused batch
+    shown = httpx.get(f"{live.url}/metrics").text
+    assert "releasegate_runs_landed_total 50.0" in shown
+
+
+def test_an_oversized_body_is_413_and_lands_nothing(live: Live, store_url: str) -> None:
+    from releasegate.server.app import Settings, create_app
+    from tests.server.conftest import run_server
+
+    app = create_app(live.store, Settings(max_body_bytes=10_000, token_ttl=0))
+    batch = [run(live, i) for i in range(200)]
+    for url in run_server(app):
+        headers = {"Authorization": f"Bearer {live.tokens['operator']}"}
+        r = httpx.post(f"{url}/v1/runs", json=batch, headers=headers)
+        is_error(r, 413, "over the server's limit of 10,000 bytes")
+
+        def chunks() -> Any:  # no Content-Length: counted as it arrives
+            body = json.dumps(batch).encode()
+            for i in range(0, len(body), 4096):
+                yield body[i : i + 4096]
+
+        r = httpx.post(f"{url}/v1/runs", content=chunks(), headers=headers)
+        is_error(r, 413, "over the server's limit")
+        small = httpx.post(f"{url}/v1/runs", json=batch[:5], headers=headers)
+        assert small.json()["landed"] == 5
+    with live.client("viewer") as c:
+        assert c.get("/v1/workflows").status_code == 200
+
+
+def test_approve_then_promote_as_the_tokens_identity(live: Live) -> None:
+    with live.client("bob") as bob:
+        done = bob.post(
+            f"/v1/versions/{live.v2[:12]}/approve", json={"env": "staging", "note": "ok"}
+        )
+        assert done.status_code == 200, done.text
+        assert (done.json()["approver"], done.json()["role"]) == ("bob", "approver")
+    granted = [e for e in audit_log(live.store) if e.kind == "approval.granted"][-1]
+    assert granted.actor == "bob" and granted.payload["token_id"] in live.tokens["bob"]
+    with live.client("operator") as op:
+        moved = op.post(f"/v1/versions/{live.v2}/promote", json={"env": "staging"})
+        assert moved.status_code == 200, moved.text
+        assert (moved.json()["previous_id"], moved.json()["version_id"]) == (live.v1, live.v2)
+        assert op.get("/v1/resolve/router/staging").json()["version_id"] == live.v2
+        back = op.post(
+            "/v1/workflows/router/environments/staging/rollback", json={"reason": "INC-1"}
+        )
+        assert back.json()["version_id"] == live.v1
+        paused = op.post(
+            "/v1/workflows/router/environments/staging/pause", json={"reason": "incident 42"}
+        )
+        assert paused.status_code == 200 and paused.json()["paused"] is True
+        resolved = op.get("/v1/resolve/router/staging").json()
+        assert (resolved["paused"], resolved["paused_reason"]) == (True, "incident 42")
+        again = op.post("/v1/workflows/router/environments/staging/pause", json={"reason": "again"})
+        is_error(again, 409, "already paused")
+        assert op.post("/v1/workflows/router/environments/staging/resume").json()["action"] == (
+            "resumed"
+        )
+    history = [(e.actor, e.kind) for e in audit_log(live.store)][-5:]
+    assert history == [
+        ("bob", "approval.granted"),
+        ("operator", "env.promoted"),
+        ("operator", "env.rolled_back"),
+        ("operator", "env.paused"),
+        ("operator", "env.resumed"),
+    ]
+    with live.client("viewer") as c:
+        assert c.get("/v1/audit/verify").json()["ok"] is True
+
+
+def test_an_approval_names_no_one_but_the_token_and_nobody_approves_their_own(live: Live) -> None:
+    before = events(live)
+    with live.client("bob") as bob:
+        for key in ("as", "approver"):
+            r = bob.post(f"/v1/versions/{live.v2}/approve", json={"env": "staging", key: "carol"})
+            is_error(r, 422, f"'{key}' is refused over the server")
+        is_error(bob.post(f"/v1/versions/{live.v2}/approve", json={}), 422, "env")
+        r = bob.post(
+            f"/v1/versions/{live.v2}/approve",
+            content=b"{",
+            headers={"content-type": "application/json"},
+        )
+        is_error(r, 400, "malformed")
+        r = bob.post(f"/v1/versions/{live.v2}/approve", json={"env": "moon"})
+        is_error(r, 400, "moon")
+    with live.client("alice") as alice:  # alice owns v2
+        r = alice.post(f"/v1/versions/{live.v2}/approve", json={"env": "staging"})
+        is_error(r, 409, "nobody approves their own change")
+    with live.client("approver") as other:  # a token whose name is no approver of the workflow
+        r = other.post(f"/v1/versions/{live.v2}/approve", json={"env": "staging"})
+        is_error(r, 409, "not an approver")
+    with live.client("operator") as op:
+        is_error(op.post(f"/v1/versions/{live.v2}/promote", json={"env": "staging"}), 409)
+    assert events(live) == before
+
+
+def test_the_local_approval_records_the_os_user_beside_as(live: Live) -> None:
+    from releasegate.release.promote import approve
+    from releasegate.release.refs import os_user
+
+    approve(live.store, live.v2, "staging", approver="carol", os_user=os_user())
+    granted = [e for e in audit_log(live.store) if e.kind == "approval.granted"][-1]
+    assert granted.actor == "carol" and granted.payload["os_user"] == os_user()
