@@ -20,6 +20,9 @@ def test_rules_from_register_to_runs_import(tmp_path: Path) -> None:
             "provider: openai\n  name: gpt-4o-2024-08-06",
         )
     )
+    checked = rg(d, "register", str(path), "--check")
+    assert checked.returncode == 0 and "(nothing written)" in checked.stdout
+    assert f"warning: {path}: restricted data would reach openai model" in checked.stderr
     done = rg(d, "register", str(path), "--json")
     hosted = ok_json(done)
     assert "warning: restricted data would reach openai model 'gpt-4o-2024-08-06' at " in (

@@ -40,7 +40,12 @@ def register(
     from releasegate.release.register import read_workflow, register_spec
 
     if check:  # pre-commit passes every changed file at once
+        from releasegate.release.data_rules import version_violations
+
         specs = [(f, read_workflow(f)) for f in files]  # the first bad file stops it
+        for f, s in specs:
+            for v in version_violations(s.manifest, s.data_class):
+                console(stderr=True).print(f"warning: {f}: {v.message()}", markup=False)
         if as_json:
             found = [
                 {"file": str(f), "version_id": s.version_id, "workflow": s.name, "valid": True}
