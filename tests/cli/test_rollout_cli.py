@@ -28,6 +28,21 @@ def gated(project: Project, name: str, **kw: Any) -> str:
     return vid
 
 
+def run_row(run_id: str, vid: str, arm: str, started: float, failed: bool) -> dict[str, Any]:
+    """One run of ``router@staging`` as a JSONL line holds it."""
+    return {
+        "run_id": run_id,
+        "workflow": "router",
+        "env": "staging",
+        "version_id": vid,
+        "arm": arm,
+        "started_at": started,
+        "latency_ms": 120.0,
+        "status": "error" if failed else "ok",
+        **({"failure_reason": "empty answer"} if failed else {}),
+    }
+
+
 def arm_runs(
     path: Path,
     stable: str,
@@ -45,19 +60,8 @@ def arm_runs(
     for i in range(n):
         arm = "canary" if rng.random() < weight else "stable"
         failed = rng.random() < errors[arm == "canary"]
-        rows.append(
-            {
-                "run_id": f"r{i}",
-                "workflow": "router",
-                "env": "staging",
-                "version_id": canary if arm == "canary" else stable,
-                "arm": arm,
-                "started_at": now + i * 0.01,
-                "latency_ms": 120.0,
-                "status": "error" if failed else "ok",
-                **({"failure_reason": "empty answer"} if failed else {}),
-            }
-        )
+        vid = canary if arm == "canary" else stable
+        rows.append(run_row(f"r{i}", vid, arm, now + i * 0.01, failed))
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 
@@ -106,3 +110,64 @@ def test_a_canary_from_start_to_abort(tmp_path: Path) -> None:
     assert again.returncode == 0  # nothing more to do: reported, not aborted twice
     resolved = ok_json(rg(d, "resolve", "router", "--env", "staging", "--json"))
     assert resolved["version_id"] == v1
+
+
+def shadow_runs(path: Path, stable: str, shadow: str, n: int, shadow_error: float) -> Path:
+    """``n`` requests of ``router@staging`` under a shadow rollout, each served by the stable
+    version and run again by the shadow on the same input (JSONL, as an app would export)."""
+    rng = random.Random(11)
+    now = time.time() - 60
+    rows = []
+    for i in range(n):
+        text = f"easy message {i} #fraud"
+        for arm, vid, p in (("stable", stable, 0.02), ("shadow", shadow, shadow_error)):
+            failed = rng.random() < p
+            row = run_row(f"{arm}{i}", vid, arm, now + i * 0.01, failed)
+            rows.append({**row, "input": text, "label": "fraud"})
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_a_shadow_from_start_to_abort_and_a_replay(tmp_path: Path) -> None:
+    project = Project(root=tmp_path)
+    d = project.root
+    project.suite()
+    v1 = gated(project, "v1")
+    assert rg(d, "promote", v1, "--env", "staging").returncode == 0
+    v2 = gated(project, "v2", temperature=0.2)
+    both = rg(d, "promote", v2, "--env", "staging", "--shadow", "--canary", "10")
+    assert both.returncode == 2 and "--shadow and --canary" in both.stderr
+    no_candidate = rg(d, "rollout", "shadow-replay", "router", "--env", "staging")
+    assert no_candidate.returncode == 2 and "name the version to replay" in no_candidate.stderr
+
+    started = ok_json(rg(d, "promote", v2, "--env", "staging", "--shadow", "--json"))
+    assert (started["mode"], started["weight"], started["step"]) == ("shadow", 0, 0)
+    shown = rg(d, "rollout", "status", "router", "--env", "staging")
+    assert shown.returncode == 0 and "in shadow (served to nobody; then 10% -> 50% -> 100%)" in (
+        shown.stdout
+    )
+    plain = rg(d, "promote", v2, "--env", "staging")
+    assert plain.returncode == 1 and "(in shadow, served to nobody)" in plain.stderr
+
+    # a replay of a broken candidate on the stable's recorded inputs: worse, exit 1
+    broken = ok_json(
+        rg(d, "register", str(project.workflow("v3", policy=POLICY, mode="broken")), "--json")
+    )["version_id"]
+    shadow_runs(d / "runs.jsonl", v1, v2, 300, shadow_error=0.30)
+    assert rg(d, "runs", "import", "runs.jsonl").returncode == 0
+    replay = rg(d, "rollout", "shadow-replay", "router", "--env", "staging", "--candidate",
+                broken, "--limit", "100", "--json")  # fmt: skip
+    assert replay.returncode == 1, replay.stderr
+    found = json.loads(replay.stdout)
+    assert (found["outcome"], found["pairs"], found["recorded_on"]) == ("worse", 100, None)
+    text = rg(d, "rollout", "shadow-replay", "router", "--env", "staging", "--limit", "100")
+    assert text.returncode == 0, text.stderr  # the rollout's own candidate answers alike
+    assert "replayed on 100 production runs" in text.stdout and "WORSE" not in text.stdout
+
+    checked = rg(d, "rollout", "check", "router", "--env", "staging", "--json")
+    assert checked.returncode == 1, checked.stderr
+    report = json.loads(checked.stdout)
+    assert (report["state"], report["mode"], report["aborted_now"]) == ("aborted", "shadow", True)
+    assert report["canary_runs"] == 300 and report["unpaired"] == 0
+    assert report["replay"]["pairs"] == 100  # the replay of its own candidate, kept
+    assert "the shadow of" in report["alert"]["message"]

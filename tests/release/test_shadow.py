@@ -184,6 +184,20 @@ def test_a_healthy_shadow_is_not_aborted_and_advances_to_the_first_canary_step(
     assert '"from_mode":"shadow"' in payload and "label_change: shadow" in payload
 
 
+def test_a_failing_shadow_never_pauses_production(store: Store, project: Project) -> None:
+    pol = {**policy(), "pause_on": {"error_rate": 0.5, "window": "1h", "min_runs": 50}}
+    v1 = gated(store, project, "v1", pol)
+    promote(store, v1, "staging", who="alice")
+    v2 = gated(store, project, "v2", pol, temperature=0.2)
+    rollout.start(store, v2, "staging", shadow=True, who="alice", rollout_id=RID)
+    traffic(store, 200, shadow_error=0.95, seed=5)  # the shadow fails almost every time
+    checked = rollout.check(store, "router", "staging", who="cron")
+    assert checked.has_aborted and checked.auto_pause is not None
+    assert checked.auto_pause.seen.runs == 200  # the served runs, none of the shadow's
+    assert not checked.auto_pause.is_severe and not checked.auto_pause.has_paused
+    assert resolve(store, "router", "staging").paused is None  # the users never saw it fail
+
+
 def test_shadow_refusals_write_nothing(store: Store, project: Project) -> None:
     v1, v2 = shipped_pair(store, project)
     before = audit_kinds(store)

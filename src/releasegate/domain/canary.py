@@ -333,7 +333,7 @@ def judge(
         outcome = "abort"
         shown = (
             f"worse by more than {_fmt(state.margin, state.is_rate, diff=True)} shown "
-            f"(e-value {e_worse:.3g} >= {1 / alpha:g}; false-abort rate <= {alpha:.0%} "
+            f"(e-value {e_worse:.3g} >= {1 / alpha:g}; false-abort rate <= {alpha * 100:.2g}% "
             "however often checked)"
         )
     elif state.not_worse.log_e >= threshold and state.pairs >= min_runs:
@@ -341,7 +341,7 @@ def judge(
         shown = (
             f"not worse by more than {_fmt(state.margin, state.is_rate, diff=True)} shown "
             f"(e-value {e_not:.3g} >= {1 / alpha:g}; a {arm} worse by the margin passes "
-            f"<= {alpha:.0%})"
+            f"<= {alpha * 100:.2g}%)"
         )
     else:
         outcome = "hold"

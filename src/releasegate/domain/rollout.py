@@ -301,6 +301,11 @@ class Rollout:
         return self.mode == "shadow"
 
     @property
+    def serving(self) -> str:
+        """Who it serves, in words: ``25% canary`` or ``in shadow, served to nobody``."""
+        return "in shadow, served to nobody" if self.is_shadow else f"{self.weight:g}% canary"
+
+    @property
     def next_weight(self) -> float | None:
         if not self.is_running:
             return None

@@ -148,7 +148,7 @@ def promote(
         if running is not None:
             raise RolloutRefusedError(
                 f"a rollout of {running.canary_id[:12]} runs in {wf.name}@{env} "
-                f"({running.weight:g}% canary): a promotion would pull the ground from under it",
+                f"({running.serving}): a promotion would pull the ground from under it",
                 hint=f"`releasegate rollout advance|abort {wf.name} --env {env}` first",
             )
         decision, given = promotable(conn, version, wf, env, current)

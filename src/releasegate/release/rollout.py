@@ -94,7 +94,7 @@ def start(
         if running is not None:
             raise RolloutRefusedError(
                 f"a rollout of {running.canary_id[:12]} already runs in {wf.name}@{env} "
-                f"({running.weight:g}% canary)",
+                f"({running.serving})",
                 hint=f"`releasegate rollout advance|abort {wf.name} --env {env}` first",
             )
         current = EnvironmentRepo(conn).current(wf.name, env, lock=True)
