@@ -17,6 +17,7 @@ import yaml
 
 from releasegate import Client
 from releasegate.errors import RehearsalRefusedError
+from releasegate.release import handover
 from releasegate.release.audit import audit_verify
 from releasegate.release.evaluate import evaluate
 from releasegate.release.gate import gate
@@ -160,6 +161,10 @@ def test_a_suite_that_covers_every_label_catches_every_mutation_and_the_rehearsa
     assert resolve(store, WF, "staging").version_id == v2
     assert "env.rehearsed" in audit_kinds(store)  # caught variants go out as a rehearsal move
     assert audit_verify(store).broken is None
+    # the handover checklist and the runbook read it as the last rehearsal
+    last = handover.gather(store, WF).facts.rehearsal
+    assert last is not None and last.passed and last.env == "staging"
+    assert last.at == r.finished_at and "result passed, mutation score 100%" in last.summary
 
 
 def test_production_is_refused_without_allow_production_and_nothing_is_written(

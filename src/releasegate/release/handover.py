@@ -35,6 +35,7 @@ from releasegate.store.alerts import AlertRepo
 from releasegate.store.decisions import DecisionRecord, DecisionRepo
 from releasegate.store.engine import Conn, Store
 from releasegate.store.environments import EnvironmentRepo
+from releasegate.store.rehearsals import RehearsalRepo
 from releasegate.store.rollouts import RolloutRepo
 from releasegate.store.runs import RunRepo
 from releasegate.store.stages import StageRepo
@@ -246,8 +247,22 @@ def gather(store: Store, workflow: str, *, now: datetime | None = None) -> Gathe
 
 
 def last_rehearsal(store: Store, workflow: str) -> Rehearsal | None:
-    """The last rollback rehearsal of ``workflow`` (``releasegate rehearse``), if any."""
-    return None  # no rehearsal is recorded until `releasegate rehearse` exists
+    """The last finished rollback rehearsal of ``workflow`` (``releasegate rehearse``), if
+    any: passed when the rollback restored the original (a suite found too weak on the way
+    still proved the rollback)."""
+    with store.read() as conn:
+        done = [r for r in RehearsalRepo(conn).recent(workflow) if r.finished_at is not None]
+    if not done:
+        return None
+    last = done[0]
+    score = "-" if last.mutation_score is None else f"{last.mutation_score:.0%}"
+    revert = "-" if last.time_to_revert_s is None else f"{last.time_to_revert_s:.2f} s"
+    return Rehearsal(
+        at=last.finished_at or last.started_at,
+        env=last.env,
+        passed=last.result in ("passed", "suite-too-weak"),
+        summary=f"result {last.result}, mutation score {score}, time to revert {revert}",
+    )
 
 
 def check(store: Store, workflow: str, *, now: datetime | None = None) -> Readiness:
