@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from releasegate.domain.data_class import DataRules
 from releasegate.domain.identity import content_hash
 from releasegate.domain.pinning import BlessedModel
 from releasegate.domain.policy import Policy
@@ -20,12 +21,14 @@ from releasegate.domain.review import (
     Paused,
     Reported,
     Review,
+    RunningData,
     RunningModel,
     Seen,
     Serving,
     WorkflowOwners,
     admitted,
     alert_tests,
+    data_class_violations,
     expired,
     missing_owners,
     model_problems,
@@ -326,3 +329,31 @@ def test_expired_experiments(kept: str | None, fixable: bool) -> None:
     assert (kept is not None) is any(
         "gc keeps it: it serves router@staging" in e for e in f.evidence
     )
+
+
+@pytest.mark.parametrize(
+    ("model", "data_class", "fields"),
+    [
+        ({"provider": "openai", "name": "gpt-4o-2024-08-06"}, "internal", ()),
+        ({"provider": "openai", "name": "gpt-4o-2024-08-06"}, "confidential", ("model.base_url",)),
+        (
+            {"provider": "openai", "name": "q", "base_url": "http://127.0.0.1:8000/v1"},
+            "restricted",
+            (),
+        ),
+        ({"provider": "python", "name": "m:f"}, "restricted", ()),
+    ],
+)
+def test_data_class_violations(
+    model: dict[str, Any], data_class: str, fields: tuple[str, ...]
+) -> None:
+    running = [RunningData("router", "production", V, {"model": model}, data_class)]
+    found = data_class_violations(running, DataRules(), {V: "/p/router.yaml"})
+    if not fields:
+        assert found == []
+        return
+    (f,) = found
+    assert (f.check, f.env, f.subject) == ("data-class", "production", V)
+    assert f.fix.startswith("releasegate register /p/router.yaml")
+    assert [e.split(":")[0] for e in f.evidence] == list(fields)
+    assert "data rule 'confidential: local runtimes only'" in f.evidence[0]

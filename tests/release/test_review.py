@@ -192,6 +192,24 @@ def test_an_expired_experiment_that_serves_is_kept_as_gc_keeps_it(
     assert review(store, at=later, fix=True).fixed == ()  # gc keeps it, and so does --fix
 
 
+def test_a_version_gated_before_the_rules_tightened_is_a_data_class_violation(
+    store: Store, project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    v1 = shipped(store, project)
+    assert by_check(review(store), "data-class") == []
+    rules = project.root / "data-rules.yaml"
+    rules.write_text("classes:\n  internal:\n    runtimes: [ollama]\n")
+    monkeypatch.setenv("RELEASEGATE_DATA_RULES", str(rules))
+    found = by_check(review(store), "data-class")
+    assert [(f.env, f.subject) for f in found] == [("production", v1), ("staging", v1)]
+    assert "model.provider: internal data would reach python model" in found[0].evidence[0]
+    assert "data-rules.yaml:" in found[0].evidence[0]  # the rule, where it was written
+    assert found[0].fix.startswith(f"releasegate register {project.root / 'v1.yaml'}")
+    rules.write_text("classes: [not a mapping]\n")
+    with pytest.raises(InputError, match="data-rules.yaml"):
+        review(store)  # a bad rules file is bad input, nothing read
+
+
 def test_review_of_an_unknown_workflow_is_bad_input(store: Store) -> None:
     with pytest.raises(NotFoundError, match="no workflow 'nope'"):
         review(store, "nope")

@@ -16,6 +16,8 @@ exits 1 when any finding needs action. The checks:
 - ``owners``: a workflow without a change owner, a care owner or responders.
 - ``models``: a running version whose model is not pinned, or not on the blessed list
   of the environment's policy.
+- ``data-class``: a running version whose model or retrieval sends the workflow's data
+  where its class forbids (``domain.data_class.violations`` under the project's rules).
 - ``alert-tests``: an alert rule that never fired and reached its routes (``alert_tests``).
 - ``rehearsal``: a workflow with something running whose rollback was never rehearsed,
   was last rehearsed before the period, or whose last rehearsal did not restore the
@@ -34,6 +36,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
+from releasegate.domain.data_class import DataRules, violations
 from releasegate.domain.identity import content_hash, sha256_bytes
 from releasegate.domain.monitoring import parse_duration
 from releasegate.domain.pinning import blessing_for, pin_of, runtime_of, same_model_name
@@ -46,6 +49,7 @@ CHECKS: Mapping[str, str] = {
     "stale-gate": "environments whose version was gated on an older suite or policy",
     "owners": "workflows without a change owner, a care owner or responders",
     "models": "running models that are not pinned, or not blessed by the policy",
+    "data-class": "running versions that send data where the workflow's data class forbids",
     "alert-tests": "alert rules that never fired and reached their routes",
     "rehearsal": "rollbacks not rehearsed within the period, or whose last rehearsal failed",
     "experiments": "experiments past their retention window that still hold eval data",
@@ -440,6 +444,46 @@ def model_problems(running: Iterable[RunningModel]) -> list[Finding]:
                     (f"the {r.env} policy blesses: {listed}",),
                 )
             )
+    return out
+
+
+# -- data classes --------------------------------------------------------------------------
+
+
+class RunningData(NamedTuple):
+    """What an environment runs, and the data class of its workflow."""
+
+    workflow: str
+    env: str
+    version_id: str
+    manifest: Mapping[str, Any]
+    data_class: str
+
+
+def data_class_violations(
+    running: Iterable[RunningData], rules: DataRules, origins: Mapping[str, str] | None = None
+) -> list[Finding]:
+    """The versions serving now that the gate would refuse under today's rules (one gated
+    before the rules tightened still serves). ``origins``: the files they came from."""
+    out = []
+    for r in running:
+        found = violations(r.manifest, r.data_class, rules)
+        if not found:
+            continue
+        file = (origins or {}).get(r.version_id, "WORKFLOW_FILE")
+        out.append(
+            Finding(
+                "data-class",
+                r.workflow,
+                r.env,
+                r.version_id,
+                f"{_short(r.version_id)} in {r.env} sends {r.data_class} data where its "
+                "class forbids",
+                f"releasegate register {file}  # with a model and retrieval the "
+                f"{r.data_class} class allows, then gate and promote it",
+                tuple(f"{v.field}: {v.message()}" for v in found),
+            )
+        )
     return out
 
 

@@ -28,12 +28,14 @@ from releasegate.domain.review import (
     Place,
     Reported,
     Review,
+    RunningData,
     RunningModel,
     Seen,
     Serving,
     WorkflowOwners,
     admitted,
     alert_tests,
+    data_class_violations,
     expired,
     missing_owners,
     model_problems,
@@ -44,6 +46,7 @@ from releasegate.domain.review import (
     reported_drift,
     stale_gates,
 )
+from releasegate.release.data_rules import load_rules
 from releasegate.release.experiments import collect_expired
 from releasegate.release.refs import actor as default_actor
 from releasegate.store.engine import Store
@@ -73,6 +76,7 @@ def review(
     the findings are what is left."""
     at = at or datetime.now(UTC)
     since = (at - period).timestamp()
+    rules = load_rules()  # a bad rules file is exit 2 before anything is read
     fixed: list[str] = []
     if fix:
         done = collect_expired(store, workflow, now=at, who=who or default_actor())
@@ -109,7 +113,14 @@ def review(
         )
         manifests = repo.manifests({g.version_id for g in groups})
         drift = reported_drift(_reported(groups), manifests)
-        origins = repo.origins({f.subject.split(":")[0] for f in drift})
+        classes = {w.name: w.data_class for w in workflows}
+        running_data = [
+            RunningData(e.workflow, e.env, e.version_id, e.manifest, classes[e.workflow])
+            for e in envs
+            if e.manifest is not None and e.workflow in classes
+        ]
+        breaches = data_class_violations(running_data, rules)
+        origins = repo.origins({f.subject for f in drift} | {f.subject for f in breaches})
     policies = {key: _current(rows) for key, rows in histories.items()}
 
     def policy_of(wf: str, env: str) -> Policy:
@@ -138,6 +149,7 @@ def review(
         for e in envs
         if e.manifest is not None
     )
+    findings += data_class_violations(running_data, rules, origins)
     findings += alert_tests(
         AlertRuleFacts(w.name, rule, delivered.get((w.name, rule), 0), w.environments)
         for w in workflows

@@ -28,6 +28,7 @@ class WorkflowRow(NamedTuple):
     owners: Mapping[str, Any]
     environments: tuple[str, ...]
     monitor: Mapping[str, Any] | None
+    data_class: str
 
 
 class EnvRow(NamedTuple):
@@ -92,7 +93,7 @@ class ReviewRepo:
 
     def workflows(self, workflow: str | None) -> list[WorkflowRow]:
         w = t.workflows.c
-        q = select(w.name, w.owners_json, w.environments_json, w.monitor_json)
+        q = select(w.name, w.owners_json, w.environments_json, w.monitor_json, w.data_class)
         if workflow is not None:
             q = q.where(w.name == workflow)
         return [
@@ -101,6 +102,7 @@ class ReviewRepo:
                 json.loads(r.owners_json),
                 tuple(json.loads(r.environments_json)),
                 json.loads(r.monitor_json) if r.monitor_json else None,
+                r.data_class,
             )
             for r in self.conn.execute(q.order_by(w.name)).all()
         ]
