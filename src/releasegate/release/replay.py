@@ -7,9 +7,10 @@ counted), runs the candidate once on each distinct input, and pairs every run wi
 candidate's answer to the same input (``domain.shadow.compare``): errors, the share of
 inputs labelled differently, and cost where both are priced. Latency is reported, not
 judged: a replay runs in a batch on this machine, not under production's load. No
-application change is needed. The result is audited (``rollout.replayed``) and, when it
-is the candidate of the rollout running there, kept as that rollout's evidence; it never
-changes who is served (``rollout abort`` does).
+application change is needed. A candidate the project's data rules forbid to receive the
+workflow's class of data is refused before any input is sent (exit 1). The result is
+audited (``rollout.replayed``) and, when it is the candidate of the rollout running there,
+kept as that rollout's evidence; it never changes who is served (``rollout abort`` does).
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ import numpy as np
 from releasegate.domain.results import CaseOutput
 from releasegate.domain.rollout import Waiting, reference, shadow_signals
 from releasegate.domain.shadow import KEY_CHARS, Comparison, compare
-from releasegate.errors import InputError, NotFoundError, RolloutRefusedError
+from releasegate.errors import InputError, NotFoundError, RefusedError, RolloutRefusedError
 from releasegate.providers.base import Provider
+from releasegate.release.data_rules import version_violations
 from releasegate.release.evaluate import make_provider
 from releasegate.release.gate import current_policy
 from releasegate.release.pins import check_pins
@@ -144,6 +146,13 @@ def shadow_replay(
             else current_policy(conn, workflow, env).rollout_or_default
         )
         recent = RunRepo(conn).recent_served(workflow, env, stable_id, limit)
+    forbidden = version_violations(version.manifest, wf.data_class)
+    if forbidden:  # production's texts must not go where the workflow's class forbids
+        raise RefusedError(
+            f"replaying {version.version_id[:12]} would send {workflow}'s production inputs "
+            "where its data rules forbid: " + "; ".join(v.message() for v in forbidden),
+            hint="replay a version whose model and retrieval the rules allow (docs/data-rules.md)",
+        )
     provider = make_provider(store, version.manifest)  # a bad manifest fails before any call
     check_pins(store, version)
     with_text = [r for r in reversed(recent) if r.input is not None]  # oldest first
