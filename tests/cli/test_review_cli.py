@@ -115,6 +115,11 @@ def test_policy_propose_approve_show(shipped: tuple[Project, str]) -> None:
     assert [h["floors"]["accuracy"] for h in state["history"]] == [0.5, 0.9]
     shown = rg(d, "policy", "show", "router")
     assert shown.returncode == 0 and "accuracy >= 0.9" in shown.stdout
+    again = rg(d, "register", "v1.yaml")  # the file still says 0.5: the approval stays
+    assert again.returncode == 0
+    assert f"warning: the file's staging policy is the one policy proposal {pid}" in again.stderr
+    kept = ok_json(rg(d, "register", "v1.yaml", "--json"))["policies_kept"]
+    assert len(kept) == 1 and "approved by bob" in kept[0]
     log = ok_json(rg(d, "audit", "log", "--json"))
     kinds = [e["kind"] for e in (log["events"] if isinstance(log, dict) else log)]
     assert kinds[-3:] == ["policy.proposed", "policy.approved", "policy.changed"]

@@ -267,6 +267,33 @@ def test_a_ratchet_is_proposed_approved_by_another_and_audited(
     assert gate(store, v1, "production", who="ci").verdict == "pass"
 
 
+def test_registering_an_unchanged_file_keeps_an_approved_policy(
+    store: Store, project: Project
+) -> None:
+    shipped(store, project)
+    p = propose(store, "router", "production", {"accuracy": 0.9}, reason="ratchet", who="alice")
+    approve(store, p.proposal_id, who="bob")
+    approved = current_policy_id(store)
+    # registering the unchanged file again keeps the approved policy, and says so
+    again = register(store, project.root / "v1.yaml", who="alice")
+    assert again.policies_changed == ()
+    (kept,) = again.policies_kept
+    assert f"proposal {p.proposal_id} replaced (approved by bob)" in kept
+    assert current_policy_id(store) == approved
+    # a second ratchet on top: the old file still does not undo either
+    p2 = propose(store, "router", "production", {"accuracy": 1.0}, reason="more", who="carol")
+    approve(store, p2.proposal_id, who="bob")
+    assert register(store, project.root / "v1.yaml", who="alice").policies_kept
+    with store.read() as conn:
+        assert current_policy(conn, "router", "production").floors == {"accuracy": 1.0}
+    # a file that says something else wins, audited as any file change is
+    project.floors = {"accuracy": 0.55}
+    changed = register(store, project.workflow("v1"), who="alice")
+    assert changed.policies_changed == ("production", "staging") and not changed.policies_kept
+    with store.read() as conn:
+        assert current_policy(conn, "router", "production").floors == {"accuracy": 0.55}
+
+
 def current_policy_id(store: Store) -> str:
     with store.read() as conn:
         return current_policy(conn, "router", "production").policy_id

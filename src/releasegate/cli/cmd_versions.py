@@ -103,6 +103,8 @@ def register(
         )
     for env in result.policies_changed:
         c.print(f"policy for {env} updated")
+    for line in result.policies_kept:
+        console(stderr=True).print(f"warning: {line}", markup=False, soft_wrap=True)
 
 
 @command(app)

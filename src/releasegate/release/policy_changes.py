@@ -218,6 +218,33 @@ def change_policy(
     return policy_id
 
 
+def approved_over_file(conn: Conn, workflow: str, policies: Mapping[str, Policy]) -> dict[str, str]:
+    """The environments whose workflow-file policy is one that approved proposals have
+    since replaced (the file was not updated), each with what to tell the person who
+    registers it: ``register`` keeps the approved policy there instead of undoing it."""
+    out = {}
+    for env, policy in sorted(policies.items()):
+        current = PolicyRepo(conn).current(workflow, env)
+        if current is None or current.policy_id == policy.policy_id:
+            continue
+        seen = {current.policy_id}
+        p = ProposalRepo(conn).approved_into(workflow, env, current.policy_id)
+        while p is not None and p.base_policy_id != policy.policy_id:
+            if p.base_policy_id in seen:
+                p = None
+                break
+            seen.add(p.base_policy_id)
+            p = ProposalRepo(conn).approved_into(workflow, env, p.base_policy_id)
+        if p is not None:
+            out[env] = (
+                f"the file's {env} policy is the one policy proposal {p.proposal_id} "
+                f"replaced (approved by {p.approver}): the approved policy "
+                f"{current.policy_id[:12]} stays; write its floors into the file "
+                f"(`releasegate policy show {workflow} --env {env}`)"
+            )
+    return out
+
+
 def show(store: Store, workflow: str, env: str | None = None) -> list[PolicyState]:
     """Each environment's current policy (or one's), its history and its proposals."""
     with store.read() as conn:

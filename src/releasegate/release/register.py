@@ -28,7 +28,7 @@ from releasegate.providers.python_callable import load_function, revision_of
 from releasegate.release.data_rules import version_violations
 from releasegate.release.loaders import load_yaml, parse_yaml
 from releasegate.release.models import pin_model
-from releasegate.release.policy_changes import change_policy
+from releasegate.release.policy_changes import approved_over_file, change_policy
 from releasegate.release.refs import actor as default_actor
 from releasegate.release.refs import find_version
 from releasegate.release.retry import retried
@@ -52,6 +52,8 @@ class Registered:
     policies_changed: tuple[str, ...]
     graduated: bool = False  # an experiment registered again without --experiment
     data_warnings: tuple[str, ...] = ()  # where its data would go that its class forbids
+    policies_kept: tuple[str, ...] = ()
+    """Approved policy changes the file's (older) policy did not undo, one line each."""
 
 
 def parse_file(path: Path) -> tuple[WorkflowSpec, Document]:
@@ -259,7 +261,9 @@ def _record(
         experiments_retention_days=spec.retention.days,
         data_class=spec.data_class,
     )
-    changed = sync_policies(conn, spec.name, dict(spec.policies), who)
+    kept = approved_over_file(conn, spec.name, spec.policies)
+    files = {env: p for env, p in spec.policies.items() if env not in kept}
+    changed = sync_policies(conn, spec.name, files, who)
     existing = VersionRepo(conn).find(version_id)
     if existing is not None:
         graduated = existing.track == EXPERIMENT and track == RELEASE
@@ -281,6 +285,7 @@ def _record(
             existing.source_commit,
             tuple(changed),
             graduated,
+            policies_kept=tuple(kept.values()),
         )
     if parent is not None:
         try:
@@ -316,4 +321,13 @@ def _record(
             **(origin or {}),
         },
     )
-    return Registered(version_id, spec.name, True, parent_id, track, commit, tuple(changed))
+    return Registered(
+        version_id,
+        spec.name,
+        True,
+        parent_id,
+        track,
+        commit,
+        tuple(changed),
+        policies_kept=tuple(kept.values()),
+    )

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, and_, insert, select, update
 
-from releasegate.domain.ratchet import PROPOSED, PolicyProposal
+from releasegate.domain.ratchet import APPROVED, PROPOSED, PolicyProposal
 from releasegate.store import tables as t
 from releasegate.store.rows import now, record, values
 
@@ -43,6 +43,24 @@ class ProposalRepo:
             select(t.policy_proposals).where(where).order_by(p.created_at, p.proposal_id)
         ).all()
         return [record(PolicyProposal, r, changes=tuple) for r in rows]
+
+    def approved_into(self, workflow: str, env: str, policy_id: str) -> PolicyProposal | None:
+        """The approved proposal that made ``policy_id`` the policy of ``workflow@env``."""
+        p = t.policy_proposals.c
+        row = self.conn.execute(
+            select(t.policy_proposals)
+            .where(
+                and_(
+                    p.workflow == workflow,
+                    p.env == env,
+                    p.policy_id == policy_id,
+                    p.state == APPROVED,
+                )
+            )
+            .order_by(p.decided_at.desc())
+            .limit(1)
+        ).first()
+        return None if row is None else record(PolicyProposal, row, changes=tuple)
 
     def decide(self, proposal_id: str, *, state: str, approver: str, note: str) -> bool:
         """Move a proposal out of ``proposed``; False (nothing written) if it already was."""
