@@ -34,6 +34,7 @@ def test_a_thin_suite_exits_1_with_cases_that_paste_as_they_are(tmp_path: Path) 
     report = json.loads(done.stdout)
     assert report["result"] == "suite-too-weak" and report["restored"] is True
     assert report["suite_too_weak"] is True and "swap-labels" in report["escaped"]
+    assert report["detected_by"] == "runs"  # the gate missed it, the replayed runs did not
     by = {m["name"]: m for m in report["mutations"]}
     assert by["shuffle-labels"]["verdict"] == "fail"
     line = by["swap-labels"]["proposed"][0]

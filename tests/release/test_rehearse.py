@@ -83,12 +83,12 @@ def shipped(store: Store, root: Path, margin: float = 0.05, stakes: str = "high"
 
 def record_runs(store: Store) -> None:
     """Real runs through the SDK, inputs kept: messages of the labels the suite lacks."""
-    unseen = [m for m in messages() if m["expected"] in UNSEEN][:12]
+    unseen = [m for m in messages() if m["expected"] in UNSEEN][:40]
     with Client(store=store, ttl=60, flush_every=60) as client:
         for m in unseen:
             version = client.resolve(WF, env="staging")
             with client.run(version, input=str(m["input"])) as run:
-                run.output = str(m["expected"])
+                run.output = run.label = str(m["expected"])
         client.flush()
 
 
@@ -125,6 +125,9 @@ def test_a_rehearsal_catches_a_broken_prompt_and_finds_the_suite_too_weak(
     assert r.deployed_id == min(r.escaped, key=lambda m: m.score or 0.0).version_id
     assert r.is_restored is True and resolve(store, WF, "staging").version_id == v2
     assert r.time_to_revert_s is not None and r.time_to_revert_s > 0
+    # the gate missed it; replaying the recorded runs on it shows the labels moved
+    assert done.detected_by == "runs" and r.time_to_detect_s is not None
+    assert swapped.detection.endswith("worse on label_change")
     assert r.mutation_score is not None and 0 < r.mutation_score < 1
     # the cases that would have caught it: real runs where the swap answers otherwise
     assert swapped.proposed and all(
@@ -141,7 +144,7 @@ def test_a_rehearsal_catches_a_broken_prompt_and_finds_the_suite_too_weak(
     assert tracks == {("experiment", v2)}
     kinds = audit_kinds(store)
     assert kinds.count("rehearsal.started") == kinds.count("rehearsal.finished") == 1
-    assert "env.rolled_back" in kinds
+    assert "env.rolled_back" in kinds and "rollout.replayed" in kinds
     assert kinds.count("env.promoted") == promoted + 1  # a variant that passed: promote
     assert audit_verify(store).broken is None
     assert last_rehearsal(store, WF, "staging") == r

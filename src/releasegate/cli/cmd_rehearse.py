@@ -49,8 +49,14 @@ def _report(done: RehearsalOutcome) -> None:
         score = "-" if m.score is None else f"{m.score:.3f}"
         print(f"  {m.name:<21} {what}; score {score}; {m.description}")
     deployed = (r.deployed_id or "")[:12]
-    how = "caught by gate" if done.detected_by == "gate" else "not caught by the gate"
+    how = {
+        "gate": "caught by gate",
+        "runs": "missed by the gate, found in the runs",
+    }.get(done.detected_by or "", "not caught by the gate")
     print(f"deployed the worst variant: {done.deployed_mutation} ({deployed}, {how})")
+    shown = next((m for m in r.mutations if m.version_id == r.deployed_id), None)
+    if shown is not None and shown.detection:
+        print(f"  detection: {shown.detection}")
     restored = "yes" if r.is_restored else "NO"
     print(f"rolled back with: {done.rollback_command}")
     if done.rollback_error:

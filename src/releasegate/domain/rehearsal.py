@@ -40,6 +40,7 @@ class MutationOutcome:
     score: float | None = None  # the suite's primary metric for the variant
     reasons: tuple[str, ...] = ()  # the gate's reasons (why it was stopped)
     proposed: tuple[str, ...] = ()  # `releasegate suite add-case ...` lines that would catch it
+    detection: str = ""  # for the deployed variant: what found it (the gate, replayed runs)
 
     @property
     def is_applied(self) -> bool:
@@ -73,6 +74,7 @@ class MutationOutcome:
             "score": self.score,
             "reasons": list(self.reasons),
             "proposed": list(self.proposed),
+            "detection": self.detection,
         }
 
     @classmethod
@@ -86,6 +88,7 @@ class MutationOutcome:
             score=d.get("score"),
             reasons=tuple(d.get("reasons", ())),
             proposed=tuple(d.get("proposed", ())),
+            detection=str(d.get("detection", "")),
         )
 
 

@@ -42,6 +42,7 @@ from releasegate.release.promote import promote, rollback
 from releasegate.release.refs import actor as default_actor
 from releasegate.release.refs import check_env, find_version
 from releasegate.release.register import register_spec
+from releasegate.release.replay import Replayed, shadow_replay
 from releasegate.release.resolve import resolve
 from releasegate.runner.engine import Progress
 from releasegate.store.audit import AuditRepo
@@ -69,7 +70,7 @@ class RehearsalOutcome:
     rehearsal: Rehearsal
     undone: tuple[Rehearsal, ...]
     deployed_mutation: str | None
-    detected_by: str | None  # "gate" when the gate stopped the deployed variant
+    detected_by: str | None  # "gate" (it failed the deployed variant) or "runs" (a replay)
     rollback_command: str
     rollback_error: str | None = None
 
@@ -244,13 +245,32 @@ def _run(
         )
         r = _save(store, r, "running", mutations=tuple(outcomes))
     worst = _worst(outcomes)
-    r = _save(store, r, "running", state="deployed", deployed_id=worst.version_id)
+    detected_by = "gate" if worst.is_caught else None
+    detection = f"the gate failed it: {'; '.join(worst.reasons)}" if worst.is_caught else ""
+    if not worst.is_caught:  # the gate missed it: would the runs it is about to serve tell?
+        started = time.perf_counter()
+        replayed = shadow_replay(
+            store, r.workflow, r.env, candidate=worst.version_id or "", who=who
+        )
+        detection = _replay_words(replayed)
+        if replayed.is_worse:
+            detected_by = "runs"
+            detect_s[worst.name] = time.perf_counter() - started
+    outcomes = [replace(m, detection=detection) if m is worst else m for m in outcomes]
+    worst = replace(worst, detection=detection)
+    r = _save(
+        store,
+        r,
+        "running",
+        state="deployed",
+        deployed_id=worst.version_id,
+        mutations=tuple(outcomes),
+    )
     _deploy(store, r, worst, who)
     if crash_at == "deployed":
         os._exit(137)  # a crash, on purpose: nothing after this runs, nothing is cleaned
     served = resolve(store, r.workflow, r.env).version_id
     is_deployed = served == worst.version_id
-    detected_by = "gate" if worst.is_caught else None
     started = time.perf_counter()
     rollback_error = None
     try:
@@ -279,7 +299,7 @@ def _run(
             is_restored=is_restored and is_deployed, escaped=len(escaped), inconclusive=len(held)
         ),
         mutations=tuple(with_cases),
-        time_to_detect_s=detect_s.get(worst.name) if worst.is_caught else None,
+        time_to_detect_s=detect_s.get(worst.name) if detected_by else None,
         time_to_revert_s=revert_s,
         is_restored=is_restored,
         finished_at=now(),
@@ -310,6 +330,16 @@ def _run(
         f"releasegate rollback {r.workflow} --env {r.env} --to {r.original_id[:12]}",
         rollback_error,
     )
+
+
+def _replay_words(replayed: Replayed) -> str:
+    """What replaying the original's recorded runs on the variant found, in one line."""
+    c = replayed.comparison
+    if not c.pairs:
+        return "no recorded runs with their input to replay it on"
+    worse = [v.signal for v in c.verdicts if v.outcome == "abort"]
+    found = f"worse on {', '.join(worse)}" if worse else c.outcome.replace("_", " ")
+    return f"replayed on {c.pairs} recorded runs of the original: {found}"
 
 
 def _register_variant(
