@@ -31,10 +31,20 @@ def test_demo_runs_the_loop_and_the_cli_goes_on_from_there(tmp_path: Path) -> No
     assert "canary started: 10% of support-triage@production" in out
     assert "canary aborted: support-triage@production: the rollout of" in out
     assert "error_rate: canary" in out
+    # the rehearsal catches every mutation it applies and restores staging
+    assert "original serving again (resolve): yes" in out
+    assert "mutation score: 100% (4 of 4 caught)" in out and "result: passed" in out
+    # review finds something to fix: v4's registration changed production's policy
+    assert "! stale-gate support-triage@production:" in out and "1 finding needs action" in out
+    assert "runbook: " in out
     assert "audit log intact" in out
 
     project = tmp_path / "project"
-    versions = json.loads(run(project, "versions", "support-triage", "--json").stdout)
+    every = json.loads(run(project, "versions", "support-triage", "--json").stdout)
+    assert len([v for v in every if v["track"] == "experiment"]) == 4  # the rehearsal's mutants
+    versions = json.loads(
+        run(project, "versions", "support-triage", "--track", "release", "--json").stdout
+    )
     assert len(versions) == 4
     v1, v2, v3, v4 = (v["version_id"] for v in versions)
     assert run(project, "resolve", "support-triage", "--env", "production").stdout.strip() == v2
@@ -54,6 +64,14 @@ def test_demo_runs_the_loop_and_the_cli_goes_on_from_there(tmp_path: Path) -> No
     staging_v2 = (project / "reports" / "gate-v2-staging.md").read_text()
     assert "accuracy" in staging_v2 and "+0.1" in staging_v2
     assert run(project, "audit", "verify").returncode == 0
+    runbook = (project / "reports" / "runbook.md").read_text()
+    rollback = f"releasegate rollback support-triage --env staging --to {v1}"
+    assert rollback in runbook
+    assert (project / "reports" / "runbook.html").read_text().lstrip().startswith("<!doctype")
+    rehearsals = run(project, "review", "support-triage", "--json")
+    assert rehearsals.returncode == 1
+    checks = {f["check"] for f in json.loads(rehearsals.stdout)["findings"]}
+    assert checks == {"stale-gate"}  # rehearsed today, nothing ran outside the gate
     assert (project / "reports" / "memo" / "memo.html").read_text().startswith("<!doctype html>")
     watched = run(project, "monitor", "support-triage", "--env", "production", "--no-embeddings")
     # the same alerts already fired: the cool-down keeps them quiet, the answer stays "no"

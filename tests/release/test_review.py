@@ -330,3 +330,35 @@ def test_bad_proposals_write_nothing(
     assert audit_kinds(store) == written
     with pytest.raises(NotFoundError, match="no policy proposal"):
         approve(store, "feedfacefeed", who="bob")
+
+
+def test_a_canary_started_with_approvals_ran_inside_the_loop(
+    store: Store, project: Project
+) -> None:
+    """High stakes: the gate says needs-approval, the approvals admit the version, a rollout
+    starts; its canary runs are through the loop for review and for the monitor's alert."""
+    from releasegate.monitor.alerts import gated
+    from releasegate.release.promote import approve as sign
+    from releasegate.release.rollout import start
+
+    project.stakes = "high"
+    project.owners = {**project.owners, "approvers": ["bob", "carol"]}
+    v1 = register(store, project.workflow("v1"), who="alice").version_id
+    evaluate(store, v1, project.suite(), who="alice")
+    for env in ("staging", "production"):
+        gate(store, v1, env, who="ci")
+        sign(store, v1, env, approver="bob")
+        sign(store, v1, env, approver="dana")  # a first release: the business approver too
+        promote(store, v1, env, who="alice")
+    v2 = register(store, project.workflow("v2", revision="2"), who="alice").version_id
+    evaluate(store, v2, project.suite(), who="alice")
+    assert gate(store, v2, "production", who="ci").verdict == "needs-approval"
+    record(store, v2, 3)  # before any approval: outside the gate
+    assert [f.subject for f in by_check(review(store), "outside-gate")] == [v2]
+    sign(store, v2, "production", approver="carol")
+    sign(store, v2, "production", approver="dana")
+    start(store, v2, "production", canary_pct=10, who="alice")
+    assert by_check(review(store), "outside-gate") == []
+    with store.read() as conn:
+        assert gated(conn, "router", "production", v2)
+        assert not gated(conn, "router", "staging", v2)  # a rollout admits its own env only

@@ -26,7 +26,7 @@ def _seconds(s: float | None) -> str:
     return "-" if s is None else f"{s:.2f} s"
 
 
-def _report(done: RehearsalOutcome) -> None:
+def print_rehearsal(done: RehearsalOutcome) -> None:
     r = done.rehearsal
     where = f"{r.workflow}@{r.env}"
     for u in done.undone:
@@ -100,17 +100,20 @@ def rehearse(
     as_json: JsonOpt = False,
 ) -> int | None:
     """Rehearse a rollback: gate degraded variants, deploy the worst, roll back, verify."""
+    from releasegate.cli.render import progress_bar
     from releasegate.release.rehearse import rehearse as run_rehearsal
 
-    done = run_rehearsal(
-        open_store(create=False),
-        workflow,
-        env,
-        allow_production=allow_production,
-        suite_file=str(suite) if suite is not None else "SUITE_FILE",
-    )
+    with progress_bar("rehearsing") as tick:  # on stderr, and only on a terminal
+        done = run_rehearsal(
+            open_store(create=False),
+            workflow,
+            env,
+            allow_production=allow_production,
+            suite_file=str(suite) if suite is not None else "SUITE_FILE",
+            progress=tick,
+        )
     if as_json:
         emit(done.to_dict())
     else:
-        _report(done)
+        print_rehearsal(done)
     return None if done.is_ok else NO

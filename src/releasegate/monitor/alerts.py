@@ -34,6 +34,7 @@ from releasegate.store.alerts import (
 from releasegate.store.decisions import DecisionRepo
 from releasegate.store.engine import Conn, Store
 from releasegate.store.environments import EnvironmentRepo
+from releasegate.store.rollouts import RolloutRepo
 from releasegate.store.workflows import WorkflowRecord, WorkflowRepo
 
 log = logging.getLogger("releasegate.alerts")
@@ -286,9 +287,11 @@ class Outside:
 
 def gated(conn: Conn, workflow: str, env: str, version_id: str) -> bool:
     """Did this version reach ``env`` through the loop (promoted or rolled back to there,
-    or holding a passing gate decision for it)?"""
+    the candidate of a rollout there, or holding a passing gate decision for it)?"""
     if any(h.version_id == version_id for h in EnvironmentRepo(conn).history(workflow, env)):
         return True
+    if RolloutRepo(conn).was_candidate(workflow, env, version_id):
+        return True  # a rollout starts only with the gate decision and the approvals
     decision = DecisionRepo(conn).latest(version_id, env)
     return decision is not None and decision.verdict == "pass"
 

@@ -92,6 +92,7 @@ def review(
         workflows = repo.workflows(workflow)
         envs = repo.environments(workflow)
         moves = repo.moves(workflow)
+        candidates = repo.rollout_candidates(workflow)
         decisions = repo.decisions(workflow)
         suites = repo.current_suites(workflow)
         histories = (
@@ -130,7 +131,7 @@ def review(
     for d in decisions:  # oldest first: the last one seen is the latest
         latest[(d.workflow, d.env, d.version_id)] = d.verdict
     findings: list[Finding] = []
-    findings += outside_gate(_seen(groups, manifests), admitted(moves.keys(), latest))
+    findings += outside_gate(_seen(groups, manifests), admitted(moves.keys() | candidates, latest))
     findings += reported_drift(_reported(groups), manifests, origins)
     findings += stale_gates(
         Serving(

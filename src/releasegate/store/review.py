@@ -147,6 +147,13 @@ class ReviewRepo:
         )
         return {(r[0], r[1], r[2]): as_utc(r[3]) for r in self.conn.execute(q).all()}
 
+    def rollout_candidates(self, workflow: str | None) -> set[tuple[str, str, str]]:
+        """(workflow, env, version) of every rollout's candidate, whatever became of it: a
+        rollout starts only for a version that earned the environment (gate and approvals)."""
+        r = t.rollouts.c
+        q = select(r.workflow, r.env, r.canary_id).where(_scoped(r.workflow, workflow))
+        return {(w, env, v) for w, env, v in self.conn.execute(q.distinct()).all()}
+
     def decisions(self, workflow: str | None) -> list[DecisionRow]:
         """Every gate decision's outcome (not its report), oldest first."""
         d = t.gate_decisions.c

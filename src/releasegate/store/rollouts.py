@@ -139,6 +139,14 @@ class RolloutRepo:
         ).all()
         return [(w, env, c) for w, env, c in rows]
 
+    def was_candidate(self, workflow: str, env: str, version_id: str) -> bool:
+        """Was this version the candidate (canary or shadow) of any rollout of ``env``?"""
+        r = t.rollouts.c
+        q = select(r.rollout_id).where(
+            r.workflow == workflow, r.env == env, r.canary_id == version_id
+        )
+        return self.conn.execute(q.limit(1)).first() is not None
+
     def route(self, workflow: str, env: str) -> ActiveRoute | None:
         """Who routes where under the running rollout of ``workflow@env`` (the resolver's
         one extra indexed lookup), or None."""
