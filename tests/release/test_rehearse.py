@@ -212,3 +212,27 @@ def test_a_crash_mid_rehearsal_is_undone_by_the_next_run(tmp_path: Path) -> None
     kinds = audit_kinds(store)
     assert kinds.count("rehearsal.undone") == 1
     assert audit_verify(store).broken is None
+
+
+def test_a_second_rehearsal_while_one_is_alive_is_refused_and_changes_nothing(
+    store: Store, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime
+
+    from releasegate.domain.rehearsal import Rehearsal
+    from releasegate.release.interrupted import running_marker
+    from releasegate.store.rehearsals import RehearsalRepo
+
+    v2 = shipped(store, tmp_path)
+    at = datetime.now(UTC)
+    alive = Rehearsal(
+        "a" * 32, WF, "staging", v2, "running", "bob", at, at, runner=running_marker()
+    )  # this very process: alive
+    with store.write() as conn:
+        RehearsalRepo(conn).add(alive)
+    before = audit_kinds(store)
+    with pytest.raises(RehearsalRefusedError, match="a rehearsal already runs in support-triage"):
+        rehearse(store, WF, "staging", who="oncall")
+    assert audit_kinds(store) == before
+    assert last_rehearsal(store, WF, "staging") == alive
+    assert resolve(store, WF, "staging").version_id == v2
