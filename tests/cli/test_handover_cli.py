@@ -22,11 +22,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+import yaml
 
 from releasegate.cli.demo import FILES, simulated_runs
 from releasegate.store.engine import Location, Store
 from tests.conftest import PG_ADMIN, drop_pg_database, pg_database
 from tests.helpers import project_copy, rg
+from tests.monitor.test_monitor import Hook, hook  # noqa: F401 (the fixture)
 
 WF = "support-triage"
 
@@ -55,6 +57,14 @@ class Demo:
         return self.rg(*words[1:])
 
 
+def location(root: Path, url: str) -> Location:
+    home = root / ".releasegate"
+    home.mkdir(exist_ok=True)
+    return Location(
+        url=url, blob_root=home / "blobs", is_embedded=url.startswith("sqlite"), home=home
+    )
+
+
 def build_demo(root: Path, url: str) -> Demo:
     """The demo's loop (``cli/demo.py`` steps 1-7, without the broken v3) on ``url``."""
     from releasegate.monitor.ingest import import_jsonl
@@ -67,13 +77,7 @@ def build_demo(root: Path, url: str) -> Demo:
     data = resources.files("releasegate.demo") / "data"
     for name in FILES:
         (root / name).write_bytes((data / name).read_bytes())
-    home = root / ".releasegate"
-    home.mkdir(exist_ok=True)
-    store = Store.open(
-        location=Location(
-            url=url, blob_root=home / "blobs", is_embedded=url.startswith("sqlite"), home=home
-        )
-    )
+    store = Store.open(location=location(root, url))
     try:
         suite = root / "suite.yaml"
         v1 = register(
@@ -294,3 +298,47 @@ def test_unknown_workflow_is_bad_input(demo: Demo) -> None:
     ):
         result = demo.rg(*argv)
         assert result.returncode == 2 and "no workflow 'nope'" in result.stderr, argv
+
+
+def test_routes_that_fired_and_a_real_rehearsal_make_it_ready_for_routine(
+    demo: Demo, request: pytest.FixtureRequest
+) -> None:
+    from releasegate.release.rehearse import rehearse
+
+    url = request.getfixturevalue("hook")  # a webhook receiver on loopback
+    doc = yaml.safe_load((demo.root / "v2.yaml").read_text())
+    doc["monitor"] = {
+        "routes": [{"webhook": {"url": f"{url}/ops"}}],
+        "rules": [{"signal": "escalation_rate", "above": 0.001}],
+    }
+    (demo.root / "v2-routed.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    registered = demo.ok("register", "v2-routed.yaml", "--reason", "alerts to the ops hook")
+    assert registered["version_id"] == demo.v2  # metadata only: the same version
+    checks = {
+        c["key"]: c
+        for c in json.loads(demo.rg("report", "handover", WF, "--json").stdout)["checks"]
+    }
+    assert "never delivered through webhook" in checks["alerts"]["evidence"]
+    assert "rules that never fired: escalation_rate" in checks["alerts"]["evidence"]
+    # the rule fires through the real route on loopback
+    watched = demo.rg("monitor", WF, "--env", "production", "--no-embeddings", "--no-quality")
+    assert watched.returncode == 1, watched.stderr
+    assert [body["signal"] for path, body in Hook.received if path == "/ops"] == ["escalation_rate"]
+    # a real rehearsal on staging: a degraded variant, gated, deployed, rolled back
+    store = Store.open(location=location(demo.root, demo.url))
+    try:
+        rehearsed = rehearse(store, WF, "staging", names=("shuffle-labels",), who="oncall-support")
+    finally:
+        store.close()
+    assert rehearsed.rehearsal.result == "passed", rehearsed
+    report = json.loads(demo.rg("report", "handover", WF, "--json").stdout)
+    assert report["ready"] is True, report["failing"]
+    assert demo.rg("report", "handover", WF).returncode == 0
+    done = demo.ok("stage", "set", WF, "routine", "--reason", "handed to ops-team")
+    assert done["forced"] is False and done["readiness"]["ready"] is True
+    page = demo.rg("report", "runbook", WF).stdout
+    rollback = section(page, "Rollback")
+    assert "**Last rehearsal:** last rehearsal " in rollback and "on staging: passed" in rollback
+    assert "go to webhook and the terminal" in section(page, "Alerts")
+    assert "| escalation_rate | above 0.001" not in page and "`escalation_rate`" in page
+    assert "Stage: **routine** since" in page

@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 
 from releasegate.domain.handover import (
     HandoverFacts,
-    Rehearsal,
     StageRecord,
     TrackedNumber,
     normal_range,
@@ -23,6 +22,7 @@ from releasegate.domain.handover import (
     stage_state,
 )
 from releasegate.domain.promotion import step_back
+from releasegate.domain.rehearsal import Rehearsal
 from releasegate.errors import InputError
 
 NOW = datetime(2026, 12, 3, 12, tzinfo=UTC)
@@ -34,6 +34,15 @@ def number(name: str = "latency_p95", target: float | None = 250.0) -> TrackedNu
     )
 
 
+def rehearsal(finished: datetime | None, result: str | None = "passed") -> Rehearsal:
+    started = (finished or NOW) - timedelta(minutes=2)
+    return Rehearsal(
+        "r1", "triage", "staging", "a" * 64, "finished" if finished else "running", "alice",
+        started, finished or started, result=result, finished_at=finished,
+        time_to_detect_s=2.5, time_to_revert_s=0.4, is_restored=result != "not-restored",
+    )  # fmt: skip
+
+
 READY = HandoverFacts(
     workflow="triage",
     now=NOW,
@@ -43,10 +52,11 @@ READY = HandoverFacts(
     tracked=(number("quality", 0.7), number()),
     alert_routes=("slack ($SLACK)",),
     alert_rules=1,
+    untested_rules=(),
     delivered=("slack ($SLACK)",),
     last_alert="2026-12-01 10:00 UTC, error_rate in production",
     escalations=("unsure messages go to a person",),
-    rehearsal=Rehearsal(NOW - timedelta(days=10), "staging", True, "caught 5 of 5 mutations"),
+    rehearsal=rehearsal(NOW - timedelta(days=10)),
     runs=1400,
     runs_unregistered=0,
     versions_seen=("a" * 64,),
@@ -69,6 +79,11 @@ def test_a_workflow_with_every_fact_is_ready() -> None:
     assert all(line.fix == "" for line in r.lines)
 
 
+def test_a_rehearsal_whose_suite_was_too_weak_still_proves_the_rollback() -> None:
+    weak = dataclasses.replace(READY, rehearsal=rehearsal(NOW, "suite-too-weak"))
+    assert readiness(weak).is_ready
+
+
 @pytest.mark.parametrize(
     ("change", "failing", "evidence"),
     [
@@ -80,16 +95,18 @@ def test_a_workflow_with_every_fact_is_ready() -> None:
         ({"responders": ()}, "escalation", "responders: none"),
         ({"escalations": ()}, "escalation", "nothing is sent to a human"),
         ({"rehearsal": None}, "rollback_rehearsed", "never rehearsed"),
+        ({"untested_rules": ("error_rate",)}, "alerts", "rules that never fired: error_rate"),
         (
-            {"rehearsal": Rehearsal(NOW - timedelta(days=91), "staging", True, "ok")},
+            {"rehearsal": rehearsal(NOW - timedelta(days=91))},
             "rollback_rehearsed",
-            "last rehearsal 2026-09-03",
+            "last rehearsal 2026-09-03 on staging: passed",
         ),
         (
-            {"rehearsal": Rehearsal(NOW, "staging", False, "still served the mutant")},
+            {"rehearsal": rehearsal(NOW, "not-restored")},
             "rollback_rehearsed",
-            "FAILED",
+            "not-restored, detected in 2.5 s, reverted in 0.4 s",
         ),
+        ({"rehearsal": rehearsal(None, None)}, "rollback_rehearsed", "is running since"),
         ({"runs": 0, "versions_seen": ()}, "runs_recorded", "0 runs"),
         ({"runs_unregistered": 3}, "runs_recorded", "3 name a version never registered"),
         ({"in_flight": ("production paused",)}, "nothing_pending", "production paused"),

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from releasegate.domain.rehearsal import Rehearsal
 from releasegate.errors import InputError
 
 if TYPE_CHECKING:
@@ -164,16 +165,6 @@ class TrackedNumber:
 
 
 @dataclass(frozen=True)
-class Rehearsal:
-    """The last rollback rehearsal: when, where, and whether it restored the original."""
-
-    at: datetime
-    env: str
-    passed: bool
-    summary: str
-
-
-@dataclass(frozen=True)
 class HandoverFacts:
     """What the checklist is decided on, gathered from the store (``release.handover``)."""
 
@@ -186,6 +177,8 @@ class HandoverFacts:
     alert_routes: tuple[str, ...]
     """The routes alerts leave the terminal by (``slack ($VAR)``, ``webhook``)."""
     alert_rules: int
+    untested_rules: tuple[str, ...]
+    """The signals of alert rules no delivered alert ever came from (as ``review`` says)."""
     delivered: tuple[str, ...]
     """The routes that took at least one alert."""
     last_alert: str | None
@@ -193,6 +186,7 @@ class HandoverFacts:
     escalations: tuple[str, ...]
     """What the workflow sends to a human, as sentences (manifest and runs)."""
     rehearsal: Rehearsal | None
+    """The last rollback rehearsal (``releasegate.domain.rehearsal``), in any environment."""
     runs: int
     """Runs recorded in the period, in every environment."""
     runs_unregistered: int
@@ -292,6 +286,42 @@ def describe(number: TrackedNumber) -> str:
     return f"{number.label} ({number.env}): {measured}, {target}"
 
 
+PROVING = ("passed", "suite-too-weak")
+"""Rehearsal results that restored the original: the rollback worked (a suite too weak
+for a mutation is the suite's problem, not the rollback's)."""
+
+
+def is_rehearsed(rehearsal: Rehearsal | None, now: datetime, period: timedelta) -> bool:
+    """The rollback was proven within ``period``: a rehearsal finished, restored the
+    original, and not longer ago than that."""
+    return (
+        rehearsal is not None
+        and rehearsal.finished_at is not None
+        and rehearsal.result in PROVING
+        and now - rehearsal.finished_at <= period
+    )
+
+
+def rehearsal_summary(rehearsal: Rehearsal | None) -> str:
+    """``2026-12-01 on staging: passed, mutation score 5/5, detected in 2.1 s, reverted in
+    0.3 s`` or ``never rehearsed``."""
+    if rehearsal is None:
+        return "never rehearsed"
+    if rehearsal.is_running or rehearsal.finished_at is None:
+        since = f"{rehearsal.started_at:%Y-%m-%d %H:%M} UTC"
+        return f"a rehearsal on {rehearsal.env} is running since {since}"
+    gated = [m for m in rehearsal.applied if m.verdict is not None]
+    caught = sum(m.is_caught for m in gated)
+    parts = [f"{rehearsal.finished_at:%Y-%m-%d} on {rehearsal.env}: {rehearsal.result}"]
+    if gated:
+        parts.append(f"mutation score {caught}/{len(gated)}")
+    if rehearsal.time_to_detect_s is not None:
+        parts.append(f"detected in {rehearsal.time_to_detect_s:.1f} s")
+    if rehearsal.time_to_revert_s is not None:
+        parts.append(f"reverted in {rehearsal.time_to_revert_s:.1f} s")
+    return "last rehearsal " + ", ".join(parts)
+
+
 def readiness(facts: HandoverFacts) -> Readiness:
     """The handover checklist over ``facts``, each line with its evidence and its fix."""
     wf = facts.workflow
@@ -334,7 +364,7 @@ def readiness(facts: HandoverFacts) -> Readiness:
     )
 
     missing_routes = [r for r in facts.alert_routes if r not in facts.delivered]
-    alerts_ok = bool(facts.alert_routes) and not missing_routes
+    alerts_ok = bool(facts.alert_routes) and not missing_routes and not facts.untested_rules
     if not facts.alert_routes:
         evidence = (
             f"{facts.alert_rules} alert rules, no route: alerts reach only the terminal "
@@ -346,6 +376,8 @@ def readiness(facts: HandoverFacts) -> Readiness:
             if missing_routes
             else f"each delivered at least once (last: {facts.last_alert})"
         )
+    if facts.untested_rules:
+        evidence += "; rules that never fired: " + ", ".join(facts.untested_rules)
     lines.append(
         CheckLine(
             "alerts",
@@ -354,9 +386,13 @@ def readiness(facts: HandoverFacts) -> Readiness:
             evidence,
             ""
             if alerts_ok
-            else "add monitor.routes (slack or webhook) to the workflow file, register it, "
-            "and fire one alert through each route (a rule that fires, then "
-            f"`releasegate monitor {wf} --env production`)",
+            else (
+                "add monitor.routes (slack or webhook) to the workflow file and register it; "
+                if not facts.alert_routes
+                else ""
+            )
+            + "fire one alert through each route and rule (over a staging window that "
+            f"crosses the rule: `releasegate monitor {wf} --env staging`)",
         )
     )
 
@@ -385,21 +421,13 @@ def readiness(facts: HandoverFacts) -> Readiness:
     )
 
     rehearsal = facts.rehearsal
-    since = facts.now - facts.rehearsal_period
-    fresh = rehearsal is not None and rehearsal.passed and rehearsal.at >= since
-    if rehearsal is None:
-        evidence = "never rehearsed"
-    else:
-        evidence = (
-            f"last rehearsal {rehearsal.at:%Y-%m-%d} on {rehearsal.env}: "
-            f"{'restored the original' if rehearsal.passed else 'FAILED'} ({rehearsal.summary})"
-        )
+    fresh = is_rehearsed(rehearsal, facts.now, facts.rehearsal_period)
     lines.append(
         CheckLine(
             "rollback_rehearsed",
             f"rollback rehearsed within {facts.rehearsal_period.days} days",
             fresh,
-            evidence,
+            rehearsal_summary(rehearsal),
             "" if fresh else f"rehearse it: `releasegate rehearse {wf} --env staging`",
         )
     )

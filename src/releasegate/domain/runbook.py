@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from releasegate.domain.handover import NormalRange, Readiness, Rehearsal, StageState, TrackedNumber
+from releasegate.domain.handover import NormalRange, Readiness, StageState, TrackedNumber
+from releasegate.domain.rehearsal import Rehearsal
 
 
 def cmd(*words: str) -> str:
@@ -124,6 +125,8 @@ class Runbook:
     error_rate: NormalRange
     escalation_rate: NormalRange
     escalations: tuple[str, ...]
+    pause_rules: tuple[str, ...]
+    """When ``monitor`` and ``rollout check`` pause it on their own, as sentences."""
     monitor_window: str
     min_sample: int
     cooldown: str

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from releasegate.domain.handover import RUNS_PERIOD, readiness
 from releasegate.domain.monitoring import MonitorConfig
+from releasegate.domain.pausing import PauseOn
 from releasegate.domain.promotion import step_back
 from releasegate.domain.runbook import (
     AlertRuleFacts,
@@ -56,6 +57,18 @@ def _rules(config: MonitorConfig) -> tuple[AlertRuleFacts, ...]:
         parts.append(f"quiet for {_duration(cooldown)} after it fires")
         out.append(AlertRuleFacts(r.signal, ", ".join(parts)))
     return tuple(out)
+
+
+def _pause_rules(rules: PauseOn | None) -> tuple[str, ...]:
+    if rules is None:
+        return ()
+    window = _duration(rules.window.total_seconds())
+    return tuple(
+        f"the {name.replace('_', ' ')} of the last {window} is shown above {ceiling:.0%} "
+        f"(with at least {rules.min_runs} runs; at most {rules.alpha:.0%} false pauses per "
+        "check over all the rules)"
+        for name, ceiling in rules.ceilings.items()
+    )
 
 
 def _environment(conn: Conn, workflow: str, env: str) -> EnvironmentFacts:
@@ -159,6 +172,7 @@ def build_runbook(store: Store, workflow: str, *, now: datetime | None = None) -
         error_rate=got.ranges["error_rate"],
         escalation_rate=got.ranges["escalation_rate"],
         escalations=got.facts.escalations,
+        pause_rules=_pause_rules(got.pause_on),
         monitor_window=_duration(monitor.window.total_seconds()),
         min_sample=monitor.min_sample,
         cooldown=_duration(monitor.cooldown.total_seconds()),

@@ -22,7 +22,6 @@ from releasegate.domain.handover import (
     HandoverFacts,
     NormalRange,
     Readiness,
-    Rehearsal,
     StageState,
     TrackedNumber,
     normal_range,
@@ -30,11 +29,13 @@ from releasegate.domain.handover import (
     stage_state,
 )
 from releasegate.domain.monitoring import MonitorConfig
+from releasegate.domain.pausing import PauseOn
 from releasegate.domain.runs import IS_ERROR, IS_ESCALATED
-from releasegate.store.alerts import AlertRepo
+from releasegate.store.alerts import ALERT_ROUTED, AlertRepo
 from releasegate.store.decisions import DecisionRecord, DecisionRepo
 from releasegate.store.engine import Conn, Store
 from releasegate.store.environments import EnvironmentRepo
+from releasegate.store.policies import PolicyRepo
 from releasegate.store.rehearsals import RehearsalRepo
 from releasegate.store.rollouts import RolloutRepo
 from releasegate.store.runs import RunRepo
@@ -70,6 +71,8 @@ class Gathered:
     runs_in_env: int = 0
     runs_per_day: float | None = None
     """Runs on a typical day in ``env`` (the median of the days that had runs)."""
+    pause_on: PauseOn | None = None
+    """The current policy's automatic pause rules in ``env`` (None: only a person pauses)."""
     labels: tuple[tuple[str, int], ...] = ()
     """The most frequent output labels in ``env`` over the period, with their counts."""
 
@@ -134,6 +137,11 @@ def gather(store: Store, workflow: str, *, now: datetime | None = None) -> Gathe
         counts = runs.version_counts(workflow, start, end)
         registered = {v.version_id for v in VersionRepo(conn).list(workflow)}
         alerts = AlertRepo(conn).between(workflow, EPOCH, now + timedelta(seconds=1))
+        # the last finished rehearsal: one running now has proven nothing yet
+        rehearsal = next(
+            (r for r in RehearsalRepo(conn).recent(workflow) if r.finished_at is not None), None
+        )
+        stored_policy = PolicyRepo(conn).current(workflow, env)
         in_flight = []
         for name in wf.environments:
             active = RolloutRepo(conn).active(workflow, name)
@@ -218,6 +226,11 @@ def gather(store: Store, workflow: str, *, now: datetime | None = None) -> Gathe
         tracked=tracked,
         alert_routes=routes,
         alert_rules=len(monitor.rules),
+        untested_rules=tuple(
+            r.signal
+            for r in monitor.rules
+            if not any(a.signal == r.signal and a.status == ALERT_ROUTED for a in alerts)
+        ),
         delivered=tuple(sorted(delivered)),
         last_alert=(
             None
@@ -225,7 +238,7 @@ def gather(store: Store, workflow: str, *, now: datetime | None = None) -> Gathe
             else f"{last.created_at:%Y-%m-%d %H:%M} UTC, {last.signal} in {last.env}"
         ),
         escalations=tuple(escalations),
-        rehearsal=last_rehearsal(store, workflow),
+        rehearsal=rehearsal,
         runs=sum(counts.values()),
         runs_unregistered=sum(n for v, n in counts.items() if v not in registered),
         versions_seen=tuple(sorted(counts, key=lambda v: -counts[v])),
@@ -243,25 +256,11 @@ def gather(store: Store, workflow: str, *, now: datetime | None = None) -> Gathe
         runs_in_env=len(window),
         runs_per_day=_per_day(started),
         labels=_labels(window),
-    )
-
-
-def last_rehearsal(store: Store, workflow: str) -> Rehearsal | None:
-    """The last finished rollback rehearsal of ``workflow`` (``releasegate rehearse``), if
-    any: passed when the rollback restored the original (a suite found too weak on the way
-    still proved the rollback)."""
-    with store.read() as conn:
-        done = [r for r in RehearsalRepo(conn).recent(workflow) if r.finished_at is not None]
-    if not done:
-        return None
-    last = done[0]
-    score = "-" if last.mutation_score is None else f"{last.mutation_score:.0%}"
-    revert = "-" if last.time_to_revert_s is None else f"{last.time_to_revert_s:.2f} s"
-    return Rehearsal(
-        at=last.finished_at or last.started_at,
-        env=last.env,
-        passed=last.result in ("passed", "suite-too-weak"),
-        summary=f"result {last.result}, mutation score {score}, time to revert {revert}",
+        pause_on=(
+            PauseOn.from_content(stored_policy.content["pause_on"])
+            if stored_policy is not None and stored_policy.content.get("pause_on")
+            else None
+        ),
     )
 
 

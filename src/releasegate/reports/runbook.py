@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from releasegate.domain.handover import format_value
+from releasegate.domain.handover import REHEARSAL_PERIOD, format_value, rehearsal_summary
 from releasegate.domain.runbook import EnvironmentFacts, Runbook, cmd
 from releasegate.reports.page import (
     Block,
@@ -181,6 +181,16 @@ def _escalation(rb: Runbook) -> Section:
             code(main.pause_command(wf)),
             " (audited, the responders are alerted). While paused, the application sends "
             "every request to its human fallback.",
+        ),
+        *(
+            text(
+                f"{rb.main_env} pauses on its own (",
+                code(cmd("monitor", wf, "--env", rb.main_env)),
+                " or ",
+                code(cmd("rollout", "check", wf, "--env", rb.main_env)),
+                f" does it, audited and alerted) when {rule}; only a person resumes it.",
+            )
+            for rule in rb.pause_rules
         ),
         text(
             "A canary rollout aborts on its own when its live runs are worse than the "
@@ -354,7 +364,8 @@ def _checks(rb: Runbook) -> Section:
                 text(
                     strong("Weekly"),
                     ": the stability memo (what changed, how it ran, what to do), the "
-                    "handover checklist, and this page again:",
+                    "governance review (exit 1 when something needs action, each with the "
+                    "command that fixes it), the handover checklist, and this page again:",
                 )
             ),
             Shell(tuple(weekly)),
@@ -466,14 +477,25 @@ def _rollback(rb: Runbook) -> Section:
             )
         )
     reh = rb.rehearsal
+    blocks.append(Para(text(strong("Last rehearsal:"), " ", rehearsal_summary(reh) + ".")))
+    if reh is not None and reh.escaped:
+        blocks.append(
+            Para(
+                text(
+                    "The gate let these degraded variants through, so the suite is too weak "
+                    "for them: "
+                    + "; ".join(f"{m.name} ({m.description})" for m in reh.escaped)
+                    + ". Cases that would catch them, to review and add:"
+                )
+            )
+        )
+        blocks.append(Shell(tuple(line for m in reh.escaped for line in m.proposed)))
     blocks.append(
         Para(
             text(
-                strong("Last rehearsal: "),
-                "never rehearsed."
-                if reh is None
-                else f"{_when(reh.at)} on {reh.env}: "
-                f"{'restored the original' if reh.passed else 'FAILED'} ({reh.summary}).",
+                f"Rehearse the rollback at least every {REHEARSAL_PERIOD.days} days, on "
+                "staging: it deploys deliberately degraded variants, checks the gate and "
+                "the monitor catch them, rolls back and checks the original serves again."
             )
         )
     )
