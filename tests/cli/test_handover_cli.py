@@ -191,6 +191,10 @@ def test_the_rollback_commands_of_the_runbook_work_as_typed(demo: Demo) -> None:
     staging = rollback[rollback.index("**staging**") : rollback.index("**production**")]
     lines = shell_lines(staging)
     assert lines[0].startswith(f"releasegate rollback {WF} --env staging ")
+    facts = demo.ok("report", "runbook", WF)  # the same commands, for scripts
+    assert facts["commands"]["staging"]["rollback"] == lines[0]
+    assert facts["commands"]["production"]["rollback"] is None
+    assert facts["environments"][0]["rollback_to"] == demo.v1
     assert lines[1].endswith(f"# prints {demo.v1}")
     assert demo.typed(lines[0]).returncode == 0
     assert demo.typed(lines[1]).stdout.strip() == demo.v1
