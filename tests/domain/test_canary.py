@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 from releasegate.domain.canary import (
+    BLOCK_RUNS,
     MAX_PENDING,
     CanaryState,
+    blocks_of,
     bounded_state,
     judge,
     log_wealth,
     observe,
+    observe_blocks,
     rate_state,
 )
 from releasegate.errors import InputError
@@ -170,3 +175,84 @@ def test_equal_latencies_are_falsely_aborted_at_most_alpha() -> None:
     path, _, _ = log_wealth(canary - stable, 0.0)
     looks = path[:, LOOK_EVERY - 1 :: LOOK_EVERY]
     assert float((looks >= math.log(20)).any(axis=1).mean()) <= 0.05
+
+
+# -- the blocked test (what `rollout check` runs on the database's sums) ------------------------
+
+
+def _blocked_run(
+    rng: np.random.Generator,
+    state: CanaryState,
+    draw_stable: Callable[[int], npt.NDArray[np.float64]],
+    draw_canary: Callable[[int], npt.NDArray[np.float64]],
+    weight: float,
+    looks: int,
+    every: int,
+) -> tuple[bool, bool, CanaryState]:
+    """Check every ``every`` runs, ``looks`` times: (ever aborted, ever passed, state)."""
+    aborted = passed = False
+    for _ in range(looks):
+        is_canary = rng.random(every) < weight
+        values = np.where(is_canary, draw_canary(every), draw_stable(every))
+        scaled = (np.clip(values, state.lower, state.upper) - state.lower) / (
+            state.upper - state.lower
+        )
+        state = observe_blocks(state, blocks_of(is_canary, scaled, BLOCK_RUNS))
+        verdict = judge(state, 0.05, min_runs=0)
+        aborted |= verdict.outcome == "abort"
+        passed |= verdict.outcome == "pass"
+    return aborted, passed, state
+
+
+@pytest.mark.parametrize("weight", [0.05, 0.5])
+def test_blocked_a_canary_worse_by_exactly_the_margin_is_aborted_at_most_alpha(
+    weight: float,
+) -> None:
+    """Seeded: 300 rollouts looked at every 100 runs, 150 times (15,000 runs each), a canary
+    at 7% errors against 5% with a 2-point margin (the null's edge): aborted <= 5%; and at
+    the same margin a canary as good as the stable is passed, one worse by 10 points aborted."""
+    rng = np.random.default_rng(11)
+
+    def rate(p: float) -> Callable[[int], npt.NDArray[np.float64]]:
+        return lambda n: (rng.random(n) < p).astype(np.float64)
+
+    edge = [
+        _blocked_run(rng, rate_state("error", 0.02), rate(0.05), rate(0.07), weight, 150, 100)
+        for _ in range(REPS)
+    ]
+    assert sum(a for a, _, _ in edge) / REPS <= 0.05
+    assert sum(p for _, p, _ in edge) / REPS <= 0.05  # worse by the margin: passed rarely
+    good = _blocked_run(rng, rate_state("error", 0.05), rate(0.05), rate(0.05), weight, 150, 100)
+    assert good[1] and not good[0]
+    bad = _blocked_run(rng, rate_state("error", 0.02), rate(0.05), rate(0.15), weight, 150, 100)
+    assert bad[0] and bad[2].canary.runs > 0
+
+
+def test_blocked_bounded_values_at_the_margin_are_aborted_at_most_alpha() -> None:
+    """Latency-like values clipped to [0, 1000]: the canary's mean 20 ms above the stable's
+    with a 20 ms margin, skewed (gamma) values, a look every 50 runs."""
+    rng = np.random.default_rng(12)
+    stable = lambda n: rng.gamma(4.0, 50.0, n)  # noqa: E731  mean 200
+    canary = lambda n: rng.gamma(4.0, 55.0, n)  # noqa: E731  mean 220
+    runs = [
+        _blocked_run(
+            rng, bounded_state("latency", 20.0, 0.0, 1000.0), stable, canary, 0.25, 200, 50
+        )
+        for _ in range(REPS)
+    ]
+    assert sum(a for a, _, _ in runs) / REPS <= 0.05
+    assert runs[0][2].pairs > 0 and runs[0][2].canary.runs + runs[0][2].stable.runs == 10_000
+
+
+def test_blocked_state_round_trips_and_counts_every_run() -> None:
+    rng = np.random.default_rng(13)
+    is_canary = rng.random(1000) < 0.3
+    values = (rng.random(1000) < 0.1).astype(np.float64)
+    state = observe_blocks(rate_state("error", 0.02), blocks_of(is_canary, values, 64))
+    assert (
+        state.canary.runs == int(is_canary.sum()) and state.stable.runs == 1000 - state.canary.runs
+    )
+    assert state.canary.total == pytest.approx(values[is_canary].sum())
+    assert CanaryState.from_dict(json.loads(json.dumps(state.to_dict()))) == state
+    one_arm = blocks_of(np.zeros(100, dtype=bool), np.ones(100), 64)  # no canary: no bet
+    assert observe_blocks(rate_state("error", 0.02), one_arm).worse.log_e == 0.0

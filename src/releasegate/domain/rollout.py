@@ -534,7 +534,7 @@ def references(
 
 
 class ArmRuns(NamedTuple):
-    """Runs read since the last check, in arrival order: which arm served each, whether it
+    """Runs held in memory, in arrival order: which arm served each, whether it
     failed, was escalated, was edited, its feedback, latency and cost (NaN: not given)."""
 
     arms: Sequence[str]
@@ -547,21 +547,60 @@ class ArmRuns(NamedTuple):
     cursor: int
 
 
-def observe_runs(ev: Evidence, policy: RolloutPolicy, runs: ArmRuns) -> Evidence:
-    """Feed new runs to every signal's comparison. A reference the rollout started without
-    (a new environment) is taken from the first 30+ stable runs seen."""
+class RolloutSums(NamedTuple):
+    """Runs read since the last check, summed per block and arm by signal (``Blocks``;
+    values scaled as the comparison scales them: latency as "slower than the reference
+    p95", cost clipped to its reference p99 over that p99), and the cursor reached."""
+
+    blocks: Mapping[str, canary.Blocks]
+    canary_runs: int
+    stable_runs: int
+    cursor: int
+
+
+def with_references(ev: Evidence, latency_ms: Floats, cost_usd: Floats) -> Evidence:
+    """``ev`` with a reference the rollout started without taken from these stable runs."""
+    latency_ref, cost_ref = references(ev, latency_ms, cost_usd)
+    return replace(ev, latency_ref=latency_ref, cost_ref=cost_ref)
+
+
+def observe_sums(ev: Evidence, policy: RolloutPolicy, sums: RolloutSums) -> Evidence:
+    """Feed each signal's block sums to its comparison (``canary.observe_blocks``); a
+    signal whose reference is not known yet (latency, cost) waits."""
+    states = dict(ev.states)
+    for name, margin in policy.signals.items():
+        got = sums.blocks.get(name)
+        kind = COMPARABLE[name].kind
+        if got is None or (kind == "slow" and ev.latency_ref is None):
+            continue
+        if kind == "cost" and ev.cost_ref is None:
+            continue
+        state = states.get(name) or fresh_state(name, margin, ev.cost_ref)
+        states[name] = canary.observe_blocks(state, got)
+    return replace(
+        ev,
+        cursor=max(ev.cursor, sums.cursor),
+        states=states,
+        canary_runs=ev.canary_runs + sums.canary_runs,
+        stable_runs=ev.stable_runs + sums.stable_runs,
+    )
+
+
+def observe_runs(
+    ev: Evidence, policy: RolloutPolicy, runs: ArmRuns, block: int = canary.BLOCK_RUNS
+) -> Evidence:
+    """``observe_sums`` for runs held in memory (tests, simulations): each signal's runs in
+    consecutive blocks of ``block``. A reference the rollout started without is taken
+    from the stable runs seen (30 at least)."""
     arms = np.asarray(runs.arms, dtype=object)
     if len(arms) == 0:
         return replace(ev, cursor=max(ev.cursor, runs.cursor))
-    is_stable = arms == "stable"
-    latency_ref, cost_ref = references(ev, runs.latency_ms[is_stable], runs.cost_usd[is_stable])
-    states = dict(ev.states)
-    labels = list(runs.arms)
-    shared: dict[tuple[str | None, int], canary.Pairing] = {}
-    for name, margin in policy.signals.items():
-        kind = COMPARABLE[name].kind
-        values: Floats
+    is_canary = arms == "canary"
+    ev = with_references(ev, runs.latency_ms[~is_canary], runs.cost_usd[~is_canary])
+    found: dict[str, canary.Blocks] = {}
+    for name in policy.signals:
         keep: npt.NDArray[np.bool_] | None = None
+        values: Floats
         if name == "error_rate":
             values = runs.error
         elif name == "escalation_rate":
@@ -571,35 +610,22 @@ def observe_runs(ev: Evidence, policy: RolloutPolicy, runs: ArmRuns) -> Evidence
         elif name == "negative_feedback_rate":
             keep = np.isfinite(runs.feedback)
             values = (runs.feedback < 0).astype(np.float64)
-        elif kind == "slow":
-            if latency_ref is None:
+        elif COMPARABLE[name].kind == "slow":
+            if ev.latency_ref is None:
                 continue
-            values = (runs.latency_ms > latency_ref).astype(np.float64)
-        else:  # cost
-            if cost_ref is None:
+            values = (runs.latency_ms > ev.latency_ref).astype(np.float64)
+        else:  # cost, clipped to the reference's p99 and scaled to [0, 1]
+            if ev.cost_ref is None:
                 continue
             keep = np.isfinite(runs.cost_usd)
-            values = np.nan_to_num(runs.cost_usd, nan=0.0)
-        state = states.get(name) or fresh_state(name, margin, cost_ref)
-        if keep is None:  # every run: one pairing serves every such signal (it reads arms only)
-            key = (state.pending_arm, len(state.pending))
-            pairing = shared.get(key)
-            if pairing is None:
-                pairing = shared[key] = canary.pair_up(key[0], key[1], labels)
-            state = canary.observe_paired(state, pairing, values)
+            values = np.clip(np.nan_to_num(runs.cost_usd, nan=0.0) / ev.cost_ref[1], 0.0, 1.0)
+        if keep is None:
+            found[name] = canary.blocks_of(is_canary, values, block)
         elif keep.any():
-            state = canary.observe(state, arms[keep].tolist(), values[keep])
-        states[name] = state
-    n_canary = int((arms == "canary").sum())
-    return replace(
-        ev,
-        cursor=max(ev.cursor, runs.cursor),
-        states=states,
-        canary_runs=ev.canary_runs + n_canary,
-        stable_runs=ev.stable_runs + len(arms) - n_canary,
-        latency_ref=latency_ref,
-        cost_ref=cost_ref,
-    )
+            found[name] = canary.blocks_of(is_canary[keep], values[keep], block)
+    n_canary = int(is_canary.sum())
+    sums = RolloutSums(found, n_canary, len(arms) - n_canary, runs.cursor)
+    return observe_sums(ev, policy, sums)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
+
 from releasegate.domain.rollout import (
     CheckOutcome,
     Mode,
@@ -33,9 +35,10 @@ from releasegate.domain.rollout import (
     advanced,
     assess,
     begin,
-    observe_runs,
+    observe_sums,
     ramp,
     reference,
+    with_references,
 )
 from releasegate.domain.shadow import observe_shadow
 from releasegate.errors import InputError, RolloutRefusedError, StaleAliasError
@@ -323,18 +326,24 @@ def _check(store: Store, workflow: str, env: str, *, who: str, pause_after_read:
                     hint=f"start one with `releasegate promote VERSION --env {env} --canary PCT`",
                 )
             return Checked(last, None, 0)
+        repo = RolloutRepo(conn)
         if r.is_shadow:
-            shadow_runs = RolloutRepo(conn).shadow_runs(r, r.evidence.cursor)
+            shadow_runs = repo.shadow_runs(r, r.evidence.cursor)
             n_read = len(shadow_runs.arms)
-        else:
-            runs = RolloutRepo(conn).arm_runs(r, r.evidence.cursor)
-            n_read = len(runs.arms)
+        else:  # the database sums the runs per block and arm (store.rollouts.arm_sums)
+            ev = r.evidence
+            if ev.latency_ref is None or ev.cost_ref is None:  # a new environment: learn them
+                latency, cost = repo.first_stable_runs(r, ev.cursor)
+                ev = with_references(ev, np.asarray(latency), np.asarray(cost))
+            cost_upper = None if ev.cost_ref is None else ev.cost_ref[1]
+            sums = repo.arm_sums(r, ev.cursor, ev.latency_ref, cost_upper)
+            n_read = sums.canary_runs + sums.stable_runs
     if pause_after_read:
         time.sleep(pause_after_read)
     if r.is_shadow:
         seen = replace(r, evidence=observe_shadow(r.evidence, r.policy, shadow_runs))
     else:
-        seen = replace(r, evidence=observe_runs(r.evidence, r.policy, runs))
+        seen = replace(r, evidence=observe_sums(ev, r.policy, sums))
     outcome = assess(seen, now=_now())
     if outcome.action == "abort":
         return _abort_on_check(store, wf, r, seen, outcome, who, n_read)

@@ -4,14 +4,17 @@ The repository is bound to a connection (the caller's transaction) and takes and
 ``domain.rollout.Rollout``. A rollout changes by compare-and-swap on its revision, and
 only while it runs (``save``), so of two checks that both decide to abort exactly one
 writes it, and the other learns it lost. ``active`` (unique) keeps one running rollout
-per environment. ``arm_runs`` reads the runs served under a rollout since a check's
-cursor, in arrival order, straight from the driver into numpy. The domain types and
-numpy are imported when first needed: ``resolve`` (the request path) only asks ``route``.
+per environment. ``arm_sums`` has the database sum the runs a canary rollout's arms served
+since a check's cursor, per block of about 64 of them and per arm (a few thousand rows
+come back for a million runs); ``shadow_runs`` reads a shadow's runs in arrival order,
+straight from the driver into numpy. The domain types and numpy are imported when first
+needed: ``resolve`` (the request path) only asks ``route``.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
@@ -22,13 +25,15 @@ from releasegate.domain.identity import canonical_json
 from releasegate.domain.runs import IS_EDITED, IS_ERROR, IS_ESCALATED
 from releasegate.errors import RolloutRefusedError
 from releasegate.store import tables as t
-from releasegate.store.rows import as_utc, driver
+from releasegate.store.rows import as_utc, driver, fetch
 from releasegate.store.runs import fact_sql
 
 if TYPE_CHECKING:
-    from releasegate.domain.rollout import ArmRuns, Rollout
+    from releasegate.domain.rollout import Rollout, RolloutSums
     from releasegate.domain.shadow import ShadowRuns
 
+CHUNK_BLOCKS = 64
+"""Blocks summed per query by ``arm_sums`` on SQLite."""
 SKEW_S = 300.0
 """Runs may start up to this long before the rollout by their clock and still count."""
 MISSING = 9e99
@@ -216,78 +221,19 @@ class RolloutRepo:
         """``read`` of a cursor over ``columns`` (``?`` marks take ``MISSING``) of the runs
         the stable arm and ``other_arm`` of ``r`` served after ``after_seq``, in arrival
         order; and the sequence read up to."""
-        # a range of the primary key from the cursor: on SQLite the unary + keeps the
-        # planner off the (workflow, env, started_at) index, which would scan every run of
-        # the rollout on each check to find the few new ones
-        plus = "+" if self.conn.dialect.name == "sqlite" else ""
-        sql = (
-            f"SELECT {columns}"
-            f" FROM runs WHERE seq > ? AND seq <= ? AND {plus}workflow = ? AND {plus}env = ?"
-            f" AND {plus}started_at >= ?"
-            f" AND ((arm = '{other_arm}' AND version_id = ?)"
-            " OR (arm = 'stable' AND version_id = ?)) ORDER BY seq"
-        )
+        where, params = self._range(r, other_arm)
+        sql = f"SELECT {columns} FROM runs WHERE seq > ? AND seq <= ?{where} ORDER BY seq"
         upto = self.last_run_seq()
         raw, mark = driver(self.conn)
         cur = raw.cursor()
         try:
             cur.execute(
                 sql.replace("?", mark),
-                (
-                    *([MISSING] * columns.count("?")),
-                    after_seq,
-                    upto,
-                    r.workflow,
-                    r.env,
-                    r.started_at.timestamp() - SKEW_S,
-                    r.canary_id,
-                    r.stable_id,
-                ),
+                (*([MISSING] * columns.count("?")), after_seq, upto, *params),
             )
             return read(cur), max(upto, after_seq)
         finally:
             cur.close()
-
-    def arm_runs(self, r: Rollout, after_seq: int) -> ArmRuns:
-        """The runs each arm of ``r`` served after ``after_seq``, in arrival order."""
-        import numpy as np
-
-        from releasegate.domain.rollout import ArmRuns
-
-        # the arm and three facts travel as one small integer: half the fields to convert
-        # per run (as RunRepo's window does), and seq not at all (read once, as the bound)
-        packed = (
-            "CASE WHEN arm = 'canary' THEN 1 ELSE 0 END"
-            f" + CASE WHEN {fact_sql(IS_ERROR)} THEN 2 ELSE 0 END"
-            f" + CASE WHEN {fact_sql(IS_ESCALATED)} THEN 4 ELSE 0 END"
-            f" + CASE WHEN {fact_sql(IS_EDITED)} THEN 8 ELSE 0 END"
-        )
-        read = np.dtype(
-            [("packed", "i1"), ("feedback", "f8"), ("latency_ms", "f8"), ("cost_usd", "f8")]
-        )
-        got, cursor = self._since(
-            r,
-            after_seq,
-            f"{packed}, COALESCE(feedback, ?), latency_ms, COALESCE(cost_usd, ?)",
-            "canary",
-            lambda cur: np.fromiter(cur, dtype=read),
-        )
-        flags = got["packed"]
-        feedback = got["feedback"].copy()
-        feedback[feedback >= MISSING] = np.nan
-        cost = got["cost_usd"].copy()
-        cost[cost >= MISSING] = np.nan
-        arms = np.where(flags & 1, "canary", "stable").tolist()
-        return ArmRuns(
-            arms=arms,
-            error=((flags & 2) > 0).astype(np.float64),
-            escalated=((flags & 4) > 0).astype(np.float64),
-            edited=((flags & 8) > 0).astype(np.float64),
-            feedback=feedback,
-            latency_ms=got["latency_ms"],
-            cost_usd=cost,
-            cursor=cursor,
-        )
 
     def shadow_runs(self, r: Rollout, after_seq: int) -> ShadowRuns:
         """The stable runs and the shadow runs of ``r`` stored after ``after_seq``, in
@@ -315,3 +261,114 @@ class RolloutRepo:
             labels=[row[5] for row in rows],
             cursor=cursor,
         )
+
+    def _range(self, r: Rollout, other_arm: str = "canary") -> tuple[str, list[Any]]:
+        """The WHERE clause (after the seq bounds) of the runs the stable arm and
+        ``other_arm`` of ``r`` served, and its parameters."""
+        # a range of the primary key from the cursor: on SQLite the unary + keeps the
+        # planner off the (workflow, env, started_at) index, which would scan every run of
+        # the rollout on each check to find the few new ones
+        plus = "+" if self.conn.dialect.name == "sqlite" else ""
+        where = (
+            f" AND {plus}workflow = ? AND {plus}env = ? AND {plus}started_at >= ?"
+            f" AND ((arm = '{other_arm}' AND version_id = ?)"
+            " OR (arm = 'stable' AND version_id = ?))"
+        )
+        params = [r.workflow, r.env, r.started_at.timestamp() - SKEW_S, r.canary_id, r.stable_id]
+        return where, params
+
+    def first_stable_runs(
+        self, r: Rollout, after_seq: int, limit: int = 5000
+    ) -> tuple[list[float], list[float]]:
+        """Latency and cost (NaN where not given) of the first ``limit`` stable runs after
+        ``after_seq``: a reference for a rollout that started without one."""
+        where, params = self._range(r)
+        sql = f"SELECT latency_ms, cost_usd FROM runs WHERE seq > ?{where} AND arm = 'stable'"
+        got = fetch(self.conn, sql + " ORDER BY seq LIMIT ?", [after_seq, *params, limit])
+        return [float(x[0]) for x in got], [math.nan if x[1] is None else float(x[1]) for x in got]
+
+    def arm_sums(
+        self,
+        r: Rollout,
+        after_seq: int,
+        latency_ref: float | None,
+        cost_upper: float | None,
+    ) -> RolloutSums:
+        """The runs each arm of ``r`` served after ``after_seq``, summed by the database per
+        block of about ``BLOCK_RUNS`` of them and per arm, for every signal the rollout
+        compares: one pass over a primary-key range, a few thousand rows back."""
+        import numpy as np
+
+        from releasegate.domain.canary import BLOCK_RUNS, Blocks
+        from releasegate.domain.rollout import RolloutSums
+
+        upto = self.last_run_seq()
+        cursor = max(upto, after_seq)
+        if upto <= after_seq:
+            return RolloutSums({}, 0, 0, cursor)
+        where, params = self._range(r)
+        # blocks are ranges of seq holding about BLOCK_RUNS of this rollout's runs: the
+        # density comes from the newest 10,000 seqs (arms and counts only, never values)
+        span = min(10_000, upto - after_seq)
+        dense = fetch(
+            self.conn,
+            "SELECT COUNT(*) FROM runs WHERE seq > ? AND seq <= ?" + where,
+            [upto - span, upto, *params],
+        )[0][0]
+        size = max(1, round(BLOCK_RUNS * span / max(1, int(dense))))
+        flag = "CASE WHEN {} THEN 1 ELSE 0 END".format
+        scaled = "(CASE WHEN cost_usd > ? THEN ? ELSE cost_usd END) / ?"  # NULL stays NULL
+        sql = (
+            "SELECT (seq - ?) / ?, CASE WHEN arm = 'canary' THEN 1 ELSE 0 END, COUNT(*),"
+            f" SUM({flag(fact_sql(IS_ERROR))}), SUM({flag(fact_sql(IS_ESCALATED))}),"
+            f" SUM({flag(fact_sql(IS_EDITED))}), COUNT(feedback),"
+            f" SUM({flag('feedback < 0')}), SUM({flag('latency_ms > ?')}),"
+            f" COUNT(cost_usd), SUM({scaled}), SUM(({scaled}) * ({scaled}))"
+            " FROM runs WHERE seq > ? AND seq <= ?" + where + " GROUP BY 1, 2 ORDER BY 1, 2"
+        )
+        ref = 9e99 if latency_ref is None else latency_ref
+        upper = 1.0 if cost_upper is None else cost_upper
+        # SQLite: by chunks of CHUNK_BLOCKS blocks, each GROUP BY sorting a few thousand
+        # rows in memory (one over the whole range sorts them all in a temp b-tree);
+        # PostgreSQL: one query, its hash aggregate given the memory its estimate wants
+        rows: list[Any] = []
+        step = size * CHUNK_BLOCKS if self.conn.dialect.name == "sqlite" else upto - after_seq
+        if self.conn.dialect.name == "postgresql":
+            self.conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")
+        for lo in range(after_seq, upto, step):
+            hi = min(lo + step, upto)
+            values = [after_seq, size, ref, *[upper] * 9, lo, hi, *params]
+            rows.extend(fetch(self.conn, sql, values))
+        got = np.array(rows, dtype=np.float64).reshape(-1, 12)
+        got = np.nan_to_num(got)  # SUM over no value is NULL
+        blocks, first = np.unique(got[:, 0], return_inverse=True)
+        is_c = got[:, 1] > 0
+
+        def per_arm(col: int, canary: bool) -> Any:
+            out = np.zeros(len(blocks))
+            pick = is_c if canary else ~is_c
+            out[first[pick]] = got[pick, col]
+            return out
+
+        def of(n_col: int, sum_col: int, sq_col: int) -> Blocks:
+            return Blocks(
+                per_arm(n_col, False).astype(np.int64),
+                per_arm(n_col, True).astype(np.int64),
+                per_arm(sum_col, False),
+                per_arm(sum_col, True),
+                per_arm(sq_col, False),
+                per_arm(sq_col, True),
+            )
+
+        found = {
+            "error_rate": of(2, 3, 3),
+            "escalation_rate": of(2, 4, 4),
+            "edit_rate": of(2, 5, 5),
+            "negative_feedback_rate": of(6, 7, 7),
+        }
+        if latency_ref is not None:
+            found["latency_p95"] = of(2, 8, 8)
+        if cost_upper is not None:
+            found["cost_per_task"] = of(9, 10, 11)
+        n_canary = int(got[is_c, 2].sum())
+        return RolloutSums(found, n_canary, int(got[~is_c, 2].sum()), cursor)
