@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,6 +107,30 @@ def project() -> Iterator[tuple[Path, Store]]:
         sys.path.remove(str(root))
         sys.modules.pop("benchmod", None)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def temp_pg_database(server: str) -> Iterator[str]:
+    """A fresh PostgreSQL database at the schema head on ``server`` (an admin URL such as
+    ``postgresql+psycopg://postgres@127.0.0.1:5432``), its URL yielded, dropped after."""
+    import sqlalchemy as sa
+
+    from releasegate.store.migrate import upgrade
+
+    name = f"rg_bench_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = f"{server}/{name}"
+    try:
+        engine = sa.create_engine(url)
+        upgrade(engine)
+        engine.dispose()
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 def workflow_file(root: Path, i: int) -> Path:

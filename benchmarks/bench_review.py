@@ -39,6 +39,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from bench_loop import temp_pg_database
 from releasegate.domain.identity import canonical_json, content_hash
 from releasegate.domain.policy import Policy, Regression
 from releasegate.domain.runs import parse_batch
@@ -332,17 +333,7 @@ def main() -> None:
 
 
 def _bench_pg(server: str, root: Path, runs: int, env: dict[str, str]) -> list[str]:
-    from releasegate.store.migrate import upgrade
-
-    name = f"rg_bench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = f"{server}/{name}"
-    try:
-        engine = sa.create_engine(url)
-        upgrade(engine)
-        engine.dispose()
+    with temp_pg_database(server) as url:
         home = root / "pg-home"
         home.mkdir()
         store = Store.open(location=Location(url, home / "blobs", False, home))
@@ -350,10 +341,6 @@ def _bench_pg(server: str, root: Path, runs: int, env: dict[str, str]) -> list[s
             return bench("PostgreSQL", store, root, runs, {**env, "RELEASEGATE_DATABASE_URL": url})
         finally:
             store.close()
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 if __name__ == "__main__":

@@ -40,7 +40,6 @@ import statistics
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -50,7 +49,15 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
-from bench_loop import ENV, WORKFLOW, project, ship, suite_file, workflow_file
+from bench_loop import (
+    ENV,
+    WORKFLOW,
+    project,
+    ship,
+    suite_file,
+    temp_pg_database,
+    workflow_file,
+)
 from releasegate import Client
 from releasegate.domain.rollout import (
     ArmRuns,
@@ -72,7 +79,6 @@ from releasegate.release.evaluate import evaluate
 from releasegate.release.gate import gate
 from releasegate.release.register import register
 from releasegate.store.engine import Location, Store
-from releasegate.store.migrate import upgrade
 from releasegate.store.runs import RUN_COLUMNS, RunRepo
 
 CALLS = 200_000
@@ -389,28 +395,14 @@ def _dialect_project(dialect: str, pg_admin: str) -> Iterator[tuple[Path, Store,
         with project() as (root, store):
             yield root, store, {"RELEASEGATE_DIR": str(root)}
         return
-    name = f"rg_bench_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(f"{pg_admin}/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = f"{pg_admin}/{name}"
-    try:
-        engine = sa.create_engine(url)
-        upgrade(engine)
-        engine.dispose()
-        with project() as (root, sqlite_store):
-            sqlite_store.close()
-            home = root / ".releasegate"
-            store = Store.open(location=Location(url, home / "blobs", False, home))
-            try:
-                env = {"RELEASEGATE_DIR": str(root), "RELEASEGATE_DATABASE_URL": url}
-                yield root, store, env
-            finally:
-                store.close()
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with temp_pg_database(pg_admin) as url, project() as (root, sqlite_store):
+        sqlite_store.close()
+        home = root / ".releasegate"
+        store = Store.open(location=Location(url, home / "blobs", False, home))
+        try:
+            yield root, store, {"RELEASEGATE_DIR": str(root), "RELEASEGATE_DATABASE_URL": url}
+        finally:
+            store.close()
 
 
 def _rewind(store: Store, evidence_json: str) -> None:
