@@ -29,9 +29,14 @@ STABLE, CANDIDATE = "a" * 64, "b" * 64
 POLICY = RolloutPolicy(steps=(10.0, 50.0, 100.0), min_runs_per_step=100)
 
 
-def runs(rows: list[tuple[str, str | None, float, str | None]], cursor: int = 0) -> ShadowRuns:
+def runs(
+    rows: list[tuple[str, str | None, float, str | None]],
+    cursor: int = 0,
+    links: list[str | None] | None = None,
+) -> ShadowRuns:
     """(arm, input key, error, label) per run; latency 10 ms, no cost."""
     return ShadowRuns(
+        links=links,
         arms=[r[0] for r in rows],
         keys=[r[1] for r in rows],
         error=np.array([r[2] for r in rows], dtype=np.float64),
@@ -72,24 +77,53 @@ def test_runs_pair_by_input_first_come_first_paired_whatever_the_order() -> None
             ]
         ),
     )
-    assert [(s.key, s.label, t.label) for s, t in got.pairs] == [("k1", "c", "a"), ("k2", "x", "y")]
-    assert [(w.arm, w.key, w.label) for w in got.waiting] == [
-        ("stable", "k1", "b"),
-        ("stable", "k3", "z"),
+    assert [(s.keys, s.label, t.label) for s, t in got.pairs] == [
+        (("i:k1",), "c", "a"),
+        (("i:k2",), "x", "y"),
+    ]
+    assert [(w.arm, w.keys, w.label) for w in got.waiting] == [
+        ("stable", ("i:k1",), "b"),
+        ("stable", ("i:k3",), "z"),
     ]
     assert got.unpaired == 1
     later = pair_by_input(
         got.waiting, runs([("shadow", "k3", 1.0, "z"), ("shadow", "k9", 0, None)])
     )
-    assert [(s.key, s.error, t.error) for s, t in later.pairs] == [("k3", 1.0, 0.0)]
-    assert [w.key for w in later.waiting] == ["k1", "k9"]
+    assert [(s.keys, s.error, t.error) for s, t in later.pairs] == [(("i:k3",), 1.0, 0.0)]
+    assert [w.keys for w in later.waiting] == [("i:k1",), ("i:k9",)]
+
+
+def test_a_shadow_run_pairs_with_the_served_run_it_names_even_without_an_input() -> None:
+    got = pair_by_input(
+        [],
+        runs(
+            [
+                ("stable", None, 0.0, "a"),  # restricted: no input hash stored
+                ("stable", None, 1.0, "b"),
+                ("shadow", None, 0.0, "c"),  # names the second served run
+                ("shadow", "k1", 0.0, "d"),  # names nothing, has an input: waits for one
+            ],
+            links=["run-1", "run-2", "run-2", None],
+        ),
+    )
+    assert [(s.label, t.label) for s, t in got.pairs] == [("c", "b")]
+    assert [(w.arm, w.keys) for w in got.waiting] == [
+        ("stable", ("r:run-1",)),
+        ("shadow", ("i:k1",)),
+    ]
+    late = pair_by_input(
+        got.waiting,
+        runs([("shadow", "k7", 1.0, None), ("stable", "k1", 0.0, "e")], links=["run-1", "run-9"]),
+    )
+    assert [(s.error, t.label) for s, t in late.pairs] == [(1.0, "a"), (0.0, "e")]
+    assert late.waiting == () and late.unpaired == 0
 
 
 def test_waiting_runs_are_bounded_and_a_dropped_shadow_run_is_counted_unpaired() -> None:
     n = shadow.MAX_WAITING + 5
     got = pair_by_input([], runs([("shadow", f"s{i}", 0.0, None) for i in range(n)]))
     assert len(got.waiting) == shadow.MAX_WAITING and got.unpaired == 5
-    assert got.waiting[0].key == "s5"  # the oldest went first
+    assert got.waiting[0].keys == ("i:s5",)  # the oldest went first
 
 
 def simulate(
@@ -187,7 +221,7 @@ def test_a_shadow_compares_only_the_signals_that_apply_to_a_run_nobody_saw() -> 
 
 def test_evidence_and_policy_keep_the_shadow_state_through_json() -> None:
     ev = Evidence(
-        waiting=(Waiting("stable", "k1", 0.0, 12.5, None, "a"),),
+        waiting=(Waiting("stable", ("r:x", "i:k1"), 0.0, 12.5, None, "a"),),
         unpaired=2,
         replay={"outcome": "worse", "pairs": 40},
     )
@@ -202,8 +236,8 @@ def test_evidence_and_policy_keep_the_shadow_state_through_json() -> None:
 def test_compare_judges_fixed_pairs_at_a_stated_error_rate() -> None:
     same = [
         (
-            Waiting("shadow", f"k{i}", 0.0, 1.0, None, "a"),
-            Waiting("stable", f"k{i}", 0.0, 1, None, "a"),
+            Waiting("shadow", (f"k{i}",), 0.0, 1.0, None, "a"),
+            Waiting("stable", (f"k{i}",), 0.0, 1, None, "a"),
         )
         for i in range(200)
     ]

@@ -72,6 +72,7 @@ def traffic(
     stable_error: float = 0.05,
     seed: int = 0,
     relabel: float = 0.0,
+    linked: bool = False,
 ) -> dict[str, Any]:
     """``n`` requests, as an application under a shadow rollout serves them: resolve by
     key, run and record the served version, then run the shadow on the same input and
@@ -93,7 +94,8 @@ def traffic(
             shadows.add(None if candidate is None else candidate.version_id)
             if candidate is None:
                 continue
-            with client.run(candidate, input=text, shadow=True) as twin:
+            link = run if linked else None
+            with client.run(candidate, input=text, shadow=True, pair=link) as twin:
                 twin.label = twin.output = run.label
                 if rng.random() < relabel:
                     twin.label = "complaint" if run.label != "complaint" else "fraud"
@@ -184,6 +186,36 @@ def test_a_healthy_shadow_is_not_aborted_and_advances_to_the_first_canary_step(
             sa.text("SELECT payload_json FROM audit_events WHERE kind = 'rollout.advanced'")
         ).scalar_one()
     assert '"from_mode":"shadow"' in payload and "label_change: shadow" in payload
+
+
+def test_where_inputs_are_not_stored_shadow_runs_pair_by_the_served_run_they_name(
+    store: Store, project: Project
+) -> None:
+    ids = []
+    for name, kw in (("v1", {}), ("v2", {"temperature": 0.2})):
+        path = project.workflow(name, policy=policy(), **kw)
+        doc = yaml.safe_load(path.read_text())
+        path.write_text(yaml.safe_dump({**doc, "data_class": "restricted"}, sort_keys=False))
+        vid = register(store, path, who="alice").version_id
+        evaluate(store, vid, project.suite(), who="alice")
+        assert gate(store, vid, "staging", who="ci").verdict == "pass"
+        ids.append(vid)
+        if name == "v1":
+            promote(store, vid, "staging", who="alice")
+    rollout.start(store, ids[1], "staging", shadow=True, who="alice", rollout_id=RID)
+    got = traffic(store, 60, shadow_error=0.0, seed=8, linked=True)
+    with store.read() as conn:
+        stored = RunRepo(conn).get(got["shadow_run_ids"][0])
+    assert stored is not None and (stored["input"], stored["input_hash"]) == (None, None)
+    checked = rollout.check(store, "router", "staging", who="cron")
+    assert (checked.rollout.evidence.canary_runs, checked.rollout.evidence.unpaired) == (60, 0)
+    traffic(store, 40, shadow_error=0.0, seed=9)  # not linked: nothing to pair them by
+    checked = rollout.check(store, "router", "staging", who="cron")
+    assert (checked.rollout.evidence.canary_runs, checked.rollout.evidence.unpaired) == (60, 40)
+    with Client(store=store) as client:
+        version = client.resolve("router", env="staging")
+        with pytest.raises(SDKUsageError, match="pair= names the served run"):
+            client.run(version, input="x", pair="r1")
 
 
 def test_a_failing_shadow_never_pauses_production(store: Store, project: Project) -> None:

@@ -415,10 +415,11 @@ def aborted(r: Rollout, reason: str, at: datetime) -> Rollout:
 
 class Waiting(NamedTuple):
     """In shadow: a run read by a check whose twin (the other arm, the same input) has not
-    been read yet. ``key`` is a prefix of its input hash; NaN cost travels as None."""
+    been read yet. ``keys`` are what it pairs by (``domain.shadow``: its input's hash, and
+    for a stable run its run id); NaN cost travels as None."""
 
     arm: str
-    key: str
+    keys: tuple[str, ...]
     error: float
     latency_ms: float
     cost_usd: float | None
@@ -464,7 +465,7 @@ class Evidence:
             "step_start_runs": self.step_start_runs,
             "latency_ref": self.latency_ref,
             "cost_ref": list(self.cost_ref) if self.cost_ref is not None else None,
-            "waiting": [list(w) for w in self.waiting],
+            "waiting": [[w[0], list(w[1]), *w[2:]] for w in self.waiting],
             "unpaired": self.unpaired,
             "replay": dict(self.replay) if self.replay is not None else None,
         }
@@ -483,7 +484,7 @@ class Evidence:
             step_start_runs=int(data.get("step_start_runs", 0)),
             latency_ref=data.get("latency_ref"),
             cost_ref=(float(cost[0]), float(cost[1])) if cost else None,
-            waiting=tuple(Waiting(*w) for w in data.get("waiting") or ()),
+            waiting=tuple(Waiting(w[0], tuple(w[1]), *w[2:]) for w in data.get("waiting") or ()),
             unpaired=int(data.get("unpaired", 0)),
             replay=data.get("replay"),
         )

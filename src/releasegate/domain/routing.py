@@ -19,6 +19,10 @@ ARMS: tuple[Arm, ...] = ("stable", "canary")
 
 _SCALE = 1 << 64
 
+PAIR_ATTRIBUTE = "releasegate.pair"
+"""The run attribute in which a shadow run names the served run it shadows (its run id):
+``client.run(version.shadow, ..., shadow=True, pair=run)``."""
+
 
 def key_share(key: str, rollout_id: str) -> float:
     """A key's place in [0, 1) for this rollout: blake2b of the key keyed by the rollout id."""

@@ -2,10 +2,12 @@
 
 Under a shadow rollout the stable version serves every request; the application also runs
 the candidate on the request's input, off the request path, and records that run with arm
-``shadow``. A check pairs each shadow run with a stable run of the same input (its input
-hash), first come first paired, reading only arms and hashes, never outcomes; a run whose
-twin has not been read yet waits for the next check (the newest ``MAX_WAITING``; older ones
-are dropped unseen, and a dropped shadow run is counted as unpaired). Each pair feeds the
+``shadow``. A check pairs each shadow run with the stable run it names (``pair=`` in the
+SDK: the served run's id, which survives a data class that keeps texts and their hashes
+out of the store), else with a stable run of the same input (its input hash), first come
+first paired, reading only arms and keys, never outcomes; a run whose twin has not been
+read yet waits for the next check (the newest ``MAX_WAITING``; older ones are dropped
+unseen, and a dropped shadow run is counted as unpaired). Each pair feeds the
 same always-valid betting e-processes as a canary (``domain.canary.observe_matched``):
 errors, slowness (slower than the stable's p95 before the rollout), cost, and
 ``label_change``, the share of inputs the candidate labels differently (against 0 for the
@@ -46,7 +48,8 @@ KEY_CHARS = 16
 class ShadowRuns(NamedTuple):
     """Runs read since the last check, in arrival order: the arm (``stable`` or
     ``shadow``), the input hash (None: no input recorded), whether it failed, its latency,
-    cost (NaN: not given) and label."""
+    cost (NaN: not given) and label; ``links``: a stable run's own run id, or the run id a
+    shadow run names as its twin (None: it names none)."""
 
     arms: Sequence[str]
     keys: Sequence[str | None]
@@ -55,13 +58,13 @@ class ShadowRuns(NamedTuple):
     cost_usd: Floats
     labels: Sequence[str | None]
     cursor: int
+    links: Sequence[str | None] | None = None
 
     def waiting(self, i: int) -> Waiting:
-        key = self.keys[i]
         cost = float(self.cost_usd[i])
         return Waiting(
             self.arms[i],
-            (key or "")[:KEY_CHARS],
+            pair_keys(self.arms[i], self.keys[i], None if self.links is None else self.links[i]),
             float(self.error[i]),
             float(self.latency_ms[i]),
             None if cost != cost else cost,
@@ -77,30 +80,54 @@ class Paired(NamedTuple):
     unpaired: int
 
 
+def pair_keys(arm: str, input_hash: str | None, link: str | None) -> tuple[str, ...]:
+    """What a run pairs by: a shadow run by the served run it names, else by its input; a
+    stable run by both its own id and its input."""
+    by_input = (f"i:{input_hash[:KEY_CHARS]}",) if input_hash else ()
+    if arm == "shadow":
+        return (f"r:{link[:64]}",) if link else by_input
+    return ((f"r:{link[:64]}",) if link else ()) + by_input
+
+
 def pair_by_input(waiting: Sequence[Waiting], runs: ShadowRuns) -> Paired:
-    """Pair each run with the oldest waiting run of the other arm and the same input; what
-    finds no twin waits (the newest ``MAX_WAITING``). Reads arms and keys only."""
+    """Pair each run with the oldest waiting run of the other arm sharing a key (the run it
+    names, or the same input); what finds no twin waits (the newest ``MAX_WAITING``).
+    Reads arms and keys only."""
     queues: dict[tuple[str, str], deque[int]] = {}
     entries: list[Waiting] = list(waiting)
     taken: set[int] = set()
     pairs: list[tuple[Waiting, Waiting]] = []
     unpaired = 0
-    for i in range(len(entries)):
-        queues.setdefault((entries[i].arm, entries[i].key), deque()).append(i)
+
+    def wait(j: int) -> None:
+        for key in entries[j].keys:
+            queues.setdefault((entries[j].arm, key), deque()).append(j)
+
+    def twin(run: Waiting) -> int | None:
+        other = "stable" if run.arm == "shadow" else "shadow"
+        for key in run.keys:
+            queue = queues.get((other, key))
+            while queue:
+                j = queue.popleft()
+                if j not in taken:
+                    return j
+        return None
+
+    for k in range(len(entries)):
+        wait(k)
     for i in range(len(runs.arms)):
         run = runs.waiting(i)
-        if not run.key:
+        if not run.keys:
             unpaired += run.arm == "shadow"
             continue
-        other = "stable" if run.arm == "shadow" else "shadow"
-        queue = queues.get((other, run.key))
-        if queue:
-            j = queue.popleft()
-            taken.add(j)
-            pairs.append((run, entries[j]) if run.arm == "shadow" else (entries[j], run))
+        found = twin(run)
+        if found is not None:
+            taken.add(found)
+            mate = entries[found]
+            pairs.append((run, mate) if run.arm == "shadow" else (mate, run))
             continue
-        queues.setdefault((run.arm, run.key), deque()).append(len(entries))
         entries.append(run)
+        wait(len(entries) - 1)
     left = [w for k, w in enumerate(entries) if k not in taken]
     dropped = left[: max(0, len(left) - MAX_WAITING)]
     unpaired += sum(1 for w in dropped if w.arm == "shadow")

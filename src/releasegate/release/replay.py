@@ -215,7 +215,7 @@ def _candidate_run(r: RecentRun, out: CaseOutput) -> Waiting:
     failed = out.error is not None
     return Waiting(
         "shadow",
-        r.input_hash[:KEY_CHARS],
+        (r.input_hash[:KEY_CHARS],),
         float(failed),
         out.latency_ms,
         None if failed else out.cost_usd,
@@ -226,7 +226,7 @@ def _candidate_run(r: RecentRun, out: CaseOutput) -> Waiting:
 def _stable_run(r: RecentRun) -> Waiting:
     cost = None if math.isnan(r.cost_usd) else r.cost_usd
     return Waiting(
-        "stable", r.input_hash[:KEY_CHARS], float(r.is_error), r.latency_ms, cost, r.label
+        "stable", (r.input_hash[:KEY_CHARS],), float(r.is_error), r.latency_ms, cost, r.label
     )
 
 

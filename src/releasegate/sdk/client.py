@@ -24,7 +24,7 @@ from string import Formatter
 from types import TracebackType
 from typing import Any, NamedTuple
 
-from releasegate.domain.routing import Splitter
+from releasegate.domain.routing import PAIR_ATTRIBUTE, Splitter
 from releasegate.errors import NotFoundError, SDKUsageError
 from releasegate.release.resolve import DEFAULT_DEADLINE, LAST_KNOWN, Resolved, Resolver
 from releasegate.release.store_access import Store, display_url, locate, open_store
@@ -138,6 +138,7 @@ class Run:
         "label",
         "model",
         "output",
+        "pair",
         "retries",
         "run_id",
         "started_at",
@@ -156,9 +157,11 @@ class Run:
         version_id: str,
         run_input: Any,
         arm: str | None = None,
+        pair: str | None = None,
     ) -> None:
         self._client = client
         self.arm = arm
+        self.pair = pair
         self.workflow = workflow
         self.env = env
         self.version_id = version_id
@@ -219,7 +222,11 @@ class Run:
                 "input": self.input,
                 "output": self.output,
                 "label": self.label,
-                "attributes": self.attributes,
+                "attributes": (
+                    self.attributes
+                    if self.pair is None
+                    else {**(self.attributes or {}), PAIR_ATTRIBUTE: self.pair}
+                ),
                 "arm": self.arm,
             }
         )
@@ -344,13 +351,23 @@ class Client:
         workflow: str | None = None,
         env: str | None = None,
         shadow: bool = False,
+        pair: Run | str | None = None,
     ) -> Run:
         """A context manager recording one run of ``version`` (a resolved version, or an id
         with ``workflow`` and ``env``).
 
         ``shadow=True`` records a run of a shadow rollout's candidate (``version.shadow``),
         which served nobody: give it the same ``input`` as the served run, so the two pair
-        up input by input (``rollout check`` compares them); monitoring leaves it out."""
+        up input by input (``rollout check`` compares them); monitoring leaves it out.
+        ``pair`` names the served run it shadows (the ``Run``, or its ``run_id``): the two
+        then pair by it, even where the workflow's data class keeps inputs (and their
+        hashes) out of the store."""
+        link = pair.run_id if isinstance(pair, Run) else pair
+        if link is not None and not shadow:
+            raise SDKUsageError(
+                "pair= names the served run a shadow run shadows: it needs shadow=True",
+                field="pair",
+            )
         if type(version) is RuntimeVersion:
             if shadow and version.arm != "shadow":
                 raise SDKUsageError(
@@ -359,7 +376,9 @@ class Client:
                     field="shadow",
                     hint="pass version.shadow (None when no shadow rollout runs)",
                 )
-            return Run(self, version.workflow, version.env, version.version_id, input, version.arm)
+            return Run(
+                self, version.workflow, version.env, version.version_id, input, version.arm, link
+            )
         if not isinstance(version, str):
             raise SDKUsageError(
                 f"expected a resolved version or a version id, got {type(version).__name__}",
@@ -371,7 +390,7 @@ class Client:
                 field="workflow" if workflow is None else "env",
                 hint="or pass the version client.resolve(...) returned",
             )
-        return Run(self, workflow, env, version, input, "shadow" if shadow else None)
+        return Run(self, workflow, env, version, input, "shadow" if shadow else None, link)
 
     def flush(self, timeout: float = 30.0) -> FlushReport:
         """Store (or spill) every run recorded so far and say what became of them.

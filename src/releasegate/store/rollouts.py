@@ -240,18 +240,28 @@ class RolloutRepo:
         arrival order, with what pairing them by input needs."""
         import numpy as np
 
+        from releasegate.domain.routing import PAIR_ATTRIBUTE
         from releasegate.domain.shadow import ShadowRuns
 
+        # a stable run's link is its own id; a shadow run's, the id it names as its twin
         rows, cursor = self._since(
             r,
             after_seq,
             f"arm, input_hash, CASE WHEN {fact_sql(IS_ERROR)} THEN 1 ELSE 0 END,"
-            " latency_ms, COALESCE(cost_usd, ?), label",
+            " latency_ms, COALESCE(cost_usd, ?), label,"
+            " CASE WHEN arm = 'shadow' THEN attributes_json ELSE run_id END",
             "shadow",
             lambda cur: cur.fetchall(),
         )
         cost = np.array([row[4] for row in rows], dtype=np.float64)
         cost[cost >= MISSING] = np.nan
+        links: list[str | None] = []
+        for row in rows:
+            link = row[6]
+            if row[0] == "shadow" and link:
+                named = json.loads(link).get(PAIR_ATTRIBUTE)
+                link = named if isinstance(named, str) else None
+            links.append(link or None)
         return ShadowRuns(
             arms=[row[0] for row in rows],
             keys=[row[1] or None for row in rows],
@@ -260,6 +270,7 @@ class RolloutRepo:
             cost_usd=cost,
             labels=[row[5] for row in rows],
             cursor=cursor,
+            links=links,
         )
 
     def _range(self, r: Rollout, other_arm: str = "canary") -> tuple[str, list[Any]]:
