@@ -6,7 +6,8 @@ written straight into the tables (no evals run, no audit chain: review reads nei
 
 - 100 workflows (staging, production), a third without a care owner, half with an alert
   rule, every other one rehearsed; 100 release versions each (10,000) plus 5 expired
-  experiments each holding 20 outputs and scores; one gate decision per version for
+  experiments each holding 20 outputs and scores (31,500 audit events: registered,
+  evaluated, gated); one gate decision per version for
   staging and one for what runs in production (a ~4 KB report each, 10,100 in all); two
   policy versions per environment; a second suite on every tenth workflow;
 - 100,000 runs within the period, every workflow's production version, a tenth of them
@@ -107,6 +108,7 @@ def build(store: Store) -> None:
     rows: dict[str, list[dict[str, Any]]] = {name: [] for name in (
         "workflows", "versions", "suites", "suite_history", "policies", "gate_decisions",
         "environments", "env_history", "alerts", "rehearsals", "outputs", "scores",
+        "audit_events",
     )}  # fmt: skip
     serving: dict[int, str] = {}
     for w in range(WORKFLOWS):
@@ -152,6 +154,14 @@ def build(store: Store) -> None:
             vid = content_hash(manifest)
             vids.append(vid)
             is_experiment = v >= VERSIONS
+            for kind in ("version.registered", "eval.finished", "gate.decided"):
+                payload = {"file": f"/projects/{name}/v{v}.yaml"} if kind[0] == "v" else {}
+                rows["audit_events"].append({
+                    "seq": len(rows["audit_events"]) + 1, "at": old, "kind": kind,
+                    "actor": "alice", "workflow": name, "subject": vid,
+                    "payload_json": canonical_json(payload), "prev_hash": "0" * 64,
+                    "hash": "0" * 64, "key_id": None,
+                })  # fmt: skip
             rows["versions"].append({
                 "version_id": vid, "workflow": name, "manifest_json": canonical_json(manifest),
                 "owner": "alice", "parent_id": None, "reason": "", "source_commit": None,

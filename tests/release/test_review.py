@@ -75,6 +75,7 @@ def test_review_finds_what_ran_outside_the_loop(store: Store, project: Project) 
     assert by_check(clean, "outside-gate") == [] and by_check(clean, "drifted-runs") == []
     (owners,) = by_check(clean, "owners")  # the project names no care owner, no responders
     assert "care owner" in owners.message and "responders" in owners.message
+    assert owners.fix.startswith(f"releasegate register {project.root / 'v1.yaml'}  # ")
 
     v2 = register(store, project.workflow("v2", revision="2"), who="alice").version_id
     record(store, v2, 4)  # planted: v2 was never gated for production

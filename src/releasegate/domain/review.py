@@ -379,7 +379,10 @@ OWNER_ROLES = (
 )
 
 
-def missing_owners(workflows: Iterable[WorkflowOwners]) -> list[Finding]:
+def missing_owners(
+    workflows: Iterable[WorkflowOwners], files: Mapping[str, str] | None = None
+) -> list[Finding]:
+    """``files``: the workflow file each workflow was last registered from."""
     out = []
     for w in workflows:
         missing = [label for key, label in OWNER_ROLES if not w.owners.get(key)]
@@ -393,7 +396,8 @@ def missing_owners(workflows: Iterable[WorkflowOwners]) -> list[Finding]:
                 None,
                 "owners",
                 f"{w.workflow} has no " + ", no ".join(missing),
-                "releasegate register WORKFLOW_FILE  # after adding owners.change, "
+                f"releasegate register {(files or {}).get(w.workflow, 'WORKFLOW_FILE')}  "
+                "# after adding owners.change, "
                 "owners.care and owners.responders to the file",
                 ("owners on record: " + ("; ".join(named) if named else "none"),),
             )
@@ -414,7 +418,10 @@ class RunningModel(NamedTuple):
     policy: Policy
 
 
-def model_problems(running: Iterable[RunningModel]) -> list[Finding]:
+def model_problems(
+    running: Iterable[RunningModel], origins: Mapping[str, str] | None = None
+) -> list[Finding]:
+    """``origins``: the workflow file each version was registered from."""
     out = []
     for r in running:
         pin = pin_of(r.manifest.get("model") or {})
@@ -427,7 +434,8 @@ def model_problems(running: Iterable[RunningModel]) -> list[Finding]:
                     r.env,
                     f"{r.version_id}:unpinned",
                     f"{short} in {r.env} runs an unpinned model: {pin.label()}",
-                    "releasegate register WORKFLOW_FILE  # with the model pinned",
+                    f"releasegate register {(origins or {}).get(r.version_id, 'WORKFLOW_FILE')}"
+                    "  # with the model pinned",
                     (pin.detail,),
                 )
             )

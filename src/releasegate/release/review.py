@@ -121,7 +121,13 @@ def review(
             if e.manifest is not None and e.workflow in classes
         ]
         breaches = data_class_violations(running_data, rules)
-        origins = repo.origins({f.subject for f in drift} | {f.subject for f in breaches})
+        newest = repo.latest_versions(workflow)
+        origins = repo.origins(
+            {f.subject for f in drift}
+            | {f.subject for f in breaches}
+            | {e.version_id for e in envs}
+            | set(newest.values())
+        )
     policies = {key: _current(rows) for key, rows in histories.items()}
 
     def policy_of(wf: str, env: str) -> Policy:
@@ -144,11 +150,15 @@ def review(
         )
         for e in envs
     )
-    findings += missing_owners(WorkflowOwners(w.name, w.owners) for w in workflows)
+    files = {wf: origins[vid] for wf, vid in newest.items() if vid in origins}
+    findings += missing_owners((WorkflowOwners(w.name, w.owners) for w in workflows), files)
     findings += model_problems(
-        RunningModel(e.workflow, e.env, e.version_id, e.manifest, policy_of(e.workflow, e.env))
-        for e in envs
-        if e.manifest is not None
+        (
+            RunningModel(e.workflow, e.env, e.version_id, e.manifest, policy_of(e.workflow, e.env))
+            for e in envs
+            if e.manifest is not None
+        ),
+        origins,
     )
     findings += data_class_violations(running_data, rules, origins)
     findings += alert_tests(

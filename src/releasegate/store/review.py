@@ -137,6 +137,13 @@ class ReviewRepo:
             for r in self.conn.execute(q).all()
         ]
 
+    def latest_versions(self, workflow: str | None) -> dict[str, str]:
+        """Each workflow's last registered version."""
+        v = t.versions.c
+        last = select(func.max(v.seq)).where(_scoped(v.workflow, workflow)).group_by(v.workflow)
+        q = select(v.workflow, v.version_id).where(v.seq.in_(last))
+        return {r[0]: r[1] for r in self.conn.execute(q).all()}
+
     def moves(self, workflow: str | None) -> dict[tuple[str, str, str], datetime]:
         """(workflow, env, version) -> the last time the alias moved there to it."""
         h = t.env_history.c
