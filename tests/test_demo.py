@@ -67,6 +67,7 @@ def test_demo_runs_the_loop_and_the_cli_goes_on_from_there(tmp_path: Path) -> No
     runbook = (project / "reports" / "runbook.md").read_text()
     rollback = f"releasegate rollback support-triage --env staging --to {v1}"
     assert rollback in runbook
+    assert "on staging: restored the original (result passed, mutation score 100%" in runbook
     assert (project / "reports" / "runbook.html").read_text().lstrip().startswith("<!doctype")
     rehearsals = run(project, "review", "support-triage", "--json")
     assert rehearsals.returncode == 1
