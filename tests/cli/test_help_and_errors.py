@@ -94,6 +94,9 @@ def test_ids_can_be_copied_from_an_80_column_terminal(project: Project) -> None:
     vid = register(d, project.workflow("v1"))
     project.workflow("v2", revision="2")
     register(d, d / "v2.yaml")
+    project.workflow("v3", revision="3")
+    why = "new model host; a little more to a human"
+    assert rg(d, "register", "v3.yaml", "--experiment", "--reason", why).returncode == 0
     wide = {"COLUMNS": "80"}
     for argv in (("versions", "router"), ("audit", "log")):
         shown = rg(d, *argv, env=wide)
@@ -102,6 +105,9 @@ def test_ids_can_be_copied_from_an_80_column_terminal(project: Project) -> None:
         assert vid[:12] in shown.stdout, shown.stdout  # whole, on one line
         if argv[0] == "audit":
             assert " version.registered " in shown.stdout  # event names are not cut either
+        else:  # the reason wraps at word boundaries, nothing cut (a track column is shown)
+            words = " ".join(shown.stdout.split())
+            assert why in words and " experiment " in words, shown.stdout
 
 
 def test_an_output_file_that_cannot_be_written_is_bad_input_before_the_gate_runs(

@@ -125,7 +125,8 @@ def versions(
         return
     from releasegate.cli.render import versions_table
 
-    console().print(versions_table(workflow, rows))
+    out = console()
+    out.print(versions_table(workflow, rows, width=out.width))
 
 
 @command(app)

@@ -50,26 +50,30 @@ def progress_bar(label: str, quiet: bool = False) -> Iterator[Callable[[int, int
         yield tick
 
 
-def versions_table(workflow: str, rows: list[dict[str, Any]]) -> Table:
-    """``versions``: ids never wrap or get cut, so they can be copied at 80 columns."""
+def versions_table(workflow: str, rows: list[dict[str, Any]], width: int = 120) -> Table:
+    """``versions``: ids never wrap or get cut, so they can be copied at 80 columns.
+
+    The reason keeps room to be read: the track column is shown only when some version is
+    an experiment, and below 100 columns the parent is left out (``show`` and ``--json``
+    have it)."""
     from rich import box
 
     table = Table(title=f"versions of {workflow}", box=box.SIMPLE_HEAD, pad_edge=False)
-    cols = ["version", "created", "owner", "track", "parent"]
-    for col in cols:
-        table.add_column(col, no_wrap=True)
-    table.add_column("running in")
+    columns: list[tuple[str, Any]] = [
+        ("version", lambda r: r["version_id"][:12]),
+        ("created", lambda r: r["created_at"][:10]),
+        ("owner", lambda r: r["owner"] or ""),
+    ]
+    if any(r["track"] != "release" for r in rows):
+        columns.append(("track", _track))
+    if width >= 100:
+        columns.append(("parent", lambda r: (r["parent_id"] or "")[:12]))
+    for name, _ in columns:
+        table.add_column(name, no_wrap=True)
+    table.add_column("running in", overflow="fold")
     table.add_column("reason", ratio=1, overflow="fold")
     for r in rows:
-        table.add_row(
-            r["version_id"][:12],
-            r["created_at"][:10],
-            r["owner"] or "",
-            _track(r),
-            (r["parent_id"] or "")[:12],
-            ", ".join(r["environments"]),
-            r["reason"],
-        )
+        table.add_row(*(cell(r) for _, cell in columns), ", ".join(r["environments"]), r["reason"])
     return table
 
 
