@@ -132,8 +132,12 @@ def test_runs_land_all_or_none_as_runs_import(live: Live) -> None:
         deep = b"[" * 5000 + b"]" * 5000
         is_error(c.post("/v1/runs", content=deep), 400)
         assert events(live) == before  # nothing written by any refused batch
+        partial = c.post("/v1/runs", params={"atomic": "false"}, json=bad[:5])
+        assert partial.status_code == 200, partial.text
+        kept = partial.json()
+        assert (kept["landed"], [r["index"] for r in kept["rejected"]]) == (4, [3])
     shown = httpx.get(f"{live.url}/metrics").text
-    assert "releasegate_runs_landed_total 50.0" in shown
+    assert "releasegate_runs_landed_total 54.0" in shown
 
 
 def test_an_oversized_body_is_413_and_lands_nothing(live: Live, store_url: str) -> None:

@@ -33,6 +33,10 @@ def serve(
         float,
         typer.Option(metavar="SECONDS", help="How long a resolved version is served from memory."),
     ] = 1.0,
+    access_log: Annotated[
+        bool,
+        typer.Option("--access-log/--no-access-log", help="Log one line per request on stdout."),
+    ] = True,
 ) -> None:
     """Serve the HTTP API (FastAPI on uvicorn) over this project's store."""
     from releasegate.errors import InputError
@@ -48,7 +52,7 @@ def serve(
         f"releasegate serve: http://{host}:{port} (docs at /docs, {workers} worker(s))",
         file=sys.stderr,
     )
-    run(host, port, workers, Settings(max_body, token_ttl, resolve_ttl))
+    run(host, port, workers, Settings(max_body, token_ttl, resolve_ttl), access_log=access_log)
 
 
 @command(token_app, "create")

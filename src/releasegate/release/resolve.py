@@ -17,7 +17,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from releasegate.errors import InputError, NotFoundError, PrerequisiteError, StoreUnavailableError
+from releasegate.errors import (
+    InputError,
+    NotFoundError,
+    PrerequisiteError,
+    RefusedError,
+    StoreUnavailableError,
+)
 from releasegate.release.refs import check_env
 from releasegate.store.engine import Store
 from releasegate.store.environments import EnvironmentRepo, HistoryRecord
@@ -114,10 +120,16 @@ class Resolver:
         *,
         deadline: float = DEFAULT_DEADLINE,
         fallback_file: Path | None = None,
+        lookup: Callable[[str, str], Resolved] | None = None,
     ) -> None:
         self._open_store: Callable[[], Store] = (
             (lambda: store) if isinstance(store, Store) else store
         )
+        self.lookup: Callable[[str, str], Resolved] = lookup or (
+            lambda workflow, env: resolve(self._open_store(), workflow, env)
+        )
+        """One lookup of what runs where: the store's by default; the SDK's HTTP mode
+        asks a server instead (same cache, deadline and fallback)."""
         self.where = display_url(store.location.url) if isinstance(store, Store) else "the store"
         self.ttl = ttl
         self.deadline = deadline
@@ -152,7 +164,7 @@ class Resolver:
             lookup.overdue = True
             return self._fall_back(key, hit, None)
         if lookup.error is not None:
-            if isinstance(lookup.error, InputError | PrerequisiteError):
+            if isinstance(lookup.error, InputError | PrerequisiteError | RefusedError):
                 raise lookup.error
             return self._fall_back(key, hit, lookup.error)
         assert lookup.found is not None
@@ -264,7 +276,7 @@ class _Lookup:
     def _run(self) -> None:
         resolver = self._resolver
         try:
-            found = resolve(resolver._open_store(), *self._key)
+            found = resolver.lookup(*self._key)
             resolver._answered(self._key, found)
             self.found = found
         except BaseException as exc:  # handed to the caller, which raises or falls back

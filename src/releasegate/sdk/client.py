@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Formatter
 from types import TracebackType
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from releasegate.domain.routing import PAIR_ATTRIBUTE, Splitter
 from releasegate.errors import NotFoundError, SDKUsageError
@@ -30,6 +30,9 @@ from releasegate.release.resolve import DEFAULT_DEADLINE, LAST_KNOWN, Resolved, 
 from releasegate.release.store_access import Store, display_url, locate, open_store
 from releasegate.sdk.spill import Spill
 from releasegate.sdk.writer import ClientStats, FlushReport, RunWriter
+
+if TYPE_CHECKING:
+    from releasegate.sdk.remote import Remote
 
 
 @dataclass(frozen=True)
@@ -255,6 +258,10 @@ class Client:
     start), ``"block"`` the caller until there is room, or ``"drop_oldest"`` (counted in
     ``stats``, logged once per ``warn_every`` seconds). ``flush()`` and ``close()`` say
     what they could not write.
+
+    With ``url`` (or ``RELEASEGATE_URL``; ``token`` or ``RELEASEGATE_TOKEN``) it talks to a
+    ``releasegate serve`` instead of a store: the same cache, deadline, last known
+    fallback, queue, spill and replay, over HTTP (``sdk/remote.py``).
     """
 
     def __init__(
@@ -271,6 +278,8 @@ class Client:
         resolve_timeout: float = DEFAULT_DEADLINE,
         fallback_file: str | Path | None = None,
         warn_every: float = 60.0,
+        url: str | None = None,
+        token: str | None = None,
     ) -> None:
         if not resolve_timeout > 0:
             raise SDKUsageError(
@@ -283,13 +292,27 @@ class Client:
         self._store_lock = threading.Lock()
         home = store.location.home if store is not None else locate(self._project_dir).home
         self._fallback_file = Path(fallback_file) if fallback_file else home / LAST_KNOWN
+        url = url or (os.environ.get("RELEASEGATE_URL") if store is None else None) or None
+        self._remote: Remote | None = None
+        if url is not None:
+            from releasegate.sdk.remote import Remote
+
+            token = token or os.environ.get("RELEASEGATE_TOKEN") or None
+            self._remote = Remote(url, token, timeout=max(resolve_timeout, 10.0))
         self._resolver = Resolver(
             self._open_store,
             ttl=ttl,
             deadline=resolve_timeout,
             fallback_file=self._fallback_file,
+            lookup=self._remote.resolve if self._remote is not None else None,
         )
-        self._resolver.where = display_url(store.location.url) if store is not None else "the store"
+        self._resolver.where = (
+            f"the server at {self._remote.url}"
+            if self._remote is not None
+            else display_url(store.location.url)
+            if store is not None
+            else "the store"
+        )
         self._versions: dict[tuple[str, str], _Served] = {}
         spill = Spill(Path(spill_dir) if spill_dir is not None else home / "spill")
         self._writer = RunWriter(
@@ -300,6 +323,7 @@ class Client:
             flush_every=flush_every,
             spill=spill,
             warn_every=warn_every,
+            ingest=self._remote.ingest if self._remote is not None else None,
         )
         self._submit = self._writer.submit  # the request path: one bound call, no lookup
         self._closed = False
@@ -413,6 +437,8 @@ class Client:
             if self._owns_store and self._store is not None:
                 self._store.close()
                 self._store = None
+            if self._remote is not None:
+                self._remote.close()
 
     def __enter__(self) -> Client:
         return self

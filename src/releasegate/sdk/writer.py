@@ -29,11 +29,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from releasegate.errors import InputError, RunsNotStoredError, SDKUsageError
 from releasegate.release.store_access import Store
 from releasegate.sdk.spill import Spill
+
+if TYPE_CHECKING:
+    from releasegate.monitor.ingest import IngestResult
 
 log = logging.getLogger("releasegate.sdk")
 
@@ -98,6 +101,7 @@ class RunWriter:
         flush_every: float = 1.0,
         spill: Spill | None = None,
         warn_every: float = 60.0,
+        ingest: Callable[[list[dict[str, Any]]], IngestResult] | None = None,
     ) -> None:
         if on_overflow not in POLICIES:
             raise SDKUsageError(
@@ -112,6 +116,9 @@ class RunWriter:
                 "max_queue and batch_size must be at least 1", field="max_queue/batch_size"
             )
         self._open_store = open_store
+        self._ingest = ingest or self._ingest_here
+        """Lands one batch, keeping its good runs: the store's ``ingest_dicts`` here, or a
+        server's ``POST /v1/runs`` (``sdk/remote.py``)."""
         self.on_overflow = on_overflow
         self.max_queue = max_queue
         self.batch_size = batch_size
@@ -262,12 +269,15 @@ class RunWriter:
                 time.sleep(RETRY_AFTER if not self._stopping else 0.0)
                 return
 
-    def _store(self, batch: list[dict[str, Any]]) -> bool:
+    def _ingest_here(self, batch: list[dict[str, Any]]) -> IngestResult:
         from releasegate.monitor.ingest import ingest_dicts
 
+        return ingest_dicts(self._open_store(), batch, source="sdk", atomic=False)
+
+    def _store(self, batch: list[dict[str, Any]]) -> bool:
         try:
             with _gc_paused():
-                result = ingest_dicts(self._open_store(), batch, source="sdk", atomic=False)
+                result = self._ingest(batch)
         except InputError as exc:  # the whole batch refused: retrying cannot help
             self._settle(len(batch), rejected=len(batch), reasons=[str(exc)])
             return True
@@ -349,14 +359,11 @@ class RunWriter:
 
     def _replay(self) -> None:
         """Store the runs of closed spill files (this process's earlier ones included)."""
-        from releasegate.monitor.ingest import ingest_dicts
-
         assert self._spill is not None
         self._replay_due = False
-        store = self._open_store
 
         def store_batch(batch: list[dict[str, Any]]) -> None:
-            result = ingest_dicts(store(), batch, source="sdk", atomic=False)
+            result = self._ingest(batch)
             with self._lock:
                 self.stats.replayed += result.landed + result.duplicates
             for rejection in result.rejected[:5]:

@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from releasegate.release.resolve import Resolver
 from releasegate.release.store_access import Store, open_store
 from releasegate.server import errors
-from releasegate.server.access import Gatekeeper
+from releasegate.server.access import Gatekeeper, document
 from releasegate.server.errors import BodyTooLarge
 from releasegate.server.metrics import Metrics
 
@@ -78,6 +78,14 @@ def create_app(store: Store, settings: Settings | None = None) -> FastAPI:
     for module in (read, runs, actions):
         app.include_router(module.router)
     app.add_middleware(_Edge, metrics=app.state.metrics, limit=settings.max_body_bytes)
+    plain = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document(plain())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
 
 

@@ -22,6 +22,7 @@ def serve(
     settings: Settings | None = None,
     *,
     log_level: str = "info",
+    access_log: bool = True,
 ) -> None:
     """Serve until interrupted (SIGINT/SIGTERM drain the requests in flight, then stop)."""
     if not 0 <= port <= 65535:
@@ -43,6 +44,7 @@ def serve(
         "log_level": log_level,
         "ws": "none",
         "proxy_headers": False,
+        "access_log": access_log,
     }
     if workers == 1:
         try:

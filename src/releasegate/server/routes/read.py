@@ -25,6 +25,35 @@ router = APIRouter(responses=ERROR_RESPONSES)
 Viewer = Annotated[Identity, Depends(requires(Role.VIEWER))]
 
 
+# resolve first: routes are matched in order, and it is the hot path
+@router.get(
+    "/v1/resolve/{workflow}/{env}",
+    tags=["read"],
+    summary="The version that runs in an environment (`releasegate resolve --json`)",
+)
+async def resolve(request: Request, workflow: str, env: str, _: Viewer) -> Json:
+    resolver: Resolver = request.app.state.resolver
+    found = resolver.peek(workflow, env)
+    if found is None:
+        found = await run_in_threadpool(resolver, workflow, env)
+    return Json(resolved_json(found))
+
+
+def resolved_json(found: Resolved) -> dict[str, Any]:
+    """The CLI's ``resolve --json`` document, plus the rollout the SDK routes by."""
+    route = found.rollout
+    return {
+        "workflow": found.workflow,
+        "env": found.env,
+        "version_id": found.version_id,
+        "manifest": found.manifest,
+        "fallback": found.fallback,
+        "paused": found.paused is not None,
+        "paused_reason": found.paused,
+        "rollout": None if route is None else dataclasses.asdict(route),
+    }
+
+
 @router.get("/healthz", tags=["service"], summary="The process answers")
 async def healthz() -> Json:
     return Json({"ok": True})
@@ -92,34 +121,6 @@ def version(request: Request, version: str, _: Viewer) -> Json:
 def history(request: Request, workflow: str, env: str, _: Viewer) -> Json:
     rows = env_history(request.app.state.store, workflow, env)
     return Json([{"seq": h.seq, **h.as_dict()} for h in rows])
-
-
-@router.get(
-    "/v1/resolve/{workflow}/{env}",
-    tags=["read"],
-    summary="The version that runs in an environment (`releasegate resolve --json`)",
-)
-async def resolve(request: Request, workflow: str, env: str, _: Viewer) -> Json:
-    resolver: Resolver = request.app.state.resolver
-    found = resolver.peek(workflow, env)
-    if found is None:
-        found = await run_in_threadpool(resolver, workflow, env)
-    return Json(resolved_json(found))
-
-
-def resolved_json(found: Resolved) -> dict[str, Any]:
-    """The CLI's ``resolve --json`` document, plus the rollout the SDK routes by."""
-    route = found.rollout
-    return {
-        "workflow": found.workflow,
-        "env": found.env,
-        "version_id": found.version_id,
-        "manifest": found.manifest,
-        "fallback": found.fallback,
-        "paused": found.paused is not None,
-        "paused_reason": found.paused,
-        "rollout": None if route is None else dataclasses.asdict(route),
-    }
 
 
 @router.get("/v1/audit", tags=["audit"], summary="The audit log (`releasegate audit log --json`)")

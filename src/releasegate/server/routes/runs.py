@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from releasegate.domain.access import Identity, Role
@@ -56,17 +56,26 @@ EXAMPLE = [
     },
 )
 async def post_runs(
-    request: Request, _: Annotated[Identity, Depends(requires(Role.OPERATOR))]
+    request: Request,
+    _: Annotated[Identity, Depends(requires(Role.OPERATOR))],
+    atomic: Annotated[
+        bool,
+        Query(
+            description="false: land the good runs of a batch with bad ones, each rejection "
+            "listed in `rejected` (the SDK's rule: one bad value an application set must not "
+            "lose the others); true (the default): all or none, as `runs import`"
+        ),
+    ] = True,
 ) -> Json:
     # the body is parsed here, by the ingest path's own parser (one parse, depth-limited)
     raw = await request.body()
     store: Store = request.app.state.store
-    result = await run_in_threadpool(_ingest, store, raw)
+    result = await run_in_threadpool(_ingest, store, raw, atomic)
     request.app.state.metrics.runs.inc(result.landed)
     return Json(result.as_dict())
 
 
-def _ingest(store: Store, raw: bytes) -> IngestResult:
+def _ingest(store: Store, raw: bytes, atomic: bool = True) -> IngestResult:
     doc = parse_json(raw, SOURCE)
     items = doc.get("runs") if isinstance(doc, dict) and set(doc) == {"runs"} else doc
     if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
@@ -74,8 +83,8 @@ def _ingest(store: Store, raw: bytes) -> IngestResult:
             'the body must be a JSON array of run objects (or {"runs": [...]})',
             [FieldError(field="body", message="expected an array of objects")],
         )
-    result = ingest_dicts(store, items, source="http", atomic=True)
-    if result.rejected:
+    result = ingest_dicts(store, items, source="http", atomic=atomic)
+    if result.rejected and atomic:
         shown = result.rejected[:50]
         raise ValidationFailed(
             f"{result.rejected_count} run record(s) rejected, nothing landed: "

@@ -1,0 +1,116 @@
+"""The SDK against a server: resolve and runs over HTTP, for services on other hosts.
+
+``Client(url=..., token=...)`` (or ``RELEASEGATE_URL`` and ``RELEASEGATE_TOKEN``) keeps
+everything the local client does, the TTL cache, the deadline and the last known
+fallback of ``Resolver``, the queue, batches, spill and replay of ``RunWriter``, and
+swaps only the two calls that reach the store: ``GET /v1/resolve/{workflow}/{env}`` and
+``POST /v1/runs?atomic=false`` (a bad value in one run does not lose the others, as
+locally). HTTP is httpx's, one keep-alive connection pool per client.
+
+What the server answers maps back onto the error tree: a 404 or 400 is raised to the
+application (``NotFoundError``, ``InputError``), as locally; a 401 or 403 is raised as
+``UnauthorizedError`` or ``ForbiddenError`` (a token problem is not an outage to ride
+out); anything else (a 5xx, no answer) is the store being unavailable: resolve serves
+the last known version, and runs wait in the queue or the spill file.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from releasegate.domain.runs import Rejection
+from releasegate.errors import (
+    ForbiddenError,
+    InputError,
+    NotFoundError,
+    PrerequisiteError,
+    ReleasegateError,
+    StoreUnavailableError,
+    UnauthorizedError,
+)
+from releasegate.monitor.ingest import IngestResult
+from releasegate.release.resolve import Resolved, Route
+
+RAISED: dict[int, type[ReleasegateError]] = {
+    400: InputError,
+    401: UnauthorizedError,
+    403: ForbiddenError,
+    404: NotFoundError,
+    413: InputError,
+    422: InputError,
+}
+"""Statuses the application hears about; any other failure is an outage (fallback, spill)."""
+
+
+class Remote:
+    """A releasegate server, as the SDK's store."""
+
+    def __init__(self, url: str, token: str | None, *, timeout: float) -> None:
+        try:
+            import httpx
+        except ModuleNotFoundError:
+            raise PrerequisiteError(
+                "the SDK needs httpx to reach a server (RELEASEGATE_URL)",
+                hint="pip install 'releasegate[client]'",
+            ) from None
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.url = url.rstrip("/")
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        self._errors = (httpx.HTTPError,)
+
+    def resolve(self, workflow: str, env: str) -> Resolved:
+        body = self._call("GET", f"/v1/resolve/{quote(workflow, safe='')}/{quote(env, safe='')}")
+        route = body.get("rollout")
+        return Resolved(
+            body["workflow"],
+            body["env"],
+            body["version_id"],
+            body["manifest"],
+            rollout=None if route is None else Route(**route),
+            paused=body.get("paused_reason"),
+        )
+
+    def ingest(self, batch: list[dict[str, Any]]) -> IngestResult:
+        """Land ``batch`` on the server, keeping the good runs of a batch with a bad one."""
+        import orjson
+
+        body = self._call(
+            "POST",
+            "/v1/runs",
+            content=orjson.dumps(batch, default=str),
+            params={"atomic": "false"},
+        )
+        return IngestResult(
+            received=int(body["received"]),
+            landed=int(body["landed"]),
+            duplicates=int(body["duplicates"]),
+            rejected=[
+                Rejection(r["index"], r.get("line"), r.get("run_id"), r.get("field"), r["reason"])
+                for r in body.get("rejected", [])
+            ],
+            rejected_total=int(body.get("rejected_total", 0)),
+            texts_dropped=int(body.get("texts_dropped", 0)),
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            r = self._http.request(
+                method, path, headers={"Content-Type": "application/json"}, **kwargs
+            )
+        except self._errors as exc:
+            raise StoreUnavailableError(
+                f"the server at {self.url} did not answer ({type(exc).__name__}: {exc})"
+            ) from None
+        if r.status_code == 200:
+            return r.json()
+        try:
+            message = str(r.json().get("error") or r.text)
+        except ValueError:
+            message = r.text[:200]
+        raise RAISED.get(r.status_code, StoreUnavailableError)(
+            f"{message} (the server at {self.url} answered {r.status_code})"
+        )
