@@ -94,18 +94,21 @@ def review(
 
 
 def _print_proposal(p: PolicyProposal) -> None:
+    from rich.markup import escape
+
     out = console()
     changes = ", ".join(
         f"{c['metric']} {c['from'] if c['from'] is not None else '(none)'} -> {c['to']}"
         for c in p.changes
     )
     out.print(
-        f"proposal [bold]{p.proposal_id}[/] for {p.workflow}@{p.env}: {changes} "
-        f"([bold]{p.state}[/]; proposed by {p.proposer}"
-        + (f", approved by {p.approver}" if p.approver else "")
-        + ")"
+        f"proposal [bold]{p.proposal_id}[/] for {escape(p.workflow)}@{escape(p.env)}: "
+        f"{escape(changes)} ([bold]{p.state}[/]; proposed by {escape(p.proposer)}"
+        + (f", approved by {escape(p.approver)}" if p.approver else "")
+        + ")",
+        soft_wrap=True,
     )
-    out.print(f"  reason: {p.reason}")
+    out.print(f"  reason: {p.reason}", markup=False, soft_wrap=True)
 
 
 @command(policy_app, name="propose")
@@ -165,6 +168,8 @@ def policy_show(
     as_json: JsonOpt = False,
 ) -> None:
     """Show each environment's current policy, its history and its proposals."""
+    from rich.markup import escape
+
     from releasegate.release.policy_changes import show
 
     states = show(open_store(create=False), workflow, env)
@@ -176,7 +181,9 @@ def policy_show(
         floors = s.content.get("floors") or {}
         shown = ", ".join(f"{m} >= {v:g}" for m, v in sorted(floors.items())) or "none"
         default = " (the default: the workflow file sets none)" if s.is_default else ""
-        out.print(f"[bold]{s.workflow}@{s.env}[/]: policy {s.policy_id[:12]}{default}")
+        out.print(
+            f"[bold]{escape(s.workflow)}@{escape(s.env)}[/]: policy {s.policy_id[:12]}{default}"
+        )
         out.print(f"  floors: {shown}")
         if s.history:
             out.print(f"  {plural(len(s.history), 'version')}:")
@@ -186,12 +193,16 @@ def policy_show(
         for p in s.proposals:
             changes = ", ".join(f"{c['metric']} -> {c['to']:g}" for c in p.changes)
             by = f"approved by {p.approver}" if p.approver else "waiting for an approver"
-            out.print(f"  proposal {p.proposal_id}: {changes} ({p.state}, by {p.proposer}; {by})")
+            out.print(
+                f"  proposal {p.proposal_id}: {changes} ({p.state}, by {p.proposer}; {by})",
+                markup=False,
+            )
         if floors:
             out.print(
                 "  in the workflow file: policy: {"
                 + f"{s.env}: "
                 + "{floors: {"
                 + ", ".join(f"{m}: {v:g}" for m, v in sorted(floors.items()))
-                + "}}}"
+                + "}}}",
+                markup=False,
             )
