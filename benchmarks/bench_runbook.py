@@ -23,6 +23,7 @@ import argparse
 import contextlib
 import io
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -56,11 +57,14 @@ def median_of(runs: int, fn: Callable[[], Any]) -> float:
     return statistics.median(times)
 
 
-def cold(project: Path, runs: int, *args: str) -> float:
+def cold(project: Path, runs: int, *args: str) -> tuple[float, float]:
+    """(wall, CPU) seconds of a fresh ``releasegate`` process, medians of ``runs``: the CPU
+    (user + system of the child) is what the machine's other load inflates least."""
     env = {**os.environ, "RELEASEGATE_ACTOR": "bench"}
     env.pop("RELEASEGATE_DATABASE_URL", None)
-    times = []
+    times, cpus = [], []
     for _ in range(runs):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         done = subprocess.run(
             [sys.executable, "-m", "releasegate", *args],
@@ -70,8 +74,10 @@ def cold(project: Path, runs: int, *args: str) -> float:
             text=True,
         )
         times.append(time.perf_counter() - t0)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
         assert done.returncode in (0, 1), done.stderr
-    return statistics.median(times)
+    return statistics.median(times), statistics.median(cpus)
 
 
 def measure(project: Path, runs: int, label: str) -> None:
@@ -100,20 +106,10 @@ def measure(project: Path, runs: int, label: str) -> None:
         )
     finally:
         store.close()
-    ROWS.append(
-        (
-            f"report runbook, fresh process ({label})",
-            cold(project, runs, "report", "runbook", WF),
-            TARGET,
-        )
-    )
-    ROWS.append(
-        (
-            f"report handover, fresh process ({label})",
-            cold(project, runs, "report", "handover", WF),
-            None,
-        )
-    )
+    for what, target in (("runbook", TARGET), ("handover", None)):
+        wall, cpu = cold(project, runs, "report", what, WF)
+        ROWS.append((f"report {what}, fresh process, wall ({label})", wall, target))
+        ROWS.append((f"report {what}, fresh process, CPU ({label})", cpu, target))
 
 
 def add_runs(project: Path, n: int) -> None:

@@ -183,6 +183,7 @@ def test_the_runbook_quotes_the_stores_figures(demo: Demo) -> None:
     # who is who, from the workflow file
     assert "| change owner | **alice** |" in page and "| care owner | **ops-team** |" in page
     assert "**Last rehearsal:** never rehearsed." in page
+    assert f"`releasegate rehearse {WF} --env staging`" in section(page, "Rollback")
 
 
 def test_the_rollback_commands_of_the_runbook_work_as_typed(demo: Demo) -> None:

@@ -490,15 +490,20 @@ def _rollback(rb: Runbook) -> Section:
             )
         )
         blocks.append(Shell(tuple(line for m in reh.escaped for line in m.proposed)))
-    blocks.append(
-        Para(
-            text(
-                f"Rehearse the rollback at least every {REHEARSAL_PERIOD.days} days, on "
-                "staging: it deploys deliberately degraded variants, checks the gate and "
-                "the monitor catch them, rolls back and checks the original serves again."
+    rehearsal_env = next((e.env for e in rb.environments if e.env != rb.main_env), None)
+    if rehearsal_env is not None:
+        blocks.append(
+            Para(
+                text(
+                    f"Rehearse the rollback at least every {REHEARSAL_PERIOD.days} days: ",
+                    code(cmd("rehearse", wf, "--env", rehearsal_env)),
+                    " gates deliberately degraded variants, deploys the worst the gate "
+                    f"lets through to {rehearsal_env}, rolls back and checks the original "
+                    "serves again (exit 1 when it did not, or when the suite let a variant "
+                    "through).",
+                )
             )
         )
-    )
     return Section("Rollback", tuple(blocks))
 
 
