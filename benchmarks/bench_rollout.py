@@ -21,6 +21,8 @@
    pairs, pairs until an equal one is shown not worse, and pairs to the abort of a shadow
    with 3x the errors (its easy inputs failing 11.7%); each against a canary at 50% fed
    the same error rates (its pairs are two different requests).
+6. ``--shadow-check``: the first ``rollout check`` of a shadow rollout over 1,000,000 stored
+   runs (SQLite), 10% of them shadow runs of the served run before them.
 4. ``rollout check`` over 1,000,000 stored runs (SQLite, and PostgreSQL with
    ``--postgres URL``; a rollout at 25%, every run served under it, synthetic values): the
    first check, which has the database sum them all, in-process and in a fresh process
@@ -339,9 +341,14 @@ def bench_shadow(reps: int, seed: int) -> None:
     print()
 
 
-def _million_runs(store: Any, stable: str, canary: str, start: float, n: int) -> None:
+def _million_runs(
+    store: Any, stable: str, canary: str, start: float, n: int, shadow: bool = False
+) -> None:
+    """``n`` runs under a canary at 25%; with ``shadow``, 10% are shadow runs, each of the
+    input of the served run before it (an input hash per run)."""
     rng = np.random.default_rng(3)
-    is_canary = rng.random(n) < 0.25
+    is_canary = rng.random(n) < (0.10 if shadow else 0.25)
+    other = "shadow" if shadow else "canary"
     failed = rng.random(n) < 0.05
     latency = rng.gamma(4.0, 100.0, n)
     blank = dict.fromkeys(RUN_COLUMNS, "")
@@ -356,7 +363,8 @@ def _million_runs(store: Any, stable: str, canary: str, start: float, n: int) ->
         row.update(
             run_id=f"bench-{i:08d}",
             version_id=canary if is_canary[i] else stable,
-            arm="canary" if is_canary[i] else "stable",
+            arm=other if is_canary[i] else "stable",
+            input_hash=f"{i - 1 if is_canary[i] else i:016x}{'0' * 48}" if shadow else "",
             started_at=start + i * 1e-3,
             ended_at=start + i * 1e-3 + latency[i] / 1000,
             latency_ms=float(latency[i]),
@@ -473,6 +481,28 @@ def bench_check(runs: int, n: int, pg_admin: str | None) -> None:
         print()
 
 
+def bench_shadow_check(runs: int, n: int) -> None:
+    """The first ``rollout check`` of a shadow rollout over ``n`` stored runs (SQLite)."""
+    first, cpu = [], []
+    for _ in range(runs):
+        with project() as (root, store):
+            stable = ship(root, store)
+            vid = register(store, workflow_file(root, 1), who="alice").version_id
+            evaluate(store, vid, suite_file(root, 20), who="alice")
+            assert gate(store, vid, ENV, who="ci").verdict == "pass"
+            r = rollout.start(store, vid, ENV, shadow=True, who="alice")
+            _million_runs(store, stable, vid, r.started_at.timestamp(), n, shadow=True)
+            t0, c0 = time.perf_counter(), time.process_time()
+            checked = rollout.check(store, WORKFLOW, ENV, who="bench")
+            first.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
+            assert checked.runs_read == n, checked.runs_read
+            pairs = checked.rollout.evidence.canary_runs
+    print(f"shadow rollout check over {n:,} stored runs, 10% shadow (SQLite), median of {runs}")
+    print(f"  first check, wall (s)  {statistics.median(first):6.3f}  {_all(first)}")
+    print(f"  first check, CPU (s)   {statistics.median(cpu):6.3f}  {_all(cpu)}; {pairs:,} pairs\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
@@ -487,12 +517,16 @@ def main() -> None:
         help="also on PostgreSQL: an admin URL such as postgresql+psycopg://postgres@127.0.0.1:5432",
     )
     parser.add_argument("--only-shadow", action="store_true")
+    parser.add_argument("--shadow-check", action="store_true", help="only the shadow check")
     args = parser.parse_args()
     if args.quick:
         args.runs, args.repetitions = 3, 50
     started = time.perf_counter()
     if args.only_check:
         bench_check(args.runs, args.check_runs, args.postgres)
+        return
+    if args.shadow_check:
+        bench_shadow_check(args.runs, args.check_runs)
         return
     if args.only_shadow:
         bench_resolve(args.runs)

@@ -126,6 +126,21 @@ def test_waiting_runs_are_bounded_and_a_dropped_shadow_run_is_counted_unpaired()
     assert got.waiting[0].keys == ("i:s5",)  # the oldest went first
 
 
+def test_a_shadow_finds_its_twin_among_many_served_runs_and_only_the_newest_wait() -> None:
+    n = shadow.MAX_WAITING + 1000
+    rows: list[tuple[str, str | None, float, str | None]] = [
+        ("stable", f"k{i}", 0.0, "a") for i in range(n)
+    ]
+    got = pair_by_input([], runs([*rows, ("shadow", "k0", 1.0, "b")]))
+    assert [(s.label, t.keys) for s, t in got.pairs] == [("b", ("i:k0",))]  # the oldest served
+    assert len(got.waiting) == shadow.MAX_WAITING and got.unpaired == 0
+    assert got.waiting[0].keys == (f"i:k{n - shadow.MAX_WAITING}",)
+    late = pair_by_input(
+        got.waiting, runs([("shadow", "k5", 0.0, "a"), ("shadow", f"k{n - 1}", 0, "a")])
+    )
+    assert len(late.pairs) == 1 and late.unpaired == 0  # k5 waits: its twin may come later
+
+
 def simulate(
     rng: random.Random, n: int, stable_err: float, shadow_err: float, every: int, flips: float = 0
 ) -> str:

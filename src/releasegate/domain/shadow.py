@@ -6,8 +6,8 @@ the candidate on the request's input, off the request path, and records that run
 SDK: the served run's id, which survives a data class that keeps texts and their hashes
 out of the store), else with a stable run of the same input (its input hash), first come
 first paired, reading only arms and keys, never outcomes; a run whose twin has not been
-read yet waits for the next check (the newest ``MAX_WAITING``; older ones are dropped
-unseen, and a dropped shadow run is counted as unpaired). Each pair feeds the
+read yet waits for the next check (the newest ``MAX_WAITING`` of each arm; older ones are
+dropped unseen, and a dropped shadow run is counted as unpaired). Each pair feeds the
 same always-valid betting e-processes as a canary (``domain.canary.observe_matched``):
 errors, slowness (slower than the stable's p95 before the rollout), cost, and
 ``label_change``, the share of inputs the candidate labels differently (against 0 for the
@@ -40,7 +40,8 @@ from releasegate.domain.rollout import (
 )
 
 MAX_WAITING = 2000
-"""Runs carried to the next check while their twin has not arrived (the newest kept)."""
+"""Runs of each arm carried to the next check while their twin has not arrived (the
+newest kept)."""
 KEY_CHARS = 16
 """Characters of the input hash a waiting run keeps (64 bits: collisions are negligible)."""
 
@@ -89,9 +90,46 @@ def pair_keys(arm: str, input_hash: str | None, link: str | None) -> tuple[str, 
     return ((f"r:{link[:64]}",) if link else ()) + by_input
 
 
+def _relevant(waiting: Sequence[Waiting], runs: ShadowRuns) -> list[int]:
+    """The runs pairing can touch, in arrival order: every shadow run, the stable runs that
+    share a key with one (waiting or new), and the newest ``MAX_WAITING`` stable runs (they
+    may wait). The others would be dropped unseen: they are never made into values, so a
+    check over a million served runs and a few shadow ones stays cheap."""
+    arms = runs.arms
+    links = runs.links
+    inputs: set[str] = set()
+    named: set[str] = set()
+    for w in waiting:
+        if w.arm == "shadow":
+            for key in w.keys:
+                (inputs if key.startswith("i:") else named).add(key[2:])
+    stable: list[int] = []
+    for i, arm in enumerate(arms):
+        if arm != "shadow":
+            stable.append(i)
+            continue
+        link = None if links is None else links[i]
+        if link:
+            named.add(link[:64])
+        elif runs.keys[i]:
+            inputs.add(str(runs.keys[i])[:KEY_CHARS])
+    tail = set(stable[-MAX_WAITING:])
+    out: list[int] = []
+    for i, arm in enumerate(arms):
+        if arm == "shadow" or i in tail:
+            out.append(i)
+            continue
+        digest = runs.keys[i]
+        own = None if links is None else links[i]
+        if (digest and digest[:KEY_CHARS] in inputs) or (own and own[:64] in named):
+            out.append(i)
+    return out
+
+
 def pair_by_input(waiting: Sequence[Waiting], runs: ShadowRuns) -> Paired:
     """Pair each run with the oldest waiting run of the other arm sharing a key (the run it
-    names, or the same input); what finds no twin waits (the newest ``MAX_WAITING``).
+    names, or the same input). What finds no twin waits for the next check: the newest
+    ``MAX_WAITING`` runs of each arm; an older shadow run is dropped and counted unpaired.
     Reads arms and keys only."""
     queues: dict[tuple[str, str], deque[int]] = {}
     entries: list[Waiting] = list(waiting)
@@ -115,7 +153,7 @@ def pair_by_input(waiting: Sequence[Waiting], runs: ShadowRuns) -> Paired:
 
     for k in range(len(entries)):
         wait(k)
-    for i in range(len(runs.arms)):
+    for i in _relevant(waiting, runs):
         run = runs.waiting(i)
         if not run.keys:
             unpaired += run.arm == "shadow"
@@ -129,9 +167,15 @@ def pair_by_input(waiting: Sequence[Waiting], runs: ShadowRuns) -> Paired:
         entries.append(run)
         wait(len(entries) - 1)
     left = [w for k, w in enumerate(entries) if k not in taken]
-    dropped = left[: max(0, len(left) - MAX_WAITING)]
-    unpaired += sum(1 for w in dropped if w.arm == "shadow")
-    return Paired(pairs, tuple(left[len(dropped) :]), unpaired)
+    kept: list[Waiting] = []
+    room = {"stable": MAX_WAITING, "shadow": MAX_WAITING}
+    for w in reversed(left):  # the newest of each arm
+        if room[w.arm] > 0:
+            room[w.arm] -= 1
+            kept.append(w)
+        else:
+            unpaired += w.arm == "shadow"
+    return Paired(pairs, tuple(reversed(kept)), unpaired)
 
 
 def _feed(
