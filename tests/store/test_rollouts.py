@@ -128,6 +128,7 @@ def test_the_runs_each_arm_served_are_summed_by_the_database_per_block(store: St
             "feedback": rng.choice([None, -1.0, 1.0]),
             "cost_usd": rng.choice([None, rng.uniform(0.001, 0.004)]),
             "latency_ms": rng.uniform(50, 250),
+            "label": rng.choice([None, "fraud", "billing", "lost-card"]),
         }
         rows.append(run(i, version, arm if i > 1 else None, workflow=workflow, **fields))
         if i > 1 and workflow == "router" and i % 97 != 0:
@@ -137,7 +138,7 @@ def test_the_runs_each_arm_served_are_summed_by_the_database_per_block(store: St
     with store.read() as conn:
         repo = RolloutRepo(conn)
         assert repo.last_run_seq() == 1200
-        sums = repo.arm_sums(r, 1, latency_ref=150.0, cost_upper=0.003)
+        sums = repo.arm_sums(r, 1, latency_ref=150.0, cost_upper=0.003, labels=True)
         assert repo.arm_sums(r, 1200, 150.0, 0.003) == RolloutSums({}, 0, 0, 1200)
     assert sums.cursor == 1200
     assert sums.canary_runs == sum(c for c, _ in kept)
@@ -167,7 +168,15 @@ def test_the_runs_each_arm_served_are_summed_by_the_database_per_block(store: St
             assert int(n.sum()) == len(values), name
             assert float(total.sum()) == pytest.approx(sum(values)), name
             assert float(sq.sum()) == pytest.approx(sum(v * v for v in values)), name
-    assert set(sums.blocks) == {*COMPARABLE}
+    assert set(sums.blocks) == {*COMPARABLE} - {"label_mix"}
+    mix = sums.labels
+    assert mix is not None and list(mix.block) == sorted(mix.block)
+    for label in ("fraud", "billing", "lost-card"):
+        for is_canary, counted in ((True, mix.canary), (False, mix.stable)):
+            want = sum(c == is_canary and f["label"] == label for c, f in kept)
+            got = sum(int(n) for x, n in zip(mix.label, counted, strict=True) if x == label)
+            assert got == want, (label, is_canary)
+    assert set(mix.label) == {"fraud", "billing", "lost-card"}  # no NULL label counted
 
 
 def test_a_reference_is_read_from_the_first_stable_runs(store: Store) -> None:

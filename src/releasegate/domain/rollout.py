@@ -7,11 +7,13 @@ sticky per key, the same in every process, and a key on the canary at 5% stays o
 25%. Without a key each request draws. The state machine is ``running`` at step i, then
 ``aborted`` (stable serves everything) or ``completed`` (advancing into 100%: the canary
 becomes the environment's version). ``assess`` turns the evidence (the always-valid two-arm
-comparisons of ``domain.canary``, one per signal, Bonferroni over the signals) into the
+comparisons of ``domain.canary``, one per signal, and the label mix's martingale of
+``domain.labelmix`` when the policy names it, Bonferroni over the signals) into the
 outcome: abort when any signal shows the canary worse, hold when anything is inconclusive
 or short of runs, and eligible to advance when every signal with data shows it not worse
-and the step has ``min_runs_per_step`` canary runs. Looking every minute does not inflate
-false aborts: each e-process is valid under any number of looks.
+and the step has ``min_runs_per_step`` canary runs (the label mix aborts, never holds).
+Looking every minute does not inflate false aborts: each e-process is valid under any
+number of looks.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any, Literal, NamedTuple, NoReturn
 import numpy as np
 import numpy.typing as npt
 
-from releasegate.domain import canary
+from releasegate.domain import canary, labelmix
 from releasegate.domain.document import Fields
 from releasegate.domain.monitoring import SIGNALS
 from releasegate.domain.routing import ARMS, Arm, Splitter, arm_for, draw_arm, key_share
@@ -48,7 +50,7 @@ block a pass; it can still abort."""
 
 
 class SignalKind(NamedTuple):
-    kind: Literal["rate", "slow", "cost"]
+    kind: Literal["rate", "slow", "cost", "mix"]
     margin: float
     what: str
 
@@ -60,8 +62,14 @@ COMPARABLE: Mapping[str, SignalKind] = {
     "negative_feedback_rate": SignalKind("rate", 0.05, "share of feedback that is negative"),
     "latency_p95": SignalKind("slow", 0.05, "share of runs slower than the stable's p95"),
     "cost_per_task": SignalKind("cost", 0.10, "mean cost, as a fraction of the stable's"),
+    "label_mix": SignalKind("mix", 0.05, "share of runs whose label would have to change"),
 }
 """The monitor's signals a canary is compared on, with the default margin of each."""
+OPT_IN = ("label_mix",)
+"""Compared only when the policy names them (label_mix aborts, never holds, a step)."""
+DEFAULT_SIGNALS: Mapping[str, float] = {
+    name: s.margin for name, s in COMPARABLE.items() if name not in OPT_IN
+}
 
 SHADOW_COMPARED = ("error_rate", "latency_p95", "cost_per_task")
 """The policy's signals that apply to a shadow run (nobody sees its output, so nobody
@@ -84,9 +92,7 @@ class RolloutPolicy:
     min_runs_per_step: int = DEFAULT_MIN_RUNS
     max_step_hours: float | None = DEFAULT_MAX_STEP_HOURS
     auto_advance: bool = False
-    signals: Mapping[str, float] = field(
-        default_factory=lambda: {name: s.margin for name, s in COMPARABLE.items()}
-    )
+    signals: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_SIGNALS))
     """Signal name -> margin: how much worse the canary may be before it is 'worse'."""
     label_change: float = DEFAULT_LABEL_CHANGE
     """In shadow: the margin of ``label_change`` (see ``DEFAULT_LABEL_CHANGE``)."""
@@ -218,7 +224,7 @@ def parse_rollout(f: Fields) -> RolloutPolicy:
         if not signals:
             f.fail("signals", "name at least one signal, e.g. [error_rate, latency_p95]")
     else:
-        signals = {name: s.margin for name, s in COMPARABLE.items()}
+        signals = dict(DEFAULT_SIGNALS)
     return RolloutPolicy(
         steps=steps,
         min_runs_per_step=min_runs,
@@ -447,6 +453,8 @@ class Evidence:
     waiting: tuple[Waiting, ...] = ()
     unpaired: int = 0
     replay: Mapping[str, Any] | None = None
+    mix: labelmix.MixState | None = None
+    """The label-mix martingale, when the policy compares ``label_mix``."""
 
     @property
     def step_runs(self) -> int:
@@ -468,6 +476,7 @@ class Evidence:
             "waiting": [[w[0], list(w[1]), *w[2:]] for w in self.waiting],
             "unpaired": self.unpaired,
             "replay": dict(self.replay) if self.replay is not None else None,
+            "mix": self.mix.to_dict() if self.mix is not None else None,
         }
 
     @classmethod
@@ -487,6 +496,7 @@ class Evidence:
             waiting=tuple(Waiting(w[0], tuple(w[1]), *w[2:]) for w in data.get("waiting") or ()),
             unpaired=int(data.get("unpaired", 0)),
             replay=data.get("replay"),
+            mix=labelmix.MixState.from_dict(data["mix"]) if data.get("mix") else None,
         )
 
 
@@ -546,6 +556,7 @@ class ArmRuns(NamedTuple):
     latency_ms: Floats
     cost_usd: Floats
     cursor: int
+    labels: Sequence[str | None] | None = None
 
 
 class RolloutSums(NamedTuple):
@@ -557,6 +568,8 @@ class RolloutSums(NamedTuple):
     canary_runs: int
     stable_runs: int
     cursor: int
+    labels: labelmix.LabelBlocks | None = None
+    """Runs per block, label and arm, when ``label_mix`` is compared."""
 
 
 def with_references(ev: Evidence, latency_ms: Floats, cost_usd: Floats) -> Evidence:
@@ -572,6 +585,11 @@ def observe_sums(ev: Evidence, policy: RolloutPolicy, sums: RolloutSums) -> Evid
     for name, margin in policy.signals.items():
         got = sums.blocks.get(name)
         kind = COMPARABLE[name].kind
+        if kind == "mix":
+            if sums.labels is not None:
+                mix = labelmix.observe_mix(ev.mix or labelmix.MixState(), sums.labels)
+                ev = replace(ev, mix=mix)
+            continue
         if got is None or (kind == "slow" and ev.latency_ref is None):
             continue
         if kind == "cost" and ev.cost_ref is None:
@@ -602,6 +620,8 @@ def observe_runs(
     for name in policy.signals:
         keep: npt.NDArray[np.bool_] | None = None
         values: Floats
+        if name == "label_mix":
+            continue
         if name == "error_rate":
             values = runs.error
         elif name == "escalation_rate":
@@ -625,8 +645,31 @@ def observe_runs(
         elif keep.any():
             found[name] = canary.blocks_of(is_canary[keep], values[keep], block)
     n_canary = int(is_canary.sum())
-    sums = RolloutSums(found, n_canary, len(arms) - n_canary, runs.cursor)
+    labels = None
+    if "label_mix" in policy.signals and runs.labels is not None:
+        labels = labelmix.label_blocks(is_canary, runs.labels, block)
+    sums = RolloutSums(found, n_canary, len(arms) - n_canary, runs.cursor, labels)
     return observe_sums(ev, policy, sums)
+
+
+def _mix_verdict(ev: Evidence, alpha: float, margin: float) -> canary.CanaryVerdict:
+    """The label-mix martingale as a verdict: abort when shown, else hold (abort-only)."""
+    mix = ev.mix or labelmix.MixState()
+    said = labelmix.judge_mix(mix, alpha, margin)
+    return canary.CanaryVerdict(
+        outcome="abort" if said.is_shown else "hold",
+        signal="label_mix",
+        stable_mean=0.0,
+        canary_mean=said.distance if math.isfinite(said.distance) else 0.0,
+        stable_runs=mix.stable_runs,
+        canary_runs=mix.canary_runs,
+        pairs=mix.blocks,
+        margin=margin,
+        alpha=alpha,
+        e_worse=said.e_value,
+        e_not_worse=1.0,
+        reason=said.reason,
+    )
 
 
 @dataclass(frozen=True)
@@ -657,6 +700,8 @@ def assess(r: Rollout, *, now: datetime, alpha: float = canary.ALPHA) -> CheckOu
     verdicts = tuple(
         canary.judge(state, per_signal, min_runs=0, arm=arm) for state in ev.states.values()
     )
+    if "label_mix" in signals and not r.is_shadow:
+        verdicts = (*verdicts, _mix_verdict(ev, per_signal, signals["label_mix"]))
     worse = [v for v in verdicts if v.outcome == "abort"]
     if worse:
         return CheckOutcome(
@@ -668,13 +713,18 @@ def assess(r: Rollout, *, now: datetime, alpha: float = canary.ALPHA) -> CheckOu
             per_signal,
         )
     reasons: list[str] = []
-    blocking = [v for v in verdicts if v.outcome != "pass" and v.pairs >= MIN_SIGNAL_PAIRS]
-    missing = [s for s in signals if s not in ev.states]
+    blocking = [
+        v
+        for v in verdicts
+        if v.outcome != "pass" and v.pairs >= MIN_SIGNAL_PAIRS and v.signal not in OPT_IN
+    ]
+    missing = [s for s in signals if s not in ev.states and s not in OPT_IN]
     if "error_rate" in signals and ev.states.get("error_rate") is None:
         reasons.append("error_rate: no runs of both arms yet")
     reasons.extend(f"{v.reason}" for v in blocking)
+    reasons.extend(v.reason for v in verdicts if v.signal in OPT_IN)  # abort-only: said
     for v in verdicts:
-        if v.pairs < MIN_SIGNAL_PAIRS and v.outcome != "pass":
+        if v.pairs < MIN_SIGNAL_PAIRS and v.outcome != "pass" and v.signal not in OPT_IN:
             reasons.append(f"{v.signal}: {v.pairs} pairs, too few to compare yet (not blocking)")
     for s in missing:
         if s == "label_change":

@@ -336,7 +336,8 @@ def _check(store: Store, workflow: str, env: str, *, who: str, pause_after_read:
                 latency, cost = repo.first_stable_runs(r, ev.cursor)
                 ev = with_references(ev, np.asarray(latency), np.asarray(cost))
             cost_upper = None if ev.cost_ref is None else ev.cost_ref[1]
-            sums = repo.arm_sums(r, ev.cursor, ev.latency_ref, cost_upper)
+            mix = "label_mix" in r.policy.signals
+            sums = repo.arm_sums(r, ev.cursor, ev.latency_ref, cost_upper, labels=mix)
             n_read = sums.canary_runs + sums.stable_runs
     if pause_after_read:
         time.sleep(pause_after_read)

@@ -304,10 +304,13 @@ class RolloutRepo:
         after_seq: int,
         latency_ref: float | None,
         cost_upper: float | None,
+        *,
+        labels: bool = False,
     ) -> RolloutSums:
         """The runs each arm of ``r`` served after ``after_seq``, summed by the database per
         block of about ``BLOCK_RUNS`` of them and per arm, for every signal the rollout
-        compares: one pass over a primary-key range, a few thousand rows back."""
+        compares: one pass over a primary-key range, a few thousand rows back. ``labels``:
+        also the runs per block, label and arm (a second pass), for the label mix."""
         import numpy as np
 
         from releasegate.domain.canary import BLOCK_RUNS, Blocks
@@ -346,10 +349,19 @@ class RolloutRepo:
         step = size * CHUNK_BLOCKS if self.conn.dialect.name == "sqlite" else upto - after_seq
         if self.conn.dialect.name == "postgresql":
             self.conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")
+        by_label: list[Any] = []
+        mix_sql = (
+            "SELECT (seq - ?) / ?, label, SUM(CASE WHEN arm = 'canary' THEN 1 ELSE 0 END),"
+            " SUM(CASE WHEN arm = 'canary' THEN 0 ELSE 1 END) FROM runs"
+            " WHERE seq > ? AND seq <= ?" + where + " AND label IS NOT NULL"
+            " GROUP BY 1, 2 ORDER BY 1, 2"
+        )
         for lo in range(after_seq, upto, step):
             hi = min(lo + step, upto)
             values = [after_seq, size, ref, *[upper] * 9, lo, hi, *params]
             rows.extend(fetch(self.conn, sql, values))
+            if labels:
+                by_label.extend(fetch(self.conn, mix_sql, [after_seq, size, lo, hi, *params]))
         got = np.array(rows, dtype=np.float64).reshape(-1, 12)
         got = np.nan_to_num(got)  # SUM over no value is NULL
         blocks, first = np.unique(got[:, 0], return_inverse=True)
@@ -382,4 +394,14 @@ class RolloutRepo:
         if cost_upper is not None:
             found["cost_per_task"] = of(9, 10, 11)
         n_canary = int(got[is_c, 2].sum())
-        return RolloutSums(found, n_canary, int(got[~is_c, 2].sum()), cursor)
+        mix = None
+        if labels:
+            from releasegate.domain.labelmix import LabelBlocks
+
+            mix = LabelBlocks(
+                np.asarray([int(x[0]) for x in by_label], dtype=np.int64),
+                [str(x[1]) for x in by_label],
+                np.asarray([int(x[2]) for x in by_label], dtype=np.int64),
+                np.asarray([int(x[3]) for x in by_label], dtype=np.int64),
+            )
+        return RolloutSums(found, n_canary, int(got[~is_c, 2].sum()), cursor, mix)
