@@ -181,6 +181,10 @@ def test_a_healthy_shadow_is_not_aborted_and_advances_to_the_first_canary_step(
     with Client(store=store, ttl=60) as client:
         seen = [client.resolve("router", env="staging", key=str(k)) for k in range(4000)]
     assert {v.arm for v in seen} == {"stable", "canary"} and not any(v.shadow for v in seen)
+    traffic(store, 200, shadow_error=0.0, seed=300)  # the canary step, checked as any canary
+    as_canary = rollout.check(store, "router", "staging", who="cron")
+    assert as_canary.rollout.mode == "canary" and as_canary.runs_read == 200
+    assert not as_canary.has_aborted and as_canary.rollout.evidence.canary_runs > 0
     with store.read() as conn:
         payload = conn.execute(
             sa.text("SELECT payload_json FROM audit_events WHERE kind = 'rollout.advanced'")
