@@ -25,6 +25,7 @@ from releasegate.domain.review import (
     RunningModel,
     Seen,
     Serving,
+    StoredPolicy,
     WorkflowOwners,
     admitted,
     alert_tests,
@@ -40,6 +41,7 @@ from releasegate.domain.review import (
     rehearsals,
     reported_drift,
     stale_gates,
+    unaudited_policies,
 )
 from releasegate.errors import InputError
 
@@ -357,3 +359,22 @@ def test_data_class_violations(
     assert f.fix.startswith("releasegate register /p/router.yaml")
     assert [e.split(":")[0] for e in f.evidence] == list(fields)
     assert "data rule 'confidential: local runtimes only'" in f.evidence[0]
+
+
+@pytest.mark.parametrize(
+    ("content_id", "recorded", "problem"),
+    [
+        ("p1", "p1", None),
+        ("p1", "p0", "the audit log last recorded p0 there"),
+        ("p1", None, "the audit log last recorded no policy there"),
+        ("px", "p1", "its content no longer hashes to its id"),
+    ],
+)
+def test_unaudited_policies(content_id: str, recorded: str | None, problem: str | None) -> None:
+    found = unaudited_policies([StoredPolicy("router", "production", "p1", content_id, recorded)])
+    if problem is None:
+        assert found == []
+        return
+    (f,) = found
+    assert problem in f.evidence[0] and f.fix == "releasegate audit verify"
+    assert (f.check, f.env, f.subject) == ("policy-audit", "production", "p1")

@@ -4,6 +4,7 @@ stale gates, pauses, threshold ratchets, and the propose/approve flow with its a
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from releasegate.domain.identity import canonical_json, content_hash
 from releasegate.domain.review import PROVEN, Finding, Review
 from releasegate.errors import InputError, NotFoundError, RefusedError, SelfApprovalError
 from releasegate.monitor.ingest import ingest_dicts
@@ -25,6 +27,7 @@ from releasegate.release.promote import promote
 from releasegate.release.register import register
 from releasegate.release.rehearse import rehearse
 from releasegate.release.review import review
+from releasegate.store import tables as t
 from releasegate.store.engine import Store
 from tests.helpers import Project
 
@@ -209,6 +212,35 @@ def test_a_version_gated_before_the_rules_tightened_is_a_data_class_violation(
     rules.write_text("classes: [not a mapping]\n")
     with pytest.raises(InputError, match="data-rules.yaml"):
         review(store)  # a bad rules file is bad input, nothing read
+
+
+def test_a_policy_written_or_edited_by_sql_is_found(store: Store, project: Project) -> None:
+    shipped(store, project)
+    assert by_check(review(store), "policy-audit") == []
+    with store.write() as conn:  # a floor lowered in the database, under the gate's feet
+        row = conn.execute(
+            sa.text("SELECT seq, content_json FROM policies WHERE env = 'production'")
+        ).first()
+        assert row is not None
+        conn.execute(
+            sa.text("UPDATE policies SET content_json = :c WHERE seq = :s"),
+            {"c": row[1].replace('"accuracy":0.5', '"accuracy":0.1'), "s": row[0]},
+        )
+    (edited,) = by_check(review(store), "policy-audit")
+    assert edited.env == "production" and "no longer hashes to its id" in edited.evidence[0]
+    with store.write() as conn:  # a whole policy added by SQL, hashed like a real one
+        content = {**json.loads(row[1]), "floors": {"accuracy": 0.2}}
+        conn.execute(
+            sa.insert(t.policies).values(
+                policy_id=content_hash(content),
+                workflow="router",
+                env="staging",
+                content_json=canonical_json(content),
+                created_at=datetime.now(UTC),
+            )  # fmt: skip
+        )
+    found = {f.env: f for f in by_check(review(store), "policy-audit")}
+    assert "written outside releasegate" in found["staging"].evidence[0]
 
 
 def test_review_of_an_unknown_workflow_is_bad_input(store: Store) -> None:

@@ -13,6 +13,9 @@ exits 1 when any finding needs action. The checks:
   version's (``reported_drift``): the definition drifted from what actually runs.
 - ``stale-gate``: an environment's current version was gated on an older suite or policy
   than the current one (or has no passing decision there at all).
+- ``policy-audit``: an environment's current policy is not the one the last
+  ``policy.changed`` event records, or its content no longer hashes to its id: it was
+  written or edited outside releasegate, and the gate reads it.
 - ``owners``: a workflow without a change owner, a care owner or responders.
 - ``models``: a running version whose model is not pinned, or not on the blessed list
   of the environment's policy.
@@ -47,6 +50,7 @@ CHECKS: Mapping[str, str] = {
     "outside-gate": "versions seen in runs of an environment they never passed the gate for",
     "drifted-runs": "runs whose reported model, provider or prompt digest is not their version's",
     "stale-gate": "environments whose version was gated on an older suite or policy",
+    "policy-audit": "policies in force that the audit log does not record (written by SQL)",
     "owners": "workflows without a change owner, a care owner or responders",
     "models": "running models that are not pinned, or not blessed by the policy",
     "data-class": "running versions that send data where the workflow's data class forbids",
@@ -361,6 +365,50 @@ def stale_gates(serving: Iterable[Serving]) -> list[Finding]:
                     (f"decision {s.decision_id}", *old),
                 )
             )
+    return out
+
+
+# -- policies the audit log records -----------------------------------------------------
+
+
+class StoredPolicy(NamedTuple):
+    """An environment's current stored policy, and what the audit log last recorded."""
+
+    workflow: str
+    env: str
+    policy_id: str
+    content_id: str
+    """The hash of the stored content: equal to ``policy_id`` unless it was edited."""
+    recorded: str | None
+    """The policy id of the last ``policy.changed`` event of this environment (None: none)."""
+
+
+def unaudited_policies(stored: Iterable[StoredPolicy]) -> list[Finding]:
+    out = []
+    for p in stored:
+        if p.content_id != p.policy_id:
+            problem = (
+                f"its content no longer hashes to its id {p.policy_id[:12]} "
+                f"(it hashes to {p.content_id[:12]}): it was edited in the database"
+            )
+        elif p.recorded != p.policy_id:
+            problem = (
+                f"the audit log last recorded {(p.recorded or 'no policy')[:12]} there, "
+                f"not {p.policy_id[:12]}: it was written outside releasegate"
+            )
+        else:
+            continue
+        out.append(
+            Finding(
+                "policy-audit",
+                p.workflow,
+                p.env,
+                p.policy_id,
+                f"the {p.env} policy of {p.workflow} that the gate reads is not the audited one",
+                "releasegate audit verify",
+                (problem, "restore it, then register the workflow file to record its policy"),
+            )
+        )
     return out
 
 

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from releasegate.domain.experiments import Retention
+from releasegate.domain.identity import content_hash
 from releasegate.domain.policy import Policy, default_policy, policy_from_content
 from releasegate.domain.ratchet import FloorFacts, ratchets
 from releasegate.domain.review import (
@@ -32,6 +33,7 @@ from releasegate.domain.review import (
     RunningModel,
     Seen,
     Serving,
+    StoredPolicy,
     WorkflowOwners,
     admitted,
     alert_tests,
@@ -45,6 +47,7 @@ from releasegate.domain.review import (
     rehearsals,
     reported_drift,
     stale_gates,
+    unaudited_policies,
 )
 from releasegate.release.data_rules import load_rules
 from releasegate.release.experiments import collect_expired
@@ -101,6 +104,7 @@ def review(
             else PolicyRepo(conn).all_history()
         )
         delivered = repo.delivered_alerts(workflow)
+        recorded = repo.recorded_policies(workflow)
         rehearsed = repo.last_rehearsals(workflow)
         due = [x for x in repo.experiments(workflow) if _is_expired(x, at)]
         held = repo.eval_data(x.version_id for x in due)
@@ -149,6 +153,12 @@ def review(
             policy_of(e.workflow, e.env).policy_id,
         )
         for e in envs
+    )
+    findings += unaudited_policies(
+        StoredPolicy(
+            wf, env, rows[-1].policy_id, content_hash(rows[-1].content), recorded.get((wf, env))
+        )
+        for (wf, env), rows in sorted(histories.items())
     )
     files = {wf: origins[vid] for wf, vid in newest.items() if vid in origins}
     findings += missing_owners((WorkflowOwners(w.name, w.owners) for w in workflows), files)

@@ -305,6 +305,21 @@ class ReviewRepo:
         )
         return {row[0]: f"{row[1]}@{row[2]}" for row in self.conn.execute(q).all()}
 
+    def recorded_policies(self, workflow: str | None) -> dict[tuple[str, str], str]:
+        """(workflow, env) -> the policy id its last ``policy.changed`` event records."""
+        a = t.audit_events.c
+        q = (
+            select(a.workflow, a.payload_json)
+            .where(and_(a.kind == "policy.changed", _scoped(a.workflow, workflow)))
+            .order_by(a.seq)
+        )
+        out: dict[tuple[str, str], str] = {}
+        for wf, payload in self.conn.execute(q).all():
+            data = json.loads(payload)
+            if isinstance(data.get("env"), str) and isinstance(data.get("policy_id"), str):
+                out[(wf, data["env"])] = data["policy_id"]
+        return out
+
     def delivered_alerts(self, workflow: str | None) -> dict[tuple[str, str], int]:
         """(workflow, signal) -> how many alerts of it the outbox holds as routed."""
         al = t.alerts.c
