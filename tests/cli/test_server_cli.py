@@ -24,7 +24,7 @@ def test_a_token_is_shown_once_listed_without_its_secret_and_revoked(tmp_path: P
     assert secret.startswith("rg_") and "not shown again" in made.stderr
     listed = ok_json(rg(tmp_path, "token", "list", "--json"))
     assert [(t["name"], t["role"], t["active"]) for t in listed] == [("bob", "approver", True)]
-    assert secret.split("_")[-1] not in repr(listed)
+    assert secret[20:] not in repr(listed)
     again = rg(tmp_path, "token", "create", "--name", "bob", "--role", "viewer")
     assert again.returncode == 1 and "an active token named 'bob' exists" in again.stderr
     bad = rg(tmp_path, "token", "create", "--name", "eve", "--role", "root")
@@ -36,7 +36,7 @@ def test_a_token_is_shown_once_listed_without_its_secret_and_revoked(tmp_path: P
     assert rg(tmp_path, "token", "revoke", "nobody").returncode == 2
     log = ok_json(rg(tmp_path, "audit", "log", "--json"))
     assert [e["kind"] for e in log][-2:] == ["token.created", "token.revoked"]
-    assert secret.split("_")[-1] not in repr(log)
+    assert secret[20:] not in repr(log)
 
 
 def test_approve_as_records_the_os_user(tmp_path: Path) -> None:
@@ -91,7 +91,7 @@ def test_serve_answers_over_loopback_and_stops_on_sigterm(tmp_path: Path) -> Non
         server.send_signal(signal.SIGTERM)
         _, err = server.communicate(timeout=60)
     assert server.returncode == 0, err
-    assert token["token"].split("_")[-1] not in err
+    assert token["token"][20:] not in err
 
 
 def test_serve_without_a_store_says_so(tmp_path: Path) -> None:

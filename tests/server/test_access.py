@@ -43,6 +43,16 @@ def endpoints(live: Live) -> list[Endpoint]:
         Endpoint("POST", f"{wf}/pause", Role.OPERATOR, {"reason": "x"}),
         Endpoint("POST", f"{wf}/resume", Role.OPERATOR),
         Endpoint("POST", f"/v1/versions/{live.v2}/approve", Role.APPROVER, {"env": "staging"}),
+        Endpoint("GET", f"{wf}/rollout", Role.VIEWER),
+        Endpoint("POST", f"{wf}/rollout/advance", Role.OPERATOR),
+        Endpoint("POST", f"{wf}/rollout/abort", Role.OPERATOR, {}),
+        Endpoint("POST", f"{wf}/rollout/check", Role.OPERATOR),
+        Endpoint("GET", f"/v1/versions/{live.v2}/gate", Role.VIEWER),
+        Endpoint("GET", "/v1/decisions/abcdef", Role.VIEWER),
+        Endpoint("POST", "/v1/traces", Role.OPERATOR, {"resourceSpans": []}),
+        Endpoint("GET", "/v1/tokens", Role.ADMIN),
+        Endpoint("POST", "/v1/tokens", Role.ADMIN, {"name": "eve", "role": "admin"}),
+        Endpoint("DELETE", "/v1/tokens/bob", Role.ADMIN),
     ]
 
 
@@ -73,7 +83,15 @@ def state(live: Live) -> dict[str, Any]:
     with live.store.read() as conn:
         tables = {
             name: sorted(map(tuple, conn.execute(sa.text(f"SELECT * FROM {name}")).all()), key=repr)
-            for name in ("environments", "env_history", "approvals", "runs", "alerts")
+            for name in (
+                "environments",
+                "env_history",
+                "approvals",
+                "runs",
+                "alerts",
+                "rollouts",
+                "api_tokens",
+            )
         }
     tables["audit"] = [(e.seq, e.kind) for e in audit_log(live.store) if e.kind != REFUSED]
     return tables
@@ -127,7 +145,7 @@ def test_every_refusal_is_401_or_403_audited_and_writes_nothing(live: Live) -> N
     assert all(f["reason"] for f in found)
     revoked = [f for f in found if "was revoked" in f["reason"]]
     assert revoked and all(f["subject"] for f in revoked)  # the token's id, never its secret
-    secrets = [t.split("_")[-1] for t in live.tokens.values()] + ["A" * 43, "hunter2"]
+    secrets = [t[20:] for t in live.tokens.values()] + ["A" * 43, "hunter2"]
     logged = repr([e.payload for e in audit_log(live.store)])
     for secret in secrets:
         assert secret not in logged
@@ -138,11 +156,12 @@ def test_every_refusal_is_401_or_403_audited_and_writes_nothing(live: Live) -> N
 
 @pytest.mark.parametrize("role", ROLES)
 def test_each_role_reaches_what_it_needs(live: Live, role: str) -> None:
-    """No 401 or 403 for a role at or above an endpoint's own (its answer may still be no)."""
+    """No 401 or 403 for a role at or above a reading endpoint's own (its answer may still
+    be no: no rollout ran yet, no such decision, a query parameter missing)."""
     held = Role[role.upper()]
     for e in endpoints(live):
         if held < e.needs or e.method != "GET":
             continue
         with live.client(role) as c:
             r = c.request(e.method, e.path)
-        assert r.status_code == 200, (role, e, r.text)
+        assert r.status_code not in (401, 403, 500), (role, e, r.text)

@@ -238,3 +238,88 @@ def test_the_local_approval_records_the_os_user_beside_as(live: Live) -> None:
     approve(live.store, live.v2, "staging", approver="carol", os_user=os_user())
     granted = [e for e in audit_log(live.store) if e.kind == "approval.granted"][-1]
     assert granted.actor == "carol" and granted.payload["os_user"] == os_user()
+
+
+def test_a_rollout_over_the_api(live: Live) -> None:
+    from releasegate.release.promote import approve
+
+    approve(live.store, live.v2, "staging", approver="bob")
+    with live.client("operator") as op:
+        wf = "/v1/workflows/router/environments/staging"
+        is_error(op.get(f"{wf}/rollout"), 409, "no rollout ever ran")
+        started = op.post(
+            f"/v1/versions/{live.v2}/promote",
+            json={"env": "staging", "canary": 10, "steps": [10, 50, 100]},
+        )
+        assert started.status_code == 200, started.text
+        assert (started.json()["canary_id"], started.json()["weight"]) == (live.v2, 10)
+        assert op.get(f"{wf}/rollout").json()["state"] == "running"
+        assert op.get("/v1/resolve/router/staging").json()["rollout"]["canary_id"] == live.v2
+        assert op.post(f"{wf}/rollout/advance").json()["weight"] == 50
+        checked = op.post(f"{wf}/rollout/check")
+        assert checked.status_code == 200 and "alerts_sent" in checked.json()
+        stopped = op.post(f"{wf}/rollout/abort", json={"reason": "INC-7"})
+        assert stopped.json()["state"] == "aborted" and "INC-7" in stopped.json()["reason"]
+        is_error(op.post(f"{wf}/rollout/advance"), 409)
+        assert op.get("/v1/resolve/router/staging").json()["version_id"] == live.v1
+    kinds = [(e.actor, e.kind) for e in audit_log(live.store)][-3:]
+    assert all(actor == "operator" for actor, _ in kinds), kinds
+
+
+def test_gate_reports_over_the_api(live: Live) -> None:
+    with live.client("viewer") as c:
+        report = c.get(f"/v1/versions/{live.v2[:12]}/gate", params={"env": "staging"})
+        assert report.status_code == 200, report.text
+        body = report.json()
+        assert body["verdict"] == "needs-approval"
+        again = c.get(f"/v1/decisions/{body['decision_id'][:12]}").json()
+        assert again["decision_id"] == body["decision_id"]
+        is_error(c.get(f"/v1/versions/{live.v2}/gate"), 422, "env")
+        is_error(c.get(f"/v1/versions/{live.v2}/gate", params={"env": "production"}), 404)
+        is_error(c.get("/v1/decisions/abcdef"), 404, "no gate decision")
+
+
+def test_tokens_over_the_api_for_admins(live: Live) -> None:
+    with live.client("admin") as admin:
+        made = admin.post("/v1/tokens", json={"name": "carol", "role": "approver"})
+        assert made.status_code == 201 and made.headers["cache-control"] == "no-store"
+        secret = made.json()["token"]
+        listed = admin.get("/v1/tokens").json()
+        assert "carol" in [t["name"] for t in listed] and secret[20:] not in repr(listed)
+        is_error(admin.post("/v1/tokens", json={"name": "carol", "role": "viewer"}), 409)
+        is_error(admin.post("/v1/tokens", json={"name": "dave", "role": "root"}), 400, "root")
+        with httpx.Client(base_url=live.url, headers={"Authorization": f"Bearer {secret}"}) as c:
+            assert c.get("/v1/workflows").status_code == 200
+            assert admin.delete("/v1/tokens/carol").json()["active"] is False
+            is_error(c.get("/v1/workflows"), 401, "was revoked")
+        is_error(admin.delete("/v1/tokens/nobody"), 404)
+    created = [e for e in audit_log(live.store) if e.kind in ("token.created", "token.revoked")]
+    assert [(e.actor, e.kind) for e in created][-2:] == [
+        ("admin", "token.created"),
+        ("admin", "token.revoked"),
+    ]
+
+
+def test_otlp_traces_land_as_runs(live: Live) -> None:
+    import time
+
+    from tests.domain.test_otlp import Telemetry
+
+    app = Telemetry({"service.name": "router-api", "deployment.environment.name": "staging"})
+    start = time.time_ns() - 5_000_000_000
+    for i in range(3):
+        attrs = {"releasegate.version": live.v1, "releasegate.workflow": "router"}
+        with app.tracer.start_as_current_span(
+            "route", start_time=start + i, end_on_exit=False, attributes=attrs
+        ) as span:
+            span.end(end_time=start + i + 250_000_000)
+    payload = app.payload()
+    app.provider.shutdown()
+    with live.client("operator") as op:
+        landed = op.post("/v1/traces", json=payload)
+        assert landed.status_code == 200, landed.text
+        assert landed.json()["landed"] == 3
+        is_error(op.post("/v1/traces", json=[1]), 422, "JSON object")
+        is_error(
+            op.post("/v1/traces", content=b"{", headers={"content-type": "application/json"}), 400
+        )

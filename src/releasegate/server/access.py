@@ -63,6 +63,11 @@ class Gatekeeper:
             return hit[1]
         return None
 
+    def forget(self) -> None:
+        """Drop every remembered token (a revocation through this process)."""
+        with self._lock:
+            self._known.clear()
+
     def check(self, header: str | None) -> Identity:
         """The identity of ``header`` (blocking: one indexed query); UnauthorizedError if none."""
         identity = authenticate(self.store, header)

@@ -57,7 +57,7 @@ class Settings:
 def create_app(store: Store, settings: Settings | None = None) -> FastAPI:
     """The application over ``store``; the caller keeps the store open while it serves."""
     from releasegate import __version__
-    from releasegate.server.routes import actions, read, runs
+    from releasegate.server.routes import actions, read, rollouts, runs, tokens
 
     settings = settings or Settings()
     app = FastAPI(
@@ -75,7 +75,7 @@ def create_app(store: Store, settings: Settings | None = None) -> FastAPI:
     app.state.gatekeeper = Gatekeeper(store, settings.token_ttl)
     app.state.resolver = Resolver(store, ttl=settings.resolve_ttl)
     errors.install(app)
-    for module in (read, runs, actions):
+    for module in (read, runs, actions, rollouts, tokens):
         app.include_router(module.router)
     app.add_middleware(_Edge, metrics=app.state.metrics, limit=settings.max_body_bytes)
     plain = app.openapi

@@ -50,6 +50,13 @@ class ApproveBody(_Body):
 
 class PromoteBody(_Body):
     env: str = Field(min_length=1, max_length=100)
+    canary: float | None = Field(
+        None, gt=0, le=100, description="Start a rollout: this % of traffic gets the version"
+    )
+    steps: list[float] | None = Field(
+        None, description="The rollout's ramp, e.g. [5, 25, 50, 100] (default: the policy's)"
+    )
+    shadow: bool = Field(False, description="Start a shadow rollout (served to nobody)")
 
 
 class RollbackBody(_Body):
@@ -83,10 +90,24 @@ def approve(request: Request, version: str, body: ApproveBody, who: Approver) ->
 @router.post(
     "/v1/versions/{version}/promote",
     tags=["actions"],
-    summary="Move an environment to a version that earned it (operator)",
+    summary="Move an environment to a version that earned it, or start a rollout (operator)",
 )
 def promote(request: Request, version: str, body: PromoteBody, who: Operator) -> Json:
-    return Json(do_promote(request.app.state.store, version, body.env, who=who.name))
+    store = request.app.state.store
+    if body.canary is None and body.steps is None and not body.shadow:
+        return Json(do_promote(store, version, body.env, who=who.name))
+    from releasegate.release.rollout import Checked, rollout_dict, start
+
+    started = start(
+        store,
+        version,
+        body.env,
+        canary_pct=body.canary,
+        steps=tuple(body.steps) if body.steps is not None else None,
+        shadow=body.shadow,
+        who=who.name,
+    )
+    return Json(rollout_dict(Checked(started, None, 0)))
 
 
 @router.post(

@@ -85,12 +85,55 @@ def _ingest(store: Store, raw: bytes, atomic: bool = True) -> IngestResult:
         )
     result = ingest_dicts(store, items, source="http", atomic=atomic)
     if result.rejected and atomic:
-        shown = result.rejected[:50]
+        raise _refused(result, "run record(s)", SOURCE)
+    return result
+
+
+def _refused(result: IngestResult, what: str, source: str) -> ValidationFailed:
+    """The 422 of a batch that landed nothing: every rejected record by index and field."""
+    shown = result.rejected[:50]
+    return ValidationFailed(
+        f"{result.rejected_count} {what} rejected, nothing landed: "
+        + "; ".join(r.describe(source) for r in shown[:5])
+        + (" ..." if result.rejected_count > 5 else ""),
+        [FieldError(field=r.field, message=r.reason, index=r.index) for r in shown],
+        hint="fix the records named and send the whole batch again",
+    )
+
+
+@router.post(
+    "/v1/traces",
+    tags=["runs"],
+    summary="Land an OTLP/HTTP JSON trace export: spans carrying a version become runs",
+    description="An `ExportTraceServiceRequest` as JSON (protobuf is not taken yet): the "
+    "path of `releasegate runs import` for OTLP files. Needs operator.",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        }
+    },
+)
+async def post_traces(
+    request: Request, _: Annotated[Identity, Depends(requires(Role.OPERATOR))]
+) -> Json:
+    raw = await request.body()
+    store: Store = request.app.state.store
+    result = await run_in_threadpool(_ingest_otlp, store, raw)
+    request.app.state.metrics.runs.inc(result.landed)
+    return Json(result.as_dict())
+
+
+def _ingest_otlp(store: Store, raw: bytes) -> IngestResult:
+    from releasegate.monitor.ingest import ingest_otlp
+
+    doc = parse_json(raw, "POST /v1/traces")
+    if not isinstance(doc, dict):
         raise ValidationFailed(
-            f"{result.rejected_count} run record(s) rejected, nothing landed: "
-            + "; ".join(r.describe(SOURCE) for r in shown[:5])
-            + (" ..." if result.rejected_count > 5 else ""),
-            [FieldError(field=r.field, message=r.reason, index=r.index) for r in shown],
-            hint="fix the records named and send the whole batch again",
+            "the body must be an OTLP ExportTraceServiceRequest as a JSON object",
+            [FieldError(field="body", message="expected an object")],
         )
+    result = ingest_otlp(store, doc)
+    if result.rejected:
+        raise _refused(result, "span(s)", "POST /v1/traces")
     return result

@@ -1,0 +1,89 @@
+"""Rollouts and gate reports: ``rollout status|advance|abort|check`` as endpoints (the
+``--json`` of each), and a stored gate report (``report gate --format json``). A rollout
+starts through ``POST /v1/versions/{version}/promote`` with ``canary`` or ``shadow``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from releasegate.domain.access import Identity, Role
+from releasegate.release import rollout as rollouts
+from releasegate.release.inspect import gate_report
+from releasegate.server.access import requires
+from releasegate.server.errors import ERROR_RESPONSES
+from releasegate.server.routes import Json
+
+router = APIRouter(responses={**ERROR_RESPONSES, 409: {"description": "Refused: the answer is no"}})
+Viewer = Annotated[Identity, Depends(requires(Role.VIEWER))]
+Operator = Annotated[Identity, Depends(requires(Role.OPERATOR))]
+ROLLOUT = "/v1/workflows/{workflow}/environments/{env}/rollout"
+
+
+class AbortBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field("", max_length=2000)
+
+
+def _json(checked: rollouts.Checked, sent: list[Any] | None = None) -> dict[str, Any]:
+    data = rollouts.rollout_dict(checked)
+    if sent is not None:
+        data["alerts_sent"] = [{"message": a.message, "routed": a.routed} for a in sent]
+    return data
+
+
+@router.get(ROLLOUT, tags=["rollouts"], summary="The newest rollout and its evidence (viewer)")
+def status(request: Request, workflow: str, env: str, _: Viewer) -> Json:
+    return Json(_json(rollouts.status(request.app.state.store, workflow, env)))
+
+
+@router.post(f"{ROLLOUT}/advance", tags=["rollouts"], summary="The next step (operator)")
+def advance(request: Request, workflow: str, env: str, who: Operator) -> Json:
+    moved = rollouts.advance(request.app.state.store, workflow, env, who=who.name)
+    return Json(_json(rollouts.Checked(moved, None, 0)))
+
+
+@router.post(f"{ROLLOUT}/abort", tags=["rollouts"], summary="Weight 0 now (operator)")
+def abort(request: Request, workflow: str, env: str, body: AbortBody, who: Operator) -> Json:
+    stopped = rollouts.abort(
+        request.app.state.store, workflow, env, who=who.name, reason=body.reason
+    )
+    return Json(_json(rollouts.Checked(stopped, None, 0)))
+
+
+@router.post(
+    f"{ROLLOUT}/check",
+    tags=["rollouts"],
+    summary="Compare the arms on the new runs; abort, hold or advance (operator)",
+)
+def check(request: Request, workflow: str, env: str, who: Operator) -> Json:
+    from releasegate.monitor.alerts import resend_due
+
+    store = request.app.state.store
+    checked = rollouts.check(store, workflow, env, who=who.name)
+    return Json(_json(checked, resend_due(store, workflow, env)))
+
+
+@router.get(
+    "/v1/versions/{version}/gate",
+    tags=["read"],
+    summary="A version's latest gate report for an environment (viewer)",
+)
+def version_gate(
+    request: Request,
+    version: str,
+    _: Viewer,
+    env: Annotated[str, Query(min_length=1, description="The environment gated for")],
+) -> Json:
+    return Json(gate_report(request.app.state.store, version, env).to_json())
+
+
+@router.get(
+    "/v1/decisions/{decision}",
+    tags=["read"],
+    summary="A stored gate report by decision id or prefix (viewer)",
+)
+def decision(request: Request, decision: str, _: Viewer) -> Json:
+    return Json(gate_report(request.app.state.store, decision).to_json())
