@@ -28,6 +28,31 @@ def gated(project: Project, name: str, **kw: Any) -> str:
     return vid
 
 
+def test_status_of_an_aborted_canary_names_the_step_it_stopped_at(capsys: Any) -> None:
+    from releasegate.cli.cmd_rollout import _show
+
+    aborted = {
+        "workflow": "router",
+        "env": "staging",
+        "canary_id": "c" * 64,
+        "stable_id": "s" * 64,
+        "state": "aborted",
+        "mode": "canary",
+        "weight": 0.0,
+        "step": 2,
+        "steps": [10.0, 50.0, 100.0],
+        "reason": "aborted by alice",
+        "runs_read": 0,
+        "canary_runs": 10,
+        "step_runs": 4,
+        "min_runs_per_step": 150,
+        "stable_runs": 90,
+    }
+    _show(aborted)
+    shown = " ".join(capsys.readouterr().out.split())  # as it reads, however wide the terminal
+    assert "aborted at 50% (step 2 of 3: 10% -> 50% -> 100%)" in shown
+
+
 def run_row(run_id: str, vid: str, arm: str, started: float, failed: bool) -> dict[str, Any]:
     """One run of ``router@staging`` as a JSONL line holds it."""
     return {
@@ -79,6 +104,9 @@ def test_a_canary_from_start_to_abort(tmp_path: Path) -> None:
     assert "--steps: steps must increase strictly: 25 comes after 50" in bad.stderr
     none = rg(d, "rollout", "status", "router", "--env", "staging")
     assert none.returncode == 1 and "no rollout ever ran in router@staging" in none.stderr
+    idle = rg(d, "rollout", "check", "router", "--env", "staging", "--json")
+    assert idle.returncode == 0, idle.stderr  # cron's check with nothing running is no abort
+    assert json.loads(idle.stdout)["state"] is None
 
     ungated = ok_json(
         rg(d, "register", str(project.workflow("v3", policy=POLICY, temperature=0.9)), "--json")
@@ -105,7 +133,8 @@ def test_a_canary_from_start_to_abort(tmp_path: Path) -> None:
     after = rg(d, "rollout", "advance", "router", "--env", "staging")
     assert after.returncode == 1 and "was aborted" in after.stderr
     shown = rg(d, "rollout", "status", "router", "--env", "staging")
-    assert shown.returncode == 0 and "aborted at 0%" in shown.stdout
+    # the step it stopped at, as the alert says (the weight is 0 now)
+    assert shown.returncode == 0 and "aborted at 10% (step 1 of 3" in " ".join(shown.stdout.split())
     again = rg(d, "rollout", "check", "router", "--env", "staging")
     assert again.returncode == 0  # nothing more to do: reported, not aborted twice
     resolved = ok_json(rg(d, "resolve", "router", "--env", "staging", "--json"))

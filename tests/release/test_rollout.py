@@ -166,6 +166,23 @@ def test_a_healthy_canary_ramps_to_completion_and_the_alias_moves(
     assert rollback(store, "router", "staging", who="alice").version_id == v1
 
 
+def test_a_check_where_no_rollout_ever_ran_is_no_abort(store: Store, project: Project) -> None:
+    # cron calls `rollout check` whether or not a rollout runs: nothing to compare is exit 0
+    # (the docs' "no rollout running"), not a refusal that reads like an abort
+    shipped_pair(store, project)
+    before = audit_kinds(store)
+    checked = rollout.check(store, "router", "staging", who="cron")
+    assert (checked.rollout, checked.outcome, checked.is_no) == (None, None, False)
+    out = rollout.rollout_dict(checked, "router", "staging")
+    assert (out["workflow"], out["env"], out["state"], out["aborted_now"]) == (
+        "router",
+        "staging",
+        None,
+        False,
+    )
+    assert audit_kinds(store) == before
+
+
 def test_refusals_write_nothing(store: Store, project: Project) -> None:
     v1, v2 = shipped_pair(store, project)
     ungated = register(store, project.workflow("v3", policy=policy(), temperature=0.9)).version_id

@@ -69,6 +69,8 @@ def start_rollout(
 def _show(data: dict[str, Any]) -> None:
     out = console()
     weight = f"{data['weight']:g}%"
+    if data["state"] == "aborted" and data["step"]:  # weight 0 now: say the step it stopped at
+        weight = f"{data['steps'][data['step'] - 1]:g}%"
     ramp = " -> ".join(f"{s:g}%" for s in data["steps"])
     shadow = data["mode"] == "shadow"
     where = (
@@ -109,14 +111,21 @@ def _show(data: dict[str, Any]) -> None:
         out.print(f"  alert raised: {data['alert']['message']}")
 
 
-def _report(checked: Any, as_json: bool, sent: list[Any] | None = None) -> None:
+def _report(
+    checked: Any, as_json: bool, sent: list[Any] | None = None, where: tuple[str, str] = ("", "")
+) -> None:
     from releasegate.release.rollout import rollout_dict
 
-    data = rollout_dict(checked)
+    data = rollout_dict(checked, *where)
     if sent:
         data["alerts_sent"] = [{"message": a.message, "routed": a.routed} for a in sent]
     if as_json:
         emit(data)
+    elif data["state"] is None:
+        console().print(
+            f"no rollout ever ran in {data['workflow']}@{data['env']}: nothing to check; "
+            f"start one with `releasegate promote VERSION --env {data['env']} --canary PCT`"
+        )
     else:
         _show(data)
         for a in sent or []:
@@ -163,7 +172,7 @@ def rollout_check(workflow: WorkflowArg, env: EnvOpt, as_json: JsonOpt = False) 
     store = open_store(create=False)
     checked = check(store, workflow, env)
     sent = resend_due(store, workflow, env)  # the abort's or pause's alert, any left unsent
-    _report(checked, as_json, sent)
+    _report(checked, as_json, sent, (workflow, env))
     if not as_json:
         from releasegate.cli.cmd_production import _auto_pause_lines
 

@@ -260,9 +260,11 @@ def abort(
 @dataclass(frozen=True)
 class Checked:
     """What one check saw and did. ``has_aborted``: this check found the canary worse and
-    the rollout is aborted now (``wrote_abort``: this process wrote it, and alerted)."""
+    the rollout is aborted now (``wrote_abort``: this process wrote it, and alerted).
+    ``rollout`` is None when no rollout ever ran in the environment (``check`` still
+    applies the ``pause_on`` rule there)."""
 
-    rollout: Rollout
+    rollout: Rollout | None
     outcome: CheckOutcome | None
     runs_read: int
     has_aborted: bool = False
@@ -319,13 +321,9 @@ def _check(store: Store, workflow: str, env: str, *, who: str, pause_after_read:
         check_env(wf, env)
         r = RolloutRepo(conn).active(workflow, env)
         if r is None:
-            last = RolloutRepo(conn).latest(workflow, env)
-            if last is None:
-                raise RolloutRefusedError(
-                    f"no rollout runs in {workflow}@{env}",
-                    hint=f"start one with `releasegate promote VERSION --env {env} --canary PCT`",
-                )
-            return Checked(last, None, 0)
+            # nothing to compare: exit 0 for the cron or CI that calls this (the pause_on
+            # rule still applies); the newest rollout, ended, or None if none ever ran
+            return Checked(RolloutRepo(conn).latest(workflow, env), None, 0)
         repo = RolloutRepo(conn)
         if r.is_shadow:
             shadow_runs = repo.shadow_runs(r, r.evidence.cursor)
@@ -420,9 +418,21 @@ def _abort_on_check(
     return Checked(stopped, outcome, runs_read, True, True, alert_seq=seq, alert_message=message)
 
 
-def rollout_dict(c: Checked) -> dict[str, Any]:
-    """What ``rollout status|check --json`` prints."""
+def rollout_dict(c: Checked, workflow: str = "", env: str = "") -> dict[str, Any]:
+    """What ``rollout status|check --json`` prints; with no rollout ever run there (a
+    ``check``), the ``workflow`` and ``env`` named, ``state`` and ``rollout_id`` null."""
     r = c.rollout
+    if r is None:
+        return {
+            "rollout_id": None,
+            "workflow": workflow,
+            "env": env,
+            "state": None,
+            "runs_read": 0,
+            "aborted_now": False,
+            "advanced_now": False,
+            "pause": None if c.auto_pause is None else c.auto_pause.as_dict(),
+        }
     out: dict[str, Any] = {
         "rollout_id": r.rollout_id,
         "workflow": r.workflow,
