@@ -40,6 +40,18 @@ def test_help_has_no_type_artefacts(argv: tuple[str, ...]) -> None:
     assert not re.search(r"<[\w\[\], ]+>", shown.output), shown.output  # no <list[str]>
 
 
+def test_help_lists_groups_beside_the_commands_they_belong_with() -> None:
+    from releasegate.cli._common import HELP_ORDER
+
+    shown = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "80"}).output
+    listed = [line.split()[0] for line in shown.split("Commands:")[1].splitlines() if line]
+    top = typer.main.get_command(app).commands  # type: ignore[attr-defined]
+    assert sorted(listed) == sorted(top) and set(top) <= set(HELP_ORDER)  # a new one: place it
+    for before, after in (("promote", "rollout"), ("rollout", "rollback"), ("review", "policy")):
+        assert listed.index(after) == listed.index(before) + 1, listed
+    assert listed.index("stage") < listed.index("report") < listed.index("audit")
+
+
 def test_the_older_output_option_names_are_hidden() -> None:
     gate = CliRunner().invoke(app, ["gate", "--help"], env={"COLUMNS": "100"}).output
     report = CliRunner().invoke(app, ["report", "gate", "--help"], env={"COLUMNS": "100"}).output

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from typer.core import TyperCommand, TyperOption
+from typer.core import TyperCommand, TyperGroup, TyperOption
 
 from releasegate.cli._errors import BAD_INPUT, NO, run_command
 
@@ -63,7 +63,27 @@ __all__ = [
     "token_app",
 ]
 
+HELP_ORDER = (
+    # the loop in the order a person meets it, then the operator's commands, then upkeep;
+    # groups (rollout, policy, ...) sit beside the commands they belong with
+    "init", "demo",
+    "register", "versions", "show", "diff", "suite", "eval", "compare",
+    "gate", "approve", "promote", "rollout", "rollback", "resolve", "history",
+    "runs", "monitor", "pause", "resume", "rehearse",
+    "review", "policy", "stage", "report",
+    "audit", "gc", "models", "db", "serve", "token",
+)  # fmt: skip
+"""The order ``releasegate --help`` lists the commands in; any not named come last."""
+
+
+class _Listed(TyperGroup):
+    def list_commands(self, ctx: Any) -> list[str]:
+        rank = {name: i for i, name in enumerate(HELP_ORDER)}
+        return sorted(super().list_commands(ctx), key=lambda n: rank.get(n, len(rank)))
+
+
 app = typer.Typer(
+    cls=_Listed,
     name="releasegate",
     help="The governed release loop for LLM workflows: register, eval, gate, promote, roll back.",
     no_args_is_help=True,

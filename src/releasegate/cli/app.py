@@ -1,6 +1,7 @@
 """The ``releasegate`` command, assembled: the groups and options live in ``_common``,
-each ``cmd_*`` module registers its commands there, and this module imports them in
-the order ``--help`` lists them. Nothing imports this module but the entry point.
+each ``cmd_*`` module registers its commands there, and this module imports them;
+``--help`` lists them in ``_common.HELP_ORDER``. Nothing imports this module but the
+entry point.
 
 Exit codes: 0 done/passed, 1 the answer is no, 2 bad input, 70 a bug (``_errors``).
 """
@@ -16,7 +17,7 @@ from releasegate.cli._common import app
 
 __all__ = ["app"]
 
-# each registers its commands on import; --help lists them in this order
+# each registers its commands on import (--help lists them in _common.HELP_ORDER)
 COMMAND_MODULES = (
     "cmd_project",
     "cmd_versions",
