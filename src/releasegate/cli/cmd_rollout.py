@@ -167,10 +167,11 @@ def rollout_check(workflow: WorkflowArg, env: EnvOpt, as_json: JsonOpt = False) 
     """Compare canary (or shadow) and stable on the runs since the last check; abort (exit 1)
     if worse."""
     from releasegate.monitor.alerts import resend_due
+    from releasegate.monitor.quality import arm_quality
     from releasegate.release.rollout import check
 
     store = open_store(create=False)
-    checked = check(store, workflow, env)
+    checked = check(store, workflow, env, quality=arm_quality)
     sent = resend_due(store, workflow, env)  # the abort's or pause's alert, any left unsent
     _report(checked, as_json, sent, (workflow, env))
     if not as_json:

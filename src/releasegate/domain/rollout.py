@@ -63,10 +63,13 @@ COMPARABLE: Mapping[str, SignalKind] = {
     "latency_p95": SignalKind("slow", 0.05, "share of runs slower than the stable's p95"),
     "cost_per_task": SignalKind("cost", 0.10, "mean cost, as a fraction of the stable's"),
     "label_mix": SignalKind("mix", 0.05, "share of runs whose label would have to change"),
+    "quality": SignalKind("rate", 0.05, "share of sampled runs failing the suite's checks"),
 }
 """The monitor's signals a canary is compared on, with the default margin of each."""
-OPT_IN = ("label_mix",)
-"""Compared only when the policy names them (label_mix aborts, never holds, a step)."""
+OPT_IN = ("label_mix", "quality")
+"""Compared only when the policy names them (quality scores a sample of runs)."""
+ABORT_ONLY = ("label_mix",)
+"""Signals that can abort a step but never hold one: no "not worse" is shown for them."""
 DEFAULT_SIGNALS: Mapping[str, float] = {
     name: s.margin for name, s in COMPARABLE.items() if name not in OPT_IN
 }
@@ -716,19 +719,21 @@ def assess(r: Rollout, *, now: datetime, alpha: float = canary.ALPHA) -> CheckOu
     blocking = [
         v
         for v in verdicts
-        if v.outcome != "pass" and v.pairs >= MIN_SIGNAL_PAIRS and v.signal not in OPT_IN
+        if v.outcome != "pass" and v.pairs >= MIN_SIGNAL_PAIRS and v.signal not in ABORT_ONLY
     ]
-    missing = [s for s in signals if s not in ev.states and s not in OPT_IN]
+    missing = [s for s in signals if s not in ev.states and s not in ABORT_ONLY]
     if "error_rate" in signals and ev.states.get("error_rate") is None:
         reasons.append("error_rate: no runs of both arms yet")
     reasons.extend(f"{v.reason}" for v in blocking)
-    reasons.extend(v.reason for v in verdicts if v.signal in OPT_IN)  # abort-only: said
+    reasons.extend(v.reason for v in verdicts if v.signal in ABORT_ONLY)  # said, not blocking
     for v in verdicts:
-        if v.pairs < MIN_SIGNAL_PAIRS and v.outcome != "pass" and v.signal not in OPT_IN:
+        if v.pairs < MIN_SIGNAL_PAIRS and v.outcome != "pass" and v.signal not in ABORT_ONLY:
             reasons.append(f"{v.signal}: {v.pairs} pairs, too few to compare yet (not blocking)")
     for s in missing:
         if s == "label_change":
             reasons.append(f"{s}: no pair with both labels yet (not compared)")
+        elif s == "quality":
+            reasons.append(f"{s}: no sampled run scored yet, or no scorer can (not compared)")
         elif s != "error_rate":
             reasons.append(f"{s}: no reference from the stable yet (not compared)")
     passed_any = any(v.outcome == "pass" for v in verdicts)

@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from releasegate.domain.canary import BLOCK_RUNS, Blocks, blocks_of
 from releasegate.domain.results import Case, CaseOutput, Score
+from releasegate.domain.rollout import Rollout
 from releasegate.domain.suite import make_case
 from releasegate.errors import ReleasegateError, SuiteError
 from releasegate.release.evaluate import build_scorers, stored_suite
 from releasegate.runner.scorers import Scorer
 from releasegate.store.engine import Store
 from releasegate.store.evals import ScoreRepo
+from releasegate.store.rollouts import RolloutRepo
 from releasegate.store.runs import RunRepo
 from releasegate.store.suites import SuiteRepo
 
@@ -73,9 +77,17 @@ def sampled_quality(
     if not rows:
         return None
     chosen = random.Random(int(bounds[0])).sample(rows, min(sample, len(rows)))
+    return np.array(score_runs(store, scorers, chosen))
+
+
+def score_runs(
+    store: Store, scorers: list[tuple[str, Scorer]], rows: Sequence[Sequence[Any]]
+) -> list[float]:
+    """1/0 per run (passed every scorer) of ``rows`` (run_id, version_id, input, output,
+    status); scores are cached per run, so a judge is paid once per run sampled."""
     passes = []
     by_version: dict[str, dict[tuple[str, int, str], Score]] = {}
-    for run_id, version_id, text_in, text_out, status in chosen:
+    for run_id, version_id, text_in, text_out, status in rows:
         key = hashlib.sha256(f"run:{run_id}".encode()).hexdigest()
         if version_id not in by_version:
             with store.read() as conn:
@@ -98,4 +110,24 @@ def sampled_quality(
             with store.write() as conn:
                 ScoreRepo(conn).put_many(version_id, fresh)
         passes.append(1.0 if ok else 0.0)
-    return np.array(passes)
+    return passes
+
+
+def arm_quality(
+    store: Store, r: Rollout, after_seq: int, upto: int, sample: int = 50
+) -> Blocks | None:
+    """Sampled quality of a canary rollout's arms over the runs after ``after_seq`` up to
+    ``upto``: the first ``sample`` runs of each arm with an output (or a failure), in arrival
+    order, chosen by arm and order only, never by outcome; each is 1 when it fails a usable
+    scorer of the current suite, 0 when it passes, summed in blocks as ``rollout check``
+    compares them (``canary.observe_blocks``). None when nothing can score or no run was
+    sampled. Pass it to ``release.rollout.check(..., quality=arm_quality)``."""
+    scorers = usable_scorers(store, r.workflow)
+    if not scorers:
+        return None
+    with store.read() as conn:
+        rows = RolloutRepo(conn).arm_sample(r, after_seq, upto, sample)
+    if not rows:
+        return None
+    failed = 1.0 - np.array(score_runs(store, scorers, [row[1:] for row in rows]))
+    return blocks_of([row[0] for row in rows], failed, BLOCK_RUNS)

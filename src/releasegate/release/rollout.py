@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
+from releasegate.domain.canary import Blocks
 from releasegate.domain.rollout import (
     CheckOutcome,
     Mode,
@@ -303,19 +305,36 @@ def check(
     *,
     who: str | None = None,
     pause_after_read: float = 0.0,
+    quality: QualitySampler | None = None,
 ) -> Checked:
     """Read the new runs, compare the arms, and abort, hold or advance (module docstring);
     then the policy's ``pause_on`` rule (``release.pause.pause_if_severe``) over the
-    environment's recent runs, which may pause it. ``pause_after_read`` lets a test hold
-    two checks between their read and their write."""
+    environment's recent runs, which may pause it. ``quality`` scores a sample of each
+    arm's new runs when the policy compares ``quality`` (``monitor.quality.arm_quality``;
+    the CLI passes it). ``pause_after_read`` lets a test hold two checks between their
+    read and their write."""
     who = who or default_actor()
-    checked = _check(store, workflow, env, who=who, pause_after_read=pause_after_read)
+    checked = _check(
+        store, workflow, env, who=who, pause_after_read=pause_after_read, quality=quality
+    )
     auto = pause_if_severe(store, workflow, env, by="rollout check", who=who)
     return checked if auto is None else replace(checked, auto_pause=auto)
 
 
+QualitySampler = Callable[[Store, Rollout, int, int], Blocks | None]
+"""(store, rollout, after_seq, upto) -> the sampled quality of each arm, in blocks."""
+
+
 @retried
-def _check(store: Store, workflow: str, env: str, *, who: str, pause_after_read: float) -> Checked:
+def _check(
+    store: Store,
+    workflow: str,
+    env: str,
+    *,
+    who: str,
+    pause_after_read: float,
+    quality: QualitySampler | None,
+) -> Checked:
     with store.read() as conn:
         wf = WorkflowRepo(conn).get(workflow)
         check_env(wf, env)
@@ -337,6 +356,10 @@ def _check(store: Store, workflow: str, env: str, *, who: str, pause_after_read:
             mix = "label_mix" in r.policy.signals
             sums = repo.arm_sums(r, ev.cursor, ev.latency_ref, cost_upper, labels=mix)
             n_read = sums.canary_runs + sums.stable_runs
+    if not r.is_shadow and quality is not None and "quality" in r.policy.signals:
+        sampled = quality(store, r, r.evidence.cursor, sums.cursor)
+        if sampled is not None:
+            sums = sums._replace(blocks={**sums.blocks, "quality": sampled})
     if pause_after_read:
         time.sleep(pause_after_read)
     if r.is_shadow:

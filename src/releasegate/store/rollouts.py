@@ -405,3 +405,22 @@ class RolloutRepo:
                 np.asarray([int(x[3]) for x in by_label], dtype=np.int64),
             )
         return RolloutSums(found, n_canary, int(got[~is_c, 2].sum()), cursor, mix)
+
+    def arm_sample(
+        self, r: Rollout, after_seq: int, upto: int, per_arm: int
+    ) -> list[tuple[bool, str, str, str | None, str | None, str]]:
+        """The first ``per_arm`` runs of each arm of ``r`` after ``after_seq`` up to ``upto``
+        that have an output or failed, in arrival order: (is_canary, run_id, version_id,
+        input, output, status). Chosen by arm and order only, never by outcome."""
+        where, params = self._range(r)
+        found: list[tuple[int, bool, str, str, str | None, str | None, str]] = []
+        for arm in ("canary", "stable"):
+            sql = (
+                "SELECT seq, run_id, version_id, input, output, status FROM runs"
+                f" WHERE seq > ? AND seq <= ?{where} AND arm = ?"
+                " AND (output IS NOT NULL OR status <> 'ok') ORDER BY seq LIMIT ?"
+            )
+            for row in fetch(self.conn, sql, [after_seq, upto, *params, arm, per_arm]):
+                found.append((int(row[0]), arm == "canary", *row[1:]))
+        found.sort()
+        return [row[1:] for row in found]
