@@ -168,7 +168,7 @@ def test_the_runs_each_arm_served_are_summed_by_the_database_per_block(store: St
             assert int(n.sum()) == len(values), name
             assert float(total.sum()) == pytest.approx(sum(values)), name
             assert float(sq.sum()) == pytest.approx(sum(v * v for v in values)), name
-    assert set(sums.blocks) == {*COMPARABLE} - {"label_mix"}
+    assert set(sums.blocks) == {*COMPARABLE} - {"label_mix", "quality"}
     mix = sums.labels
     assert mix is not None and list(mix.block) == sorted(mix.block)
     for label in ("fraud", "billing", "lost-card"):
