@@ -6,8 +6,8 @@ written straight into the tables (no evals run, no audit chain: review reads nei
 
 - 100 workflows (staging, production), a third without a care owner, half with an alert
   rule, every other one rehearsed; 100 release versions each (10,000) plus 5 expired
-  experiments each holding 20 outputs and scores (31,500 audit events: registered,
-  evaluated, gated); one gate decision per version for
+  experiments each holding 20 outputs and scores (31,900 audit events: registered,
+  evaluated, gated, policy changed); one gate decision per version for
   staging and one for what runs in production (a ~4 KB report each, 10,100 in all); two
   policy versions per environment; a second suite on every tenth workflow;
 - 100,000 runs within the period, every workflow's production version, a tenth of them
@@ -148,6 +148,12 @@ def build(store: Store) -> None:
                     "content_json": canonical_json(p.content()), "created_at": old + timedelta(k),
                 })  # fmt: skip
                 policy_ids[env] = p.policy_id
+                rows["audit_events"].append({
+                    "seq": len(rows["audit_events"]) + 1, "at": old, "kind": "policy.changed",
+                    "actor": "alice", "workflow": name, "subject": p.policy_id,
+                    "payload_json": canonical_json({"env": env, "policy_id": p.policy_id}),
+                    "prev_hash": "0" * 64, "hash": "0" * 64, "key_id": None,
+                })  # fmt: skip
         vids = []
         for v in range(VERSIONS + EXPERIMENTS):
             manifest = _manifest(w, v)
