@@ -58,6 +58,7 @@ def create_app(store: Store, settings: Settings | None = None) -> FastAPI:
     """The application over ``store``; the caller keeps the store open while it serves."""
     from releasegate import __version__
     from releasegate.server.routes import actions, read, rollouts, runs, tokens
+    from releasegate.server.web import create_web
 
     settings = settings or Settings()
     app = FastAPI(
@@ -77,6 +78,7 @@ def create_app(store: Store, settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     for module in (read, runs, actions, rollouts, tokens):
         app.include_router(module.router)
+    app.mount("/web", create_web(app))  # the dashboard (server/web), on the same services
     app.add_middleware(_Edge, metrics=app.state.metrics, limit=settings.max_body_bytes)
     plain = app.openapi
 

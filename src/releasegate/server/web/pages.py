@@ -1,0 +1,152 @@
+"""The dashboard's pages (GET) and the login form: each calls a service and renders it.
+
+Home (``monitor.dashboard.overview``), a workflow (``workflow_view``, with its runbook from
+``reports.runbook``), a version (``release.inspect.show_version`` and its diff against
+what each environment runs, ``diff_versions``), a gate report (the stored report rendered
+by ``reports.gate_report`` as Markdown, then to HTML by markdown-it with raw HTML off), the
+audit log with its verification (``release.audit``). Routes are sync: FastAPI runs them
+in its thread pool, as the services block on the store.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from markdown_it import MarkdownIt
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from releasegate.errors import UnauthorizedError
+from releasegate.monitor.dashboard import overview, workflow_view
+from releasegate.monitor.runbook import build_runbook
+from releasegate.release import audit, inspect
+from releasegate.reports import gate_report, runbook
+from releasegate.server.web import (
+    COOKIE,
+    SECURITY_HEADERS,
+    form,
+    keeper,
+    page,
+    session,
+)
+
+router = APIRouter()
+AUDIT_EVENTS = 200
+_markdown = MarkdownIt("commonmark", {"html": False}).enable("table")
+
+
+def _next(value: str | None) -> str:
+    """Where to go after logging in: a path of the dashboard, never another site."""
+    if value and value.startswith("/web/") and not value.startswith("//"):
+        return value
+    return "/web/"
+
+
+@router.get("/login")
+def login_form(request: Request, next: str | None = None, expired: int = 0) -> HTMLResponse:
+    note = "Your session's token is no longer valid: log in again." if expired else None
+    return page(request, "login.html", s=None, next=_next(next), error=None, note=note)
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    from starlette.concurrency import run_in_threadpool
+
+    fields = await form(request)
+    token = fields.get("token", "").strip()
+    target = _next(fields.get("next"))
+    gate = keeper(request)
+    header = f"Bearer {token}"
+    try:
+        await run_in_threadpool(gate.check, header if token else None)
+    except UnauthorizedError as exc:
+        request.app.state.metrics.refused(401)
+        await run_in_threadpool(gate.refuse, request, None, header if token else None, exc)
+        return page(request, "login.html", 401, s=None, next=target, error=exc.message, note=None)
+    done = RedirectResponse(target, status_code=303, headers=SECURITY_HEADERS)
+    done.set_cookie(
+        COOKIE,
+        token,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/web",
+    )
+    return done
+
+
+@router.get("/")
+def home(request: Request) -> HTMLResponse:
+    s = session(request)
+    return page(request, "home.html", s=s, view=overview(request.app.state.store))
+
+
+@router.get("/workflows/{workflow}")
+def workflow(request: Request, workflow: str) -> HTMLResponse:
+    s = session(request)
+    return page(
+        request, "workflow.html", s=s, view=workflow_view(request.app.state.store, workflow)
+    )
+
+
+@router.get("/workflows/{workflow}/runbook")
+def workflow_runbook(request: Request, workflow: str) -> HTMLResponse:
+    session(request)
+    built = build_runbook(request.app.state.store, workflow)
+    return HTMLResponse(runbook.render_html(built), headers=SECURITY_HEADERS)
+
+
+@router.get("/versions/{ref}")
+def version(request: Request, ref: str) -> HTMLResponse:
+    s = session(request)
+    store = request.app.state.store
+    shown = inspect.show_version(store, ref)
+    vid = shown["version_id"]
+    running = inspect.show_workflow(store, shown["workflow"])["environments"]
+    diffs: list[dict[str, Any]] = []
+    for env in running:
+        other = env["version_id"]
+        if other is not None and other != vid:
+            diffs.append({"env": env["env"], **inspect.diff_versions(store, other, vid)})
+    return page(
+        request,
+        "version.html",
+        s=s,
+        v=shown,
+        running=running,
+        diffs=diffs,
+        manifest=_pretty(shown["manifest"]),
+    )
+
+
+@router.get("/decisions/{decision}")
+def decision(request: Request, decision: str) -> HTMLResponse:
+    s = session(request)
+    report = inspect.gate_report(request.app.state.store, decision)
+    text = gate_report.render_markdown(report)
+    # the footer's <sub> is the one HTML tag the Markdown carries; raw HTML is off here
+    body = _markdown.render(text.replace("<sub>", "").replace("</sub>", ""))
+    return page(request, "decision.html", s=s, report=report, body=body)
+
+
+@router.get("/audit")
+def audit_page(request: Request, workflow: str | None = None) -> HTMLResponse:
+    s = session(request)
+    store = request.app.state.store
+    events = audit.audit_log(store, workflow=workflow or None, limit=AUDIT_EVENTS)
+    verified = audit.audit_verify(store)
+    return page(
+        request,
+        "audit.html",
+        s=s,
+        events=list(reversed(events)),
+        verified=verified,
+        workflow=workflow,
+        limit=AUDIT_EVENTS,
+    )
+
+
+def _pretty(manifest: Any) -> str:
+    import json
+
+    return json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False, default=str)
