@@ -365,6 +365,18 @@ def test_bad_proposals_write_nothing(
         approve(store, "feedfacefeed", who="bob")
 
 
+def test_a_floor_on_a_metric_nothing_measured_is_bad_input(
+    store: Store, project: Project
+) -> None:
+    # approved, a typo would fail every gate after: "the suite has no metric 'acuracy'"
+    shipped(store, project)
+    written = audit_kinds(store)
+    with pytest.raises(InputError, match="no metric 'acuracy' in the evals of") as bad:
+        propose(store, "router", "production", {"acuracy": 0.6}, reason="r", who="alice")
+    assert bad.value.hint is not None and "accuracy" in bad.value.hint
+    assert audit_kinds(store) == written
+
+
 def test_a_canary_started_with_approvals_ran_inside_the_loop(
     store: Store, project: Project
 ) -> None:

@@ -38,6 +38,8 @@ from releasegate.release.refs import MIN_PREFIX, check_env
 from releasegate.release.refs import actor as default_actor
 from releasegate.store.audit import AuditRepo
 from releasegate.store.engine import Conn, Store
+from releasegate.store.environments import EnvironmentRepo
+from releasegate.store.evals import EvalRepo
 from releasegate.store.policies import PolicyRepo
 from releasegate.store.proposals import ProposalRepo
 from releasegate.store.workflows import WorkflowRepo
@@ -76,6 +78,29 @@ def _current(conn: Conn, workflow: str, env: str) -> tuple[Policy, bool]:
     return policy_from_content(found.content), False
 
 
+def _check_metrics(
+    conn: Conn, workflow: str, env: str, floors: Mapping[str, float], before: Policy
+) -> None:
+    """A new floor names a metric the evals of what runs there measured: a typo would
+    fail every gate after the approval. Nothing runs there yet, or no eval: not checked."""
+    alias = EnvironmentRepo(conn).current(workflow, env)
+    if alias is None:
+        return
+    known = {
+        m
+        for e in EvalRepo(conn).for_version(alias.version_id)
+        for m in e.summary.get("metrics") or {}
+    }
+    unknown = sorted(m for m in floors if m not in before.floors and m not in known)
+    if known and unknown:
+        raise InputError(
+            f"no metric '{unknown[0]}' in the evals of {alias.version_id[:12]}, which runs in "
+            f"{workflow}@{env}: a floor on it would fail every gate",
+            field="--floor",
+            hint=f"metrics: {', '.join(sorted(known))}",
+        )
+
+
 def propose(
     store: Store,
     workflow: str,
@@ -95,6 +120,7 @@ def propose(
     with store.write() as conn:
         check_env(WorkflowRepo(conn).get(workflow), env)
         before, _ = _current(conn, workflow, env)
+        _check_metrics(conn, workflow, env, floors, before)
         after = apply_floors(before, floors)
         changes = floor_changes(before, after)
         if not changes:
