@@ -365,9 +365,7 @@ def test_bad_proposals_write_nothing(
         approve(store, "feedfacefeed", who="bob")
 
 
-def test_a_floor_on_a_metric_nothing_measured_is_bad_input(
-    store: Store, project: Project
-) -> None:
+def test_a_floor_on_a_metric_nothing_measured_is_bad_input(store: Store, project: Project) -> None:
     # approved, a typo would fail every gate after: "the suite has no metric 'acuracy'"
     shipped(store, project)
     written = audit_kinds(store)
