@@ -222,6 +222,36 @@ def test_where_inputs_are_not_stored_shadow_runs_pair_by_the_served_run_they_nam
             client.run(version, input="x", pair="r1")
 
 
+def test_a_shadow_run_stored_before_its_twin_waits_for_it_across_checks(
+    store: Store, project: Project
+) -> None:
+    v1, v2 = shipped_pair(store, project)
+    rollout.start(store, v2, "staging", shadow=True, who="alice", rollout_id=RID)
+    with Client(store=store, ttl=60, flush_every=60) as client:
+        version = client.resolve("router", env="staging")
+        assert version.shadow is not None
+        named = client.run(version, input="named #fraud")  # recorded when it ends, later
+        for link, text in ((named, "named #fraud"), (None, "same input #fraud")):
+            with client.run(version.shadow, input=text, shadow=True, pair=link) as twin:
+                twin.label = "fraud"
+        client.flush()
+        first = rollout.check(store, "router", "staging", who="cron")
+        assert first.rollout.evidence.canary_runs == 0
+        assert len(first.rollout.evidence.waiting) == 2
+        with named as run:
+            run.label = "fraud"
+        with client.run(version, input="same input #fraud") as run:
+            run.label = "fraud"
+        for i in range(2100):  # more served runs after them than ever wait
+            with client.run(version, input=f"other {i}") as run:
+                run.label = "fraud"
+        client.flush()
+    second = rollout.check(store, "router", "staging", who="cron")
+    ev = second.rollout.evidence
+    assert (ev.canary_runs, ev.unpaired, ev.stable_runs) == (2, 0, 2102)
+    assert second.runs_read == 2102
+
+
 def test_a_failing_shadow_never_pauses_production(store: Store, project: Project) -> None:
     pol = {**policy(), "pause_on": {"error_rate": 0.5, "window": "1h", "min_runs": 50}}
     v1 = gated(store, project, "v1", pol)

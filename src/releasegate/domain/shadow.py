@@ -60,6 +60,16 @@ class ShadowRuns(NamedTuple):
     labels: Sequence[str | None]
     cursor: int
     links: Sequence[str | None] | None = None
+    stable_count: int | None = None
+    """Stable runs stored in the range read, when only those pairing can use were sent
+    back (``RolloutRepo.shadow_runs``); None: ``arms`` holds every one."""
+
+    @property
+    def read(self) -> int:
+        """Runs the range held (stable and shadow)."""
+        if self.stable_count is None:
+            return len(self.arms)
+        return self.stable_count + sum(1 for arm in self.arms if arm == "shadow")
 
     def waiting(self, i: int) -> Waiting:
         cost = float(self.cost_usd[i])
@@ -230,7 +240,8 @@ def observe_shadow(ev: Evidence, policy: RolloutPolicy, runs: ShadowRuns) -> Evi
         cursor=max(ev.cursor, runs.cursor),
         states=states,
         canary_runs=ev.canary_runs + len(paired.pairs),
-        stable_runs=ev.stable_runs + int(is_stable.sum()),
+        stable_runs=ev.stable_runs
+        + (int(is_stable.sum()) if runs.stable_count is None else runs.stable_count),
         latency_ref=latency_ref,
         cost_ref=cost_ref,
         waiting=paired.waiting,

@@ -345,8 +345,8 @@ def _check(
             return Checked(RolloutRepo(conn).latest(workflow, env), None, 0)
         repo = RolloutRepo(conn)
         if r.is_shadow:
-            shadow_runs = repo.shadow_runs(r, r.evidence.cursor)
-            n_read = len(shadow_runs.arms)
+            shadow_runs = repo.shadow_runs(r, r.evidence.cursor, r.evidence.waiting)
+            n_read = shadow_runs.read
         else:  # the database sums the runs per block and arm (store.rollouts.arm_sums)
             ev = r.evidence
             if ev.latency_ref is None or ev.cost_ref is None:  # a new environment: learn them

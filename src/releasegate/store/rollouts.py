@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import Connection, and_, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -25,11 +25,11 @@ from releasegate.domain.identity import canonical_json
 from releasegate.domain.runs import IS_EDITED, IS_ERROR, IS_ESCALATED
 from releasegate.errors import RolloutRefusedError
 from releasegate.store import tables as t
-from releasegate.store.rows import as_utc, driver, fetch
+from releasegate.store.rows import as_utc, driver, fetch, marks
 from releasegate.store.runs import fact_sql
 
 if TYPE_CHECKING:
-    from releasegate.domain.rollout import Rollout, RolloutSums
+    from releasegate.domain.rollout import Rollout, RolloutSums, Waiting
     from releasegate.domain.shadow import ShadowRuns
 
 CHUNK_BLOCKS = 64
@@ -38,7 +38,6 @@ SKEW_S = 300.0
 """Runs may start up to this long before the rollout by their clock and still count."""
 MISSING = 9e99
 """No run holds it: a NULL feedback or cost read as it comes back as NaN."""
-T = TypeVar("T")
 
 
 def _active_key(r: Rollout) -> str | None:
@@ -215,53 +214,71 @@ class RolloutRepo:
         cost = [float("nan") if r[1] is None else float(r[1]) for r in rows]
         return latency, cost
 
-    def _since(
-        self, r: Rollout, after_seq: int, columns: str, other_arm: str, read: Callable[[Any], T]
-    ) -> tuple[T, int]:
-        """``read`` of a cursor over ``columns`` (``?`` marks take ``MISSING``) of the runs
-        the stable arm and ``other_arm`` of ``r`` served after ``after_seq``, in arrival
-        order; and the sequence read up to."""
-        where, params = self._range(r, other_arm)
-        sql = f"SELECT {columns} FROM runs WHERE seq > ? AND seq <= ?{where} ORDER BY seq"
-        upto = self.last_run_seq()
-        raw, mark = driver(self.conn)
-        cur = raw.cursor()
-        try:
-            cur.execute(
-                sql.replace("?", mark),
-                (*([MISSING] * columns.count("?")), after_seq, upto, *params),
-            )
-            return read(cur), max(upto, after_seq)
-        finally:
-            cur.close()
-
-    def shadow_runs(self, r: Rollout, after_seq: int) -> ShadowRuns:
-        """The stable runs and the shadow runs of ``r`` stored after ``after_seq``, in
-        arrival order, with what pairing them by input needs."""
+    def shadow_runs(
+        self, r: Rollout, after_seq: int, waiting: Sequence[Waiting] = ()
+    ) -> ShadowRuns:
+        """The shadow runs of ``r`` stored after ``after_seq`` and the stable runs pairing
+        can use (those sharing an input hash with a shadow run, or named by one, new or
+        ``waiting``, and the newest ``MAX_WAITING``), in arrival order. The database picks
+        them: a million served runs beside a few shadow ones are not sent back."""
         import numpy as np
 
         from releasegate.domain.routing import PAIR_ATTRIBUTE
-        from releasegate.domain.shadow import ShadowRuns
+        from releasegate.domain.shadow import KEY_CHARS, MAX_WAITING, ShadowRuns
 
+        upto = self.last_run_seq()
+        cursor = max(upto, after_seq)
+        where, params = self._range(r, "shadow")
+        span = "seq > ? AND seq <= ?" + where
+        bounds = [after_seq, upto, *params]
+        named = (
+            f"json_extract(attributes_json, '$.\"{PAIR_ATTRIBUTE}\"')"
+            if self.conn.dialect.name == "sqlite"
+            else f"(attributes_json::json ->> '{PAIR_ATTRIBUTE}')"
+        )
+        stable = fetch(
+            self.conn, f"SELECT COUNT(*) FROM runs WHERE {span} AND arm = 'stable'", bounds
+        )[0][0]
+        tail = fetch(
+            self.conn,
+            f"SELECT seq FROM runs WHERE {span} AND arm = 'stable'"
+            f" ORDER BY seq DESC LIMIT 1 OFFSET {MAX_WAITING - 1}",
+            bounds,
+        )
+        prefixes = sorted(
+            {k[2:] for w in waiting if w.arm == "shadow" for k in w.keys if k[:2] == "i:"}
+        )
+        ids = sorted({k[2:] for w in waiting if w.arm == "shadow" for k in w.keys if k[:2] == "r:"})
+        extra = ""
+        if prefixes:
+            extra += f" OR substr(input_hash, 1, {KEY_CHARS}) IN ({marks(prefixes)})"
+        if ids:
+            extra += f" OR run_id IN ({marks(ids)})"
         # a stable run's link is its own id; a shadow run's, the id it names as its twin
-        rows, cursor = self._since(
-            r,
-            after_seq,
-            f"arm, input_hash, CASE WHEN {fact_sql(IS_ERROR)} THEN 1 ELSE 0 END,"
+        sql = (
+            f"SELECT arm, input_hash, CASE WHEN {fact_sql(IS_ERROR)} THEN 1 ELSE 0 END,"
             " latency_ms, COALESCE(cost_usd, ?), label,"
-            " CASE WHEN arm = 'shadow' THEN attributes_json ELSE run_id END",
-            "shadow",
-            lambda cur: cur.fetchall(),
+            f" CASE WHEN arm = 'shadow' THEN {named} ELSE run_id END"
+            f" FROM runs WHERE {span} AND (arm = 'shadow' OR seq >= ?"
+            f" OR input_hash IN (SELECT input_hash FROM runs WHERE {span} AND arm = 'shadow')"
+            f" OR run_id IN (SELECT {named} FROM runs WHERE {span} AND arm = 'shadow'){extra})"
+            " ORDER BY seq"
+        )
+        rows = fetch(
+            self.conn,
+            sql,
+            [
+                MISSING,
+                *bounds,
+                int(tail[0][0]) if tail else 0,
+                *bounds,
+                *bounds,
+                *prefixes,
+                *ids,
+            ],
         )
         cost = np.array([row[4] for row in rows], dtype=np.float64)
         cost[cost >= MISSING] = np.nan
-        links: list[str | None] = []
-        for row in rows:
-            link = row[6]
-            if row[0] == "shadow" and link:
-                named = json.loads(link).get(PAIR_ATTRIBUTE)
-                link = named if isinstance(named, str) else None
-            links.append(link or None)
         return ShadowRuns(
             arms=[row[0] for row in rows],
             keys=[row[1] or None for row in rows],
@@ -270,7 +287,8 @@ class RolloutRepo:
             cost_usd=cost,
             labels=[row[5] for row in rows],
             cursor=cursor,
-            links=links,
+            links=[row[6] or None for row in rows],
+            stable_count=int(stable),
         )
 
     def _range(self, r: Rollout, other_arm: str = "canary") -> tuple[str, list[Any]]:
