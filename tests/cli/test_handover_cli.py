@@ -182,6 +182,9 @@ def test_the_runbook_quotes_the_stores_figures(demo: Demo) -> None:
     assert json.loads(shown.stdout)["failure_reason"] == "upstream timeout"
     # who is who, from the workflow file
     assert "| change owner | **alice** |" in page and "| care owner | **ops-team** |" in page
+    # every command of the daily and weekly checks exists and runs on this store
+    for line in shell_lines(section(page, "Daily and weekly checks")):
+        assert demo.typed(line).returncode in (0, 1), line  # 1: an alert, or not ready
     assert "**Last rehearsal:** never rehearsed." in page
     assert f"`releasegate rehearse {WF} --env staging`" in section(page, "Rollback")
 

@@ -352,6 +352,7 @@ def _checks(rb: Runbook) -> Section:
     daily.append(cmd("audit", "verify"))
     weekly = [
         cmd("report", "memo", wf),
+        cmd("review", wf),
         cmd("report", "handover", wf),
         cmd("report", "runbook", wf),
     ]
