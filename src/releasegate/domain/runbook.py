@@ -66,6 +66,11 @@ class EnvironmentFacts:
     def gate_report_command(self) -> str | None:
         return None if self.decision_id is None else cmd("report", "gate", self.decision_id)
 
+    def abort_command(self, workflow: str) -> str:
+        return cmd(
+            "rollout", "abort", workflow, "--env", self.env, "--reason", "INCIDENT: what you saw"
+        )
+
     def pause_command(self, workflow: str) -> str:
         return cmd("pause", workflow, "--env", self.env, "--reason", "INCIDENT: what you saw")
 
@@ -158,6 +163,7 @@ class Runbook:
                 "pause": e.pause_command(self.workflow),
                 "resume": e.resume_command(self.workflow),
                 "resolve": e.resolve_command(self.workflow),
+                "abort": None if e.rollout is None else e.abort_command(self.workflow),
             }
             for e in self.environments
         }

@@ -62,6 +62,14 @@ def _emergency(rb: Runbook) -> Section:
             ".",
         ),
     ]
+    if main.rollout is not None:
+        steps.append(
+            text(
+                f"If the new version of the rollout causes it ({main.rollout}), stop the rollout: ",
+                code(main.abort_command(wf)),
+                ". The stable version serves every request again; nothing else changes.",
+            )
+        )
     if main.rollback_to is not None:
         steps.append(
             text(
