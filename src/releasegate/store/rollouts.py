@@ -348,18 +348,22 @@ class RolloutRepo:
             [upto - span, upto, *params],
         )[0][0]
         size = max(1, round(BLOCK_RUNS * span / max(1, int(dense))))
-        flag = "CASE WHEN {} THEN 1 ELSE 0 END".format
+        count = "COUNT(*) FILTER (WHERE {})".format  # cheaper than SUM(CASE ...) per run
         scaled = "(CASE WHEN cost_usd > ? THEN ? ELSE cost_usd END) / ?"  # NULL stays NULL
+        # a signal with no reference yet is not compared: its sums are not computed
+        slow = count("latency_ms > ?") if latency_ref is not None else "0"
+        costs = (
+            f"COUNT(cost_usd), SUM({scaled}), SUM(({scaled}) * ({scaled}))"
+            if cost_upper is not None
+            else "0, 0, 0"
+        )
         sql = (
             "SELECT (seq - ?) / ?, CASE WHEN arm = 'canary' THEN 1 ELSE 0 END, COUNT(*),"
-            f" SUM({flag(fact_sql(IS_ERROR))}), SUM({flag(fact_sql(IS_ESCALATED))}),"
-            f" SUM({flag(fact_sql(IS_EDITED))}), COUNT(feedback),"
-            f" SUM({flag('feedback < 0')}), SUM({flag('latency_ms > ?')}),"
-            f" COUNT(cost_usd), SUM({scaled}), SUM(({scaled}) * ({scaled}))"
-            " FROM runs WHERE seq > ? AND seq <= ?" + where + " GROUP BY 1, 2 ORDER BY 1, 2"
+            f" {count(fact_sql(IS_ERROR))}, {count(fact_sql(IS_ESCALATED))},"
+            f" {count(fact_sql(IS_EDITED))}, COUNT(feedback), {count('feedback < 0')},"
+            f" {slow}, {costs}"
+            " FROM runs WHERE seq > ? AND seq <= ?" + where + " GROUP BY 1, 2"
         )
-        ref = 9e99 if latency_ref is None else latency_ref
-        upper = 1.0 if cost_upper is None else cost_upper
         # SQLite: by chunks of CHUNK_BLOCKS blocks, each GROUP BY sorting a few thousand
         # rows in memory (one over the whole range sorts them all in a temp b-tree);
         # PostgreSQL: one query, its hash aggregate given the memory its estimate wants
@@ -376,7 +380,15 @@ class RolloutRepo:
         )
         for lo in range(after_seq, upto, step):
             hi = min(lo + step, upto)
-            values = [after_seq, size, ref, *[upper] * 9, lo, hi, *params]
+            values = [
+                after_seq,
+                size,
+                *([latency_ref] if latency_ref is not None else []),
+                *([cost_upper] * 9 if cost_upper is not None else []),
+                lo,
+                hi,
+                *params,
+            ]
             rows.extend(fetch(self.conn, sql, values))
             if labels:
                 by_label.extend(fetch(self.conn, mix_sql, [after_seq, size, lo, hi, *params]))
