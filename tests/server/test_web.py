@@ -13,8 +13,10 @@ from pathlib import Path
 import httpx
 
 from releasegate.release.audit import audit_log
+from releasegate.release.promote import approve
 from releasegate.release.register import register
 from releasegate.release.resolve import resolve
+from releasegate.release.rollout import start
 from tests.helpers import Project
 from tests.server.conftest import Live
 
@@ -47,6 +49,8 @@ def test_every_page_sends_a_visitor_without_a_valid_token_to_login(live: Live) -
             r = c.get(path)
             assert r.status_code == 303, path
             assert r.headers["location"].startswith("/web/login?next=%2Fweb%2F"), path
+        r = c.post("/web/actions/promote", data={"version": live.v2, "env": "staging"})
+        assert r.status_code == 303 and r.headers["location"] == "/web/login?next=%2Fweb%2F"
         form = c.get("/web/login")
         assert form.status_code == 200 and 'name="token"' in form.text
         c.cookies.set("releasegate_session", live.tokens["revoked"], path="/web")
@@ -197,3 +201,28 @@ def test_approve_promote_and_roll_back_through_the_buttons(live: Live) -> None:
         out = op.post("/web/logout", data={"csrf": csrf(history)})
         assert out.status_code == 303
         assert op.get("/web/").status_code == 303
+
+
+def test_a_rollout_shows_everywhere_and_is_advanced_then_aborted(live: Live) -> None:
+    approve(live.store, live.v2, "staging", approver="bob")
+    start(live.store, live.v2, "staging", canary_pct=5, steps=(5, 25, 100), who="alice")
+    with logged_in(live, "viewer") as viewer:
+        home = viewer.get("/web/").text
+        assert "<b>1</b> rollouts in progress" in home and "rollout 5%" in home
+        wf = viewer.get("/web/workflows/router").text
+        assert '<span class="state running">running</span>' in wf
+        assert "/web/confirm/advance" not in wf  # a viewer sees no button
+    where = {"workflow": "router", "env": "staging"}
+    with logged_in(live, "operator") as op:
+        wf = op.get("/web/workflows/router").text
+        assert "/web/confirm/advance?workflow=router&amp;env=staging" in wf
+        assert "/web/confirm/abort?workflow=router&amp;env=staging" in wf
+        token = csrf(wf)
+        done = op.post("/web/actions/advance", data={**where, "csrf": token})
+        assert done.status_code == 200 and "serves 25% now" in done.text
+        done = op.post("/web/actions/abort", data={**where, "note": "looks off", "csrf": token})
+        assert done.status_code == 200 and "was aborted" in done.text
+        wf = op.get("/web/workflows/router").text
+        assert '<span class="state aborted">aborted</span>' in wf and "looks off" in wf
+        assert "<b>0</b> rollouts in progress" in op.get("/web/").text
+    assert resolve(live.store, "router", "staging").version_id == live.v1

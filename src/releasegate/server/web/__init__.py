@@ -22,6 +22,7 @@ from urllib.parse import parse_qs, quote
 
 from fastapi import FastAPI, Request
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -51,7 +52,9 @@ templates = Environment(
     lstrip_blocks=True,
 )
 templates.filters["short"] = lambda v: "" if v is None else str(v)[:12]
-templates.filters["when"] = lambda at: "" if at is None else f"{at:%Y-%m-%d %H:%M} UTC"
+templates.filters["when"] = lambda at: (
+    "" if at is None else Markup(f'<span class="when">{at:%Y-%m-%d %H:%M} UTC</span>')
+)
 templates.filters["people"] = lambda v: (
     ", ".join(str(x) for x in v) if isinstance(v, list | tuple) else "" if v is None else str(v)
 )
@@ -90,6 +93,8 @@ def keeper(request: Request) -> Gatekeeper:
 def session(request: Request) -> Session:
     """The logged-in session of ``request``, or ``LoginNeeded`` (blocking: may query)."""
     back = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    if request.method != "GET":
+        back = "/web/"  # a form sent without a session is not sent again after logging in
     token = request.cookies.get(COOKIE)
     if not token:
         raise LoginNeeded(back)

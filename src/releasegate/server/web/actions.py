@@ -1,4 +1,4 @@
-"""The dashboard's buttons: approve, promote, roll back, abort a rollout; and log out.
+"""The dashboard's buttons: approve, promote, roll back, advance or abort a rollout; log out.
 
 A button opens a confirmation page (GET, nothing changes) naming what will happen; its
 form POSTs with the session's CSRF token. The POST checks the token and the role, then
@@ -19,7 +19,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from releasegate.domain.access import Identity, Role
 from releasegate.errors import InputError
 from releasegate.release.promote import approve, promote, rollback
-from releasegate.release.rollout import abort
+from releasegate.release.rollout import abort, advance
 from releasegate.server.web import COOKIE, SECURITY_HEADERS, checked, form, page, session
 
 router = APIRouter()
@@ -53,6 +53,13 @@ ACTIONS: dict[str, Action] = {
         Role.OPERATOR,
         ("workflow", "env"),
         "Move {workflow}@{env} back to the version that ran there before.",
+    ),
+    "advance": Action(
+        "Advance the rollout",
+        Role.OPERATOR,
+        ("workflow", "env"),
+        "Move the rollout in {workflow}@{env} to its next step of traffic, by hand "
+        "(from its last step, the candidate becomes the environment's version).",
     ),
     "abort": Action(
         "Abort the rollout",
@@ -127,6 +134,11 @@ def _do(request: Request, name: str, t: dict[str, str], note: str, who: Identity
             return f"{where} already runs {moved.version_id[:12]}: nothing changed."
         before = moved.previous_id[:12] if moved.previous_id else "nothing"
         return f"{where} now runs {moved.version_id[:12]} (was {before}): {moved.action}."
+    if name == "advance":
+        r = advance(store, t["workflow"], t["env"], who=who.name)
+        if r.state == "completed":
+            return f"The rollout completed: {t['workflow']}@{t['env']} runs {r.canary_id[:12]}."
+        return f"The rollout in {t['workflow']}@{t['env']} serves {r.weight:g}% now."
     stopped = abort(store, t["workflow"], t["env"], who=who.name, reason=note)
     return (
         f"The rollout of {stopped.canary_id[:12]} in {t['workflow']}@{t['env']} was aborted: "
