@@ -350,3 +350,27 @@ def test_routes_that_fired_and_a_real_rehearsal_make_it_ready_for_routine(
     assert "go to webhook and the terminal" in section(page, "Alerts")
     assert "| escalation_rate | above 0.001" not in page and "`escalation_rate`" in page
     assert "Stage: **routine** since" in page
+
+
+def test_stage_show_says_a_scheduled_stage_was_forced_and_why() -> None:
+    from datetime import UTC, date, datetime
+
+    from releasegate.cli.cmd_handover import stage_lines
+    from releasegate.domain.handover import StageRecord, StageState
+
+    def rec(stage: str, on: date, forced: bool, reason: str) -> StageRecord:
+        failing = ("alerts",) if forced else ()
+        at = datetime(2026, 12, 1, tzinfo=UTC)
+        return StageRecord(WF, stage, on, "alice", "ops", "root", reason, forced, failing, at)
+
+    state = StageState(
+        WF,
+        rec("pilot", date(2026, 12, 1), False, ""),
+        rec("routine", date(2026, 12, 20), True, "alerts next week"),
+    )
+    current, scheduled = stage_lines(state)
+    assert "forced" not in current
+    assert scheduled == (
+        "scheduled: routine from 2026-12-20 (set by root); forced past: alerts; "
+        "reason: alerts next week"
+    )

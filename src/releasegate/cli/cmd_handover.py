@@ -28,7 +28,7 @@ from releasegate.cli._common import (
 )
 
 if TYPE_CHECKING:
-    from releasegate.domain.handover import Readiness
+    from releasegate.domain.handover import Readiness, StageRecord, StageState
 
 FORMATS = ("md", "html")
 
@@ -91,20 +91,34 @@ def stage_show(workflow: WorkflowArg, as_json: JsonOpt = False) -> None:
     if as_json:
         emit(state.as_dict())
         return
+    print("\n".join(stage_lines(state)))
+
+
+def _forced(r: StageRecord) -> str:
+    return (f"; forced past: {', '.join(r.failing)}" if r.forced else "") + (
+        f"; reason: {r.reason}" if r.reason else ""
+    )
+
+
+def stage_lines(state: StageState) -> list[str]:
+    """``stage show`` as text: the stage in effect and a scheduled one, each with whether it
+    was forced past the checklist and why (as ``--json`` has them)."""
     cur = state.current
     if cur is None:
-        print(f"{workflow}: {state.stage} (never set)")
+        lines = [f"{state.workflow}: {state.stage} (never set)"]
     else:
-        print(
-            f"{workflow}: {cur.stage} since {cur.handover_date.isoformat()} "
+        lines = [
+            f"{state.workflow}: {cur.stage} since {cur.handover_date.isoformat()} "
             f"(set by {cur.actor}; change owner {cur.change_owner or 'none'}, "
-            f"care owner {cur.care_owner or 'none'})"
-            + (f"; forced past: {', '.join(cur.failing)}" if cur.forced else "")
-            + (f"; reason: {cur.reason}" if cur.reason else "")
-        )
+            f"care owner {cur.care_owner or 'none'}){_forced(cur)}"
+        ]
     if state.scheduled is not None:
         s = state.scheduled
-        print(f"scheduled: {s.stage} from {s.handover_date.isoformat()} (set by {s.actor})")
+        lines.append(
+            f"scheduled: {s.stage} from {s.handover_date.isoformat()} (set by {s.actor})"
+            + _forced(s)
+        )
+    return lines
 
 
 @command(report_app, "runbook")
