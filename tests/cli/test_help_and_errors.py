@@ -176,3 +176,28 @@ def test_a_memo_directory_that_is_a_file_is_bad_input_before_the_memo_is_built(
     assert memo.returncode == 2 and "Traceback" not in memo.stderr
     assert "--out a-file" in memo.stderr and "nothing was written" in memo.stderr
     assert not (d / ".releasegate").exists()  # refused before the store was even opened
+
+
+def test_history_at_80_columns_keeps_ids_whole_and_the_reason() -> None:
+    from rich.console import Console
+
+    from releasegate.cli.render import history_table
+
+    vid, prev = "103eaff6293a" + "0" * 52, "bcdb891b62e8" + "1" * 52
+    rows = [
+        {
+            "at": "2026-12-03T18:49:16.123+00:00",
+            "action": "rehearsal",
+            "version_id": vid,
+            "previous_id": prev,
+            "actor": "oncall-support",
+            "reason": "rehearsal 9795e6174bf6: shuffle-labels",
+        }
+    ]
+    for width in (80, 200):
+        out = Console(width=width, record=True)
+        out.print(history_table("support-triage@staging", rows, width=width))
+        shown = out.export_text()
+        assert "…" not in shown and vid[:12] in shown and "oncall-support" in shown, shown
+        assert "shuffle-labels" in " ".join(shown.split()), shown
+    assert prev[:12] in shown  # from 100 columns, the version it moved from

@@ -210,24 +210,10 @@ def history(workflow: WorkflowArg, env: EnvOpt, as_json: JsonOpt = False) -> Non
     if as_json:
         emit(rows)
         return
-    from rich import box
-    from rich.table import Table
+    from releasegate.cli.render import history_table
 
-    # ids never wrap or get cut, so they can be copied at 80 columns (as in `versions`)
-    table = Table(title=f"{workflow}@{env}", box=box.SIMPLE_HEAD, pad_edge=False)
-    for col in ("at", "action", "version", "from", "by"):
-        table.add_column(col, no_wrap=True)
-    table.add_column("reason", ratio=1, overflow="fold")
-    for r in rows:
-        table.add_row(
-            r["at"][:19].replace("T", " "),
-            r["action"],
-            r["version_id"][:12],
-            (r["previous_id"] or "")[:12],
-            r["actor"],
-            r["reason"],
-        )
-    console().print(table)
+    out = console()
+    out.print(history_table(f"{workflow}@{env}", rows, width=out.width))
     from releasegate.release.pause import paused
 
     held = paused(store(create=False), workflow, env)

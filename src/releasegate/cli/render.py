@@ -77,6 +77,30 @@ def versions_table(workflow: str, rows: list[dict[str, Any]], width: int = 120) 
     return table
 
 
+def history_table(title: str, rows: list[dict[str, Any]], width: int = 120) -> Table:
+    """``history``: ids never wrap or get cut, so they can be copied at 80 columns, and the
+    reason keeps room to be read: below 100 columns the time is shown to the minute and the
+    ``from`` column is left out (it is the row above's version; ``--json`` has it)."""
+    from rich import box
+
+    wide = width >= 100
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
+    columns: list[tuple[str, Any]] = [
+        ("at", lambda r: r["at"][: 19 if wide else 16].replace("T", " ")),
+        ("action", lambda r: r["action"]),
+        ("version", lambda r: r["version_id"][:12]),
+    ]
+    if wide:
+        columns.append(("from", lambda r: (r["previous_id"] or "")[:12]))
+    for name, _ in columns:
+        table.add_column(name, no_wrap=True)
+    table.add_column("by", overflow="fold")
+    table.add_column("reason", ratio=1, overflow="fold")
+    for r in rows:
+        table.add_row(*(cell(r) for _, cell in columns), r["actor"], r["reason"])
+    return table
+
+
 def _track(row: Mapping[str, Any]) -> str:
     """``release``, or ``experiment`` with its expiry (``expired`` once past it)."""
     if row["track"] != "experiment" or not row.get("expires_at"):
