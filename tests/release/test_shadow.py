@@ -278,6 +278,17 @@ def test_shadow_refusals_write_nothing(store: Store, project: Project) -> None:
     assert audit_kinds(store) == before
 
 
+def test_a_replay_with_no_recorded_runs_is_refused_and_writes_nothing(
+    store: Store, project: Project
+) -> None:
+    # nothing to compare: not "inconclusive on 0 runs", recorded in the audit log as a replay
+    _, v2 = shipped_pair(store, project)
+    before = audit_kinds(store)
+    with pytest.raises(RefusedError, match="no runs of .* served in router@staging to replay"):
+        shadow_replay(store, "router", "staging", candidate=v2, who="alice")
+    assert audit_kinds(store) == before
+
+
 def served_runs(store: Store, vid: str, texts: list[str], *, with_text: bool = True) -> None:
     """Production runs of ``vid`` (which serves staging), its real answers recorded."""
     with store.read() as conn:

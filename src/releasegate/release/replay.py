@@ -146,6 +146,11 @@ def shadow_replay(
             else current_policy(conn, workflow, env).rollout_or_default
         )
         recent = RunRepo(conn).recent_served(workflow, env, stable_id, limit)
+    if not recent:
+        raise RefusedError(
+            f"no runs of {stable_id[:12]} served in {workflow}@{env} to replay: nothing to compare",
+            hint="record runs through the SDK (`client.run`) or `releasegate runs import`",
+        )
     forbidden = version_violations(version.manifest, wf.data_class)
     if forbidden:  # production's texts must not go where the workflow's class forbids
         raise RefusedError(
