@@ -127,7 +127,7 @@ def workflow_view(store: Store, workflow: str, *, now: datetime | None = None) -
             r for env in wf.environments if (r := RolloutRepo(conn).latest(wf.name, env))
         )
         alerts = AlertRepo(conn).between(wf.name, EPOCH, at)[-LATEST_ALERTS:]
-        versions = VersionRepo(conn).list(wf.name)
+        versions, version_count = VersionRepo(conn).newest(wf.name, LATEST_VERSIONS)
         rehearsal = RehearsalRepo(conn).latest(wf.name)
     return WorkflowView(
         summary=summary,
@@ -136,8 +136,8 @@ def workflow_view(store: Store, workflow: str, *, now: datetime | None = None) -
         history=tuple(history[:LATEST_HISTORY]),
         rollouts=rollouts,
         alerts=tuple(reversed(alerts)),
-        versions=tuple(reversed(versions[-LATEST_VERSIONS:])),
-        version_count=len(versions),
+        versions=tuple(versions),
+        version_count=version_count,
         rehearsal=rehearsal,
         rehearsal_text=rehearsal_summary(rehearsal),
     )

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, insert, select, update
+from sqlalchemy import Connection, Row, func, insert, select, update
 
 from releasegate.store import tables as t
 from releasegate.store.rows import record, values
@@ -74,6 +74,17 @@ class VersionRepo:
             select(t.versions).where(t.versions.c.workflow == workflow).order_by(t.versions.c.seq)
         ).all()
         return [_version(r) for r in rows]
+
+    def newest(self, workflow: str, limit: int) -> tuple[tuple[VersionRecord, ...], int]:
+        """The ``limit`` newest versions of ``workflow`` (newest first), and how many it has."""
+        v = t.versions.c
+        rows = self.conn.execute(
+            select(t.versions).where(v.workflow == workflow).order_by(v.seq.desc()).limit(limit)
+        ).all()
+        total = self.conn.execute(
+            select(func.count()).select_from(t.versions).where(v.workflow == workflow)
+        ).scalar_one()
+        return tuple(_version(r) for r in rows), int(total)
 
     def latest(self, workflow: str) -> VersionRecord | None:
         row = self.conn.execute(
