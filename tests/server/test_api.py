@@ -45,6 +45,10 @@ def run(live: Live, i: int, **over: Any) -> dict[str, Any]:
 def test_health_readiness_metrics_and_the_published_spec(live: Live) -> None:
     with live.client() as c:
         assert c.get("/healthz").json() == {"ok": True}
+        given = c.get("/healthz", headers={"X-Request-ID": "lb-7f3a:42"})
+        assert given.headers["x-request-id"] == "lb-7f3a:42"
+        made = c.get("/v1/workflows", headers={"X-Request-ID": "no spaces <b>"})
+        assert made.status_code == 401 and len(made.headers["x-request-id"]) == 16
         ready = c.get("/readyz")
         assert ready.status_code == 200 and ready.json()["ok"] is True
         assert ready.json()["schema"] == ready.json()["expected"]

@@ -10,7 +10,9 @@ uvicorn's workers call, reading the settings ``serve`` put in the environment.
 from __future__ import annotations
 
 import os
+import re
 import time
+import uuid
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -108,8 +110,10 @@ lowest it needs. Every error has one shape: `{"ok": false, "status", "error", "h
 
 class _Edge:
     """Pure ASGI middleware: refuses bodies over ``limit`` (413, before reading them whole:
-    by Content-Length, else by counting the chunks), and times every request for
-    ``/metrics`` by its route template."""
+    by Content-Length, else by counting the chunks), times every request for ``/metrics``
+    by its route template, and gives each an ``X-Request-ID`` (the caller's, when it is a
+    plain token of up to 64 characters, else a new one), answered in the response header
+    and named in the log line of a 500."""
 
     def __init__(self, app: ASGIApp, *, metrics: Metrics, limit: int) -> None:
         self.app = app
@@ -122,9 +126,12 @@ class _Edge:
             return
         started = time.perf_counter()
         status = 500
+        request_id = _request_id(scope)
+        scope.setdefault("state", {})["request_id"] = request_id
+        header = (b"x-request-id", request_id.encode("ascii"))
         declared = _content_length(scope)
         if declared is not None and declared > self.limit:
-            await self._too_large(scope, receive, send)
+            await self._too_large(scope, receive, send, request_id)
             self.metrics.observe(scope["method"], "(too large)", 413, time.perf_counter() - started)
             return
         seen = 0
@@ -143,6 +150,7 @@ class _Edge:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                message = {**message, "headers": [*message.get("headers", []), header]}
             await send(message)
 
         try:
@@ -152,16 +160,30 @@ class _Edge:
             template = getattr(route, "path", None) or "(unrouted)"
             self.metrics.observe(scope["method"], template, status, time.perf_counter() - started)
 
-    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
         response = errors.error_response(
             413, _too_large_text(self.limit), hint="send the runs in smaller batches"
         )
+        response.headers["x-request-id"] = request_id
         response.headers["connection"] = "close"  # the unread body must not be parsed as a request
         await response(scope, receive, send)
 
 
 def _too_large_text(limit: int) -> str:
     return f"the request body is over the server's limit of {limit:,} bytes; nothing was written"
+
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+def _request_id(scope: Scope) -> str:
+    for key, value in scope["headers"]:
+        if key == b"x-request-id":
+            given = str(value.decode("latin-1"))
+            if _REQUEST_ID.match(given):
+                return given
+            break
+    return uuid.uuid4().hex[:16]
 
 
 def _content_length(scope: Scope) -> int | None:

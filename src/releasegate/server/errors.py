@@ -153,8 +153,15 @@ def install(app: FastAPI) -> None:
         )
         return error_response(exc.status_code, text)
 
-    async def on_bug(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("releasegate server: unexpected error", exc_info=exc)
+    async def on_bug(request: Request, exc: Exception) -> JSONResponse:
+        rid = getattr(request.state, "request_id", None)
+        log.error(
+            "releasegate server: unexpected error in %s %s (request %s)",
+            request.method,
+            request.url.path,
+            rid,
+            exc_info=exc,
+        )
         return error_response(500, "internal error; the server log has the details")
 
     app.add_exception_handler(ReleasegateError, on_ours)
