@@ -151,6 +151,21 @@ def test_a_rehearsal_catches_a_broken_prompt_and_finds_the_suite_too_weak(
     assert last_rehearsal(store, WF, "staging") == r
 
 
+def test_a_missed_mutation_with_no_recorded_runs_is_said_and_the_rehearsal_finishes(
+    store: Store, tmp_path: Path
+) -> None:
+    # no runs to replay the escaped variant on: said on the mutation, not a refusal mid-way
+    v2 = shipped(store, tmp_path, margin=0.3, stakes="low")
+    done = rehearse(store, WF, "staging", suite_file="thin.yaml", who="oncall")
+    r = done.rehearsal
+    swapped = {m.name: m for m in r.mutations}["swap-labels"]
+    assert swapped.is_escaped and swapped.detection == (
+        "no recorded runs with their input to replay it on"
+    )
+    assert r.result == "suite-too-weak" and done.detected_by is None
+    assert r.is_restored is True and resolve(store, WF, "staging").version_id == v2
+
+
 def test_a_suite_that_covers_every_label_catches_every_mutation_and_the_rehearsal_passes(
     store: Store, tmp_path: Path
 ) -> None:

@@ -97,9 +97,12 @@ def shadow_replay(
     limit: int = DEFAULT_LIMIT,
     concurrency: int = 8,
     who: str | None = None,
+    require_runs: bool = True,
 ) -> Replayed:
     """Replay the newest ``limit`` served runs of ``workflow@env`` on the candidate (the
-    running rollout's, or ``candidate``) and compare them pair by pair (module docstring)."""
+    running rollout's, or ``candidate``) and compare them pair by pair (module docstring).
+    No served runs is a refusal, unless ``require_runs`` is False (a rehearsal, which says
+    there was nothing to replay)."""
     who = who or default_actor()
     if limit < 1:
         raise InputError(f"--limit: expected 1 or more, got {limit}", field="--limit")
@@ -146,7 +149,7 @@ def shadow_replay(
             else current_policy(conn, workflow, env).rollout_or_default
         )
         recent = RunRepo(conn).recent_served(workflow, env, stable_id, limit)
-    if not recent:
+    if not recent and require_runs:
         raise RefusedError(
             f"no runs of {stable_id[:12]} served in {workflow}@{env} to replay: nothing to compare",
             hint="record runs through the SDK (`client.run`) or `releasegate runs import`",
