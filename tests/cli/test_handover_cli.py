@@ -346,7 +346,7 @@ def test_routes_that_fired_and_a_real_rehearsal_make_it_ready_for_routine(
     assert done["forced"] is False and done["readiness"]["ready"] is True
     page = demo.rg("report", "runbook", WF).stdout
     rollback = section(page, "Rollback")
-    assert "**Last rehearsal:** last rehearsal " in rollback and "on staging: passed" in rollback
+    assert "**Last rehearsal:** 20" in rollback and "on staging: passed" in rollback
     assert "go to webhook and the terminal" in section(page, "Alerts")
     assert "| escalation_rate | above 0.001" not in page and "`escalation_rate`" in page
     assert "Stage: **routine** since" in page

@@ -186,7 +186,7 @@ def run_demo(target: Path) -> None:
     step(
         "8. A canary that pulls itself back",
         "v4 moves the router to a new model host and sends a little more to a human. The gate "
-        "passes it (routing barely changes), so it goes to production as a canary: 10% of "
+        "passes it (routing barely changes), so it goes to production as a canary: 25% of "
         "users, chosen by the SDK from a hash of their id, get v4. The new host times out "
         "more often; `rollout check` compares the two arms on the same window with a "
         "sequential test that may be run after every request, and aborts.",
@@ -273,8 +273,8 @@ def run_demo(target: Path) -> None:
 
 
 def canary(c: Console, store: Any, target: Path, version_id: str) -> None:
-    """v4 as a 10% canary in production; traffic through the real SDK (routing, recording),
-    the model call simulated: the new host fails about 8% of calls, the old one 1%."""
+    """v4 as a 25% canary in production; traffic through the real SDK (routing, recording),
+    the model call simulated: the new host fails about 12% of calls, the old one 1%."""
     import hashlib
     import json
     import random
@@ -286,7 +286,7 @@ def canary(c: Console, store: Any, target: Path, version_id: str) -> None:
     # a fixed rollout id picks the same users every time: every demo tells the same story
     rollout_id = hashlib.blake2b(b"demo: v4 canary", digest_size=16).hexdigest()
     started = start(
-        store, version_id, "production", canary_pct=10, who="alice", rollout_id=rollout_id
+        store, version_id, "production", canary_pct=25, who="alice", rollout_id=rollout_id
     )
     c.print(
         f"[green]canary started[/]: {started.weight:g}% of support-triage@production on "
@@ -298,17 +298,17 @@ def canary(c: Console, store: Any, target: Path, version_id: str) -> None:
     served = {"canary": 0, "stable": 0}
     checked = None
     with Client(store=store, flush_every=0.05) as client:
-        for i in range(6_000):
+        for i in range(3_000):
             user = f"user-{rng.randrange(20_000)}"
             version = client.resolve("support-triage", env="production", key=user)
             message = rng.choice(messages)
             with client.run(version, input=message["input"]) as run:
-                if rng.random() < (0.08 if version.arm == "canary" else 0.01):
+                if rng.random() < (0.12 if version.arm == "canary" else 0.01):
                     run.fail("model host timeout")
                 else:
                     run.output = run.label = message["expected"]
             served[str(version.arm)] += 1
-            if i % 500 == 499:  # what cron would do: check every few minutes
+            if i % 200 == 199:  # what cron would do: check every few minutes
                 client.flush()
                 checked = check(store, "support-triage", "production", who="rollout-cron")
                 if checked.has_aborted:

@@ -486,7 +486,8 @@ def _rollback(rb: Runbook) -> Section:
             )
         )
     reh = rb.rehearsal
-    blocks.append(Para(text(strong("Last rehearsal:"), " ", rehearsal_summary(reh) + ".")))
+    summary = rehearsal_summary(reh).removeprefix("last rehearsal ")
+    blocks.append(Para(text(strong("Last rehearsal:"), " ", summary + ".")))
     if reh is not None and reh.escaped:
         blocks.append(
             Para(
