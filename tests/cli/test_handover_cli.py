@@ -374,3 +374,25 @@ def test_stage_show_says_a_scheduled_stage_was_forced_and_why() -> None:
         "scheduled: routine from 2026-12-20 (set by root); forced past: alerts; "
         "reason: alerts next week"
     )
+
+
+def test_a_workflow_that_runs_nowhere_yet_gets_an_honest_page(tmp_path: Path) -> None:
+    data = resources.files("releasegate.demo") / "data"
+    for name in ("v1.yaml", "suite.yaml", "messages.jsonl"):
+        (tmp_path / name).write_bytes((data / name).read_bytes())
+    assert rg(tmp_path, "register", "v1.yaml").returncode == 0
+    page = rg(tmp_path, "report", "runbook", WF)
+    assert page.returncode == 0, page.stderr
+    emergency = section(page.stdout, "In an emergency")
+    assert "Nothing runs in production yet" in emergency and "releasegate pause" not in emergency
+    report = json.loads(rg(tmp_path, "report", "handover", WF, "--json").stdout)
+    assert report["failing"] == [
+        "tracked_numbers",
+        "alerts",
+        "escalation",
+        "rollback_rehearsed",
+        "runs_recorded",
+    ]  # escalation: read from the version that runs, and none does
+    tracked = next(c for c in report["checks"] if c["key"] == "tracked_numbers")
+    assert "not measured yet, target at least 0.700" in tracked["evidence"]  # the policy's floor
+    assert rg(tmp_path, "stage", "set", WF, "routine").returncode == 1

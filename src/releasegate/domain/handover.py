@@ -346,20 +346,22 @@ def readiness(facts: HandoverFacts) -> Readiness:
     tracked = facts.tracked
     untargeted = [n for n in tracked if not n.has_target]
     unmeasured = [n for n in tracked if not n.is_measured]
+    numbers_ok = bool(tracked) and not untargeted and not unmeasured
+    todo = []
+    if untargeted or not tracked:
+        todo.append("give each a target in the production policy (floors, budgets)")
+    if unmeasured:
+        todo.append(
+            "measure each: a gate decision for what runs, and production runs recorded "
+            "(the SDK's client.run)"
+        )
     lines.append(
         CheckLine(
             "tracked_numbers",
             "tracked numbers with targets",
-            bool(tracked) and not untargeted and not unmeasured,
+            numbers_ok,
             "; ".join(describe(n) for n in tracked) or "no tracked number",
-            ""
-            if tracked and not untargeted and not unmeasured
-            else (
-                "give each a target in the production policy (floors, budgets) "
-                if untargeted or not tracked
-                else ""
-            )
-            + ("and record production runs (the SDK's client.run)" if unmeasured else ""),
+            "; ".join(todo),
         )
     )
 
@@ -397,6 +399,14 @@ def readiness(facts: HandoverFacts) -> Readiness:
     )
 
     escalation_ok = bool(facts.responders) and bool(facts.escalations)
+    fixes = []
+    if not facts.responders:
+        fixes.append("name responders in the workflow file (owners.responders)")
+    if not facts.escalations:
+        fixes.append(
+            "give the workflow a human path besides `releasegate pause` (an escalation "
+            "label, runs marked escalated)"
+        )
     lines.append(
         CheckLine(
             "escalation",
@@ -404,19 +414,7 @@ def readiness(facts: HandoverFacts) -> Readiness:
             escalation_ok,
             f"responders: {', '.join(facts.responders) or 'none'}; "
             + ("; ".join(facts.escalations) or "nothing is sent to a human"),
-            ""
-            if escalation_ok
-            else (
-                "name responders in the workflow file (owners.responders) "
-                if not facts.responders
-                else ""
-            )
-            + (
-                "and give the workflow a human path (an escalation label, runs marked "
-                "escalated) besides `releasegate pause`"
-                if not facts.escalations
-                else ""
-            ),
+            "; ".join(fixes),
         )
     )
 

@@ -90,24 +90,20 @@ def decision_for(conn: Conn, workflow: str, env: str, version_id: str) -> Decisi
     return repo.latest(version_id, env)
 
 
-def _quality(env: str, decision: DecisionRecord | None) -> TrackedNumber:
-    """The gate's quality metric of what runs: the regression metric, else the first floor."""
-    if decision is None:
-        return TrackedNumber(
-            "quality", "quality", env, "score", "min", None, "", None, None, None, 0, "no gate"
-        )
-    report = decision.report
-    regressions = report.policy.content.get("max_regression") or []
-    floors: Mapping[str, Any] = report.policy.content.get("floors") or {}
+def _quality(env: str, policy: Mapping[str, Any], decision: DecisionRecord | None) -> TrackedNumber:
+    """The gate's quality metric of what runs, against the current policy's floor: the
+    policy's regression metric, else its first floor, else the report's first metric."""
+    regressions = policy.get("max_regression") or []
+    floors: Mapping[str, Any] = policy.get("floors") or {}
     names = [r["metric"] for r in regressions if isinstance(r, Mapping)] + list(floors)
-    rows = {m.name: m for m in report.metrics}
-    name = next((n for n in names if n in rows), next(iter(rows), "quality"))
+    rows = {m.name: m for m in decision.report.metrics} if decision is not None else {}
+    name = next((n for n in names if n in rows), names[0] if names else next(iter(rows), ""))
     row = rows.get(name)
     floor = floors.get(name)
     value = row.candidate if row is not None else None
     return TrackedNumber(
         "quality",
-        f"quality ({name}, on the suite)",
+        f"quality ({name}, on the suite)" if name else "quality",
         env,
         "score",
         "min",
@@ -117,8 +113,15 @@ def _quality(env: str, decision: DecisionRecord | None) -> TrackedNumber:
         None if value is None else float(value.low),
         None if value is None else float(value.high),
         0,
-        f"gate decision {decision.decision_id[:12]} of {decision.created_at:%Y-%m-%d}",
+        "no gate decision for what runs"
+        if decision is None
+        else f"gate decision {decision.decision_id[:12]} of {decision.created_at:%Y-%m-%d}",
     )
+
+
+def _budget(policy: Mapping[str, Any], name: str) -> float | None:
+    value = (policy.get("budgets") or {}).get(name)
+    return float(value) if isinstance(value, int | float) else None
 
 
 def gather(store: Store, workflow: str, *, now: datetime | None = None) -> Gathered:
@@ -159,17 +162,24 @@ def gather(store: Store, workflow: str, *, now: datetime | None = None) -> Gathe
         in_flight.append(f"stage {s.stage} scheduled from {s.handover_date.isoformat()}")
 
     monitor = MonitorConfig.from_dict(wf.monitor)
-    policy = decision.report.policy if decision is not None else None
+    # the targets are the current policy's (what the next gate and the automatic pause use)
+    policy: Mapping[str, Any] = (
+        stored_policy.content
+        if stored_policy is not None
+        else decision.report.policy.content
+        if decision is not None
+        else {}
+    )
     started = window.column("started_at") if len(window) else _empty()
     cost = normal_range(started, window.column("cost_usd") if len(window) else _empty(), "mean")
     latency = normal_range(started, window.column("latency_ms") if len(window) else _empty(), "p95")
     errors = normal_range(started, _share(window, IS_ERROR), "mean")
     escalated = normal_range(started, _share(window, IS_ESCALATED), "mean")
     source = f"{env} runs, last {RUNS_PERIOD.days} days"
-    cost_budget = policy.budget("cost_per_case_usd") if policy else None
-    latency_budget = policy.budget("latency_p95_ms") if policy else None
+    cost_budget = _budget(policy, "cost_per_case_usd")
+    latency_budget = _budget(policy, "latency_p95_ms")
     tracked = (
-        _quality(env, decision),
+        _quality(env, policy, decision),
         TrackedNumber(
             "cost_per_task",
             "cost per task",

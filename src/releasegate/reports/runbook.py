@@ -52,6 +52,19 @@ def _people(rb: Runbook) -> str:
 def _emergency(rb: Runbook) -> Section:
     wf = rb.workflow
     main = rb.env(rb.main_env)
+    if main.version_id is None:
+        return Section(
+            "In an emergency",
+            (
+                Para(
+                    text(
+                        f"Nothing runs in {rb.main_env} yet: no version serves users there, "
+                        "so there is nothing to pause or roll back. Call the change owner, "
+                        f"{rb.change_owner or 'nobody named'}.",
+                    )
+                ),
+            ),
+        )
     steps: list[Text] = [
         text(
             "Stop the workflow if it is doing harm: ",
