@@ -52,7 +52,7 @@ def test_what_runs_where_paused_and_firing(store: Store, tmp_path: Path) -> None
         ("latency_p95", NOW - timedelta(hours=1))
     ]
     assert [(w, e.env) for w, e in view.paused] == [("router", "staging")]
-    assert view.rollouts == ()
+    assert view.rollouts == () and view.by_stage == {"experiment": 1}
 
 
 def test_the_workflow_view_lists_the_newest_versions_first(store: Store, tmp_path: Path) -> None:

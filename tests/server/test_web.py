@@ -96,7 +96,8 @@ def test_home_workflow_version_report_and_audit_pages(live: Live) -> None:
         assert 'href="/web/workflows/router"' in home
         assert f'href="/web/versions/{live.v1}"' in home  # what runs in staging
         assert "<b>0</b> rollouts in progress" in home and "<b>0</b> alerts firing" in home
-        assert "experiment" in home  # the stage
+        assert '<span class="stage experiment">experiment</span>' in home  # the stage
+        assert "1 experiment" in home  # workflows by stage
 
         wf = c.get("/web/workflows/router").text
         assert "never rehearsed" in wf
@@ -211,6 +212,8 @@ def test_a_rollout_shows_everywhere_and_is_advanced_then_aborted(live: Live) -> 
         assert "<b>1</b> rollouts in progress" in home and "rollout 5%" in home
         wf = viewer.get("/web/workflows/router").text
         assert '<span class="state running">running</span>' in wf
+        assert 'the evidence now says <span class="action hold">hold</span>' in wf
+        assert "0 candidate runs and 0 stable runs read" in wf
         assert "/web/confirm/advance" not in wf  # a viewer sees no button
     where = {"workflow": "router", "env": "staging"}
     with logged_in(live, "operator") as op:

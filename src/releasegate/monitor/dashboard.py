@@ -4,10 +4,11 @@
 environment and since when, the rollouts in progress, the alerts firing and the paused
 environments. ``workflow_view`` is one workflow's page: the same, plus its history of
 promotions and rollbacks, the latest rollout of each environment with its state and
-reason, its latest alerts, its newest versions and its last rehearsal. An alert is
-*firing* while its signal's cool-down runs (the monitor stays quiet on it for that long,
-so the condition it reported is taken to hold): the latest alert of each environment and
-signal raised within its cool-down. Plain records, no rule: the pages only render them.
+reason (and for a running one what its evidence says now), its latest alerts, its
+newest versions and its last rehearsal. An alert is *firing* while its signal's
+cool-down runs (the monitor stays quiet on it for that long, so the condition it
+reported is taken to hold): the latest alert of each environment and signal raised
+within its cool-down. Plain records, no rule: the pages only render them.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from releasegate.domain.handover import rehearsal_summary, stage_state
+from releasegate.domain.handover import STAGES, rehearsal_summary, stage_state
 from releasegate.domain.monitoring import MonitorConfig
 from releasegate.domain.rehearsal import Rehearsal
-from releasegate.domain.rollout import Rollout
+from releasegate.domain.rollout import CheckOutcome, Rollout, assess
 from releasegate.store.alerts import AlertRecord, AlertRepo
 from releasegate.store.engine import Conn, Store
 from releasegate.store.environments import EnvironmentRepo, HistoryRecord, Pause
@@ -85,6 +86,11 @@ class Overview:
     def paused(self) -> tuple[tuple[str, EnvironmentView], ...]:
         return tuple((w.workflow, e) for w in self.workflows for e in w.paused)
 
+    @property
+    def by_stage(self) -> dict[str, int]:
+        """How many workflows are at each stage, in the order of the stages."""
+        return {st: n for st in STAGES if (n := sum(w.stage == st for w in self.workflows))}
+
 
 @dataclass(frozen=True)
 class WorkflowView:
@@ -95,6 +101,9 @@ class WorkflowView:
     """Promotions and rollbacks of every environment, newest first."""
     rollouts: tuple[Rollout, ...]
     """The newest rollout of each environment that ever had one, running or ended."""
+    analysis: dict[str, CheckOutcome]
+    """Rollout id -> what its evidence says now (abort, hold or advance, and why), for
+    each running one: ``rollout status`` without reading new runs."""
     alerts: tuple[AlertRecord, ...]
     """The latest alerts of the workflow, newest first."""
     versions: tuple[VersionRecord, ...]
@@ -135,6 +144,7 @@ def workflow_view(store: Store, workflow: str, *, now: datetime | None = None) -
         data_class=wf.data_class,
         history=tuple(history[:LATEST_HISTORY]),
         rollouts=rollouts,
+        analysis={r.rollout_id: assess(r, now=at) for r in rollouts if r.is_running},
         alerts=tuple(reversed(alerts)),
         versions=tuple(versions),
         version_count=version_count,
