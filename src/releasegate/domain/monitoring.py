@@ -42,6 +42,8 @@ times in five, which is why 0.05 is a per-signal choice (``monitor: {alpha: {...
 MAX_DRIFT_ALPHA = 0.2
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+MAX_DURATION = timedelta(days=36_500)
+"""A window, period or cool-down of at most 100 years."""
 
 
 def parse_duration(text: str) -> timedelta:
@@ -52,6 +54,8 @@ def parse_duration(text: str) -> timedelta:
     seconds = float(m.group(1)) * _UNIT[m.group(2)]
     if seconds <= 0:
         raise ValueError(f"'{text}' must be longer than zero")
+    if seconds > MAX_DURATION.total_seconds():  # "now - it" would leave the calendar
+        raise ValueError(f"'{text}' is longer than {MAX_DURATION.days:,} days")
     return timedelta(seconds=seconds)
 
 
