@@ -275,6 +275,8 @@ def test_shadow_refusals_write_nothing(store: Store, project: Project) -> None:
         shadow_replay(store, "router", "staging", who="alice")
     with pytest.raises(InputError, match="is what runs in router@staging"):
         shadow_replay(store, "router", "staging", candidate=v1, who="alice")
+    with pytest.raises(InputError, match="--limit: expected 1 to 1,000,000, got 10"):
+        shadow_replay(store, "router", "staging", candidate=v2, limit=10**20, who="alice")
     assert audit_kinds(store) == before
 
 

@@ -43,6 +43,8 @@ from releasegate.store.runs import RecentRun, RunRepo
 from releasegate.store.workflows import WorkflowRepo
 
 DEFAULT_LIMIT = 200
+MAX_LIMIT = 1_000_000
+"""At most this many runs are replayed (a larger number overflowed the database's integer)."""
 
 
 @dataclass(frozen=True)
@@ -104,8 +106,8 @@ def shadow_replay(
     No served runs is a refusal, unless ``require_runs`` is False (a rehearsal, which says
     there was nothing to replay)."""
     who = who or default_actor()
-    if limit < 1:
-        raise InputError(f"--limit: expected 1 or more, got {limit}", field="--limit")
+    if not 1 <= limit <= MAX_LIMIT:
+        raise InputError(f"--limit: expected 1 to {MAX_LIMIT:,}, got {limit}", field="--limit")
     if concurrency < 1:
         raise InputError("must be 1 or more", field="--concurrency")
     with store.read() as conn:
