@@ -44,6 +44,22 @@ def test_a_rerun_makes_no_calls_and_epochs_multiply_calls(store: Store, project:
     assert fresh.n_called == 40
 
 
+def test_huge_epochs_and_audit_limits_are_bad_input_not_an_overflow(
+    store: Store, project: Project
+) -> None:
+    # 10**20 overflowed SQLite's integer (a traceback, exit 70); a negative limit read all
+    from releasegate.errors import InputError
+    from releasegate.release.audit import audit_log
+
+    vid = register(store, project.workflow("v1")).version_id
+    with pytest.raises(InputError, match="must be 1 to 10,000"):
+        evaluate(store, vid, project.suite(n=2), epochs=10**20)
+    for limit in (10**20, -5, 0):
+        with pytest.raises(InputError, match="--limit: expected 1 or more"):
+            audit_log(store, limit=limit)
+    assert len(audit_log(store, limit=1)) == 1
+
+
 def test_two_cases_of_the_same_content_share_one_call(store: Store, project: Project) -> None:
     from tests.helpers import cases
 

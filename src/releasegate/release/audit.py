@@ -24,7 +24,7 @@ from releasegate.domain.audit import (
     compare_state,
     verify_chain,
 )
-from releasegate.errors import AuditBrokenError, RefusedError
+from releasegate.errors import AuditBrokenError, InputError, RefusedError
 from releasegate.release.refs import actor as default_actor
 from releasegate.store import audit_keys
 from releasegate.store.audit import AuditRepo
@@ -98,6 +98,8 @@ def audit_log(
     workflow: str | None = None,
     limit: int | None = None,
 ) -> list[AuditEvent]:
+    if limit is not None and not 1 <= limit <= 2**62:  # -5 read everything; 10**20 overflowed
+        raise InputError(f"--limit: expected 1 or more, got {limit}", field="--limit")
     with store.read() as conn:
         return AuditRepo(conn).events(workflow=workflow, limit=limit)
 

@@ -45,6 +45,9 @@ from releasegate.store.evals import EvalRepo
 from releasegate.store.suites import SuiteRepo
 from releasegate.store.versions import VersionRecord
 
+MAX_EPOCHS = 10_000
+"""Samples per case at most (more overflowed the database's integer)."""
+
 PASS_RATE = "pass_rate"
 FLAKY_LIMIT = 50
 """Flaky cases listed in a summary; ``flaky_total`` counts them all."""
@@ -201,8 +204,8 @@ def evaluate(
     progress: Progress | None = None,
     who: str | None = None,
 ) -> EvalOutcome:
-    if epochs < 1:
-        raise InputError("must be 1 or more", field="--epochs")
+    if not 1 <= epochs <= MAX_EPOCHS:  # more overflowed the database's integer
+        raise InputError(f"must be 1 to {MAX_EPOCHS:,}", field="--epochs")
     if concurrency < 1:
         raise InputError("must be 1 or more", field="--concurrency")
     suite = read_suite(suite_path)
