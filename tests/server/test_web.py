@@ -8,10 +8,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 
+from releasegate.monitor.ingest import ingest_dicts
 from releasegate.release.audit import audit_log
 from releasegate.release.promote import approve
 from releasegate.release.register import register
@@ -229,3 +231,37 @@ def test_a_rollout_shows_everywhere_and_is_advanced_then_aborted(live: Live) -> 
         assert '<span class="state aborted">aborted</span>' in wf and "looks off" in wf
         assert "<b>0</b> rollouts in progress" in op.get("/web/").text
     assert resolve(live.store, "router", "staging").version_id == live.v1
+
+
+def test_the_signals_page_reads_the_monitor_and_charts_it(live: Live) -> None:
+    now = datetime.now(UTC)
+    runs = [
+        {
+            "run_id": f"r-{when}-{i:03d}",
+            "workflow": "router",
+            "env": "staging",
+            "version_id": live.v1,
+            "started_at": (now - timedelta(days=when, minutes=i)).isoformat(),
+            "latency_ms": 100 + i,
+            **(
+                {"status": "error", "failure_reason": "timeout"}
+                if when == 1 and i % 3 == 0
+                else {"status": "ok"}
+            ),
+            "output": "<b>fraud</b>",
+        }
+        for when in (10, 1)
+        for i in range(40)
+    ]
+    landed = ingest_dicts(live.store, runs, source="http", atomic=True)
+    assert landed.landed == 80
+    before = [(e.seq, e.kind) for e in audit_log(live.store)]
+    with logged_in(live, "viewer") as c:
+        wf = c.get("/web/workflows/router").text
+        assert 'href="/web/workflows/router/environments/staging/signals"' in wf
+        r = c.get("/web/workflows/router/environments/staging/signals")
+        assert r.status_code == 200, r.text
+        assert "Signals of router@staging" in r.text and "(40 runs)" in r.text
+        assert "<td>error_rate</td>" in r.text
+        assert r.text.count("<svg") >= 1 and "<b>fraud</b>" not in r.text
+    assert [(e.seq, e.kind) for e in audit_log(live.store)] == before  # read only

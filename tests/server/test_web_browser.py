@@ -89,12 +89,17 @@ def test_log_in_and_open_every_page(live: Live, tab: Page, tmp_path: Path) -> No
     assert "Verified" in tab.inner_text("p.ok")
     shot(tab, tmp_path, "audit")
 
+    tab.goto(f"{live.url}/web/workflows/router")
+    tab.click("a[href$='/environments/staging/signals']")
+    assert "Signals of router@staging" in tab.inner_text("h1")
+    shot(tab, tmp_path, "signals")
+
     tab.goto(f"{live.url}/web/workflows/router/runbook")
     assert "runbook" in tab.title()
     shot(tab, tmp_path, "runbook")
     assert sorted(p.name for p in (tmp_path / "screenshots").iterdir()) == [
         "audit.png", "gate-report.png", "home.png", "login.png", "runbook.png",
-        "version.png", "workflow.png",
+        "signals.png", "version.png", "workflow.png",
     ]  # fmt: skip
 
 

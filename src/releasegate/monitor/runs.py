@@ -52,8 +52,9 @@ def _when(text: str) -> datetime:
     return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
-def write_plots(store: Store, result: MonitorResult, folder: Path, days: int = 14) -> list[Path]:
-    """One SVG per scalar signal: daily values over ``days`` against the reference value."""
+def charts(store: Store, result: MonitorResult, days: int = 14) -> dict[str, str]:
+    """Signal name -> an SVG chart of its daily values over ``days`` against the reference
+    value, the days in alert marked (the memo's charts, the dashboard's signals page)."""
     points = series(
         store,
         result.workflow,
@@ -65,14 +66,21 @@ def write_plots(store: Store, result: MonitorResult, folder: Path, days: int = 1
         min_sample=max(10, min(50, result.runs // days or 10)),
     )
     refs = {s.name: s.reference for s in result.signals}
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, values in points.items():
-        chart = line_chart(
+    return {
+        name: line_chart(
             f"{result.workflow}@{result.env} {name.replace('_', ' ')}",
             [Point(f"{d:%m-%d}", v, a) for d, v, a in values],
             reference=refs.get(name),
         )
+        for name, values in points.items()
+    }
+
+
+def write_plots(store: Store, result: MonitorResult, folder: Path, days: int = 14) -> list[Path]:
+    """One SVG per scalar signal: daily values over ``days`` against the reference value."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, chart in charts(store, result, days).items():
         path = folder / f"{result.env}-{name}.svg"
         path.write_text(chart)
         written.append(path)

@@ -1,9 +1,10 @@
 """The dashboard's pages (GET) and the login form: each calls a service and renders it.
 
-Home (``monitor.dashboard.overview``), a workflow (``workflow_view``, with its runbook from
-``reports.runbook``), a version (``release.inspect.show_version`` and its diff against
-what each environment runs, ``diff_versions``), a gate report (the stored report rendered
-by ``reports.gate_report`` as Markdown, then to HTML by markdown-it with raw HTML off), the
+Home (``monitor.dashboard.overview``); a workflow (``workflow_view``), its runbook
+(``reports.runbook``) and each environment's signals and charts (``monitor``, read only);
+a version (``release.inspect.show_version`` and its diff against what each environment
+runs, ``diff_versions``); a gate report (the stored report rendered by
+``reports.gate_report`` as Markdown, then to HTML by markdown-it with raw HTML off); the
 audit log with its verification (``release.audit``). Routes are sync: FastAPI runs them
 in its thread pool, as the services block on the store.
 """
@@ -19,6 +20,8 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from releasegate.errors import UnauthorizedError
 from releasegate.monitor.dashboard import overview, workflow_view
 from releasegate.monitor.runbook import build_runbook
+from releasegate.monitor.runs import charts
+from releasegate.monitor.service import monitor, signal_dict
 from releasegate.release import audit, inspect
 from releasegate.reports import gate_report, runbook
 from releasegate.server.web import (
@@ -94,6 +97,23 @@ def workflow_runbook(request: Request, workflow: str) -> HTMLResponse:
     session(request)
     built = build_runbook(request.app.state.store, workflow)
     return HTMLResponse(runbook.render_html(built), headers=SECURITY_HEADERS)
+
+
+@router.get("/workflows/{workflow}/environments/{env}/signals")
+def signals(request: Request, workflow: str, env: str) -> HTMLResponse:
+    """``monitor`` read-only (no alert raised, no pause, no embeddings, no judge), and each
+    signal's daily chart over two weeks with the days in alert marked."""
+    s = session(request)
+    store = request.app.state.store
+    result = monitor(store, workflow, env, embeddings=False, alert=False, quality=False)
+    return page(
+        request,
+        "signals.html",
+        s=s,
+        result=result,
+        rows=[signal_dict(x) for x in result.signals],
+        charts=charts(store, result),
+    )
 
 
 @router.get("/versions/{ref}")
