@@ -116,6 +116,17 @@ def test_a_canary_from_start_to_abort(tmp_path: Path) -> None:
 
     started = ok_json(rg(d, "promote", v2, "--env", "staging", "--canary", "10", "--json"))
     assert (started["state"], started["weight"], started["steps"]) == ("running", 10, [10, 50, 100])
+    # resolve prints the stable id for deploy scripts, and says who else is served
+    during = rg(d, "resolve", "router", "--env", "staging", "--json")
+    assert json.loads(during.stdout)["rollout"] == {
+        "rollout_id": started["rollout_id"],
+        "canary_id": v2,
+        "weight": 10,
+        "mode": "canary",
+    }
+    assert f"note: a rollout runs in router@staging: {v2[:12]} gets 10% of requests" in (
+        " ".join(during.stderr.split())
+    )
     assert (started["stable_id"], started["canary_id"]) == (v1, v2)
     twice = rg(d, "promote", v2, "--env", "staging", "--canary", "10")
     assert twice.returncode == 1 and "already runs in router@staging" in twice.stderr

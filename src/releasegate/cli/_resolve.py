@@ -47,6 +47,17 @@ def run_resolve(workflow: str, env: str, as_json: bool, timeout: float = 2.0) ->
             f"warning: {workflow}@{env} is paused ({found.paused}): the application sends "
             f"every request to its human fallback until `releasegate resume`\n"
         )
+    route = found.rollout
+    if route is not None:  # the id printed is the stable version's: say who else is served
+        who = (
+            "runs in shadow, served to nobody"
+            if route.mode == "shadow"
+            else f"gets {route.weight:g}% of requests, the version printed the rest"
+        )
+        sys.stderr.write(
+            f"note: a rollout runs in {workflow}@{env}: {route.canary_id[:12]} {who} "
+            f"(`releasegate rollout status {workflow} --env {env}`)\n"
+        )
     if as_json:
         payload = {
             "workflow": workflow,
@@ -56,6 +67,14 @@ def run_resolve(workflow: str, env: str, as_json: bool, timeout: float = 2.0) ->
             "fallback": found.fallback,
             "paused": found.paused is not None,
             "paused_reason": found.paused,
+            "rollout": None
+            if route is None
+            else {
+                "rollout_id": route.rollout_id,
+                "canary_id": route.canary_id,
+                "weight": route.weight,
+                "mode": route.mode,
+            },
         }
         sys.stdout.write(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
     else:
