@@ -5,11 +5,13 @@ in a temp directory (SQLite: the whole loop, a canary, a rehearsal, ~4,500 produ
 runs, ~100 audit events), registers ``--versions`` (default 1,000) more versions of its
 workflow through the ``register`` service (each a generation setting apart: real versions
 with their audit events), then serves the store on uvicorn on loopback in this process
-and times every page of the dashboard (home, workflow, its runbook, a version with its
-diffs, a gate report, the audit log with its verification) with httpx, logged in with a
-viewer token: median, p95 and the page size over ``--requests`` requests (default 20)
-after one warm-up. The pages read no runs, except the runbook (``bench_runbook.py``
-measures it against 100,000 more runs). Speed lives here, never in test asserts.
+and times every page of the dashboard (home, workflow, its runbook, the production
+signals, a version with its diffs, a gate report, the audit log with its verification)
+with httpx, logged in with a viewer token: median, p95 and the page size over
+``--requests`` requests (default 20) after one warm-up. The pages read no runs, except
+the runbook (``bench_runbook.py`` measures it against 100,000 more runs) and the signals
+page (a week and its reference, and 14 days for the charts). Speed lives here, never in
+test asserts.
 """
 
 from __future__ import annotations
@@ -67,7 +69,10 @@ def measure(requests: int) -> list[tuple[str, float, float, int]]:
                 assert wf, home
                 name = wf.group(1)
                 page = c.get(f"/web/workflows/{name}").text
-                running = re.search(r'<td>production</td><td><a class="id" href="([^"]+)"', page)
+                running = re.search(
+                    r'production/signals">signals</a></div></td><td><a class="id" href="([^"]+)"',
+                    page,
+                )
                 assert running, page
                 version = c.get(running.group(1)).text
                 decision = re.search(r'href="(/web/decisions/[0-9a-f]+)"', version)
@@ -76,6 +81,8 @@ def measure(requests: int) -> list[tuple[str, float, float, int]]:
                     "home": "/web/",
                     "workflow": f"/web/workflows/{name}",
                     "runbook": f"/web/workflows/{name}/runbook",
+                    "signals (production)": f"/web/workflows/{name}/environments/production"
+                    "/signals",
                     "version (diffs)": running.group(1),
                     "gate report": decision.group(1),
                     "audit log (verified)": "/web/audit",
