@@ -365,7 +365,9 @@ def test_bad_proposals_write_nothing(
         approve(store, "feedfacefeed", who="bob")
 
 
-def test_a_floor_on_a_metric_nothing_measured_is_bad_input(store: Store, project: Project) -> None:
+def test_a_floor_on_a_metric_nothing_measured_and_a_short_proposal_id_are_said(
+    store: Store, project: Project
+) -> None:
     # approved, a typo would fail every gate after: "the suite has no metric 'acuracy'"
     shipped(store, project)
     written = audit_kinds(store)
@@ -373,6 +375,10 @@ def test_a_floor_on_a_metric_nothing_measured_is_bad_input(store: Store, project
         propose(store, "router", "production", {"acuracy": 0.6}, reason="r", who="alice")
     assert bad.value.hint is not None and "accuracy" in bad.value.hint
     assert audit_kinds(store) == written
+    p = propose(store, "router", "production", {"accuracy": 0.6}, reason="r", who="alice")
+    # a real proposal's first 4 characters: too short to be looked up, and said so
+    with pytest.raises(NotFoundError, match=r"\(give at least 6 characters of its id\)"):
+        approve(store, p.proposal_id[:4], who="bob")
 
 
 def test_a_canary_started_with_approvals_ran_inside_the_loop(

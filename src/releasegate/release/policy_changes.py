@@ -322,8 +322,9 @@ def _find(conn: Conn, ref: str) -> PolicyProposal:
                 f"'{ref}' names {len(ids)} proposals: give more of its id",
                 field="PROPOSAL",
             )
+    short = f" (give at least {MIN_PREFIX} characters of its id)" if len(ref) < MIN_PREFIX else ""
     raise NotFoundError(
-        f"no policy proposal '{ref}'",
+        f"no policy proposal '{ref}'{short}",
         field="PROPOSAL",
         hint="`releasegate policy show WORKFLOW` lists them",
     )
