@@ -376,6 +376,10 @@ def test_a_floor_on_a_metric_nothing_measured_and_a_short_proposal_id_are_said(
     assert bad.value.hint is not None and "accuracy" in bad.value.hint
     assert audit_kinds(store) == written
     p = propose(store, "router", "production", {"accuracy": 0.6}, reason="r", who="alice")
+    written = audit_kinds(store)
+    with pytest.raises(RefusedError, match=f"proposal {p.proposal_id} \\(by alice\\) already"):
+        propose(store, "router", "production", {"accuracy": 0.6}, reason="again", who="carol")
+    assert audit_kinds(store) == written  # one open proposal per change
     # a real proposal's first 4 characters: too short to be looked up, and said so
     with pytest.raises(NotFoundError, match=r"\(give at least 6 characters of its id\)"):
         approve(store, p.proposal_id[:4], who="bob")

@@ -128,6 +128,13 @@ def propose(
                 f"the {env} policy of {workflow} already has these floors: nothing to propose",
                 hint=f"`releasegate policy show {workflow} --env {env}`",
             )
+        for waiting in ProposalRepo(conn).list(workflow, env):
+            if waiting.state == PROPOSED and waiting.policy_id == after.policy_id:
+                raise RefusedError(
+                    f"proposal {waiting.proposal_id} (by {waiting.proposer}) already proposes "
+                    f"this change to the {env} policy of {workflow}: nothing new to propose",
+                    hint=f"`releasegate policy approve {waiting.proposal_id} --as APPROVER`",
+                )
         proposal = PolicyProposal(
             proposal_id=uuid.uuid4().hex[:16],
             workflow=workflow,
