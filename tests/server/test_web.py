@@ -265,3 +265,28 @@ def test_the_signals_page_reads_the_monitor_and_charts_it(live: Live) -> None:
         assert "<td>error_rate</td>" in r.text
         assert r.text.count("<svg") >= 1 and "<b>fraud</b>" not in r.text
     assert [(e.seq, e.kind) for e in audit_log(live.store)] == before  # read only
+
+
+def test_pause_and_resume_through_the_buttons(live: Live) -> None:
+    where = {"workflow": "router", "env": "staging"}
+    with logged_in(live, "operator") as op:
+        wf = op.get("/web/workflows/router").text
+        assert "/web/confirm/pause?workflow=router&amp;env=staging" in wf
+        assert "/web/confirm/resume" not in wf
+        token = csrf(wf)
+        before = kinds(live)
+        empty = op.post("/web/actions/pause", data={**where, "csrf": token})
+        assert empty.status_code == 400 and "a pause needs a reason" in empty.text
+        assert kinds(live) == before  # nothing written
+        done = op.post("/web/actions/pause", data={**where, "note": "INCIDENT", "csrf": token})
+        assert done.status_code == 200 and "router@staging is paused" in done.text
+        assert resolve(live.store, "router", "staging").paused == "INCIDENT"
+        home = op.get("/web/").text
+        assert "<b>1</b> paused environments" in home and "<td>INCIDENT</td>" in home
+        wf = op.get("/web/workflows/router").text
+        assert "/web/confirm/resume?workflow=router&amp;env=staging" in wf
+        again = op.post("/web/actions/pause", data={**where, "note": "again", "csrf": token})
+        assert again.status_code == 409 and "already paused" in again.text
+        done = op.post("/web/actions/resume", data={**where, "csrf": token})
+        assert done.status_code == 200 and "router@staging is resumed" in done.text
+        assert resolve(live.store, "router", "staging").paused is None

@@ -1,4 +1,5 @@
-"""The dashboard's buttons: approve, promote, roll back, advance or abort a rollout; log out.
+"""The dashboard's buttons: approve, promote, roll back, pause, resume, advance or abort a
+rollout; log out.
 
 A button opens a confirmation page (GET, nothing changes) naming what will happen; its
 form POSTs with the session's CSRF token. The POST checks the token and the role, then
@@ -18,6 +19,8 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from releasegate.domain.access import Identity, Role
 from releasegate.errors import InputError
+from releasegate.monitor.alerts import resend_due
+from releasegate.release.pause import pause, resume
 from releasegate.release.promote import approve, promote, rollback
 from releasegate.release.rollout import abort, advance
 from releasegate.server.web import COOKIE, SECURITY_HEADERS, checked, form, page, session
@@ -60,6 +63,19 @@ ACTIONS: dict[str, Action] = {
         ("workflow", "env"),
         "Move the rollout in {workflow}@{env} to its next step of traffic, by hand "
         "(from its last step, the candidate becomes the environment's version).",
+    ),
+    "pause": Action(
+        "Pause",
+        Role.OPERATOR,
+        ("workflow", "env"),
+        "Pause {workflow}@{env}: every request goes to the human fallback until it is resumed; "
+        "the responders are told the reason.",
+    ),
+    "resume": Action(
+        "Resume",
+        Role.OPERATOR,
+        ("workflow", "env"),
+        "Lift the pause of {workflow}@{env}: its version serves requests again.",
     ),
     "abort": Action(
         "Abort the rollout",
@@ -134,6 +150,14 @@ def _do(request: Request, name: str, t: dict[str, str], note: str, who: Identity
             return f"{where} already runs {moved.version_id[:12]}: nothing changed."
         before = moved.previous_id[:12] if moved.previous_id else "nothing"
         return f"{where} now runs {moved.version_id[:12]} (was {before}): {moved.action}."
+    if name in ("pause", "resume"):
+        if name == "pause":
+            change = pause(store, t["workflow"], t["env"], reason=note, who=who.name)
+        else:
+            change = resume(store, t["workflow"], t["env"], who=who.name)
+        sent = resend_due(store, change.workflow, change.env)  # the pause's alert, at once
+        told = f" {len(sent)} alert(s) sent." if sent else ""
+        return f"{t['workflow']}@{t['env']} is {change.action} ({change.version_id[:12]}).{told}"
     if name == "advance":
         r = advance(store, t["workflow"], t["env"], who=who.name)
         if r.state == "completed":
