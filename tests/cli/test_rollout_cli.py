@@ -51,6 +51,9 @@ def test_status_of_an_aborted_canary_names_the_step_it_stopped_at(capsys: Any) -
     _show(aborted)
     shown = " ".join(capsys.readouterr().out.split())  # as it reads, however wide the terminal
     assert "aborted at 50% (step 2 of 3: 10% -> 50% -> 100%)" in shown
+    # a reason is the user's words: "[/]" printed as typed, not a Rich markup error (exit 70)
+    _show({**aborted, "reason": "[/] rolled [bold]back"})
+    assert "[/] rolled [bold]back" in capsys.readouterr().out
 
 
 def run_row(run_id: str, vid: str, arm: str, started: float, failed: bool) -> dict[str, Any]:
@@ -116,6 +119,13 @@ def test_a_canary_from_start_to_abort(tmp_path: Path) -> None:
 
     started = ok_json(rg(d, "promote", v2, "--env", "staging", "--canary", "10", "--json"))
     assert (started["state"], started["weight"], started["steps"]) == ("running", 10, [10, 50, 100])
+    # paused, the status says so: the canary's share waits for the resume
+    assert rg(d, "pause", "router", "--env", "staging", "--reason", "[/] incident").returncode == 0
+    held = rg(d, "rollout", "status", "router", "--env", "staging", "--json")
+    assert json.loads(held.stdout)["paused"]["reason"] == "[/] incident"
+    text = " ".join(rg(d, "rollout", "status", "router", "--env", "staging").stdout.split())
+    assert "PAUSED since" in text and "[/] incident; every request goes to the human" in text
+    assert rg(d, "resume", "router", "--env", "staging").returncode == 0
     # resolve prints the stable id for deploy scripts, and says who else is served
     during = rg(d, "resolve", "router", "--env", "staging", "--json")
     assert json.loads(during.stdout)["rollout"] == {

@@ -67,6 +67,8 @@ def start_rollout(
 
 
 def _show(data: dict[str, Any]) -> None:
+    from rich.markup import escape  # reasons are the users' words: "[/]" is no markup
+
     out = console()
     weight = f"{data['weight']:g}%"
     if data["state"] == "aborted" and data["step"]:  # weight 0 now: say the step it stopped at
@@ -83,7 +85,7 @@ def _show(data: dict[str, Any]) -> None:
         f"over {data['stable_id'][:12]}: [bold]{data['state']}[/] {where}"
     )
     if data["reason"]:
-        out.print(f"  {data['reason']}")
+        out.print(f"  {escape(data['reason'])}")
     read_now = f"; read now {data['runs_read']:,}" if data["runs_read"] else ""
     if shadow:
         out.print(
@@ -106,9 +108,9 @@ def _show(data: dict[str, Any]) -> None:
         label = {"abort": "ABORT", "hold": "hold", "advance": "eligible to advance"}
         out.print(f"  check: [bold]{label[outcome['action']]}[/]")
         for reason in outcome["reasons"]:
-            out.print(f"    {reason}")
+            out.print(f"    {escape(reason)}")
     if data.get("alert"):
-        out.print(f"  alert raised: {data['alert']['message']}")
+        out.print(f"  alert raised: {escape(data['alert']['message'])}")
 
 
 def _report(
@@ -135,9 +137,28 @@ def _report(
 @command(rollout_app, "status")
 def rollout_status(workflow: WorkflowArg, env: EnvOpt, as_json: JsonOpt = False) -> None:
     """The newest rollout of the environment and what its evidence says."""
-    from releasegate.release.rollout import status
+    from rich.markup import escape
 
-    _report(status(open_store(create=False), workflow, env), as_json)
+    from releasegate.release.pause import paused
+    from releasegate.release.rollout import rollout_dict, status
+
+    store = open_store(create=False)
+    checked = status(store, workflow, env)
+    held = paused(store, workflow, env)  # the weights apply only once it is resumed
+    if as_json:
+        emit({**rollout_dict(checked), "paused": None if held is None else held.as_dict()})
+        return
+    _report(checked, as_json)
+    if held is not None:
+        after = (
+            f", the rollout's shares apply again after `releasegate resume {workflow} --env {env}`"
+            if checked.rollout is not None and checked.rollout.is_running
+            else ""
+        )
+        console().print(
+            f"  [bold]PAUSED[/] since {held.at:%Y-%m-%d %H:%M} UTC by {escape(held.by)}: "
+            f"{escape(held.reason)}; every request goes to the human fallback{after}"
+        )
 
 
 @command(rollout_app, "advance")
@@ -209,6 +230,8 @@ def rollout_shadow_replay(
     if as_json:
         emit(data)
     else:
+        from rich.markup import escape
+
         out = console()
         label = {"worse": "WORSE", "not_worse": "not worse", "inconclusive": "inconclusive"}
         out.print(
@@ -218,7 +241,7 @@ def rollout_shadow_replay(
             f"stored input and were skipped): [bold]{label[data['outcome']]}[/]"
         )
         for s in data["signals"]:
-            out.print(f"  {s['reason']}")
+            out.print(f"  {escape(s['reason'])}")
         lat = data["latency_ms"]
         if lat["stable"] is not None and lat["candidate"] is not None:
             out.print(
