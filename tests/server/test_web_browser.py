@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from releasegate.release.promote import approve
 from releasegate.release.register import register
+from releasegate.release.rollout import start
 from tests.helpers import Project
 from tests.server.conftest import Live
 
@@ -143,3 +145,19 @@ def test_approve_then_promote_with_confirmation(live: Live, tab: Page, tmp_path:
     tab.click("a.brand")
     staging = tab.locator("table.workflows tr", has_text="staging")
     assert live.v2[:12] in staging.inner_text()
+
+
+def test_abort_a_rollout_with_confirmation(live: Live, tab: Page, tmp_path: Path) -> None:
+    approve(live.store, live.v2, "staging", approver="bob")
+    start(live.store, live.v2, "staging", canary_pct=5, who="alice")
+    tab.goto(f"{live.url}/web/workflows/router")
+    log_in(tab, live, "operator")
+    assert "hold" in tab.inner_text("div.analysis")
+    shot(tab, tmp_path, "rollout")
+    tab.click("a.button.abort")
+    tab.fill("#note", "latency looks off")
+    tab.click("button.confirm")
+    assert "was aborted" in tab.inner_text("p.ok")
+    tab.goto(f"{live.url}/web/workflows/router")
+    assert "latency looks off" in tab.inner_text("main")
+    assert tab.locator("a.button.abort").count() == 0
