@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from releasegate.domain.identity import canonical_json
 from releasegate.domain.manifest import WorkflowSpec, parse_workflow
+from releasegate.domain.monitoring import MonitorConfig
 from releasegate.errors import ManifestError
 from releasegate.release.loaders import parse_yaml
 
@@ -706,9 +707,14 @@ def test_monitor_alpha_is_one_number_or_per_signal() -> None:
     one = parse("workflow: triage\n" + MODEL + "monitor:\n  alpha: 0.02\n")
     assert one.monitor is not None and (one.monitor["alpha"], one.monitor["alphas"]) == (0.02, {})
     each = parse(
-        "workflow: triage\n" + MODEL + "monitor:\n  alpha: {label_mix: 0.05, default: 0.005}\n"
+        "workflow: triage\n" + MODEL + "monitor:\n  alpha: {input_drift: 0.05, default: 0.005}\n"
     )
-    assert each.monitor is not None
-    assert (each.monitor["alpha"], each.monitor["alphas"]) == (0.005, {"label_mix": 0.05})
-    plain = parse("workflow: triage\n" + MODEL)
-    assert plain.monitor is None  # no section: the monitor's defaults (0.01 for every test)
+    assert each.monitor is not None  # a mapping adds to the defaults (label_mix at 0.05)
+    assert each.monitor["alpha"] == 0.005
+    assert each.monitor["alphas"] == {"label_mix": 0.05, "input_drift": 0.05}
+    section = parse("workflow: triage\n" + MODEL + "monitor:\n  window: 7d\n")
+    assert section.monitor is not None
+    assert (section.monitor["alpha"], section.monitor["alphas"]) == (0.01, {"label_mix": 0.05})
+    assert MonitorConfig.from_dict(None).alphas == {"label_mix": 0.05}  # no section at all
+    stored_before = {k: v for k, v in section.monitor.items() if k not in ("alpha", "alphas")}
+    assert MonitorConfig.from_dict(stored_before).alphas == {"label_mix": 0.05}
