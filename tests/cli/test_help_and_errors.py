@@ -191,7 +191,7 @@ def test_history_at_80_columns_keeps_ids_whole_and_the_reason() -> None:
             "version_id": vid,
             "previous_id": prev,
             "actor": "oncall-support",
-            "reason": "rehearsal 9795e6174bf6: shuffle-labels",
+            "reason": "rehearsal 9795e6174bf6: shuffle-labels [/]",
         }
     ]
     for width in (80, 200):
@@ -199,5 +199,19 @@ def test_history_at_80_columns_keeps_ids_whole_and_the_reason() -> None:
         out.print(history_table("support-triage@staging", rows, width=width))
         shown = out.export_text()
         assert "…" not in shown and vid[:12] in shown and "oncall-support" in shown, shown
-        assert "shuffle-labels" in " ".join(shown.split()), shown
+        assert "shuffle-labels [/]" in " ".join(shown.split()), shown  # words, not markup
     assert prev[:12] in shown  # from 100 columns, the version it moved from
+
+
+def test_the_users_words_are_printed_as_typed_never_as_rich_markup(project: Project) -> None:
+    # a reason with "[/]" was a Rich MarkupError, exit 70, after the change was written
+    d = project.root
+    made = rg(d, "register", str(project.workflow("v1")), "--reason", "[/] fix [bold]x", "--json")
+    vid = ok_json(made)["version_id"]
+    for argv in (("versions", "router"), ("show", vid)):
+        shown = rg(d, *argv, env={"COLUMNS": "80"})
+        assert shown.returncode == 0, shown.stderr
+        assert "[/] fix [bold]x" in " ".join(shown.stdout.split())
+    forced = rg(d, "stage", "set", "router", "routine", "--force", "--reason", "[/] now")
+    assert forced.returncode == 0, forced.stderr
+    assert "): [/] now" in forced.stdout

@@ -71,14 +71,17 @@ def stage_set(
     if as_json:
         emit(done.as_dict())
         return
+    from rich.markup import escape  # owners and reasons are the users' words
+
     r = done.record
     console().print(
         f"{workflow}: {done.previous} -> [bold]{r.stage}[/] from {r.handover_date.isoformat()} "
-        f"(change owner {r.change_owner or 'none'}, care owner {r.care_owner or 'none'})"
+        f"(change owner {escape(r.change_owner or 'none')}, "
+        f"care owner {escape(r.care_owner or 'none')})"
     )
     if r.forced:
         console().print(
-            f"[yellow]forced past the checklist[/] ({', '.join(r.failing)}): {r.reason}"
+            f"[yellow]forced past the checklist[/] ({', '.join(r.failing)}): {escape(r.reason)}"
         )
 
 

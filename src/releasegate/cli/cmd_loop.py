@@ -218,8 +218,11 @@ def history(workflow: WorkflowArg, env: EnvOpt, as_json: JsonOpt = False) -> Non
 
     held = paused(store(create=False), workflow, env)
     if held is not None:
+        from rich.markup import escape
+
         console().print(
-            f"[bold]PAUSED[/] since {held.at:%Y-%m-%d %H:%M} UTC by {held.by}: {held.reason} "
+            f"[bold]PAUSED[/] since {held.at:%Y-%m-%d %H:%M} UTC by {escape(held.by)}: "
+            f"{escape(held.reason)} "
             "(every request goes to the human fallback; "
             f"`releasegate resume {workflow} --env {env}` lifts it)"
         )

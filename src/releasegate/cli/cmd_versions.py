@@ -143,7 +143,7 @@ def show(version: VersionArg, as_json: JsonOpt = False) -> None:
     c = console()
     c.print(f"[bold]{info['version_id']}[/]  {info['workflow']}")
     for key in ("owner", "reason", "track", "parent_id", "source_commit", "created_at"):
-        c.print(f"  {key}: {info[key]}")
+        c.print(f"  {key}: {info[key]}", markup=False)  # the users' words, never markup
     c.print(f"  running in: {', '.join(info['environments']) or 'nowhere'}")
     c.print("\n[bold]manifest[/]")
     c.print(

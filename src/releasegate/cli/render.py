@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from releasegate.cli._common import plural
 
@@ -73,7 +74,8 @@ def versions_table(workflow: str, rows: list[dict[str, Any]], width: int = 120) 
     table.add_column("running in", overflow="fold")
     table.add_column("reason", ratio=1, overflow="fold")
     for r in rows:
-        table.add_row(*(cell(r) for _, cell in columns), ", ".join(r["environments"]), r["reason"])
+        row = (*(cell(r) for _, cell in columns), ", ".join(r["environments"]), r["reason"])
+        table.add_row(*(Text(str(c)) for c in row))  # the users' words, never Rich markup
     return table
 
 
@@ -97,7 +99,8 @@ def history_table(title: str, rows: list[dict[str, Any]], width: int = 120) -> T
     table.add_column("by", overflow="fold")
     table.add_column("reason", ratio=1, overflow="fold")
     for r in rows:
-        table.add_row(*(cell(r) for _, cell in columns), r["actor"], r["reason"])
+        row = (*(cell(r) for _, cell in columns), r["actor"], r["reason"])
+        table.add_row(*(Text(str(c)) for c in row))  # the users' words, never Rich markup
     return table
 
 
