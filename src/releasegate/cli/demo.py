@@ -263,6 +263,8 @@ def run_demo(target: Path) -> None:
             f"  releasegate gate {v3[:12]} --env staging --junit junit.xml\n"
             f"  releasegate history support-triage --env staging\n"
             f"  releasegate rollout status support-triage --env production\n"
+            f"  releasegate review support-triage\n"
+            f"  releasegate report handover support-triage\n"
             f"  releasegate monitor support-triage --env production --plot charts\n"
             f"  releasegate report memo support-triage\n"
             f"  releasegate audit log",
