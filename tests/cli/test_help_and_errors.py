@@ -215,3 +215,8 @@ def test_the_users_words_are_printed_as_typed_never_as_rich_markup(project: Proj
     forced = rg(d, "stage", "set", "router", "routine", "--force", "--reason", "[/] now")
     assert forced.returncode == 0, forced.stderr
     assert "): [/] now" in forced.stdout
+    logged = rg(d, "audit", "log", env={"RELEASEGATE_ACTOR": "[/]alice"})
+    assert logged.returncode == 0 and "[/]alice" not in logged.stdout  # alice registered
+    named = rg(d, "stage", "set", "router", "pilot", env={"RELEASEGATE_ACTOR": "[/]bo"})
+    assert named.returncode == 0, named.stderr
+    assert "[/]bo" in rg(d, "audit", "log", env={"COLUMNS": "80"}).stdout

@@ -30,13 +30,14 @@ def audit_log(
         return
     from rich import box
     from rich.table import Table
+    from rich.text import Text
 
     # ids and event names never wrap or get cut, so they can be copied at 80 columns
     table = Table(title="audit log", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     for col in ("#", "at", "event", "by", "workflow", "subject"):
         table.add_column(col, no_wrap=col != "by", overflow="fold")
     for e in events:
-        table.add_row(
+        cells = (
             str(e.seq),
             e.at.isoformat()[:19].replace("T", " "),
             e.kind,
@@ -44,6 +45,7 @@ def audit_log(
             e.workflow or "",
             (e.subject or "")[:12],
         )
+        table.add_row(*(Text(c) for c in cells))  # an actor's name is never Rich markup
     console().print(table)
 
 
