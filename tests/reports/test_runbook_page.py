@@ -26,7 +26,7 @@ def _section(page: str, title: str) -> str:
 def test_a_rollout_in_the_main_environment_is_stopped_first_and_review_is_weekly(
     store: Store, project: Project
 ) -> None:
-    shipped_pair(store, project)
+    v1, _ = shipped_pair(store, project)  # v1 runs in staging
     rb = build_runbook(store, "router")
     page = render_markdown(rb)
     assert "rollout abort" not in _section(page, "In an emergency")  # none runs
@@ -34,9 +34,8 @@ def test_a_rollout_in_the_main_environment_is_stopped_first_and_review_is_weekly
     assert "\nreleasegate review router\n" in _section(page, "Daily and weekly checks")
 
     running = "a rollout of v2 over v1 serves 10% of traffic (step 1 of 3)"
-    envs = tuple(
-        replace(e, rollout=running) if e.env == rb.main_env else e for e in rb.environments
-    )
+    serving = {"version_id": v1, "rollout": running}  # as if production ran v1 with a canary
+    envs = tuple(replace(e, **serving) if e.env == rb.main_env else e for e in rb.environments)
     emergency = _section(render_markdown(replace(rb, environments=envs)), "In an emergency")
     abort = (
         f"releasegate rollout abort router --env {rb.main_env} --reason 'INCIDENT: what you saw'"
