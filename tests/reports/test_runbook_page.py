@@ -41,6 +41,9 @@ def test_a_rollout_in_the_main_environment_is_stopped_first_and_review_is_weekly
         f"releasegate rollout abort router --env {rb.main_env} --reason 'INCIDENT: what you saw'"
     )
     assert f"`{abort}`" in emergency and running in emergency
+    assert "prints the version id (and says when it is paused, or who a rollout serves)" in (
+        " ".join(emergency.split())
+    )  # resolve's stderr note names the canary and its share
     commands = replace(rb, environments=envs).as_dict()["commands"]  # --json: the same line
     assert (
         commands[rb.main_env]["abort"] == abort

@@ -105,7 +105,7 @@ def _emergency(rb: Runbook) -> Section:
         text(
             "Check what runs: ",
             code(main.resolve_command(wf)),
-            " prints the version id (and says when it is paused).",
+            " prints the version id (and says when it is paused, or who a rollout serves).",
         )
     )
     steps.append(
