@@ -396,3 +396,32 @@ def test_a_workflow_that_runs_nowhere_yet_gets_an_honest_page(tmp_path: Path) ->
     tracked = next(c for c in report["checks"] if c["key"] == "tracked_numbers")
     assert "not measured yet, target at least 0.700" in tracked["evidence"]  # the policy's floor
     assert rg(tmp_path, "stage", "set", WF, "routine").returncode == 1
+
+
+def test_the_checklist_wraps_under_its_text_at_80_columns(
+    capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import UTC, datetime
+
+    from releasegate.cli.cmd_handover import _checklist
+    from releasegate.domain.handover import CheckLine, Readiness
+
+    monkeypatch.setenv("COLUMNS", "80")
+    fix = "`releasegate monitor support-triage --env staging`"
+    long = "; ".join(f"tracked number {i} with its target and range" for i in range(6))
+    _checklist(
+        Readiness(
+            WF,
+            datetime(2026, 12, 3, tzinfo=UTC),
+            (
+                CheckLine("tracked", "tracked numbers", True, long, ""),
+                CheckLine("alerts", "alerts fired", False, "no route", f"fire one: {fix}"),
+            ),
+        )  # fmt: skip
+    )
+    lines = capsys.readouterr().out.splitlines()
+    assert all(len(line) <= 80 for line in lines), lines
+    assert lines[0].startswith(" yes tracked numbers: ") and lines[1].startswith("     number 1")
+    fixes = [line for line in lines if "fix:" in line]
+    assert fixes and fixes[0].startswith("     fix: ")
+    assert "--env" in " ".join(lines) and fix in " ".join(line.strip() for line in lines)

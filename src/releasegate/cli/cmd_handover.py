@@ -34,14 +34,27 @@ FORMATS = ("md", "html")
 
 
 def _checklist(readiness: Readiness) -> None:
+    """One line per check; a long one wraps under its text, not under the yes/NO, and
+    never inside a word (ids and commands stay whole)."""
+    import textwrap
+
     from rich.markup import escape
+    from rich.text import Text
 
     out = console()
+    width = max(40, out.width - 1)
+
+    def wrapped(body: str) -> str:
+        return textwrap.fill(
+            body, width, initial_indent=" " * 5, subsequent_indent=" " * 5,
+            break_long_words=False, break_on_hyphens=False,
+        )[5:]  # fmt: skip
+
     for line in readiness.lines:
-        mark = "[green]yes[/]" if line.passed else "[bold red]NO[/] "
-        out.print(f"  {mark} {escape(line.title)}: {escape(line.evidence)}")
+        mark = (" yes ", "green") if line.passed else (" NO  ", "bold red")
+        out.print(Text.assemble(mark, wrapped(f"{line.title}: {line.evidence}")), soft_wrap=True)
         if line.fix:
-            out.print(f"       fix: {escape(line.fix)}")
+            out.print(Text("     " + wrapped(f"fix: {line.fix}")), soft_wrap=True)
     style = "green" if readiness.is_ready else "bold red"
     out.print(f"[{style}]{escape(readiness.workflow)}: {escape(readiness.verdict)}[/]")
 
