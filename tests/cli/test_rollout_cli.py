@@ -140,6 +140,11 @@ def test_a_canary_from_start_to_abort(tmp_path: Path) -> None:
     assert (started["stable_id"], started["canary_id"]) == (v1, v2)
     twice = rg(d, "promote", v2, "--env", "staging", "--canary", "10")
     assert twice.returncode == 1 and "already runs in router@staging" in twice.stderr
+    held = rg(d, "rollout", "advance", "router", "--env", "staging")  # no canary run yet
+    assert held.returncode == 1 and "not eligible to advance: the check holds it" in held.stderr
+    assert "--force --reason" in held.stderr
+    bare = rg(d, "rollout", "advance", "router", "--env", "staging", "--force")
+    assert bare.returncode == 2 and "--force needs a reason" in bare.stderr
 
     arm_runs(d / "runs.jsonl", v1, v2, 3000, 0.10)
     assert rg(d, "runs", "import", "runs.jsonl").returncode == 0

@@ -4,6 +4,7 @@ with two checks at the same moment), a healthy one ramped to completion, and eve
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import random
@@ -21,6 +22,7 @@ from releasegate.release import rollout
 from releasegate.release.audit import audit_verify
 from releasegate.release.evaluate import evaluate
 from releasegate.release.gate import gate
+from releasegate.release.pause import pause, resume
 from releasegate.release.promote import promote, rollback
 from releasegate.release.register import register
 from releasegate.release.resolve import resolve
@@ -257,3 +259,87 @@ def test_two_concurrent_checks_abort_once_and_alert_once(
     assert [tuple(r) for r in rows] == [("routed", 1)]  # stored once, sent once
     assert audit_kinds(store).count("rollout.aborted") == 1
     assert audit_verify(store).broken is None
+
+
+def audit_payloads(store: Store, kind: str) -> list[dict[str, Any]]:
+    with store.read() as conn:
+        rows = conn.execute(
+            sa.text("SELECT payload_json FROM audit_events WHERE kind = :k ORDER BY seq"),
+            {"k": kind},
+        ).scalars()
+        return [json.loads(r) if isinstance(r, str) else r for r in rows]
+
+
+def test_a_held_step_advances_by_hand_only_when_forced_with_a_reason(
+    store: Store, project: Project
+) -> None:
+    # QA: `rollout advance` passed a step the check held, and completed with 0 canary runs
+    v1, v2 = shipped_pair(store, project)
+    rollout.start(store, v2, "staging", canary_pct=25, who="alice", rollout_id=RID)
+    traffic(store, 150, canary_error=0.05, seed=50)
+    held = rollout.check(store, "router", "staging", who="cron")
+    assert held.outcome is not None and held.outcome.action == "hold"
+    before = audit_kinds(store)
+    with pytest.raises(RolloutRefusedError) as refused:
+        rollout.advance(store, "router", "staging", who="alice")
+    said = str(refused.value)
+    assert "step 1 at 25% of router@staging is not eligible to advance: the check holds it" in said
+    assert f"{held.rollout.evidence.step_runs} canary runs in this step of 300 needed" in said
+    assert "--force --reason" in (refused.value.hint or "")
+    with pytest.raises(InputError, match="--force needs a reason"):
+        rollout.advance(store, "router", "staging", who="alice", force=True, reason="  ")
+    assert audit_kinds(store) == before
+    assert rollout.status(store, "router", "staging").rollout.weight == 25.0
+    moved = rollout.advance(store, "router", "staging", who="alice", force=True, reason="INC-9")
+    assert (moved.state, moved.weight) == ("running", 50.0)
+    [forced] = audit_payloads(store, "rollout.advanced")
+    assert (forced["forced"], forced["reason"], forced["overrode"]["action"]) == (
+        True,
+        "INC-9",
+        "hold",
+    )
+    assert forced["overrode"]["step_runs"] == held.rollout.evidence.step_runs
+    assert forced["overrode"]["min_runs"] == 300
+    # 0 canary runs in the 50% step: into 100% is refused too, and forced it completes
+    with pytest.raises(RolloutRefusedError, match=r"step 2 at 50% .*\(0 canary runs in this step"):
+        rollout.advance(store, "router", "staging", who="alice")
+    assert resolve(store, "router", "staging").version_id == v1
+    done = rollout.advance(store, "router", "staging", who="bob", force=True, reason="INC-9 fix")
+    assert done.state == "completed" and resolve(store, "router", "staging").version_id == v2
+    [completed] = audit_payloads(store, "rollout.completed")
+    assert completed["forced"] and completed["overrode"]["reasons"][0].startswith("0 canary runs")
+    assert audit_verify(store).broken is None
+
+
+def test_a_paused_environment_refuses_an_advance_forced_or_not(
+    store: Store, project: Project
+) -> None:
+    v1, v2 = shipped_pair(store, project)
+    rollout.start(store, v2, "staging", canary_pct=25, who="alice", rollout_id=RID)
+    pause(store, "router", "staging", reason="INC-3: answers look off", who="alice")
+    before = audit_kinds(store)
+    for forced in ({}, {"force": True, "reason": "go"}):
+        with pytest.raises(RolloutRefusedError, match="router@staging is paused .* INC-3") as no:
+            rollout.advance(store, "router", "staging", who="alice", **forced)
+        assert no.value.hint == "resume it first: `releasegate resume router --env staging`"
+    assert audit_kinds(store) == before
+    assert rollout.status(store, "router", "staging").rollout.weight == 25.0
+    resume(store, "router", "staging", who="alice")
+    assert rollout.advance(store, "router", "staging", force=True, reason="go").weight == 50.0
+
+
+def test_after_an_abort_the_hint_says_the_same_version_may_start_again(
+    store: Store, project: Project
+) -> None:
+    v1, v2 = shipped_pair(store, project)
+    rollout.start(store, v2, "staging", canary_pct=25, who="alice", rollout_id=RID)
+    rollout.abort(store, "router", "staging", who="alice", reason="not today")
+    with pytest.raises(RolloutRefusedError) as ended:
+        rollout.advance(store, "router", "staging", who="alice")
+    hint = ended.value.hint or ""
+    assert "a new rollout may start, of this version too" in hint, hint
+    assert "this abort's evidence stays in the audit log" in hint and "gated again" not in hint
+    # what the hint says is true: the same version starts again at once, the abort recorded
+    again = rollout.start(store, v2, "staging", canary_pct=25, who="alice")
+    assert again.state == "running" and again.canary_id == v2
+    assert audit_kinds(store).count("rollout.aborted") == 1

@@ -223,8 +223,9 @@ def test_a_rollout_shows_everywhere_and_is_advanced_then_aborted(live: Live) -> 
         assert "/web/confirm/advance?workflow=router&amp;env=staging" in wf
         assert "/web/confirm/abort?workflow=router&amp;env=staging" in wf
         token = csrf(wf)
-        done = op.post("/web/actions/advance", data={**where, "csrf": token})
-        assert done.status_code == 200 and "serves 25% now" in done.text
+        # the evidence holds the step (no runs yet): the button is refused, nothing moves
+        held = op.post("/web/actions/advance", data={**where, "csrf": token})
+        assert held.status_code == 409 and "not eligible to advance" in held.text
         done = op.post("/web/actions/abort", data={**where, "note": "looks off", "csrf": token})
         assert done.status_code == 200 and "was aborted" in done.text
         wf = op.get("/web/workflows/router").text

@@ -162,11 +162,21 @@ def rollout_status(workflow: WorkflowArg, env: EnvOpt, as_json: JsonOpt = False)
 
 
 @command(rollout_app, "advance")
-def rollout_advance(workflow: WorkflowArg, env: EnvOpt, as_json: JsonOpt = False) -> None:
-    """Move the canary to the next step; into 100% it becomes the environment's version."""
+def rollout_advance(
+    workflow: WorkflowArg,
+    env: EnvOpt,
+    force: Annotated[
+        bool, typer.Option("--force", help="Advance a step the check does not call eligible.")
+    ] = False,
+    reason: Annotated[str, typer.Option(help="Why, for the record (needed with --force).")] = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """Move the canary to the next step once the check calls it eligible (else --force
+    --reason R); into 100% it becomes the environment's version."""
     from releasegate.release.rollout import Checked, advance
 
-    _report(Checked(advance(open_store(create=False), workflow, env), None, 0), as_json)
+    moved = advance(open_store(create=False), workflow, env, force=force, reason=reason)
+    _report(Checked(moved, None, 0), as_json)
 
 
 @command(rollout_app, "abort")

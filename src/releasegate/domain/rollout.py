@@ -368,8 +368,8 @@ def _refuse_ended(r: Rollout, verb: str) -> NoReturn:
     how = f"aborted ({r.reason})" if r.state == "aborted" else "completed"
     raise RolloutRefusedError(
         f"the rollout of {r.canary_id[:12]} in {r.workflow}@{r.env} was {how}: it cannot {verb}",
-        hint="start a new one with `releasegate promote VERSION --env "
-        f"{r.env} --canary PCT` once the version is gated again"
+        hint="a new rollout may start, of this version too: `releasegate promote VERSION "
+        f"--env {r.env} --canary PCT`; this abort's evidence stays in the audit log"
         if r.state == "aborted"
         else None,
     )

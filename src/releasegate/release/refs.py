@@ -18,6 +18,20 @@ from releasegate.store.versions import VersionRecord, VersionRepo
 from releasegate.store.workflows import WorkflowRecord
 
 MIN_PREFIX = 6
+MAX_REASON = 2000
+
+
+def forced_reason(reason: str, *, force: bool, recorded_with: str) -> str:
+    """``--reason`` stripped; InputError when it is over ``MAX_REASON`` characters, or
+    empty with ``--force`` (a forced change is recorded with why, and ``recorded_with``)."""
+    reason = reason.strip()
+    if len(reason) > MAX_REASON:
+        raise InputError(f"the reason is over {MAX_REASON} characters", field="--reason")
+    if force and not reason:
+        raise InputError(
+            f"--force needs a reason: it is recorded with {recorded_with}", field="--reason"
+        )
+    return reason
 
 
 def actor() -> str:

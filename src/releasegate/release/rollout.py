@@ -48,7 +48,7 @@ from releasegate.release.gate import current_policy
 from releasegate.release.pause import AutoPause, pause_if_severe
 from releasegate.release.promote import promotable, record_abort
 from releasegate.release.refs import actor as default_actor
-from releasegate.release.refs import check_env, find_version
+from releasegate.release.refs import check_env, find_version, forced_reason
 from releasegate.release.retry import retried
 from releasegate.store.alerts import ALERT_PENDING, AlertRepo, NewAlert
 from releasegate.store.audit import AuditRepo
@@ -204,7 +204,9 @@ def _verdict_lines(r: Rollout) -> list[str]:
     return [v.reason for v in assess(r, now=_now()).verdicts]
 
 
-def _advance_in(conn: Any, r: Rollout, who: str, why: str) -> Rollout:
+def _advance_in(
+    conn: Any, r: Rollout, who: str, why: str, extra: dict[str, Any] | None = None
+) -> Rollout:
     wf = WorkflowRepo(conn).get(r.workflow)
     moved = advanced(r, _now())
     if moved.state == "completed":
@@ -227,19 +229,63 @@ def _advance_in(conn: Any, r: Rollout, who: str, why: str) -> Rollout:
             "from_mode": r.mode,
             "why": why,
             **({"shadow_verdicts": _verdict_lines(r)} if r.is_shadow else {}),
+            **(extra or {}),
         },
     )
     return moved
 
 
 @retried
-def advance(store: Store, workflow: str, env: str, *, who: str | None = None) -> Rollout:
-    """The next step, by hand (an operator's call: audited with who made it)."""
+def advance(
+    store: Store,
+    workflow: str,
+    env: str,
+    *,
+    who: str | None = None,
+    force: bool = False,
+    reason: str = "",
+) -> Rollout:
+    """The next step, by hand (an operator's call: audited with who made it). Only a step
+    the evidence so far calls eligible advances (a held step is never passed quietly);
+    ``force`` with a ``reason`` advances anyway, the reason and the overridden assessment
+    in the audit event. Refused while the environment is paused."""
     who = who or default_actor()
+    reason = forced_reason(reason, force=force, recorded_with="the assessment it overrides")
     with store.write() as conn:
         check_env(WorkflowRepo(conn).get(workflow), env)
         r = _running(conn, workflow, env, "advance")
-        return _advance_in(conn, r, who, "by hand")
+        held = EnvironmentRepo(conn).pause(workflow, env)
+        if held is not None:
+            raise RolloutRefusedError(
+                f"{workflow}@{env} is paused (by {held.by} since {held.at:%Y-%m-%d %H:%M} UTC: "
+                f"{held.reason}): the rollout does not advance while every request goes to "
+                "the human fallback",
+                hint=f"resume it first: `releasegate resume {workflow} --env {env}`",
+            )
+        outcome = assess(r, now=_now())
+        if outcome.is_eligible:
+            return _advance_in(conn, r, who, "by hand", {"reason": reason} if reason else None)
+        said = {"abort": "would abort it", "hold": "holds it"}[outcome.action]
+        if not force:
+            where = "the shadow" if r.is_shadow else f"step {r.step + 1} at {r.weight:g}%"
+            raise RolloutRefusedError(
+                f"{where} of {workflow}@{env} is not eligible to advance: the check {said} "
+                f"({'; '.join(outcome.reasons)})",
+                hint=f"`releasegate rollout check {workflow} --env {env}` reads the newest "
+                "runs; to advance anyway, on the record: "
+                f'`releasegate rollout advance {workflow} --env {env} --force --reason "..."`',
+            )
+        overrode = {
+            "forced": True,
+            "reason": reason,
+            "overrode": {
+                "action": outcome.action,
+                "reasons": list(outcome.reasons),
+                "step_runs": outcome.step_runs,
+                "min_runs": outcome.min_runs,
+            },
+        }
+        return _advance_in(conn, r, who, f"by hand, forced: the check {said}", overrode)
 
 
 @retried

@@ -19,15 +19,14 @@ from releasegate.domain.handover import (
     parse_stage,
     stage_state,
 )
-from releasegate.errors import InputError, RefusedError
+from releasegate.errors import RefusedError
 from releasegate.release.handover import check
 from releasegate.release.refs import actor as default_actor
+from releasegate.release.refs import forced_reason
 from releasegate.store.audit import AuditRepo
 from releasegate.store.engine import Store
 from releasegate.store.stages import StageRepo
 from releasegate.store.workflows import WorkflowRepo
-
-MAX_REASON = 2000
 
 
 @dataclass(frozen=True)
@@ -60,14 +59,7 @@ def set_stage(
 ) -> StageSet:
     """Record ``workflow``'s ``stage`` from ``handover_date`` (default today)."""
     stage = parse_stage(stage)
-    reason = reason.strip()
-    if len(reason) > MAX_REASON:
-        raise InputError(f"the reason is over {MAX_REASON} characters", field="--reason")
-    if force and not reason:
-        raise InputError(
-            "--force needs a reason: it is recorded with the checks that failed",
-            field="--reason",
-        )
+    reason = forced_reason(reason, force=force, recorded_with="the checks that failed")
     now = now or datetime.now(UTC)
     day = handover_date or now.date()
     who = who or default_actor()
