@@ -17,6 +17,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import operator
 import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -300,12 +301,25 @@ def parse_batch(
     max_rejections: int = 1000,
 ) -> BatchResult:
     """Validate every record of a batch (rejections carry their 0-based index)."""
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+    items = objs if type(objs) is list else list(objs)
+    now_s, skew_s = epoch_of(now), max_skew.total_seconds()
+    # the usual batch (an SDK's, an HTTP body): every record valid, every run_id its own;
+    # one plain loop, then the set check. Anything else starts over in ``_collect``,
+    # which places every rejection and repeat (``build_run`` is pure: the same answers).
+    runs: list[RunRecord] = []
+    append = runs.append
+    try:
+        for obj in items:
+            append(build_run(obj, now_s, skew_s, source))
+    except RecordError:
+        pass
+    else:
+        if len(set(map(_RUN_ID, runs))) == len(runs):
+            return BatchResult(runs, [])
     return _collect(
-        ((i, None, obj) for i, obj in enumerate(objs)),
-        epoch_of(now),
-        max_skew.total_seconds(),
-        source,
-        max_rejections,
+        ((i, None, obj) for i, obj in enumerate(items)), now_s, skew_s, source, max_rejections
     )
 
 
@@ -416,7 +430,7 @@ def drop_repeats(
     """Keep the first of exact repeats (same run_id, same content) and count the rest;
     a run_id reused with other content is a rejection. One set lookup when, as almost
     always, every run_id is distinct."""
-    if len({run[0] for run in runs}) == len(runs):
+    if len(set(map(_RUN_ID, runs))) == len(runs):
         return runs, 0, []
     first: dict[str, int] = {}
     kept: list[RunRecord] = []
@@ -431,6 +445,9 @@ def drop_repeats(
         else:
             conflicts.append(conflict(spots[i], run, spots[j]))
     return kept, repeats, conflicts
+
+
+_RUN_ID = operator.itemgetter(0)
 
 
 def same_content(a: RunRecord, b: RunRecord) -> bool:

@@ -254,19 +254,29 @@ def run_pricer(project_dir: Path | None = None) -> RunPricer:
     except InputError as exc:
         log.warning("runs are not priced: %s", exc)
         return lambda model, provider, tokens_in, tokens_out: None
-    found: dict[str, Price | None] = {}
+    found: dict[tuple[str | None, str], tuple[float, float] | None] = {}
 
     def price(model: str, provider: str | None, tokens_in: int, tokens_out: int) -> float | None:
-        if provider in RUNTIME_PROVIDERS:
-            return 0.0
-        key = f"{provider}\t{model}"
-        if key not in found:
-            entry = table.find(model, provider=provider)
-            found[key] = None if entry is None else entry[1]
-        hit = found[key]
-        return None if hit is None else hit.cost(tokens_in, tokens_out)
+        # called for every run that lands without a cost: one dict lookup on a tuple key
+        # and ``Price.cost`` inlined (an f-string key and a method call were a third of it)
+        key = (provider, model)
+        try:
+            rates = found[key]
+        except KeyError:
+            rates = found[key] = _rates(table, model, provider)
+        if rates is None:
+            return None
+        return (tokens_in * rates[0] + tokens_out * rates[1]) / 1_000_000
 
     return price
+
+
+def _rates(table: PriceTable, model: str, provider: str | None) -> tuple[float, float] | None:
+    """A model's (input, output) USD per 1M tokens for ``run_pricer``; None if unpriced."""
+    if provider in RUNTIME_PROVIDERS:
+        return (FREE.input_per_1m, FREE.output_per_1m)
+    entry = table.find(model, provider=provider)
+    return None if entry is None else (entry[1].input_per_1m, entry[1].output_per_1m)
 
 
 def lookup(model: str, *, base_url: str | None = None, project_dir: Path | None = None) -> Pricing:

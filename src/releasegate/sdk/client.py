@@ -386,6 +386,8 @@ class Client:
         ``pair`` names the served run it shadows (the ``Run``, or its ``run_id``): the two
         then pair by it, even where the workflow's data class keeps inputs (and their
         hashes) out of the store."""
+        if pair is None and not shadow and type(version) is RuntimeVersion:  # the usual run
+            return Run(self, version.workflow, version.env, version.version_id, input, version.arm)
         link = pair.run_id if isinstance(pair, Run) else pair
         if link is not None and not shadow:
             raise SDKUsageError(

@@ -252,9 +252,14 @@ class RunWriter:
             self._unstored = 0
             self._down_until = 0.0  # a flush or close tries the store at least once
         while limit > 0:
-            with self._lock:
+            with self._lock:  # the request path waits on this lock: hold it briefly
                 take = min(limit, self.batch_size, len(queue))
-                batch = [queue.popleft() for _ in range(take)]
+                if take == len(queue):  # all of it (the usual case): one copy, no pops
+                    batch = list(queue)
+                    queue.clear()
+                else:
+                    popleft = queue.popleft
+                    batch = [popleft() for _ in range(take)]
             if not batch:
                 return
             limit -= take
