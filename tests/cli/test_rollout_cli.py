@@ -125,6 +125,8 @@ def test_a_canary_from_start_to_abort(tmp_path: Path) -> None:
     assert json.loads(held.stdout)["paused"]["reason"] == "[/] incident"
     text = " ".join(rg(d, "rollout", "status", "router", "--env", "staging").stdout.split())
     assert "PAUSED since" in text and "[/] incident; every request goes to the human" in text
+    checked = " ".join(rg(d, "rollout", "check", "router", "--env", "staging").stdout.split())
+    assert "PAUSED since" in checked and "shares apply again after `releasegate resume" in checked
     assert rg(d, "resume", "router", "--env", "staging").returncode == 0
     # resolve prints the stable id for deploy scripts, and says who else is served
     during = rg(d, "resolve", "router", "--env", "staging", "--json")

@@ -134,11 +134,24 @@ def _report(
             print(f"  alert sent: {', '.join(a.routed)}", file=sys.stderr)
 
 
+def _paused_line(held: Any, checked: Any, workflow: str, env: str) -> None:
+    """The environment's pause under a rollout: its shares wait for the resume."""
+    from rich.markup import escape
+
+    after = (
+        f", the rollout's shares apply again after `releasegate resume {workflow} --env {env}`"
+        if checked.rollout is not None and checked.rollout.is_running
+        else ""
+    )
+    console().print(
+        f"  [bold]PAUSED[/] since {held.at:%Y-%m-%d %H:%M} UTC by {escape(held.by)}: "
+        f"{escape(held.reason)}; every request goes to the human fallback{after}"
+    )
+
+
 @command(rollout_app, "status")
 def rollout_status(workflow: WorkflowArg, env: EnvOpt, as_json: JsonOpt = False) -> None:
     """The newest rollout of the environment and what its evidence says."""
-    from rich.markup import escape
-
     from releasegate.release.pause import paused
     from releasegate.release.rollout import rollout_dict, status
 
@@ -150,15 +163,7 @@ def rollout_status(workflow: WorkflowArg, env: EnvOpt, as_json: JsonOpt = False)
         return
     _report(checked, as_json)
     if held is not None:
-        after = (
-            f", the rollout's shares apply again after `releasegate resume {workflow} --env {env}`"
-            if checked.rollout is not None and checked.rollout.is_running
-            else ""
-        )
-        console().print(
-            f"  [bold]PAUSED[/] since {held.at:%Y-%m-%d %H:%M} UTC by {escape(held.by)}: "
-            f"{escape(held.reason)}; every request goes to the human fallback{after}"
-        )
+        _paused_line(held, checked, workflow, env)
 
 
 @command(rollout_app, "advance")
@@ -207,8 +212,12 @@ def rollout_check(workflow: WorkflowArg, env: EnvOpt, as_json: JsonOpt = False) 
     _report(checked, as_json, sent, (workflow, env))
     if not as_json:
         from releasegate.cli.cmd_production import _auto_pause_lines
+        from releasegate.release.pause import paused
 
         _auto_pause_lines(checked.auto_pause, [])
+        held = paused(store, workflow, env)
+        if held is not None and not (checked.auto_pause and checked.auto_pause.is_severe):
+            _paused_line(held, checked, workflow, env)  # (a severe one was said just above)
     return NO if checked.is_no else None
 
 
