@@ -34,8 +34,8 @@ def test_demo_runs_the_loop_and_the_cli_goes_on_from_there(tmp_path: Path) -> No
     # the rehearsal catches every mutation it applies and restores staging
     assert "original serving again (resolve): yes" in out
     assert "mutation score: 100% (4 of 4 caught)" in out and "result: passed" in out
-    # review finds something to fix: v4's registration changed production's policy
-    assert "! stale-gate support-triage@production:" in out and "1 finding needs action" in out
+    # review finds something to fix: the blocked v3, run by hand against production
+    assert "! outside-gate support-triage@production:" in out and "1 finding needs action" in out
     assert "runbook: " in out
     assert "audit log intact" in out
 
@@ -72,7 +72,7 @@ def test_demo_runs_the_loop_and_the_cli_goes_on_from_there(tmp_path: Path) -> No
     rehearsals = run(project, "review", "support-triage", "--json")
     assert rehearsals.returncode == 1
     checks = {f["check"] for f in json.loads(rehearsals.stdout)["findings"]}
-    assert checks == {"stale-gate"}  # rehearsed today, nothing ran outside the gate
+    assert checks == {"outside-gate"}  # rehearsed today; v4's new ramp left the gate standing
     assert (project / "reports" / "memo" / "memo.html").read_text().startswith("<!doctype html>")
     watched = run(project, "monitor", "support-triage", "--env", "production", "--no-embeddings")
     # the same alerts already fired: the cool-down keeps them quiet, the answer stays "no"

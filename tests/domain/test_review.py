@@ -11,7 +11,7 @@ import pytest
 from releasegate.domain.data_class import DataRules
 from releasegate.domain.identity import content_hash
 from releasegate.domain.pinning import BlessedModel
-from releasegate.domain.policy import Policy
+from releasegate.domain.policy import Policy, gate_rules_id
 from releasegate.domain.review import (
     CHECKS,
     AlertRuleFacts,
@@ -379,3 +379,23 @@ def test_unaudited_policies(content_id: str, recorded: str | None, problem: str 
     (f,) = found
     assert problem in f.evidence[0] and f.fix == "releasegate audit verify"
     assert (f.check, f.env, f.subject) == ("policy-audit", "production", "p1")
+
+
+def test_a_policy_change_the_gate_never_reads_leaves_the_decision_standing() -> None:
+    base = {"workflow": "router", "env": "production", "floors": {"accuracy": 0.7}}
+    ramped = {**base, "rollout": {"steps": [25, 50, 100]}}
+    raised = {**base, "floors": {"accuracy": 0.8}}
+    assert gate_rules_id(ramped) == gate_rules_id(base) != gate_rules_id(raised)
+    decided = ("d1", "s1", "p-old")
+
+    def serving(now: dict[str, Any]) -> Serving:
+        return Serving(
+            "router", "production", V, *decided, "s1", "p-new", gate_rules_id(base),
+            gate_rules_id(now),
+        )  # fmt: skip
+
+    assert stale_gates([serving(ramped)]) == []  # only the ramp changed
+    (f,) = stale_gates([serving(raised)])
+    assert "older policy" in f.message
+    unknown = Serving("router", "production", V, *decided, "s1", "p-new")
+    assert len(stale_gates([unknown])) == 1  # rules unknown: the ids decide, as before

@@ -415,3 +415,14 @@ def test_a_canary_started_with_approvals_ran_inside_the_loop(
     with store.read() as conn:
         assert gated(conn, "router", "production", v2)
         assert not gated(conn, "router", "staging", v2)  # a rollout admits its own env only
+
+
+def test_a_new_rollout_ramp_does_not_make_the_gate_stale(store: Store, project: Project) -> None:
+    shipped(store, project)
+    gated = {"floors": project.floors, "max_regression": {"metric": "accuracy", "margin": 0.1}}
+    ramp = {**gated, "rollout": {"steps": [25, 50, 100]}}
+    register(store, project.workflow("v1", policy=ramp), who="alice")  # the policy changed
+    assert by_check(review(store), "stale-gate") == []  # ...but not what the gate reads
+    raised = {**ramp, "floors": {"accuracy": 0.6}}
+    register(store, project.workflow("v1", policy=raised), who="alice")
+    assert {f.env for f in by_check(review(store), "stale-gate")} == {"staging", "production"}

@@ -217,9 +217,10 @@ def run_demo(target: Path) -> None:
         "runs that drifted from their manifest, environments gated on an older suite or "
         "policy, missing owners, unpinned models, untested alert rules, stale rehearsals, "
         "expired experiments. Each finding comes with its evidence and the command that "
-        "fixes it.",
+        "fixes it. Meanwhile someone ran v3, the change the gate blocked, from a laptop "
+        "against production for an afternoon.",
     )
-    governance(c, store)
+    governance(c, store, target, v3)
 
     step(
         "11. The runbook",
@@ -336,10 +337,32 @@ def rehearsal(c: Console, store: Any) -> None:
     print_rehearsal(done)
 
 
-def governance(c: Console, store: Any) -> None:
+def governance(c: Console, store: Any, target: Path, blocked: str) -> None:
+    """Runs of a blocked version in production, sent outside the loop; then the review."""
+    import json
+
     from releasegate.cli.cmd_review import print_review
+    from releasegate.monitor.ingest import ingest_dicts
     from releasegate.release.review import review
 
+    messages = [json.loads(line) for line in (target / "messages.jsonl").read_text().splitlines()]
+    now = time.time()
+    rows = [
+        {
+            "run_id": f"laptop-{i:03d}",
+            "workflow": "support-triage",
+            "version_id": blocked,
+            "env": "production",
+            "started_at": round(now - 3 * 3600 + i * 240, 3),
+            "latency_ms": 30.0,
+            "status": "ok",
+            "input": m["input"],
+            "label": m["expected"],
+        }
+        for i, m in enumerate(messages[:40])
+    ]
+    landed = ingest_dicts(store, rows, source="jsonl").landed
+    c.print(f"{landed} runs of v3 ({blocked[:12]}) recorded in production, by hand")
     print_review(review(store, "support-triage"))
 
 

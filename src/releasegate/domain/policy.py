@@ -30,6 +30,16 @@ from releasegate.domain.rollout import RolloutPolicy, parse_rollout, rollout_pol
 BUSINESS_CLASSES_DEFAULT = ("model", "tools")
 
 
+NOT_GATED_SECTIONS = ("rollout", "pause_on")
+"""Policy sections the gate never reads (how a rollout ramps, when to pause): changing one
+does not make an earlier gate decision stale."""
+
+
+def gate_rules_id(content: Mapping[str, Any]) -> str:
+    """The id of what the gate reads in a policy: its content without ``NOT_GATED_SECTIONS``."""
+    return content_hash({k: v for k, v in content.items() if k not in NOT_GATED_SECTIONS})
+
+
 @dataclass(frozen=True)
 class Regression:
     metric: str

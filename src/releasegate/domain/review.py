@@ -322,6 +322,11 @@ class Serving(NamedTuple):
     decided_policy: str | None
     current_suite: str | None
     current_policy: str
+    decided_rules: str | None = None
+    """``policy.gate_rules_id`` of the decision's policy (None: not known)."""
+    current_rules: str | None = None
+    """The same of the current policy: a change only to what the gate never reads (a
+    rollout's ramp, the pause rule) leaves the two equal, and the decision stands."""
 
 
 def stale_gates(serving: Iterable[Serving]) -> list[Finding]:
@@ -347,7 +352,8 @@ def stale_gates(serving: Iterable[Serving]) -> list[Finding]:
             old.append(
                 f"suite: gated on {(s.decided_suite or '?')[:12]}, current {s.current_suite[:12]}"
             )
-        if s.decided_policy != s.current_policy:
+        same_rules = s.decided_rules is not None and s.decided_rules == s.current_rules
+        if s.decided_policy != s.current_policy and not same_rules:
             old.append(
                 f"policy: gated on {(s.decided_policy or '?')[:12]}, current "
                 f"{s.current_policy[:12]}"

@@ -17,7 +17,7 @@ from typing import Any
 
 from releasegate.domain.experiments import Retention
 from releasegate.domain.identity import content_hash
-from releasegate.domain.policy import Policy, default_policy, policy_from_content
+from releasegate.domain.policy import Policy, default_policy, gate_rules_id, policy_from_content
 from releasegate.domain.ratchet import FloorFacts, ratchets
 from releasegate.domain.review import (
     DEFAULT_PERIOD,
@@ -151,6 +151,10 @@ def review(
             *_decided(admitting.get((e.workflow, e.env, e.version_id))),
             suites.get(e.workflow),
             policy_of(e.workflow, e.env).policy_id,
+            *_gate_rules(
+                histories.get((e.workflow, e.env), ()),
+                admitting.get((e.workflow, e.env, e.version_id)),
+            ),
         )
         for e in envs
     )
@@ -267,6 +271,17 @@ def _admitting(decisions: Sequence[DecisionRow]) -> dict[Place, DecisionRow]:
         if d.checks_passed:
             out[(d.workflow, d.env, d.version_id)] = d
     return out
+
+
+def _gate_rules(
+    history: Sequence[PolicyVersion], decided: DecisionRow | None
+) -> tuple[str | None, str | None]:
+    """``gate_rules_id`` of the decision's policy and of the current one (None: unknown)."""
+    if not history or decided is None:
+        return None, None
+    content = {row.policy_id: row.content for row in history}
+    then = content.get(decided.policy_id) if decided.policy_id else None
+    return (None if then is None else gate_rules_id(then)), gate_rules_id(history[-1].content)
 
 
 def _decided(d: DecisionRow | None) -> tuple[str | None, str | None, str | None]:
