@@ -30,7 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from releasegate.domain.access import Identity, Role, allows
 from releasegate.errors import ForbiddenError, ReleasegateError, UnauthorizedError
 from releasegate.server.access import Gatekeeper
-from releasegate.server.errors import status_of
+from releasegate.server.errors import BodyTooLarge, status_of
 
 log = logging.getLogger("releasegate.server")
 HERE = Path(__file__).resolve().parent
@@ -117,7 +117,7 @@ async def form(request: Request) -> dict[str, str]:
     """An ``application/x-www-form-urlencoded`` body, one value per field (the last)."""
     raw = await request.body()
     if len(raw) > MAX_FORM_BYTES:
-        raise UnauthorizedError("the form is too large")
+        raise BodyTooLarge(f"the form is over {MAX_FORM_BYTES // 1024} KiB; nothing was done")
     fields = parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True)
     return {k: v[-1] for k, v in fields.items()}
 
