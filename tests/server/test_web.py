@@ -168,6 +168,30 @@ def test_buttons_need_the_role_and_the_csrf_token(live: Live) -> None:
         assert kinds(live) == before  # nothing written
 
 
+def test_an_oversized_form_is_413_and_does_nothing(live: Live) -> None:
+    target = {"version": live.v2, "env": "staging"}
+    with logged_in(live, "bob") as bob:
+        token = csrf(bob.get("/web/confirm/approve", params=target).text)
+        before = kinds(live)
+        r = bob.post("/web/actions/approve", data={**target, "csrf": token, "note": "x" * 70_000})
+        assert r.status_code == 413 and "nothing was done" in r.text
+        assert "Traceback" not in r.text
+        assert kinds(live) == before  # nothing written, not even a refusal
+
+
+def test_a_token_revoked_mid_session_stops_the_next_button(live: Live) -> None:
+    target = {"version": live.v2, "env": "staging"}
+    with logged_in(live, "bob") as bob:
+        token = csrf(bob.get("/web/confirm/approve", params=target).text)
+        with live.client("admin") as admin:
+            assert admin.delete("/v1/tokens/bob").status_code == 200
+        before = kinds(live)
+        r = bob.post("/web/actions/approve", data={**target, "csrf": token})
+        assert r.status_code == 303 and "expired=1" in r.headers["location"]
+        assert kinds(live) == before  # no approval signed by the revoked session
+        assert bob.get("/web/").status_code == 303
+
+
 def test_approve_promote_and_roll_back_through_the_buttons(live: Live) -> None:
     target = {"version": live.v2, "env": "staging"}
     with logged_in(live, "alice") as alice:
