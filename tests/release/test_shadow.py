@@ -17,6 +17,7 @@ import sqlalchemy as sa
 import yaml
 
 from releasegate import Client
+from releasegate.domain.runs import IS_ERROR
 from releasegate.errors import InputError, RefusedError, SDKUsageError
 from releasegate.monitor.alerts import resend_due
 from releasegate.release import rollout
@@ -264,6 +265,29 @@ def test_a_failing_shadow_never_pauses_production(store: Store, project: Project
     assert checked.auto_pause.seen.runs == 200  # the served runs, none of the shadow's
     assert not checked.auto_pause.is_severe and not checked.auto_pause.has_paused
     assert resolve(store, "router", "staging").paused is None  # the users never saw it fail
+
+
+def test_the_runbook_quotes_no_failure_of_a_shadow_that_served_nobody(
+    store: Store, project: Project
+) -> None:
+    v1, v2 = shipped_pair(store, project)
+    rollout.start(store, v2, "staging", shadow=True, who="alice", rollout_id=RID)
+    traffic(store, 40, shadow_error=1.0, stable_error=0.0, seed=7)  # only the shadow fails
+    with store.read() as conn:
+        repo = RunRepo(conn)
+        assert repo.failure_reasons("router", "staging", 0, 4e9) == []
+        assert repo.latest_ids("router", "staging", 0, 4e9, IS_ERROR) == []
+    traffic(store, 40, shadow_error=1.0, stable_error=1.0, seed=8)  # now the served fail too
+    with store.read() as conn:
+        repo = RunRepo(conn)
+        (reason,) = repo.failure_reasons("router", "staging", 0, 4e9)
+        assert reason.runs == 40
+        assert {
+            repo.get(rid)["arm"]
+            for rid in repo.latest_ids(  # type: ignore[index]
+                "router", "staging", 0, 4e9, IS_ERROR
+            )
+        } == {"stable"}
 
 
 def test_shadow_refusals_write_nothing(store: Store, project: Project) -> None:

@@ -15,7 +15,7 @@ import math
 from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, func, or_, select
 
 from releasegate.domain.pausing import WindowRates
 from releasegate.domain.runs import (
@@ -592,7 +592,8 @@ class RunRepo:
     def failure_reasons(
         self, workflow: str, env: str, start: float, end: float, limit: int = 5
     ) -> list[FailureReason]:
-        """The most frequent failure reasons in ``[start, end)``, each with its latest run."""
+        """The most frequent failure reasons of the served runs in ``[start, end)`` (shadow runs
+        left out, as in ``window``), each with its latest run."""
         r = t.runs.c
         rows = self.conn.execute(
             select(r.failure_reason, func.count(), func.max(r.started_at))
@@ -602,6 +603,7 @@ class RunRepo:
                 r.status == "error",
                 r.started_at >= start,
                 r.started_at < end,
+                _served(r),
             )
             .group_by(r.failure_reason)
             .order_by(func.count().desc())
@@ -616,6 +618,7 @@ class RunRepo:
                     r.env == env,
                     r.status == "error",
                     r.started_at == last,
+                    _served(r),
                     r.failure_reason.is_(None) if reason is None else r.failure_reason == reason,
                 )
                 .limit(1)
@@ -626,12 +629,19 @@ class RunRepo:
     def latest_ids(
         self, workflow: str, env: str, start: float, end: float, fact: RunFact, limit: int = 3
     ) -> list[str]:
-        """The latest run ids in ``[start, end)`` for which ``fact`` holds (escalated, ...)."""
+        """The latest served run ids in ``[start, end)`` for which ``fact`` holds (escalated,
+        ...); shadow runs left out, as in ``window``."""
         sql = (
             "SELECT run_id FROM runs WHERE workflow = ? AND env = ? AND started_at >= ?"
-            f" AND started_at < ? AND {fact_sql(fact)} ORDER BY started_at DESC LIMIT {int(limit)}"
+            f" AND started_at < ? AND {fact_sql(fact)} AND {SERVED_SQL}"
+            f" ORDER BY started_at DESC LIMIT {int(limit)}"
         )
         return [str(x) for (x,) in fetch(self.conn, sql, [workflow, env, start, end])]
+
+
+def _served(r: Any) -> Any:
+    """``SERVED_SQL`` as a SQLAlchemy condition on the ``runs`` columns ``r``."""
+    return or_(r.arm.is_(None), r.arm != "shadow")
 
 
 class FailureReason(NamedTuple):
