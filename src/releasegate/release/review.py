@@ -15,7 +15,6 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from releasegate.domain.experiments import Retention
 from releasegate.domain.identity import content_hash
 from releasegate.domain.policy import Policy, default_policy, gate_rules_id, policy_from_content
 from releasegate.domain.ratchet import FloorFacts, ratchets
@@ -50,14 +49,13 @@ from releasegate.domain.review import (
     unaudited_policies,
 )
 from releasegate.release.data_rules import load_rules
-from releasegate.release.experiments import collect_expired
+from releasegate.release.experiments import collect_expired, expired_experiments
 from releasegate.release.refs import actor as default_actor
 from releasegate.store.engine import Store
 from releasegate.store.policies import PolicyRepo, PolicyVersion
 from releasegate.store.review import (
     DecisionRow,
     EnvRow,
-    ExperimentRow,
     RehearsalRow,
     ReviewRepo,
     RunGroup,
@@ -106,9 +104,6 @@ def review(
         delivered = repo.delivered_alerts(workflow)
         recorded = repo.recorded_policies(workflow)
         rehearsed = repo.last_rehearsals(workflow)
-        due = [x for x in repo.experiments(workflow) if _is_expired(x, at)]
-        held = repo.eval_data(x.version_id for x in due)
-        canaries = repo.canaries(workflow) if held else {}
         groups = repo.run_groups(since, workflow)
         admitting = _admitting(decisions)
         reports = repo.reports(
@@ -190,7 +185,11 @@ def review(
         period=period,
         at=at,
     )
-    findings += expired(_expired(due, held, envs, canaries))
+    findings += expired(
+        Expired(x.workflow, x.version_id, x.expired_at, x.retention_days, x.outputs,
+                x.scores, x.kept_because)
+        for x in expired_experiments(store, workflow, now=at)
+    )  # fmt: skip
     findings += paused(
         Paused(e.workflow, e.env, e.version_id, e.paused_reason, e.paused_by or "", e.paused_at)
         for e in envs
@@ -212,39 +211,6 @@ def review(
         fixed=tuple(fixed),
         counts=counts,
     )
-
-
-def _is_expired(x: ExperimentRow, at: datetime) -> bool:
-    return Retention(x.retention_days).is_expired(x.created_at, at)
-
-
-def _expired(
-    due: Sequence[ExperimentRow],
-    held: Mapping[str, tuple[int, int, bool]],
-    envs: Sequence[EnvRow],
-    canaries: Mapping[str, str],
-) -> list[Expired]:
-    """Expired experiments still holding data, and why ``gc`` would keep one: the rule of
-    ``release.experiments.expired_experiments``, over rows read in a few queries."""
-    serving: dict[str, str] = {}
-    for e in envs:
-        serving.setdefault(e.version_id, f"serves {e.workflow}@{e.env}")
-    out = []
-    for x in due:
-        if x.version_id not in held:
-            continue
-        outputs, scores, running = held[x.version_id]
-        why = serving.get(x.version_id)
-        if why is None and x.version_id in canaries:
-            why = f"is the canary of {canaries[x.version_id]}"
-        if why is None and running:
-            why = "has an eval running"
-        expiry = Retention(x.retention_days).expires_at(x.created_at)
-        assert expiry is not None
-        out.append(
-            Expired(x.workflow, x.version_id, expiry, x.retention_days, outputs, scores, why)
-        )
-    return out
 
 
 def _last_rehearsal(

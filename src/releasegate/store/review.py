@@ -61,13 +61,6 @@ class RehearsalRow(NamedTuple):
     mutation_score: float | None
 
 
-class ExperimentRow(NamedTuple):
-    version_id: str
-    workflow: str
-    created_at: datetime
-    retention_days: int
-
-
 class RunGroup(NamedTuple):
     workflow: str
     env: str
@@ -255,55 +248,6 @@ class ReviewRepo:
             )  # fmt: skip
             for row in self.conn.execute(q).all()
         }
-
-    def experiments(self, workflow: str | None) -> list[ExperimentRow]:
-        """Every experiment version of a workflow whose experiments expire."""
-        v, w = t.versions.c, t.workflows.c
-        q = (
-            select(v.version_id, v.workflow, v.created_at, w.experiments_retention_days)
-            .join(t.workflows, w.name == v.workflow)
-            .where(
-                and_(
-                    v.track == "experiment",
-                    w.experiments_retention_days.isnot(None),
-                    _scoped(v.workflow, workflow),
-                )
-            )
-        )
-        return [
-            ExperimentRow(r[0], r[1], as_utc(r[2]), int(r[3])) for r in self.conn.execute(q).all()
-        ]
-
-    def eval_data(self, version_ids: Iterable[str]) -> dict[str, tuple[int, int, bool]]:
-        """version id -> (outputs, scores, an eval running) of those holding any data."""
-        ids = sorted(set(version_ids))
-        counts: dict[str, list[Any]] = {}
-        for i in range(0, len(ids), CHUNK):
-            part = ids[i : i + CHUNK]
-            for k, table in enumerate((t.outputs, t.scores)):
-                q = (
-                    select(table.c.version_id, func.count())
-                    .where(table.c.version_id.in_(part))
-                    .group_by(table.c.version_id)
-                )
-                for vid, n in self.conn.execute(q).all():
-                    counts.setdefault(vid, [0, 0, False])[k] = int(n)
-            e = t.eval_runs.c
-            running = select(e.version_id).where(
-                and_(e.version_id.in_(part), e.status == "running")
-            )
-            for (vid,) in self.conn.execute(running.distinct()).all():
-                if vid in counts:
-                    counts[vid][2] = True
-        return {vid: (c[0], c[1], c[2]) for vid, c in counts.items()}
-
-    def canaries(self, workflow: str | None) -> dict[str, str]:
-        """canary version id -> ``workflow@env`` of each active rollout."""
-        r = t.rollouts.c
-        q = select(r.canary_id, r.workflow, r.env).where(
-            and_(r.active.isnot(None), _scoped(r.workflow, workflow))
-        )
-        return {row[0]: f"{row[1]}@{row[2]}" for row in self.conn.execute(q).all()}
 
     def recorded_policies(self, workflow: str | None) -> dict[tuple[str, str], str]:
         """(workflow, env) -> the policy id its last ``policy.changed`` event records."""
