@@ -5,6 +5,7 @@ stale gates, pauses, threshold ratchets, and the propose/approve flow with its a
 from __future__ import annotations
 
 import json
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -298,6 +299,35 @@ def test_a_ratchet_is_proposed_approved_by_another_and_audited(
     assert {f.env for f in by_check(after, "ratchet")} == {"staging"}  # production was raised
     assert [f.env for f in by_check(after, "stale-gate")] == ["production"]  # gate it again
     assert gate(store, v1, "production", who="ci").verdict == "pass"
+
+
+def test_two_approvers_at_once_make_one_policy_change(store: Store, project: Project) -> None:
+    shipped(store, project)
+    p = propose(store, "router", "production", {"accuracy": 0.6}, reason="raise", who="alice")
+    start = threading.Barrier(2)
+    won: list[str] = []
+    refused: list[str] = []
+
+    def approve_as(who: str) -> None:
+        start.wait()
+        try:
+            won.append(approve(store, p.proposal_id, who=who).approver or "")
+        except RefusedError as e:
+            refused.append(str(e))
+
+    threads = [threading.Thread(target=approve_as, args=(w,)) for w in ("bob", "carol")]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert len(won) == 1 and len(refused) == 1, (won, refused)
+    kinds = audit_kinds(store)
+    assert kinds.count("policy.approved") == 1
+    assert kinds.count("policy.changed") == 3  # staging and production registered, one approval
+    (state,) = show(store, "router", "production")
+    assert [h["floors"] for h in state.history] == [{"accuracy": 0.5}, {"accuracy": 0.6}]
+    assert state.proposals[0].approver == won[0]
+    assert audit_verify(store).broken is None
 
 
 def test_registering_an_unchanged_file_keeps_an_approved_policy(
