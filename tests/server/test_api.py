@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from releasegate.release.audit import audit_log
 from releasegate.release.resolve import resolve
+from releasegate.store.engine import Store
+from tests.helpers import Project
 from tests.server.conftest import Live
 
 
@@ -329,3 +332,28 @@ def test_otlp_traces_land_as_runs(live: Live) -> None:
         is_error(
             op.post("/v1/traces", content=b"{", headers={"content-type": "application/json"}), 400
         )
+
+
+def test_the_rollout_check_endpoint_samples_quality_as_the_cli_does(
+    store: Store, tmp_path: Path
+) -> None:
+    from releasegate.release import rollout
+    from releasegate.release.tokens import create_token
+    from releasegate.server.app import Settings, create_app
+    from tests.release.test_rollout import RID
+    from tests.release.test_rollout_mix import answered_traffic, quality_pair
+    from tests.server.conftest import run_server
+
+    _, v2 = quality_pair(store, Project(root=tmp_path))
+    rollout.start(store, v2, "staging", canary_pct=25, who="alice", rollout_id=RID)
+    answered_traffic(store, 400, canary_free_text=0.4, seed=1)
+    token = create_token(store, "op", "operator").secret
+    for url in run_server(create_app(store, Settings(token_ttl=0, resolve_ttl=0))):
+        with httpx.Client(base_url=url, timeout=120) as op:
+            op.headers["Authorization"] = f"Bearer {token}"
+            r = op.post("/v1/workflows/router/environments/staging/rollout/check")
+    assert r.status_code == 200, r.text
+    reasons = r.json()["outcome"]["reasons"]
+    assert not any(x.startswith("quality: no sampled run scored") for x in reasons), reasons
+    checked = rollout.status(store, "router", "staging").rollout
+    assert checked is not None and "quality" in checked.evidence.states

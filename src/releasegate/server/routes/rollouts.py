@@ -60,9 +60,10 @@ def abort(request: Request, workflow: str, env: str, body: AbortBody, who: Opera
 )
 def check(request: Request, workflow: str, env: str, who: Operator) -> Json:
     from releasegate.monitor.alerts import resend_due
+    from releasegate.monitor.quality import arm_quality
 
-    store = request.app.state.store
-    checked = rollouts.check(store, workflow, env, who=who.name)
+    store = request.app.state.store  # the sampler `rollout check` passes: the same verdict
+    checked = rollouts.check(store, workflow, env, who=who.name, quality=arm_quality)
     return Json(_json(checked, resend_due(store, workflow, env)))
 
 
