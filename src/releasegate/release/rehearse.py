@@ -113,9 +113,9 @@ def last_rehearsal(store: Store, workflow: str, env: str | None = None) -> Rehea
         return RehearsalRepo(conn).latest(workflow, env)
 
 
-def is_production(wf: WorkflowRecord, env: str) -> bool:
+def is_production(environments: Sequence[str], env: str) -> bool:
     """An environment named ``production``, or the most downstream of several."""
-    return env == PRODUCTION or (len(wf.environments) > 1 and env == wf.environments[-1])
+    return env == PRODUCTION or (len(environments) > 1 and env == environments[-1])
 
 
 def rehearse(
@@ -139,7 +139,7 @@ def rehearse(
     with store.read() as conn:
         wf = WorkflowRepo(conn).get(workflow)
         check_env(wf, env)
-    if is_production(wf, env) and not allow_production:
+    if is_production(wf.environments, env) and not allow_production:
         raise RehearsalRefusedError(
             f"'{env}' is the production environment of {workflow}: a rehearsal would serve "
             "a degraded version there",

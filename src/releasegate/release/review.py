@@ -51,6 +51,7 @@ from releasegate.domain.review import (
 from releasegate.release.data_rules import load_rules
 from releasegate.release.experiments import collect_expired, expired_experiments
 from releasegate.release.refs import actor as default_actor
+from releasegate.release.rehearse import is_production
 from releasegate.store.engine import Store
 from releasegate.store.policies import PolicyRepo, PolicyVersion
 from releasegate.store.review import (
@@ -216,7 +217,7 @@ def review(
 def _last_rehearsal(
     workflow: str, environments: Sequence[str], last: RehearsalRow | None
 ) -> LastRehearsal:
-    staging = [e for e in environments[:-1] if e != "production"]  # what rehearse allows
+    staging = [e for e in environments if not is_production(environments, e)]
     env = staging[0] if staging else f"{environments[-1]} --allow-production"
     if last is None:
         return LastRehearsal(workflow, env)
