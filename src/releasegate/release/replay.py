@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -35,6 +34,7 @@ from releasegate.release.gate import current_policy
 from releasegate.release.pins import check_pins
 from releasegate.release.refs import actor as default_actor
 from releasegate.release.refs import check_env, find_version
+from releasegate.runner.engine import call_once
 from releasegate.store.audit import AuditRepo
 from releasegate.store.engine import Store
 from releasegate.store.environments import EnvironmentRepo
@@ -199,15 +199,8 @@ async def _complete_all(
     limit = asyncio.Semaphore(concurrency)
 
     async def one(text: str) -> CaseOutput:
-        async with limit:
-            started = time.perf_counter()
-            try:
-                out = await provider.complete(text)
-            except Exception as exc:  # the candidate failing is what a replay looks for
-                out = CaseOutput(text="", error=f"{type(exc).__name__}: {exc}")
-            if not out.latency_ms:
-                out = replace(out, latency_ms=(time.perf_counter() - started) * 1000.0)
-            return out
+        async with limit:  # the candidate failing is what a replay looks for: an answer
+            return await call_once(provider, text)
 
     answers = await asyncio.gather(*(one(t) for t in texts))
     return dict(zip(texts, answers, strict=True))

@@ -11,6 +11,7 @@ storage stays off the critical path without holding results hostage in memory.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -101,6 +102,19 @@ class _Writer:
                 self._thread = None
 
 
+async def call_once(provider: Provider, value: Any) -> CaseOutput:
+    """The provider's answer to one input: a failure is that input's answer (an error), not
+    the caller's; the latency is timed here when the provider reports none."""
+    started = time.perf_counter()
+    try:
+        out = await provider.complete(value)
+    except Exception as exc:  # a provider failure is this input's result, not the run's
+        out = CaseOutput(text="", error=f"{type(exc).__name__}: {exc}")
+    if not out.latency_ms:
+        out = dataclasses.replace(out, latency_ms=(time.perf_counter() - started) * 1000)
+    return out
+
+
 async def _call_all(
     provider: Provider,
     todo: Sequence[tuple[Case, int]],
@@ -123,21 +137,7 @@ async def _call_all(
                 case, epoch = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
-            started = time.perf_counter()
-            try:
-                out = await provider.complete(case.input)
-            except Exception as exc:  # a provider failure is this case's result, not the eval's
-                out = CaseOutput(text="", error=f"{type(exc).__name__}: {exc}")
-            if not out.latency_ms:
-                out = CaseOutput(
-                    text=out.text,
-                    data=out.data,
-                    latency_ms=(time.perf_counter() - started) * 1000,
-                    tokens_in=out.tokens_in,
-                    tokens_out=out.tokens_out,
-                    cost_usd=out.cost_usd,
-                    error=out.error,
-                )
+            out = await call_once(provider, case.input)
             fresh[(case.case_hash, epoch)] = out
             writer.add(case.case_hash, epoch, out)
             done += 1
