@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -131,6 +132,18 @@ def temp_pg_database(server: str) -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def store_run_rows(store: Store, rows: list[tuple[Any, ...]], batch: int = 50_000) -> None:
+    """Stored ``runs`` rows (``store.runs.RUN_COLUMNS`` order) in one bulk transaction, as
+    the benchmarks that need a million runs behind a command build their stores."""
+    from releasegate.store.runs import RunRepo
+
+    with store.write() as conn:
+        repo = RunRepo(conn)
+        with repo.bulk():
+            for i in range(0, len(rows), batch):
+                repo.insert_many(rows[i : i + batch])
 
 
 def workflow_file(root: Path, i: int) -> Path:

@@ -56,6 +56,7 @@ from bench_loop import (
     WORKFLOW,
     project,
     ship,
+    store_run_rows,
     suite_file,
     temp_pg_database,
     workflow_file,
@@ -81,7 +82,7 @@ from releasegate.release.evaluate import evaluate
 from releasegate.release.gate import gate
 from releasegate.release.register import register
 from releasegate.store.engine import Location, Store
-from releasegate.store.runs import RUN_COLUMNS, RunRepo
+from releasegate.store.runs import RUN_COLUMNS
 
 CALLS = 200_000
 T0 = datetime(2026, 12, 3, tzinfo=UTC)
@@ -372,11 +373,7 @@ def _million_runs(
             failure_reason="boom" if failed[i] else "",
         )
         rows.append(tuple(row[c] for c in RUN_COLUMNS))
-    with store.write() as conn:
-        repo = RunRepo(conn)
-        with repo.bulk():
-            for i in range(0, n, 50_000):
-                repo.insert_many(rows[i : i + 50_000])
+    store_run_rows(store, rows)
 
 
 FRESH = """

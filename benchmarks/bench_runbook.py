@@ -35,12 +35,13 @@ from typing import Any
 
 import numpy as np
 
+from bench_loop import store_run_rows
 from releasegate.cli.demo import run_demo
 from releasegate.monitor.runbook import build_runbook
 from releasegate.release.handover import check
 from releasegate.release.store_access import open_store
 from releasegate.reports.runbook import render_html, render_markdown
-from releasegate.store.runs import RUN_COLUMNS, RunRepo
+from releasegate.store.runs import RUN_COLUMNS
 
 WF = "support-triage"
 TARGET = 1.0
@@ -144,11 +145,7 @@ def add_runs(project: Path, n: int) -> None:
                 failure_reason="upstream timeout" if failed[i] else "",
             )
             rows.append(tuple(row[c] for c in RUN_COLUMNS))
-        with store.write() as conn:
-            repo = RunRepo(conn)
-            with repo.bulk():
-                for i in range(0, n, 50_000):
-                    repo.insert_many(rows[i : i + 50_000])
+        store_run_rows(store, rows)
     finally:
         store.close()
 

@@ -8,6 +8,7 @@ green CI always means both dialects ran.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -94,6 +95,24 @@ def pg_database(template: str | None) -> str:
 def drop_pg_database(name: str) -> None:
     with _admin().connect() as conn:
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@contextlib.contextmanager
+def dialect_store(
+    request: pytest.FixtureRequest, root: Path
+) -> Iterator[tuple[str, dict[str, str]]]:
+    """(store URL, environment for the CLI) of a module-scoped store parametrized by
+    ``request.param`` (``sqlite``: under ``root``; ``postgresql``: a fresh database from the
+    template, dropped afterwards)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{root / '.releasegate' / 'releasegate.db'}", {}
+        return
+    name = pg_database(request.getfixturevalue("pg_template"))
+    url = f"{PG_ADMIN}/{name}"
+    try:
+        yield url, {"RELEASEGATE_DATABASE_URL": url}
+    finally:
+        drop_pg_database(name)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -23,7 +23,7 @@ from releasegate.domain.audit import GENESIS, AuditEvent, chain_event, event_has
 from releasegate.domain.identity import canonical_json
 from releasegate.store import tables
 from releasegate.store.migrate import upgrade
-from tests.conftest import PG_ADMIN, drop_pg_database, pg_database
+from tests.conftest import PG_ADMIN, dialect_store, drop_pg_database, pg_database
 from tests.helpers import Project, project_copy, rg
 
 
@@ -78,14 +78,12 @@ def golden(
 ) -> Iterator[Audited]:
     """The loop run once per dialect; each test gets a copy (files, key and database)."""
     root = tmp_path_factory.mktemp(f"golden-{request.param}")
-    name = None
-    if request.param == "sqlite":
-        url = f"sqlite:///{root / '.releasegate' / 'releasegate.db'}"
-    else:
-        name = pg_database(request.getfixturevalue("pg_template"))
-        url = f"{PG_ADMIN}/{name}"
-    env = {} if name is None else {"RELEASEGATE_DATABASE_URL": url}
-    a = Audited(Project(root=root), url, env)
+    with dialect_store(request, root) as (url, env):
+        yield _golden(Audited(Project(root=root), url, env))
+
+
+def _golden(a: Audited) -> Audited:
+    """v1 evaluated, gated and promoted to both environments by the CLI; v2 registered."""
     a.project.suite(n=40)
     a.v1 = a.ok("register", str(a.project.workflow("v1")), "--reason", "honest")["version_id"]
     assert a.rg("eval", a.v1, "--suite", "suite.yaml").returncode == 0
@@ -94,9 +92,7 @@ def golden(
         assert a.rg("promote", a.v1, "--env", env_name).returncode == 0
     assert a.rg("approve", a.v1, "--env", "production", "--as", "bob").returncode == 0
     a.v2 = a.ok("register", str(a.project.workflow("v2", temperature=0.9)))["version_id"]
-    yield a
-    if name is not None:
-        drop_pg_database(name)
+    return a
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ import yaml
 
 from releasegate.cli.demo import FILES, simulated_runs
 from releasegate.store.engine import Location, Store
-from tests.conftest import PG_ADMIN, drop_pg_database, pg_database
+from tests.conftest import dialect_store
 from tests.helpers import project_copy, rg
 from tests.monitor.test_monitor import Hook, hook  # noqa: F401 (the fixture)
 
@@ -115,17 +115,10 @@ def golden(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Demo]:
     root = tmp_path_factory.mktemp(f"demo-{request.param}")
-    name = None
-    if request.param == "sqlite":
-        url = f"sqlite:///{root / '.releasegate' / 'releasegate.db'}"
-    else:
-        name = pg_database(request.getfixturevalue("pg_template"))
-        url = f"{PG_ADMIN}/{name}"
-    demo = build_demo(root, url)
-    demo.env = {} if name is None else {"RELEASEGATE_DATABASE_URL": url}
-    yield demo
-    if name is not None:
-        drop_pg_database(name)
+    with dialect_store(request, root) as (url, env):
+        demo = build_demo(root, url)
+        demo.env = env
+        yield demo
 
 
 @pytest.fixture
