@@ -36,6 +36,8 @@ Scorer and provider failures inside an eval are recorded per case, not raised.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 
 class ReleasegateError(Exception):
     """Base of every error releasegate raises on purpose."""
@@ -194,3 +196,14 @@ class SchemaOutdatedError(ReleasegateError):
 
 class PrerequisiteError(ReleasegateError):
     """An optional dependency is missing; the message says what to install."""
+
+
+def nearest(
+    table: Mapping[type[ReleasegateError], int], exc: ReleasegateError, default: int
+) -> int:
+    """What a front's ``table`` maps ``exc`` to, by the nearest class in its MRO (the CLI's
+    exit codes, the server's HTTP statuses); ``default`` when none of them is listed."""
+    for cls in type(exc).__mro__:
+        if cls in table:
+            return table[cls]
+    return default

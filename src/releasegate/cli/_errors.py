@@ -21,6 +21,7 @@ from releasegate.errors import (
     ReleasegateError,
     SchemaOutdatedError,
     StoreError,
+    nearest,
 )
 
 DONE = 0
@@ -42,10 +43,7 @@ EXIT_CODES: dict[type[ReleasegateError], int] = {
 
 def exit_code(exc: ReleasegateError) -> int:
     """The exit code ``exc`` ends a command with (``EXIT_CODES``, by its nearest class)."""
-    for cls in type(exc).__mro__:
-        if cls in EXIT_CODES:
-            return EXIT_CODES[cls]
-    return BUG
+    return nearest(EXIT_CODES, exc, BUG)
 
 
 def fail(exc: ReleasegateError) -> NoReturn:

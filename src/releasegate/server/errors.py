@@ -37,6 +37,7 @@ from releasegate.errors import (
     SchemaOutdatedError,
     StoreError,
     UnauthorizedError,
+    nearest,
 )
 
 log = logging.getLogger("releasegate.server")
@@ -70,10 +71,7 @@ STATUS: dict[type[ReleasegateError], int] = {
 
 def status_of(exc: ReleasegateError) -> int:
     """The HTTP status ``exc`` answers with (``STATUS``, by its nearest class)."""
-    for cls in type(exc).__mro__:
-        if cls in STATUS:
-            return STATUS[cls]
-    return 500
+    return nearest(STATUS, exc, 500)
 
 
 class FieldError(BaseModel):
