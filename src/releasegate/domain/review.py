@@ -41,6 +41,7 @@ from typing import Any, NamedTuple
 
 from releasegate.domain.data_class import DataRules, violations
 from releasegate.domain.identity import content_hash, sha256_bytes
+from releasegate.domain.identity import short as _short
 from releasegate.domain.monitoring import parse_duration
 from releasegate.domain.pinning import blessing_for, pin_of, runtime_of, same_model_name
 from releasegate.domain.policy import Policy
@@ -123,10 +124,6 @@ def ordered(findings: Iterable[Finding]) -> list[Finding]:
 
 def _listed(words: list[str]) -> str:
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
-
-
-def _short(version_id: str) -> str:
-    return version_id[:12]
 
 
 # -- outside the gate ----------------------------------------------------------------------
