@@ -53,6 +53,9 @@ from releasegate.store.workflows import WorkflowRepo
 
 log = logging.getLogger("releasegate.ingest")
 
+_SEEN_KEY = operator.attrgetter("workflow", "env", "version_id")
+"""A ``RunRecord``'s (workflow, env, version_id), the gate check's key: by name, in C."""
+
 CHUNK = 20_000
 """Runs validated and inserted per step of a streamed import."""
 COMMIT_RUNS = 50_000
@@ -104,12 +107,8 @@ class IngestResult:
 
 def _tally(records: Iterable[RunRecord], seen: dict[tuple[str, str, str], int]) -> None:
     """Runs per (workflow, env, version): what the gate check after landing looks at."""
-    for k, n in Counter(map(_GATE_KEY, records)).items():  # counted in C
+    for k, n in Counter(map(_SEEN_KEY, records)).items():  # counted in C
         seen[k] = seen.get(k, 0) + n
-
-
-_GATE_KEY = operator.itemgetter(1, 3, 2)
-"""A ``RunRecord``'s (workflow, env, version_id)."""
 
 
 def ingest_records(
@@ -423,9 +422,6 @@ def _looks_like_otlp(path: Path) -> bool:
     with path.open("rb") as f:
         head = f.read(4096).lstrip()
     return head.startswith(b"{") and b'"resourceSpans"' in head
-
-
-_SEEN_KEY = operator.itemgetter(1, 3, 2)  # a RunRecord's (workflow, env, version_id)
 
 
 def _parse_chunk(lines: list[bytes], start_line: int, at: datetime, received_at: float) -> _Chunk:
