@@ -315,6 +315,29 @@ def test_a_replay_with_no_recorded_runs_is_refused_and_writes_nothing(
     assert audit_kinds(store) == before
 
 
+@pytest.mark.parametrize(
+    ("limit", "concurrency", "error"),
+    [(0, 8, "--limit: expected 1 to"), (200, 0, "must be 1 or more")],
+)
+def test_a_replay_with_a_bad_limit_or_concurrency_is_exit_2_and_writes_nothing(
+    store: Store, project: Project, limit: int, concurrency: int, error: str
+) -> None:
+    _, v2 = shipped_pair(store, project)
+    served_runs(store, gated_stable(store), ["easy message 1 #billing"])
+    before = audit_kinds(store)
+    with pytest.raises(InputError, match=error) as raised:
+        shadow_replay(
+            store, "router", "staging", candidate=v2, limit=limit, concurrency=concurrency
+        )
+    assert raised.value.field in ("--limit", "--concurrency")
+    assert audit_kinds(store) == before
+
+
+def gated_stable(store: Store) -> str:
+    """The version serving router@staging."""
+    return resolve(store, "router", "staging").version_id
+
+
 def served_runs(store: Store, vid: str, texts: list[str], *, with_text: bool = True) -> None:
     """Production runs of ``vid`` (which serves staging), its real answers recorded."""
     with store.read() as conn:
