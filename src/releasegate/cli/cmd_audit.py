@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 from typing import Annotated
 
@@ -26,7 +25,7 @@ def audit_log(
 
     events = events_of(store(create=False), workflow=workflow, limit=limit)
     if as_json:
-        emit([{**dataclasses.asdict(e), "at": e.at.isoformat()} for e in events])
+        emit([e.to_dict() for e in events])
         return
     from rich import box
     from rich.table import Table

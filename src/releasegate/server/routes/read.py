@@ -131,7 +131,7 @@ def audit_log(
     limit: Annotated[int | None, Query(ge=1, le=100_000)] = 1000,
 ) -> Json:
     events = audit.audit_log(request.app.state.store, workflow=workflow, limit=limit)
-    return Json([{**dataclasses.asdict(e), "at": e.at.isoformat()} for e in events])
+    return Json([e.to_dict() for e in events])
 
 
 @router.get(
