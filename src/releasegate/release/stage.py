@@ -89,7 +89,7 @@ def set_stage(
         created_at=now,
     )
     with store.write() as conn:
-        history = StageRepo(conn).history(workflow)
+        history = StageRepo(conn).history(workflow, lock=True)
         before = stage_state(workflow, history, now.date())
         last = history[-1] if history else None
         if last is not None and (last.stage, last.handover_date) == (stage, day):

@@ -19,7 +19,13 @@ class StageRepo:
     def add(self, stage: StageRecord) -> None:
         self.conn.execute(insert(t.workflow_stages).values(**values(stage, t.workflow_stages)))
 
-    def history(self, workflow: str) -> list[StageRecord]:
+    def history(self, workflow: str, *, lock: bool = False) -> list[StageRecord]:
+        """Oldest first. ``lock`` (inside a write transaction) first takes the workflow
+        row's lock on PostgreSQL (SQLite's BEGIN IMMEDIATE already serialises writers),
+        so two ``stage set`` at once see each other's row and record a change once."""
+        if lock and self.conn.dialect.name == "postgresql":
+            w = t.workflows.c
+            self.conn.execute(select(w.name).where(w.name == workflow).with_for_update())
         rows = self.conn.execute(
             select(t.workflow_stages)
             .where(t.workflow_stages.c.workflow == workflow)
