@@ -42,7 +42,7 @@ from releasegate.domain.runs import (
     shown_run_id,
 )
 from releasegate.domain.untrusted import parse_json
-from releasegate.errors import InputError
+from releasegate.errors import InputError, PrerequisiteError
 from releasegate.monitor.alerts import Outside, gated, raise_outside_gate
 from releasegate.providers import prices
 from releasegate.release.data_rules import load_rules
@@ -214,6 +214,37 @@ def ingest_otlp(
     result = ingest_records(store, parsed.runs)
     result.skipped = parsed.skipped_spans
     return result
+
+
+def otlp_from_protobuf(raw: bytes, source: str) -> dict[str, Any]:
+    """An OTLP/HTTP protobuf ``ExportTraceServiceRequest`` (what the OpenTelemetry SDKs'
+    OTLP/HTTP exporters send by default) as its OTLP/JSON document, by protobuf's own JSON
+    mapping (``json_format``: lowerCamelCase names, ids in base64, int64 as strings, enum
+    names), which is what ``ingest_otlp`` reads: both encodings go through one converter,
+    with the same rules. InputError when the bytes are not such a message."""
+    try:
+        from google.protobuf.json_format import MessageToDict
+        from google.protobuf.message import DecodeError
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+            ExportTraceServiceRequest,
+        )
+    except ModuleNotFoundError as exc:
+        raise PrerequisiteError(
+            f"OTLP protobuf needs opentelemetry-proto ({exc.name} is not installed)",
+            hint="pip install 'releasegate[server]'",
+        ) from None
+    request = ExportTraceServiceRequest()
+    try:
+        request.ParseFromString(raw)
+    except DecodeError as exc:
+        raise InputError(
+            f"not an OTLP ExportTraceServiceRequest in protobuf ({exc})",
+            source=source,
+            hint="send the OpenTelemetry exporter's body as it is, or OTLP/JSON with "
+            "Content-Type: application/json",
+        ) from None
+    document: dict[str, Any] = MessageToDict(request)
+    return document
 
 
 def import_jsonl(

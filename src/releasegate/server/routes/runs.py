@@ -8,17 +8,20 @@ still 200: the runs landed)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import zlib
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
 
 from releasegate.domain.access import Identity, Role
 from releasegate.domain.untrusted import parse_json
-from releasegate.monitor.ingest import IngestResult, ingest_dicts
+from releasegate.errors import InputError
+from releasegate.monitor.ingest import IngestResult, ingest_dicts, ingest_otlp, otlp_from_protobuf
 from releasegate.release.store_access import Store
 from releasegate.server.access import requires
-from releasegate.server.errors import ERROR_RESPONSES, FieldError, ValidationFailed
+from releasegate.server.errors import ERROR_RESPONSES, BodyTooLarge, FieldError, ValidationFailed
 from releasegate.server.routes import Json
 
 router = APIRouter(responses=ERROR_RESPONSES)
@@ -70,6 +73,11 @@ async def post_runs(
     # the body is parsed here, by the ingest path's own parser (one parse, depth-limited)
     raw = await request.body()
     store: Store = request.app.state.store
+    encoding = request.headers.get("content-encoding")
+    if encoding is not None:  # gzip or deflate: inflated within the body limit
+        raw = await run_in_threadpool(
+            decoded, raw, encoding, request.app.state.settings.max_body_bytes
+        )
     result = await run_in_threadpool(_ingest, store, raw, atomic)
     request.app.state.metrics.runs.inc(result.landed)
     return Json(result.as_dict())
@@ -101,33 +109,59 @@ def _refused(result: IngestResult, what: str, source: str) -> ValidationFailed:
     )
 
 
+PROTOBUF = frozenset({"application/x-protobuf", "application/protobuf"})
+"""Content types of an OTLP/HTTP protobuf body (the first is the OTLP specification's)."""
+_WBITS = {"gzip": 31, "x-gzip": 31, "deflate": 15}  # zlib's window bits for each encoding
+
+
 @router.post(
     "/v1/traces",
     tags=["runs"],
-    summary="Land an OTLP/HTTP JSON trace export: spans carrying a version become runs",
-    description="An `ExportTraceServiceRequest` as JSON (protobuf is not taken yet): the "
-    "path of `releasegate runs import` for OTLP files. Needs operator.",
+    summary="Land an OTLP/HTTP trace export (protobuf or JSON): spans carrying a version "
+    "become runs",
+    description="An `ExportTraceServiceRequest` in protobuf (`Content-Type: "
+    "application/x-protobuf`, what the OpenTelemetry SDKs' OTLP/HTTP exporters send by "
+    "default) or JSON, optionally `Content-Encoding: gzip` (or `deflate`): the path of "
+    "`releasegate runs import` for OTLP files, one bad run span lands none. A protobuf "
+    "request is answered with an `ExportTraceServiceResponse` in protobuf unless it "
+    "accepts `application/json`; a JSON one with the summary of `POST /v1/runs`. "
+    "Needs operator.",
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": {"type": "object"}}},
+            "content": {
+                "application/json": {"schema": {"type": "object"}},
+                "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
+            },
         }
     },
 )
 async def post_traces(
     request: Request, _: Annotated[Identity, Depends(requires(Role.OPERATOR))]
-) -> Json:
+) -> Response:
     raw = await request.body()
+    headers = request.headers
+    media = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    is_protobuf = media in PROTOBUF
     store: Store = request.app.state.store
-    result = await run_in_threadpool(_ingest_otlp, store, raw)
+    limit: int = request.app.state.settings.max_body_bytes
+    encoding = headers.get("content-encoding")
+    result = await run_in_threadpool(_ingest_otlp, store, raw, encoding, limit, is_protobuf)
     request.app.state.metrics.runs.inc(result.landed)
+    if is_protobuf and "application/json" not in headers.get("accept", ""):
+        return Response(_export_answer(), media_type="application/x-protobuf")
     return Json(result.as_dict())
 
 
-def _ingest_otlp(store: Store, raw: bytes) -> IngestResult:
-    from releasegate.monitor.ingest import ingest_otlp
-
-    doc = parse_json(raw, "POST /v1/traces")
+def _ingest_otlp(
+    store: Store, raw: bytes, encoding: str | None, limit: int, is_protobuf: bool
+) -> IngestResult:
+    source = "POST /v1/traces"
+    body = decoded(raw, encoding, limit)
+    if is_protobuf:
+        doc: Any = otlp_from_protobuf(body, source)
+    else:
+        doc = parse_json(body, source)
     if not isinstance(doc, dict):
         raise ValidationFailed(
             "the body must be an OTLP ExportTraceServiceRequest as a JSON object",
@@ -135,5 +169,44 @@ def _ingest_otlp(store: Store, raw: bytes) -> IngestResult:
         )
     result = ingest_otlp(store, doc)
     if result.rejected:
-        raise _refused(result, "span(s)", "POST /v1/traces")
+        raise _refused(result, "span(s)", source)
     return result
+
+
+def decoded(raw: bytes, encoding: str | None, limit: int) -> bytes:
+    """The body as sent before its ``Content-Encoding`` (gzip or deflate), inflated at
+    most to ``limit`` bytes: a small body that inflates past the server's limit is 413,
+    as a large one is."""
+    name = (encoding or "identity").strip().lower()
+    if name == "identity":
+        return raw
+    wbits = _WBITS.get(name)
+    if wbits is None:
+        raise InputError(
+            f"Content-Encoding '{name}' is not taken",
+            field="Content-Encoding",
+            hint="send the body as it is, or gzip or deflate it",
+        )
+    inflater = zlib.decompressobj(wbits)
+    try:
+        body = inflater.decompress(raw, limit + 1)
+    except zlib.error as exc:
+        raise InputError(f"the body is not valid {name} data ({exc})") from None
+    if len(body) > limit:
+        raise BodyTooLarge(
+            f"the request body inflates past the server's limit of {limit:,} bytes; "
+            "nothing was written"
+        )
+    if not inflater.eof:
+        raise InputError(f"the {name} body ends before its end marker (cut short?)")
+    return body
+
+
+def _export_answer() -> bytes:
+    """An empty ``ExportTraceServiceResponse``: every span was accepted (a rejection is
+    the JSON error shape, with the spans at fault)."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceResponse,
+    )
+
+    return ExportTraceServiceResponse().SerializeToString()
