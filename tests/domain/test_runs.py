@@ -27,6 +27,8 @@ from releasegate.domain.runs import (
     parse_batch,
     parse_jsonl,
     parse_run,
+    parse_values,
+    run_dict,
 )
 from releasegate.errors import InputError
 
@@ -227,6 +229,40 @@ def test_each_bad_value_is_rejected_with_field_and_reason(
     bad = reject(record(**{field: value}))
     assert bad.field == field
     assert reason in bad.reason
+
+
+def values(obj: dict[str, Any]) -> tuple[Any, ...]:
+    """A record as the SDK hands it to its writer: its values in FIELDS order."""
+    return tuple(obj.get(name) for name in FIELDS)
+
+
+@pytest.mark.parametrize(("field", "value", "reason"), BAD_VALUES)
+def test_the_sdk_values_of_a_bad_record_are_refused_with_the_same_words(
+    field: str, value: Any, reason: str
+) -> None:
+    bad = record(**{field: value})
+    as_dict = parse_batch([record(run_id="a"), bad], now=NOW, source="sdk")
+    as_values = parse_values([values(record(run_id="a")), values(bad)], now=NOW, source="sdk")
+    assert as_values == as_dict
+    assert [r.describe("sdk") for r in as_values.rejected] == [
+        r.describe("sdk") for r in as_dict.rejected
+    ]
+    assert reason in as_values.rejected[0].reason
+
+
+def test_the_sdk_values_of_good_records_make_the_same_runs() -> None:
+    records = [
+        record(),
+        record(run_id=ABSENT, started_at=1748779140.5, ended_at=ABSENT, latency_ms=12.5),
+        record(run_id="r-2", attributes={"tenant": "acme"}, arm="canary", escalated=True),
+        record(run_id="r-3", retries=ABSENT, tokens_in=ABSENT, cost_usd=0.002, feedback=-1),
+        record(run_id="r-4", status="error", failure_reason="timeout", version_id=VERSION.upper()),
+    ]
+    as_dict = parse_batch(records, now=NOW, source="sdk")
+    assert as_dict.ok and len(as_dict.accepted) == len(records)
+    assert parse_values([values(r) for r in records], now=NOW, source="sdk") == as_dict
+    spilled = [run_dict(values(r)) for r in records]  # what a spill file holds
+    assert parse_batch(spilled, now=NOW, source="sdk") == as_dict
 
 
 def test_every_field_has_a_bad_value_case() -> None:

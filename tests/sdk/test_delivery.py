@@ -258,3 +258,54 @@ def test_runs_spilled_during_an_outage_are_stored_once_the_store_answers_again(
         assert client.stats.replayed == 100
     assert count(sqlite_store) == 110
     assert not list(spill_dir.glob("*.jsonl"))
+
+
+PREVIOUS_KEYS = {
+    "run_id", "workflow", "version_id", "env", "started_at", "ended_at", "latency_ms",
+    "tokens_in", "tokens_out", "cost_usd", "model", "status", "failure_reason", "retries",
+    "escalated", "edited", "feedback", "input", "output", "label", "attributes", "arm",
+}  # fmt: skip
+"""The keys of a spilled run as the SDK wrote them before it queued tuples (0.x, a dict
+per run): spill files of that release must still replay, and new ones keep the shape."""
+
+
+def test_a_spill_file_of_the_previous_release_replays_and_new_ones_keep_its_shape(
+    sqlite_store: Store, project: Project, tmp_path: Path
+) -> None:
+    vid = shipped(sqlite_store, project)
+    spill_dir = tmp_path / "spill"
+    spill_dir.mkdir()
+    old = (  # a line as the previous release's spill file holds it
+        '{"run_id":"0193a1b2c3d4e5f60718293a00000000007","workflow":"router",'
+        f'"version_id":"{vid}","env":"staging","started_at":1764800000.25,'
+        '"ended_at":1764800000.5,"latency_ms":250.0,"tokens_in":40,"tokens_out":2,'
+        '"cost_usd":null,"model":"gpt-4o-mini","status":"error","failure_reason":'
+        '"TimeoutError: upstream","retries":1,"escalated":true,"edited":false,"feedback":-0.5,'
+        '"input":"where is my card?","output":null,"label":null,'
+        '"attributes":{"tenant":"acme"},"arm":null}\n'
+    )
+    (spill_dir / "runs-1-previous-1.jsonl").write_text(old)
+    with Client(store=sqlite_store, spill_dir=spill_dir, flush_every=60) as client:
+        client.flush()
+        assert client.stats.replayed == 1
+    with sqlite_store.read() as conn:
+        stored = RunRepo(conn).get("0193a1b2c3d4e5f60718293a00000000007")
+    assert stored is not None
+    assert (stored["status"], stored["failure_reason"], stored["escalated"]) == (
+        "error",
+        "TimeoutError: upstream",
+        True,
+    )
+    assert (stored["input"], stored["feedback"], stored["attributes_json"]) == (
+        "where is my card?",
+        -0.5,
+        '{"tenant": "acme"}',
+    )
+
+    break_runs_table(sqlite_store)  # a run spilled now: the same keys as before
+    with Client(store=sqlite_store, spill_dir=spill_dir, flush_every=60) as client:
+        send(client, vid, threads=1, per_thread=1)
+        assert client.flush().spilled == 1
+    [line] = [json.loads(x) for f in spill_dir.glob("*.jsonl") for x in f.read_text().splitlines()]
+    assert set(line) == PREVIOUS_KEYS
+    assert (line["input"], line["label"], line["tokens_in"]) == ("msg 0-0", "fraud", 40)

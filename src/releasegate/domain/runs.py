@@ -50,6 +50,8 @@ FIELDS = (
     "operation", "retries", "escalated", "edited", "feedback", "input", "output", "label",
     "attributes", "arm",
 )  # fmt: skip
+RunValues = tuple[Any, ...]
+"""A record as its values in ``FIELDS`` order, None for a missing one (``build_run_values``)."""
 REQUIRED = ("workflow", "version_id", "env", "started_at", "status")
 _KNOWN = frozenset(FIELDS)
 _HEX = "0123456789abcdef"
@@ -301,26 +303,66 @@ def parse_batch(
     max_rejections: int = 1000,
 ) -> BatchResult:
     """Validate every record of a batch (rejections carry their 0-based index)."""
+    return _parse_items(objs, build_run, now, source, max_skew, max_rejections)
+
+
+def parse_values(
+    items: Iterable[RunValues],
+    *,
+    now: datetime,
+    source: str = "sdk",
+    max_skew: timedelta = DEFAULT_MAX_SKEW,
+    max_rejections: int = 1000,
+) -> BatchResult:
+    """``parse_batch`` of records given as their values in ``FIELDS`` order (``RunValues``,
+    what the SDK hands its writer): the same rules and messages, without a dict per run."""
+    return _parse_items(items, build_run_values, now, source, max_skew, max_rejections)
+
+
+def _parse_items(
+    objs: Iterable[Any],
+    build: Callable[[Any, float, float, str], RunRecord],
+    now: datetime,
+    source: str,
+    max_skew: timedelta,
+    max_rejections: int,
+) -> BatchResult:
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
     items = objs if type(objs) is list else list(objs)
     now_s, skew_s = epoch_of(now), max_skew.total_seconds()
     # the usual batch (an SDK's, an HTTP body): every record valid, every run_id its own;
     # one plain loop, then the set check. Anything else starts over in ``_collect``,
-    # which places every rejection and repeat (``build_run`` is pure: the same answers).
+    # which places every rejection and repeat (``build`` is pure: the same answers).
     runs: list[RunRecord] = []
     append = runs.append
     try:
         for obj in items:
-            append(build_run(obj, now_s, skew_s, source))
+            append(build(obj, now_s, skew_s, source))
     except RecordError:
         pass
     else:
         if len(set(map(_RUN_ID, runs))) == len(runs):
             return BatchResult(runs, [])
     return _collect(
-        ((i, None, obj) for i, obj in enumerate(items)), now_s, skew_s, source, max_rejections
+        ((i, None, obj) for i, obj in enumerate(items)),
+        now_s,
+        skew_s,
+        source,
+        max_rejections,
+        build,
     )
+
+
+def run_dict(values: RunValues) -> dict[str, Any]:
+    """The record ``values`` stand for, as a JSON object (a spill file's line, an HTTP
+    body's item); a missing ``provider`` or ``operation`` is left out, as the SDK sends."""
+    record = dict(zip(FIELDS, values, strict=True))
+    if record["provider"] is None:
+        del record["provider"]
+    if record["operation"] is None:
+        del record["operation"]
+    return record
 
 
 def parse_jsonl(
@@ -389,9 +431,11 @@ def _collect(
     skew_s: float,
     source: str,
     max_rejections: int,
+    build: Callable[[Any, float, float, str], RunRecord] | None = None,
 ) -> BatchResult:
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+    build = build or build_run
     runs: list[RunRecord] = []
     spots: list[tuple[int, int | None]] = []
     rejected: list[Rejection] = []
@@ -400,12 +444,18 @@ def _collect(
         try:
             if type(obj) is _Malformed:
                 raise RecordError(None, obj.reason)
-            runs.append(build_run(obj, now_s, skew_s, source))
+            runs.append(build(obj, now_s, skew_s, source))
             spots.append((index, line))
         except RecordError as bad:
             count += 1
             if len(rejected) < max_rejections:
-                run_id = shown_run_id(obj.get("run_id")) if isinstance(obj, Mapping) else None
+                run_id = (
+                    shown_run_id(obj.get("run_id"))
+                    if isinstance(obj, Mapping)
+                    else shown_run_id(obj[0])
+                    if build is build_run_values
+                    else None
+                )
                 rejected.append(Rejection(index, line, run_id, bad.field, bad.reason))
 
     def conflict(
@@ -469,41 +519,68 @@ def printable(text: str) -> str:
 
 
 def build_run(obj: Any, now_s: float, skew_s: float, source: str) -> RunRecord:
-    """The rules, on one plain record; raises RecordError(field, reason).
-
-    Each check is inlined for the common valid value and calls its helper only to
-    convert or to fail: a function call costs as much as the check itself."""
+    """The rules, on one plain record (a JSON object); raises RecordError(field, reason)."""
     if type(obj) is not dict and not isinstance(obj, Mapping):
         raise RecordError(None, f"expected a JSON object, got {type_name(obj)}")
     if not _KNOWN.issuperset(obj):
         unknown = sorted(printable(str(k)) for k in obj if k not in _KNOWN)
         raise RecordError(unknown[0], "unknown field; put extra data under 'attributes'")
-    get = obj.get
+    return _check(now_s, skew_s, source, *map(obj.get, FIELDS))
 
-    workflow = get("workflow")
+
+def build_run_values(values: RunValues, now_s: float, skew_s: float, source: str) -> RunRecord:
+    """``build_run`` of a record given as its values in ``FIELDS`` order: the same rules
+    (one function applies them to both) and the same messages."""
+    if len(values) != len(FIELDS):
+        raise RecordError(None, f"expected {len(FIELDS)} values in FIELDS order, got {len(values)}")
+    return _check(now_s, skew_s, source, *values)
+
+
+_GOOD_IDS: set[str] = set()
+"""Version ids that passed the check (a process sees a handful): a set lookup instead of
+scanning 64 characters per run. Bounded; cleared when full."""
+
+
+def _check(
+    now_s: float, skew_s: float, source: str,
+    run_id: Any, workflow: Any, version_id: Any, env: Any, started_at: Any, ended_at: Any,
+    latency: Any, status: Any, reason: Any, tokens_in: Any, tokens_out: Any, cost: Any,
+    model: Any, provider: Any, operation: Any, retries: Any, escalated: Any, edited: Any,
+    feedback: Any, text_in: Any, text_out: Any, label: Any, attributes: Any, arm: Any,
+) -> RunRecord:  # fmt: skip
+    """The rules, on the values of one record in ``FIELDS`` order (None where missing),
+    received at ``now_s`` with clocks ``skew_s`` apart, from ``source``.
+
+    Each check is inlined for the common valid value and calls its helper only to
+    convert or to fail: a function call costs as much as the check itself."""
     if type(workflow) is not str or not 0 < len(workflow) <= NAME_MAX or not workflow.isascii():
         workflow = _name(workflow, "workflow", True)
-    env = get("env")
     if type(env) is not str or not 0 < len(env) <= NAME_MAX or not env.isascii():
         env = _name(env, "env", True)
-    version_id = get("version_id")
-    if type(version_id) is not str or len(version_id) != 64 or version_id.strip(_HEX):
-        version_id = _version_id(version_id)
+    if type(version_id) is not str or version_id not in _GOOD_IDS:
+        if type(version_id) is not str or len(version_id) != 64 or version_id.strip(_HEX):
+            version_id = _version_id(version_id)
+        if len(_GOOD_IDS) >= 1024:
+            _GOOD_IDS.clear()
+        _GOOD_IDS.add(version_id)
 
-    started = _epoch(get("started_at"), "started_at")
+    # a float inside the bounds _epoch and _number accept passes as it is
+    started = started_at
+    if type(started) is not float or not EARLIEST <= started <= 1e11:
+        started = _epoch(started, "started_at")
     limit = now_s + skew_s
     if started > limit:
         raise RecordError("started_at", _ahead(started - now_s, skew_s))
-    latency = get("latency_ms")
-    if latency is not None:
+    if latency is not None and (type(latency) is not float or not 0.0 <= latency < INF):
         latency = _number(latency, "latency_ms", 0.0, INF)
-    ended = get("ended_at")
+    ended = ended_at
     if ended is None:
         if latency is None:
             raise RecordError("ended_at", "is required (or give latency_ms)")
         ended = started + latency / 1000.0
     else:
-        ended = _epoch(ended, "ended_at")
+        if type(ended) is not float or not EARLIEST <= ended <= 1e11:
+            ended = _epoch(ended, "ended_at")
         if ended < started:
             raise RecordError(
                 "ended_at", f"is {_span(started - ended)} before started_at: a clock went back?"
@@ -513,73 +590,61 @@ def build_run(obj: Any, now_s: float, skew_s: float, source: str) -> RunRecord:
         if latency is None:
             latency = (ended - started) * 1000.0
 
-    status = get("status")
     if status != "ok" and status != "error":  # two compares beat `in`
         if status is None:
             raise RecordError("status", "is required ('ok' or 'error')")
         raise RecordError("status", f"expected 'ok' or 'error', got {_show(status)}")
-    reason = get("failure_reason")
     if reason is None:
         if status == "error":
             raise RecordError("failure_reason", "is required when status is 'error'")
     elif type(reason) is not str or not reason or not reason.isascii():
         reason = _string(reason, "failure_reason")
 
-    tokens_in = get("tokens_in", 0)
     if type(tokens_in) is not int or not 0 <= tokens_in < COUNT_MAX:
         tokens_in = _count(tokens_in, "tokens_in")
-    tokens_out = get("tokens_out", 0)
     if type(tokens_out) is not int or not 0 <= tokens_out < COUNT_MAX:
         tokens_out = _count(tokens_out, "tokens_out")
-    retries = get("retries", 0)
-    if type(retries) is not int or not 0 <= retries < COUNT_MAX:
+    if retries is None:  # missing, in most records of a file
+        retries = 0
+    elif type(retries) is not int or not 0 <= retries < COUNT_MAX:
         retries = _count(retries, "retries")
-    cost = get("cost_usd")
-    if cost is not None:
+    if cost is not None and (type(cost) is not float or not 0.0 <= cost < INF):
         cost = _number(cost, "cost_usd", 0.0, INF)
-    feedback = get("feedback")
     if feedback is not None:
         feedback = _number(feedback, "feedback", -1.0, 1.0)
-    escalated = get("escalated", False)
-    if type(escalated) is not bool:
+    if escalated is None:
+        escalated = False
+    elif type(escalated) is not bool:
         escalated = _flag(escalated, "escalated")
-    edited = get("edited", False)
-    if type(edited) is not bool:
+    if edited is None:
+        edited = False
+    elif type(edited) is not bool:
         edited = _flag(edited, "edited")
 
-    model = get("model")
     if model is not None and (
         type(model) is not str or not 0 < len(model) <= NAME_MAX or not model.isascii()
     ):
         model = _name(model, "model", False)
-    provider = get("provider")
     if provider is not None and (
         type(provider) is not str or not 0 < len(provider) <= NAME_MAX or not provider.isascii()
     ):
         provider = _name(provider, "provider", False)
-    operation = get("operation")
     if operation is not None and (
         type(operation) is not str or not 0 < len(operation) <= NAME_MAX or not operation.isascii()
     ):
         operation = _name(operation, "operation", False)
-    label = get("label")
     if label is not None and (
         type(label) is not str or not 0 < len(label) <= NAME_MAX or not label.isascii()
     ):
         label = _name(label, "label", False)
-    text_in = get("input")
     if text_in is not None and (type(text_in) is not str or not text_in.isascii()):
         text_in = _text(text_in, "input")
-    text_out = get("output")
     if text_out is not None and (type(text_out) is not str or not text_out.isascii()):
         text_out = _text(text_out, "output")
-    attributes = get("attributes")
     attributes = {} if attributes is None else _attributes(attributes)
-    arm = get("arm")
     if arm is not None and arm != "stable" and arm != "canary" and arm != "shadow":
         raise RecordError("arm", f"expected 'stable', 'canary' or 'shadow', got {_show(arm)}")
 
-    run_id = get("run_id")
     if run_id is None:
         run_id = derived_run_id(
             (started, ended, latency, cost, feedback, tokens_in, tokens_out, retries),

@@ -32,13 +32,16 @@ from typing import Any, NamedTuple
 from releasegate.domain.data_class import STORE_NO_TEXTS, DataRules
 from releasegate.domain.otlp import parse_otlp_json
 from releasegate.domain.runs import (
+    BatchResult,
     Rejection,
     RunKey,
     RunRecord,
+    RunValues,
     name_problems,
     name_rejections,
     parse_batch,
     parse_jsonl,
+    parse_values,
     shown_run_id,
 )
 from releasegate.domain.untrusted import parse_json
@@ -186,14 +189,32 @@ def ingest_dicts(
     the other runs of its batch; each rejection is still reported.
     """
     parsed = parse_batch(items, now=now or datetime.now(UTC), source=source)
+    return _ingest_parsed(store, parsed, len(items), atomic)
+
+
+def ingest_values(
+    store: Store,
+    items: Sequence[RunValues],
+    *,
+    source: str = "sdk",
+    atomic: bool = False,
+    now: datetime | None = None,
+) -> IngestResult:
+    """``ingest_dicts`` of runs given as their values in ``FIELDS`` order (the SDK's
+    writer): the same rules, messages and landing, without a dict per run."""
+    parsed = parse_values(items, now=now or datetime.now(UTC), source=source)
+    return _ingest_parsed(store, parsed, len(items), atomic)
+
+
+def _ingest_parsed(store: Store, parsed: BatchResult, received: int, atomic: bool) -> IngestResult:
     if parsed.rejected and atomic:
         return IngestResult(
-            received=len(items),
+            received=received,
             rejected=list(parsed.rejected),
             rejected_total=parsed.rejected_count,
         )
     result = ingest_records(store, parsed.accepted, atomic=atomic)
-    result.received = len(items)
+    result.received = received
     result.rejected = list(parsed.rejected) + result.rejected
     result.rejected_total = parsed.rejected_count + len(result.rejected) - len(parsed.rejected)
     return result

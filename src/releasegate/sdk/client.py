@@ -4,7 +4,7 @@ An application asks ``client.resolve(...)`` on every request; it must be a dict
 lookup, and it must keep answering when the store is briefly unreachable (the
 last known version, in memory, then on disk). Recording a run must cost the
 request microseconds: the context manager only notes times and values and puts
-one dict on a bounded queue; a background thread validates, hashes and writes
+one tuple on a bounded queue; a background thread validates, hashes and writes
 batches (``writer.py``), spilling to disk what the store cannot take (``spill.py``).
 """
 
@@ -203,35 +203,38 @@ class Run:
             self.failure_reason = self.failure_reason or f"{type(exc).__name__}: {exc}"
         elif self.failure_reason:
             self.status = "error"
+        # the run's values in ``domain.runs.FIELDS`` order: a tuple, not a dict, per run
         self._client._submit(
-            {
-                "run_id": self.run_id,
-                "workflow": self.workflow,
-                "version_id": self.version_id,
-                "env": self.env,
-                "started_at": self.started_at,
-                "ended_at": self.started_at + latency_ms / 1000.0,
-                "latency_ms": latency_ms,
-                "tokens_in": self.tokens_in,
-                "tokens_out": self.tokens_out,
-                "cost_usd": self.cost_usd,
-                "model": self.model,
-                "status": self.status,
-                "failure_reason": self.failure_reason,
-                "retries": self.retries,
-                "escalated": self.escalated,
-                "edited": self.edited,
-                "feedback": self.feedback,
-                "input": self.input,
-                "output": self.output,
-                "label": self.label,
-                "attributes": (
+            (
+                self.run_id,
+                self.workflow,
+                self.version_id,
+                self.env,
+                self.started_at,
+                self.started_at + latency_ms / 1000.0,
+                latency_ms,
+                self.status,
+                self.failure_reason,
+                self.tokens_in,
+                self.tokens_out,
+                self.cost_usd,
+                self.model,
+                None,  # provider
+                None,  # operation
+                self.retries,
+                self.escalated,
+                self.edited,
+                self.feedback,
+                self.input,
+                self.output,
+                self.label,
+                (
                     self.attributes
                     if self.pair is None
                     else {**(self.attributes or {}), PAIR_ATTRIBUTE: self.pair}
                 ),
-                "arm": self.arm,
-            }
+                self.arm,
+            )
         )
 
     def escalate(self) -> None:

@@ -1,12 +1,12 @@
 """The SDK's spill file: runs that could not go to the store wait on disk, not in memory.
 
 Each client appends to its own JSONL file in the spill directory (one run record per
-line, as the application reported it) and holds a file lock on it while it is open, so
-no other process replays a file that is still being written. A later client (the next
-start of the application, or this one once the store answers again) replays every
-unlocked file through the same validation and insert as any run, then deletes it.
-Replay is idempotent: runs are keyed by ``run_id``, so a file replayed twice (a crash
-half-way) stores each run once.
+line, the JSON object ``domain.runs.run_dict`` makes of the run's values) and holds a
+file lock on it while it is open, so no other process replays a file that is still
+being written. A later client (the next start of the application, or this one once the
+store answers again) replays every unlocked file through the same validation and
+insert as any run, then deletes it. Replay is idempotent: runs are keyed by ``run_id``,
+so a file replayed twice (a crash half-way) stores each run once.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import orjson
+
+from releasegate.domain.runs import RunValues, run_dict
 
 if TYPE_CHECKING:
     from filelock import FileLock
@@ -60,9 +62,10 @@ class Spill:
         """The file this client appends to now (None until it spills)."""
         return self._path
 
-    def append(self, records: Sequence[Mapping[str, Any]]) -> None:
-        """Write ``records`` to the spill file; raises OSError if the disk refuses."""
-        data = b"".join(_line(r) for r in records)
+    def append(self, runs: Sequence[RunValues]) -> None:
+        """Write ``runs`` to the spill file, one JSON object a line; raises OSError if the
+        disk refuses."""
+        data = b"".join(_line(run_dict(values)) for values in runs)
         with self._lock:
             if self._file is None:
                 self._open()

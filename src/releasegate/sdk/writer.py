@@ -1,12 +1,12 @@
 """The SDK's run writer: a bounded queue in memory, a thread that stores batches, and an
 explicit policy for when the queue is full.
 
-The request path takes a lock, appends one dict and returns. A background thread
-takes batches off the queue and lands each through the bulk path (``ingest_dicts``:
-the same validation and row encoding as ``releasegate runs import``, one transaction
-per batch). When the queue is full, ``on_overflow`` decides, and every run is
-accounted for in ``stats`` (sent = stored + duplicates + rejected + spilled +
-dropped + failed + still queued):
+The request path takes a lock, appends one tuple (the run's values in
+``domain.runs.FIELDS`` order) and returns. A background thread takes batches off the
+queue and lands each through the bulk path (``ingest_values``: the validation and row
+encoding of ``releasegate runs import``, one transaction per batch). When the queue
+is full, ``on_overflow`` decides, and every run is accounted for in ``stats`` (sent =
+stored + duplicates + rejected + spilled + dropped + failed + still queued):
 
 - ``spill``: the run goes to a JSONL file on disk (``spill.py``), replayed later;
   a failed batch (the store is down) is spilled at once too.
@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from releasegate.domain.runs import RunValues, run_dict
 from releasegate.errors import InputError, RunsNotStoredError, SDKUsageError
 from releasegate.release.store_access import Store
 from releasegate.sdk.spill import Spill
@@ -116,9 +117,12 @@ class RunWriter:
                 "max_queue and batch_size must be at least 1", field="max_queue/batch_size"
             )
         self._open_store = open_store
-        self._ingest = ingest or self._ingest_here
-        """Lands one batch, keeping its good runs: the store's ``ingest_dicts`` here, or a
-        server's ``POST /v1/runs`` (``sdk/remote.py``)."""
+        self._ingest_dicts = ingest or self._ingest_dicts_here
+        """Lands one batch of JSON objects (a spill file's), keeping its good runs: the
+        store's ``ingest_dicts`` here, or a server's ``POST /v1/runs`` (``sdk/remote.py``)."""
+        self._ingest = self._ingest_values_here if ingest is None else self._ingest_as_dicts
+        """Lands one batch of queued runs (``RunValues``): ``ingest_values`` here; a
+        server takes them as JSON objects."""
         self.on_overflow = on_overflow
         self.max_queue = max_queue
         self.batch_size = batch_size
@@ -126,7 +130,7 @@ class RunWriter:
         self.warn_every = warn_every
         self._spill = spill
         self.stats = ClientStats()
-        self._queue: collections.deque[dict[str, Any]] = collections.deque()
+        self._queue: collections.deque[RunValues] = collections.deque()
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)
         self._wake = threading.Event()
@@ -145,7 +149,7 @@ class RunWriter:
 
     # -- the request path ------------------------------------------------------------------
 
-    def submit(self, record: dict[str, Any]) -> None:
+    def submit(self, record: RunValues) -> None:
         with self._lock:
             if self._pending < self.max_queue and not self._closed:
                 self._pending += 1
@@ -161,7 +165,7 @@ class RunWriter:
         elif queued >= self.batch_size and not self._wake.is_set():
             self._wake.set()
 
-    def _overflow(self, record: dict[str, Any]) -> None:
+    def _overflow(self, record: RunValues) -> None:
         if self._closed:
             with self._lock:
                 self.stats.submitted += 1
@@ -274,12 +278,20 @@ class RunWriter:
                 time.sleep(RETRY_AFTER if not self._stopping else 0.0)
                 return
 
-    def _ingest_here(self, batch: list[dict[str, Any]]) -> IngestResult:
+    def _ingest_values_here(self, batch: list[RunValues]) -> IngestResult:
+        from releasegate.monitor.ingest import ingest_values
+
+        return ingest_values(self._open_store(), batch, source="sdk", atomic=False)
+
+    def _ingest_dicts_here(self, batch: list[dict[str, Any]]) -> IngestResult:
         from releasegate.monitor.ingest import ingest_dicts
 
         return ingest_dicts(self._open_store(), batch, source="sdk", atomic=False)
 
-    def _store(self, batch: list[dict[str, Any]]) -> bool:
+    def _ingest_as_dicts(self, batch: list[RunValues]) -> IngestResult:
+        return self._ingest_dicts([run_dict(values) for values in batch])
+
+    def _store(self, batch: list[RunValues]) -> bool:
         try:
             with _gc_paused():
                 result = self._ingest(batch)
@@ -334,7 +346,7 @@ class RunWriter:
         for reason in reasons or ():
             log.warning("releasegate rejected a run: %s", reason)
 
-    def _spill_batch(self, batch: list[dict[str, Any]], *, lost: bool) -> bool:
+    def _spill_batch(self, batch: list[RunValues], *, lost: bool) -> bool:
         if self._spill is None:
             error = "no spill_dir"
         else:
@@ -351,7 +363,7 @@ class RunWriter:
             return True
         return False
 
-    def _requeue(self, batch: list[dict[str, Any]]) -> None:
+    def _requeue(self, batch: list[RunValues]) -> None:
         with self._lock:
             self._queue.extendleft(reversed(batch))
 
@@ -368,7 +380,7 @@ class RunWriter:
         self._replay_due = False
 
         def store_batch(batch: list[dict[str, Any]]) -> None:
-            result = self._ingest(batch)
+            result = self._ingest_dicts(batch)
             with self._lock:
                 self.stats.replayed += result.landed + result.duplicates
             for rejection in result.rejected[:5]:
