@@ -53,6 +53,10 @@ def endpoints(live: Live) -> list[Endpoint]:
         Endpoint("GET", "/v1/tokens", Role.ADMIN),
         Endpoint("POST", "/v1/tokens", Role.ADMIN, {"name": "eve", "role": "admin"}),
         Endpoint("DELETE", "/v1/tokens/bob", Role.ADMIN),
+        Endpoint("POST", "/v1/versions", Role.BUILDER, {"document": "workflow: x"}),
+        Endpoint("POST", f"/v1/versions/{live.v2}/evals", Role.BUILDER, {}),
+        Endpoint("GET", "/v1/evals/abcdef", Role.VIEWER),
+        Endpoint("POST", f"/v1/versions/{live.v2}/gate", Role.BUILDER, {"env": "staging"}),
     ]
 
 
@@ -91,6 +95,10 @@ def state(live: Live) -> dict[str, Any]:
                 "alerts",
                 "rollouts",
                 "api_tokens",
+                "versions",
+                "eval_runs",
+                "gate_decisions",
+                "suites",
             )
         }
     tables["audit"] = [(e.seq, e.kind) for e in audit_log(live.store) if e.kind != REFUSED]

@@ -26,7 +26,7 @@ from releasegate.domain.power import EpochAdvice, epochs_needed, flaky_cases, me
 from releasegate.domain.results import Case, CaseOutput
 from releasegate.domain.stats import Interval, aggregate_interval, average_epochs
 from releasegate.domain.suite import Suite, parse_suite, suite_from_content
-from releasegate.errors import InputError, SuiteError
+from releasegate.errors import InputError, NotFoundError, SuiteError
 from releasegate.providers import build_provider, prices
 from releasegate.providers.base import Provider, ProviderContext
 from releasegate.providers.embeddings import DEFAULT_MODEL, Embedder, backend_for
@@ -41,7 +41,7 @@ from releasegate.runner.scorers.base import Scorer
 from releasegate.store.audit import AuditRepo
 from releasegate.store.embeddings import EmbeddingRepo
 from releasegate.store.engine import Conn, Store
-from releasegate.store.evals import EvalRepo
+from releasegate.store.evals import EvalRecord, EvalRepo
 from releasegate.store.suites import SuiteRepo
 from releasegate.store.versions import VersionRecord
 
@@ -76,6 +76,34 @@ class EvalOutcome:
             "suite_changed": self.suite_changed,
             **self.summary,
         }
+
+
+def read_suite_text(text: str, source: str, files: Mapping[str, str]) -> Suite:
+    """A suite sent as text (over the server), under the same limits as a file; its cases
+    file comes from ``files`` (relative path -> text), never from this machine's disk."""
+    import posixpath
+
+    from releasegate.domain import untrusted
+    from releasegate.release.loaders import max_input_bytes, parse_jsonl, parse_yaml
+
+    untrusted.check_size(len(text.encode("utf-8")), max_input_bytes(), source, SuiteError)
+    doc = parse_yaml(text, source, SuiteError)
+    given = {posixpath.normpath(k): v for k, v in files.items()}
+
+    def load_cases(rel: str) -> list[Any]:
+        found = given.get(posixpath.normpath(rel))
+        if found is None:
+            raise SuiteError(
+                f"cases file '{rel}' not found",
+                source=source,
+                line=doc.line_of(("cases",)),
+                field="cases",
+                hint=f"send it in 'files' as {rel!r}",
+            )
+        untrusted.check_size(len(found.encode("utf-8")), max_input_bytes(), rel, SuiteError)
+        return parse_jsonl(found, rel, SuiteError)
+
+    return parse_suite(doc, load_cases)
 
 
 def read_suite(path: Path) -> Suite:
@@ -193,6 +221,13 @@ def make_provider(store: Store, manifest: Mapping[str, Any]) -> Provider:
     return build_provider(manifest, ProviderContext(embedder=embedder_for(store)))
 
 
+def check_options(epochs: int, concurrency: int) -> None:
+    if not 1 <= epochs <= MAX_EPOCHS:  # more overflowed the database's integer
+        raise InputError(f"must be 1 to {MAX_EPOCHS:,}", field="--epochs")
+    if concurrency < 1:
+        raise InputError("must be 1 or more", field="--concurrency")
+
+
 def evaluate(
     store: Store,
     version_ref: str,
@@ -204,10 +239,7 @@ def evaluate(
     progress: Progress | None = None,
     who: str | None = None,
 ) -> EvalOutcome:
-    if not 1 <= epochs <= MAX_EPOCHS:  # more overflowed the database's integer
-        raise InputError(f"must be 1 to {MAX_EPOCHS:,}", field="--epochs")
-    if concurrency < 1:
-        raise InputError("must be 1 or more", field="--concurrency")
+    check_options(epochs, concurrency)
     suite = read_suite(suite_path)
     with store.read() as conn:
         version = find_suite_version(conn, version_ref, suite, suite_path)
@@ -235,6 +267,50 @@ def evaluate_suite(
     who: str | None = None,
     make_current: bool = True,
 ) -> EvalOutcome:
+    started = start_evaluation(
+        store,
+        version,
+        suite,
+        epochs=epochs,
+        concurrency=concurrency,
+        use_cache=use_cache,
+        who=who,
+        make_current=make_current,
+    )
+    return run_evaluation(store, started, progress=progress)
+
+
+@dataclass(frozen=True)
+class StartedEval:
+    """An eval checked and recorded as running (``start_evaluation``), not yet run."""
+
+    eval_id: str
+    version: VersionRecord
+    suite: Suite
+    scorers: list[tuple[str, Scorer]]
+    provider: Provider
+    epochs: int
+    concurrency: int
+    use_cache: bool
+    who: str
+    suite_changed: bool
+
+
+def start_evaluation(
+    store: Store,
+    version: VersionRecord,
+    suite: Suite,
+    *,
+    epochs: int = 1,
+    concurrency: int = 8,
+    use_cache: bool = True,
+    who: str | None = None,
+    make_current: bool = True,
+) -> StartedEval:
+    """Everything an eval checks before it calls a model (scorers, expectations, the
+    provider, the pins), then the suite registered and the eval recorded as ``running``
+    by this process: bad input raises here with nothing written, and the eval id is known
+    before the (long) run, which ``run_evaluation`` does."""
     who = who or default_actor()
     scorers = build_scorers(suite)
     check_expectations(suite, scorers)
@@ -252,6 +328,31 @@ def evaluate_suite(
             epochs=epochs,
             summary={"running": running_marker()},
         )
+    return StartedEval(
+        eval_id,
+        version,
+        suite,
+        scorers,
+        provider,
+        epochs,
+        concurrency,
+        use_cache,
+        who,
+        changed,
+    )
+
+
+def run_evaluation(
+    store: Store, started: StartedEval, *, progress: Progress | None = None
+) -> EvalOutcome:
+    """Run a started eval to its end: completed (audited), or failed / interrupted."""
+    eval_id, version, suite, scorers = (
+        started.eval_id,
+        started.version,
+        started.suite,
+        started.scorers,
+    )
+    provider, epochs, who = started.provider, started.epochs, started.who
     try:
         result = run_suite(
             store,
@@ -260,15 +361,16 @@ def evaluate_suite(
             provider=provider,
             scorers=scorers,
             epochs=epochs,
-            concurrency=concurrency,
-            use_cache=use_cache,
+            concurrency=started.concurrency,
+            use_cache=started.use_cache,
             progress=progress,
         )
     except BaseException as exc:
         status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        why = {"error": mask_secrets(str(exc) or type(exc).__name__)} if status == "failed" else {}
         with store.write() as conn:
             EvalRepo(conn).finish(
-                eval_id, status=status, n_cases=0, n_errors=0, n_cached=0, summary={}
+                eval_id, status=status, n_cases=0, n_errors=0, n_cached=0, summary=why
             )
         raise
     summary = summarize(suite, [s for _, s in scorers], result.runs, epochs)
@@ -281,8 +383,12 @@ def evaluate_suite(
     if judged:  # what this eval paid its judges (a cached verdict costs nothing again)
         summary["cost_usd"]["judges"] = judged
         summary["cost_usd"]["judges_total"] = round(sum(u["cost_usd"] for u in judged.values()), 6)
+    stored = {
+        **summary,
+        OUTCOME: {"called": result.n_called, "suite_changed": started.suite_changed},
+    }
     retrying(
-        lambda: _record_completed(store, eval_id, version, suite, summary, result, epochs, who),
+        lambda: _record_completed(store, eval_id, version, suite, stored, result, epochs, who),
         what="eval finish",
     )
     return EvalOutcome(
@@ -294,8 +400,29 @@ def evaluate_suite(
         summary,
         result.n_called,
         result.n_cached,
-        changed,
+        started.suite_changed,
     )
+
+
+OUTCOME = "outcome"
+"""The key of a completed eval's stored summary that keeps what ``eval --json`` says
+beside the summary (model calls made, whether the suite changed), so any process can
+answer the document again (``eval_document``)."""
+
+
+def eval_document(record: EvalRecord) -> dict[str, Any]:
+    """A completed eval's ``eval --json`` document, from its stored row."""
+    summary = dict(record.summary)
+    outcome = summary.pop(OUTCOME, {})
+    return {
+        "eval_id": record.eval_id,
+        "version_id": record.version_id,
+        "suite_id": record.suite_id,
+        "called": outcome.get("called"),
+        "cached": record.n_cached,
+        "suite_changed": outcome.get("suite_changed"),
+        **summary,
+    }
 
 
 def _record_completed(
@@ -586,3 +713,48 @@ def summarize(
         "flaky": flaky[:FLAKY_LIMIT],
         "flaky_total": len(flaky),
     }
+
+
+def eval_status(store: Store, eval_id: str) -> dict[str, Any]:
+    """Where an eval stands, from its row (any process can answer): ``status`` running,
+    completed, failed or interrupted (its process died: ``release.interrupted``), why it
+    failed, and, once completed, its ``eval --json`` document as ``result``."""
+    mark_interrupted(store)  # an eval whose process died is shown as what it is
+    with store.read() as conn:
+        found = EvalRepo(conn).find(eval_id)
+        if found is None:
+            raise NotFoundError(f"no eval '{eval_id}'", field="eval_id")
+        version = find_version(conn, found.version_id)
+    done = found.status == "completed"
+    interrupted = found.summary.get("interrupted") if found.status == "interrupted" else None
+    return {
+        "eval_id": found.eval_id,
+        "version_id": found.version_id,
+        "workflow": version.workflow,
+        "suite_id": found.suite_id,
+        "epochs": found.epochs,
+        "status": found.status,
+        "started_at": found.started_at.isoformat(),
+        "finished_at": None if found.finished_at is None else found.finished_at.isoformat(),
+        "error": found.summary.get("error") if found.status == "failed" else None,
+        "interrupted": interrupted,
+        "result": eval_document(found) if done else None,
+    }
+
+
+def suite_for(store: Store, version_ref: str, suite_id: str | None = None) -> Suite:
+    """A stored suite to evaluate ``version_ref`` on: ``suite_id``, or its workflow's current."""
+    with store.read() as conn:
+        repo = SuiteRepo(conn)
+        if suite_id is None:
+            workflow = find_version(conn, version_ref).workflow
+            suite_id = repo.current_id(workflow)
+            if suite_id is None:
+                raise InputError(
+                    f"workflow '{workflow}' has no suite yet",
+                    field="suite",
+                    hint="send the suite file's text in 'suite'",
+                )
+        elif not repo.exists(suite_id):
+            raise NotFoundError(f"no suite '{suite_id}'", field="suite_id")
+    return stored_suite(store, suite_id)

@@ -12,10 +12,12 @@ by content, so the id says which weights ran.
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from releasegate.domain import untrusted
 from releasegate.domain.document import Document, undotted
 from releasegate.domain.experiments import EXPERIMENT, RELEASE
 from releasegate.domain.manifest import WorkflowSpec, parse_workflow
@@ -26,7 +28,7 @@ from releasegate.providers.base import ProviderContext
 from releasegate.providers.embeddings import Embedder
 from releasegate.providers.python_callable import load_function, revision_of
 from releasegate.release.data_rules import version_violations
-from releasegate.release.loaders import load_yaml, parse_yaml
+from releasegate.release.loaders import load_yaml, max_input_bytes, parse_yaml
 from releasegate.release.models import pin_model
 from releasegate.release.policy_changes import approved_over_file, change_policy
 from releasegate.release.refs import actor as default_actor
@@ -71,18 +73,57 @@ def parse_file(path: Path) -> tuple[WorkflowSpec, Document]:
     return parse_workflow(doc, reader, loader), doc
 
 
+def parse_text(text: str, source: str, files: Mapping[str, str]) -> tuple[WorkflowSpec, Document]:
+    """Parse a workflow document sent as text (over the server), under the same limits as a
+    file; the files it names (prompts, an index, a blessed-models list) come from ``files``
+    (relative path -> text), never from this machine's disk."""
+    untrusted.check_size(len(text.encode("utf-8")), max_input_bytes(), source, ManifestError)
+    doc = parse_yaml(text, source, ManifestError)
+    given = {posixpath.normpath(k): v for k, v in files.items()}
+
+    def read(rel: str) -> str:
+        found = given.get(posixpath.normpath(rel))
+        if found is None:
+            raise FileNotFoundError(rel)
+        return found
+
+    def loader(rel: str) -> Document:
+        return parse_yaml(read(rel), rel, PolicyError)
+
+    return parse_workflow(doc, lambda rel: read(rel).encode("utf-8"), loader), doc
+
+
 def read_workflow(path: Path) -> WorkflowSpec:
     """Parse a workflow file and pin its model: code and weights by content."""
     spec, doc = parse_file(path)
+    return pinned(spec, doc, str(path), path.parent)
+
+
+def read_workflow_text(text: str, source: str, files: Mapping[str, str]) -> WorkflowSpec:
+    """``read_workflow`` of a document sent as text: a GGUF model is pinned by the full
+    ``digest`` it states, since the weights' file is on the sender's disk, not here."""
+    spec, doc = parse_text(text, source, files)
+    return pinned(spec, doc, source, None)
+
+
+def pinned(spec: WorkflowSpec, doc: Document, source: str, base: Path | None) -> WorkflowSpec:
+    """Pin ``spec``'s code and model; ``base`` is the folder a GGUF ``file`` is read from."""
     try:
+        if base is None and spec.model_file is not None:
+            raise ManifestError(
+                f"the model file '{spec.model_file}' cannot be read here",
+                field="model.file",
+                hint="remove 'file' and state the file's full 'digest' (sha256:...); "
+                "`releasegate register --check` prints the id the file gives",
+            )
         spec = pin_code(spec)
         # the provider validates its own part of the manifest (labels, settings) now, not at eval
         build_provider(spec.manifest, ProviderContext(embedder=Embedder()))
-        spec = pin_model(spec, path.parent)  # last: it may ask a runtime over the network
+        spec = pin_model(spec, base or Path())  # last: it may ask a runtime over the network
     except ManifestError as exc:
         where = undotted(exc.field) if exc.field else ("model",)
         raise ManifestError(
-            exc.reason, source=str(path), line=doc.line_of(where), field=exc.field, hint=exc.hint
+            exc.reason, source=source, line=doc.line_of(where), field=exc.field, hint=exc.hint
         ) from None
     return spec
 
@@ -197,16 +238,19 @@ def register_spec(
     who: str | None = None,
     source_dir: Path | None = None,
     source_file: Path | None = None,
+    source_commit: str | None = None,
 ) -> Registered:
     """Register ``spec``; two writers registering the same content both get its id.
 
     ``source_file`` is recorded in the registration event, with a GGUF model's file, so
-    a pin that no longer holds can name the command that registers the change.
+    a pin that no longer holds can name the command that registers the change. The
+    source commit is read from ``source_dir``'s git repository, or stated
+    (``source_commit``: a document sent over the server has no folder here).
     """
     who = who or default_actor()
     # read before anything is written: a bad rules file is exit 2 with nothing stored
     warnings = tuple(v.message() for v in version_violations(spec.manifest, spec.data_class))
-    commit = git_commit(source_dir) if source_dir is not None else None
+    commit = git_commit(source_dir) if source_dir is not None else source_commit
     origin: dict[str, str] = {}
     if source_file is not None:
         origin["file"] = str(source_file.resolve())

@@ -59,7 +59,8 @@ class Settings:
 def create_app(store: Store, settings: Settings | None = None) -> FastAPI:
     """The application over ``store``; the caller keeps the store open while it serves."""
     from releasegate import __version__
-    from releasegate.server.routes import actions, read, rollouts, runs, tokens
+    from releasegate.server.jobs import EvalJobs
+    from releasegate.server.routes import actions, loop, read, rollouts, runs, tokens
     from releasegate.server.web import create_web
 
     settings = settings or Settings()
@@ -78,7 +79,8 @@ def create_app(store: Store, settings: Settings | None = None) -> FastAPI:
     app.state.gatekeeper = Gatekeeper(store, settings.token_ttl)
     app.state.resolver = Resolver(store, ttl=settings.resolve_ttl)
     errors.install(app)
-    for module in (read, runs, actions, rollouts, tokens):
+    app.state.evals = EvalJobs(store)
+    for module in (read, runs, actions, rollouts, tokens, loop):
         app.include_router(module.router)
     app.mount("/web", create_web(app))  # the dashboard (server/web), on the same services
     app.add_middleware(_Edge, metrics=app.state.metrics, limit=settings.max_body_bytes)

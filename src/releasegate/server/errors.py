@@ -8,7 +8,8 @@ record or invalid field. The statuses:
 
 - 400 a body that is not JSON, or bad input the services refuse (a too-short id, an
   unknown environment); 422 JSON of the wrong shape or types (a missing field, a string
-  where a number belongs, a run record the ingest parser rejects). Both write nothing.
+  where a number belongs, a run record the ingest parser rejects) or a workflow, suite or
+  policy document with a field at fault (named in ``errors``). Both write nothing.
 - 401 no usable token, 403 a role too low (each audited as ``access.refused``).
 - 404 an unknown workflow, version, decision or route; 405 a wrong method.
 - 409 the answer is no (a promotion refused, a self-approval, a stale alias).
@@ -30,12 +31,15 @@ from starlette.exceptions import HTTPException
 from releasegate.errors import (
     ForbiddenError,
     InputError,
+    ManifestError,
     NotFoundError,
+    PolicyError,
     PrerequisiteError,
     RefusedError,
     ReleasegateError,
     SchemaOutdatedError,
     StoreError,
+    SuiteError,
     UnauthorizedError,
     nearest,
 )
@@ -57,6 +61,9 @@ class BodyTooLarge(InputError):
 
 STATUS: dict[type[ReleasegateError], int] = {
     ValidationFailed: 422,
+    ManifestError: 422,
+    SuiteError: 422,
+    PolicyError: 422,
     BodyTooLarge: 413,
     InputError: 400,
     NotFoundError: 404,

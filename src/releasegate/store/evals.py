@@ -67,6 +67,10 @@ class EvalRepo:
             )
         )
 
+    def find(self, eval_id: str) -> EvalRecord | None:
+        row = self.conn.execute(select(t.eval_runs).where(t.eval_runs.c.eval_id == eval_id)).first()
+        return None if row is None else _eval(row)
+
     def running(self) -> list[EvalRecord]:
         rows = self.conn.execute(
             select(t.eval_runs)

@@ -4,17 +4,18 @@ starts through ``POST /v1/versions/{version}/promote`` with ``canary`` or ``shad
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.responses import Response
 
 from releasegate.domain.access import Identity, Role
 from releasegate.release import rollout as rollouts
 from releasegate.release.inspect import gate_report
 from releasegate.server.access import requires
 from releasegate.server.errors import ERROR_RESPONSES
-from releasegate.server.routes import Json
+from releasegate.server.routes import CliDocument, Json, Text
 
 router = APIRouter(responses={**ERROR_RESPONSES, 409: {"description": "Refused: the answer is no"}})
 Viewer = Annotated[Identity, Depends(requires(Role.VIEWER))]
@@ -67,24 +68,48 @@ def check(request: Request, workflow: str, env: str, who: Operator) -> Json:
     return Json(_json(checked, resend_due(store, workflow, env)))
 
 
+FORMATS = {
+    "json": "application/json",
+    "markdown": "text/markdown; charset=utf-8",
+    "junit": "application/xml",
+}
+Format = Annotated[
+    Literal["json", "markdown", "junit"],
+    Query(description="json (`report gate --format json`), markdown or junit"),
+]
+
+
+def _report(report: Any, fmt: str) -> Response:
+    """``report gate --format FMT``: the body is what the CLI prints, byte for byte."""
+    from releasegate.reports.gate_report import render_junit, render_markdown
+
+    if fmt == "json":
+        return CliDocument(report.to_json())
+    text = render_markdown(report) if fmt == "markdown" else render_junit(report)
+    return Text(text, FORMATS[fmt])
+
+
 @router.get(
     "/v1/versions/{version}/gate",
     tags=["read"],
     summary="A version's latest gate report for an environment (viewer)",
+    responses={200: {"content": {m: {} for m in FORMATS.values()}}},
 )
 def version_gate(
     request: Request,
     version: str,
     _: Viewer,
     env: Annotated[str, Query(min_length=1, description="The environment gated for")],
-) -> Json:
-    return Json(gate_report(request.app.state.store, version, env).to_json())
+    format: Format = "json",
+) -> Response:
+    return _report(gate_report(request.app.state.store, version, env), format)
 
 
 @router.get(
     "/v1/decisions/{decision}",
     tags=["read"],
-    summary="A stored gate report by decision id or prefix (viewer)",
+    summary="A stored gate report by decision id or prefix (`report gate`; viewer)",
+    responses={200: {"content": {m: {} for m in FORMATS.values()}}},
 )
-def decision(request: Request, decision: str, _: Viewer) -> Json:
-    return Json(gate_report(request.app.state.store, decision).to_json())
+def decision(request: Request, decision: str, _: Viewer, format: Format = "json") -> Response:
+    return _report(gate_report(request.app.state.store, decision), format)
