@@ -37,22 +37,40 @@ def serve(
         bool,
         typer.Option("--access-log/--no-access-log", help="Log one line per request on stdout."),
     ] = True,
+    log_format: Annotated[
+        str,
+        typer.Option(metavar="text|json", help="Log lines as text, or as one JSON object each."),
+    ] = "text",
+    log_level: Annotated[
+        str, typer.Option(metavar="debug|info|warning|error", help="The least severe logged.")
+    ] = "info",
+    graceful_timeout: Annotated[
+        float,
+        typer.Option(
+            metavar="SECONDS",
+            help="On SIGTERM/SIGINT, how long requests in flight may take to finish.",
+        ),
+    ] = 30.0,
 ) -> None:
     """Serve the HTTP API (FastAPI on uvicorn) over this project's store."""
     from releasegate.errors import InputError
     from releasegate.server.app import Settings
+    from releasegate.server.run import Launch
     from releasegate.server.run import serve as run
 
+    launch = Launch(host, port, workers, log_format, log_level, access_log, graceful_timeout)
+    launch.check()
     if max_body < 1:
         raise InputError("must be at least 1 byte", field="--max-body")
     if token_ttl < 0 or resolve_ttl < 0:
         raise InputError("a TTL cannot be negative", field="--token-ttl/--resolve-ttl")
     store(create=False).close()  # no store, or an outdated schema: say so before listening
-    print(
-        f"releasegate serve: http://{host}:{port} (docs at /docs, {workers} worker(s))",
-        file=sys.stderr,
-    )
-    run(host, port, workers, Settings(max_body, token_ttl, resolve_ttl), access_log=access_log)
+    if log_format == "text":  # a JSON log has only JSON lines: uvicorn's say where it listens
+        print(
+            f"releasegate serve: http://{host}:{port} (docs at /docs, {workers} worker(s))",
+            file=sys.stderr,
+        )
+    run(launch, Settings(max_body, token_ttl, resolve_ttl))
 
 
 @command(token_app, "create")

@@ -104,6 +104,7 @@ def requires(role: Role) -> Callable[..., Awaitable[Identity]]:
         try:
             if identity is None:
                 identity = await run_in_threadpool(keeper.check, header)
+            request.state.identity = identity  # named in the request's access line
             authorize(identity, role)
         except (UnauthorizedError, ForbiddenError) as exc:
             request.app.state.metrics.refused(403 if isinstance(exc, ForbiddenError) else 401)

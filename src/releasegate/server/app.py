@@ -9,6 +9,8 @@ uvicorn's workers call, reading the settings ``serve`` put in the environment.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import re
 import time
@@ -21,12 +23,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from releasegate.release.resolve import Resolver
 from releasegate.release.store_access import Store, open_store
-from releasegate.server import errors
+from releasegate.server import errors, logs
 from releasegate.server.access import Gatekeeper, document
 from releasegate.server.errors import BodyTooLarge
 from releasegate.server.metrics import Metrics
 
 MIB = 1024 * 1024
+log = logging.getLogger("releasegate.server")
+access = logging.getLogger(logs.ACCESS)
 
 
 @dataclass(frozen=True)
@@ -115,7 +119,9 @@ class _Edge:
     by Content-Length, else by counting the chunks), times every request for ``/metrics``
     by its route template, and gives each an ``X-Request-ID`` (the caller's, when it is a
     plain token of up to 64 characters, else a new one), answered in the response header
-    and named in the log line of a 500."""
+    and carried by every log record made while serving it (``logs.request_id``). It writes
+    the request's access line (``releasegate.access``), and answers an unexpected error
+    with the one 500 shape, its traceback logged once with the request id."""
 
     def __init__(self, app: ASGIApp, *, metrics: Metrics, limit: int) -> None:
         self.app = app
@@ -130,6 +136,7 @@ class _Edge:
         status = 500
         request_id = _request_id(scope)
         scope.setdefault("state", {})["request_id"] = request_id
+        logs.request_id.set(request_id)  # each request runs in its own task: no reset needed
         header = (b"x-request-id", request_id.encode("ascii"))
         declared = _content_length(scope)
         if declared is not None and declared > self.limit:
@@ -148,19 +155,37 @@ class _Edge:
                     raise BodyTooLarge(_too_large_text(limit))
             return message
 
+        started_response = False
+
         async def sending(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started_response
             if message["type"] == "http.response.start":
                 status = message["status"]
+                started_response = True
                 message = {**message, "headers": [*message.get("headers", []), header]}
             await send(message)
 
         try:
             await self.app(scope, counted, sending)
+        except asyncio.CancelledError:  # still running past serve's --graceful-timeout
+            if not started_response:
+                await errors.error_response(503, STOPPED, hint=STOPPED_HINT)(
+                    scope, receive, sending
+                )
+            raise
+        except Exception as exc:
+            if started_response:
+                raise  # too late to answer: the server closes the connection and logs it
+            route = getattr(scope.get("route"), "path", None) or "(unrouted)"
+            log.error("unexpected error in %s %s", scope["method"], route, exc_info=exc)
+            await errors.error_response(500, errors.INTERNAL)(scope, receive, sending)
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "(unrouted)"
-            self.metrics.observe(scope["method"], template, status, time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+            self.metrics.observe(scope["method"], template, status, seconds)
+            if access.isEnabledFor(logging.INFO):
+                _access_line(scope, template, status, seconds)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send, request_id: str) -> None:
         response = errors.error_response(
@@ -169,6 +194,34 @@ class _Edge:
         response.headers["x-request-id"] = request_id
         response.headers["connection"] = "close"  # the unread body must not be parsed as a request
         await response(scope, receive, send)
+
+
+STOPPED = (
+    "the server stopped before this request finished (its --graceful-timeout passed); "
+    "it may or may not have taken effect"
+)
+STOPPED_HINT = "send it again: a re-sent runs batch lands nothing twice"
+
+
+def _access_line(scope: Scope, route: str, status: int, seconds: float) -> None:
+    identity = scope["state"].get("identity")
+    client = scope.get("client")
+    access.info(
+        "%s %s %d %.1f ms",
+        scope["method"],
+        route,
+        status,
+        seconds * 1000,
+        extra={
+            "method": scope["method"],
+            "route": route,
+            "status": status,
+            "duration_ms": round(seconds * 1000, 3),
+            "client": client[0] if client else None,
+            "token": getattr(identity, "name", None),
+            "token_id": getattr(identity, "token_id", None),
+        },
+    )
 
 
 def _too_large_text(limit: int) -> str:

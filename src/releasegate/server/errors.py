@@ -45,6 +45,7 @@ from releasegate.errors import (
 )
 
 log = logging.getLogger("releasegate.server")
+INTERNAL = "internal error; the server log has the details"
 
 
 class ValidationFailed(InputError):
@@ -123,7 +124,7 @@ def respond(exc: ReleasegateError) -> JSONResponse:
     status = status_of(exc)
     if status == 500:
         log.error("releasegate server: %s", exc)
-        return error_response(500, "internal error; the server log has the details")
+        return error_response(500, INTERNAL)
     errors: list[FieldError] = []
     if isinstance(exc, ValidationFailed):
         errors = list(exc.errors)
@@ -167,7 +168,7 @@ def install(app: FastAPI) -> None:
             rid,
             exc_info=exc,
         )
-        return error_response(500, "internal error; the server log has the details")
+        return error_response(500, INTERNAL)
 
     app.add_exception_handler(ReleasegateError, on_ours)
     app.add_exception_handler(RequestValidationError, on_validation)

@@ -4,31 +4,64 @@ The store is opened (and its schema checked) before anything listens, so a missi
 or a PostgreSQL schema that needs ``releasegate db upgrade`` is a clear error, not a
 server answering 503. With several workers each opens its own store through
 ``app.from_environment``; the settings travel in the environment.
+
+SIGTERM or SIGINT stop it gracefully: the port closes at once (new connections are
+refused), the requests in flight finish and are answered, for at most ``graceful_timeout``
+seconds (then they are cancelled), and ``serve`` returns, so ``releasegate serve`` exits 0.
 """
 
 from __future__ import annotations
 
 import os
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
 
 from releasegate.errors import InputError, PrerequisiteError
 from releasegate.release.store_access import open_store
 from releasegate.server.app import Settings, create_app
+from releasegate.server.logs import FORMATS, LEVELS, log_config
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-def serve(
-    host: str = "127.0.0.1",
-    port: int = 8080,
-    workers: int = 1,
-    settings: Settings | None = None,
-    *,
-    log_level: str = "info",
-    access_log: bool = True,
-) -> None:
-    """Serve until interrupted (SIGINT/SIGTERM drain the requests in flight, then stop)."""
-    if not 0 <= port <= 65535:
-        raise InputError(f"port {port} is not between 0 and 65535", field="--port")
-    if workers < 1:
-        raise InputError("needs at least one worker", field="--workers")
+@dataclass(frozen=True)
+class Launch:
+    """How ``serve`` runs: where it listens, how many workers, its logs and its stop."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    log_format: str = "text"
+    log_level: str = "info"
+    access_log: bool = True
+    graceful_timeout: float = 30.0
+    """Seconds the requests in flight get to finish after SIGTERM/SIGINT."""
+
+    def check(self) -> None:
+        """InputError (exit 2) for an option out of range, before anything is opened."""
+        if not 0 <= self.port <= 65535:
+            raise InputError(f"port {self.port} is not between 0 and 65535", field="--port")
+        if self.workers < 1:
+            raise InputError("needs at least one worker", field="--workers")
+        for value, known, option in (
+            (self.log_format, FORMATS, "--log-format"),
+            (self.log_level, LEVELS, "--log-level"),
+        ):
+            if value not in known:
+                raise InputError(f"{value!r} is not one of {', '.join(known)}", field=option)
+        if self.graceful_timeout < 0:
+            raise InputError("cannot be negative", field="--graceful-timeout")
+
+
+def serve(launch: Launch | None = None, settings: Settings | None = None) -> None:
+    """Serve until SIGINT or SIGTERM, then drain the requests in flight and return."""
+    launch = launch or Launch()
+    launch.check()
     try:
         import uvicorn
     except ModuleNotFoundError as exc:
@@ -38,25 +71,48 @@ def serve(
         ) from None
     settings = settings or Settings()
     store = open_store(create=False)
-    common = {
-        "host": host,
-        "port": port,
-        "log_level": log_level,
+    common: dict[str, Any] = {
+        "host": launch.host,
+        "port": launch.port,
+        "log_level": launch.log_level,
+        "log_config": log_config(launch.log_format, launch.log_level, access_log=launch.access_log),
         "ws": "none",
         "proxy_headers": False,
-        "access_log": access_log,
+        "access_log": False,  # releasegate.access writes the request lines
+        "timeout_graceful_shutdown": launch.graceful_timeout,
     }
-    if workers == 1:
-        try:
-            uvicorn.run(create_app(store, settings), **common)  # type: ignore[arg-type]
-        finally:
-            store.close()
+    with _stopped_quietly():
+        if launch.workers == 1:
+            try:
+                uvicorn.run(create_app(store, settings), **common)
+            finally:
+                store.close()
+            return
+        store.close()
+        os.environ.update(settings.to_env())
+        uvicorn.run(
+            "releasegate.server.app:from_environment",
+            factory=True,
+            workers=launch.workers,
+            **common,
+        )
+
+
+@contextmanager
+def _stopped_quietly() -> Iterator[None]:
+    """A stop asked for by SIGINT or SIGTERM is a clean exit (0). uvicorn restores the
+    handlers it found and re-raises the signal once it has drained; the handlers found are
+    these, which end the process with 0 (before uvicorn listens too: nothing in flight)."""
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(0)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals are the main thread's (a server run by a test in a thread)
         return
-    store.close()
-    os.environ.update(settings.to_env())
-    uvicorn.run(
-        "releasegate.server.app:from_environment",
-        factory=True,
-        workers=workers,
-        **common,  # type: ignore[arg-type]
-    )
+    before = {sig: signal.signal(sig, stop) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)

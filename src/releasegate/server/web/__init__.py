@@ -104,6 +104,7 @@ def session(request: Request) -> Session:
         identity = gate.cached(header) or gate.check(header)
     except UnauthorizedError as exc:
         raise LoginNeeded(back, exc.message) from None
+    request.state.identity = identity  # named in the request's access line
     return Session(identity, token)
 
 
