@@ -55,6 +55,7 @@ __all__ = [
     "out_path",
     "plural",
     "policy_app",
+    "queue_app",
     "report_app",
     "rollout_app",
     "runs_app",
@@ -69,7 +70,7 @@ HELP_ORDER = (
     "init", "demo",
     "register", "versions", "show", "diff", "suite", "eval", "compare",
     "gate", "approve", "promote", "rollout", "rollback", "resolve", "history",
-    "runs", "monitor", "pause", "resume", "rehearse",
+    "runs", "monitor", "queue", "pause", "resume", "rehearse",
     "review", "policy", "stage", "report",
     "audit", "gc", "models", "db", "serve", "token",
 )  # fmt: skip
@@ -115,6 +116,10 @@ policy_app = typer.Typer(
     no_args_is_help=True,
 )
 token_app = typer.Typer(help="API tokens for `releasegate serve`.", no_args_is_help=True)
+queue_app = typer.Typer(
+    help="The human review queue: runs to read, marked good or bad, turned into suite cases.",
+    no_args_is_help=True,
+)
 for _name, _group in (
     ("audit", audit_app),
     ("db", db_app),
@@ -126,6 +131,7 @@ for _name, _group in (
     ("policy", policy_app),
     ("stage", stage_app),
     ("token", token_app),
+    ("queue", queue_app),
 ):
     app.add_typer(_group, name=_name)
 

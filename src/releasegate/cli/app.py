@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "cmd_pause",
     "cmd_rehearse",
     "cmd_review",
+    "cmd_queue",
     "cmd_handover",
     "cmd_audit",
     "cmd_suite",

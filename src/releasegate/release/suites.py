@@ -128,10 +128,7 @@ def case_from_run(store: Store, run_ref: str) -> tuple[Any, dict[str, Any]]:
             field="--from-run",
             hint="give the input with --input instead",
         )
-    value: Any = run["input"]
-    if value[:1] in ("{", "["):
-        with suppress(ValueError):
-            value = json.loads(value)
+    value = case_input_value(run["input"])
     provenance = {
         "from_run": run["run_id"],
         "version_id": run["version_id"],
@@ -141,6 +138,15 @@ def case_from_run(store: Store, run_ref: str) -> tuple[Any, dict[str, Any]]:
         "status": run["status"],
     }
     return value, {k: v for k, v in provenance.items() if v is not None}
+
+
+def case_input_value(text: str) -> Any:
+    """A run's stored text as a case value: parsed back to JSON when it was structured."""
+    value: Any = text
+    if text[:1] in ("{", "["):
+        with suppress(ValueError):
+            value = json.loads(text)
+    return value
 
 
 def _next_id(taken: set[str]) -> str:

@@ -262,18 +262,24 @@ class AuditRepo:
 
     def registration(self, version_id: str) -> AuditEvent | None:
         """The ``version.registered`` event of a version (where it was registered from)."""
+        return self._one("version.registered", version_id, newest=False)
+
+    def _one(self, kind: str, subject: str, *, newest: bool) -> AuditEvent | None:
+        """The first (or the newest) event of ``kind`` about ``subject``."""
+        seq = t.audit_events.c.seq
         row = self.conn.execute(
             select(t.audit_events)
-            .where(
-                and_(
-                    t.audit_events.c.kind == "version.registered",
-                    t.audit_events.c.subject == version_id,
-                )
-            )
-            .order_by(t.audit_events.c.seq)
+            .where(and_(t.audit_events.c.kind == kind, t.audit_events.c.subject == subject))
+            .order_by(seq.desc() if newest else seq)
             .limit(1)
         ).first()
         return None if row is None else _event(row)
+
+    def suite_source(self, suite_id: str) -> str | None:
+        """The file a suite was registered from, as its latest ``suite.changed`` names it."""
+        event = self._one("suite.changed", suite_id, newest=True)
+        source = None if event is None else event.payload.get("source")
+        return source if isinstance(source, str) and source else None
 
     def keys(self) -> Keyring | None:
         """The audit keys this write transaction signs with (None: no key here yet)."""

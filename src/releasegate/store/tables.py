@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 metadata = MetaData(
@@ -405,4 +406,28 @@ api_tokens = Table(
     Column("created_by", String(200), nullable=False),
     Column("revoked_at", TS, nullable=True),
     Column("revoked_by", String(200), nullable=True),
+)
+
+# The human review queue (0013): one review per run and reviewer (a second is an update);
+# ``run_started_at`` copies the run's start so a period's reviews need no join on runs.
+run_reviews = Table(
+    "run_reviews",
+    metadata,
+    Column("review_id", String(32), primary_key=True),
+    Column("run_id", String(256), nullable=False),
+    Column("workflow", String(256), nullable=False),
+    Column("env", String(256), nullable=False),
+    Column("version_id", String(100), nullable=False),
+    Column("run_started_at", Float, nullable=False),
+    Column("reviewer", String(200), nullable=False),
+    Column("verdict", String(10), nullable=False),
+    Column("expected", Text, nullable=True),
+    Column("note", Text, nullable=False, default=""),
+    Column("reasons_json", Text, nullable=False),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    Column("case_id", String(200), nullable=True),
+    Column("case_suite_id", ID, nullable=True),
+    UniqueConstraint("run_id", "reviewer"),
+    Index("ix_run_reviews_workflow_env_started", "workflow", "env", "run_started_at"),
 )

@@ -1,0 +1,438 @@
+"""The human review queue: list the runs to read, mark each good or bad, make a case.
+
+``review_queue`` reads a period's runs and applies ``domain.review_queue``'s rules;
+``mark_run`` records a reviewer's verdict (one review per run and reviewer: marking
+again updates it, and the update is audited with what it replaced); ``review_to_case``
+turns a review into a suite case through ``suite add-case --from-run``'s path, with
+the review named in the case's metadata and in the suite change's reason;
+``review_log`` is the period's reviews with their numbers, which the memo and the
+runbook quote. Not to be confused with ``release.review``, the governance review.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from releasegate.domain.review_queue import (
+    Period,
+    Queue,
+    QueueRules,
+    Review,
+    ReviewStats,
+    RunSummary,
+    build_queue,
+    checked_text,
+    choose_sample,
+    flagged_reasons,
+    parse_period,
+    parse_verdict,
+    review_stats,
+    sample_draw,
+)
+from releasegate.errors import InputError, NotFoundError, RefusedError, SuiteError
+from releasegate.release.refs import actor as default_actor
+from releasegate.release.refs import check_env, find_run
+from releasegate.store.audit import AuditRepo
+from releasegate.store.engine import Store
+from releasegate.store.reviews import ReviewRepo
+from releasegate.store.suites import SuiteRepo
+from releasegate.store.workflows import WorkflowRepo
+
+
+def _period(period: str | Period | None, now: datetime | None) -> Period:
+    if isinstance(period, Period):
+        return period
+    return parse_period(period, now or datetime.now(UTC))
+
+
+def _candidates(
+    repo: ReviewRepo, workflow: str, env: str, span: Period, rules: QueueRules
+) -> tuple[list[RunSummary], set[str], int]:
+    """The period's flagged runs, its sampled run ids, and how many runs it holds."""
+    start, end = span.start.timestamp(), span.end.timestamp()
+    flagged = repo.flagged(workflow, env, start, end, rules.feedback_below)
+    sample_ids, runs = choose_sample(repo.period_ids(workflow, env, start, end), workflow, rules)
+    return flagged, sample_ids, runs
+
+
+def review_queue(
+    store: Store,
+    workflow: str,
+    env: str = "production",
+    *,
+    period: str | Period | None = None,
+    rules: QueueRules | None = None,
+    limit: int = 50,
+    after: str | None = None,
+    now: datetime | None = None,
+) -> Queue:
+    """The runs of ``workflow``@``env`` to review over ``period`` (default the last 7
+    days), a page of ``limit`` after the cursor ``after``."""
+    rules = rules or QueueRules()
+    span = _period(period, now)
+    start, end = span.start.timestamp(), span.end.timestamp()
+    with store.read() as conn:
+        wf = WorkflowRepo(conn).get(workflow)
+        check_env(wf, env)
+        flagged, sample_ids, runs = _candidates(ReviewRepo(conn), workflow, env, span, rules)
+        flagged_ids = {r.run_id for r in flagged}
+        sampled = [r for r in flagged if r.run_id in sample_ids]
+        sampled += ReviewRepo(conn).summaries(sorted(sample_ids - flagged_ids))
+        reviewed = ReviewRepo(conn).reviewed_ids(workflow, env, start, end)
+    return build_queue(
+        workflow=workflow,
+        env=env,
+        period=span,
+        rules=rules,
+        flagged=flagged,
+        sampled=sampled,
+        runs=runs,
+        reviewed=reviewed,
+        limit=limit,
+        after=after,
+    )
+
+
+@dataclass(frozen=True)
+class Marked:
+    """A review as recorded, and the one it replaced (the same reviewer's, or None)."""
+
+    review: Review
+    previous: Review | None
+
+    @property
+    def is_update(self) -> bool:
+        return self.previous is not None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            **self.review.as_dict(),
+            "updated": self.is_update,
+            "previous": None if self.previous is None else self.previous.as_dict(),
+        }
+
+
+def mark_run(
+    store: Store,
+    run_ref: str,
+    verdict: str,
+    *,
+    expected: str | None = None,
+    note: str = "",
+    who: str | None = None,
+    os_user: str | None = None,
+    token_id: str | None = None,
+    rules: QueueRules | None = None,
+) -> Marked:
+    """Record ``who``'s verdict on a run (id or unique prefix). Marking a run again
+    replaces that reviewer's review, audited with the verdict it replaced; a review that
+    changes nothing is refused (RefusedError) and writes nothing."""
+    verdict = parse_verdict(verdict)
+    expected = checked_text(expected, "expected")
+    note = checked_text(note.strip(), "note") or ""
+    who = who or default_actor()
+    rules = rules or QueueRules()
+    with store.write() as conn:
+        run = find_run(conn, run_ref)
+        repo = ReviewRepo(conn)
+        previous = repo.get(run["run_id"], who, lock=True)
+        summary_reasons = _reasons(run, rules)
+        at = datetime.now(UTC)
+        review = Review(
+            review_id=previous.review_id if previous else uuid.uuid4().hex,
+            run_id=run["run_id"],
+            workflow=run["workflow"],
+            env=run["env"],
+            version_id=run["version_id"],
+            run_started_at=float(run["started_at"]),
+            reviewer=who,
+            verdict=verdict,
+            expected=expected,
+            note=note,
+            reasons=summary_reasons,
+            created_at=previous.created_at if previous else at,
+            updated_at=at,
+            case_id=previous.case_id if previous else None,
+            case_suite_id=previous.case_suite_id if previous else None,
+        )
+        if previous is not None:
+            if (previous.verdict, previous.expected, previous.note) == (verdict, expected, note):
+                raise RefusedError(
+                    f"{who} already marked run {run['run_id']} {verdict} with this "
+                    "correction and note: nothing to change",
+                    hint=f"`releasegate queue log {run['workflow']} --env {run['env']}`",
+                )
+            repo.replace(review)
+        else:
+            repo.add(review)
+        payload: dict[str, Any] = {
+            "run_id": review.run_id,
+            "env": review.env,
+            "version_id": review.version_id,
+            "verdict": verdict,
+            "expected": expected,
+            "note": note,
+            "reasons": list(summary_reasons),
+            "review_id": review.review_id,
+        }
+        if previous is not None:
+            payload["previous"] = {
+                "verdict": previous.verdict,
+                "expected": previous.expected,
+                "note": previous.note,
+            }
+        if os_user is not None:
+            payload["os_user"] = os_user
+        if token_id is not None:
+            payload["token_id"] = token_id
+        AuditRepo(conn).append(
+            kind="review.updated" if previous else "review.marked",
+            actor=who,
+            workflow=review.workflow,
+            subject=review.run_id,
+            payload=payload,
+        )
+    return Marked(review, previous)
+
+
+def _reasons(run: dict[str, Any], rules: QueueRules) -> tuple[str, ...]:
+    """Why the run is in its queue now (empty when it is not)."""
+    summary = RunSummary(
+        run["run_id"],
+        float(run["started_at"]),
+        run["version_id"],
+        run["status"],
+        bool(run["escalated"]),
+        bool(run["edited"]),
+        run["feedback"],
+        run["label"],
+    )
+    reasons = flagged_reasons(summary, rules)
+    draw = sample_draw(rules.seed, run["workflow"], run["run_id"], float(run["started_at"]))
+    if draw < rules.sample_share:
+        reasons += ("sample",)
+    return reasons
+
+
+@dataclass(frozen=True)
+class ReviewCase:
+    """The suite case made from a review."""
+
+    review_id: str
+    run_id: str
+    reviewer: str
+    case_id: str
+    suite_id: str
+    previous_suite_id: str | None
+    cases: int
+    cases_file: Path
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "review_id": self.review_id,
+            "run_id": self.run_id,
+            "reviewer": self.reviewer,
+            "case_id": self.case_id,
+            "suite_id": self.suite_id,
+            "previous_suite_id": self.previous_suite_id,
+            "cases": self.cases,
+            "cases_file": str(self.cases_file),
+        }
+
+
+def review_to_case(
+    store: Store,
+    run_ref: str,
+    *,
+    reviewer: str | None = None,
+    suite_path: Path | None = None,
+    reason: str = "",
+    must_pass: bool = False,
+    who: str | None = None,
+) -> ReviewCase:
+    """Add ``reviewer``'s review of a run to a suite as a case (``suite add-case
+    --from-run``): the input from the run, the expected output from the review's
+    correction (or, for a run marked good, its own output), and the review in the
+    case's metadata. ``suite_path`` defaults to the
+    file of the workflow's current suite, where it is readable here and unchanged since
+    it was registered (the server's way: it never writes a file the caller names)."""
+    from releasegate.release.evaluate import read_suite
+    from releasegate.release.suites import add_case, case_from_run
+
+    who = who or default_actor()
+    reviewer = reviewer or who
+    with store.read() as conn:
+        run = find_run(conn, run_ref)
+        review = ReviewRepo(conn).get(run["run_id"], reviewer)
+        current = SuiteRepo(conn).current_id(run["workflow"])
+        source = AuditRepo(conn).suite_source(current) if current else None
+    if review is None:
+        raise NotFoundError(
+            f"{reviewer} has not reviewed run {run['run_id']}",
+            field="run",
+            hint=f"mark it first: `releasegate queue mark {run['run_id']} --good|--bad`",
+        )
+    if review.case_id is not None:
+        raise RefusedError(
+            f"the review of run {run['run_id']} by {reviewer} is already case "
+            f"{review.case_id} of suite {(review.case_suite_id or '')[:12]}",
+        )
+    if suite_path is None:
+        suite_path = _current_suite_file(run["workflow"], current, source, read_suite)
+    case_input, metadata = case_from_run(store, run["run_id"])
+    metadata.update(
+        {
+            "review_id": review.review_id,
+            "reviewer": review.reviewer,
+            "verdict": review.verdict,
+            "reviewed_at": review.updated_at.isoformat(),
+            **({"note": review.note} if review.note else {}),
+        }
+    )
+    why = reason.strip() or (
+        f"review {review.review_id[:12]}: {review.reviewer} marked run {review.run_id} "
+        f"{review.verdict}" + (f" ({review.note})" if review.note else "")
+    )
+    added = add_case(
+        store,
+        suite_path,
+        input=case_input,
+        expected=_expected(review, run),
+        must_pass=must_pass,
+        reason=f"{why} [review {review.review_id[:12]}]" if reason.strip() else why,
+        who=who,
+        metadata=metadata,
+    )
+    with store.write() as conn:
+        ReviewRepo(conn).set_case(review.review_id, added.case_id, added.suite_id)
+        AuditRepo(conn).append(
+            kind="review.case_added",
+            actor=who,
+            workflow=run["workflow"],
+            subject=run["run_id"],
+            payload={
+                "review_id": review.review_id,
+                "reviewer": review.reviewer,
+                "case_id": added.case_id,
+                "suite_id": added.suite_id,
+                "previous_suite_id": added.previous_id,
+            },
+        )
+    return ReviewCase(
+        review.review_id,
+        run["run_id"],
+        review.reviewer,
+        added.case_id,
+        added.suite_id,
+        added.previous_id,
+        added.cases,
+        added.cases_file,
+    )
+
+
+def _expected(review: Review, run: dict[str, Any]) -> Any:
+    """The case's expected output: the review's correction; for a run marked good without
+    one, what the run answered (parsed back to JSON when it was structured)."""
+    if review.expected is not None:
+        return review.expected
+    from releasegate.release.suites import case_input_value
+
+    if review.verdict == "good" and run["output"] is not None:
+        return case_input_value(run["output"])
+    return None
+
+
+def check_suite_file(path: Path) -> None:
+    """Refuse, before anything is written, a suite file ``add-case`` could not grow: one
+    that does not parse, or whose cases are inline (SuiteError naming file and line)."""
+    from releasegate.release.evaluate import read_suite
+    from releasegate.release.loaders import load_yaml
+
+    read_suite(path)
+    doc = load_yaml(path, SuiteError)
+    if not isinstance(doc.data.get("cases"), str):
+        raise SuiteError(
+            "a case is appended to a JSONL cases file, and this suite has its cases inline",
+            source=str(path),
+            line=doc.line_of(("cases",)),
+            field="cases",
+            hint="move the cases to a .jsonl file and name it in 'cases:'",
+        )
+
+
+def _current_suite_file(workflow: str, current: str | None, source: Any, read: Any) -> Path:
+    hint = "add it where the suite file lives: `releasegate queue case RUN --suite FILE`"
+    if current is None or not isinstance(source, str):
+        raise RefusedError(f"{workflow} has no current suite to add the case to", hint=hint)
+    path = Path(source)
+    if not path.is_file():
+        raise RefusedError(
+            f"the current suite of {workflow} ({current[:12]}) came from {source}, which is "
+            "not readable here",
+            hint=hint,
+        )
+    if read(path).suite_id != current:
+        raise RefusedError(
+            f"{source} has changed since it was registered as {workflow}'s current suite "
+            f"({current[:12]}); register it (an eval on it) first",
+            hint=hint,
+        )
+    return path
+
+
+@dataclass(frozen=True)
+class ReviewLog:
+    workflow: str
+    env: str
+    period: Period
+    stats: ReviewStats
+    reviews: tuple[Review, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "workflow": self.workflow,
+            "env": self.env,
+            "period": self.period.as_dict(),
+            "stats": self.stats.as_dict(),
+            "reviews": [r.as_dict() for r in self.reviews],
+        }
+
+
+def review_log(
+    store: Store,
+    workflow: str,
+    env: str = "production",
+    *,
+    period: str | Period | None = None,
+    rules: QueueRules | None = None,
+    limit: int = 200,
+    now: datetime | None = None,
+) -> ReviewLog:
+    """The reviews of ``workflow``@``env``'s runs of the period (latest first, at most
+    ``limit``), with the numbers: coverage of the queue, edit rate, share marked bad."""
+    if limit < 1:
+        raise InputError("the limit must be 1 or more", field="--limit")
+    span = _period(period, now)
+    rules = rules or QueueRules()
+    start, end = span.start.timestamp(), span.end.timestamp()
+    with store.read() as conn:
+        wf = WorkflowRepo(conn).get(workflow)
+        check_env(wf, env)
+        repo = ReviewRepo(conn)
+        flagged, sample_ids, runs = _candidates(repo, workflow, env, span, rules)
+        reviews = repo.in_period(workflow, env, start, end)
+        edited = repo.edited_count(workflow, env, start, end)
+    queued = {r.run_id for r in flagged if flagged_reasons(r, rules)} | sample_ids
+    stats = review_stats(runs=runs, edited=edited, queued_ids=queued, reviews=reviews)
+    return ReviewLog(workflow, env, span, stats, tuple(reviews[:limit]))
+
+
+def review_numbers(
+    store: Store, workflow: str, env: str, start: datetime, end: datetime
+) -> ReviewStats:
+    """The review log's numbers for a memo or runbook period."""
+    return review_log(store, workflow, env, period=Period("", start, end), limit=1).stats
