@@ -235,3 +235,51 @@ def test_bad_log_options_are_exit_2_before_listening(project: Path) -> None:
     r = rg(project, "serve", "--graceful-timeout", "-1")
     assert r.returncode == 2
     assert "--graceful-timeout" in r.stderr
+
+
+# -- /metrics across workers ---------------------------------------------------------------
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    """The value of one sample of a Prometheus text exposition (0 when absent)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                return float(s.value)
+    return 0.0
+
+
+def test_one_scrape_counts_the_requests_of_every_worker(project: Path) -> None:
+    tmp = project / "tmp"
+    tmp.mkdir()
+    served = serve(project, "--workers", "2", "--log-format", "json", env={"TMPDIR": str(tmp)})
+    try:
+        (shared,) = tmp.glob("releasegate-metrics-*")  # made by serve for its workers
+        sent = 0
+        pids: set[int] = set()
+        while len(pids) < 2 and sent < 2000:  # new connections until both workers answered
+            for _ in range(20):
+                assert httpx.get(f"{served.url}/v1/workflows").status_code == 401
+                sent += 1
+            pids = {r["pid"] for r in access_lines(served) if r.get("route") == "/v1/workflows"}
+        assert len(pids) == 2, f"one worker answered all {sent} requests"
+        assert {int(p.stem.rsplit("_", 1)[1]) for p in shared.glob("counter_*.db")} >= pids
+        for _ in range(4):  # whichever worker answers the scrape, it counts them all
+            text = httpx.get(f"{served.url}/metrics").text
+            assert (
+                sample(
+                    text,
+                    "releasegate_http_requests_total",
+                    method="GET",
+                    route="/v1/workflows",
+                    status="401",
+                )
+                == sent
+            )
+            assert sample(text, "releasegate_access_refused_total", status="401") == sent
+    finally:
+        code = served.stop()
+    assert code == 0, served.logs()
+    assert list(tmp.iterdir()) == []  # serve removed its metrics directory

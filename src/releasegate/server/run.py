@@ -3,7 +3,8 @@
 The store is opened (and its schema checked) before anything listens, so a missing store
 or a PostgreSQL schema that needs ``releasegate db upgrade`` is a clear error, not a
 server answering 503. With several workers each opens its own store through
-``app.from_environment``; the settings travel in the environment.
+``app.from_environment``; the settings travel in the environment, and so does the
+directory where the workers share their ``/metrics`` counts (``metrics.SHARED_DIR``).
 
 SIGTERM or SIGINT stop it gracefully: the port closes at once (new connections are
 refused), the requests in flight finish and are answered, for at most ``graceful_timeout``
@@ -13,7 +14,9 @@ seconds (then they are cancelled), and ``serve`` returns, so ``releasegate serve
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +28,7 @@ from releasegate.errors import InputError, PrerequisiteError
 from releasegate.release.store_access import open_store
 from releasegate.server.app import Settings, create_app
 from releasegate.server.logs import FORMATS, LEVELS, log_config
+from releasegate.server.metrics import SHARED_DIR
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -90,12 +94,29 @@ def serve(launch: Launch | None = None, settings: Settings | None = None) -> Non
             return
         store.close()
         os.environ.update(settings.to_env())
-        uvicorn.run(
-            "releasegate.server.app:from_environment",
-            factory=True,
-            workers=launch.workers,
-            **common,
-        )
+        with _shared_metrics():
+            uvicorn.run(
+                "releasegate.server.app:from_environment",
+                factory=True,
+                workers=launch.workers,
+                **common,
+            )
+
+
+@contextmanager
+def _shared_metrics() -> Iterator[None]:
+    """The workers' shared ``/metrics`` directory: one ``serve`` creates and removes (an
+    operator's own ``PROMETHEUS_MULTIPROC_DIR`` is used as it is, and is theirs to wipe)."""
+    if os.environ.get(SHARED_DIR):
+        yield
+        return
+    made = tempfile.mkdtemp(prefix="releasegate-metrics-")
+    os.environ[SHARED_DIR] = made
+    try:
+        yield
+    finally:
+        os.environ.pop(SHARED_DIR, None)
+        shutil.rmtree(made, ignore_errors=True)
 
 
 @contextmanager
