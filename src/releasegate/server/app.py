@@ -13,8 +13,8 @@ import asyncio
 import logging
 import os
 import re
+import secrets
 import time
-import uuid
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -63,6 +63,7 @@ class Settings:
 def create_app(store: Store, settings: Settings | None = None) -> FastAPI:
     """The application over ``store``; the caller keeps the store open while it serves."""
     from releasegate import __version__
+    from releasegate.server.hot import HotResolve
     from releasegate.server.jobs import EvalJobs
     from releasegate.server.routes import actions, loop, read, rollouts, runs, tokens
     from releasegate.server.web import create_web
@@ -76,6 +77,9 @@ def create_app(store: Store, settings: Settings | None = None) -> FastAPI:
         openapi_url="/openapi.json",
         docs_url="/docs",
         redoc_url=None,
+        # FastAPI's own OpenTelemetry instrumentation: off (the server has its own metrics
+        # and logs; checking whether it is configured costs every request a few µs)
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.store = store
     app.state.settings = settings
@@ -87,6 +91,11 @@ def create_app(store: Store, settings: Settings | None = None) -> FastAPI:
     for module in (read, runs, actions, rollouts, tokens, loop):
         app.include_router(module.router)
     app.mount("/web", create_web(app))  # the dashboard (server/web), on the same services
+    # the hot path, inside _Edge: request ids, metrics and logs see every answer it gives
+    hot = next(r for r in read.router.routes if getattr(r, "endpoint", None) is read.resolve)
+    app.add_middleware(
+        HotResolve, resolver=app.state.resolver, gatekeeper=app.state.gatekeeper, route=hot
+    )
     app.add_middleware(_Edge, metrics=app.state.metrics, limit=settings.max_body_bytes)
     plain = app.openapi
 
@@ -238,7 +247,7 @@ def _request_id(scope: Scope) -> str:
             if _REQUEST_ID.match(given):
                 return given
             break
-    return uuid.uuid4().hex[:16]
+    return secrets.token_hex(8)
 
 
 def _content_length(scope: Scope) -> int | None:

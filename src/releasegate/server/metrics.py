@@ -53,10 +53,17 @@ class Metrics:
             ("status",),
             registry=own,
         )
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.requests.labels(method, route, str(status)).inc()
-        self.latency.labels(method, route).observe(seconds)
+        key = (method, route, status)
+        pair = self._children.get(key)
+        if pair is None:  # labels() is a locked lookup: once per method, route and status
+            counted = self.requests.labels(method, route, str(status))
+            pair = (counted, self.latency.labels(method, route))
+            self._children[key] = pair
+        pair[0].inc()
+        pair[1].observe(seconds)
 
     def refused(self, status: int) -> None:
         self.refusals.labels(str(status)).inc()
