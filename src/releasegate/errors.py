@@ -21,7 +21,8 @@ table (``releasegate.cli._errors.EXIT_CODES``), and the classes carry no codes.
     │   ├── RehearsalRefusedError  production without --allow-production; a second one at once
     │   ├── UnauthorizedError  the server: no token, or one unknown or revoked (HTTP 401)
     │   ├── ForbiddenError    the server: the token's role is too low (HTTP 403)
-    │   └── AuditBrokenError  the audit log cannot be read or extended as it stands
+    │   ├── AuditBrokenError  the audit log cannot be read or extended as it stands
+    │   └── BlobCorruptError  a stored blob's bytes no longer match its digest
     ├── StoreError            exit 2   the store cannot be used as given (one line: cause, store)
     │   │                              read-only, full, locked, unreachable, unreadable
     │   ├── StoreConflictError  a transient conflict with another writer (retried first)
@@ -188,6 +189,15 @@ class AuditBrokenError(RefusedError):
     def __init__(self, message: str, *, seq: int | None = None, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.seq = seq
+
+
+class BlobCorruptError(RefusedError):
+    """A blob's stored bytes do not match its digest (changed or damaged outside releasegate);
+    ``digest`` names it. The bytes are never returned."""
+
+    def __init__(self, message: str, *, digest: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.digest = digest
 
 
 class SchemaOutdatedError(ReleasegateError):

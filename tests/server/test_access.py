@@ -36,6 +36,7 @@ def endpoints(live: Live) -> list[Endpoint]:
         Endpoint("GET", f"{wf}/history", Role.VIEWER),
         Endpoint("GET", "/v1/resolve/router/staging", Role.VIEWER),
         Endpoint("GET", "/v1/audit", Role.VIEWER),
+        Endpoint("GET", f"/v1/blobs/{'0' * 64}", Role.VIEWER),
         Endpoint("GET", "/v1/audit/verify", Role.VIEWER),
         Endpoint("POST", "/v1/runs", Role.OPERATOR, []),
         Endpoint("POST", f"/v1/versions/{live.v2}/promote", Role.OPERATOR, {"env": "staging"}),

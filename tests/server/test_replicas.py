@@ -4,6 +4,9 @@ audit chain stays intact (the rules are the services'; this shows they hold over
 
 from __future__ import annotations
 
+import hashlib
+import json
+import shutil
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -12,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 import sqlalchemy as sa
+import yaml
 
 from releasegate.release.evaluate import evaluate
 from releasegate.release.gate import gate
@@ -19,7 +23,7 @@ from releasegate.release.promote import approve
 from releasegate.release.register import register
 from releasegate.server.app import Settings, create_app
 from releasegate.store.engine import Store
-from tests.helpers import Project
+from tests.helpers import Project, ok_json, rg
 from tests.server.conftest import Live, run_server
 
 
@@ -116,3 +120,40 @@ def test_concurrent_ingestion_through_both_replicas_loses_nothing(live: Live, re
     assert sum(landed) == 16 * 250
     with live.store.read() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM runs")).scalar_one() == 16 * 250
+
+
+def test_what_a_cli_elsewhere_wrote_is_served_by_either_replica(
+    postgresql: None, live: Live, replica: str, tmp_path: Path
+) -> None:
+    """No directory is shared: a CLI in another working directory (another machine, with
+    the team's audit key) registers a version with a prompt file, evaluates and gates it;
+    both replicas then serve its file, its eval and its gate report from the database."""
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / ".releasegate").mkdir(parents=True)
+    shutil.copy(live.store.location.home / "audit.key", elsewhere / ".releasegate" / "audit.key")
+    prompt = "Route each message to fraud, card_lost, complaint or transfer.\n"
+    (elsewhere / "system.txt").write_text(prompt)
+    project = Project(root=elsewhere, stakes="high")
+    doc = yaml.safe_load(project.workflow("v3", temperature=0.3).read_text())
+    doc["prompts"]["system"] = {"file": "system.txt"}
+    (elsewhere / "v3.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    project.suite()
+    env = {"RELEASEGATE_DATABASE_URL": live.store.location.url}
+    v3 = ok_json(rg(elsewhere, "register", "v3.yaml", "--json", env=env))["version_id"]
+    assert rg(elsewhere, "eval", v3, "--suite", "suite.yaml", env=env).returncode == 0
+    gated = rg(elsewhere, "gate", v3, "--env", "staging", "--json", env=env)
+    decision = json.loads(gated.stdout)["decision_id"]
+    digest = hashlib.sha256(prompt.encode()).hexdigest()
+    with httpx.Client(headers={"Authorization": f"Bearer {live.tokens['viewer']}"}) as c:
+        for url in (replica, live.url):
+            got = c.get(f"{url}/v1/blobs/sha256:{digest}")
+            assert got.status_code == 200, got.text
+            assert got.content == prompt.encode()
+            assert got.headers["etag"] == f'"sha256:{digest}"'
+            report = c.get(f"{url}/v1/decisions/{decision}").json()
+            assert report["decision_id"] == decision and report["version"]["id"] == v3
+            shown = c.get(f"{url}/v1/versions/{v3}").json()
+            assert shown["decisions"][0]["decision_id"] == decision
+            assert c.get(f"{url}/v1/blobs/{'0' * 64}").status_code == 404
+    for home in (live.store.location.home, elsewhere / ".releasegate"):
+        assert not (home / "blobs").exists()

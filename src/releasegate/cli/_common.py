@@ -233,7 +233,11 @@ def open_store(create: bool = True) -> Store:
     """The project's store; ``create=False`` for commands that need one to exist."""
     from releasegate.release import store_access
 
-    return store_access.open_store(create=create)
+    store = store_access.open_store(create=create)
+    moved = store_access.moved_blobs(store)
+    if moved is not None:  # an older store's blob directory moved into the database
+        console(stderr=True).print(moved, markup=False, highlight=False, soft_wrap=True)
+    return store
 
 
 def emit(payload: Any) -> None:

@@ -1,8 +1,10 @@
 """Read-only views for people: the workflows, one workflow's environments, versions of a
-workflow, one version, a diff of two (the CLI's ``--json`` and the server's GET bodies)."""
+workflow, one version, a diff of two (the CLI's ``--json`` and the server's GET bodies),
+and the blobs versions refer to."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +22,17 @@ from releasegate.store.rollouts import RolloutRepo
 from releasegate.store.rows import now as utc_now
 from releasegate.store.versions import VersionRecord, VersionRepo
 from releasegate.store.workflows import WorkflowRepo
+
+
+def blob(store: Store, digest: str) -> bytes:
+    """A stored blob (a version's prompt or index file) by its sha256, checked against it:
+    ``NotFoundError`` when none has it, ``BlobCorruptError`` when its bytes do not match."""
+    return store.blobs.get(digest)
+
+
+def blob_chunks(store: Store, digest: str) -> Iterator[bytes]:
+    """The same a chunk at a time; the digest is checked before the last chunk comes out."""
+    return store.blobs.iter_chunks(digest)
 
 
 def list_workflows(store: Store) -> list[dict[str, Any]]:

@@ -12,12 +12,17 @@ from __future__ import annotations
 import errno
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from releasegate.errors import InputError, ReleasegateError
+from releasegate.errors import InputError, ReleasegateError, SchemaOutdatedError
 from releasegate.store.engine import SCHEMA_HEAD, Location, Store, locate
 from releasegate.store.faults import display_url, from_os_error
 
+if TYPE_CHECKING:
+    from releasegate.store.backup import Copied
+
 __all__ = [
+    "BackupDone",
     "Location",
     "Store",
     "StoreReady",
@@ -25,8 +30,11 @@ __all__ = [
     "display_url",
     "file_fault",
     "init_store",
+    "backup_store",
     "locate",
+    "moved_blobs",
     "open_store",
+    "restore_store",
     "store_status",
     "upgrade_store",
 ]
@@ -75,10 +83,9 @@ def store_status(store: Store) -> StoreStatus:
 
 @dataclass(frozen=True)
 class StoreReady:
-    """What ``init`` set up: the database (password masked), blobs and the audit key."""
+    """What ``init`` set up: the database (password masked; blobs live in it) and the audit key."""
 
     database: str
-    blobs: str
     audit_key: str
     """Where the key is kept: a file path or the environment variable's name."""
     audit_key_id: str
@@ -95,7 +102,6 @@ def init_store(project_dir: Path | None = None) -> StoreReady:
         assert keys is not None  # create=True makes one or raises AuditKeyError
         return StoreReady(
             database=loc.url if loc.is_embedded else display_url(loc.url),
-            blobs=str(loc.blob_root),
             audit_key=audit_keys.describe(loc.home),
             audit_key_id=keys.newest.key_id,
         )
@@ -103,21 +109,110 @@ def init_store(project_dir: Path | None = None) -> StoreReady:
         store.close()
 
 
-def upgrade_store(project_dir: Path | None = None) -> None:
+def upgrade_store(project_dir: Path | None = None) -> str | None:
     """Upgrade the schema to this release (the embedded store upgrades on open); a log
-    from before the audit key is anchored with the key right after."""
+    from before the audit key is anchored with the key right after. An older store's
+    blob directory moves into the database; what moved is said in the line returned."""
     from releasegate.store.migrate import upgrade_url
 
     loc = locate(project_dir)
-    if loc.is_embedded:
-        open_store(location=loc).close()
-        return
-    upgrade_url(loc.url)
-    store = open_store(location=loc, create=False)
+    if not loc.is_embedded:
+        upgrade_url(loc.url)
+    store = open_store(location=loc, create=loc.is_embedded)
     try:
-        store.seal_audit_log()
+        if not loc.is_embedded:
+            store.seal_audit_log()
+        return moved_blobs(store)
     finally:
         store.close()
+
+
+def moved_blobs(store: Store) -> str | None:
+    """One line on what opening ``store`` moved in from an older store's blob directory."""
+    moved = store.moved_blobs
+    return None if moved is None else moved.describe()
+
+
+@dataclass(frozen=True)
+class BackupDone:
+    """What ``db backup`` or ``db restore`` copied: the database file, from and to."""
+
+    source: str
+    target: str
+    size: int
+    schema: str
+    blobs: int
+    audit_key: str
+    """Where the audit key is kept (a file or the environment variable): back it up apart."""
+
+
+def _sqlite_file(loc: Location, verb: str) -> Path:
+    from releasegate.store.faults import parse_url
+
+    url = parse_url(loc.url)
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        raise InputError(
+            f"`releasegate db {verb}` copies an SQLite store; this one is {display_url(loc.url)}",
+            hint="back up PostgreSQL with pg_dump -Fc and restore it with pg_restore "
+            "(docs/backup.md)",
+        )
+    return Path(str(url.database))
+
+
+def backup_store(target: Path, project_dir: Path | None = None) -> BackupDone:
+    """Copy the embedded store's database to ``target`` while it stays in use."""
+    from releasegate.store import backup
+
+    loc = locate(project_dir)
+    db_path = _sqlite_file(loc, "backup")
+    open_store(location=loc, create=False).close()  # a releasegate store, schema current
+    return _done(backup.backup(db_path, target), loc)
+
+
+def restore_store(
+    source: Path, *, replace: bool = False, project_dir: Path | None = None
+) -> BackupDone:
+    """Copy a backup into the embedded store's database (upgrading an older schema);
+    a store that already holds data is replaced only when ``replace`` says so."""
+    from releasegate.store import backup
+
+    loc = locate(project_dir)
+    db_path = _sqlite_file(loc, "restore")
+    schema = backup.schema_of(source)
+    known = _revisions()
+    if schema not in known:
+        raise SchemaOutdatedError(
+            f"the backup's schema ({schema}) is newer than this releasegate ({SCHEMA_HEAD})",
+            hint="restore it with the release that wrote it: pip install -U releasegate",
+        )
+    if not replace and backup.has_data(db_path):
+        raise InputError(
+            f"the store {db_path} already holds data; restoring would replace it",
+            hint="back it up first (`releasegate db backup FILE`), then pass --replace",
+        )
+    return _done(backup.restore(source, db_path), loc)
+
+
+def _done(copied: Copied, loc: Location) -> BackupDone:
+    """What was copied, with the blobs the store now holds (opening it upgrades a restored
+    backup of an older release) and where the audit key, not in the copy, is read from."""
+    from releasegate.store import audit_keys
+
+    store = open_store(location=loc, create=False)
+    try:
+        blobs = store.blobs.count()[0]
+    finally:
+        store.close()
+    return BackupDone(
+        str(copied.source), str(copied.target), copied.size, copied.schema, blobs,
+        audit_keys.describe(loc.home),
+    )  # fmt: skip
+
+
+def _revisions() -> list[str]:
+    from releasegate.store.migrate import revisions
+
+    return revisions()
 
 
 def file_fault(exc: OSError, what: str) -> ReleasegateError | None:

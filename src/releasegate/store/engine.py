@@ -29,10 +29,10 @@ from releasegate.errors import (
     WriteConflictError,
 )
 from releasegate.store import faults
-from releasegate.store.blobs import BlobStore
+from releasegate.store.blobs import BlobMove, BlobStore
 from releasegate.store.faults import parse_url
 
-SCHEMA_HEAD = "0013"
+SCHEMA_HEAD = "0014"
 """The newest migration: checked on open without importing alembic (slow); a test holds
 it equal to the migrations' head. Their order comes from alembic (``migrate.revisions``)."""
 STORE_DIR = ".releasegate"
@@ -43,6 +43,7 @@ Conn = Connection  # what services hold while they compose repositories in one t
 class Location:
     url: str
     blob_root: Path
+    """Where releases before 0014 kept blobs; their files move into the database on open."""
     is_embedded: bool
     home: Path
 
@@ -140,13 +141,15 @@ class Batches:
 
 
 class Store:
-    """A database plus its blob directory; services take one and open transactions on it."""
+    """A database (blobs included); services take one and open transactions on it."""
 
-    def __init__(self, engine: Engine, blobs: BlobStore, location: Location) -> None:
+    def __init__(self, engine: Engine, location: Location) -> None:
         self.engine = engine
-        self.blobs = blobs
+        self.blobs = BlobStore(self)
         self.location = location
         self.dialect = engine.dialect.name
+        self.moved_blobs: BlobMove | None = None
+        """What opening the store moved in from an older store's blob directory."""
 
     @classmethod
     def open(
@@ -174,9 +177,10 @@ class Store:
                         raise
                     raise fault from exc
         engine = make_engine(loc.url)
-        store = cls(engine, BlobStore(loc.blob_root), loc)
+        store = cls(engine, loc)
         try:
             store.check_schema(upgrade=loc.is_embedded)
+            store.moved_blobs = store.blobs.move_in(loc.blob_root)
         except BaseException:
             engine.dispose()
             raise

@@ -431,3 +431,24 @@ run_reviews = Table(
     UniqueConstraint("run_id", "reviewer"),
     Index("ix_run_reviews_workflow_env_started", "workflow", "env", "run_started_at"),
 )
+
+# Content-addressed blobs (0014): one row per blob, its bytes in chunks of at most
+# ``blobs.CHUNK`` each, zlib-compressed where that pays (``encoding``: zlib or raw).
+blobs = Table(
+    "blobs",
+    metadata,
+    Column("digest", String(64), primary_key=True),  # sha256 of the bytes, hex
+    Column("size", BigInteger, nullable=False),
+    Column("stored_size", BigInteger, nullable=False),
+    Column("chunks", Integer, nullable=False),
+    Column("created_at", TS, nullable=False),
+)
+
+blob_chunks = Table(
+    "blob_chunks",
+    metadata,
+    Column("digest", String(64), ForeignKey("blobs.digest"), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("encoding", String(8), nullable=False),
+    Column("data", LargeBinary, nullable=False),
+)

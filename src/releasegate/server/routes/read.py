@@ -123,6 +123,20 @@ def history(request: Request, workflow: str, env: str, _: Viewer) -> Json:
     return Json([{"seq": h.seq, **h.as_dict()} for h in rows])
 
 
+@router.get(
+    "/v1/blobs/{digest}",
+    tags=["read"],
+    summary="A stored blob (a version's prompt or index file) by sha256, checked (`db blob`)",
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
+def blob(request: Request, digest: str, _: Viewer) -> Response:
+    data = inspect.blob(request.app.state.store, digest)
+    name = digest.removeprefix("sha256:").lower()
+    headers = {"ETag": f'"sha256:{name}"', "Cache-Control": "private, max-age=31536000, immutable"}
+    return Response(data, media_type="application/octet-stream", headers=headers)
+
+
 @router.get("/v1/audit", tags=["audit"], summary="The audit log (`releasegate audit log --json`)")
 def audit_log(
     request: Request,
