@@ -51,6 +51,13 @@ def serve(
             help="On SIGTERM/SIGINT, how long requests in flight may take to finish.",
         ),
     ] = 30.0,
+    forwarded_allow_ips: Annotated[
+        str | None,
+        typer.Option(
+            metavar="IPS",
+            help="Proxies whose X-Forwarded-For is believed (comma-separated, or '*').",
+        ),
+    ] = None,
 ) -> None:
     """Serve the HTTP API (FastAPI on uvicorn) over this project's store."""
     from releasegate.errors import InputError
@@ -58,7 +65,16 @@ def serve(
     from releasegate.server.run import Launch
     from releasegate.server.run import serve as run
 
-    launch = Launch(host, port, workers, log_format, log_level, access_log, graceful_timeout)
+    launch = Launch(
+        host,
+        port,
+        workers,
+        log_format,
+        log_level,
+        access_log,
+        graceful_timeout,
+        forwarded_allow_ips,
+    )
     launch.check()
     if max_body < 1:
         raise InputError("must be at least 1 byte", field="--max-body")

@@ -45,6 +45,9 @@ class Launch:
     access_log: bool = True
     graceful_timeout: float = 30.0
     """Seconds the requests in flight get to finish after SIGTERM/SIGINT."""
+    forwarded_allow_ips: str | None = None
+    """Proxies (addresses, comma-separated, or ``*``) whose ``X-Forwarded-For`` and
+    ``X-Forwarded-Proto`` are believed: the client then logged is the proxy's client."""
 
     def check(self) -> None:
         """InputError (exit 2) for an option out of range, before anything is opened."""
@@ -81,7 +84,8 @@ def serve(launch: Launch | None = None, settings: Settings | None = None) -> Non
         "log_level": launch.log_level,
         "log_config": log_config(launch.log_format, launch.log_level, access_log=launch.access_log),
         "ws": "none",
-        "proxy_headers": False,
+        "proxy_headers": launch.forwarded_allow_ips is not None,
+        "forwarded_allow_ips": launch.forwarded_allow_ips,
         "access_log": False,  # releasegate.access writes the request lines
         "timeout_graceful_shutdown": launch.graceful_timeout,
     }
