@@ -57,6 +57,10 @@ def endpoints(live: Live) -> list[Endpoint]:
         Endpoint("POST", "/v1/versions", Role.BUILDER, {"document": "workflow: x"}),
         Endpoint("POST", f"/v1/versions/{live.v2}/evals", Role.BUILDER, {}),
         Endpoint("GET", "/v1/evals/abcdef", Role.VIEWER),
+        Endpoint("GET", f"{wf}/queue", Role.VIEWER),
+        Endpoint("GET", f"{wf}/reviews", Role.VIEWER),
+        Endpoint("POST", "/v1/reviews", Role.OPERATOR, {"run": "nope", "verdict": "good"}),
+        Endpoint("POST", "/v1/reviews/case", Role.OPERATOR, {"run": "nope"}),
         Endpoint("POST", f"/v1/versions/{live.v2}/gate", Role.BUILDER, {"env": "staging"}),
     ]
 
@@ -100,6 +104,7 @@ def state(live: Live) -> dict[str, Any]:
                 "eval_runs",
                 "gate_decisions",
                 "suites",
+                "run_reviews",
             )
         }
     tables["audit"] = [(e.seq, e.kind) for e in audit_log(live.store) if e.kind != REFUSED]

@@ -12,10 +12,11 @@ runbook quote. Not to be confused with ``release.review``, the governance review
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from releasegate.domain.review_queue import (
     Period,
@@ -95,6 +96,27 @@ def review_queue(
         limit=limit,
         after=after,
     )
+
+
+class RunTexts(NamedTuple):
+    input: str | None
+    output: str | None
+
+
+def run_texts(store: Store, run_ids: Sequence[str], limit: int = 2000) -> dict[str, RunTexts]:
+    """The input and output of each run a page shows (None when not stored), cut at
+    ``limit`` characters, with anything that looks like a credential masked."""
+    from releasegate.domain.masking import mask_secrets
+
+    def cut(text: str | None) -> str | None:
+        if text is None:
+            return None
+        text = mask_secrets(text)
+        return text if len(text) <= limit else text[:limit] + "…"
+
+    with store.read() as conn:
+        found = ReviewRepo(conn).texts(run_ids)
+    return {k: RunTexts(cut(a), cut(b)) for k, (a, b) in found.items()}
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,17 @@ class ReviewRepo:
             out += [_summary(r) for r in fetch(self.conn, sql, part)]
         return out
 
+    def texts(self, run_ids: Sequence[str]) -> dict[str, tuple[str | None, str | None]]:
+        """run_id -> (input, output), for the runs a page shows."""
+        out: dict[str, tuple[str | None, str | None]] = {}
+        ids = list(run_ids)
+        for i in range(0, len(ids), 500):
+            part = ids[i : i + 500]
+            sql = f"SELECT run_id, input, output FROM runs WHERE run_id IN ({marks(part)})"
+            for run_id, text_in, text_out in fetch(self.conn, sql, part):
+                out[str(run_id)] = (text_in, text_out)
+        return out
+
     def edited_count(self, workflow: str, env: str, start: float, end: float) -> int:
         sql = f"SELECT count(*) FROM runs WHERE {_PERIOD} AND {SERVED_SQL} AND edited = ?"
         return int(fetch(self.conn, sql, [workflow, env, start, end, True])[0][0])

@@ -141,7 +141,7 @@ def checked(request: Request, fields: dict[str, str], role: Role) -> Session:
 
 def create_web(api: FastAPI) -> FastAPI:
     """The dashboard application over ``api``'s store and gatekeeper, to mount at ``/web``."""
-    from releasegate.server.web import actions, pages
+    from releasegate.server.web import actions, pages, queue
 
     web = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     web.state.store = api.state.store
@@ -149,6 +149,7 @@ def create_web(api: FastAPI) -> FastAPI:
     web.state.metrics = api.state.metrics
     web.include_router(pages.router)
     web.include_router(actions.router)
+    web.include_router(queue.router)
     web.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     async def on_login(request: Request, exc: Exception) -> Response:

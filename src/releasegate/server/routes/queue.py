@@ -1,0 +1,144 @@
+"""The human review queue over HTTP: the queue and the review log (viewer), a review and
+a review made a suite case (operator). Each calls ``release.review_queue`` as the CLI's
+``queue`` commands do. A review carries the token's identity: a body naming another
+reviewer (``as``, ``reviewer``, ``who``) is refused with 422, and nothing is written. A
+case is added to the file of the workflow's current suite, where the server can read it
+unchanged; the server never writes a file a caller names."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from releasegate.domain.access import Identity, Role
+from releasegate.domain.review_queue import MAX_PAGE, MAX_TEXT, QueueRules
+from releasegate.release.review_queue import mark_run, review_log, review_queue, review_to_case
+from releasegate.server.access import requires
+from releasegate.server.errors import ERROR_RESPONSES
+from releasegate.server.routes import Json
+
+router = APIRouter(responses={**ERROR_RESPONSES, 409: {"description": "Refused: the answer is no"}})
+Viewer = Annotated[Identity, Depends(requires(Role.VIEWER))]
+Operator = Annotated[Identity, Depends(requires(Role.OPERATOR))]
+IMPERSONATION = ("as", "as_", "reviewer", "who", "actor")
+PERIOD = Query(
+    "7d", max_length=40, description="7d (the last 7 days), 2026-W49 (an ISO week) or a date"
+)
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_impersonation(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            named = sorted(k for k in data if k in IMPERSONATION)
+            if named:
+                raise ValueError(
+                    f"'{named[0]}' is refused over the server: a review carries the identity "
+                    "of the token that sends it"
+                )
+        return data
+
+
+class ReviewBody(_Body):
+    run: str = Field(min_length=1, max_length=256, description="A run id or unique prefix")
+    verdict: str = Field(description="good or bad")
+    expected: str | None = Field(
+        None, max_length=MAX_TEXT, description="The output the run should have given"
+    )
+    note: str = Field("", max_length=MAX_TEXT, description="A note for the record")
+
+
+class CaseBody(_Body):
+    run: str = Field(min_length=1, max_length=256, description="A run id or unique prefix")
+    reason: str = Field("", max_length=2000, description="Why (default: the review)")
+    must_pass: bool = Field(False, description="The gate fails if this case fails")
+
+
+@router.get(
+    "/v1/workflows/{workflow}/environments/{env}/queue",
+    tags=["review queue"],
+    summary="The runs to review over a period, each with why (`releasegate queue list --json`)",
+)
+def queue(
+    request: Request,
+    workflow: str,
+    env: str,
+    _: Viewer,
+    period: str = PERIOD,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    after: Annotated[str | None, Query(max_length=400)] = None,
+    feedback_below: Annotated[float, Query(gt=-1, le=1)] = 0.0,
+    sample: Annotated[float, Query(ge=0, le=1)] = 0.02,
+    sample_max: Annotated[int, Query(ge=0, le=100_000)] = 50,
+    seed: Annotated[str, Query(max_length=100)] = "releasegate",
+) -> Json:
+    rules = QueueRules(
+        feedback_below=feedback_below, sample_share=sample, sample_max=sample_max, seed=seed
+    )
+    found = review_queue(
+        request.app.state.store,
+        workflow,
+        env,
+        period=period,
+        rules=rules,
+        limit=limit,
+        after=after,
+    )
+    return Json(found.as_dict())
+
+
+@router.get(
+    "/v1/workflows/{workflow}/environments/{env}/reviews",
+    tags=["review queue"],
+    summary="The period's reviews with coverage, edit rate, share bad (`queue log --json`)",
+)
+def reviews(
+    request: Request,
+    workflow: str,
+    env: str,
+    _: Viewer,
+    period: str = PERIOD,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 50,
+) -> Json:
+    log = review_log(request.app.state.store, workflow, env, period=period, limit=limit)
+    return Json(log.as_dict())
+
+
+@router.post(
+    "/v1/reviews",
+    tags=["review queue"],
+    summary="Mark a run good or bad as the token's identity (operator; again: an update)",
+)
+def review(request: Request, body: ReviewBody, who: Operator) -> Json:
+    marked = mark_run(
+        request.app.state.store,
+        body.run,
+        body.verdict,
+        expected=body.expected,
+        note=body.note,
+        who=who.name,
+        token_id=who.token_id,
+    )
+    return Json(marked.as_dict())
+
+
+@router.post(
+    "/v1/reviews/case",
+    tags=["review queue"],
+    summary="Turn your review of a run into a case of the workflow's current suite (operator)",
+)
+def review_case(request: Request, body: CaseBody, who: Operator) -> Json:
+    made = review_to_case(
+        request.app.state.store,
+        body.run,
+        reviewer=who.name,
+        reason=body.reason,
+        must_pass=body.must_pass,
+        who=who.name,
+    )
+    return Json(made.as_dict())
