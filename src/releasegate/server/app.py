@@ -65,7 +65,17 @@ def create_app(store: Store, settings: Settings | None = None) -> FastAPI:
     from releasegate import __version__
     from releasegate.server.hot import HotResolve
     from releasegate.server.jobs import EvalJobs
-    from releasegate.server.routes import actions, loop, queue, read, rollouts, runs, tokens
+    from releasegate.server.routes import (
+        actions,
+        documents,
+        governance,
+        loop,
+        queue,
+        read,
+        rollouts,
+        runs,
+        tokens,
+    )
     from releasegate.server.web import create_web
 
     settings = settings or Settings()
@@ -88,7 +98,7 @@ def create_app(store: Store, settings: Settings | None = None) -> FastAPI:
     app.state.resolver = Resolver(store, ttl=settings.resolve_ttl)
     errors.install(app)
     app.state.evals = EvalJobs(store)
-    for module in (read, runs, actions, rollouts, tokens, loop, queue):
+    for module in (read, runs, actions, rollouts, tokens, loop, queue, documents, governance):
         app.include_router(module.router)
     app.mount("/web", create_web(app))  # the dashboard (server/web), on the same services
     # the hot path, inside _Edge: request ids, metrics and logs see every answer it gives

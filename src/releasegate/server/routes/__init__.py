@@ -40,5 +40,4 @@ class Text(Response):
     """A document the CLI prints as text (Markdown, HTML, JUnit XML), byte for byte."""
 
     def __init__(self, content: str, media_type: str, status_code: int = 200) -> None:
-        text = content if content.endswith("\n") else content + "\n"
-        super().__init__(text, status_code=status_code, media_type=media_type)
+        super().__init__(content, status_code=status_code, media_type=media_type)

@@ -31,9 +31,8 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class ApproveBody(_Body):
-    env: str = Field(min_length=1, max_length=100, description="The environment approved for")
-    note: str = Field("", max_length=2000, description="A note for the record")
+class Signed(_Body):
+    """A body signed by the token's identity: naming another signer is refused (422)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -46,6 +45,11 @@ class ApproveBody(_Body):
                     "identity of the token that sends it"
                 )
         return data
+
+
+class ApproveBody(Signed):
+    env: str = Field(min_length=1, max_length=100, description="The environment approved for")
+    note: str = Field("", max_length=2000, description="A note for the record")
 
 
 class PromoteBody(_Body):

@@ -86,7 +86,7 @@ def _report(report: Any, fmt: str) -> Response:
     if fmt == "json":
         return CliDocument(report.to_json())
     text = render_markdown(report) if fmt == "markdown" else render_junit(report)
-    return Text(text, FORMATS[fmt])
+    return Text(text if text.endswith("\n") else text + "\n", FORMATS[fmt])
 
 
 @router.get(
