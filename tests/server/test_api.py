@@ -357,3 +357,31 @@ def test_the_rollout_check_endpoint_samples_quality_as_the_cli_does(
     assert not any(x.startswith("quality: no sampled run scored") for x in reasons), reasons
     checked = rollout.status(store, "router", "staging").rollout
     assert checked is not None and "quality" in checked.evidence.states
+
+
+def test_a_blob_comes_back_checked_whole_or_streamed(live: Live) -> None:
+    import hashlib
+    import os
+
+    import pytest
+    import sqlalchemy as sa
+
+    small, large = b"route it\n" * 100, os.urandom(5 * (1 << 20) + 7)
+    digests = [live.store.blobs.put(data) for data in (small, large)]
+    with live.client("viewer") as c:
+        for digest, data in zip(digests, (small, large), strict=True):
+            got = c.get(f"/v1/blobs/{digest}")
+            assert got.status_code == 200 and got.content == data
+            assert got.headers["content-length"] == str(len(data))
+            assert hashlib.sha256(got.content).hexdigest() == digest
+        with live.store.write() as conn:
+            conn.execute(
+                sa.text("UPDATE blob_chunks SET data = :d WHERE seq = :s AND digest = :g"),
+                [{"d": b"\x00" * 900, "s": 1, "g": digests[0]},
+                 {"d": os.urandom(1 << 20), "s": 3, "g": digests[1]}],
+            )  # fmt: skip
+        refused = c.get(f"/v1/blobs/{digests[0]}")
+        assert refused.status_code == 409
+        assert refused.json()["error"].startswith(f"blob sha256:{digests[0]} is corrupt")
+        with pytest.raises(httpx.RemoteProtocolError):  # cut short of its Content-Length
+            c.get(f"/v1/blobs/{digests[1]}")

@@ -30,6 +30,11 @@ def blob(store: Store, digest: str) -> bytes:
     return store.blobs.get(digest)
 
 
+def blob_size(store: Store, digest: str) -> int:
+    """A stored blob's size in bytes (``NotFoundError`` when none has that digest)."""
+    return store.blobs.size(digest)
+
+
 def blob_chunks(store: Store, digest: str) -> Iterator[bytes]:
     """The same a chunk at a time; the digest is checked before the last chunk comes out."""
     return store.blobs.iter_chunks(digest)

@@ -184,6 +184,11 @@ class BlobStore:
             found = conn.execute(select(blobs.c.digest).where(blobs.c.digest == bare(digest)))
             return found.first() is not None
 
+    def size(self, digest: str) -> int:
+        """The blob's size in bytes (``NotFoundError`` when it is not stored)."""
+        with self._store.read() as conn:
+            return _header(conn, bare(digest))[0]
+
     def stored_size(self, digest: str) -> int:
         """Bytes the database keeps for the blob (after compression)."""
         with self._store.read() as conn:

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from releasegate.domain.access import Identity, Role
 from releasegate.release import audit, inspect
@@ -23,6 +23,8 @@ from releasegate.server.routes import Json
 
 router = APIRouter(responses=ERROR_RESPONSES)
 Viewer = Annotated[Identity, Depends(requires(Role.VIEWER))]
+STREAM_BLOBS_OVER = 4 << 20
+"""``GET /v1/blobs``: a blob up to this size is read and checked whole, a larger one streams."""
 
 
 # resolve first: routes are matched in order, and it is the hot path
@@ -131,10 +133,18 @@ def history(request: Request, workflow: str, env: str, _: Viewer) -> Json:
     responses={200: {"content": {"application/octet-stream": {}}}},
 )
 def blob(request: Request, digest: str, _: Viewer) -> Response:
-    data = inspect.blob(request.app.state.store, digest)
+    store = request.app.state.store
+    size = inspect.blob_size(store, digest)
     name = digest.removeprefix("sha256:").lower()
     headers = {"ETag": f'"sha256:{name}"', "Cache-Control": "private, max-age=31536000, immutable"}
-    return Response(data, media_type="application/octet-stream", headers=headers)
+    if size <= STREAM_BLOBS_OVER:  # checked whole: a corrupt one is the error shape
+        data = inspect.blob(store, digest)
+        return Response(data, media_type="application/octet-stream", headers=headers)
+    # larger ones stream a chunk at a time; a corrupt one is cut short of its Content-Length
+    # (checked before the last chunk goes out), which every HTTP client reports as an error
+    headers["Content-Length"] = str(size)
+    chunks = inspect.blob_chunks(store, digest)
+    return StreamingResponse(chunks, media_type="application/octet-stream", headers=headers)
 
 
 @router.get("/v1/audit", tags=["audit"], summary="The audit log (`releasegate audit log --json`)")
