@@ -19,6 +19,7 @@ from releasegate.release.promote import approve
 from releasegate.release.register import register
 from releasegate.release.resolve import resolve
 from releasegate.release.rollout import start
+from releasegate.store.alerts import AlertRepo, NewAlert
 from tests.helpers import Project
 from tests.server.conftest import Live
 
@@ -315,3 +316,57 @@ def test_pause_and_resume_through_the_buttons(live: Live) -> None:
         done = op.post("/web/actions/resume", data={**where, "csrf": token})
         assert done.status_code == 200 and "router@staging is resumed" in done.text
         assert resolve(live.store, "router", "staging").paused is None
+
+
+def test_the_program_numbers_and_the_trends_count_the_runs_sent(live: Live) -> None:
+    today = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+
+    def day(ago: int, n: int, escalated: int, edited: int) -> list[dict[str, object]]:
+        return [
+            {
+                "run_id": f"r-{ago}-{i}",
+                "workflow": "router",
+                "env": "staging",
+                "version_id": live.v1,
+                "started_at": (today - timedelta(days=ago, minutes=i)).isoformat(),
+                "latency_ms": 100,
+                "status": "ok",
+                "escalated": i < escalated,
+                "edited": i < edited,
+                "cost_usd": 0.01,
+            }
+            for i in range(n)
+        ]
+
+    runs = day(3, 30, 6, 3) + day(10, 20, 0, 0)
+    assert ingest_dicts(live.store, runs, source="http", atomic=True).landed == 50
+    alerted = today - timedelta(days=3)
+    with live.store.write() as conn:
+        AlertRepo(conn).add(
+            NewAlert("router", "staging", "escalation_rate", "warning", "escalations up", {}),
+            at=alerted,
+        )
+    with logged_in(live, "viewer") as c:
+        home = c.get("/web/").text
+        assert '<span class="label">Runs, last 7 days</span><b>30</b>' in home
+        assert '+50%</span> <span class="muted">vs the 7 days before' in home  # 30 vs 20
+        assert '<span class="label">Escalated to a person</span><b>20.0%</b>' in home
+        assert '<span class="label">Outputs edited</span><b>10.0%</b>' in home
+        assert '<span class="label">Cost, last 7 days</span><b>$0.30</b>' in home
+        row = home[home.index('<table class="numbers">') :]
+        assert 'href="/web/workflows/router">router</a>' in row
+        assert '<td class="num">20.0%</td><td class="num">10.0%</td>' in row  # escalated, edited
+        for chart in ("runs per day", "cost per day", "escalated", "edited"):
+            assert f'aria-label="{chart}"' in home, chart
+        assert 'aria-label="router: runs per day' in home  # the row's line
+
+        wf = c.get("/web/workflows/router").text
+        assert "staging: 50 runs" in wf and "1 day with an alert" in wf
+        charts = {
+            m.group(1): m.group(0)
+            for m in re.finditer(r'<svg[^>]*aria-label="([^"]+)".*?</svg>', wf, re.S)
+        }
+        assert set(charts) >= {"runs per day", "failed", "escalated", "edited", "cost per run"}
+        mark = f"<title>{alerted:%m-%d}: alert</title>"
+        assert mark in charts["escalated"] and mark not in charts["failed"]
+        assert 'href="/web/workflows/router/environments/staging/signals">signals of staging' in wf

@@ -339,26 +339,39 @@ class RunRepo:
         NULL is None, or, faster, a sentinel no valid run holds (``encode`` makes them):
         '' for the optional names, hashes and ``attributes_json``, NaN for
         ``cost_usd``/``feedback``, -1 for ``output_chars``; the flags may be 0/1. Returns
-        how many landed, so a re-imported file reports its duplicates.
+        how many landed, so a re-imported file reports its duplicates. The runs that
+        landed are counted in the runs per day in the same transaction (``run_days``).
         """
+        from releasegate.store.run_days import DayRepo
+
         raw, _ = driver(self.conn)
         sql = RunRepo._insert_sql(self.conn.dialect.name)
+        days = DayRepo(self.conn)
+        after = days.last_seq()
         if self.conn.dialect.name == "sqlite":
             before = raw.total_changes
             raw.executemany(sql, rows)
-            return int(raw.total_changes - before)
-        rows = list(rows)
-        if not rows:
-            return 0
-        cur = raw.cursor()
-        try:
-            cur.executemany(sql, rows)
-            return int(cur.rowcount)
-        finally:
-            cur.close()
+            landed = int(raw.total_changes - before)
+        else:
+            rows = list(rows)
+            if not rows:
+                return 0
+            cur = raw.cursor()
+            try:
+                cur.executemany(sql, rows)
+                landed = int(cur.rowcount)
+            finally:
+                cur.close()
+        if landed:
+            days.add_inserted(after)  # the runs per day, in the same transaction
+        return landed
 
     def unland(self, received_at: float) -> int:
-        """Delete the runs one import landed: its ``received_at`` stamp is its own."""
+        """Delete the runs one import landed: its ``received_at`` stamp is its own (and
+        uncount them from the runs per day)."""
+        from releasegate.store.run_days import DayRepo
+
+        DayRepo(self.conn).take_back(received_at)
         result = self.conn.execute(t.runs.delete().where(t.runs.c.received_at == received_at))
         return int(result.rowcount or 0)
 

@@ -298,6 +298,26 @@ runs = Table(  # names and counts as wide as domain/runs.py accepts (NAME_MAX, C
     Index("ix_runs_workflow_env_started", "workflow", "env", "started_at"),
 )
 
+# Runs per day (0015): what the dashboard's program numbers and trends read, so a page
+# never scans the runs. One row per workflow, environment and UTC day (days since the
+# epoch) of the served runs (shadow runs served nobody): counts and sums, kept up to date
+# in the transaction that inserts or deletes runs (store/run_days.py).
+run_days = Table(
+    "run_days",
+    metadata,
+    Column("workflow", String(256), primary_key=True),
+    Column("env", String(256), primary_key=True),
+    Column("day", Integer, primary_key=True),
+    Column("runs", BigInteger, nullable=False),
+    Column("errors", BigInteger, nullable=False),
+    Column("escalated", BigInteger, nullable=False),
+    Column("edited", BigInteger, nullable=False),
+    Column("costed", BigInteger, nullable=False),  # runs that have a cost
+    Column("cost_usd", Float, nullable=False),
+    Column("latency_ms", Float, nullable=False),  # the sum, for the mean
+    Index("ix_run_days_day", "day"),
+)
+
 # Progressive rollouts (0006). ``active`` is ``workflow@env`` while running, NULL after:
 # unique, so one environment runs one rollout at a time whoever starts it.
 rollouts = Table(

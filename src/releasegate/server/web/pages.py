@@ -1,6 +1,7 @@
 """The dashboard's pages (GET) and the login form: each calls a service and renders it.
 
-Home (``monitor.dashboard.overview``); a workflow (``workflow_view``), its runbook
+Home (``monitor.dashboard.overview`` and the program numbers of ``monitor.program``); a
+workflow (``workflow_view`` and its daily trends per environment), its runbook
 (``reports.runbook``) and each environment's signals and charts (``monitor``, read only);
 a version (``release.inspect.show_version`` and its diff against what each environment
 runs, ``diff_versions``); a gate report (the stored report rendered by
@@ -17,8 +18,16 @@ from fastapi import APIRouter, Request
 from markdown_it import MarkdownIt
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from releasegate.domain.program import change
 from releasegate.errors import UnauthorizedError
 from releasegate.monitor.dashboard import overview, workflow_view
+from releasegate.monitor.program import (
+    TREND_DAYS,
+    program_charts,
+    program_numbers,
+    runs_sparkline,
+    workflow_trends,
+)
 from releasegate.monitor.runbook import build_runbook
 from releasegate.monitor.runs import charts
 from releasegate.monitor.service import monitor, signal_dict
@@ -81,14 +90,31 @@ async def login(request: Request) -> Response:
 @router.get("/")
 def home(request: Request) -> HTMLResponse:
     s = session(request)
-    return page(request, "home.html", s=s, view=overview(request.app.state.store))
+    store = request.app.state.store
+    numbers = program_numbers(store)
+    return page(
+        request,
+        "home.html",
+        s=s,
+        view=overview(store),
+        numbers=numbers,
+        charts=program_charts(numbers),
+        lines={t.name: runs_sparkline(t) for t in numbers.workflows},
+        change=change,
+    )
 
 
 @router.get("/workflows/{workflow}")
 def workflow(request: Request, workflow: str) -> HTMLResponse:
     s = session(request)
+    store = request.app.state.store
     return page(
-        request, "workflow.html", s=s, view=workflow_view(request.app.state.store, workflow)
+        request,
+        "workflow.html",
+        s=s,
+        view=workflow_view(store, workflow),
+        trends=workflow_trends(store, workflow),
+        trend_days=TREND_DAYS,
     )
 
 
