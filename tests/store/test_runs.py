@@ -83,3 +83,32 @@ def test_a_resent_run_lands_once_and_a_changed_one_is_named(store: Store) -> Non
         assert RunRepo(conn).add(first, received_at=2.0) == Added(0, [])
         assert RunRepo(conn).add(changed, received_at=2.0) == Added(0, ["run-1"])
         assert RunRepo(conn).count() == 2
+
+
+def test_a_large_batch_with_some_runs_already_stored_lands_the_rest_each_as_sent(
+    store: Store,
+) -> None:
+    # more runs than one multi-row statement takes, and not a multiple of it: the whole
+    # statements and the tail each meet runs already stored
+    k = RunRepo.ROWS_PER_INSERT
+    runs = records(
+        *({"escalated": i % 3 == 0, "feedback": None if i % 2 else -0.5} for i in range(2 * k + 5))
+    )
+    stored_before = [runs[1], runs[k + 2], runs[-1]]
+    with store.write() as conn:
+        assert RunRepo(conn).add(stored_before, received_at=1.0) == Added(3, [])
+    with store.write() as conn:
+        assert RunRepo(conn).add(runs, received_at=2.0) == Added(len(runs) - 3, [])
+    with store.read() as conn:
+        repo = RunRepo(conn)
+        assert repo.count() == len(runs)
+        for run in runs:
+            row = repo.get(run.run_id)
+            assert row is not None
+            assert (row["input"], row["escalated"], row["feedback"], row["latency_ms"]) == (
+                run.input,
+                run.escalated,
+                run.feedback,
+                run.latency_ms,
+            )
+            assert row["received_at"] == (1.0 if run in stored_before else 2.0)

@@ -9,7 +9,9 @@ facts of ``domain.runs`` read in SQL and unpacked here: no encoding leaves this 
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import itertools
 import json
 import math
 from collections.abc import Callable, Collection, Iterable, Sequence
@@ -126,8 +128,12 @@ def encode(r: RunRecord, received_at: float, price: Pricer | None = None) -> Enc
         attributes = {**attributes, "provider": provider}
     if cost is None and model and price is not None:
         cost = price(model, provider, tokens_in or 0, tokens_out or 0)
-    hash_in = "" if text_in is None else _hash_of(text_in)
-    hash_out, chars = ("", -1) if text_out is None else (_hash_of(text_out), len(text_out))
+    # a text seen before (most are) is one dict lookup here, not a call of _hash_of
+    hash_in = "" if text_in is None else _HASHES.get(text_in) or _hash_of(text_in)
+    if text_out is None:
+        hash_out, chars = "", -1
+    else:
+        hash_out, chars = _HASHES.get(text_out) or _hash_of(text_out), len(text_out)
     return (
         run_id, workflow, version_id, env, started, ended, latency, tokens_in, tokens_out,
         _NAN if cost is None else cost, model or "", operation or "", status, reason or "",
@@ -264,6 +270,13 @@ class RecentRun(NamedTuple):
     label: str | None
 
 
+@functools.cache
+def _sqlite_insert(rows: int) -> str:
+    """The SQLite insert of ``rows`` runs in one statement (``RunRepo.insert_many``)."""
+    head, values = RunRepo._insert_sql("sqlite").split(" VALUES ")
+    return f"{head} VALUES {', '.join([values] * rows)}"
+
+
 class RunRepo:
     """Production runs: bulk, idempotent inserts and window scans, in raw DB-API for speed.
 
@@ -333,6 +346,8 @@ class RunRepo:
         landed = self.insert_many(rows)
         return Added(landed, self.changed(rows) if landed < len(rows) else [])
 
+    ROWS_PER_INSERT = 16
+
     def insert_many(self, rows: Iterable[EncodedRun]) -> int:
         """Insert rows in ``RUN_COLUMNS`` order; a ``run_id`` already stored is skipped.
 
@@ -349,8 +364,21 @@ class RunRepo:
         days = DayRepo(self.conn)
         after = days.last_seq()
         if self.conn.dialect.name == "sqlite":
+            rows = rows if isinstance(rows, list) else list(rows)
             before = raw.total_changes
-            raw.executemany(sql, rows)
+            # ROWS_PER_INSERT rows per statement: the driver lets go of the GIL around every
+            # statement it runs, and each time takes it back only after the application's
+            # threads have had their turn (up to 5 ms each); one statement per row made the
+            # writer of a busy application wait for the GIL more than it worked
+            k = RunRepo.ROWS_PER_INSERT
+            whole = len(rows) - len(rows) % k
+            if whole:
+                chained = itertools.chain.from_iterable
+                raw.executemany(
+                    _sqlite_insert(k), (tuple(chained(rows[i : i + k])) for i in range(0, whole, k))
+                )
+            if whole < len(rows):
+                raw.executemany(sql, rows[whole:])
             landed = int(raw.total_changes - before)
         else:
             rows = list(rows)
