@@ -215,3 +215,29 @@ def test_two_marks_at_once_by_one_reviewer_store_one_review(store: Store, loaded
     with store.read() as conn:
         kinds = sorted(e.kind for e in AuditRepo(conn).events(limit=2))
     assert kinds == ["review.marked", "review.updated"]
+
+
+def test_the_memo_and_the_runbook_quote_the_review_numbers(store: Store, loaded: Project) -> None:
+    from releasegate.monitor.memo import build_memo, parse_week
+    from releasegate.monitor.runbook import build_runbook
+    from releasegate.release.review_queue import review_numbers
+    from releasegate.reports import memo as memo_report
+    from releasegate.reports import runbook as runbook_report
+
+    mark_run(store, "run-000", "bad", expected="fraud", who="bob")
+    mark_run(store, "run-007", "good", who="bob")
+    week = NOW.date().isoformat()
+    memo = build_memo(store, "router", week, embeddings=False)
+    production = next(e for e in memo["environments"] if e["env"] == "production")
+    _, start, end = parse_week(week)
+    expected = review_numbers(store, "router", "production", start, end).as_dict()
+    assert production["review"] == expected
+    assert "### Human review" in memo_report.render_markdown(memo)
+    assert "Review coverage" in memo_report.render_markdown(memo)
+    assert "Human review" in memo_report.render_html(memo)
+
+    rb = build_runbook(store, "router")
+    if rb.main_env == "production":
+        assert rb.review is not None and rb.review.reviews == 2 and rb.review.bad == 1
+        assert rb.as_dict()["review"]["bad_share"] == 0.5
+        assert "Human review over four weeks: review coverage" in runbook_report.render_markdown(rb)

@@ -161,3 +161,36 @@ def test_abort_a_rollout_with_confirmation(live: Live, tab: Page, tmp_path: Path
     tab.goto(f"{live.url}/web/workflows/router")
     assert "latency looks off" in tab.inner_text("main")
     assert tab.locator("a.button.abort").count() == 0
+
+
+def test_review_an_escalated_run_and_make_it_a_case(
+    live: Live, tab: Page, tmp_path: Path
+) -> None:
+    from releasegate.monitor.ingest import ingest_dicts
+    from tests.release.test_review_queue import runs
+
+    rows = [{**r, "env": "staging", "version_id": live.v1} for r in runs(live.v1)]
+    assert ingest_dicts(live.store, rows, source="http").landed == 60
+    tab.goto(f"{live.url}/web/workflows/router")
+    log_in(tab, live, "operator")
+    tab.click("p.queue-link a")
+    tab.click("text=staging")  # the queue of staging (production has no runs)
+    first = tab.locator("section.review").first
+    assert first.locator("code.run-id").inner_text() == "run-000"
+    assert "escalated" in first.locator("h3").inner_text()
+    assert "message 0 #fraud" in first.locator(".texts").inner_text()
+    shot(tab, tmp_path, "queue")
+    first.locator("textarea[name=expected]").fill("fraud")
+    first.locator("input[name=note]").fill("a fraud report sent to complaints")
+    first.locator("input[name=case]").check()
+    first.locator("button.bad").click()
+    said = tab.inner_text("p.ok")
+    assert "operator marked run run-000 bad with a corrected output." in said
+    assert "Added case case-81 to suite.jsonl" in said
+    shot(tab, tmp_path, "reviewed")
+    tab.click("text=Back to the review queue")
+    assert tab.locator("code.run-id", has_text="run-000").count() == 0  # it left the queue
+    log = tab.inner_text("table.log")
+    assert "run-000" in log and "case-81" in log and "a fraud report" in log
+    case = (tmp_path / "suite.jsonl").read_text().splitlines()[-1]
+    assert '"expected": "fraud"' in case and '"reviewer": "operator"' in case

@@ -437,6 +437,7 @@ class ReviewStats:
             "corrected": self.corrected,
             "cases": self.cases,
             "reviewers": list(self.reviewers),
+            "summary": self.sentence(),
         }
 
     def sentence(self) -> str:

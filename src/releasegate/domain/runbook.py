@@ -15,6 +15,7 @@ from typing import Any
 
 from releasegate.domain.handover import NormalRange, Readiness, StageState, TrackedNumber
 from releasegate.domain.rehearsal import Rehearsal
+from releasegate.domain.review_queue import ReviewStats
 
 
 def cmd(*words: str) -> str:
@@ -148,6 +149,8 @@ class Runbook:
     suite: str | None
     """The suite name of the last gate (what ``suite add-case`` extends)."""
     readiness: Readiness
+    review: ReviewStats | None = None
+    """The review queue's numbers over the same four weeks in ``main_env``."""
 
     def env(self, name: str) -> EnvironmentFacts:
         return next(e for e in self.environments if e.env == name)
@@ -156,6 +159,7 @@ class Runbook:
         out = asdict(self)
         out["readiness"] = self.readiness.as_dict()
         out["stage"] = self.stage.as_dict()
+        out["review"] = None if self.review is None else self.review.as_dict()
         out["commands"] = {
             e.env: {
                 "rollback": e.rollback_command(self.workflow),

@@ -13,6 +13,7 @@ from typing import Any
 
 from releasegate.errors import InputError
 from releasegate.monitor.service import monitor, series, signal_dict
+from releasegate.release.review_queue import review_numbers
 from releasegate.reports.plots import Point, line_chart
 from releasegate.store.alerts import AlertRepo
 from releasegate.store.engine import Store
@@ -184,6 +185,7 @@ def build_memo(
                 "per_task_previous": prev_total / len(prev_rows) if prev_rows else None,
             },
             "charts": charts,
+            "review": review_numbers(store, workflow, env, start, end).as_dict(),
         }
         envs.append(entry)
         actions += _actions(workflow, entry)

@@ -25,6 +25,7 @@ from releasegate.domain.runbook import (
 )
 from releasegate.domain.runs import IS_EDITED, IS_ESCALATED, IS_NEGATIVE_FEEDBACK
 from releasegate.release.handover import EPOCH, Gathered, decision_for, gather
+from releasegate.release.review_queue import review_numbers
 from releasegate.store.alerts import AlertRepo
 from releasegate.store.decisions import ApprovalRepo
 from releasegate.store.engine import Conn, Store
@@ -193,6 +194,7 @@ def build_runbook(store: Store, workflow: str, *, now: datetime | None = None) -
         if got.decision and got.decision.report.suite
         else None,
         readiness=readiness(got.facts),
+        review=review_numbers(store, workflow, env, now - RUNS_PERIOD, now),
     )
 
 

@@ -118,6 +118,13 @@ def render_markdown(memo: Mapping[str, Any], chart_dir: str | None = "charts") -
         out += _md_table(
             ["signal", "this week", "reference", "status", "detail"], _signal_rows(env["signals"])
         )
+        if env.get("review"):
+            out += [
+                "",
+                "### Human review",
+                "",
+                env["review"]["summary"][:1].upper() + env["review"]["summary"][1:] + ".",
+            ]
         out += ["", "### Alerts and incidents", ""]
         if env["alerts"]:
             out += [f"- {a['at'][:16]}Z **{a['severity']}** {a['message']}" for a in env["alerts"]]
@@ -184,7 +191,10 @@ def render_html(memo: Mapping[str, Any]) -> str:
                 )
                 + "</tr>"
             )
-        out.append("</table><h3>Alerts and incidents</h3><ul>")
+        out.append("</table>")
+        if env.get("review"):
+            out.append(f"<h3>Human review</h3><p>{e(env['review']['summary'])}.</p>")
+        out.append("<h3>Alerts and incidents</h3><ul>")
         out += [
             f"<li class='alert'>{e(a['at'][:16])}Z {e(a['severity'])}: {e(a['message'])}</li>"
             for a in env["alerts"]

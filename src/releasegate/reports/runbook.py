@@ -627,6 +627,16 @@ def _weak(rb: Runbook) -> Section:
         for what, ids in groups
         if ids
     ] or [text("No run was escalated, edited or given negative feedback in four weeks.")]
+    if rb.review is not None:
+        listed.append(
+            text(
+                f"Human review over four weeks: {rb.review.sentence()}. The queue: ",
+                code(cmd("queue", "list", wf, "--env", rb.main_env)),
+                "; mark a run with ",
+                code(cmd("queue", "mark", "RUN_ID", "--good|--bad", "--expected", "X")),
+                ".",
+            )
+        )
     return Section(
         "Weak output",
         (
