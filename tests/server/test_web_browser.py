@@ -163,9 +163,7 @@ def test_abort_a_rollout_with_confirmation(live: Live, tab: Page, tmp_path: Path
     assert tab.locator("a.button.abort").count() == 0
 
 
-def test_review_an_escalated_run_and_make_it_a_case(
-    live: Live, tab: Page, tmp_path: Path
-) -> None:
+def test_review_an_escalated_run_and_make_it_a_case(live: Live, tab: Page, tmp_path: Path) -> None:
     from releasegate.monitor.ingest import ingest_dicts
     from tests.release.test_review_queue import runs
 
