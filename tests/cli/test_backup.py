@@ -146,3 +146,62 @@ def test_postgresql_dump_wipe_restore_verifies(
     _verified(root, env, before)
     runs = json.loads(rg(root, "versions", "router", "--json", env=env).stdout)
     assert [v["version_id"] for v in runs] == [before["resolve"]["version_id"]]
+
+
+def test_sqlite_backups_taken_while_a_writer_runs_are_each_consistent(tmp_path: Path) -> None:
+    """``db backup`` does not stop writers: backups taken while another process registers
+    versions (blobs, versions and audit events in each transaction) each restore to a
+    store whose audit log verifies and whose every version has its prompt file."""
+    import threading
+
+    from releasegate.release.register import register
+    from releasegate.store.engine import Store
+
+    root, keep = tmp_path / "app", tmp_path / "backups"
+    root.mkdir()
+    keep.mkdir()
+    _populate(root, {})
+    store = Store.open(root)
+    project = Project(root=root)
+    stop = threading.Event()
+    written: list[str] = []
+
+    def writer() -> None:
+        i = 0
+        while not stop.is_set() and i < 200:
+            i += 1
+            (root / "system.txt").write_text(f"{PROMPT}variant {i}\n" + "x" * 50_000)
+            doc = yaml.safe_load(project.workflow(f"w{i}", temperature=i / 1000).read_text())
+            doc["prompts"]["system"] = {"file": "system.txt"}
+            path = root / f"w{i}.yaml"
+            path.write_text(yaml.safe_dump(doc, sort_keys=False))
+            written.append(register(store, path, who="alice").version_id)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        for n in range(3):
+            done = rg(root, "db", "backup", str(keep / f"rg{n}.db"))
+            assert done.returncode == 0, done.stderr
+    finally:
+        stop.set()
+        thread.join()
+        store.close()
+    assert written  # the writer ran while the backups were taken
+    for n in range(3):
+        copy = tmp_path / f"restored{n}"
+        (copy / ".releasegate").mkdir(parents=True)
+        shutil.copy(root / ".releasegate" / "audit.key", copy / ".releasegate" / "audit.key")
+        assert rg(copy, "db", "restore", str(keep / f"rg{n}.db")).returncode == 0
+        verify = rg(copy, "audit", "verify")
+        assert verify.returncode == 0, verify.stderr
+        restored = Store.open(copy, create=False)
+        try:
+            with restored.read() as conn:
+                manifests = conn.execute(sa.text("SELECT manifest_json FROM versions")).all()
+            assert len(manifests) >= 1
+            for (manifest,) in manifests:
+                text = json.loads(manifest)["prompts"]["system"].encode()
+                assert restored.blobs.get(hashlib.sha256(text).hexdigest()) == text
+        finally:
+            restored.close()
