@@ -17,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
+from releasegate.store.engine import SCHEMA_HEAD
 from tests.conftest import _admin
 from tests.helpers import Project, ok_json, rg
 
@@ -74,7 +75,7 @@ def test_sqlite_backup_wipe_restore_verifies(tmp_path: Path) -> None:
     keep.mkdir()
     before = _populate(root, {})
     backup = ok_json(rg(root, "db", "backup", str(keep / "rg.db"), "--json"))
-    assert (backup["schema"], backup["blobs"]) == ("0014", 1)
+    assert (backup["schema"], backup["blobs"]) == (SCHEMA_HEAD, 1)
     assert backup["audit_key"] == str(root / ".releasegate" / "audit.key")
     shutil.copy(root / ".releasegate" / "audit.key", keep / "audit.key")
     again = rg(root, "db", "backup", str(keep / "rg.db"))
