@@ -28,7 +28,7 @@ ALLOWED: dict[str, set[str]] = {
     "reports": {"domain"},
     "monitor": {"domain", "store", "providers", "runner", "release", "reports"},
     "sdk": {"domain", "release", "monitor"},
-    "cli": {"domain", "release", "monitor", "reports", "server", "__init__"},
+    "cli": {"domain", "release", "monitor", "reports", "server", "sdk", "__init__"},
     "server": {"domain", "release", "monitor", "reports", "__init__"},
     "demo": set(),
     "__init__": {"release", "sdk"},

@@ -27,9 +27,11 @@ table (``releasegate.cli._errors.EXIT_CODES``), and the classes carry no codes.
     │   │                              read-only, full, locked, unreachable, unreadable
     │   ├── StoreConflictError  a transient conflict with another writer (retried first)
     │   └── StoreUnavailableError  the SDK could not reach the store (nor serve a last known answer)
-    │       └── RunsNotStoredError  flush()/close() could neither store nor spill some runs
+    │       ├── RunsNotStoredError  flush()/close() could neither store nor spill some runs
+    │       └── AnswerLostError  a change sent to a server got no answer in time: it may be done
     ├── SchemaOutdatedError   exit 2   the store needs `releasegate db upgrade`
-    └── PrerequisiteError     exit 2   an optional dependency is missing
+    ├── PrerequisiteError     exit 2   an optional dependency is missing
+    └── ServerBugError        exit 70  a server (RELEASEGATE_URL) answered 500: its log has why
 
 A failed gate is a value (``decision.passed is False``), never an exception.
 Scorer and provider failures inside an eval are recorded per case, not raised.
@@ -183,6 +185,11 @@ class RunsNotStoredError(StoreUnavailableError):
         self.report = report
 
 
+class AnswerLostError(StoreUnavailableError):
+    """A change was sent to the server (``RELEASEGATE_URL``) and no answer came within the
+    deadline: the server may have made it, so nobody can say that nothing was written."""
+
+
 class AuditBrokenError(RefusedError):
     """The audit log was changed outside releasegate so that it cannot be read or extended."""
 
@@ -206,6 +213,11 @@ class SchemaOutdatedError(ReleasegateError):
 
 class PrerequisiteError(ReleasegateError):
     """An optional dependency is missing; the message says what to install."""
+
+
+class ServerBugError(ReleasegateError):
+    """The server the CLI talks to (``RELEASEGATE_URL``) answered 500: a bug there, whose
+    traceback is in the server's log (the CLI says so in one line and exits 70)."""
 
 
 def nearest(

@@ -9,9 +9,13 @@ A command is a function with a decorator::
 ``@command(group)`` registers the function on a group and runs it through the one
 error mapping (``_errors.run_command``): a ``ReleasegateError`` becomes a message on
 stderr and its exit code, and what the function returns is the exit code (None is 0,
-``NO`` is 1, "the answer is no"). Command modules (``cmd_*.py``) import this module and
-never ``app.py``; ``app.py`` imports them to assemble the CLI. Services are imported
-inside the commands, so ``releasegate --help`` loads neither SQLAlchemy nor numpy.
+``NO`` is 1, "the answer is no"). With ``RELEASEGATE_URL`` set (``_remote.py``) a
+command runs through the server only if it says it can (``served=True``, it has an
+endpoint); any other refuses in one line (exit 2) rather than open a local store, except
+those that use no store at all (``served=None``: ``serve``, ``demo``). Command modules
+(``cmd_*.py``) import this module and never ``app.py``; ``app.py`` imports them to
+assemble the CLI. Services are imported inside the commands, so ``releasegate --help``
+loads neither SQLAlchemy nor numpy.
 """
 
 from __future__ import annotations
@@ -120,6 +124,8 @@ queue_app = typer.Typer(
     help="The human review queue: runs to read, marked good or bad, turned into suite cases.",
     no_args_is_help=True,
 )
+GROUP_NAMES: dict[int, str] = {}
+"""A group's name by its ``id``: the verb a command's messages name (``releasegate audit log``)."""
 for _name, _group in (
     ("audit", audit_app),
     ("db", db_app),
@@ -134,6 +140,7 @@ for _name, _group in (
     ("queue", queue_app),
 ):
     app.add_typer(_group, name=_name)
+    GROUP_NAMES[id(_group)] = _name
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 EnvOpt = Annotated[
@@ -180,13 +187,29 @@ class Command(TyperCommand):
                     formatter.write_dl(rows)
 
 
-def command(group: typer.Typer, name: str | None = None) -> Callable[[F], F]:
-    """Register the decorated function as a command of ``group``, behind the error mapping."""
+def command(
+    group: typer.Typer, name: str | None = None, *, served: bool | None = False
+) -> Callable[[F], F]:
+    """Register the decorated function as a command of ``group``, behind the error mapping;
+    ``served``: True when it runs through a server (``RELEASEGATE_URL``), False when it
+    refuses to there, None when it touches no store."""
 
     def register(fn: F) -> F:
+        group_name = GROUP_NAMES.get(id(group))
+        verb = ["releasegate", *([group_name] if group_name else [])]
+        verb.append((name or fn.__name__).replace("_", "-"))
+
         @functools.wraps(fn)
         def guarded(*args: Any, **kwargs: Any) -> None:
-            run_command(functools.partial(fn, *args, **kwargs))
+            def body() -> int | None:
+                if served is False:
+                    from releasegate.cli._remote import refuse_without_endpoint
+
+                    refuse_without_endpoint(" ".join(verb))
+                result: int | None = fn(*args, **kwargs)
+                return result
+
+            run_command(body)
 
         group.command(name=name, cls=Command)(guarded)
         return fn  # the plain function stays callable (and testable) as written

@@ -5,6 +5,10 @@ the exception classes know nothing of exit codes. stdout stays pure for ``--json
 messages go to stderr. Exit 1 only ever means "the answer is no" (a RefusedError or a
 failed gate); anything we did not expect gets a traceback and 70, so CI can tell a bug
 from a verdict. ``run_command`` is what the ``@command`` decorator calls.
+
+``STATUS_ERRORS`` is the same mapping for a server's answers (``RELEASEGATE_URL``,
+``_remote.py``): each error status stands for the error the services raised there, so a
+verb exits with the code it would have locally.
 """
 
 from __future__ import annotations
@@ -15,12 +19,18 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from releasegate.errors import (
+    AnswerLostError,
+    ForbiddenError,
     InputError,
+    NotFoundError,
     PrerequisiteError,
     RefusedError,
     ReleasegateError,
     SchemaOutdatedError,
+    ServerBugError,
     StoreError,
+    StoreUnavailableError,
+    UnauthorizedError,
     nearest,
 )
 
@@ -41,6 +51,21 @@ EXIT_CODES: dict[type[ReleasegateError], int] = {
 }
 
 
+# a server's error status (its one error shape, docs/server.md) as the error raised here, so
+# EXIT_CODES decides; a status not named (a proxy's 502, 504) is the server being unusable
+STATUS_ERRORS: dict[int, type[ReleasegateError]] = {
+    400: InputError,  # 2: bad input, an unknown environment
+    404: NotFoundError,  # 2: an unknown workflow, version or decision
+    413: InputError,  # 2: a body over the server's limit
+    422: InputError,  # 2: a field of the wrong shape, a rejected run record
+    409: RefusedError,  # 1: the answer is no (a promotion refused, a self-approval)
+    401: UnauthorizedError,  # 1: no token, or one unknown or revoked
+    403: ForbiddenError,  # 1: the token's role is too low
+    503: StoreUnavailableError,  # 2: the server's store cannot be used now
+    500: ServerBugError,  # 70: a bug in the server (its log has the traceback)
+}
+
+
 def exit_code(exc: ReleasegateError) -> int:
     """The exit code ``exc`` ends a command with (``EXIT_CODES``, by its nearest class)."""
     return nearest(EXIT_CODES, exc, BUG)
@@ -56,7 +81,7 @@ def fail(exc: ReleasegateError) -> NoReturn:
     console.print(f"[bold red]{label}:[/] {escape(exc.message)}", soft_wrap=True)
     if exc.hint:
         console.print(f"  [dim]hint:[/] {escape(exc.hint)}")
-    if code == BAD_INPUT:
+    if code == BAD_INPUT and not isinstance(exc, AnswerLostError):
         console.print("  [dim]nothing was written[/]")
     sys.exit(code)
 

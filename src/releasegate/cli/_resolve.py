@@ -13,20 +13,60 @@ import functools
 import json
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 
 def run_resolve(workflow: str, env: str, as_json: bool, timeout: float = 2.0) -> None:
     """Print what runs in ``env``; if the store fails or does not answer within ``timeout``
     seconds, the last version this project resolved there (with a warning on stderr),
-    from ``.releasegate/last-known.json`` (the file the SDK keeps too)."""
-    import logging
-
+    from ``.releasegate/last-known.json`` (the file the SDK keeps too). Through a server
+    (``RELEASEGATE_URL``) it asks ``GET /v1/resolve`` within ``timeout``; no answer is
+    exit 2 (the server keeps its own last known version)."""
+    from releasegate.cli._remote import server
     from releasegate.errors import InputError
-    from releasegate.release.resolve import LAST_KNOWN, Resolver
-    from releasegate.release.store_access import locate, open_store
 
     if not timeout > 0:
         raise InputError("must be a positive number of seconds", field="--timeout")
+    srv = server(timeout=timeout)
+    if srv is not None:
+        found = srv.get("v1", "resolve", workflow, env)
+        cause, source = f"the server at {srv.url} could not read its store", ""
+    else:
+        found, cause, source = _resolve_locally(workflow, env, timeout)
+    if found["fallback"]:
+        sys.stderr.write(
+            f"warning: {cause}; this is the last version known to run in {workflow}@{env}{source}\n"
+        )
+    if found["paused"]:
+        sys.stderr.write(
+            f"warning: {workflow}@{env} is paused ({found['paused_reason']}): the application "
+            f"sends every request to its human fallback until `releasegate resume`\n"
+        )
+    route = found["rollout"]
+    if route is not None:  # the id printed is the stable version's: say who else is served
+        who = (
+            "runs in shadow, served to nobody"
+            if route["mode"] == "shadow"
+            else f"gets {route['weight']:g}% of requests, the version printed the rest"
+        )
+        sys.stderr.write(
+            f"note: a rollout runs in {workflow}@{env}: {route['canary_id'][:12]} {who} "
+            f"(`releasegate rollout status {workflow} --env {env}`)\n"
+        )
+    if as_json:
+        sys.stdout.write(json.dumps(found, indent=2, sort_keys=True, default=str) + "\n")
+    else:
+        sys.stdout.write(found["version_id"] + "\n")
+
+
+def _resolve_locally(workflow: str, env: str, timeout: float) -> tuple[dict[str, Any], str, str]:
+    """The ``resolve --json`` document from the project's store, and, for when it is the
+    last known version, what failed and where that version was read from."""
+    import logging
+
+    from releasegate.release.resolve import LAST_KNOWN, Resolver
+    from releasegate.release.store_access import locate, open_store
+
     location = locate()
     resolver = Resolver(
         lambda: open_store(create=False, location=location),
@@ -35,50 +75,10 @@ def run_resolve(workflow: str, env: str, as_json: bool, timeout: float = 2.0) ->
         fallback_file=location.home / LAST_KNOWN,
     )
     resolver.where = "the store" if location.is_embedded else "the database"
-    logging.getLogger("releasegate.resolve").disabled = True  # said once, below
+    logging.getLogger("releasegate.resolve").disabled = True  # said once, by the caller
     found = resolver(workflow, env)
-    if found.fallback:
-        sys.stderr.write(
-            f"warning: {resolver.where} {resolver.last_cause}; this is the last version "
-            f"known to run in {workflow}@{env} (from {location.home / LAST_KNOWN})\n"
-        )
-    if found.paused is not None:
-        sys.stderr.write(
-            f"warning: {workflow}@{env} is paused ({found.paused}): the application sends "
-            f"every request to its human fallback until `releasegate resume`\n"
-        )
-    route = found.rollout
-    if route is not None:  # the id printed is the stable version's: say who else is served
-        who = (
-            "runs in shadow, served to nobody"
-            if route.mode == "shadow"
-            else f"gets {route.weight:g}% of requests, the version printed the rest"
-        )
-        sys.stderr.write(
-            f"note: a rollout runs in {workflow}@{env}: {route.canary_id[:12]} {who} "
-            f"(`releasegate rollout status {workflow} --env {env}`)\n"
-        )
-    if as_json:
-        payload = {
-            "workflow": workflow,
-            "env": env,
-            "version_id": found.version_id,
-            "manifest": found.manifest,
-            "fallback": found.fallback,
-            "paused": found.paused is not None,
-            "paused_reason": found.paused,
-            "rollout": None
-            if route is None
-            else {
-                "rollout_id": route.rollout_id,
-                "canary_id": route.canary_id,
-                "weight": route.weight,
-                "mode": route.mode,
-            },
-        }
-        sys.stdout.write(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
-    else:
-        sys.stdout.write(found.version_id + "\n")
+    cause = f"{resolver.where} {resolver.last_cause}"
+    return found.to_dict(), cause, f" (from {location.home / LAST_KNOWN})"
 
 
 class _Unparsed(Exception):

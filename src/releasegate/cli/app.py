@@ -58,5 +58,17 @@ def _options(
             callback=_print_version,
         ),
     ] = False,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            metavar="TOKEN",
+            help="API token for the server of RELEASEGATE_URL (default: RELEASEGATE_TOKEN).",
+        ),
+    ] = None,
 ) -> None:
     """The governed release loop for LLM workflows: register, eval, gate, promote, roll back."""
+    if token is not None:
+        from releasegate.cli import _remote
+
+        _remote.token_option = token

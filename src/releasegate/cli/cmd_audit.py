@@ -12,20 +12,28 @@ import typer
 
 from releasegate.cli._common import NO, JsonOpt, audit_app, command, console, emit, plural
 from releasegate.cli._common import open_store as store
+from releasegate.cli._remote import server
+
+SERVER_CAP = 100_000
+"""The most events ``GET /v1/audit`` answers with (its ``limit``); locally there is none."""
 
 
-@command(audit_app, "log")
+@command(audit_app, "log", served=True)
 def audit_log(
     workflow: Annotated[str | None, typer.Option(help="Only this workflow.")] = None,
     limit: Annotated[int | None, typer.Option(help="Only the newest N events.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Show the audit log."""
-    from releasegate.release.audit import audit_log as events_of
+    if (srv := server()) is not None:  # all of it, as locally, up to the server's cap
+        events = srv.get("v1", "audit", workflow=workflow, limit=limit or SERVER_CAP)
+    else:
+        from releasegate.release.audit import audit_log as events_of
 
-    events = events_of(store(create=False), workflow=workflow, limit=limit)
+        found = events_of(store(create=False), workflow=workflow, limit=limit)
+        events = [e.to_dict() for e in found]
     if as_json:
-        emit([e.to_dict() for e in events])
+        emit(events)
         return
     from rich import box
     from rich.table import Table
@@ -37,18 +45,18 @@ def audit_log(
         table.add_column(col, no_wrap=col != "by", overflow="fold")
     for e in events:
         cells = (
-            str(e.seq),
-            e.at.isoformat()[:19].replace("T", " "),
-            e.kind,
-            e.actor,
-            e.workflow or "",
-            (e.subject or "")[:12],
+            str(e["seq"]),
+            e["at"][:19].replace("T", " "),
+            e["kind"],
+            e["actor"],
+            e["workflow"] or "",
+            (e["subject"] or "")[:12],
         )
         table.add_row(*(Text(c) for c in cells))  # an actor's name is never Rich markup
     console().print(table)
 
 
-@command(audit_app, "verify")
+@command(audit_app, "verify", served=True)
 def audit_verify(
     against: Annotated[
         str | None,
@@ -61,27 +69,32 @@ def audit_verify(
     as_json: JsonOpt = False,
 ) -> int | None:
     """Check the keyed chain, its head, environments and approvals; exit 1 on a break."""
-    from releasegate.domain.audit import parse_head
-    from releasegate.release.audit import audit_verify as verify
-
-    exported = parse_head(against) if against is not None else None
-    result = verify(store(create=False), against=exported)
-    broken = result.broken
-    if as_json:
-        emit(result.to_dict())
-    elif broken is None:
-        keyed = f"signed with {', '.join(result.key_ids)}" if result.key_ids else "no events"
-        if result.unkeyed:
-            keyed += f"; events 1..{result.unkeyed} from before keying are anchored"
-        console().print(
-            f"audit log intact: {plural(result.events, 'event')}, chain verified to head "
-            f"{result.head} ({keyed})"
-        )
-        if exported is not None:
-            console().print(f"nothing up to the exported head {exported.seq} changed")
+    if (srv := server()) is not None:
+        result = srv.get("v1", "audit", "verify", against=against)
     else:
-        where = "" if broken.seq is None else f" at event {broken.seq}"
-        console(stderr=True).print(f"[bold red]audit log broken[/]{where}: {broken.reason}")
+        from releasegate.domain.audit import parse_head
+        from releasegate.release.audit import audit_verify as verify
+
+        exported = parse_head(against) if against is not None else None
+        result = verify(store(create=False), against=exported).to_dict()
+    broken = result["broken"]
+    if as_json:
+        emit(result)
+    elif broken is None:
+        keys = result["key_ids"]
+        keyed = f"signed with {', '.join(keys)}" if keys else "no events"
+        if result["unkeyed_events"]:
+            keyed += f"; events 1..{result['unkeyed_events']} from before keying are anchored"
+        head = f"{result['head']['seq']}:{result['head']['digest']}"
+        console().print(
+            f"audit log intact: {plural(result['events'], 'event')}, chain verified to head "
+            f"{head} ({keyed})"
+        )
+        if result["against"] is not None:
+            console().print(f"nothing up to the exported head {result['against']['seq']} changed")
+    else:
+        where = "" if broken["seq"] is None else f" at event {broken['seq']}"
+        console(stderr=True).print(f"[bold red]audit log broken[/]{where}: {broken['reason']}")
     return None if broken is None else NO
 
 

@@ -6,7 +6,7 @@ prints a table or, with ``--json``, one JSON document. ``gate`` exits 1 unless i
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -25,6 +25,7 @@ from releasegate.cli._common import (
     writable,
 )
 from releasegate.cli._common import open_store as store
+from releasegate.cli._remote import server
 
 
 @command(app, "eval")
@@ -97,28 +98,56 @@ def gate(
     return None if outcome.decision.passed else NO
 
 
-@command(app)
+@command(app, served=True)
 def approve(
     version: VersionArg,
     env: EnvOpt,
-    as_: Annotated[str, typer.Option("--as", metavar="NAME", help="Who approves.")],
+    as_: Annotated[
+        str | None,
+        typer.Option(
+            "--as",
+            metavar="NAME",
+            help="Who approves (through a server: the token's name, and --as is refused).",
+        ),
+    ] = None,
     note: Annotated[str, typer.Option(help="A note for the record.")] = "",
     as_json: JsonOpt = False,
 ) -> None:
     """Approve a version for an environment (nobody approves their own change)."""
-    from releasegate.release.promote import approve as do_approve
-    from releasegate.release.refs import os_user
+    from releasegate.errors import InputError
 
-    approved = do_approve(
-        store(create=False), version, env, approver=as_, note=note, os_user=os_user()
-    )
+    if (srv := server()) is not None:
+        if as_ is not None:
+            raise InputError(
+                "refused through a server: an approval is signed by the token's name",
+                field="--as",
+                hint="leave --as out and send it with the approver's own token "
+                "(RELEASEGATE_TOKEN or --token)",
+            )
+        approved = srv.post("v1", "versions", version, "approve", body={"env": env, "note": note})
+    else:
+        from dataclasses import asdict
+
+        from releasegate.release.promote import approve as do_approve
+        from releasegate.release.refs import os_user
+
+        if not as_:
+            raise InputError("name who approves", field="--as", hint="--as NAME")
+        done = do_approve(
+            store(create=False), version, env, approver=as_, note=note, os_user=os_user()
+        )
+        approved = asdict(done)
     if as_json:
         emit(approved)
     else:
-        console().print(f"{as_} approved {approved.version_id[:12]} for {env} as {approved.role}")
+        console().print(
+            f"{approved['approver']} approved {approved['version_id'][:12]} for {env} "
+            f"as {approved['role']}",
+            markup=False,
+        )
 
 
-@command(app)
+@command(app, served=True)
 def promote(
     version: VersionArg,
     env: EnvOpt,
@@ -141,24 +170,29 @@ def promote(
     as_json: JsonOpt = False,
 ) -> None:
     """Move the environment to this version, if it passed the gate with its approvals."""
-    from releasegate.release.promote import promote as do_promote
-
     if canary is not None or steps is not None or shadow:
         from releasegate.cli.cmd_rollout import start_rollout
 
         start_rollout(version, env, canary, steps, as_json, shadow=shadow)
         return
-    moved = do_promote(store(create=False), version, env)
+    if (srv := server()) is not None:
+        moved = srv.post("v1", "versions", version, "promote", body={"env": env})
+    else:
+        from dataclasses import asdict
+
+        from releasegate.release.promote import promote as do_promote
+
+        moved = asdict(do_promote(store(create=False), version, env))
     if as_json:
         emit(moved)
-    elif moved.changed:
-        prev = moved.previous_id[:12] if moved.previous_id else "nothing"
-        console().print(f"{moved.workflow}@{env}: {prev} -> [bold]{moved.version_id[:12]}[/]")
+    elif moved["changed"]:
+        prev = moved["previous_id"][:12] if moved["previous_id"] else "nothing"
+        console().print(f"{moved['workflow']}@{env}: {prev} -> [bold]{moved['version_id'][:12]}[/]")
     else:
-        console().print(f"{moved.version_id[:12]} already runs in {moved.workflow}@{env}")
+        console().print(f"{moved['version_id'][:12]} already runs in {moved['workflow']}@{env}")
 
 
-@command(app)
+@command(app, served=True)
 def rollback(
     workflow: WorkflowArg,
     env: EnvOpt,
@@ -169,17 +203,25 @@ def rollback(
     as_json: JsonOpt = False,
 ) -> None:
     """Move the environment back to the previous approved version, in one step."""
-    from releasegate.release.promote import rollback as do_rollback
+    if (srv := server()) is not None:
+        body = {"to": to, "reason": reason}
+        moved = srv.post("v1", "workflows", workflow, "environments", env, "rollback", body=body)
+    else:
+        from dataclasses import asdict
 
-    moved = do_rollback(store(create=False), workflow, env, to=to, reason=reason)
+        from releasegate.release.promote import rollback as do_rollback
+
+        moved = asdict(do_rollback(store(create=False), workflow, env, to=to, reason=reason))
     if as_json:
         emit(moved)
     else:
-        prev = moved.previous_id[:12] if moved.previous_id else ""
-        console().print(f"rolled back {workflow}@{env}: {prev} -> [bold]{moved.version_id[:12]}[/]")
+        prev = moved["previous_id"][:12] if moved["previous_id"] else ""
+        console().print(
+            f"rolled back {workflow}@{env}: {prev} -> [bold]{moved['version_id'][:12]}[/]"
+        )
 
 
-@command(app)
+@command(app, served=True)
 def resolve(
     workflow: WorkflowArg,
     env: EnvOpt,
@@ -199,14 +241,18 @@ def resolve(
     run_resolve(workflow, env, as_json, timeout)
 
 
-@command(app)
+@command(app, served=True)
 def history(workflow: WorkflowArg, env: EnvOpt, as_json: JsonOpt = False) -> None:
     """What ran in an environment, promotion by promotion."""
-    from releasegate.release.resolve import history as env_history
+    srv = server()
+    if srv is not None:
+        rows = srv.get("v1", "workflows", workflow, "environments", env, "history")
+    else:
+        from releasegate.release.resolve import history as env_history
 
-    rows: list[dict[str, Any]] = [
-        {"seq": h.seq, **h.as_dict()} for h in env_history(store(create=False), workflow, env)
-    ]
+        rows = [
+            {"seq": h.seq, **h.as_dict()} for h in env_history(store(create=False), workflow, env)
+        ]
     if as_json:
         emit(rows)
         return
@@ -214,15 +260,20 @@ def history(workflow: WorkflowArg, env: EnvOpt, as_json: JsonOpt = False) -> Non
 
     out = console()
     out.print(history_table(f"{workflow}@{env}", rows, width=out.width))
-    from releasegate.release.pause import paused
+    if srv is not None:
+        found = srv.get("v1", "workflows", workflow, "environments")
+        held = next((e.get("pause") for e in found if e["env"] == env), None)
+    else:
+        from releasegate.release.pause import paused
 
-    held = paused(store(create=False), workflow, env)
+        pause = paused(store(create=False), workflow, env)
+        held = None if pause is None else pause.as_dict()
     if held is not None:
         from rich.markup import escape
 
         console().print(
-            f"[bold]PAUSED[/] since {held.at:%Y-%m-%d %H:%M} UTC by {escape(held.by)}: "
-            f"{escape(held.reason)} "
+            f"[bold]PAUSED[/] since {held['at'][:16].replace('T', ' ')} UTC by "
+            f"{escape(held['by'])}: {escape(held['reason'])} "
             "(every request goes to the human fallback; "
             f"`releasegate resume {workflow} --env {env}` lifts it)"
         )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -30,6 +30,13 @@ from releasegate.cli._common import (
 )
 from releasegate.cli._common import console as _console
 from releasegate.cli._common import open_store as _store
+from releasegate.cli._remote import server
+
+if TYPE_CHECKING:
+    from releasegate.domain.runs import Rejection
+
+MAX_REJECTIONS_LISTED = 50
+"""As many rejections as ``runs import --json`` lists locally (``monitor.ingest``)."""
 
 
 def _progress_file(path: Path, label: str) -> Any:
@@ -49,7 +56,7 @@ def _progress_file(path: Path, label: str) -> Any:
     )
 
 
-@command(runs_app, "import")
+@command(runs_app, "import", served=True)
 def runs_import(
     file: Annotated[Path, typer.Argument(metavar="FILE", help="JSONL of runs, or OTLP JSON.")],
     format: Annotated[
@@ -59,42 +66,87 @@ def runs_import(
 ) -> int | None:
     """Import production runs: all of the file lands, or (with any bad record) none of it."""
     from releasegate.domain.runs import rejection_error
-    from releasegate.monitor.ingest import import_file
 
-    store = _store(create=False)  # runs belong to registered versions: no store, no runs
-    with _progress_file(file, "importing") as bar:
-        task = bar.add_task("importing", total=None)
-        result = import_file(
-            store, file, format=format, progress=lambda n: bar.update(task, advance=n)
-        )
-    if result.rejected:
-        error = rejection_error(result.rejected, result.rejected_count, str(file))
+    if (srv := server()) is not None:
+        data, rejected, total = _import_through(srv, file, format)
+    else:
+        from releasegate.monitor.ingest import import_file
+
+        store = _store(create=False)  # runs belong to registered versions: no store, no runs
+        with _progress_file(file, "importing") as bar:
+            task = bar.add_task("importing", total=None)
+            result = import_file(
+                store, file, format=format, progress=lambda n: bar.update(task, advance=n)
+            )
+        data, rejected, total = result.as_dict(), result.rejected, result.rejected_count
+    if rejected:
         if as_json:
-            emit({**result.as_dict(), "landed": 0})
+            emit({**data, "landed": 0})
             return BAD_INPUT
+        error = rejection_error(rejected, total, str(file))
         assert error is not None
         raise error
     if as_json:
-        emit(result.as_dict())
+        emit(data)
     else:
         console = _console()
         console.print(
-            f"imported [bold]{plural(result.landed, 'run')}[/] from {file}"
-            + (f"; {result.duplicates:,} already stored" if result.duplicates else "")
-            + (f"; {result.skipped:,} spans were not runs" if result.skipped else "")
+            f"imported [bold]{plural(data['landed'], 'run')}[/] from {file}"
+            + (f"; {data['duplicates']:,} already stored" if data["duplicates"] else "")
+            + (f"; {data['skipped']:,} spans were not runs" if data["skipped"] else "")
         )
-        if result.texts_dropped:
+        if data["texts_dropped"]:
             console.print(
-                f"{plural(result.texts_dropped, 'run')} stored without input and output: "
+                f"{plural(data['texts_dropped'], 'run')} stored without input and output: "
                 "their workflow's data class keeps run texts out of the store"
             )
-        for o in result.outside_gate:
+        for o in data["outside_gate"]:
             console.print(
-                f"[bold red]outside the gate:[/] {o.workflow}@{o.env} ran "
-                f"{o.version_id[:12]} {plural(o.runs, 'time')}"
-                + ("" if o.registered else " (never registered)")
+                f"[bold red]outside the gate:[/] {o['workflow']}@{o['env']} ran "
+                f"{o['version_id'][:12]} {plural(o['runs'], 'time')}"
+                + ("" if o["registered"] else " (never registered)")
             )
-    return NO if result.outside_gate else None
+    return NO if data["outside_gate"] else None
+
+
+def _import_through(
+    srv: Any, file: Path, format: str
+) -> tuple[dict[str, Any], list[Rejection], int]:
+    """``runs import`` through a server: a JSONL file is checked here, by the parser the
+    server and the local import use, so a bad record is named by its line and nothing is
+    sent; then all of it goes in one ``POST /v1/runs`` (all or none). OTLP JSON goes to
+    ``POST /v1/traces`` as it is. The answer, and the rejections found here."""
+    from releasegate.domain.runs import parse_jsonl
+    from releasegate.errors import InputError
+
+    if format not in ("auto", "jsonl", "otlp"):
+        raise InputError(f"unknown format '{format}'", field="--format", hint="jsonl, otlp")
+    if not file.is_file():
+        raise InputError(f"no such file: {file}", source=str(file))
+    raw = file.read_bytes()
+    head = raw[:4096].lstrip()
+    if format == "otlp" or (
+        format == "auto" and head.startswith(b"{") and b'"resourceSpans"' in head
+    ):
+        return dict(srv.post_raw("v1", "traces", content=raw)), [], 0
+    lines = [line for line in raw.splitlines() if line.strip()]
+    parsed = parse_jsonl(lines, now=datetime.now(UTC), source="jsonl")
+    if parsed.rejected:
+        total = parsed.rejected_count
+        found = {
+            "received": len(parsed.accepted) + parsed.duplicates + total,
+            "landed": 0,
+            "duplicates": parsed.duplicates,
+            "skipped": 0,
+            "rejected": [r.to_dict() for r in parsed.rejected[:MAX_REJECTIONS_LISTED]],
+            "rejected_total": total,
+            "outside_gate": [],
+            "alerts": [],
+            "texts_dropped": 0,
+        }
+        return found, parsed.rejected, total
+    data = srv.post_raw("v1", "runs", content=b"[" + b",".join(lines) + b"]")
+    return dict(data), [], 0
 
 
 @command(runs_app, "show")
@@ -263,33 +315,39 @@ def _monitor_table(result: Any, plot: Path | None) -> None:
             )
     for h in result.held:
         console.print(f"[bold red]in alert (cool-down):[/] {escape(h.sentence)}")
-    _auto_pause_lines(result.auto_pause, result.pause_alerts)
+    auto = result.auto_pause
+    _auto_pause_lines(None if auto is None else auto.as_dict(), result.pause_alerts)
     verdict = {"alert": "bold red", "ok": "green", "insufficient": "yellow"}[result.status]
     console.print(f"[{verdict}]{escape(result.verdict)}[/]")
     if plot is not None:
         console.print(f"charts: {plot}/")
 
 
-def _auto_pause_lines(auto: Any, sent: list[Any]) -> None:
-    """What the policy's ``pause_on`` rule did, if anything (shared with ``rollout check``)."""
+def _auto_pause_lines(auto: dict[str, Any] | None, sent: list[Any]) -> None:
+    """What the policy's ``pause_on`` rule did, if anything (``AutoPause.as_dict()``; shared
+    with ``rollout check``, which gets it from the server too)."""
     from rich.markup import escape
 
-    if auto is None or not auto.is_severe:
+    if auto is None or not auto["severe"]:
         return
     console = _console()
-    where = f"{auto.workflow}@{auto.env}"
-    if auto.has_paused:
+    where = f"{auto['workflow']}@{auto['env']}"
+    if auto["paused_now"]:
         console.print(
             f"[bold red]PAUSED {where}:[/] every request goes to the human fallback. "
-            f"{escape(auto.change.pause.reason)}"
+            f"{escape(auto['reason'])}"
         )
-        console.print(f"  next: `releasegate resume {auto.workflow} --env {auto.env}` once fixed")
+        console.print(
+            f"  next: `releasegate resume {auto['workflow']} --env {auto['env']}` once fixed"
+        )
     else:
-        was = auto.found
-        by = f" (by {escape(was.by)} since {was.at:%Y-%m-%d %H:%M} UTC)" if was else ""
+        was = auto["already_paused"]
+        by = (
+            f" (by {escape(was['by'])} since {was['at'][:16].replace('T', ' ')} UTC)" if was else ""
+        )
         console.print(
             f"[bold red]{where} is paused{by}:[/] "
-            + "; ".join(escape(b.sentence()) for b in auto.breaches)
+            + "; ".join(escape(b["sentence"]) for b in auto["breaches"])
         )
     for a in sent:
         console.print(f"  alert sent to {escape(a.mention)}; routed: {escape(', '.join(a.routed))}")

@@ -34,7 +34,7 @@ def init(as_json: JsonOpt = False) -> None:
     )
 
 
-@command(app)
+@command(app, served=None)
 def demo(
     dir: Annotated[
         Path, typer.Option("--dir", metavar="DIR", help="Where to put the demo project.")

@@ -28,6 +28,7 @@ from releasegate.cli._common import (
     open_store,
     rollout_app,
 )
+from releasegate.cli._remote import server
 
 
 def start_rollout(
@@ -40,19 +41,35 @@ def start_rollout(
     shadow: bool = False,
 ) -> None:
     """``promote VERSION --env ENV (--canary PCT | --shadow) [--steps 5,25,50,100]``."""
-    from releasegate.domain.rollout import parse_steps_flag
-    from releasegate.release.rollout import Checked, rollout_dict, start
+    ramp = None
+    if steps is not None:
+        from releasegate.domain.rollout import parse_steps_flag
 
-    ramp = parse_steps_flag(steps) if steps is not None else None
-    r = start(open_store(create=False), version, env, canary_pct=canary, steps=ramp, shadow=shadow)
+        ramp = parse_steps_flag(steps)
+    if (srv := server()) is not None:
+        body = {
+            "env": env,
+            "canary": canary,
+            "steps": None if ramp is None else list(ramp),
+            "shadow": shadow,
+        }
+        data = srv.post("v1", "versions", version, "promote", body=body)
+    else:
+        from releasegate.release.rollout import Checked, rollout_dict, start
+
+        r = start(
+            open_store(create=False), version, env, canary_pct=canary, steps=ramp, shadow=shadow
+        )
+        data = rollout_dict(Checked(r, None, 0))
     if as_json:
-        emit(rollout_dict(Checked(r, None, 0)))
+        emit(data)
         return
-    ramp_text = " -> ".join(f"{s:g}%" for s in r.steps)
-    if r.is_shadow:
+    workflow, canary_id, stable_id = data["workflow"], data["canary_id"], data["stable_id"]
+    ramp_text = " -> ".join(f"{s:g}%" for s in data["steps"])
+    if data["mode"] == "shadow":
         console().print(
-            f"{r.workflow}@{env}: shadow of [bold]{r.canary_id[:12]}[/] started (served to "
-            f"nobody; stable {r.stable_id[:12]} serves everything); then {ramp_text}"
+            f"{workflow}@{env}: shadow of [bold]{canary_id[:12]}[/] started (served to "
+            f"nobody; stable {stable_id[:12]} serves everything); then {ramp_text}"
         )
         console().print(
             "the application runs version.shadow on the same input and records it with "
@@ -60,10 +77,10 @@ def start_rollout(
         )
     else:
         console().print(
-            f"{r.workflow}@{env}: rollout of [bold]{r.canary_id[:12]}[/] started at "
-            f"{r.weight:g}% (stable {r.stable_id[:12]}); steps {ramp_text}"
+            f"{workflow}@{env}: rollout of [bold]{canary_id[:12]}[/] started at "
+            f"{data['weight']:g}% (stable {stable_id[:12]}); steps {ramp_text}"
         )
-    console().print(f"next: `releasegate rollout check {r.workflow} --env {env}` every few minutes")
+    console().print(f"next: `releasegate rollout check {workflow} --env {env}` every few minutes")
 
 
 def _show(data: dict[str, Any]) -> None:
@@ -113,14 +130,8 @@ def _show(data: dict[str, Any]) -> None:
         out.print(f"  alert raised: {escape(data['alert']['message'])}")
 
 
-def _report(
-    checked: Any, as_json: bool, sent: list[Any] | None = None, where: tuple[str, str] = ("", "")
-) -> None:
-    from releasegate.release.rollout import rollout_dict
-
-    data = rollout_dict(checked, *where)
-    if sent:
-        data["alerts_sent"] = [{"message": a.message, "routed": a.routed} for a in sent]
+def _report(data: dict[str, Any], as_json: bool) -> None:
+    """Print a rollout's document (``rollout_dict``, as the server answers it)."""
     if as_json:
         emit(data)
     elif data["state"] is None:
@@ -130,43 +141,54 @@ def _report(
         )
     else:
         _show(data)
-        for a in sent or []:
-            print(f"  alert sent: {', '.join(a.routed)}", file=sys.stderr)
+        for a in data.get("alerts_sent") or []:
+            print(f"  alert sent: {', '.join(a['routed'])}", file=sys.stderr)
 
 
-def _paused_line(held: Any, checked: Any, workflow: str, env: str) -> None:
-    """The environment's pause under a rollout: its shares wait for the resume."""
+def _paused_line(held: dict[str, Any], data: dict[str, Any]) -> None:
+    """The environment's pause (``Pause.as_dict()``) under a rollout: its shares wait for
+    the resume."""
     from rich.markup import escape
 
+    workflow, env = data["workflow"], data["env"]
     after = (
         f", the rollout's shares apply again after `releasegate resume {workflow} --env {env}`"
-        if checked.rollout is not None and checked.rollout.is_running
+        if data["state"] == "running"
         else ""
     )
     console().print(
-        f"  [bold]PAUSED[/] since {held.at:%Y-%m-%d %H:%M} UTC by {escape(held.by)}: "
-        f"{escape(held.reason)}; every request goes to the human fallback{after}"
+        f"  [bold]PAUSED[/] since {held['at'][:16].replace('T', ' ')} UTC by "
+        f"{escape(held['by'])}: {escape(held['reason'])}; every request goes to the human "
+        f"fallback{after}"
     )
 
 
-@command(rollout_app, "status")
+def _path(workflow: str, env: str, *more: str) -> tuple[str, ...]:
+    return ("v1", "workflows", workflow, "environments", env, "rollout", *more)
+
+
+@command(rollout_app, "status", served=True)
 def rollout_status(workflow: WorkflowArg, env: EnvOpt, as_json: JsonOpt = False) -> None:
     """The newest rollout of the environment and what its evidence says."""
-    from releasegate.release.pause import paused
-    from releasegate.release.rollout import rollout_dict, status
+    if (srv := server()) is not None:
+        data = srv.get(*_path(workflow, env))
+    else:
+        from releasegate.release.pause import paused
+        from releasegate.release.rollout import rollout_dict, status
 
-    store = open_store(create=False)
-    checked = status(store, workflow, env)
-    held = paused(store, workflow, env)  # the weights apply only once it is resumed
+        store = open_store(create=False)
+        checked = status(store, workflow, env)
+        held = paused(store, workflow, env)  # the weights apply only once it is resumed
+        data = {**rollout_dict(checked), "paused": None if held is None else held.as_dict()}
     if as_json:
-        emit({**rollout_dict(checked), "paused": None if held is None else held.as_dict()})
+        emit(data)
         return
-    _report(checked, as_json)
-    if held is not None:
-        _paused_line(held, checked, workflow, env)
+    _report(data, as_json)
+    if data["paused"] is not None:
+        _paused_line(data["paused"], data)
 
 
-@command(rollout_app, "advance")
+@command(rollout_app, "advance", served=True)
 def rollout_advance(
     workflow: WorkflowArg,
     env: EnvOpt,
@@ -178,13 +200,25 @@ def rollout_advance(
 ) -> None:
     """Move the canary to the next step once the check calls it eligible (else --force
     --reason R); into 100% it becomes the environment's version."""
-    from releasegate.release.rollout import Checked, advance
+    if (srv := server()) is not None:
+        if force:
+            from releasegate.errors import InputError
 
-    moved = advance(open_store(create=False), workflow, env, force=force, reason=reason)
-    _report(Checked(moved, None, 0), as_json)
+            raise InputError(
+                "not available through a server: the server advances an eligible step only",
+                field="--force",
+                hint="unset RELEASEGATE_URL to force a step on the store itself",
+            )
+        data = srv.post(*_path(workflow, env, "advance"))
+    else:
+        from releasegate.release.rollout import Checked, advance, rollout_dict
+
+        moved = advance(open_store(create=False), workflow, env, force=force, reason=reason)
+        data = rollout_dict(Checked(moved, None, 0))
+    _report(data, as_json)
 
 
-@command(rollout_app, "abort")
+@command(rollout_app, "abort", served=True)
 def rollout_abort(
     workflow: WorkflowArg,
     env: EnvOpt,
@@ -192,33 +226,51 @@ def rollout_abort(
     as_json: JsonOpt = False,
 ) -> None:
     """Weight 0 now: the stable version serves everything again."""
-    from releasegate.release.rollout import Checked, abort
+    if (srv := server()) is not None:
+        data = srv.post(*_path(workflow, env, "abort"), body={"reason": reason})
+    else:
+        from releasegate.release.rollout import Checked, abort, rollout_dict
 
-    stopped = abort(open_store(create=False), workflow, env, reason=reason)
-    _report(Checked(stopped, None, 0), as_json)
+        stopped = abort(open_store(create=False), workflow, env, reason=reason)
+        data = rollout_dict(Checked(stopped, None, 0))
+    _report(data, as_json)
 
 
-@command(rollout_app, "check")
+@command(rollout_app, "check", served=True)
 def rollout_check(workflow: WorkflowArg, env: EnvOpt, as_json: JsonOpt = False) -> int | None:
     """Compare canary (or shadow) and stable on the runs since the last check; abort (exit 1)
     if worse."""
-    from releasegate.monitor.alerts import resend_due
-    from releasegate.monitor.quality import arm_quality
-    from releasegate.release.rollout import check
+    srv = server()
+    if srv is not None:
+        data = srv.post(*_path(workflow, env, "check"))
+    else:
+        from releasegate.monitor.alerts import resend_due
+        from releasegate.monitor.quality import arm_quality
+        from releasegate.release.rollout import check, rollout_dict
 
-    store = open_store(create=False)
-    checked = check(store, workflow, env, quality=arm_quality)
-    sent = resend_due(store, workflow, env)  # the abort's or pause's alert, any left unsent
-    _report(checked, as_json, sent, (workflow, env))
+        store = open_store(create=False)
+        checked = check(store, workflow, env, quality=arm_quality)
+        sent = resend_due(store, workflow, env)  # the abort's or pause's alert, any left unsent
+        data = rollout_dict(checked, workflow, env)
+        data["alerts_sent"] = [{"message": a.message, "routed": a.routed} for a in sent]
+    _report(data, as_json)
+    auto = data["pause"]
     if not as_json:
         from releasegate.cli.cmd_production import _auto_pause_lines
-        from releasegate.release.pause import paused
 
-        _auto_pause_lines(checked.auto_pause, [])
-        held = paused(store, workflow, env)
-        if held is not None and not (checked.auto_pause and checked.auto_pause.is_severe):
-            _paused_line(held, checked, workflow, env)  # (a severe one was said just above)
-    return NO if checked.is_no else None
+        _auto_pause_lines(auto, [])
+        if srv is not None:
+            found = srv.get("v1", "workflows", workflow, "environments")
+            held = next((e.get("pause") for e in found if e["env"] == env), None)
+        else:
+            from releasegate.release.pause import paused
+
+            pause = paused(store, workflow, env)
+            held = None if pause is None else pause.as_dict()
+        if held is not None and not (auto and auto["severe"]):
+            _paused_line(held, data)  # (a severe one was said just above)
+    is_no = data["aborted_now"] or bool(auto and auto["severe"])
+    return NO if is_no else None
 
 
 @command(rollout_app, "shadow-replay")

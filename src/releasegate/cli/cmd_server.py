@@ -15,9 +15,10 @@ import typer
 
 from releasegate.cli._common import JsonOpt, app, command, console, emit, token_app
 from releasegate.cli._common import open_store as store
+from releasegate.cli._remote import server
 
 
-@command(app)
+@command(app, served=None)
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
@@ -89,66 +90,80 @@ def serve(
     run(launch, Settings(max_body, token_ttl, resolve_ttl))
 
 
-@command(token_app, "create")
+@command(token_app, "create", served=True)
 def token_create(
     name: Annotated[str, typer.Option(help="Who the token acts as (an approver's name).")],
     role: Annotated[str, typer.Option(help="viewer, builder, operator, approver or admin.")],
     as_json: JsonOpt = False,
 ) -> None:
     """Create an API token; its secret is shown this once and stored only hashed."""
-    from releasegate.release.tokens import create_token
+    if (srv := server()) is not None:
+        created = srv.post("v1", "tokens", body={"name": name, "role": role})
+    else:
+        from releasegate.release.tokens import create_token
 
-    created = create_token(store(create=False), name, role)
+        created = create_token(store(create=False), name, role).to_dict()
     if as_json:
-        emit(created.to_dict())
+        emit(created)
         return
-    t = created.token
-    sys.stdout.write(created.secret + "\n")
+    sys.stdout.write(created["token"] + "\n")
     console(stderr=True).print(
-        f"token {t.token_id} for {t.name} ({t.role.label}): keep it now, it is not shown again"
+        f"token {created['token_id']} for {created['name']} ({created['role']}): keep it now, "
+        "it is not shown again",
+        markup=False,
     )
 
 
-@command(token_app, "list")
+@command(token_app, "list", served=True)
 def token_list(
     revoked: Annotated[bool, typer.Option("--revoked", help="Include revoked tokens.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """List API tokens (never their secrets)."""
-    from releasegate.release.tokens import list_tokens
+    if (srv := server()) is not None:
+        tokens = srv.get("v1", "tokens", revoked=revoked)
+    else:
+        from releasegate.release.tokens import list_tokens
 
-    tokens = list_tokens(store(create=False), include_revoked=revoked)
+        tokens = [t.to_dict() for t in list_tokens(store(create=False), include_revoked=revoked)]
     if as_json:
-        emit([t.to_dict() for t in tokens])
+        emit(tokens)
         return
     from rich import box
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     for col in ("id", "name", "role", "created", "by", "revoked"):
         table.add_column(col, no_wrap=True)
     for t in tokens:
-        table.add_row(
-            t.token_id,
-            t.name,
-            t.role.label,
-            t.created_at.isoformat()[:19].replace("T", " "),
-            t.created_by,
-            "" if t.revoked_at is None else t.revoked_at.isoformat()[:19].replace("T", " "),
+        cells = (
+            t["token_id"],
+            t["name"],
+            t["role"],
+            t["created_at"][:19].replace("T", " "),
+            t["created_by"],
+            (t["revoked_at"] or "")[:19].replace("T", " "),
         )
+        table.add_row(*(Text(c) for c in cells))  # names are the users' words, never markup
     console().print(table)
 
 
-@command(token_app, "revoke")
+@command(token_app, "revoke", served=True)
 def token_revoke(
     token: Annotated[str, typer.Argument(metavar="TOKEN", help="The token's name or id.")],
     as_json: JsonOpt = False,
 ) -> None:
     """Revoke an API token: the server refuses it from then on."""
-    from releasegate.release.tokens import revoke_token
-
-    done = revoke_token(store(create=False), token)
-    if as_json:
-        emit(done.to_dict())
+    if (srv := server()) is not None:
+        done = srv.delete("v1", "tokens", token)
     else:
-        console().print(f"revoked token {done.token_id} of {done.name} ({done.role.label})")
+        from releasegate.release.tokens import revoke_token
+
+        done = revoke_token(store(create=False), token).to_dict()
+    if as_json:
+        emit(done)
+    else:
+        console().print(
+            f"revoked token {done['token_id']} of {done['name']} ({done['role']})", markup=False
+        )

@@ -14,6 +14,7 @@ import typer
 
 from releasegate.cli._common import JsonOpt, VersionArg, WorkflowArg, app, command, console, emit
 from releasegate.cli._common import open_store as store
+from releasegate.cli._remote import server
 
 
 @command(app)
@@ -107,7 +108,7 @@ def register(
         console(stderr=True).print(f"warning: {line}", markup=False, soft_wrap=True)
 
 
-@command(app)
+@command(app, served=True)
 def versions(
     workflow: WorkflowArg,
     track: Annotated[
@@ -117,9 +118,12 @@ def versions(
     as_json: JsonOpt = False,
 ) -> None:
     """List a workflow's versions, newest last, with their track and where each runs."""
-    from releasegate.release.inspect import list_versions
+    if (srv := server()) is not None:
+        rows = srv.get("v1", "workflows", workflow, "versions", track=track)
+    else:
+        from releasegate.release.inspect import list_versions
 
-    rows = list_versions(store(create=False), workflow, track)
+        rows = list_versions(store(create=False), workflow, track)
     if as_json:
         emit(rows)
         return
@@ -129,12 +133,15 @@ def versions(
     out.print(versions_table(workflow, rows, width=out.width))
 
 
-@command(app)
+@command(app, served=True)
 def show(version: VersionArg, as_json: JsonOpt = False) -> None:
     """Show one version: its manifest, metadata, evals and gate decisions."""
-    from releasegate.release.inspect import show_version
+    if (srv := server()) is not None:
+        info = srv.get("v1", "versions", version)
+    else:
+        from releasegate.release.inspect import show_version
 
-    info = show_version(store(create=False), version)
+        info = show_version(store(create=False), version)
     if as_json:
         emit(info)
         return

@@ -158,6 +158,18 @@ class Rejection:
             f"{at}: field '{self.field}': {self.reason}" if self.field else f"{at}: {self.reason}"
         )
 
+    def to_dict(self) -> dict[str, Any]:
+        """A rejection as ``runs import --json`` and ``POST /v1/runs`` list it."""
+        return {
+            "index": self.index,
+            "line": self.line,
+            "run_id": self.run_id,
+            "field": self.field,
+            "reason": self.reason,
+            "where": self.where,
+            "message": self.describe(),
+        }
+
 
 def rejection_error(rejected: list[Rejection], total: int, source: str) -> InputError | None:
     """One InputError summing up a batch's rejections (None when there are none)."""

@@ -100,7 +100,7 @@ class IngestResult:
             "landed": self.landed,
             "duplicates": self.duplicates,
             "skipped": self.skipped,
-            "rejected": [_rejection_dict(r) for r in self.rejected[:MAX_REASONS]],
+            "rejected": [r.to_dict() for r in self.rejected[:MAX_REASONS]],
             "rejected_total": self.rejected_count,
             "outside_gate": [o.__dict__ for o in self.outside_gate],
             "alerts": [getattr(a, "message", str(a)) for a in self.alerts],
@@ -726,15 +726,3 @@ def _check_gate(
                 result.outside_gate.append(Outside(workflow, env, vid, n, registered))
     if result.outside_gate:
         result.alerts.extend(raise_outside_gate(store, result.outside_gate).alerts)
-
-
-def _rejection_dict(r: Rejection) -> dict[str, Any]:
-    return {
-        "index": r.index,
-        "line": r.line,
-        "run_id": r.run_id,
-        "field": r.field,
-        "reason": r.reason,
-        "where": r.where,
-        "message": r.describe(),
-    }

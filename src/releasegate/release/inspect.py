@@ -77,6 +77,7 @@ def _environments(conn: Any, wf: Any) -> list[dict[str, Any]]:
                 "version_id": serving[0].version_id if serving is not None else None,
                 "paused": held is not None,
                 "paused_reason": held.reason if held is not None else None,
+                "pause": held.as_dict() if held is not None else None,
                 "rollout": None
                 if route is None
                 else {

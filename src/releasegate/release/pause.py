@@ -189,13 +189,16 @@ class AutoPause:
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            "workflow": self.workflow,
+            "env": self.env,
             "severe": self.is_severe,
             "paused_now": self.has_paused,
+            "reason": None if self.change is None else self.change.pause.reason,
             "already_paused": None if self.found is None else self.found.as_dict(),
             "window_s": self.rule.window.total_seconds(),
             "runs": self.seen.runs,
             "ceilings": dict(self.rule.ceilings),
-            "breaches": [b.as_dict() for b in self.breaches],
+            "breaches": [{**b.as_dict(), "sentence": b.sentence()} for b in self.breaches],
             "alert_seq": None if self.change is None else self.change.alert_seq,
         }
 

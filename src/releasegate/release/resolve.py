@@ -62,6 +62,28 @@ class Resolved:
     """The reason, while the environment is paused (``releasegate pause``): the
     application sends every request to its human fallback. None when it runs normally."""
 
+    def to_dict(self) -> dict[str, Any]:
+        """``releasegate resolve --json`` and ``GET /v1/resolve``: one document for both."""
+        route = self.rollout
+        return {
+            "workflow": self.workflow,
+            "env": self.env,
+            "version_id": self.version_id,
+            "manifest": self.manifest,
+            "fallback": self.fallback,
+            "paused": self.paused is not None,
+            "paused_reason": self.paused,
+            "rollout": None
+            if route is None
+            else {
+                "rollout_id": route.rollout_id,
+                "canary_id": route.canary_id,
+                "canary_manifest": route.canary_manifest,
+                "weight": route.weight,
+                "mode": route.mode,
+            },
+        }
+
 
 def resolve(store: Store, workflow: str, env: str) -> Resolved:
     with store.read() as conn:
@@ -303,5 +325,8 @@ def environments(store: Store, workflow: str) -> dict[str, VersionRecord]:
 
 
 def history(store: Store, workflow: str, env: str) -> list[HistoryRecord]:
+    """What ran in ``workflow@env``, oldest first; an unknown workflow or environment is
+    ``NotFoundError``/``InputError``, not an empty history."""
     with store.read() as conn:
+        check_env(WorkflowRepo(conn).get(workflow), env)
         return EnvironmentRepo(conn).history(workflow, env)

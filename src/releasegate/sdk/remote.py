@@ -16,11 +16,12 @@ the last known version, and runs wait in the queue or the spill file.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from releasegate.domain.runs import Rejection
 from releasegate.errors import (
+    AnswerLostError,
     ForbiddenError,
     InputError,
     NotFoundError,
@@ -29,8 +30,10 @@ from releasegate.errors import (
     StoreUnavailableError,
     UnauthorizedError,
 )
-from releasegate.monitor.ingest import IngestResult
-from releasegate.release.resolve import Resolved, Route
+
+if TYPE_CHECKING:
+    from releasegate.monitor.ingest import IngestResult
+    from releasegate.release.resolve import Resolved
 
 RAISED: dict[int, type[ReleasegateError]] = {
     400: InputError,
@@ -44,9 +47,19 @@ RAISED: dict[int, type[ReleasegateError]] = {
 
 
 class Remote:
-    """A releasegate server, as the SDK's store."""
+    """A releasegate server, as the SDK's store (and the CLI's, through ``call``).
 
-    def __init__(self, url: str, token: str | None, *, timeout: float) -> None:
+    ``errors`` maps an error status to the error raised (``RAISED``: the SDK's); a status
+    it does not name is an outage, ``StoreUnavailableError``."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None,
+        *,
+        timeout: float,
+        errors: Mapping[int, type[ReleasegateError]] = RAISED,
+    ) -> None:
         try:
             import httpx
         except ModuleNotFoundError:
@@ -58,9 +71,14 @@ class Remote:
         self.url = url.rstrip("/")
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
         self._errors = (httpx.HTTPError,)
+        self._timeouts = (httpx.TimeoutException,)
+        self.timeout = timeout
+        self.raised = errors
 
     def resolve(self, workflow: str, env: str) -> Resolved:
-        body = self._call("GET", f"/v1/resolve/{quote(workflow, safe='')}/{quote(env, safe='')}")
+        from releasegate.release.resolve import Resolved, Route
+
+        body = self.call("GET", f"/v1/resolve/{quote(workflow, safe='')}/{quote(env, safe='')}")
         route = body.get("rollout")
         return Resolved(
             body["workflow"],
@@ -75,7 +93,10 @@ class Remote:
         """Land ``batch`` on the server, keeping the good runs of a batch with a bad one."""
         import orjson
 
-        body = self._call(
+        from releasegate.domain.runs import Rejection
+        from releasegate.monitor.ingest import IngestResult
+
+        body = self.call(
             "POST",
             "/v1/runs",
             content=orjson.dumps(batch, default=str),
@@ -96,21 +117,39 @@ class Remote:
     def close(self) -> None:
         self._http.close()
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        """The JSON body of a 2xx answer to ``method path`` (httpx's ``json=``, ``params=``
+        or ``content=`` in ``kwargs``); an error answer raised as ``raised`` maps its status,
+        with the server's message and hint; no answer within ``timeout`` seconds is
+        ``StoreUnavailableError``."""
         try:
             r = self._http.request(
                 method, path, headers={"Content-Type": "application/json"}, **kwargs
             )
         except self._errors as exc:
+            check = "is it running and reachable? (RELEASEGATE_URL, RELEASEGATE_TIMEOUT)"
+            if not isinstance(exc, self._timeouts):
+                why = f"({type(exc).__name__}: {exc})"
+            elif method == "GET":
+                why = f"within {self.timeout:g} s"
+            else:  # sent, and no answer: the change may have been made
+                raise AnswerLostError(
+                    f"the server at {self.url} did not answer {method} {path} within "
+                    f"{self.timeout:g} s: it may or may not have been done",
+                    hint="look before sending it again",
+                ) from None
             raise StoreUnavailableError(
-                f"the server at {self.url} did not answer ({type(exc).__name__}: {exc})"
+                f"the server at {self.url} did not answer {why}", hint=check
             ) from None
-        if r.status_code == 200:
+        if 200 <= r.status_code < 300:
             return r.json()
         try:
-            message = str(r.json().get("error") or r.text)
-        except ValueError:
-            message = r.text[:200]
-        raise RAISED.get(r.status_code, StoreUnavailableError)(
-            f"{message} (the server at {self.url} answered {r.status_code})"
+            body = r.json()
+        except ValueError:  # a proxy's page, not the server's error shape
+            body = None
+        message, hint = r.text[:200].strip() or r.reason_phrase, None
+        if isinstance(body, dict) and body.get("error"):
+            message, hint = str(body["error"]), body.get("hint") or None
+        raise self.raised.get(r.status_code, StoreUnavailableError)(
+            f"{message} (the server at {self.url} answered {r.status_code})", hint=hint
         )

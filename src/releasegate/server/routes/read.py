@@ -5,7 +5,7 @@ verification). Each names the lowest role it needs (viewer for all of the views)
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
@@ -13,7 +13,7 @@ from starlette.responses import Response, StreamingResponse
 
 from releasegate.domain.access import Identity, Role
 from releasegate.release import audit, inspect
-from releasegate.release.resolve import Resolved, Resolver
+from releasegate.release.resolve import Resolver
 from releasegate.release.resolve import history as env_history
 from releasegate.release.store_access import store_status
 from releasegate.server.access import requires
@@ -38,22 +38,7 @@ async def resolve(request: Request, workflow: str, env: str, _: Viewer) -> Json:
     found = resolver.peek(workflow, env)
     if found is None:
         found = await run_in_threadpool(resolver, workflow, env)
-    return Json(resolved_json(found))
-
-
-def resolved_json(found: Resolved) -> dict[str, Any]:
-    """The CLI's ``resolve --json`` document, plus the rollout the SDK routes by."""
-    route = found.rollout
-    return {
-        "workflow": found.workflow,
-        "env": found.env,
-        "version_id": found.version_id,
-        "manifest": found.manifest,
-        "fallback": found.fallback,
-        "paused": found.paused is not None,
-        "paused_reason": found.paused,
-        "rollout": None if route is None else dataclasses.asdict(route),
-    }
+    return Json(found.to_dict())
 
 
 @router.get("/healthz", tags=["service"], summary="The process answers")
@@ -163,5 +148,15 @@ def audit_log(
     tags=["audit"],
     summary="Verify the chain (`releasegate audit verify --json`); `ok` false when broken",
 )
-def audit_verify(request: Request, _: Viewer) -> Json:
-    return Json(audit.audit_verify(request.app.state.store).to_dict())
+def audit_verify(
+    request: Request,
+    _: Viewer,
+    against: Annotated[
+        str | None,
+        Query(description="A head exported earlier (SEQ:DIGEST): prove nothing up to it changed"),
+    ] = None,
+) -> Json:
+    from releasegate.domain.audit import parse_head
+
+    exported = parse_head(against, field="against") if against is not None else None
+    return Json(audit.audit_verify(request.app.state.store, against=exported).to_dict())

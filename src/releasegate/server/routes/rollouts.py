@@ -28,8 +28,10 @@ class AbortBody(BaseModel):
     reason: str = Field("", max_length=2000)
 
 
-def _json(checked: rollouts.Checked, sent: list[Any] | None = None) -> dict[str, Any]:
-    data = rollouts.rollout_dict(checked)
+def _json(
+    checked: rollouts.Checked, sent: list[Any] | None = None, where: tuple[str, str] = ("", "")
+) -> dict[str, Any]:
+    data = rollouts.rollout_dict(checked, *where)
     if sent is not None:
         data["alerts_sent"] = [{"message": a.message, "routed": a.routed} for a in sent]
     return data
@@ -37,7 +39,12 @@ def _json(checked: rollouts.Checked, sent: list[Any] | None = None) -> dict[str,
 
 @router.get(ROLLOUT, tags=["rollouts"], summary="The newest rollout and its evidence (viewer)")
 def status(request: Request, workflow: str, env: str, _: Viewer) -> Json:
-    return Json(_json(rollouts.status(request.app.state.store, workflow, env)))
+    from releasegate.release.pause import paused
+
+    store = request.app.state.store
+    data = _json(rollouts.status(store, workflow, env))
+    held = paused(store, workflow, env)  # the weights apply only once it is resumed
+    return Json({**data, "paused": None if held is None else held.as_dict()})
 
 
 @router.post(f"{ROLLOUT}/advance", tags=["rollouts"], summary="The next step (operator)")
@@ -65,7 +72,7 @@ def check(request: Request, workflow: str, env: str, who: Operator) -> Json:
 
     store = request.app.state.store  # the sampler `rollout check` passes: the same verdict
     checked = rollouts.check(store, workflow, env, who=who.name, quality=arm_quality)
-    return Json(_json(checked, resend_due(store, workflow, env)))
+    return Json(_json(checked, resend_due(store, workflow, env), (workflow, env)))
 
 
 FORMATS = {
