@@ -204,6 +204,11 @@ def unknown_parts(line: str) -> list[str]:
     path = "releasegate"
     while is_group(command) and tokens:
         word = tokens.pop(0)
+        group_options = {o: p for p in command.params for o in p.opts}
+        if word in group_options and tokens:  # `releasegate --token TOKEN COMMAND ...`
+            if not group_options[word].is_flag:
+                tokens.pop(0)
+            continue
         if word.startswith("-"):
             return [f"{path} {word}"] if word not in ("--help", "--version") else []
         names = [w for w in word.strip("[]{}").split("|") if w]

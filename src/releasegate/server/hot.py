@@ -30,7 +30,6 @@ from releasegate.errors import ReleasegateError
 from releasegate.release.resolve import Resolved, Resolver
 from releasegate.server.access import Gatekeeper
 from releasegate.server.routes import Json
-from releasegate.server.routes.read import resolved_json
 
 PREFIX = "/v1/resolve/"
 MAX_KEPT = 10_000
@@ -106,7 +105,7 @@ class HotResolve:
         if kept is None or kept[0] is not found:
             if len(self._bodies) >= MAX_KEPT:
                 self._bodies.clear()
-            kept = (found, bytes(Json(resolved_json(found)).body))  # the route's own bytes
+            kept = (found, bytes(Json(found.to_dict()).body))  # the route's own bytes
             self._bodies[key] = kept
         if header not in self._tokens:
             if len(self._tokens) >= MAX_KEPT:
