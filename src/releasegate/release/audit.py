@@ -4,11 +4,16 @@
 outside the database, the recorded head, optionally a head exported earlier, and then
 what the chain says happened (environment moves, approvals, registrations) against the
 tables, so a change made by SQL shows even where the chain itself is intact.
+``AuditWatch`` runs that same verification in the background for the dashboard, whose
+page must not wait for a walk that grows with the chain.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +34,8 @@ from releasegate.release.refs import actor as default_actor
 from releasegate.store import audit_keys
 from releasegate.store.audit import AuditRepo
 from releasegate.store.engine import Store
+
+log = logging.getLogger("releasegate.audit")
 
 
 @dataclass(frozen=True)
@@ -222,3 +229,88 @@ def restore_head(store: Store, head: Head) -> Verified:
 
 def _home(store: Store) -> Path:
     return store.location.home
+
+
+@dataclass(frozen=True)
+class Watched:
+    """The dashboard's view of the chain: the newest whole-chain verification that finished,
+    when it finished, and how far the recorded head is past what it verified."""
+
+    verified: Verified
+    at: datetime
+    head: Head
+    """The recorded head when this was read."""
+    running: bool
+    """A verification of the whole chain is running now (in the background)."""
+    error: str | None = None
+    """The last background verification failed to run (not a break: the store's fault)."""
+
+    @property
+    def pending(self) -> int:
+        """Events recorded after the head the verification walked to: not verified yet."""
+        return max(0, self.head.seq - self.verified.head.seq)
+
+
+class AuditWatch:
+    """The whole chain verified in the background, for a page that must stay fast.
+
+    ``audit_verify`` walks every event, so its time grows with the chain. ``latest`` runs it
+    inline only the first time; after that it returns the newest finished verification at
+    once and starts another in a background thread (one at a time) when the recorded head
+    has moved past what was verified or the verification is older than ``max_age``. It
+    weakens nothing: every verification is the whole ``audit verify`` (chain, keys, head,
+    tables against the chain), and ``Watched`` says when it ran and how many newer events
+    it has not seen yet. ``releasegate audit verify`` still verifies everything when run.
+    """
+
+    def __init__(self, store: Store, *, max_age: timedelta = timedelta(minutes=5)) -> None:
+        self.store = store
+        self.max_age = max_age
+        self._lock = threading.Lock()
+        self._first = threading.Lock()
+        self._last: tuple[Verified, datetime] | None = None
+        self._thread: threading.Thread | None = None
+        self._error: str | None = None
+
+    def latest(self, *, now: datetime | None = None) -> Watched:
+        at = now or datetime.now(UTC)
+        head = _recorded(self.store)
+        if self._last is None:
+            with self._first:  # the first visitors wait for one verification, not one each
+                if self._last is None:
+                    self._last = (audit_verify(self.store), datetime.now(UTC))
+        with self._lock:
+            verified, done = self._last
+            stale = verified.head != head or at - done >= self.max_age
+            running = self._thread is not None and self._thread.is_alive()
+            if stale and not running:
+                self._thread = threading.Thread(
+                    target=self._verify, name="releasegate-audit-verify", daemon=True
+                )
+                self._thread.start()
+                running = True
+            return Watched(verified, done, head, running, self._error)
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Until the background verification running now (if any) is done."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+
+    def _verify(self) -> None:
+        try:
+            verified = audit_verify(self.store)
+        except Exception as exc:  # the store's fault: logged and shown, the last result kept
+            log.exception("audit: the background verification failed")
+            with self._lock:
+                self._error = f"{type(exc).__name__}: {exc}"
+            return
+        with self._lock:
+            self._last = (verified, datetime.now(UTC))
+            self._error = None
+
+
+def _recorded(store: Store) -> Head:
+    with store.read() as conn:
+        recorded = AuditRepo(conn).head()
+    return Head(*recorded) if recorded is not None else Head(0, GENESIS)

@@ -29,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from releasegate.domain.access import Identity, Role, allows
 from releasegate.errors import ForbiddenError, ReleasegateError, UnauthorizedError
+from releasegate.release.audit import AuditWatch
 from releasegate.server.access import Gatekeeper
 from releasegate.server.errors import BodyTooLarge, status_of
 
@@ -147,6 +148,7 @@ def create_web(api: FastAPI) -> FastAPI:
     web.state.store = api.state.store
     web.state.gatekeeper = api.state.gatekeeper
     web.state.metrics = api.state.metrics
+    web.state.audit_watch = AuditWatch(api.state.store)
     web.include_router(pages.router)
     web.include_router(actions.router)
     web.include_router(queue.router)

@@ -6,8 +6,9 @@ workflow (``workflow_view`` and its daily trends per environment), its runbook
 a version (``release.inspect.show_version`` and its diff against what each environment
 runs, ``diff_versions``); a gate report (the stored report rendered by
 ``reports.gate_report`` as Markdown, then to HTML by markdown-it with raw HTML off); the
-audit log with its verification (``release.audit``). Routes are sync: FastAPI runs them
-in its thread pool, as the services block on the store.
+audit log with the whole chain's verification (``release.audit.AuditWatch``: run in the
+background, so the page does not wait for a walk that grows with the chain). Routes are
+sync: FastAPI runs them in its thread pool, as the services block on the store.
 """
 
 from __future__ import annotations
@@ -180,13 +181,14 @@ def audit_page(request: Request, workflow: str | None = None) -> HTMLResponse:
     s = session(request)
     store = request.app.state.store
     events = audit.audit_log(store, workflow=workflow or None, limit=AUDIT_EVENTS)
-    verified = audit.audit_verify(store)
+    watched = request.app.state.audit_watch.latest()
     return page(
         request,
         "audit.html",
         s=s,
         events=list(reversed(events)),
-        verified=verified,
+        watched=watched,
+        verified=watched.verified,
         workflow=workflow,
         limit=AUDIT_EVENTS,
     )
