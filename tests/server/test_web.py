@@ -116,6 +116,10 @@ def test_home_workflow_version_report_and_audit_pages(live: Live) -> None:
         assert "needs-approval" in v2
         assert 'change class <span class="class">config</span>' in v2
         assert "<code>generation.temperature</code>" in v2  # the diff against staging
+        assert "Generation settings changed (such as the temperature" in v2  # what config means
+        assert '<td class="before"><span class="muted">not set</span></td>' in v2  # not "null"
+        when = r'<span class="when">\d{4}-\d\d-\d\d \d\d:\d\d UTC</span>'
+        assert re.search(f"<th>registered</th><td>{when} by alice", v2)  # not an ISO string
         decision = re.search(r'href="/web/decisions/([0-9a-f]+)"', v2)
         assert decision is not None
 

@@ -35,6 +35,11 @@ class ChangeClass(StrEnum):
         """Higher is riskier: model > tools > retrieval > config > wording."""
         return _RISK[self]
 
+    @property
+    def meaning(self) -> str:
+        """What a change of this class changed, in a sentence for a person."""
+        return _MEANING[self]
+
 
 _RISK: dict[ChangeClass, int] = {
     ChangeClass.WORDING: 0,
@@ -42,6 +47,14 @@ _RISK: dict[ChangeClass, int] = {
     ChangeClass.RETRIEVAL: 2,
     ChangeClass.TOOLS: 3,
     ChangeClass.MODEL: 4,
+}
+
+_MEANING: dict[ChangeClass, str] = {
+    ChangeClass.WORDING: "only the wording of the prompts changed",
+    ChangeClass.CONFIG: "generation settings changed (such as the temperature or the token limit)",
+    ChangeClass.RETRIEVAL: "the embedding model or the retrieval index changed",
+    ChangeClass.TOOLS: "the tools the model may call, or its output format, changed",
+    ChangeClass.MODEL: "the model itself changed (its provider, name or revision)",
 }
 
 _CLASS_OF_TOP_KEY: dict[str, ChangeClass] = {

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote
@@ -53,9 +54,19 @@ templates = Environment(
     lstrip_blocks=True,
 )
 templates.filters["short"] = lambda v: "" if v is None else str(v)[:12]
-templates.filters["when"] = lambda at: (
-    "" if at is None else Markup(f'<span class="when">{at:%Y-%m-%d %H:%M} UTC</span>')
-)
+
+
+def _when(at: datetime | str | None) -> Markup | str:
+    """A time as ``YYYY-MM-DD HH:MM UTC`` (a datetime, or the ISO text a service gave)."""
+    if at is None or at == "":
+        return ""
+    if isinstance(at, str):
+        at = datetime.fromisoformat(at)
+    at = at.astimezone(UTC) if at.tzinfo else at.replace(tzinfo=UTC)
+    return Markup(f'<span class="when">{at:%Y-%m-%d %H:%M} UTC</span>')
+
+
+templates.filters["when"] = _when
 templates.filters["people"] = lambda v: (
     ", ".join(str(x) for x in v) if isinstance(v, list | tuple) else "" if v is None else str(v)
 )

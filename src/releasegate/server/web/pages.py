@@ -19,6 +19,7 @@ from fastapi import APIRouter, Request
 from markdown_it import MarkdownIt
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from releasegate.domain.diff import ChangeClass
 from releasegate.domain.program import change
 from releasegate.errors import UnauthorizedError
 from releasegate.monitor.dashboard import overview, workflow_view
@@ -159,6 +160,7 @@ def version(request: Request, ref: str) -> HTMLResponse:
         request,
         "version.html",
         s=s,
+        meaning={c.value: c.meaning for c in ChangeClass},
         v=shown,
         running=running,
         diffs=diffs,
