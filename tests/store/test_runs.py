@@ -17,6 +17,7 @@ from releasegate.domain.runs import (
     parse_batch,
 )
 from releasegate.store.engine import Store
+from releasegate.store.rows import fetch
 from releasegate.store.runs import Added, RunRepo
 
 NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)
@@ -112,3 +113,23 @@ def test_a_large_batch_with_some_runs_already_stored_lands_the_rest_each_as_sent
                 run.latency_ms,
             )
             assert row["received_at"] == (1.0 if run in stored_before else 2.0)
+
+
+def test_batches_in_one_transaction_land_in_order_each_run_once(store: Store) -> None:
+    runs = records(*({"cost_usd": 0.5, "label": "fraud"} if i % 3 else {} for i in range(300)))
+    runs.reverse()  # not the order run_id or started_at sort in
+    with store.write() as conn:  # as a streamed import does: chunks in one transaction
+        assert RunRepo(conn).add(runs[:200], received_at=1.0).landed == 200
+        assert RunRepo(conn).add(runs[100:], received_at=1.0).landed == 100
+        assert RunRepo(conn).add([], received_at=1.0).landed == 0
+    with store.read() as conn:
+        stored = RunRepo(conn)
+        assert stored.count() == 300
+        in_order = fetch(conn, "SELECT run_id FROM runs ORDER BY seq", [])
+        assert [row[0] for row in in_order] == [r.run_id for r in runs]
+        plain = stored.get("run-0")
+        priced = stored.get("run-1")
+    assert plain is not None and priced is not None
+    assert (plain["cost_usd"], plain["label"], plain["model"], plain["feedback"]) == (None,) * 4
+    assert (plain["escalated"], plain["edited"], plain["output_chars"]) == (False, False, 5)
+    assert (priced["cost_usd"], priced["label"]) == (0.5, "fraud")

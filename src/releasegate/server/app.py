@@ -225,14 +225,19 @@ STOPPED_HINT = "send it again: a re-sent runs batch lands nothing twice"
 def _access_line(scope: Scope, route: str, status: int, seconds: float) -> None:
     identity = scope["state"].get("identity")
     client = scope.get("client")
-    access.info(
+    method = scope["method"]
+    # the record made and handled directly: Logger.info would also walk the stack for the
+    # caller's file and line, which no format shows (a fifth of the line's cost)
+    record = access.makeRecord(
+        logs.ACCESS,
+        logging.INFO,
+        "",
+        0,
         "%s %s %d %.1f ms",
-        scope["method"],
-        route,
-        status,
-        seconds * 1000,
+        (method, route, status, seconds * 1000),
+        None,
         extra={
-            "method": scope["method"],
+            "method": method,
             "route": route,
             "status": status,
             "duration_ms": round(seconds * 1000, 3),
@@ -241,6 +246,7 @@ def _access_line(scope: Scope, route: str, status: int, seconds: float) -> None:
             "token_id": getattr(identity, "token_id", None),
         },
     )
+    access.handle(record)
 
 
 def _too_large_text(limit: int) -> str:

@@ -273,7 +273,7 @@ class RecentRun(NamedTuple):
 @functools.cache
 def _sqlite_insert(rows: int) -> str:
     """The SQLite insert of ``rows`` runs in one statement (``RunRepo.insert_many``)."""
-    head, values = RunRepo._insert_sql("sqlite").split(" VALUES ")
+    head, values = RunRepo._insert_sql().split(" VALUES ")
     return f"{head} VALUES {', '.join([values] * rows)}"
 
 
@@ -306,24 +306,49 @@ class RunRepo:
     }
 
     @staticmethod
-    def _insert_sql(dialect: str) -> str:
-        sqlite = dialect == "sqlite"
-        mark = "?" if sqlite else "%s"
-        values = []
-        for column in RUN_COLUMNS:
-            null = RunRepo._NULLS.get(column)
-            if null is None or (sqlite and null in ("nan", "flag")):  # SQLite binds NaN as NULL
-                values.append(mark)
-            elif null == "nan":
-                values.append(f"NULLIF({mark}, 'NaN'::float8)")
-            elif null == "flag":
-                values.append(f"CAST(CAST({mark} AS INTEGER) AS BOOLEAN)")
-            else:
-                values.append(f"NULLIF({mark}, {null})")
-        head = f"INTO runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join(values)})"
-        if sqlite:
-            return f"INSERT OR IGNORE {head}"
-        return f"INSERT {head} ON CONFLICT (run_id) DO NOTHING"
+    def _value_sql(column: str, given: str, sqlite: bool) -> str:
+        """The SQL of one column's value from ``given`` (a placeholder or a staged column):
+        its sentinel turned back into NULL (``_NULLS``)."""
+        null = RunRepo._NULLS.get(column)
+        if null is None or (sqlite and null in ("nan", "flag")):  # SQLite binds NaN as NULL
+            return given
+        if null == "nan":
+            return f"NULLIF({given}, 'NaN'::float8)"
+        if null == "flag":
+            return f"CAST(CAST({given} AS INTEGER) AS BOOLEAN)"
+        return f"NULLIF({given}, {null})"
+
+    @staticmethod
+    def _insert_sql() -> str:
+        """SQLite's insert of one run (PostgreSQL's goes through ``_stage_sql``)."""
+        values = [RunRepo._value_sql(c, "?", True) for c in RUN_COLUMNS]
+        return f"INSERT OR IGNORE INTO runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join(values)})"
+
+    # PostgreSQL: rows are copied (COPY, one stream) into a temporary table of this
+    # session, then moved in one INSERT ... SELECT; a statement per row costs the server
+    # several times more (parse, bind, execute and a round of the pipeline each).
+    _STAGE = "runs_incoming"
+    _STAGE_TYPES = {"d": "float8", "q": "bigint", "s": "text"}
+
+    @staticmethod
+    def _stage_sql() -> tuple[str, str, str]:
+        """(create the staging table if this session has none, COPY into it, move its
+        rows into ``runs`` in the order they came, skipping a ``run_id`` stored)."""
+        columns = ", ".join(RUN_COLUMNS)
+        typed = ", ".join(
+            f"{c} {RunRepo._STAGE_TYPES[k]}" for c, k in zip(RUN_COLUMNS, ROW_KINDS, strict=True)
+        )
+        create = (
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {RunRepo._STAGE} "
+            f"(ord bigint GENERATED ALWAYS AS IDENTITY, {typed}) ON COMMIT DELETE ROWS"
+        )
+        copy = f"COPY {RunRepo._STAGE} ({columns}) FROM STDIN"
+        values = ", ".join(RunRepo._value_sql(c, c, False) for c in RUN_COLUMNS)
+        move = (
+            f"INSERT INTO runs ({columns}) SELECT {values} FROM {RunRepo._STAGE} "
+            "ORDER BY ord ON CONFLICT (run_id) DO NOTHING"
+        )
+        return create, copy, move
 
     def add(
         self,
@@ -360,10 +385,10 @@ class RunRepo:
         from releasegate.store.run_days import DayRepo
 
         raw, _ = driver(self.conn)
-        sql = RunRepo._insert_sql(self.conn.dialect.name)
         days = DayRepo(self.conn)
         after = days.last_seq()
         if self.conn.dialect.name == "sqlite":
+            sql = RunRepo._insert_sql()
             rows = rows if isinstance(rows, list) else list(rows)
             before = raw.total_changes
             # ROWS_PER_INSERT rows per statement: the driver lets go of the GIL around every
@@ -381,13 +406,16 @@ class RunRepo:
                 raw.executemany(sql, rows[whole:])
             landed = int(raw.total_changes - before)
         else:
-            rows = list(rows)
-            if not rows:
-                return 0
+            create, copy_sql, move = RunRepo._stage_sql()
             cur = raw.cursor()
             try:
-                cur.executemany(sql, rows)
+                cur.execute(create)
+                with cur.copy(copy_sql) as copy:
+                    for row in rows:
+                        copy.write_row(row)
+                cur.execute(move)
                 landed = int(cur.rowcount)
+                cur.execute(f"DELETE FROM {RunRepo._STAGE}")  # a second call in this transaction
             finally:
                 cur.close()
         if landed:
