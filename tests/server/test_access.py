@@ -81,6 +81,9 @@ def endpoints(live: Live) -> list[Endpoint]:
             {"floor": ["accuracy=0.6"], "reason": "x"},
         ),
         Endpoint("POST", "/v1/policy/proposals/abc/approve", Role.APPROVER, {}),
+        Endpoint(
+            "POST", "/v1/suites/cases", Role.BUILDER, {"suite": "x", "reason": "y", "input": "z"}
+        ),
     ]
 
 

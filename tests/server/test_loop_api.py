@@ -235,3 +235,47 @@ def test_the_builder_needs_its_role(live: Live) -> None:
     with live.client("viewer") as c:
         is_error(c.post(f"/v1/versions/{live.v2}/gate", json={"env": "staging"}), 403, "builder")
     assert os.environ.get("RELEASEGATE_URL") is None
+
+
+def test_add_case_registers_the_grown_suite_and_answers_the_line(live: Live) -> None:
+    from releasegate.release.evaluate import read_suite
+    from tests.server.test_api import run
+
+    project = Project(root=home(live))
+    suite = project.suite(name="suite")
+    files = {"suite.jsonl": (project.root / "suite.jsonl").read_text()}
+    with live.client("operator") as c:
+        c.post("/v1/runs", json=[run(live, 1, input="refund my card #card_lost")])
+    before = kinds(live)
+    with live.client("builder") as c:
+        body = {"suite": suite.read_text(), "files": files, "reason": "incident 12"}
+        is_error(
+            c.post("/v1/suites/cases", json={**body, "input": "x", "from_run": "r-00001"}), 400
+        )
+        is_error(c.post("/v1/suites/cases", json={**body, "input": "x", "id": "c001"}), 400, "c001")
+        is_error(c.post("/v1/suites/cases", json={**body, "input": "x", "reason": ""}), 422)
+        inline = yaml.safe_dump(
+            {
+                "suite": "s",
+                "workflow": "router",
+                "scorers": [{"type": "exact_match"}],
+                "cases": [{"id": "a", "input": "x", "expected": "y"}],
+            }
+        )
+        r = c.post("/v1/suites/cases", json={**body, "suite": inline, "input": "x"})
+        assert is_error(r, 422, "inline")["errors"][0]["field"] == "cases"
+        assert kinds(live) == before  # nothing written on any of them
+        added = c.post(
+            "/v1/suites/cases",
+            json={**body, "from_run": "r-00001", "expected": "card_lost", "tag": ["card_lost"]},
+        )
+    assert added.status_code == 200, added.text
+    doc = added.json()
+    assert (doc["case_id"], doc["cases"], doc["cases_file"]) == ("case-81", 81, "suite.jsonl")
+    assert json.loads(doc["appended"])["metadata"]["from_run"] == "r-00001"
+    event = audit_log(live.store)[-1]
+    assert (event.kind, event.actor, event.subject) == ("suite.changed", "builder", doc["suite_id"])
+    # the caller appends the line: its file and the registered suite are one
+    with (project.root / "suite.jsonl").open("a") as fh:
+        fh.write(doc["appended"])
+    assert read_suite(suite).suite_id == doc["suite_id"]

@@ -13,24 +13,26 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import posixpath
 import stat
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from releasegate.domain.document import Document, Fields
-from releasegate.domain.suite import parse_case
+from releasegate.domain.suite import Suite, parse_case
 from releasegate.errors import InputError, SuiteError
 from releasegate.release.evaluate import (
     build_scorers,
     check_expectations,
     read_suite,
+    read_suite_text,
     register_suite,
 )
-from releasegate.release.loaders import load_yaml
+from releasegate.release.loaders import load_yaml, parse_yaml
 from releasegate.release.refs import actor as default_actor
 from releasegate.release.refs import find_run
 from releasegate.store.engine import Store
@@ -77,32 +79,18 @@ def add_case(
     with _locked(suite_path):  # concurrent callers take turns; no case is lost
         suite = read_suite(suite_path)  # validates the file as it is now
         doc = load_yaml(suite_path, SuiteError)
-        cases_ref = doc.data.get("cases")
-        if not isinstance(cases_ref, str):
-            raise SuiteError(
-                "add-case appends to a JSONL cases file, and this suite has its cases inline",
-                source=str(suite_path),
-                line=doc.line_of(("cases",)),
-                field="cases",
-                hint="move the cases to a .jsonl file and name it in 'cases:'",
-            )
-        cases_file = suite_path.parent / cases_ref
-        taken = {c.case_id for c in suite.cases}
-        new_id = case_id or _next_id(taken)
-        if new_id in taken:
-            raise InputError(f"the suite already has a case '{new_id}'", field="--id")
-        record: dict[str, Any] = {"id": new_id, "input": input}
-        if expected is not None:
-            record["expected"] = expected
-        if tags:
-            record["tags"] = list(tags)
-        if must_pass:
-            record["must_pass"] = True
-        if metadata:
-            record["metadata"] = metadata
-        line = len(cases_file.read_text(encoding="utf-8").splitlines()) + 1
-        parse_case(Fields(Document(record, str(cases_file), {(): line}, line), SuiteError), new_id)
-
+        cases_file = suite_path.parent / _cases_ref(doc, str(suite_path))
+        record = _record(
+            suite,
+            str(cases_file),
+            cases_file.read_text(encoding="utf-8"),
+            input=input,
+            expected=expected,
+            case_id=case_id,
+            tags=tags,
+            must_pass=must_pass,
+            metadata=metadata,
+        )
         grown = _with_case(cases_file, record)
         try:
             new_suite = read_suite(suite_path)
@@ -114,7 +102,111 @@ def add_case(
         with store.read() as conn:
             previous = SuiteRepo(conn).current_id(suite.workflow)
         register_suite(store, new_suite, who=who, reason=reason)
-        return AddedCase(new_id, new_suite.suite_id, previous, len(new_suite.cases), cases_file)
+        return AddedCase(
+            record["id"], new_suite.suite_id, previous, len(new_suite.cases), cases_file
+        )
+
+
+def add_case_text(
+    store: Store,
+    text: str,
+    source: str,
+    files: Mapping[str, str],
+    *,
+    input: Any,
+    expected: Any = None,
+    case_id: str | None = None,
+    tags: Sequence[str] = (),
+    must_pass: bool = False,
+    reason: str = "",
+    who: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> tuple[AddedCase, str]:
+    """``add_case`` of a suite sent as text (over the server): the same checks, the new
+    suite registered as the workflow's current one; the caller's files are not here, so
+    it returns the line to append to the cases file (``AddedCase.cases_file`` is the
+    path the suite names it by)."""
+    who = who or default_actor()
+    if not reason.strip():
+        raise InputError("say why this case is added (the incident, the bug)", field="--reason")
+    suite = read_suite_text(text, source, files)  # validates the suite as it is now
+    ref = _cases_ref(parse_yaml(text, source, SuiteError), source)
+    given = {posixpath.normpath(k): v for k, v in files.items()}
+    cases_text = given[posixpath.normpath(ref)]  # read_suite_text found it
+    record = _record(
+        suite,
+        ref,
+        cases_text,
+        input=input,
+        expected=expected,
+        case_id=case_id,
+        tags=tags,
+        must_pass=must_pass,
+        metadata=metadata,
+    )
+    line = json.dumps(record, ensure_ascii=False) + "\n"
+    kept = cases_text if not cases_text or cases_text.endswith("\n") else cases_text + "\n"
+    new_suite = read_suite_text(text, source, {**given, posixpath.normpath(ref): kept + line})
+    check_expectations(new_suite, build_scorers(new_suite))
+    with store.read() as conn:
+        previous = SuiteRepo(conn).current_id(suite.workflow)
+    register_suite(store, new_suite, who=who, reason=reason)
+    added = AddedCase(record["id"], new_suite.suite_id, previous, len(new_suite.cases), Path(ref))
+    return added, line
+
+
+def case_input(store: Store, input: Any, from_run: str | None) -> tuple[Any, dict[str, Any] | None]:
+    """A case's input and metadata: ``input`` as given, or a production run's (one of them)."""
+    if (input is None) == (from_run is None):
+        raise InputError("give the case's input: --input TEXT or --from-run RUN_ID (one)")
+    if from_run is not None:
+        return case_from_run(store, from_run)
+    return input, None
+
+
+def _cases_ref(doc: Document, source: str) -> str:
+    """The JSONL cases file a suite names; a suite with its cases inline is refused."""
+    cases_ref = doc.data.get("cases")
+    if not isinstance(cases_ref, str):
+        raise SuiteError(
+            "add-case appends to a JSONL cases file, and this suite has its cases inline",
+            source=source,
+            line=doc.line_of(("cases",)),
+            field="cases",
+            hint="move the cases to a .jsonl file and name it in 'cases:'",
+        )
+    return cases_ref
+
+
+def _record(
+    suite: Suite,
+    cases_source: str,
+    cases_text: str,
+    *,
+    input: Any,
+    expected: Any,
+    case_id: str | None,
+    tags: Sequence[str],
+    must_pass: bool,
+    metadata: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The new case's JSONL record, checked as the cases file's next line would be."""
+    taken = {c.case_id for c in suite.cases}
+    new_id = case_id or _next_id(taken)
+    if new_id in taken:
+        raise InputError(f"the suite already has a case '{new_id}'", field="--id")
+    record: dict[str, Any] = {"id": new_id, "input": input}
+    if expected is not None:
+        record["expected"] = expected
+    if tags:
+        record["tags"] = list(tags)
+    if must_pass:
+        record["must_pass"] = True
+    if metadata:
+        record["metadata"] = metadata
+    line = len(cases_text.splitlines()) + 1
+    parse_case(Fields(Document(record, cases_source, {(): line}, line), SuiteError), new_id)
+    return record
 
 
 def case_from_run(store: Store, run_ref: str) -> tuple[Any, dict[str, Any]]:

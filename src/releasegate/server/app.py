@@ -74,6 +74,7 @@ def create_app(store: Store, settings: Settings | None = None) -> FastAPI:
         read,
         rollouts,
         runs,
+        suites,
         tokens,
     )
     from releasegate.server.web import create_web
@@ -98,7 +99,18 @@ def create_app(store: Store, settings: Settings | None = None) -> FastAPI:
     app.state.resolver = Resolver(store, ttl=settings.resolve_ttl)
     errors.install(app)
     app.state.evals = EvalJobs(store)
-    for module in (read, runs, actions, rollouts, tokens, loop, queue, documents, governance):
+    for module in (
+        read,
+        runs,
+        actions,
+        rollouts,
+        tokens,
+        loop,
+        queue,
+        documents,
+        governance,
+        suites,
+    ):
         app.include_router(module.router)
     app.mount("/web", create_web(app))  # the dashboard (server/web), on the same services
     # the hot path, inside _Edge: request ids, metrics and logs see every answer it gives
