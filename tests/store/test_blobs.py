@@ -177,3 +177,36 @@ def test_db_upgrade_says_what_moved(tmp_path: Path) -> None:
         f"moved 2 blobs from {root} into the database; the old directory is now "
         f"{root.with_name('blobs.moved')} (delete it once backed up)"
     )
+
+
+def test_a_store_of_the_release_before_upgrades_and_its_blobs_move_in(
+    store_url: str, tmp_path: Path
+) -> None:
+    """A store at 0012 (before blobs in the database) with its blob directory: on SQLite
+    the first command upgrades it and moves them in; on PostgreSQL `db upgrade` does."""
+    from releasegate.store.engine import make_engine
+    from releasegate.store.migrate import upgrade
+
+    home = tmp_path / ".releasegate"
+    if store_url.startswith("sqlite"):
+        home.mkdir(exist_ok=True)
+        Path(store_url.removeprefix("sqlite:///")).unlink(missing_ok=True)
+    engine = make_engine(store_url, migrating=True)
+    if engine.dialect.name == "postgresql":  # the fixture's database is at the head: empty it
+        with engine.connect() as conn:
+            conn.execute(sa.text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+            conn.commit()
+    upgrade(engine, "0012")
+    engine.dispose()
+    blobs = [b"system: route it\n", os.urandom(CHUNK + 3)]
+    digests = _old_directory(home / "blobs", blobs)
+    env = {} if store_url.startswith("sqlite") else {"RELEASEGATE_DATABASE_URL": store_url}
+    argv = ("db", "upgrade") if env else ("audit", "verify")
+    done = rg(tmp_path, *argv, env=env)
+    assert done.returncode == 0, done.stderr
+    said = done.stdout if env else done.stderr
+    assert f"moved 2 blobs from {home / 'blobs'} into the database" in said, done.stderr
+    for digest, data in zip(digests, blobs, strict=True):
+        got = rg(tmp_path, "db", "blob", digest, "--out", "b.bin", env=env)
+        assert got.returncode == 0, got.stderr
+        assert (tmp_path / "b.bin").read_bytes() == data
