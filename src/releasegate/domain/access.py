@@ -56,6 +56,30 @@ def allows(held: Role, needed: Role) -> bool:
     return held >= needed
 
 
+def parse_role_map(text: str, field: str) -> dict[str, Role]:
+    """``group=role,...`` (``*`` for anyone the identity provider vouches for) as a map;
+    InputError naming ``field`` for a pair without ``=`` or an unknown role."""
+    found: dict[str, Role] = {}
+    for pair in (p.strip() for p in text.split(",")):
+        if not pair:
+            continue
+        value, sep, role = pair.rpartition("=")
+        if not sep or not value.strip():
+            raise InputError(f"{pair!r} is not value=role", field=field, hint="e.g. ops=operator")
+        found[value.strip()] = Role.parse(role, field)
+    return found
+
+
+def role_from_claim(claim: object, roles: dict[str, Role]) -> Role | None:
+    """The highest role ``roles`` gives any value of an identity's claim (a string or a
+    list of them), or its ``*`` entry; None when it gives none."""
+    values = [claim] if isinstance(claim, str) else claim if isinstance(claim, list) else []
+    given = [roles[v] for v in values if isinstance(v, str) and v in roles]
+    if "*" in roles:
+        given.append(roles["*"])
+    return max(given, default=None)
+
+
 PREFIX = "rg_"
 _TOKEN = re.compile(r"^rg_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}$")

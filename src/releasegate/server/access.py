@@ -23,6 +23,7 @@ from releasegate.domain.access import parse_token as parse
 from releasegate.errors import ForbiddenError, UnauthorizedError
 from releasegate.release.store_access import Store
 from releasegate.release.tokens import authenticate, authorize, record_refusal
+from releasegate.server.oidc import OidcVerifier, is_jwt
 
 PUBLIC = frozenset({"/healthz", "/readyz", "/metrics"})
 """The paths that need no token; the spec declares the bearer token on every other one."""
@@ -49,11 +50,13 @@ def document(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 class Gatekeeper:
-    """Authenticates bearer values against the store, remembering each for ``ttl`` s."""
+    """Authenticates bearer values against the store, remembering each for ``ttl`` s; with
+    ``oidc``, a JWT from the identity provider too (``server/oidc.py``)."""
 
-    def __init__(self, store: Store, ttl: float) -> None:
+    def __init__(self, store: Store, ttl: float, oidc: OidcVerifier | None = None) -> None:
         self.store = store
         self.ttl = ttl
+        self.oidc = oidc
         self._known: dict[str, tuple[float, Identity]] = {}
         self._lock = threading.Lock()
 
@@ -70,7 +73,11 @@ class Gatekeeper:
 
     def check(self, header: str | None) -> Identity:
         """The identity of ``header`` (blocking: one indexed query); UnauthorizedError if none."""
-        identity = authenticate(self.store, header)
+        value = header[7:].strip() if header and header[:7].lower() == "bearer " else ""
+        if self.oidc is not None and is_jwt(value):
+            identity = self.oidc.identity(value)
+        else:
+            identity = authenticate(self.store, header)
         if self.ttl > 0 and header is not None:
             with self._lock:
                 if len(self._known) > 10_000:  # never grows without bound

@@ -27,6 +27,7 @@ from releasegate.server import errors, logs
 from releasegate.server.access import Gatekeeper, document
 from releasegate.server.errors import BodyTooLarge
 from releasegate.server.metrics import Metrics
+from releasegate.server.oidc import OidcVerifier
 
 MIB = 1024 * 1024
 log = logging.getLogger("releasegate.server")
@@ -95,7 +96,7 @@ def create_app(store: Store, settings: Settings | None = None) -> FastAPI:
     app.state.store = store
     app.state.settings = settings
     app.state.metrics = Metrics()
-    app.state.gatekeeper = Gatekeeper(store, settings.token_ttl)
+    app.state.gatekeeper = Gatekeeper(store, settings.token_ttl, OidcVerifier.from_env())
     app.state.resolver = Resolver(store, ttl=settings.resolve_ttl)
     errors.install(app)
     app.state.evals = EvalJobs(store)

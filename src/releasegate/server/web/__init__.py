@@ -107,7 +107,7 @@ def session(request: Request) -> Session:
     back = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     if request.method != "GET":
         back = "/web/"  # a form sent without a session is not sent again after logging in
-    token = request.cookies.get(COOKIE)
+    token = request.cookies.get(COOKIE) or _bearer(request)
     if not token:
         raise LoginNeeded(back)
     header = f"Bearer {token}"
@@ -118,6 +118,12 @@ def session(request: Request) -> Session:
         raise LoginNeeded(back, exc.message) from None
     request.state.identity = identity  # named in the request's access line
     return Session(identity, token)
+
+
+def _bearer(request: Request) -> str | None:
+    """The token a login proxy in front passes on (``Authorization: Bearer``), if any."""
+    header = request.headers.get("authorization", "")
+    return header[7:].strip() or None if header[:7].lower() == "bearer " else None
 
 
 def page(request: Request, template: str, code: int = 200, /, **context: Any) -> HTMLResponse:
