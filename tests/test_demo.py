@@ -31,6 +31,9 @@ def test_demo_runs_the_loop_and_the_cli_goes_on_from_there(tmp_path: Path) -> No
     assert "canary started: 25% of support-triage@production" in out
     assert "canary aborted: support-triage@production: the rollout of" in out
     assert "error_rate: canary" in out
+    # the week's review queue: escalations and a sample, one reviewed by the care owner
+    assert "review queue: " in out and "escalated" in out and "of traffic" in out
+    assert "carol marked demo-" in out and "review coverage" in out
     # the rehearsal catches every mutation it applies and restores staging
     assert "original serving again (resolve): yes" in out
     assert "mutation score: 100% (4 of 4 caught)" in out and "result: passed" in out

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from releasegate.domain.review_queue import (
     Period,
@@ -16,6 +18,7 @@ from releasegate.domain.review_queue import (
     RunSummary,
     build_queue,
     choose_sample,
+    iso_week,
     parse_period,
     parse_verdict,
     review_stats,
@@ -38,15 +41,16 @@ def run(
     return RunSummary(f"r{i:04d}", at, "v" * 64, "ok", escalated, edited, feedback, None)
 
 
-def queue(flagged: list[RunSummary], sampled: Sequence[RunSummary] = (), **kw: object) -> Queue:
+def queue(flagged: Sequence[RunSummary], sampled: Sequence[RunSummary] = (), **kw: object) -> Queue:
+    """The queue of ``flagged`` and ``sampled`` runs among 1,000 quiet ones."""
+    quiet = [run(5000 + i, hours_ago=100) for i in range(1000 - len(flagged) - len(sampled))]
     args: dict[str, object] = {
         "workflow": "router",
         "env": "production",
         "period": WEEK,
         "rules": QueueRules(),
-        "flagged": flagged,
-        "sampled": sampled,
-        "runs": 1000,
+        "runs": [*flagged, *sampled, *quiet],
+        "sample_ids": {r.run_id for r in sampled},
         "reviewed": set(),
         **kw,
     }
@@ -62,7 +66,8 @@ def test_each_item_says_why_and_the_order_is_escalated_then_feedback_then_edited
             run(4, escalated=True, hours_ago=3),
             run(5, feedback=0.5),  # feedback above the threshold: no reason
         ],
-        [run(6, hours_ago=0.5), run(1, edited=True, hours_ago=1)],
+        [run(6, hours_ago=0.5)],
+        sample_ids={"r0006", "r0001"},  # r0001 is flagged and sampled
     )
     assert [(i.run_id, i.reasons) for i in q.items] == [
         ("r0004", ("escalated",)),  # newest escalation first
@@ -79,6 +84,7 @@ def test_each_item_says_why_and_the_order_is_escalated_then_feedback_then_edited
         "sample": 2,
     }
     assert "2 of 1,000 runs = 0.20% of traffic" in q.sample_note
+    assert q.edited == 2  # r0001, r0003: the edit rate's numerator
 
 
 def test_reviewed_runs_leave_the_queue_but_count_in_coverage() -> None:
@@ -195,3 +201,9 @@ def test_review_numbers_count_a_run_once_by_its_latest_verdict() -> None:
     empty = review_stats(runs=0, edited=0, queued_ids=set(), reviews=[])
     assert empty.coverage is None and empty.edit_rate is None and empty.bad_share is None
     assert "n/a" in empty.sentence()
+
+
+@given(st.floats(min_value=946684800, max_value=4e9))
+def test_the_week_of_a_run_is_its_iso_week_in_utc(at: float) -> None:
+    iso = datetime.fromtimestamp(at, UTC).isocalendar()
+    assert iso_week(at) == f"{iso.year}-W{iso.week:02d}"

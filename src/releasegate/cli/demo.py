@@ -404,6 +404,23 @@ def simulated_runs(target: Path, version_id: str, now: float) -> list[dict[str, 
     return runs
 
 
+def review_some(c: Console, store: Any) -> None:
+    """The week's review queue, and one escalated run reviewed by the care owner."""
+    from releasegate.release.review_queue import mark_run, review_log, review_queue
+
+    q = review_queue(store, "support-triage", "production", limit=3)
+    why = ", ".join(f"{r.reason} {r.runs}" for r in q.by_reason if r.runs)
+    c.print(f"review queue: [bold]{q.open}[/] runs to read this week ({why})")
+    c.print(f"  sample: {escape(q.sample_note)}")
+    for item in q.items:
+        c.print(f"  {item.run_id}  {', '.join(item.reasons)}")
+    if q.items:
+        first = q.items[0]
+        mark_run(store, first.run_id, "good", note="right team; escalated to be safe", who="carol")
+        c.print(f"carol marked {first.run_id} good (`releasegate queue mark RUN --good|--bad`)")
+    c.print(f"  {escape(review_log(store, 'support-triage', 'production').stats.sentence())}")
+
+
 def watch_production(c: Console, store: Any, target: Path, version_id: str, reports: Path) -> None:
     import json
 
@@ -425,6 +442,7 @@ def watch_production(c: Console, store: Any, target: Path, version_id: str, repo
     c.print(f"[green]steady[/]: {', '.join(quiet)}")
     for a in result.alerts:
         c.print(f"[bold red]alert[/] to {escape(a.mention)}: {escape(a.message)}")
+    review_some(c, store)
     week = time.strftime("%G-W%V", time.gmtime())
     memo = build_memo(store, "support-triage", week, embeddings=False)  # as monitor above
     written = write_memo(memo, reports / "memo")

@@ -20,6 +20,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 from releasegate.domain.monitoring import parse_duration
@@ -32,6 +33,7 @@ MAX_PAGE = 500
 MAX_TEXT = 20_000
 """The longest corrected expected output or note a review keeps (characters)."""
 _RANK = {reason: i for i, reason in enumerate(REASONS)}
+_EPOCH_DAY = date(1970, 1, 1)
 _WEEK = re.compile(r"^(\d{4})-W(\d{2})$", re.IGNORECASE)
 
 
@@ -110,7 +112,14 @@ def _week_of(day: date) -> Period:
 
 def iso_week(at: float) -> str:
     """The ISO week (``2026-W49``) of an epoch time, in UTC."""
-    iso = datetime.fromtimestamp(at, UTC).isocalendar()
+    return _week_of_day(int(at // 86400))
+
+
+@lru_cache(maxsize=4096)
+def _week_of_day(day: int) -> str:
+    """The ISO week of the ``day``-th day since 1970-01-01 (a week's runs share 7 days:
+    the sample's draw looks each up once, not once per run)."""
+    iso = (_EPOCH_DAY + timedelta(days=day)).isocalendar()
     return f"{iso.year}-W{iso.week:02d}"
 
 
@@ -242,6 +251,10 @@ class Queue:
     items: tuple[QueueItem, ...]
     next: str | None
     """The cursor of the next page, or None on the last."""
+    edited: int = 0
+    """Runs of the period a person edited (queued or not): the edit rate's numerator."""
+    queued_ids: frozenset[str] = field(default=frozenset(), repr=False)
+    """Every queued run's id, reviewed or not (the review log's coverage is of these)."""
 
     @property
     def sample_note(self) -> str:
@@ -278,26 +291,25 @@ def build_queue(
     env: str,
     period: Period,
     rules: QueueRules,
-    flagged: Sequence[RunSummary],
-    sampled: Sequence[RunSummary],
-    runs: int,
+    runs: Sequence[RunSummary],
+    sample_ids: set[str],
     reviewed: set[str],
     limit: int = 50,
     after: str | None = None,
 ) -> Queue:
-    """The queue from the period's flagged runs (escalated, edited, low feedback), its
-    sampled runs and the ids already reviewed: one item per run with every reason."""
+    """The queue from every run of the period, the sampled ids among them
+    (``choose_sample``) and the ids already reviewed: one item per queued run, with every
+    reason that holds."""
     if not 1 <= limit <= MAX_PAGE:
         raise InputError(f"the page size must be 1..{MAX_PAGE}", field="--limit")
-    sample_ids = {r.run_id for r in sampled}
     seen: dict[str, QueueItem] = {}
-    for run in (*flagged, *sampled):
-        if run.run_id in seen:
-            continue
+    edited = 0
+    for run in runs:
+        edited += 1 if run.edited else 0
         reasons = flagged_reasons(run, rules)
         if run.run_id in sample_ids:
             reasons += ("sample",)
-        if not reasons:
+        if not reasons or run.run_id in seen:
             continue
         seen[run.run_id] = QueueItem(
             run_id=run.run_id,
@@ -307,8 +319,8 @@ def build_queue(
             reasons=reasons,
             feedback=run.feedback,
             label=run.label,
-            escalated=run.escalated,
-            edited=run.edited,
+            escalated=bool(run.escalated),
+            edited=bool(run.edited),
         )
     counts = {reason: 0 for reason in REASONS}
     for item in seen.values():
@@ -325,7 +337,7 @@ def build_queue(
         env=env,
         period=period,
         rules=rules,
-        runs=runs,
+        runs=len(runs),
         queued=len(seen),
         reviewed=len(done),
         open=len(seen) - len(done),
@@ -333,6 +345,8 @@ def build_queue(
         by_reason=tuple(ReasonCount(r, counts[r]) for r in REASONS),
         items=page,
         next=page[-1].cursor if len(waiting) > limit else None,
+        edited=edited,
+        queued_ids=frozenset(seen),
     )
 
 

@@ -50,16 +50,6 @@ def _period(period: str | Period | None, now: datetime | None) -> Period:
     return parse_period(period, now or datetime.now(UTC))
 
 
-def _candidates(
-    repo: ReviewRepo, workflow: str, env: str, span: Period, rules: QueueRules
-) -> tuple[list[RunSummary], set[str], int]:
-    """The period's flagged runs, its sampled run ids, and how many runs it holds."""
-    start, end = span.start.timestamp(), span.end.timestamp()
-    flagged = repo.flagged(workflow, env, start, end, rules.feedback_below)
-    sample_ids, runs = choose_sample(repo.period_ids(workflow, env, start, end), workflow, rules)
-    return flagged, sample_ids, runs
-
-
 def review_queue(
     store: Store,
     workflow: str,
@@ -79,19 +69,16 @@ def review_queue(
     with store.read() as conn:
         wf = WorkflowRepo(conn).get(workflow)
         check_env(wf, env)
-        flagged, sample_ids, runs = _candidates(ReviewRepo(conn), workflow, env, span, rules)
-        flagged_ids = {r.run_id for r in flagged}
-        sampled = [r for r in flagged if r.run_id in sample_ids]
-        sampled += ReviewRepo(conn).summaries(sorted(sample_ids - flagged_ids))
+        runs = ReviewRepo(conn).period_runs(workflow, env, start, end)
         reviewed = ReviewRepo(conn).reviewed_ids(workflow, env, start, end)
+    sample_ids, _ = choose_sample(((r.run_id, r.started_at) for r in runs), workflow, rules)
     return build_queue(
         workflow=workflow,
         env=env,
         period=span,
         rules=rules,
-        flagged=flagged,
-        sampled=sampled,
         runs=runs,
+        sample_ids=sample_ids,
         reviewed=reviewed,
         limit=limit,
         after=after,
@@ -433,23 +420,22 @@ def review_log(
     rules: QueueRules | None = None,
     limit: int = 200,
     now: datetime | None = None,
+    queue: Queue | None = None,
 ) -> ReviewLog:
     """The reviews of ``workflow``@``env``'s runs of the period (latest first, at most
-    ``limit``), with the numbers: coverage of the queue, edit rate, share marked bad."""
+    ``limit``), with the numbers: coverage of the queue, edit rate, share marked bad.
+    ``queue``: the period's queue when the caller has it already (any page of it)."""
     if limit < 1:
         raise InputError("the limit must be 1 or more", field="--limit")
-    span = _period(period, now)
-    rules = rules or QueueRules()
-    start, end = span.start.timestamp(), span.end.timestamp()
+    if queue is None:
+        queue = review_queue(store, workflow, env, period=period, rules=rules, limit=1, now=now)
+    start, end = queue.period.start.timestamp(), queue.period.end.timestamp()
     with store.read() as conn:
-        wf = WorkflowRepo(conn).get(workflow)
-        check_env(wf, env)
-        repo = ReviewRepo(conn)
-        flagged, sample_ids, runs = _candidates(repo, workflow, env, span, rules)
-        reviews = repo.in_period(workflow, env, start, end)
-        edited = repo.edited_count(workflow, env, start, end)
-    queued = {r.run_id for r in flagged if flagged_reasons(r, rules)} | sample_ids
-    stats = review_stats(runs=runs, edited=edited, queued_ids=queued, reviews=reviews)
+        reviews = ReviewRepo(conn).in_period(workflow, env, start, end)
+    stats = review_stats(
+        runs=queue.runs, edited=queue.edited, queued_ids=set(queue.queued_ids), reviews=reviews
+    )
+    span = queue.period
     return ReviewLog(workflow, env, span, stats, tuple(reviews[:limit]))
 
 

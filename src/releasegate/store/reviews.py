@@ -1,10 +1,9 @@
 """Reviews of production runs (the human review queue) and the run reads the queue needs.
 
 ``ReviewRepo`` stores one review per run and reviewer (a second is an update of that
-row), and reads a period's runs as the queue needs them: the flagged ones (escalated,
-edited, feedback below a threshold) with a filter in SQL, the period's ids and start
-times for the sample, and the summaries of the sampled ones. Which runs are queued is
-``domain.review_queue``'s rule, not this module's.
+row), and reads a period's runs as the queue needs them: every served run's summary
+(no texts) in one range read, and the texts of the runs a page shows. Which runs are
+queued is ``domain.review_queue``'s rule, not this module's.
 """
 
 from __future__ import annotations
@@ -22,20 +21,6 @@ _SUMMARY = "run_id, started_at, version_id, status, escalated, edited, feedback,
 _PERIOD = "workflow = ? AND env = ? AND started_at >= ? AND started_at < ?"
 
 
-def _summary(row: Sequence[object]) -> RunSummary:
-    run_id, started, version, status, escalated, edited, feedback, label = row
-    return RunSummary(
-        str(run_id),
-        float(started),  # type: ignore[arg-type]
-        str(version),
-        str(status),
-        bool(escalated),
-        bool(edited),
-        None if feedback is None else float(feedback),  # type: ignore[arg-type]
-        None if label is None else str(label),
-    )
-
-
 class ReviewRepo:
     __slots__ = ("conn",)
 
@@ -44,30 +29,13 @@ class ReviewRepo:
 
     # the runs of a period, as the queue reads them (served runs: shadow runs left out)
 
-    def flagged(
-        self, workflow: str, env: str, start: float, end: float, feedback_below: float
-    ) -> list[RunSummary]:
-        sql = (
-            f"SELECT {_SUMMARY} FROM runs WHERE {_PERIOD} AND {SERVED_SQL}"
-            " AND (escalated = ? OR edited = ? OR feedback < ?)"
-        )
-        params = [workflow, env, start, end, True, True, feedback_below]
-        return [_summary(r) for r in fetch(self.conn, sql, params)]
-
-    def period_ids(
-        self, workflow: str, env: str, start: float, end: float
-    ) -> list[tuple[str, float]]:
-        sql = f"SELECT run_id, started_at FROM runs WHERE {_PERIOD} AND {SERVED_SQL}"
-        return [(str(a), float(b)) for a, b in fetch(self.conn, sql, [workflow, env, start, end])]
-
-    def summaries(self, run_ids: Sequence[str]) -> list[RunSummary]:
-        out = []
-        ids = list(run_ids)
-        for i in range(0, len(ids), 500):
-            part = ids[i : i + 500]
-            sql = f"SELECT {_SUMMARY} FROM runs WHERE run_id IN ({marks(part)})"
-            out += [_summary(r) for r in fetch(self.conn, sql, part)]
-        return out
+    def period_runs(self, workflow: str, env: str, start: float, end: float) -> list[RunSummary]:
+        """Every served run of the period, in one pass: the queue's rules and the sample's
+        draw need all of them, and one range read costs half of two."""
+        sql = f"SELECT {_SUMMARY} FROM runs WHERE {_PERIOD} AND {SERVED_SQL}"
+        # the driver's own types (flags as 0/1 on SQLite): a conversion per row of a
+        # million-row period costs more than the read; QueueItem converts what it keeps
+        return list(map(RunSummary._make, fetch(self.conn, sql, [workflow, env, start, end])))
 
     def texts(self, run_ids: Sequence[str]) -> dict[str, tuple[str | None, str | None]]:
         """run_id -> (input, output), for the runs a page shows."""
@@ -79,10 +47,6 @@ class ReviewRepo:
             for run_id, text_in, text_out in fetch(self.conn, sql, part):
                 out[str(run_id)] = (text_in, text_out)
         return out
-
-    def edited_count(self, workflow: str, env: str, start: float, end: float) -> int:
-        sql = f"SELECT count(*) FROM runs WHERE {_PERIOD} AND {SERVED_SQL} AND edited = ?"
-        return int(fetch(self.conn, sql, [workflow, env, start, end, True])[0][0])
 
     # reviews
 

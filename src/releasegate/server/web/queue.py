@@ -52,7 +52,7 @@ def queue_page(
     if env is None:
         env = "production" if "production" in envs or not envs else envs[-1]
     q = review_queue(store, workflow, env, period=period, limit=PAGE, after=after or None)
-    log = review_log(store, workflow, env, period=q.period, limit=50)
+    log = review_log(store, workflow, env, limit=50, queue=q)
     return page(
         request,
         "queue.html",
