@@ -84,6 +84,7 @@ def endpoints(live: Live) -> list[Endpoint]:
         Endpoint(
             "POST", "/v1/suites/cases", Role.BUILDER, {"suite": "x", "reason": "y", "input": "z"}
         ),
+        Endpoint("POST", f"/v1/versions/{live.v2}/plan", Role.VIEWER, {"suite": "x"}),
     ]
 
 

@@ -279,3 +279,27 @@ def test_add_case_registers_the_grown_suite_and_answers_the_line(live: Live) -> 
     with (project.root / "suite.jsonl").open("a") as fh:
         fh.write(doc["appended"])
     assert read_suite(suite).suite_id == doc["suite_id"]
+
+
+def test_suite_plan_is_the_clis_document(live: Live) -> None:
+    root = home(live)
+    suite = {"suite": (root / "suite.yaml").read_text(), "source": "suite.yaml"}
+    suite["files"] = {"suite.jsonl": (root / "suite.jsonl").read_text()}  # type: ignore[assignment]
+    before = kinds(live)
+    with live.client("viewer") as c:
+        planned = c.post(f"/v1/versions/{live.v2}/plan", json={**suite, "env": "staging"})
+        assert planned.status_code == 200, planned.text
+        argv = ("suite", "plan", live.v2, "--suite", "suite.yaml", "--env", "staging", "--json")
+        there = rg(root, *argv, env=cli_env(live))
+        assert there.returncode == 0, there.stderr
+        assert planned.text == there.stdout
+        r = c.post(f"/v1/versions/{live.v2}/plan", json={**suite, "power": 1.5})
+        is_error(r, 400, "--power")
+        is_error(c.post("/v1/versions/abcdef123456/plan", json=suite), 404)
+    # a version never evaluated on the suite: the CLI's exit 2, here 503 with the message
+    with live.client("builder") as c:
+        path = Project(root=root, stakes="high").workflow("v9", temperature=0.9)
+        fresh = c.post("/v1/versions", json={"document": path.read_text()}).json()["version_id"]
+        r = c.post(f"/v1/versions/{fresh}/plan", json={**suite, "env": "staging"})
+    is_error(r, 503, "to plan from")
+    assert kinds(live) == [*before, "version.registered"]

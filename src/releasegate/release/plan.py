@@ -155,13 +155,16 @@ def plan(
     baseline_ref: str | None = None,
     margin: float | None = None,
     power: float = PASS_POWER,
+    suite: Suite | None = None,
 ) -> PlanOutcome:
-    """Cases each gated metric needs, from the version's latest eval on the suite file."""
+    """Cases each gated metric needs, from the version's latest eval on the suite file
+    (``suite``: that file already parsed, e.g. sent to the server; ``suite_path`` then only
+    names it in messages)."""
     if margin is not None and not 0.0 < margin < 1.0:
         raise InputError(f"must be more than 0 and less than 1, got {margin}", field="--margin")
     if not 0.0 < power < 1.0:
         raise InputError(f"must be more than 0 and less than 1, got {power}", field="--power")
-    suite = read_suite(suite_path)
+    suite = suite or read_suite(suite_path)
     notes: list[str] = []
     with store.read() as conn:
         version = find_suite_version(conn, version_ref, suite, suite_path)

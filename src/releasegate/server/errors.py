@@ -14,7 +14,9 @@ record or invalid field. The statuses:
 - 404 an unknown workflow, version, decision or route; 405 a wrong method.
 - 409 the answer is no (a promotion refused, a self-approval, a stale alias).
 - 413 a body over the server's limit. 503 the store cannot be used (unreachable, busy,
-  an outdated schema). 500 a bug: a generic message, the traceback only in the log.
+  an outdated schema), or something the request needs is missing here (a model runtime
+  that does not answer, an optional dependency, a pilot eval to plan from: the CLI's
+  ``PrerequisiteError``, exit 2). 500 a bug: a generic message, the traceback only in the log.
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ STATUS: dict[type[ReleasegateError], int] = {
     ForbiddenError: 403,
     StoreError: 503,
     SchemaOutdatedError: 503,
-    PrerequisiteError: 500,
+    PrerequisiteError: 503,
 }
 
 
@@ -107,7 +109,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (404, "Unknown workflow, version or environment"),
         (413, "Body over the server's limit; nothing written"),
         (422, "JSON of the wrong shape or types; nothing written"),
-        (503, "The store cannot be used now"),
+        (503, "The store cannot be used now, or a prerequisite is missing here"),
     )
 }
 

@@ -1,4 +1,5 @@
-"""Suites over the API: ``suite add-case`` (builder) and ``suite plan`` (viewer).
+"""Suites over the API: ``suite add-case`` (builder) and ``suite plan`` (viewer: a read,
+sent by POST for its body).
 
 The suite is sent as its text with its cases file in ``files`` (as ``eval`` takes it):
 the suite file stays the builder's, on the builder's disk. ``add-case`` checks the case
@@ -10,6 +11,7 @@ caller appends to its cases file so that file and the registered suite stay one.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -23,6 +25,7 @@ from releasegate.server.routes import CliDocument
 from releasegate.server.routes.loop import MAX_TEXT, Files
 
 router = APIRouter(responses=ERROR_RESPONSES)
+Viewer = Annotated[Identity, Depends(requires(Role.VIEWER))]
 Builder = Annotated[Identity, Depends(requires(Role.BUILDER))]
 
 
@@ -69,3 +72,34 @@ def add_case(request: Request, body: AddCaseBody, who: Builder) -> CliDocument:
         who=who.name,
     )
     return CliDocument({**dataclasses.asdict(added), "appended": line})
+
+
+class PlanBody(_Suite):
+    env: str | None = Field(None, max_length=100, description="Read margin and baseline here")
+    baseline: str | None = Field(None, max_length=200, description="Pair against this version")
+    margin: float | None = Field(None, description="Override the policy's margin")
+    power: float = Field(0.9, description="Chance an equal-quality candidate passes the gate")
+
+
+@router.post(
+    "/v1/versions/{version}/plan",
+    tags=["suites"],
+    summary="How many cases the policy's margin needs, from a pilot eval already stored "
+    "(`releasegate suite plan --json`; viewer: nothing is written)",
+)
+def plan(request: Request, version: str, body: PlanBody, _: Viewer) -> CliDocument:
+    from releasegate.release.evaluate import read_suite_text
+    from releasegate.release.plan import plan as run_plan
+
+    suite = read_suite_text(body.suite, body.source, body.files)
+    outcome = run_plan(
+        request.app.state.store,
+        version,
+        Path(body.source),
+        env=body.env,
+        baseline_ref=body.baseline,
+        margin=body.margin,
+        power=body.power,
+        suite=suite,
+    )
+    return CliDocument(outcome.to_dict())
