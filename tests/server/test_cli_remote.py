@@ -27,6 +27,8 @@ class Case(NamedTuple):
     code: int
     local_only: tuple[str, ...] = ()
     """Arguments only the local run takes (``--as NAME``: through a server, the token)."""
+    ignore: tuple[str, ...] = ()
+    """Keys of the JSON document that differ by design (``gate``'s local report file)."""
 
 
 V1, V2 = "{v1}", "{v2}"
@@ -74,6 +76,19 @@ CASES = {
     "token list --revoked": Case(("token", "list", "--revoked"), "admin", 0),
     "token revoke --json": Case(("token", "revoke", "viewer", "--json"), "admin", 0),
     "token revoke unknown": Case(("token", "revoke", "nobody"), "admin", 2),
+    "diff --json": Case(("diff", V1, V2, "--json"), "viewer", 0),
+    "diff": Case(("diff", V1, V2), "viewer", 0),
+    "runs show unknown": Case(("runs", "show", "nope00"), "viewer", 2),
+    "report gate --format json": Case(
+        ("report", "gate", V2, "--env", "staging", "--format", "json"), "viewer", 0
+    ),
+    "report gate markdown": Case(("report", "gate", V2, "--env", "staging"), "viewer", 0),
+    "gate needs approval": Case(
+        ("gate", V2, "--env", "staging", "--json"),
+        "builder",
+        1,
+        ignore=("report_path", "decision_id"),
+    ),
     "runs import --json": Case(("runs", "import", "runs.jsonl", "--json"), "operator", 0),
     "runs import table": Case(("runs", "import", "runs.jsonl"), "operator", 0),
     "runs import a bad record": Case(("runs", "import", "bad.jsonl", "--json"), "operator", 2),
@@ -137,7 +152,10 @@ def test_a_verb_through_the_server_prints_and_exits_as_locally(sides: Sides, nam
     assert (local.returncode, code) == (case.code, case.code), local.stderr + "\n---\n" + err
     assert "Traceback" not in err
     if local.stdout.startswith(("{", "[")):
-        assert _timeless(json.loads(out)) == _timeless(json.loads(local.stdout))
+        here, there = json.loads(local.stdout), json.loads(out)
+        for key in case.ignore:
+            here.pop(key), there.pop(key)
+        assert _timeless(there) == _timeless(here)
     else:
         assert TIME.sub("<time>", out) == TIME.sub("<time>", local.stdout)
     if case.code and local.stderr:  # the same error, said as the server's answer
@@ -185,8 +203,8 @@ def test_no_server_is_one_line_exit_2_within_the_deadline(sides: Sides) -> None:
     [
         ("register", "v1.yaml"),
         ("eval", "{v1}", "--suite", "suite.yaml"),
-        ("gate", "{v2}", "--env", "staging"),
-        ("diff", "{v1}", "{v2}"),
+        ("gc",),
+        ("rehearse", "router", "--env", "staging"),
         ("db", "upgrade"),
     ],
 )

@@ -51,6 +51,10 @@ class Server:
     def get(self, *segments: str, **params: Any) -> Any:
         return self.remote.call("GET", _path(segments), params=_params(params))
 
+    def get_text(self, *segments: str, **params: Any) -> str:
+        """A document the server answers as text (Markdown, JUnit XML)."""
+        return str(self.remote.call("GET", _path(segments), text=True, params=_params(params)))
+
     def post(self, *segments: str, body: dict[str, Any] | None = None, **params: Any) -> Any:
         return self.remote.call("POST", _path(segments), json=body or {}, params=_params(params))
 

@@ -57,7 +57,7 @@ def eval_(
         eval_table(console(), outcome)
 
 
-@command(app)
+@command(app, served=True)
 def gate(
     version: VersionArg,
     env: EnvOpt,
@@ -73,7 +73,6 @@ def gate(
 ) -> int | None:
     """Decide pass / fail / hold / needs-approval; exit 0 only on pass."""
     from releasegate.cli.render import gate_summary, progress_bar
-    from releasegate.release.gate import gate as run_gate
     from releasegate.reports.gate_report import render_junit, render_markdown
 
     chosen = out_path(out, report)
@@ -81,6 +80,23 @@ def gate(
         writable(chosen, "--out" if out is not None else "--report")
     if junit is not None:
         writable(junit, "--junit")
+    if (srv := server()) is not None:
+        from releasegate.domain.gate_report import GateReport
+
+        doc = srv.post("v1", "versions", version, "gate", body={"env": env})
+        decided = GateReport.from_json(doc)
+        path = chosen
+        if path is not None:  # the server keeps no file for a client: written here, if asked
+            path.write_text(render_markdown(decided), encoding="utf-8")
+        if junit is not None:
+            junit.write_text(render_junit(decided), encoding="utf-8")
+        if as_json:
+            emit({**doc, "report_path": None if path is None else str(path)})
+        else:
+            gate_summary(console(), decided, path)
+        return None if decided.verdict.value == "pass" else NO
+    from releasegate.release.gate import gate as run_gate
+
     opened = store(create=False)
     with progress_bar("evaluating baseline") as tick:
         outcome = run_gate(opened, version, env, progress=tick)
@@ -282,7 +298,7 @@ def history(workflow: WorkflowArg, env: EnvOpt, as_json: JsonOpt = False) -> Non
 FORMATS = ("markdown", "json", "junit")
 
 
-@command(report_app, "gate")
+@command(report_app, "gate", served=True)
 def report_gate(
     ref: Annotated[str, typer.Argument(metavar="DECISION", help="Decision id, or a version.")],
     env: Annotated[
@@ -302,8 +318,6 @@ def report_gate(
     import sys
 
     from releasegate.errors import InputError
-    from releasegate.release.inspect import gate_report
-    from releasegate.reports.gate_report import render_junit, render_markdown
 
     if fmt not in FORMATS:
         raise InputError(
@@ -312,13 +326,20 @@ def report_gate(
     target = out_path(out, output)
     if target is not None:
         writable(target, "--out" if out is not None else "--output")
-    report = gate_report(store(create=False), ref, env)
-    if fmt == "markdown":
-        text = render_markdown(report)
-    elif fmt == "junit":
-        text = render_junit(report)
+    if (srv := server()) is not None:  # the server renders it, byte for byte the same
+        where = ("v1", "versions", ref, "gate") if env is not None else ("v1", "decisions", ref)
+        text = srv.get_text(*where, env=env, format=fmt)
     else:
-        text = json.dumps(report.to_json(), indent=2, sort_keys=True, default=str) + "\n"
+        from releasegate.release.inspect import gate_report
+        from releasegate.reports.gate_report import render_junit, render_markdown
+
+        report = gate_report(store(create=False), ref, env)
+        if fmt == "markdown":
+            text = render_markdown(report)
+        elif fmt == "junit":
+            text = render_junit(report)
+        else:
+            text = json.dumps(report.to_json(), indent=2, sort_keys=True, default=str) + "\n"
     if target is None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
     else:

@@ -149,15 +149,18 @@ def _import_through(
     return dict(data), [], 0
 
 
-@command(runs_app, "show")
+@command(runs_app, "show", served=True)
 def runs_show(
     run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="A run id (or its prefix).")],
     as_json: JsonOpt = False,
 ) -> None:
     """Show one production run: version, timings, tokens, status, input and output."""
-    from releasegate.monitor.runs import find_run
+    if (srv := server()) is not None:
+        found = srv.get("v1", "runs", run_id)
+    else:
+        from releasegate.monitor.runs import find_run
 
-    found = find_run(_store(create=False), run_id)
+        found = find_run(_store(create=False), run_id)
     if as_json:
         emit(found)
         return

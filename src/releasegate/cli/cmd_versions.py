@@ -170,16 +170,19 @@ def show(version: VersionArg, as_json: JsonOpt = False) -> None:
             c.print(f"  {d['created_at'][:19]}  {d['env']}: {d['verdict']}")
 
 
-@command(app)
+@command(app, served=True)
 def diff(
     a: Annotated[str, typer.Argument(metavar="A")],
     b: Annotated[str, typer.Argument(metavar="B")],
     as_json: JsonOpt = False,
 ) -> None:
     """Show what changed from version A to version B, and the change class."""
-    from releasegate.release.inspect import diff_versions
+    if (srv := server()) is not None:
+        info = srv.get("v1", "versions", a, "diff", b)
+    else:
+        from releasegate.release.inspect import diff_versions
 
-    info = diff_versions(store(create=False), a, b)
+        info = diff_versions(store(create=False), a, b)
     if as_json:
         emit(info)
         return

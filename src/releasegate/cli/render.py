@@ -197,7 +197,7 @@ def precision_lines(console: Console, s: Mapping[str, Any]) -> None:
             console.print(f"  … {total - 10} more (--json lists up to 50)")
 
 
-def gate_summary(console: Console, report: GateReport, path: Path) -> None:
+def gate_summary(console: Console, report: GateReport, path: Path | None) -> None:
     verdict = report.verdict.value
     style = VERDICT_STYLE.get(verdict, "bold")
     base = report.baseline_id[:12] if report.baseline_id else "nothing (first release)"
@@ -235,7 +235,10 @@ def gate_summary(console: Console, report: GateReport, path: Path) -> None:
         console.print(mt)
     for reason in report.reasons:
         console.print(f"  - {escape(reason)}")
-    console.print(f"report: {path}")
+    if path is not None:
+        console.print(f"report: {path}")
+    else:  # through a server, with no --out: the server keeps it
+        console.print(f"report: `releasegate report gate {report.decision_id[:12]}`")
     from releasegate.reports.gate_report import next_step
 
     console.print(escape(next_step(report)))

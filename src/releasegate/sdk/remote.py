@@ -117,11 +117,11 @@ class Remote:
     def close(self) -> None:
         self._http.close()
 
-    def call(self, method: str, path: str, **kwargs: Any) -> Any:
-        """The JSON body of a 2xx answer to ``method path`` (httpx's ``json=``, ``params=``
-        or ``content=`` in ``kwargs``); an error answer raised as ``raised`` maps its status,
-        with the server's message and hint; no answer within ``timeout`` seconds is
-        ``StoreUnavailableError``."""
+    def call(self, method: str, path: str, *, text: bool = False, **kwargs: Any) -> Any:
+        """The JSON body of a 2xx answer to ``method path`` (its text with ``text``; httpx's
+        ``json=``, ``params=`` or ``content=`` in ``kwargs``); an error answer raised as
+        ``raised`` maps its status, with the server's message and hint; no answer within
+        ``timeout`` seconds is ``StoreUnavailableError``."""
         try:
             r = self._http.request(
                 method, path, headers={"Content-Type": "application/json"}, **kwargs
@@ -142,7 +142,7 @@ class Remote:
                 f"the server at {self.url} did not answer {why}", hint=check
             ) from None
         if 200 <= r.status_code < 300:
-            return r.json()
+            return r.text if text else r.json()
         try:
             body = r.json()
         except ValueError:  # a proxy's page, not the server's error shape
