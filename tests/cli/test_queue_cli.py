@@ -109,3 +109,14 @@ def test_bad_input_is_exit_2_and_writes_nothing(
     assert done.returncode == 2, done.stdout + done.stderr
     assert message in done.stderr and done.stdout == ""
     assert _unchanged(d) == before
+
+
+def test_through_a_server_the_queue_verbs_refuse_and_touch_no_store(project: Project) -> None:
+    d = project.root
+    before = _unchanged(d)
+    env = {"RELEASEGATE_URL": "http://127.0.0.1:9"}
+    for argv in (("queue", "list", "router"), ("queue", "mark", "run-010", "--bad")):
+        done = rg(d, *argv, env=env)
+        assert done.returncode == 2
+        assert "is not available through a server" in done.stderr
+    assert _unchanged(d) == before
