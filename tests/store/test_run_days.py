@@ -84,3 +84,25 @@ def test_two_writers_at_once_both_count(store: Store) -> None:
     with store.read() as conn:
         assert RunRepo(conn).count() == 500
     assert [d.runs for d in days(store)] == [500]
+
+
+def test_counting_an_insert_reads_only_the_runs_it_added(store: Store) -> None:
+    """On SQLite the upkeep's GROUP BY could walk the whole (workflow, env, started_at)
+    index, every stored run on every insert; it reads the new rows by their seq range."""
+    if store.engine.dialect.name != "sqlite":
+        return  # PostgreSQL's planner reads the seq range with the xmin filter
+    from releasegate.store.rows import driver
+
+    statements: list[str] = []
+    with store.write() as conn:
+        RunRepo(conn).add(runs(3), received_at=1.0)
+        raw, _ = driver(conn)
+        raw.set_trace_callback(statements.append)
+        try:
+            RunRepo(conn).add(runs(3, prefix="more"), received_at=2.0)
+        finally:
+            raw.set_trace_callback(None)
+        [upkeep] = [s for s in statements if s.startswith("INSERT INTO run_days")]
+        plan = " ".join(str(row[3]) for row in raw.execute("EXPLAIN QUERY PLAN " + upkeep))
+    assert "INTEGER PRIMARY KEY (rowid>?)" in plan, plan
+    assert "ix_runs_workflow_env_started" not in plan, plan

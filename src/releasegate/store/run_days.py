@@ -26,7 +26,7 @@ from releasegate.store.runs import SERVED_SQL, fact_sql
 COUNTS = ("runs", "errors", "escalated", "edited", "costed", "cost_usd", "latency_ms")
 
 
-def _aggregate(dialect: str, where: str) -> str:
+def _aggregate(dialect: str, where: str, source: str = "runs") -> str:
     """Per (workflow, env, day) of the served runs matching ``where``: ``COUNTS`` in order."""
     if dialect == "sqlite":  # started_at is positive: CAST truncates, which is floor here
         day = "CAST(started_at / 86400 AS INTEGER)"
@@ -37,7 +37,7 @@ def _aggregate(dialect: str, where: str) -> str:
         f"SELECT workflow, env, {day}, COUNT(*), {flag(fact_sql(IS_ERROR))},"
         f" {flag(fact_sql(IS_ESCALATED))}, {flag(fact_sql(IS_EDITED))}, COUNT(cost_usd),"
         " COALESCE(SUM(cost_usd), 0), COALESCE(SUM(latency_ms), 0)"
-        f" FROM runs WHERE {where} AND {SERVED_SQL} GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+        f" FROM {source} WHERE {where} AND {SERVED_SQL} GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
     )
 
 
@@ -69,13 +69,18 @@ class DayRepo:
         past ``after_seq``; on PostgreSQL others may commit runs past it meanwhile, so only
         the rows this transaction wrote (its ``xmin``) are counted."""
         where = "seq > ?"
+        # SQLite: read the new rows by their seq range; left to itself the planner groups
+        # by walking the whole (workflow, env, started_at) index, every stored run per
+        # insert (4-5 µs of CPU per inserted run at 200,000 runs, growing with the store)
+        source = "runs NOT INDEXED"
         if self.conn.dialect.name != "sqlite":
             where += " AND xmin = pg_current_xact_id()::xid"
+            source = "runs"
         keys = ", ".join(COUNTS)
         added = ", ".join(f"{c} = run_days.{c} + excluded.{c}" for c in COUNTS)
         sql = (
             f"INSERT INTO run_days (workflow, env, day, {keys})"
-            f" {_aggregate(self.conn.dialect.name, where)}"
+            f" {_aggregate(self.conn.dialect.name, where, source)}"
             f" ON CONFLICT (workflow, env, day) DO UPDATE SET {added}"
         )
         _run(self.conn, sql, [after_seq])
