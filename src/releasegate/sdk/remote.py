@@ -142,7 +142,16 @@ class Remote:
                 f"the server at {self.url} did not answer {why}", hint=check
             ) from None
         if 200 <= r.status_code < 300:
-            return r.text if text else r.json()
+            if text:
+                return r.text
+            try:
+                return r.json()
+            except ValueError:  # a proxy's page, another service on that port
+                raise StoreUnavailableError(
+                    f"the server at {self.url} answered {r.status_code} with something "
+                    f"that is not JSON ({r.headers.get('content-type') or 'no content type'})",
+                    hint="is RELEASEGATE_URL a releasegate server?",
+                ) from None
         try:
             body = r.json()
         except ValueError:  # a proxy's page, not the server's error shape
