@@ -303,3 +303,19 @@ def test_suite_plan_is_the_clis_document(live: Live) -> None:
         r = c.post(f"/v1/versions/{fresh}/plan", json={**suite, "env": "staging"})
     is_error(r, 503, "to plan from")
     assert kinds(live) == [*before, "version.registered"]
+
+
+def test_a_nul_character_is_bad_input_on_both_databases(live: Live) -> None:
+    """PostgreSQL refuses text with NUL where SQLite takes it: the answer is an input error
+    (400) or a plain miss (404), never a 500, and nothing is written."""
+    before = kinds(live)
+    with live.client("admin") as c:
+        answers = [
+            c.post(f"/v1/versions/{live.v2}/evals", json={"suite_id": "\x00"}),
+            c.get("/v1/runs/r-%00"),
+            c.get("/v1/workflows/router/policy", params={"env": "\x00"}),
+        ]
+    for r in answers:
+        assert r.status_code in (400, 404), r.text
+        assert r.json()["ok"] is False
+    assert kinds(live) == before

@@ -352,6 +352,18 @@ def _sqlite_file_fault(text: str, url: URL, store: str) -> StoreError | None:
     return None
 
 
+NUL_TEXT = "cannot contain nul (0x00) bytes"
+"""PostgreSQL's driver refusing a text parameter with a NUL character (SQLite takes it)."""
+
+
+def nul_error() -> InputError:
+    """The answer to text with a NUL character, which PostgreSQL refuses (the caller's input)."""
+    return InputError(
+        "text with a NUL character (\\x00) cannot be stored or looked up here; nothing was written",
+        hint="remove the NUL characters",
+    )
+
+
 def install(engine: Engine, url: URL) -> None:
     """Route every driver error of ``engine`` through ``classify``."""
     store = display_url(url)
@@ -360,6 +372,8 @@ def install(engine: Engine, url: URL) -> None:
     @event.listens_for(engine, "handle_error")
     def _translate(context: ExceptionContext) -> None:
         original = context.original_exception
+        if NUL_TEXT in str(original).lower():  # bad input, not a fault: it is the caller's text
+            raise nul_error() from original
         fault = _sqlite_file_fault(str(original).lower(), url, store)
         if fault is None:
             fault = classify(original, store, secret=secret)

@@ -98,6 +98,10 @@ def driver(conn: Connection) -> tuple[Any, str]:
 def fetch(conn: Connection, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
     """Rows as plain tuples: a million-row window skips SQLAlchemy's Row objects."""
     raw, mark = driver(conn)
+    if mark == "%s" and any(isinstance(p, str) and "\x00" in p for p in params):
+        from releasegate.store.faults import nul_error  # the driver's error skips handle_error
+
+        raise nul_error()
     cur = raw.cursor()
     try:
         cur.execute(sql.replace("?", mark), tuple(params))
