@@ -17,10 +17,13 @@ from tests.helpers import rg
 
 
 class _Page(BaseHTTPRequestHandler):
+    body = b"<html><body>Sign in</body></html>"
+    content_type = "text/html"
+
     def _answer(self) -> None:
-        body = b"<html><body>Sign in</body></html>"
+        body = self.body
         self.send_response(200)
-        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Type", self.content_type)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -31,9 +34,23 @@ class _Page(BaseHTTPRequestHandler):
         pass
 
 
+class _OtherJson(_Page):
+    body = b'{"status": "ok"}'
+    content_type = "application/json"
+
+
 @pytest.fixture
 def not_releasegate() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Page)
+    yield from _serve(_Page)
+
+
+@pytest.fixture
+def other_json() -> Iterator[str]:
+    yield from _serve(_OtherJson)
+
+
+def _serve(handler: type[_Page]) -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
@@ -57,3 +74,22 @@ def test_the_sdk_on_a_page_that_is_not_json_hears_an_outage(not_releasegate: str
             remote.resolve("router", "production")
     finally:
         remote.close()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("versions", "router"),
+        ("show", "abc123"),
+        ("resolve", "router", "--env", "production"),
+        ("audit", "verify"),
+        ("token", "list"),
+    ],
+)
+def test_the_cli_on_json_that_is_not_the_verbs_document_is_one_line_exit_2(
+    other_json: str, tmp_path: Path, argv: tuple[str, ...]
+) -> None:
+    done = rg(tmp_path, *argv, env={"RELEASEGATE_URL": other_json, "RELEASEGATE_TOKEN": "rg_x"})
+    assert (done.returncode, done.stdout) == (2, ""), done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.startswith(f"error: the server at {other_json} answered a document")

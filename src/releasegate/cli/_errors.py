@@ -105,9 +105,30 @@ def run_command(body: Callable[[], int | None]) -> NoReturn:
         if fault is None:
             _bug()
         fail(fault)
+    except (KeyError, TypeError, IndexError, AttributeError, ValueError) as exc:
+        _unreadable_answer(exc)
     except Exception:
         _bug()
     sys.exit(code or DONE)
+
+
+def _unreadable_answer(exc: Exception) -> NoReturn:
+    """Through a server, the verb only renders the server's answer: a document it cannot
+    read (another JSON service on that port, a server of another release) is the server's
+    fault, one line and exit 2; locally it is a bug."""
+    from releasegate.cli._remote import server_url
+
+    url = server_url()
+    if url is None:
+        _bug()
+    fail(  # not "nothing was written": a change sent may have been made there
+        AnswerLostError(
+            f"the server at {url.rstrip('/')} answered a document this command cannot read "
+            f"({type(exc).__name__}: {str(exc)[:100]})",
+            hint="is RELEASEGATE_URL a releasegate server of this release? "
+            "(a change sent may have been made: look before sending it again)",
+        )
+    )
 
 
 def _bug() -> NoReturn:
