@@ -1,9 +1,12 @@
 """The team server over loopback: ``GET /v1/resolve`` requests/s and p99, and run
 ingestion (``POST /v1/runs``, batches of 1,000) runs/s, against the issue's targets.
 
-``python benchmarks/bench_server.py [--quick] [--workers N] [--database-url URL]`` starts
-``releasegate serve --workers N`` (default 2, the issue's two replicas) as a subprocess on
-a free loopback port, over a fresh embedded SQLite store (or the PostgreSQL database
+``python benchmarks/bench_server.py [--quick] [--workers N] [--replicas R] [--database-url URL]``
+starts ``releasegate serve --workers N`` (default 2) as a subprocess on a free loopback
+port, or with ``--replicas R`` R separate ``serve`` processes on R ports over the same store
+(the issue's "2 replicas": ``--replicas 2 --workers 1``; the load generator then spreads
+its requests over the ports round-robin, as a proxy without sticky sessions would), over
+a fresh embedded SQLite store (or the PostgreSQL database
 ``--database-url`` names: an empty database, upgraded and filled here), with one version
 promoted and a viewer and an operator token. The load comes from another process (aiohttp
 client, keep-alive connections), so the client's own CPU is not the server's; on this
@@ -29,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
+import itertools
 import json
 import multiprocessing
 import os
@@ -60,23 +64,22 @@ N_BATCHES = 60
 
 @dataclass
 class Server:
-    url: str
+    urls: list[str]
     store: Store
     viewer: str
     operator: str
     version_id: str
-    pid: int
+    pids: list[int]
 
     def cpu(self) -> float:
-        """CPU seconds the server (its process and its workers) used so far (Linux /proc)."""
-        pids = [self.pid]
+        """CPU seconds the servers (each process and its workers) used so far (Linux /proc)."""
+        total = 0
         try:
-            children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
-            pids += [int(c) for c in children]
-            total = 0
-            for pid in pids:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                total += int(fields[11]) + int(fields[12])
+            for pid in self.pids:
+                children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+                for each in [pid, *map(int, children)]:
+                    fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+                    total += int(fields[11]) + int(fields[12])
         except OSError:
             return float("nan")
         return total / os.sysconf("SC_CLK_TCK")
@@ -89,8 +92,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def server(workers: int, database_url: str | None, extra: tuple[str, ...] = ()) -> Iterator[Server]:
-    """A fresh store with one version in production, and ``serve`` over it until done."""
+def server(
+    workers: int, database_url: str | None, extra: tuple[str, ...] = (), replicas: int = 1
+) -> Iterator[Server]:
+    """A fresh store with one version in production, and ``replicas`` ``serve`` processes
+    over it until done."""
     with project() as (root, store):
         env = {**os.environ, "RELEASEGATE_ACTOR": "bench"}
         env.pop("RELEASEGATE_DATABASE_URL", None)
@@ -98,30 +104,36 @@ def server(workers: int, database_url: str | None, extra: tuple[str, ...] = ()) 
             store.close()
             store = fresh_postgres(database_url, root)
             env["RELEASEGATE_DATABASE_URL"] = store.location.url
+        procs: list[subprocess.Popen[str]] = []
         try:
             vid = ship(root, store)
             viewer = create_token(store, "viewer", "viewer").secret
             operator = create_token(store, "operator", "operator").secret
-            port = free_port()
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "releasegate", "serve", "--port", str(port)]
-                + ["--workers", str(workers), *extra],
-                cwd=root,
-                env={**env, "PYTHONPATH": str(root)},
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            url = f"http://127.0.0.1:{port}"
-            try:
+            urls = []
+            for _ in range(replicas):
+                port = free_port()
+                procs.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "releasegate", "serve", "--port", str(port)]
+                        + ["--workers", str(workers), *extra],
+                        cwd=root,
+                        env={**env, "PYTHONPATH": str(root)},
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.PIPE,
+                        text=True,
+                    )
+                )
+                urls.append(f"http://127.0.0.1:{port}")
+            for url, proc in zip(urls, procs, strict=True):
                 wait_ready(url, proc)
-                served = Server(url, store, viewer, operator, vid, proc.pid)
-                settle(served)
-                yield served
-            finally:
-                proc.terminate()
-                proc.wait(timeout=60)
+            served = Server(urls, store, viewer, operator, vid, [p.pid for p in procs])
+            settle(served)
+            yield served
         finally:
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                proc.wait(timeout=60)
             if database_url is not None:
                 store.close()
 
@@ -179,31 +191,35 @@ def settle(served: Server) -> None:
 # -- the load, in its own process ------------------------------------------------------------
 
 
-def resolve_load(url: str, token: str, seconds: float, concurrency: int) -> tuple[int, list[float]]:
+def resolve_load(
+    urls: list[str], token: str, seconds: float, concurrency: int
+) -> tuple[int, list[float]]:
     """(requests answered 200 in the window, every latency in ms), from a fresh process."""
-    return asyncio.run(_resolve_load(url, token, seconds, concurrency))
+    return asyncio.run(_resolve_load(urls, token, seconds, concurrency))
 
 
 async def _resolve_load(
-    url: str, token: str, seconds: float, concurrency: int
+    urls: list[str], token: str, seconds: float, concurrency: int
 ) -> tuple[int, list[float]]:
     import aiohttp
 
     headers = {"Authorization": f"Bearer {token}"}
-    path = f"{url}/v1/resolve/{WORKFLOW}/{ENV}"
+    paths = [f"{url}/v1/resolve/{WORKFLOW}/{ENV}" for url in urls]
+    turn = itertools.cycle(paths)  # round-robin over the replicas, request by request
     latencies: list[float] = []
     errors = 0
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
-        async with session.get(path) as warm:  # the first answer fills the resolver's memory
-            assert warm.status == 200, await warm.text()
+        for path in paths:  # the first answer fills each resolver's memory
+            async with session.get(path) as warm:
+                assert warm.status == 200, await warm.text()
         end = time.perf_counter() + seconds
 
         async def worker() -> None:
             nonlocal errors
             while time.perf_counter() < end:
                 t0 = time.perf_counter()
-                async with session.get(path) as r:
+                async with session.get(next(turn)) as r:
                     await r.read()
                     if r.status != 200:
                         errors += 1
@@ -216,18 +232,21 @@ async def _resolve_load(
     return len(latencies), latencies
 
 
-def ingest_load(url: str, token: str, bodies: list[bytes], clients: int) -> tuple[float, int]:
+def ingest_load(
+    urls: list[str], token: str, bodies: list[bytes], clients: int
+) -> tuple[float, int]:
     """(seconds from the first post to the last answer, runs landed), from a fresh process."""
-    return asyncio.run(_ingest_load(url, token, bodies, clients))
+    return asyncio.run(_ingest_load(urls, token, bodies, clients))
 
 
 async def _ingest_load(
-    url: str, token: str, bodies: list[bytes], clients: int
+    urls: list[str], token: str, bodies: list[bytes], clients: int
 ) -> tuple[float, int]:
     import aiohttp
 
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     queue = list(reversed(bodies))
+    turn = itertools.cycle([f"{url}/v1/runs" for url in urls])
     landed = 0
     timeout = aiohttp.ClientTimeout(total=600)
     async with aiohttp.ClientSession(headers=headers, timeout=timeout) as session:
@@ -237,7 +256,7 @@ async def _ingest_load(
             nonlocal landed
             while queue:
                 body = queue.pop()
-                async with session.post(f"{url}/v1/runs", data=body) as r:
+                async with session.post(next(turn), data=body) as r:
                     answer = await r.json()
                     if r.status != 200:
                         raise RuntimeError(f"POST /v1/runs {r.status}: {answer}")
@@ -284,16 +303,20 @@ def stored_runs(store: Store) -> int:
 
 
 def bench(
-    runs: int, workers: int, database_url: str | None, extra: tuple[str, ...] = ()
+    runs: int,
+    workers: int,
+    database_url: str | None,
+    extra: tuple[str, ...] = (),
+    replicas: int = 1,
 ) -> list[Figure]:
     rps, p50, p99, ingest, lost, cpu_req, cpu_run = [], [], [], [], [], [], []
     spawn = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(1, mp_context=spawn) as client:
         for _ in range(runs):
-            with server(workers, database_url, extra) as s:
+            with server(workers, database_url, extra, replicas) as s:
                 before = s.cpu()
                 done, latencies = client.submit(
-                    resolve_load, s.url, s.viewer, SECONDS, CONCURRENCY
+                    resolve_load, s.urls, s.viewer, SECONDS, CONCURRENCY
                 ).result()
                 cpu_req.append((s.cpu() - before) / done * 1e6)
                 rps.append(done / SECONDS)
@@ -303,15 +326,16 @@ def bench(
                 bodies = batches(s.version_id, N_BATCHES)
                 before = s.cpu()
                 seconds, landed = client.submit(
-                    ingest_load, s.url, s.operator, bodies, BATCH_CLIENTS
+                    ingest_load, s.urls, s.operator, bodies, BATCH_CLIENTS
                 ).result()
                 cpu_run.append((s.cpu() - before) / landed * 1e6)
                 ingest.append(landed / seconds)
                 lost.append(float(N_BATCHES * BATCH - stored_runs(s.store)))
     where = ("PostgreSQL" if database_url else "SQLite") + (", no access log" if extra else "")
+    shape = f"{workers} workers" if replicas == 1 else f"{replicas} replicas x {workers} worker(s)"
     return [
         Figure(
-            f"GET resolve, {workers} workers, {where}, {CONCURRENCY} conns",
+            f"GET resolve, {shape}, {where}, {CONCURRENCY} conns",
             "req/s",
             tuple(rps),
             TARGET_RESOLVE_RPS,
@@ -351,6 +375,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="3 runs per figure instead of 5")
     parser.add_argument("--workers", type=int, default=2, help="serve --workers (default 2)")
     parser.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        help="separate serve processes on their own ports, the load spread round-robin",
+    )
+    parser.add_argument(
         "--database-url",
         help="PostgreSQL server URL with a database to connect to for CREATE DATABASE, "
         "e.g. postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
@@ -363,7 +393,7 @@ def main() -> None:
     runs = 3 if args.quick else 5
     started = time.perf_counter()
     before = load()
-    figures = bench(runs, args.workers, args.database_url, extra)
+    figures = bench(runs, args.workers, args.database_url, extra, args.replicas)
     print(machine())
     print(f"{before} before, {load()} after (other work on the machine inflates wall times)")
     print(
