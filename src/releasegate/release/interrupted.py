@@ -56,8 +56,9 @@ def is_dead(marker: Mapping[str, Any]) -> bool:
     pid, host = marker.get("pid"), marker.get("host")
     if not isinstance(pid, int) or host != socket.gethostname():
         return False  # another host's eval, or a row from before markers: cannot tell
-    if pid == os.getpid():
-        return False
+    if pid == os.getpid():  # this process, or one before it that had its pid (a restart
+        # in a container counts pids from 1 again): the start time tells which
+        return marker.get("process_start") not in (None, _process_start(pid))
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
