@@ -6,7 +6,6 @@ running, then completed (or interrupted when its process died), from any replica
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -114,11 +113,9 @@ def test_a_bad_document_is_422_naming_the_field_and_writes_nothing(live: Live) -
             },
         )
     assert sent.status_code == 200, sent.text
-    shown = live.store
     with live.client("viewer") as c:
         manifest = c.get(f"/v1/versions/{sent.json()['version_id']}").json()["manifest"]
     assert manifest["prompts"]["system"] == "route it, politely"
-    assert shown is live.store
 
 
 def test_an_eval_runs_off_the_loop_and_any_replica_answers_it(live: Live) -> None:
@@ -234,7 +231,6 @@ def test_gate_answers_the_decision_whatever_it_is(live: Live) -> None:
 def test_the_builder_needs_its_role(live: Live) -> None:
     with live.client("viewer") as c:
         is_error(c.post(f"/v1/versions/{live.v2}/gate", json={"env": "staging"}), 403, "builder")
-    assert os.environ.get("RELEASEGATE_URL") is None
 
 
 def test_add_case_registers_the_grown_suite_and_answers_the_line(live: Live) -> None:
