@@ -160,6 +160,11 @@ class ForbiddenError(RefusedError):
     """A server request whose token's role is below what the endpoint needs."""
 
 
+class SentCodeRefusedError(ForbiddenError):
+    """A document sent to the server names code, a host or a key variable its operator
+    does not let a sent document use (``domain/sent_code``)."""
+
+
 class PauseRefusedError(RefusedError):
     """Pausing an environment already paused, or resuming one that is not."""
 

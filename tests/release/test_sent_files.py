@@ -9,11 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from releasegate.domain.sent_code import SentCodePolicy
 from releasegate.errors import ManifestError, SuiteError
 from releasegate.release.evaluate import read_suite_text
 from releasegate.release.register import read_workflow_text
 
 POLICY = {"floors": {"accuracy": 0.5}}
+
+TESTS = SentCodePolicy(python_modules=("tests",))  # the test functions may run
 
 
 def _workflow(prompt_file: str) -> str:
@@ -44,9 +47,11 @@ def test_a_workflow_names_a_server_file_and_it_is_not_read(
 ) -> None:
     for path in _server_files(tmp_path, monkeypatch):
         with pytest.raises(ManifestError, match="not found") as caught:
-            read_workflow_text(_workflow(path), "workflow.yaml", {})
+            read_workflow_text(_workflow(path), "workflow.yaml", {}, policy=TESTS)
         assert caught.value.field == "prompts.system.file"
-    sent = read_workflow_text(_workflow("../../secret.txt"), "w.yaml", {"../../secret.txt": "hi"})
+    sent = read_workflow_text(
+        _workflow("../../secret.txt"), "w.yaml", {"../../secret.txt": "hi"}, policy=TESTS
+    )
     assert "do not read me" not in json.dumps(sent.manifest)
 
 
@@ -60,4 +65,4 @@ def test_a_suite_names_a_server_cases_file_and_it_is_not_read(
             {"suite": "s", "workflow": "router", "cases": path, "scorers": [{"type": "exact"}]}
         )
         with pytest.raises(SuiteError, match="not found"):
-            read_suite_text(suite, "suite.yaml", {})
+            read_suite_text(suite, "suite.yaml", {}, policy=TESTS)

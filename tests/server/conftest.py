@@ -83,6 +83,6 @@ def live(store: Store, tmp_path: Path) -> Iterator[Live]:
     tokens["alice"] = create_token(store, "alice", "approver").secret
     tokens["revoked"] = create_token(store, "revoked", "admin").secret
     revoke_token(store, "revoked")
-    app = create_app(store, Settings(token_ttl=0, resolve_ttl=0))
+    app = create_app(store, Settings(token_ttl=0, resolve_ttl=0, allow_python="tests"))
     for url in run_server(app):
         yield Live(url, store, tokens, v1, v2)

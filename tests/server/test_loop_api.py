@@ -157,7 +157,7 @@ def test_an_eval_runs_off_the_loop_and_any_replica_answers_it(live: Live) -> Non
     assert local.returncode == 0, local.stderr
     assert set(json.loads(local.stdout)) == set(result)  # the `eval --json` document's shape
     # another replica (a second app on the same store) answers the same, byte for byte
-    other = create_app(live.store, Settings(token_ttl=0))
+    other = create_app(live.store, Settings(token_ttl=0, allow_python="tests"))
     for url in run_server(other):
         with httpx.Client(
             base_url=url, headers={"Authorization": f"Bearer {live.tokens['viewer']}"}

@@ -59,6 +59,30 @@ def serve(
             help="Proxies whose X-Forwarded-For is believed (comma-separated, or '*').",
         ),
     ] = None,
+    allow_python: Annotated[
+        str,
+        typer.Option(
+            metavar="MODULES",
+            help="Packages whose code a workflow or suite sent to the server may run "
+            "(comma-separated, or '*'); none by default.",
+        ),
+    ] = "",
+    allow_model_host: Annotated[
+        str,
+        typer.Option(
+            metavar="HOSTS",
+            help="Hosts a sent workflow or suite may name in a model's base_url "
+            "(comma-separated, or '*'); none by default.",
+        ),
+    ] = "",
+    allow_key_env: Annotated[
+        str,
+        typer.Option(
+            metavar="NAMES",
+            help="Environment variables a sent document may name as api_key_env "
+            "(comma-separated patterns).",
+        ),
+    ] = "*_API_KEY",
 ) -> None:
     """Serve the HTTP API (FastAPI on uvicorn) over this project's store."""
     from releasegate.errors import InputError
@@ -87,7 +111,15 @@ def serve(
             f"releasegate serve: http://{host}:{port} (docs at /docs, {workers} worker(s))",
             file=sys.stderr,
         )
-    run(launch, Settings(max_body, token_ttl, resolve_ttl))
+    settings = Settings(
+        max_body,
+        token_ttl,
+        resolve_ttl,
+        allow_python=allow_python,
+        allow_model_hosts=allow_model_host,
+        allow_key_envs=allow_key_env,
+    )
+    run(launch, settings)
 
 
 @command(token_app, "create", served=True)

@@ -24,6 +24,7 @@ import numpy.typing as npt
 from releasegate.domain.masking import mask_secrets
 from releasegate.domain.power import EpochAdvice, epochs_needed, flaky_cases, metric_interval
 from releasegate.domain.results import Case, CaseOutput
+from releasegate.domain.sent_code import SentCodePolicy
 from releasegate.domain.stats import Interval, aggregate_interval, average_epochs
 from releasegate.domain.suite import Suite, parse_suite, suite_from_content
 from releasegate.errors import InputError, NotFoundError, SuiteError
@@ -78,16 +79,19 @@ class EvalOutcome:
         }
 
 
-def read_suite_text(text: str, source: str, files: Mapping[str, str]) -> Suite:
+def read_suite_text(
+    text: str, source: str, files: Mapping[str, str], *, policy: SentCodePolicy
+) -> Suite:
     """A suite sent as text (over the server), under the same limits as a file; its cases
     file comes from ``files`` (relative path -> text), never from this machine's disk."""
     import posixpath
 
     from releasegate.domain import untrusted
-    from releasegate.release.loaders import max_input_bytes, parse_jsonl, parse_yaml
+    from releasegate.release.loaders import check_sent, max_input_bytes, parse_jsonl, parse_yaml
 
     untrusted.check_size(len(text.encode("utf-8")), max_input_bytes(), source, SuiteError)
     doc = parse_yaml(text, source, SuiteError)
+    check_sent(doc, policy)  # a python scorer, a judge's host: before any is built
     given = {posixpath.normpath(k): v for k, v in files.items()}
 
     def load_cases(rel: str) -> list[Any]:

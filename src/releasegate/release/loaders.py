@@ -12,12 +12,26 @@ from pathlib import Path
 
 from releasegate.domain import untrusted
 from releasegate.domain.document import Document
-from releasegate.errors import InputError
+from releasegate.domain.sent_code import SentCodePolicy, refusals
+from releasegate.errors import InputError, SentCodeRefusedError
 
 
 def parse_yaml(text: str, source: str, error: type[InputError] = InputError) -> Document:
     """A YAML text as a Document, under ``domain/untrusted``'s limits."""
     return untrusted.parse_yaml(text, source, error)
+
+
+def check_sent(doc: Document, policy: SentCodePolicy) -> None:
+    """Refuse a document sent to the server that names code, a model host or a key
+    variable the server's operator does not allow (``domain/sent_code``), before anything
+    in it is imported, pinned or called: SentCodeRefusedError (403), naming each place."""
+    found = refusals(doc.data, policy)
+    if found:
+        first = found[0]
+        where = "; ".join(
+            f"{doc.source}:{doc.line_of(r.path)}: {r.field}: {r.message}" for r in found
+        )
+        raise SentCodeRefusedError(where, hint=first.hint)
 
 
 def max_input_bytes() -> int:

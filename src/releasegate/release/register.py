@@ -22,13 +22,14 @@ from releasegate.domain.document import Document, undotted
 from releasegate.domain.experiments import EXPERIMENT, RELEASE
 from releasegate.domain.manifest import WorkflowSpec, parse_workflow
 from releasegate.domain.policy import Policy
+from releasegate.domain.sent_code import SentCodePolicy
 from releasegate.errors import ManifestError, NotFoundError, PolicyError, WriteConflictError
 from releasegate.providers import build_provider
 from releasegate.providers.base import ProviderContext
 from releasegate.providers.embeddings import Embedder
 from releasegate.providers.python_callable import load_function, revision_of
 from releasegate.release.data_rules import version_violations
-from releasegate.release.loaders import load_yaml, max_input_bytes, parse_yaml
+from releasegate.release.loaders import check_sent, load_yaml, max_input_bytes, parse_yaml
 from releasegate.release.models import pin_model
 from releasegate.release.policy_changes import approved_over_file, change_policy
 from releasegate.release.refs import actor as default_actor
@@ -73,12 +74,15 @@ def parse_file(path: Path) -> tuple[WorkflowSpec, Document]:
     return parse_workflow(doc, reader, loader), doc
 
 
-def parse_text(text: str, source: str, files: Mapping[str, str]) -> tuple[WorkflowSpec, Document]:
+def parse_text(
+    text: str, source: str, files: Mapping[str, str], policy: SentCodePolicy
+) -> tuple[WorkflowSpec, Document]:
     """Parse a workflow document sent as text (over the server), under the same limits as a
     file; the files it names (prompts, an index, a blessed-models list) come from ``files``
     (relative path -> text), never from this machine's disk."""
     untrusted.check_size(len(text.encode("utf-8")), max_input_bytes(), source, ManifestError)
     doc = parse_yaml(text, source, ManifestError)
+    check_sent(doc, policy)  # before any of it is imported, pinned or called
     given = {posixpath.normpath(k): v for k, v in files.items()}
 
     def read(rel: str) -> str:
@@ -99,10 +103,13 @@ def read_workflow(path: Path) -> WorkflowSpec:
     return pinned(spec, doc, str(path), path.parent)
 
 
-def read_workflow_text(text: str, source: str, files: Mapping[str, str]) -> WorkflowSpec:
+def read_workflow_text(
+    text: str, source: str, files: Mapping[str, str], *, policy: SentCodePolicy
+) -> WorkflowSpec:
     """``read_workflow`` of a document sent as text: a GGUF model is pinned by the full
-    ``digest`` it states, since the weights' file is on the sender's disk, not here."""
-    spec, doc = parse_text(text, source, files)
+    ``digest`` it states, since the weights' file is on the sender's disk, not here. What
+    it may make this server run is ``policy``'s to say (``domain/sent_code``)."""
+    spec, doc = parse_text(text, source, files, policy)
     return pinned(spec, doc, source, None)
 
 

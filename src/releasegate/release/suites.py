@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from releasegate.domain.document import Document, Fields
+from releasegate.domain.sent_code import SentCodePolicy
 from releasegate.domain.suite import Suite, parse_case
 from releasegate.errors import InputError, SuiteError
 from releasegate.release.evaluate import (
@@ -121,6 +122,7 @@ def add_case_text(
     reason: str = "",
     who: str | None = None,
     metadata: dict[str, Any] | None = None,
+    policy: SentCodePolicy,
 ) -> tuple[AddedCase, str]:
     """``add_case`` of a suite sent as text (over the server): the same checks, the new
     suite registered as the workflow's current one; the caller's files are not here, so
@@ -129,7 +131,7 @@ def add_case_text(
     who = who or default_actor()
     if not reason.strip():
         raise InputError("say why this case is added (the incident, the bug)", field="--reason")
-    suite = read_suite_text(text, source, files)  # validates the suite as it is now
+    suite = read_suite_text(text, source, files, policy=policy)  # validates the suite as it is now
     ref = _cases_ref(parse_yaml(text, source, SuiteError), source)
     given = {posixpath.normpath(k): v for k, v in files.items()}
     cases_text = given[posixpath.normpath(ref)]  # read_suite_text found it
@@ -146,7 +148,9 @@ def add_case_text(
     )
     line = json.dumps(record, ensure_ascii=False) + "\n"
     kept = cases_text if not cases_text or cases_text.endswith("\n") else cases_text + "\n"
-    new_suite = read_suite_text(text, source, {**given, posixpath.normpath(ref): kept + line})
+    new_suite = read_suite_text(
+        text, source, {**given, posixpath.normpath(ref): kept + line}, policy=policy
+    )
     check_expectations(new_suite, build_scorers(new_suite))
     with store.read() as conn:
         previous = SuiteRepo(conn).current_id(suite.workflow)

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from fastapi import Request
@@ -20,7 +21,8 @@ from starlette.concurrency import run_in_threadpool
 
 from releasegate.domain.access import Identity, Role
 from releasegate.domain.access import parse_token as parse
-from releasegate.errors import ForbiddenError, UnauthorizedError
+from releasegate.domain.sent_code import SentCodePolicy
+from releasegate.errors import ForbiddenError, SentCodeRefusedError, UnauthorizedError
 from releasegate.release.store_access import Store
 from releasegate.release.tokens import authenticate, authorize, record_refusal
 from releasegate.server.oidc import OidcVerifier, is_jwt
@@ -122,3 +124,17 @@ def requires(role: Role) -> Callable[..., Awaitable[Identity]]:
     dependency.__name__ = f"requires_{role.label}"
     dependency.__doc__ = f"Needs a token of role {role.label} or above."
     return dependency
+
+
+@contextmanager
+def sent_policy(request: Request, who: Identity) -> Iterator[SentCodePolicy]:
+    """What a document sent with this request may make the server run (the server's
+    ``Settings.sent_code``); a refusal of it is a 403, audited as ``access.refused`` with
+    who and why, like a role too low."""
+    try:
+        yield request.app.state.settings.sent_code
+    except SentCodeRefusedError as exc:
+        request.app.state.metrics.refused(403)
+        keeper: Gatekeeper = request.app.state.gatekeeper
+        keeper.refuse(request, who, request.headers.get("authorization"), exc)
+        raise

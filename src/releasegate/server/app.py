@@ -21,6 +21,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from releasegate.domain.sent_code import DEFAULT_KEY_ENVS, SentCodePolicy
 from releasegate.release.resolve import Resolver
 from releasegate.release.store_access import Store, open_store
 from releasegate.server import errors, logs
@@ -45,6 +46,18 @@ class Settings:
     resolve_ttl: float = 1.0
     """Seconds a resolved version is served from memory (as the SDK's ``Client``): a
     promotion shows on every replica within this."""
+    allow_python: str = ""
+    """Module prefixes a workflow or suite sent to the server may run (comma-separated,
+    ``*`` for any): none by default (``domain/sent_code``)."""
+    allow_model_hosts: str = ""
+    """Hosts a sent document's ``base_url`` may name (comma-separated, ``*`` for any)."""
+    allow_key_envs: str = ",".join(DEFAULT_KEY_ENVS)
+    """Names (patterns) a sent document's ``api_key_env`` may name."""
+
+    @property
+    def sent_code(self) -> SentCodePolicy:
+        """What a document sent to this server may make it run or call."""
+        return SentCodePolicy.parse(self.allow_python, self.allow_model_hosts, self.allow_key_envs)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -52,7 +65,9 @@ class Settings:
         for f in fields(cls):
             raw = os.environ.get(f"RELEASEGATE_SERVER_{f.name.upper()}")
             if raw is not None:
-                found[f.name] = int(raw) if f.type == "int" else float(raw)
+                found[f.name] = (
+                    int(raw) if f.type == "int" else raw if f.type == "str" else float(raw)
+                )
         return cls(**found)
 
     def to_env(self) -> dict[str, str]:

@@ -30,7 +30,7 @@ from releasegate.release.evaluate import (
 from releasegate.release.gate import gate as run_gate
 from releasegate.release.register import read_workflow_text, register_spec
 from releasegate.release.store_access import Store
-from releasegate.server.access import requires
+from releasegate.server.access import requires, sent_policy
 from releasegate.server.errors import ERROR_RESPONSES
 from releasegate.server.routes import CliDocument
 
@@ -106,7 +106,8 @@ def register(
         bool, Query(description="Only validate and answer the id; write nothing (`--check`)")
     ] = False,
 ) -> CliDocument:
-    spec = read_workflow_text(body.document, body.source, body.files)
+    with sent_policy(request, who) as policy:
+        spec = read_workflow_text(body.document, body.source, body.files, policy=policy)
     if check:
         found = {"file": body.source, "version_id": spec.version_id, "workflow": spec.name}
         return CliDocument({**found, "valid": True})
@@ -134,7 +135,8 @@ def start_eval(request: Request, version: str, body: EvalBody, who: Builder) -> 
     store: Store = request.app.state.store
     check_options(body.epochs, body.concurrency)
     if body.suite is not None:
-        suite = read_suite_text(body.suite, body.source, body.files)
+        with sent_policy(request, who) as policy:
+            suite = read_suite_text(body.suite, body.source, body.files, policy=policy)
     else:
         suite = suite_for(store, version, body.suite_id)
     with store.read() as conn:

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from releasegate.domain.access import Identity, Role
 from releasegate.release.suites import add_case_text, case_input
-from releasegate.server.access import requires
+from releasegate.server.access import requires, sent_policy
 from releasegate.server.errors import ERROR_RESPONSES
 from releasegate.server.routes import CliDocument
 from releasegate.server.routes.loop import MAX_TEXT, Files
@@ -57,20 +57,22 @@ class AddCaseBody(_Suite):
 def add_case(request: Request, body: AddCaseBody, who: Builder) -> CliDocument:
     store = request.app.state.store
     value, metadata = case_input(store, body.input, body.from_run)
-    added, line = add_case_text(
-        store,
-        body.suite,
-        body.source,
-        body.files,
-        input=value,
-        metadata=metadata,
-        expected=body.expected,
-        case_id=body.id,
-        tags=body.tag,
-        must_pass=body.must_pass,
-        reason=body.reason,
-        who=who.name,
-    )
+    with sent_policy(request, who) as policy:
+        added, line = add_case_text(
+            store,
+            body.suite,
+            body.source,
+            body.files,
+            input=value,
+            metadata=metadata,
+            expected=body.expected,
+            case_id=body.id,
+            tags=body.tag,
+            must_pass=body.must_pass,
+            reason=body.reason,
+            who=who.name,
+            policy=policy,
+        )
     return CliDocument({**dataclasses.asdict(added), "appended": line})
 
 
@@ -87,11 +89,12 @@ class PlanBody(_Suite):
     summary="How many cases the policy's margin needs, from a pilot eval already stored "
     "(`releasegate suite plan --json`; viewer: nothing is written)",
 )
-def plan(request: Request, version: str, body: PlanBody, _: Viewer) -> CliDocument:
+def plan(request: Request, version: str, body: PlanBody, who: Viewer) -> CliDocument:
     from releasegate.release.evaluate import read_suite_text
     from releasegate.release.plan import plan as run_plan
 
-    suite = read_suite_text(body.suite, body.source, body.files)
+    with sent_policy(request, who) as policy:
+        suite = read_suite_text(body.suite, body.source, body.files, policy=policy)
     outcome = run_plan(
         request.app.state.store,
         version,
