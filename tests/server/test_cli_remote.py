@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
 import pytest
+import yaml
 
 from tests.helpers import project_copy, rg
 from tests.server.conftest import Live
 
 TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(\+00:00|Z)?")
+
+EVAL_ID = re.compile(r"^eval [0-9a-f]{12}", re.MULTILINE)
 
 
 class Case(NamedTuple):
@@ -28,7 +32,8 @@ class Case(NamedTuple):
     local_only: tuple[str, ...] = ()
     """Arguments only the local run takes (``--as NAME``: through a server, the token)."""
     ignore: tuple[str, ...] = ()
-    """Keys of the JSON document that differ by design (``gate``'s local report file)."""
+    """Keys of the JSON document that differ by design (``gate``'s local report file; an
+    eval's id, in its table too)."""
 
 
 V1, V2 = "{v1}", "{v2}"
@@ -93,6 +98,19 @@ CASES = {
     "runs import table": Case(("runs", "import", "runs.jsonl"), "operator", 0),
     "runs import a bad record": Case(("runs", "import", "bad.jsonl", "--json"), "operator", 2),
     "runs import table bad": Case(("runs", "import", "bad.jsonl"), "operator", 2),
+    "register --check --json": Case(("register", "--check", "v3.yaml", "--json"), "builder", 0),
+    "register --check several": Case(("register", "--check", "v1.yaml", "v3.yaml"), "builder", 0),
+    "register --json": Case(("register", "v3.yaml", "--reason", "r", "--json"), "builder", 0),
+    "register table": Case(("register", "v3.yaml", "--experiment"), "builder", 0),
+    "register already there": Case(("register", "v1.yaml"), "builder", 0),
+    "register a missing prompt file": Case(("register", "bad.yaml", "--json"), "builder", 2),
+    "register --check a bad document": Case(("register", "--check", "worse.yaml"), "builder", 2),
+    "register no such file": Case(("register", "nothing.yaml"), "builder", 2),
+    "eval --json": Case(
+        ("eval", V2, "--suite", "suite.yaml", "--json"), "builder", 0, ignore=("eval_id",)
+    ),  # fmt: skip
+    "eval table": Case(("eval", V1, "--suite", "suite.yaml"), "builder", 0, ignore=("eval_id",)),
+    "eval a missing cases file": Case(("eval", V1, "--suite", "nocases.yaml"), "builder", 2),
 }
 
 
@@ -108,10 +126,14 @@ def sides(live: Live, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Side
     """The live server's project and a copy of it (files, audit key, store) made now."""
     root = Path(str(live.store.location.home)).parent
     _runs_files(root, live.v1)
+    _documents(root)
     live.store.engine.dispose()  # a PostgreSQL template takes no open connection
     target = tmp_path_factory.mktemp("local") / "project"
-    elsewhere = tmp_path_factory.mktemp("elsewhere")  # no project: the runs files alone
+    elsewhere = tmp_path_factory.mktemp("elsewhere")  # no project: the files a verb reads
     _runs_files(elsewhere, live.v1)
+    for name in DOCUMENTS:
+        (elsewhere / name).parent.mkdir(exist_ok=True)
+        shutil.copyfile(root / name, elsewhere / name)
     with project_copy(root, str(live.store.location.url), target) as (_, env):
         yield Sides(live, target, env, elsewhere)
 
@@ -130,6 +152,24 @@ def _runs_files(root: Path, v1: str) -> None:
     (root / "runs.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     bad = [*rows[:2], {**run, "run_id": "r-bad", "latency_ms": "slow"}]
     (root / "bad.jsonl").write_text("\n".join(json.dumps(r) for r in bad) + "\n")
+
+
+DOCUMENTS = ("v1.yaml", "v3.yaml", "prompts/system.txt", "bad.yaml", "worse.yaml", "suite.yaml",
+             "suite.jsonl", "nocases.yaml")  # fmt: skip
+
+
+def _documents(root: Path) -> None:
+    """Workflow and suite files beside the fixture's: v3 names its prompt by file."""
+    v1 = yaml.safe_load((root / "v1.yaml").read_text())
+    (root / "prompts").mkdir(exist_ok=True)
+    (root / "prompts" / "system.txt").write_text("route the message to one label\n")
+    v3 = {**v1, "prompts": {"system": {"file": "prompts/system.txt"}}}
+    (root / "v3.yaml").write_text(yaml.safe_dump(v3, sort_keys=False))
+    bad = {**v1, "prompts": {"system": {"file": "prompts/missing.txt"}}}
+    (root / "bad.yaml").write_text(yaml.safe_dump(bad, sort_keys=False))
+    (root / "worse.yaml").write_text(yaml.safe_dump({**v1, "stakes": "enormous"}))
+    suite = yaml.safe_load((root / "suite.yaml").read_text())
+    (root / "nocases.yaml").write_text(yaml.safe_dump({**suite, "cases": "gone.jsonl"}))
 
 
 def through(s: Sides, *argv: str, who: str | None, **env: str) -> tuple[int, str, str]:
@@ -157,6 +197,8 @@ def test_a_verb_through_the_server_prints_and_exits_as_locally(sides: Sides, nam
             here.pop(key), there.pop(key)
         assert _timeless(there) == _timeless(here)
     else:
+        if "eval_id" in case.ignore:  # each run is an eval of its own
+            out, local.stdout = (EVAL_ID.sub("eval <id>", t) for t in (out, local.stdout))
         assert TIME.sub("<time>", out) == TIME.sub("<time>", local.stdout)
     if case.code and local.stderr:  # the same error, said as the server's answer
         assert err.splitlines()[0].split(" (the server at ")[0] == local.stderr.splitlines()[0]
@@ -188,6 +230,20 @@ def test_what_only_a_server_answers_is_one_line_with_its_exit_code(sides: Sides)
     assert (code, out) == (2, "") and "--force" in err
 
 
+def test_code_the_server_does_not_allow_is_refused_in_one_line_and_not_registered(
+    sides: Sides,
+) -> None:
+    doc = yaml.safe_load((sides.remote_cwd / "v3.yaml").read_text())
+    doc["model"] = {**doc["model"], "name": "subprocess:getoutput"}
+    (sides.remote_cwd / "evil.yaml").write_text(yaml.safe_dump(doc))
+    for argv in (("register", "evil.yaml"), ("register", "--check", "evil.yaml", "--json")):
+        code, out, err = through(sides, *argv, who="builder")
+        assert (code, out) == (1, ""), err
+        assert len(err.splitlines()) <= 2 and "answered 403" in err and "subprocess" in err
+    code, out, err = through(sides, "versions", "router", "--json", who="viewer")
+    assert len(json.loads(out)) == 2, err  # v1 and v2 on the server, nothing more
+
+
 def test_no_server_is_one_line_exit_2_within_the_deadline(sides: Sides) -> None:
     down = {"RELEASEGATE_URL": "http://127.0.0.1:9", "RELEASEGATE_TIMEOUT": "3"}
     done = rg(sides.remote_cwd, "versions", "router", "--json", env=down)
@@ -201,8 +257,6 @@ def test_no_server_is_one_line_exit_2_within_the_deadline(sides: Sides) -> None:
 @pytest.mark.parametrize(
     "argv",
     [
-        ("register", "v1.yaml"),
-        ("eval", "{v1}", "--suite", "suite.yaml"),
         ("gc",),
         ("rehearse", "router", "--env", "staging"),
         ("db", "upgrade"),

@@ -5,8 +5,9 @@ prints a table or, with ``--json``, one JSON document. ``gate`` exits 1 unless i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -27,8 +28,11 @@ from releasegate.cli._common import (
 from releasegate.cli._common import open_store as store
 from releasegate.cli._remote import server
 
+if TYPE_CHECKING:
+    from releasegate.cli._remote import Server
 
-@command(app, "eval")
+
+@command(app, "eval", served=True)
 def eval_(
     version: VersionArg,
     suite: Annotated[Path, typer.Option("--suite", metavar="FILE", help="Suite YAML file.")],
@@ -39,6 +43,27 @@ def eval_(
 ) -> None:
     """Evaluate a version on a suite: per-case outputs, scores, metrics with 95% intervals."""
     from releasegate.cli.render import eval_table, progress_bar
+
+    if (srv := server()) is not None:
+        from releasegate.release.evaluate import suite_files
+
+        cases = suite_files(suite)  # a missing or bad suite file: the local message, exit 2
+        sent = {
+            "suite": suite.read_text(encoding="utf-8"),
+            "source": str(suite),
+            "files": cases,
+            "epochs": epochs,
+            "concurrency": concurrency,
+            "no_cache": no_cache,
+        }
+        started = srv.post("v1", "versions", version, "evals", body=sent)
+        with progress_bar("evaluating", quiet=False) as tick:
+            doc = _finished(srv, started["eval_id"], tick)
+        if as_json:
+            emit(doc)
+        else:
+            eval_table(console(), _EvalDocument(doc))
+        return
     from releasegate.release.evaluate import evaluate
 
     with progress_bar("evaluating", quiet=False) as tick:
@@ -55,6 +80,47 @@ def eval_(
         emit(outcome.to_dict())
     else:
         eval_table(console(), outcome)
+
+
+POLL_SECONDS = 0.5
+"""How often ``eval`` through a server asks how its eval stands."""
+
+
+def _finished(srv: Server, eval_id: str, tick: Callable[[int, int], None]) -> dict[str, Any]:
+    """The ``eval --json`` document of the server's eval ``eval_id`` once it completed,
+    its progress shown meanwhile; a failed or interrupted eval is one line, exit 2."""
+    import time
+
+    from releasegate.errors import PrerequisiteError
+
+    while True:
+        state = srv.get("v1", "evals", eval_id)
+        if state["status"] != "running":
+            break
+        if state.get("progress"):
+            tick(state["progress"]["done"], state["progress"]["total"])
+        time.sleep(POLL_SECONDS)
+    if state["status"] == "completed":
+        return dict(state["result"])
+    why = state.get("error") or state.get("interrupted") or "no reason recorded"
+    raise PrerequisiteError(
+        f"eval {eval_id[:12]} {state['status']} on the server at {srv.url}: {why}",
+        hint=f"its record: GET /v1/evals/{eval_id}; run `releasegate eval` again",
+    )
+
+
+class _EvalDocument:
+    """An ``eval --json`` document read as the outcome ``eval_table`` prints."""
+
+    def __init__(self, doc: dict[str, Any]) -> None:
+        self.eval_id = doc["eval_id"]
+        self.version_id = doc["version_id"]
+        self.suite_id = doc["suite_id"]
+        self.suite_name = doc["suite"]
+        self.n_called = doc["called"]
+        self.n_cached = doc["cached"]
+        self.suite_changed = doc["suite_changed"]
+        self.summary = doc
 
 
 @command(app, served=True)

@@ -8,7 +8,7 @@ command accepts as the version (a unique prefix), and never wrap or cut them.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -17,7 +17,7 @@ from releasegate.cli._common import open_store as store
 from releasegate.cli._remote import server
 
 
-@command(app)
+@command(app, served=True)
 def register(
     files: Annotated[
         list[Path],
@@ -38,26 +38,32 @@ def register(
 ) -> None:
     """Register a workflow file's behaviour as an immutable, content-hashed version."""
     from releasegate.errors import InputError
-    from releasegate.release.register import read_workflow, register_spec
+    from releasegate.release.register import Registered, git_commit, read_workflow
 
+    srv = server()
     if check:  # pre-commit passes every changed file at once
-        from releasegate.release.data_rules import version_violations
+        if srv is not None:  # the file and what it names, sent; the server pins and checks
+            found = [
+                srv.post("v1", "versions", body=_sent(f), check=True) for f in files
+            ]  # the first bad file stops it
+        else:
+            from releasegate.release.data_rules import version_violations
 
-        specs = [(f, read_workflow(f)) for f in files]  # the first bad file stops it
-        for f, s in specs:
-            for v in version_violations(s.manifest, s.data_class):
-                console(stderr=True).print(f"warning: {f}: {v.message()}", markup=False)
-        if as_json:
+            specs = [(f, read_workflow(f)) for f in files]  # the first bad file stops it
+            for f, s in specs:
+                for v in version_violations(s.manifest, s.data_class):
+                    console(stderr=True).print(f"warning: {f}: {v.message()}", markup=False)
             found = [
                 {"file": str(f), "version_id": s.version_id, "workflow": s.name, "valid": True}
                 for f, s in specs
             ]
+        if as_json:
             emit(found[0] if len(found) == 1 else found)
         else:
-            for f, s in specs:
+            for doc in found:
                 console().print(
-                    f"{f}: valid; version id [bold]{s.version_id[:12]}[/] "
-                    f"of {s.name} (nothing written)"
+                    f"{doc['file']}: valid; version id [bold]{doc['version_id'][:12]}[/] "
+                    f"of {doc['workflow']} (nothing written)"
                 )
         return
     if len(files) != 1:
@@ -67,17 +73,23 @@ def register(
             hint="register them one at a time, or validate several with --check",
         )
     file = files[0]
-    spec = read_workflow(file)  # parse before touching the store: bad input writes nothing
-    result = register_spec(
-        store(),
-        spec,
-        reason=reason,
-        owner=owner,
-        parent=parent,
-        experiment=experiment,
-        source_dir=file.parent,
-        source_file=file,
-    )
+    options: dict[str, Any] = {
+        "reason": reason,
+        "owner": owner,
+        "parent": parent,
+        "experiment": experiment,
+    }
+    if srv is not None:
+        sent = {**_sent(file), **options, "source_commit": git_commit(file.parent)}
+        doc = srv.post("v1", "versions", body=sent)
+        fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in doc.items()}
+        result = Registered(**fields)
+    else:
+        from releasegate.release.register import register_spec
+
+        spec = read_workflow(file)  # parse before touching the store: bad input writes nothing
+        where: dict[str, Any] = {"source_dir": file.parent, "source_file": file}
+        result = register_spec(store(), spec, **options, **where)
     for warning in result.data_warnings:  # stderr: --json stays one document
         console(stderr=True).print(f"warning: {warning}", markup=False)
     if as_json:
@@ -106,6 +118,15 @@ def register(
         c.print(f"policy for {env} updated")
     for line in result.policies_kept:
         console(stderr=True).print(f"warning: {line}", markup=False, soft_wrap=True)
+
+
+def _sent(file: Path) -> dict[str, object]:
+    """A workflow file as a server takes it: its text, its name as typed, and the files it
+    names (read from beside it, as a local run reads them)."""
+    from releasegate.release.register import named_files
+
+    files = named_files(file)  # a missing or unreadable file: the local message, exit 2
+    return {"document": file.read_text(encoding="utf-8"), "source": str(file), "files": files}
 
 
 @command(app, served=True)

@@ -12,6 +12,7 @@ by content, so the id says which weights ran.
 
 from __future__ import annotations
 
+import contextlib
 import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -95,6 +96,39 @@ def parse_text(
         return parse_yaml(read(rel), rel, PolicyError)
 
     return parse_workflow(doc, lambda rel: read(rel).encode("utf-8"), loader), doc
+
+
+def named_files(path: Path) -> dict[str, str]:
+    """The files a workflow file names (prompts, a retrieval index, a blessed-models list),
+    by the relative path it names them with -> their text, read from beside it as
+    ``parse_file`` reads them: what ``parse_text`` takes as ``files`` (the CLI sends them
+    to a server). A document that does not parse gives the files read up to its first
+    fault: the server it is sent to answers that fault, as a local run would."""
+    doc = load_yaml(path, ManifestError)
+    base = path.parent
+    found: dict[str, str] = {}
+    binary: list[str] = []
+
+    def reader(rel: str) -> bytes:
+        data = (base / rel).read_bytes()
+        try:
+            found[rel] = data.decode("utf-8")
+        except UnicodeDecodeError:
+            binary.append(rel)
+        return data
+
+    def loader(rel: str) -> Document:
+        return parse_yaml(reader(rel).decode("utf-8", "replace"), rel, PolicyError)
+
+    with contextlib.suppress(ManifestError, PolicyError):  # the server says what is wrong
+        parse_workflow(doc, reader, loader)
+    if binary:
+        raise ManifestError(
+            f"'{binary[0]}' is not UTF-8 text: a server takes the files a workflow names as text",
+            source=str(path),
+            hint="unset RELEASEGATE_URL to register it locally",
+        )
+    return found
 
 
 def read_workflow(path: Path) -> WorkflowSpec:
