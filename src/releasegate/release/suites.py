@@ -61,6 +61,19 @@ def _locked(suite_path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def _check_reason(reason: str) -> None:
+    if not reason.strip():
+        raise InputError("say why this case is added (the incident, the bug)", field="--reason")
+
+
+def _register_grown(store: Store, grown: Suite, who: str, reason: str) -> str | None:
+    """Register the suite a case grew as the workflow's current one; the id it replaces."""
+    with store.read() as conn:
+        previous = SuiteRepo(conn).current_id(grown.workflow)
+    register_suite(store, grown, who=who, reason=reason)
+    return previous
+
+
 def add_case(
     store: Store,
     suite_path: Path,
@@ -75,8 +88,7 @@ def add_case(
     metadata: dict[str, Any] | None = None,
 ) -> AddedCase:
     who = who or default_actor()
-    if not reason.strip():
-        raise InputError("say why this case is added (the incident, the bug)", field="--reason")
+    _check_reason(reason)
     with _locked(suite_path):  # concurrent callers take turns; no case is lost
         suite = read_suite(suite_path)  # validates the file as it is now
         doc = load_yaml(suite_path, SuiteError)
@@ -100,9 +112,7 @@ def add_case(
             grown.restore()
             raise
         grown.commit()
-        with store.read() as conn:
-            previous = SuiteRepo(conn).current_id(suite.workflow)
-        register_suite(store, new_suite, who=who, reason=reason)
+        previous = _register_grown(store, new_suite, who, reason)
         return AddedCase(
             record["id"], new_suite.suite_id, previous, len(new_suite.cases), cases_file
         )
@@ -129,8 +139,7 @@ def add_case_text(
     it returns the line to append to the cases file (``AddedCase.cases_file`` is the
     path the suite names it by)."""
     who = who or default_actor()
-    if not reason.strip():
-        raise InputError("say why this case is added (the incident, the bug)", field="--reason")
+    _check_reason(reason)
     suite = read_suite_text(text, source, files, policy=policy)  # validates the suite as it is now
     ref = _cases_ref(parse_yaml(text, source, SuiteError), source)
     given = {posixpath.normpath(k): v for k, v in files.items()}
@@ -152,9 +161,7 @@ def add_case_text(
         text, source, {**given, posixpath.normpath(ref): kept + line}, policy=policy
     )
     check_expectations(new_suite, build_scorers(new_suite))
-    with store.read() as conn:
-        previous = SuiteRepo(conn).current_id(suite.workflow)
-    register_suite(store, new_suite, who=who, reason=reason)
+    previous = _register_grown(store, new_suite, who, reason)
     added = AddedCase(record["id"], new_suite.suite_id, previous, len(new_suite.cases), Path(ref))
     return added, line
 

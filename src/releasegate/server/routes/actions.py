@@ -24,7 +24,7 @@ from releasegate.server.routes import Json
 router = APIRouter(responses={**ERROR_RESPONSES, 409: {"description": "Refused: the answer is no"}})
 Operator = Annotated[Identity, Depends(requires(Role.OPERATOR))]
 Approver = Annotated[Identity, Depends(requires(Role.APPROVER))]
-IMPERSONATION = ("as", "as_", "approver", "who", "actor")
+IMPERSONATION = ("as", "as_", "approver", "reviewer", "who", "actor")
 
 
 class _Body(BaseModel):
@@ -41,8 +41,8 @@ class Signed(_Body):
             named = sorted(k for k in data if k in IMPERSONATION)
             if named:
                 raise ValueError(
-                    f"'{named[0]}' is refused over the server: an approval carries the "
-                    "identity of the token that sends it"
+                    f"'{named[0]}' is refused over the server: an approval or a review "
+                    "carries the identity of the token that sends it"
                 )
         return data
 

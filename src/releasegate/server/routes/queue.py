@@ -7,10 +7,10 @@ unchanged; the server never writes a file a caller names."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field
 
 from releasegate.domain.access import Identity, Role
 from releasegate.domain.review_queue import MAX_PAGE, MAX_TEXT, QueueRules
@@ -18,33 +18,17 @@ from releasegate.release.review_queue import mark_run, review_log, review_queue,
 from releasegate.server.access import requires
 from releasegate.server.errors import ERROR_RESPONSES
 from releasegate.server.routes import Json
+from releasegate.server.routes.actions import Signed
 
 router = APIRouter(responses={**ERROR_RESPONSES, 409: {"description": "Refused: the answer is no"}})
 Viewer = Annotated[Identity, Depends(requires(Role.VIEWER))]
 Operator = Annotated[Identity, Depends(requires(Role.OPERATOR))]
-IMPERSONATION = ("as", "as_", "reviewer", "who", "actor")
 PERIOD = Query(
     "7d", max_length=40, description="7d (the last 7 days), 2026-W49 (an ISO week) or a date"
 )
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_impersonation(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            named = sorted(k for k in data if k in IMPERSONATION)
-            if named:
-                raise ValueError(
-                    f"'{named[0]}' is refused over the server: a review carries the identity "
-                    "of the token that sends it"
-                )
-        return data
-
-
-class ReviewBody(_Body):
+class ReviewBody(Signed):
     run: str = Field(min_length=1, max_length=256, description="A run id or unique prefix")
     verdict: str = Field(description="good or bad")
     expected: str | None = Field(
@@ -53,7 +37,7 @@ class ReviewBody(_Body):
     note: str = Field("", max_length=MAX_TEXT, description="A note for the record")
 
 
-class CaseBody(_Body):
+class CaseBody(Signed):
     run: str = Field(min_length=1, max_length=256, description="A run id or unique prefix")
     reason: str = Field("", max_length=2000, description="Why (default: the review)")
     must_pass: bool = Field(False, description="The gate fails if this case fails")
