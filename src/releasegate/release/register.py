@@ -297,8 +297,6 @@ def register_spec(
         origin["file"] = str(source_file.resolve())
         if spec.model_file is not None:
             origin["model_file"] = str((source_file.parent / spec.model_file).resolve())
-    for data in spec.blobs.values():
-        store.blobs.put(data)
     track = EXPERIMENT if experiment else RELEASE
     owner = owner or spec.owners.change or who
     for attempt in (1, 2):
@@ -315,6 +313,9 @@ def register_spec(
                     who=who,
                     origin=origin,
                 )
+                # in the version's transaction: a registration that fails leaves no blob
+                for data in spec.blobs.values():
+                    store.blobs.put_in(conn, data)
             return replace(done, data_warnings=warnings)
         except WriteConflictError:  # the other writer's row is there now: same id, not new
             if attempt == 2:

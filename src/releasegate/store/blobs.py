@@ -105,8 +105,17 @@ class BlobStore:
         """Store ``data`` (once); its hex sha256."""
         digest = hashlib.sha256(data).hexdigest()
         if not self.has(digest):
-            chunks = (data[i : i + CHUNK] for i in range(0, len(data), CHUNK))
-            self._write(digest, len(data), chunks, data[:SAMPLE])
+            with self._store.write() as conn:
+                self.put_in(conn, data)
+        return digest
+
+    @staticmethod
+    def put_in(conn: Connection, data: bytes) -> str:
+        """``put`` inside the caller's write transaction, so the blob lands with what refers
+        to it (a version) or not at all."""
+        digest = hashlib.sha256(data).hexdigest()
+        chunks = (data[i : i + CHUNK] for i in range(0, len(data), CHUNK))
+        _write_in(conn, digest, len(data), chunks, data[:SAMPLE])
         return digest
 
     def put_file(self, path: Path) -> str:
@@ -152,30 +161,8 @@ class BlobStore:
         return h.hexdigest(), size, sample
 
     def _write(self, digest: str, size: int, chunks: Iterable[bytes], sample: bytes) -> None:
-        compress = _pays(sample)
         with self._store.write() as conn:
-            header = {
-                "digest": digest,
-                "size": size,
-                "stored_size": 0,
-                "chunks": 0,
-                "created_at": datetime.now(UTC),
-            }
-            added = conn.execute(insert_new(conn, blobs).values(**header).returning(blobs.c.digest))
-            if added.first() is None:
-                return  # another writer stored it first: same bytes, same name
-            stored = seq = 0
-            for seq, chunk in enumerate(chunks, start=1):
-                encoding, data = _encode(chunk, compress)
-                conn.execute(
-                    blob_chunks.insert().values(
-                        digest=digest, seq=seq, encoding=encoding, data=data
-                    )
-                )
-                stored += len(data)
-            conn.execute(
-                update(blobs).where(blobs.c.digest == digest).values(stored_size=stored, chunks=seq)
-            )
+            _write_in(conn, digest, size, chunks, sample)
 
     # -- reading ------------------------------------------------------------------------
 
@@ -299,6 +286,33 @@ class BlobStore:
                     raise
                 raise fault from exc
         return BlobMove(root, moved, present, tuple(mismatched), kept_at)
+
+
+def _write_in(
+    conn: Connection, digest: str, size: int, chunks: Iterable[bytes], sample: bytes
+) -> None:
+    """The blob's rows, in ``conn``'s transaction; nothing when it is already stored."""
+    header = {
+        "digest": digest,
+        "size": size,
+        "stored_size": 0,
+        "chunks": 0,
+        "created_at": datetime.now(UTC),
+    }
+    added = conn.execute(insert_new(conn, blobs).values(**header).returning(blobs.c.digest))
+    if added.first() is None:
+        return  # stored already (or by another writer first): same bytes, same name
+    compress = _pays(sample)
+    stored = seq = 0
+    for seq, chunk in enumerate(chunks, start=1):
+        encoding, data = _encode(chunk, compress)
+        conn.execute(
+            blob_chunks.insert().values(digest=digest, seq=seq, encoding=encoding, data=data)
+        )
+        stored += len(data)
+    conn.execute(
+        update(blobs).where(blobs.c.digest == digest).values(stored_size=stored, chunks=seq)
+    )
 
 
 def _header(conn: Connection, name: str) -> tuple[int, int, int]:
