@@ -26,6 +26,7 @@ from releasegate.release.review_queue import (
 )
 from releasegate.store.audit import AuditRepo
 from releasegate.store.engine import Store
+from releasegate.store.suites import SuiteRepo
 from tests.helpers import Project
 
 NOW = datetime.now(UTC)
@@ -149,7 +150,9 @@ def test_a_review_becomes_a_suite_case_with_its_provenance(
     store: Store, loaded: Project, tmp_path: Path
 ) -> None:
     marked = mark_run(store, "run-020", "bad", expected="fraud", note="said complaint", who="bob")
-    made = review_to_case(store, "run-020", reviewer="bob", who="bob")  # the current suite's file
+    made = review_to_case(
+        store, "run-020", reviewer="bob", suite_path=tmp_path / "suite.yaml", who="bob"
+    )
     assert made.case_id == "case-9" and made.cases == 9
     case = json.loads((tmp_path / "suite.jsonl").read_text().splitlines()[-1])
     assert case["input"] == "message 20 #fraud" and case["expected"] == "fraud"
@@ -167,17 +170,19 @@ def test_a_review_becomes_a_suite_case_with_its_provenance(
         review_to_case(store, "run-020", reviewer="carol", who="carol")
 
 
-def test_a_changed_or_missing_suite_file_is_refused_for_the_default(
+def test_without_a_file_the_case_grows_the_stored_suite_and_no_file(
     store: Store, loaded: Project, tmp_path: Path
 ) -> None:
+    before = (tmp_path / "suite.jsonl").read_text()
+    (tmp_path / "suite.yaml").unlink()  # the file a suite was registered from is never read
     mark_run(store, "run-020", "bad", expected="fraud", who="bob")
-    (tmp_path / "suite.jsonl").write_text((tmp_path / "suite.jsonl").read_text() + "\n")
-    loaded.suite(n=5)  # the file now holds another suite than the registered one
-    with pytest.raises(RefusedError, match="has changed since it was registered"):
-        review_to_case(store, "run-020", reviewer="bob", who="bob")
-    (tmp_path / "suite.yaml").unlink()
-    with pytest.raises(RefusedError, match="not readable here"):
-        review_to_case(store, "run-020", reviewer="bob", who="bob")
+    made = review_to_case(store, "run-020", reviewer="bob", who="bob")
+    assert (made.case_id, made.cases, made.cases_file) == ("case-9", 9, None)
+    assert (tmp_path / "suite.jsonl").read_text() == before
+    line = json.loads(made.appended or "")
+    assert line["id"] == "case-9" and line["metadata"]["reviewer"] == "bob"
+    with store.read() as conn:
+        assert SuiteRepo(conn).current_id("router") == made.suite_id
     inline = tmp_path / "inline.yaml"
     inline.write_text("suite: s\nworkflow: router\ncases: []\nscorers: [{type: label_accuracy}]\n")
     with pytest.raises(SuiteError):

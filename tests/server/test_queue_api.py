@@ -4,6 +4,7 @@ unknown run 404, the same review again 409, a review made a case of the current 
 
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 
@@ -76,8 +77,9 @@ def test_queue_review_and_case_over_http(live: Live, tmp_path: Path) -> None:
         assert log["stats"]["bad"] == 1 and log["stats"]["cases"] == 1
         assert log["reviews"][0]["case_id"] == made.json()["case_id"]
 
-    case = json.loads((tmp_path / "suite.jsonl").read_text().splitlines()[-1])
+    case = json.loads(made.json()["appended"])  # the stored suite has it; no file was touched
     assert case["expected"] == "fraud" and case["metadata"]["review_id"] == review["review_id"]
+    assert made.json()["cases_file"] is None
     events = [e for e in audit_log(live.store) if e.kind.startswith("review.")]
     assert [(e.kind, e.actor) for e in events] == [
         ("review.marked", "operator"),
@@ -112,7 +114,7 @@ def test_the_queue_page_reviews_and_makes_a_case(live: Live, tmp_path: Path) -> 
         done = c.post("/web/queue/mark", data={**form, "csrf": token})
         assert done.status_code == 200, done.text
         assert "operator marked run run-010 bad with a corrected output." in done.text
-        assert "Added case case-81 to suite.jsonl" in done.text
+        assert "Added case case-81 to the current suite" in done.text
         assert 'href="/web/workflows/router/queue?env=staging"' in done.text
         again = c.post("/web/queue/mark", data={**form, "csrf": token, "case": ""})
         assert again.status_code == 409 and "nothing to change" in again.text
@@ -126,5 +128,6 @@ def test_the_queue_page_reviews_and_makes_a_case(live: Live, tmp_path: Path) -> 
         assert 'class="make-case"' in shown.text
         made = c.post("/web/queue/case", data={"run": "run-007", "csrf": token})
         assert made.status_code == 200 and "Added case case-82" in made.text
-    case = json.loads((tmp_path / "suite.jsonl").read_text().splitlines()[-1])
+    shown_line = made.text.split("its line there is: ", 1)[1].split("</p>", 1)[0]
+    case = json.loads(html.unescape(shown_line))
     assert case["expected"] == "complaint" and case["metadata"]["reviewer"] == "operator"

@@ -201,8 +201,9 @@ def _print_case(made: object) -> None:
 
     assert isinstance(made, ReviewCase)
     prev = made.previous_suite_id[:12] if made.previous_suite_id else "none"
+    where = made.cases_file.name if made.cases_file else "the stored suite"
     console().print(
-        f"added case [bold]{made.case_id}[/] to {made.cases_file.name} from run {made.run_id} "
+        f"added case [bold]{made.case_id}[/] to {where} from run {made.run_id} "
         f"(review {made.review_id[:12]}): suite {prev} -> [bold]{made.suite_id[:12]}[/] "
         f"({plural(made.cases, 'case')}); the next gate uses it"
     )

@@ -27,7 +27,7 @@ from releasegate.domain.results import Case, CaseOutput
 from releasegate.domain.sent_code import SentCodePolicy
 from releasegate.domain.stats import Interval, aggregate_interval, average_epochs
 from releasegate.domain.suite import Suite, parse_suite, suite_from_content
-from releasegate.errors import InputError, NotFoundError, SuiteError
+from releasegate.errors import InputError, NotFoundError, SuiteError, WriteConflictError
 from releasegate.providers import build_provider, prices
 from releasegate.providers.base import Provider, ProviderContext
 from releasegate.providers.embeddings import DEFAULT_MODEL, Embedder, backend_for
@@ -145,11 +145,19 @@ def read_suite(path: Path) -> Suite:
     return parse_suite(doc, load_cases)
 
 
-def register_suite(store: Store, suite: Suite, *, who: str, reason: str = "") -> bool:
-    """Store the suite and make it current for its workflow; True if that changed anything."""
+def register_suite(
+    store: Store, suite: Suite, *, who: str, reason: str = "", replacing: str | None = None
+) -> bool:
+    """Store the suite and make it current for its workflow; True if that changed anything.
+    With ``replacing``, only over that current suite: another one there (a writer grew it
+    meanwhile) is a WriteConflictError, so the caller grows the new one instead."""
     with store.write() as conn:
+        current = SuiteRepo(conn).current_id(suite.workflow, lock=replacing is not None)
+        if replacing is not None and current != replacing:
+            raise WriteConflictError(
+                f"the current suite of {suite.workflow} changed while a case was added to it"
+            )
         _store_suite_in(conn, suite)
-        current = SuiteRepo(conn).current_id(suite.workflow)
         if current == suite.suite_id:
             return False
         SuiteRepo(conn).make_current(suite.workflow, suite.suite_id, reason)

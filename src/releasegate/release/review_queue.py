@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from releasegate.domain.review_queue import (
     Period,
@@ -40,8 +40,10 @@ from releasegate.release.refs import check_env, find_run
 from releasegate.store.audit import AuditRepo
 from releasegate.store.engine import Store
 from releasegate.store.reviews import ReviewRepo
-from releasegate.store.suites import SuiteRepo
 from releasegate.store.workflows import WorkflowRepo
+
+if TYPE_CHECKING:
+    from releasegate.release.suites import AddedCase, StoredCase
 
 
 def _period(period: str | Period | None, now: datetime | None) -> Period:
@@ -238,7 +240,10 @@ class ReviewCase:
     suite_id: str
     previous_suite_id: str | None
     cases: int
-    cases_file: Path
+    cases_file: Path | None
+    """The cases file the case was appended to; None when only the stored suite has it."""
+    appended: str | None = None
+    """Then: the case's line for the suite's cases file, for its owner to append."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -249,7 +254,8 @@ class ReviewCase:
             "suite_id": self.suite_id,
             "previous_suite_id": self.previous_suite_id,
             "cases": self.cases,
-            "cases_file": str(self.cases_file),
+            "cases_file": None if self.cases_file is None else str(self.cases_file),
+            "appended": self.appended,
         }
 
 
@@ -266,19 +272,18 @@ def review_to_case(
     """Add ``reviewer``'s review of a run to a suite as a case (``suite add-case
     --from-run``): the input from the run, the expected output from the review's
     correction (or, for a run marked good, its own output), and the review in the
-    case's metadata. ``suite_path`` defaults to the
-    file of the workflow's current suite, where it is readable here and unchanged since
-    it was registered (the server's way: it never writes a file the caller names)."""
-    from releasegate.release.evaluate import read_suite
-    from releasegate.release.suites import add_case, case_from_run
+    case's metadata. The case is appended to ``suite_path``'s cases file, or, without
+    one, to the workflow's current suite as the store keeps it (the server's way: it
+    never reads or writes a file a suite's registration names, which for a suite sent
+    over the API is a path on the sender's machine); the answer then carries the line
+    for the suite's cases file (``appended``)."""
+    from releasegate.release.suites import add_case, add_case_stored, case_from_run
 
     who = who or default_actor()
     reviewer = reviewer or who
     with store.read() as conn:
         run = find_run(conn, run_ref)
         review = ReviewRepo(conn).get(run["run_id"], reviewer)
-        current = SuiteRepo(conn).current_id(run["workflow"])
-        source = AuditRepo(conn).suite_source(current) if current else None
     if review is None:
         raise NotFoundError(
             f"{reviewer} has not reviewed run {run['run_id']}",
@@ -290,8 +295,6 @@ def review_to_case(
             f"the review of run {run['run_id']} by {reviewer} is already case "
             f"{review.case_id} of suite {(review.case_suite_id or '')[:12]}",
         )
-    if suite_path is None:
-        suite_path = _current_suite_file(run["workflow"], current, source, read_suite)
     case_input, metadata = case_from_run(store, run["run_id"])
     metadata.update(
         {
@@ -306,16 +309,21 @@ def review_to_case(
         f"review {review.review_id[:12]}: {review.reviewer} marked run {review.run_id} "
         f"{review.verdict}" + (f" ({review.note})" if review.note else "")
     )
-    added = add_case(
-        store,
-        suite_path,
-        input=case_input,
-        expected=_expected(review, run),
-        must_pass=must_pass,
-        reason=f"{why} [review {review.review_id[:12]}]" if reason.strip() else why,
-        who=who,
-        metadata=metadata,
-    )
+    given = {
+        "input": case_input,
+        "expected": _expected(review, run),
+        "must_pass": must_pass,
+        "reason": f"{why} [review {review.review_id[:12]}]" if reason.strip() else why,
+        "who": who,
+        "metadata": metadata,
+    }
+    if suite_path is None:
+        stored = add_case_stored(store, run["workflow"], **given)
+        added: AddedCase | StoredCase = stored
+        cases_file, appended = None, stored.line
+    else:
+        added = add_case(store, suite_path, **given)
+        cases_file, appended = added.cases_file, None
     with store.write() as conn:
         ReviewRepo(conn).set_case(review.review_id, added.case_id, added.suite_id)
         AuditRepo(conn).append(
@@ -339,7 +347,8 @@ def review_to_case(
         added.suite_id,
         added.previous_id,
         added.cases,
-        added.cases_file,
+        cases_file,
+        appended,
     )
 
 
@@ -371,26 +380,6 @@ def check_suite_file(path: Path) -> None:
             field="cases",
             hint="move the cases to a .jsonl file and name it in 'cases:'",
         )
-
-
-def _current_suite_file(workflow: str, current: str | None, source: Any, read: Any) -> Path:
-    hint = "add it where the suite file lives: `releasegate queue case RUN --suite FILE`"
-    if current is None or not isinstance(source, str):
-        raise RefusedError(f"{workflow} has no current suite to add the case to", hint=hint)
-    path = Path(source)
-    if not path.is_file():
-        raise RefusedError(
-            f"the current suite of {workflow} ({current[:12]}) came from {source}, which is "
-            "not readable here",
-            hint=hint,
-        )
-    if read(path).suite_id != current:
-        raise RefusedError(
-            f"{source} has changed since it was registered as {workflow}'s current suite "
-            f"({current[:12]}); register it (an eval on it) first",
-            hint=hint,
-        )
-    return path
 
 
 @dataclass(frozen=True)

@@ -18,24 +18,28 @@ import stat
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from releasegate.domain.document import Document, Fields
+from releasegate.domain.results import Case
 from releasegate.domain.sent_code import SentCodePolicy
 from releasegate.domain.suite import Suite, parse_case
-from releasegate.errors import InputError, SuiteError
+from releasegate.errors import InputError, RefusedError, SuiteError
 from releasegate.release.evaluate import (
     build_scorers,
     check_expectations,
     read_suite,
     read_suite_text,
     register_suite,
+    stored_suite,
 )
 from releasegate.release.loaders import load_yaml, parse_yaml
 from releasegate.release.refs import actor as default_actor
 from releasegate.release.refs import find_run
+from releasegate.release.retry import retrying
+from releasegate.store.audit import AuditRepo
 from releasegate.store.engine import Store
 from releasegate.store.suites import SuiteRepo
 
@@ -47,6 +51,17 @@ class AddedCase:
     previous_id: str | None
     cases: int
     cases_file: Path
+
+
+class StoredCase(NamedTuple):
+    """A case added to the stored suite (``add_case_stored``)."""
+
+    case_id: str
+    suite_id: str
+    previous_id: str
+    cases: int
+    line: str
+    """Its JSONL line, for the suite's cases file."""
 
 
 @contextmanager
@@ -93,10 +108,10 @@ def add_case(
         suite = read_suite(suite_path)  # validates the file as it is now
         doc = load_yaml(suite_path, SuiteError)
         cases_file = suite_path.parent / _cases_ref(doc, str(suite_path))
-        record = _record(
+        record, _ = _record(
             suite,
             str(cases_file),
-            cases_file.read_text(encoding="utf-8"),
+            _next_line(cases_file.read_text(encoding="utf-8")),
             input=input,
             expected=expected,
             case_id=case_id,
@@ -144,10 +159,10 @@ def add_case_text(
     ref = _cases_ref(parse_yaml(text, source, SuiteError), source)
     given = {posixpath.normpath(k): v for k, v in files.items()}
     cases_text = given[posixpath.normpath(ref)]  # read_suite_text found it
-    record = _record(
+    record, _ = _record(
         suite,
         ref,
-        cases_text,
+        _next_line(cases_text),
         input=input,
         expected=expected,
         case_id=case_id,
@@ -164,6 +179,60 @@ def add_case_text(
     previous = _register_grown(store, new_suite, who, reason)
     added = AddedCase(record["id"], new_suite.suite_id, previous, len(new_suite.cases), Path(ref))
     return added, line
+
+
+def add_case_stored(
+    store: Store,
+    workflow: str,
+    *,
+    input: Any,
+    expected: Any = None,
+    must_pass: bool = False,
+    reason: str = "",
+    who: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> StoredCase:
+    """``add_case`` of the workflow's current suite as the store keeps it: the server's
+    way, which never reads or writes a file a suite's registration names (for a suite sent
+    over the API that is a path on the sender's machine). The grown suite becomes current
+    only over the one it grew from; a writer that grew it meanwhile makes this grow that
+    one instead. The case's line for the suite's cases file comes back with it: only the
+    suite's owner can append it there."""
+    who = who or default_actor()
+    _check_reason(reason)
+
+    def grow() -> StoredCase:
+        with store.read() as conn:
+            current = SuiteRepo(conn).current_id(workflow)
+            source = AuditRepo(conn).suite_source(current) if current else None
+        if current is None:
+            raise RefusedError(
+                f"{workflow} has no current suite to add the case to",
+                hint="register one: `releasegate eval VERSION --suite FILE`",
+            )
+        suite = replace(stored_suite(store, current), source=source or "")
+        record, case = _record(
+            suite,
+            f"suite {current[:12]}",
+            len(suite.cases) + 1,
+            input=input,
+            expected=expected,
+            case_id=None,
+            tags=(),
+            must_pass=must_pass,
+            metadata=metadata,
+        )
+        grown = replace(suite, cases=(*suite.cases, case))
+        check_expectations(grown, build_scorers(grown))
+        register_suite(store, grown, who=who, reason=reason, replacing=current)
+        line = json.dumps(record, ensure_ascii=False) + "\n"
+        return StoredCase(record["id"], grown.suite_id, current, len(grown.cases), line)
+
+    return retrying(grow, what="add_case")
+
+
+def _next_line(cases_text: str) -> int:
+    return len(cases_text.splitlines()) + 1
 
 
 def case_input(store: Store, input: Any, from_run: str | None) -> tuple[Any, dict[str, Any] | None]:
@@ -192,7 +261,7 @@ def _cases_ref(doc: Document, source: str) -> str:
 def _record(
     suite: Suite,
     cases_source: str,
-    cases_text: str,
+    line: int,
     *,
     input: Any,
     expected: Any,
@@ -200,8 +269,9 @@ def _record(
     tags: Sequence[str],
     must_pass: bool,
     metadata: dict[str, Any] | None,
-) -> dict[str, Any]:
-    """The new case's JSONL record, checked as the cases file's next line would be."""
+) -> tuple[dict[str, Any], Case]:
+    """The new case's JSONL record, checked as the cases file's next ``line`` would be,
+    and the case it reads as."""
     taken = {c.case_id for c in suite.cases}
     new_id = case_id or _next_id(taken)
     if new_id in taken:
@@ -215,9 +285,8 @@ def _record(
         record["must_pass"] = True
     if metadata:
         record["metadata"] = metadata
-    line = len(cases_text.splitlines()) + 1
-    parse_case(Fields(Document(record, cases_source, {(): line}, line), SuiteError), new_id)
-    return record
+    case = parse_case(Fields(Document(record, cases_source, {(): line}, line), SuiteError), new_id)
+    return record, case
 
 
 def case_from_run(store: Store, run_ref: str) -> tuple[Any, dict[str, Any]]:

@@ -72,7 +72,13 @@ class SuiteRepo:
             raise NotFoundError(f"no suite '{suite_id[:12]}'")
         return record(SuiteRecord, row)
 
-    def current_id(self, workflow: str) -> str | None:
+    def current_id(self, workflow: str, *, lock: bool = False) -> str | None:
+        """The workflow's current suite. ``lock`` (inside a write transaction) first takes
+        the workflow row's lock on PostgreSQL (SQLite's BEGIN IMMEDIATE already serialises
+        writers), so a writer that grows the current suite sees any other's new one."""
+        if lock and self.conn.dialect.name == "postgresql":
+            w = t.workflows.c
+            self.conn.execute(select(w.name).where(w.name == workflow).with_for_update())
         row = self.conn.execute(
             select(t.suite_history.c.suite_id)
             .where(t.suite_history.c.workflow == workflow)

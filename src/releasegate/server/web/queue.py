@@ -122,8 +122,9 @@ def _mark(
 def _case(request: Request, run: str, who: Identity) -> str:
     made = review_to_case(request.app.state.store, run, reviewer=who.name, who=who.name)
     return (
-        f"Added case {made.case_id} to {made.cases_file.name} (suite {made.suite_id[:12]}, "
-        f"{made.cases} cases); the next gate needs an eval on it."
+        f"Added case {made.case_id} to the current suite (suite {made.suite_id[:12]}, "
+        f"{made.cases} cases); the next gate needs an eval on it. The suite's cases file "
+        f"does not have it yet; its line there is: {(made.appended or '').strip()}"
     )
 
 
