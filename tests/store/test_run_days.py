@@ -105,4 +105,4 @@ def test_counting_an_insert_reads_only_the_runs_it_added(store: Store) -> None:
         [upkeep] = [s for s in statements if s.startswith("INSERT INTO run_days")]
         plan = " ".join(str(row[3]) for row in raw.execute("EXPLAIN QUERY PLAN " + upkeep))
     assert "INTEGER PRIMARY KEY (rowid>?)" in plan, plan
-    assert "ix_runs_workflow_env_started" not in plan, plan
+    assert "ix_runs_window" not in plan, plan

@@ -8,7 +8,7 @@ from typing import Any
 
 from releasegate.domain.monitoring import parse_duration
 from releasegate.errors import InputError
-from releasegate.monitor.service import MonitorResult, series
+from releasegate.monitor.service import MonitorResult, Span, WindowReader, monitor, series
 from releasegate.release import refs
 from releasegate.reports.plots import Point, line_chart
 from releasegate.store.engine import Store
@@ -31,8 +31,6 @@ def parse_window(text: str | None) -> timedelta | None:
 
 def parse_reference(text: str | None) -> Any:
     """``START..END`` with ISO dates or times (UTC unless an offset is given)."""
-    from releasegate.monitor.service import Span
-
     if text is None:
         return None
     try:
@@ -52,7 +50,24 @@ def _when(text: str) -> datetime:
     return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
-def charts(store: Store, result: MonitorResult, days: int = 14) -> dict[str, str]:
+def signals_view(
+    store: Store, workflow: str, env: str, days: int = 14
+) -> tuple[MonitorResult, dict[str, str]]:
+    """The dashboard's signals page: ``monitor`` read only (no alert raised, no pause, no
+    embeddings, no judge) and ``charts`` of its last ``days``, both from one read of each
+    stretch of time (the two weeks up to now, and the reference when it lies outside)."""
+    now = datetime.now(UTC)
+    reader = WindowReader(store, workflow, env, also=[Span(now - timedelta(days=days), now)])
+    result = monitor(
+        store, workflow, env, now=now, embeddings=False, alert=False, quality=False,
+        reader=reader,
+    )  # fmt: skip
+    return result, charts(store, result, days, reader=reader)
+
+
+def charts(
+    store: Store, result: MonitorResult, days: int = 14, *, reader: WindowReader | None = None
+) -> dict[str, str]:
     """Signal name -> an SVG chart of its daily values over ``days`` against the reference
     value, the days in alert marked (the memo's charts, the dashboard's signals page)."""
     points = series(
@@ -64,6 +79,7 @@ def charts(store: Store, result: MonitorResult, days: int = 14) -> dict[str, str
         bucket=timedelta(days=1),
         reference=result.reference,
         min_sample=max(10, min(50, result.runs // days or 10)),
+        reader=reader,
     )
     refs = {s.name: s.reference for s in result.signals}
     return {

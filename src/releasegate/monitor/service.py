@@ -223,6 +223,57 @@ def _days(window: timedelta) -> str:
     return f"{s / 60:g} minutes"
 
 
+class WindowReader:
+    """The windows of ``workflow``@``env``'s runs one page compares, each stretch of time
+    read once (``RunRepo.signal_window``, with ``started_at``): the spans given to ``load``
+    and ``also`` are merged where they overlap or touch and read in one pass each, and a
+    window inside a stretch already read is a slice of it (the rows of ``[start, end)``,
+    in the order the read gave them). The signals page's monitor and its two weeks of
+    daily charts read their two weeks once instead of five windows one by one."""
+
+    __slots__ = ("_also", "_read", "env", "store", "workflow")
+
+    def __init__(self, store: Store, workflow: str, env: str, *, also: Sequence[Span] = ()) -> None:
+        self.store, self.workflow, self.env = store, workflow, env
+        self._also = [s.bounds for s in also]
+        self._read: list[tuple[float, float, RunWindow]] = []
+
+    def load(self, spans: Sequence[Span]) -> None:
+        """Read the stretches of time ``spans`` and ``also`` cover that are not read yet."""
+        wanted = sorted(
+            (a, b) for a, b in [*(s.bounds for s in spans), *self._also] if not self._has(a, b)
+        )
+        self._also = []
+        merged: list[list[float]] = []
+        for a, b in wanted:
+            if merged and a <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], b)
+            else:
+                merged.append([a, b])
+        if not merged:
+            return
+        with self.store.read() as conn:
+            runs = RunRepo(conn)
+            for a, b in merged:
+                got = runs.signal_window(self.workflow, self.env, a, b, started=True)
+                self._read.append((a, b, got))
+
+    def window(self, span: Span) -> RunWindow:
+        """The runs that started in ``span`` (read now if no stretch read holds it)."""
+        a, b = span.bounds
+        if not self._has(a, b):
+            self.load([span])
+        for lo, hi, runs in self._read:
+            if lo <= a and b <= hi:
+                started = runs.column("started_at")
+                first, stop = np.searchsorted(started, [a, b], side="left")
+                return runs.between(int(first), int(stop))
+        raise AssertionError("a window just read is not held")  # pragma: no cover
+
+    def _has(self, a: float, b: float) -> bool:
+        return any(lo <= a and b <= hi for lo, hi, _ in self._read)
+
+
 def _window(runs: RunWindow) -> Window:
     """One window as drift reads it, from ``RunRepo.signal_window``."""
     if not len(runs):
@@ -253,11 +304,9 @@ def _window(runs: RunWindow) -> Window:
     )
 
 
-def _versions_seen(runs: RunWindow) -> list[tuple[str, int]]:
-    """(version id, runs) in a window, most runs first (ties as SQL's GROUP BY gave them),
-    counted from the rows already read rather than by a second pass over the window."""
-    counts = Counter(runs.column("version_id").tolist())
-    return sorted(counts.items(), key=lambda item: (item[1], item[0]), reverse=True)
+def _versions_seen(counts: Sequence[tuple[str, int]]) -> list[tuple[str, int]]:
+    """(version id, runs) in a window, most runs first (ties by version id, descending)."""
+    return sorted(counts, key=lambda item: (item[1], item[0]), reverse=True)
 
 
 def _vectors(
@@ -336,8 +385,12 @@ def monitor(
     alert: bool = True,
     quality: bool = True,
     progress: Callable[[int], None] | None = None,
+    reader: WindowReader | None = None,
 ) -> MonitorResult:
-    """Signals for ``workflow@env`` over the last ``window`` against the reference."""
+    """Signals for ``workflow@env`` over the last ``window`` against the reference.
+
+    ``reader``: where the windows are read without embeddings (the signals page passes
+    the one its charts read from too)."""
     with store.read() as conn:
         wf = WorkflowRepo(conn).get(workflow)
         check_env(wf, env)
@@ -353,21 +406,27 @@ def monitor(
         ref_span, note = reference, f"{reference.label()} (given)"
     else:
         ref_span, note = choose_reference(history, current, size)
+    if embeddings:
+        with store.read() as conn:
+            # one pass per window: the embedding sample is drawn from the same rows
+            hashes = ("input_hash", "output_hash")
+            seq = ("seq",)  # to quote novel inputs by primary key
+            runs = RunRepo(conn)
+            cur_runs = runs.signal_window(workflow, env, *current.bounds, extra=(*hashes, *seq))
+            ref_runs = runs.signal_window(workflow, env, *ref_span.bounds, extra=hashes)
+    else:
+        reader = reader or WindowReader(store, workflow, env)
+        reader.load([current, ref_span])
+        cur_runs, ref_runs = reader.window(current), reader.window(ref_span)
     with store.read() as conn:
-        # one pass per window: the embedding sample is drawn from the same rows
-        hashes = ("input_hash", "output_hash") if embeddings else ()
-        seq = ("seq",) if embeddings else ()  # to quote novel inputs by primary key
-        cur_runs = RunRepo(conn).signal_window(
-            workflow, env, *current.bounds, extra=("version_id", *hashes, *seq)
-        )
-        ref_runs = RunRepo(conn).signal_window(workflow, env, *ref_span.bounds, extra=hashes)
+        seen = RunRepo(conn).served_versions(workflow, env, *current.bounds)
         versions: list[dict[str, Any]] = [
             {
                 "version_id": vid,
                 "runs": n,
                 "gated": gated(conn, workflow, env, vid),
             }
-            for vid, n in _versions_seen(cur_runs)
+            for vid, n in _versions_seen(seen)
         ]
     cur, ref = _window(cur_runs), _window(ref_runs)
     n_cur, n_ref = len(cur_runs), len(ref_runs)
@@ -490,15 +549,17 @@ def series(
     bucket: timedelta,
     reference: Span,
     min_sample: int,
+    reader: WindowReader | None = None,
 ) -> dict[str, list[tuple[datetime, float | None, bool]]]:
-    """Each scalar signal per bucket (e.g. per day) against one reference, for charts."""
+    """Each scalar signal per bucket (e.g. per day) against one reference, for charts
+    (``reader``: windows already read, e.g. by the monitor the charts go with)."""
     start = end - bucket * buckets
     with store.read() as conn:
         config = MonitorConfig.from_dict(WorkflowRepo(conn).get(workflow).monitor)
-        ref_runs = RunRepo(conn).signal_window(workflow, env, *reference.bounds)
-        runs = RunRepo(conn).signal_window(
-            workflow, env, start.timestamp(), end.timestamp(), started=True
-        )
+    reader = reader or WindowReader(store, workflow, env)
+    span = Span(start, end)
+    reader.load([reference, span])
+    ref_runs, runs = reader.window(reference), reader.window(span)
     ref = _window(ref_runs)
     bins = _length_bins(ref)
     rules = DriftRules(min_sample=min_sample, alpha=config.alpha, alphas=config.alphas)

@@ -658,6 +658,17 @@ class RunRepo:
         ).all()
         return {str(v): int(n) for v, n in rows}
 
+    def served_versions(
+        self, workflow: str, env: str, start: float, end: float
+    ) -> list[tuple[str, int]]:
+        """(version id, served runs) of ``workflow``@``env`` started in ``[start, end)``,
+        counted by the database over the window index alone."""
+        sql = (
+            "SELECT version_id, COUNT(*) FROM runs WHERE workflow = ? AND env = ?"
+            f" AND started_at >= ? AND started_at < ? AND {SERVED_SQL} GROUP BY version_id"
+        )
+        return [(str(v), int(n)) for v, n in fetch(self.conn, sql, [workflow, env, start, end])]
+
     def failure_reasons(
         self, workflow: str, env: str, start: float, end: float, limit: int = 5
     ) -> list[FailureReason]:

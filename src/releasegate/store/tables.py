@@ -295,7 +295,23 @@ runs = Table(  # names and counts as wide as domain/runs.py accepts (NAME_MAX, C
     Column("source", String(10), nullable=False),
     Column("received_at", Float, nullable=False),
     Column("arm", String(10), nullable=True),  # 0006: stable | canary under a rollout, else NULL
-    Index("ix_runs_workflow_env_started", "workflow", "env", "started_at"),
+    # 0016: a window of runs is read from the index alone, in time order (see the migration)
+    Index(
+        "ix_runs_window",
+        "workflow",
+        "env",
+        "started_at",
+        "arm",
+        "status",
+        "escalated",
+        "edited",
+        "feedback",
+        "latency_ms",
+        "cost_usd",
+        "output_chars",
+        "label",
+        "version_id",
+    ),
 )
 
 # Runs per day (0015): what the dashboard's program numbers and trends read, so a page

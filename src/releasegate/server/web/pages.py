@@ -31,8 +31,8 @@ from releasegate.monitor.program import (
     workflow_trends,
 )
 from releasegate.monitor.runbook import build_runbook
-from releasegate.monitor.runs import charts
-from releasegate.monitor.service import monitor, signal_dict
+from releasegate.monitor.runs import signals_view
+from releasegate.monitor.service import signal_dict
 from releasegate.release import audit, inspect
 from releasegate.reports import gate_report, runbook
 from releasegate.server.web import (
@@ -132,15 +132,14 @@ def signals(request: Request, workflow: str, env: str) -> HTMLResponse:
     """``monitor`` read-only (no alert raised, no pause, no embeddings, no judge), and each
     signal's daily chart over two weeks with the days in alert marked."""
     s = session(request)
-    store = request.app.state.store
-    result = monitor(store, workflow, env, embeddings=False, alert=False, quality=False)
+    result, drawn = signals_view(request.app.state.store, workflow, env)
     return page(
         request,
         "signals.html",
         s=s,
         result=result,
         rows=[signal_dict(x) for x in result.signals],
-        charts=charts(store, result),
+        charts=drawn,
     )
 
 
