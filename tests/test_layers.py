@@ -45,6 +45,7 @@ OWNED = {
     "starlette": {"server"},
     "uvicorn": {"server"},
     "prometheus_client": {"server"},
+    "authlib": {"server"},
     "httpx": {"sdk"},
 }
 DOMAIN_THIRD_PARTY = {"numpy", "scipy", "orjson", "yaml"}  # computation and parsing: no I/O

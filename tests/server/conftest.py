@@ -43,11 +43,18 @@ class Live:
         return httpx.Client(base_url=self.url, headers=headers, timeout=60)
 
 
-def run_server(app: object) -> Iterator[str]:
-    """``app`` on uvicorn on a free loopback port in a thread; yields its base URL."""
+def loopback_socket() -> socket.socket:
+    """A socket bound to a free loopback port (its address known before the app is made)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+def run_server(app: object, sock: socket.socket | None = None) -> Iterator[str]:
+    """``app`` on uvicorn on a free loopback port (or ``sock``) in a thread; yields its
+    base URL."""
+    sock = sock or loopback_socket()
     port = sock.getsockname()[1]
     config = uvicorn.Config(app, log_level="warning", ws="none", lifespan="off")  # type: ignore[arg-type]
     server = uvicorn.Server(config)

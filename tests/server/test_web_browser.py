@@ -17,7 +17,7 @@ from releasegate.release.promote import approve
 from releasegate.release.register import register
 from releasegate.release.rollout import start
 from tests.helpers import Project
-from tests.server.conftest import Live
+from tests.server.conftest import Live, loopback_socket, run_server
 
 CHROMIUM = "/usr/bin/chromium"
 HOSTILE = "<img src=x onerror=\"document.title='owned'\"><script>document.title='owned'</script>"
@@ -103,6 +103,46 @@ def test_log_in_and_open_every_page(live: Live, tab: Page, tmp_path: Path) -> No
         "audit.png", "gate-report.png", "home.png", "login.png", "runbook.png",
         "signals.png", "version.png", "workflow.png",
     ]  # fmt: skip
+
+
+def test_sign_in_with_the_identity_provider(
+    live: Live, tab: Page, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The provider (tests/server/test_oidc.py) is another site than the server (localhost
+    and 127.0.0.1): its redirect back is a cross-site navigation, as in production."""
+    from releasegate.server.app import Settings, create_app
+    from tests.server.test_oidc import AUDIENCE, CLIENT_ID, CLIENT_SECRET, Provider
+
+    provider = Provider(host="localhost")
+    sock = loopback_socket()
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    for name, value in {
+        "ISSUER": provider.issuer,
+        "AUDIENCE": AUDIENCE,
+        "ROLES": "rg-ops=operator",
+        "CLIENT_ID": CLIENT_ID,
+        "CLIENT_SECRET": CLIENT_SECRET,
+        "REDIRECT_BASE": url,
+        "PROVIDER_NAME": "Keycloak",
+    }.items():
+        monkeypatch.setenv(f"RELEASEGATE_OIDC_{name}", value)
+    try:
+        for url in run_server(create_app(live.store, Settings(token_ttl=0)), sock):
+            tab.goto(f"{url}/web/workflows/router")
+            shot(tab, tmp_path, "sign-in")
+            tab.click("text=Sign in with Keycloak")
+            tab.wait_for_url(f"{url}/web/workflows/router")
+            assert tab.locator(".who span").first.inner_text() == "olga"
+            assert tab.locator(".who .role").inner_text() == "operator"
+            assert "never rehearsed" in tab.inner_text("main")
+            assert tab.evaluate("document.cookie") == ""  # the session is HttpOnly
+            shot(tab, tmp_path, "signed-in")
+            tab.click("header .who button")  # sign out
+            assert "/web/login" in tab.url
+            tab.goto(f"{url}/web/")
+            assert "/web/login" in tab.url
+    finally:
+        provider.stop()
 
 
 def test_a_wrong_or_absent_token_stays_on_the_login_form(live: Live, tab: Page) -> None:

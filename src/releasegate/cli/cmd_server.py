@@ -83,10 +83,31 @@ def serve(
             "(comma-separated patterns).",
         ),
     ] = "*_API_KEY",
+    oidc_client_id: Annotated[
+        str | None,
+        typer.Option(
+            metavar="ID",
+            envvar="RELEASEGATE_OIDC_CLIENT_ID",
+            help="The dashboard's client id at the identity provider: turns on its "
+            "'Sign in with' button (its secret only from RELEASEGATE_OIDC_CLIENT_SECRET).",
+        ),
+    ] = None,
+    oidc_redirect_base: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL",
+            envvar="RELEASEGATE_OIDC_REDIRECT_BASE",
+            help="This server's address as browsers reach it; the provider sends them back "
+            "to URL/web/login/callback.",
+        ),
+    ] = None,
 ) -> None:
     """Serve the HTTP API (FastAPI on uvicorn) over this project's store."""
+    import os
+
     from releasegate.errors import InputError
     from releasegate.server.app import Settings
+    from releasegate.server.oidc import OidcConfig
     from releasegate.server.run import Launch
     from releasegate.server.run import serve as run
 
@@ -105,6 +126,10 @@ def serve(
         raise InputError("must be at least 1 byte", field="--max-body")
     if token_ttl < 0 or resolve_ttl < 0:
         raise InputError("a TTL cannot be negative", field="--token-ttl/--resolve-ttl")
+    for name, value in (("CLIENT_ID", oidc_client_id), ("REDIRECT_BASE", oidc_redirect_base)):
+        if value:  # the app (and each worker) reads the provider's settings from the environment
+            os.environ[f"RELEASEGATE_OIDC_{name}"] = value
+    OidcConfig.from_env()  # a half-configured provider: exit 2 before listening
     store(create=False).close()  # no store, or an outdated schema: say so before listening
     if log_format == "text":  # a JSON log has only JSON lines: uvicorn's say where it listens
         print(

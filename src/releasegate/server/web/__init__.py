@@ -92,6 +92,26 @@ class Session:
         return allows(self.identity.role, Role.parse(role))
 
 
+def safe_next(value: str | None) -> str:
+    """Where to go after logging in: a path of the dashboard, never another site."""
+    if value and value.startswith("/web/") and not value.startswith("//"):
+        return value
+    return "/web/"
+
+
+def start_session(response: Response, request: Request, token: str, secure: bool = False) -> None:
+    """Keep ``token`` (an API token, or a provider's ID token) as the session's cookie:
+    HttpOnly, SameSite=Strict, scoped to ``/web``, Secure over HTTPS."""
+    response.set_cookie(
+        COOKIE,
+        token,
+        httponly=True,
+        samesite="strict",
+        secure=secure or request.url.scheme == "https",
+        path="/web",
+    )
+
+
 def csrf_token(token: str) -> str:
     """The session's CSRF token: an HMAC of its API token (only its holder can compute it)."""
     return hmac.new(token.encode(), b"releasegate web csrf", hashlib.sha256).hexdigest()
@@ -159,7 +179,7 @@ def checked(request: Request, fields: dict[str, str], role: Role) -> Session:
 
 def create_web(api: FastAPI) -> FastAPI:
     """The dashboard application over ``api``'s store and gatekeeper, to mount at ``/web``."""
-    from releasegate.server.web import actions, pages, queue
+    from releasegate.server.web import actions, pages, queue, signin
 
     web = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     web.state.store = api.state.store
@@ -169,6 +189,7 @@ def create_web(api: FastAPI) -> FastAPI:
     web.include_router(pages.router)
     web.include_router(actions.router)
     web.include_router(queue.router)
+    web.include_router(signin.router)
     web.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     async def on_login(request: Request, exc: Exception) -> Response:

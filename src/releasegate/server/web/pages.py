@@ -36,12 +36,13 @@ from releasegate.monitor.service import signal_dict
 from releasegate.release import audit, inspect
 from releasegate.reports import gate_report, runbook
 from releasegate.server.web import (
-    COOKIE,
     SECURITY_HEADERS,
     form,
     keeper,
     page,
+    safe_next,
     session,
+    start_session,
 )
 
 router = APIRouter()
@@ -49,17 +50,23 @@ AUDIT_EVENTS = 200
 _markdown = MarkdownIt("commonmark", {"html": False}).enable("table")
 
 
-def _next(value: str | None) -> str:
-    """Where to go after logging in: a path of the dashboard, never another site."""
-    if value and value.startswith("/web/") and not value.startswith("//"):
-        return value
-    return "/web/"
+def _login_page(
+    request: Request, next: str, code: int = 200, error: str | None = None, note: str | None = None
+) -> HTMLResponse:
+    """The login form, with the identity provider's sign-in button when it is configured."""
+    from releasegate.server.web.signin import configured
+
+    found = configured(request)
+    provider = found[1].provider_name if found else None
+    return page(
+        request, "login.html", code, s=None, next=next, error=error, note=note, provider=provider
+    )
 
 
 @router.get("/login")
 def login_form(request: Request, next: str | None = None, expired: int = 0) -> HTMLResponse:
     note = "Your session's token is no longer valid: log in again." if expired else None
-    return page(request, "login.html", s=None, next=_next(next), error=None, note=note)
+    return _login_page(request, safe_next(next), note=note)
 
 
 @router.post("/login")
@@ -68,7 +75,7 @@ async def login(request: Request) -> Response:
 
     fields = await form(request)
     token = fields.get("token", "").strip()
-    target = _next(fields.get("next"))
+    target = safe_next(fields.get("next"))
     gate = keeper(request)
     header = f"Bearer {token}"
     try:
@@ -76,16 +83,9 @@ async def login(request: Request) -> Response:
     except UnauthorizedError as exc:
         request.app.state.metrics.refused(401)
         await run_in_threadpool(gate.refuse, request, None, header if token else None, exc)
-        return page(request, "login.html", 401, s=None, next=target, error=exc.message, note=None)
+        return _login_page(request, target, 401, error=exc.message)
     done = RedirectResponse(target, status_code=303, headers=SECURITY_HEADERS)
-    done.set_cookie(
-        COOKIE,
-        token,
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-        path="/web",
-    )
+    start_session(done, request, token)
     return done
 
 
