@@ -47,16 +47,15 @@ def register(
                 srv.post("v1", "versions", body=_sent(f), check=True) for f in files
             ]  # the first bad file stops it
         else:
-            from releasegate.release.data_rules import version_violations
+            import dataclasses
+
+            from releasegate.release.register import check_spec
 
             specs = [(f, read_workflow(f)) for f in files]  # the first bad file stops it
-            for f, s in specs:
-                for v in version_violations(s.manifest, s.data_class):
-                    console(stderr=True).print(f"warning: {f}: {v.message()}", markup=False)
-            found = [
-                {"file": str(f), "version_id": s.version_id, "workflow": s.name, "valid": True}
-                for f, s in specs
-            ]
+            found = [dataclasses.asdict(check_spec(s, str(f))) for f, s in specs]
+        for doc in found:  # stderr: --json stays one document
+            for warning in doc["data_warnings"]:
+                console(stderr=True).print(f"warning: {doc['file']}: {warning}", markup=False)
         if as_json:
             emit(found[0] if len(found) == 1 else found)
         else:

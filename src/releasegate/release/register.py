@@ -60,6 +60,24 @@ class Registered:
     """Approved policy changes the file's (older) policy did not undo, one line each."""
 
 
+@dataclass(frozen=True)
+class Checked:
+    """``register --check``'s answer for one file: the id it would get, nothing written."""
+
+    file: str
+    version_id: str
+    workflow: str
+    valid: bool
+    data_warnings: tuple[str, ...]
+    """Where its data would go that its class forbids (the rules in force where checked)."""
+
+
+def check_spec(spec: WorkflowSpec, file: str) -> Checked:
+    """``register --check`` of a read workflow: its id and its data-class warnings."""
+    warnings = tuple(v.message() for v in version_violations(spec.manifest, spec.data_class))
+    return Checked(file, spec.version_id, spec.name, True, warnings)
+
+
 def parse_file(path: Path) -> tuple[WorkflowSpec, Document]:
     """Parse a workflow file, nothing pinned yet; files it names are relative to it."""
     doc = load_yaml(path, ManifestError)

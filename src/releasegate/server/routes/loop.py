@@ -28,7 +28,7 @@ from releasegate.release.evaluate import (
     suite_for,
 )
 from releasegate.release.gate import gate as run_gate
-from releasegate.release.register import read_workflow_text, register_spec
+from releasegate.release.register import check_spec, read_workflow_text, register_spec
 from releasegate.release.store_access import Store
 from releasegate.server.access import requires, sent_policy
 from releasegate.server.errors import ERROR_RESPONSES
@@ -109,8 +109,7 @@ def register(
     with sent_policy(request, who) as policy:
         spec = read_workflow_text(body.document, body.source, body.files, policy=policy)
     if check:
-        found = {"file": body.source, "version_id": spec.version_id, "workflow": spec.name}
-        return CliDocument({**found, "valid": True})
+        return CliDocument(check_spec(spec, body.source))
     done = register_spec(
         request.app.state.store,
         spec,
