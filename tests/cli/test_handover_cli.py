@@ -361,7 +361,7 @@ def test_stage_show_says_a_scheduled_stage_was_forced_and_why() -> None:
         rec("pilot", date(2026, 12, 1), False, ""),
         rec("routine", date(2026, 12, 20), True, "alerts next week"),
     )
-    current, scheduled = stage_lines(state)
+    current, scheduled = stage_lines(state.as_dict())
     assert "forced" not in current
     assert scheduled == (
         "scheduled: routine from 2026-12-20 (set by root); forced past: alerts; "
@@ -396,13 +396,13 @@ def test_the_checklist_wraps_under_its_text_at_80_columns(
 ) -> None:
     from datetime import UTC, datetime
 
-    from releasegate.cli.cmd_handover import _checklist
+    from releasegate.cli.cmd_handover import checklist
     from releasegate.domain.handover import CheckLine, Readiness
 
     monkeypatch.setenv("COLUMNS", "80")
     fix = "`releasegate monitor support-triage --env staging`"
     long = "; ".join(f"tracked number {i} with its target and range" for i in range(6))
-    _checklist(
+    checklist(
         Readiness(
             WF,
             datetime(2026, 12, 3, tzinfo=UTC),
@@ -410,7 +410,7 @@ def test_the_checklist_wraps_under_its_text_at_80_columns(
                 CheckLine("tracked", "tracked numbers", True, long, ""),
                 CheckLine("alerts", "alerts fired", False, "no route", f"fire one: {fix}"),
             ),
-        )  # fmt: skip
+        ).as_dict()  # fmt: skip
     )
     lines = capsys.readouterr().out.splitlines()
     assert all(len(line) <= 80 for line in lines), lines

@@ -93,6 +93,18 @@ def refuse_without_endpoint(verb: str) -> None:
         )
 
 
+def refuse_as(as_: str | None, what: str, signer: str) -> None:
+    """Through a server a change is signed by the token's name: naming someone with ``--as``
+    is exit 2, nothing sent (``what``: "an approval"; ``signer``: "approver")."""
+    if as_ is not None:
+        raise InputError(
+            f"refused through a server: {what} is signed by the token's name",
+            field="--as",
+            hint=f"leave --as out and send it with the {signer}'s own token "
+            "(RELEASEGATE_TOKEN or --token)",
+        )
+
+
 def _timeout() -> float:
     raw = os.environ.get(TIMEOUT_ENV, "").strip()
     if not raw:

@@ -1,5 +1,10 @@
 """Handing a workflow over: ``stage set|show``, ``report runbook``, ``report handover``.
 
+Each runs through a server too (``RELEASEGATE_URL``): the text is rendered from the verb's
+``--json`` document, the same one either way, so the two print the same; ``stage set``
+is then recorded as the token's name, and ``report runbook --out`` writes the page the
+server renders to the local file.
+
 Exit codes: ``stage set routine`` is 1 (refused, nothing written) while the readiness
 checklist fails, unless ``--force --reason R`` puts it on the record; ``report handover``
 is 1 while the workflow is not ready; 2 is bad input (an unknown workflow or stage, a bad
@@ -9,8 +14,9 @@ date or format, ``--force`` without a reason, an ``--out`` that cannot be writte
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -26,16 +32,15 @@ from releasegate.cli._common import (
     stage_app,
     writable,
 )
-
-if TYPE_CHECKING:
-    from releasegate.domain.handover import Readiness, StageRecord, StageState
+from releasegate.cli._remote import server
 
 FORMATS = ("md", "html")
 
 
-def _checklist(readiness: Readiness) -> None:
-    """One line per check; a long one wraps under its text, not under the yes/NO, and
-    never inside a word (ids and commands stay whole)."""
+def checklist(readiness: Mapping[str, Any]) -> None:
+    """``report handover`` as text, from its ``--json`` document: one line per check; a
+    long one wraps under its text, not under the yes/NO, and never inside a word (ids and
+    commands stay whole)."""
     import textwrap
 
     from rich.markup import escape
@@ -50,16 +55,17 @@ def _checklist(readiness: Readiness) -> None:
             break_long_words=False, break_on_hyphens=False,
         )[5:]  # fmt: skip
 
-    for line in readiness.lines:
-        mark = (" yes ", "green") if line.passed else (" NO  ", "bold red")
-        out.print(Text.assemble(mark, wrapped(f"{line.title}: {line.evidence}")), soft_wrap=True)
-        if line.fix:
-            out.print(Text("     " + wrapped(f"fix: {line.fix}")), soft_wrap=True)
-    style = "green" if readiness.is_ready else "bold red"
-    out.print(f"[{style}]{escape(readiness.workflow)}: {escape(readiness.verdict)}[/]")
+    for line in readiness["checks"]:
+        mark = (" yes ", "green") if line["passed"] else (" NO  ", "bold red")
+        body = wrapped(f"{line['title']}: {line['evidence']}")
+        out.print(Text.assemble(mark, body), soft_wrap=True)
+        if line["fix"]:
+            out.print(Text("     " + wrapped(f"fix: {line['fix']}")), soft_wrap=True)
+    style = "green" if readiness["ready"] else "bold red"
+    out.print(f"[{style}]{escape(readiness['workflow'])}: {escape(readiness['verdict'])}[/]")
 
 
-@command(stage_app, "set")
+@command(stage_app, "set", served=True)
 def stage_set(
     workflow: WorkflowArg,
     stage: Annotated[str, typer.Argument(metavar="STAGE", help="experiment, pilot or routine.")],
@@ -75,69 +81,75 @@ def stage_set(
 ) -> None:
     """Set a workflow's stage from a date; routine requires the handover checklist."""
     from releasegate.domain.handover import parse_day
-    from releasegate.release.stage import set_stage
 
-    day = parse_day(date) if date is not None else None
-    done = set_stage(
-        open_store(create=False), workflow, stage, handover_date=day, force=force, reason=reason
-    )
+    day = parse_day(date) if date is not None else None  # a bad date: exit 2, nothing sent
+    if (srv := server()) is not None:  # recorded as the token's name
+        body = {"stage": stage, "date": date, "force": force, "reason": reason}
+        done = srv.post("v1", "workflows", workflow, "stage", body=body)
+    else:
+        from releasegate.release.stage import set_stage
+
+        done = set_stage(
+            open_store(create=False), workflow, stage, handover_date=day, force=force, reason=reason
+        ).as_dict()
     if as_json:
-        emit(done.as_dict())
+        emit(done)
         return
     from rich.markup import escape  # owners and reasons are the users' words
 
-    r = done.record
     console().print(
-        f"{workflow}: {done.previous} -> [bold]{r.stage}[/] from {r.handover_date.isoformat()} "
-        f"(change owner {escape(r.change_owner or 'none')}, "
-        f"care owner {escape(r.care_owner or 'none')})"
+        f"{workflow}: {done['previous']} -> [bold]{done['stage']}[/] from "
+        f"{done['handover_date']} (change owner {escape(done['change_owner'] or 'none')}, "
+        f"care owner {escape(done['care_owner'] or 'none')})"
     )
-    if r.forced:
+    if done["forced"]:
         console().print(
-            f"[yellow]forced past the checklist[/] ({', '.join(r.failing)}): {escape(r.reason)}"
+            f"[yellow]forced past the checklist[/] ({', '.join(done['failing'])}): "
+            f"{escape(done['reason'])}"
         )
 
 
-@command(stage_app, "show")
+@command(stage_app, "show", served=True)
 def stage_show(workflow: WorkflowArg, as_json: JsonOpt = False) -> None:
     """Show a workflow's stage, since when, who set it, and a scheduled change."""
-    from releasegate.release.stage import show_stage
+    if (srv := server()) is not None:
+        state = srv.get("v1", "workflows", workflow, "stage")
+    else:
+        from releasegate.release.stage import show_stage
 
-    state = show_stage(open_store(create=False), workflow)
+        state = show_stage(open_store(create=False), workflow).as_dict()
     if as_json:
-        emit(state.as_dict())
+        emit(state)
         return
     print("\n".join(stage_lines(state)))
 
 
-def _forced(r: StageRecord) -> str:
-    return (f"; forced past: {', '.join(r.failing)}" if r.forced else "") + (
-        f"; reason: {r.reason}" if r.reason else ""
+def _forced(r: Mapping[str, Any]) -> str:
+    return (f"; forced past: {', '.join(r['failing'])}" if r["forced"] else "") + (
+        f"; reason: {r['reason']}" if r["reason"] else ""
     )
 
 
-def stage_lines(state: StageState) -> list[str]:
-    """``stage show`` as text: the stage in effect and a scheduled one, each with whether it
-    was forced past the checklist and why (as ``--json`` has them)."""
-    cur = state.current
+def stage_lines(state: Mapping[str, Any]) -> list[str]:
+    """``stage show`` as text, from its ``--json`` document: the stage in effect and a
+    scheduled one, each with whether it was forced past the checklist and why."""
+    cur = state["current"]
     if cur is None:
-        lines = [f"{state.workflow}: {state.stage} (never set)"]
+        lines = [f"{state['workflow']}: {state['stage']} (never set)"]
     else:
         lines = [
-            f"{state.workflow}: {cur.stage} since {cur.handover_date.isoformat()} "
-            f"(set by {cur.actor}; change owner {cur.change_owner or 'none'}, "
-            f"care owner {cur.care_owner or 'none'}){_forced(cur)}"
+            f"{state['workflow']}: {cur['stage']} since {cur['handover_date']} "
+            f"(set by {cur['actor']}; change owner {cur['change_owner'] or 'none'}, "
+            f"care owner {cur['care_owner'] or 'none'}){_forced(cur)}"
         ]
-    if state.scheduled is not None:
-        s = state.scheduled
+    if (s := state["scheduled"]) is not None:
         lines.append(
-            f"scheduled: {s.stage} from {s.handover_date.isoformat()} (set by {s.actor})"
-            + _forced(s)
+            f"scheduled: {s['stage']} from {s['handover_date']} (set by {s['actor']})" + _forced(s)
         )
     return lines
 
 
-@command(report_app, "runbook")
+@command(report_app, "runbook", served=True)
 def report_runbook(
     workflow: WorkflowArg,
     fmt: Annotated[str, typer.Option("--format", metavar="FORMAT", help="md or html.")] = "md",
@@ -148,32 +160,47 @@ def report_runbook(
 ) -> None:
     """The one page an operator needs: owners, escalation, what runs, rollback, checks."""
     from releasegate.errors import InputError
-    from releasegate.monitor.runbook import build_runbook, write_runbook
-    from releasegate.reports.runbook import render_html, render_markdown
 
     if fmt not in FORMATS:
         raise InputError(f"unknown format '{fmt}'", field="--format", hint="md or html")
     if out is not None:
         writable(out, "--out")
-    runbook = build_runbook(open_store(create=False), workflow)
-    if out is not None:
-        write_runbook(runbook, out, fmt)
-    if as_json:
-        emit({**runbook.as_dict(), "written": None if out is None else str(out)})
-    elif out is None:
-        sys.stdout.write(render_markdown(runbook) if fmt == "md" else render_html(runbook))
+    paged = out is not None or not as_json  # the page itself is needed
+    doc: dict[str, Any] | None = None
+    text: str | None = None
+    if (srv := server()) is not None:  # the server renders the page, byte for byte the same
+        where = ("v1", "workflows", workflow, "runbook")
+        doc = srv.get(*where) if as_json else None
+        text = srv.get_text(*where, format=fmt) if paged else None
+    else:
+        from releasegate.monitor.runbook import build_runbook
+        from releasegate.reports.runbook import render_html, render_markdown
+
+        runbook = build_runbook(open_store(create=False), workflow)
+        doc = runbook.as_dict() if as_json else None
+        if paged:
+            text = render_markdown(runbook) if fmt == "md" else render_html(runbook)
+    if out is not None and text is not None:
+        out.write_text(text, encoding="utf-8")
+    if as_json and doc is not None:
+        emit({**doc, "written": None if out is None else str(out)})
+    elif out is None and text is not None:
+        sys.stdout.write(text)
     else:
         console().print(f"runbook: {out}")
 
 
-@command(report_app, "handover")
+@command(report_app, "handover", served=True)
 def report_handover(workflow: WorkflowArg, as_json: JsonOpt = False) -> int | None:
     """The readiness checklist for routine operation, with evidence; exit 1 if not ready."""
-    from releasegate.release.handover import check
-
-    readiness = check(open_store(create=False), workflow)
-    if as_json:
-        emit(readiness.as_dict())
+    if (srv := server()) is not None:
+        readiness = srv.get("v1", "workflows", workflow, "handover")
     else:
-        _checklist(readiness)
-    return None if readiness.is_ready else NO
+        from releasegate.release.handover import check
+
+        readiness = check(open_store(create=False), workflow).as_dict()
+    if as_json:
+        emit(readiness)
+    else:
+        checklist(readiness)
+    return None if readiness["ready"] else NO

@@ -26,7 +26,7 @@ from releasegate.cli._common import (
     writable,
 )
 from releasegate.cli._common import open_store as store
-from releasegate.cli._remote import server
+from releasegate.cli._remote import refuse_as, server
 
 if TYPE_CHECKING:
     from releasegate.cli._remote import Server
@@ -199,13 +199,7 @@ def approve(
     from releasegate.errors import InputError
 
     if (srv := server()) is not None:
-        if as_ is not None:
-            raise InputError(
-                "refused through a server: an approval is signed by the token's name",
-                field="--as",
-                hint="leave --as out and send it with the approver's own token "
-                "(RELEASEGATE_TOKEN or --token)",
-            )
+        refuse_as(as_, "an approval", "approver")
         approved = srv.post("v1", "versions", version, "approve", body={"env": env, "note": note})
     else:
         from dataclasses import asdict

@@ -356,7 +356,7 @@ def _auto_pause_lines(auto: dict[str, Any] | None, sent: list[Any]) -> None:
         console.print(f"  alert sent to {escape(a.mention)}; routed: {escape(', '.join(a.routed))}")
 
 
-@command(report_app, "memo")
+@command(report_app, "memo", served=True)
 def report_memo(
     workflow: WorkflowArg,
     week: Annotated[
@@ -372,25 +372,33 @@ def report_memo(
     as_json: JsonOpt = False,
 ) -> None:
     """The weekly stability memo: actions, changes, signals, alerts, cost, trends."""
-    from releasegate.monitor.memo import build_memo, write_memo
+    from releasegate.reports.memo import write_memo
 
     if out is not None:
         writable(out, "--out", directory=True)
-    store = _store(create=False)
-    memo = build_memo(store, workflow, week)
-    target = out or store.location.home / "reports" / f"memo-{workflow}-{memo['week']}"
-    written = write_memo(memo, target)
+    written: dict[str, str] | None = None
+    if (srv := server()) is not None:  # the files only with --out: the server keeps none
+        where = ("v1", "workflows", workflow, "memo")
+        memo = srv.get(*where, week=week, charts=True if out is not None else None)
+        if out is not None:
+            written = write_memo(memo, out)
+    else:
+        from releasegate.monitor.memo import build_memo
+
+        store = _store(create=False)
+        memo = build_memo(store, workflow, week)
+        target = out or store.location.home / "reports" / f"memo-{workflow}-{memo['week']}"
+        written = write_memo(memo, target)
     if as_json:
-        slim = {
-            **memo,
-            "environments": [{**e, "charts": sorted(e["charts"])} for e in memo["environments"]],
-            "written": written,
-        }
-        emit(slim)
+        envs = [{**e, "charts": sorted(e["charts"])} for e in memo["environments"]]
+        emit({**memo, "environments": envs, "written": written})
         return
     console = _console()
     console.print(f"[bold]{workflow}[/] week {memo['week']}")
     nothing = memo["verdict"] if memo["status"] == "insufficient" else "nothing needs doing"
     for i, action in enumerate(memo["actions"] or [nothing], 1):
         console.print(f"  {i}. {action}")
-    console.print(f"memo: {written['markdown']}\n      {written['html']}")
+    if written is None:
+        console.print("memo: not written here (--out DIR writes memo.md, memo.html and charts/)")
+    else:
+        console.print(f"memo: {written['markdown']}\n      {written['html']}")

@@ -363,7 +363,7 @@ def governance(c: Console, store: Any, target: Path, blocked: str) -> None:
     ]
     landed = ingest_dicts(store, rows, source="jsonl").landed
     c.print(f"{landed} runs of v3 ({blocked[:12]}) recorded in production, by hand")
-    print_review(review(store, "support-triage"))
+    print_review(review(store, "support-triage").as_dict())
 
 
 def simulated_runs(target: Path, version_id: str, now: float) -> list[dict[str, Any]]:
@@ -425,8 +425,9 @@ def watch_production(c: Console, store: Any, target: Path, version_id: str, repo
     import json
 
     from releasegate.monitor.ingest import import_jsonl
-    from releasegate.monitor.memo import build_memo, write_memo
+    from releasegate.monitor.memo import build_memo
     from releasegate.monitor.service import monitor
+    from releasegate.reports.memo import write_memo
 
     runs_file = target / "production-runs.jsonl"
     rows = simulated_runs(target, version_id, time.time())

@@ -8,12 +8,12 @@ so the memo tells an operator the next command, not just the numbers.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from releasegate.errors import InputError
 from releasegate.monitor.service import monitor, series, signal_dict
 from releasegate.release.review_queue import review_numbers
+from releasegate.reports.memo import CHART_SIGNALS
 from releasegate.reports.plots import Point, line_chart
 from releasegate.store.alerts import AlertRepo
 from releasegate.store.engine import Store
@@ -21,7 +21,6 @@ from releasegate.store.environments import EnvironmentRepo
 from releasegate.store.runs import RunRepo
 from releasegate.store.workflows import WorkflowRepo
 
-CHART_SIGNALS = ("error_rate", "latency_p95", "cost_per_task", "escalation_rate", "label_mix")
 UNITS = {"latency_p95": "ms", "cost_per_task": "USD", "error_rate": "share"}
 
 
@@ -206,18 +205,3 @@ def build_memo(
         "environments": envs,
         "actions": actions,
     }
-
-
-def write_memo(memo: dict[str, Any], target: Path) -> dict[str, str]:
-    """``memo.md``, a self-contained ``memo.html`` and ``charts/<env>-<signal>.svg``
-    (which the Markdown links) in ``target``; returns what was written."""
-    from releasegate.reports.memo import render_html, render_markdown
-
-    target.mkdir(parents=True, exist_ok=True)
-    for env in memo["environments"]:
-        for name, svg in env["charts"].items():
-            (target / "charts").mkdir(exist_ok=True)
-            (target / "charts" / f"{env['env']}-{name}.svg").write_text(svg)
-    (target / "memo.md").write_text(render_markdown(memo))
-    (target / "memo.html").write_text(render_html(memo))
-    return {"markdown": str(target / "memo.md"), "html": str(target / "memo.html")}

@@ -11,8 +11,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from html import escape
+from pathlib import Path
 from typing import Any
 
+CHART_SIGNALS = ("error_rate", "latency_p95", "cost_per_task", "escalation_rate", "label_mix")
+"""The signals charted, in the order the memo shows them."""
 STATUS_MARK = {"alert": "ALERT", "ok": "ok", "insufficient": "too few runs"}
 
 
@@ -78,6 +81,13 @@ def nothing_to_do(memo: Mapping[str, Any]) -> str:
     return "Nothing needs doing: no alerts, no drift, no changes."
 
 
+def charts(env: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """An environment's charts (name, SVG) in ``CHART_SIGNALS`` order, however its mapping
+    is ordered (a JSON answer's keys are sorted)."""
+    rank = {name: i for i, name in enumerate(CHART_SIGNALS)}
+    return sorted(env["charts"].items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0]))
+
+
 def render_markdown(memo: Mapping[str, Any], chart_dir: str | None = "charts") -> str:
     """The memo as Markdown; charts are linked as ``chart_dir/<env>-<signal>.svg``."""
     out = [
@@ -132,7 +142,7 @@ def render_markdown(memo: Mapping[str, Any], chart_dir: str | None = "charts") -
             out.append("- None.")
         if chart_dir and env.get("charts"):
             out += ["", "### Trends", ""]
-            out += [f"![{n}]({chart_dir}/{name}-{n}.svg)" for n in env["charts"]]
+            out += [f"![{n}]({chart_dir}/{name}-{n}.svg)" for n, _ in charts(env)]
     return "\n".join(out) + "\n"
 
 
@@ -202,7 +212,22 @@ def render_html(memo: Mapping[str, Any]) -> str:
         out.append("</ul>")
         if env.get("charts"):
             out.append("<h3>Trends</h3><div class='charts'>")
-            out += list(env["charts"].values())
+            out += [svg for _, svg in charts(env)]
             out.append("</div>")
     out.append("</body></html>")
     return "\n".join(out)
+
+
+def write_memo(memo: dict[str, Any], target: Path) -> dict[str, str]:
+    """``memo.md``, a self-contained ``memo.html`` and ``charts/<env>-<signal>.svg``
+    (which the Markdown links) in ``target``; returns what was written. ``memo`` is
+    ``monitor.memo.build_memo``'s, or the server's answer with its charts
+    (``GET /v1/workflows/{workflow}/memo?charts=true``): the same files either way."""
+    target.mkdir(parents=True, exist_ok=True)
+    for env in memo["environments"]:
+        for name, svg in env["charts"].items():
+            (target / "charts").mkdir(exist_ok=True)
+            (target / "charts" / f"{env['env']}-{name}.svg").write_text(svg)
+    (target / "memo.md").write_text(render_markdown(memo))
+    (target / "memo.html").write_text(render_html(memo))
+    return {"markdown": str(target / "memo.md"), "html": str(target / "memo.html")}

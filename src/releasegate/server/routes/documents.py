@@ -119,6 +119,13 @@ def memo(
         str | None, Query(max_length=20, description="2026-W47 or a date in it; default: last")
     ] = None,
     format: Literal["json", "markdown", "html"] = "json",
+    charts: Annotated[
+        bool,
+        Query(
+            description="With json: each environment's `charts` as name -> SVG, the memo "
+            "`report memo --out DIR` writes (memo.md, memo.html, charts/)"
+        ),
+    ] = False,
 ) -> Response:
     from releasegate.monitor.memo import build_memo
     from releasegate.reports.memo import render_html, render_markdown
@@ -128,6 +135,8 @@ def memo(
         return Text(render_markdown(built, chart_dir=None), MARKDOWN)
     if format == "html":
         return Text(render_html(built), HTML)
+    if charts:
+        return CliDocument({**built, "written": None})
     envs = [{**e, "charts": sorted(e["charts"])} for e in built["environments"]]
     return CliDocument({**built, "environments": envs, "written": None})
 
