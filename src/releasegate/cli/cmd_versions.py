@@ -121,11 +121,20 @@ def register(
 
 def _sent(file: Path) -> dict[str, object]:
     """A workflow file as a server takes it: its text, its name as typed, and the files it
-    names (read from beside it, as a local run reads them)."""
-    from releasegate.release.register import named_files
+    names (read from beside it, as a local run reads them), and a GGUF model file's sha256
+    (hashed here: the server never reads it)."""
+    from releasegate.release.register import named_files, sent_model
 
     files = named_files(file)  # a missing or unreadable file: the local message, exit 2
-    return {"document": file.read_text(encoding="utf-8"), "source": str(file), "files": files}
+    sent: dict[str, object] = {
+        "document": file.read_text(encoding="utf-8"),
+        "source": str(file),
+        "files": files,
+    }
+    model = sent_model(file)  # a GGUF file is hashed here, as locally: the same version id
+    if model is not None:
+        sent.update(model_digest=model.digest, model_file=model.path)
+    return sent
 
 
 @command(app, served=True)

@@ -72,10 +72,28 @@ def _check_stated(stated: Any, actual: str, what: str) -> None:
         )
 
 
+def gguf_digest(model_file: str, base: Path) -> str:
+    """The sha256 of a GGUF ``model.file`` (relative to ``base``, the workflow's folder)."""
+    try:
+        return sha256_file(base / model_file)
+    except FileNotFoundError:
+        raise ManifestError(f"model file '{model_file}' not found", field="model.file") from None
+    except IsADirectoryError:
+        raise ManifestError(
+            f"'{model_file}' is a directory, not a GGUF file", field="model.file"
+        ) from None
+
+
 def pin_model(
-    spec: WorkflowSpec, base: Path, *, environ: Mapping[str, str] | None = None
+    spec: WorkflowSpec,
+    base: Path,
+    *,
+    environ: Mapping[str, str] | None = None,
+    model_digest: str | None = None,
 ) -> WorkflowSpec:
-    """Resolve the model's pin into the manifest; ``base`` is the workflow file's folder."""
+    """Resolve the model's pin into the manifest; ``base`` is the workflow file's folder.
+    ``model_digest`` is a GGUF ``model.file``'s sha256 as its sender hashed it (a document
+    sent to a server: the file is on the sender's disk, never read here)."""
     model = dict(spec.manifest.get("model") or {})
     runtime = runtime_of(model)
     name = str(model.get("name"))
@@ -101,17 +119,7 @@ def pin_model(
         _check_stated(model.get("digest"), found.digest, f"what Ollama has for '{found.name}'")
         model["digest"] = found.digest
     elif runtime == "gguf" and spec.model_file is not None:
-        path = base / spec.model_file
-        try:
-            actual = sha256_file(path)
-        except FileNotFoundError:
-            raise ManifestError(
-                f"model file '{spec.model_file}' not found", field="model.file"
-            ) from None
-        except IsADirectoryError:
-            raise ManifestError(
-                f"'{spec.model_file}' is a directory, not a GGUF file", field="model.file"
-            ) from None
+        actual = model_digest or gguf_digest(spec.model_file, base)
         _check_stated(model.get("digest"), actual, f"the sha256 of '{spec.model_file}'")
         model["digest"] = actual
     elif runtime == "embedded":

@@ -37,6 +37,12 @@ class Registration:
 
     file: str | None = None  # the workflow file, absolute
     model_file: str | None = None  # a GGUF file, absolute
+    sent_model_file: str | None = None
+    """A GGUF file a sender hashed and registered through a server, absolute on its machine."""
+
+    @property
+    def gguf_file(self) -> str | None:
+        return self.model_file or self.sent_model_file
 
 
 @dataclass(frozen=True)
@@ -107,9 +113,9 @@ def _gguf(
     model: Mapping[str, Any], reg: Registration, environ: Mapping[str, str]
 ) -> PinCheck | None:
     pinned = pin_of(model)
-    if not pinned.digest or reg.model_file is None:
+    if not pinned.digest or reg.gguf_file is None:
         return None  # pinned by a stated digest: the server that runs it cannot be asked
-    path = Path(reg.model_file)
+    path = Path(reg.gguf_file)
     if not path.is_file():
         return None  # registered on another machine: this one serves it from elsewhere
     return PinCheck(
@@ -152,9 +158,11 @@ def registration_of(store: Store, version_id: str) -> Registration:
     if event is None:
         return Registration()
     file, model_file = event.payload.get("file"), event.payload.get("model_file")
+    sent = event.payload.get("model_file_sent")
     return Registration(
         file if isinstance(file, str) else None,
         model_file if isinstance(model_file, str) else None,
+        sent if isinstance(sent, str) else None,
     )
 
 
@@ -168,10 +176,18 @@ def reregister_command(version: VersionRecord, reg: Registration) -> str:
 
 
 def check_pins(
-    store: Store, version: VersionRecord, *, environ: Mapping[str, str] | None = None
+    store: Store,
+    version: VersionRecord,
+    *,
+    environ: Mapping[str, str] | None = None,
+    on_server: bool = False,
 ) -> None:
     """Refuse (``PinMismatchError``, exit 2) when this machine would not run what
-    ``version`` pinned; call it before anything of the version runs or is written."""
+    ``version`` pinned; call it before anything of the version runs or is written.
+
+    ``on_server``: a server reads no path a caller named, so a GGUF version pinned by a
+    file its sender hashed (registered through a server) cannot be checked there and is
+    refused, naming the file, rather than run against whatever its runtime serves."""
     model = version.manifest.get("model") or {}
     runtime = runtime_of(model)
     probe = PIN_CHECKS.get(runtime)
@@ -179,6 +195,19 @@ def check_pins(
         return
     # the registration is read only where it matters: a GGUF file's path, a refusal's hint
     reg = registration_of(store, version.version_id) if runtime == "gguf" else Registration()
+    if on_server and reg.model_file is None and reg.sent_model_file is not None:
+        digest = pin_of(model).digest or NOTHING
+        raise PinMismatchError(
+            f"the model of version {version.version_id[:12]} is the GGUF file "
+            f"{reg.sent_model_file} ({digest[:19]}...) of the machine that registered it, "
+            "which this server does not have; nothing was run",
+            field="model.file",
+            pinned=digest,
+            found=NOTHING,
+            hint="evaluate it where the file is (unset RELEASEGATE_URL and point "
+            "RELEASEGATE_DATABASE_URL at this server's store), or register it with the full "
+            "'digest' and no 'file' to run it on the model host it names",
+        )
     check = probe(model, reg, os.environ if environ is None else environ)
     if check is None or check.is_ok:
         return

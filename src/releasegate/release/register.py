@@ -17,6 +17,7 @@ import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import NamedTuple
 
 from releasegate.domain import untrusted
 from releasegate.domain.document import Document, undotted
@@ -31,7 +32,7 @@ from releasegate.providers.embeddings import Embedder
 from releasegate.providers.python_callable import load_function, revision_of
 from releasegate.release.data_rules import version_violations
 from releasegate.release.loaders import check_sent, load_yaml, max_input_bytes, parse_yaml
-from releasegate.release.models import pin_model
+from releasegate.release.models import gguf_digest, pin_model
 from releasegate.release.policy_changes import approved_over_file, change_policy
 from releasegate.release.refs import actor as default_actor
 from releasegate.release.refs import find_version
@@ -156,35 +157,85 @@ def read_workflow(path: Path) -> WorkflowSpec:
 
 
 def read_workflow_text(
-    text: str, source: str, files: Mapping[str, str], *, policy: SentCodePolicy
+    text: str,
+    source: str,
+    files: Mapping[str, str],
+    *,
+    policy: SentCodePolicy,
+    model_digest: str | None = None,
 ) -> WorkflowSpec:
-    """``read_workflow`` of a document sent as text: a GGUF model is pinned by the full
-    ``digest`` it states, since the weights' file is on the sender's disk, not here. What
-    it may make this server run is ``policy``'s to say (``domain/sent_code``)."""
+    """``read_workflow`` of a document sent as text: a GGUF ``model.file`` is on the
+    sender's disk, never read here, so it is pinned by ``model_digest``, the sha256 the
+    sender hashed it to (``releasegate register`` sends it), else by the full ``digest`` the
+    document states. What it may make this server run is ``policy``'s to say
+    (``domain/sent_code``)."""
     spec, doc = parse_text(text, source, files, policy)
-    return pinned(spec, doc, source, None)
+    return pinned(spec, doc, source, None, model_digest=model_digest)
 
 
-def pinned(spec: WorkflowSpec, doc: Document, source: str, base: Path | None) -> WorkflowSpec:
-    """Pin ``spec``'s code and model; ``base`` is the folder a GGUF ``file`` is read from."""
+def pinned(
+    spec: WorkflowSpec,
+    doc: Document,
+    source: str,
+    base: Path | None,
+    *,
+    model_digest: str | None = None,
+) -> WorkflowSpec:
+    """Pin ``spec``'s code and model; ``base`` is the folder a GGUF ``file`` is read from,
+    ``model_digest`` its sha256 as hashed by a sender (then nothing is read)."""
     try:
-        if base is None and spec.model_file is not None:
+        if model_digest is not None and spec.model_file is None:
+            raise ManifestError(
+                "a model digest was sent, and the document names no GGUF 'file' to pin by it",
+                field="model",
+            )
+        if base is None and spec.model_file is not None and model_digest is None:
             raise ManifestError(
                 f"the model file '{spec.model_file}' cannot be read here",
                 field="model.file",
-                hint="remove 'file' and state the file's full 'digest' (sha256:...); "
-                "`releasegate register --check` prints the id the file gives",
+                hint="send it with `releasegate register` (it hashes the file and sends its "
+                "digest), or remove 'file' and state the file's full 'digest' (sha256:...)",
             )
         spec = pin_code(spec)
         # the provider validates its own part of the manifest (labels, settings) now, not at eval
         build_provider(spec.manifest, ProviderContext(embedder=Embedder()))
-        spec = pin_model(spec, base or Path())  # last: it may ask a runtime over the network
+        # last: it may ask a runtime over the network
+        spec = pin_model(spec, base or Path(), model_digest=model_digest)
     except ManifestError as exc:
-        where = undotted(exc.field) if exc.field else ("model",)
-        raise ManifestError(
-            exc.reason, source=source, line=doc.line_of(where), field=exc.field, hint=exc.hint
-        ) from None
+        raise _located(exc, doc, source) from None
     return spec
+
+
+def _located(exc: ManifestError, doc: Document, source: str) -> ManifestError:
+    where = undotted(exc.field) if exc.field else ("model",)
+    return ManifestError(
+        exc.reason, source=source, line=doc.line_of(where), field=exc.field, hint=exc.hint
+    )
+
+
+class SentModel(NamedTuple):
+    """A GGUF ``model.file`` hashed where it is, for a server that cannot read it."""
+
+    path: str
+    """The file, absolute, on the sender's machine (named in messages, never read there)."""
+    digest: str
+
+
+def sent_model(path: Path) -> SentModel | None:
+    """The GGUF file a workflow file names, hashed here as ``register`` would hash it (a
+    missing file: the local message, naming its line), so a server registers the same id;
+    None when it names none, or when the document does not parse (the server says why)."""
+    try:
+        spec, doc = parse_file(path)
+    except (ManifestError, PolicyError):
+        return None
+    if spec.model_file is None:
+        return None
+    try:
+        digest = gguf_digest(spec.model_file, path.parent)
+    except ManifestError as exc:
+        raise _located(exc, doc, str(path)) from None
+    return SentModel(str((path.parent / spec.model_file).resolve()), digest)
 
 
 def pin_code(spec: WorkflowSpec) -> WorkflowSpec:
@@ -298,6 +349,7 @@ def register_spec(
     source_dir: Path | None = None,
     source_file: Path | None = None,
     source_commit: str | None = None,
+    sent_model_file: str | None = None,
 ) -> Registered:
     """Register ``spec``; two writers registering the same content both get its id.
 
@@ -305,6 +357,8 @@ def register_spec(
     a pin that no longer holds can name the command that registers the change. The
     source commit is read from ``source_dir``'s git repository, or stated
     (``source_commit``: a document sent over the server has no folder here).
+    ``sent_model_file`` is where a sent document's GGUF file is on its sender's machine:
+    recorded (``model_file_sent``) for messages, never read here.
     """
     who = who or default_actor()
     # read before anything is written: a bad rules file is exit 2 with nothing stored
@@ -315,6 +369,8 @@ def register_spec(
         origin["file"] = str(source_file.resolve())
         if spec.model_file is not None:
             origin["model_file"] = str((source_file.parent / spec.model_file).resolve())
+    if sent_model_file is not None:
+        origin["model_file_sent"] = sent_model_file
     track = EXPERIMENT if experiment else RELEASE
     owner = owner or spec.owners.change or who
     for attempt in (1, 2):

@@ -71,6 +71,17 @@ class RegisterBody(_Body):
     source_commit: str | None = Field(
         None, max_length=100, description="The commit the file comes from (read from git locally)"
     )
+    model_digest: str | None = Field(
+        None,
+        pattern=r"^sha256:[0-9a-f]{64}$",
+        description="The sha256 of the GGUF file `model.file` names, hashed by the sender "
+        "(the file is never read here): the version is pinned by it, as a local register would",
+    )
+    model_file: str | None = Field(
+        None,
+        max_length=1000,
+        description="Where that GGUF file is on the sender's machine: recorded, never read",
+    )
 
 
 class EvalBody(_Body):
@@ -107,7 +118,9 @@ def register(
     ] = False,
 ) -> CliDocument:
     with sent_policy(request, who) as policy:
-        spec = read_workflow_text(body.document, body.source, body.files, policy=policy)
+        spec = read_workflow_text(
+            body.document, body.source, body.files, policy=policy, model_digest=body.model_digest
+        )
     if check:
         return CliDocument(check_spec(spec, body.source))
     done = register_spec(
@@ -119,6 +132,7 @@ def register(
         experiment=body.experiment,
         who=who.name,
         source_commit=body.source_commit,
+        sent_model_file=(body.model_file or spec.model_file) if body.model_digest else None,
     )
     return CliDocument(done)
 
@@ -148,6 +162,7 @@ def start_eval(request: Request, version: str, body: EvalBody, who: Builder) -> 
         concurrency=body.concurrency,
         use_cache=not body.no_cache,
         who=who.name,
+        on_server=True,
     )
     request.app.state.evals.submit(started)
     location = f"/v1/evals/{started.eval_id}"
