@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import html
 import json
 import logging
 import secrets
@@ -40,8 +41,8 @@ CLIENT_SECRET = "s3cret-" + "q" * 24
 class Provider:
     """An identity provider on loopback: discovery, JWKS, and the authorization-code flow
     for the client ``CLIENT_ID`` (secret ``CLIENT_SECRET``), which signs ``user`` in at
-    once. ``host`` names it (``localhost`` makes it another site than the server's
-    127.0.0.1 in a browser)."""
+    once, or, with ``ask``, once its sign-in form is submitted. ``host`` names it
+    (``localhost`` makes it another site than the server's 127.0.0.1 in a browser)."""
 
     def __init__(self, host: str = "127.0.0.1") -> None:
         self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -54,6 +55,7 @@ class Provider:
         self.deny = False  # /authorize answers error=access_denied
         self.expire_codes = False  # /token answers invalid_grant
         self.other_nonce = False  # the ID token carries another nonce
+        self.ask = False  # /authorize shows a sign-in form (a person at the provider)
         provider = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -75,9 +77,17 @@ class Provider:
                 }.get(self.path)
                 self.answer(200 if body else 404, body or "{}")
 
-            def authorize(self, q: dict[str, str]) -> None:
+            def authorize(self, q: dict[str, str], submitted: bool = False) -> None:
                 if q.get("client_id") != CLIENT_ID or q.get("response_type") != "code":
                     self.answer(400, '{"error": "invalid_request"}')
+                    return
+                if provider.ask and not submitted:
+                    fields = "".join(
+                        f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'
+                        for k, v in q.items()
+                    )
+                    form = f'<form method="post">{fields}<button>Sign in</button></form>'
+                    self.answer(200, form, "text/html")
                     return
                 back = q["redirect_uri"] + "?"
                 if provider.deny:
@@ -93,6 +103,9 @@ class Provider:
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers["Content-Length"])).decode()
                 form = {k: v[-1] for k, v in parse_qs(raw).items()}
+                if self.path.startswith("/authorize"):  # its sign-in form, submitted
+                    self.authorize(form, submitted=True)
+                    return
                 provider.token_requests.append(form)
                 basic = base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
                 asked = provider.codes.pop(form.get("code", ""), None)
@@ -117,9 +130,9 @@ class Provider:
                         ),
                     )
 
-            def answer(self, status: int, body: str) -> None:
+            def answer(self, status: int, body: str, kind: str = "application/json") -> None:
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", kind)
                 self.end_headers()
                 self.wfile.write(body.encode())
 

@@ -109,11 +109,13 @@ def test_sign_in_with_the_identity_provider(
     live: Live, tab: Page, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The provider (tests/server/test_oidc.py) is another site than the server (localhost
-    and 127.0.0.1): its redirect back is a cross-site navigation, as in production."""
+    and 127.0.0.1), and the person submits its sign-in form: its redirect back is a
+    navigation another site began, as in production."""
     from releasegate.server.app import Settings, create_app
     from tests.server.test_oidc import AUDIENCE, CLIENT_ID, CLIENT_SECRET, Provider
 
     provider = Provider(host="localhost")
+    provider.ask = True
     sock = loopback_socket()
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     for name, value in {
@@ -131,6 +133,8 @@ def test_sign_in_with_the_identity_provider(
             tab.goto(f"{url}/web/workflows/router")
             shot(tab, tmp_path, "sign-in")
             tab.click("text=Sign in with Keycloak")
+            assert tab.url.startswith(f"{provider.issuer}/authorize?")
+            tab.click("text=Sign in")  # at the provider
             tab.wait_for_url(f"{url}/web/workflows/router")
             assert tab.locator(".who span").first.inner_text() == "olga"
             assert tab.locator(".who .role").inner_text() == "operator"
