@@ -219,10 +219,12 @@ def test_init_upgrades_the_database_and_makes_the_key_and_one_admin_token(
 def test_the_entrypoint_reads_secrets_from_files(tmp_path: Path) -> None:
     (tmp_path / "pw").write_text("s3cret\n")
     (tmp_path / "url").write_text("postgresql://rg@db/rg")
+    (tmp_path / "oidc").write_text("client-s3cret\n")
     env = script_env(
         tmp_path,
         PGPASSWORD_FILE=str(tmp_path / "pw"),
         RELEASEGATE_DATABASE_URL_FILE=str(tmp_path / "url"),
+        RELEASEGATE_OIDC_CLIENT_SECRET_FILE=str(tmp_path / "oidc"),
     )
     done = subprocess.run(
         [
@@ -230,13 +232,16 @@ def test_the_entrypoint_reads_secrets_from_files(tmp_path: Path) -> None:
             str(DEPLOY / "entrypoint.sh"),
             "sh",
             "-c",
-            'echo "$PGPASSWORD|$RELEASEGATE_DATABASE_URL"',
+            'echo "$PGPASSWORD|$RELEASEGATE_DATABASE_URL|$RELEASEGATE_OIDC_CLIENT_SECRET"',
         ],
         env=env,
         capture_output=True,
         text=True,
     )
-    assert (done.returncode, done.stdout) == (0, "s3cret|postgresql://rg@db/rg\n")
+    assert (done.returncode, done.stdout) == (
+        0,
+        "s3cret|postgresql://rg@db/rg|client-s3cret\n",
+    )
 
 
 # -- the stack itself, where Docker runs ---------------------------------------------------
