@@ -56,6 +56,7 @@ class Provider:
         self.expire_codes = False  # /token answers invalid_grant
         self.other_nonce = False  # the ID token carries another nonce
         self.ask = False  # /authorize shows a sign-in form (a person at the provider)
+        self.signed_out: list[str] = []  # the clients /logout signed out
         provider = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -64,6 +65,13 @@ class Provider:
                 if url.path == "/authorize":
                     self.authorize({k: v[-1] for k, v in parse_qs(url.query).items()})
                     return
+                if url.path == "/logout":  # RP-initiated logout: back where the client said
+                    q = {k: v[-1] for k, v in parse_qs(url.query).items()}
+                    provider.signed_out.append(q["client_id"])
+                    self.send_response(302)
+                    self.send_header("Location", q["post_logout_redirect_uri"])
+                    self.end_headers()
+                    return
                 body = {
                     "/.well-known/openid-configuration": json.dumps(
                         {
@@ -71,6 +79,7 @@ class Provider:
                             "jwks_uri": f"{provider.issuer}/jwks",
                             "authorization_endpoint": f"{provider.issuer}/authorize",
                             "token_endpoint": f"{provider.issuer}/token",
+                            "end_session_endpoint": f"{provider.issuer}/logout",
                         }
                     ),
                     "/jwks": jwks,
@@ -345,6 +354,10 @@ def test_sign_in_at_the_provider_lands_logged_in_with_the_mapped_role(
         csrf = page.text.split('name="csrf" value="')[1].split('"')[0]
         out = c.post("/web/logout", data={"csrf": csrf})
         assert out.url.path == "/web/login"
+        assert "You are logged out of releasegate" in out.text
+        there = out.text.split('class="sign-out" href="')[1].split('"')[0].replace("&amp;", "&")
+        back = c.get(there)  # and at the provider too, back to the login page
+        assert provider.signed_out == [CLIENT_ID] and back.url == f"{url}/web/login"
         assert c.get("/web/").url.path == "/web/login"
     logged = server_log(caplog)
     assert "httpx2" in logged  # the server's own call to the token endpoint is in it

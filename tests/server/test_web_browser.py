@@ -143,6 +143,9 @@ def test_sign_in_with_the_identity_provider(
             shot(tab, tmp_path, "signed-in")
             tab.click("header .who button")  # sign out
             assert "/web/login" in tab.url
+            tab.click("text=sign out there too")  # at the provider, and back
+            tab.wait_for_url(f"{url}/web/login")
+            assert provider.signed_out == [CLIENT_ID]
             tab.goto(f"{url}/web/")
             assert "/web/login" in tab.url
     finally:

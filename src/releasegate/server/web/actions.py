@@ -173,7 +173,10 @@ def _do(request: Request, name: str, t: dict[str, str], note: str, who: Identity
 @router.post("/logout")
 async def logout(request: Request) -> Response:
     fields = await form(request)
-    await run_in_threadpool(checked, request, fields, Role.VIEWER)
-    out = RedirectResponse("/web/login", status_code=303, headers=SECURITY_HEADERS)
+    s = await run_in_threadpool(checked, request, fields, Role.VIEWER)
+    # a session from the identity provider's sign-in: the login page offers to sign out there
+    there = (s.identity.token_id or "").startswith("oidc:")
+    target = "/web/login?signed_out=1" if there else "/web/login"
+    out = RedirectResponse(target, status_code=303, headers=SECURITY_HEADERS)
     out.delete_cookie(COOKIE, path="/web", httponly=True, samesite="strict")
     return out

@@ -51,7 +51,12 @@ _markdown = MarkdownIt("commonmark", {"html": False}).enable("table")
 
 
 def _login_page(
-    request: Request, next: str, code: int = 200, error: str | None = None, note: str | None = None
+    request: Request,
+    next: str,
+    code: int = 200,
+    error: str | None = None,
+    note: str | None = None,
+    sign_out: str | None = None,
 ) -> HTMLResponse:
     """The login form, with the identity provider's sign-in button when it is configured."""
     from releasegate.server.web.signin import configured
@@ -59,12 +64,27 @@ def _login_page(
     found = configured(request)
     provider = found[1].provider_name if found else None
     return page(
-        request, "login.html", code, s=None, next=next, error=error, note=note, provider=provider
+        request,
+        "login.html",
+        code,
+        s=None,
+        next=next,
+        error=error,
+        note=note,
+        provider=provider,
+        sign_out=sign_out,
     )
 
 
 @router.get("/login")
-def login_form(request: Request, next: str | None = None, expired: int = 0) -> HTMLResponse:
+def login_form(
+    request: Request, next: str | None = None, expired: int = 0, signed_out: int = 0
+) -> HTMLResponse:
+    from releasegate.server.web.signin import sign_out_there
+
+    if signed_out:
+        note: str | None = "You are logged out of releasegate."
+        return _login_page(request, safe_next(next), note=note, sign_out=sign_out_there(request))
     note = "Your session's token is no longer valid: log in again." if expired else None
     return _login_page(request, safe_next(next), note=note)
 

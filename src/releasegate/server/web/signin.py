@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hmac
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, urlencode
 
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
@@ -67,6 +67,27 @@ def configured(request: Request) -> tuple[OidcVerifier, OidcLogin] | None:
     if verifier is None or verifier.config.login is None:
         return None
     return verifier, verifier.config.login
+
+
+def sign_out_there(request: Request) -> str | None:
+    """The provider's sign-out address for this client, coming back to the login page
+    (its discovery document's ``end_session_endpoint``; None without one, or while the
+    provider does not answer). Blocking."""
+    found = configured(request)
+    if found is None:
+        return None
+    verifier, login = found
+    try:
+        endpoint = verifier.discovery().get("end_session_endpoint")
+    except UnauthorizedError:
+        return None
+    if not isinstance(endpoint, str):
+        return None
+    back = {
+        "client_id": login.client_id,
+        "post_logout_redirect_uri": f"{login.redirect_base}/web/login",
+    }
+    return endpoint + ("&" if "?" in endpoint else "?") + urlencode(back)
 
 
 @router.get("/login/oidc")
