@@ -95,6 +95,17 @@ def test_text_logs_are_the_default(project: Path) -> None:
     assert "request_id=abc-123" in line
 
 
+def test_no_access_log_writes_no_request_line(project: Path) -> None:
+    served = serve(project, "--no-access-log")
+    try:
+        r = httpx.get(f"{served.url}/v1/workflows", headers={"X-Request-ID": "abc-123"})
+    finally:
+        assert served.stop() == 0
+    assert r.status_code == 401 and r.headers["x-request-id"] == "abc-123"
+    assert "releasegate serve: http://127.0.0.1" in served.err.read_text()
+    assert "abc-123" not in served.logs()
+
+
 @pytest.fixture
 def captured() -> Iterator[io.StringIO]:
     """What the server logs, as the JSON lines ``--log-format json`` writes."""
