@@ -429,6 +429,17 @@ def test_a_user_with_no_mapped_role_is_a_403_naming_them(
     ]
 
 
+def test_an_id_token_too_long_for_a_cookie_is_said_not_dropped(
+    live: Live, provider: Provider, dashboard: Callable[..., str]
+) -> None:
+    provider.user["groups"] = [f"/org/unit-{i}/team-{i}" for i in range(200)]
+    with browser(dashboard()) as c:
+        r = c.get("/web/login/oidc")
+    assert r.status_code == 502
+    assert "over the 3,900 a browser keeps in the session cookie" in r.text
+    assert "releasegate_session" not in r.headers.get("set-cookie", "")
+
+
 def test_a_provider_that_is_down_is_a_502_page_not_a_refusal(
     live: Live, provider: Provider, dashboard: Callable[..., str], caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -40,6 +40,9 @@ router = APIRouter()
 FLOW_COOKIE = "releasegate_oidc"
 FLOW_SECONDS = 600
 FLOW_PATH = "/web/login"
+MAX_COOKIE = 3900
+"""The longest ID token kept as the session cookie: browsers drop a cookie whose name and
+value are over 4,096 bytes without a word, which would loop back to the login page."""
 
 
 class SignInFailed(Exception):
@@ -243,6 +246,14 @@ async def _finish(
             502,
             f"{login.provider_name} gave no ID token",
             hint=f"allow the openid scope for client {login.client_id}",
+        )
+    if len(id_token) > MAX_COOKIE:
+        raise SignInFailed(
+            502,
+            f"{login.provider_name}'s ID token is {len(id_token):,} characters, over the "
+            f"{MAX_COOKIE:,} a browser keeps in the session cookie",
+            hint="the provider's admin puts fewer claims in the ID token (such as the groups "
+            "without their full path, or only the groups releasegate maps)",
         )
     try:
         claims = await run_in_threadpool(verifier.claims, id_token)
