@@ -6,6 +6,7 @@ PostgreSQL."""
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
 from collections.abc import Iterator
@@ -14,7 +15,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from releasegate.errors import PinMismatchError
 from releasegate.release.audit import audit_log
+from releasegate.release.pins import SERVING, check_pins
+from releasegate.release.refs import find_version
 from releasegate.release.tokens import create_token
 from releasegate.server.app import Settings, create_app
 from releasegate.store.engine import Store
@@ -109,3 +113,28 @@ def test_a_missing_gguf_file_is_the_local_message_through_a_server(
             local.stdout,
             local.stderr,
         )
+
+
+def test_the_sender_checks_its_file_and_a_server_never_reads_it(
+    store: Store, served: tuple[str, str], tmp_path: Path
+) -> None:
+    url, token = served
+    client = tmp_path / "client"
+    _project(client)
+    remote = {"RELEASEGATE_URL": url, "RELEASEGATE_TOKEN": token}
+    done = rg(client, "register", "wf.yaml", "--json", env=remote)
+    assert done.returncode == 0, done.stderr
+    with store.read() as conn:
+        version = find_version(conn, json.loads(done.stdout)["version_id"])
+    check_pins(store, version)  # the sender's machine (this one) has the file, unchanged
+
+    def served_check() -> None:
+        SERVING.set(True)
+        check_pins(store, version)
+
+    # a server refuses though a file is at that path here: it never reads a sent path
+    with pytest.raises(PinMismatchError, match="which this server does not have"):
+        contextvars.copy_context().run(served_check)
+    (client / "models" / "tiny.gguf").write_bytes(WEIGHTS + b"\x00")
+    with pytest.raises(PinMismatchError, match=r"the sha256 of .*tiny.gguf"):
+        check_pins(store, version)  # the sender sees its weights changed

@@ -332,19 +332,17 @@ def start_evaluation(
     use_cache: bool = True,
     who: str | None = None,
     make_current: bool = True,
-    on_server: bool = False,
 ) -> StartedEval:
     """Everything an eval checks before it calls a model (scorers, expectations, the
     provider, the pins), then the suite registered and the eval recorded as ``running``
     by this process: bad input raises here with nothing written, and the eval id is known
-    before the (long) run, which ``run_evaluation`` does. ``on_server``: see
-    ``check_pins``."""
+    before the (long) run, which ``run_evaluation`` does."""
     who = who or default_actor()
     scorers = build_scorers(suite)
     check_expectations(suite, scorers)
     provider = make_provider(store, version.manifest)  # bad manifests fail before any write
     # edited code or re-pulled weights must never be credited to this version's id
-    check_pins(store, version, on_server=on_server)
+    check_pins(store, version)
     mark_interrupted(store)  # an eval killed before this one is not left "running"
     changed = register_suite(store, suite, who=who) if make_current else _store_suite(store, suite)
     eval_id = uuid.uuid4().hex

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import shlex
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,9 @@ from releasegate.store.engine import Store
 from releasegate.store.versions import VersionRecord
 
 NOTHING = "nothing"
+SERVING: ContextVar[bool] = ContextVar("releasegate_serving", default=False)
+"""True while ``serve`` answers a request (it sets it per request): a server reads no path
+a caller named, so ``check_pins`` never reads a sent GGUF file's path there."""
 
 
 @dataclass(frozen=True)
@@ -176,17 +180,13 @@ def reregister_command(version: VersionRecord, reg: Registration) -> str:
 
 
 def check_pins(
-    store: Store,
-    version: VersionRecord,
-    *,
-    environ: Mapping[str, str] | None = None,
-    on_server: bool = False,
+    store: Store, version: VersionRecord, *, environ: Mapping[str, str] | None = None
 ) -> None:
     """Refuse (``PinMismatchError``, exit 2) when this machine would not run what
     ``version`` pinned; call it before anything of the version runs or is written.
 
-    ``on_server``: a server reads no path a caller named, so a GGUF version pinned by a
-    file its sender hashed (registered through a server) cannot be checked there and is
+    A server (``SERVING``) reads no path a caller named, so a GGUF version pinned by a file
+    its sender hashed (registered through a server) cannot be checked there and is
     refused, naming the file, rather than run against whatever its runtime serves."""
     model = version.manifest.get("model") or {}
     runtime = runtime_of(model)
@@ -195,7 +195,7 @@ def check_pins(
         return
     # the registration is read only where it matters: a GGUF file's path, a refusal's hint
     reg = registration_of(store, version.version_id) if runtime == "gguf" else Registration()
-    if on_server and reg.model_file is None and reg.sent_model_file is not None:
+    if SERVING.get() and reg.model_file is None and reg.sent_model_file is not None:
         digest = pin_of(model).digest or NOTHING
         raise PinMismatchError(
             f"the model of version {version.version_id[:12]} is the GGUF file "

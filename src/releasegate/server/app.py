@@ -22,6 +22,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from releasegate.domain.sent_code import DEFAULT_KEY_ENVS, SentCodePolicy
+from releasegate.release.pins import SERVING
 from releasegate.release.resolve import Resolver
 from releasegate.release.store_access import Store, open_store
 from releasegate.server import errors, logs
@@ -184,6 +185,7 @@ class _Edge:
         request_id = _request_id(scope)
         scope.setdefault("state", {})["request_id"] = request_id
         logs.request_id.set(request_id)  # each request runs in its own task: no reset needed
+        SERVING.set(True)  # the services read no path a caller named (release/pins)
         header = (b"x-request-id", request_id.encode("ascii"))
         declared = _content_length(scope)
         if declared is not None and declared > self.limit:

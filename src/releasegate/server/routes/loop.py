@@ -162,7 +162,6 @@ def start_eval(request: Request, version: str, body: EvalBody, who: Builder) -> 
         concurrency=body.concurrency,
         use_cache=not body.no_cache,
         who=who.name,
-        on_server=True,
     )
     request.app.state.evals.submit(started)
     location = f"/v1/evals/{started.eval_id}"
