@@ -20,6 +20,8 @@ table (``releasegate.cli._errors.EXIT_CODES``), and the classes carry no codes.
     │   ├── RolloutRefusedError  a rollout cannot do that now (advance after abort, a second one)
     │   ├── RehearsalRefusedError  production without --allow-production; a second one at once
     │   ├── UnauthorizedError  the server: no token, or one unknown or revoked (HTTP 401)
+    │   │   └── IdentityProviderError  the identity provider's keys or discovery document
+    │   │                              cannot be read (a token from it cannot be checked)
     │   ├── ForbiddenError    the server: the token's role is too low (HTTP 403)
     │   ├── AuditBrokenError  the audit log cannot be read or extended as it stands
     │   └── BlobCorruptError  a stored blob's bytes no longer match its digest
@@ -154,6 +156,11 @@ class RehearsalRefusedError(RefusedError):
 
 class UnauthorizedError(RefusedError):
     """A server request without a usable token: none, malformed, unknown or revoked."""
+
+
+class IdentityProviderError(UnauthorizedError):
+    """The identity provider's discovery document or keys cannot be read, so its tokens
+    cannot be checked: a 401 on the API, a 502 on the dashboard's sign-in."""
 
 
 class ForbiddenError(RefusedError):

@@ -57,6 +57,7 @@ class Provider:
         self.other_nonce = False  # the ID token carries another nonce
         self.ask = False  # /authorize shows a sign-in form (a person at the provider)
         self.signed_out: list[str] = []  # the clients /logout signed out
+        self.keys_down = False  # /jwks answers 503
         provider = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -82,9 +83,9 @@ class Provider:
                             "end_session_endpoint": f"{provider.issuer}/logout",
                         }
                     ),
-                    "/jwks": jwks,
+                    "/jwks": None if provider.keys_down else jwks,
                 }.get(self.path)
-                self.answer(200 if body else 404, body or "{}")
+                self.answer(200 if body else 503 if self.path == "/jwks" else 404, body or "{}")
 
             def authorize(self, q: dict[str, str], submitted: bool = False) -> None:
                 if q.get("client_id") != CLIENT_ID or q.get("response_type") != "code":
@@ -457,6 +458,18 @@ def test_a_provider_that_is_down_is_a_502_page_not_a_refusal(
     with httpx.Client(base_url=dashboard(), timeout=60) as c:  # its discovery, unread
         r = c.get("/web/login/oidc")
     assert r.status_code == 502 and "did not answer" in r.text
+
+
+def test_a_provider_whose_keys_cannot_be_read_is_a_502_page(
+    live: Live, provider: Provider, dashboard: Callable[..., str]
+) -> None:
+    provider.keys_down = True  # the ID token arrives, but cannot be checked
+    with browser(dashboard()) as c:
+        r = c.get("/web/login/oidc")
+        assert c.get("/web/").url.path == "/web/login"
+    assert r.status_code == 502
+    assert "cannot fetch the identity provider&#39;s keys" in r.text
+    assert refusals(live) == []
 
 
 def test_sign_in_is_offered_only_where_configured(

@@ -30,7 +30,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from releasegate.domain.access import Identity, Role, parse_role_map, role_from_claim
-from releasegate.errors import InputError, PrerequisiteError, UnauthorizedError
+from releasegate.errors import (
+    IdentityProviderError,
+    InputError,
+    PrerequisiteError,
+    UnauthorizedError,
+)
 
 ENV = "RELEASEGATE_OIDC_"
 ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"]
@@ -167,7 +172,7 @@ class OidcVerifier:
 
     def discovery(self) -> dict[str, Any]:
         """The issuer's OpenID discovery document (read once an hour; a failure is not
-        kept, so the next call asks again); UnauthorizedError if it cannot be read."""
+        kept, so the next call asks again); IdentityProviderError if it cannot be read."""
         with self._lock:
             if self._discovered is None or time.monotonic() - self._discovered[0] > 3600:
                 self._discovered = (time.monotonic(), _discover(self.config.issuer))
@@ -178,7 +183,7 @@ class OidcVerifier:
             return self._keys
         url = self.config.jwks_url or self.discovery().get("jwks_uri")
         if not isinstance(url, str):
-            raise UnauthorizedError(
+            raise IdentityProviderError(
                 f"the discovery document of {self.config.issuer} names no jwks_uri",
                 hint=f"set {ENV}JWKS_URL to its keys' URL",
             )
@@ -229,7 +234,7 @@ class OidcVerifier:
                 options={"require": ["exp", "iss", "aud", "sub"]},
             )
         except (jwt.PyJWKClientError, OSError) as exc:
-            raise UnauthorizedError(
+            raise IdentityProviderError(
                 f"cannot fetch the identity provider's keys to check the token: {exc}",
                 hint=f"check {ENV}JWKS_URL / {ENV}ISSUER and that the provider answers",
             ) from None
@@ -248,10 +253,10 @@ def _discover(issuer: str) -> dict[str, Any]:
         with urllib.request.urlopen(url, timeout=10) as answer:  # noqa: S310 (https or loopback)
             found = json.load(answer)
     except (OSError, ValueError) as exc:
-        raise UnauthorizedError(
+        raise IdentityProviderError(
             f"cannot read the identity provider's discovery document {url}: {exc}",
             hint=f"set {ENV}JWKS_URL to its keys' URL",
         ) from None
     if not isinstance(found, dict):
-        raise UnauthorizedError(f"the discovery document {url} is not a JSON object")
+        raise IdentityProviderError(f"the discovery document {url} is not a JSON object")
     return found

@@ -28,7 +28,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from releasegate.domain.access import Identity
-from releasegate.errors import NotFoundError, ReleasegateError, UnauthorizedError
+from releasegate.errors import (
+    IdentityProviderError,
+    NotFoundError,
+    ReleasegateError,
+    UnauthorizedError,
+)
 from releasegate.release.tokens import record_refusal
 from releasegate.server.oidc import NO_ROLE_HINT, OidcLogin, OidcVerifier
 from releasegate.server.web import SECURITY_HEADERS, keeper, log, page, safe_next, start_session
@@ -82,7 +87,7 @@ def sign_out_there(request: Request) -> str | None:
     verifier, login = found
     try:
         endpoint = verifier.discovery().get("end_session_endpoint")
-    except UnauthorizedError:
+    except IdentityProviderError:
         return None
     if not isinstance(endpoint, str):
         return None
@@ -166,7 +171,7 @@ def _client(login: OidcLogin) -> AsyncOAuth2Client:
 async def _endpoint(verifier: OidcVerifier, login: OidcLogin, name: str) -> str:
     try:
         found = (await run_in_threadpool(verifier.discovery)).get(name)
-    except UnauthorizedError as exc:
+    except IdentityProviderError as exc:
         raise SignInFailed(
             502,
             f"{login.provider_name} did not answer: {exc.message}",
@@ -257,6 +262,8 @@ async def _finish(
         )
     try:
         claims = await run_in_threadpool(verifier.claims, id_token)
+    except IdentityProviderError as exc:  # its keys: the provider, not the person
+        raise SignInFailed(502, exc.message, hint=exc.hint) from None
     except UnauthorizedError as exc:
         raise SignInFailed(401, exc.message, hint=exc.hint) from None
     audience = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
