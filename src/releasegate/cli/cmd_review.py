@@ -86,18 +86,17 @@ def review(
     as_json: JsonOpt = False,
 ) -> int | None:
     """Governance review: what reached production outside the loop, and how to fix it."""
-    from releasegate.domain.review import parse_period
-
-    span = parse_period(period)  # a bad period: exit 2, nothing sent
-    if (srv := server()) is not None:  # the server's store and its data rules
+    if (srv := server()) is not None:  # the server's store and data rules; it reads --period
         if fix:  # fixes are made as the token's name (an operator's)
             body = {"workflow": workflow, "period": period, "fix": True}
             result = srv.post("v1", "review", body=body)
         else:
             result = srv.get("v1", "review", workflow=workflow, period=period)
     else:
+        from releasegate.domain.review import parse_period
         from releasegate.release.review import review as run_review
 
+        span = parse_period(period)
         result = run_review(open_store(create=False), workflow, period=span, fix=fix).as_dict()
     if as_json:
         emit(result)
@@ -144,16 +143,15 @@ def policy_propose(
     as_json: JsonOpt = False,
 ) -> None:
     """Propose a policy change (a floor); another approver must approve it."""
-    from releasegate.domain.ratchet import parse_floors
-
-    floors = parse_floors(floor)  # a bad floor: exit 2, nothing sent
-    if (srv := server()) is not None:
+    if (srv := server()) is not None:  # the server reads the floors as locally (exit 2)
         refuse_as(who, "a proposal", "proposer")
         where = ("v1", "workflows", workflow, "environments", env, "policy", "proposals")
         p = srv.post(*where, body={"floor": floor, "reason": reason})
     else:
+        from releasegate.domain.ratchet import parse_floors
         from releasegate.release.policy_changes import propose
 
+        floors = parse_floors(floor)  # a bad floor: exit 2 before the store is opened
         store = open_store(create=False)
         p = propose(store, workflow, env, floors, reason=reason, who=who).as_dict()
     if as_json:
