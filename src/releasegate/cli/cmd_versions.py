@@ -1,5 +1,5 @@
 """Versions: ``register`` a workflow file, list ``versions``, ``show`` one, ``diff`` two,
-and ``gc`` the eval data of expired experiments.
+and ``gc`` the eval data of expired experiments and the blobs no version refers to.
 
 A version's id is a content hash; tables show its first 12 characters, which every
 command accepts as the version (a unique prefix), and never wrap or cut them.
@@ -235,12 +235,16 @@ def gc(
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Collect expired experiments' eval outputs and scores (version, manifest, audit kept)."""
+    """Collect expired experiments' eval outputs and scores (version, manifest, audit kept),
+    and, of the whole store, the blobs no version refers to."""
     from releasegate.release.experiments import collect_expired
+    from releasegate.release.orphans import collect_orphan_blobs
 
-    result = collect_expired(store(create=False), workflow, dry_run=dry_run)
+    opened = store(create=False)
+    result = collect_expired(opened, workflow, dry_run=dry_run)
+    orphans = None if workflow is not None else collect_orphan_blobs(opened, dry_run=dry_run)
     if as_json:
-        emit(result.to_dict())
+        emit({**result.to_dict(), "blobs": None if orphans is None else orphans.to_dict()})
         return
     c = console()
     verb = "would collect" if dry_run else "collected"
@@ -259,3 +263,9 @@ def gc(
         f"{result.outputs:,} outputs, {result.scores:,} scores"
         + ("; nothing was deleted" if dry_run else "")
     )
+    if orphans is not None:
+        b = len(orphans.digests)
+        c.print(
+            f"{verb} {b} blob{'s' if b != 1 else ''} no version refers to "
+            f"({orphans.size:,} bytes)" + ("; nothing was deleted" if dry_run else "")
+        )

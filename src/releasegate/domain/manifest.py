@@ -99,6 +99,22 @@ def version_id(manifest: Mapping[str, Any]) -> str:
     return content_hash(manifest)
 
 
+def referenced_blobs(manifest: Mapping[str, Any]) -> set[str]:
+    """The hex sha256 of every file ``manifest`` was read from: its prompt files (inlined as
+    text, so each is the sha256 of its text) and its retrieval index. A blob named by none
+    of a store's versions is an orphan ``gc`` collects (inline prompts count too: harmless)."""
+    found: set[str] = set()
+    prompts = manifest.get("prompts") or {}
+    texts = [prompts.get("system"), *(prompts.get("templates") or {}).values()]
+    for text in texts:
+        if isinstance(text, str):
+            found.add(sha256_bytes(text.encode("utf-8")))
+    index = ((manifest.get("retrieval") or {}).get("index") or {}).get("digest")
+    if isinstance(index, str):
+        found.add(index.removeprefix("sha256:").lower())
+    return found
+
+
 def _str_list(f: Fields, key: str) -> tuple[str, ...]:
     items = f.get(key, list, [])
     for i, item in enumerate(items):

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, delete, func, select, text, update
 
 from releasegate.errors import BlobCorruptError, NotFoundError, StoreError
 from releasegate.store.faults import from_os_error
@@ -245,6 +245,34 @@ class BlobStore:
                 )
             ).one()
         return int(n), int(size), int(stored)
+
+    # -- orphans ------------------------------------------------------------------------
+
+    @staticmethod
+    def hold_writers(conn: Connection) -> None:
+        """Keep blob writers out until ``conn``'s write transaction ends; call it before
+        reading what refers to blobs. On PostgreSQL it locks the blobs table (SHARE ROW
+        EXCLUSIVE): a registration in flight, which writes its blobs in its version's
+        transaction, commits first and its version is then seen; the next one waits, so
+        no blob is deleted under a version about to name it. SQLite's write transaction
+        already keeps every other writer out."""
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("LOCK TABLE blobs IN SHARE ROW EXCLUSIVE MODE"))
+
+    @staticmethod
+    def orphans(conn: Connection, referenced: set[str]) -> list[tuple[str, int]]:
+        """(digest, size) of the blobs not in ``referenced`` (after ``hold_writers``)."""
+        rows = conn.execute(select(blobs.c.digest, blobs.c.size).order_by(blobs.c.digest))
+        return [(str(d), int(n)) for d, n in rows if d not in referenced]
+
+    @staticmethod
+    def delete(conn: Connection, digests: Iterable[str]) -> None:
+        """Delete these blobs and their chunks, in ``conn``'s transaction."""
+        names = list(digests)
+        for start in range(0, len(names), 500):
+            some = names[start : start + 500]
+            conn.execute(delete(blob_chunks).where(blob_chunks.c.digest.in_(some)))
+            conn.execute(delete(blobs).where(blobs.c.digest.in_(some)))
 
     # -- an older store's directory -----------------------------------------------------
 

@@ -6,7 +6,8 @@ user types) and by workflow."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -54,6 +55,11 @@ class VersionRepo:
         if workflow is not None:
             q = q.where(t.versions.c.workflow == workflow)
         return [_version(r) for r in self.conn.execute(q.order_by(t.versions.c.seq)).all()]
+
+    def manifests(self) -> Iterator[Mapping[str, Any]]:
+        """Every version's manifest, of every workflow."""
+        for (raw,) in self.conn.execute(select(t.versions.c.manifest_json)):
+            yield json.loads(raw)
 
     def find(self, version_id: str) -> VersionRecord | None:
         row = self.conn.execute(
