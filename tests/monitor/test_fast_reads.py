@@ -13,12 +13,28 @@ from typing import Any
 import pytest
 
 from releasegate.domain.drift import DriftRules, compare_windows
+from releasegate.domain.handover import RUNS_PERIOD
 from releasegate.domain.monitoring import MonitorConfig
+from releasegate.domain.review_queue import (
+    DEFAULT_SEED,
+    Period,
+    QueueRules,
+    build_queue,
+    choose_sample,
+    review_stats,
+    sample_draw,
+)
 from releasegate.monitor.ingest import ingest_dicts
+from releasegate.monitor.runbook import build_runbook
 from releasegate.monitor.runs import signals_view
 from releasegate.monitor.service import _length_bins, _window, signal_dict
+from releasegate.release.handover import gather
+from releasegate.release.review_queue import mark_run, review_log, review_queue
 from releasegate.reports.plots import Point, line_chart
+from releasegate.reports.runbook import render_markdown
 from releasegate.store.engine import Store
+from releasegate.store.reviews import ReviewRepo
+from releasegate.store.rows import fetch
 from releasegate.store.runs import RunRepo
 from releasegate.store.workflows import WorkflowRepo
 from tests.helpers import Project
@@ -137,3 +153,94 @@ def test_the_signals_page_says_what_the_raw_runs_say(
     assert charts == plain_series(store, result)
     errors = next(s for s in result.signals if s.name == "error_rate")
     assert (errors.n, errors.n_ref) == (len(cur), len(ref)) and errors.status != "insufficient"
+
+
+def plain_queue(
+    store: Store, rules: QueueRules, limit: int, env: str = "staging", span: Period | None = None
+) -> Any:
+    """The queue as it was computed before: every run of the period read and hashed."""
+    now = datetime.now(UTC)
+    span = span or Period("last 28d", now - timedelta(days=28), now)
+    start, end = span.start.timestamp(), span.end.timestamp()
+    with store.read() as conn:
+        runs = ReviewRepo(conn).period_runs("router", env, start, end)
+        reviewed = ReviewRepo(conn).reviewed_ids("router", env, start, end)
+    sample_ids, _ = choose_sample(((r.run_id, r.started_at) for r in runs), "router", rules)
+    return build_queue(
+        workflow="router", env=env, period=span, rules=rules, runs=runs,
+        sample_ids=sample_ids, reviewed=reviewed, limit=limit,
+    ), span  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "rules",
+    [
+        QueueRules(),  # the default: 2%, at most 50
+        QueueRules(sample_share=0.5, sample_max=20, feedback_below=0.6),  # the cap binds
+        QueueRules(seed="other"),  # another seed: every run hashed, as before
+    ],
+    ids=["default", "capped", "other-seed"],
+)
+def test_the_queue_and_its_numbers_are_what_the_raw_runs_give(
+    loaded: tuple[Store, list[str], list[Any]], rules: QueueRules
+) -> None:
+    store, _, stored = loaded
+    with store.read() as conn:
+        rows = fetch(conn, "SELECT run_id, workflow, started_at, sample_draw FROM runs", [])
+    assert len(rows) == len(stored)
+    assert all(d == sample_draw(DEFAULT_SEED, wf, run, at) for run, wf, at, d in rows)
+    flagged = [r["run_id"] for r in stored if r["escalated"] and r.get("arm") != "shadow"]
+    mark_run(store, flagged[0], "bad", note="wrong label", who="carol")
+    mark_run(store, flagged[1], "good", who="dave")
+    expected, span = plain_queue(store, rules, limit=500)
+    fast = review_queue(store, "router", "staging", period=span, rules=rules, limit=500)
+    assert fast == expected
+    assert fast.runs == sum(
+        1 for r in stored if span.start.timestamp() <= r["started_at"] and r.get("arm") != "shadow"
+    )
+    assert fast.sampled > 0 and fast.reviewed == 2 and len(fast.items) == fast.open
+    log = review_log(store, "router", "staging", period=span, rules=rules, limit=50)
+    assert log.stats.bad == 1 and log.stats.reviewed == 2 and log.stats.runs == fast.runs
+    assert log.stats.edited == sum(
+        1 for r in stored if r["edited"] and r.get("arm") != "shadow"
+        and span.start.timestamp() <= r["started_at"]
+    )  # fmt: skip
+
+
+def test_the_runbook_counts_what_the_raw_runs_hold(
+    loaded: tuple[Store, list[str], list[Any]],
+) -> None:
+    store, _, stored = loaded
+    production = [{**r, "run_id": "p-" + r["run_id"], "env": "production"} for r in stored[::3]]
+    assert ingest_dicts(store, production, source="http", atomic=True).landed == len(production)
+    flagged = [r["run_id"] for r in production if r["escalated"] and r.get("arm") != "shadow"]
+    mark_run(store, flagged[0], "bad", note="wrong label", who="carol")
+    now = datetime.now(UTC)
+    book = build_runbook(store, "router", now=now)
+    start = (now - RUNS_PERIOD).timestamp()
+    every = Counter(
+        r["version_id"]
+        for r in [*stored, *production]
+        if start <= r["started_at"] < now.timestamp()
+    )
+    facts = gather(store, "router", now=now).facts
+    assert facts.runs == sum(every.values()) and set(facts.versions_seen) == set(every)
+    assert facts.versions_seen[0] == every.most_common(1)[0][0]
+    # the review numbers the runbook shows, against the queue of every run hashed
+    queue, span = plain_queue(
+        store, QueueRules(), 1, env="production", span=Period("", now - RUNS_PERIOD, now)
+    )
+    with store.read() as conn:
+        reviews = ReviewRepo(conn).in_period(
+            "router", "production", span.start.timestamp(), span.end.timestamp()
+        )
+    assert book.main_env == "production"
+    assert book.review == review_stats(
+        runs=queue.runs, edited=queue.edited, queued_ids=set(queue.queued_ids), reviews=reviews
+    )
+    assert book.review.runs == sum(
+        1 for r in production if start <= r["started_at"] and r.get("arm") != "shadow"
+    )
+    assert book.review.reviewed == 1 and book.review.bad == 1
+    said = f"Human review over four weeks: {book.review.sentence()}"
+    assert said in render_markdown(book)

@@ -37,6 +37,12 @@ _EPOCH_DAY = date(1970, 1, 1)
 _WEEK = re.compile(r"^(\d{4})-W(\d{2})$", re.IGNORECASE)
 
 
+DEFAULT_SEED = "releasegate"
+"""The sample's seed unless a reviewer asks for another: each run's draw under it is kept
+beside the run (the store's ``runs.sample_draw``), so a period's sample is read, not
+hashed run by run."""
+
+
 @dataclass(frozen=True)
 class QueueRules:
     """What puts a run in the queue: feedback below ``feedback_below`` (feedback is −1..1;
@@ -46,7 +52,7 @@ class QueueRules:
     feedback_below: float = 0.0
     sample_share: float = 0.02
     sample_max: int = 50
-    seed: str = "releasegate"
+    seed: str = DEFAULT_SEED
 
     def __post_init__(self) -> None:
         if not -1.0 < self.feedback_below <= 1.0:
@@ -296,10 +302,12 @@ def build_queue(
     reviewed: set[str],
     limit: int = 50,
     after: str | None = None,
+    counted: tuple[int, int] | None = None,
 ) -> Queue:
     """The queue from every run of the period, the sampled ids among them
     (``choose_sample``) and the ids already reviewed: one item per queued run, with every
-    reason that holds."""
+    reason that holds. ``counted``: (runs, edited runs) of the period, when ``runs``
+    holds only the runs that may be queued (flagged or in the sample)."""
     if not 1 <= limit <= MAX_PAGE:
         raise InputError(f"the page size must be 1..{MAX_PAGE}", field="--limit")
     seen: dict[str, QueueItem] = {}
@@ -337,7 +345,7 @@ def build_queue(
         env=env,
         period=period,
         rules=rules,
-        runs=len(runs),
+        runs=len(runs) if counted is None else counted[0],
         queued=len(seen),
         reviewed=len(done),
         open=len(seen) - len(done),
@@ -345,7 +353,7 @@ def build_queue(
         by_reason=tuple(ReasonCount(r, counts[r]) for r in REASONS),
         items=page,
         next=page[-1].cursor if len(waiting) > limit else None,
-        edited=edited,
+        edited=edited if counted is None else counted[1],
         queued_ids=frozenset(seen),
     )
 

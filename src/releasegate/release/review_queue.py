@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from releasegate.domain.review_queue import (
+    DEFAULT_SEED,
     Period,
     Queue,
     QueueRules,
@@ -68,11 +69,23 @@ def review_queue(
     rules = rules or QueueRules()
     span = _period(period, now)
     start, end = span.start.timestamp(), span.end.timestamp()
+    counted: tuple[int, int] | None = None
     with store.read() as conn:
         wf = WorkflowRepo(conn).get(workflow)
         check_env(wf, env)
-        runs = ReviewRepo(conn).period_runs(workflow, env, start, end)
-        reviewed = ReviewRepo(conn).reviewed_ids(workflow, env, start, end)
+        repo = ReviewRepo(conn)
+        if rules.seed == DEFAULT_SEED:
+            # the runs that may be queued, the sample's by the draw stored with each run
+            # (the default seed's), and the period's counts: not every run of the period
+            counted = repo.period_counts(workflow, env, start, end)
+            share = rules.sample_share
+            runs = repo.queue_candidates(
+                workflow, env, start, end, feedback_below=rules.feedback_below, share=share
+            )
+        else:
+            runs = repo.period_runs(workflow, env, start, end)
+        reviewed = repo.reviewed_ids(workflow, env, start, end)
+    # the draws are the domain's, taken again of the candidates: the stored one only chose
     sample_ids, _ = choose_sample(((r.run_id, r.started_at) for r in runs), workflow, rules)
     return build_queue(
         workflow=workflow,
@@ -84,6 +97,7 @@ def review_queue(
         reviewed=reviewed,
         limit=limit,
         after=after,
+        counted=counted,
     )
 
 

@@ -37,6 +37,35 @@ class ReviewRepo:
         # million-row period costs more than the read; QueueItem converts what it keeps
         return list(map(RunSummary._make, fetch(self.conn, sql, [workflow, env, start, end])))
 
+    def period_counts(self, workflow: str, env: str, start: float, end: float) -> tuple[int, int]:
+        """(served runs, edited ones) of the period, counted over the window index."""
+        sql = (
+            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN edited THEN 1 ELSE 0 END), 0)"
+            f" FROM runs WHERE {_PERIOD} AND {SERVED_SQL}"
+        )
+        runs, edited = fetch(self.conn, sql, [workflow, env, start, end])[0]
+        return int(runs), int(edited)
+
+    def queue_candidates(
+        self,
+        workflow: str,
+        env: str,
+        start: float,
+        end: float,
+        *,
+        feedback_below: float,
+        share: float,
+    ) -> list[RunSummary]:
+        """The served runs of the period that may be queued: escalated, edited, feedback
+        below ``feedback_below``, or a stored draw (``runs.sample_draw``, the default
+        seed's) below ``share``; the window index holds every column the filter reads."""
+        sql = (
+            f"SELECT {_SUMMARY} FROM runs WHERE {_PERIOD} AND {SERVED_SQL} AND (escalated"
+            " OR edited OR feedback < ? OR sample_draw < ?)"
+        )
+        rows = fetch(self.conn, sql, [workflow, env, start, end, feedback_below, share])
+        return list(map(RunSummary._make, rows))
+
     def texts(self, run_ids: Sequence[str]) -> dict[str, tuple[str | None, str | None]]:
         """run_id -> (input, output), for the runs a page shows."""
         out: dict[str, tuple[str | None, str | None]] = {}

@@ -14,12 +14,13 @@ import hashlib
 import itertools
 import json
 import math
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import Connection, func, or_, select
 
 from releasegate.domain.pausing import WindowRates
+from releasegate.domain.review_queue import DEFAULT_SEED, sample_draw
 from releasegate.domain.runs import (
     HAS_FEEDBACK,
     IS_EDITED,
@@ -270,6 +271,19 @@ class RecentRun(NamedTuple):
     label: str | None
 
 
+STORED_COLUMNS = (*RUN_COLUMNS, "sample_draw")
+"""What an insert writes: the row and, computed here, the run's review-sample draw."""
+_STORED_KINDS = (*ROW_KINDS, "d")
+
+
+def with_draws(rows: Iterable[EncodedRun]) -> Iterator[tuple[Any, ...]]:
+    """Each row with its review-sample draw under the default seed (``runs.sample_draw``):
+    the queue then reads a period's sample instead of hashing every run of it."""
+    draw, seed = sample_draw, DEFAULT_SEED
+    for r in rows:
+        yield (*r, draw(seed, r[1], r[0], r[4]))  # workflow, run_id, started_at
+
+
 @functools.cache
 def _sqlite_insert(rows: int) -> str:
     """The SQLite insert of ``rows`` runs in one statement (``RunRepo.insert_many``)."""
@@ -321,8 +335,10 @@ class RunRepo:
     @staticmethod
     def _insert_sql() -> str:
         """SQLite's insert of one run (PostgreSQL's goes through ``_stage_sql``)."""
-        values = [RunRepo._value_sql(c, "?", True) for c in RUN_COLUMNS]
-        return f"INSERT OR IGNORE INTO runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join(values)})"
+        values = [RunRepo._value_sql(c, "?", True) for c in STORED_COLUMNS]
+        return (
+            f"INSERT OR IGNORE INTO runs ({', '.join(STORED_COLUMNS)}) VALUES ({', '.join(values)})"
+        )
 
     # PostgreSQL: rows are copied (COPY, one stream) into a temporary table of this
     # session, then moved in one INSERT ... SELECT; a statement per row costs the server
@@ -334,16 +350,17 @@ class RunRepo:
     def _stage_sql() -> tuple[str, str, str]:
         """(create the staging table if this session has none, COPY into it, move its
         rows into ``runs`` in the order they came, skipping a ``run_id`` stored)."""
-        columns = ", ".join(RUN_COLUMNS)
+        columns = ", ".join(STORED_COLUMNS)
         typed = ", ".join(
-            f"{c} {RunRepo._STAGE_TYPES[k]}" for c, k in zip(RUN_COLUMNS, ROW_KINDS, strict=True)
+            f"{c} {RunRepo._STAGE_TYPES[k]}"
+            for c, k in zip(STORED_COLUMNS, _STORED_KINDS, strict=True)
         )
         create = (
             f"CREATE TEMPORARY TABLE IF NOT EXISTS {RunRepo._STAGE} "
             f"(ord bigint GENERATED ALWAYS AS IDENTITY, {typed}) ON COMMIT DELETE ROWS"
         )
         copy = f"COPY {RunRepo._STAGE} ({columns}) FROM STDIN"
-        values = ", ".join(RunRepo._value_sql(c, c, False) for c in RUN_COLUMNS)
+        values = ", ".join(RunRepo._value_sql(c, c, False) for c in STORED_COLUMNS)
         move = (
             f"INSERT INTO runs ({columns}) SELECT {values} FROM {RunRepo._STAGE} "
             "ORDER BY ord ON CONFLICT (run_id) DO NOTHING"
@@ -380,7 +397,8 @@ class RunRepo:
         '' for the optional names, hashes and ``attributes_json``, NaN for
         ``cost_usd``/``feedback``, -1 for ``output_chars``; the flags may be 0/1. Returns
         how many landed, so a re-imported file reports its duplicates. The runs that
-        landed are counted in the runs per day in the same transaction (``run_days``).
+        landed are counted in the runs per day in the same transaction (``run_days``),
+        and each is stored with its review-sample draw (``with_draws``).
         """
         from releasegate.store.run_days import DayRepo
 
@@ -389,7 +407,7 @@ class RunRepo:
         after = days.last_seq()
         if self.conn.dialect.name == "sqlite":
             sql = RunRepo._insert_sql()
-            rows = rows if isinstance(rows, list) else list(rows)
+            rows = list(with_draws(rows))
             before = raw.total_changes
             # ROWS_PER_INSERT rows per statement: the driver lets go of the GIL around every
             # statement it runs, and each time takes it back only after the application's
@@ -411,7 +429,7 @@ class RunRepo:
             try:
                 cur.execute(create)
                 with cur.copy(copy_sql) as copy:
-                    for row in rows:
+                    for row in with_draws(rows):
                         copy.write_row(row)
                 cur.execute(move)
                 landed = int(cur.rowcount)
@@ -649,13 +667,20 @@ class RunRepo:
         return int(fetch(self.conn, "SELECT count(*) FROM runs", [])[0][0])
 
     def version_counts(self, workflow: str, start: float, end: float) -> dict[str, int]:
-        """Runs of ``workflow`` (every environment) started in ``[start, end)``, per version."""
-        r = t.runs.c
-        rows = self.conn.execute(
-            select(r.version_id, func.count())
-            .where(r.workflow == workflow, r.started_at >= start, r.started_at < end)
-            .group_by(r.version_id)
-        ).all()
+        """Runs of ``workflow`` (every environment) started in ``[start, end)``, per version.
+
+        The environments the workflow's runs name are found first, one index seek each
+        (a recursive query: the next name after the last), so each is read as a range of
+        the window index rather than every run the workflow ever had."""
+        sql = (
+            "WITH RECURSIVE e(env) AS (SELECT MIN(env) FROM runs WHERE workflow = ?"
+            " UNION ALL SELECT (SELECT MIN(env) FROM runs WHERE workflow = ? AND env > e.env)"
+            " FROM e WHERE e.env IS NOT NULL)"
+            " SELECT version_id, COUNT(*) FROM runs WHERE workflow = ?"
+            " AND env IN (SELECT env FROM e WHERE env IS NOT NULL)"
+            " AND started_at >= ? AND started_at < ? GROUP BY version_id"
+        )
+        rows = fetch(self.conn, sql, [workflow, workflow, workflow, start, end])
         return {str(v): int(n) for v, n in rows}
 
     def served_versions(

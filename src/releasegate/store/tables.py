@@ -295,6 +295,8 @@ runs = Table(  # names and counts as wide as domain/runs.py accepts (NAME_MAX, C
     Column("source", String(10), nullable=False),
     Column("received_at", Float, nullable=False),
     Column("arm", String(10), nullable=True),  # 0006: stable | canary under a rollout, else NULL
+    # 0017: the run's review-sample draw under the default seed (domain.review_queue)
+    Column("sample_draw", Float, nullable=True),
     # 0016: a window of runs is read from the index alone, in time order (see the migration)
     Index(
         "ix_runs_window",
@@ -311,6 +313,7 @@ runs = Table(  # names and counts as wide as domain/runs.py accepts (NAME_MAX, C
         "output_chars",
         "label",
         "version_id",
+        "sample_draw",
     ),
 )
 
