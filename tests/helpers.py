@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from tests import forkrun
+
 LABELS = ("fraud", "card_lost", "complaint", "transfer")
 
 
@@ -98,13 +100,22 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def rg(
-    cwd: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 120
+    cwd: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+    fresh: bool = False,
 ) -> subprocess.CompletedProcess[str]:
-    """The real ``releasegate`` command in a subprocess, on the embedded store of ``cwd``
-    unless ``env`` names another; the repo is importable so test workflows can be code."""
+    """The real ``releasegate`` command in its own process, on the embedded store of ``cwd``
+    unless ``env`` names another; the repo is importable so test workflows can be code.
+    The process is forked from one that imported the command's modules already
+    (``tests/forkrun.py``); ``fresh`` starts a new interpreter instead, for a test of
+    what only that shows (start-up, imports)."""
     full = {**os.environ, "PYTHONPATH": str(REPO), "RELEASEGATE_ACTOR": "alice", "COLUMNS": "200"}
     full.pop("RELEASEGATE_DATABASE_URL", None)
     full.update(env or {})
+    if not fresh:
+        return forkrun.run(args, cwd=cwd, env=full, timeout=timeout)
     return subprocess.run(
         [sys.executable, "-m", "releasegate", *args],
         cwd=cwd,

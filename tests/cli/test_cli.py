@@ -1,4 +1,7 @@
-"""The CLI contract through a real subprocess: exit codes, stderr text, pure JSON on stdout."""
+"""The CLI contract through a real process: exit codes, stderr text, pure JSON on stdout.
+
+The first tests start a new interpreter for every command (``fresh=True``), as a user's
+shell does; the others fork it from one that imported the command already (``rg``)."""
 
 from __future__ import annotations
 
@@ -14,62 +17,83 @@ from tests.helpers import Project, ok_json, rg
 
 def test_register_eval_gate_promote_resolve(project: Project) -> None:
     d = project.root
-    v1 = ok_json(rg(d, "register", str(project.workflow("v1")), "--reason", "first", "--json"))
+    v1 = ok_json(
+        rg(d, "register", str(project.workflow("v1")), "--reason", "first", "--json", fresh=True)
+    )
     assert v1["is_new"] and len(v1["version_id"]) == 64
-    again = ok_json(rg(d, "register", "v1.yaml", "--json"))
+    again = ok_json(rg(d, "register", "v1.yaml", "--json", fresh=True))
     assert not again["is_new"] and again["version_id"] == v1["version_id"]
-    text = rg(d, "register", "v1.yaml")
+    text = rg(d, "register", "v1.yaml", fresh=True)
     assert "already registered" in text.stdout and "same content, same id" in text.stdout
 
     project.suite()
-    ev = ok_json(rg(d, "eval", v1["version_id"][:10], "--suite", "suite.yaml", "--json"))
+    ev = ok_json(
+        rg(d, "eval", v1["version_id"][:10], "--suite", "suite.yaml", "--json", fresh=True)
+    )
     assert ev["metrics"]["accuracy"]["estimate"] == 1.0 and ev["called"] == 80
-    again_ev = ok_json(rg(d, "eval", v1["version_id"][:10], "--suite", "suite.yaml", "--json"))
+    again_ev = ok_json(
+        rg(d, "eval", v1["version_id"][:10], "--suite", "suite.yaml", "--json", fresh=True)
+    )
     assert again_ev["called"] == 0 and again_ev["cached"] == 80  # no model calls the 2nd time
 
-    g = rg(d, "gate", v1["version_id"][:10], "--env", "staging", "--junit", "junit.xml", "--json")
+    g = rg(
+        d,
+        "gate",
+        v1["version_id"][:10],
+        "--env",
+        "staging",
+        "--junit",
+        "junit.xml",
+        "--json",
+        fresh=True,
+    )
     report = ok_json(g)
     assert report["verdict"] == "pass"
     assert Path(report["report_path"]).read_text().count("PASS") >= 1
     assert "<testsuite" in (d / "junit.xml").read_text()
 
-    promoted = ok_json(rg(d, "promote", v1["version_id"][:10], "--env", "staging", "--json"))
+    promoted = ok_json(
+        rg(d, "promote", v1["version_id"][:10], "--env", "staging", "--json", fresh=True)
+    )
     assert promoted["version_id"] == v1["version_id"] and promoted["previous_id"] is None
-    resolved = rg(d, "resolve", "router", "--env", "staging")
+    resolved = rg(d, "resolve", "router", "--env", "staging", fresh=True)
     assert resolved.returncode == 0 and resolved.stdout.strip() == v1["version_id"]
-    as_json = ok_json(rg(d, "resolve", "router", "--env", "staging", "--json"))
+    as_json = ok_json(rg(d, "resolve", "router", "--env", "staging", "--json", fresh=True))
     assert as_json["manifest"]["model"]["provider"] == "python"
 
-    listed = ok_json(rg(d, "versions", "router", "--json"))
+    listed = ok_json(rg(d, "versions", "router", "--json", fresh=True))
     assert listed[0]["environments"] == ["staging"]
-    verified = ok_json(rg(d, "audit", "verify", "--json"))
+    verified = ok_json(rg(d, "audit", "verify", "--json", fresh=True))
     assert verified["ok"] and verified["events"] >= 5
 
 
 def test_gate_exit_codes_and_refusals(project: Project) -> None:
     d = project.root
     project.suite()
-    v1 = ok_json(rg(d, "register", str(project.workflow("v1")), "--json"))["version_id"]
-    held = rg(d, "gate", v1[:10], "--env", "staging")
+    v1 = ok_json(rg(d, "register", str(project.workflow("v1")), "--json", fresh=True))["version_id"]
+    held = rg(d, "gate", v1[:10], "--env", "staging", fresh=True)
     assert held.returncode == 1 and "HOLD" in held.stdout
-    refused = rg(d, "promote", v1[:10], "--env", "staging")
+    refused = rg(d, "promote", v1[:10], "--env", "staging", fresh=True)
     assert refused.returncode == 1
     assert refused.stderr.startswith("refused: the gate did not pass")
     assert refused.stdout == ""
-    rg(d, "eval", v1[:10], "--suite", "suite.yaml")
-    assert rg(d, "gate", v1[:10], "--env", "staging").returncode == 0
-    assert rg(d, "promote", v1[:10], "--env", "staging").returncode == 0
+    rg(d, "eval", v1[:10], "--suite", "suite.yaml", fresh=True)
+    assert rg(d, "gate", v1[:10], "--env", "staging", fresh=True).returncode == 0
+    assert rg(d, "promote", v1[:10], "--env", "staging", fresh=True).returncode == 0
 
-    bad = ok_json(rg(d, "register", str(project.workflow("bad", mode="broken")), "--json"))
-    rg(d, "eval", bad["version_id"][:10], "--suite", "suite.yaml")
-    failed = rg(d, "gate", bad["version_id"][:10], "--env", "staging", "--json")
+    broken = str(project.workflow("bad", mode="broken"))
+    bad = ok_json(rg(d, "register", broken, "--json", fresh=True))
+    rg(d, "eval", bad["version_id"][:10], "--suite", "suite.yaml", fresh=True)
+    failed = rg(d, "gate", bad["version_id"][:10], "--env", "staging", "--json", fresh=True)
     assert failed.returncode == 1
     assert json.loads(failed.stdout)["verdict"] == "fail"
-    diff = ok_json(rg(d, "diff", v1[:10], bad["version_id"][:10], "--json"))
+    diff = ok_json(rg(d, "diff", v1[:10], bad["version_id"][:10], "--json", fresh=True))
     assert diff["change_class"] == "config"
     assert any(c["path"] == "generation.mode" for c in diff["changes"])
 
-    self_approve = rg(d, "approve", bad["version_id"][:10], "--env", "staging", "--as", "alice")
+    self_approve = rg(
+        d, "approve", bad["version_id"][:10], "--env", "staging", "--as", "alice", fresh=True
+    )
     assert self_approve.returncode == 1
     assert "nobody approves their own change" in self_approve.stderr
 
@@ -318,7 +342,7 @@ def test_version_flag_prints_the_installed_version(project: Project) -> None:
     from importlib.metadata import version
 
     for argv in (("--version",), ("--version", "versions")):
-        done = rg(project.root, *argv)
+        done = rg(project.root, *argv, fresh=True)
         assert done.returncode == 0 and done.stdout == f"releasegate {version('releasegate')}\n"
 
 
