@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -31,7 +32,9 @@ from releasegate.errors import InputError
 from releasegate.release.audit import audit_log
 from releasegate.server.app import Settings, create_app
 from releasegate.server.oidc import OidcConfig
+from tests.helpers import ok_json, rg
 from tests.server.conftest import Live, loopback_socket, run_server
+from tests.server.served import serve
 
 AUDIENCE = "releasegate-web"
 CLIENT_ID = "releasegate-dashboard"
@@ -501,3 +504,44 @@ def test_sign_in_is_offered_only_where_configured(
     assert config.login.provider_name == "id.example.com"
     assert CLIENT_SECRET not in repr(config)
     assert config.audiences == ["a", "releasegate"]
+
+
+def test_serve_takes_the_client_by_option_and_its_secret_only_from_the_environment(
+    tmp_path: Path, provider: Provider
+) -> None:
+    ok_json(rg(tmp_path, "init", "--json"))
+    env = {
+        "RELEASEGATE_OIDC_ISSUER": provider.issuer,
+        "RELEASEGATE_OIDC_AUDIENCE": AUDIENCE,
+        "RELEASEGATE_OIDC_ROLES": "*=viewer",
+        "RELEASEGATE_OIDC_CLIENT_SECRET": CLIENT_SECRET,
+        "RELEASEGATE_OIDC_PROVIDER_NAME": "Keycloak",
+    }
+    half = rg(tmp_path, "serve", "--oidc-client-id", CLIENT_ID, env=env)
+    assert half.returncode == 2
+    assert "RELEASEGATE_OIDC_REDIRECT_BASE is not set" in half.stderr
+    on_the_line = rg(tmp_path, "serve", "--oidc-client-secret", "x", env=env)
+    assert on_the_line.returncode == 2 and "No such option" in on_the_line.stderr
+    served = serve(
+        tmp_path,
+        "--workers",
+        "2",
+        "--oidc-client-id",
+        CLIENT_ID,
+        "--oidc-redirect-base",
+        "https://releasegate.example.com",
+        env=env,
+    )
+    try:
+        login = httpx.get(f"{served.url}/web/login", timeout=60)
+        assert "Sign in with Keycloak" in login.text  # each worker has the client
+        to_provider = httpx.get(f"{served.url}/web/login/oidc", timeout=60)
+        assert to_provider.status_code == 303
+        assert (
+            "redirect_uri=https%3A%2F%2Freleasegate.example.com%2Fweb%2Flogin%2Fcallback"
+            in (to_provider.headers["location"])
+        )
+        assert "; secure" in to_provider.headers["set-cookie"].lower()  # https: Secure
+    finally:
+        assert served.stop() == 0
+    assert CLIENT_SECRET not in served.logs()
