@@ -45,13 +45,10 @@ def eval_(
     from releasegate.cli.render import eval_table, progress_bar
 
     if (srv := server()) is not None:
-        from releasegate.release.evaluate import suite_files
+        from releasegate.release.evaluate import sent_suite
 
-        cases = suite_files(suite)  # a missing or bad suite file: the local message, exit 2
         sent = {
-            "suite": suite.read_text(encoding="utf-8"),
-            "source": str(suite),
-            "files": cases,
+            **sent_suite(suite),  # a missing or bad suite file: the local message, exit 2
             "epochs": epochs,
             "concurrency": concurrency,
             "no_cache": no_cache,

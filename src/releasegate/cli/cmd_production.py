@@ -33,6 +33,7 @@ from releasegate.cli._common import open_store as _store
 from releasegate.cli._remote import server
 
 if TYPE_CHECKING:
+    from releasegate.cli._remote import Server
     from releasegate.domain.runs import Rejection
 
 MAX_REJECTIONS_LISTED = 50
@@ -176,7 +177,7 @@ def runs_show(
     _console().print(table)
 
 
-@command(app)
+@command(app, served=True)
 def monitor(
     workflow: WorkflowArg,
     env: EnvOpt,
@@ -213,123 +214,165 @@ def monitor(
     as_json: JsonOpt = False,
 ) -> int | None:
     """Signals of production runs against a reference; exit 1 while a signal is in alert."""
-    from releasegate.cli.render import progress_bar
-    from releasegate.monitor.runs import parse_reference, parse_window, write_plots
-    from releasegate.monitor.service import monitor as run_monitor
-    from releasegate.monitor.service import signal_dict
     from releasegate.reports.prometheus import exposition
 
-    store = _store(create=False)
-    with progress_bar("embedding run texts", quiet=as_json or prometheus) as tick:
-        done = 0
-
-        def advance(n: int) -> None:
-            nonlocal done
-            done += n
-            tick(done, max(done, 1))
-
-        result = run_monitor(
-            store,
-            workflow,
-            env,
-            window=parse_window(window),
-            reference=parse_reference(reference),
-            embeddings=embeddings,
-            alert=alert,
-            quality=quality,
-            progress=advance,
-        )
-    if plot is not None:
-        write_plots(store, result, plot)
-    if prometheus:
-        sys.stdout.write(exposition(workflow, env, [signal_dict(s) for s in result.signals]))
-    elif as_json:
-        emit(result.as_dict())
+    if (srv := server()) is not None:
+        options = {"window": window, "reference": reference}
+        flags = {"embeddings": embeddings, "quality": quality}
+        doc = _monitor_through(srv, workflow, env, {**options, **flags}, alert=alert, plot=plot)
     else:
-        _monitor_table(result, plot)
-    return NO if result.is_alert else None  # also inside a cool-down: still "no"
+        from releasegate.cli.render import progress_bar
+        from releasegate.monitor.runs import parse_reference, parse_window, write_plots
+        from releasegate.monitor.service import monitor as run_monitor
+
+        store = _store(create=False)
+        with progress_bar("embedding run texts", quiet=as_json or prometheus) as tick:
+            done = 0
+
+            def advance(n: int) -> None:
+                nonlocal done
+                done += n
+                tick(done, max(done, 1))
+
+            result = run_monitor(
+                store,
+                workflow,
+                env,
+                window=parse_window(window),
+                reference=parse_reference(reference),
+                embeddings=embeddings,
+                alert=alert,
+                quality=quality,
+                progress=advance,
+            )
+        if plot is not None:
+            write_plots(store, result, plot)
+        doc = result.as_dict()
+    if prometheus:
+        sys.stdout.write(exposition(workflow, env, doc["signals"]))
+    elif as_json:
+        emit(doc)
+    else:
+        _monitor_table(doc, plot)
+    return NO if doc["status"] == "alert" else None  # also inside a cool-down: still "no"
 
 
-def _monitor_table(result: Any, plot: Path | None) -> None:
+def _monitor_through(
+    srv: Server,
+    workflow: str,
+    env: str,
+    options: dict[str, Any],
+    *,
+    alert: bool,
+    plot: Path | None,
+) -> dict[str, Any]:
+    """``monitor --json`` from a server: with alerts (the default) an operator's POST,
+    which records and routes the alerts that fire there as locally; ``--no-alert`` a
+    viewer's GET, which sends none. ``--plot`` reads the store's history: refused here."""
+    from releasegate.errors import InputError
+
+    if plot is not None:
+        raise InputError(
+            "--plot is not available through a server: the charts are drawn from the "
+            "store's history",
+            field="--plot",
+            hint="leave --plot out, or see the workflow page of the server's dashboard",
+        )
+    where = ("v1", "workflows", workflow, "environments", env, "monitor")
+    if alert:
+        return dict(srv.post(*where, body={**options, "alert": True}))
+    return dict(srv.get(*where, **options))
+
+
+def _monitor_table(doc: dict[str, Any], plot: Path | None) -> None:
+    """``monitor``'s table, from its ``--json`` document (the local run's or a server's)."""
     from rich.markup import escape
     from rich.table import Table
 
+    from releasegate.domain.monitoring import owner_mention, span_label
     from releasegate.domain.novelty import LISTED
     from releasegate.domain.novelty import SHOWN as NOVEL_SHOWN
     from releasegate.reports.memo import signal_value
 
+    def at(text: str) -> datetime:
+        return datetime.fromisoformat(text)
+
+    def sent_to(a: dict[str, Any]) -> str:
+        return f"to: {escape(owner_mention(a['owners']))}; routed: {escape(', '.join(a['routed']))}"
+
     console = _console()
+    now = span_label(at(doc["window"]["start"]), at(doc["window"]["end"]))
     console.print(
-        f"[bold]{result.workflow}@{result.env}[/]: {plural(result.runs, 'run')} in "
-        f"{result.current.label()}\nreference: {escape(result.reference_note)} "
-        f"({plural(result.runs_reference, 'run')})"
+        f"[bold]{doc['workflow']}@{doc['env']}[/]: {plural(doc['runs'], 'run')} in "
+        f"{now}\nreference: {escape(doc['reference']['note'])} "
+        f"({plural(doc['runs_reference'], 'run')})"
     )
-    for v in result.versions:
+    for v in doc["versions"]:
         mark = "" if v["gated"] else " [bold red]outside the gate[/]"
         console.print(f"  version {v['version_id'][:12]}: {plural(v['runs'], 'run')}{mark}")
     style = {"alert": "bold red", "ok": "green", "insufficient": "dim"}
     table = Table()
     for col in ("signal", "value", "reference", "test", "status"):
         table.add_column(col)
-    for s in result.signals:
-        stat = s.statistic
-        p = f", p={s.p_value:.2g}" if s.p_value is not None else ""
+    for s in doc["signals"]:
+        stat, p_value = s["statistic"], s["p_value"]
+        stat_value = "nan" if stat["value"] is None else f"{stat['value']:.3g}"
+        p = "" if p_value is None else ", p<1e-06" if p_value == 0 else f", p={p_value:.2g}"
         table.add_row(
-            s.name,
-            signal_value(s.value, s.name),
-            signal_value(s.reference, s.name),
-            f"{stat.name} {stat.value:.3g}{p}",
-            f"[{style.get(s.status, '')}]{s.status}[/]",
+            s["name"],
+            signal_value(s["value"], s["name"]),
+            signal_value(s["reference"], s["name"]),
+            f"{stat['name']} {stat_value}{p}",
+            f"[{style.get(s['status'], '')}]{s['status']}[/]",
         )
     console.print(table)
-    for s in result.signals:
-        if s.status != "alert":
+    for s in doc["signals"]:
+        if s["status"] != "alert":
             continue
-        listed = s.name == "novel_inputs" and s.examples
-        detail = s.detail.split("; novel: ")[0] if listed else s.detail
+        listed = s["name"] == "novel_inputs" and s["examples"]
+        detail = s["detail"].split("; novel: ")[0] if listed else s["detail"]
         console.print(f"[bold red]drift:[/] {escape(detail)}")
         if listed:  # the inputs themselves, one per line, so an operator sees what is new
-            total = round(s.value * s.n)
+            total = round(s["value"] * s["n"])
             console.print("[bold]novel inputs[/] (farthest from the reference first):")
-            for line in s.examples[:NOVEL_SHOWN]:
+            for line in s["examples"][:NOVEL_SHOWN]:
                 console.print(f"  {escape(line)}", overflow="ellipsis", no_wrap=True)
-            more = total - min(NOVEL_SHOWN, len(s.examples))
+            more = total - min(NOVEL_SHOWN, len(s["examples"]))
             if more > 0:
                 whole = f"all {total:,}" if total <= LISTED else f"the first {LISTED}"
                 console.print(f"  and {more:,} more ({whole} in --json)")
-    for note in result.notes:
+    for note in doc["notes"]:
         console.print(f"[yellow]note:[/] {escape(note)}")
-    for a in result.resent:
+    for a in doc["resent"]:
         console.print(
-            f"[bold red]alert ({a.severity}), raised {a.at:%Y-%m-%d %H:%M} UTC and not "
-            f"delivered then, sent now:[/] {escape(a.message)}\n"
-            f"  to: {escape(a.mention)}; routed: {escape(', '.join(a.routed))}"
+            f"[bold red]alert ({a['severity']}), raised {at(a['at']):%Y-%m-%d %H:%M} UTC and "
+            f"not delivered then, sent now:[/] {escape(a['message'])}\n  {sent_to(a)}"
         )
-    for a in result.alerts:
-        console.print(
-            f"[bold red]alert ({a.severity}):[/] {escape(a.message)}\n"
-            f"  to: {escape(a.mention)}; routed: {escape(', '.join(a.routed))}"
-        )
-    for a in result.alerts + result.resent:
-        if a.error is not None:
+    for a in doc["alerts"]:
+        said = f"[bold red]alert ({a['severity']}):[/] {escape(a['message'])}"
+        console.print(f"{said}\n  {sent_to(a)}")
+    for a in doc["alerts"] + doc["resent"]:
+        if a["error"] is not None:
             console.print(
-                f"[yellow]not delivered (attempt {a.attempts}):[/] {escape(a.error)}; "
+                f"[yellow]not delivered (attempt {a['attempts']}):[/] {escape(a['error'])}; "
                 "the next monitor sends it again"
             )
-    for h in result.held:
-        console.print(f"[bold red]in alert (cool-down):[/] {escape(h.sentence)}")
-    auto = result.auto_pause
-    _auto_pause_lines(None if auto is None else auto.as_dict(), result.pause_alerts)
-    verdict = {"alert": "bold red", "ok": "green", "insufficient": "yellow"}[result.status]
-    console.print(f"[{verdict}]{escape(result.verdict)}[/]")
+    for h in doc["held"]:
+        console.print(f"[bold red]in alert (cool-down):[/] {escape(h['sentence'])}")
+    _auto_pause_lines(doc["pause"], doc["pause_alerts"])
+    verdict = {"alert": "bold red", "ok": "green", "insufficient": "yellow"}[doc["status"]]
+    console.print(f"[{verdict}]{escape(doc['verdict'])}[/]")
     if plot is not None:
         console.print(f"charts: {plot}/")
 
 
-def _auto_pause_lines(auto: dict[str, Any] | None, sent: list[Any]) -> None:
-    """What the policy's ``pause_on`` rule did, if anything (``AutoPause.as_dict()``; shared
-    with ``rollout check``, which gets it from the server too)."""
+def _auto_pause_lines(auto: dict[str, Any] | None, sent: list[dict[str, Any]]) -> None:
+    """What the policy's ``pause_on`` rule did, if anything (``AutoPause.as_dict()``, and
+    the pause's alerts as ``monitor --json`` lists them; shared with ``rollout check``,
+    which gets it from the server too)."""
     from rich.markup import escape
+
+    from releasegate.domain.monitoring import owner_mention
 
     if auto is None or not auto["severe"]:
         return
@@ -353,7 +396,10 @@ def _auto_pause_lines(auto: dict[str, Any] | None, sent: list[Any]) -> None:
             + "; ".join(escape(b["sentence"]) for b in auto["breaches"])
         )
     for a in sent:
-        console.print(f"  alert sent to {escape(a.mention)}; routed: {escape(', '.join(a.routed))}")
+        console.print(
+            f"  alert sent to {escape(owner_mention(a['owners']))}; "
+            f"routed: {escape(', '.join(a['routed']))}"
+        )
 
 
 @command(report_app, "memo", served=True)

@@ -10,14 +10,18 @@ period), nothing written.
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from releasegate.cli._common import JsonOpt, WorkflowArg, command, console, emit, plural, queue_app
 from releasegate.cli._common import open_store as store
+from releasegate.cli._remote import server
+
+if TYPE_CHECKING:
+    from releasegate.cli._remote import Server
 
 QueueEnv = Annotated[
     str, typer.Option("--env", metavar="ENV", help="Environment (default: production).")
@@ -33,7 +37,7 @@ PeriodOpt = Annotated[
 RunArg = Annotated[str, typer.Argument(metavar="RUN_ID", help="A run id (or a unique prefix).")]
 
 
-@command(queue_app, "list")
+@command(queue_app, "list", served=True)
 def queue_list(
     workflow: WorkflowArg,
     env: QueueEnv = "production",
@@ -53,47 +57,62 @@ def queue_list(
     as_json: JsonOpt = False,
 ) -> None:
     """The runs to review: escalated, low feedback, edited, and a seeded random sample."""
-    from releasegate.domain.review_queue import QueueRules
-    from releasegate.release.review_queue import review_queue
+    from releasegate.domain.review_queue import QueueRules, check_page
 
-    rules = QueueRules(
+    rules = QueueRules(  # checked here, so a bad option is the same message either way
         feedback_below=feedback_below, sample_share=sample, sample_max=sample_max, seed=seed
     )
-    q = review_queue(
-        store(create=False), workflow, env, period=period, rules=rules, limit=limit, after=after
-    )
+    page: dict[str, Any] = {"period": period, "limit": check_page(limit), "after": after}
+    if (srv := server()) is not None:
+        where = ("v1", "workflows", workflow, "environments", env, "queue")
+        options = {"feedback_below": feedback_below, "sample": sample, "sample_max": sample_max}
+        found = srv.get(*where, **page, **options, seed=seed)
+    else:
+        from releasegate.release.review_queue import review_queue
+
+        found = review_queue(store(create=False), workflow, env, rules=rules, **page).as_dict()
     if as_json:
-        emit(q.as_dict())
-        return
+        emit(found)
+    else:
+        _queue_table(found)
+
+
+def _queue_table(q: dict[str, Any]) -> None:
+    """``queue list``'s table, from its ``--json`` document (local or a server's)."""
     from rich.table import Table
 
+    from releasegate.domain.review_queue import REASONS
+
     out = console()
+    where = f"{q['workflow']}@{q['env']}"
     out.print(
-        f"[bold]{workflow}@{env}[/], {q.period.label}: {plural(q.open, 'run')} to review "
-        f"({q.reviewed} of {q.queued} queued reviewed)"
+        f"[bold]{where}[/], {q['period']['label']}: {plural(q['open'], 'run')} to review "
+        f"({q['reviewed']} of {q['queued']} queued reviewed)"
     )
-    if q.items:
+    if q["items"]:
         table = Table(box=None, pad_edge=False)
         for col in ("RUN", "STARTED", "WHY", "VERSION", "FEEDBACK", "STATUS"):
             table.add_column(col, no_wrap=col != "WHY")
-        for i in q.items:
+        for i in q["items"]:
             table.add_row(
-                i.run_id,
-                f"{i.started_at:%Y-%m-%d %H:%M}",
-                ", ".join(i.reasons),
-                i.version_id[:12],
-                "" if i.feedback is None else f"{i.feedback:+.2f}",
-                i.status,
+                i["run_id"],
+                f"{datetime.fromisoformat(i['started_at']):%Y-%m-%d %H:%M}",
+                ", ".join(i["reasons"]),
+                i["version_id"][:12],
+                "" if i["feedback"] is None else f"{i['feedback']:+.2f}",
+                i["status"],
             )
         out.print(table)
-    counts = ", ".join(f"{c.reason} {c.runs}" for c in q.by_reason)
+    counts = ", ".join(f"{r} {q['by_reason'][r]}" for r in REASONS)
     out.print(f"queued by reason: {counts}")
-    out.print(f"sample: {q.sample_note}")
-    if q.next:
-        out.print(f"more: releasegate queue list {workflow} --env {env} --after '{q.next}'")
+    out.print(f"sample: {q['sample_note']}")
+    if q["next"]:
+        out.print(
+            f"more: releasegate queue list {q['workflow']} --env {q['env']} --after '{q['next']}'"
+        )
 
 
-@command(queue_app, "mark")
+@command(queue_app, "mark", served=True)
 def queue_mark(
     run_id: RunArg,
     good: Annotated[bool, typer.Option("--good", help="The output was right.")] = False,
@@ -103,7 +122,12 @@ def queue_mark(
     ] = None,
     note: Annotated[str, typer.Option(metavar="TEXT", help="A note for the record.")] = "",
     as_: Annotated[
-        str | None, typer.Option("--as", metavar="NAME", help="Who reviews (default: you).")
+        str | None,
+        typer.Option(
+            "--as",
+            metavar="NAME",
+            help="Who reviews (default: you; through a server: the token's name).",
+        ),
     ] = None,
     to_suite: Annotated[
         Path | None,
@@ -119,97 +143,141 @@ def queue_mark(
 ) -> None:
     """Mark a run good or bad (again: the review is updated, on the record)."""
     from releasegate.errors import InputError
-    from releasegate.release.refs import os_user
-    from releasegate.release.review_queue import check_suite_file, mark_run, review_to_case
+    from releasegate.release.review_queue import check_suite_file
 
     if good == bad:
         raise InputError("say what the run was: --good or --bad (one)", field="--good/--bad")
     if to_suite is None and (reason or must_pass):
         raise InputError("--reason and --must-pass go with --to-suite FILE", field="--to-suite")
-    opened = store(create=False)
-    if to_suite is not None:
-        check_suite_file(to_suite)  # a bad suite file is refused before the review is stored
-    marked = mark_run(
-        opened,
-        run_id,
-        "good" if good else "bad",
-        expected=expected,
-        note=note,
-        who=as_,
-        os_user=os_user(),
-    )
-    made = None
-    if to_suite is not None:
-        made = review_to_case(
-            opened,
-            marked.review.run_id,
-            reviewer=marked.review.reviewer,
-            suite_path=to_suite,
-            reason=reason,
-            must_pass=must_pass,
-            who=as_,
+    verdict = "good" if good else "bad"
+    if (srv := server()) is not None:
+        _signed_by_token(as_=as_)
+        if to_suite is not None:
+            check_suite_file(to_suite)  # a bad suite file is refused before the review is sent
+        body = {"run": run_id, "verdict": verdict, "expected": expected, "note": note}
+        marked = srv.post("v1", "reviews", body=body)
+        made = None
+        if to_suite is not None:
+            made = _case_through(srv, marked["run_id"], to_suite, reason, must_pass)
+    else:
+        from releasegate.release.refs import os_user
+        from releasegate.release.review_queue import mark_run, review_to_case
+
+        opened = store(create=False)
+        if to_suite is not None:
+            check_suite_file(to_suite)  # a bad suite file is refused before the review is stored
+        done = mark_run(
+            opened, run_id, verdict, expected=expected, note=note, who=as_, os_user=os_user()
         )
+        marked = done.as_dict()
+        made = None
+        if to_suite is not None:
+            made = review_to_case(
+                opened,
+                done.review.run_id,
+                reviewer=done.review.reviewer,
+                suite_path=to_suite,
+                reason=reason,
+                must_pass=must_pass,
+                who=as_,
+            ).as_dict()
     if as_json:
-        emit({**marked.as_dict(), "case": None if made is None else made.as_dict()})
+        emit({**marked, "case": made})
         return
-    r = marked.review
-    was = f" (was {marked.previous.verdict})" if marked.previous else ""
+    was = f" (was {marked['previous']['verdict']})" if marked["previous"] else ""
     console().print(
-        f"{r.reviewer} marked run [bold]{r.run_id}[/] {r.verdict}{was}"
-        + (" with a corrected output" if r.expected is not None else "")
-        + (f"; in the queue for: {', '.join(r.reasons)}" if r.reasons else "")
+        f"{marked['reviewer']} marked run [bold]{marked['run_id']}[/] {marked['verdict']}{was}"
+        + (" with a corrected output" if marked["expected"] is not None else "")
+        + (f"; in the queue for: {', '.join(marked['reasons'])}" if marked["reasons"] else "")
     )
     if made is not None:
         _print_case(made)
 
 
-@command(queue_app, "case")
+@command(queue_app, "case", served=True)
 def queue_case(
     run_id: RunArg,
     suite: Annotated[Path, typer.Option("--suite", metavar="FILE", help="Suite YAML file.")],
     reviewer: Annotated[
         str | None,
-        typer.Option(metavar="NAME", help="Whose review (default: yours, or --as)."),
+        typer.Option(
+            metavar="NAME",
+            help="Whose review (default: yours, or --as; through a server: the token's).",
+        ),
     ] = None,
     reason: Annotated[str, typer.Option(metavar="WHY", help="Why (default: the review).")] = "",
     must_pass: Annotated[
         bool, typer.Option("--must-pass", help="The gate fails if this case fails.")
     ] = False,
-    as_: Annotated[str | None, typer.Option("--as", metavar="NAME", help="Who adds it.")] = None,
+    as_: Annotated[
+        str | None,
+        typer.Option(
+            "--as", metavar="NAME", help="Who adds it (through a server: the token's name)."
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Turn a reviewed run into a suite case (`suite add-case --from-run`, with the review)."""
-    from releasegate.release.review_queue import review_to_case
+    if (srv := server()) is not None:
+        _signed_by_token(as_=as_, reviewer=reviewer)
+        made = _case_through(srv, run_id, suite, reason, must_pass)
+    else:
+        from releasegate.release.review_queue import review_to_case
 
-    made = review_to_case(
-        store(create=False),
-        run_id,
-        reviewer=reviewer or as_,
-        suite_path=suite,
-        reason=reason,
-        must_pass=must_pass,
-        who=as_,
-    )
+        made = review_to_case(
+            store(create=False),
+            run_id,
+            reviewer=reviewer or as_,
+            suite_path=suite,
+            reason=reason,
+            must_pass=must_pass,
+            who=as_,
+        ).as_dict()
     if as_json:
-        emit(made.as_dict())
+        emit(made)
     else:
         _print_case(made)
 
 
-def _print_case(made: object) -> None:
-    from releasegate.release.review_queue import ReviewCase
+def _signed_by_token(**named: str | None) -> None:
+    """Through a server a review and its case are the token's: ``--as`` (or
+    ``--reviewer``) naming someone is refused, exit 2, before anything is sent."""
+    from releasegate.errors import InputError
 
-    assert isinstance(made, ReviewCase)
-    prev = made.previous_suite_id[:12] if made.previous_suite_id else "none"
-    where = made.cases_file.name if made.cases_file else "the stored suite"
+    for option, value in named.items():
+        if value is not None:
+            raise InputError(
+                "refused through a server: a review and its case are signed by the token's name",
+                field=f"--{option.rstrip('_')}",
+                hint="leave it out and send it with the reviewer's own token "
+                "(RELEASEGATE_TOKEN or --token)",
+            )
+
+
+def _case_through(
+    srv: Server, run_id: str, suite: Path, reason: str, must_pass: bool
+) -> dict[str, Any]:
+    """The token's review of a run made a case of ``suite``, a file here (sent, and the
+    server's line appended to its cases file)."""
+    from releasegate.cli.cmd_suite import case_through
+
+    body = {"run": run_id, "reason": reason, "must_pass": must_pass}
+    made = case_through(srv, suite, ("v1", "reviews", "case"), body)
+    return {**made, "appended": None}  # appended here already, as a local run appends it
+
+
+def _print_case(made: dict[str, Any]) -> None:
+    prev = made["previous_suite_id"][:12] if made["previous_suite_id"] else "none"
+    where = Path(made["cases_file"]).name if made["cases_file"] else "the stored suite"
     console().print(
-        f"added case [bold]{made.case_id}[/] to {where} from run {made.run_id} "
-        f"(review {made.review_id[:12]}): suite {prev} -> [bold]{made.suite_id[:12]}[/] "
-        f"({plural(made.cases, 'case')}); the next gate uses it"
+        f"added case [bold]{made['case_id']}[/] to {where} from run "
+        f"{made['run_id']} (review {made['review_id'][:12]}): suite {prev} -> "
+        f"[bold]{made['suite_id'][:12]}[/] ({plural(made['cases'], 'case')}); "
+        "the next gate uses it"
     )
 
 
-@command(queue_app, "log")
+@command(queue_app, "log", served=True)
 def queue_log(
     workflow: WorkflowArg,
     env: QueueEnv = "production",
@@ -218,30 +286,34 @@ def queue_log(
     as_json: JsonOpt = False,
 ) -> None:
     """The reviews of the period's runs, with coverage, edit rate and share marked bad."""
-    from releasegate.release.review_queue import review_log
+    if (srv := server()) is not None:
+        where = ("v1", "workflows", workflow, "environments", env, "reviews")
+        log = srv.get(*where, period=period, limit=limit)
+    else:
+        from releasegate.release.review_queue import review_log
 
-    log = review_log(store(create=False), workflow, env, period=period, limit=limit)
+        log = review_log(store(create=False), workflow, env, period=period, limit=limit).as_dict()
     if as_json:
-        emit(log.as_dict())
+        emit(log)
         return
     from rich.table import Table
 
     out = console()
-    out.print(f"[bold]{workflow}@{env}[/], {log.period.label}: {log.stats.sentence()}")
-    if log.reviews:
+    out.print(f"[bold]{workflow}@{env}[/], {log['period']['label']}: {log['stats']['summary']}")
+    if log["reviews"]:
         table = Table(box=None, pad_edge=False)
         for col in ("RUN", "REVIEWER", "VERDICT", "WHEN", "WHY QUEUED", "CASE", "NOTE"):
             table.add_column(col, no_wrap=col not in ("NOTE", "WHY QUEUED"))
-        for r in log.reviews:
+        for r in log["reviews"]:
             table.add_row(
-                r.run_id,
-                r.reviewer,
-                r.verdict + (" (corrected)" if r.expected is not None else ""),
-                f"{r.updated_at.astimezone(UTC):%Y-%m-%d %H:%M}",
-                ", ".join(r.reasons) or "-",
-                r.case_id or "",
-                r.note,
+                r["run_id"],
+                r["reviewer"],
+                r["verdict"] + (" (corrected)" if r["expected"] is not None else ""),
+                f"{datetime.fromisoformat(r['updated_at']).astimezone(UTC):%Y-%m-%d %H:%M}",
+                ", ".join(r["reasons"]) or "-",
+                r["case_id"] or "",
+                r["note"],
             )
         out.print(table)
-    elif log.stats.reviews == 0:
+    elif log["stats"]["reviews"] == 0:
         out.print(f"no reviews yet: `releasegate queue list {workflow} --env {env}`")

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from releasegate.cli._common import JsonOpt, command, console, emit, plural, suite_app
 from releasegate.cli._common import open_store as store
+from releasegate.cli._remote import server
+
+if TYPE_CHECKING:
+    from releasegate.cli._remote import Server
 
 
-@command(suite_app, "add-case")
+@command(suite_app, "add-case", served=True)
 def suite_add_case(
     suite: Annotated[Path, typer.Argument(metavar="SUITE_FILE", help="Suite YAML file.")],
     reason: Annotated[str, typer.Option(help="Why: the incident or bug it comes from.")],
@@ -33,39 +37,65 @@ def suite_add_case(
     as_json: JsonOpt = False,
 ) -> None:
     """Add a case to a suite (from an incident): a new suite version, used by the next gate."""
-    from releasegate.errors import InputError
-    from releasegate.release.suites import add_case, case_from_run
+    from releasegate.release.suites import check_case_input, check_reason
 
-    opened = store()
-    if (input_ is None) == (from_run is None):
-        raise InputError("give the case's input: --input TEXT or --from-run RUN_ID (one)")
-    metadata = None
-    case_input: Any = input_
-    if from_run is not None:
-        case_input, metadata = case_from_run(opened, from_run)
-    added = add_case(
-        opened,
-        suite,
-        input=case_input,
-        metadata=metadata,
-        expected=expected,
-        case_id=case_id,
-        tags=tag or (),
-        must_pass=must_pass,
-        reason=reason,
-    )
-    if as_json:
-        emit(added)
+    check_case_input(input_, from_run)
+    case = {"expected": expected, "id": case_id, "tag": tag or [], "must_pass": must_pass}
+    if (srv := server()) is not None:
+        check_reason(reason)
+        body = {**case, "reason": reason, "input": input_, "from_run": from_run}
+        doc = case_through(srv, suite, ("v1", "suites", "cases"), body)
     else:
-        prev = added.previous_id[:12] if added.previous_id else "none"
+        import dataclasses
+
+        from releasegate.release.suites import add_case, case_input
+
+        opened = store()
+        value, metadata = case_input(opened, input_, from_run)
+        added = add_case(
+            opened,
+            suite,
+            input=value,
+            metadata=metadata,
+            expected=expected,
+            case_id=case_id,
+            tags=tag or (),
+            must_pass=must_pass,
+            reason=reason,
+        )
+        doc = {**dataclasses.asdict(added), "cases_file": str(added.cases_file)}
+    if as_json:
+        emit(doc)
+    else:
+        prev = doc["previous_id"][:12] if doc["previous_id"] else "none"
         console().print(
-            f"added case [bold]{added.case_id}[/] to {added.cases_file.name}: "
-            f"suite {prev} -> [bold]{added.suite_id[:12]}[/] "
-            f"({plural(added.cases, 'case')}); the next gate uses it"
+            f"added case [bold]{doc['case_id']}[/] to {Path(doc['cases_file']).name}: "
+            f"suite {prev} -> [bold]{doc['suite_id'][:12]}[/] "
+            f"({plural(doc['cases'], 'case')}); the next gate uses it"
         )
 
 
-@command(suite_app, "plan")
+def case_through(
+    srv: Server, suite: Path, where: tuple[str, ...], body: dict[str, Any]
+) -> dict[str, Any]:
+    """A case added through a server (``suite add-case``, ``queue case``): the suite file
+    and its cases file sent with ``body`` to ``where``, and the line the server answers
+    (``appended``) appended here, so the file and the suite registered there are one.
+    The answer, with ``cases_file`` the file written here, as a local run names it."""
+    from releasegate.release.evaluate import sent_suite
+    from releasegate.release.review_queue import check_suite_file
+    from releasegate.release.suites import append_sent_case, locked
+
+    check_suite_file(suite)  # a suite add-case cannot grow: the local message, no lock file
+    with locked(suite):  # as locally: clients on this machine take turns on the file
+        sent = sent_suite(suite)
+        doc: dict[str, Any] = srv.post(*where, body={**body, **sent})
+        line = doc.pop("appended")
+        doc["cases_file"] = str(append_sent_case(suite, sent["files"], line))
+    return doc
+
+
+@command(suite_app, "plan", served=True)
 def suite_plan(
     version: Annotated[str, typer.Argument(metavar="VERSION", help="The version of the pilot.")],
     suite: Annotated[
@@ -91,20 +121,26 @@ def suite_plan(
     as_json: JsonOpt = False,
 ) -> None:
     """How many cases the policy's margin needs, from a pilot eval already stored."""
-    from releasegate.release.plan import plan
+    if (srv := server()) is not None:
+        from releasegate.release.evaluate import sent_suite
 
-    outcome = plan(
-        store(create=False),
-        version,
-        suite,
-        env=env,
-        baseline_ref=baseline,
-        margin=margin,
-        power=power,
-    )
+        options = {"env": env, "baseline": baseline, "margin": margin, "power": power}
+        doc = srv.post("v1", "versions", version, "plan", body={**sent_suite(suite), **options})
+    else:
+        from releasegate.release.plan import plan
+
+        doc = plan(
+            store(create=False),
+            version,
+            suite,
+            env=env,
+            baseline_ref=baseline,
+            margin=margin,
+            power=power,
+        ).to_dict()
     if as_json:
-        emit(outcome.to_dict())
+        emit(doc)
         return
     from releasegate.cli.render import plan_table
 
-    plan_table(console(), outcome)
+    plan_table(console(), doc)

@@ -244,44 +244,49 @@ def gate_summary(console: Console, report: GateReport, path: Path | None) -> Non
     console.print(escape(next_step(report)))
 
 
-def plan_table(console: Console, outcome: Any) -> None:
-    """``suite plan``: one row per gated metric, then epoch advice and notes."""
-    o = outcome
-    if o.basis == "paired":
-        against = f"paired against {o.baseline_id[:12]}"
+def plan_table(console: Console, doc: Mapping[str, Any]) -> None:
+    """``suite plan``: one row per gated metric, then epoch advice and notes, from its
+    ``--json`` document (the local plan's or a server's)."""
+    if doc["basis"] == "paired":
+        against = f"paired against {doc['baseline_id'][:12]}"
         sd_col = "sd of differences"
     else:
         against = "from the candidate's own variance"
         sd_col = "sd of scores"
-    where = f" for {o.env}" if o.env else ""
+    where = f" for {doc['env']}" if doc["env"] else ""
+    metrics = doc["metrics"]
     console.print(
-        f"plan{where}: pilot {o.version_id[:12]} on suite {escape(o.suite_name)} "
-        f"({o.suite_id[:12]}), {plural(o.metrics[0].n_pilot, 'case')} x "
-        f"{plural(o.epochs, 'epoch')}, "
-        f"{against}; sized so an equal-quality candidate passes {o.power:.0%} of the time "
-        "and one worse by the margin passes 2.5%"
+        f"plan{where}: pilot {doc['version_id'][:12]} on suite {escape(doc['suite'])} "
+        f"({doc['suite_id'][:12]}), {plural(metrics[0]['pilot_n'], 'case')} x "
+        f"{plural(doc['epochs'], 'epoch')}, "
+        f"{against}; sized so an equal-quality candidate passes {doc['power']:.0%} of the "
+        "time and one worse by the margin passes 2.5%"
     )
     table = Table()
     columns = ("metric", "margin", "pilot n", sd_col, "MDE now", "cases needed")
     for col in (*columns, "P(pass) equal", "P(pass) -margin", "verdict"):
         table.add_column(col)
-    for m in o.metrics:
-        style = "green" if m.n_more == 0 else "yellow"
+    for m in metrics:
+        style = "green" if m["add"] == 0 else "yellow"
         table.add_row(
-            escape(m.metric),
-            f"{m.margin:.3f}",
-            str(m.n_pilot),
-            "—" if m.sd is None else f"{m.sd:.3f}",
-            f"{m.mde:.3f}",
-            str(m.n_needed),
-            "—" if m.pass_if_equal is None else f"{m.pass_if_equal:.0%}",
-            "—" if m.pass_if_worse is None else f"{m.pass_if_worse:.1%}",
-            f"[{style}]{m.verdict}[/]",
+            escape(m["metric"]),
+            f"{m['margin']:.3f}",
+            str(m["pilot_n"]),
+            "—" if m["sd"] is None else f"{m['sd']:.3f}",
+            f"{m['mde']:.3f}",
+            str(m["cases_needed"]),
+            "—" if m["pass_if_equal"] is None else f"{m['pass_if_equal']:.0%}",
+            "—" if m["pass_if_worse"] is None else f"{m['pass_if_worse']:.1%}",
+            f"[{style}]{m['verdict']}[/]",
         )
     console.print(table)
-    for m in o.metrics:
-        if m.advice is not None:
-            basis = "per-epoch differences" if m.advice_basis == "differences" else "candidate"
-            console.print(f"epochs for {escape(m.metric)} ({basis}): {escape(m.advice.text)}")
-    for note in o.notes:
+    for m in metrics:
+        if m["epoch_advice"] is not None:
+            basis = (
+                "per-epoch differences" if m["epoch_advice_basis"] == "differences" else "candidate"
+            )
+            console.print(
+                f"epochs for {escape(m['metric'])} ({basis}): {escape(m['epoch_advice']['text'])}"
+            )
+    for note in doc["notes"]:
         console.print(f"note: {escape(note)}")

@@ -310,6 +310,17 @@ class Firing:
     quiet_until: datetime | None = None
 
 
+def span_label(start: datetime, end: datetime) -> str:
+    """A monitor window as people read it (``monitor``'s table, the dashboard)."""
+    return f"{start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC"
+
+
+def owner_mention(owners: Mapping[str, Any]) -> str:
+    """Whom an alert names: the workflow's care owner, then its responders."""
+    names = [owners.get("care"), *owners.get("responders", [])]
+    return ", ".join(dict.fromkeys(n for n in names if n)) or "no owner on record"
+
+
 def quiet_until(last_fired: datetime | None, now: datetime, cooldown: timedelta) -> datetime | None:
     """When the cool-down of a signal that last alerted at ``last_fired`` ends, if it is
     still running at ``now`` (a new alert for it pages nobody before then); else None."""

@@ -291,6 +291,13 @@ class Queue:
         }
 
 
+def check_page(limit: int) -> int:
+    """A page size of the queue, 1..MAX_PAGE (InputError naming ``--limit`` else)."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise InputError(f"the page size must be 1..{MAX_PAGE}", field="--limit")
+    return limit
+
+
 def build_queue(
     *,
     workflow: str,
@@ -308,8 +315,7 @@ def build_queue(
     (``choose_sample``) and the ids already reviewed: one item per queued run, with every
     reason that holds. ``counted``: (runs, edited runs) of the period, when ``runs``
     holds only the runs that may be queued (flagged or in the sample)."""
-    if not 1 <= limit <= MAX_PAGE:
-        raise InputError(f"the page size must be 1..{MAX_PAGE}", field="--limit")
+    check_page(limit)
     seen: dict[str, QueueItem] = {}
     edited = 0
     for run in runs:

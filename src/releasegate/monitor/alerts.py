@@ -21,7 +21,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 from releasegate.domain.masking import mask_secrets
-from releasegate.domain.monitoring import Firing, MonitorConfig, Route, delivery_lease
+from releasegate.domain.monitoring import (
+    Firing,
+    MonitorConfig,
+    Route,
+    delivery_lease,
+    owner_mention,
+)
 from releasegate.errors import NotFoundError
 from releasegate.store.alerts import (
     ALERT_FAILED,
@@ -76,8 +82,7 @@ class Alert:
 
     @property
     def mention(self) -> str:
-        names = [self.owners.get("care"), *self.owners.get("responders", [])]
-        return ", ".join(dict.fromkeys(n for n in names if n)) or "no owner on record"
+        return owner_mention(self.owners)
 
 
 @dataclass(frozen=True)
@@ -98,6 +103,7 @@ class Held:
             "raised_at": self.raised_at.isoformat(),
             "quiet_until": self.quiet_until.isoformat(),
             "delivery": self.delivery,
+            "sentence": self.sentence,
         }
 
     @property

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from releasegate.domain.drift import Bins, DriftRules, Signal, Window, compare_windows
-from releasegate.domain.monitoring import MonitorConfig, firings
+from releasegate.domain.monitoring import MonitorConfig, firings, span_label
 from releasegate.domain.runs import (
     HAS_FEEDBACK,
     IS_EDITED,
@@ -73,7 +73,7 @@ class Span:
         return self.start.timestamp(), self.end.timestamp()
 
     def label(self) -> str:
-        return f"{self.start:%Y-%m-%d %H:%M} to {self.end:%Y-%m-%d %H:%M} UTC"
+        return span_label(self.start, self.end)
 
 
 @dataclass

@@ -124,6 +124,14 @@ def suite_files(path: Path) -> dict[str, str]:
     return {rel: (path.parent / rel).read_text(encoding="utf-8")}
 
 
+def sent_suite(path: Path) -> dict[str, Any]:
+    """A suite file as a server takes it (``eval``, ``suite add-case``, ``suite plan``,
+    ``queue case``): its text as ``suite``, its name as typed as ``source``, and its cases
+    file in ``files`` (``suite_files``); a missing or bad suite file is the local message."""
+    files = suite_files(path)
+    return {"suite": path.read_text(encoding="utf-8"), "source": str(path), "files": files}
+
+
 def read_suite(path: Path) -> Suite:
     # here, not at the top: the monitor's quality sample builds scorers from a stored suite
     # and never parses one, so it need not import the YAML parser

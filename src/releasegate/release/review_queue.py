@@ -12,7 +12,7 @@ runbook quote. Not to be confused with ``release.review``, the governance review
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +35,7 @@ from releasegate.domain.review_queue import (
     review_stats,
     sample_draw,
 )
+from releasegate.domain.sent_code import SentCodePolicy
 from releasegate.errors import InputError, NotFoundError, RefusedError, SuiteError
 from releasegate.release.refs import actor as default_actor
 from releasegate.release.refs import check_env, find_run
@@ -257,7 +258,8 @@ class ReviewCase:
     cases_file: Path | None
     """The cases file the case was appended to; None when only the stored suite has it."""
     appended: str | None = None
-    """Then: the case's line for the suite's cases file, for its owner to append."""
+    """Then: the case's line for the suite's cases file, for its owner to append (the
+    stored suite's, or a suite sent as text: ``SentSuite``, ``suites.append_sent_case``)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -282,16 +284,18 @@ def review_to_case(
     reason: str = "",
     must_pass: bool = False,
     who: str | None = None,
+    sent: SentSuite | None = None,
 ) -> ReviewCase:
     """Add ``reviewer``'s review of a run to a suite as a case (``suite add-case
     --from-run``): the input from the run, the expected output from the review's
     correction (or, for a run marked good, its own output), and the review in the
-    case's metadata. The case is appended to ``suite_path``'s cases file, or, without
-    one, to the workflow's current suite as the store keeps it (the server's way: it
-    never reads or writes a file a suite's registration names, which for a suite sent
-    over the API is a path on the sender's machine); the answer then carries the line
-    for the suite's cases file (``appended``)."""
-    from releasegate.release.suites import add_case, add_case_stored, case_from_run
+    case's metadata. The case is appended to ``suite_path``'s cases file; with ``sent``,
+    a suite sent as text (``queue case --suite FILE`` through a server), to that suite;
+    without either, to the workflow's current suite as the store keeps it (the server's
+    way: it never reads or writes a file a suite's registration names, which for a suite
+    sent over the API is a path on the sender's machine). The answer then carries the
+    line for the suite's cases file (``appended``)."""
+    from releasegate.release.suites import add_case, add_case_stored, add_case_text, case_from_run
 
     who = who or default_actor()
     reviewer = reviewer or who
@@ -331,10 +335,16 @@ def review_to_case(
         "who": who,
         "metadata": metadata,
     }
-    if suite_path is None:
-        stored = add_case_stored(store, run["workflow"], **given)
-        added: AddedCase | StoredCase = stored
-        cases_file, appended = None, stored.line
+    added: AddedCase | StoredCase
+    cases_file: Path | None
+    if sent is not None:
+        added, appended = add_case_text(
+            store, sent.text, sent.source, sent.files, policy=sent.policy, **given
+        )
+        cases_file = None
+    elif suite_path is None:
+        added = add_case_stored(store, run["workflow"], **given)
+        cases_file, appended = None, added.line
     else:
         added = add_case(store, suite_path, **given)
         cases_file, appended = added.cases_file, None
@@ -366,6 +376,17 @@ def review_to_case(
     )
 
 
+@dataclass(frozen=True)
+class SentSuite:
+    """A suite sent to the server as text, with its cases file in ``files`` (relative
+    path -> text), and what the server lets such a document run."""
+
+    text: str
+    source: str
+    files: Mapping[str, str]
+    policy: SentCodePolicy
+
+
 def _expected(review: Review, run: dict[str, Any]) -> Any:
     """The case's expected output: the review's correction; for a run marked good without
     one, what the run answered (parsed back to JSON when it was structured)."""
@@ -383,17 +404,10 @@ def check_suite_file(path: Path) -> None:
     that does not parse, or whose cases are inline (SuiteError naming file and line)."""
     from releasegate.release.evaluate import read_suite
     from releasegate.release.loaders import load_yaml
+    from releasegate.release.suites import cases_ref
 
     read_suite(path)
-    doc = load_yaml(path, SuiteError)
-    if not isinstance(doc.data.get("cases"), str):
-        raise SuiteError(
-            "a case is appended to a JSONL cases file, and this suite has its cases inline",
-            source=str(path),
-            line=doc.line_of(("cases",)),
-            field="cases",
-            hint="move the cases to a .jsonl file and name it in 'cases:'",
-        )
+    cases_ref(load_yaml(path, SuiteError), str(path))
 
 
 @dataclass(frozen=True)

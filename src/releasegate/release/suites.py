@@ -65,7 +65,7 @@ class StoredCase(NamedTuple):
 
 
 @contextmanager
-def _locked(suite_path: Path) -> Iterator[None]:
+def locked(suite_path: Path) -> Iterator[None]:
     # a lock file beside the suite, never replaced, so every writer contends on one inode
     lock = suite_path.parent / f".{suite_path.name}.lock"
     with open(lock, "a") as fh:
@@ -76,7 +76,8 @@ def _locked(suite_path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _check_reason(reason: str) -> None:
+def check_reason(reason: str) -> None:
+    """A case says why it is added (the incident, the bug): InputError naming ``--reason``."""
     if not reason.strip():
         raise InputError("say why this case is added (the incident, the bug)", field="--reason")
 
@@ -103,11 +104,11 @@ def add_case(
     metadata: dict[str, Any] | None = None,
 ) -> AddedCase:
     who = who or default_actor()
-    _check_reason(reason)
-    with _locked(suite_path):  # concurrent callers take turns; no case is lost
+    check_reason(reason)
+    with locked(suite_path):  # concurrent callers take turns; no case is lost
         suite = read_suite(suite_path)  # validates the file as it is now
         doc = load_yaml(suite_path, SuiteError)
-        cases_file = suite_path.parent / _cases_ref(doc, str(suite_path))
+        cases_file = suite_path.parent / cases_ref(doc, str(suite_path))
         record, _ = _record(
             suite,
             str(cases_file),
@@ -154,9 +155,9 @@ def add_case_text(
     it returns the line to append to the cases file (``AddedCase.cases_file`` is the
     path the suite names it by)."""
     who = who or default_actor()
-    _check_reason(reason)
+    check_reason(reason)
     suite = read_suite_text(text, source, files, policy=policy)  # validates the suite as it is now
-    ref = _cases_ref(parse_yaml(text, source, SuiteError), source)
+    ref = cases_ref(parse_yaml(text, source, SuiteError), source)
     given = {posixpath.normpath(k): v for k, v in files.items()}
     cases_text = given[posixpath.normpath(ref)]  # read_suite_text found it
     record, _ = _record(
@@ -199,7 +200,7 @@ def add_case_stored(
     one instead. The case's line for the suite's cases file comes back with it: only the
     suite's owner can append it there."""
     who = who or default_actor()
-    _check_reason(reason)
+    check_reason(reason)
 
     def grow() -> StoredCase:
         with store.read() as conn:
@@ -235,27 +236,52 @@ def _next_line(cases_text: str) -> int:
     return len(cases_text.splitlines()) + 1
 
 
-def case_input(store: Store, input: Any, from_run: str | None) -> tuple[Any, dict[str, Any] | None]:
-    """A case's input and metadata: ``input`` as given, or a production run's (one of them)."""
+def check_case_input(input: Any, from_run: str | None) -> None:
+    """A case's input is given one way: ``--input`` or ``--from-run`` (InputError else)."""
     if (input is None) == (from_run is None):
         raise InputError("give the case's input: --input TEXT or --from-run RUN_ID (one)")
+
+
+def case_input(store: Store, input: Any, from_run: str | None) -> tuple[Any, dict[str, Any] | None]:
+    """A case's input and metadata: ``input`` as given, or a production run's (one of them)."""
+    check_case_input(input, from_run)
     if from_run is not None:
         return case_from_run(store, from_run)
     return input, None
 
 
-def _cases_ref(doc: Document, source: str) -> str:
+def append_sent_case(suite_path: Path, files: Mapping[str, str], line: str) -> Path:
+    """The client's half of a case a server added (``add_case_text``): ``line``, the
+    server's ``appended``, appended atomically to the cases file the suite names (the one
+    ``files`` sent), so the file and the suite the server registered are one. Call it
+    under ``locked(suite_path)``, held since the suite was read to be sent; a cases file
+    that changed since it was sent (an edit by hand meanwhile) is refused, unchanged."""
+    [(ref, sent)] = files.items()
+    path = suite_path.parent / ref
+    now = path.read_text(encoding="utf-8")
+    if now != sent:
+        raise RefusedError(
+            f"{path} changed while the server added the case: it registered the file as "
+            f"sent plus one line, and the file was left as it is now",
+            hint=f"append this line to {path} by hand, or add the case again: {line.strip()}",
+        )
+    grown = now if not now or now.endswith("\n") else now + "\n"
+    _atomic_write(path, grown + line)
+    return path
+
+
+def cases_ref(doc: Document, source: str) -> str:
     """The JSONL cases file a suite names; a suite with its cases inline is refused."""
-    cases_ref = doc.data.get("cases")
-    if not isinstance(cases_ref, str):
+    ref = doc.data.get("cases")
+    if not isinstance(ref, str):
         raise SuiteError(
-            "add-case appends to a JSONL cases file, and this suite has its cases inline",
+            "a case is appended to a JSONL cases file, and this suite has its cases inline",
             source=source,
             line=doc.line_of(("cases",)),
             field="cases",
             hint="move the cases to a .jsonl file and name it in 'cases:'",
         )
-    return cases_ref
+    return ref
 
 
 def _record(

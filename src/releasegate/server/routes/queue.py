@@ -2,8 +2,10 @@
 a review made a suite case (operator). Each calls ``release.review_queue`` as the CLI's
 ``queue`` commands do. A review carries the token's identity: a body naming another
 reviewer (``as``, ``reviewer``, ``who``) is refused with 422, and nothing is written. A
-case is added to the file of the workflow's current suite, where the server can read it
-unchanged; the server never writes a file a caller names."""
+case is added to the suite sent with it (``queue case --suite FILE`` through a server) or,
+without one, to the workflow's current suite as the store keeps it; either way the
+answer's ``appended`` is the case's line for the cases file, which only the suite's
+owner appends: the server never reads or writes a file a caller names."""
 
 from __future__ import annotations
 
@@ -14,11 +16,19 @@ from pydantic import Field
 
 from releasegate.domain.access import Identity, Role
 from releasegate.domain.review_queue import MAX_PAGE, MAX_TEXT, QueueRules
-from releasegate.release.review_queue import mark_run, review_log, review_queue, review_to_case
-from releasegate.server.access import requires
+from releasegate.release.review_queue import (
+    SentSuite,
+    mark_run,
+    review_log,
+    review_queue,
+    review_to_case,
+)
+from releasegate.server.access import requires, sent_policy
 from releasegate.server.errors import ERROR_RESPONSES
 from releasegate.server.routes import Json
 from releasegate.server.routes.actions import Signed
+from releasegate.server.routes.loop import MAX_TEXT as MAX_SUITE
+from releasegate.server.routes.loop import Files
 
 router = APIRouter(responses={**ERROR_RESPONSES, 409: {"description": "Refused: the answer is no"}})
 Viewer = Annotated[Identity, Depends(requires(Role.VIEWER))]
@@ -41,6 +51,14 @@ class CaseBody(Signed):
     run: str = Field(min_length=1, max_length=256, description="A run id or unique prefix")
     reason: str = Field("", max_length=2000, description="Why (default: the review)")
     must_pass: bool = Field(False, description="The gate fails if this case fails")
+    suite: str | None = Field(
+        None,
+        max_length=MAX_SUITE,
+        description="The suite file's text (`queue case --suite FILE`); without it, the "
+        "workflow's current suite file, where the server reads it",
+    )
+    source: str = Field("suite.yaml", min_length=1, max_length=500)
+    files: dict[str, str] = Files
 
 
 @router.get(
@@ -114,15 +132,21 @@ def review(request: Request, body: ReviewBody, who: Operator) -> Json:
 @router.post(
     "/v1/reviews/case",
     tags=["review queue"],
-    summary="Turn your review of a run into a case of the workflow's current suite (operator)",
+    summary="Turn your review of a run into a suite case: of the suite sent (`queue case "
+    "--suite FILE --json`, plus `appended`) or of the workflow's current suite (operator)",
 )
 def review_case(request: Request, body: CaseBody, who: Operator) -> Json:
-    made = review_to_case(
-        request.app.state.store,
-        body.run,
-        reviewer=who.name,
-        reason=body.reason,
-        must_pass=body.must_pass,
-        who=who.name,
-    )
+    with sent_policy(request, who) as policy:
+        sent = None
+        if body.suite is not None:
+            sent = SentSuite(body.suite, body.source, body.files, policy)
+        made = review_to_case(
+            request.app.state.store,
+            body.run,
+            reviewer=who.name,
+            reason=body.reason,
+            must_pass=body.must_pass,
+            who=who.name,
+            sent=sent,
+        )
     return Json(made.as_dict())
