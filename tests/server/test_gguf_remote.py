@@ -19,6 +19,7 @@ from releasegate.errors import PinMismatchError
 from releasegate.release.audit import audit_log
 from releasegate.release.pins import SERVING, check_pins
 from releasegate.release.refs import find_version
+from releasegate.release.register import register
 from releasegate.release.tokens import create_token
 from releasegate.server.app import Settings, create_app
 from releasegate.store.engine import Store
@@ -138,3 +139,21 @@ def test_the_sender_checks_its_file_and_a_server_never_reads_it(
     (client / "models" / "tiny.gguf").write_bytes(WEIGHTS + b"\x00")
     with pytest.raises(PinMismatchError, match=r"the sha256 of .*tiny.gguf"):
         check_pins(store, version)  # the sender sees its weights changed
+
+
+def test_a_server_refuses_a_gguf_file_registered_elsewhere_and_checks_its_own(
+    store: Store, tmp_path: Path
+) -> None:
+    path = _project(tmp_path)
+    with store.read() as conn:
+        version = find_version(conn, register(store, path).version_id)  # this machine's file
+
+    def served_check() -> None:
+        SERVING.set(True)
+        check_pins(store, version)
+
+    contextvars.copy_context().run(served_check)  # the file is here, unchanged: it runs
+    (tmp_path / "models" / "tiny.gguf").unlink()
+    check_pins(store, version)  # a CLI elsewhere: trusted as pinned, as before
+    with pytest.raises(PinMismatchError, match="tiny.gguf .* which this server does not have"):
+        contextvars.copy_context().run(served_check)

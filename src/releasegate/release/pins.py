@@ -170,6 +170,14 @@ def registration_of(store: Store, version_id: str) -> Registration:
     )
 
 
+def _not_on_server(reg: Registration) -> bool:
+    """A GGUF file the server cannot check: one a sender hashed (its path is never read
+    here), or one registered on a machine whose path is no file on this one."""
+    if reg.model_file is not None:
+        return not Path(reg.model_file).is_file()
+    return reg.sent_model_file is not None
+
+
 def reregister_command(version: VersionRecord, reg: Registration) -> str:
     """The one command that registers what this machine has as a new version."""
     file = shlex.quote(reg.file) if reg.file else "WORKFLOW_FILE"
@@ -185,9 +193,11 @@ def check_pins(
     """Refuse (``PinMismatchError``, exit 2) when this machine would not run what
     ``version`` pinned; call it before anything of the version runs or is written.
 
-    A server (``SERVING``) reads no path a caller named, so a GGUF version pinned by a file
-    its sender hashed (registered through a server) cannot be checked there and is
-    refused, naming the file, rather than run against whatever its runtime serves."""
+    A server (``SERVING``) runs a GGUF version pinned by a file only when it can check
+    that file: one a sender hashed (registered through a server) is never read there, and
+    one registered on another machine is not there, so either is refused, naming the
+    file, rather than run against whatever its runtime serves. Elsewhere (a CLI on a
+    machine without the file) such a version runs trusted as pinned, as before."""
     model = version.manifest.get("model") or {}
     runtime = runtime_of(model)
     probe = PIN_CHECKS.get(runtime)
@@ -195,11 +205,11 @@ def check_pins(
         return
     # the registration is read only where it matters: a GGUF file's path, a refusal's hint
     reg = registration_of(store, version.version_id) if runtime == "gguf" else Registration()
-    if SERVING.get() and reg.model_file is None and reg.sent_model_file is not None:
+    if SERVING.get() and _not_on_server(reg):
         digest = pin_of(model).digest or NOTHING
         raise PinMismatchError(
             f"the model of version {version.version_id[:12]} is the GGUF file "
-            f"{reg.sent_model_file} ({digest[:19]}...) of the machine that registered it, "
+            f"{reg.gguf_file} ({digest[:19]}...) of the machine that registered it, "
             "which this server does not have; nothing was run",
             field="model.file",
             pinned=digest,
