@@ -18,7 +18,9 @@ write per 4 KiB of lines, whole lines only, at least every ``AccessLog.every`` s
 A stdout that does not keep up never blocks a request: past ``AccessLog.capacity`` lines
 waiting, a line is dropped and counted, and the count is logged (``releasegate.server``,
 stderr) once the stream takes lines again; whatever waits is written when the process
-stops (``logging.shutdown``, which also runs in uvicorn's workers).
+stops (``logging.shutdown``, which also runs in uvicorn's workers), or, when stdout
+is stuck ``AccessLog.stop_wait`` seconds then, counted and reported without holding
+the process.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import time
 import traceback
 import weakref
 from collections import deque
+from contextlib import suppress
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from json.encoder import encode_basestring
@@ -165,6 +168,9 @@ class AccessLog(logging.Handler):
     """Seconds a line waits at most before its thread writes it."""
     capacity = 100_000
     """Lines waiting at most; a line past them is dropped, counted and reported."""
+    stop_wait = 5.0
+    """Seconds ``close`` waits at most for a write in progress (a stdout nobody reads
+    would otherwise hold the process at exit for ever)."""
 
     def __init__(self, stream: IO[str] | None = None, fmt: str = "text") -> None:
         super().__init__()
@@ -172,6 +178,7 @@ class AccessLog(logging.Handler):
         self.is_json = fmt == "json"
         self._lines: deque[str] = deque()
         self._dropped = 0
+        self._in_flight = 0
         self._dropped_lock = threading.Lock()
         self._writing = threading.Lock()
         self._starting = threading.Lock()
@@ -258,11 +265,13 @@ class AccessLog(logging.Handler):
                 while lines and size + _size(lines[0]) <= AT_ONCE:
                     chunk.append(lines.popleft())
                     size += _size(chunk[-1])
+                self._in_flight = len(chunk)
                 try:
                     self.stream.write("\n".join(chunk) + "\n")
                     self.stream.flush()
                 except (OSError, ValueError):  # a closed or failing stream: counted below
                     lost += len(chunk)
+                self._in_flight = 0
             with self._dropped_lock:
                 dropped, self._dropped = self._dropped + lost, 0
         if dropped:
@@ -278,13 +287,34 @@ class AccessLog(logging.Handler):
         self._wake.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
-            thread.join()
+            thread.join(self.stop_wait)
+            if thread.is_alive():  # stuck in a write: the process exits anyway, saying so
+                self._abandon()
+                super().close()
+                return
         self.flush()
         super().close()
+
+    def _abandon(self) -> None:
+        """Report the lines a stuck stdout will not get: waiting, being written, dropped."""
+        waiting = 0
+        with suppress(IndexError):
+            while True:
+                self._lines.popleft()
+                waiting += 1
+        with self._dropped_lock:
+            lost, self._dropped = waiting + self._in_flight + self._dropped, 0
+        _server_log.warning(
+            "%d access lines were not written at exit: stdout did not take them "
+            "(it was still writing after %s s)",
+            lost,
+            self.stop_wait,
+        )
 
     def _forked(self) -> None:
         self._lines = deque()  # the parent writes its own lines
         self._dropped = 0
+        self._in_flight = 0
         self._dropped_lock = threading.Lock()
         self._writing = threading.Lock()
         self._starting = threading.Lock()
