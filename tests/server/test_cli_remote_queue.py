@@ -278,31 +278,45 @@ def test_a_review_and_its_case_are_the_tokens_and_as_is_refused(queue_sides: Sid
         (("queue", "mark", "run-010", "--bad", "--to-suite", "missing.yaml"), "missing.yaml"),
         (("queue", "mark", "run-010", "--bad", "--to-suite", "inline.yaml"), "cases"),
         (("queue", "case", REVIEWED, "--suite", "nocases.yaml"), "gone.jsonl"),
+        (("queue", "case", "run-011", "--suite", "elsewhere/suite.yaml"), "elsewhere"),
         (("suite", "add-case", "suite.yaml", "--reason", "r"), "--input"),
         (("suite", "add-case", "nocases.yaml", "--input", "x", "--reason", "r"), "gone.jsonl"),
         (("suite", "add-case", "inline.yaml", "--input", "x", "--reason", "r"), "inline"),
+        (("suite", "add-case", "nodir/suite.yaml", "--input", "x", "--reason", "r"), "nodir"),
         (("suite", "plan", "{v2}", "--suite", "missing.yaml"), "missing.yaml"),
         (("queue", "list", "router", "--env", "staging", "--sample", "2"), "--sample"),
         (("monitor", "router", "--env", "staging", "--plot", "charts"), "--plot"),
     ],
 )
-def test_bad_input_through_the_server_is_exit_2_and_writes_nothing(
+def test_bad_input_is_exit_2_and_writes_nothing_either_way(
     queue_sides: Sides, argv: tuple[str, ...], field: str
 ) -> None:
     s = queue_sides
     suite = yaml.safe_load((s.remote_cwd / "suite.yaml").read_text())
-    (s.remote_cwd / "nocases.yaml").write_text(json.dumps({**suite, "cases": "gone.jsonl"}))
-    (s.remote_cwd / "inline.yaml").write_text(
-        json.dumps({**suite, "cases": [{"id": "a", "input": "x", "expected": "fraud"}]})
-    )
-    files = {p.name: p.read_bytes() for p in s.remote_cwd.iterdir()}
-    before = _events(s.live)
+    for where in (s.remote_cwd, s.local_cwd):
+        (where / "nocases.yaml").write_text(json.dumps({**suite, "cases": "gone.jsonl"}))
+        (where / "inline.yaml").write_text(
+            json.dumps({**suite, "cases": [{"id": "a", "input": "x", "expected": "fraud"}]})
+        )
+    before = _events(s.live), _files(s.remote_cwd), _files(s.local_cwd)
     full = [s.live.v2 if a == "{v2}" else a for a in argv]
     code, out, err = through(s, *full, who="operator")
     assert (code, out) == (2, ""), err
     assert field in err.splitlines()[0] and "Traceback" not in err
-    assert _events(s.live) == before
-    assert {p.name: p.read_bytes() for p in s.remote_cwd.iterdir()} == files
+    if field != "--plot":  # locally --plot draws the charts: not bad input there
+        local = rg(s.local_cwd, *full, env={"RELEASEGATE_ACTOR": "operator", **s.local_env})
+        assert (local.returncode, local.stdout) == (2, ""), local.stderr
+        assert local.stderr.splitlines()[0] == err.splitlines()[0].split(" (the server at ")[0]
+    assert (_events(s.live), _files(s.remote_cwd), _files(s.local_cwd)) == before
+
+
+def _files(where: Path) -> dict[str, bytes]:
+    """Every file of a directory but the store's, with its bytes (a lock file too)."""
+    return {
+        str(p.relative_to(where)): p.read_bytes()
+        for p in where.rglob("*")
+        if p.is_file() and ".releasegate" not in p.parts
+    }
 
 
 @pytest.mark.parametrize(

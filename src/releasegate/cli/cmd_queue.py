@@ -152,8 +152,9 @@ def queue_mark(
     verdict = "good" if good else "bad"
     if (srv := server()) is not None:
         _signed_by_token(as_=as_)
-        if to_suite is not None:
-            check_suite_file(to_suite)  # a bad suite file is refused before the review is sent
+    if to_suite is not None:
+        check_suite_file(to_suite)  # refused before the review is stored (or sent)
+    if srv is not None:
         body = {"run": run_id, "verdict": verdict, "expected": expected, "note": note}
         marked = srv.post("v1", "reviews", body=body)
         made = None
@@ -164,8 +165,6 @@ def queue_mark(
         from releasegate.release.review_queue import mark_run, review_to_case
 
         opened = store(create=False)
-        if to_suite is not None:
-            check_suite_file(to_suite)  # a bad suite file is refused before the review is stored
         done = mark_run(
             opened, run_id, verdict, expected=expected, note=note, who=as_, os_user=os_user()
         )
@@ -218,8 +217,12 @@ def queue_case(
     as_json: JsonOpt = False,
 ) -> None:
     """Turn a reviewed run into a suite case (`suite add-case --from-run`, with the review)."""
+    from releasegate.release.review_queue import check_suite_file
+
     if (srv := server()) is not None:
         _signed_by_token(as_=as_, reviewer=reviewer)
+    check_suite_file(suite)  # either way before a lock file or a request is made
+    if srv is not None:
         made = _case_through(srv, run_id, suite, reason, must_pass)
     else:
         from releasegate.release.review_queue import review_to_case

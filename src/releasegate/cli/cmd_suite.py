@@ -37,12 +37,14 @@ def suite_add_case(
     as_json: JsonOpt = False,
 ) -> None:
     """Add a case to a suite (from an incident): a new suite version, used by the next gate."""
+    from releasegate.release.review_queue import check_suite_file
     from releasegate.release.suites import check_case_input, check_reason
 
     check_case_input(input_, from_run)
+    check_reason(reason)
+    check_suite_file(suite)  # either way before a store, a lock file or a request is made
     case = {"expected": expected, "id": case_id, "tag": tag or [], "must_pass": must_pass}
     if (srv := server()) is not None:
-        check_reason(reason)
         body = {**case, "reason": reason, "input": input_, "from_run": from_run}
         doc = case_through(srv, suite, ("v1", "suites", "cases"), body)
     else:
@@ -78,15 +80,14 @@ def suite_add_case(
 def case_through(
     srv: Server, suite: Path, where: tuple[str, ...], body: dict[str, Any]
 ) -> dict[str, Any]:
-    """A case added through a server (``suite add-case``, ``queue case``): the suite file
-    and its cases file sent with ``body`` to ``where``, and the line the server answers
+    """A case added through a server (``suite add-case``, ``queue case``; the suite file
+    checked first, ``check_suite_file``): the suite file and its cases file sent with
+    ``body`` to ``where``, and the line the server answers
     (``appended``) appended here, so the file and the suite registered there are one.
     The answer, with ``cases_file`` the file written here, as a local run names it."""
     from releasegate.release.evaluate import sent_suite
-    from releasegate.release.review_queue import check_suite_file
     from releasegate.release.suites import append_sent_case, locked
 
-    check_suite_file(suite)  # a suite add-case cannot grow: the local message, no lock file
     with locked(suite):  # as locally: clients on this machine take turns on the file
         sent = sent_suite(suite)
         doc: dict[str, Any] = srv.post(*where, body={**body, **sent})
