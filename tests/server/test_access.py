@@ -85,6 +85,15 @@ def endpoints(live: Live) -> list[Endpoint]:
             "POST", "/v1/suites/cases", Role.BUILDER, {"suite": "x", "reason": "y", "input": "z"}
         ),
         Endpoint("POST", f"/v1/versions/{live.v2}/plan", Role.VIEWER, {"suite": "x"}),
+        Endpoint(
+            "POST",
+            f"/v1/versions/{live.v2}/compare",
+            Role.BUILDER,
+            {"baseline": live.v1, "suite": "x", "judge": "y"},
+        ),
+        Endpoint("POST", f"{wf}/rehearse", Role.OPERATOR, {}),
+        Endpoint("POST", f"{wf}/rollout/shadow-replay", Role.OPERATOR, {}),
+        Endpoint("GET", "/v1/jobs/abcdef", Role.VIEWER),
     ]
 
 
@@ -135,6 +144,7 @@ def state(live: Live) -> dict[str, Any]:
                 "workflow_stages",
                 "policies",
                 "policy_proposals",
+                "jobs",
             )
         }
     tables["audit"] = [(e.seq, e.kind) for e in audit_log(live.store) if e.kind != REFUSED]

@@ -258,7 +258,6 @@ def test_no_server_is_one_line_exit_2_within_the_deadline(sides: Sides) -> None:
     "argv",
     [
         ("gc",),
-        ("rehearse", "router", "--env", "staging"),
         ("db", "upgrade"),
     ],
 )

@@ -9,13 +9,16 @@ for by the CLI's table (``_errors.STATUS_ERRORS``), so ``_errors`` turns it into
 message and exit code as the error raised locally; no answer is one line and exit 2.
 Only httpx and the error tree are imported on this path, never the store. A verb with no
 endpoint yet refuses (``refuse_without_endpoint``, exit 2) rather than touch a local store
-the user did not mean.
+the user did not mean. A verb the server runs as a job (it answers 202: ``compare``,
+``rehearse``, ``rollout shadow-replay``, a ``gate`` that evaluates first) is polled
+(``Server.finished``) until it ends, with the progress bar on stderr.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -28,6 +31,8 @@ URL_ENV = "RELEASEGATE_URL"
 TOKEN_ENV = "RELEASEGATE_TOKEN"
 TIMEOUT_ENV = "RELEASEGATE_TIMEOUT"
 DEFAULT_TIMEOUT = 60.0
+POLL_SECONDS = 0.5
+"""How often a verb the server runs as a job (or an eval) asks how it stands."""
 
 _SECONDS = re.compile(r"\d+(\.\d*)?|\.\d+")
 
@@ -63,6 +68,33 @@ class Server:
 
     def delete(self, *segments: str) -> Any:
         return self.remote.call("DELETE", _path(segments))
+
+    def poll(self, *segments: str, tick: Callable[[int, int], None]) -> Any:
+        """The state a job or eval at ``segments`` answers once its ``status`` is no longer
+        running, asked every ``POLL_SECONDS``; its ``progress`` shown by ``tick`` meanwhile."""
+        import time
+
+        while True:
+            state = self.get(*segments)
+            if state["status"] != "running":
+                return state
+            if state.get("progress"):
+                tick(state["progress"]["done"], state["progress"]["total"])
+            time.sleep(POLL_SECONDS)
+
+    def finished(self, started: dict[str, Any], tick: Callable[[int, int], None]) -> Any:
+        """The ``--json`` document of the job a 202 answer ``started``, once it ended (its
+        progress shown by ``tick`` meanwhile); a failed job raises the error its status
+        stands for, as if the request had answered it (the same message and exit code)."""
+        state = self.poll("v1", "jobs", started["job_id"], tick=tick)
+        if state["status"] == "completed":
+            return state["result"]
+        error = state.get("error") or {}
+        raise self.remote.error(
+            int(error.get("status") or 503),
+            str(error.get("error") or f"{state['kind']} {state['status']}, no reason recorded"),
+            error.get("hint"),
+        )
 
 
 def server(timeout: float | None = None) -> Server | None:

@@ -4,7 +4,9 @@ Both versions need an eval on the suite; the judge reads their cached outputs,
 each case in both orders, and the command prints the win rate with its 95%
 interval, the wins, losses and ties, how often the two orders disagreed, and
 the cases the candidate did not win. Exit 0 whatever the verdict: it is a
-report, not a gate.
+report, not a gate. With ``RELEASEGATE_URL`` the suite and judge files are sent and the
+server judges, as a job (``POST /v1/versions/{candidate}/compare``, then
+``GET /v1/jobs/{id}``): the same output and exit code.
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ import typer
 
 from releasegate.cli._common import JsonOpt, app, command, emit, plural
 from releasegate.cli._common import open_store as store
+from releasegate.cli._remote import server
 
 SHOWN_CASES = 20
 OUTCOME_STYLE = {"win": "green", "loss": "red", "tie": "yellow", None: "dim"}
 
 
-@command(app)
+@command(app, served=True)
 def compare(
     candidate: Annotated[str, typer.Argument(metavar="CANDIDATE", help="The new version.")],
     baseline: Annotated[str, typer.Argument(metavar="BASELINE", help="The version to beat.")],
@@ -37,17 +40,39 @@ def compare(
 ) -> None:
     """Judge CANDIDATE against BASELINE case by case, in both orders; win rate with 95% CI."""
     from releasegate.cli.render import progress_bar
-    from releasegate.release.compare import compare as run_compare
 
-    opened = store(create=False)
-    with progress_bar("judging") as tick:
-        outcome = run_compare(
-            opened, candidate, baseline, suite, judge, concurrency=concurrency, progress=tick
-        )
-    if as_json:
-        emit(outcome.to_dict())
+    if (srv := server()) is not None:
+        from releasegate.errors import InputError
+        from releasegate.release.evaluate import suite_files
+        from releasegate.release.loaders import load_yaml
+
+        cases = suite_files(suite)  # a missing or bad file: the local message, exit 2
+        load_yaml(judge, InputError)
+        sent = {
+            "baseline": baseline,
+            "suite": suite.read_text(encoding="utf-8"),
+            "source": str(suite),
+            "files": cases,
+            "judge": judge.read_text(encoding="utf-8"),
+            "judge_source": str(judge),
+            "concurrency": concurrency,
+        }
+        started = srv.post("v1", "versions", candidate, "compare", body=sent)
+        with progress_bar("judging") as tick:
+            report = srv.finished(started, tick)
     else:
-        _render(outcome.to_dict())
+        from releasegate.release.compare import compare as run_compare
+
+        opened = store(create=False)
+        with progress_bar("judging") as tick:
+            outcome = run_compare(
+                opened, candidate, baseline, suite, judge, concurrency=concurrency, progress=tick
+            )
+        report = outcome.to_dict()
+    if as_json:
+        emit(report)
+    else:
+        _render(report)
 
 
 def _render(report: dict[str, Any]) -> None:

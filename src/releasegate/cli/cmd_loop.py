@@ -79,24 +79,12 @@ def eval_(
         eval_table(console(), outcome)
 
 
-POLL_SECONDS = 0.5
-"""How often ``eval`` through a server asks how its eval stands."""
-
-
 def _finished(srv: Server, eval_id: str, tick: Callable[[int, int], None]) -> dict[str, Any]:
     """The ``eval --json`` document of the server's eval ``eval_id`` once it completed,
     its progress shown meanwhile; a failed or interrupted eval is one line, exit 2."""
-    import time
-
     from releasegate.errors import PrerequisiteError
 
-    while True:
-        state = srv.get("v1", "evals", eval_id)
-        if state["status"] != "running":
-            break
-        if state.get("progress"):
-            tick(state["progress"]["done"], state["progress"]["total"])
-        time.sleep(POLL_SECONDS)
+    state = srv.poll("v1", "evals", eval_id, tick=tick)
     if state["status"] == "completed":
         return dict(state["result"])
     why = state.get("error") or state.get("interrupted") or "no reason recorded"
@@ -147,6 +135,9 @@ def gate(
         from releasegate.domain.gate_report import GateReport
 
         doc = srv.post("v1", "versions", version, "gate", body={"env": env})
+        if "job_id" in doc:  # 202: the server evaluates the baseline first
+            with progress_bar("evaluating baseline") as tick:
+                doc = srv.finished(doc, tick)
         decided = GateReport.from_json(doc)
         path = chosen
         if path is not None:  # the server keeps no file for a client: written here, if asked

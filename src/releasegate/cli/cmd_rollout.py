@@ -273,7 +273,7 @@ def rollout_check(workflow: WorkflowArg, env: EnvOpt, as_json: JsonOpt = False) 
     return NO if is_no else None
 
 
-@command(rollout_app, "shadow-replay")
+@command(rollout_app, "shadow-replay", served=True)
 def rollout_shadow_replay(
     workflow: WorkflowArg,
     env: EnvOpt,
@@ -287,17 +287,26 @@ def rollout_shadow_replay(
 ) -> int | None:
     """Run the candidate on the inputs of recent production runs and compare them paired,
     input by input (exit 1 if it is shown worse)."""
-    from releasegate.release.replay import shadow_replay
+    if (srv := server()) is not None:
+        from releasegate.cli.render import progress_bar
 
-    result = shadow_replay(
-        open_store(create=False),
-        workflow,
-        env,
-        candidate=candidate,
-        limit=limit,
-        concurrency=concurrency,
-    )
-    data = result.to_dict()
+        body = {"candidate": candidate, "limit": limit, "concurrency": concurrency}
+        where = ("v1", "workflows", workflow, "environments", env, "rollout", "shadow-replay")
+        started = srv.post(*where, body=body)
+        with progress_bar("replaying") as tick:
+            data = srv.finished(started, tick)
+    else:
+        from releasegate.release.replay import shadow_replay
+
+        result = shadow_replay(
+            open_store(create=False),
+            workflow,
+            env,
+            candidate=candidate,
+            limit=limit,
+            concurrency=concurrency,
+        )
+        data = result.to_dict()
     if as_json:
         emit(data)
     else:
@@ -326,4 +335,4 @@ def rollout_shadow_replay(
         )
         where = data["recorded_on"]
         out.print(f"  recorded: audit log{f' and rollout {where[:12]} evidence' if where else ''}")
-    return NO if result.is_worse else None
+    return NO if data["outcome"] == "worse" else None

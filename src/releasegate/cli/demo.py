@@ -334,7 +334,7 @@ def rehearsal(c: Console, store: Any) -> None:
 
     with progress_bar("rehearsing") as tick:
         done = rehearse(store, "support-triage", "staging", who="oncall-support", progress=tick)
-    print_rehearsal(done)
+    print_rehearsal(done.to_dict())
 
 
 def governance(c: Console, store: Any, target: Path, blocked: str) -> None:

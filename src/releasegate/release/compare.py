@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from releasegate.domain.document import Fields, undotted
+from releasegate.domain.document import Document, Fields, undotted
 from releasegate.domain.identity import content_hash, sha256_bytes
 from releasegate.domain.results import Case, CaseOutput, Score
+from releasegate.domain.sent_code import SentCodePolicy
 from releasegate.domain.stats import Interval, mean_interval
 from releasegate.domain.suite import Suite
 from releasegate.errors import InputError, PrerequisiteError
@@ -147,7 +148,10 @@ class _Pair(NamedTuple):
 
 def read_judge(path: Path) -> PairwiseJudge:
     """A judge file (``model``, ``rubric``, optional ``prompt``); errors name file, line, field."""
-    doc = load_yaml(path, InputError)
+    return _judge(load_yaml(path, InputError))
+
+
+def _judge(doc: Document) -> PairwiseJudge:
     f = Fields(doc, InputError).only("model", "rubric", "prompt")
     f.get("model", dict, required=True)
     f.get("rubric", str, required=True)
@@ -190,6 +194,32 @@ def _check_evals(
         )
 
 
+def read_judge_text(text: str, source: str, *, policy: SentCodePolicy) -> PairwiseJudge:
+    """A judge file sent as text (over the server), under the same limits as a file and
+    checked against what the server allows its model to call (``check_sent``)."""
+    from releasegate.domain import untrusted
+    from releasegate.release.loaders import check_sent, max_input_bytes, parse_yaml
+
+    untrusted.check_size(len(text.encode("utf-8")), max_input_bytes(), source, InputError)
+    doc = parse_yaml(text, source, InputError)
+    check_sent(doc, policy)  # the judge's host and key variable, before it is built
+    return _judge(doc)
+
+
+class ComparePlan(NamedTuple):
+    """A compare checked and read from the store, its questions not yet asked."""
+
+    candidate: VersionRecord
+    baseline: VersionRecord
+    suite: Suite
+    judge: PairwiseJudge
+    decided: dict[str, CaseVerdict]
+    pairs: list[_Pair]
+    found: dict[tuple[str, str], Judgement]
+    asks: dict[tuple[str, str], tuple[_Pair, Order]]
+    concurrency: int
+
+
 def compare(
     store: Store,
     candidate_ref: str,
@@ -205,10 +235,33 @@ def compare(
     Ctrl-C keeps the judgements already answered (a re-run asks only the rest), and a
     judgement another compare stored meanwhile is kept, not written twice.
     """
-    if concurrency < 1:
-        raise InputError("must be 1 or more", field="--concurrency")
+    check_concurrency(concurrency)
     suite = read_suite(suite_path)
     judge = read_judge(judge_path)
+    planned = plan_compare(
+        store, candidate_ref, baseline_ref, suite, judge, suite_path, concurrency=concurrency
+    )
+    return judge_plan(store, planned, progress=progress)
+
+
+def check_concurrency(concurrency: int) -> None:
+    if concurrency < 1:
+        raise InputError("must be 1 or more", field="--concurrency")
+
+
+def plan_compare(
+    store: Store,
+    candidate_ref: str,
+    baseline_ref: str,
+    suite: Suite,
+    judge: PairwiseJudge,
+    suite_path: Path,
+    *,
+    concurrency: int = 8,
+) -> ComparePlan:
+    """Everything ``compare`` checks and reads before it asks the judge: the versions, their
+    evals on the suite, the cached judgements, the judge's key (every refusal is here)."""
+    check_concurrency(concurrency)
     hashes = {c.case_hash for c in suite.cases}
     with store.read() as conn:
         candidate = find_suite_version(conn, candidate_ref, suite, suite_path)
@@ -249,17 +302,26 @@ def compare(
                 found[slot] = hit
             else:
                 asks[slot] = (pair, order)
-    todo = list(asks.values())
+    if asks and not os.environ.get(judge.api_key_env):
+        raise PrerequisiteError(
+            f"the judge needs an API key: environment variable {judge.api_key_env} is not set",
+            hint="set it, or name another variable in the judge file's model.api_key_env",
+        )
+    return ComparePlan(candidate, baseline, suite, judge, decided, pairs, found, asks, concurrency)
+
+
+def judge_plan(
+    store: Store, planned: ComparePlan, *, progress: Progress | None = None
+) -> CompareOutcome:
+    """Ask the judge what ``planned`` did not find cached, keep the answers, and count."""
+    candidate, suite, judge = planned.candidate, planned.suite, planned.judge
+    decided, pairs, found = dict(planned.decided), planned.pairs, dict(planned.found)
+    todo = list(planned.asks.values())
     n_cached = len(ORDERS) * len(pairs) - len(todo)  # as in eval, a twin counts as cached
     if todo:
-        if not os.environ.get(judge.api_key_env):
-            raise PrerequisiteError(
-                f"the judge needs an API key: environment variable {judge.api_key_env} is not set",
-                hint="set it, or name another variable in the judge file's model.api_key_env",
-            )
         fresh: dict[tuple[str, str], Judgement] = {}
         try:
-            asyncio.run(_ask_all(judge, todo, concurrency, progress, n_cached, fresh))
+            asyncio.run(_ask_all(judge, todo, planned.concurrency, progress, n_cached, fresh))
         except KeyboardInterrupt:
             kept = _keep(store, candidate.version_id, todo, fresh)
             raise KeyboardInterrupt(f"{kept} new judgements kept; re-run to resume") from None
@@ -272,7 +334,7 @@ def compare(
     counted = [OUTCOME_VALUE[v.outcome] for v in verdicts if v.outcome is not None]
     return CompareOutcome(
         candidate_id=candidate.version_id,
-        baseline_id=baseline.version_id,
+        baseline_id=planned.baseline.version_id,
         workflow=candidate.workflow,
         suite_id=suite.suite_id,
         suite_name=suite.name,

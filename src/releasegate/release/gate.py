@@ -197,6 +197,16 @@ def gate(
     return GateOutcome(decision, report)
 
 
+def evaluates_first(store: Store, version_ref: str, env: str) -> bool:
+    """Would ``gate`` evaluate the baseline before it decides (minutes, calling its model),
+    or decide from stored evals at once? An unknown version or environment raises here."""
+    facts = _gather(store, version_ref, env)
+    if facts.baseline is None or facts.suite_id is None or facts.cand_eval is None:
+        return False
+    with store.read() as conn:
+        return EvalRepo(conn).latest(facts.baseline.version_id, facts.suite_id) is None
+
+
 def _gather(store: Store, version_ref: str, env: str) -> _Facts:
     with store.read() as conn:
         version = find_version(conn, version_ref)

@@ -136,15 +136,7 @@ def rehearse(
     as a power cut would: the tests' way to leave a rehearsal for the next run to undo.
     """
     who = who or default_actor()
-    with store.read() as conn:
-        wf = WorkflowRepo(conn).get(workflow)
-        check_env(wf, env)
-    if is_production(wf.environments, env) and not allow_production:
-        raise RehearsalRefusedError(
-            f"'{env}' is the production environment of {workflow}: a rehearsal would serve "
-            "a degraded version there",
-            hint="rehearse on staging, or pass --allow-production to mean it",
-        )
+    wf = _allowed(store, workflow, env, allow_production)
     undone = recover(store, workflow, env, who=who)
     original, suite_id = _serving(store, wf, env)
     planned = mutants(original.manifest, names)
@@ -174,6 +166,30 @@ def rehearse(
     except BaseException:
         _undo(store, _reload(store, r), who, "the rehearsal stopped with an error")
         raise
+
+
+def check_rehearsal(store: Store, workflow: str, env: str, *, allow_production: bool) -> None:
+    """Refuse, before anything is written, a rehearsal ``rehearse`` would refuse at its
+    start (an unknown workflow or environment, production without ``allow_production``,
+    nothing served, a rollout running, no suite): a server answers these at once."""
+    wf = _allowed(store, workflow, env, allow_production)
+    with store.read() as conn:
+        crashed = RehearsalRepo(conn).active(workflow, env)
+    if crashed is None:  # else what serves may be a crashed rehearsal's variant, undone first
+        _serving(store, wf, env)
+
+
+def _allowed(store: Store, workflow: str, env: str, allow_production: bool) -> WorkflowRecord:
+    with store.read() as conn:
+        wf = WorkflowRepo(conn).get(workflow)
+        check_env(wf, env)
+    if is_production(wf.environments, env) and not allow_production:
+        raise RehearsalRefusedError(
+            f"'{env}' is the production environment of {workflow}: a rehearsal would serve "
+            "a degraded version there",
+            hint="rehearse on staging, or pass --allow-production to mean it",
+        )
+    return wf
 
 
 def _reload(store: Store, r: Rehearsal) -> Rehearsal:

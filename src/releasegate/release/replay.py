@@ -19,12 +19,12 @@ import asyncio
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from releasegate.domain.results import CaseOutput
-from releasegate.domain.rollout import Waiting, reference, shadow_signals
+from releasegate.domain.rollout import RolloutPolicy, Waiting, reference, shadow_signals
 from releasegate.domain.shadow import KEY_CHARS, Comparison, compare
 from releasegate.errors import InputError, NotFoundError, RefusedError, RolloutRefusedError
 from releasegate.providers.base import Provider
@@ -40,6 +40,7 @@ from releasegate.store.engine import Store
 from releasegate.store.environments import EnvironmentRepo
 from releasegate.store.rollouts import RolloutRepo
 from releasegate.store.runs import RecentRun, RunRepo
+from releasegate.store.versions import VersionRecord
 from releasegate.store.workflows import WorkflowRepo
 
 DEFAULT_LIMIT = 200
@@ -90,6 +91,19 @@ class Replayed:
         }
 
 
+class ReplayPlan(NamedTuple):
+    """A replay checked and read from the store, nothing sent to the candidate yet."""
+
+    workflow: str
+    env: str
+    version: VersionRecord
+    stable_id: str
+    policy: RolloutPolicy
+    recent: list[RecentRun]
+    provider: Provider
+    concurrency: int
+
+
 def shadow_replay(
     store: Store,
     workflow: str,
@@ -105,7 +119,30 @@ def shadow_replay(
     running rollout's, or ``candidate``) and compare them pair by pair (module docstring).
     No served runs is a refusal, unless ``require_runs`` is False (a rehearsal, which says
     there was nothing to replay)."""
-    who = who or default_actor()
+    planned = plan_replay(
+        store,
+        workflow,
+        env,
+        candidate=candidate,
+        limit=limit,
+        concurrency=concurrency,
+        require_runs=require_runs,
+    )
+    return run_replay(store, planned, who=who)
+
+
+def plan_replay(
+    store: Store,
+    workflow: str,
+    env: str,
+    *,
+    candidate: str | None = None,
+    limit: int = DEFAULT_LIMIT,
+    concurrency: int = 8,
+    require_runs: bool = True,
+) -> ReplayPlan:
+    """Everything ``shadow_replay`` checks and reads before it calls the candidate (every
+    refusal is here: a server answers them before it starts the replay)."""
     if not 1 <= limit <= MAX_LIMIT:
         raise InputError(f"--limit: expected 1 to {MAX_LIMIT:,}, got {limit}", field="--limit")
     if concurrency < 1:
@@ -165,6 +202,13 @@ def shadow_replay(
         )
     provider = make_provider(store, version.manifest)  # a bad manifest fails before any call
     check_pins(store, version)
+    return ReplayPlan(workflow, env, version, stable_id, policy, recent, provider, concurrency)
+
+
+def run_replay(store: Store, planned: ReplayPlan, *, who: str | None = None) -> Replayed:
+    """Call the candidate on the planned runs' inputs, compare, record."""
+    who = who or default_actor()
+    workflow, env, version, stable_id, policy, recent, provider, concurrency = planned
     with_text = [r for r in reversed(recent) if r.input is not None]  # oldest first
     texts = list(dict.fromkeys(r.input for r in with_text if r.input is not None))
     outputs = asyncio.run(_complete_all(provider, texts, concurrency)) if texts else {}

@@ -159,6 +159,10 @@ class Remote:
         message, hint = r.text[:200].strip() or r.reason_phrase, None
         if isinstance(body, dict) and body.get("error"):
             message, hint = str(body["error"]), body.get("hint") or None
-        raise self.raised.get(r.status_code, StoreUnavailableError)(
-            f"{message} (the server at {self.url} answered {r.status_code})", hint=hint
+        raise self.error(r.status_code, message, hint)
+
+    def error(self, status: int, message: str, hint: str | None = None) -> ReleasegateError:
+        """The error an answer of ``status`` stands for (``raised``), naming the server."""
+        return self.raised.get(status, StoreUnavailableError)(
+            f"{message} (the server at {self.url} answered {status})", hint=hint
         )

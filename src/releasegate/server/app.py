@@ -81,11 +81,12 @@ def create_app(store: Store, settings: Settings | None = None) -> FastAPI:
     """The application over ``store``; the caller keeps the store open while it serves."""
     from releasegate import __version__
     from releasegate.server.hot import HotResolve
-    from releasegate.server.jobs import EvalJobs
+    from releasegate.server.jobs import EvalJobs, Jobs
     from releasegate.server.routes import (
         actions,
         documents,
         governance,
+        jobs,
         loop,
         queue,
         read,
@@ -116,6 +117,7 @@ def create_app(store: Store, settings: Settings | None = None) -> FastAPI:
     app.state.resolver = Resolver(store, ttl=settings.resolve_ttl)
     errors.install(app)
     app.state.evals = EvalJobs(store)
+    app.state.jobs = Jobs(store)
     for module in (
         read,
         runs,
@@ -127,6 +129,7 @@ def create_app(store: Store, settings: Settings | None = None) -> FastAPI:
         documents,
         governance,
         suites,
+        jobs,
     ):
         app.include_router(module.router)
     app.mount("/web", create_web(app))  # the dashboard (server/web), on the same services

@@ -121,18 +121,25 @@ def error_response(
     return JSONResponse(body.model_dump(), status_code=status)
 
 
-def respond(exc: ReleasegateError) -> JSONResponse:
-    """The error response of a ``ReleasegateError``, by the one table."""
+def error_body(exc: ReleasegateError) -> ErrorBody:
+    """The error shape of a ``ReleasegateError``, by the one table (a bug: the generic
+    message, logged)."""
     status = status_of(exc)
     if status == 500:
         log.error("releasegate server: %s", exc)
-        return error_response(500, INTERNAL)
+        return ErrorBody(status=500, error=INTERNAL)
     errors: list[FieldError] = []
     if isinstance(exc, ValidationFailed):
         errors = list(exc.errors)
     elif isinstance(exc, InputError) and exc.field:
         errors.append(FieldError(field=exc.field, message=exc.reason))
-    return error_response(status, exc.message, hint=exc.hint, errors=errors)
+    return ErrorBody(status=status, error=exc.message, hint=exc.hint, errors=errors)
+
+
+def respond(exc: ReleasegateError) -> JSONResponse:
+    """The error response of a ``ReleasegateError``, by the one table."""
+    body = error_body(exc)
+    return JSONResponse(body.model_dump(), status_code=body.status)
 
 
 def install(app: FastAPI) -> None:

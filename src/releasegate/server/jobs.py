@@ -1,4 +1,4 @@
-"""Evals the server runs for its callers: each in its own thread, off the event loop.
+"""Evals and jobs the server runs for its callers: each in its own thread, off the event loop.
 
 ``POST /v1/versions/{version}/evals`` checks and records the eval as running
 (``release.evaluate.start_evaluation``: bad input is answered before anything runs),
@@ -8,17 +8,28 @@ request threads wait on a model. The eval's row is its state for every replica; 
 process only adds the progress it sees. A server stopped mid-eval leaves the row
 "running" with its pid, and the next reader marks it interrupted
 (``release.interrupted``), as for a killed CLI.
+
+``Jobs`` does the same for the verbs that answer 202 with a job (``compare``,
+``rehearse``, ``rollout shadow-replay``, a ``gate`` that evaluates first): the route
+checks the request and plans the work (bad input answered before anything runs), then
+``submit`` records the job (``release.jobs``) and runs the work in a thread; its ``--json``
+document, or the error it raised in the server's one shape, lands on the job's row,
+which any replica answers ``GET /v1/jobs/{job_id}`` from.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from releasegate.errors import ReleasegateError
 from releasegate.release.evaluate import StartedEval, run_evaluation
+from releasegate.release.jobs import complete_job, fail_job, start_job
 from releasegate.release.store_access import Store
+from releasegate.server.errors import INTERNAL, ErrorBody, error_body
+from releasegate.server.routes import cli_text
 
 log = logging.getLogger("releasegate.server")
 
@@ -67,3 +78,59 @@ class EvalJobs:
         finally:
             with self._lock:
                 self._progress.pop(eval_id, None)
+
+
+Tick = Callable[[int, int], None]
+Work = Callable[[Tick], Any]
+"""A job's work: given a progress callback, it returns the verb's ``--json`` document."""
+
+
+class Jobs:
+    """The jobs this process runs (at most ``limit`` at once), and how far each is."""
+
+    def __init__(self, store: Store, limit: int = 2) -> None:
+        self.store = store
+        self._slots = threading.BoundedSemaphore(limit)
+        self._progress: dict[str, Progress] = {}
+        self._lock = threading.Lock()
+
+    def submit(self, kind: str, subject: str, who: str, work: Work) -> str:
+        """Record the job as running and start it; its id."""
+        job_id = start_job(self.store, kind=kind, subject=subject, who=who)
+        with self._lock:
+            self._progress[job_id] = Progress(0, 0)
+        thread = threading.Thread(
+            target=self._run, args=(job_id, work), name=f"{kind}-{job_id[:8]}", daemon=True
+        )
+        thread.start()
+        return job_id
+
+    def progress(self, job_id: str) -> Progress | None:
+        """How far a job this process runs is (None: not here, or finished)."""
+        with self._lock:
+            return self._progress.get(job_id)
+
+    def _run(self, job_id: str, work: Work) -> None:
+        def tick(done: int, total: int) -> None:
+            with self._lock:
+                self._progress[job_id] = Progress(done, total)
+
+        try:
+            with self._slots:
+                document = work(tick)
+            complete_job(self.store, job_id, cli_text(document))
+        except ReleasegateError as exc:  # the caller's answer, in the one shape; logged
+            log.warning("releasegate server: job %s failed: %s", job_id, exc)
+            self._fail(job_id, error_body(exc))
+        except Exception:  # a bug: the job says so, the traceback is in the log
+            log.exception("releasegate server: job %s failed", job_id)
+            self._fail(job_id, ErrorBody(status=500, error=INTERNAL))
+        finally:
+            with self._lock:
+                self._progress.pop(job_id, None)
+
+    def _fail(self, job_id: str, body: ErrorBody) -> None:
+        try:
+            fail_job(self.store, job_id, body.model_dump())
+        except ReleasegateError:  # the store is gone: logged (the job reads running meanwhile)
+            log.exception("releasegate server: job %s: its failure could not be stored", job_id)

@@ -491,3 +491,21 @@ blob_chunks = Table(
     Column("encoding", String(8), nullable=False),
     Column("data", LargeBinary, nullable=False),
 )
+
+# Server jobs (0018): what a server runs for a caller after answering 202 (compare,
+# rehearse, shadow-replay, a gate that evaluates first), so any replica answers a poll.
+# ``result`` is the verb's ``--json`` text once completed; ``error_json`` the error shape.
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("job_id", String(32), primary_key=True),
+    Column("kind", String(20), nullable=False),
+    Column("subject", String(320), nullable=False),
+    Column("status", String(12), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("runner_json", Text, nullable=False),
+    Column("result", Text, nullable=True),
+    Column("error_json", Text, nullable=True),
+    Column("created_at", TS, nullable=False),
+    Column("finished_at", TS, nullable=True),
+)

@@ -30,10 +30,14 @@ class CliDocument(Response):
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
-        if dataclasses.is_dataclass(content) and not isinstance(content, type):
-            content = dataclasses.asdict(content)
-        text = json.dumps(content, indent=2, sort_keys=True, default=str) + "\n"
-        return text.encode("utf-8")
+        return cli_text(content).encode("utf-8")
+
+
+def cli_text(content: Any) -> str:
+    """``content`` as the CLI's ``--json`` writes it (``CliDocument``'s body, as text)."""
+    if dataclasses.is_dataclass(content) and not isinstance(content, type):
+        content = dataclasses.asdict(content)
+    return json.dumps(content, indent=2, sort_keys=True, default=str) + "\n"
 
 
 class Text(Response):

@@ -7,7 +7,9 @@ parses with the CLI's loader and limits, so a bad document is 422 naming the fie
 nothing written. An eval can take minutes: ``POST .../evals`` answers 202 with the eval
 id and its ``Location`` once the eval is checked and recorded as running, and runs it in
 a thread of this process (``server/jobs.py``); ``GET /v1/evals/{eval_id}`` answers from
-the eval's row on any replica, with the result once completed.
+the eval's row on any replica, with the result once completed. A gate decides at once
+from stored evals (200, the decision); when it must evaluate the baseline on the current
+suite first, it answers 202 with a job instead (``routes/jobs.py``), polled like an eval.
 """
 
 from __future__ import annotations
@@ -27,12 +29,14 @@ from releasegate.release.evaluate import (
     start_evaluation,
     suite_for,
 )
+from releasegate.release.gate import evaluates_first
 from releasegate.release.gate import gate as run_gate
 from releasegate.release.register import check_spec, read_workflow_text, register_spec
 from releasegate.release.store_access import Store
 from releasegate.server.access import requires, sent_policy
 from releasegate.server.errors import ERROR_RESPONSES
 from releasegate.server.routes import CliDocument
+from releasegate.server.routes.jobs import accepted
 
 router = APIRouter(responses={**ERROR_RESPONSES, 409: {"description": "Refused: the answer is no"}})
 Viewer = Annotated[Identity, Depends(requires(Role.VIEWER))]
@@ -193,9 +197,21 @@ def eval_state(request: Request, eval_id: str, _: Viewer) -> CliDocument:
     tags=["loop"],
     summary="Decide pass / fail / hold / needs-approval (`releasegate gate --json`; builder)",
     responses={
-        200: {"description": "The decision, whatever it is: `passed` false is the CLI's exit 1"}
+        200: {"description": "The decision, whatever it is: `passed` false is the CLI's exit 1"},
+        202: {
+            "description": "The baseline must be evaluated first: a job (`job_id`, "
+            "`location`); `GET /v1/jobs/{job_id}` has the decision once it is made"
+        },
     },
 )
 def gate(request: Request, version: str, body: GateBody, who: Builder) -> CliDocument:
-    outcome = run_gate(request.app.state.store, version, body.env, who=who.name)
+    store: Store = request.app.state.store
+    if evaluates_first(store, version, body.env):  # minutes: a job, polled
+
+        def work(tick: Any) -> Any:
+            outcome = run_gate(store, version, body.env, who=who.name, progress=tick)
+            return {**outcome.report.to_json(), "report_path": None}
+
+        return accepted(request, "gate", version, who, work)
+    outcome = run_gate(store, version, body.env, who=who.name)
     return CliDocument({**outcome.report.to_json(), "report_path": None})
