@@ -176,6 +176,10 @@ def test_without_a_file_the_case_grows_the_stored_suite_and_no_file(
     before = (tmp_path / "suite.jsonl").read_text()
     (tmp_path / "suite.yaml").unlink()  # the file a suite was registered from is never read
     mark_run(store, "run-020", "bad", expected="fraud", who="bob")
+    with pytest.raises(SuiteError):  # a failed attempt leaves the review free for the next
+        review_to_case(
+            store, "run-020", reviewer="bob", suite_path=tmp_path / "gone.yaml", who="bob"
+        )
     made = review_to_case(store, "run-020", reviewer="bob", who="bob")
     assert (made.case_id, made.cases, made.cases_file) == ("case-9", 9, None)
     assert (tmp_path / "suite.jsonl").read_text() == before

@@ -11,6 +11,7 @@ runbook quote. Not to be confused with ``release.review``, the governance review
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -337,17 +338,29 @@ def review_to_case(
     }
     added: AddedCase | StoredCase
     cases_file: Path | None
-    if sent is not None:
-        added, appended = add_case_text(
-            store, sent.text, sent.source, sent.files, policy=sent.policy, **given
+    with store.write() as conn:  # one maker at a time: a second click is refused
+        claim = ReviewRepo(conn).claim_case(review.review_id, time.time(), uuid.uuid4().hex)
+    if claim is None:
+        raise RefusedError(
+            f"the review of run {run['run_id']} by {reviewer} is already being made a case",
+            hint=f"`releasegate queue log {run['workflow']} --env {run['env']}` shows it",
         )
-        cases_file = None
-    elif suite_path is None:
-        added = add_case_stored(store, run["workflow"], **given)
-        cases_file, appended = None, added.line
-    else:
-        added = add_case(store, suite_path, **given)
-        cases_file, appended = added.cases_file, None
+    try:
+        if sent is not None:
+            added, appended = add_case_text(
+                store, sent.text, sent.source, sent.files, policy=sent.policy, **given
+            )
+            cases_file = None
+        elif suite_path is None:
+            added = add_case_stored(store, run["workflow"], **given)
+            cases_file, appended = None, added.line
+        else:
+            added = add_case(store, suite_path, **given)
+            cases_file, appended = added.cases_file, None
+    except BaseException:
+        with store.write() as conn:
+            ReviewRepo(conn).release_case(review.review_id, claim)
+        raise
     with store.write() as conn:
         ReviewRepo(conn).set_case(review.review_id, added.case_id, added.suite_id)
         AuditRepo(conn).append(

@@ -9,13 +9,19 @@ queued is ``domain.review_queue``'s rule, not this module's.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
-from sqlalchemy import ColumnElement, Connection, insert, select, update
+from sqlalchemy import ColumnElement, Connection, and_, insert, or_, select, update
 
 from releasegate.domain.review_queue import Review, RunSummary
 from releasegate.store import tables as t
 from releasegate.store.rows import fetch, marks, record, values
 from releasegate.store.runs import SERVED_SQL
+
+CLAIM = "claim:"
+CLAIM_SECONDS = 600
+"""A review's case being made holds ``claim:<epoch>:<token>`` in ``case_suite_id``; a
+claim older than this was left by a maker that died."""
 
 _SUMMARY = "run_id, started_at, version_id, status, escalated, edited, feedback, label"
 _PERIOD = "workflow = ? AND env = ? AND started_at >= ? AND started_at < ?"
@@ -134,6 +140,36 @@ class ReviewRepo:
             query = query.limit(limit)
         return [_review(row) for row in self.conn.execute(query).all()]
 
+    def claim_case(self, review_id: str, now: float, token: str) -> str | None:
+        """Take the review for making its case (the claim kept in ``case_suite_id`` until
+        ``set_case``); None when it has a case or another maker holds it. A claim older
+        than ``CLAIM_SECONDS`` (its maker died) is taken over."""
+        r = t.run_reviews.c
+        claim = f"{CLAIM}{int(now):011d}:{token}"
+        stale = f"{CLAIM}{int(now) - CLAIM_SECONDS:011d}"
+        taken = self.conn.execute(
+            update(t.run_reviews)
+            .where(
+                r.review_id == review_id,
+                r.case_id.is_(None),
+                or_(
+                    r.case_suite_id.is_(None),
+                    and_(r.case_suite_id.startswith(CLAIM), r.case_suite_id < stale),
+                ),
+            )
+            .values(case_suite_id=claim)
+        )
+        return claim if taken.rowcount == 1 else None
+
+    def release_case(self, review_id: str, claim: str) -> None:
+        """Give back a claim whose case was not made."""
+        r = t.run_reviews.c
+        self.conn.execute(
+            update(t.run_reviews)
+            .where(r.review_id == review_id, r.case_id.is_(None), r.case_suite_id == claim)
+            .values(case_suite_id=None)
+        )
+
     def set_case(self, review_id: str, case_id: str, suite_id: str) -> None:
         r = t.run_reviews.c
         self.conn.execute(
@@ -156,4 +192,7 @@ class ReviewRepo:
 
 
 def _review(row: object) -> Review:
-    return record(Review, row, reasons=tuple)  # type: ignore[arg-type]
+    found: Review = record(Review, row, reasons=tuple)  # type: ignore[arg-type]
+    if found.case_id is None and found.case_suite_id is not None:  # a claim, not a suite
+        return replace(found, case_suite_id=None)
+    return found
