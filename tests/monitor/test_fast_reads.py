@@ -212,6 +212,7 @@ def test_the_runbook_counts_what_the_raw_runs_hold(
 ) -> None:
     store, _, stored = loaded
     production = [{**r, "run_id": "p-" + r["run_id"], "env": "production"} for r in stored[::3]]
+    production[-1]["version_id"] = "f" * 64  # a version nobody registered
     assert ingest_dicts(store, production, source="http", atomic=True).landed == len(production)
     flagged = [r["run_id"] for r in production if r["escalated"] and r.get("arm") != "shadow"]
     mark_run(store, flagged[0], "bad", note="wrong label", who="carol")
@@ -226,6 +227,7 @@ def test_the_runbook_counts_what_the_raw_runs_hold(
     facts = gather(store, "router", now=now).facts
     assert facts.runs == sum(every.values()) and set(facts.versions_seen) == set(every)
     assert facts.versions_seen[0] == every.most_common(1)[0][0]
+    assert facts.runs_unregistered == every["f" * 64] == 1
     # the review numbers the runbook shows, against the queue of every run hashed
     queue, span = plain_queue(
         store, QueueRules(), 1, env="production", span=Period("", now - RUNS_PERIOD, now)

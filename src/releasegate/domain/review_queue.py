@@ -181,6 +181,12 @@ def choose_sample(
     return {run_id for _, run_id in drawn[: rules.sample_max]}, total
 
 
+def queued_ids(runs: Iterable[RunSummary], sample_ids: set[str], rules: QueueRules) -> set[str]:
+    """The ids of the runs with a reason to be read (``build_queue``'s items, reviewed or
+    not): flagged, or in the sample."""
+    return {r.run_id for r in runs if r.run_id in sample_ids or flagged_reasons(r, rules)}
+
+
 @dataclass(frozen=True)
 class QueueItem:
     run_id: str

@@ -132,9 +132,7 @@ def build_runbook(store: Store, workflow: str, *, now: datetime | None = None) -
     with store.read() as conn:
         environments = tuple(_environment(conn, workflow, e) for e in wf.environments)
         runs = RunRepo(conn)
-        sample = runs.window(
-            workflow, env, max(start, end - 86400 * 2), end, ["status", "input", "output", "label"]
-        )
+        example = runs.latest_ok_example(workflow, env, max(start, end - 86400 * 2), end)
         failures = tuple(
             FailureFacts(f.reason, f.runs, f.last_run_id)
             for f in runs.failure_reasons(workflow, env, start, end)
@@ -143,7 +141,7 @@ def build_runbook(store: Store, workflow: str, *, now: datetime | None = None) -
         edited = tuple(runs.latest_ids(workflow, env, start, end, IS_EDITED))
         negative = tuple(runs.latest_ids(workflow, env, start, end, IS_NEGATIVE_FEEDBACK))
         alerts = AlertRepo(conn).between(workflow, EPOCH, now)[-RECENT_ALERTS:]
-    ok = next(((i, o) for s, i, o, _ in reversed(sample) if s == "ok" and i), (None, None))
+    ok = example or (None, None)
     monitor = got.monitor
     model = got.running.manifest.get("model", {}) if got.running else {}
     model_text = (

@@ -138,7 +138,7 @@ def gather(store: Store, workflow: str, *, now: datetime | None = None) -> Gathe
         runs = RunRepo(conn)
         window = runs.signal_window(workflow, env, start, end, started=True)
         counts = runs.version_counts(workflow, start, end)
-        registered = {v.version_id for v in VersionRepo(conn).list(workflow)}
+        registered = VersionRepo(conn).registered(workflow, counts)
         alerts = AlertRepo(conn).between(workflow, EPOCH, now + timedelta(seconds=1))
         # the last finished rehearsal: one running now has proven nothing yet
         rehearsal = next(

@@ -33,6 +33,7 @@ from releasegate.domain.review_queue import (
     flagged_reasons,
     parse_period,
     parse_verdict,
+    queued_ids,
     review_stats,
     sample_draw,
 )
@@ -55,6 +56,20 @@ def _period(period: str | Period | None, now: datetime | None) -> Period:
     return parse_period(period, now or datetime.now(UTC))
 
 
+def _queue_runs(
+    repo: ReviewRepo, workflow: str, env: str, start: float, end: float, rules: QueueRules
+) -> tuple[list[RunSummary], tuple[int, int] | None]:
+    """The runs the queue is built from, and (runs, edited runs) of the period when those
+    are not every run of it: under the default seed, only the runs that may be queued
+    (flagged, or the draw stored with the run below the share) and the period's counts."""
+    if rules.seed != DEFAULT_SEED:
+        return repo.period_runs(workflow, env, start, end), None
+    runs = repo.queue_candidates(
+        workflow, env, start, end, feedback_below=rules.feedback_below, share=rules.sample_share
+    )
+    return runs, repo.period_counts(workflow, env, start, end)
+
+
 def review_queue(
     store: Store,
     workflow: str,
@@ -71,22 +86,11 @@ def review_queue(
     rules = rules or QueueRules()
     span = _period(period, now)
     start, end = span.start.timestamp(), span.end.timestamp()
-    counted: tuple[int, int] | None = None
     with store.read() as conn:
         wf = WorkflowRepo(conn).get(workflow)
         check_env(wf, env)
-        repo = ReviewRepo(conn)
-        if rules.seed == DEFAULT_SEED:
-            # the runs that may be queued, the sample's by the draw stored with each run
-            # (the default seed's), and the period's counts: not every run of the period
-            counted = repo.period_counts(workflow, env, start, end)
-            share = rules.sample_share
-            runs = repo.queue_candidates(
-                workflow, env, start, end, feedback_below=rules.feedback_below, share=share
-            )
-        else:
-            runs = repo.period_runs(workflow, env, start, end)
-        reviewed = repo.reviewed_ids(workflow, env, start, end)
+        runs, counted = _queue_runs(ReviewRepo(conn), workflow, env, start, end, rules)
+        reviewed = ReviewRepo(conn).reviewed_ids(workflow, env, start, end)
     # the draws are the domain's, taken again of the candidates: the stored one only chose
     sample_ids, _ = choose_sample(((r.run_id, r.started_at) for r in runs), workflow, rules)
     return build_queue(
@@ -472,5 +476,19 @@ def review_log(
 def review_numbers(
     store: Store, workflow: str, env: str, start: datetime, end: datetime
 ) -> ReviewStats:
-    """The review log's numbers for a memo or runbook period."""
-    return review_log(store, workflow, env, period=Period("", start, end), limit=1).stats
+    """The review log's numbers for a memo or runbook period: the queue's ids without its
+    items (no page is shown, so none is built or ordered)."""
+    rules = QueueRules()
+    lo, hi = start.timestamp(), end.timestamp()
+    with store.read() as conn:
+        check_env(WorkflowRepo(conn).get(workflow), env)
+        runs, counted = _queue_runs(ReviewRepo(conn), workflow, env, lo, hi, rules)
+        reviews = ReviewRepo(conn).in_period(workflow, env, lo, hi)
+    sample_ids, _ = choose_sample(((r.run_id, r.started_at) for r in runs), workflow, rules)
+    total, edited = counted or (len(runs), sum(1 for r in runs if r.edited))
+    return review_stats(
+        runs=total,
+        edited=edited,
+        queued_ids=queued_ids(runs, sample_ids, rules),
+        reviews=reviews,
+    )

@@ -498,6 +498,20 @@ class RunRepo:
             params.append(version_id)
         return fetch(self.conn, sql + " ORDER BY started_at", params)
 
+    def latest_ok_example(
+        self, workflow: str, env: str, start: float, end: float
+    ) -> tuple[str, str | None] | None:
+        """(input, output) of the newest served run started in ``[start, end)`` whose
+        status is ``ok`` and whose input is stored, or None: walked newest first, so a
+        busy window reads only its last runs."""
+        sql = (
+            "SELECT input, output FROM runs WHERE workflow = ? AND env = ?"
+            f" AND started_at >= ? AND started_at < ? AND {SERVED_SQL} AND status = 'ok'"
+            " AND input IS NOT NULL AND input <> '' ORDER BY started_at DESC LIMIT 1"
+        )
+        rows = fetch(self.conn, sql, [workflow, env, start, end])
+        return (str(rows[0][0]), rows[0][1]) if rows else None
+
     def recent_served(
         self, workflow: str, env: str, version_id: str, limit: int
     ) -> list[RecentRun]:

@@ -7,7 +7,7 @@ user types) and by workflow."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -74,6 +74,18 @@ class VersionRepo:
             .limit(5)
         ).all()
         return [_version(r) for r in rows]
+
+    def registered(self, workflow: str, version_ids: Iterable[str]) -> set[str]:
+        """Which of ``version_ids`` are registered versions of ``workflow``."""
+        ids = sorted(set(version_ids))
+        v = t.versions.c
+        found: set[str] = set()
+        for i in range(0, len(ids), 500):
+            q = select(v.version_id).where(
+                v.workflow == workflow, v.version_id.in_(ids[i : i + 500])
+            )
+            found.update(str(r[0]) for r in self.conn.execute(q).all())
+        return found
 
     def list(self, workflow: str) -> list[VersionRecord]:
         rows = self.conn.execute(
