@@ -256,8 +256,15 @@ class AccessLog(logging.Handler):
 
     def flush(self) -> None:
         """Write every line queued (whole lines, ``AT_ONCE`` bytes a write at most), then
-        report on stderr the lines dropped since the last report."""
-        with self._writing:
+        report on stderr the lines dropped since the last report. While the thread is
+        writing, another caller does not wait for it (``logging.shutdown`` flushes before
+        it closes, and the thread may be stuck): what waits is the thread's, or ``close``'s.
+        """
+        thread = self._thread
+        is_writer = thread is None or not thread.is_alive() or thread is threading.current_thread()
+        if not self._writing.acquire(blocking=is_writer):
+            return
+        try:
             lines, lost = self._lines, 0
             while lines:
                 chunk = [lines.popleft()]
@@ -274,6 +281,8 @@ class AccessLog(logging.Handler):
                 self._in_flight = 0
             with self._dropped_lock:
                 dropped, self._dropped = self._dropped + lost, 0
+        finally:
+            self._writing.release()
         if dropped:
             _server_log.warning(
                 "%d access lines were dropped: stdout did not take them%s",
