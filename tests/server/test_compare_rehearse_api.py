@@ -25,6 +25,7 @@ from releasegate.errors import NotFoundError
 from releasegate.release.audit import audit_log
 from releasegate.release.evaluate import evaluate
 from releasegate.release.register import register
+from releasegate.release.replay import shadow_replay
 from releasegate.release.resolve import resolve
 from releasegate.server.app import Settings, create_app
 from releasegate.store.jobs import JobRepo
@@ -252,6 +253,10 @@ def test_shadow_replay_is_a_job_and_refusals_come_at_once(live: Live) -> None:
     assert (result["runs_read"], result["pairs"]) == (12, 12)
     event = audit_log(live.store)[-1]
     assert (event.kind, event.actor) == ("rollout.replayed", "operator")
+    seen: list[tuple[int, int]] = []  # what the progress bar (and a job's progress) shows
+    shadow_replay(live.store, "router", "staging", candidate=live.v2,
+                  progress=lambda done, total: seen.append((done, total)))  # fmt: skip
+    assert [d for d, _ in seen] == list(range(1, 13)) and {t for _, t in seen} == {12}
 
 
 def test_a_gate_that_evaluates_the_baseline_first_is_a_job(live: Live) -> None:

@@ -287,9 +287,9 @@ def rollout_shadow_replay(
 ) -> int | None:
     """Run the candidate on the inputs of recent production runs and compare them paired,
     input by input (exit 1 if it is shown worse)."""
-    if (srv := server()) is not None:
-        from releasegate.cli.render import progress_bar
+    from releasegate.cli.render import progress_bar
 
+    if (srv := server()) is not None:
         body = {"candidate": candidate, "limit": limit, "concurrency": concurrency}
         where = ("v1", "workflows", workflow, "environments", env, "rollout", "shadow-replay")
         started = srv.post(*where, body=body)
@@ -298,14 +298,16 @@ def rollout_shadow_replay(
     else:
         from releasegate.release.replay import shadow_replay
 
-        result = shadow_replay(
-            open_store(create=False),
-            workflow,
-            env,
-            candidate=candidate,
-            limit=limit,
-            concurrency=concurrency,
-        )
+        with progress_bar("replaying") as tick:  # on stderr, and only on a terminal
+            result = shadow_replay(
+                open_store(create=False),
+                workflow,
+                env,
+                candidate=candidate,
+                limit=limit,
+                concurrency=concurrency,
+                progress=tick,
+            )
         data = result.to_dict()
     if as_json:
         emit(data)

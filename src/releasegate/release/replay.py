@@ -34,7 +34,7 @@ from releasegate.release.gate import current_policy
 from releasegate.release.pins import check_pins
 from releasegate.release.refs import actor as default_actor
 from releasegate.release.refs import check_env, find_version
-from releasegate.runner.engine import call_once
+from releasegate.runner.engine import Progress, call_once
 from releasegate.store.audit import AuditRepo
 from releasegate.store.engine import Store
 from releasegate.store.environments import EnvironmentRepo
@@ -114,6 +114,7 @@ def shadow_replay(
     concurrency: int = 8,
     who: str | None = None,
     require_runs: bool = True,
+    progress: Progress | None = None,
 ) -> Replayed:
     """Replay the newest ``limit`` served runs of ``workflow@env`` on the candidate (the
     running rollout's, or ``candidate``) and compare them pair by pair (module docstring).
@@ -128,7 +129,7 @@ def shadow_replay(
         concurrency=concurrency,
         require_runs=require_runs,
     )
-    return run_replay(store, planned, who=who)
+    return run_replay(store, planned, who=who, progress=progress)
 
 
 def plan_replay(
@@ -205,13 +206,20 @@ def plan_replay(
     return ReplayPlan(workflow, env, version, stable_id, policy, recent, provider, concurrency)
 
 
-def run_replay(store: Store, planned: ReplayPlan, *, who: str | None = None) -> Replayed:
-    """Call the candidate on the planned runs' inputs, compare, record."""
+def run_replay(
+    store: Store,
+    planned: ReplayPlan,
+    *,
+    who: str | None = None,
+    progress: Progress | None = None,
+) -> Replayed:
+    """Call the candidate on the planned runs' inputs (``progress``: inputs answered of
+    all), compare, record."""
     who = who or default_actor()
     workflow, env, version, stable_id, policy, recent, provider, concurrency = planned
     with_text = [r for r in reversed(recent) if r.input is not None]  # oldest first
     texts = list(dict.fromkeys(r.input for r in with_text if r.input is not None))
-    outputs = asyncio.run(_complete_all(provider, texts, concurrency)) if texts else {}
+    outputs = asyncio.run(_complete_all(provider, texts, concurrency, progress)) if texts else {}
     pairs = [(_candidate_run(r, outputs[r.input]), _stable_run(r)) for r in with_text if r.input]
     signals = {k: m for k, m in shadow_signals(policy).items() if k != "latency_p95"}
     ref = reference([], [r.cost_usd for r in recent])
@@ -236,15 +244,21 @@ def run_replay(store: Store, planned: ReplayPlan, *, who: str | None = None) -> 
 
 
 async def _complete_all(
-    provider: Provider, texts: Sequence[str], concurrency: int
+    provider: Provider, texts: Sequence[str], concurrency: int, progress: Progress | None
 ) -> dict[str, CaseOutput]:
     """The candidate's answer to each text; a failure is that input's answer (an error)."""
     provider.warm(texts)
     limit = asyncio.Semaphore(concurrency)
+    done = 0
 
     async def one(text: str) -> CaseOutput:
+        nonlocal done
         async with limit:  # the candidate failing is what a replay looks for: an answer
-            return await call_once(provider, text)
+            answer = await call_once(provider, text)
+        done += 1
+        if progress is not None:
+            progress(done, len(texts))
+        return answer
 
     answers = await asyncio.gather(*(one(t) for t in texts))
     return dict(zip(texts, answers, strict=True))

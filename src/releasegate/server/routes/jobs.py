@@ -170,8 +170,8 @@ def shadow_replay(
         concurrency=body.concurrency,
     )
 
-    def work(_: Any) -> Any:
-        return run_replay(store, planned, who=who.name).to_dict()
+    def work(tick: Any) -> Any:
+        return run_replay(store, planned, who=who.name, progress=tick).to_dict()
 
     return accepted(request, "shadow-replay", f"{workflow}@{env}", who, work)
 
