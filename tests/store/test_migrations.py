@@ -155,3 +155,37 @@ def test_an_older_store_upgrades_with_its_data(dialect: str, tmp_path: Path) -> 
     finally:
         if name:
             drop_pg_database(name)
+
+
+def test_0017_gives_every_stored_run_its_draw_and_goes_back(store: Store) -> None:
+    """Runs stored before 0017 get the draw a run stored now gets (a run without one would
+    never be in the review queue's sample), and its downgrade drops it again."""
+    from alembic import command
+    from alembic.config import Config
+
+    from releasegate.domain.review_queue import DEFAULT_SEED, sample_draw
+    from releasegate.store.migrate import MIGRATIONS
+    from releasegate.store.runs import RunRepo
+    from tests.store.test_run_days import runs
+
+    with store.write() as conn:
+        assert RunRepo(conn).add(runs(30), received_at=1.0).landed == 30
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with store.engine.connect() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0016")
+        conn.commit()
+        columns = {c["name"] for c in sa.inspect(conn).get_columns("runs")}
+    assert "sample_draw" not in columns
+    upgrade(store.engine)
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT run_id, workflow, started_at, sample_draw FROM runs")
+        ).all()
+        (window,) = [
+            i for i in sa.inspect(conn).get_indexes("runs") if i["name"] == "ix_runs_window"
+        ]
+    assert len(rows) == 30
+    assert all(d == sample_draw(DEFAULT_SEED, wf, run, at) for run, wf, at, d in rows)
+    assert window["column_names"][-1] == "sample_draw"
