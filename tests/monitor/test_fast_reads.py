@@ -216,6 +216,13 @@ def test_the_runbook_counts_what_the_raw_runs_hold(
     assert ingest_dicts(store, production, source="http", atomic=True).landed == len(production)
     flagged = [r["run_id"] for r in production if r["escalated"] and r.get("arm") != "shadow"]
     mark_run(store, flagged[0], "bad", note="wrong label", who="carol")
+    plain = [  # a run with no reason to be read, reviewed all the same
+        r["run_id"]
+        for r in production
+        if not (r["escalated"] or r["edited"] or r.get("feedback", 1) < 0 or r.get("arm"))
+        and sample_draw(DEFAULT_SEED, "router", r["run_id"], r["started_at"]) >= 0.02
+    ]
+    mark_run(store, plain[0], "good", who="dave")
     now = datetime.now(UTC)
     book = build_runbook(store, "router", now=now)
     start = (now - RUNS_PERIOD).timestamp()
@@ -243,6 +250,6 @@ def test_the_runbook_counts_what_the_raw_runs_hold(
     assert book.review.runs == sum(
         1 for r in production if start <= r["started_at"] and r.get("arm") != "shadow"
     )
-    assert book.review.reviewed == 1 and book.review.bad == 1
+    assert (book.review.reviewed, book.review.reviews, book.review.bad) == (1, 2, 1)
     said = f"Human review over four weeks: {book.review.sentence()}"
     assert said in render_markdown(book)

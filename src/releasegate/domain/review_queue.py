@@ -489,18 +489,24 @@ class ReviewStats:
 
 
 def review_stats(
-    *, runs: int, edited: int, queued_ids: set[str], reviews: Sequence[Review]
+    *,
+    runs: int,
+    edited: int,
+    queued_ids: set[str],
+    reviews: Sequence[Review],
+    queued: int | None = None,
 ) -> ReviewStats:
     """The numbers of ``reviews`` (every review of the period's runs, any order) against
     the period's queue: a run reviewed by several people counts once, by its latest
-    verdict."""
+    verdict. ``queued``: how many runs are queued, when ``queued_ids`` holds only some of
+    them (every reviewed one among them)."""
     latest: dict[str, Review] = {}
     for r in sorted(reviews, key=lambda r: r.updated_at):
         latest[r.run_id] = r
     return ReviewStats(
         runs=runs,
         edited=edited,
-        queued=len(queued_ids),
+        queued=len(queued_ids) if queued is None else queued,
         reviewed=sum(1 for run_id in latest if run_id in queued_ids),
         reviews=len(latest),
         bad=sum(1 for r in latest.values() if r.verdict == "bad"),

@@ -478,17 +478,25 @@ def review_numbers(
 ) -> ReviewStats:
     """The review log's numbers for a memo or runbook period: the queue's ids without its
     items (no page is shown, so none is built or ordered)."""
-    rules = QueueRules()
+    rules = QueueRules()  # the default seed: each run's draw is stored with it
     lo, hi = start.timestamp(), end.timestamp()
+    below = rules.feedback_below
     with store.read() as conn:
         check_env(WorkflowRepo(conn).get(workflow), env)
-        runs, counted = _queue_runs(ReviewRepo(conn), workflow, env, lo, hi, rules)
-        reviews = ReviewRepo(conn).in_period(workflow, env, lo, hi)
-    sample_ids, _ = choose_sample(((r.run_id, r.started_at) for r in runs), workflow, rules)
-    total, edited = counted or (len(runs), sum(1 for r in runs if r.edited))
+        repo = ReviewRepo(conn)
+        runs, edited = repo.period_counts(workflow, env, lo, hi)
+        flagged = repo.flagged_count(workflow, env, lo, hi, feedback_below=below)
+        drawn = repo.sample_candidates(workflow, env, lo, hi, share=rules.sample_share)
+        reviews = repo.in_period(workflow, env, lo, hi)
+        reviewed = repo.summaries(workflow, env, lo, hi, [r.run_id for r in reviews])
+    sample_ids, _ = choose_sample(((r.run_id, r.started_at) for r in drawn), workflow, rules)
+    # the queue is every flagged run and the sampled ones not flagged already: counted,
+    # its ids needed only for the runs someone reviewed
+    only_sampled = [r for r in drawn if r.run_id in sample_ids and not flagged_reasons(r, rules)]
     return review_stats(
-        runs=total,
+        runs=runs,
         edited=edited,
-        queued_ids=queued_ids(runs, sample_ids, rules),
+        queued_ids=queued_ids(reviewed, sample_ids, rules),
         reviews=reviews,
+        queued=flagged + len(only_sampled),
     )

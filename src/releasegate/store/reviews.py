@@ -25,6 +25,8 @@ claim older than this was left by a maker that died."""
 
 _SUMMARY = "run_id, started_at, version_id, status, escalated, edited, feedback, label"
 _PERIOD = "workflow = ? AND env = ? AND started_at >= ? AND started_at < ?"
+_FLAGGED = "(escalated OR edited OR feedback < ?)"
+"""``domain.review_queue.flagged_reasons`` in SQL (a NULL feedback is below nothing)."""
 
 
 class ReviewRepo:
@@ -66,11 +68,43 @@ class ReviewRepo:
         below ``feedback_below``, or a stored draw (``runs.sample_draw``, the default
         seed's) below ``share``; the window index holds every column the filter reads."""
         sql = (
-            f"SELECT {_SUMMARY} FROM runs WHERE {_PERIOD} AND {SERVED_SQL} AND (escalated"
-            " OR edited OR feedback < ? OR sample_draw < ?)"
+            f"SELECT {_SUMMARY} FROM runs WHERE {_PERIOD} AND {SERVED_SQL}"
+            f" AND ({_FLAGGED} OR sample_draw < ?)"
         )
         rows = fetch(self.conn, sql, [workflow, env, start, end, feedback_below, share])
         return list(map(RunSummary._make, rows))
+
+    def flagged_count(
+        self, workflow: str, env: str, start: float, end: float, *, feedback_below: float
+    ) -> int:
+        """How many served runs of the period are escalated, edited or have feedback below
+        ``feedback_below`` (``domain.review_queue.flagged_reasons``), counted over the
+        window index."""
+        sql = f"SELECT COUNT(*) FROM runs WHERE {_PERIOD} AND {SERVED_SQL} AND {_FLAGGED}"
+        return int(fetch(self.conn, sql, [workflow, env, start, end, feedback_below])[0][0])
+
+    def sample_candidates(
+        self, workflow: str, env: str, start: float, end: float, *, share: float
+    ) -> list[RunSummary]:
+        """The served runs of the period whose stored draw is below ``share``."""
+        sql = f"SELECT {_SUMMARY} FROM runs WHERE {_PERIOD} AND {SERVED_SQL} AND sample_draw < ?"
+        rows = fetch(self.conn, sql, [workflow, env, start, end, share])
+        return list(map(RunSummary._make, rows))
+
+    def summaries(
+        self, workflow: str, env: str, start: float, end: float, run_ids: Sequence[str]
+    ) -> list[RunSummary]:
+        """The served runs of the period among ``run_ids``."""
+        out: list[RunSummary] = []
+        ids = sorted(set(run_ids))
+        for i in range(0, len(ids), 500):
+            part = ids[i : i + 500]
+            sql = (
+                f"SELECT {_SUMMARY} FROM runs WHERE {_PERIOD} AND {SERVED_SQL}"
+                f" AND run_id IN ({marks(part)})"
+            )
+            out += map(RunSummary._make, fetch(self.conn, sql, [workflow, env, start, end, *part]))
+        return out
 
     def texts(self, run_ids: Sequence[str]) -> dict[str, tuple[str | None, str | None]]:
         """run_id -> (input, output), for the runs a page shows."""
