@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -24,9 +25,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from bench_loop import BIN, ENV, WORKFLOW, cold_env, project, ship
+
+if TYPE_CHECKING:
+    from releasegate.store.engine import Store
 
 TARGET_ADDED_MS = 10.0
 VERBS: dict[str, tuple[str, ...]] = {
@@ -45,7 +49,31 @@ VERBS: dict[str, tuple[str, ...]] = {
     "report runbook": ("report", "runbook", WORKFLOW),
     "report memo --json": ("report", "memo", WORKFLOW, "--json"),
     "review --json": ("review", WORKFLOW, "--json"),
+    "queue list --json": ("queue", "list", WORKFLOW, "--json"),
+    "queue log": ("queue", "log", WORKFLOW),
+    "suite plan --json": (
+        "suite",
+        "plan",
+        "{vid}",
+        "--suite",
+        "suite20.yaml",
+        "--margin",
+        "0.05",
+        "--json",
+    ),  # fmt: skip
+    "monitor --no-alert --json": (
+        "monitor",
+        WORKFLOW,
+        "--env",
+        ENV,
+        "--no-embeddings",
+        "--no-quality",
+        "--no-alert",
+        "--json",
+    ),  # fmt: skip
 }
+RUNS = 500
+"""Production runs of the shipped version over the last two days (the queue, the monitor)."""
 
 
 class Sample(NamedTuple):
@@ -119,11 +147,14 @@ def main() -> None:
     rows = []
     with project() as (root, store):
         vid = ship(root, store)
+        _runs(store, vid)
         store.close()
         admin = token(root, env, "admin")
         with serving(root, env) as (url, pid):
             remote_env = {**env, "RELEASEGATE_URL": url, "RELEASEGATE_TOKEN": admin}
             elsewhere = Path(tempfile.mkdtemp(prefix="rg-bench-client-"))
+            for name in ("suite20.yaml", "cases20.jsonl"):  # the files a verb sends
+                shutil.copyfile(root / name, elsewhere / name)
             for name, verb in verbs.items():
                 argv = [str(BIN / "releasegate"), *(vid if a == "{vid}" else a for a in verb)]
                 run_once(argv, root, env, None)  # bytecode compiled, caches warm
@@ -134,6 +165,29 @@ def main() -> None:
                     remote.append(run_once(argv, elsewhere, remote_env, pid))
                 rows.append((name, local, remote))
     _table(rows, args.runs)
+
+
+def _runs(store: Store, vid: str) -> None:
+    from releasegate.monitor.ingest import ingest_dicts
+
+    now = time.time()
+    rows = [
+        {
+            "run_id": f"run-{i:05d}",
+            "workflow": WORKFLOW,
+            "env": ENV,
+            "version_id": vid,
+            "started_at": now - 60 - i * 2 * 86400 / RUNS,
+            "latency_ms": 100 + i % 50,
+            "status": "ok",
+            "input": f"message {i}",
+            "output": "complaint",
+            "escalated": i % 10 == 0,
+            "edited": i % 7 == 0,
+        }
+        for i in range(RUNS)
+    ]
+    assert ingest_dicts(store, rows, source="jsonl").landed == RUNS
 
 
 def _p50(samples: list[Sample], field: str) -> float:

@@ -43,8 +43,7 @@ def compare(
 
     if (srv := server()) is not None:
         from releasegate.errors import InputError
-        from releasegate.release.evaluate import suite_files
-        from releasegate.release.loaders import load_yaml
+        from releasegate.release.loaders import load_yaml, suite_files
 
         cases = suite_files(suite)  # a missing or bad file: the local message, exit 2
         load_yaml(judge, InputError)

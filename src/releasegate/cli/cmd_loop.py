@@ -45,7 +45,7 @@ def eval_(
     from releasegate.cli.render import eval_table, progress_bar
 
     if (srv := server()) is not None:
-        from releasegate.release.evaluate import sent_suite
+        from releasegate.release.loaders import sent_suite
 
         sent = {
             **sent_suite(suite),  # a missing or bad suite file: the local message, exit 2

@@ -85,7 +85,7 @@ def case_through(
     ``body`` to ``where``, and the line the server answers
     (``appended``) appended here, so the file and the suite registered there are one.
     The answer, with ``cases_file`` the file written here, as a local run names it."""
-    from releasegate.release.evaluate import sent_suite
+    from releasegate.release.loaders import sent_suite
     from releasegate.release.suites import append_sent_case, locked
 
     with locked(suite):  # as locally: clients on this machine take turns on the file
@@ -123,7 +123,7 @@ def suite_plan(
 ) -> None:
     """How many cases the policy's margin needs, from a pilot eval already stored."""
     if (srv := server()) is not None:
-        from releasegate.release.evaluate import sent_suite
+        from releasegate.release.loaders import sent_suite
 
         options = {"env": env, "baseline": baseline, "margin": margin, "power": power}
         doc = srv.post("v1", "versions", version, "plan", body={**sent_suite(suite), **options})

@@ -110,28 +110,6 @@ def read_suite_text(
     return parse_suite(doc, load_cases)
 
 
-def suite_files(path: Path) -> dict[str, str]:
-    """The cases file a suite file names, by the relative path it names it with -> its
-    text, read from beside it as ``read_suite`` reads it: what ``read_suite_text`` takes as
-    ``files`` (the CLI sends them to a server). A cases file not there is left out: the
-    server it is sent to says so, as a local run would."""
-    from releasegate.release.loaders import load_yaml
-
-    doc = load_yaml(path, SuiteError)
-    rel = doc.data.get("cases") if isinstance(doc.data, dict) else None
-    if not isinstance(rel, str) or not (path.parent / rel).is_file():
-        return {}
-    return {rel: (path.parent / rel).read_text(encoding="utf-8")}
-
-
-def sent_suite(path: Path) -> dict[str, Any]:
-    """A suite file as a server takes it (``eval``, ``suite add-case``, ``suite plan``,
-    ``queue case``): its text as ``suite``, its name as typed as ``source``, and its cases
-    file in ``files`` (``suite_files``); a missing or bad suite file is the local message."""
-    files = suite_files(path)
-    return {"suite": path.read_text(encoding="utf-8"), "source": str(path), "files": files}
-
-
 def read_suite(path: Path) -> Suite:
     # here, not at the top: the monitor's quality sample builds scorers from a stored suite
     # and never parses one, so it need not import the YAML parser

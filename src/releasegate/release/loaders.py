@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from releasegate.domain import untrusted
 from releasegate.domain.document import Document
 from releasegate.domain.sent_code import SentCodePolicy, refusals
-from releasegate.errors import InputError, SentCodeRefusedError
+from releasegate.errors import InputError, SentCodeRefusedError, SuiteError
 
 
 def parse_yaml(text: str, source: str, error: type[InputError] = InputError) -> Document:
@@ -80,3 +81,23 @@ def parse_jsonl(text: str, source: str, error: type[InputError] = InputError) ->
 
 def load_jsonl(path: Path, error: type[InputError] = InputError) -> list[Document]:
     return parse_jsonl(read_text(path, error), str(path), error)
+
+
+def suite_files(path: Path) -> dict[str, str]:
+    """The cases file a suite file names, by the relative path it names it with -> its
+    text, read from beside it as ``read_suite`` reads it: what ``read_suite_text`` takes as
+    ``files`` (the CLI sends them to a server). A cases file not there is left out: the
+    server it is sent to says so, as a local run would."""
+    doc = load_yaml(path, SuiteError)
+    rel = doc.data.get("cases") if isinstance(doc.data, dict) else None
+    if not isinstance(rel, str) or not (path.parent / rel).is_file():
+        return {}
+    return {rel: (path.parent / rel).read_text(encoding="utf-8")}
+
+
+def sent_suite(path: Path) -> dict[str, Any]:
+    """A suite file as a server takes it (``eval``, ``suite add-case``, ``suite plan``,
+    ``queue case``): its text as ``suite``, its name as typed as ``source``, and its cases
+    file in ``files`` (``suite_files``); a missing or bad suite file is the local message."""
+    files = suite_files(path)
+    return {"suite": path.read_text(encoding="utf-8"), "source": str(path), "files": files}
