@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from releasegate.domain.review_queue import QueueRules
-from releasegate.errors import NotFoundError, RefusedError, SuiteError
+from releasegate.errors import InputError, NotFoundError, RefusedError, SuiteError
 from releasegate.monitor.ingest import ingest_dicts
 from releasegate.release.evaluate import evaluate
 from releasegate.release.register import register
@@ -250,3 +250,23 @@ def test_the_memo_and_the_runbook_quote_the_review_numbers(store: Store, loaded:
         assert rb.review is not None and rb.review.reviews == 2 and rb.review.bad == 1
         assert rb.as_dict()["review"]["bad_share"] == 0.5
         assert "Human review over four weeks: review coverage" in runbook_report.render_markdown(rb)
+
+
+def test_a_run_is_not_made_a_case_of_another_workflows_suite(
+    store: Store, loaded: Project, tmp_path: Path
+) -> None:
+    """A run of router made a case of billing's suite would gate billing on router's input."""
+    other = tmp_path / "billing"
+    other.mkdir()
+    billing = Project(root=other)
+    for made in (billing.workflow("v1"), billing.suite(n=8)):
+        made.write_text(made.read_text().replace("workflow: router", "workflow: billing"))
+    register(store, other / "v1.yaml", who="alice")
+    before = (other / "suite.jsonl").read_text()
+    mark_run(store, "run-020", "bad", expected="fraud", who="bob")
+    with pytest.raises(InputError, match="run run-020 is of workflow router, and the suite"):
+        review_to_case(store, "run-020", reviewer="bob", suite_path=other / "suite.yaml", who="bob")
+    assert (other / "suite.jsonl").read_text() == before
+    assert review_log(store, "router").stats.cases == 0
+    made = review_to_case(store, "run-020", reviewer="bob", who="bob")  # still free
+    assert made.cases == 9

@@ -318,6 +318,8 @@ def review_to_case(
             f"the review of run {run['run_id']} by {reviewer} is already case "
             f"{review.case_id} of suite {(review.case_suite_id or '')[:12]}",
         )
+    if suite_path is not None or sent is not None:
+        _check_workflow(run, suite_path, sent)
     case_input, metadata = case_from_run(store, run["run_id"])
     metadata.update(
         {
@@ -414,6 +416,27 @@ def _expected(review: Review, run: dict[str, Any]) -> Any:
     if review.verdict == "good" and run["output"] is not None:
         return case_input_value(run["output"])
     return None
+
+
+def _check_workflow(run: Mapping[str, Any], path: Path | None, sent: SentSuite | None) -> None:
+    """Refuse a suite of another workflow than the run's (nothing written): its case would
+    gate that workflow on this one's input."""
+    from releasegate.release.evaluate import read_suite, read_suite_text
+
+    if sent is not None:
+        suite = read_suite_text(sent.text, sent.source, sent.files, policy=sent.policy)
+        where = sent.source
+    else:
+        assert path is not None
+        suite, where = read_suite(path), str(path)
+    if suite.workflow != run["workflow"]:
+        raise InputError(
+            f"run {run['run_id']} is of workflow {run['workflow']}, and the suite {where} is "
+            f"{suite.workflow}'s: its case would gate {suite.workflow} on another "
+            "workflow's input; nothing was written",
+            field="suite",
+            hint=f"name a suite of {run['workflow']}, or none (its current suite)",
+        )
 
 
 def check_suite_file(path: Path) -> None:
