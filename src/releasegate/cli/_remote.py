@@ -32,7 +32,8 @@ TOKEN_ENV = "RELEASEGATE_TOKEN"
 TIMEOUT_ENV = "RELEASEGATE_TIMEOUT"
 DEFAULT_TIMEOUT = 60.0
 POLL_SECONDS = 0.5
-"""How often a verb the server runs as a job (or an eval) asks how it stands."""
+"""How often a verb the server runs as a job (or an eval) asks how it stands, at most."""
+FIRST_POLL_SECONDS = 0.02
 
 _SECONDS = re.compile(r"\d+(\.\d*)?|\.\d+")
 
@@ -71,16 +72,21 @@ class Server:
 
     def poll(self, *segments: str, tick: Callable[[int, int], None]) -> Any:
         """The state a job or eval at ``segments`` answers once its ``status`` is no longer
-        running, asked every ``POLL_SECONDS``; its ``progress`` shown by ``tick`` meanwhile."""
+        running; its ``progress`` shown by ``tick`` meanwhile. Asked again after 20 ms,
+        then twice as long each time up to ``POLL_SECONDS``: a job that ends at once (a
+        compare the cache answers) is not held half a second, a long one costs two
+        requests a second."""
         import time
 
+        wait = FIRST_POLL_SECONDS
         while True:
             state = self.get(*segments)
             if state["status"] != "running":
                 return state
             if state.get("progress"):
                 tick(state["progress"]["done"], state["progress"]["total"])
-            time.sleep(POLL_SECONDS)
+            time.sleep(wait)
+            wait = min(wait * 2, POLL_SECONDS)
 
     def finished(self, started: dict[str, Any], tick: Callable[[int, int], None]) -> Any:
         """The ``--json`` document of the job a 202 answer ``started``, once it ended (its
