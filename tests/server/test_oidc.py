@@ -370,6 +370,19 @@ def test_sign_in_at_the_provider_lands_logged_in_with_the_mapped_role(
     assert refusals(live) == []
 
 
+def test_sign_in_goes_back_only_to_a_dashboard_page(
+    provider: Provider, dashboard: Callable[..., str]
+) -> None:
+    """``next`` names where to go after signing in: another site is never it."""
+    url = dashboard()
+    for hostile in ("https://evil.test/", "//evil.test/web/", "/\\evil.test", "javascript:x"):
+        with browser(url) as c:
+            signed = c.get("/web/login/oidc", params={"next": hostile})
+            assert "Signed in as olga" in signed.text, hostile
+            assert 'content="0; url=/web/"' in signed.text, hostile
+            assert "evil" not in signed.text and "javascript" not in signed.text
+
+
 def test_a_callback_with_another_state_or_none_started_is_refused_and_audited(
     live: Live, provider: Provider, dashboard: Callable[..., str]
 ) -> None:
