@@ -189,3 +189,41 @@ def test_0017_gives_every_stored_run_its_draw_and_goes_back(store: Store) -> Non
     assert len(rows) == 30
     assert all(d == sample_draw(DEFAULT_SEED, wf, run, at) for run, wf, at, d in rows)
     assert window["column_names"][-1] == "sample_draw"
+
+
+def test_0017_froze_the_draw_it_fills_and_it_is_still_the_live_one() -> None:
+    """0017 keeps its own copy of the sample draw (a migration must not change when the
+    domain does), and that copy still gives what ``sample_draw`` gives a run stored now:
+    were the live draw changed, old runs' stored draws would disagree with new ones and
+    drop out of the review sample without a word; this fails first."""
+    import ast
+    import importlib.util
+    from datetime import UTC, datetime
+
+    from releasegate.domain.review_queue import DEFAULT_SEED, sample_draw
+    from releasegate.store.migrate import MIGRATIONS
+
+    path = MIGRATIONS / "versions" / "0017_runs_sample_draw.py"
+    imported = {
+        n.module or ""
+        for n in ast.walk(ast.parse(path.read_text()))
+        if isinstance(n, ast.ImportFrom)
+    }
+    assert not [m for m in imported if m.startswith("releasegate")]
+    spec = importlib.util.spec_from_file_location("migration_0017", path)
+    assert spec and spec.loader
+    frozen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(frozen)
+    assert frozen._SEED == DEFAULT_SEED
+    days = [datetime(y, m, d, tzinfo=UTC).timestamp() for y, m, d in [
+        (1970, 1, 1), (2020, 12, 31), (2021, 1, 3), (2021, 1, 4), (2024, 12, 30),
+        (2026, 12, 4), (2027, 1, 1), (2038, 1, 19),
+    ]]  # fmt: skip
+    times = [t + s for t in days for s in (0.0, 0.5, 86399.999, 3 * 86400 + 7)]
+    for seed in (DEFAULT_SEED, "other", ""):
+        for workflow in ("router", "billing", "é-flow"):
+            for i, at in enumerate(times):
+                run = f"run-{i:04d}" if i % 2 else f"{i:x}" * 8
+                assert frozen._sample_draw(seed, workflow, run, at) == sample_draw(
+                    seed, workflow, run, at
+                ), (seed, workflow, run, at)

@@ -15,12 +15,12 @@ Revises: 0016
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
+from datetime import date, timedelta
 
 import sqlalchemy as sa
 from alembic import op
-
-from releasegate.domain.review_queue import DEFAULT_SEED, sample_draw
 
 revision = "0017"
 down_revision = "0016"
@@ -28,6 +28,20 @@ branch_labels = None
 depends_on = None
 
 BATCH = 20_000
+
+# Frozen here, as a migration must be: a copy of ``domain.review_queue.DEFAULT_SEED`` and
+# ``sample_draw`` as they were at 0017 (the one place a copy is right: the live ones may
+# change, this upgrade must not). tests/store/test_migrations.py checks the two still
+# agree, so a change to the live draw fails a test instead of leaving stored draws stale.
+_SEED = "releasegate"
+_EPOCH_DAY = date(1970, 1, 1)
+
+
+def _sample_draw(seed: str, workflow: str, run_id: str, started_at: float) -> float:
+    iso = (_EPOCH_DAY + timedelta(days=int(started_at // 86400))).isocalendar()
+    key = f"{seed}\x1f{workflow}\x1f{iso.year}-W{iso.week:02d}\x1f{run_id}".encode()
+    digest = hashlib.blake2b(key, digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2.0**64
 
 
 def _window_index(columns: Callable[[list[str]], list[str]]) -> None:
@@ -55,7 +69,7 @@ def upgrade() -> None:
         bind.execute(
             update,
             [
-                {"d": sample_draw(DEFAULT_SEED, wf, run_id, started), "s": seq}
+                {"d": _sample_draw(_SEED, wf, run_id, started), "s": seq}
                 for seq, run_id, wf, started in rows
             ],
         )
