@@ -136,11 +136,12 @@ def server(
                 proc.wait(timeout=60)
             if database_url is not None:
                 store.close()
+                drop_postgres(database_url, store.location.url)
 
 
 def fresh_postgres(admin_url: str, root: Path) -> Store:
-    """An empty database beside ``admin_url``'s, upgraded: the bench's own, dropped by nobody
-    (name printed) so a run can be inspected."""
+    """An empty database beside ``admin_url``'s, upgraded: the bench's own, dropped when its
+    figure is taken (``drop_postgres``), so repeated runs leave nothing behind."""
     import sqlalchemy as sa
 
     from releasegate.store.migrate import upgrade
@@ -156,6 +157,17 @@ def fresh_postgres(admin_url: str, root: Path) -> Store:
     engine.dispose()
     home = root / ".releasegate"
     return Store.open(location=Location(url, home / "blobs", False, home))
+
+
+def drop_postgres(admin_url: str, url: str) -> None:
+    """Drop the bench's database ``url`` (its servers stopped), through ``admin_url``."""
+    import sqlalchemy as sa
+
+    name = url.rsplit("/", 1)[1]
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
 
 
 def wait_ready(url: str, proc: subprocess.Popen[str]) -> None:
