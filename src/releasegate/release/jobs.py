@@ -2,22 +2,31 @@
 the process that runs it), then completed with the verb's ``--json`` document or failed
 with the error it raised; read back by ``job_state`` on any replica.
 
-A job whose process died (a ``kill -9``, a restarted container) would read "running"
-for ever; ``job_state`` asks, as for evals (``release.interrupted``), whether the
-process on the marker is alive on this host, and marks a dead one's job interrupted.
+A job whose process died (a ``kill -9``, a restarted container, a host gone) would read
+"running" for ever. Its process writes that it is alive every ``BEAT_SECONDS``
+(``beat_jobs``); ``job_state`` marks a running job interrupted when its process is
+dead on this host (as for evals, ``release.interrupted``) or, on any host, when it has
+not said it was alive for ``SILENT_AFTER``.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
+from datetime import timedelta
 from typing import Any
 
 from releasegate.errors import NotFoundError
 from releasegate.release.interrupted import is_dead, running_marker
 from releasegate.store.engine import Store
 from releasegate.store.jobs import JobRecord, JobRepo
+from releasegate.store.rows import now
+
+BEAT_SECONDS = 30.0
+"""How often a process writes that its running jobs are alive."""
+SILENT_AFTER = timedelta(minutes=2)
+"""A running job not alive for this long (four beats missed) is interrupted."""
 
 INTERRUPTED = {
     "status": 503,
@@ -32,6 +41,12 @@ def start_job(store: Store, *, kind: str, subject: str, who: str) -> str:
     with store.write() as conn:
         JobRepo(conn).add(job_id, kind=kind, subject=subject, actor=who, runner=running_marker())
     return job_id
+
+
+def beat_jobs(store: Store, job_ids: Collection[str]) -> None:
+    """This process's running jobs ``job_ids`` are alive now."""
+    with store.write() as conn:
+        JobRepo(conn).beat(job_ids)
 
 
 def complete_job(store: Store, job_id: str, document: str) -> None:
@@ -52,7 +67,7 @@ def job_state(store: Store, job_id: str) -> dict[str, Any]:
         job = JobRepo(conn).get(job_id)
     if job is None:
         raise NotFoundError(f"no job '{job_id}'", field="job_id")
-    if job.status == "running" and is_dead(job.runner):
+    if job.status == "running" and (is_dead(job.runner) or now() - job.alive_at > SILENT_AFTER):
         with store.write() as conn:
             JobRepo(conn).finish(job_id, "interrupted", error=INTERRUPTED)
             job = JobRepo(conn).get(job_id) or job

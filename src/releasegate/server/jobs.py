@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from releasegate.errors import ReleasegateError
 from releasegate.release.evaluate import StartedEval, run_evaluation
-from releasegate.release.jobs import complete_job, fail_job, start_job
+from releasegate.release.jobs import BEAT_SECONDS, beat_jobs, complete_job, fail_job, start_job
 from releasegate.release.store_access import Store
 from releasegate.server.errors import INTERNAL, ErrorBody, error_body
 from releasegate.server.routes import cli_text
@@ -93,12 +94,18 @@ class Jobs:
         self._slots = threading.BoundedSemaphore(limit)
         self._progress: dict[str, Progress] = {}
         self._lock = threading.Lock()
+        self._beating: threading.Thread | None = None
 
     def submit(self, kind: str, subject: str, who: str, work: Work) -> str:
         """Record the job as running and start it; its id."""
         job_id = start_job(self.store, kind=kind, subject=subject, who=who)
         with self._lock:
             self._progress[job_id] = Progress(0, 0)
+            if self._beating is None:
+                self._beating = threading.Thread(
+                    target=self._beat_for_ever, name="jobs-alive", daemon=True
+                )
+                self._beating.start()
         thread = threading.Thread(
             target=self._run, args=(job_id, work), name=f"{kind}-{job_id[:8]}", daemon=True
         )
@@ -109,6 +116,21 @@ class Jobs:
         """How far a job this process runs is (None: not here, or finished)."""
         with self._lock:
             return self._progress.get(job_id)
+
+    def beat(self) -> None:
+        """Write that the jobs this process runs are alive (any replica reads a job
+        silent for ``release.jobs.SILENT_AFTER`` as interrupted)."""
+        with self._lock:
+            running = list(self._progress)
+        beat_jobs(self.store, running)
+
+    def _beat_for_ever(self) -> None:
+        while True:
+            time.sleep(BEAT_SECONDS)
+            try:
+                self.beat()
+            except ReleasegateError:  # the store is away: logged, tried again next beat
+                log.exception("releasegate server: jobs: could not write that they are alive")
 
     def _run(self, job_id: str, work: Work) -> None:
         def tick(done: int, total: int) -> None:

@@ -32,7 +32,7 @@ from releasegate.store import faults
 from releasegate.store.blobs import BlobMove, BlobStore
 from releasegate.store.faults import parse_url
 
-SCHEMA_HEAD = "0018"
+SCHEMA_HEAD = "0019"
 """The newest migration: checked on open without importing alembic (slow); a test holds
 it equal to the migrations' head. Their order comes from alembic (``migrate.revisions``)."""
 STORE_DIR = ".releasegate"

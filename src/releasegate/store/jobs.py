@@ -5,13 +5,14 @@ A job is ``running`` from the moment its request is accepted, then ``completed``
 server's error shape, with the status the error would have been answered with) or
 ``interrupted`` (its process died). ``finish`` writes only a job still running, so a job
 marked interrupted by a reader is never overwritten by a late writer, and the other way.
-The row is the job's state for every replica; progress stays with the process.
+The row is the job's state for every replica; progress stays with the process, which
+writes ``alive_at`` while the job runs (``beat``) so any replica can tell it died.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -35,6 +36,7 @@ class JobRecord:
     error: Mapping[str, Any] | None
     created_at: datetime
     finished_at: datetime | None
+    alive_at: datetime  # when its process last said it was alive (``beat``)
 
 
 def _job(row: Any) -> JobRecord:
@@ -49,6 +51,7 @@ def _job(row: Any) -> JobRecord:
         error=None if row.error_json is None else json.loads(row.error_json),
         created_at=as_utc(row.created_at),
         finished_at=None if row.finished_at is None else as_utc(row.finished_at),
+        alive_at=as_utc(row.alive_at or row.created_at),
     )
 
 
@@ -70,9 +73,19 @@ class JobRepo:
                 status="running",
                 actor=actor,
                 runner_json=canonical_json(dict(runner)),
-                created_at=now(),
+                created_at=(at := now()),
+                alive_at=at,
             )
         )
+
+    def beat(self, job_ids: Collection[str]) -> None:
+        """The running jobs ``job_ids`` are alive now (their process writes it)."""
+        if job_ids:
+            self.conn.execute(
+                update(t.jobs)
+                .where(and_(t.jobs.c.job_id.in_(list(job_ids)), t.jobs.c.status == "running"))
+                .values(alive_at=now())
+            )
 
     def get(self, job_id: str) -> JobRecord | None:
         row = self.conn.execute(select(t.jobs).where(t.jobs.c.job_id == job_id)).first()

@@ -508,4 +508,5 @@ jobs = Table(
     Column("error_json", Text, nullable=True),
     Column("created_at", TS, nullable=False),
     Column("finished_at", TS, nullable=True),
+    Column("alive_at", TS, nullable=True),
 )
