@@ -236,15 +236,26 @@ def gc(
     as_json: JsonOpt = False,
 ) -> None:
     """Collect expired experiments' eval outputs and scores (version, manifest, audit kept),
-    and, of the whole store, the blobs no version refers to."""
+    and, of the whole store, the blobs no version refers to and the server's jobs that
+    ended more than 30 days ago."""
     from releasegate.release.experiments import collect_expired
+    from releasegate.release.jobs import KEEP_DAYS, collect_old_jobs
     from releasegate.release.orphans import collect_orphan_blobs
 
     opened = store(create=False)
     result = collect_expired(opened, workflow, dry_run=dry_run)
     orphans = None if workflow is not None else collect_orphan_blobs(opened, dry_run=dry_run)
+    jobs = None if workflow is not None else collect_old_jobs(opened, dry_run=dry_run)
     if as_json:
-        emit({**result.to_dict(), "blobs": None if orphans is None else orphans.to_dict()})
+        emit(
+            {
+                **result.to_dict(),
+                "blobs": None if orphans is None else orphans.to_dict(),
+                "jobs": None
+                if jobs is None
+                else {"dry_run": dry_run, "ended_before_days": KEEP_DAYS, "jobs": jobs},
+            }
+        )
         return
     c = console()
     verb = "would collect" if dry_run else "collected"
@@ -268,4 +279,9 @@ def gc(
         c.print(
             f"{verb} {b} blob{'s' if b != 1 else ''} no version refers to "
             f"({orphans.size:,} bytes)" + ("; nothing was deleted" if dry_run else "")
+        )
+    if jobs is not None:
+        c.print(
+            f"{verb} {jobs} job{'s' if jobs != 1 else ''} that ended more than {KEEP_DAYS} "
+            "days ago" + ("; nothing was deleted" if dry_run else "")
         )

@@ -27,6 +27,8 @@ BEAT_SECONDS = 30.0
 """How often a process writes that its running jobs are alive."""
 SILENT_AFTER = timedelta(minutes=2)
 """A running job not alive for this long (four beats missed) is interrupted."""
+KEEP_DAYS = 30
+"""``gc`` deletes a job (its result with it) this many days after it ended."""
 
 INTERRUPTED = {
     "status": 503,
@@ -72,6 +74,13 @@ def job_state(store: Store, job_id: str) -> dict[str, Any]:
             JobRepo(conn).finish(job_id, "interrupted", error=INTERRUPTED)
             job = JobRepo(conn).get(job_id) or job
     return _state(job)
+
+
+def collect_old_jobs(store: Store, *, dry_run: bool = False) -> int:
+    """Delete the jobs that ended more than ``KEEP_DAYS`` ago; how many (with
+    ``dry_run``: how many would be, nothing deleted)."""
+    with store.write() as conn:
+        return JobRepo(conn).finished_before(now() - timedelta(days=KEEP_DAYS), dry_run=dry_run)
 
 
 def _state(job: JobRecord) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, insert, select, update
+from sqlalchemy import Connection, and_, delete, func, insert, select, update
 
 from releasegate.domain.identity import canonical_json
 from releasegate.store import tables as t
@@ -111,3 +111,11 @@ class JobRepo:
             )
         )
         return bool(done.rowcount)
+
+    def finished_before(self, at: datetime, *, dry_run: bool = False) -> int:
+        """Delete the jobs that ended before ``at`` (count them only, with ``dry_run``);
+        how many. A running job is never taken."""
+        old = and_(t.jobs.c.status != "running", t.jobs.c.finished_at < at)
+        if dry_run:
+            return int(self.conn.execute(select(func.count()).where(old)).scalar_one())
+        return int(self.conn.execute(delete(t.jobs).where(old)).rowcount)
