@@ -61,3 +61,20 @@ def test_a_long_job_whose_process_beats_stays_running(store: Store) -> None:
             break
         threading.Event().wait(0.05)
     assert job_state(store, job_id)["status"] == "completed"
+
+
+def test_a_job_that_ends_after_it_was_marked_interrupted_says_so(store: Store, caplog: Any) -> None:
+    from releasegate.release.jobs import complete_job
+
+    with store.write() as conn:
+        JobRepo(conn).add(
+            "j-late", kind="compare", subject="router", actor="ci",
+            runner={"pid": 4242, "host": "a-replica-cut-off", "process_start": "1"},
+        )  # fmt: skip
+    _silent(store, "j-late", SILENT_AFTER + timedelta(seconds=5))
+    assert job_state(store, "j-late")["status"] == "interrupted"
+    with caplog.at_level("WARNING", logger="releasegate.jobs"):
+        complete_job(store, "j-late", '{"late": true}')
+    assert job_state(store, "j-late")["status"] == "interrupted"  # the poll's answer holds
+    said = [r.getMessage() for r in caplog.records if r.name == "releasegate.jobs"]
+    assert len(said) == 1 and "j-late completed after it was marked interrupted" in said[0]

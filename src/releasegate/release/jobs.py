@@ -12,6 +12,7 @@ not said it was alive for ``SILENT_AFTER``.
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import Collection, Mapping
 from datetime import timedelta
@@ -22,6 +23,8 @@ from releasegate.release.interrupted import is_dead, running_marker
 from releasegate.store.engine import Store
 from releasegate.store.jobs import JobRecord, JobRepo
 from releasegate.store.rows import now
+
+log = logging.getLogger("releasegate.jobs")
 
 BEAT_SECONDS = 30.0
 """How often a process writes that its running jobs are alive."""
@@ -54,13 +57,31 @@ def beat_jobs(store: Store, job_ids: Collection[str]) -> None:
 def complete_job(store: Store, job_id: str, document: str) -> None:
     """The job ended with ``document`` (the verb's ``--json`` text)."""
     with store.write() as conn:
-        JobRepo(conn).finish(job_id, "completed", result=document)
+        stored = JobRepo(conn).finish(job_id, "completed", result=document)
+    if not stored:
+        _late(job_id, "completed")
 
 
 def fail_job(store: Store, job_id: str, error: Mapping[str, Any]) -> None:
     """The job ended with an error (the server's error shape, its status included)."""
     with store.write() as conn:
-        JobRepo(conn).finish(job_id, "failed", error=error)
+        stored = JobRepo(conn).finish(job_id, "failed", error=error)
+    if not stored:
+        _late(job_id, "failed")
+
+
+def _late(job_id: str, ended: str) -> None:
+    """A job that ended after a reader marked it interrupted (its process was silent past
+    ``SILENT_AFTER``: a database outage, a clock far off): its answer is not stored (the
+    poll already said interrupted), so say so rather than drop it quietly. What the work
+    itself stored (evals, audit events, rollout evidence) is kept."""
+    log.warning(
+        "job %s %s after it was marked interrupted (silent for over %s); "
+        "its answer was not stored: run it again to read it",
+        job_id,
+        ended,
+        SILENT_AFTER,
+    )
 
 
 def job_state(store: Store, job_id: str) -> dict[str, Any]:
