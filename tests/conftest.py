@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +28,12 @@ settings.register_profile(
     "shared-cores", deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.load_profile("shared-cores")
+
+# Ctrl-C as a terminal delivers it, however pytest was started: a shell without job
+# control starts a background job with SIGINT ignored, and every command a test starts
+# would inherit that, so the tests of what Ctrl-C keeps would see nothing interrupted.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -78,3 +78,28 @@ def test_a_job_that_ends_after_it_was_marked_interrupted_says_so(store: Store, c
     assert job_state(store, "j-late")["status"] == "interrupted"  # the poll's answer holds
     said = [r.getMessage() for r in caplog.records if r.name == "releasegate.jobs"]
     assert len(said) == 1 and "j-late completed after it was marked interrupted" in said[0]
+
+
+def test_the_alive_thread_ends_with_the_last_job(
+    store: Store, monkeypatch: Any, caplog: Any
+) -> None:
+    """A process with no job running writes nothing: the thread that beats ends with the
+    last job (before: it beat for ever, and logged a traceback every 30 s once the app's
+    store was closed)."""
+    import releasegate.server.jobs as server_jobs
+
+    monkeypatch.setattr(server_jobs, "BEAT_SECONDS", 0.05)
+    jobs = Jobs(store)
+    job_id = jobs.submit("compare", "router", "ci", lambda tick: {"ok": True})
+    beating = jobs._beating
+    assert beating is not None
+    beating.join(30)
+    assert not beating.is_alive() and jobs._beating is None
+    assert job_state(store, job_id)["status"] == "completed"
+    with caplog.at_level("WARNING", logger="releasegate.server"):
+        jobs.submit("compare", "router", "ci", lambda tick: {"again": True})
+        again = jobs._beating
+        assert again is not None and again is not beating  # a new job, a new thread
+        again.join(30)
+    assert not again.is_alive()
+    assert not [r for r in caplog.records if "alive" in r.getMessage()]

@@ -103,7 +103,7 @@ class Jobs:
             self._progress[job_id] = Progress(0, 0)
             if self._beating is None:
                 self._beating = threading.Thread(
-                    target=self._beat_for_ever, name="jobs-alive", daemon=True
+                    target=self._beat_while_running, name="jobs-alive", daemon=True
                 )
                 self._beating.start()
         thread = threading.Thread(
@@ -124,13 +124,26 @@ class Jobs:
             running = list(self._progress)
         beat_jobs(self.store, running)
 
-    def _beat_for_ever(self) -> None:
+    def _beat_while_running(self) -> None:
+        """Beat every ``BEAT_SECONDS`` while this process runs a job; the thread ends with
+        the last one (``submit`` starts another), so a process with no job writes nothing
+        and no thread outlives the jobs of an app that stopped."""
         while True:
             time.sleep(BEAT_SECONDS)
+            with self._lock:
+                running = list(self._progress)
+                if not running:
+                    self._beating = None
+                    return
             try:
-                self.beat()
-            except ReleasegateError:  # the store is away: logged, tried again next beat
-                log.exception("releasegate server: jobs: could not write that they are alive")
+                beat_jobs(self.store, running)
+            except ReleasegateError as exc:  # the store is away: one line, tried next beat
+                log.warning(
+                    "releasegate server: jobs: could not write that %d running job(s) are "
+                    "alive: %s",
+                    len(running),
+                    exc,
+                )
 
     def _run(self, job_id: str, work: Work) -> None:
         def tick(done: int, total: int) -> None:
