@@ -131,13 +131,17 @@ def refuse_without_endpoint(verb: str) -> None:
         )
 
 
-def refuse_as(as_: str | None, what: str, signer: str) -> None:
+def refuse_as(
+    as_: str | None, what: str, signer: str, *, option: str = "--as", plural: bool = False
+) -> None:
     """Through a server a change is signed by the token's name: naming someone with ``--as``
-    is exit 2, nothing sent (``what``: "an approval"; ``signer``: "approver")."""
+    (or ``option``) is exit 2, nothing sent (``what``: "an approval"; ``signer``:
+    "approver"; ``plural``: ``what`` names two things, "a review and its case")."""
     if as_ is not None:
         raise InputError(
-            f"refused through a server: {what} is signed by the token's name",
-            field="--as",
+            f"refused through a server: {what} {'are' if plural else 'is'} signed by the "
+            "token's name",
+            field=option,
             hint=f"leave --as out and send it with the {signer}'s own token "
             "(RELEASEGATE_TOKEN or --token)",
         )

@@ -245,16 +245,16 @@ def queue_case(
 def _signed_by_token(**named: str | None) -> None:
     """Through a server a review and its case are the token's: ``--as`` (or
     ``--reviewer``) naming someone is refused, exit 2, before anything is sent."""
-    from releasegate.errors import InputError
+    from releasegate.cli._remote import refuse_as
 
     for option, value in named.items():
-        if value is not None:
-            raise InputError(
-                "refused through a server: a review and its case are signed by the token's name",
-                field=f"--{option.rstrip('_')}",
-                hint="leave it out and send it with the reviewer's own token "
-                "(RELEASEGATE_TOKEN or --token)",
-            )
+        refuse_as(
+            value,
+            "a review and its case",
+            "reviewer",
+            option=f"--{option.rstrip('_')}",
+            plural=True,
+        )
 
 
 def _case_through(
